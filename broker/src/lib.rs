@@ -1,0 +1,1 @@
+//! A Weir node: the Kafka protocol server over the partition log.

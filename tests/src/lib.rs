@@ -1,0 +1,1 @@
+//! Harness for integration tests: starts real `weir` processes on loopback.

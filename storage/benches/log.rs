@@ -1,1 +1,2 @@
+//! Benchmarks of the partition log (filled in next).
 fn main() {}

@@ -1,0 +1,191 @@
+//! Log compaction (`cleanup.policy=compact`): keep the last record per key.
+//!
+//! The cleaner works on sealed segments only. It reads them zero-copy without the
+//! log's lock, builds a map from key to latest offset, and writes each segment that
+//! loses records to `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`),
+//! preserving offsets, timestamps, producer fields and codec of every batch. The
+//! swap, under the lock, is crash-safe:
+//!
+//! 1. `<base>.log.cleaned` → `<base>.log.swap` (the commit point), dir fsynced;
+//! 2. the old `<base>.index` and `<base>.timeindex` are deleted;
+//! 3. `.log.swap` → `.log` (atomic replace), the cleaned indexes renamed into place.
+//!
+//! Recovery finishes a swap it finds and rebuilds that segment's indexes; it deletes
+//! `.cleaned` files without a swap. Readers holding bytes of the old segment keep a
+//! valid mapping of the (unlinked) old file, so reads during cleaning stay correct.
+//! Tombstones (null values) are dropped once their timestamp is older than
+//! `delete.retention.ms`; records without a key are kept.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use crate::batch::{BatchHeader, HeaderWalk};
+use crate::checkpoint::sync_dir;
+use crate::error::{io_err, Result, StorageError};
+use crate::log::{now_ms, remove_files, Log};
+use crate::record::{decode_records, rebuild_batch};
+use crate::segment::{file_name, Segment};
+
+/// What one cleaning pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    /// Segments rewritten.
+    pub segments_cleaned: usize,
+    /// Records removed (superseded values and expired tombstones).
+    pub records_removed: u64,
+    /// Bytes of the rewritten segments before cleaning.
+    pub bytes_before: u64,
+    /// Bytes of the rewritten segments after cleaning.
+    pub bytes_after: u64,
+}
+
+struct Snapshot {
+    base: i64,
+    id: u64,
+    data: Bytes,
+}
+
+fn corrupt(dir: &Path, base: i64, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        path: dir.join(file_name(base, ".log")),
+        reason: e.to_string(),
+    }
+}
+
+impl Log {
+    /// Compacts the sealed segments if the cleanup policy asks for it.
+    pub fn compact(&self) -> Result<CompactionOutcome> {
+        self.compact_at(now_ms())
+    }
+
+    /// [`Log::compact`] with an explicit clock, for tests.
+    pub fn compact_at(&self, now_ms: i64) -> Result<CompactionOutcome> {
+        let (snaps, cfg) = {
+            let st = self.lock()?;
+            if !st.cfg.cleanup_policy.compacts() {
+                return Ok(CompactionOutcome::default());
+            }
+            let n = st.segments.len();
+            let snaps: Vec<Snapshot> = st
+                .segments
+                .values()
+                .take(n - 1)
+                .map(|s| Snapshot {
+                    base: s.base_offset,
+                    id: s.id,
+                    data: s.data(),
+                })
+                .collect();
+            (snaps, st.cfg.clone())
+        };
+        let dir = self.dir().to_path_buf();
+        let mut latest: HashMap<Bytes, i64> = HashMap::new();
+        for snap in &snaps {
+            for (at, h) in HeaderWalk::new(&snap.data, 0) {
+                if h.is_control() {
+                    continue;
+                }
+                let batch = snap.data.slice(at..at + h.size());
+                for r in decode_records(&batch).map_err(|e| corrupt(&dir, snap.base, e))? {
+                    if let Some(k) = r.key {
+                        latest.insert(k, r.offset);
+                    }
+                }
+            }
+        }
+        let horizon = now_ms.saturating_sub(cfg.delete_retention_ms as i64);
+        let mut outcome = CompactionOutcome::default();
+        for snap in &snaps {
+            let Some((batches, removed)) = clean_segment(snap, &latest, horizon, &dir)? else {
+                continue;
+            };
+            let mut seg = Segment::create(&dir, snap.base, &cfg, ".cleaned")?;
+            for b in &batches {
+                let h = BatchHeader::parse(b).map_err(|e| corrupt(&dir, snap.base, e))?;
+                seg.append(b, &[(0, h)], &cfg, now_ms)?;
+            }
+            seg.seal()?;
+            let after = seg.size() as u64;
+            drop(seg);
+            if self.swap_in(snap)? {
+                outcome.segments_cleaned += 1;
+                outcome.records_removed += removed;
+                outcome.bytes_before += snap.data.len() as u64;
+                outcome.bytes_after += after;
+            }
+        }
+        if outcome.segments_cleaned > 0 {
+            tracing::info!(log = self.name(), ?outcome, "compacted");
+        }
+        Ok(outcome)
+    }
+
+    /// Replaces the live segment `snap.base` by its cleaned files; false when the
+    /// segment changed meanwhile (then the cleaned files are discarded).
+    fn swap_in(&self, snap: &Snapshot) -> Result<bool> {
+        let dir = self.dir().to_path_buf();
+        let f = |s: &str| dir.join(file_name(snap.base, s));
+        let mut st = self.lock()?;
+        let last = st.segments.keys().next_back().copied();
+        let unchanged =
+            st.segments.get(&snap.base).is_some_and(|s| s.id == snap.id) && last != Some(snap.base);
+        if !unchanged {
+            remove_files(&[
+                f(".log.cleaned"),
+                f(".index.cleaned"),
+                f(".timeindex.cleaned"),
+            ])?;
+            return Ok(false);
+        }
+        let rename = |from: &str, to: &str| std::fs::rename(f(from), f(to)).map_err(io_err(f(to)));
+        rename(".log.cleaned", ".log.swap")?;
+        sync_dir(&dir)?;
+        remove_files(&[f(".index"), f(".timeindex")])?;
+        rename(".log.swap", ".log")?;
+        rename(".index.cleaned", ".index")?;
+        rename(".timeindex.cleaned", ".timeindex")?;
+        sync_dir(&dir)?;
+        let (seg, _) = Segment::open(&dir, snap.base, &st.cfg, false, false)?;
+        st.segments.insert(snap.base, seg);
+        Ok(true)
+    }
+}
+
+/// The batches of a cleaned segment and the number of records removed, or `None`
+/// when cleaning would change nothing.
+fn clean_segment(
+    snap: &Snapshot,
+    latest: &HashMap<Bytes, i64>,
+    horizon: i64,
+    dir: &Path,
+) -> Result<Option<(Vec<Vec<u8>>, u64)>> {
+    let mut out = Vec::new();
+    let mut removed = 0u64;
+    for (at, h) in HeaderWalk::new(&snap.data, 0) {
+        let raw = &snap.data[at..at + h.size()];
+        if h.is_control() {
+            out.push(raw.to_vec());
+            continue;
+        }
+        let batch = snap.data.slice(at..at + h.size());
+        let records = decode_records(&batch).map_err(|e| corrupt(dir, snap.base, e))?;
+        let kept: Vec<Bytes> = records
+            .iter()
+            .filter(|r| match &r.key {
+                None => true,
+                Some(k) => latest.get(k) == Some(&r.offset),
+            })
+            .filter(|r| r.value.is_some() || r.timestamp >= horizon)
+            .map(|r| r.raw.clone())
+            .collect();
+        removed += (records.len() - kept.len()) as u64;
+        if kept.len() == records.len() {
+            out.push(raw.to_vec());
+        } else if !kept.is_empty() {
+            out.push(rebuild_batch(raw, &kept).map_err(|e| corrupt(dir, snap.base, e))?);
+        }
+    }
+    Ok((removed > 0).then_some((out, removed)))
+}

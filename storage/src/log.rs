@@ -1,0 +1,729 @@
+//! The partition log: an ordered set of segments with one active segment at the end.
+//!
+//! # Durability contract
+//! - When [`Log::append`] returns `Ok`, the batches are in the page cache and visible
+//!   to readers below the bound they ask for. Under [`Durability::EveryAppend`] they
+//!   are also fdatasync'ed. Nothing of a rejected call is written.
+//! - When [`Log::wait_durable`] resolves `Ok` for offset `o`, every batch up to `o` is
+//!   fdatasync'ed (under [`Durability::PageCache`] it resolves at once and promises
+//!   nothing beyond the page cache).
+//! - [`Log::truncate_to`], [`Log::advance_log_start`] and retention are on disk when
+//!   they return.
+//! - [`Log::close`] flushes everything and leaves a clean-shutdown marker.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{watch, Notify};
+
+use crate::batch::{self, BatchHeader, CountRule};
+use crate::checkpoint;
+use crate::config::{Durability, LogConfig};
+use crate::error::{Result, StorageError};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::Segment;
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// Largest record timestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// Number of batches appended.
+    pub batches: usize,
+    /// Bytes appended.
+    pub bytes: usize,
+}
+
+/// The upper bound a reader respects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBound {
+    /// Everything written (replication followers, tools).
+    LogEnd,
+    /// Up to the high watermark (read_uncommitted consumers).
+    HighWatermark,
+    /// Up to the last stable offset (read_committed consumers).
+    LastStable,
+}
+
+/// Batches returned by a read, with the log's offsets at the time of the read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches, zero-copy from the segment mapping; empty when none.
+    pub records: Bytes,
+    /// First offset of the log.
+    pub log_start_offset: i64,
+    /// Next offset to be written.
+    pub log_end_offset: i64,
+    /// Offset below which records are committed.
+    pub high_watermark: i64,
+    /// Offset below which no transaction is open (equal to the high watermark for now).
+    pub last_stable_offset: i64,
+}
+
+/// The first record at or after a timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// Offset of the record.
+    pub offset: i64,
+    /// Its timestamp.
+    pub timestamp: i64,
+}
+
+/// Summary of one segment, for reports and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Base offset (the file name).
+    pub base_offset: i64,
+    /// Bytes of data.
+    pub size: u64,
+    /// Largest record timestamp, or -1.
+    pub max_timestamp: i64,
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes deleted.
+    pub bytes_deleted: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: i64,
+}
+
+/// Mutable state of a log, behind the log's mutex.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) cfg: LogConfig,
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start: i64,
+    pub(crate) high_watermark: i64,
+    pub(crate) unflushed_bytes: u64,
+    pub(crate) first_unflushed: Option<Instant>,
+    /// Bumped by every truncation, so a flush that raced one does not over-claim.
+    pub(crate) truncations: u64,
+    pub(crate) flushed: i64,
+    pub(crate) closed: bool,
+}
+
+impl State {
+    pub(crate) fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+    pub(crate) fn log_end(&self) -> i64 {
+        self.active().next_offset
+    }
+    fn size(&self) -> u64 {
+        self.segments.values().map(|s| s.size() as u64).sum()
+    }
+}
+
+/// One partition's log. Shared as `Arc<Log>`; every method takes `&self`.
+///
+/// Locking: one std `Mutex` guards the segment map and offsets. It is held for
+/// in-memory work and page-cache writes only, never across an `.await` and never
+/// during an fsync of appended data (flushes take file handles out first).
+#[derive(Debug)]
+pub struct Log {
+    name: String,
+    dir: PathBuf,
+    state: Mutex<State>,
+    flushed_tx: watch::Sender<i64>,
+    hw_tx: watch::Sender<i64>,
+    flushing: AtomicBool,
+    flush_wake: Notify,
+    flush_done: Notify,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Log {
+    /// Opens the log in `dir` (creating it when missing), recovering as needed.
+    pub fn open(dir: &Path, name: &str, cfg: LogConfig) -> Result<(Self, RecoveryReport)> {
+        let (state, report) = recovery::load(dir, name, cfg)?;
+        let log = Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            flushed_tx: watch::Sender::new(state.flushed),
+            hw_tx: watch::Sender::new(state.high_watermark),
+            state: Mutex::new(state),
+            flushing: AtomicBool::new(false),
+            flush_wake: Notify::new(),
+            flush_done: Notify::new(),
+        };
+        Ok((log, report))
+    }
+
+    /// The partition name (`topic-partition`) used in errors and logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        // A panic while holding the lock cannot leave a half-written batch visible
+        // (sizes are updated after writes), so a poisoned lock is still usable.
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.closed {
+            return Err(StorageError::Closed(self.name.clone()));
+        }
+        Ok(st)
+    }
+
+    /// Validates `batches` (one or more RecordBatch v2), assigns them offsets from
+    /// the log end, stamps `leader_epoch`, and appends them as one write.
+    pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let max = self.config().max_message_bytes as usize;
+        let mut headers = parse_all(batches, max, CountRule::Produced)?;
+        let mut buf = batches.to_vec();
+        let info = {
+            let mut st = self.lock()?;
+            let mut next = st.log_end();
+            for (at, h) in headers.iter_mut() {
+                batch::stamp(&mut buf[*at..], next, leader_epoch);
+                h.base_offset = next;
+                h.partition_leader_epoch = leader_epoch;
+                next = h.next_offset();
+            }
+            self.write_locked(&mut st, &buf, &headers)?
+        };
+        self.after_append()?;
+        Ok(info)
+    }
+
+    /// Appends batches that already carry their offsets (a replica copying its
+    /// leader); the first must start at the log end. Same durability as `append`.
+    pub fn append_replicated(&self, batches: &[u8]) -> Result<AppendInfo> {
+        let headers = parse_all(batches, usize::MAX, CountRule::Stored)?;
+        let info = {
+            let mut st = self.lock()?;
+            let mut expected = st.log_end();
+            for (_, h) in &headers {
+                if h.base_offset < expected {
+                    return Err(StorageError::NonContiguous {
+                        base_offset: h.base_offset,
+                        log_end: expected,
+                    });
+                }
+                expected = h.next_offset();
+            }
+            self.write_locked(&mut st, batches, &headers)?
+        };
+        self.after_append()?;
+        Ok(info)
+    }
+
+    fn write_locked(
+        &self,
+        st: &mut State,
+        buf: &[u8],
+        headers: &[(usize, BatchHeader)],
+    ) -> Result<AppendInfo> {
+        let now = now_ms();
+        if st.active().must_roll(buf.len(), &st.cfg, now) {
+            self.roll_locked(st)?;
+        }
+        let cfg = st.cfg.clone();
+        st.active_mut().append(buf, headers, &cfg, now)?;
+        st.unflushed_bytes += buf.len() as u64;
+        st.first_unflushed.get_or_insert_with(Instant::now);
+        let first = headers
+            .first()
+            .expect("parse_all returns at least one batch")
+            .1;
+        let last = headers.last().expect("non-empty").1;
+        Ok(AppendInfo {
+            base_offset: first.base_offset,
+            last_offset: last.last_offset(),
+            max_timestamp: headers
+                .iter()
+                .map(|(_, h)| h.max_timestamp)
+                .max()
+                .unwrap_or(-1),
+            batches: headers.len(),
+            bytes: buf.len(),
+        })
+    }
+
+    fn after_append(&self) -> Result<()> {
+        let (durability, pending) = {
+            let st = self.lock()?;
+            (st.cfg.durability, st.unflushed_bytes)
+        };
+        match durability {
+            Durability::EveryAppend => {
+                self.flush()?;
+            }
+            Durability::GroupCommit { max_bytes, .. } if pending >= max_bytes => {
+                self.flush_wake.notify_one();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `max_bytes` (at
+    /// least one batch when any is available), never past `bound`. Batches come
+    /// from one segment, as zero-copy `Bytes`.
+    pub fn read(&self, offset: i64, max_bytes: usize, bound: ReadBound) -> Result<ReadResult> {
+        let st = self.lock()?;
+        let log_end = st.log_end();
+        if offset < st.log_start || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: st.log_start,
+                log_end,
+            });
+        }
+        let limit = match bound {
+            ReadBound::LogEnd => log_end,
+            ReadBound::HighWatermark | ReadBound::LastStable => st.high_watermark,
+        };
+        let first_key = st
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(offset, |(k, _)| *k);
+        let mut records = Bytes::new();
+        if offset < limit {
+            for seg in st.segments.range(first_key..).map(|(_, s)| s) {
+                if seg.base_offset >= limit {
+                    break;
+                }
+                if let Some(b) = seg.read(offset.max(seg.base_offset), max_bytes, limit) {
+                    records = b;
+                    break;
+                }
+            }
+        }
+        Ok(ReadResult {
+            records,
+            log_start_offset: st.log_start,
+            log_end_offset: log_end,
+            high_watermark: st.high_watermark,
+            last_stable_offset: st.high_watermark,
+        })
+    }
+
+    /// The first record whose timestamp is `>= timestamp`, below the high
+    /// watermark; `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        let st = self.lock()?;
+        for seg in st.segments.values() {
+            if seg.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some((offset, ts)) = seg.offset_for_timestamp(timestamp, st.high_watermark)? {
+                return Ok(Some(TimestampOffset {
+                    offset: offset.max(st.log_start),
+                    timestamp: ts,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// First offset of the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_start
+    }
+
+    /// Next offset to be written.
+    pub fn log_end_offset(&self) -> i64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_end()
+    }
+
+    /// Offset below which records are committed and visible to consumers.
+    pub fn high_watermark(&self) -> i64 {
+        *self.hw_tx.borrow()
+    }
+
+    /// Moves the high watermark (the replication layer's commit index); clamped to
+    /// [log start, log end]. Wakes readers waiting on [`Log::subscribe_high_watermark`].
+    pub fn set_high_watermark(&self, offset: i64) -> Result<i64> {
+        let mut st = self.lock()?;
+        let hw = offset.clamp(st.log_start, st.log_end());
+        st.high_watermark = hw;
+        self.hw_tx.send_replace(hw);
+        Ok(hw)
+    }
+
+    /// A receiver that sees every high-watermark change (for long-polling fetches).
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// Offset below which every batch is known to be on disk.
+    pub fn flushed_offset(&self) -> i64 {
+        *self.flushed_tx.borrow()
+    }
+
+    /// Bytes of data in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).size()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.segments
+            .values()
+            .map(|s| SegmentInfo {
+                base_offset: s.base_offset,
+                size: s.size() as u64,
+                max_timestamp: s.max_timestamp(),
+            })
+            .collect()
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> LogConfig {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cfg
+            .clone()
+    }
+
+    /// Replaces the settings; they apply to the next append, roll, retention or cleaning.
+    pub fn set_config(&self, cfg: LogConfig) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).cfg = cfg;
+    }
+
+    /// Writes every appended byte to disk; returns the offset now durable.
+    pub fn flush(&self) -> Result<i64> {
+        let (files, target, gen) = {
+            let mut st = self.lock()?;
+            let target = st.log_end();
+            let from = st
+                .segments
+                .range(..=st.flushed)
+                .next_back()
+                .map_or(i64::MIN, |(k, _)| *k);
+            let files: Vec<_> = st.segments.range(from..).map(|(_, s)| s.file()).collect();
+            st.unflushed_bytes = 0;
+            st.first_unflushed = None;
+            (files, target, st.truncations)
+        };
+        for (file, path) in files {
+            file.sync_data().map_err(crate::error::io_err(path))?;
+        }
+        let mut st = self.lock()?;
+        if st.truncations == gen && target > st.flushed {
+            st.flushed = target;
+            self.flushed_tx.send_replace(target);
+        }
+        Ok(st.flushed)
+    }
+
+    /// Resolves once every batch up to and including `offset` is durable under the
+    /// log's policy (see the module docs). Cancel-safe.
+    pub async fn wait_durable(self: &Arc<Self>, offset: i64) -> Result<()> {
+        let durability = self.config().durability;
+        let max_delay = match durability {
+            Durability::PageCache => return Ok(()),
+            Durability::EveryAppend => std::time::Duration::ZERO,
+            Durability::GroupCommit { max_delay, .. } => max_delay,
+        };
+        let mut flushed = self.flushed_tx.subscribe();
+        loop {
+            if *flushed.borrow_and_update() > offset {
+                return Ok(());
+            }
+            let done = self.flush_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if let Some(_leader) = FlushLeader::acquire(self) {
+                // Wait for company: more appends join this fsync until the oldest
+                // pending append is `max_delay` old or `max_bytes` are pending.
+                let since = self.lock()?.first_unflushed;
+                if let Some(since) = since.filter(|_| !max_delay.is_zero()) {
+                    let deadline = tokio::time::Instant::from_std(since + max_delay);
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => {}
+                        () = self.flush_wake.notified() => {}
+                    }
+                }
+                let log = Arc::clone(self);
+                tokio::task::spawn_blocking(move || log.flush())
+                    .await
+                    .map_err(|e| StorageError::Corrupt {
+                        path: self.dir.clone(),
+                        reason: format!("flush task failed: {e}"),
+                    })??;
+                continue;
+            }
+            tokio::select! {
+                r = flushed.changed() => { let _ = r; }
+                () = &mut done => {}
+            }
+        }
+    }
+
+    /// Rolls the active segment now (if it holds data).
+    pub fn roll(&self) -> Result<()> {
+        let mut st = self.lock()?;
+        if st.active().is_empty() {
+            return Ok(());
+        }
+        self.roll_locked(&mut st)
+    }
+
+    pub(crate) fn roll_locked(&self, st: &mut State) -> Result<()> {
+        let next = st.log_end();
+        st.active_mut().seal()?;
+        let seg = Segment::create(&self.dir, next, &st.cfg, "")?;
+        st.segments.insert(next, seg);
+        checkpoint::sync_dir(&self.dir)?;
+        checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, next)?;
+        if next > st.flushed {
+            st.flushed = next;
+            self.flushed_tx.send_replace(next);
+        }
+        tracing::debug!(log = %self.name, base_offset = next, "rolled segment");
+        Ok(())
+    }
+
+    /// Removes every record at or above `offset` (rounded down to a batch start);
+    /// returns the new log end. Durable on return.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let mut st = self.lock()?;
+        let log_end = st.log_end();
+        if offset >= log_end {
+            return Ok(log_end);
+        }
+        if offset < st.log_start {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: st.log_start,
+                log_end,
+            });
+        }
+        st.truncations += 1;
+        let doomed: Vec<i64> = st.segments.range(offset + 1..).map(|(k, _)| *k).collect();
+        let keep_key = *st
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(k, _)| k)
+            .unwrap_or(&offset);
+        for base in doomed.into_iter().rev() {
+            if base == keep_key {
+                continue;
+            }
+            if let Some(seg) = st.segments.remove(&base) {
+                remove_files(&seg.files())?;
+            }
+        }
+        let cfg = st.cfg.clone();
+        let active = st.active_mut();
+        active.reactivate(&cfg)?;
+        let new_end = active.truncate_from(offset)?;
+        checkpoint::sync_dir(&self.dir)?;
+        if checkpoint::read(&self.dir, checkpoint::RECOVERY_POINT).is_some_and(|rp| rp > new_end) {
+            checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, new_end)?;
+        }
+        st.flushed = st.flushed.min(new_end);
+        self.flushed_tx.send_replace(st.flushed);
+        st.high_watermark = st.high_watermark.min(new_end);
+        self.hw_tx.send_replace(st.high_watermark);
+        tracing::info!(log = %self.name, offset, new_end, "truncated");
+        Ok(new_end)
+    }
+
+    /// Raises the log start offset (DeleteRecords); whole segments below it are
+    /// deleted. Durable on return. Returns the new log start.
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        let mut st = self.lock()?;
+        let log_end = st.log_end();
+        if offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: st.log_start,
+                log_end,
+            });
+        }
+        if offset > st.log_start {
+            checkpoint::write(&self.dir, checkpoint::LOG_START, offset)?;
+            st.log_start = offset;
+            st.high_watermark = st.high_watermark.max(offset);
+            self.hw_tx.send_replace(st.high_watermark);
+            self.delete_below_start(&mut st)?;
+        }
+        Ok(st.log_start)
+    }
+
+    /// Deletes sealed segments that hold nothing at or above the log start.
+    fn delete_below_start(&self, st: &mut State) -> Result<(usize, u64)> {
+        let keys: Vec<i64> = st.segments.keys().copied().collect();
+        let mut removed = (0, 0);
+        for pair in keys.windows(2) {
+            if pair[1] > st.log_start {
+                break;
+            }
+            if let Some(seg) = st.segments.remove(&pair[0]) {
+                removed.0 += 1;
+                removed.1 += seg.size() as u64;
+                remove_files(&seg.files())?;
+            }
+        }
+        if removed.0 > 0 {
+            checkpoint::sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` (when the cleanup policy deletes):
+    /// whole segments are removed oldest first. Durable on return.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let mut st = self.lock()?;
+        if !st.cfg.cleanup_policy.deletes() {
+            return Ok(RetentionOutcome {
+                log_start_offset: st.log_start,
+                ..Default::default()
+            });
+        }
+        let (by_time, by_size) = (st.cfg.retention_ms, st.cfg.retention_bytes);
+        let expired = |seg: &Segment| {
+            by_time.is_some_and(|ms| seg.retention_timestamp() < now_ms.saturating_sub(ms as i64))
+        };
+        // The active segment goes too when every record in the log has expired.
+        if st.segments.values().all(|s| s.is_empty() || expired(s)) && !st.active().is_empty() {
+            self.roll_locked(&mut st)?;
+        }
+        let mut total = st.size();
+        let mut new_start = st.log_start;
+        let sealed: Vec<(i64, u64, bool)> = {
+            let n = st.segments.len();
+            st.segments
+                .values()
+                .take(n - 1)
+                .map(|s| (s.base_offset, s.size() as u64, expired(s)))
+                .collect()
+        };
+        for (i, (_, size, old)) in sealed.iter().enumerate() {
+            let too_big = by_size.is_some_and(|b| total.saturating_sub(*size) >= b);
+            if !(*old || too_big) {
+                break;
+            }
+            total -= size;
+            let next_base = sealed
+                .get(i + 1)
+                .map_or_else(|| st.active().base_offset, |s| s.0);
+            new_start = new_start.max(next_base);
+        }
+        if new_start > st.log_start {
+            checkpoint::write(&self.dir, checkpoint::LOG_START, new_start)?;
+            st.log_start = new_start;
+            st.high_watermark = st.high_watermark.max(new_start);
+            self.hw_tx.send_replace(st.high_watermark);
+        }
+        let (segments_deleted, bytes_deleted) = self.delete_below_start(&mut st)?;
+        if segments_deleted > 0 {
+            tracing::info!(log = %self.name, segments_deleted, bytes_deleted, log_start = st.log_start, "retention");
+        }
+        Ok(RetentionOutcome {
+            segments_deleted,
+            bytes_deleted,
+            log_start_offset: st.log_start,
+        })
+    }
+
+    /// Flushes everything, records the recovery point and leaves a clean-shutdown
+    /// marker; later calls fail with [`StorageError::Closed`].
+    pub fn close(&self) -> Result<()> {
+        self.flush()?;
+        let mut st = self.lock()?;
+        let end = st.log_end();
+        st.active_mut().finish_time_index();
+        st.active().sync_all()?;
+        checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, end)?;
+        checkpoint::write(&self.dir, checkpoint::CLEAN_SHUTDOWN, end)?;
+        st.closed = true;
+        Ok(())
+    }
+}
+
+/// Validates every batch of a request buffer; nothing is written if one is bad.
+fn parse_all(buf: &[u8], max: usize, rule: CountRule) -> Result<Vec<(usize, BatchHeader)>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() || out.is_empty() {
+        let rest = &buf[pos..];
+        let size = BatchHeader::parse(rest).map(|h| h.size()).unwrap_or(0);
+        if size > max {
+            return Err(StorageError::BatchTooLarge { size, max });
+        }
+        let h = batch::validate(rest, max, rule).map_err(|source| StorageError::InvalidBatch {
+            position: pos,
+            source,
+        })?;
+        out.push((pos, h));
+        pos += h.size();
+    }
+    Ok(out)
+}
+
+/// Deletes a segment's files (live mappings stay readable until dropped).
+pub(crate) fn remove_files(files: &[PathBuf]) -> Result<()> {
+    for f in files {
+        match std::fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(crate::error::io_err(f)(e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The one waiter that issues the group-commit fsync; released on drop, even when
+/// the waiting future is cancelled.
+struct FlushLeader<'a>(&'a Log);
+
+impl<'a> FlushLeader<'a> {
+    fn acquire(log: &'a Log) -> Option<Self> {
+        log.flushing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Self(log))
+    }
+}
+
+impl Drop for FlushLeader<'_> {
+    fn drop(&mut self) {
+        self.0.flushing.store(false, Ordering::Release);
+        self.0.flush_done.notify_waiters();
+    }
+}

@@ -1,0 +1,35 @@
+//! The only place the crate maps files into memory; the safety argument lives here.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+
+use bytes::Bytes;
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+/// Maps `len` bytes of an index file read-write.
+///
+/// Safety argument: index files are private to one open log (the partition
+/// directory is owned by this process, and the manager refuses to open a log twice),
+/// and the file is never shrunk while this mapping is alive: trimming drops the
+/// mapping before calling `set_len`.
+pub(crate) fn map_index(file: &File, len: usize) -> std::io::Result<MmapMut> {
+    // SAFETY: see above; `len` never exceeds the file length set by the caller.
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
+}
+
+/// Maps `capacity` bytes of a segment file read-only and returns them as `Bytes`.
+///
+/// The mapping may extend past the end of the file (the active segment grows into
+/// it); readers only ever slice below the segment's written size. Segment files
+/// are never shrunk while the process runs (truncation punches a hole instead,
+/// which reads back as zeros), so no slice handed out can fault; files are
+/// shrunk only when a log is opened, before any mapping exists. A deleted segment
+/// stays mapped, and readable, until its last `Bytes` is dropped.
+pub(crate) fn map_segment(file: &File, capacity: usize) -> std::io::Result<Bytes> {
+    if capacity == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: see above.
+    let map: Mmap = unsafe { MmapOptions::new().len(capacity).map(file)? };
+    Ok(Bytes::from_owner(map))
+}

@@ -1,1 +1,22 @@
 //! A Weir node: the Kafka protocol server over the partition log.
+//!
+//! Layout: `server` accepts connections; `connection` frames bytes and keeps
+//! responses in order; `dispatch` decodes requests and routes them to
+//! `handlers/*` (one file per API); `broker` holds the node's state;
+//! `partition` is the unit produce and fetch go through (leader role, epoch,
+//! high watermark, idempotence); `group` is the consumer group coordinator.
+
+pub mod admin_http;
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod error_code;
+pub mod group;
+pub mod handlers;
+pub mod metadata;
+pub mod metrics;
+pub mod partition;
+pub mod producer_state;
+pub mod server;
+pub mod topic_config;

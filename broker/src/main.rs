@@ -1,2 +1,74 @@
-//! The `weir` command.
-fn main() {}
+//! The `weir` command: `weir broker` runs a node; the other subcommands are
+//! clients (topic, produce, consume, group, bench).
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use weir_broker::broker::Broker;
+use weir_broker::config::BrokerArgs;
+
+/// Weir: a Kafka-compatible event log.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a node.
+    Broker(BrokerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::Broker(args) => rt.block_on(run_broker(args)),
+    }
+}
+
+async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let kafka = TcpListener::bind(&config.listen).await?;
+    let admin = TcpListener::bind(&config.admin_listen).await?;
+    let bound = kafka.local_addr()?;
+    let (host, port) = match &config.advertise {
+        Some(a) => {
+            let (h, p) = a
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--advertise must be host:port"))?;
+            (h.to_string(), p.parse()?)
+        }
+        None => (bound.ip().to_string(), i32::from(bound.port())),
+    };
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, host, port)).await??;
+    // One line on stdout, for scripts and tests that bind port 0.
+    println!(
+        "weir listening kafka={} admin={}",
+        bound,
+        admin.local_addr()?
+    );
+    weir_broker::server::run(kafka, admin, broker, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

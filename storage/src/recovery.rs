@@ -185,7 +185,8 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
     report.segments = state.segments.len();
     report.log_start_offset = state.log_start;
     report.log_end_offset = end;
-    if !clean || report != clean_report(&report) {
+    let fresh = bases.is_empty() && start_ck.is_none();
+    if !fresh && (!clean || report != clean_report(&report)) {
         tracing::info!(log = name, ?report, "recovered log");
     }
     Ok((state, report))

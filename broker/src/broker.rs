@@ -1,0 +1,338 @@
+//! The node's shared state: metadata, partition logs, partitions and the group
+//! coordinator, and the operations that change them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use weir_storage::{LogConfig, LogManager, ReadBound, TopicPartition};
+
+use crate::config::BrokerConfig;
+use crate::group::{
+    AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, Record,
+};
+use crate::metadata::{MetadataStore, TopicError, TopicMeta};
+use crate::metrics::Metrics;
+use crate::partition::Partition;
+use crate::topic_config::{self, ConfigError};
+
+/// The internal topic holding consumer group offsets and metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// A node.
+#[derive(Debug)]
+pub struct Broker {
+    /// Resolved settings.
+    pub config: BrokerConfig,
+    /// Host put in Metadata.
+    pub advertised_host: String,
+    /// Port put in Metadata.
+    pub advertised_port: i32,
+    /// Topics and producer ids.
+    pub meta: MetadataStore,
+    /// Partition logs.
+    pub logs: LogManager,
+    // Read on every produce/fetch, written when topics change; never held across `.await`.
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Consumer group coordinator.
+    pub groups: GroupCoordinator,
+    /// Counters for /metrics.
+    pub metrics: Metrics,
+    /// Bumped after every produce, to wake long-polling fetches.
+    appended: tokio::sync::watch::Sender<u64>,
+}
+
+/// Why a topic change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicChangeError {
+    /// Metadata refused it.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// A config was invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The log could not be created or deleted.
+    #[error(transparent)]
+    Storage(#[from] weir_storage::StorageError),
+}
+
+impl TopicChangeError {
+    /// The Kafka error code.
+    pub fn code(&self) -> i16 {
+        match self {
+            Self::Topic(t) => t.code(),
+            Self::Config(_) => crate::error_code::code::INVALID_CONFIG,
+            Self::Storage(s) => crate::error_code::storage(s),
+        }
+    }
+}
+
+impl Broker {
+    /// Opens the node's data directory: metadata, every partition log (recovered
+    /// in parallel) and the group coordinator.
+    pub fn open(
+        config: BrokerConfig,
+        advertised_host: String,
+        advertised_port: i32,
+    ) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let meta = MetadataStore::open(&config.data_dir)?;
+        if meta.topic(OFFSETS_TOPIC).is_none() {
+            let mut c = BTreeMap::new();
+            c.insert("cleanup.policy".to_string(), "compact".to_string());
+            c.insert("segment.bytes".to_string(), (100 << 20).to_string());
+            meta.create(OFFSETS_TOPIC, 1, c, true)?;
+        }
+        let topics = meta.topics();
+        let defaults = config.log_defaults.clone();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (logs, reports) = LogManager::open(&config.data_dir.join("logs"), threads, |tp| {
+            topics.get(&tp.topic).map_or_else(
+                || defaults.clone(),
+                |t| topic_config::log_config(&t.configs, &defaults),
+            )
+        })?;
+        for r in &reports {
+            tracing::debug!(partition = %r.partition, recovery = ?r.recovery, "partition opened");
+        }
+        let mut partitions = HashMap::new();
+        for (name, t) in &topics {
+            let cfg = topic_config::log_config(&t.configs, &config.log_defaults);
+            for p in 0..t.partitions {
+                let tp = TopicPartition::new(name.clone(), p);
+                let log = logs.create(&tp, cfg.clone())?;
+                partitions.insert(tp.clone(), Arc::new(Partition::leader(tp, log)));
+            }
+        }
+        for tp in logs.partitions() {
+            if !partitions.contains_key(&tp) {
+                tracing::warn!(partition = %tp, "deleting log of a topic that no longer exists");
+                logs.delete(&tp)?;
+            }
+        }
+        let offsets_log = partitions
+            .get(&TopicPartition::new(OFFSETS_TOPIC, 0))
+            .map(|p| p.log.clone())
+            .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} has no partition 0"))?;
+        let groups =
+            GroupCoordinator::start(Arc::new(OffsetsLog(offsets_log)), GroupConfig::default())?;
+        tracing::info!(
+            topics = topics.len(),
+            partitions = partitions.len(),
+            "node opened"
+        );
+        Ok(Arc::new(Self {
+            config,
+            advertised_host,
+            advertised_port,
+            meta,
+            logs,
+            partitions: RwLock::new(partitions),
+            groups,
+            metrics: Metrics::default(),
+            appended: tokio::sync::watch::Sender::new(0),
+        }))
+    }
+
+    /// A hosted partition.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&TopicPartition::new(topic, partition))
+            .cloned()
+    }
+
+    fn open_partitions(
+        &self,
+        name: &str,
+        t: &TopicMeta,
+        from: i32,
+    ) -> Result<(), TopicChangeError> {
+        let cfg = topic_config::log_config(&t.configs, &self.config.log_defaults);
+        let mut new = Vec::new();
+        for p in from..t.partitions {
+            let tp = TopicPartition::new(name, p);
+            let log = self.logs.create(&tp, cfg.clone())?;
+            new.push((tp.clone(), Arc::new(Partition::leader(tp, log))));
+        }
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(new);
+        Ok(())
+    }
+
+    /// Creates a topic with its partitions; durable on return.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta, TopicChangeError> {
+        for (k, v) in &configs {
+            topic_config::validate(k, v)?;
+        }
+        let t = self.meta.create(name, partitions, configs, false)?;
+        self.open_partitions(name, &t, 0)?;
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(t)
+    }
+
+    /// The topic, auto-creating it when allowed.
+    pub fn topic_or_create(&self, name: &str, allow: bool) -> Result<TopicMeta, TopicChangeError> {
+        if let Some(t) = self.meta.topic(name) {
+            return Ok(t);
+        }
+        if !(allow && self.config.auto_create_topics) {
+            return Err(TopicError::Unknown(name.into()).into());
+        }
+        match self.create_topic(name, self.config.default_partitions, BTreeMap::new()) {
+            Err(TopicChangeError::Topic(TopicError::Exists(_))) => self
+                .meta
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.into()).into()),
+            r => r,
+        }
+    }
+
+    /// Deletes a topic and its logs.
+    pub fn delete_topic(&self, name: &str) -> Result<(), TopicChangeError> {
+        if name == OFFSETS_TOPIC {
+            return Err(TopicError::InvalidName(name.into()).into());
+        }
+        let t = self.meta.delete(name)?;
+        let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        for p in 0..t.partitions {
+            let tp = TopicPartition::new(name, p);
+            parts.remove(&tp);
+            if let Err(e) = self.logs.delete(&tp) {
+                tracing::warn!(partition = %tp, error = %e, "deleting log");
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Raises the partition count of a topic.
+    pub fn add_partitions(&self, name: &str, count: i32) -> Result<(), TopicChangeError> {
+        let before = self
+            .meta
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.into()))?;
+        let t = self.meta.set_partitions(name, count)?;
+        self.open_partitions(name, &t, before.partitions)
+    }
+
+    /// Replaces a topic's explicit configs and applies them to its logs.
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), TopicChangeError> {
+        for (k, v) in &configs {
+            topic_config::validate(k, v)?;
+        }
+        let t = self
+            .meta
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.into()))?;
+        self.meta.set_configs(name, configs.clone())?;
+        let cfg = topic_config::log_config(&configs, &self.config.log_defaults);
+        for p in 0..t.partitions {
+            if let Some(part) = self.partition(name, p) {
+                part.log.set_config(cfg.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective log settings of a topic.
+    pub fn topic_log_config(&self, t: &TopicMeta) -> LogConfig {
+        topic_config::log_config(&t.configs, &self.config.log_defaults)
+    }
+
+    /// Runs retention and compaction over every log once (blocking I/O).
+    pub fn maintain(&self) {
+        let now = weir_storage_now();
+        for (tp, log) in self.logs.logs() {
+            if let Err(e) = log.enforce_retention(now) {
+                tracing::warn!(partition = %tp, error = %e, "retention failed");
+            }
+            if let Err(e) = log.compact() {
+                tracing::warn!(partition = %tp, error = %e, "compaction failed");
+            }
+        }
+    }
+
+    /// Wakes fetches waiting for data.
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after every produce.
+    pub fn subscribe_appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Closes every log cleanly.
+    pub fn close(&self) -> anyhow::Result<()> {
+        self.logs.close_all()?;
+        Ok(())
+    }
+}
+
+fn weir_storage_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The group coordinator's store: partition 0 of `__consumer_offsets`.
+#[derive(Debug)]
+struct OffsetsLog(Arc<weir_storage::Log>);
+
+impl GroupStore for OffsetsLog {
+    fn append(&self, records: Vec<Record>) -> AppendFuture {
+        let now = weir_storage_now();
+        let specs: Vec<_> = records
+            .into_iter()
+            .map(|(k, v)| (Some(k.to_vec()), v.map(|v| v.to_vec()), now))
+            .collect();
+        let batch = weir_storage::record::build_batch(&specs);
+        let log = self.0.clone();
+        // Appended here, before returning, so records reach the log in call order.
+        let appended = log.append(&batch, 0).and_then(|info| {
+            log.set_high_watermark(info.last_offset + 1)?;
+            Ok(info)
+        });
+        Box::pin(async move {
+            let info = appended.map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
+            log.wait_durable(info.last_offset)
+                .await
+                .map_err(|e| GroupStoreError::Unavailable(e.to_string()))
+        })
+    }
+
+    fn load(&self) -> Result<Vec<Record>, GroupStoreError> {
+        let mut out = Vec::new();
+        let mut offset = self.0.log_start_offset();
+        loop {
+            let r = self
+                .0
+                .read(offset, 1 << 20, ReadBound::LogEnd)
+                .map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
+            if r.records.is_empty() {
+                break;
+            }
+            for (at, h) in weir_storage::HeaderWalk::new(&r.records, 0) {
+                let batch: Bytes = r.records.slice(at..at + h.size());
+                let recs = weir_storage::record::decode_records(&batch)
+                    .map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
+                out.extend(recs.into_iter().filter_map(|r| r.key.map(|k| (k, r.value))));
+                offset = h.next_offset();
+            }
+        }
+        Ok(out)
+    }
+}

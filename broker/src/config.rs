@@ -1,0 +1,169 @@
+//! Node settings: command-line flags, `WEIR_*` environment variables, an optional
+//! TOML file, then defaults that need no setting for a local run (in that order).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use weir_storage::{Durability, LogConfig};
+
+/// Flags of `weir broker`; each also reads `WEIR_<NAME>` and the `--config` file.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BrokerArgs {
+    /// TOML file with the same keys as these flags (kebab-case).
+    #[arg(long, env = "WEIR_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for partition logs and metadata [default: ./weir-data].
+    #[arg(long, env = "WEIR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, env = "WEIR_LISTEN")]
+    pub listen: Option<String>,
+    /// host:port put in Metadata responses [default: the bound listener].
+    #[arg(long, env = "WEIR_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// HTTP admin listener (/metrics, /v1/health) [default: 127.0.0.1:9644].
+    #[arg(long, env = "WEIR_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// This node's id [default: 0].
+    #[arg(long, env = "WEIR_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Create unknown topics on Metadata/Produce [default: true].
+    #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, env = "WEIR_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Largest request frame accepted, in bytes [default: 104857600].
+    #[arg(long, env = "WEIR_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// fsync policy of logs: `group` (group commit), `always` (each append), `none` (page cache) [default: group].
+    #[arg(long, env = "WEIR_FSYNC")]
+    pub fsync: Option<String>,
+    /// Default segment size in bytes [default: 1073741824].
+    #[arg(long, env = "WEIR_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default retention in ms, -1 for forever [default: 604800000].
+    #[arg(long, env = "WEIR_RETENTION_MS")]
+    pub retention_ms: Option<i64>,
+}
+
+/// Resolved node settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Directory for partition logs and metadata.
+    pub data_dir: PathBuf,
+    /// Kafka listener address.
+    pub listen: String,
+    /// Address advertised in Metadata; `None`: the bound listener's.
+    pub advertise: Option<String>,
+    /// HTTP admin listener.
+    pub admin_listen: String,
+    /// Node id.
+    pub node_id: i32,
+    /// Auto-create topics.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    pub default_partitions: i32,
+    /// Largest request frame.
+    pub max_frame_bytes: usize,
+    /// Default settings of new logs (topic configs override them).
+    pub log_defaults: LogConfig,
+}
+
+impl BrokerArgs {
+    fn or(self, file: BrokerArgs) -> BrokerArgs {
+        BrokerArgs {
+            config: self.config,
+            data_dir: self.data_dir.or(file.data_dir),
+            listen: self.listen.or(file.listen),
+            advertise: self.advertise.or(file.advertise),
+            admin_listen: self.admin_listen.or(file.admin_listen),
+            node_id: self.node_id.or(file.node_id),
+            auto_create_topics: self.auto_create_topics.or(file.auto_create_topics),
+            default_partitions: self.default_partitions.or(file.default_partitions),
+            max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
+            fsync: self.fsync.or(file.fsync),
+            segment_bytes: self.segment_bytes.or(file.segment_bytes),
+            retention_ms: self.retention_ms.or(file.retention_ms),
+        }
+    }
+
+    /// Merges flags/env with the config file and defaults.
+    pub fn resolve(self) -> anyhow::Result<BrokerConfig> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => BrokerArgs::default(),
+        };
+        let a = self.or(file);
+        let mut log_defaults = LogConfig::default();
+        log_defaults.durability = match a.fsync.as_deref().unwrap_or("group") {
+            "group" => log_defaults.durability,
+            "always" => Durability::EveryAppend,
+            "none" => Durability::PageCache,
+            other => anyhow::bail!("--fsync must be group, always or none, not {other:?}"),
+        };
+        if let Some(b) = a.segment_bytes {
+            log_defaults.segment_bytes = b;
+        }
+        if let Some(ms) = a.retention_ms {
+            log_defaults.retention_ms = u64::try_from(ms).ok();
+        }
+        Ok(BrokerConfig {
+            data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./weir-data")),
+            listen: a.listen.unwrap_or_else(|| "127.0.0.1:9092".into()),
+            advertise: a.advertise,
+            admin_listen: a.admin_listen.unwrap_or_else(|| "127.0.0.1:9644".into()),
+            node_id: a.node_id.unwrap_or(0),
+            auto_create_topics: a.auto_create_topics.unwrap_or(true),
+            default_partitions: a.default_partitions.unwrap_or(1).max(1),
+            max_frame_bytes: a.max_frame_bytes.unwrap_or(100 << 20),
+            log_defaults,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<BrokerArgs> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing config {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nnode-id = 7\nfsync = \"always\"\n",
+        )
+        .unwrap();
+        let args = BrokerArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2");
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.log_defaults.durability, Durability::EveryAppend);
+        assert_eq!(c.data_dir, PathBuf::from("./weir-data"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let args = BrokerArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+    }
+}

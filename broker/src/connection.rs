@@ -1,0 +1,82 @@
+//! One client connection: reads frames, hands each to the dispatcher in order,
+//! and writes responses in request order while later requests proceed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::dispatch;
+
+/// Responses in flight per connection; the reader stops reading when it is full.
+const PIPELINE_DEPTH: usize = 64;
+
+/// Serves one connection until the peer closes it, a frame is bad, or shutdown.
+pub async fn serve(
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+    let _ = stream.set_nodelay(true);
+    broker.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<BytesMut>>>(PIPELINE_DEPTH);
+    let writer = tokio::spawn(async move {
+        while let Some(h) = rx.recv().await {
+            match h.await {
+                Ok(Some(frame)) => {
+                    if wr.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "request handler failed; closing connection");
+                    break;
+                }
+            }
+        }
+    });
+    let client_host = peer
+        .rsplit_once(':')
+        .map_or(peer.clone(), |(h, _)| h.to_string());
+    loop {
+        let mut len = [0u8; 4];
+        tokio::select! {
+            r = rd.read_exact(&mut len) => if r.is_err() { break },
+            _ = shutdown.changed() => break,
+        }
+        let n = i32::from_be_bytes(len);
+        if n < 8 || n as usize > broker.config.max_frame_bytes {
+            tracing::warn!(%peer, size = n, max = broker.config.max_frame_bytes, "invalid frame size; closing connection");
+            broker.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        let mut frame = BytesMut::zeroed(n as usize);
+        if rd.read_exact(&mut frame).await.is_err() {
+            break;
+        }
+        match dispatch::dispatch(&broker, frame.freeze(), &client_host) {
+            Ok(fut) => {
+                if tx.send(tokio::spawn(fut)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "bad request; closing connection");
+                broker.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}

@@ -1,0 +1,115 @@
+//! Fetch: reads committed batches as stored (no re-encoding), long-polls until
+//! `min_bytes` are available or `max_wait_ms` passes, and honours KIP-74 (the
+//! first non-empty partition returns at least one whole batch).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use weir_storage::StorageError;
+
+use crate::broker::Broker;
+use crate::error_code::{self, code};
+
+/// Reads every requested partition once; returns the response and its byte count.
+fn read_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let committed_only = req.isolation_level == 1;
+    let mut total = 0usize;
+    let mut any_error = false;
+    let max_total = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.topic.0.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let mut out = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_aborted_transactions(committed_only.then(Vec::new))
+                .with_records(Some(Bytes::new()));
+            let Some(part) = b.partition(&name, p.partition) else {
+                any_error = true;
+                parts.push(
+                    out.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                        .with_high_watermark(-1),
+                );
+                continue;
+            };
+            let limit = (p.partition_max_bytes.max(0) as usize)
+                .min(max_total.saturating_sub(total))
+                .max(1);
+            match part.read(p.fetch_offset, limit, committed_only) {
+                Ok(r) => {
+                    // KIP-74: past the response limit, only the first data is allowed.
+                    let keep = total == 0 || total + r.records.len() <= max_total;
+                    if keep {
+                        total += r.records.len();
+                        out = out.with_records(Some(r.records));
+                    }
+                    parts.push(
+                        out.with_high_watermark(r.high_watermark)
+                            .with_last_stable_offset(r.last_stable_offset)
+                            .with_log_start_offset(r.log_start_offset),
+                    );
+                }
+                Err(e) => {
+                    any_error = true;
+                    let (hw, start) = (part.log.high_watermark(), part.log.log_start_offset());
+                    if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
+                        tracing::warn!(topic = %name, partition = p.partition, error = %e, "fetch failed");
+                    }
+                    parts.push(
+                        out.with_error_code(error_code::storage(&e))
+                            .with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(start),
+                    );
+                }
+            }
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(parts),
+        );
+    }
+    (
+        FetchResponse::default().with_responses(topics),
+        total,
+        any_error,
+    )
+}
+
+/// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`.
+pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut appended = b.subscribe_appended();
+    loop {
+        appended.borrow_and_update();
+        let (resp, total, error) = read_once(b, &req);
+        let min = req.min_bytes.max(1) as usize;
+        if total >= min || error || tokio::time::Instant::now() >= deadline {
+            b.metrics
+                .fetch_bytes
+                .fetch_add(total as u64, Ordering::Relaxed);
+            return resp;
+        }
+        if tokio::time::timeout_at(deadline, appended.changed())
+            .await
+            .is_err()
+        {
+            let (resp, total, _) = read_once(b, &req);
+            b.metrics
+                .fetch_bytes
+                .fetch_add(total as u64, Ordering::Relaxed);
+            return resp;
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Produce: appends happen when the request is dispatched (so a connection's
+//! produces reach each log in order); acks=all then waits for durability.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use weir_storage::Log;
+
+use crate::broker::Broker;
+use crate::error_code::{self, code};
+
+struct Outcome {
+    index: i32,
+    result: Result<(i64, i64, Arc<Log>), i16>,
+}
+
+/// Appends every partition's batches now; the returned future resolves to the
+/// response (or `None` for acks=0) once the acks level is met.
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: ProduceRequest,
+    _version: i16,
+) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
+    let acks = req.acks;
+    let mut topics = Vec::new();
+    for t in req.topic_data {
+        let name = t.name.0.to_string();
+        let mut outcomes = Vec::new();
+        for p in t.partition_data {
+            let result = if !matches!(acks, -1..=1) {
+                Err(code::INVALID_REQUIRED_ACKS)
+            } else if req.transactional_id.is_some() {
+                Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            } else {
+                match (broker.partition(&name, p.index), p.records) {
+                    (None, _) => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
+                    (Some(_), None) => Err(code::CORRUPT_MESSAGE),
+                    (Some(part), Some(records)) => match part.append(&records) {
+                        Ok(a) => {
+                            broker
+                                .metrics
+                                .produce_bytes
+                                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                            Ok((a.base_offset, a.last_offset, part.log.clone()))
+                        }
+                        Err(e) => {
+                            tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
+                            Err(error_code::append(&e))
+                        }
+                    },
+                }
+            };
+            outcomes.push(Outcome {
+                index: p.index,
+                result,
+            });
+        }
+        topics.push((t.name, outcomes));
+    }
+    broker.notify_appended();
+    async move {
+        if acks == -1 {
+            for (_, outcomes) in &mut topics {
+                for o in outcomes.iter_mut() {
+                    if let Ok((_, last, log)) = &o.result {
+                        if let Err(e) = log.wait_durable(*last).await {
+                            tracing::error!(log = log.name(), error = %e, "flush failed");
+                            o.result = Err(error_code::storage(&e));
+                        }
+                    }
+                }
+            }
+        }
+        if acks == 0 {
+            return None;
+        }
+        let responses = topics
+            .into_iter()
+            .map(|(name, outcomes)| {
+                let parts = outcomes
+                    .into_iter()
+                    .map(|o| {
+                        let r = PartitionProduceResponse::default()
+                            .with_index(o.index)
+                            .with_log_append_time_ms(-1);
+                        match o.result {
+                            Ok((base, _, log)) => r
+                                .with_base_offset(base)
+                                .with_log_start_offset(log.log_start_offset()),
+                            Err(c) => r
+                                .with_error_code(c)
+                                .with_base_offset(-1)
+                                .with_log_start_offset(-1),
+                        }
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(parts)
+            })
+            .collect();
+        Some(ProduceResponse::default().with_responses(responses))
+    }
+}

@@ -1,0 +1,163 @@
+//! CreateTopics, DeleteTopics and CreatePartitions.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse,
+};
+
+use super::s;
+use crate::broker::Broker;
+use crate::error_code::code;
+use crate::topic_config;
+
+fn effective_configs(b: &Broker, configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    let defaults = &b.config.log_defaults;
+    topic_config::KEYS
+        .iter()
+        .map(|k| {
+            let (value, source) = match configs.get(*k) {
+                Some(v) => (v.clone(), 1),
+                None => (topic_config::default_value(k, defaults), 5),
+            };
+            CreatableTopicConfigs::default()
+                .with_name(s(*k))
+                .with_value(Some(s(value)))
+                .with_config_source(source)
+        })
+        .collect()
+}
+
+/// Creates topics (replication factor must be 1 or -1 on one node).
+pub fn create(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = if t.num_partitions == -1 {
+                b.config.default_partitions
+            } else {
+                t.num_partitions
+            };
+            let configs: BTreeMap<String, String> = t
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            let r = CreatableTopicResult::default().with_name(t.name.clone());
+            if !matches!(t.replication_factor, -1 | 1) {
+                return r
+                    .with_error_code(code::INVALID_REPLICATION_FACTOR)
+                    .with_error_message(Some(s(format!(
+                        "replication factor {} is larger than the 1 node of this cluster",
+                        t.replication_factor
+                    ))));
+            }
+            let outcome = if req.validate_only {
+                configs
+                    .iter()
+                    .try_for_each(|(k, v)| topic_config::validate(k, v).map_err(Into::into))
+                    .and_then(|()| match b.meta.topic(&name) {
+                        Some(_) => Err(crate::metadata::TopicError::Exists(name.clone()).into()),
+                        None => Ok(None),
+                    })
+            } else {
+                b.create_topic(&name, partitions, configs.clone()).map(Some)
+            };
+            match outcome {
+                Ok(meta) => {
+                    let r = r.with_num_partitions(partitions).with_replication_factor(1);
+                    let r = match meta {
+                        Some(m) => r.with_topic_id(uuid::Uuid::from_u128(m.id)),
+                        None => r,
+                    };
+                    if version >= 5 {
+                        r.with_configs(Some(effective_configs(b, &configs)))
+                    } else {
+                        r
+                    }
+                }
+                Err(e) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(s(e.to_string()))),
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Deletes topics by name (topic ids of v6 are resolved too).
+pub fn delete(b: &Broker, req: DeleteTopicsRequest, _version: i16) -> DeleteTopicsResponse {
+    let mut names: Vec<Option<String>> = req
+        .topic_names
+        .iter()
+        .map(|n| Some(n.0.to_string()))
+        .collect();
+    for t in &req.topics {
+        let by_id = || {
+            b.meta
+                .topics()
+                .into_iter()
+                .find(|(_, m)| uuid::Uuid::from_u128(m.id) == t.topic_id)
+                .map(|(n, _)| n)
+        };
+        names.push(t.name.as_ref().map(|n| n.0.to_string()).or_else(by_id));
+    }
+    let responses = names
+        .into_iter()
+        .map(|name| {
+            let Some(name) = name else {
+                return DeletableTopicResult::default().with_error_code(code::UNKNOWN_TOPIC_ID);
+            };
+            let r = DeletableTopicResult::default().with_name(Some(super::topic_name(&name)));
+            match b.delete_topic(&name) {
+                Ok(()) => r,
+                Err(e) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(s(e.to_string()))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Raises partition counts.
+pub fn create_partitions(b: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let r = CreatePartitionsTopicResult::default().with_name(t.name);
+            let outcome = if req.validate_only {
+                match b.meta.topic(&name) {
+                    None => Err(crate::metadata::TopicError::Unknown(name).into()),
+                    Some(m) if t.count <= m.partitions => {
+                        Err(crate::metadata::TopicError::InvalidPartitions(t.count).into())
+                    }
+                    Some(_) => Ok(()),
+                }
+            } else {
+                b.add_partitions(&name, t.count)
+            };
+            match outcome {
+                Ok(()) => r,
+                Err(e) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(s(e.to_string()))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,68 @@
+//! Counters exported at `/metrics` in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Node-wide counters; updated with relaxed atomics on the hot path.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Requests handled, by API key (index = key, up to 100).
+    pub requests: [AtomicU64; 100],
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections closed because of a bad frame or request.
+    pub bad_requests: AtomicU64,
+    /// Record bytes appended by Produce.
+    pub produce_bytes: AtomicU64,
+    /// Record bytes returned by Fetch.
+    pub fetch_bytes: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            connections: AtomicU64::new(0),
+            bad_requests: AtomicU64::new(0),
+            produce_bytes: AtomicU64::new(0),
+            fetch_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one request of `api_key`.
+    pub fn request(&self, api_key: i16) {
+        if let Some(c) = usize::try_from(api_key)
+            .ok()
+            .and_then(|k| self.requests.get(k))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# TYPE weir_requests_total counter");
+        for (k, c) in self.requests.iter().enumerate() {
+            let v = c.load(Ordering::Relaxed);
+            if v > 0 {
+                let _ = writeln!(s, "weir_requests_total{{api_key=\"{k}\"}} {v}");
+            }
+        }
+        for (name, c) in [
+            ("weir_connections_total", &self.connections),
+            ("weir_bad_requests_total", &self.bad_requests),
+            ("weir_produce_bytes_total", &self.produce_bytes),
+            ("weir_fetch_bytes_total", &self.fetch_bytes),
+        ] {
+            let _ = writeln!(
+                s,
+                "# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,76 @@
+//! The node's listeners: takes bound listeners and a shutdown signal, so tests
+//! and the binary alike bind first (port 0 works) and stop cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+
+/// How often retention and compaction run.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Serves Kafka and admin traffic until `shutdown` resolves, then closes every log.
+pub async fn run(
+    kafka: TcpListener,
+    admin: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut admin_stop = stop_rx.clone();
+    let admin_task = tokio::spawn(crate::admin_http::serve(
+        admin,
+        broker.clone(),
+        async move {
+            let _ = admin_stop.changed().await;
+        },
+    ));
+    let maint = {
+        let broker = broker.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let b = broker.clone();
+                        let _ = tokio::task::spawn_blocking(move || b.maintain()).await;
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = kafka.accept() => match r {
+                Ok((sock, _)) => {
+                    conns.spawn(crate::connection::serve(sock, broker.clone(), stop_rx.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        conns.abort_all();
+    }
+    let _ = maint.await;
+    let _ = admin_task.await;
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.close()).await??;
+    tracing::info!("logs closed cleanly");
+    Ok(())
+}

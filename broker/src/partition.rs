@@ -75,11 +75,28 @@ fn batch_ids(h: &BatchHeader, last: &BatchHeader) -> Option<BatchIds> {
     })
 }
 
+/// Producer state is rebuilt from the newest segments holding at least this many
+/// bytes (a producer idle for longer than that restarts its sequence at 0).
+const PRODUCER_SCAN_BYTES: u64 = 64 << 20;
+
+fn producer_scan_start(log: &Log) -> i64 {
+    let mut bytes = 0;
+    let mut start = log.log_start_offset();
+    for seg in log.segments().iter().rev() {
+        start = seg.base_offset;
+        bytes += seg.size;
+        if bytes >= PRODUCER_SCAN_BYTES {
+            break;
+        }
+    }
+    start.max(log.log_start_offset())
+}
+
 impl Partition {
     /// Wraps a log as a leader partition, rebuilding producer state from the log.
     pub fn leader(tp: TopicPartition, log: Arc<Log>) -> Self {
         let mut producers = ProducerStates::default();
-        let mut offset = log.log_start_offset();
+        let mut offset = producer_scan_start(&log);
         while let Ok(r) = log.read(offset, 1 << 20, ReadBound::LogEnd) {
             if r.records.is_empty() {
                 break;

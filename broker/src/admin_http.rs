@@ -22,14 +22,19 @@ pub async fn serve(
         };
         let broker = broker.clone();
         tokio::spawn(async move {
+            // Read until the end of the request head (or 4 KiB): one `read` may
+            // return only part of it when the client writes it in pieces, and a
+            // cut-off path would be answered 404 (found by weir-tests).
             let mut buf = vec![0u8; 4096];
-            let n =
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
+            let mut n = 0;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout_at(deadline, sock.read(&mut buf[n..])).await {
+                    Ok(Ok(0)) => break,
+                    Ok(Ok(k)) => n += k,
                     _ => return,
-                };
+                }
+            }
             let head = String::from_utf8_lossy(&buf[..n]);
             let path = head.split_whitespace().nth(1).unwrap_or("/");
             let (status, ctype, body) = match path {

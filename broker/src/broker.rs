@@ -9,6 +9,7 @@ use weir_storage::{LogConfig, LogManager, ReadBound, TopicPartition};
 
 use crate::config::BrokerConfig;
 use crate::group::{
+    PartitionCheck,
     AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, Record,
 };
 use crate::metadata::{MetadataStore, TopicError, TopicMeta};
@@ -114,14 +115,17 @@ impl Broker {
             .get(&TopicPartition::new(OFFSETS_TOPIC, 0))
             .map(|p| p.log.clone())
             .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} has no partition 0"))?;
-        let groups =
-            GroupCoordinator::start(Arc::new(OffsetsLog(offsets_log)), GroupConfig::default())?;
+        let group_config = GroupConfig {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            ..GroupConfig::default()
+        };
+        let groups = GroupCoordinator::start(Arc::new(OffsetsLog(offsets_log)), group_config)?;
         tracing::info!(
             topics = topics.len(),
             partitions = partitions.len(),
             "node opened"
         );
-        Ok(Arc::new(Self {
+        let broker = Arc::new(Self {
             config,
             advertised_host,
             advertised_port,
@@ -131,7 +135,13 @@ impl Broker {
             groups,
             metrics: Metrics::default(),
             appended: tokio::sync::watch::Sender::new(0),
-        }))
+        });
+        // Commits for partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION.
+        let weak = Arc::downgrade(&broker);
+        broker.groups.set_partition_check(PartitionCheck(Arc::new(move |topic: &str, p: i32| {
+            weak.upgrade().is_some_and(|b| b.partition(topic, p).is_some())
+        })));
+        Ok(broker)
     }
 
     /// A hosted partition.

@@ -47,6 +47,9 @@ pub struct BrokerArgs {
     /// Default retention in ms, -1 for forever [default: 604800000].
     #[arg(long, env = "WEIR_RETENTION_MS")]
     pub retention_ms: Option<i64>,
+    /// How long a new group waits for more members before its first rebalance [default: 3000].
+    #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 /// Resolved node settings.
@@ -70,6 +73,8 @@ pub struct BrokerConfig {
     pub max_frame_bytes: usize,
     /// Default settings of new logs (topic configs override them).
     pub log_defaults: LogConfig,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl BrokerArgs {
@@ -87,6 +92,9 @@ impl BrokerArgs {
             fsync: self.fsync.or(file.fsync),
             segment_bytes: self.segment_bytes.or(file.segment_bytes),
             retention_ms: self.retention_ms.or(file.retention_ms),
+            group_initial_rebalance_delay_ms: self
+                .group_initial_rebalance_delay_ms
+                .or(file.group_initial_rebalance_delay_ms),
         }
     }
 
@@ -120,6 +128,7 @@ impl BrokerArgs {
             default_partitions: a.default_partitions.unwrap_or(1).max(1),
             max_frame_bytes: a.max_frame_bytes.unwrap_or(100 << 20),
             log_defaults,
+            group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms.unwrap_or(3000),
         })
     }
 }

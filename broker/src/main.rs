@@ -18,6 +18,8 @@ struct Cli {
 enum Cmd {
     /// Run a node.
     Broker(BrokerArgs),
+    #[command(flatten)]
+    Client(weir_client::cli::Command),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Broker(args) => rt.block_on(run_broker(args)),
+        Cmd::Client(cmd) => rt.block_on(weir_client::cli::run(cmd)),
     }
 }
 

@@ -4,10 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `(topic, partition) -> exists`.
+pub type PartitionExists = dyn Fn(&str, i32) -> bool + Send + Sync;
+
 /// Tells whether the broker hosts a topic partition; OffsetCommit answers
 /// UNKNOWN_TOPIC_OR_PARTITION for partitions it rejects. Called without coordinator locks held.
 #[derive(Clone)]
-pub struct PartitionCheck(pub Arc<dyn Fn(&str, i32) -> bool + Send + Sync>);
+pub struct PartitionCheck(pub Arc<PartitionExists>);
 
 impl fmt::Debug for PartitionCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
@@ -63,7 +63,9 @@ pub(crate) struct Inner {
     writes: mpsc::UnboundedSender<PendingWrite>,
     /// Coordinator time 0: deadlines are milliseconds since this instant.
     epoch: Instant,
-    pub(crate) partition_check: Option<PartitionCheck>,
+    /// Set at start or later (the broker may build its partition map after the
+    /// coordinator); read briefly and cloned, never called under any lock.
+    partition_check: RwLock<Option<PartitionCheck>>,
 }
 
 impl GroupCoordinator {
@@ -93,15 +95,33 @@ impl GroupCoordinator {
             store,
             writes,
             epoch,
-            partition_check,
+            partition_check: RwLock::new(partition_check),
         });
         tokio::spawn(run_writer(Arc::downgrade(&inner), rx));
         tokio::spawn(run_ticker(Arc::downgrade(&inner), tick_interval));
         Ok(Self { inner })
     }
+
+    /// Installs (or replaces) the partition existence check used by OffsetCommit.
+    pub fn set_partition_check(&self, check: PartitionCheck) {
+        let mut slot = self
+            .inner
+            .partition_check
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Some(check);
+    }
 }
 
 impl Inner {
+    /// The current partition check, if any.
+    pub(crate) fn partition_check(&self) -> Option<PartitionCheck> {
+        self.partition_check
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Coordinator time in ms (monotonic).
     pub(crate) fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)

@@ -143,15 +143,13 @@ impl GroupManager {
     }
 
     fn check_commit(&mut self, p: &CommitParams, now: u64) -> Result<(), GroupError> {
-        if !self.groups.contains_key(&p.group_id) {
-            if p.generation >= 0 {
-                // A member of a generation this node does not know: make it rejoin.
-                return Err(GroupError::IllegalGeneration {
-                    group_id: p.group_id.clone(),
-                    got: p.generation,
-                    current: -1,
-                });
-            }
+        if !self.groups.contains_key(&p.group_id) && p.generation >= 0 {
+            // A member of a generation this node does not know: make it rejoin.
+            return Err(GroupError::IllegalGeneration {
+                group_id: p.group_id.clone(),
+                got: p.generation,
+                current: -1,
+            });
         }
         let group = self.group_or_create(&p.group_id, now);
         group.validate_commit(p)?;

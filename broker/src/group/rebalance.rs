@@ -101,7 +101,7 @@ impl ClassicGroup {
         self.rebalance = None;
         self.generation = self.generation.wrapping_add(1).max(1);
         if self.members.is_empty() {
-            self.to_empty(now);
+            self.become_empty(now);
             out.push(self.metadata_record());
             return;
         }
@@ -140,7 +140,7 @@ impl ClassicGroup {
     }
 
     /// Moves to Empty, keeping the generation and protocol type.
-    fn to_empty(&mut self, now: u64) {
+    fn become_empty(&mut self, now: u64) {
         self.state = GroupState::Empty;
         self.protocol_name = None;
         self.leader = None;

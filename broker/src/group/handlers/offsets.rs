@@ -62,7 +62,7 @@ impl GroupCoordinator {
     }
 
     fn commit_params(&self, req: &OffsetCommitRequest, version: i16) -> CommitParams {
-        let check = self.inner.partition_check.clone();
+        let check = self.inner.partition_check();
         let partitions = req
             .topics
             .iter()

@@ -288,3 +288,58 @@ async fn delete_groups_and_offsets_through_the_store() {
         .groups
         .is_empty());
 }
+
+/// Appends that become durable in reverse order: the first waits longer.
+#[derive(Debug, Default)]
+struct SlowFirstStore {
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl GroupStore for SlowFirstStore {
+    fn append(&self, _records: Vec<crate::group::Record>) -> crate::group::AppendFuture {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let delay = Duration::from_millis(if n == 0 { 50 } else { 1 });
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(())
+        })
+    }
+
+    fn load(&self) -> Result<Vec<crate::group::Record>, crate::group::GroupStoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_follows_log_order_when_appends_resolve_out_of_order() {
+    let store: Arc<dyn GroupStore> = Arc::new(SlowFirstStore::default());
+    let c = GroupCoordinator::start(store, config()).unwrap();
+    let (first, second) = tokio::join!(
+        c.offset_commit(commit_req("g", -1, "", &[(0, 1)]), 2),
+        async {
+            tokio::task::yield_now().await;
+            c.offset_commit(commit_req("g", -1, "", &[(0, 2)]), 2).await
+        }
+    );
+    assert_eq!(first.topics[0].partitions[0].error_code, 0);
+    assert_eq!(second.topics[0].partitions[0].error_code, 0);
+    assert_eq!(
+        offsets_of(&c.offset_fetch(fetch_v3("g", &[0]), 3).await),
+        vec![(0, 2)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_check_rejects_unknown_partitions() {
+    let (c, _) = start(config());
+    c.set_partition_check(crate::group::PartitionCheck(Arc::new(|_, p| p == 0)));
+    let resp = c
+        .offset_commit(commit_req("g", -1, "", &[(0, 1), (5, 1)]), 2)
+        .await;
+    let codes: Vec<i16> = resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![0, 3]);
+}

@@ -1,0 +1,363 @@
+//! The producer's background task: collects records into per-partition
+//! batches, seals them on size or linger, and sends each sealed batch in its
+//! own task with retries. Sequence numbers are assigned at sealing, so a
+//! retried batch keeps its sequence.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::Cluster;
+use crate::error::{check, codes, Error, Result};
+use crate::producer::{ProducerConfig, RecordMetadata};
+use crate::records::{encode_batch, PendingRecord, ProducerStamp};
+
+/// Messages from producer handles to the accumulator.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// One record for one partition.
+    Record {
+        topic: String,
+        partition: i32,
+        record: PendingRecord,
+        reply: oneshot::Sender<Result<RecordMetadata>>,
+    },
+    /// Send everything now; answer when all is acknowledged.
+    Flush(oneshot::Sender<()>),
+}
+
+type Tp = (Arc<str>, i32);
+type Reply = oneshot::Sender<Result<RecordMetadata>>;
+
+#[derive(Debug)]
+struct OpenBatch {
+    records: Vec<PendingRecord>,
+    replies: Vec<Reply>,
+    bytes: usize,
+    created: Instant,
+}
+
+#[derive(Debug)]
+struct SealedBatch {
+    tp: Tp,
+    records: Vec<PendingRecord>,
+    replies: Vec<Reply>,
+    stamp: ProducerStamp,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    open: Option<OpenBatch>,
+    sealed: VecDeque<SealedBatch>,
+    in_flight: usize,
+    next_sequence: i32,
+}
+
+/// Settings the send tasks need.
+#[derive(Debug)]
+struct Shared {
+    cluster: Arc<Cluster>,
+    config: ProducerConfig,
+}
+
+struct Accumulator {
+    shared: Arc<Shared>,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: HashMap<Tp, PartitionState>,
+    topics: HashMap<String, Arc<str>>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    done_tx: mpsc::Sender<Tp>,
+}
+
+/// Runs until every producer handle is dropped and every batch is settled.
+pub(crate) async fn run(
+    cluster: Arc<Cluster>,
+    config: ProducerConfig,
+    producer_id: i64,
+    producer_epoch: i16,
+    mut rx: mpsc::Receiver<Msg>,
+) {
+    let (done_tx, mut done_rx) = mpsc::channel(1024);
+    let mut acc = Accumulator {
+        shared: Arc::new(Shared { cluster, config }),
+        producer_id,
+        producer_epoch,
+        partitions: HashMap::new(),
+        topics: HashMap::new(),
+        flush_waiters: Vec::new(),
+        done_tx,
+    };
+    let mut open = true;
+    loop {
+        let deadline = acc.next_deadline();
+        tokio::select! {
+            msg = rx.recv(), if open => match msg {
+                Some(m) => {
+                    acc.handle(m);
+                    // Drain whatever else is queued before sealing, to fill batches.
+                    for _ in 0..4096 {
+                        match rx.try_recv() {
+                            Ok(m) => acc.handle(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => open = false,
+            },
+            Some(tp) = done_rx.recv() => {
+                if let Some(p) = acc.partitions.get_mut(&tp) {
+                    p.in_flight = p.in_flight.saturating_sub(1);
+                }
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {}
+        }
+        let seal_all = !open || !acc.flush_waiters.is_empty();
+        acc.seal_due(seal_all);
+        acc.dispatch();
+        if acc.is_idle() {
+            for w in acc.flush_waiters.drain(..) {
+                let _ = w.send(());
+            }
+            if !open {
+                break;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}
+
+impl Accumulator {
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Flush(w) => self.flush_waiters.push(w),
+            Msg::Record {
+                topic,
+                partition,
+                record,
+                reply,
+            } => {
+                let name = self
+                    .topics
+                    .entry(topic)
+                    .or_insert_with_key(|t| Arc::from(t.as_str()))
+                    .clone();
+                let batch_size = self.shared.config.batch_size;
+                let tp: Tp = (name, partition);
+                let state = self.partitions.entry(tp.clone()).or_default();
+                let size = record.size();
+                let open = state.open.get_or_insert_with(|| OpenBatch {
+                    records: Vec::new(),
+                    replies: Vec::new(),
+                    bytes: 0,
+                    created: Instant::now(),
+                });
+                open.records.push(record);
+                open.replies.push(reply);
+                open.bytes += size;
+                if open.bytes >= batch_size {
+                    self.seal(&tp);
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let linger = self.shared.config.linger;
+        self.partitions
+            .values()
+            .filter_map(|p| p.open.as_ref().map(|o| o.created + linger))
+            .min()
+    }
+
+    fn seal_due(&mut self, all: bool) {
+        let linger = self.shared.config.linger;
+        let now = Instant::now();
+        let due: Vec<Tp> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| {
+                p.open
+                    .as_ref()
+                    .is_some_and(|o| all || o.created + linger <= now)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            self.seal(&tp);
+        }
+    }
+
+    fn seal(&mut self, tp: &Tp) {
+        let idempotent = self.shared.config.idempotent;
+        let (pid, epoch) = (self.producer_id, self.producer_epoch);
+        let Some(state) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        let Some(open) = state.open.take() else {
+            return;
+        };
+        let stamp = if idempotent {
+            let base = state.next_sequence;
+            // Kafka sequences wrap from i32::MAX to 0.
+            let next = i64::from(base) + open.records.len() as i64;
+            state.next_sequence = (next % (i64::from(i32::MAX) + 1)) as i32;
+            ProducerStamp {
+                producer_id: pid,
+                producer_epoch: epoch,
+                base_sequence: base,
+            }
+        } else {
+            ProducerStamp::NONE
+        };
+        state.sealed.push_back(SealedBatch {
+            tp: tp.clone(),
+            records: open.records,
+            replies: open.replies,
+            stamp,
+        });
+    }
+
+    fn dispatch(&mut self) {
+        let max = self.shared.config.max_in_flight.max(1);
+        for state in self.partitions.values_mut() {
+            while state.in_flight < max {
+                let Some(batch) = state.sealed.pop_front() else {
+                    break;
+                };
+                state.in_flight += 1;
+                tokio::spawn(send_batch(self.shared.clone(), batch, self.done_tx.clone()));
+            }
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.partitions
+            .values()
+            .all(|p| p.open.is_none() && p.sealed.is_empty() && p.in_flight == 0)
+    }
+}
+
+/// Encodes, sends and retries one batch, then completes its records' futures.
+async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<Tp>) {
+    let (topic, partition) = (batch.tp.0.clone(), batch.tp.1);
+    let result = match encode_batch(&batch.records, batch.stamp, shared.config.compression) {
+        Ok(data) => produce_with_retries(&shared, &topic, partition, data).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((base_offset, log_append_time)) => {
+            for (i, reply) in batch.replies.into_iter().enumerate() {
+                let offset = if base_offset >= 0 {
+                    base_offset + i as i64
+                } else {
+                    -1
+                };
+                let _ = reply.send(Ok(RecordMetadata {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    log_append_time,
+                }));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%topic, partition, error = %e, "batch failed");
+            for reply in batch.replies {
+                let _ = reply.send(Err(e.duplicate()));
+            }
+        }
+    }
+    let _ = done.send(batch.tp).await;
+}
+
+async fn produce_with_retries(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    data: bytes::Bytes,
+) -> Result<(i64, i64)> {
+    let mut attempt = 0;
+    loop {
+        match produce_once(shared, topic, partition, data.clone()).await {
+            Ok(r) => return Ok(r),
+            // An earlier attempt was written; the broker kept it.
+            Err(e) if e.kafka_code() == Some(codes::DUPLICATE_SEQUENCE_NUMBER) => {
+                return Ok((-1, -1))
+            }
+            Err(e)
+                if retriable(&e, shared.config.idempotent) && attempt < shared.config.retries =>
+            {
+                attempt += 1;
+                tracing::debug!(topic, partition, attempt, error = %e, "retrying batch");
+                if e.is_stale_metadata() {
+                    shared.cluster.invalidate_topic(topic);
+                }
+                tokio::time::sleep(shared.config.retry_backoff).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn retriable(e: &Error, idempotent: bool) -> bool {
+    e.is_retriable() || (idempotent && e.kafka_code() == Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER))
+}
+
+async fn produce_once(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    data: bytes::Bytes,
+) -> Result<(i64, i64)> {
+    let conn = shared.cluster.leader(topic, partition).await?;
+    let mut pd = PartitionProduceData::default();
+    pd.index = partition;
+    pd.records = Some(data);
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_string(topic.to_string()));
+    td.partition_data = vec![pd];
+    let mut req = ProduceRequest::default();
+    req.transactional_id = None;
+    req.acks = shared.config.acks.as_i16();
+    req.timeout_ms = shared
+        .config
+        .request_timeout
+        .as_millis()
+        .min(i32::MAX as u128) as i32;
+    req.topic_data = vec![td];
+    if req.acks == 0 {
+        conn.send_no_response(&req).await?;
+        return Ok((-1, -1));
+    }
+    let resp = conn.send(&req).await?;
+    let p = resp
+        .responses
+        .iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == partition)
+        .ok_or_else(|| {
+            Error::protocol(
+                format!("reading Produce response for {topic}-{partition}"),
+                "partition missing from response",
+            )
+        })?;
+    check(
+        p.error_code,
+        "Produce",
+        format!("{topic}-{partition}"),
+        p.error_message.as_ref(),
+    )?;
+    Ok((p.base_offset, p.log_append_time_ms))
+}

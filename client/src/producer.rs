@@ -1,0 +1,384 @@
+//! The producer: a cheap-to-clone handle feeding a background accumulator
+//! task that batches records per partition and sends them to partition leaders.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::InitProducerIdRequest;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::accumulator::{self, Msg};
+use crate::cluster::{ClientConfig, Cluster};
+use crate::error::{check, Error, Result};
+use crate::partitioner::{partition_for_key, StickyPartitioner};
+use crate::records::{Compression, Header, PendingRecord};
+
+/// How many replicas must acknowledge a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Fire and forget: the broker sends no response.
+    None,
+    /// The leader has written the record.
+    Leader,
+    /// All in-sync replicas have the record.
+    #[default]
+    All,
+}
+
+impl Acks {
+    /// The wire value (0, 1 or -1).
+    pub fn as_i16(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "-1" | "all" => Ok(Acks::All),
+            other => Err(Error::InvalidArgument(format!(
+                "acks must be 0, 1, -1 or all, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Cluster connection settings.
+    pub client: ClientConfig,
+    /// Acknowledgement level.
+    pub acks: Acks,
+    /// How long a batch may wait for more records.
+    pub linger: Duration,
+    /// Bytes after which a batch is sent without waiting for `linger`.
+    pub batch_size: usize,
+    /// Batch compression codec.
+    pub compression: Compression,
+    /// Retries of a failed batch.
+    pub retries: u32,
+    /// Pause between retries.
+    pub retry_backoff: Duration,
+    /// Idempotent writes (producer id, epoch and sequence numbers); implies acks=all.
+    pub idempotent: bool,
+    /// Batches in flight per partition (forced to 1 when idempotent, to keep retries in order).
+    pub max_in_flight: usize,
+    /// Records buffered before `send` waits.
+    pub buffer_records: usize,
+    /// Broker-side timeout for Produce requests.
+    pub request_timeout: Duration,
+}
+
+impl ProducerConfig {
+    /// Defaults: acks=all, linger 5 ms, 256 KiB batches, no compression, not idempotent.
+    pub fn new(bootstrap: &str) -> Self {
+        Self {
+            client: ClientConfig::new(bootstrap),
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 256 * 1024,
+            compression: Compression::None,
+            retries: 10,
+            retry_backoff: Duration::from_millis(100),
+            idempotent: false,
+            max_in_flight: 5,
+            buffer_records: 100_000,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets the acknowledgement level.
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// Sets the linger time.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Sets the batch size in bytes.
+    pub fn batch_size(mut self, bytes: usize) -> Self {
+        self.batch_size = bytes.max(1);
+        self
+    }
+
+    /// Sets the compression codec.
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+
+    /// Sets the retry count.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Enables or disables idempotence.
+    pub fn idempotent(mut self, on: bool) -> Self {
+        self.idempotent = on;
+        self
+    }
+
+    /// Sets the client id.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client = self.client.client_id(id);
+        self
+    }
+
+    /// Connects and starts the producer.
+    pub async fn build(self) -> Result<Producer> {
+        Producer::new(self).await
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone)]
+pub struct ProducerRecord {
+    /// Target topic.
+    pub topic: String,
+    /// Explicit partition, else chosen from the key (murmur2) or sticky for null keys.
+    pub partition: Option<i32>,
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Record value.
+    pub value: Option<Bytes>,
+    /// Record headers.
+    pub headers: Vec<Header>,
+    /// Timestamp in ms since the epoch; defaults to now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value and nothing else.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, value));
+        self
+    }
+
+    /// Sets the timestamp (ms since the epoch).
+    pub fn timestamp(mut self, ts: i64) -> Self {
+        self.timestamp = Some(ts);
+        self
+    }
+
+    /// Sets an explicit partition.
+    pub fn partition(mut self, p: i32) -> Self {
+        self.partition = Some(p);
+        self
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset, or -1 with acks=0 (or when a retried duplicate was dropped by the broker).
+    pub offset: i64,
+    /// Log-append time if the topic uses it, else -1.
+    pub log_append_time: i64,
+}
+
+/// Resolves when the broker acknowledged (or rejected) one record.
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed("producer"))))
+    }
+}
+
+/// An async Kafka producer; clone it freely, all clones share one accumulator.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cluster: Arc<Cluster>,
+    tx: mpsc::Sender<Msg>,
+    sticky: StickyPartitioner,
+}
+
+impl Producer {
+    /// Connects to the cluster, obtains a producer id if idempotent, starts the accumulator.
+    pub async fn new(mut config: ProducerConfig) -> Result<Producer> {
+        if config.idempotent {
+            config.acks = Acks::All;
+            config.max_in_flight = 1;
+        }
+        let cluster = Cluster::connect(config.client.clone()).await?;
+        let (pid, epoch) = if config.idempotent {
+            init_producer_id(&cluster).await?
+        } else {
+            (-1, -1)
+        };
+        let (tx, rx) = mpsc::channel(config.buffer_records.max(1));
+        let sticky = StickyPartitioner::new(config.batch_size);
+        tokio::spawn(accumulator::run(cluster.clone(), config, pid, epoch, rx));
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                cluster,
+                tx,
+                sticky,
+            }),
+        })
+    }
+
+    /// The cluster handle this producer uses.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
+    }
+
+    /// Queues a record; the returned future resolves once the broker acknowledged it.
+    ///
+    /// Awaiting `send` itself only waits for buffer space (back-pressure).
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let partitions = self
+            .inner
+            .cluster
+            .partition_count(&record.topic, true)
+            .await?;
+        let pending = PendingRecord {
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp: record.timestamp.unwrap_or_else(now_ms),
+        };
+        let partition = match (record.partition, &pending.key) {
+            (Some(p), _) if p < 0 || p >= partitions => {
+                return Err(Error::InvalidArgument(format!(
+                    "partition {p} out of range: {} has {partitions}",
+                    record.topic
+                )))
+            }
+            (Some(p), _) => p,
+            (None, Some(k)) => partition_for_key(k, partitions),
+            (None, None) => self
+                .inner
+                .sticky
+                .next(&record.topic, pending.size(), partitions),
+        };
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Record {
+            topic: record.topic,
+            partition,
+            record: pending,
+            reply,
+        };
+        self.inner
+            .tx
+            .send(msg)
+            .await
+            .map_err(|_| Error::Closed("producer"))?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Sends a record and waits for its acknowledgement.
+    pub async fn send_and_wait(&self, record: ProducerRecord) -> Result<RecordMetadata> {
+        self.send(record).await?.await
+    }
+
+    /// Sends everything buffered now and waits until all of it is acknowledged.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| Error::Closed("producer"))?;
+        rx.await.map_err(|_| Error::Closed("producer"))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn init_producer_id(cluster: &Cluster) -> Result<(i64, i16)> {
+    let mut req = InitProducerIdRequest::default();
+    req.transactional_id = None;
+    req.transaction_timeout_ms = 60_000;
+    req.producer_id = (-1).into();
+    req.producer_epoch = -1;
+    let mut attempt = 0;
+    loop {
+        let conn = cluster.any_broker().await?;
+        let result = conn.send(&req).await.and_then(|resp| {
+            check(
+                resp.error_code,
+                "InitProducerId",
+                "idempotent producer",
+                None,
+            )?;
+            Ok((resp.producer_id.0, resp.producer_epoch))
+        });
+        match result {
+            Err(e) if e.is_retriable() && attempt < cluster.config().metadata_retries => {
+                attempt += 1;
+                tokio::time::sleep(cluster.config().retry_backoff).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_parse() {
+        assert_eq!("all".parse::<Acks>().unwrap(), Acks::All);
+        assert_eq!("-1".parse::<Acks>().unwrap().as_i16(), -1);
+        assert_eq!("0".parse::<Acks>().unwrap().as_i16(), 0);
+        assert!("2".parse::<Acks>().is_err());
+    }
+}

@@ -1,0 +1,390 @@
+//! Record types and the RecordBatch v2 encode/decode glue around
+//! `kafka_protocol::records`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    self as kr, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use crate::error::{Error, Result};
+
+/// A record header (key and optional value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header key.
+    pub key: String,
+    /// Header value (`None` is a null value).
+    pub value: Option<Bytes>,
+}
+
+impl Header {
+    /// A header with a value.
+    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+}
+
+/// A record as returned by the consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Timestamp in milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Whether `timestamp` is the broker's log-append time rather than creation time.
+    pub log_append_time: bool,
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Record value.
+    pub value: Option<Bytes>,
+    /// Record headers (duplicate keys collapse: the decoder keeps a map).
+    pub headers: Vec<Header>,
+}
+
+/// Batch compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy (Kafka framing).
+    Snappy,
+    /// LZ4 frame.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl Compression {
+    fn to_kafka(self) -> kr::Compression {
+        match self {
+            Compression::None => kr::Compression::None,
+            Compression::Gzip => kr::Compression::Gzip,
+            Compression::Snappy => kr::Compression::Snappy,
+            Compression::Lz4 => kr::Compression::Lz4,
+            Compression::Zstd => kr::Compression::Zstd,
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "snappy" => Ok(Compression::Snappy),
+            "lz4" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown compression {other:?} (none, gzip, snappy, lz4, zstd)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One record waiting in a producer batch.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRecord {
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) headers: Vec<Header>,
+    pub(crate) timestamp: i64,
+}
+
+impl PendingRecord {
+    /// Rough encoded size, used for batch-size accounting.
+    pub(crate) fn size(&self) -> usize {
+        let kv =
+            self.key.as_ref().map_or(0, |k| k.len()) + self.value.as_ref().map_or(0, |v| v.len());
+        let h: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 4)
+            .sum();
+        kv + h + 16
+    }
+}
+
+/// Producer identity stamped into a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerStamp {
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    /// First sequence of the batch, or -1 when not idempotent.
+    pub(crate) base_sequence: i32,
+}
+
+impl ProducerStamp {
+    /// No producer id: a plain, non-idempotent batch.
+    pub(crate) const NONE: ProducerStamp = ProducerStamp {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+}
+
+/// Encodes `records` as exactly one RecordBatch v2.
+///
+/// The encoder starts a new batch whenever `offset - sequence` changes, so
+/// records get sequences `base, base+1, …` (`-1, 0, 1, …` when not idempotent):
+/// the difference stays constant and the batch stays whole.
+pub(crate) fn encode_batch(
+    records: &[PendingRecord],
+    stamp: ProducerStamp,
+    compression: Compression,
+) -> Result<Bytes> {
+    let recs: Vec<kr::Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut headers = IndexMap::with_capacity(r.headers.len());
+            for h in &r.headers {
+                headers.insert(StrBytes::from_string(h.key.clone()), h.value.clone());
+            }
+            kr::Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: kr::NO_PARTITION_LEADER_EPOCH,
+                producer_id: stamp.producer_id,
+                producer_epoch: stamp.producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: stamp.base_sequence.wrapping_add(i as i32),
+                timestamp: r.timestamp,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers,
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: compression.to_kafka(),
+    };
+    RecordBatchEncoder::encode(&mut buf, recs.iter(), &options)
+        .map_err(|e| Error::protocol("encoding record batch", e))?;
+    Ok(buf.freeze())
+}
+
+/// Size of the fixed RecordBatch v2 header.
+const BATCH_HEADER: usize = 61;
+/// Offset of the magic byte inside a batch.
+const MAGIC_AT: usize = 16;
+/// Offset of the attributes inside a batch.
+const ATTRIBUTES_AT: usize = 21;
+/// Offset of lastOffsetDelta inside a batch.
+const LAST_OFFSET_DELTA_AT: usize = 23;
+
+/// Records decoded from one partition of a Fetch response.
+#[derive(Debug, Default)]
+pub(crate) struct DecodedRecords {
+    /// Data records at or above the fetch offset.
+    pub(crate) records: Vec<ConsumerRecord>,
+    /// The offset to fetch next, if any whole batch was seen.
+    pub(crate) next_offset: Option<i64>,
+}
+
+/// Decodes the `records` bytes of a Fetch partition.
+///
+/// Skips records below `fetch_offset` (the broker returns whole batches),
+/// control batches, and a trailing partial batch (allowed by KIP-74).
+pub(crate) fn decode_fetched(
+    topic: &str,
+    partition: i32,
+    mut data: Bytes,
+    fetch_offset: i64,
+) -> Result<DecodedRecords> {
+    let mut out = DecodedRecords::default();
+    while data.len() >= 12 {
+        let base_offset = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
+        let len = i32::from_be_bytes(data[8..12].try_into().unwrap_or_default());
+        if len < 0 {
+            return Err(Error::protocol(
+                format!("decoding {topic}-{partition} at offset {base_offset}"),
+                format!("negative batch length {len}"),
+            ));
+        }
+        let total = 12 + len as usize;
+        if data.len() < total {
+            break; // partial trailing batch
+        }
+        let mut batch = data.split_to(total);
+        if total < BATCH_HEADER {
+            return Err(Error::protocol(
+                format!("decoding {topic}-{partition} at offset {base_offset}"),
+                format!("batch of {total} bytes is shorter than its header"),
+            ));
+        }
+        let magic = batch[MAGIC_AT] as i8;
+        let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
+        let last_delta = i32::from_be_bytes(
+            batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+                .try_into()
+                .unwrap_or_default(),
+        );
+        let last_offset = base_offset + i64::from(last_delta);
+        out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(last_offset + 1));
+        let control = attributes & (1 << 5) != 0;
+        if magic != 2 || control || last_offset < fetch_offset {
+            if magic != 2 {
+                tracing::warn!(topic, partition, magic, "skipping legacy message set");
+            }
+            continue;
+        }
+        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
+            Error::protocol(
+                format!("decoding {topic}-{partition} batch at {base_offset}"),
+                e,
+            )
+        })?;
+        for r in set.records {
+            if r.offset < fetch_offset || r.control {
+                continue;
+            }
+            out.records.push(ConsumerRecord {
+                topic: topic.to_string(),
+                partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                log_append_time: r.timestamp_type == TimestampType::LogAppend,
+                key: r.key,
+                value: r.value,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| Header {
+                        key: k.to_string(),
+                        value: v,
+                    })
+                    .collect(),
+            });
+        }
+        debug_assert!(!batch.has_remaining());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: usize) -> PendingRecord {
+        PendingRecord {
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("value-{i}"))),
+            headers: vec![Header::new("h", format!("{i}"))],
+            timestamp: 1_700_000_000_000 + i as i64,
+        }
+    }
+
+    /// Sets the base offset of an encoded batch as the broker would.
+    fn with_base_offset(batch: &Bytes, base: i64) -> Bytes {
+        let mut b = BytesMut::from(&batch[..]);
+        b[0..8].copy_from_slice(&base.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn encodes_one_batch_per_call_for_every_codec() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            for stamp in [
+                ProducerStamp::NONE,
+                ProducerStamp {
+                    producer_id: 7,
+                    producer_epoch: 1,
+                    base_sequence: 40,
+                },
+            ] {
+                let records: Vec<_> = (0..10).map(rec).collect();
+                let bytes = encode_batch(&records, stamp, c).unwrap();
+                let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+                assert_eq!(infos.len(), 1, "{c} split the batch");
+                assert_eq!(infos[0].record_count, 10);
+                assert_eq!(infos[0].base_sequence, stamp.base_sequence);
+                assert_eq!(infos[0].producer_id, stamp.producer_id);
+                let decoded = decode_fetched("t", 0, with_base_offset(&bytes, 100), 0).unwrap();
+                assert_eq!(decoded.records.len(), 10);
+                assert_eq!(decoded.records[3].offset, 103);
+                assert_eq!(decoded.records[3].value.as_deref(), Some(&b"value-3"[..]));
+                assert_eq!(decoded.records[3].headers, vec![Header::new("h", "3")]);
+                assert_eq!(decoded.next_offset, Some(110));
+            }
+        }
+    }
+
+    #[test]
+    fn skips_records_below_fetch_offset_and_partial_tail() {
+        let records: Vec<_> = (0..5).map(rec).collect();
+        let b1 = with_base_offset(
+            &encode_batch(&records, ProducerStamp::NONE, Compression::None).unwrap(),
+            0,
+        );
+        let b2 = with_base_offset(
+            &encode_batch(&records, ProducerStamp::NONE, Compression::Lz4).unwrap(),
+            5,
+        );
+        let mut data = BytesMut::new();
+        data.extend_from_slice(&b1);
+        data.extend_from_slice(&b2);
+        data.extend_from_slice(&b2[..20]); // partial third batch
+        let decoded = decode_fetched("t", 2, data.freeze(), 3).unwrap();
+        let offsets: Vec<i64> = decoded.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(decoded.next_offset, Some(10));
+        assert!(decoded.records.iter().all(|r| r.partition == 2));
+    }
+
+    #[test]
+    fn skips_control_batches_but_advances() {
+        let records: Vec<_> = (0..2).map(rec).collect();
+        let mut b = BytesMut::from(
+            &encode_batch(&records, ProducerStamp::NONE, Compression::None).unwrap()[..],
+        );
+        b[ATTRIBUTES_AT + 1] |= 1 << 5; // CRC is no longer valid, but control batches are never decoded
+        let decoded = decode_fetched("t", 0, b.freeze(), 0).unwrap();
+        assert!(decoded.records.is_empty());
+        assert_eq!(decoded.next_offset, Some(2));
+    }
+
+    #[test]
+    fn compression_parses() {
+        assert_eq!("ZSTD".parse::<Compression>().unwrap(), Compression::Zstd);
+        assert!("brotli".parse::<Compression>().is_err());
+    }
+}

@@ -262,7 +262,9 @@ impl Broker {
         topic_config::log_config(&t.configs, &self.config.log_defaults)
     }
 
-    /// Runs retention and compaction over every log once (blocking I/O).
+    /// Runs retention and compaction over every log once, and flushes it, so
+    /// rolled segments reach the disk and recovery points advance even when no
+    /// acks=all producer asks for a flush (blocking I/O).
     pub fn maintain(&self) {
         let now = weir_storage_now();
         for (tp, log) in self.logs.logs() {
@@ -271,6 +273,9 @@ impl Broker {
             }
             if let Err(e) = log.compact() {
                 tracing::warn!(partition = %tp, error = %e, "compaction failed");
+            }
+            if let Err(e) = log.flush() {
+                tracing::warn!(partition = %tp, error = %e, "flush failed");
             }
         }
     }

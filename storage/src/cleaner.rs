@@ -107,6 +107,7 @@ impl Log {
                 seg.append(b, &[(0, h)], &cfg, now_ms)?;
             }
             seg.seal()?;
+            seg.sync_all()?;
             let after = seg.size() as u64;
             drop(seg);
             if self.swap_in(snap)? {
@@ -177,7 +178,9 @@ fn clean_segment(
                 None => true,
                 Some(k) => latest.get(k) == Some(&r.offset),
             })
-            .filter(|r| r.value.is_some() || r.timestamp >= horizon)
+            // Fix: a keyless record with a null value is not a tombstone (it deletes
+            // no key); like every keyless record it is kept, as the module docs say.
+            .filter(|r| r.key.is_none() || r.value.is_some() || r.timestamp >= horizon)
             .map(|r| r.raw.clone())
             .collect();
         removed += (records.len() - kept.len()) as u64;

@@ -133,7 +133,8 @@ impl<E: Entry> Index<E> {
 
     fn remap(&mut self, bytes: usize) -> Result<()> {
         if let Some(map) = self.map.take() {
-            map.flush().map_err(io_err(&self.path))?;
+            // Indexes are rebuilt when damaged, so their pages need not be synced here.
+            map.flush_async().map_err(io_err(&self.path))?;
         }
         self.file
             .set_len(bytes as u64)

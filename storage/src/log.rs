@@ -111,6 +111,10 @@ pub(crate) struct State {
     /// Bumped by every truncation, so a flush that raced one does not over-claim.
     pub(crate) truncations: u64,
     pub(crate) flushed: i64,
+    /// Offset of the last recovery-point checkpoint written.
+    pub(crate) recovery_point: i64,
+    /// A segment file was created or deleted since the last directory fsync.
+    pub(crate) dir_dirty: bool,
     pub(crate) closed: bool,
 }
 
@@ -150,6 +154,8 @@ pub struct Log {
     flushing: AtomicBool,
     flush_wake: Notify,
     flush_done: Notify,
+    /// Serialises writes of the recovery-point checkpoint file.
+    checkpoint_lock: Mutex<()>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -171,6 +177,7 @@ impl Log {
             flushing: AtomicBool::new(false),
             flush_wake: Notify::new(),
             flush_done: Notify::new(),
+            checkpoint_lock: Mutex::new(()),
         };
         Ok((log, report))
     }
@@ -200,17 +207,22 @@ impl Log {
     pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
         let max = self.config().max_message_bytes as usize;
         let mut headers = parse_all(batches, max, CountRule::Produced)?;
-        let mut buf = batches.to_vec();
         let info = {
             let mut st = self.lock()?;
             let mut next = st.log_end();
+            // The 16 bytes the log rewrites are stamped into small copies; the
+            // caller's buffer is written as it is (one pwritev, no copy).
+            let mut stamps = Vec::with_capacity(headers.len());
             for (at, h) in headers.iter_mut() {
-                batch::stamp(&mut buf[*at..], next, leader_epoch);
+                let mut stamp = [0u8; 16];
+                stamp.copy_from_slice(&batches[*at..*at + 16]);
+                batch::stamp(&mut stamp, next, leader_epoch);
+                stamps.push(stamp);
                 h.base_offset = next;
                 h.partition_leader_epoch = leader_epoch;
                 next = h.next_offset();
             }
-            self.write_locked(&mut st, &buf, &headers)?
+            self.write_locked(&mut st, batches, &headers, &stamps)?
         };
         self.after_append()?;
         Ok(info)
@@ -232,7 +244,7 @@ impl Log {
                 }
                 expected = h.next_offset();
             }
-            self.write_locked(&mut st, batches, &headers)?
+            self.write_locked(&mut st, batches, &headers, &[])?
         };
         self.after_append()?;
         Ok(info)
@@ -243,13 +255,14 @@ impl Log {
         st: &mut State,
         buf: &[u8],
         headers: &[(usize, BatchHeader)],
+        stamps: &[[u8; 16]],
     ) -> Result<AppendInfo> {
         let now = now_ms();
         if st.active().must_roll(buf.len(), &st.cfg, now) {
             self.roll_locked(st)?;
         }
         let cfg = st.cfg.clone();
-        st.active_mut().append(buf, headers, &cfg, now)?;
+        st.active_mut().append_stamped(buf, headers, stamps, &cfg, now)?;
         st.unflushed_bytes += buf.len() as u64;
         st.first_unflushed.get_or_insert_with(Instant::now);
         let first = headers
@@ -338,9 +351,14 @@ impl Log {
             if seg.max_timestamp() < timestamp {
                 continue;
             }
-            if let Some((offset, ts)) = seg.offset_for_timestamp(timestamp, st.high_watermark)? {
+            // Fix: records below the log start are skipped, as in Kafka. The answer
+            // used to be the first matching record clamped up to the log start,
+            // pairing the log start with another record's timestamp, and even
+            // returning an offset at or above the high watermark.
+            let found = seg.offset_for_timestamp(timestamp, st.log_start, st.high_watermark)?;
+            if let Some((offset, ts)) = found {
                 return Ok(Some(TimestampOffset {
-                    offset: offset.max(st.log_start),
+                    offset,
                     timestamp: ts,
                 }));
             }
@@ -423,9 +441,12 @@ impl Log {
 
     /// Writes every appended byte to disk; returns the offset now durable.
     pub fn flush(&self) -> Result<i64> {
-        let (files, target, gen) = {
+        let (files, target, gen, dir_dirty) = {
             let mut st = self.lock()?;
             let target = st.log_end();
+            if target == st.flushed && !st.dir_dirty {
+                return Ok(target);
+            }
             let from = st
                 .segments
                 .range(..=st.flushed)
@@ -434,17 +455,34 @@ impl Log {
             let files: Vec<_> = st.segments.range(from..).map(|(_, s)| s.file()).collect();
             st.unflushed_bytes = 0;
             st.first_unflushed = None;
-            (files, target, st.truncations)
+            (files, target, st.truncations, std::mem::take(&mut st.dir_dirty))
         };
         for (file, path) in files {
             file.sync_data().map_err(crate::error::io_err(path))?;
         }
-        let mut st = self.lock()?;
-        if st.truncations == gen && target > st.flushed {
-            st.flushed = target;
-            self.flushed_tx.send_replace(target);
+        if dir_dirty {
+            checkpoint::sync_dir(&self.dir)?;
         }
-        Ok(st.flushed)
+        let (flushed, new_recovery_point) = {
+            let mut st = self.lock()?;
+            if st.truncations == gen && target > st.flushed {
+                st.flushed = target;
+                self.flushed_tx.send_replace(target);
+            }
+            // The recovery point checkpoint moves once per segment, not per flush:
+            // recovery re-validates at most the segments after it.
+            let segment_of = |o: i64| st.segments.range(..=o).next_back().map_or(o, |(k, _)| *k);
+            let moved = segment_of(st.flushed) > segment_of(st.recovery_point);
+            if moved {
+                st.recovery_point = st.flushed;
+            }
+            (st.flushed, moved.then_some(st.recovery_point))
+        };
+        if let Some(rp) = new_recovery_point {
+            let _guard = self.checkpoint_lock.lock().unwrap_or_else(|p| p.into_inner());
+            checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, rp)?;
+        }
+        Ok(flushed)
     }
 
     /// Resolves once every batch up to and including `offset` is durable under the
@@ -505,18 +543,16 @@ impl Log {
         st.active_mut().seal()?;
         let seg = Segment::create(&self.dir, next, &st.cfg, "")?;
         st.segments.insert(next, seg);
-        checkpoint::sync_dir(&self.dir)?;
-        checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, next)?;
-        if next > st.flushed {
-            st.flushed = next;
-            self.flushed_tx.send_replace(next);
-        }
+        // The sealed file and the new directory entry reach the disk with the next
+        // flush; nothing is fsynced under the lock.
+        st.dir_dirty = true;
         tracing::debug!(log = %self.name, base_offset = next, "rolled segment");
         Ok(())
     }
 
     /// Removes every record at or above `offset` (rounded down to a batch start);
-    /// returns the new log end. Durable on return.
+    /// returns the new log end. When that batch starts below the log start, the log
+    /// is emptied and its end is the log start. Durable on return.
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
         let mut st = self.lock()?;
         let log_end = st.log_end();
@@ -546,15 +582,35 @@ impl Log {
                 remove_files(&seg.files())?;
             }
         }
-        let cfg = st.cfg.clone();
-        let active = st.active_mut();
-        active.reactivate(&cfg)?;
-        let new_end = active.truncate_from(offset)?;
+        // Fix: when the batch holding `offset` starts below the log start, rounding
+        // down put the log end below the log start (and a reopen then lowered the
+        // log start, reusing offsets). Instead the log is emptied and restarts at
+        // the log start, like Kafka's truncateFullyAndStartAt.
+        let starts_below = st
+            .segments
+            .get(&keep_key)
+            .and_then(|s| s.find(offset))
+            .is_some_and(|(_, h)| h.base_offset < st.log_start);
+        let new_end = if starts_below {
+            for (_, seg) in std::mem::take(&mut st.segments) {
+                remove_files(&seg.files())?;
+            }
+            let start = st.log_start;
+            let seg = Segment::create(&self.dir, start, &st.cfg, "")?;
+            st.segments.insert(start, seg);
+            start
+        } else {
+            let cfg = st.cfg.clone();
+            let active = st.active_mut();
+            active.reactivate(&cfg)?;
+            active.truncate_from(offset)?
+        };
         checkpoint::sync_dir(&self.dir)?;
         if checkpoint::read(&self.dir, checkpoint::RECOVERY_POINT).is_some_and(|rp| rp > new_end) {
             checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, new_end)?;
         }
         st.flushed = st.flushed.min(new_end);
+        st.recovery_point = st.recovery_point.min(new_end);
         self.flushed_tx.send_replace(st.flushed);
         st.high_watermark = st.high_watermark.min(new_end);
         self.hw_tx.send_replace(st.high_watermark);

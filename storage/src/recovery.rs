@@ -130,7 +130,10 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
         report.bytes_truncated += rec.truncated_bytes;
         report.corruption_found |= rec.found_corruption;
         segments.insert(base, seg);
-        if validate && (rec.truncated_bytes > 0) && !last {
+        // Fix: the zeros `truncate_to` leaves at the end of a segment (it punches a
+        // hole rather than shrink the file) counted as damage, so a sealed segment
+        // re-validated after such a truncation dropped every later segment.
+        if validate && rec.damaged_tail && !last {
             // Everything after a damaged batch is unreachable as a prefix: drop it,
             // and reopen this segment as the active one.
             for &later in &bases[i + 1..] {
@@ -163,6 +166,8 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
         first_unflushed: None,
         truncations: 0,
         flushed: 0,
+        recovery_point: 0,
+        dir_dirty: false,
         closed: false,
     };
     let keys: Vec<i64> = state.segments.keys().copied().collect();
@@ -178,6 +183,7 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
     state.log_start = state.log_start.min(end);
     state.active().sync_all()?;
     state.flushed = end;
+    state.recovery_point = end;
     state.high_watermark = end;
     checkpoint::write(dir, RECOVERY_POINT, end)?;
     remove_files(&[dir.join(CLEAN_SHUTDOWN)])?;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, CountRule, HeaderWalk};
 use crate::config::LogConfig;
-use crate::error::{io_err, Result, StorageError};
+use crate::error::{io_err, BatchError, Result, StorageError};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 use crate::mmap::map_segment;
 use crate::record::decode_records;
@@ -31,6 +31,9 @@ pub(crate) struct SegmentRecovery {
     pub(crate) rebuilt_indexes: bool,
     /// Whether a damaged batch (not just a torn tail of zeros) was found.
     pub(crate) found_corruption: bool,
+    /// Whether the bytes cut off were not all zeros (zeros are the hole a
+    /// `truncate_to` leaves, or a tail never written).
+    pub(crate) damaged_tail: bool,
 }
 
 /// A segment: the log file, its read-only mapping and its indexes.
@@ -133,8 +136,17 @@ impl Segment {
         seg.data = map_segment(&seg.file, cap).map_err(io_err(&seg.log_path))?;
         let mut rec = SegmentRecovery::default();
         let trusted = !validate && seg.indexes_agree_with(file_len);
-        let end = if trusted {
-            seg.walk_tail(file_len)
+        // Fix: the time index was trusted without a check, so a damaged one (random
+        // bytes) gave wrong max timestamps and time lookups. Its last entry must name
+        // a batch of this segment whose max timestamp it covers; else rebuild.
+        let walked = trusted.then(|| seg.walk_tail(file_len)).filter(|&end| {
+            seg.size = end;
+            let ok = seg.time_index_agrees();
+            seg.size = 0;
+            ok
+        });
+        let end = if let Some(end) = walked {
+            end
         } else {
             rec.rebuilt_indexes = true;
             let (end, corrupt) = seg.rebuild(file_len, cfg);
@@ -142,6 +154,7 @@ impl Segment {
             end
         };
         if end < file_len {
+            rec.damaged_tail = seg.data[end..file_len].iter().any(|&b| b != 0);
             // No mapping of this file has been handed out yet, so shrinking is safe.
             seg.file
                 .set_len(end as u64)
@@ -174,10 +187,33 @@ impl Segment {
         offsets_ok && times_ok
     }
 
+    /// Whether the last time index entry names a batch of the segment (its base
+    /// offset exactly) and covers that batch's max timestamp.
+    fn time_index_agrees(&self) -> bool {
+        self.times.last().is_none_or(|e| {
+            let offset = self.base_offset + i64::from(e.relative_offset);
+            offset <= self.last_batch_base
+                && self
+                    .find(offset)
+                    .is_some_and(|(_, h)| h.base_offset == offset && h.max_timestamp <= e.timestamp)
+        })
+    }
+
     /// Walks headers (no CRC) from the last index entry to find the end of the data.
     fn walk_tail(&mut self, file_len: usize) -> usize {
-        let start = self.offsets.last().map_or(0, |e| e.position as usize);
+        let index_pos = self.offsets.last().map_or(0, |e| e.position as usize);
         self.max_timestamp = self.times.last().map_or(-1, |e| e.timestamp);
+        // Fix: the last time entry only covers batches up to its own. When it lags
+        // behind the offset index (time index deleted, cut short, or full), start
+        // the walk at its batch, or the max timestamp misses the batches between.
+        let time_pos = match self.times.last() {
+            None => 0,
+            Some(e) => self
+                .offsets
+                .floor(i64::from(e.relative_offset))
+                .map_or(0, |o| o.position as usize),
+        };
+        let start = index_pos.min(time_pos);
         let data = self.data.clone();
         let mut walk = HeaderWalk::new(&data[..file_len], start);
         let mut expected = self.base_offset;
@@ -189,7 +225,7 @@ impl Segment {
             self.note_batch(&h);
         }
         let end = walk.end();
-        self.bytes_since_entry = (end - start) as u64;
+        self.bytes_since_entry = (end - index_pos) as u64;
         end
     }
 
@@ -215,8 +251,11 @@ impl Segment {
                     pos += h.size();
                 }
                 Ok(_) => return (pos, true),
-                Err(_) => {
-                    let torn = rest.iter().all(|&b| b == 0) || rest.len() < batch::HEADER_LEN;
+                Err(e) => {
+                    // Fix: a batch cut short by the end of the file is a torn write,
+                    // not corruption (it was reported as corruption before).
+                    let torn =
+                        matches!(e, BatchError::Truncated { .. }) || rest.iter().all(|&b| b == 0);
                     return (pos, !torn);
                 }
             }
@@ -305,11 +344,34 @@ impl Segment {
         cfg: &LogConfig,
         now_ms: i64,
     ) -> Result<()> {
+        self.append_stamped(buf, headers, &[], cfg, now_ms)
+    }
+
+    /// Like [`Segment::append`], but the first 16 bytes of each batch (baseOffset,
+    /// batchLength, partitionLeaderEpoch) are taken from `stamps` (one per batch, in
+    /// order) instead of `buf`, so the caller's buffer is written without a copy.
+    pub(crate) fn append_stamped(
+        &mut self,
+        buf: &[u8],
+        headers: &[(usize, BatchHeader)],
+        stamps: &[[u8; 16]],
+        cfg: &LogConfig,
+        now_ms: i64,
+    ) -> Result<()> {
         if self.size + buf.len() > self.data.len() {
             let cap = capacity(cfg, self.size + buf.len());
             self.data = map_segment(&self.file, cap).map_err(io_err(&self.log_path))?;
         }
-        if let Err(e) = self.file.write_all_at(buf, self.size as u64) {
+        let mut slices = Vec::with_capacity(headers.len() * 2);
+        if stamps.is_empty() {
+            slices.push(std::io::IoSlice::new(buf));
+        } else {
+            for ((at, h), stamp) in headers.iter().zip(stamps) {
+                slices.push(std::io::IoSlice::new(stamp));
+                slices.push(std::io::IoSlice::new(&buf[at + 16..at + h.size()]));
+            }
+        }
+        if let Err(e) = write_all_vectored_at(&self.file, &slices, self.size as u64) {
             // A short write may have left part of the batch: hide it from recovery.
             let _ = self.zero_tail(self.size);
             return Err(io_err(&self.log_path)(e));
@@ -372,10 +434,12 @@ impl Segment {
         Some(self.data.slice(start..end))
     }
 
-    /// The first record with timestamp `>= ts` below `max_offset`: (offset, timestamp).
+    /// The first record with timestamp `>= ts` in `[min_offset, max_offset)`:
+    /// (offset, timestamp).
     pub(crate) fn offset_for_timestamp(
         &self,
         ts: i64,
+        min_offset: i64,
         max_offset: i64,
     ) -> Result<Option<(i64, i64)>> {
         let from = self
@@ -383,7 +447,8 @@ impl Segment {
             .floor(ts.saturating_sub(1))
             .map_or(self.base_offset, |e| {
                 self.base_offset + i64::from(e.relative_offset)
-            });
+            })
+            .max(min_offset);
         let Some((start, _)) = self.find(from) else {
             return Ok(None);
         };
@@ -401,7 +466,7 @@ impl Segment {
             })?;
             if let Some(r) = records
                 .iter()
-                .find(|r| r.timestamp >= ts && r.offset < max_offset)
+                .find(|r| r.timestamp >= ts && r.offset >= min_offset && r.offset < max_offset)
             {
                 return Ok(Some((r.offset, r.timestamp)));
             }
@@ -432,8 +497,10 @@ impl Segment {
         }
         self.bytes_since_entry =
             (pos - self.offsets.last().map_or(0, |e| e.position as usize)) as u64;
-        self.next_offset = new_next;
-        Ok(new_next)
+        // Fix: the new end is where the surviving batches end. It used to be
+        // `new_next`, which after a truncation into a gap left by compaction lay past
+        // the last batch, so a reopen moved the log end backwards and reused offsets.
+        Ok(self.next_offset)
     }
 
     /// Makes a segment that was sealed take appends again (after a truncation).
@@ -447,13 +514,13 @@ impl Segment {
         Ok(())
     }
 
-    /// Seals the segment when it stops being active: final time index entry,
-    /// indexes trimmed, data and indexes on disk.
+    /// Seals the segment when it stops being active: final time index entry and
+    /// indexes trimmed. Nothing is fsynced here (a roll must not stall appends and
+    /// reads behind the log's lock): the next flush syncs the sealed file.
     pub(crate) fn seal(&mut self) -> Result<()> {
         self.finish_time_index();
         self.offsets.trim()?;
-        self.times.trim()?;
-        self.sync_all()
+        self.times.trim()
     }
 
     /// Records the segment's max timestamp as the last time index entry.
@@ -496,6 +563,33 @@ impl Segment {
             self.times.path().to_path_buf(),
         ]
     }
+}
+
+/// Writes every slice at `offset`, in one `pwritev` when the kernel takes it all.
+fn write_all_vectored_at(
+    file: &File,
+    slices: &[std::io::IoSlice<'_>],
+    offset: u64,
+) -> std::io::Result<()> {
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    let mut done = rustix::io::pwritev(file, slices, offset)?;
+    if done == total {
+        return Ok(());
+    }
+    // Short write (rare): finish slice by slice.
+    let mut at = offset;
+    for s in slices {
+        let len = s.len();
+        if done >= len {
+            done -= len;
+            at += len as u64;
+            continue;
+        }
+        file.write_all_at(&s[done..], at + done as u64)?;
+        at += len as u64;
+        done = 0;
+    }
+    Ok(())
 }
 
 fn open_rw(path: &Path) -> Result<File> {

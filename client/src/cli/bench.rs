@@ -11,7 +11,9 @@ use super::bench_stats::{histogram, spawn_progress, Progress, Summary};
 use super::ConnectArgs;
 use crate::admin::{Admin, NewTopic};
 use crate::consumer::{Consumer, ConsumerConfig, StartPosition};
-use crate::producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use crate::producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
 use crate::records::Compression;
 
 /// Benchmarks.
@@ -79,6 +81,12 @@ pub struct ProducerArgs {
     /// Idempotent producer.
     #[arg(long)]
     pub idempotent: bool,
+    /// Target send rate in messages per second (default: unthrottled).
+    ///
+    /// Sends are paced against a fixed schedule, so latency can be measured
+    /// below saturation without records queueing in the client.
+    #[arg(long)]
+    pub rate: Option<u64>,
 }
 
 /// `bench produce`.
@@ -115,9 +123,6 @@ pub struct E2eBenchArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub producer: ProducerArgs,
-    /// Target produce rate in messages per second (default: unthrottled).
-    #[arg(long)]
-    pub rate: Option<u64>,
 }
 
 pub(super) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -161,6 +166,7 @@ fn producer_json(c: &CommonArgs, p: &ProducerArgs) -> serde_json::Value {
         "topic": c.topic, "message_size": c.message_size, "acks": p.acks.as_i16(),
         "linger_ms": p.linger_ms, "batch_size": p.batch_size,
         "compression": p.compression.to_string(), "idempotent": p.idempotent,
+        "rate": p.rate,
     })
 }
 
@@ -177,6 +183,28 @@ fn payload(size: usize) -> Bytes {
     b.freeze()
 }
 
+/// Sleeps until message number `sent` is due when sending `rate` messages per second from `start`.
+///
+/// Waits only when the message is more than a millisecond early (the timer's
+/// resolution); a sender that falls behind catches up without sleeping.
+async fn pace(start: Instant, sent: u64, rate: Option<u64>) {
+    if let Some(r) = rate.filter(|r| *r > 0) {
+        let due = start + Duration::from_secs_f64(sent as f64 / r as f64);
+        if due > Instant::now() + Duration::from_millis(1) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+}
+
+/// Awaits a delivery and tells whether it had already completed when first polled.
+async fn await_delivery(mut fut: DeliveryFuture) -> (crate::Result<RecordMetadata>, bool) {
+    tokio::select! {
+        biased;
+        r = &mut fut => (r, true),
+        () = std::future::ready(()) => (fut.await, false),
+    }
+}
+
 fn done(start: Instant, sent: u64, limits: (Option<u64>, Option<Duration>)) -> bool {
     limits.0.is_some_and(|c| sent >= c) || limits.1.is_some_and(|d| start.elapsed() >= d)
 }
@@ -191,8 +219,17 @@ async fn produce(a: ProduceBenchArgs) -> anyhow::Result<Summary> {
     let p2 = progress.clone();
     let collector = tokio::spawn(async move {
         let mut hist = histogram();
+        // Records of one batch are acknowledged together by one Produce response:
+        // a delivery still pending when the collector reaches it starts a new
+        // acknowledgement group. If the collector lags, groups merge, so bytes
+        // per group is then an upper bound of the producer's batch size.
+        let mut groups = 0u64;
         while let Some((t0, fut)) = rx.recv().await {
-            match fut.await {
+            let (res, ready) = await_delivery(fut).await;
+            if !ready || groups == 0 {
+                groups += 1;
+            }
+            match res {
                 Ok(_) => {
                     hist.saturating_record(t0.elapsed().as_micros() as u64);
                     p2.add(1, size);
@@ -205,13 +242,14 @@ async fn produce(a: ProduceBenchArgs) -> anyhow::Result<Summary> {
                 }
             }
         }
-        hist
+        (hist, groups)
     });
     let ticker = spawn_progress("produce", progress.clone());
     let limits = a.common.limits();
     let start = Instant::now();
     let mut sent = 0u64;
     while !done(start, sent, limits) {
+        pace(start, sent, a.producer.rate).await;
         let t0 = Instant::now();
         let fut = producer
             .send(ProducerRecord::new(a.common.topic.clone(), value.clone()))
@@ -223,10 +261,10 @@ async fn produce(a: ProduceBenchArgs) -> anyhow::Result<Summary> {
     }
     drop(tx);
     producer.flush().await?;
-    let hist = collector.await?;
+    let (hist, groups) = collector.await?;
     let elapsed = start.elapsed();
     ticker.abort();
-    let s = Summary::from_progress(
+    let mut s = Summary::from_progress(
         "produce",
         &progress,
         elapsed,
@@ -234,6 +272,7 @@ async fn produce(a: ProduceBenchArgs) -> anyhow::Result<Summary> {
         "send to ack",
         producer_json(&a.common, &a.producer),
     );
+    s.ack_groups = Some(groups);
     emit(&s, a.common.json);
     Ok(s)
 }
@@ -314,18 +353,13 @@ async fn e2e(a: E2eBenchArgs) -> anyhow::Result<Summary> {
     let producer = build_producer(&a.common, &a.producer).await?;
     let limits = a.common.limits();
     let size = a.common.message_size.max(8);
-    let (topic, rate) = (a.common.topic.clone(), a.rate);
+    let (topic, rate) = (a.common.topic.clone(), a.producer.rate);
     let sender = tokio::spawn(async move {
         let start = Instant::now();
         let mut sent = 0u64;
         let filler = payload(size - 8);
         while !done(start, sent, limits) {
-            if let Some(r) = rate.filter(|r| *r > 0) {
-                let due = start + Duration::from_secs_f64(sent as f64 / r as f64);
-                if due > Instant::now() + Duration::from_millis(1) {
-                    tokio::time::sleep_until(due.into()).await;
-                }
-            }
+            pace(start, sent, rate).await;
             let mut v = BytesMut::with_capacity(size);
             v.put_i64(now_micros());
             v.extend_from_slice(&filler);
@@ -366,8 +400,7 @@ async fn e2e(a: E2eBenchArgs) -> anyhow::Result<Summary> {
     }
     let elapsed = start.elapsed();
     ticker.abort();
-    let mut config = producer_json(&a.common, &a.producer);
-    config["rate"] = serde_json::json!(a.rate);
+    let config = producer_json(&a.common, &a.producer);
     let s = Summary::from_progress(
         "e2e",
         &progress,

@@ -79,6 +79,10 @@ pub(super) struct Summary {
     pub(super) latency: Histogram<u64>,
     pub(super) latency_label: &'static str,
     pub(super) config: serde_json::Value,
+    /// Acknowledgement groups the produce benchmark observed: runs of records
+    /// that completed together, i.e. one Produce response each unless the
+    /// benchmark fell behind and saw several responses at once.
+    pub(super) ack_groups: Option<u64>,
 }
 
 impl Summary {
@@ -100,7 +104,16 @@ impl Summary {
             latency,
             latency_label,
             config,
+            ack_groups: None,
         }
+    }
+
+    /// Value bytes per acknowledgement group: the producer's average batch size
+    /// when the benchmark kept up, an upper bound of it otherwise.
+    fn bytes_per_ack_group(&self) -> Option<f64> {
+        self.ack_groups
+            .filter(|b| *b > 0)
+            .map(|b| self.bytes as f64 / b as f64)
     }
 
     fn rates(&self) -> (f64, f64) {
@@ -135,6 +148,13 @@ impl Summary {
         println!("errors       {}", self.errors);
         println!("duration     {:.3} s", self.elapsed.as_secs_f64());
         println!("throughput   {mps:.0} msgs/s  {mbps:.2} MB/s");
+        if let (Some(g), Some(avg)) = (self.ack_groups, self.bytes_per_ack_group()) {
+            println!(
+                "batches      ~{:.1} KiB of values, {:.1} msgs per batch ({g} ack groups; an upper bound if the client lagged)",
+                avg / 1024.0,
+                self.messages as f64 / g as f64
+            );
+        }
         let p = self.percentiles();
         if !p.is_empty() {
             println!("latency      ({}, ms)", self.latency_label);
@@ -163,6 +183,8 @@ impl Summary {
             "latency_kind": self.latency_label,
             "latency_ms": latency,
             "config": self.config,
+            "ack_groups": self.ack_groups,
+            "avg_batch_bytes": self.bytes_per_ack_group(),
         })
     }
 }
@@ -193,5 +215,24 @@ mod tests {
         let p50 = j["latency_ms"]["p50"].as_f64().unwrap();
         assert!((499.0..=501.0).contains(&p50), "{p50}");
         assert!(j["latency_ms"]["max"].as_f64().unwrap() >= 999.0);
+        assert!(j["avg_batch_bytes"].is_null());
+    }
+
+    #[test]
+    fn summary_json_has_average_batch() {
+        let p = Progress::default();
+        p.add(1000, 1024 * 1000);
+        let mut s = Summary::from_progress(
+            "produce",
+            &p,
+            Duration::from_secs(1),
+            histogram(),
+            "send to ack",
+            serde_json::json!({}),
+        );
+        s.ack_groups = Some(4);
+        let j = s.to_json();
+        assert_eq!(j["ack_groups"], 4);
+        assert_eq!(j["avg_batch_bytes"], 256_000.0);
     }
 }

@@ -217,7 +217,23 @@ mod tests {
                 assert_eq!(a.common.message_size, 1024);
                 assert_eq!(a.common.count, Some(10));
                 assert!(!a.common.json);
+                assert_eq!(a.producer.rate, None);
             }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["bench", "produce", "--rate", "5000", "--acks", "all"]) {
+            Command::Bench {
+                cmd: BenchCommand::Produce(a),
+            } => {
+                assert_eq!(a.producer.rate, Some(5000));
+                assert_eq!(a.producer.acks, crate::Acks::All);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["bench", "e2e", "--rate", "100"]) {
+            Command::Bench {
+                cmd: BenchCommand::E2e(a),
+            } => assert_eq!(a.producer.rate, Some(100)),
             other => panic!("{other:?}"),
         }
     }

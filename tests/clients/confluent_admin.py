@@ -1,0 +1,121 @@
+"""Admin operations with confluent-kafka's AdminClient: create/delete topics,
+create partitions, describe/alter/incrementally-alter configs, list/describe/
+delete groups, list group offsets, delete records. Each result is checked
+against what a client then observes.
+"""
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from common import check, deadline, emit, fail, parser
+
+p = parser(__doc__)
+p.add_argument("--prefix", required=True)
+a = p.parse_args()
+T = 30
+admin = AdminClient({"bootstrap.servers": a.bootstrap})
+t1, t2 = f"{a.prefix}-one", f"{a.prefix}-two"
+group = f"{a.prefix}-group"
+
+
+def partitions(topic):
+    md = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if md is None or md.error is not None:
+        return None
+    return len(md.partitions)
+
+
+def topic_configs(topic):
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return {k: v.value for k, v in admin.describe_configs([res])[res].result(T).items()}
+
+
+# create topics (one with a config), a duplicate fails with TOPIC_ALREADY_EXISTS
+fs = admin.create_topics([
+    NewTopic(t1, num_partitions=2, replication_factor=1, config={"retention.ms": "3600000"}),
+    NewTopic(t2, num_partitions=1, replication_factor=1),
+])
+for t, f in fs.items():
+    f.result(T)
+check(partitions(t1) == 2 and partitions(t2) == 1, f"partitions after create: {partitions(t1)}, {partitions(t2)}")
+try:
+    admin.create_topics([NewTopic(t1, num_partitions=1, replication_factor=1)])[t1].result(T)
+    fail("creating an existing topic succeeded")
+except Exception as e:  # KafkaException(TOPIC_ALREADY_EXISTS)
+    check("TOPIC_ALREADY_EXISTS" in str(e) or "already exists" in str(e), f"duplicate create: {e}")
+
+# create partitions
+admin.create_partitions([NewPartitions(t1, 4)])[t1].result(T)
+check(partitions(t1) == 4, f"partitions after create_partitions: {partitions(t1)}")
+
+# describe / alter / incremental alter configs
+c = topic_configs(t1)
+check(c.get("retention.ms") == "3600000", f"retention.ms after create: {c.get('retention.ms')}")
+res = ConfigResource(ConfigResource.Type.TOPIC, t1, set_config={"retention.ms": "7200000", "cleanup.policy": "delete"})
+admin.alter_configs([res])[res].result(T)
+c = topic_configs(t1)
+check(c.get("retention.ms") == "7200000", f"retention.ms after alter_configs: {c.get('retention.ms')}")
+res = ConfigResource(
+    ConfigResource.Type.TOPIC,
+    t1,
+    incremental_configs=[ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET)],
+)
+admin.incremental_alter_configs([res])[res].result(T)
+c = topic_configs(t1)
+check(c.get("retention.ms") == "60000", f"retention.ms after incremental_alter_configs: {c.get('retention.ms')}")
+check(c.get("cleanup.policy") == "delete", f"cleanup.policy after incremental alter: {c.get('cleanup.policy')}")
+bad = ConfigResource(ConfigResource.Type.TOPIC, t1, set_config={"retention.ms": "soon"})
+try:
+    admin.alter_configs([bad])[bad].result(T)
+    fail("alter_configs accepted retention.ms=soon")
+except Exception as e:
+    check("INVALID_CONFIG" in str(e) or "nvalid" in str(e), f"bad config: {e}")
+
+# produce 10 records to t2, delete records before offset 4
+prod = Producer({"bootstrap.servers": a.bootstrap})
+for i in range(10):
+    prod.produce(t2, value=f"v{i}".encode(), partition=0)
+check(prod.flush(T) == 0, "produce did not finish")
+res = admin.delete_records([TopicPartition(t2, 0, 4)])
+[(tp, f)] = list(res.items())
+r = f.result(T)
+check(r.low_watermark == 4, f"delete_records low watermark {r.low_watermark}")
+cons = Consumer({"bootstrap.servers": a.bootstrap, "group.id": group, "enable.auto.commit": False})
+lo, hi = cons.get_watermark_offsets(TopicPartition(t2, 0), timeout=10)
+check((lo, hi) == (4, 10), f"watermarks after delete_records: {(lo, hi)}")
+
+# groups: commit offsets for a group, then list / describe / list offsets / delete
+committed = cons.commit(offsets=[TopicPartition(t2, 0, 7), TopicPartition(t1, 1, 0)], asynchronous=False)
+for tp in committed:
+    check(tp.error is None, f"commit error {tp.error}")
+cons.close()
+groups = [g.group_id for g in admin.list_consumer_groups().result(T).valid]
+check(group in groups, f"{group} not in list_consumer_groups: {groups}")
+[d] = admin.describe_consumer_groups([group])[group].result(T), 
+check(d.group_id == group and not d.members, f"describe_consumer_groups: {d}")
+emit({"group_state": str(d.state)})
+req = ConsumerGroupTopicPartitions(group)
+offs = admin.list_consumer_group_offsets([req])[group].result(T)
+got = sorted((tp.topic, tp.partition, tp.offset) for tp in offs.topic_partitions)
+check((t2, 0, 7) in got and (t1, 1, 0) in got, f"list_consumer_group_offsets: {got}")
+admin.delete_consumer_groups([group])[group].result(T)
+groups = [g.group_id for g in admin.list_consumer_groups().result(T).valid]
+check(group not in groups, f"{group} still listed after delete: {groups}")
+
+# delete topics
+for t, f in admin.delete_topics([t1, t2]).items():
+    f.result(T)
+# List all topics: a Metadata request naming a deleted topic would auto-create
+# it again (AdminClient handles are producers: allow.auto.create.topics=true).
+expired = deadline(10)
+while {t1, t2} & set(admin.list_topics(timeout=10).topics):
+    if expired():
+        fail("topics still in metadata after delete_topics")
+emit({"ok": True})

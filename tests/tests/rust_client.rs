@@ -1,0 +1,249 @@
+//! Weir's own Rust client (`weir-client`) against a real node: keyed, compressed,
+//! idempotent produce; a consumer group of two splitting partitions and resuming
+//! from committed offsets; seek by timestamp; admin calls; a restart.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use weir_client::{
+    Acks, Admin, ClientConfig, Compression, Consumer, ConsumerConfig, ConsumerRecord, NewTopic,
+    OffsetReset, ProducerConfig, ProducerRecord, TopicPartition,
+};
+use weir_tests::{poll_until, unique, NodeOpts, WeirNode};
+
+fn node() -> Result<WeirNode> {
+    WeirNode::start(NodeOpts::default().arg("--group-initial-rebalance-delay-ms", 0))
+}
+
+/// Polls `consumer` until `want` records arrived or the deadline passes.
+async fn drain(
+    consumer: &mut Consumer,
+    want: usize,
+    deadline: Duration,
+) -> Result<Vec<ConsumerRecord>> {
+    let end = Instant::now() + deadline;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < end {
+        got.extend(consumer.poll(Duration::from_millis(200)).await?);
+    }
+    ensure!(
+        got.len() >= want,
+        "got {} of {want} records before the deadline",
+        got.len()
+    );
+    Ok(got)
+}
+
+async fn produce_keyed(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    compression: Compression,
+) -> Result<Vec<(String, i32, i64)>> {
+    let producer = ProducerConfig::new(bootstrap)
+        .acks(Acks::All)
+        .idempotent(true)
+        .compression(compression)
+        .build()
+        .await?;
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let key = format!("key-{}", i % 5);
+        let rec = ProducerRecord::new(topic, format!("{i}")).key(key.clone());
+        pending.push((key, producer.send(rec).await?));
+    }
+    producer.flush().await?;
+    let mut out = Vec::new();
+    for (key, d) in pending {
+        let meta = d.await?;
+        out.push((key, meta.partition, meta.offset));
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_idempotent_produce_keeps_per_key_order_and_dense_offsets() -> Result<()> {
+    let node = node()?;
+    let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
+    let topic = unique("rc-keyed");
+    admin.create_topic(NewTopic::new(&topic, 3), false).await?;
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        produce_keyed(node.bootstrap(), &topic, 40, codec).await?;
+    }
+    let mut consumer = ConsumerConfig::new(node.bootstrap())
+        .auto_offset_reset(OffsetReset::Earliest)
+        .build()
+        .await?;
+    consumer.assign((0..3).map(|p| TopicPartition::new(&topic, p)).collect());
+    let got = drain(&mut consumer, 200, Duration::from_secs(20)).await?;
+    let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let mut key_partition: HashMap<String, i32> = HashMap::new();
+    let mut last_value: HashMap<String, i64> = HashMap::new();
+    for r in &got {
+        by_partition.entry(r.partition).or_default().push(r.offset);
+        let key = String::from_utf8(r.key.clone().context("record without key")?.to_vec())?;
+        let value: i64 =
+            String::from_utf8(r.value.clone().context("no value")?.to_vec())?.parse()?;
+        let p = *key_partition.entry(key.clone()).or_insert(r.partition);
+        ensure!(
+            p == r.partition,
+            "key {key} landed on partitions {p} and {}",
+            r.partition
+        );
+        // Values restart at 0 for each codec round; within a round they grow per key.
+        if let Some(prev) = last_value.insert(key.clone(), value) {
+            ensure!(value > prev || value < 5, "key {key}: {value} after {prev}");
+        }
+    }
+    for (p, offsets) in by_partition {
+        let want: Vec<i64> = (0..offsets.len() as i64).collect();
+        ensure!(
+            offsets == want,
+            "partition {p} offsets not dense: {offsets:?}"
+        );
+    }
+    consumer.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_split_partitions_and_resume_from_commits() -> Result<()> {
+    let mut node = node()?;
+    let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
+    let topic = unique("rc-group");
+    let group = unique("rc-g");
+    admin.create_topic(NewTopic::new(&topic, 4), false).await?;
+    produce_keyed(node.bootstrap(), &topic, 100, Compression::None).await?;
+
+    let build = |b: String, g: String| async move {
+        ConsumerConfig::new(&b)
+            .group(&g)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .auto_commit(false)
+            .build()
+            .await
+    };
+    // Each member polls in its own task, as each would in its own process.
+    let stop = Arc::new(AtomicBool::new(false));
+    let member = || {
+        let (b, g, t, stop) = (
+            node.bootstrap().to_string(),
+            group.clone(),
+            topic.clone(),
+            stop.clone(),
+        );
+        let state = Arc::new(Mutex::new((Vec::<TopicPartition>::new(), 0usize)));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            let mut c = build(b, g).await?;
+            c.subscribe(&[&t])?;
+            while !stop.load(Ordering::Relaxed) {
+                let n = c.poll(Duration::from_millis(100)).await?.len();
+                let mut s = shared.lock().unwrap();
+                s.0 = c.assignment();
+                s.1 += n;
+            }
+            c.commit().await?;
+            anyhow::Ok(c)
+        });
+        (task, state)
+    };
+    let (ta, sa) = member();
+    let (tb, sb) = member();
+    poll_until(Duration::from_secs(30), || {
+        let (a, b) = (sa.lock().unwrap().clone(), sb.lock().unwrap().clone());
+        let all: HashSet<_> = a.0.iter().chain(b.0.iter()).collect();
+        let settled =
+            !a.0.is_empty() && !b.0.is_empty() && all.len() == 4 && a.0.len() + b.0.len() == 4;
+        Ok((settled && a.1 + b.1 >= 100).then_some(()))
+    })
+    .context("the two members never split the four partitions and read everything")?;
+    stop.store(true, Ordering::Relaxed);
+    let a = ta.await??;
+    let b = tb.await??;
+    b.close().await?;
+    // After b leaves, a owns all four partitions.
+    let mut a = a;
+    let end = Instant::now() + Duration::from_secs(30);
+    while a.assignment().len() != 4 {
+        a.poll(Duration::from_millis(100)).await?;
+        ensure!(
+            Instant::now() < end,
+            "a never took over: {:?}",
+            a.assignment()
+        );
+    }
+    a.commit().await?;
+    a.close().await?;
+
+    // New records after the commits; a restarted node; a new member resumes with
+    // exactly the new records (no re-delivery of committed ones).
+    produce_keyed(node.bootstrap(), &topic, 20, Compression::Lz4).await?;
+    node.stop()?;
+    node.restart()?;
+    let mut c = build(node.bootstrap().to_string(), group.clone()).await?;
+    c.subscribe(&[&topic])?;
+    let got = drain(&mut c, 20, Duration::from_secs(30)).await?;
+    let extra = c.poll(Duration::from_millis(500)).await?;
+    ensure!(
+        got.len() + extra.len() == 20,
+        "re-delivered: {} records",
+        got.len() + extra.len()
+    );
+    c.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_to_timestamp_and_admin_calls() -> Result<()> {
+    let node = node()?;
+    let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
+    let topic = unique("rc-time");
+    let mut new = NewTopic::new(&topic, 1);
+    new.configs.push(("retention.ms".into(), "3600000".into()));
+    admin.create_topic(new, false).await?;
+    let producer = ProducerConfig::new(node.bootstrap())
+        .acks(Acks::Leader)
+        .build()
+        .await?;
+    let base = 1_700_000_000_000i64;
+    for i in 0..30i64 {
+        producer
+            .send(
+                ProducerRecord::new(&topic, format!("{i}"))
+                    .timestamp(base + i * 1000)
+                    .partition(0),
+            )
+            .await?;
+    }
+    producer.flush().await?;
+    let mut consumer = ConsumerConfig::new(node.bootstrap()).build().await?;
+    consumer.assign(vec![TopicPartition::new(&topic, 0)]);
+    consumer.seek_to_timestamp(base + 17_500).await?;
+    let got = drain(&mut consumer, 1, Duration::from_secs(10)).await?;
+    ensure!(
+        got[0].offset == 18 && got[0].timestamp == base + 18_000,
+        "first record {:?}",
+        got[0]
+    );
+
+    let topics = admin.list_topics(false).await?;
+    ensure!(topics.contains(&topic), "{topics:?}");
+    admin.create_partitions(&topic, 3).await?;
+    ensure!(admin.partitions(&topic).await?.len() == 3);
+    admin.delete_topics(std::slice::from_ref(&topic)).await?;
+    let end = Instant::now() + Duration::from_secs(10);
+    while admin.list_topics(false).await?.contains(&topic) {
+        ensure!(Instant::now() < end, "topic still listed after delete");
+    }
+    Ok(())
+}

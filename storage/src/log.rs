@@ -207,7 +207,7 @@ impl Log {
     pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
         let max = self.config().max_message_bytes as usize;
         let mut headers = parse_all(batches, max, CountRule::Produced)?;
-        let info = {
+        let (info, after) = {
             let mut st = self.lock()?;
             let mut next = st.log_end();
             // The 16 bytes the log rewrites are stamped into small copies; the
@@ -222,9 +222,10 @@ impl Log {
                 h.partition_leader_epoch = leader_epoch;
                 next = h.next_offset();
             }
-            self.write_locked(&mut st, batches, &headers, &stamps)?
+            let info = self.write_locked(&mut st, batches, &headers, &stamps)?;
+            (info, (st.cfg.durability, st.unflushed_bytes))
         };
-        self.after_append()?;
+        self.after_append(after)?;
         Ok(info)
     }
 
@@ -232,7 +233,7 @@ impl Log {
     /// leader); the first must start at the log end. Same durability as `append`.
     pub fn append_replicated(&self, batches: &[u8]) -> Result<AppendInfo> {
         let headers = parse_all(batches, usize::MAX, CountRule::Stored)?;
-        let info = {
+        let (info, after) = {
             let mut st = self.lock()?;
             let mut expected = st.log_end();
             for (_, h) in &headers {
@@ -244,9 +245,10 @@ impl Log {
                 }
                 expected = h.next_offset();
             }
-            self.write_locked(&mut st, batches, &headers, &[])?
+            let info = self.write_locked(&mut st, batches, &headers, &[])?;
+            (info, (st.cfg.durability, st.unflushed_bytes))
         };
-        self.after_append()?;
+        self.after_append(after)?;
         Ok(info)
     }
 
@@ -283,11 +285,10 @@ impl Log {
         })
     }
 
-    fn after_append(&self) -> Result<()> {
-        let (durability, pending) = {
-            let st = self.lock()?;
-            (st.cfg.durability, st.unflushed_bytes)
-        };
+    /// Starts the flush the policy asks for after a write (`after` was read under
+    /// the same lock as the write, so appends take the lock once).
+    fn after_append(&self, after: (Durability, u64)) -> Result<()> {
+        let (durability, pending) = after;
         match durability {
             Durability::EveryAppend => {
                 self.flush()?;

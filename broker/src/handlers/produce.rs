@@ -11,10 +11,22 @@ use weir_storage::Log;
 
 use crate::broker::Broker;
 use crate::error_code::{self, code};
+use crate::partition::Partition;
 
 struct Outcome {
     index: i32,
     result: Result<(i64, i64, Arc<Log>), i16>,
+}
+
+/// Appends to a partition. Under `--fsync always` the append includes an
+/// fdatasync, which must not stall the runtime's worker: it runs in place of a
+/// blocking thread. Other policies write to the page cache only.
+fn append(part: &Partition, records: &[u8]) -> Result<crate::partition::Appended, crate::partition::AppendError> {
+    if part.log.config().durability == weir_storage::Durability::EveryAppend {
+        tokio::task::block_in_place(|| part.append(records))
+    } else {
+        part.append(records)
+    }
 }
 
 /// Appends every partition's batches now; the returned future resolves to the
@@ -38,7 +50,7 @@ pub fn handle(
                 match (broker.partition(&name, p.index), p.records) {
                     (None, _) => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE),
-                    (Some(part), Some(records)) => match part.append(&records) {
+                    (Some(part), Some(records)) => match append(&part, &records) {
                         Ok(a) => {
                             broker
                                 .metrics

@@ -264,7 +264,8 @@ impl Log {
             self.roll_locked(st)?;
         }
         let cfg = st.cfg.clone();
-        st.active_mut().append_stamped(buf, headers, stamps, &cfg, now)?;
+        st.active_mut()
+            .append_stamped(buf, headers, stamps, &cfg, now)?;
         st.unflushed_bytes += buf.len() as u64;
         st.first_unflushed.get_or_insert_with(Instant::now);
         let first = headers
@@ -456,7 +457,12 @@ impl Log {
             let files: Vec<_> = st.segments.range(from..).map(|(_, s)| s.file()).collect();
             st.unflushed_bytes = 0;
             st.first_unflushed = None;
-            (files, target, st.truncations, std::mem::take(&mut st.dir_dirty))
+            (
+                files,
+                target,
+                st.truncations,
+                std::mem::take(&mut st.dir_dirty),
+            )
         };
         for (file, path) in files {
             file.sync_data().map_err(crate::error::io_err(path))?;
@@ -480,7 +486,10 @@ impl Log {
             (st.flushed, moved.then_some(st.recovery_point))
         };
         if let Some(rp) = new_recovery_point {
-            let _guard = self.checkpoint_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = self
+                .checkpoint_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, rp)?;
         }
         Ok(flushed)
@@ -499,6 +508,18 @@ impl Log {
         loop {
             if *flushed.borrow_and_update() > offset {
                 return Ok(());
+            }
+            {
+                // An offset not (or no longer, after a truncation) in the log can
+                // never become durable: fail instead of flushing in a loop.
+                let st = self.lock()?;
+                if offset >= st.log_end() {
+                    return Err(StorageError::OffsetOutOfRange {
+                        offset,
+                        log_start: st.log_start,
+                        log_end: st.log_end(),
+                    });
+                }
             }
             let done = self.flush_done.notified();
             tokio::pin!(done);

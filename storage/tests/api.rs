@@ -1,0 +1,336 @@
+//! Public API behaviour of one log: rejected appends write nothing, compressed
+//! batches are stored byte for byte and searched by time, group commit resolves
+//! every waiter and survives a cancelled one.
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::{read_all, small_cfg, split_batches};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use weir_storage::record::{build_batch, decode_records};
+use weir_storage::{
+    seal_batch, BatchError, BatchHeader, Durability, Log, LogConfig, ReadBound, StorageError,
+};
+
+fn batch(n: usize, value: usize, ts: i64) -> Vec<u8> {
+    build_batch(
+        &(0..n)
+            .map(|i| {
+                (
+                    Some(format!("k{i}").into_bytes()),
+                    Some(vec![b'x'; value]),
+                    ts + i as i64,
+                )
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn active_len(log: &Log) -> u64 {
+    let base = log.segments().last().unwrap().base_offset;
+    std::fs::metadata(common::seg_file(log.dir(), base, ".log"))
+        .unwrap()
+        .len()
+}
+
+/// Whether an error is the one expected.
+type ErrorCheck = fn(&StorageError) -> bool;
+
+#[test]
+fn bad_batches_are_rejected_and_nothing_is_written() {
+    let tmp = common::tempdir();
+    let cfg = small_cfg();
+    let (log, _) = Log::open(&tmp.path().join("t-0"), "t-0", cfg.clone()).unwrap();
+    log.append(&batch(3, 20, 1000), 0).unwrap();
+    let good = batch(3, 20, 2000);
+
+    let mut bad_crc = good.clone();
+    bad_crc[70] ^= 1;
+    let mut bad_magic = good.clone();
+    bad_magic[16] = 1;
+    let mut bad_count = good.clone();
+    bad_count[57..61].copy_from_slice(&5i32.to_be_bytes());
+    seal_batch(&mut bad_count);
+    let truncated = good[..good.len() - 1].to_vec();
+    let oversized = batch(1, cfg.max_message_bytes as usize, 3000);
+    let second_bad = [good.clone(), bad_crc.clone()].concat();
+    let second_truncated = [good.clone(), truncated.clone()].concat();
+
+    let cases: Vec<(&str, Vec<u8>, ErrorCheck)> = vec![
+        ("bad CRC", bad_crc, |e| {
+            matches!(
+                e,
+                StorageError::InvalidBatch {
+                    position: 0,
+                    source: BatchError::CrcMismatch { .. }
+                }
+            )
+        }),
+        ("bad magic", bad_magic, |e| {
+            matches!(
+                e,
+                StorageError::InvalidBatch {
+                    source: BatchError::UnsupportedMagic(1),
+                    ..
+                }
+            )
+        }),
+        ("wrong count", bad_count, |e| {
+            matches!(
+                e,
+                StorageError::InvalidBatch {
+                    source: BatchError::RecordCount { count: 5, .. },
+                    ..
+                }
+            )
+        }),
+        ("truncated", truncated, |e| {
+            matches!(
+                e,
+                StorageError::InvalidBatch {
+                    source: BatchError::Truncated { .. },
+                    ..
+                }
+            )
+        }),
+        ("empty", Vec::new(), |e| {
+            matches!(e, StorageError::InvalidBatch { .. })
+        }),
+        ("oversized", oversized, |e| {
+            matches!(e, StorageError::BatchTooLarge { .. })
+        }),
+        ("second batch bad", second_bad, |e| {
+            matches!(
+                e,
+                StorageError::InvalidBatch {
+                    source: BatchError::CrcMismatch { .. },
+                    ..
+                }
+            )
+        }),
+        ("second batch truncated", second_truncated, |e| {
+            matches!(
+                e,
+                StorageError::InvalidBatch {
+                    source: BatchError::Truncated { .. },
+                    ..
+                }
+            )
+        }),
+    ];
+    let before = read_all(&log);
+    for (what, buf, expected) in cases {
+        let (end, len) = (log.log_end_offset(), active_len(&log));
+        let err = log.append(&buf, 1).unwrap_err();
+        assert!(expected(&err), "{what}: {err:?}");
+        if what.starts_with("second") {
+            assert!(
+                matches!(err, StorageError::InvalidBatch { position, .. } if position == good.len()),
+                "{what}: position of the bad batch"
+            );
+        }
+        assert_eq!(log.log_end_offset(), end, "{what}: log end moved");
+        assert_eq!(active_len(&log), len, "{what}: bytes were written");
+    }
+    assert_eq!(
+        read_all(&log)
+            .iter()
+            .map(|b| b.raw.clone())
+            .collect::<Vec<_>>(),
+        before.iter().map(|b| b.raw.clone()).collect::<Vec<_>>()
+    );
+    // The log still takes good appends right after.
+    assert_eq!(log.append(&good, 1).unwrap().base_offset, 3);
+}
+
+fn kafka_batch(compression: Compression, ts_base: i64) -> (Vec<u8>, Vec<Record>) {
+    let records: Vec<Record> = (0..10)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            // offset - sequence must be constant for the encoder to make one batch
+            sequence: i as i32,
+            // Not monotonic: the lookup must look at every record.
+            timestamp: ts_base + [0, 50, 10, 20, 90, 30, 40, 60, 80, 70][i as usize],
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: (i != 3).then(|| Bytes::from(vec![b'a' + i as u8; 100 + i as usize])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &opts).unwrap();
+    (buf.to_vec(), records)
+}
+
+#[test]
+fn compressed_batches_are_stored_verbatim_and_searched_by_time() {
+    let tmp = common::tempdir();
+    let (log, _) = Log::open(&tmp.path().join("t-0"), "t-0", small_cfg()).unwrap();
+    log.append(&batch(2, 10, 1), 0).unwrap();
+    for (codec, compression) in [
+        (1, Compression::Gzip),
+        (2, Compression::Snappy),
+        (3, Compression::Lz4),
+        (4, Compression::Zstd),
+    ] {
+        let ts_base = 10_000 * i64::from(codec);
+        let (raw, records) = kafka_batch(compression, ts_base);
+        let info = log.append(&raw, 7).unwrap();
+        log.set_high_watermark(log.log_end_offset()).unwrap();
+        let r = log
+            .read(info.base_offset + 4, 1, ReadBound::HighWatermark)
+            .unwrap();
+        let got = split_batches(&r.records);
+        assert_eq!(got.len(), 1);
+        let stored = &got[0].raw;
+        let h = BatchHeader::parse(stored).unwrap();
+        assert_eq!(
+            (h.codec(), h.base_offset, h.partition_leader_epoch),
+            (codec, info.base_offset, 7)
+        );
+        // Only baseOffset and partitionLeaderEpoch are rewritten.
+        assert_eq!(stored.len(), raw.len());
+        assert_eq!(stored[8..12], raw[8..12]);
+        assert_eq!(stored[16..], raw[16..], "{compression:?} batch re-encoded");
+        let decoded = decode_records(stored).unwrap();
+        for (d, r) in decoded.iter().zip(&records) {
+            assert_eq!(d.offset, info.base_offset + r.offset);
+            assert_eq!(
+                (d.timestamp, &d.key, &d.value),
+                (r.timestamp, &r.key, &r.value)
+            );
+        }
+        // Time lookups look inside the compressed records.
+        for (target, delta, ts) in [
+            (0, 0, 0),
+            (15, 1, 50),
+            (45, 1, 50),
+            (55, 4, 90),
+            (90, 4, 90),
+        ] {
+            let found = log.offset_for_timestamp(ts_base + target).unwrap().unwrap();
+            assert_eq!(
+                (found.offset, found.timestamp),
+                (info.base_offset + delta, ts_base + ts),
+                "{compression:?} at {target}"
+            );
+        }
+        assert_eq!(log.offset_for_timestamp(ts_base + 91).unwrap(), None);
+    }
+    log.close().unwrap();
+}
+
+fn group_cfg(max_delay: Duration) -> LogConfig {
+    LogConfig {
+        durability: Durability::GroupCommit {
+            max_bytes: 1 << 30,
+            max_delay,
+        },
+        ..small_cfg()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_resolves_every_waiter() {
+    let tmp = common::tempdir();
+    let (log, _) = Log::open(
+        &tmp.path().join("t-0"),
+        "t-0",
+        group_cfg(Duration::from_millis(2)),
+    )
+    .unwrap();
+    let log = Arc::new(log);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let log = Arc::clone(&log);
+        tasks.push(tokio::spawn(async move {
+            let info = log.append(&batch(2, 50, i), 0).unwrap();
+            log.wait_durable(info.last_offset).await.unwrap();
+            assert!(log.flushed_offset() > info.last_offset);
+            info.last_offset
+        }));
+    }
+    let all = async {
+        let mut max = 0;
+        for t in tasks {
+            max = max.max(t.await.unwrap());
+        }
+        max
+    };
+    let max = tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("a waiter hung");
+    assert_eq!(max, 127);
+    assert_eq!(log.flushed_offset(), 128);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_waiter_does_not_block_the_next() {
+    let tmp = common::tempdir();
+    // The first waiter leads the flush and waits for company (up to 100 ms) ...
+    let (log, _) = Log::open(
+        &tmp.path().join("t-0"),
+        "t-0",
+        group_cfg(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let log = Arc::new(log);
+    let info = log.append(&batch(2, 50, 1), 0).unwrap();
+    let mut first = Box::pin(log.wait_durable(info.last_offset));
+    let polled =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx).is_ready())).await;
+    assert!(!polled, "the leader waits for company");
+    // ... and is cancelled there.
+    drop(first);
+    let info = log.append(&batch(2, 50, 2), 0).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), log.wait_durable(info.last_offset))
+        .await
+        .expect("the next waiter hung after a cancelled leader")
+        .unwrap();
+    assert!(log.flushed_offset() > info.last_offset);
+}
+
+/// Waiting for an offset the log does not hold fails at once instead of spinning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_durable_past_the_log_end_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = weir_storage::Log::open(
+        &dir.path().join("w-0"),
+        "w-0",
+        weir_storage::LogConfig::default(),
+    )
+    .unwrap();
+    let log = std::sync::Arc::new(log);
+    log.append(
+        &weir_storage::record::build_batch(&[(None, Some(vec![1]), 0)]),
+        0,
+    )
+    .unwrap();
+    log.wait_durable(0).await.unwrap();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(10), log.wait_durable(5))
+        .await
+        .expect("wait_durable must not spin");
+    assert!(
+        matches!(
+            err,
+            Err(weir_storage::StorageError::OffsetOutOfRange { .. })
+        ),
+        "{err:?}"
+    );
+}

@@ -527,8 +527,8 @@ fn field_i64(v: &serde_json::Value, k: &str) -> Result<i64> {
         .ok_or_else(|| anyhow!("no integer {k:?} in {v}"))
 }
 
-/// Records printed by `confluent_consume.py` / `kafka_python_basic.py consume`.
-pub fn recs_from_script(out: &Output) -> Result<Vec<Rec>> {
+/// Parses JSON-lines records whose value and timestamp sit under the given names.
+fn recs_from_json(out: &Output, value_field: &str, ts_field: &str) -> Result<Vec<Rec>> {
     json_lines(out)?
         .iter()
         .map(|v| {
@@ -537,34 +537,24 @@ pub fn recs_from_script(out: &Output) -> Result<Vec<Rec>> {
                 offset: field_i64(v, "offset")?,
                 key: v.get("key").and_then(|k| k.as_str()).map(str::to_string),
                 value: v
-                    .get("value")
+                    .get(value_field)
                     .and_then(|k| k.as_str())
                     .unwrap_or_default()
                     .to_string(),
-                timestamp: v.get("timestamp").and_then(serde_json::Value::as_i64),
+                timestamp: v.get(ts_field).and_then(serde_json::Value::as_i64),
             })
         })
         .collect()
 }
 
+/// Records printed by `confluent_consume.py` / `kafka_python_basic.py consume`.
+pub fn recs_from_script(out: &Output) -> Result<Vec<Rec>> {
+    recs_from_json(out, "value", "timestamp")
+}
+
 /// Records printed by `kcat -C -J`.
 pub fn recs_from_kcat(out: &Output) -> Result<Vec<Rec>> {
-    json_lines(out)?
-        .iter()
-        .map(|v| {
-            Ok(Rec {
-                partition: field_i64(v, "partition")? as i32,
-                offset: field_i64(v, "offset")?,
-                key: v.get("key").and_then(|k| k.as_str()).map(str::to_string),
-                value: v
-                    .get("payload")
-                    .and_then(|k| k.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                timestamp: v.get("ts").and_then(serde_json::Value::as_i64),
-            })
-        })
-        .collect()
+    recs_from_json(out, "payload", "ts")
 }
 
 /// Checks records produced as `key:seq` values (per-key sequence numbers):

@@ -60,8 +60,21 @@ pub async fn serve(
             broker.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
             break;
         }
-        let mut frame = BytesMut::zeroed(n as usize);
-        if rd.read_exact(&mut frame).await.is_err() {
+        // Read straight into uninitialised capacity (no zero-fill pass over every
+        // request byte), and never past this frame.
+        let mut frame = BytesMut::with_capacity(n as usize);
+        let mut body = (&mut rd).take(n as u64);
+        let mut complete = true;
+        while frame.len() < n as usize {
+            match body.read_buf(&mut frame).await {
+                Ok(0) | Err(_) => {
+                    complete = false;
+                    break;
+                }
+                Ok(_) => {}
+            }
+        }
+        if !complete {
             break;
         }
         match dispatch::dispatch(&broker, frame.freeze(), &client_host) {

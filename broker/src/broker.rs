@@ -9,8 +9,8 @@ use weir_storage::{LogConfig, LogManager, ReadBound, TopicPartition};
 
 use crate::config::BrokerConfig;
 use crate::group::{
-    PartitionCheck,
-    AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, Record,
+    AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, PartitionCheck,
+    Record,
 };
 use crate::metadata::{MetadataStore, TopicError, TopicMeta};
 use crate::metrics::Metrics;
@@ -138,9 +138,12 @@ impl Broker {
         });
         // Commits for partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION.
         let weak = Arc::downgrade(&broker);
-        broker.groups.set_partition_check(PartitionCheck(Arc::new(move |topic: &str, p: i32| {
-            weak.upgrade().is_some_and(|b| b.partition(topic, p).is_some())
-        })));
+        broker
+            .groups
+            .set_partition_check(PartitionCheck(Arc::new(move |topic: &str, p: i32| {
+                weak.upgrade()
+                    .is_some_and(|b| b.partition(topic, p).is_some())
+            })));
         Ok(broker)
     }
 

@@ -2,6 +2,11 @@
 //! batches, seals them on size or linger, and sends each sealed batch in its
 //! own task with retries. Sequence numbers are assigned at sealing, so a
 //! retried batch keeps its sequence.
+//!
+//! Like Kafka's, a partition's open batch keeps growing (up to `batch_size`)
+//! while its in-flight window is full: linger only seals a batch when a send
+//! slot is free, so a slow broker gets fewer, larger batches instead of a queue
+//! of tiny ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -69,8 +74,13 @@ struct Accumulator {
     shared: Arc<Shared>,
     producer_id: i64,
     producer_epoch: i16,
-    partitions: HashMap<Tp, PartitionState>,
+    /// Per-partition state; `index` maps a partition to its slot here.
+    partitions: Vec<(Tp, PartitionState)>,
+    index: HashMap<Tp, usize>,
     topics: HashMap<String, Arc<str>>,
+    /// The slot of the last record's partition: consecutive records for the
+    /// same partition skip both hash lookups.
+    last: Option<usize>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     done_tx: mpsc::Sender<Tp>,
 }
@@ -88,8 +98,10 @@ pub(crate) async fn run(
         shared: Arc::new(Shared { cluster, config }),
         producer_id,
         producer_epoch,
-        partitions: HashMap::new(),
+        partitions: Vec::new(),
+        index: HashMap::new(),
         topics: HashMap::new(),
+        last: None,
         flush_waiters: Vec::new(),
         done_tx,
     };
@@ -111,8 +123,10 @@ pub(crate) async fn run(
                 None => open = false,
             },
             Some(tp) = done_rx.recv() => {
-                if let Some(p) = acc.partitions.get_mut(&tp) {
-                    p.in_flight = p.in_flight.saturating_sub(1);
+                acc.sent(&tp);
+                // Settle every other finished batch too before sealing.
+                while let Ok(tp) = done_rx.try_recv() {
+                    acc.sent(&tp);
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => {}
@@ -147,14 +161,9 @@ impl Accumulator {
                 record,
                 reply,
             } => {
-                let name = self
-                    .topics
-                    .entry(topic)
-                    .or_insert_with_key(|t| Arc::from(t.as_str()))
-                    .clone();
+                let slot = self.slot(topic, partition);
                 let batch_size = self.shared.config.batch_size;
-                let tp: Tp = (name, partition);
-                let state = self.partitions.entry(tp.clone()).or_default();
+                let state = &mut self.partitions[slot].1;
                 let size = record.size();
                 let open = state.open.get_or_insert_with(|| OpenBatch {
                     records: Vec::new(),
@@ -166,44 +175,90 @@ impl Accumulator {
                 open.replies.push(reply);
                 open.bytes += size;
                 if open.bytes >= batch_size {
-                    self.seal(&tp);
+                    self.seal(slot);
                 }
             }
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let linger = self.shared.config.linger;
-        self.partitions
-            .values()
-            .filter_map(|p| p.open.as_ref().map(|o| o.created + linger))
-            .min()
+    /// The slot of `topic`/`partition`, created on first use.
+    fn slot(&mut self, topic: String, partition: i32) -> usize {
+        if let Some(i) = self.last {
+            let (tp, _) = &self.partitions[i];
+            if tp.1 == partition && *tp.0 == *topic {
+                return i;
+            }
+        }
+        let name = self
+            .topics
+            .entry(topic)
+            .or_insert_with_key(|t| Arc::from(t.as_str()))
+            .clone();
+        let tp: Tp = (name, partition);
+        let i = match self.index.get(&tp) {
+            Some(&i) => i,
+            None => {
+                let i = self.partitions.len();
+                self.index.insert(tp.clone(), i);
+                self.partitions.push((tp, PartitionState::default()));
+                i
+            }
+        };
+        self.last = Some(i);
+        i
     }
 
-    fn seal_due(&mut self, all: bool) {
-        let linger = self.shared.config.linger;
-        let now = Instant::now();
-        let due: Vec<Tp> = self
-            .partitions
-            .iter()
-            .filter(|(_, p)| {
-                p.open
-                    .as_ref()
-                    .is_some_and(|o| all || o.created + linger <= now)
-            })
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        for tp in due {
-            self.seal(&tp);
+    /// A batch of `tp` was settled: its send slot is free.
+    fn sent(&mut self, tp: &Tp) {
+        if let Some(&i) = self.index.get(tp) {
+            let p = &mut self.partitions[i].1;
+            p.in_flight = p.in_flight.saturating_sub(1);
         }
     }
 
-    fn seal(&mut self, tp: &Tp) {
+    fn max_in_flight(&self) -> usize {
+        self.shared.config.max_in_flight.max(1)
+    }
+
+    /// Whether a batch sealed now could be sent at once.
+    fn has_free_slot(p: &PartitionState, max: usize) -> bool {
+        p.in_flight + p.sealed.len() < max
+    }
+
+    /// When the next open batch lingers out; batches of partitions whose window
+    /// is full are left out (a finished send wakes the loop instead).
+    fn next_deadline(&self) -> Option<Instant> {
+        let linger = self.shared.config.linger;
+        let max = self.max_in_flight();
+        self.partitions
+            .iter()
+            .filter(|(_, p)| Self::has_free_slot(p, max))
+            .filter_map(|(_, p)| p.open.as_ref().map(|o| o.created + linger))
+            .min()
+    }
+
+    /// Seals open batches that lingered out (or all, when flushing or closing),
+    /// but only where a send slot is free: otherwise the batch keeps growing.
+    fn seal_due(&mut self, all: bool) {
+        let linger = self.shared.config.linger;
+        let max = self.max_in_flight();
+        let now = Instant::now();
+        for i in 0..self.partitions.len() {
+            let p = &self.partitions[i].1;
+            let due = p
+                .open
+                .as_ref()
+                .is_some_and(|o| all || o.created + linger <= now);
+            if due && Self::has_free_slot(p, max) {
+                self.seal(i);
+            }
+        }
+    }
+
+    fn seal(&mut self, slot: usize) {
         let idempotent = self.shared.config.idempotent;
         let (pid, epoch) = (self.producer_id, self.producer_epoch);
-        let Some(state) = self.partitions.get_mut(tp) else {
-            return;
-        };
+        let (tp, state) = &mut self.partitions[slot];
         let Some(open) = state.open.take() else {
             return;
         };
@@ -229,8 +284,8 @@ impl Accumulator {
     }
 
     fn dispatch(&mut self) {
-        let max = self.shared.config.max_in_flight.max(1);
-        for state in self.partitions.values_mut() {
+        let max = self.max_in_flight();
+        for (_, state) in self.partitions.iter_mut() {
             while state.in_flight < max {
                 let Some(batch) = state.sealed.pop_front() else {
                     break;
@@ -243,8 +298,8 @@ impl Accumulator {
 
     fn is_idle(&self) -> bool {
         self.partitions
-            .values()
-            .all(|p| p.open.is_none() && p.sealed.is_empty() && p.in_flight == 0)
+            .iter()
+            .all(|(_, p)| p.open.is_none() && p.sealed.is_empty() && p.in_flight == 0)
     }
 }
 

@@ -4,6 +4,16 @@
 //! A `Consumer` is owned by one task (`&mut self`), like the Java consumer;
 //! group heartbeats run in a background task and flag rebalances, which the
 //! next `poll` acts on.
+//!
+//! Fetches are pipelined like the Java consumer's: when `poll` returns records
+//! it has already sent the next fetch round (one Fetch per leader) from the new
+//! positions, in a background task, so the broker reads and the client decodes
+//! while the application processes. At most one round is outstanding and its
+//! answer is held until the next `poll`, so buffered data stays below about
+//! two rounds' worth (the returned records plus one `fetch_max_bytes` answer).
+//! A prefetched round remembers the positions it fetched from; data for a
+//! partition whose position changed since (`seek`, reset, rebalance) or that is
+//! paused or no longer assigned is discarded, never returned.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -11,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{codes, Error, Result};
-use crate::fetcher::{fetch_round, FetchParams};
+use crate::fetcher::{fetch_round, FetchOutcome, FetchParams};
 use crate::group::{is_rebalance_code, GroupTimings, Membership};
 use crate::offsets::{commit_offsets, fetch_committed, list_offsets, OffsetSpec};
 use crate::records::ConsumerRecord;
@@ -137,6 +147,23 @@ pub struct Consumer {
     last_commit: Instant,
     /// Positions at the last successful commit, to skip no-op commits.
     committed: BTreeMap<TopicPartition, i64>,
+    /// The fetch round in flight (or answered but not yet consumed), if any.
+    prefetch: Option<Prefetch>,
+}
+
+/// A fetch round running in the background, with the positions it fetched from.
+#[derive(Debug)]
+struct Prefetch {
+    positions: BTreeMap<TopicPartition, i64>,
+    task: tokio::task::JoinHandle<Result<FetchOutcome>>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Abandoned rounds are cancelled (a no-op once the task finished); the
+        // connection routes the late answer nowhere.
+        self.task.abort();
+    }
 }
 
 impl Consumer {
@@ -154,6 +181,7 @@ impl Consumer {
             start: StartPosition::Committed,
             last_commit: Instant::now(),
             committed: BTreeMap::new(),
+            prefetch: None,
         })
     }
 
@@ -279,6 +307,8 @@ impl Consumer {
     }
 
     /// Waits up to `timeout` for records; returns as soon as a fetch round yields any.
+    ///
+    /// Before returning records it sends the next fetch round (see the module docs).
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -287,44 +317,128 @@ impl Consumer {
             self.init_positions().await?;
             let now = Instant::now();
             let remaining = deadline.saturating_duration_since(now);
-            let fetchable: BTreeMap<TopicPartition, i64> = self
-                .positions
-                .iter()
-                .filter(|(tp, _)| !self.paused.contains(*tp))
-                .map(|(tp, o)| (tp.clone(), *o))
-                .collect();
-            if fetchable.is_empty() {
-                if remaining.is_zero() {
-                    return Ok(Vec::new());
-                }
-                tokio::time::sleep(remaining.min(Duration::from_millis(100))).await;
-                continue;
+            let fetchable = self.fetchable();
+            if self
+                .prefetch
+                .as_ref()
+                .is_some_and(|p| p.positions != fetchable)
+            {
+                // Seeked, paused, resumed or reassigned since the round left: its
+                // answer would be partly stale and it does not cover every
+                // partition, so drop it and fetch afresh.
+                self.prefetch = None;
             }
-            let params = FetchParams {
-                max_wait: remaining.min(self.config.fetch_max_wait),
-                min_bytes: self.config.fetch_min_bytes,
-                max_bytes: self.config.fetch_max_bytes,
-                partition_max_bytes: self.config.max_partition_fetch_bytes,
-            };
+            if self.prefetch.is_none() {
+                if fetchable.is_empty() {
+                    if remaining.is_zero() {
+                        return Ok(Vec::new());
+                    }
+                    tokio::time::sleep(remaining.min(Duration::from_millis(100))).await;
+                    continue;
+                }
+                self.start_fetch(fetchable, remaining.min(self.config.fetch_max_wait));
+            }
             let round_start = Instant::now();
-            let outcome = fetch_round(&self.cluster, &fetchable, params).await?;
-            for (tp, next) in outcome.positions {
-                // Only if nobody re-assigned or seeked meanwhile (we hold &mut self, so never).
-                if self.positions.get(&tp) == fetchable.get(&tp) {
-                    self.positions.insert(tp, next);
+            let Some(pending) = self.prefetch.as_mut() else {
+                continue;
+            };
+            let joined = match tokio::time::timeout(remaining, &mut pending.task).await {
+                Ok(joined) => joined,
+                // Still in flight: keep it for the next poll.
+                Err(_) => return Ok(Vec::new()),
+            };
+            let Some(done) = self.prefetch.take() else {
+                continue;
+            };
+            let outcome = match joined {
+                Ok(outcome) => outcome?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Only aborted when dropped, so never seen here.
+                Err(_) => continue,
+            };
+            let records = self.absorb(&done.positions, outcome).await?;
+            if !records.is_empty() {
+                // Pipelining: the next round is on its way while the caller works.
+                let next = self.fetchable();
+                if !next.is_empty() {
+                    self.start_fetch(next, self.config.fetch_max_wait);
                 }
+                return Ok(records);
             }
-            if !outcome.out_of_range.is_empty() {
-                self.reset(&outcome.out_of_range).await?;
-            }
-            if !outcome.records.is_empty() || Instant::now() >= deadline {
-                return Ok(outcome.records);
+            if Instant::now() >= deadline {
+                return Ok(records);
             }
             if round_start.elapsed() < Duration::from_millis(5) {
                 // The broker answered at once with nothing (or ignored max_wait): do not spin.
                 tokio::time::sleep(Duration::from_millis(10).min(remaining)).await;
             }
         }
+    }
+
+    /// Assigned, positioned, unpaused partitions and their positions.
+    fn fetchable(&self) -> BTreeMap<TopicPartition, i64> {
+        self.positions
+            .iter()
+            .filter(|(tp, _)| !self.paused.contains(*tp))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect()
+    }
+
+    /// Sends a fetch round from `positions` in the background.
+    fn start_fetch(&mut self, positions: BTreeMap<TopicPartition, i64>, max_wait: Duration) {
+        let params = FetchParams {
+            max_wait,
+            min_bytes: self.config.fetch_min_bytes,
+            max_bytes: self.config.fetch_max_bytes,
+            partition_max_bytes: self.config.max_partition_fetch_bytes,
+        };
+        let cluster = self.cluster.clone();
+        let snapshot = positions.clone();
+        let task = tokio::spawn(async move { fetch_round(&cluster, &positions, params).await });
+        self.prefetch = Some(Prefetch {
+            positions: snapshot,
+            task,
+        });
+    }
+
+    /// Applies a finished round, keeping only partitions still fetchable at the
+    /// position the round fetched from; everything else is discarded.
+    async fn absorb(
+        &mut self,
+        fetched_from: &BTreeMap<TopicPartition, i64>,
+        outcome: FetchOutcome,
+    ) -> Result<Vec<ConsumerRecord>> {
+        let valid = |c: &Consumer, tp: &TopicPartition| {
+            !c.paused.contains(tp)
+                && c.positions.contains_key(tp)
+                && c.positions.get(tp) == fetched_from.get(tp)
+        };
+        let stale: Vec<&TopicPartition> =
+            fetched_from.keys().filter(|tp| !valid(self, tp)).collect();
+        let mut records = outcome.records;
+        if !stale.is_empty() {
+            records.retain(|r| {
+                !stale
+                    .iter()
+                    .any(|tp| tp.partition == r.partition && tp.topic == r.topic)
+            });
+        }
+        let mut advanced = Vec::new();
+        for (tp, next) in outcome.positions {
+            if valid(self, &tp) {
+                advanced.push((tp, next));
+            }
+        }
+        let out_of_range: Vec<TopicPartition> = outcome
+            .out_of_range
+            .into_iter()
+            .filter(|tp| valid(self, tp))
+            .collect();
+        self.positions.extend(advanced);
+        if !out_of_range.is_empty() {
+            self.reset(&out_of_range).await?;
+        }
+        Ok(records)
     }
 
     async fn maybe_rejoin(&mut self) -> Result<()> {
@@ -472,5 +586,219 @@ impl Consumer {
             m.leave(&cluster).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, MetadataResponse,
+        ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{
+        decode_request_header_from_buffer, Decodable, Encodable, HeaderVersion, StrBytes,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::records::{encode_batch, PendingRecord, ProducerStamp};
+
+    const RECORDS_PER_FETCH: i64 = 5;
+
+    fn frame<R: Encodable + HeaderVersion>(correlation_id: i32, resp: &R, version: i16) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut h = ResponseHeader::default();
+        h.correlation_id = correlation_id;
+        h.encode(&mut buf, R::header_version(version)).unwrap();
+        resp.encode(&mut buf, version).unwrap();
+        let mut out = (buf.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// One batch of records `from..from+RECORDS_PER_FETCH`, each valued its own offset.
+    fn batch(from: i64) -> Bytes {
+        let records: Vec<PendingRecord> = (from..from + RECORDS_PER_FETCH)
+            .map(|o| PendingRecord {
+                key: None,
+                value: Some(Bytes::from(o.to_string())),
+                headers: Vec::new(),
+                timestamp: 0,
+            })
+            .collect();
+        let data = encode_batch(&records, ProducerStamp::NONE, Default::default()).unwrap();
+        let mut data = BytesMut::from(&data[..]);
+        // The base offset is outside the CRC.
+        data[..8].copy_from_slice(&from.to_be_bytes());
+        data.freeze()
+    }
+
+    /// A fake one-node cluster with topic `t` (one partition) whose every offset
+    /// holds a record; Fetch answers after `delay` with a few records from the
+    /// requested offset.
+    async fn fake_broker(listener: TcpListener, fetches: Arc<AtomicUsize>, delay: Duration) {
+        let port = listener.local_addr().unwrap().port();
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            let fetches = fetches.clone();
+            tokio::spawn(async move {
+                let (mut read, write) = sock.into_split();
+                let write = Arc::new(tokio::sync::Mutex::new(write));
+                while let Ok(len) = read.read_u32().await {
+                    let mut buf = BytesMut::zeroed(len as usize);
+                    read.read_exact(&mut buf).await.unwrap();
+                    let mut bytes = buf.freeze();
+                    let header = decode_request_header_from_buffer(&mut bytes).unwrap();
+                    let (id, v) = (header.correlation_id, header.request_api_version);
+                    let out = match ApiKey::try_from(header.request_api_key) {
+                        Ok(ApiKey::ApiVersions) => {
+                            let mut resp = ApiVersionsResponse::default();
+                            for (key, max) in [
+                                (ApiKey::ApiVersions, 3),
+                                (ApiKey::Metadata, 12),
+                                (ApiKey::Fetch, 12),
+                            ] {
+                                let mut a = ApiVersion::default();
+                                a.api_key = key as i16;
+                                a.max_version = max;
+                                resp.api_keys.push(a);
+                            }
+                            frame(id, &resp, v)
+                        }
+                        Ok(ApiKey::Metadata) => {
+                            let mut resp = MetadataResponse::default();
+                            let mut b = MetadataResponseBroker::default();
+                            b.node_id = BrokerId(0);
+                            b.host = StrBytes::from_static_str("127.0.0.1");
+                            b.port = i32::from(port);
+                            resp.brokers.push(b);
+                            resp.controller_id = BrokerId(0);
+                            let mut p = MetadataResponsePartition::default();
+                            p.leader_id = BrokerId(0);
+                            let mut t = MetadataResponseTopic::default();
+                            t.name = Some(TopicName(StrBytes::from_static_str("t")));
+                            t.partitions.push(p);
+                            resp.topics.push(t);
+                            frame(id, &resp, v)
+                        }
+                        Ok(ApiKey::Fetch) => {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            let req = FetchRequest::decode(&mut bytes, v).unwrap();
+                            let mut resp = FetchResponse::default();
+                            for t in req.topics {
+                                let mut rt = FetchableTopicResponse::default();
+                                rt.topic = t.topic.clone();
+                                for p in t.partitions {
+                                    let mut pd = PartitionData::default();
+                                    pd.partition_index = p.partition;
+                                    pd.high_watermark = 1_000_000;
+                                    pd.records = Some(batch(p.fetch_offset));
+                                    rt.partitions.push(pd);
+                                }
+                                resp.responses.push(rt);
+                            }
+                            let out = frame(id, &resp, v);
+                            // Answer later, without blocking the next request.
+                            let write = write.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = write.lock().await.write_all(&out).await;
+                            });
+                            continue;
+                        }
+                        other => panic!("unexpected request {other:?}"),
+                    };
+                    write.lock().await.write_all(&out).await.unwrap();
+                }
+            });
+        }
+    }
+
+    async fn consumer(delay: Duration) -> (Consumer, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(fake_broker(listener, fetches.clone(), delay));
+        // Make sure the listener is up before connecting.
+        drop(TcpStream::connect(&addr).await.unwrap());
+        let mut c = ConsumerConfig::new(&addr).build().await.unwrap();
+        c.assign(vec![tp()]);
+        (c, fetches)
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    fn offsets(records: &[ConsumerRecord]) -> Vec<i64> {
+        for r in records {
+            let value = r.value.as_deref().unwrap();
+            assert_eq!(
+                value,
+                r.offset.to_string().as_bytes(),
+                "value matches offset"
+            );
+        }
+        records.iter().map(|r| r.offset).collect()
+    }
+
+    fn run(from: i64) -> Vec<i64> {
+        (from..from + RECORDS_PER_FETCH).collect()
+    }
+
+    #[tokio::test]
+    async fn prefetches_and_discards_prefetched_data_after_seek() {
+        let (mut c, fetches) = consumer(Duration::ZERO).await;
+        let wait = Duration::from_secs(5);
+        c.seek(&tp(), 0).unwrap();
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(0));
+        assert_eq!(c.position(&tp()), Some(5));
+        // The next round left before poll returned and has been answered by now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 2, "next round prefetched");
+        // Prefetched 5..10 must not be returned after a seek.
+        c.seek(&tp(), 100).unwrap();
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(100));
+        assert_eq!(c.position(&tp()), Some(105));
+        // Undisturbed, the prefetched round is what the next poll returns.
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(105));
+        // Seeking back to where the prefetch started is fine either way.
+        c.seek(&tp(), 7).unwrap();
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(7));
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(12));
+    }
+
+    #[tokio::test]
+    async fn seek_while_prefetch_in_flight_and_pause_resume() {
+        let (mut c, _) = consumer(Duration::from_millis(50)).await;
+        let wait = Duration::from_secs(5);
+        c.seek(&tp(), 0).unwrap();
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(0));
+        // The prefetch from 5 is still on the wire.
+        c.seek(&tp(), 200).unwrap();
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(200));
+        // A paused partition returns nothing and keeps its position.
+        c.pause(&[tp()]);
+        assert!(c.poll(Duration::from_millis(150)).await.unwrap().is_empty());
+        assert_eq!(c.position(&tp()), Some(205));
+        c.resume(&[tp()]);
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(205));
+        // A poll that times out keeps the round for the next one.
+        assert!(c.poll(Duration::from_millis(1)).await.unwrap().is_empty());
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(210));
+        // Reassigned away and back: the old round is not used, the position restarts.
+        c.assign(vec![]);
+        c.assign(vec![tp()]);
+        c.set_start_position(StartPosition::Offset(500));
+        assert_eq!(offsets(&c.poll(wait).await.unwrap()), run(500));
     }
 }

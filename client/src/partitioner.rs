@@ -72,9 +72,13 @@ impl StickyPartitioner {
     pub fn next(&self, topic: &str, size: usize, num_partitions: i32) -> i32 {
         let n = num_partitions.max(1);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = st
-            .entry(topic.to_string())
-            .or_insert_with(|| (start_partition(topic, n), 0));
+        // Look up before inserting: no String allocation per record.
+        if !st.contains_key(topic) {
+            st.insert(topic.to_string(), (start_partition(topic, n), 0));
+        }
+        let Some(entry) = st.get_mut(topic) else {
+            return 0;
+        };
         if entry.1 >= self.batch_size || entry.0 >= n {
             entry.0 = (entry.0 + 1) % n;
             entry.1 = 0;

@@ -73,7 +73,10 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
         buf.extend_from_slice(&build_batch(&[(None, None, 0)]));
     }
     let info = log.append(&buf, 0).unwrap();
-    assert_eq!((info.base_offset, info.last_offset, info.batches), (0, 3, 4));
+    assert_eq!(
+        (info.base_offset, info.last_offset, info.batches),
+        (0, 3, 4)
+    );
     let next = log.append(&batch(2, 0), 0).unwrap();
     assert_eq!(next.base_offset, 4);
     assert_eq!(log.log_end_offset(), 6);
@@ -103,7 +106,13 @@ fn append_after_truncating_inside_the_active_segment() {
     log.append(&buf, 0).unwrap();
     assert_eq!(log.truncate_to(1).unwrap(), 1);
     let info = log
-        .append(&build_batch(&[(None, Some(vec![1; 415]), 0), (Some(vec![0]), Some(vec![2; 1482]), 0)]), 0)
+        .append(
+            &build_batch(&[
+                (None, Some(vec![1; 415]), 0),
+                (Some(vec![0]), Some(vec![2; 1482]), 0),
+            ]),
+            0,
+        )
         .unwrap();
     assert_eq!(info.base_offset, 1);
     assert_eq!(log.log_end_offset(), 3);

@@ -21,7 +21,10 @@ struct Outcome {
 /// Appends to a partition. Under `--fsync always` the append includes an
 /// fdatasync, which must not stall the runtime's worker: it runs in place of a
 /// blocking thread. Other policies write to the page cache only.
-fn append(part: &Partition, records: &[u8]) -> Result<crate::partition::Appended, crate::partition::AppendError> {
+fn append(
+    part: &Partition,
+    records: &[u8],
+) -> Result<crate::partition::Appended, crate::partition::AppendError> {
     if part.log.config().durability == weir_storage::Durability::EveryAppend {
         tokio::task::block_in_place(|| part.append(records))
     } else {

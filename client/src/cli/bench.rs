@@ -81,6 +81,9 @@ pub struct ProducerArgs {
     /// Idempotent producer.
     #[arg(long)]
     pub idempotent: bool,
+    /// Produce requests in flight per partition.
+    #[arg(long, default_value_t = 5)]
+    pub max_in_flight: usize,
     /// Target send rate in messages per second (default: unthrottled).
     ///
     /// Sends are paced against a fixed schedule, so latency can be measured
@@ -157,6 +160,7 @@ async fn build_producer(c: &CommonArgs, p: &ProducerArgs) -> anyhow::Result<Prod
         .batch_size(p.batch_size)
         .compression(p.compression)
         .idempotent(p.idempotent);
+    config.max_in_flight = p.max_in_flight;
     config.client = c.connect.client_config().client_id("weir-bench");
     Ok(config.build().await?)
 }
@@ -166,7 +170,7 @@ fn producer_json(c: &CommonArgs, p: &ProducerArgs) -> serde_json::Value {
         "topic": c.topic, "message_size": c.message_size, "acks": p.acks.as_i16(),
         "linger_ms": p.linger_ms, "batch_size": p.batch_size,
         "compression": p.compression.to_string(), "idempotent": p.idempotent,
-        "rate": p.rate,
+        "rate": p.rate, "max_in_flight": p.max_in_flight,
     })
 }
 

@@ -87,15 +87,19 @@ impl ProducerStates {
     /// Checks a batch: `Ok(Some(offsets))` for a retry of a remembered batch,
     /// `Ok(None)` when it is the next batch and should be written.
     pub fn check(&self, b: &BatchIds) -> Result<Option<(i64, i64)>, ProducerError> {
-        let Some(e) = self.producers.get(&b.producer_id) else {
-            return if b.first_seq == 0 {
+        // A producer new to this partition, or starting a new epoch, starts at 0.
+        let fresh = || {
+            if b.first_seq == 0 {
                 Ok(None)
             } else {
                 Err(ProducerError::OutOfOrder {
                     got: b.first_seq,
                     expected: 0,
                 })
-            };
+            }
+        };
+        let Some(e) = self.producers.get(&b.producer_id) else {
+            return fresh();
         };
         if b.epoch < e.epoch {
             return Err(ProducerError::StaleEpoch {
@@ -104,14 +108,7 @@ impl ProducerStates {
             });
         }
         if b.epoch > e.epoch {
-            return if b.first_seq == 0 {
-                Ok(None)
-            } else {
-                Err(ProducerError::OutOfOrder {
-                    got: b.first_seq,
-                    expected: 0,
-                })
-            };
+            return fresh();
         }
         if let Some(r) = e
             .recent

@@ -67,6 +67,33 @@ fn paths(dir: &Path, base: i64, tmp: &str) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 impl Segment {
+    /// The in-memory state of a segment before its data is mapped and scanned;
+    /// `index_bytes` as in [`Index::open`].
+    fn empty(
+        base: i64,
+        file: File,
+        log_path: PathBuf,
+        index: &Path,
+        time: &Path,
+        index_bytes: Option<usize>,
+    ) -> Result<Self> {
+        Ok(Self {
+            base_offset: base,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            file: Arc::new(file),
+            data: Bytes::new(),
+            size: 0,
+            next_offset: base,
+            last_batch_base: base,
+            offsets: Index::open(index, index_bytes)?,
+            times: Index::open(time, index_bytes)?,
+            bytes_since_entry: 0,
+            max_timestamp: -1,
+            first_append_ms: None,
+            log_path,
+        })
+    }
+
     /// Creates an empty active segment (replacing leftovers of the same name).
     /// `suffix` is "" for a live segment or ".cleaned" for a cleaner output.
     pub(crate) fn create(dir: &Path, base: i64, cfg: &LogConfig, suffix: &str) -> Result<Self> {
@@ -78,22 +105,8 @@ impl Segment {
             }
         }
         let file = open_rw(&log)?;
-        let ix = cfg.segment_index_bytes as usize;
-        let mut seg = Self {
-            base_offset: base,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            file: Arc::new(file),
-            data: Bytes::new(),
-            size: 0,
-            next_offset: base,
-            last_batch_base: base,
-            offsets: Index::open(&index, Some(ix))?,
-            times: Index::open(&time, Some(ix))?,
-            bytes_since_entry: 0,
-            max_timestamp: -1,
-            first_append_ms: None,
-            log_path: log,
-        };
+        let ix = Some(cfg.segment_index_bytes as usize);
+        let mut seg = Self::empty(base, file, log, &index, &time, ix)?;
         seg.data = map_segment(&seg.file, capacity(cfg, 0)).map_err(io_err(&seg.log_path))?;
         Ok(seg)
     }
@@ -113,21 +126,7 @@ impl Segment {
         let file = open_rw(&log)?;
         let file_len = file.metadata().map_err(io_err(&log))?.len() as usize;
         let ix = active.then_some(cfg.segment_index_bytes as usize);
-        let mut seg = Self {
-            base_offset: base,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            file: Arc::new(file),
-            data: Bytes::new(),
-            size: 0,
-            next_offset: base,
-            last_batch_base: base,
-            offsets: Index::open(&index, ix)?,
-            times: Index::open(&time, ix)?,
-            bytes_since_entry: 0,
-            max_timestamp: -1,
-            first_append_ms: None,
-            log_path: log,
-        };
+        let mut seg = Self::empty(base, file, log, &index, &time, ix)?;
         let cap = if active {
             capacity(cfg, file_len)
         } else {

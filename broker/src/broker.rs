@@ -39,8 +39,6 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Counters for /metrics.
     pub metrics: Metrics,
-    /// Bumped after every produce, to wake long-polling fetches.
-    appended: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why a topic change failed.
@@ -134,7 +132,6 @@ impl Broker {
             partitions: RwLock::new(partitions),
             groups,
             metrics: Metrics::default(),
-            appended: tokio::sync::watch::Sender::new(0),
         });
         // Commits for partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION.
         let weak = Arc::downgrade(&broker);
@@ -281,16 +278,6 @@ impl Broker {
                 tracing::warn!(partition = %tp, error = %e, "flush failed");
             }
         }
-    }
-
-    /// Wakes fetches waiting for data.
-    pub fn notify_appended(&self) {
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// A receiver that changes after every produce.
-    pub fn subscribe_appended(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.appended.subscribe()
     }
 
     /// Closes every log cleanly.

@@ -163,11 +163,22 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Result<Byte
 /// Fetches `topic`/`partition` from `offset` (Fetch v4, up to 4 MiB) and returns
 /// the partition's error code and its raw record-batch bytes.
 pub fn fetch(conn: &mut RawConn, topic: &str, partition: i32, offset: i64) -> Result<(i16, Bytes)> {
+    fetch_wait(conn, topic, partition, offset, 100)
+}
+
+/// [`fetch`] with a chosen `max_wait_ms` (and `min_bytes` 1).
+pub fn fetch_wait(
+    conn: &mut RawConn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+) -> Result<(i16, Bytes)> {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(100)
+        .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
         .with_max_bytes(4 << 20)
         .with_topics(vec![FetchTopic::default()

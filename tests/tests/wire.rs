@@ -310,3 +310,64 @@ fn admin_http_metrics_and_health() -> Result<()> {
     assert_eq!(status, 200, "split request head");
     node.assert_alive()
 }
+
+/// Fetch long-polls: on an empty partition it waits up to `max_wait_ms`, and a
+/// produce to that partition (not to another one) ends the wait at once.
+#[test]
+fn long_poll_fetch_waits_and_is_woken_by_a_produce() -> Result<()> {
+    use std::time::{Duration, Instant};
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "lp", 1, &[])? == 0);
+    ensure!(create_topic(&mut c, "lp-other", 1, &[])? == 0);
+
+    let start = Instant::now();
+    let (code, recs) = raw::fetch_wait(&mut c, "lp", 0, 0, 400)?;
+    ensure!(
+        code == 0 && recs.is_empty(),
+        "empty partition: code {code}, {} bytes",
+        recs.len()
+    );
+    ensure!(
+        start.elapsed() >= Duration::from_millis(350),
+        "returned after {:?}, before max_wait",
+        start.elapsed()
+    );
+
+    let fetches = |node: &WeirNode| -> Result<u64> {
+        let (_, body) = weir_tests::http_get(node.admin_addr(), "/metrics")?;
+        Ok(body
+            .lines()
+            .find(|l| l.starts_with("weir_requests_total{api_key=\"1\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    };
+    let before = fetches(&node)?;
+    let addr = node.bootstrap().to_string();
+    let waiter = std::thread::spawn(move || -> Result<(Duration, i16, bytes::Bytes)> {
+        let mut c = RawConn::connect(&addr)?;
+        let start = Instant::now();
+        let (code, recs) = raw::fetch_wait(&mut c, "lp", 0, 0, 30_000)?;
+        Ok((start.elapsed(), code, recs))
+    });
+    // Produce only once the long poll is in the node.
+    weir_tests::poll_until(Duration::from_secs(10), || {
+        Ok((fetches(&node)? > before).then_some(()))
+    })?;
+    ensure!(produce(&mut c, "lp-other", 0, 1, batch(&[b"x"], None)?)?.0 == 0);
+    ensure!(produce(&mut c, "lp", 0, 1, batch(&[b"y"], None)?)?.0 == 0);
+    let (elapsed, code, recs) = waiter
+        .join()
+        .map_err(|_| anyhow::anyhow!("fetch thread panicked"))??;
+    ensure!(
+        code == 0 && !recs.is_empty(),
+        "woken fetch: code {code}, {} bytes",
+        recs.len()
+    );
+    ensure!(
+        elapsed < Duration::from_secs(20),
+        "fetch waited {elapsed:?}: the produce did not wake it"
+    );
+    Ok(())
+}

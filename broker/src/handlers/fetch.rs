@@ -2,6 +2,7 @@
 //! `min_bytes` are available or `max_wait_ms` passes, and honours KIP-74 (the
 //! first non-empty partition returns at least one whole batch).
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -86,22 +87,36 @@ fn read_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
     )
 }
 
-/// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`.
+/// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`. The wait is woken
+/// only by high-watermark moves of the partitions asked for, not by every produce.
 pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let mut appended = b.subscribe_appended();
+    // Subscribed before the first read, so no move between read and wait is missed.
+    let mut watches: Vec<_> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|p| b.partition(t.topic.0.as_str(), p.partition))
+        })
+        .map(|p| p.log.subscribe_high_watermark())
+        .collect();
+    let min = req.min_bytes.max(1) as usize;
     loop {
-        appended.borrow_and_update();
+        for w in &mut watches {
+            w.borrow_and_update();
+        }
         let (resp, total, error) = read_once(b, &req);
-        let min = req.min_bytes.max(1) as usize;
-        if total >= min || error || tokio::time::Instant::now() >= deadline {
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if total >= min || error || timed_out {
             b.metrics
                 .fetch_bytes
                 .fetch_add(total as u64, Ordering::Relaxed);
             return resp;
         }
-        if tokio::time::timeout_at(deadline, appended.changed())
+        if tokio::time::timeout_at(deadline, any_changed(&mut watches))
             .await
             .is_err()
         {
@@ -112,4 +127,19 @@ pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchRespon
             return resp;
         }
     }
+}
+
+/// Resolves when any of the watches sees a new value (pending forever when there
+/// are none, so the caller's deadline ends the wait).
+async fn any_changed(watches: &mut [tokio::sync::watch::Receiver<i64>]) {
+    let mut changes: Vec<_> = watches.iter_mut().map(|w| Box::pin(w.changed())).collect();
+    std::future::poll_fn(|cx| {
+        for c in &mut changes {
+            if c.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

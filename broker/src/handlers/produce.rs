@@ -75,7 +75,6 @@ pub fn handle(
         }
         topics.push((t.name, outcomes));
     }
-    broker.notify_appended();
     async move {
         if acks == -1 {
             for (_, outcomes) in &mut topics {

@@ -45,6 +45,8 @@ pub struct Appended {
     pub last_offset: i64,
     /// Whether the batch was a retry answered from producer state.
     pub duplicate: bool,
+    /// The broker's append time under LogAppendTime, else -1.
+    pub log_append_time: i64,
 }
 
 /// One partition hosted by this node.
@@ -137,6 +139,7 @@ impl Partition {
                     base_offset,
                     last_offset,
                     duplicate: true,
+                    log_append_time: -1,
                 });
             }
         }
@@ -150,6 +153,7 @@ impl Partition {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
             duplicate: false,
+            log_append_time: info.log_append_time,
         })
     }
 

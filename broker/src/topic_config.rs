@@ -127,6 +127,9 @@ pub fn log_config(configs: &BTreeMap<String, String>, defaults: &LogConfig) -> L
     if let Some(p) = configs.get("cleanup.policy").and_then(|v| parse_policy(v)) {
         c.cleanup_policy = p;
     }
+    c.log_append_time = configs
+        .get("message.timestamp.type")
+        .is_some_and(|v| v == "LogAppendTime");
     c
 }
 

@@ -67,6 +67,9 @@ pub struct LogConfig {
     pub max_message_bytes: u64,
     /// fsync policy.
     pub durability: Durability,
+    /// `message.timestamp.type=LogAppendTime`: the log stamps each batch with the
+    /// append time (maxTimestamp and the timestamp-type attribute).
+    pub log_append_time: bool,
 }
 
 impl Default for LogConfig {
@@ -85,6 +88,7 @@ impl Default for LogConfig {
                 max_bytes: 4 << 20,
                 max_delay: Duration::ZERO,
             },
+            log_append_time: false,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// Largest record timestamp among the appended batches.
     pub max_timestamp: i64,
+    /// The append time stamped into the batches under LogAppendTime, else -1.
+    pub log_append_time: i64,
     /// Number of batches appended.
     pub batches: usize,
     /// Bytes appended.
@@ -205,9 +207,18 @@ impl Log {
     /// Validates `batches` (one or more RecordBatch v2), assigns them offsets from
     /// the log end, stamps `leader_epoch`, and appends them as one write.
     pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
-        let max = self.config().max_message_bytes as usize;
-        let mut headers = parse_all(batches, max, CountRule::Produced)?;
-        let (info, after) = {
+        let cfg = self.config();
+        let mut headers = parse_all(batches, cfg.max_message_bytes as usize, CountRule::Produced)?;
+        // LogAppendTime rewrites bytes the CRC covers, so that path takes a copy.
+        let stamped;
+        let (batches, append_time) = if cfg.log_append_time {
+            let now = now_ms();
+            stamped = stamp_append_time(batches, &mut headers, now);
+            (&stamped[..], now)
+        } else {
+            (batches, -1)
+        };
+        let (mut info, after) = {
             let mut st = self.lock()?;
             let mut next = st.log_end();
             // The 16 bytes the log rewrites are stamped into small copies; the
@@ -226,6 +237,7 @@ impl Log {
             (info, (st.cfg.durability, st.unflushed_bytes))
         };
         self.after_append(after)?;
+        info.log_append_time = append_time;
         Ok(info)
     }
 
@@ -283,6 +295,7 @@ impl Log {
                 .unwrap_or(-1),
             batches: headers.len(),
             bytes: buf.len(),
+            log_append_time: -1,
         })
     }
 
@@ -751,6 +764,21 @@ impl Log {
         st.closed = true;
         Ok(())
     }
+}
+
+/// Copies `batches` with every batch marked LogAppendTime (attribute bit 3) and its
+/// maxTimestamp set to `now`, as Kafka's broker does; CRCs are recomputed.
+fn stamp_append_time(batches: &[u8], headers: &mut [(usize, BatchHeader)], now: i64) -> Vec<u8> {
+    let mut out = batches.to_vec();
+    for (at, h) in headers.iter_mut() {
+        let b = &mut out[*at..*at + h.size()];
+        h.attributes |= 0x8;
+        h.max_timestamp = now;
+        b[21..23].copy_from_slice(&h.attributes.to_be_bytes());
+        b[35..43].copy_from_slice(&now.to_be_bytes());
+        batch::seal(b);
+    }
+    out
 }
 
 /// Validates every batch of a request buffer; nothing is written if one is bad.

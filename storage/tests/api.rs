@@ -334,3 +334,41 @@ async fn wait_durable_past_the_log_end_is_an_error() {
         "{err:?}"
     );
 }
+
+/// Under LogAppendTime the log stamps each batch with its append time: the
+/// timestamp-type attribute is set, maxTimestamp is the append time, the CRC is
+/// still valid, and every record reads back with that time.
+#[test]
+fn log_append_time_stamps_batches_and_keeps_them_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = weir_storage::LogConfig {
+        log_append_time: true,
+        ..weir_storage::LogConfig::default()
+    };
+    let (log, _) = weir_storage::Log::open(&dir.path().join("t-0"), "t-0", cfg).unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let info = log
+        .append(
+            &build_batch(&[(None, Some(vec![1]), 5), (None, Some(vec![2]), 6)]),
+            0,
+        )
+        .unwrap();
+    assert!(info.log_append_time >= before, "{info:?}");
+    let r = log
+        .read(0, usize::MAX, weir_storage::ReadBound::LogEnd)
+        .unwrap();
+    let h = weir_storage::validate_batch(&r.records, usize::MAX, weir_storage::CountRule::Stored)
+        .unwrap();
+    assert!(h.log_append_time());
+    assert_eq!(h.max_timestamp, info.log_append_time);
+    let recs = decode_records(&r.records).unwrap();
+    assert!(recs.iter().all(|x| x.timestamp == info.log_append_time));
+    log.set_high_watermark(2).unwrap();
+    assert_eq!(
+        log.offset_for_timestamp(before).unwrap().map(|t| t.offset),
+        Some(0)
+    );
+}

@@ -371,3 +371,36 @@ fn long_poll_fetch_waits_and_is_woken_by_a_produce() -> Result<()> {
     );
     Ok(())
 }
+
+/// A topic with `message.timestamp.type=LogAppendTime` gets the broker's time:
+/// the fetched batch carries the LogAppendTime attribute and a maxTimestamp at or
+/// after the produce, whatever timestamp the producer set.
+#[test]
+fn log_append_time_topics_carry_the_broker_time() -> Result<()> {
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(
+        create_topic(
+            &mut c,
+            "lat",
+            1,
+            &[("message.timestamp.type", "LogAppendTime")]
+        )? == 0
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    ensure!(produce(&mut c, "lat", 0, 1, batch(&[b"a", b"b"], None)?)?.0 == 0);
+    let (code, recs) = fetch(&mut c, "lat", 0, 0)?;
+    ensure!(code == 0, "fetch error {code}");
+    let h = weir_storage::BatchHeader::parse(&recs).context("fetched batch")?;
+    ensure!(h.log_append_time(), "attributes {:#x}", h.attributes);
+    ensure!(
+        h.max_timestamp >= before,
+        "maxTimestamp {} before the produce at {before}",
+        h.max_timestamp
+    );
+    weir_storage::validate_batch(&recs, usize::MAX, weir_storage::CountRule::Stored)
+        .context("CRC after stamping")?;
+    Ok(())
+}

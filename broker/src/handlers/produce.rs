@@ -11,11 +11,11 @@ use weir_storage::Log;
 
 use crate::broker::Broker;
 use crate::error_code::{self, code};
-use crate::partition::Partition;
+use crate::partition::{Appended, Partition};
 
 struct Outcome {
     index: i32,
-    result: Result<(i64, i64, Arc<Log>), i16>,
+    result: Result<(Appended, Arc<Log>), i16>,
 }
 
 /// Appends to a partition. Under `--fsync always` the append includes an
@@ -59,7 +59,7 @@ pub fn handle(
                                 .metrics
                                 .produce_bytes
                                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-                            Ok((a.base_offset, a.last_offset, part.log.clone()))
+                            Ok((a, part.log.clone()))
                         }
                         Err(e) => {
                             tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
@@ -79,8 +79,8 @@ pub fn handle(
         if acks == -1 {
             for (_, outcomes) in &mut topics {
                 for o in outcomes.iter_mut() {
-                    if let Ok((_, last, log)) = &o.result {
-                        if let Err(e) = log.wait_durable(*last).await {
+                    if let Ok((a, log)) = &o.result {
+                        if let Err(e) = log.wait_durable(a.last_offset).await {
                             tracing::error!(log = log.name(), error = %e, "flush failed");
                             o.result = Err(error_code::storage(&e));
                         }
@@ -97,14 +97,14 @@ pub fn handle(
                 let parts = outcomes
                     .into_iter()
                     .map(|o| {
-                        let r = PartitionProduceResponse::default()
-                            .with_index(o.index)
-                            .with_log_append_time_ms(-1);
+                        let r = PartitionProduceResponse::default().with_index(o.index);
                         match o.result {
-                            Ok((base, _, log)) => r
-                                .with_base_offset(base)
+                            Ok((a, log)) => r
+                                .with_base_offset(a.base_offset)
+                                .with_log_append_time_ms(a.log_append_time)
                                 .with_log_start_offset(log.log_start_offset()),
                             Err(c) => r
+                                .with_log_append_time_ms(-1)
                                 .with_error_code(c)
                                 .with_base_offset(-1)
                                 .with_log_start_offset(-1),

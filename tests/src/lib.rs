@@ -1,6 +1,7 @@
 //! Harness for integration tests: starts real `weir` processes on loopback with
 //! real temporary data directories, and drives them with real Kafka clients
-//! (kcat, confluent-kafka and kafka-python scripts under `tests/clients/`).
+//! (kcat, confluent-kafka and kafka-python scripts under `tests/clients/`, and
+//! kafkajs scripts under `tests/clients/js/`).
 //!
 //! Every wait is a bounded poll ([`poll_until`]) or a deadline on a child
 //! process; nothing sleeps to "let things settle".
@@ -21,7 +22,7 @@ pub mod raw;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
-/// How long one client script (python, kcat) may run.
+/// How long one client script (python, node, kcat) may run.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(90);
 /// Lines of node stderr shown when a test fails.
 const TAIL_LINES: usize = 60;
@@ -329,6 +330,15 @@ impl WeirNode {
         self.with_tail(r)
     }
 
+    /// Runs `tests/clients/js/<script>.js --bootstrap <this node> args...`; on
+    /// failure the error carries the script's output and this node's stderr tail.
+    pub fn node(&mut self, script: &str, args: &[&str]) -> Result<Output> {
+        // A missing install is not the node's fault: report it without the tail.
+        js_clients_dir()?;
+        let r = node(script, &self.bootstrap, args);
+        self.with_tail(r)
+    }
+
     /// Runs kcat with `-b <this node>` prepended; see [`kcat`].
     pub fn kcat(&mut self, args: &[&str], stdin: &[u8]) -> Result<Output> {
         let mut all = vec!["-b", self.bootstrap.as_str()];
@@ -442,6 +452,37 @@ pub fn python(script: &str, bootstrap: &str, args: &[&str]) -> Result<Output> {
         .env("PYTHONUNBUFFERED", "1");
     let what = format!("{script}.py {}", args.join(" "));
     check_output(run_with_deadline(cmd, &[], &what)?, &what)
+}
+
+/// Runs `$WEIR_NODE` (default `node`) on `tests/clients/js/<script>.js
+/// --bootstrap <bootstrap> args...`; fails with the script's stderr on a
+/// non-zero exit. The scripts' packages (kafkajs) must be installed in
+/// `tests/clients/js/node_modules`, which `scripts/test.sh` does.
+pub fn node(script: &str, bootstrap: &str, args: &[&str]) -> Result<Output> {
+    let node = std::env::var("WEIR_NODE").unwrap_or_else(|_| "node".into());
+    let dir = js_clients_dir()?;
+    let mut cmd = Command::new(node);
+    cmd.arg(dir.join(format!("{script}.js")))
+        .args(["--bootstrap", bootstrap])
+        .args(args)
+        .current_dir(&dir);
+    let what = format!("{script}.js {}", args.join(" "));
+    check_output(run_with_deadline(cmd, &[], &what)?, &what)
+}
+
+/// `tests/clients/js`, once its `node_modules` exists (else an error saying
+/// how to install it).
+fn js_clients_dir() -> Result<PathBuf> {
+    let dir = workspace_dir().join("tests").join("clients").join("js");
+    let modules = dir.join("node_modules");
+    if !modules.is_dir() {
+        bail!(
+            "{} does not exist: the kafkajs test scripts need their npm packages; \
+             run scripts/test.sh (or `npm ci --prefix tests/clients/js`) first",
+            modules.display()
+        );
+    }
+    Ok(dir)
 }
 
 /// Runs `kcat args...` with `stdin`; fails with kcat's stderr on a non-zero exit.

@@ -75,6 +75,17 @@ impl Broker {
         advertised_port: i32,
     ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.data_dir)?;
+        let logs_dir = config.data_dir.join("logs");
+        let has_logs = std::fs::read_dir(&logs_dir).is_ok_and(|mut d| d.next().is_some());
+        if has_logs && !config.data_dir.join("meta").join("topics.json").exists() {
+            // Without the metadata every log would look like a deleted topic's:
+            // refuse to start rather than delete data.
+            anyhow::bail!(
+                "{} holds partition logs but no meta/topics.json; refusing to start \
+                 (restore the metadata file, or move the logs away to start empty)",
+                config.data_dir.display()
+            );
+        }
         let meta = MetadataStore::open(&config.data_dir)?;
         if meta.topic(OFFSETS_TOPIC).is_none() {
             let mut c = BTreeMap::new();
@@ -85,7 +96,7 @@ impl Broker {
         let topics = meta.topics();
         let defaults = config.log_defaults.clone();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (logs, reports) = LogManager::open(&config.data_dir.join("logs"), threads, |tp| {
+        let (logs, reports) = LogManager::open(&logs_dir, threads, |tp| {
             topics.get(&tp.topic).map_or_else(
                 || defaults.clone(),
                 |t| topic_config::log_config(&t.configs, &defaults),
@@ -105,6 +116,7 @@ impl Broker {
         }
         for tp in logs.partitions() {
             if !partitions.contains_key(&tp) {
+                // A topic deleted in metadata whose log deletion a crash interrupted.
                 tracing::warn!(partition = %tp, "deleting log of a topic that no longer exists");
                 logs.delete(&tp)?;
             }

@@ -46,3 +46,39 @@ fn sigterm_and_sigkill_restarts_keep_data_configs_and_offsets() -> Result<()> {
     run(&mut node, with("verify", 12))?;
     node.assert_alive()
 }
+
+/// A data directory whose metadata file is gone is not taken for an empty node:
+/// the node refuses to start with a precise error and deletes no log; with the
+/// file back, it serves the data again.
+#[test]
+fn missing_metadata_refuses_to_start_instead_of_deleting_logs() -> Result<()> {
+    use weir_tests::raw::{batch, create_topic, fetch, produce, RawConn};
+    let mut node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "keep", 1, &[])? == 0);
+    ensure!(produce(&mut c, "keep", 0, 1, batch(&[b"precious"], None)?)?.0 == 0);
+    drop(c);
+    node.stop()?;
+    let meta = node.data_dir().join("meta").join("topics.json");
+    let aside = node.data_dir().join("topics.json.aside");
+    std::fs::rename(&meta, &aside)?;
+    ensure!(node.restart().is_err(), "node started without its metadata");
+    ensure!(
+        node.stderr_all().contains("refusing to start"),
+        "no precise error on stderr:\n{}",
+        node.stderr_tail()
+    );
+    ensure!(
+        node.data_dir().join("logs").join("keep-0").is_dir(),
+        "the log was deleted"
+    );
+    std::fs::rename(&aside, &meta)?;
+    node.restart()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    let (code, recs) = fetch(&mut c, "keep", 0, 0)?;
+    ensure!(
+        code == 0 && !recs.is_empty(),
+        "data gone after restoring metadata: code {code}"
+    );
+    Ok(())
+}

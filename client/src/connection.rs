@@ -353,6 +353,23 @@ async fn read_frame(read: &mut OwnedReadHalf) -> std::io::Result<Bytes> {
     Ok(buf.freeze())
 }
 
+/// A response frame as a broker sends it, for the fake brokers of unit tests.
+#[cfg(test)]
+pub(crate) fn test_frame<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    resp: &R,
+    version: i16,
+) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    let mut h = ResponseHeader::default();
+    h.correlation_id = correlation_id;
+    h.encode(&mut buf, R::header_version(version)).unwrap();
+    resp.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,16 +378,7 @@ mod tests {
     use kafka_protocol::protocol::decode_request_header_from_buffer;
     use tokio::net::TcpListener;
 
-    fn frame<R: Encodable + HeaderVersion>(correlation_id: i32, resp: &R, version: i16) -> Vec<u8> {
-        let mut buf = BytesMut::new();
-        let mut h = ResponseHeader::default();
-        h.correlation_id = correlation_id;
-        h.encode(&mut buf, R::header_version(version)).unwrap();
-        resp.encode(&mut buf, version).unwrap();
-        let mut out = (buf.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&buf);
-        out
-    }
+    use super::test_frame as frame;
 
     /// A fake broker: answers ApiVersions, then collects `n` Metadata requests and
     /// answers them in reverse order, each with controller id = correlation id.

@@ -601,11 +601,9 @@ mod tests {
     };
     use kafka_protocol::messages::{
         ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, MetadataResponse,
-        ResponseHeader, TopicName,
+        TopicName,
     };
-    use kafka_protocol::protocol::{
-        decode_request_header_from_buffer, Decodable, Encodable, HeaderVersion, StrBytes,
-    };
+    use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, StrBytes};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -614,16 +612,7 @@ mod tests {
 
     const RECORDS_PER_FETCH: i64 = 5;
 
-    fn frame<R: Encodable + HeaderVersion>(correlation_id: i32, resp: &R, version: i16) -> Vec<u8> {
-        let mut buf = BytesMut::new();
-        let mut h = ResponseHeader::default();
-        h.correlation_id = correlation_id;
-        h.encode(&mut buf, R::header_version(version)).unwrap();
-        resp.encode(&mut buf, version).unwrap();
-        let mut out = (buf.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&buf);
-        out
-    }
+    use crate::connection::test_frame as frame;
 
     /// One batch of records `from..from+RECORDS_PER_FETCH`, each valued its own offset.
     fn batch(from: i64) -> Bytes {

@@ -129,6 +129,9 @@ fn is_closed(e: &std::io::Error) -> bool {
 /// when `producer` is `Some((producer_id, epoch, base_sequence))`.
 pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Result<Bytes> {
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+    // Current time, so the node's retention pass (7 days by default) never
+    // races a test for its records.
+    let now = now_ms();
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -142,7 +145,7 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Result<Byte
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: if seq < 0 { -1 } else { seq + i as i32 },
-            timestamp: 1_700_000_000_000 + i as i64,
+            timestamp: now + i as i64,
             key: None,
             value: Some(Bytes::copy_from_slice(v)),
             headers: Default::default(),
@@ -158,6 +161,13 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Result<Byte
         },
     )?;
     Ok(buf.freeze())
+}
+
+/// Milliseconds since the Unix epoch, for record timestamps retention keeps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Fetches `topic`/`partition` from `offset` (Fetch v4, up to 4 MiB) and returns

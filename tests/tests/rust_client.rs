@@ -215,7 +215,7 @@ async fn seek_to_timestamp_and_admin_calls() -> Result<()> {
         .acks(Acks::Leader)
         .build()
         .await?;
-    let base = 1_700_000_000_000i64;
+    let base = weir_tests::raw::now_ms() - 600_000;
     for i in 0..30i64 {
         producer
             .send(

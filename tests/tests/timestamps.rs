@@ -2,9 +2,8 @@
 //! timestamps, through confluent-kafka and kafka-python.
 
 use anyhow::Result;
-use weir_tests::{recs_from_script, WeirNode};
+use weir_tests::{raw::now_ms, recs_from_script, WeirNode};
 
-const BASE: i64 = 1_700_000_000_000;
 
 /// Records carry the timestamps the producer set; `offsets_for_times` in both
 /// clients finds the first record at or after a time (exact, between records,
@@ -12,7 +11,10 @@ const BASE: i64 = 1_700_000_000_000;
 #[test]
 fn offsets_for_times_with_explicit_timestamps() -> Result<()> {
     let mut node = WeirNode::start_default()?;
-    let base = BASE.to_string();
+    // An hour ago, whole seconds: inside the default 7-day retention, so the
+    // node's retention pass cannot delete the records under the test.
+    let base_ms = (now_ms() - 3_600_000) / 1000 * 1000;
+    let base = base_ms.to_string();
     node.python(
         "confluent_produce",
         &[
@@ -30,7 +32,7 @@ fn offsets_for_times_with_explicit_timestamps() -> Result<()> {
     let mut recs = recs_from_script(&out)?;
     recs.sort_by_key(|r| r.offset);
     for (i, r) in recs.iter().enumerate() {
-        assert_eq!(r.timestamp, Some(BASE + i as i64 * 1000), "record {r:?}");
+        assert_eq!(r.timestamp, Some(base_ms + i as i64 * 1000), "record {r:?}");
     }
     for client in ["confluent", "kafka-python"] {
         node.python(

@@ -344,7 +344,8 @@ impl GroupStore for OffsetsLog {
             }
             for (at, h) in weir_storage::HeaderWalk::new(&r.records, 0) {
                 let batch: Bytes = r.records.slice(at..at + h.size());
-                let recs = weir_storage::record::decode_records(&batch)
+                let limit = weir_storage::record::stored_limit(self.0.config().max_message_bytes);
+                let recs = weir_storage::record::decode_records(&batch, limit)
                     .map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
                 out.extend(recs.into_iter().filter_map(|r| r.key.map(|k| (k, r.value))));
                 offset = h.next_offset();

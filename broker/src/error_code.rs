@@ -1,6 +1,6 @@
 //! The one place internal errors become Kafka error codes.
 
-use weir_storage::StorageError;
+use weir_storage::{BatchError, StorageError};
 
 use crate::partition::AppendError;
 
@@ -12,6 +12,7 @@ pub mod code {
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const INVALID_FETCH_SIZE: i16 = 4;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const INVALID_TOPIC: i16 = 17;
@@ -24,6 +25,7 @@ pub mod code {
     pub const INVALID_CONFIG: i16 = 40;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
@@ -31,12 +33,33 @@ pub mod code {
 pub fn storage(e: &StorageError) -> i16 {
     match e {
         StorageError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
-        StorageError::InvalidBatch { .. } | StorageError::NonContiguous { .. } => {
-            code::CORRUPT_MESSAGE
-        }
+        StorageError::InvalidBatch { source, .. } => batch(source),
+        StorageError::NonContiguous { .. } => code::CORRUPT_MESSAGE,
         StorageError::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
         StorageError::Closed(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
         _ => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// The Kafka error code for a refused batch: a record that breaks a rule is
+/// INVALID_RECORD (or INVALID_TIMESTAMP), damaged framing is CORRUPT_MESSAGE.
+pub fn batch(e: &BatchError) -> i16 {
+    match e {
+        BatchError::InvalidRecord { .. } | BatchError::NotAllowed(_) => code::INVALID_RECORD,
+        BatchError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
+        _ => code::CORRUPT_MESSAGE,
+    }
+}
+
+/// The index of the record a refused batch was refused for, when one record is to blame.
+pub fn record_index(e: &AppendError) -> Option<i32> {
+    match e {
+        AppendError::Storage(StorageError::InvalidBatch {
+            source:
+                BatchError::InvalidRecord { index, .. } | BatchError::InvalidTimestamp { index, .. },
+            ..
+        }) => Some(*index),
+        _ => None,
     }
 }
 

@@ -11,6 +11,8 @@ pub const KEYS: &[&str] = &[
     "delete.retention.ms",
     "index.interval.bytes",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "message.timestamp.type",
     "retention.bytes",
     "retention.ms",
@@ -61,6 +63,7 @@ pub fn validate(key: &str, value: &str) -> Result<(), ConfigError> {
         "segment.index.bytes" => int(12),
         "max.message.bytes" => int(0),
         "index.interval.bytes" | "delete.retention.ms" => int(0),
+        "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => int(0),
         "segment.ms" => int(1),
         _ => Err(err(key, value, "unknown topic config")),
     }
@@ -86,6 +89,8 @@ pub fn default_value(key: &str, d: &LogConfig) -> String {
         "index.interval.bytes" => d.index_interval_bytes.to_string(),
         "max.message.bytes" => d.max_message_bytes.to_string(),
         "message.timestamp.type" => "CreateTime".into(),
+        "message.timestamp.before.max.ms" => d.timestamp_before_max_ms.to_string(),
+        "message.timestamp.after.max.ms" => d.timestamp_after_max_ms.to_string(),
         "retention.bytes" => opt(d.retention_bytes),
         "retention.ms" => opt(d.retention_ms),
         "segment.bytes" => d.segment_bytes.to_string(),
@@ -123,6 +128,12 @@ pub fn log_config(configs: &BTreeMap<String, String>, defaults: &LogConfig) -> L
     }
     if let Some(Some(v)) = unsigned("delete.retention.ms") {
         c.delete_retention_ms = v;
+    }
+    if let Some(v) = num("message.timestamp.before.max.ms").filter(|v| *v >= 0) {
+        c.timestamp_before_max_ms = v;
+    }
+    if let Some(v) = num("message.timestamp.after.max.ms").filter(|v| *v >= 0) {
+        c.timestamp_after_max_ms = v;
     }
     if let Some(p) = configs.get("cleanup.policy").and_then(|v| parse_policy(v)) {
         c.cleanup_policy = p;

@@ -25,7 +25,7 @@ use crate::batch::{BatchHeader, HeaderWalk};
 use crate::checkpoint::sync_dir;
 use crate::error::{io_err, Result, StorageError};
 use crate::log::{now_ms, remove_files, Log};
-use crate::record::{decode_records, rebuild_batch};
+use crate::record::{decode_records, rebuild_batch, stored_limit};
 use crate::segment::{file_name, Segment};
 
 /// What one cleaning pass did.
@@ -81,6 +81,7 @@ impl Log {
             (snaps, st.cfg.clone())
         };
         let dir = self.dir().to_path_buf();
+        let limit = stored_limit(cfg.max_message_bytes);
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for snap in &snaps {
             for (at, h) in HeaderWalk::new(&snap.data, 0) {
@@ -88,7 +89,7 @@ impl Log {
                     continue;
                 }
                 let batch = snap.data.slice(at..at + h.size());
-                for r in decode_records(&batch).map_err(|e| corrupt(&dir, snap.base, e))? {
+                for r in decode_records(&batch, limit).map_err(|e| corrupt(&dir, snap.base, e))? {
                     if let Some(k) = r.key {
                         latest.insert(k, r.offset);
                     }
@@ -98,7 +99,8 @@ impl Log {
         let horizon = now_ms.saturating_sub(cfg.delete_retention_ms as i64);
         let mut outcome = CompactionOutcome::default();
         for snap in &snaps {
-            let Some((batches, removed)) = clean_segment(snap, &latest, horizon, &dir)? else {
+            let Some((batches, removed)) = clean_segment(snap, &latest, horizon, &dir, limit)?
+            else {
                 continue;
             };
             let mut seg = Segment::create(&dir, snap.base, &cfg, ".cleaned")?;
@@ -161,6 +163,7 @@ fn clean_segment(
     latest: &HashMap<Bytes, i64>,
     horizon: i64,
     dir: &Path,
+    limit: usize,
 ) -> Result<Option<(Vec<Vec<u8>>, u64)>> {
     let mut out = Vec::new();
     let mut removed = 0u64;
@@ -171,7 +174,7 @@ fn clean_segment(
             continue;
         }
         let batch = snap.data.slice(at..at + h.size());
-        let records = decode_records(&batch).map_err(|e| corrupt(dir, snap.base, e))?;
+        let records = decode_records(&batch, limit).map_err(|e| corrupt(dir, snap.base, e))?;
         let kept: Vec<Bytes> = records
             .iter()
             .filter(|r| match &r.key {

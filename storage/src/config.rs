@@ -70,6 +70,31 @@ pub struct LogConfig {
     /// `message.timestamp.type=LogAppendTime`: the log stamps each batch with the
     /// append time (maxTimestamp and the timestamp-type attribute).
     pub log_append_time: bool,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime
+    /// record's timestamp may be (`i64::MAX`: no limit).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime
+    /// record's timestamp may be.
+    pub timestamp_after_max_ms: i64,
+}
+
+impl LogConfig {
+    /// The rules a client append to this log is held to, at time `now` (ms).
+    pub fn append_rules(&self, now: i64) -> crate::AppendRules {
+        crate::AppendRules {
+            max_message_bytes: usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX),
+            timestamps: if self.log_append_time {
+                crate::TimestampRule::LogAppendTime
+            } else {
+                crate::TimestampRule::CreateTime {
+                    now,
+                    before_max_ms: self.timestamp_before_max_ms,
+                    after_max_ms: self.timestamp_after_max_ms,
+                }
+            },
+            keys_required: self.cleanup_policy.compacts(),
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -89,6 +114,10 @@ impl Default for LogConfig {
                 max_delay: Duration::ZERO,
             },
             log_append_time: false,
+            // Kafka 4.x defaults (KIP-937, KIP-1030): any past time, at most an
+            // hour ahead of the broker's clock.
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
         }
     }
 }

@@ -39,6 +39,46 @@ pub enum BatchError {
     /// The records section could not be decoded (bad varint, bad length, bad compression).
     #[error("malformed records: {0}")]
     MalformedRecords(String),
+    /// Record `index` of the batch is malformed or breaks a rule (Kafka's
+    /// INVALID_RECORD, with the index in the response's record errors).
+    #[error("record {index}: {reason}")]
+    InvalidRecord {
+        /// Position of the record in its batch, from 0.
+        index: i32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Record `index` has a timestamp outside the topic's allowed range
+    /// (`message.timestamp.before.max.ms` / `after.max.ms`).
+    #[error("record {index}: timestamp {timestamp} is {reason}")]
+    InvalidTimestamp {
+        /// Position of the record in its batch, from 0.
+        index: i32,
+        /// The record's timestamp.
+        timestamp: i64,
+        /// How far from the broker's clock, and which limit it breaks.
+        reason: String,
+    },
+    /// The records section ends before the declared number of records.
+    #[error("batch declares {declared} records but holds {found}")]
+    RecordsPresent {
+        /// recordCount from the header.
+        declared: i32,
+        /// Records actually present.
+        found: i32,
+    },
+    /// Bytes remain in the records section after the declared records.
+    #[error("{extra} bytes remain after the {declared} declared records")]
+    TrailingBytes {
+        /// recordCount from the header.
+        declared: i32,
+        /// Bytes left over.
+        extra: usize,
+    },
+    /// A well-formed batch that a client may not write (control batches, a
+    /// producer id without a sequence).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The compression codec bits name no known codec.
     #[error("unknown compression codec {0}")]
     UnknownCodec(i16),

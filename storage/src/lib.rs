@@ -14,6 +14,7 @@
 mod batch;
 mod checkpoint;
 mod cleaner;
+mod codec;
 mod config;
 mod error;
 mod index;
@@ -23,6 +24,7 @@ mod mmap;
 pub mod record;
 pub mod recovery;
 mod segment;
+mod validate;
 
 pub use batch::{
     seal as seal_batch, stamp as stamp_batch, validate as validate_batch, BatchHeader, CountRule,
@@ -36,3 +38,4 @@ pub use log::{
 };
 pub use manager::{LogManager, PartitionReport, TopicPartition};
 pub use recovery::RecoveryReport;
+pub use validate::{validate_records, AppendRules, TimestampRule};

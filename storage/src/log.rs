@@ -26,6 +26,7 @@ use crate::config::{Durability, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
+use crate::validate;
 
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,15 +205,26 @@ impl Log {
         Ok(st)
     }
 
-    /// Validates `batches` (one or more RecordBatch v2), assigns them offsets from
-    /// the log end, stamps `leader_epoch`, and appends them as one write.
+    /// Validates `batches` (one or more RecordBatch v2: framing, CRC, and every
+    /// record, see [`crate::validate_records`]), assigns them offsets from the log
+    /// end, stamps `leader_epoch`, and appends them as one write. If any batch is
+    /// refused, nothing is written.
     pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
         let cfg = self.config();
         let mut headers = parse_all(batches, cfg.max_message_bytes as usize, CountRule::Produced)?;
+        let now = now_ms();
+        let rules = cfg.append_rules(now);
+        for (at, h) in &headers {
+            validate::validate_records(&batches[*at..*at + h.size()], h, &rules).map_err(
+                |source| StorageError::InvalidBatch {
+                    position: *at,
+                    source,
+                },
+            )?;
+        }
         // LogAppendTime rewrites bytes the CRC covers, so that path takes a copy.
         let stamped;
         let (batches, append_time) = if cfg.log_append_time {
-            let now = now_ms();
             stamped = stamp_append_time(batches, &mut headers, now);
             (&stamped[..], now)
         } else {
@@ -370,7 +382,12 @@ impl Log {
             // used to be the first matching record clamped up to the log start,
             // pairing the log start with another record's timestamp, and even
             // returning an offset at or above the high watermark.
-            let found = seg.offset_for_timestamp(timestamp, st.log_start, st.high_watermark)?;
+            let found = seg.offset_for_timestamp(
+                timestamp,
+                st.log_start,
+                st.high_watermark,
+                crate::record::stored_limit(st.cfg.max_message_bytes),
+            )?;
             if let Some((offset, ts)) = found {
                 return Ok(Some(TimestampOffset {
                     offset,
@@ -670,8 +687,10 @@ impl Log {
             st.log_start = offset;
             st.high_watermark = st.high_watermark.max(offset);
             self.hw_tx.send_replace(st.high_watermark);
-            self.delete_below_start(&mut st)?;
         }
+        // Also when the start did not move: a roll since the last move may have
+        // sealed a segment that now holds nothing at or above the start.
+        self.delete_below_start(&mut st)?;
         Ok(st.log_start)
     }
 

@@ -3,8 +3,8 @@
 //! The log never re-encodes what a producer sent; this module is for the paths that
 //! must look inside a batch (exact timestamp lookup, compaction) and for tests.
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::BatchError;
@@ -24,32 +24,257 @@ pub struct RecordView {
     pub raw: Bytes,
 }
 
-fn malformed(what: &str) -> BatchError {
-    BatchError::MalformedRecords(what.to_string())
+/// Largest records section decompressed when reading back a *stored* batch
+/// (time lookups, compaction, group-store load). Appends bound each batch by
+/// `max.message.bytes` after decompression; this floor keeps batches readable if
+/// that setting is lowered later, while still bounding what a damaged or crafted
+/// segment can make the node allocate.
+pub const STORED_DECOMPRESS_FLOOR: usize = 64 << 20;
+
+/// The decompression limit for reading back stored batches of a log whose
+/// `max.message.bytes` is `max_message_bytes`.
+pub fn stored_limit(max_message_bytes: u64) -> usize {
+    usize::try_from(max_message_bytes)
+        .unwrap_or(usize::MAX)
+        .max(STORED_DECOMPRESS_FLOOR)
 }
 
-fn read_uvarint(buf: &mut Bytes) -> Result<u64, BatchError> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        if !buf.has_remaining() {
-            return Err(malformed("varint runs past the end"));
+/// A cursor over a byte slice that reads Kafka's varint-framed fields.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn uvarint(&mut self) -> Result<u64, &'static str> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.buf.get(self.pos) else {
+                return Err("varint runs past the end");
+            };
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
         }
-        let byte = buf.get_u8();
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
+        Err("varint longer than 10 bytes")
+    }
+
+    fn varlong(&mut self) -> Result<i64, &'static str> {
+        let n = self.uvarint()?;
+        Ok((n >> 1) as i64 ^ -((n & 1) as i64))
+    }
+
+    fn varint(&mut self) -> Result<i32, &'static str> {
+        i32::try_from(self.varlong()?).map_err(|_| "varint out of i32 range")
+    }
+
+    fn byte(&mut self) -> Result<u8, &'static str> {
+        let b = *self.buf.get(self.pos).ok_or("record ends early")?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// A length-prefixed field: `None` for length -1, an error below that.
+    fn nullable(&mut self, what: &'static str) -> Result<Option<&'a [u8]>, &'static str> {
+        let len = self.varint()?;
+        if len < -1 {
+            return Err(what);
+        }
+        if len == -1 {
+            return Ok(None);
+        }
+        let end = self.pos + len as usize;
+        let field = self
+            .buf
+            .get(self.pos..end)
+            .ok_or("field runs past the record")?;
+        self.pos = end;
+        Ok(Some(field))
+    }
+}
+
+/// One record of a records section, its fields borrowed from the section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    /// Record attributes (unused by the v2 format, kept as sent).
+    pub attributes: u8,
+    /// Timestamp minus the batch's baseTimestamp.
+    pub timestamp_delta: i64,
+    /// Offset minus the batch's baseOffset.
+    pub offset_delta: i32,
+    /// Record key, if any.
+    pub key: Option<&'a [u8]>,
+    /// Record value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Byte range of the whole record (length prefix included) in the section.
+    pub span: std::ops::Range<usize>,
+}
+
+/// Walks the records of an (uncompressed) records section strictly, as Kafka's
+/// `DefaultRecord.readFrom` does: each record's length must cover exactly its
+/// fields, header keys must be present, and the section must hold exactly the
+/// declared number of records. Never allocates.
+#[derive(Debug)]
+pub struct RecordWalk<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    index: i32,
+    count: i32,
+}
+
+impl<'a> RecordWalk<'a> {
+    /// Walks `section`, which the batch header says holds `count` records.
+    pub fn new(section: &'a [u8], count: i32) -> Self {
+        Self {
+            buf: section,
+            pos: 0,
+            index: 0,
+            count,
         }
     }
-    Err(malformed("varint longer than 10 bytes"))
+
+    fn invalid(&self, reason: impl Into<String>) -> BatchError {
+        BatchError::InvalidRecord {
+            index: self.index,
+            reason: reason.into(),
+        }
+    }
+
+    fn next_record(&mut self) -> Result<RawRecord<'a>, BatchError> {
+        if self.pos >= self.buf.len() {
+            return Err(BatchError::RecordsPresent {
+                declared: self.count,
+                found: self.index,
+            });
+        }
+        let start = self.pos;
+        let mut c = Cursor {
+            buf: self.buf,
+            pos: self.pos,
+        };
+        let len = c.varint().map_err(|e| self.invalid(e))?;
+        let body_start = c.pos;
+        let body_end = usize::try_from(len)
+            .ok()
+            .and_then(|l| body_start.checked_add(l))
+            .filter(|end| *end <= self.buf.len())
+            .ok_or_else(|| {
+                self.invalid(format!(
+                    "record length {len} runs past the batch ({} bytes left)",
+                    self.buf.len() - body_start
+                ))
+            })?;
+        let mut body = Cursor {
+            buf: &self.buf[..body_end],
+            pos: body_start,
+        };
+        let record = (|| {
+            let attributes = body.byte()?;
+            let timestamp_delta = body.varlong()?;
+            let offset_delta = body.varint()?;
+            let key = body.nullable("negative key length")?;
+            let value = body.nullable("negative value length")?;
+            let headers = body.varint()?;
+            if headers < 0 {
+                return Err("negative header count");
+            }
+            for _ in 0..headers {
+                if body.nullable("negative header key length")?.is_none() {
+                    return Err("header with a null key");
+                }
+                body.nullable("negative header value length")?;
+            }
+            if body.pos != body_end {
+                return Err("record length does not match its fields");
+            }
+            Ok(RawRecord {
+                attributes,
+                timestamp_delta,
+                offset_delta,
+                key,
+                value,
+                span: start..body_end,
+            })
+        })()
+        .map_err(|e| self.invalid(e))?;
+        self.pos = body_end;
+        self.index += 1;
+        Ok(record)
+    }
 }
 
-fn read_varlong(buf: &mut Bytes) -> Result<i64, BatchError> {
-    let n = read_uvarint(buf)?;
-    Ok((n >> 1) as i64 ^ -((n & 1) as i64))
+impl<'a> Iterator for RecordWalk<'a> {
+    type Item = Result<RawRecord<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.count {
+            if self.pos < self.buf.len() {
+                // Reported once: the walk ends after this error.
+                let extra = self.buf.len() - self.pos;
+                self.pos = self.buf.len();
+                return Some(Err(BatchError::TrailingBytes {
+                    declared: self.count,
+                    extra,
+                }));
+            }
+            return None;
+        }
+        let r = self.next_record();
+        if r.is_err() {
+            self.index = self.count;
+            self.pos = self.buf.len();
+        }
+        Some(r)
+    }
 }
 
-fn read_varint(buf: &mut Bytes) -> Result<i32, BatchError> {
-    i32::try_from(read_varlong(buf)?).map_err(|_| malformed("varint out of i32 range"))
+/// The uncompressed records section of `batch` (the whole batch bytes):
+/// borrowed when the batch is uncompressed, else decompressed within `limit` bytes.
+pub fn records_section<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, BatchError> {
+    let body = batch
+        .get(HEADER_LEN..header.size())
+        .ok_or(BatchError::Truncated {
+            available: batch.len(),
+            needed: header.size(),
+        })?;
+    if header.codec() == 0 {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    crate::codec::decompress(header.codec(), body, limit).map(std::borrow::Cow::Owned)
+}
+
+/// Decodes every record of a batch, decompressing it (within `limit` bytes) if
+/// needed. Fails on the first malformed record.
+pub fn decode_records(batch: &Bytes, limit: usize) -> Result<Vec<RecordView>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let section = match records_section(batch, &header, limit)? {
+        std::borrow::Cow::Borrowed(_) => batch.slice(HEADER_LEN..header.size()),
+        std::borrow::Cow::Owned(v) => Bytes::from(v),
+    };
+    let mut out = Vec::new();
+    for r in RecordWalk::new(&section, header.record_count) {
+        let r = r?;
+        let field = |f: Option<&[u8]>| f.map(|f| section.slice_ref(f));
+        let timestamp = if header.log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(r.timestamp_delta)
+        };
+        out.push(RecordView {
+            offset: header.base_offset + i64::from(r.offset_delta),
+            timestamp,
+            key: field(r.key),
+            value: field(r.value),
+            raw: section.slice(r.span),
+        });
+    }
+    Ok(out)
 }
 
 /// Appends a zigzag varint to `out`.
@@ -60,68 +285,6 @@ pub(crate) fn put_varlong(out: &mut Vec<u8>, v: i64) {
         n >>= 7;
     }
     out.push(n as u8);
-}
-
-fn read_nullable(buf: &mut Bytes) -> Result<Option<Bytes>, BatchError> {
-    let len = read_varint(buf)?;
-    if len < 0 {
-        return Ok(None);
-    }
-    let len = len as usize;
-    if buf.remaining() < len {
-        return Err(malformed("field runs past the record"));
-    }
-    Ok(Some(buf.split_to(len)))
-}
-
-/// Returns the uncompressed records section of `batch` (the whole batch bytes).
-pub fn records_section(batch: &Bytes, header: &BatchHeader) -> Result<Bytes, BatchError> {
-    let mut body = batch.slice(HEADER_LEN..header.size());
-    let take = |b: &mut Bytes| Ok(b.copy_to_bytes(b.remaining()));
-    let out = match header.codec() {
-        0 => Ok(body),
-        1 => Gzip::decompress(&mut body, take),
-        2 => Snappy::decompress(&mut body, take),
-        3 => Lz4::decompress(&mut body, take),
-        4 => Zstd::decompress(&mut body, take),
-        c => return Err(BatchError::UnknownCodec(c)),
-    };
-    out.map_err(|e| BatchError::MalformedRecords(format!("decompression failed: {e}")))
-}
-
-/// Decodes every record of a batch, decompressing it if needed.
-pub fn decode_records(batch: &Bytes) -> Result<Vec<RecordView>, BatchError> {
-    let header = BatchHeader::parse(batch)?;
-    let mut section = records_section(batch, &header)?;
-    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
-    for _ in 0..header.record_count {
-        let start = section.clone();
-        let len = read_varint(&mut section)?;
-        let prefix = start.len() - section.len();
-        if len < 0 || section.remaining() < len as usize {
-            return Err(malformed("record length runs past the batch"));
-        }
-        let raw = start.slice(..prefix + len as usize);
-        let mut body = section.split_to(len as usize);
-        let _attributes = body.try_get_i8().map_err(|_| malformed("empty record"))?;
-        let ts_delta = read_varlong(&mut body)?;
-        let offset_delta = read_varint(&mut body)?;
-        let key = read_nullable(&mut body)?;
-        let value = read_nullable(&mut body)?;
-        let timestamp = if header.log_append_time() {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.wrapping_add(ts_delta)
-        };
-        out.push(RecordView {
-            offset: header.base_offset + i64::from(offset_delta),
-            timestamp,
-            key,
-            value,
-            raw,
-        });
-    }
-    Ok(out)
 }
 
 /// Compresses a records section with the codec `codec` (1..=4).
@@ -175,7 +338,7 @@ pub fn build_batch(records: &[RecordSpec]) -> Vec<u8> {
     let mut body = Vec::new();
     for (i, (key, value, ts)) in records.iter().enumerate() {
         let mut rec = vec![0u8];
-        put_varlong(&mut rec, ts - base_ts);
+        put_varlong(&mut rec, ts.wrapping_sub(base_ts));
         put_varlong(&mut rec, i as i64);
         for field in [key, value] {
             match field {
@@ -215,7 +378,7 @@ mod tests {
             (Some(b"a".to_vec()), Some(b"1".to_vec()), 10),
             (Some(b"b".to_vec()), None, 12),
         ]);
-        let recs = decode_records(&Bytes::from(b)).unwrap();
+        let recs = decode_records(&Bytes::from(b), 1 << 20).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[1].offset, 1);
         assert_eq!(recs[1].timestamp, 12);
@@ -239,7 +402,7 @@ mod tests {
                 batch[21..23].copy_from_slice(&codec.to_be_bytes());
                 crate::batch::seal(&mut batch);
             }
-            let recs = decode_records(&Bytes::from(batch.clone())).unwrap();
+            let recs = decode_records(&Bytes::from(batch.clone()), 1 << 20).unwrap();
             let kept = vec![recs[0].raw.clone(), recs[2].raw.clone()];
             let rebuilt = rebuild_batch(&batch, &kept).unwrap();
             let h = validate(&rebuilt, usize::MAX, CountRule::Stored).unwrap();
@@ -247,7 +410,7 @@ mod tests {
                 (h.record_count, h.last_offset_delta, h.codec()),
                 (2, 2, codec)
             );
-            let again = decode_records(&Bytes::from(rebuilt)).unwrap();
+            let again = decode_records(&Bytes::from(rebuilt), 1 << 20).unwrap();
             assert_eq!(
                 again.iter().map(|r| r.offset).collect::<Vec<_>>(),
                 vec![0, 2]

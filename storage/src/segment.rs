@@ -440,6 +440,7 @@ impl Segment {
         ts: i64,
         min_offset: i64,
         max_offset: i64,
+        limit: usize,
     ) -> Result<Option<(i64, i64)>> {
         let from = self
             .times
@@ -459,7 +460,7 @@ impl Segment {
                 continue;
             }
             let batch = self.data.slice(at..at + h.size());
-            let records = decode_records(&batch).map_err(|e| StorageError::Corrupt {
+            let records = decode_records(&batch, limit).map_err(|e| StorageError::Corrupt {
                 path: self.log_path.clone(),
                 reason: format!("batch at byte {at}: {e}"),
             })?;

@@ -208,7 +208,7 @@ fn compressed_batches_are_stored_verbatim_and_searched_by_time() {
         assert_eq!(stored.len(), raw.len());
         assert_eq!(stored[8..12], raw[8..12]);
         assert_eq!(stored[16..], raw[16..], "{compression:?} batch re-encoded");
-        let decoded = decode_records(stored).unwrap();
+        let decoded = decode_records(stored, 1 << 30).unwrap();
         for (d, r) in decoded.iter().zip(&records) {
             assert_eq!(d.offset, info.base_offset + r.offset);
             assert_eq!(
@@ -364,7 +364,7 @@ fn log_append_time_stamps_batches_and_keeps_them_valid() {
         .unwrap();
     assert!(h.log_append_time());
     assert_eq!(h.max_timestamp, info.log_append_time);
-    let recs = decode_records(&r.records).unwrap();
+    let recs = decode_records(&r.records, 1 << 30).unwrap();
     assert!(recs.iter().all(|x| x.timestamp == info.log_append_time));
     log.set_high_watermark(2).unwrap();
     assert_eq!(

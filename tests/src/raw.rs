@@ -272,6 +272,20 @@ pub fn produce(
     acks: i16,
     records: Bytes,
 ) -> Result<(i16, i64)> {
+    let p = produce_partition(conn, 7, topic, partition, acks, records)?;
+    Ok((p.error_code, p.base_offset))
+}
+
+/// Produces `records` to `topic`/`partition` with Produce `version`; returns the
+/// partition's whole response (error message and record errors from v8).
+pub fn produce_partition(
+    conn: &mut RawConn,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    records: Bytes,
+) -> Result<kafka_protocol::messages::produce_response::PartitionProduceResponse> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::ProduceRequest;
     let req = ProduceRequest::default()
@@ -282,13 +296,12 @@ pub fn produce(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(records))])]);
-    let resp = conn.request(7, &req)?;
-    let p = resp
-        .responses
-        .first()
-        .and_then(|t| t.partition_responses.first())
-        .ok_or_else(|| anyhow!("empty Produce response"))?;
-    Ok((p.error_code, p.base_offset))
+    let resp = conn.request(version, &req)?;
+    resp.responses
+        .into_iter()
+        .next()
+        .and_then(|t| t.partition_responses.into_iter().next())
+        .ok_or_else(|| anyhow!("empty Produce response"))
 }
 
 /// ListOffsets v1 for `timestamp` (-1 latest, -2 earliest): the offset.

@@ -4,7 +4,6 @@
 use anyhow::Result;
 use weir_tests::{raw::now_ms, recs_from_script, WeirNode};
 
-
 /// Records carry the timestamps the producer set; `offsets_for_times` in both
 /// clients finds the first record at or after a time (exact, between records,
 /// before the first) and reports none after the last.

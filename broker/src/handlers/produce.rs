@@ -5,8 +5,11 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use weir_storage::Log;
 
 use crate::broker::Broker;
@@ -15,7 +18,26 @@ use crate::partition::{Appended, Partition};
 
 struct Outcome {
     index: i32,
-    result: Result<(Appended, Arc<Log>), i16>,
+    result: Result<(Appended, Arc<Log>), Refusal>,
+}
+
+/// Why a partition's records were not appended, as the response reports it.
+struct Refusal {
+    code: i16,
+    /// Produce v8+ `error_message`.
+    message: Option<String>,
+    /// Produce v8+ `record_errors`: the record the batch was refused for.
+    record: Option<i32>,
+}
+
+impl From<i16> for Refusal {
+    fn from(code: i16) -> Self {
+        Self {
+            code,
+            message: None,
+            record: None,
+        }
+    }
 }
 
 /// Appends to a partition. Under `--fsync always` the append includes an
@@ -46,13 +68,13 @@ pub fn handle(
         let mut outcomes = Vec::new();
         for p in t.partition_data {
             let result = if !matches!(acks, -1..=1) {
-                Err(code::INVALID_REQUIRED_ACKS)
+                Err(code::INVALID_REQUIRED_ACKS.into())
             } else if req.transactional_id.is_some() {
-                Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.into())
             } else {
                 match (broker.partition(&name, p.index), p.records) {
-                    (None, _) => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
-                    (Some(_), None) => Err(code::CORRUPT_MESSAGE),
+                    (None, _) => Err(code::UNKNOWN_TOPIC_OR_PARTITION.into()),
+                    (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
                     (Some(part), Some(records)) => match append(&part, &records) {
                         Ok(a) => {
                             broker
@@ -63,7 +85,11 @@ pub fn handle(
                         }
                         Err(e) => {
                             tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
-                            Err(error_code::append(&e))
+                            Err(Refusal {
+                                code: error_code::append(&e),
+                                message: Some(e.to_string()),
+                                record: error_code::record_index(&e),
+                            })
                         }
                     },
                 }
@@ -82,7 +108,11 @@ pub fn handle(
                     if let Ok((a, log)) = &o.result {
                         if let Err(e) = log.wait_durable(a.last_offset).await {
                             tracing::error!(log = log.name(), error = %e, "flush failed");
-                            o.result = Err(error_code::storage(&e));
+                            o.result = Err(Refusal {
+                                code: error_code::storage(&e),
+                                message: Some(e.to_string()),
+                                record: None,
+                            });
                         }
                     }
                 }
@@ -103,11 +133,24 @@ pub fn handle(
                                 .with_base_offset(a.base_offset)
                                 .with_log_append_time_ms(a.log_append_time)
                                 .with_log_start_offset(log.log_start_offset()),
-                            Err(c) => r
-                                .with_log_append_time_ms(-1)
-                                .with_error_code(c)
-                                .with_base_offset(-1)
-                                .with_log_start_offset(-1),
+                            Err(refusal) => {
+                                let message = refusal.message.map(StrBytes::from_string);
+                                let record_errors = refusal
+                                    .record
+                                    .map(|i| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(i)
+                                            .with_batch_index_error_message(message.clone())
+                                    })
+                                    .into_iter()
+                                    .collect();
+                                r.with_log_append_time_ms(-1)
+                                    .with_error_code(refusal.code)
+                                    .with_error_message(message)
+                                    .with_record_errors(record_errors)
+                                    .with_base_offset(-1)
+                                    .with_log_start_offset(-1)
+                            }
                         }
                     })
                     .collect();

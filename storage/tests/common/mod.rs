@@ -83,7 +83,7 @@ pub struct ReadBatch {
 impl ReadBatch {
     /// The records inside.
     pub fn records(&self) -> Vec<RecordView> {
-        decode_records(&self.raw).unwrap()
+        decode_records(&self.raw, 1 << 30).unwrap()
     }
 }
 
@@ -95,7 +95,8 @@ pub fn split_batches(records: &Bytes) -> Vec<ReadBatch> {
         let raw = records.slice(at..at + h.size());
         validate_batch(&raw, usize::MAX, CountRule::Stored)
             .unwrap_or_else(|e| panic!("corrupt batch at offset {} read back: {e}", h.base_offset));
-        decode_records(&raw).unwrap_or_else(|e| panic!("undecodable batch {}: {e}", h.base_offset));
+        decode_records(&raw, 1 << 30)
+            .unwrap_or_else(|e| panic!("undecodable batch {}: {e}", h.base_offset));
         out.push(ReadBatch { header: h, raw });
     }
     assert_eq!(walk.end(), records.len(), "a read returned a partial batch");

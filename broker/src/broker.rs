@@ -105,13 +105,20 @@ impl Broker {
         for r in &reports {
             tracing::debug!(partition = %r.partition, recovery = ?r.recovery, "partition opened");
         }
+        let metrics = Metrics::default();
         let mut partitions = HashMap::new();
         for (name, t) in &topics {
             let cfg = topic_config::log_config(&t.configs, &config.log_defaults);
             for p in 0..t.partitions {
                 let tp = TopicPartition::new(name.clone(), p);
                 let log = logs.create(&tp, cfg.clone())?;
-                partitions.insert(tp.clone(), Arc::new(Partition::leader(tp, log)));
+                let part = Partition::leader(
+                    tp.clone(),
+                    log,
+                    config.producer_limits,
+                    metrics.producer_states.clone(),
+                );
+                partitions.insert(tp, Arc::new(part));
             }
         }
         for tp in logs.partitions() {
@@ -143,7 +150,7 @@ impl Broker {
             logs,
             partitions: RwLock::new(partitions),
             groups,
-            metrics: Metrics::default(),
+            metrics,
         });
         // Commits for partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION.
         let weak = Arc::downgrade(&broker);
@@ -176,7 +183,13 @@ impl Broker {
         for p in from..t.partitions {
             let tp = TopicPartition::new(name, p);
             let log = self.logs.create(&tp, cfg.clone())?;
-            new.push((tp.clone(), Arc::new(Partition::leader(tp, log))));
+            let part = Partition::leader(
+                tp.clone(),
+                log,
+                self.config.producer_limits,
+                self.metrics.producer_states.clone(),
+            );
+            new.push((tp, Arc::new(part)));
         }
         self.partitions
             .write()
@@ -276,9 +289,20 @@ impl Broker {
 
     /// Runs retention and compaction over every log once, and flushes it, so
     /// rolled segments reach the disk and recovery points advance even when no
-    /// acks=all producer asks for a flush (blocking I/O).
+    /// acks=all producer asks for a flush (blocking I/O); forgets idempotent
+    /// producers idle past `--producer-id-expiration-ms`.
     pub fn maintain(&self) {
         let now = weir_storage_now();
+        let parts: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for p in parts {
+            p.expire_producers(now);
+        }
         for (tp, log) in self.logs.logs() {
             if let Err(e) = log.enforce_retention(now) {
                 tracing::warn!(partition = %tp, error = %e, "retention failed");

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use weir_storage::{Durability, LogConfig};
 
+use crate::producer_state::ProducerLimits;
+
 /// Flags of `weir broker`; each also reads `WEIR_<NAME>` and the `--config` file.
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -50,6 +52,12 @@ pub struct BrokerArgs {
     /// How long a new group waits for more members before its first rebalance [default: 3000].
     #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Forget an idempotent producer's state after this long without an append, in ms (Kafka's `producer.id.expiration.ms`) [default: 86400000].
+    #[arg(long, env = "WEIR_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<u64>,
+    /// Most idempotent producers whose state a partition keeps; a new one evicts the one idle longest [default: 10000].
+    #[arg(long, env = "WEIR_MAX_PRODUCERS_PER_PARTITION")]
+    pub max_producers_per_partition: Option<usize>,
 }
 
 /// Resolved node settings.
@@ -75,6 +83,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Bounds of each partition's idempotent-producer state.
+    pub producer_limits: ProducerLimits,
 }
 
 impl BrokerArgs {
@@ -95,6 +105,12 @@ impl BrokerArgs {
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms),
+            producer_id_expiration_ms: self
+                .producer_id_expiration_ms
+                .or(file.producer_id_expiration_ms),
+            max_producers_per_partition: self
+                .max_producers_per_partition
+                .or(file.max_producers_per_partition),
         }
     }
 
@@ -118,6 +134,15 @@ impl BrokerArgs {
         if let Some(ms) = a.retention_ms {
             log_defaults.retention_ms = u64::try_from(ms).ok();
         }
+        let mut producer_limits = ProducerLimits::default();
+        if let Some(ms) = a.producer_id_expiration_ms {
+            anyhow::ensure!(ms > 0, "--producer-id-expiration-ms must be at least 1");
+            producer_limits.expiration_ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        }
+        if let Some(n) = a.max_producers_per_partition {
+            anyhow::ensure!(n > 0, "--max-producers-per-partition must be at least 1");
+            producer_limits.max_producers = n;
+        }
         Ok(BrokerConfig {
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./weir-data")),
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:9092".into()),
@@ -129,6 +154,7 @@ impl BrokerArgs {
             max_frame_bytes: a.max_frame_bytes.unwrap_or(100 << 20),
             log_defaults,
             group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms.unwrap_or(3000),
+            producer_limits,
         })
     }
 }
@@ -162,6 +188,41 @@ mod tests {
         assert_eq!(c.node_id, 7);
         assert_eq!(c.log_defaults.durability, Durability::EveryAppend);
         assert_eq!(c.data_dir, PathBuf::from("./weir-data"));
+    }
+
+    #[test]
+    fn producer_state_bounds_default_and_resolve() {
+        let c = BrokerArgs::default().resolve().unwrap();
+        assert_eq!(c.producer_limits.expiration_ms, 86_400_000);
+        assert_eq!(c.producer_limits.max_producers, 10_000);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "producer-id-expiration-ms = 60000\nmax-producers-per-partition = 50\n",
+        )
+        .unwrap();
+        let c = BrokerArgs {
+            config: Some(path),
+            max_producers_per_partition: Some(7),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.producer_limits.expiration_ms, 60_000);
+        assert_eq!(c.producer_limits.max_producers, 7);
+        for bad in [
+            BrokerArgs {
+                producer_id_expiration_ms: Some(0),
+                ..Default::default()
+            },
+            BrokerArgs {
+                max_producers_per_partition: Some(0),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.resolve().is_err());
+        }
     }
 
     #[test]

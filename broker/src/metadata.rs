@@ -78,12 +78,25 @@ pub fn valid_topic_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The producer-id allocator: ids in `next..reserved` are persisted as reserved
+/// and not yet handed out.
+#[derive(Debug)]
+struct ProducerIds {
+    next: i64,
+    reserved: i64,
+}
+
 /// The persisted metadata, behind a std mutex held only for in-memory edits and
 /// the small file write that makes each edit durable.
+///
+/// Lock order: `producer_ids` before `inner`. The allocator lock is held across
+/// a block reservation (an `edit`, which persists), so that no id is handed out
+/// unless a persisted reservation covers it and no two callers get the same one.
 #[derive(Debug)]
 pub struct MetadataStore {
     path: PathBuf,
-    inner: Mutex<(MetaFile, i64)>,
+    inner: Mutex<MetaFile>,
+    producer_ids: Mutex<ProducerIds>,
 }
 
 fn random_id() -> u128 {
@@ -115,10 +128,16 @@ impl MetadataStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile::default(),
             Err(e) => return Err(e),
         };
+        // Ids below the persisted mark may have been handed out before a
+        // restart: start after it.
         let next = file.producer_id_reserved;
         Ok(Self {
             path,
-            inner: Mutex::new((file, next)),
+            inner: Mutex::new(file),
+            producer_ids: Mutex::new(ProducerIds {
+                next,
+                reserved: next,
+            }),
         })
     }
 
@@ -144,12 +163,12 @@ impl MetadataStore {
     ) -> Result<T, TopicError> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut copy = MetaFile {
-            topics: guard.0.topics.clone(),
-            producer_id_reserved: guard.0.producer_id_reserved,
+            topics: guard.topics.clone(),
+            producer_id_reserved: guard.producer_id_reserved,
         };
         let out = f(&mut copy)?;
         self.save(&copy)?;
-        guard.0 = copy;
+        *guard = copy;
         Ok(out)
     }
 
@@ -158,7 +177,6 @@ impl MetadataStore {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .0
             .topics
             .clone()
     }
@@ -168,7 +186,6 @@ impl MetadataStore {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .0
             .topics
             .get(name)
             .cloned()
@@ -245,21 +262,31 @@ impl MetadataStore {
 
     /// A producer id never handed out before, across restarts.
     pub fn next_producer_id(&self) -> Result<i64, TopicError> {
-        {
-            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if g.1 < g.0.producer_id_reserved {
-                g.1 += 1;
-                return Ok(g.1 - 1);
-            }
+        // Held across the reservation below (lock order: before `inner`), so
+        // concurrent callers wait for the new block instead of racing it.
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.next >= ids.reserved {
+            let reserved = self.edit(|f| {
+                // The on-disk mark only moves here, under the allocator lock.
+                debug_assert_eq!(f.producer_id_reserved, ids.reserved);
+                f.producer_id_reserved = f
+                    .producer_id_reserved
+                    .checked_add(PRODUCER_ID_BLOCK)
+                    .ok_or_else(|| TopicError::Io("producer ids exhausted".into()))?;
+                Ok(f.producer_id_reserved)
+            })?;
+            ids.reserved = reserved;
         }
-        let start = self.edit(|f| {
-            let start = f.producer_id_reserved;
-            f.producer_id_reserved += PRODUCER_ID_BLOCK;
-            Ok(start)
-        })?;
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.1 = start + 1;
-        Ok(start)
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Whether `id` may have been handed out by this node (in this run or an
+    /// earlier one): `0 <= id <` the first id not yet handed out.
+    pub fn producer_id_allocated(&self, id: i64) -> bool {
+        let ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        (0..ids.next).contains(&id)
     }
 }
 
@@ -291,5 +318,40 @@ mod tests {
         assert_eq!(s.topic("orders").unwrap().partitions, 3);
         let next = s.next_producer_id().unwrap();
         assert!(ids.iter().all(|i| *i < next), "{ids:?} then {next}");
+    }
+
+    /// Many threads allocate on freshly reopened stores, across several block
+    /// boundaries: every id must be handed out once, including across the reopens.
+    #[test]
+    fn concurrent_producer_ids_are_unique_across_blocks_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads = 8;
+        let per_thread = 300; // 2400 ids per round: three block reservations
+        let mut all = std::collections::HashSet::new();
+        for round in 0..3 {
+            let s = MetadataStore::open(dir.path()).unwrap();
+            let barrier = std::sync::Barrier::new(threads);
+            let ids: Vec<i64> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            (0..per_thread)
+                                .map(|_| s.next_producer_id().unwrap())
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap())
+                    .collect()
+            });
+            assert_eq!(ids.len(), threads * per_thread);
+            for id in ids {
+                assert!(id >= 0, "negative id {id}");
+                assert!(all.insert(id), "id {id} handed out twice (round {round})");
+            }
+        }
     }
 }

@@ -2,6 +2,9 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::producer_state::ProducerStateCounters;
 
 /// Node-wide counters; updated with relaxed atomics on the hot path.
 #[derive(Debug)]
@@ -16,6 +19,8 @@ pub struct Metrics {
     pub produce_bytes: AtomicU64,
     /// Record bytes returned by Fetch.
     pub fetch_bytes: AtomicU64,
+    /// Idempotent-producer entries expired and evicted, over all partitions.
+    pub producer_states: Arc<ProducerStateCounters>,
 }
 
 impl Default for Metrics {
@@ -26,6 +31,7 @@ impl Default for Metrics {
             bad_requests: AtomicU64::new(0),
             produce_bytes: AtomicU64::new(0),
             fetch_bytes: AtomicU64::new(0),
+            producer_states: Arc::default(),
         }
     }
 }
@@ -56,6 +62,14 @@ impl Metrics {
             ("weir_bad_requests_total", &self.bad_requests),
             ("weir_produce_bytes_total", &self.produce_bytes),
             ("weir_fetch_bytes_total", &self.fetch_bytes),
+            (
+                "weir_producer_state_expired_total",
+                &self.producer_states.expired,
+            ),
+            (
+                "weir_producer_state_evicted_total",
+                &self.producer_states.evicted,
+            ),
         ] {
             let _ = writeln!(
                 s,
@@ -64,5 +78,23 @@ impl Metrics {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_state_counters_are_rendered() {
+        let m = Metrics::default();
+        m.producer_states.expired.fetch_add(3, Ordering::Relaxed);
+        m.producer_states.evicted.fetch_add(4, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("# TYPE weir_producer_state_expired_total counter\nweir_producer_state_expired_total 3\n"), "{text}");
+        assert!(
+            text.contains("weir_producer_state_evicted_total 4\n"),
+            "{text}"
+        );
     }
 }

@@ -1,11 +1,61 @@
 //! Idempotent producers: per partition, each producer id's epoch and its last five
 //! batches' sequence ranges, so that a retried batch is answered with its original
 //! offsets instead of being written twice.
+//!
+//! The state is bounded, so that a client inventing producer ids cannot exhaust
+//! memory: an entry not appended to for `producer.id.expiration.ms` expires, and
+//! at most `max producers` entries are kept per partition (a new producer evicts
+//! the entry idle the longest). A forgotten producer is an unknown one: its next
+//! batch must start at sequence 0, else OUT_OF_ORDER_SEQUENCE_NUMBER.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 
 /// How many recent batches per producer are remembered (Kafka's max in-flight).
 const RECENT: usize = 5;
+
+/// Kafka's default `producer.id.expiration.ms`: one day.
+pub const DEFAULT_EXPIRATION_MS: i64 = 86_400_000;
+
+/// Default bound of producer entries per partition (a few hundred bytes each).
+pub const DEFAULT_MAX_PRODUCERS: usize = 10_000;
+
+/// Bounds of one partition's producer states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerLimits {
+    /// An entry not appended to for this long (ms) expires.
+    pub expiration_ms: i64,
+    /// Most entries kept; a new producer evicts the one idle the longest.
+    pub max_producers: usize,
+}
+
+impl Default for ProducerLimits {
+    fn default() -> Self {
+        Self {
+            expiration_ms: DEFAULT_EXPIRATION_MS,
+            max_producers: DEFAULT_MAX_PRODUCERS,
+        }
+    }
+}
+
+/// Node-wide counts of producer entries dropped, shared by every partition
+/// and exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct ProducerStateCounters {
+    /// Entries removed because they were idle past the expiration.
+    pub expired: AtomicU64,
+    /// Entries evicted to make room for a new producer in a full partition.
+    pub evicted: AtomicU64,
+}
+
+/// Entries a call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Idle past the expiration.
+    pub expired: usize,
+    /// Evicted for room.
+    pub evicted: usize,
+}
 
 /// Why an idempotent batch was refused, with the Kafka error it maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -63,16 +113,26 @@ struct Recent {
     last_offset: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
     epoch: i16,
     recent: VecDeque<Recent>,
+    /// This entry's key in `ProducerStates::idle`.
+    used: UseKey,
 }
+
+/// When an entry was last appended to: wall-clock ms, then a counter so that
+/// entries used in the same millisecond keep their order.
+type UseKey = (i64, u64);
 
 /// The producer states of one partition.
 #[derive(Debug, Default)]
 pub struct ProducerStates {
+    limits: ProducerLimits,
     producers: HashMap<i64, Entry>,
+    /// Producer ids by last use, oldest first: for expiry and eviction.
+    idle: BTreeMap<UseKey, i64>,
+    uses: u64,
 }
 
 fn next_seq(s: i32) -> i32 {
@@ -84,6 +144,45 @@ fn next_seq(s: i32) -> i32 {
 }
 
 impl ProducerStates {
+    /// Empty states bounded by `limits`.
+    pub fn new(limits: ProducerLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Number of producers remembered.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Whether no producer is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Whether `producer_id` is remembered.
+    pub fn contains(&self, producer_id: i64) -> bool {
+        self.producers.contains_key(&producer_id)
+    }
+
+    /// Removes the entries last appended to more than the expiration before
+    /// `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let cutoff = now_ms.saturating_sub(self.limits.expiration_ms);
+        let mut n = 0;
+        while let Some(entry) = self.idle.first_entry() {
+            if entry.key().0 >= cutoff {
+                break;
+            }
+            let pid = entry.remove();
+            self.producers.remove(&pid);
+            n += 1;
+        }
+        n
+    }
+
     /// Checks a batch: `Ok(Some(offsets))` for a retry of a remembered batch,
     /// `Ok(None)` when it is the next batch and should be written.
     pub fn check(&self, b: &BatchIds) -> Result<Option<(i64, i64)>, ProducerError> {
@@ -130,9 +229,42 @@ impl ProducerStates {
         }
     }
 
-    /// Remembers a written batch.
-    pub fn record(&mut self, b: &BatchIds, base_offset: i64, last_offset: i64) {
-        let e = self.producers.entry(b.producer_id).or_default();
+    /// Remembers a written batch appended at `now_ms`, first expiring idle
+    /// entries and, when the partition is still full and the producer is new,
+    /// evicting the one idle the longest.
+    pub fn record(
+        &mut self,
+        b: &BatchIds,
+        base_offset: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Removed {
+        let mut removed = Removed {
+            expired: self.expire(now_ms),
+            evicted: 0,
+        };
+        if !self.producers.contains_key(&b.producer_id) {
+            while self.producers.len() >= self.limits.max_producers.max(1) {
+                let Some((_, pid)) = self.idle.pop_first() else {
+                    break;
+                };
+                self.producers.remove(&pid);
+                removed.evicted += 1;
+            }
+        }
+        self.uses += 1;
+        let used = (now_ms, self.uses);
+        let e = self
+            .producers
+            .entry(b.producer_id)
+            .or_insert_with(|| Entry {
+                epoch: b.epoch,
+                recent: VecDeque::with_capacity(RECENT),
+                used,
+            });
+        self.idle.remove(&e.used);
+        e.used = used;
+        self.idle.insert(used, b.producer_id);
         if b.epoch != e.epoch {
             e.epoch = b.epoch;
             e.recent.clear();
@@ -146,6 +278,7 @@ impl ProducerStates {
             base_offset,
             last_offset,
         });
+        removed
     }
 }
 
@@ -166,7 +299,7 @@ mod tests {
     fn retries_get_original_offsets_and_gaps_are_refused() {
         let mut s = ProducerStates::default();
         assert_eq!(s.check(&ids(0, 4)), Ok(None));
-        s.record(&ids(0, 4), 10, 14);
+        s.record(&ids(0, 4), 10, 14, 0);
         assert_eq!(s.check(&ids(0, 4)), Ok(Some((10, 14))));
         assert_eq!(s.check(&ids(5, 9)), Ok(None));
         assert_eq!(s.check(&ids(7, 9)).unwrap_err().code(), 45);
@@ -180,7 +313,12 @@ mod tests {
             47
         );
         for i in 1..=6 {
-            s.record(&ids(i * 5, i * 5 + 4), i as i64 * 100, i as i64 * 100 + 4);
+            s.record(
+                &ids(i * 5, i * 5 + 4),
+                i as i64 * 100,
+                i as i64 * 100 + 4,
+                0,
+            );
         }
         assert_eq!(s.check(&ids(0, 4)).unwrap_err().code(), 46);
     }
@@ -189,5 +327,76 @@ mod tests {
     fn unknown_producer_must_start_at_zero() {
         let s = ProducerStates::default();
         assert_eq!(s.check(&ids(3, 4)).unwrap_err().code(), 45);
+    }
+
+    fn pid(producer_id: i64, first: i32) -> BatchIds {
+        BatchIds {
+            producer_id,
+            ..ids(first, first)
+        }
+    }
+
+    /// More producers than the bound: the size stays at the bound, the entry
+    /// idle the longest goes (not the oldest created), and the evicted
+    /// producer is unknown again (its next sequence is OUT_OF_ORDER).
+    #[test]
+    fn full_partition_evicts_the_producer_idle_longest() {
+        let mut s = ProducerStates::new(ProducerLimits {
+            expiration_ms: DEFAULT_EXPIRATION_MS,
+            max_producers: 3,
+        });
+        for p in 1..=3 {
+            assert_eq!(s.record(&pid(p, 0), p, p, 1000 + p), Removed::default());
+        }
+        // Producer 1 appends again: now producer 2 is the one idle longest.
+        s.record(&pid(1, 1), 10, 10, 2000);
+        let removed = s.record(&pid(4, 0), 11, 11, 2001);
+        assert_eq!(
+            removed,
+            Removed {
+                expired: 0,
+                evicted: 1
+            }
+        );
+        assert_eq!(s.len(), 3);
+        assert!(!s.contains(2) && s.contains(1) && s.contains(3) && s.contains(4));
+        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 45);
+        assert_eq!(s.check(&pid(1, 2)), Ok(None), "producer 1 kept its state");
+        // Same-millisecond uses keep their order too; a known producer never evicts.
+        for p in 5..=20 {
+            let removed = s.record(&pid(p, 0), p, p, 3000);
+            assert_eq!(removed.evicted, 1);
+            assert_eq!(s.len(), 3);
+        }
+        assert_eq!(s.record(&pid(20, 1), 30, 30, 3000), Removed::default());
+        assert!(s.contains(18) && s.contains(19) && s.contains(20));
+    }
+
+    /// Entries idle past the expiration are removed by `expire` and before a
+    /// new append; entries used since are kept.
+    #[test]
+    fn idle_producers_expire() {
+        let mut s = ProducerStates::new(ProducerLimits {
+            expiration_ms: 1000,
+            max_producers: 100,
+        });
+        s.record(&pid(1, 0), 0, 0, 10_000);
+        s.record(&pid(2, 0), 1, 1, 10_500);
+        assert_eq!(s.expire(11_000), 0, "exactly the expiration is not past it");
+        assert_eq!(s.expire(11_001), 1);
+        assert!(!s.contains(1) && s.contains(2));
+        // Lazily on record: producer 2 has expired by now, producer 3 is new.
+        let removed = s.record(&pid(3, 0), 2, 2, 12_000);
+        assert_eq!(
+            removed,
+            Removed {
+                expired: 1,
+                evicted: 0
+            }
+        );
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 45);
+        assert_eq!(s.expire(i64::MAX), 1);
+        assert!(s.is_empty());
     }
 }

@@ -18,6 +18,11 @@ pub(crate) const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 
 /// Atomically replaces the checkpoint `name` in `dir` with `value`.
 pub(crate) fn write(dir: &Path, name: &str, value: i64) -> Result<()> {
+    #[cfg(test)]
+    crate::recovery::hook::record(crate::recovery::hook::Event::Checkpoint(
+        name.to_string(),
+        value,
+    ));
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;

@@ -10,10 +10,12 @@
 //!    (CRC included), truncated at the first torn or corrupt batch, and its indexes
 //!    rebuilt; segments after a corrupt one are dropped, since the log must stay a
 //!    prefix of what was written;
-//! 4. segments wholly below the log start are deleted; the recovered tail is fsynced
-//!    and becomes the new recovery point; the clean-shutdown marker is removed.
+//! 4. segments wholly below the log start are deleted; every segment re-validated,
+//!    truncated or re-indexed (and the active one) is fsynced, then the directory,
+//!    and only then the log end becomes the new recovery point; the clean-shutdown
+//!    marker is removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START, RECOVERY_POINT};
@@ -120,6 +122,9 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
     }
 
     let mut segments = BTreeMap::new();
+    // Segments whose files recovery read past the recovery point, cut or rebuilt
+    // indexes of: after a process crash their bytes may be in the page cache only.
+    let mut touched = BTreeSet::new();
     for (i, &base) in bases.iter().enumerate() {
         let last = i + 1 == bases.len();
         let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
@@ -129,6 +134,9 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
         report.indexes_rebuilt += usize::from(rec.rebuilt_indexes);
         report.bytes_truncated += rec.truncated_bytes;
         report.corruption_found |= rec.found_corruption;
+        if validate || rec.rebuilt_indexes || rec.truncated_bytes > 0 {
+            touched.insert(base);
+        }
         segments.insert(base, seg);
         // Fix: the zeros `truncate_to` leaves at the end of a segment (it punches a
         // hole rather than shrink the file) counted as damage, so a sealed segment
@@ -181,7 +189,18 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
     }
     let end = state.log_end();
     state.log_start = state.log_start.min(end);
-    state.active().sync_all()?;
+    // The new recovery point says every batch below the log end is on disk, so
+    // that the next open trusts it without re-validation. Validation read the
+    // segments at or above the old recovery point from the page cache, where a
+    // crashed process leaves its unflushed writes: fsync each of them (and any
+    // segment truncated or re-indexed), not only the active one, and the
+    // directory (segments dropped after a corrupt one, files created), first.
+    for (base, seg) in &state.segments {
+        if touched.contains(base) || *base == state.active().base_offset {
+            seg.sync_all()?;
+        }
+    }
+    checkpoint::sync_dir(dir)?;
     state.flushed = end;
     state.recovery_point = end;
     state.high_watermark = end;
@@ -206,5 +225,97 @@ fn clean_report(r: &RecoveryReport) -> RecoveryReport {
         log_start_offset: r.log_start_offset,
         log_end_offset: r.log_end_offset,
         ..Default::default()
+    }
+}
+
+/// Test hook: the segment fsyncs and checkpoint writes of this thread, in order,
+/// so a test can check that recovery syncs segments before it checkpoints.
+#[cfg(test)]
+pub(crate) mod hook {
+    use std::cell::RefCell;
+
+    /// One observed step.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Event {
+        /// `Segment::sync_all` of the segment with this base offset.
+        SegmentSynced(i64),
+        /// `checkpoint::write` of this file with this value.
+        Checkpoint(String, i64),
+    }
+
+    thread_local! {
+        static EVENTS: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Records an event.
+    pub(crate) fn record(e: Event) {
+        EVENTS.with(|v| v.borrow_mut().push(e));
+    }
+
+    /// Returns and clears this thread's events.
+    pub(crate) fn take() -> Vec<Event> {
+        EVENTS.with(|v| std::mem::take(&mut *v.borrow_mut()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hook::{self, Event};
+    use crate::checkpoint::{self, RECOVERY_POINT};
+    use crate::{Durability, Log, LogConfig};
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            durability: Durability::PageCache,
+            ..LogConfig::default()
+        }
+    }
+
+    fn batch(v: &[u8]) -> Vec<u8> {
+        crate::record::build_batch(&[(None, Some(v.to_vec()), crate::log::now_ms())])
+    }
+
+    /// After a crash (a log dropped without close, its rolled segments never
+    /// fsynced), the reopen must fsync every segment at or above the old
+    /// recovery point, not only the active one, before it writes the log end
+    /// as the new recovery point: validation read those bytes from the page
+    /// cache, which a power cut would lose.
+    #[test]
+    fn recovery_syncs_every_recovered_segment_before_the_recovery_point() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        let bases = {
+            let (log, _) = Log::open(&dir, "t-0", cfg()).unwrap();
+            for i in 0..4u8 {
+                log.append(&batch(&[i]), 0).unwrap();
+                log.append(&batch(&[i, i]), 0).unwrap();
+                log.roll().unwrap();
+            }
+            log.append(&batch(b"tail"), 0).unwrap();
+            let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
+            drop(log); // a crash: no flush, no close
+            bases
+        };
+        assert_eq!(bases, [0, 2, 4, 6, 8]);
+        let old_rp = checkpoint::read(&dir, RECOVERY_POINT).unwrap();
+        assert_eq!(old_rp, 0, "nothing was flushed before the crash");
+        hook::take();
+        let (log, report) = Log::open(&dir, "t-0", cfg()).unwrap();
+        assert!(!report.clean_shutdown);
+        assert_eq!(report.segments_validated, 5);
+        let events = hook::take();
+        let end = log.log_end_offset();
+        assert_eq!(end, 9);
+        assert_eq!(checkpoint::read(&dir, RECOVERY_POINT), Some(end));
+        let ck = events
+            .iter()
+            .position(|e| *e == Event::Checkpoint(RECOVERY_POINT.into(), end))
+            .unwrap_or_else(|| panic!("no recovery point written: {events:?}"));
+        for base in bases {
+            assert!(
+                events[..ck].contains(&Event::SegmentSynced(base)),
+                "segment {base} not synced before the recovery point: {events:?}"
+            );
+        }
     }
 }

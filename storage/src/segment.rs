@@ -540,6 +540,10 @@ impl Segment {
 
     /// fdatasyncs the log file and flushes both index mappings.
     pub(crate) fn sync_all(&self) -> Result<()> {
+        #[cfg(test)]
+        crate::recovery::hook::record(crate::recovery::hook::Event::SegmentSynced(
+            self.base_offset,
+        ));
         self.file.sync_data().map_err(io_err(&self.log_path))?;
         self.offsets.flush()?;
         self.times.flush()

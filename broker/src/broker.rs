@@ -231,19 +231,26 @@ impl Broker {
         }
     }
 
-    /// Deletes a topic and its logs.
+    /// Deletes a topic and its logs (blocking file work: call it through
+    /// [`crate::blocking::run`]).
+    ///
+    /// The partitions leave the map under its write lock, which is then released
+    /// before any file is touched: produce and fetch on other topics never wait
+    /// for the logs to close and their files to go.
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicChangeError> {
         if name == OFFSETS_TOPIC {
             return Err(TopicError::InvalidName(name.into()).into());
         }
         let t = self.meta.delete(name)?;
-        let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-        for p in 0..t.partitions {
-            let tp = TopicPartition::new(name, p);
-            parts.remove(&tp);
-            if let Err(e) = self.logs.delete(&tp) {
-                tracing::warn!(partition = %tp, error = %e, "deleting log");
-            }
+        let removed: Vec<TopicPartition> = {
+            let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            (0..t.partitions)
+                .map(|p| TopicPartition::new(name, p))
+                .filter(|tp| parts.remove(tp).is_some())
+                .collect()
+        };
+        if let Err(e) = self.logs.delete_many(&removed) {
+            tracing::warn!(topic = name, error = %e, "deleting logs");
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(())

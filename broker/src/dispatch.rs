@@ -12,6 +12,7 @@ use kafka_protocol::protocol::{
     VersionRange,
 };
 
+use crate::blocking;
 use crate::broker::Broker;
 use crate::group::{self, ClientInfo};
 use crate::handlers;
@@ -157,9 +158,15 @@ pub fn dispatch(
     client_host: &str,
 ) -> Result<Pending, RequestError> {
     let mut peek = frame.clone();
-    let api_key = peek.get_i16();
-    let version = peek.get_i16();
-    let correlation_id = peek.get_i32();
+    let (Ok(api_key), Ok(version), Ok(correlation_id)) =
+        (peek.try_get_i16(), peek.try_get_i16(), peek.try_get_i32())
+    else {
+        return Err(RequestError::Malformed {
+            api_key: -1,
+            version: -1,
+            reason: format!("a request frame of {} bytes has no header", frame.len()),
+        });
+    };
     broker.metrics.request(api_key);
     let Some(&(_, min, max)) = supported().iter().find(|(k, _, _)| *k == api_key) else {
         return Err(RequestError::UnknownApi(api_key));
@@ -210,10 +217,10 @@ pub fn dispatch(
             handlers::fetch::handle(&b, r, version).await
         )),
         ListOffsetsRequest::KEY => route!(broker, buf, k, v, c, ListOffsetsRequest, |b, r| Some(
-            handlers::list_offsets::handle(&b, r, version)
+            blocking::run(move || handlers::list_offsets::handle(&b, r, version)).await
         )),
         MetadataRequest::KEY => route!(broker, buf, k, v, c, MetadataRequest, |b, r| Some(
-            handlers::metadata::handle(&b, r, version)
+            blocking::run(move || handlers::metadata::handle(&b, r, version)).await
         )),
         ApiVersionsRequest::KEY => route!(broker, buf, k, v, c, ApiVersionsRequest, |b, r| {
             let _ = (&b, r);
@@ -225,24 +232,24 @@ pub fn dispatch(
             ))
         }
         CreateTopicsRequest::KEY => route!(broker, buf, k, v, c, CreateTopicsRequest, |b, r| Some(
-            handlers::topics::create(&b, r, version)
+            blocking::run(move || handlers::topics::create(&b, r, version)).await
         )),
         DeleteTopicsRequest::KEY => route!(broker, buf, k, v, c, DeleteTopicsRequest, |b, r| Some(
-            handlers::topics::delete(&b, r, version)
+            blocking::run(move || handlers::topics::delete(&b, r, version)).await
         )),
         CreatePartitionsRequest::KEY => {
             route!(broker, buf, k, v, c, CreatePartitionsRequest, |b, r| Some(
-                handlers::topics::create_partitions(&b, r)
+                blocking::run(move || handlers::topics::create_partitions(&b, r)).await
             ))
         }
         DeleteRecordsRequest::KEY => {
             route!(broker, buf, k, v, c, DeleteRecordsRequest, |b, r| Some(
-                handlers::delete_records::handle(&b, r)
+                blocking::run(move || handlers::delete_records::handle(&b, r)).await
             ))
         }
         InitProducerIdRequest::KEY => {
             route!(broker, buf, k, v, c, InitProducerIdRequest, |b, r| Some(
-                handlers::init_producer_id::handle(&b, r)
+                blocking::run(move || handlers::init_producer_id::handle(&b, r)).await
             ))
         }
         OffsetForLeaderEpochRequest::KEY => {
@@ -256,7 +263,7 @@ pub fn dispatch(
             ))
         }
         AlterConfigsRequest::KEY => route!(broker, buf, k, v, c, AlterConfigsRequest, |b, r| Some(
-            handlers::configs::alter(&b, r)
+            blocking::run(move || handlers::configs::alter(&b, r)).await
         )),
         IncrementalAlterConfigsRequest::KEY => route!(
             broker,
@@ -265,7 +272,7 @@ pub fn dispatch(
             v,
             c,
             IncrementalAlterConfigsRequest,
-            |b, r| Some(handlers::configs::incremental_alter(&b, r))
+            |b, r| Some(blocking::run(move || handlers::configs::incremental_alter(&b, r)).await)
         ),
         JoinGroupRequest::KEY => route!(broker, buf, k, v, c, JoinGroupRequest, |b, r| Some(
             b.groups.join_group(r, version, &client).await

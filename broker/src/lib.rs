@@ -3,10 +3,12 @@
 //! Layout: `server` accepts connections; `connection` frames bytes and keeps
 //! responses in order; `dispatch` decodes requests and routes them to
 //! `handlers/*` (one file per API); `broker` holds the node's state;
+//! `blocking` is the one door from request handling to blocking file work;
 //! `partition` is the unit produce and fetch go through (leader role, epoch,
 //! high watermark, idempotence); `group` is the consumer group coordinator.
 
 pub mod admin_http;
+pub mod blocking;
 pub mod broker;
 pub mod config;
 pub mod connection;

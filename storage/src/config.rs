@@ -28,7 +28,9 @@ impl CleanupPolicy {
 /// When appended bytes reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Every `append` returns only after its bytes are fdatasync'ed.
+    /// Every acknowledged append is fdatasync'ed: [`crate::Log::wait_durable`]
+    /// flushes at once, without waiting for company, and the broker waits for it
+    /// at every acks level (an append itself never fsyncs).
     EveryAppend,
     /// Appends return at once; [`crate::Log::wait_durable`] resolves after an fsync
     /// that one writer issues for every append waiting behind it. The fsync starts

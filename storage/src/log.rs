@@ -2,8 +2,9 @@
 //!
 //! # Durability contract
 //! - When [`Log::append`] returns `Ok`, the batches are in the page cache and visible
-//!   to readers below the bound they ask for. Under [`Durability::EveryAppend`] they
-//!   are also fdatasync'ed. Nothing of a rejected call is written.
+//!   to readers below the bound they ask for. Nothing of a rejected call is written.
+//!   An append never fsyncs: it runs on async workers and under callers' locks
+//!   (producer state, the group coordinator), where an fsync would stall others.
 //! - When [`Log::wait_durable`] resolves `Ok` for offset `o`, every batch up to `o` is
 //!   fdatasync'ed (under [`Durability::PageCache`] it resolves at once and promises
 //!   nothing beyond the page cache).
@@ -118,6 +119,8 @@ pub(crate) struct State {
     pub(crate) recovery_point: i64,
     /// A segment file was created or deleted since the last directory fsync.
     pub(crate) dir_dirty: bool,
+    /// The log's directory is new: the parent's entry for it is not yet synced.
+    pub(crate) parent_dirty: bool,
     pub(crate) closed: bool,
 }
 
@@ -316,9 +319,6 @@ impl Log {
     fn after_append(&self, after: (Durability, u64)) -> Result<()> {
         let (durability, pending) = after;
         match durability {
-            Durability::EveryAppend => {
-                self.flush()?;
-            }
             Durability::GroupCommit { max_bytes, .. } if pending >= max_bytes => {
                 self.flush_wake.notify_one();
             }
@@ -329,73 +329,110 @@ impl Log {
 
     /// Reads whole batches from the one holding `offset`, up to `max_bytes` (at
     /// least one batch when any is available), never past `bound`. Batches come
-    /// from one segment, as zero-copy `Bytes`.
+    /// from one segment, as zero-copy `Bytes`. The log's lock is held only to
+    /// pick a segment; batch headers are walked without it, so appends never wait
+    /// for a reader.
     pub fn read(&self, offset: i64, max_bytes: usize, bound: ReadBound) -> Result<ReadResult> {
-        let st = self.lock()?;
-        let log_end = st.log_end();
-        if offset < st.log_start || offset > log_end {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start: st.log_start,
-                log_end,
-            });
-        }
-        let limit = match bound {
-            ReadBound::LogEnd => log_end,
-            ReadBound::HighWatermark | ReadBound::LastStable => st.high_watermark,
-        };
-        let first_key = st
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(offset, |(k, _)| *k);
-        let mut records = Bytes::new();
-        if offset < limit {
-            for seg in st.segments.range(first_key..).map(|(_, s)| s) {
-                if seg.base_offset >= limit {
-                    break;
-                }
-                if let Some(b) = seg.read(offset.max(seg.base_offset), max_bytes, limit) {
-                    records = b;
-                    break;
-                }
+        let (mut result, limit) = {
+            let st = self.lock()?;
+            let log_end = st.log_end();
+            if offset < st.log_start || offset > log_end {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start: st.log_start,
+                    log_end,
+                });
             }
+            let limit = match bound {
+                ReadBound::LogEnd => log_end,
+                ReadBound::HighWatermark | ReadBound::LastStable => st.high_watermark,
+            };
+            let result = ReadResult {
+                records: Bytes::new(),
+                log_start_offset: st.log_start,
+                log_end_offset: log_end,
+                high_watermark: st.high_watermark,
+                last_stable_offset: st.high_watermark,
+            };
+            (result, limit)
+        };
+        if offset >= limit {
+            return Ok(result);
         }
-        Ok(ReadResult {
-            records,
-            log_start_offset: st.log_start,
-            log_end_offset: log_end,
-            high_watermark: st.high_watermark,
-            last_stable_offset: st.high_watermark,
-        })
+        // The segment holding `offset`, then later ones while a segment has no
+        // batch for it (a compacted gap).
+        let mut from = i64::MIN;
+        loop {
+            let view = {
+                let st = self.lock()?;
+                let key = if from == i64::MIN {
+                    st.segments
+                        .range(..=offset)
+                        .next_back()
+                        .map_or(offset, |(k, _)| *k)
+                } else {
+                    from
+                };
+                st.segments
+                    .range(key..)
+                    .next()
+                    .filter(|(_, s)| s.base_offset < limit)
+                    .map(|(k, s)| (*k, s.view(offset.max(s.base_offset))))
+            };
+            let Some((base, view)) = view else { break };
+            if let Some(b) = view.read(offset.max(base), max_bytes, limit) {
+                result.records = b;
+                break;
+            }
+            from = base + 1;
+        }
+        Ok(result)
     }
 
     /// The first record whose timestamp is `>= timestamp`, below the high
-    /// watermark; `None` when every record is older.
+    /// watermark; `None` when every record is older. Records are decoded (and
+    /// decompressed) without the log's lock.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
-        let st = self.lock()?;
-        for seg in st.segments.values() {
-            if seg.max_timestamp() < timestamp {
-                continue;
-            }
+        let mut from = i64::MIN;
+        loop {
             // Fix: records below the log start are skipped, as in Kafka. The answer
             // used to be the first matching record clamped up to the log start,
             // pairing the log start with another record's timestamp, and even
             // returning an offset at or above the high watermark.
-            let found = seg.offset_for_timestamp(
-                timestamp,
-                st.log_start,
-                st.high_watermark,
-                crate::record::stored_limit(st.cfg.max_message_bytes),
-            )?;
-            if let Some((offset, ts)) = found {
-                return Ok(Some(TimestampOffset {
-                    offset,
-                    timestamp: ts,
-                }));
+            let next = {
+                let st = self.lock()?;
+                let limit = crate::record::stored_limit(st.cfg.max_message_bytes);
+                st.segments
+                    .range(from..)
+                    .find(|(_, s)| s.max_timestamp() >= timestamp)
+                    .map(|(k, s)| {
+                        (
+                            *k,
+                            s.time_view(timestamp, st.log_start),
+                            st.high_watermark,
+                            limit,
+                        )
+                    })
+            };
+            let Some((base, (view, start), high_watermark, limit)) = next else {
+                return Ok(None);
+            };
+            match view.offset_for_timestamp(timestamp, start, high_watermark, limit) {
+                Ok(Some((offset, ts))) => {
+                    return Ok(Some(TimestampOffset {
+                        offset,
+                        timestamp: ts,
+                    }))
+                }
+                Ok(None) => from = base + 1,
+                Err((at, e)) => {
+                    return Err(StorageError::Corrupt {
+                        path: self.dir.join(crate::segment::file_name(base, ".log")),
+                        reason: format!("batch at byte {at}: {e}"),
+                    })
+                }
             }
         }
-        Ok(None)
     }
 
     /// First offset of the log.
@@ -473,10 +510,10 @@ impl Log {
 
     /// Writes every appended byte to disk; returns the offset now durable.
     pub fn flush(&self) -> Result<i64> {
-        let (files, target, gen, dir_dirty) = {
+        let (files, target, gen, dir_dirty, parent_dirty) = {
             let mut st = self.lock()?;
             let target = st.log_end();
-            if target == st.flushed && !st.dir_dirty {
+            if target == st.flushed && !st.dir_dirty && !st.parent_dirty {
                 return Ok(target);
             }
             let from = st
@@ -492,6 +529,7 @@ impl Log {
                 target,
                 st.truncations,
                 std::mem::take(&mut st.dir_dirty),
+                std::mem::take(&mut st.parent_dirty),
             )
         };
         for (file, path) in files {
@@ -499,6 +537,9 @@ impl Log {
         }
         if dir_dirty {
             checkpoint::sync_dir(&self.dir)?;
+        }
+        if let Some(parent) = self.dir.parent().filter(|_| parent_dirty) {
+            checkpoint::sync_dir(parent)?;
         }
         let (flushed, new_recovery_point) = {
             let mut st = self.lock()?;
@@ -579,6 +620,12 @@ impl Log {
                 () = &mut done => {}
             }
         }
+    }
+
+    /// Closes the log without flushing anything, for a log about to be deleted:
+    /// later calls fail with [`StorageError::Closed`]; readers keep their data.
+    pub fn abandon(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
     }
 
     /// Rolls the active segment now (if it holds data).

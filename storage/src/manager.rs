@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::LogConfig;
-use crate::error::{io_err, Result, StorageError};
+use crate::error::{io_err, Result};
 use crate::log::Log;
 use crate::recovery::RecoveryReport;
 
@@ -141,20 +141,40 @@ impl LogManager {
 
     /// Deletes a partition's log and its directory.
     pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
-        let log = self
-            .logs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tp)
-            .ok_or_else(|| StorageError::Closed(tp.to_string()))?;
-        let _ = log.close();
-        let dir = self.root.join(tp.to_string());
-        let doomed = self
-            .root
-            .join(format!("{tp}.{}.delete", std::process::id()));
-        std::fs::rename(&dir, &doomed).map_err(io_err(&dir))?;
+        self.delete_many(std::slice::from_ref(tp))
+    }
+
+    /// Deletes the logs of `tps` and their directories (blocking file work).
+    ///
+    /// Each log is closed without a flush (its data is going), its directory
+    /// renamed to `*.delete` — durable with one sync of the root for all of them,
+    /// after which a crash cannot bring the partitions back — then removed.
+    /// Stops at the first error; partitions not found are skipped.
+    pub fn delete_many(&self, tps: &[TopicPartition]) -> Result<()> {
+        let logs: Vec<(TopicPartition, Arc<Log>)> = {
+            let mut map = self.logs.write().unwrap_or_else(|p| p.into_inner());
+            tps.iter()
+                .filter_map(|tp| map.remove(tp).map(|log| (tp.clone(), log)))
+                .collect()
+        };
+        let mut doomed = Vec::with_capacity(logs.len());
+        for (tp, log) in logs {
+            log.abandon();
+            let dir = self.root.join(tp.to_string());
+            let to = self
+                .root
+                .join(format!("{tp}.{}.delete", std::process::id()));
+            std::fs::rename(&dir, &to).map_err(io_err(&dir))?;
+            doomed.push(to);
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
         crate::checkpoint::sync_dir(&self.root)?;
-        std::fs::remove_dir_all(&doomed).map_err(io_err(&doomed))
+        for d in doomed {
+            std::fs::remove_dir_all(&d).map_err(io_err(&d))?;
+        }
+        Ok(())
     }
 
     /// Every partition with a log, sorted.

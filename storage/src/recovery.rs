@@ -92,7 +92,9 @@ fn resolve_leftovers(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<i64>
             report.leftovers_removed += 1;
         }
     }
-    checkpoint::sync_dir(dir)?;
+    if report.leftovers_removed > 0 || report.swaps_completed > 0 {
+        checkpoint::sync_dir(dir)?;
+    }
     Ok(forced)
 }
 
@@ -176,6 +178,7 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
         flushed: 0,
         recovery_point: 0,
         dir_dirty: false,
+        parent_dirty: false,
         closed: false,
     };
     let keys: Vec<i64> = state.segments.keys().copied().collect();
@@ -195,22 +198,32 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
     // crashed process leaves its unflushed writes: fsync each of them (and any
     // segment truncated or re-indexed), not only the active one, and the
     // directory (segments dropped after a corrupt one, files created), first.
-    for (base, seg) in &state.segments {
-        if touched.contains(base) || *base == state.active().base_offset {
-            seg.sync_all()?;
+    let fresh = bases.is_empty() && start_ck.is_none();
+    if fresh {
+        // A new partition: nothing to make durable yet. Its directory and files
+        // reach the disk with the first flush (which syncs both directories), so
+        // creating a topic of many partitions costs no fsync per partition.
+        state.dir_dirty = true;
+        state.parent_dirty = true;
+        // A marker with no segment beside it must not vouch for what comes next.
+        remove_files(&[dir.join(CLEAN_SHUTDOWN)])?;
+    } else {
+        for (base, seg) in &state.segments {
+            if touched.contains(base) || *base == state.active().base_offset {
+                seg.sync_all()?;
+            }
         }
+        checkpoint::sync_dir(dir)?;
+        state.flushed = end;
+        state.recovery_point = end;
+        state.high_watermark = end;
+        checkpoint::write(dir, RECOVERY_POINT, end)?;
+        remove_files(&[dir.join(CLEAN_SHUTDOWN)])?;
+        checkpoint::sync_dir(dir)?;
     }
-    checkpoint::sync_dir(dir)?;
-    state.flushed = end;
-    state.recovery_point = end;
-    state.high_watermark = end;
-    checkpoint::write(dir, RECOVERY_POINT, end)?;
-    remove_files(&[dir.join(CLEAN_SHUTDOWN)])?;
-    checkpoint::sync_dir(dir)?;
     report.segments = state.segments.len();
     report.log_start_offset = state.log_start;
     report.log_end_offset = end;
-    let fresh = bases.is_empty() && start_ck.is_none();
     if !fresh && (!clean || report != clean_report(&report)) {
         tracing::info!(log = name, ?report, "recovered log");
     }
@@ -297,7 +310,7 @@ mod tests {
             bases
         };
         assert_eq!(bases, [0, 2, 4, 6, 8]);
-        let old_rp = checkpoint::read(&dir, RECOVERY_POINT).unwrap();
+        let old_rp = checkpoint::read(&dir, RECOVERY_POINT).unwrap_or(0);
         assert_eq!(old_rp, 0, "nothing was flushed before the crash");
         hook::take();
         let (log, report) = Log::open(&dir, "t-0", cfg()).unwrap();

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, CountRule, HeaderWalk};
 use crate::config::LogConfig;
-use crate::error::{io_err, BatchError, Result, StorageError};
+use crate::error::{io_err, BatchError, Result};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 use crate::mmap::map_segment;
 use crate::record::decode_records;
@@ -56,6 +56,71 @@ pub(crate) struct Segment {
     max_timestamp: i64,
     /// Wall time (ms) of the first append since the segment was created or opened.
     first_append_ms: Option<i64>,
+}
+
+/// A segment's bytes at one moment (a zero-copy slice of its mapping) and the
+/// position the offset index gives to start walking from. Walking needs no lock:
+/// appends only add bytes past the slice, and a truncation leaves zeros, where
+/// the walk stops.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentView {
+    data: Bytes,
+    start: usize,
+}
+
+impl SegmentView {
+    /// The batch holding `offset` (its position and header), if it is here.
+    pub(crate) fn find(&self, offset: i64) -> Option<(usize, BatchHeader)> {
+        HeaderWalk::new(&self.data, self.start).find(|(_, h)| h.last_offset() >= offset)
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one
+    /// batch), all ending below `max_offset`. `None` when no such batch is here.
+    pub(crate) fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Option<Bytes> {
+        let (start, first) = self.find(offset)?;
+        if first.next_offset() > max_offset {
+            return None;
+        }
+        let mut end = start + first.size();
+        for (at, h) in HeaderWalk::new(&self.data, end) {
+            if h.next_offset() > max_offset || at + h.size() - start > max_bytes {
+                break;
+            }
+            end = at + h.size();
+        }
+        Some(self.data.slice(start..end))
+    }
+
+    /// The first record with timestamp `>= ts` in `[from, max_offset)`:
+    /// (offset, timestamp); records decompressed within `limit` bytes.
+    pub(crate) fn offset_for_timestamp(
+        &self,
+        ts: i64,
+        from: i64,
+        max_offset: i64,
+        limit: usize,
+    ) -> std::result::Result<Option<(i64, i64)>, (usize, crate::BatchError)> {
+        let Some((start, _)) = self.find(from) else {
+            return Ok(None);
+        };
+        for (at, h) in HeaderWalk::new(&self.data, start) {
+            if h.base_offset >= max_offset {
+                break;
+            }
+            if h.max_timestamp < ts {
+                continue;
+            }
+            let batch = self.data.slice(at..at + h.size());
+            let records = decode_records(&batch, limit).map_err(|e| (at, e))?;
+            if let Some(r) = records
+                .iter()
+                .find(|r| r.timestamp >= ts && r.offset >= from && r.offset < max_offset)
+            {
+                return Ok(Some((r.offset, r.timestamp)));
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn paths(dir: &Path, base: i64, tmp: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -407,41 +472,28 @@ impl Segment {
         Ok(())
     }
 
-    /// Position and header of the first batch whose last offset is `>= offset`.
+    /// The batch holding `offset` (its position and header), if it is here.
     pub(crate) fn find(&self, offset: i64) -> Option<(usize, BatchHeader)> {
+        self.view(offset).find(offset)
+    }
+
+    /// The segment's bytes as they are now, with the index's starting point for
+    /// `offset`: taken under the log's lock, walked after it is released.
+    pub(crate) fn view(&self, offset: i64) -> SegmentView {
         let start = self
             .offsets
             .floor(offset - self.base_offset)
             .map_or(0, |e| e.position as usize);
-        HeaderWalk::new(&self.data[..self.size], start).find(|(_, h)| h.last_offset() >= offset)
+        SegmentView {
+            data: self.data.slice(..self.size),
+            start,
+        }
     }
 
-    /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one
-    /// batch), all ending below `max_offset`. `None` when no such batch is here.
-    pub(crate) fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Option<Bytes> {
-        let (start, first) = self.find(offset)?;
-        if first.next_offset() > max_offset {
-            return None;
-        }
-        let mut end = start + first.size();
-        for (at, h) in HeaderWalk::new(&self.data[..self.size], end) {
-            if h.next_offset() > max_offset || at + h.size() - start > max_bytes {
-                break;
-            }
-            end = at + h.size();
-        }
-        Some(self.data.slice(start..end))
-    }
-
-    /// The first record with timestamp `>= ts` in `[min_offset, max_offset)`:
-    /// (offset, timestamp).
-    pub(crate) fn offset_for_timestamp(
-        &self,
-        ts: i64,
-        min_offset: i64,
-        max_offset: i64,
-        limit: usize,
-    ) -> Result<Option<(i64, i64)>> {
+    /// [`Self::view`] for a time lookup: starts at the batch the time index
+    /// names for `ts` (or `min_offset`, if later); returns the view and the
+    /// offset it starts at.
+    pub(crate) fn time_view(&self, ts: i64, min_offset: i64) -> (SegmentView, i64) {
         let from = self
             .times
             .floor(ts.saturating_sub(1))
@@ -449,29 +501,7 @@ impl Segment {
                 self.base_offset + i64::from(e.relative_offset)
             })
             .max(min_offset);
-        let Some((start, _)) = self.find(from) else {
-            return Ok(None);
-        };
-        for (at, h) in HeaderWalk::new(&self.data[..self.size], start) {
-            if h.base_offset >= max_offset {
-                break;
-            }
-            if h.max_timestamp < ts {
-                continue;
-            }
-            let batch = self.data.slice(at..at + h.size());
-            let records = decode_records(&batch, limit).map_err(|e| StorageError::Corrupt {
-                path: self.log_path.clone(),
-                reason: format!("batch at byte {at}: {e}"),
-            })?;
-            if let Some(r) = records
-                .iter()
-                .find(|r| r.timestamp >= ts && r.offset >= min_offset && r.offset < max_offset)
-            {
-                return Ok(Some((r.offset, r.timestamp)));
-            }
-        }
-        Ok(None)
+        (self.view(from), from)
     }
 
     /// Removes every batch from the one holding `offset` on; returns the new next offset.

@@ -36,6 +36,12 @@ impl RawConn {
         })
     }
 
+    /// Changes the read timeout (for requests that do a lot of file work).
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        Ok(())
+    }
+
     /// Writes raw bytes (a whole frame, length prefix included, or not).
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.stream.write_all(bytes)?;

@@ -20,20 +20,14 @@ fn respond(meta: &MetadataStore, req: &InitProducerIdRequest) -> InitProducerIdR
         (-1, -1) => {}
         // As Kafka's KafkaApis: an id without an epoch, or the reverse.
         (-1, _) | (_, -1) => return error(code::INVALID_REQUEST),
-        // KIP-360 epoch bump. Only for an id this node handed out (in this run or
-        // an earlier one): bumping an id it never allocated would let a client
-        // claim an id later handed to another producer (two producers sharing
-        // idempotence state), or a negative id no batch may carry.
-        //
-        // Kafka itself, without a transactional id, ignores the given id and
-        // always allocates a new one; with one, a mismatching id is
-        // PRODUCER_FENCED, sent as INVALID_PRODUCER_EPOCH before v4. We refuse
-        // with INVALID_PRODUCER_EPOCH at every version: clients treat it as
-        // "this id/epoch is no longer usable" (the Java client as fenced), while
-        // UNKNOWN_PRODUCER_ID is a Produce error no client expects here.
-        _ if !meta.producer_id_allocated(id) => return error(code::INVALID_PRODUCER_EPOCH),
-        // A negative epoch other than -1 is no epoch a producer was given.
-        _ if epoch < 0 => return error(code::INVALID_PRODUCER_EPOCH),
+        // KIP-360 epoch bump, only for an id this node handed out (in this run or
+        // an earlier one) and a real epoch. Any other id gets a fresh one, as
+        // Kafka answers every InitProducerId without a transactional id: bumping
+        // an id the node never allocated would let a client claim an id later
+        // handed to another producer (two producers sharing idempotence state),
+        // or a negative id no batch may carry; refusing would strand a client
+        // whose broker lost its data directory.
+        _ if !meta.producer_id_allocated(id) || epoch < 0 => {}
         // Exhausted epochs (Kafka's isEpochExhausted) fall through to a new id.
         _ if epoch < i16::MAX - 1 => {
             return InitProducerIdResponse::default()
@@ -74,42 +68,43 @@ mod tests {
     }
 
     /// An epoch bump (KIP-360) is granted only for ids this node handed out, in
-    /// this run or an earlier one; ids it never allocated (including ones in its
-    /// reserved but unissued block, and negative ids other than -1) are refused
-    /// with INVALID_PRODUCER_EPOCH, and a half-given id/epoch pair is
-    /// INVALID_REQUEST, as in Kafka.
+    /// this run or an earlier one; for ids it never allocated (including ones in
+    /// its reserved but unissued block, and negative ids other than -1) it hands
+    /// out a fresh id instead, as Kafka does for every non-transactional
+    /// producer; a half-given id/epoch pair is INVALID_REQUEST, as in Kafka.
     #[test]
     fn epoch_bump_only_for_ids_this_node_allocated() {
-        const INVALID_PRODUCER_EPOCH: i16 = 47;
         let dir = tempfile::tempdir().unwrap();
         let meta = MetadataStore::open(dir.path()).unwrap();
         assert_eq!(answer(&meta, -1, -1), (0, 0, 0));
         assert_eq!(answer(&meta, 0, 0), (0, 0, 1), "bump of an allocated id");
-        let refused = (INVALID_PRODUCER_EPOCH, -1, -1);
-        assert_eq!(answer(&meta, 1, 0), refused, "next id, not handed out yet");
-        assert_eq!(answer(&meta, 999, 3), refused, "reserved, not handed out");
+        // Never handed out: a fresh id (the next one), epoch 0.
+        assert_eq!(
+            answer(&meta, 1, 0),
+            (0, 1, 0),
+            "next id, not handed out yet"
+        );
+        assert_eq!(answer(&meta, 999, 3), (0, 2, 0), "reserved, not handed out");
         assert_eq!(
             answer(&meta, 1_000_000, 0),
-            refused,
+            (0, 3, 0),
             "above the reserved mark"
         );
-        assert_eq!(answer(&meta, i64::MAX, 0), refused);
-        assert_eq!(answer(&meta, -2, 0), refused, "negative id");
-        assert_eq!(answer(&meta, i64::MIN, 5), refused, "negative id");
+        assert_eq!(answer(&meta, i64::MAX, 0), (0, 4, 0));
+        assert_eq!(answer(&meta, -2, 0), (0, 5, 0), "negative id");
+        assert_eq!(answer(&meta, i64::MIN, 5), (0, 6, 0), "negative id");
         assert_eq!(answer(&meta, -1, 0).0, code::INVALID_REQUEST);
         assert_eq!(answer(&meta, 0, -1).0, code::INVALID_REQUEST);
-        // An exhausted epoch gets a new id, as in Kafka; not for unknown ids.
-        assert_eq!(answer(&meta, 0, i16::MAX - 1), (0, 1, 0));
-        assert_eq!(answer(&meta, 7, i16::MAX - 1), refused);
+        // An exhausted epoch gets a new id, as in Kafka.
+        assert_eq!(answer(&meta, 0, i16::MAX - 1), (0, 7, 0));
         drop(meta);
         // After a restart, ids of the earlier run can still be bumped: any id
         // below the persisted mark may have been handed out, none above it.
         let meta = MetadataStore::open(dir.path()).unwrap();
         assert_eq!(answer(&meta, 1, 4), (0, 1, 5));
         assert_eq!(answer(&meta, 999, 0), (0, 999, 1));
-        assert_eq!(answer(&meta, 0, -5), refused, "negative epoch");
-        assert_eq!(answer(&meta, 1000, 0), refused);
-        assert_eq!(answer(&meta, -1, -1), (0, 1000, 0));
+        assert_eq!(answer(&meta, 0, -5), (0, 1000, 0), "negative epoch");
+        assert_eq!(answer(&meta, 1001, 0), (0, 1001, 0), "not handed out yet");
         assert_eq!(answer(&meta, 1000, 0), (0, 1000, 1));
     }
 }

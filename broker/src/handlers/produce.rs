@@ -14,7 +14,7 @@ use weir_storage::Log;
 
 use crate::broker::Broker;
 use crate::error_code::{self, code};
-use crate::partition::{Appended, Partition};
+use crate::partition::Appended;
 
 struct Outcome {
     index: i32,
@@ -40,20 +40,6 @@ impl From<i16> for Refusal {
     }
 }
 
-/// Appends to a partition. Under `--fsync always` the append includes an
-/// fdatasync, which must not stall the runtime's worker: it runs in place of a
-/// blocking thread. Other policies write to the page cache only.
-fn append(
-    part: &Partition,
-    records: &[u8],
-) -> Result<crate::partition::Appended, crate::partition::AppendError> {
-    if part.log.config().durability == weir_storage::Durability::EveryAppend {
-        tokio::task::block_in_place(|| part.append(records))
-    } else {
-        part.append(records)
-    }
-}
-
 /// Appends every partition's batches now; the returned future resolves to the
 /// response (or `None` for acks=0) once the acks level is met.
 pub fn handle(
@@ -62,6 +48,7 @@ pub fn handle(
     _version: i16,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
+    let broker_durability = broker.config.log_defaults.durability;
     let mut topics = Vec::new();
     for t in req.topic_data {
         let name = t.name.0.to_string();
@@ -75,7 +62,7 @@ pub fn handle(
                 match (broker.partition(&name, p.index), p.records) {
                     (None, _) => Err(code::UNKNOWN_TOPIC_OR_PARTITION.into()),
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
-                    (Some(part), Some(records)) => match append(&part, &records) {
+                    (Some(part), Some(records)) => match part.append(&records) {
                         Ok(a) => {
                             broker
                                 .metrics
@@ -102,7 +89,11 @@ pub fn handle(
         topics.push((t.name, outcomes));
     }
     async move {
-        if acks == -1 {
+        // acks=all waits for the fsync; so does acks=1 under `--fsync always`,
+        // whose promise is that nothing acknowledged lives only in memory. The
+        // fsync itself runs on the blocking pool (`Log::wait_durable`).
+        let every_append = broker_durability == weir_storage::Durability::EveryAppend;
+        if acks == -1 || (acks == 1 && every_append) {
             for (_, outcomes) in &mut topics {
                 for o in outcomes.iter_mut() {
                     if let Ok((a, log)) = &o.result {

@@ -41,7 +41,7 @@ pub async fn serve(
                 "/metrics" => (
                     "200 OK",
                     "text/plain; version=0.0.4",
-                    broker.metrics.render(),
+                    broker.metrics.render(&broker.limits),
                 ),
                 "/v1/health" => (
                     "200 OK",

@@ -12,6 +12,7 @@ use crate::group::{
     AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, PartitionCheck,
     Record,
 };
+use crate::limits::Limits;
 use crate::metadata::{MetadataStore, TopicError, TopicMeta};
 use crate::metrics::Metrics;
 use crate::partition::Partition;
@@ -39,6 +40,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Counters for /metrics.
     pub metrics: Metrics,
+    /// Bounds on connections and request bytes in flight.
+    pub limits: Arc<Limits>,
 }
 
 /// Why a topic change failed.
@@ -142,6 +145,7 @@ impl Broker {
             partitions = partitions.len(),
             "node opened"
         );
+        let config_limits = config.limits;
         let broker = Arc::new(Self {
             config,
             advertised_host,
@@ -151,6 +155,7 @@ impl Broker {
             partitions: RwLock::new(partitions),
             groups,
             metrics,
+            limits: Limits::new(config_limits),
         });
         // Commits for partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION.
         let weak = Arc::downgrade(&broker);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use weir_storage::{Durability, LogConfig};
 
+use crate::limits::LimitsConfig;
 use crate::producer_state::ProducerLimits;
 
 /// Flags of `weir broker`; each also reads `WEIR_<NAME>` and the `--config` file.
@@ -58,6 +59,18 @@ pub struct BrokerArgs {
     /// Most idempotent producers whose state a partition keeps; a new one evicts the one idle longest [default: 10000].
     #[arg(long, env = "WEIR_MAX_PRODUCERS_PER_PARTITION")]
     pub max_producers_per_partition: Option<usize>,
+    /// Most open client connections; more are closed at once [default: 10000].
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most open client connections from one IP address; more are closed at once [default: 1000].
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Most request bytes read and not yet answered, node-wide; then connections stop reading (Kafka's `queued.max.request.bytes`) [default: 536870912].
+    #[arg(long, env = "WEIR_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+    /// Most request bytes read and not yet answered on one connection; then it stops reading [default: 104857600].
+    #[arg(long, env = "WEIR_MAX_INFLIGHT_BYTES_PER_CONNECTION")]
+    pub max_inflight_bytes_per_connection: Option<usize>,
 }
 
 /// Resolved node settings.
@@ -85,6 +98,8 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     /// Bounds of each partition's idempotent-producer state.
     pub producer_limits: ProducerLimits,
+    /// Bounds on connections and request bytes in flight.
+    pub limits: LimitsConfig,
 }
 
 impl BrokerArgs {
@@ -111,6 +126,12 @@ impl BrokerArgs {
             max_producers_per_partition: self
                 .max_producers_per_partition
                 .or(file.max_producers_per_partition),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
+            max_inflight_bytes: self.max_inflight_bytes.or(file.max_inflight_bytes),
+            max_inflight_bytes_per_connection: self
+                .max_inflight_bytes_per_connection
+                .or(file.max_inflight_bytes_per_connection),
         }
     }
 
@@ -143,6 +164,34 @@ impl BrokerArgs {
             anyhow::ensure!(n > 0, "--max-producers-per-partition must be at least 1");
             producer_limits.max_producers = n;
         }
+        let mut limits = LimitsConfig::default();
+        for (flag, given, slot) in [
+            (
+                "--max-connections",
+                a.max_connections,
+                &mut limits.max_connections,
+            ),
+            (
+                "--max-connections-per-ip",
+                a.max_connections_per_ip,
+                &mut limits.max_connections_per_ip,
+            ),
+            (
+                "--max-inflight-bytes",
+                a.max_inflight_bytes,
+                &mut limits.max_inflight_bytes,
+            ),
+            (
+                "--max-inflight-bytes-per-connection",
+                a.max_inflight_bytes_per_connection,
+                &mut limits.max_inflight_bytes_per_connection,
+            ),
+        ] {
+            if let Some(n) = given {
+                anyhow::ensure!(n > 0, "{flag} must be at least 1");
+                *slot = n;
+            }
+        }
         Ok(BrokerConfig {
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./weir-data")),
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:9092".into()),
@@ -155,6 +204,7 @@ impl BrokerArgs {
             log_defaults,
             group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms.unwrap_or(3000),
             producer_limits,
+            limits,
         })
     }
 }

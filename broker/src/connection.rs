@@ -12,13 +12,16 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::dispatch;
+use crate::limits::{BytesPermit, ConnectionSlot};
 
 /// Responses in flight per connection; the reader stops reading when it is full.
 const PIPELINE_DEPTH: usize = 64;
 
 /// Serves one connection until the peer closes it, a frame is bad, or shutdown.
+/// `slot` is its admission under the node's limits, released when it ends.
 pub async fn serve(
     stream: TcpStream,
+    slot: ConnectionSlot,
     broker: Arc<Broker>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -28,9 +31,11 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     broker.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<BytesMut>>>(PIPELINE_DEPTH);
+    // Each response travels with the request bytes it holds from the budget,
+    // returned once the response is written.
+    let (tx, mut rx) = mpsc::channel::<(JoinHandle<Option<BytesMut>>, BytesPermit)>(PIPELINE_DEPTH);
     let writer = tokio::spawn(async move {
-        while let Some(h) = rx.recv().await {
+        while let Some((h, _permit)) = rx.recv().await {
             match h.await {
                 Ok(Some(frame)) => {
                     if wr.write_all(&frame).await.is_err() {
@@ -60,6 +65,12 @@ pub async fn serve(
             broker.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
             break;
         }
+        // The frame's bytes come out of the connection's and the node's budgets
+        // before they are read: while a budget is spent the socket is not read.
+        let permit = tokio::select! {
+            p = slot.take_bytes(n as usize) => p,
+            _ = shutdown.changed() => break,
+        };
         // Read straight into uninitialised capacity (no zero-fill pass over every
         // request byte), and never past this frame.
         let mut frame = BytesMut::with_capacity(n as usize);
@@ -79,7 +90,7 @@ pub async fn serve(
         }
         match dispatch::dispatch(&broker, frame.freeze(), &client_host) {
             Ok(fut) => {
-                if tx.send(tokio::spawn(fut)).await.is_err() {
+                if tx.send((tokio::spawn(fut), permit)).await.is_err() {
                     break;
                 }
             }

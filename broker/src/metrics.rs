@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::limits::Limits;
 use crate::producer_state::ProducerStateCounters;
 
 /// Node-wide counters; updated with relaxed atomics on the hot path.
@@ -47,8 +48,8 @@ impl Metrics {
         }
     }
 
-    /// Renders the Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// Renders the Prometheus text exposition, with the state of `limits`.
+    pub fn render(&self, limits: &Limits) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# TYPE weir_requests_total counter");
         for (k, c) in self.requests.iter().enumerate() {
@@ -70,12 +71,30 @@ impl Metrics {
                 "weir_producer_state_evicted_total",
                 &self.producer_states.evicted,
             ),
+            (
+                "weir_connections_refused_total",
+                &limits.counters.refused_total,
+            ),
+            (
+                "weir_connections_refused_per_ip_total",
+                &limits.counters.refused_per_ip,
+            ),
+            (
+                "weir_request_backpressure_total",
+                &limits.counters.backpressure,
+            ),
         ] {
             let _ = writeln!(
                 s,
                 "# TYPE {name} counter\n{name} {}",
                 c.load(Ordering::Relaxed)
             );
+        }
+        for (name, v) in [
+            ("weir_connections_open", limits.open_connections()),
+            ("weir_inflight_request_bytes", limits.inflight_bytes()),
+        ] {
+            let _ = writeln!(s, "# TYPE {name} gauge\n{name} {v}");
         }
         s
     }
@@ -90,7 +109,7 @@ mod tests {
         let m = Metrics::default();
         m.producer_states.expired.fetch_add(3, Ordering::Relaxed);
         m.producer_states.evicted.fetch_add(4, Ordering::Relaxed);
-        let text = m.render();
+        let text = m.render(&Limits::new(Default::default()));
         assert!(text.contains("# TYPE weir_producer_state_expired_total counter\nweir_producer_state_expired_total 3\n"), "{text}");
         assert!(
             text.contains("weir_producer_state_evicted_total 4\n"),

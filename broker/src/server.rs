@@ -49,9 +49,13 @@ pub async fn run(
     loop {
         tokio::select! {
             r = kafka.accept() => match r {
-                Ok((sock, _)) => {
-                    conns.spawn(crate::connection::serve(sock, broker.clone(), stop_rx.clone()));
-                }
+                Ok((sock, peer)) => match broker.limits.admit(peer.ip()) {
+                    Ok(slot) => {
+                        conns.spawn(crate::connection::serve(sock, slot, broker.clone(), stop_rx.clone()));
+                    }
+                    // Dropping the socket closes it at once.
+                    Err(e) => tracing::debug!(%peer, reason = %e, "connection refused"),
+                },
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}

@@ -189,14 +189,27 @@ impl<E: Entry> Index<E> {
     }
 
     /// Appends an entry; ignored when full or when its key does not increase.
+    ///
+    /// The entry is written with `pwrite`, not through the mapping: the file is
+    /// sparse, and on a full disk a store into a page without a block kills the
+    /// process with SIGBUS, where `pwrite` returns ENOSPC. An entry that cannot
+    /// be written is skipped: indexes are sparse anyway (a lookup starts from an
+    /// earlier entry) and are rebuilt from the log when they disagree with it.
     pub(crate) fn append(&mut self, e: E) {
+        use std::os::unix::fs::FileExt;
         if self.is_full() || self.last().is_some_and(|l| e.key() <= l.key()) {
             return;
         }
         let i = self.entries;
-        let map = self.map.as_mut().expect("capacity > 0 implies a mapping");
-        e.write(&mut map[i * E::SIZE..(i + 1) * E::SIZE]);
-        self.entries += 1;
+        let mut raw = [0u8; 16];
+        let raw = &mut raw[..E::SIZE];
+        e.write(raw);
+        match self.file.write_all_at(raw, (i * E::SIZE) as u64) {
+            Ok(()) => self.entries += 1,
+            Err(error) => {
+                tracing::warn!(index = %self.path.display(), %error, "index entry not written");
+            }
+        }
     }
 
     /// The entry with the largest key `<= key`.

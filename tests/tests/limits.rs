@@ -1,0 +1,115 @@
+//! Bounded resources: connections over `--max-connections(-per-ip)` are closed
+//! at once and counted; request bytes beyond `--max-inflight-bytes` make
+//! connections stop reading (back-pressure) instead of being buffered, and the
+//! node serves them once the budget comes back.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use kafka_protocol::messages::ApiVersionsRequest;
+use weir_tests::raw::{batch, create_topic, produce, RawConn};
+use weir_tests::{poll_until, NodeOpts, WeirNode};
+
+/// The value of a metric line `name value` from `/metrics`.
+fn metric(node: &WeirNode, name: &str) -> Result<u64> {
+    let (status, body) = node.http_get("/metrics")?;
+    ensure!(status == 200, "/metrics: {status}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics:\n{body}"))
+}
+
+fn served(conn: &mut RawConn) -> Result<()> {
+    let r = conn.request(3, &ApiVersionsRequest::default())?;
+    ensure!(r.error_code == 0, "ApiVersions: {}", r.error_code);
+    Ok(())
+}
+
+#[test]
+fn connections_over_the_per_ip_limit_are_closed_and_counted() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default().arg("--max-connections-per-ip", 3))?;
+    let mut open = (0..3)
+        .map(|_| RawConn::connect(node.bootstrap()))
+        .collect::<Result<Vec<_>>>()?;
+    for c in &mut open {
+        served(c)?;
+    }
+    let mut fourth = RawConn::connect(node.bootstrap())?;
+    ensure!(
+        fourth.is_closed_by_peer()?,
+        "a fourth connection from 127.0.0.1 stayed open"
+    );
+    ensure!(metric(&node, "weir_connections_refused_per_ip_total")? == 1);
+    ensure!(metric(&node, "weir_connections_open")? == 3);
+    // The three keep working, and a slot freed is a slot to take.
+    for c in &mut open {
+        served(c)?;
+    }
+    drop(open.pop());
+    poll_until(Duration::from_secs(10), || {
+        Ok((metric(&node, "weir_connections_open")? == 2).then_some(()))
+    })?;
+    served(&mut RawConn::connect(node.bootstrap())?)
+}
+
+#[test]
+fn connections_over_the_node_limit_are_closed_and_counted() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default().arg("--max-connections", 2))?;
+    let mut a = RawConn::connect(node.bootstrap())?;
+    let mut b = RawConn::connect(node.bootstrap())?;
+    served(&mut a)?;
+    served(&mut b)?;
+    ensure!(RawConn::connect(node.bootstrap())?.is_closed_by_peer()?);
+    ensure!(metric(&node, "weir_connections_refused_total")? == 1);
+    served(&mut a)
+}
+
+/// A client that announces a large frame and sends it slowly holds its bytes of
+/// the node's budget; another client's request then waits unread (counted as
+/// back-pressure) and is served as soon as the budget comes back.
+#[test]
+fn request_bytes_beyond_the_node_budget_wait_unread() -> Result<()> {
+    let node = WeirNode::start(
+        NodeOpts::default()
+            .arg("--max-inflight-bytes", 65_536)
+            .arg("--max-inflight-bytes-per-connection", 65_536),
+    )?;
+    let mut b = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut b, "t", 1, &[])? == 0);
+    poll_until(Duration::from_secs(10), || {
+        Ok((metric(&node, "weir_inflight_request_bytes")? == 0).then_some(()))
+    })?;
+
+    // A: 60,000 bytes announced, 10 sent.
+    let mut a = RawConn::connect(node.bootstrap())?;
+    let mut head = 60_000i32.to_be_bytes().to_vec();
+    head.extend_from_slice(&[0u8; 10]);
+    a.send_bytes(&head)?;
+    poll_until(Duration::from_secs(10), || {
+        Ok((metric(&node, "weir_inflight_request_bytes")? == 60_000).then_some(()))
+    })?;
+    ensure!(metric(&node, "weir_request_backpressure_total")? == 0);
+
+    // B: a 20 KB produce does not fit in what is left; it waits unread.
+    let value = vec![b'v'; 20_000];
+    let waiting = std::thread::spawn(move || produce(&mut b, "t", 0, 1, batch(&[&value], None)?));
+    poll_until(Duration::from_secs(10), || {
+        Ok((metric(&node, "weir_request_backpressure_total")? >= 1).then_some(()))
+    })?;
+    ensure!(
+        !waiting.is_finished(),
+        "the produce was answered while the budget was spent"
+    );
+
+    // A goes away: its bytes return, B's produce is read and answered.
+    drop(a);
+    let (err, base) = waiting.join().expect("producer thread")?;
+    ensure!(
+        err == 0 && base == 0,
+        "produce after the budget returned: {err} at {base}"
+    );
+    poll_until(Duration::from_secs(10), || {
+        Ok((metric(&node, "weir_inflight_request_bytes")? == 0).then_some(()))
+    })?;
+    Ok(())
+}

@@ -1,4 +1,6 @@
-//! The admin HTTP listener: `GET /metrics` (Prometheus) and `GET /v1/health`.
+//! The admin HTTP listener: `GET /metrics` (Prometheus) and `GET /v1/health`
+//! (readiness, see [`crate::health`]). It answers from process start, before
+//! the logs are loaded.
 //! A minimal HTTP/1.1 responder: one request per connection, no body parsing.
 
 use std::sync::Arc;
@@ -6,12 +8,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::broker::Broker;
+use crate::health::Health;
 
 /// Serves admin requests until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    broker: Arc<Broker>,
+    health: Arc<Health>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -20,7 +22,7 @@ pub async fn serve(
             r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
             () = &mut shutdown => return,
         };
-        let broker = broker.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             // Read until the end of the request head (or 4 KiB): one `read` may
             // return only part of it when the client writes it in pieces, and a
@@ -37,20 +39,26 @@ pub async fn serve(
             }
             let head = String::from_utf8_lossy(&buf[..n]);
             let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = match path {
-                "/metrics" => (
+            let (status, ctype, body) = match (path, health.broker()) {
+                ("/metrics", Some(broker)) => (
                     "200 OK",
                     "text/plain; version=0.0.4",
                     broker.metrics.render(&broker.limits),
                 ),
-                "/v1/health" => (
-                    "200 OK",
-                    "application/json",
-                    format!(
-                        "{{\"status\":\"ok\",\"node_id\":{}}}\n",
-                        broker.config.node_id
-                    ),
+                ("/metrics", None) => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "logs are still loading\n".to_string(),
                 ),
+                ("/v1/health", _) => {
+                    let report = health.check().await;
+                    let status = if report.ready {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    };
+                    (status, "application/json", report.body)
+                }
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
             let resp = format!(

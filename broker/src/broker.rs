@@ -168,6 +168,14 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Number of partitions hosted.
+    pub fn partition_count(&self) -> usize {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// A hosted partition.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.partitions

@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod error_code;
 pub mod group;
 pub mod handlers;
+pub mod health;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

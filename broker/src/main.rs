@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use weir_broker::broker::Broker;
 use weir_broker::config::BrokerArgs;
+use weir_broker::health::Health;
 
 /// Weir: a Kafka-compatible event log.
 #[derive(Debug, Parser)]
@@ -54,14 +55,26 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         }
         None => (bound.ip().to_string(), i32::from(bound.port())),
     };
+    // The admin listener answers from now on: /v1/health says 503 until the
+    // logs are loaded and the Kafka listener accepts.
+    let admin_addr = admin.local_addr()?;
+    let health = Health::new(config.node_id, config.data_dir.clone());
+    let (admin_stop, mut admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_task = tokio::spawn(weir_broker::admin_http::serve(
+        admin,
+        health.clone(),
+        async move {
+            let _ = admin_stopped.changed().await;
+        },
+    ));
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, host, port)).await??;
+    health.loaded(broker.clone());
     // One line on stdout, for scripts and tests that bind port 0.
-    println!(
-        "weir listening kafka={} admin={}",
-        bound,
-        admin.local_addr()?
-    );
-    weir_broker::server::run(kafka, admin, broker, shutdown_signal()).await
+    println!("weir listening kafka={bound} admin={admin_addr}");
+    let result = weir_broker::server::run(kafka, broker, health, shutdown_signal()).await;
+    let _ = admin_stop.send(true);
+    let _ = admin_task.await;
+    result
 }
 
 async fn shutdown_signal() {

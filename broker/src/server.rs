@@ -8,26 +8,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::health::Health;
 
 /// How often retention and compaction run.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Serves Kafka and admin traffic until `shutdown` resolves, then closes every log.
+/// Serves Kafka traffic until `shutdown` resolves, then closes every log.
+/// `health` learns when the listener accepts and when it stops.
 pub async fn run(
     kafka: TcpListener,
-    admin: TcpListener,
     broker: Arc<Broker>,
+    health: Arc<Health>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(crate::admin_http::serve(
-        admin,
-        broker.clone(),
-        async move {
-            let _ = admin_stop.changed().await;
-        },
-    ));
     let maint = {
         let broker = broker.clone();
         let mut stop = stop_rx.clone();
@@ -46,6 +40,7 @@ pub async fn run(
     };
     tokio::pin!(shutdown);
     let mut conns = tokio::task::JoinSet::new();
+    health.set_listening(true);
     loop {
         tokio::select! {
             r = kafka.accept() => match r {
@@ -63,6 +58,7 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    health.set_listening(false);
     let _ = stop_tx.send(true);
     let drain = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(5), drain)
@@ -72,7 +68,6 @@ pub async fn run(
         conns.abort_all();
     }
     let _ = maint.await;
-    let _ = admin_task.await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.close()).await??;
     tracing::info!("logs closed cleanly");

@@ -137,6 +137,8 @@ impl Broker {
             .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} has no partition 0"))?;
         let group_config = GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            max_pending_writes: config.group_max_pending_writes,
+            counters: metrics.group_writes.clone(),
             ..GroupConfig::default()
         };
         let groups = GroupCoordinator::start(Arc::new(OffsetsLog(offsets_log)), group_config)?;

@@ -53,6 +53,9 @@ pub struct BrokerArgs {
     /// How long a new group waits for more members before its first rebalance [default: 3000].
     #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Most group coordinator writes (commits, membership) issued and not yet durable; more commits wait [default: 1024].
+    #[arg(long, env = "WEIR_GROUP_MAX_PENDING_WRITES")]
+    pub group_max_pending_writes: Option<usize>,
     /// Forget an idempotent producer's state after this long without an append, in ms (Kafka's `producer.id.expiration.ms`) [default: 86400000].
     #[arg(long, env = "WEIR_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
@@ -96,6 +99,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Most group coordinator writes pending durability.
+    pub group_max_pending_writes: usize,
     /// Bounds of each partition's idempotent-producer state.
     pub producer_limits: ProducerLimits,
     /// Bounds on connections and request bytes in flight.
@@ -120,6 +125,9 @@ impl BrokerArgs {
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms),
+            group_max_pending_writes: self
+                .group_max_pending_writes
+                .or(file.group_max_pending_writes),
             producer_id_expiration_ms: self
                 .producer_id_expiration_ms
                 .or(file.producer_id_expiration_ms),
@@ -203,6 +211,7 @@ impl BrokerArgs {
             max_frame_bytes: a.max_frame_bytes.unwrap_or(100 << 20),
             log_defaults,
             group_initial_rebalance_delay_ms: a.group_initial_rebalance_delay_ms.unwrap_or(3000),
+            group_max_pending_writes: a.group_max_pending_writes.unwrap_or(1024).max(1),
             producer_limits,
             limits,
         })

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,7 @@ pub struct TopicMeta {
     pub internal: bool,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct MetaFile {
     topics: BTreeMap<String, TopicMeta>,
     /// First producer id not yet reserved on disk.
@@ -86,16 +86,23 @@ struct ProducerIds {
     reserved: i64,
 }
 
-/// The persisted metadata, behind a std mutex held only for in-memory edits and
-/// the small file write that makes each edit durable.
+/// The persisted metadata.
 ///
-/// Lock order: `producer_ids` before `inner`. The allocator lock is held across
-/// a block reservation (an `edit`, which persists), so that no id is handed out
-/// unless a persisted reservation covers it and no two callers get the same one.
+/// Readers take the current snapshot under `current`, held only to clone an
+/// `Arc`; they never wait for a file write. Edits are serialized by `writer`,
+/// which is held across the file write and fsync that make an edit durable,
+/// after which the new snapshot is swapped in. Edits are blocking file work:
+/// the request path calls them through [`crate::blocking::run`].
+///
+/// Lock order: `producer_ids`, then `writer`, then `current`. The allocator
+/// lock is held across a block reservation (an `edit`, which persists), so that
+/// no id is handed out unless a persisted reservation covers it and no two
+/// callers get the same one.
 #[derive(Debug)]
 pub struct MetadataStore {
     path: PathBuf,
-    inner: Mutex<MetaFile>,
+    current: RwLock<Arc<MetaFile>>,
+    writer: Mutex<()>,
     producer_ids: Mutex<ProducerIds>,
 }
 
@@ -133,7 +140,8 @@ impl MetadataStore {
         let next = file.producer_id_reserved;
         Ok(Self {
             path,
-            inner: Mutex::new(file),
+            current: RwLock::new(Arc::new(file)),
+            writer: Mutex::new(()),
             producer_ids: Mutex::new(ProducerIds {
                 next,
                 reserved: next,
@@ -161,34 +169,30 @@ impl MetadataStore {
         &self,
         f: impl FnOnce(&mut MetaFile) -> Result<T, TopicError>,
     ) -> Result<T, TopicError> {
-        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut copy = MetaFile {
-            topics: guard.topics.clone(),
-            producer_id_reserved: guard.producer_id_reserved,
-        };
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut copy = MetaFile::clone(&self.snapshot());
         let out = f(&mut copy)?;
         self.save(&copy)?;
-        *guard = copy;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(copy);
         Ok(out)
+    }
+
+    /// The metadata as of the last completed edit.
+    fn snapshot(&self) -> Arc<MetaFile> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// All topics.
     pub fn topics(&self) -> BTreeMap<String, TopicMeta> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .topics
-            .clone()
+        self.snapshot().topics.clone()
     }
 
     /// One topic.
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .topics
-            .get(name)
-            .cloned()
+        self.snapshot().topics.get(name).cloned()
     }
 
     /// Creates a topic; durable on return.
@@ -318,6 +322,36 @@ mod tests {
         assert_eq!(s.topic("orders").unwrap().partitions, 3);
         let next = s.next_producer_id().unwrap();
         assert!(ids.iter().all(|i| *i < next), "{ids:?} then {next}");
+    }
+
+    /// A reader is answered while an edit is in progress (the edit's file write
+    /// and fsync happen under the writer lock only), and sees the edit once it
+    /// completes.
+    #[test]
+    fn readers_do_not_wait_for_an_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MetadataStore::open(dir.path()).unwrap();
+        s.create("a", 1, BTreeMap::new(), false).unwrap();
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let s = &s;
+            let editor = scope.spawn(move || {
+                s.edit(|f| {
+                    entered_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    f.topics.remove("a");
+                    Ok(())
+                })
+            });
+            entered_rx.recv().unwrap();
+            // The edit holds the writer lock now; reads go on.
+            assert!(s.topic("a").is_some());
+            assert_eq!(s.topics().len(), 1);
+            release_tx.send(()).unwrap();
+            editor.join().unwrap().unwrap();
+        });
+        assert!(s.topic("a").is_none());
     }
 
     /// Many threads allocate on freshly reopened stores, across several block

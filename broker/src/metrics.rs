@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::group::GroupWriteCounters;
 use crate::limits::Limits;
 use crate::producer_state::ProducerStateCounters;
 
@@ -22,6 +23,8 @@ pub struct Metrics {
     pub fetch_bytes: AtomicU64,
     /// Idempotent-producer entries expired and evicted, over all partitions.
     pub producer_states: Arc<ProducerStateCounters>,
+    /// The group coordinator's write queue.
+    pub group_writes: Arc<GroupWriteCounters>,
 }
 
 impl Default for Metrics {
@@ -33,6 +36,7 @@ impl Default for Metrics {
             produce_bytes: AtomicU64::new(0),
             fetch_bytes: AtomicU64::new(0),
             producer_states: Arc::default(),
+            group_writes: Arc::default(),
         }
     }
 }
@@ -70,6 +74,11 @@ impl Metrics {
             (
                 "weir_producer_state_evicted_total",
                 &self.producer_states.evicted,
+            ),
+            ("weir_group_writes_waited_total", &self.group_writes.waited),
+            (
+                "weir_group_writes_overflowed_total",
+                &self.group_writes.overflowed,
             ),
             (
                 "weir_connections_refused_total",

@@ -149,7 +149,10 @@ fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> R
     })?;
     acked.push((base, v));
     let (status, body) = node.http_get("/v1/health")?;
-    ensure!(status == 200, "health after space returned: {status} {body}");
+    ensure!(
+        status == 200,
+        "health after space returned: {status} {body}"
+    );
 
     // A kill -9 and a restart: every batch of both logs is whole, nothing
     // acknowledged is missing.

@@ -40,6 +40,22 @@ pub struct GroupConfig {
     pub tick_interval: Duration,
     /// Optional partition existence check for OffsetCommit; `None` accepts every partition.
     pub partition_check: Option<PartitionCheck>,
+    /// Most writes issued to the store and not yet durable. A commit (or group
+    /// deletion) beyond it waits, before it takes the coordinator's lock, for
+    /// an earlier write to finish.
+    pub max_pending_writes: usize,
+    /// Where the coordinator counts writes that waited for room.
+    pub counters: Arc<GroupWriteCounters>,
+}
+
+/// Counters of the coordinator's write queue, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct GroupWriteCounters {
+    /// Writes that waited because `max_pending_writes` were pending.
+    pub waited: std::sync::atomic::AtomicU64,
+    /// Membership writes issued while the queue was full: they were already in
+    /// the log, and were awaited outside the queue.
+    pub overflowed: std::sync::atomic::AtomicU64,
 }
 
 impl Default for GroupConfig {
@@ -54,6 +70,8 @@ impl Default for GroupConfig {
             empty_group_retention_ms: 600_000,
             tick_interval: Duration::from_millis(100),
             partition_check: None,
+            max_pending_writes: 1024,
+            counters: Arc::default(),
         }
     }
 }

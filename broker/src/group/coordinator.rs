@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::config::{GroupConfig, PartitionCheck};
+use super::config::{GroupConfig, GroupWriteCounters, PartitionCheck};
 use super::error::GroupError;
 use super::events::{Action, JoinParams, JoinResult, SyncParams, SyncResult};
 use super::manager::GroupManager;
@@ -60,7 +61,9 @@ pub(crate) struct Inner {
     shared: Mutex<Shared>,
     store: Arc<dyn GroupStore>,
     /// Appends are issued under `shared`, so their order here is the log order.
-    writes: mpsc::UnboundedSender<PendingWrite>,
+    /// Bounded: see [`GroupConfig::max_pending_writes`].
+    writes: mpsc::Sender<PendingWrite>,
+    counters: Arc<GroupWriteCounters>,
     /// Coordinator time 0: deadlines are milliseconds since this instant.
     epoch: Instant,
     /// Set at start or later (the broker may build its partition map after the
@@ -76,6 +79,8 @@ impl GroupCoordinator {
         let epoch = Instant::now();
         let tick_interval = config.tick_interval.max(Duration::from_millis(1));
         let partition_check = config.partition_check.clone();
+        let counters = config.counters.clone();
+        let (writes, rx) = mpsc::channel(config.max_pending_writes.max(1));
         let mut manager = GroupManager::new(config, clock_seed());
         let skipped = manager.load(&records, 0);
         tracing::info!(
@@ -84,7 +89,6 @@ impl GroupCoordinator {
             groups = manager.groups.len(),
             "group coordinator loaded"
         );
-        let (writes, rx) = mpsc::unbounded_channel();
         let shared = Shared {
             manager,
             waiters: HashMap::new(),
@@ -94,6 +98,7 @@ impl GroupCoordinator {
             shared: Mutex::new(shared),
             store,
             writes,
+            counters,
             epoch,
             partition_check: RwLock::new(partition_check),
         });
@@ -157,33 +162,70 @@ impl Inner {
                     Some(Waiter::Sync(tx)) => drop(tx.send(result)),
                     _ => tracing::debug!(?reply, "sync response without waiter"),
                 },
-                Action::Persist(records) => self.issue(records, None, None),
+                Action::Persist(records) => self.persist(records),
             }
         }
     }
 
-    /// Starts an append (under the lock, so log order = issue order) and queues it for
-    /// the writer task.
-    fn issue(&self, records: Vec<Record>, op: Option<DurableOp>, done: Option<Done>) {
+    /// Starts a membership write the state machine asked for (under the lock, so
+    /// log order = issue order). It has nothing to apply, so when the queue is
+    /// full its durability is awaited outside the queue instead.
+    fn persist(&self, records: Vec<Record>) {
         let append = self.store.append(records);
-        let pending = PendingWrite { append, op, done };
-        if self.writes.send(pending).is_err() {
-            tracing::warn!("group coordinator writer stopped; write dropped");
+        let pending = PendingWrite {
+            append,
+            op: None,
+            done: None,
+        };
+        match self.writes.try_send(pending) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(p)) => {
+                self.counters.overflowed.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    if let Err(error) = p.append.await {
+                        tracing::warn!(%error, "group coordinator write failed");
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("group coordinator writer stopped; write dropped");
+            }
         }
     }
 
     /// Plans a write under the lock and issues it there; the receiver resolves once the
-    /// write is durable (and applied) or failed.
-    pub(crate) fn plan_write<R>(
+    /// write is durable (and applied) or failed. Room in the write queue is taken
+    /// first, without the lock: when `max_pending_writes` are pending the caller
+    /// waits here (back-pressure), not under the lock.
+    pub(crate) async fn plan_write<R>(
         &self,
         f: impl FnOnce(&mut GroupManager, u64) -> (R, Option<Write>),
     ) -> (R, Option<oneshot::Receiver<Result<(), GroupError>>>) {
+        let slot = match self.writes.try_reserve() {
+            Ok(slot) => Some(slot),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                self.counters.waited.fetch_add(1, Ordering::Relaxed);
+                self.writes.reserve().await.ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => None,
+        };
         let now = self.now();
         let mut shared = self.lock();
         let (result, write) = f(&mut shared.manager, now);
         let rx = write.map(|w| {
             let (tx, rx) = oneshot::channel();
-            self.issue(w.records, Some(w.op), Some(tx));
+            let append = self.store.append(w.records);
+            let pending = PendingWrite {
+                append,
+                op: Some(w.op),
+                done: Some(tx),
+            };
+            match slot {
+                Some(slot) => slot.send(pending),
+                // The writer is gone: `tx` drops with `pending`, and the caller
+                // reads that as a failed write.
+                None => tracing::warn!("group coordinator writer stopped; write dropped"),
+            }
             rx
         });
         (result, rx)
@@ -245,7 +287,7 @@ impl Shared {
 
 /// Awaits issued appends in issue order and applies each once durable, so memory
 /// follows the log's order even when appends resolve out of order.
-async fn run_writer(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<PendingWrite>) {
+async fn run_writer(inner: Weak<Inner>, mut rx: mpsc::Receiver<PendingWrite>) {
     while let Some(write) = rx.recv().await {
         let result = write.append.await;
         if let Err(error) = &result {

@@ -38,7 +38,7 @@ mod versions;
 #[cfg(test)]
 mod tests;
 
-pub use config::{GroupConfig, PartitionCheck, PartitionExists};
+pub use config::{GroupConfig, GroupWriteCounters, PartitionCheck, PartitionExists};
 pub use coordinator::GroupCoordinator;
 pub use error::GroupError;
 pub use handlers::ClientInfo;

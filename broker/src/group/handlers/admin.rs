@@ -83,7 +83,7 @@ impl GroupCoordinator {
         _version: i16,
     ) -> DeleteGroupsResponse {
         let ids: Vec<String> = req.groups_names.iter().map(|g| owned(g)).collect();
-        let (results, done) = self.inner.plan_write(|m, _| m.delete_groups(&ids));
+        let (results, done) = self.inner.plan_write(|m, _| m.delete_groups(&ids)).await;
         let write_error = match done {
             Some(rx) => rx
                 .await

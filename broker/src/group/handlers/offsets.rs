@@ -29,11 +29,14 @@ impl GroupCoordinator {
         version: i16,
     ) -> OffsetCommitResponse {
         let params = self.commit_params(&req, version);
-        let (plan, done) = self.inner.plan_write(|m, now| {
-            let plan = m.commit_offsets(params, now);
-            let write = plan.write.clone();
-            (plan, write)
-        });
+        let (plan, done) = self
+            .inner
+            .plan_write(|m, now| {
+                let plan = m.commit_offsets(params, now);
+                let write = plan.write.clone();
+                (plan, write)
+            })
+            .await;
         let write_error = match done {
             Some(rx) => rx
                 .await
@@ -146,12 +149,13 @@ impl GroupCoordinator {
                 (owned(&t.name), parts)
             })
             .collect();
-        let (result, done) =
-            self.inner
-                .plan_write(|m, _| match m.delete_offsets(&group_id, topics) {
-                    Ok((results, write)) => (Ok(results), write),
-                    Err(e) => (Err(e), None),
-                });
+        let (result, done) = self
+            .inner
+            .plan_write(|m, _| match m.delete_offsets(&group_id, topics) {
+                Ok((results, write)) => (Ok(results), write),
+                Err(e) => (Err(e), None),
+            })
+            .await;
         let mut resp = OffsetDeleteResponse::default();
         let results = match result {
             Ok(results) => results,

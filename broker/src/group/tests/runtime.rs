@@ -343,3 +343,65 @@ async fn partition_check_rejects_unknown_partitions() {
         .collect();
     assert_eq!(codes, vec![0, 3]);
 }
+
+/// Appends that become durable only when the test opens the gate.
+#[derive(Debug)]
+struct GatedStore {
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl GroupStore for GatedStore {
+    fn append(&self, _records: Vec<crate::group::Record>) -> crate::group::AppendFuture {
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            gate.acquire().await.expect("gate open").forget();
+            Ok(())
+        })
+    }
+
+    fn load(&self) -> Result<Vec<crate::group::Record>, crate::group::GroupStoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// With `max_pending_writes` writes waiting on the store, a further commit waits
+/// for room (counted), without holding the coordinator's lock: reads are served
+/// meanwhile, and every commit completes once the store catches up.
+#[tokio::test(start_paused = true)]
+async fn the_write_queue_is_bounded_and_waits_outside_the_lock() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let store: Arc<dyn GroupStore> = Arc::new(GatedStore { gate: gate.clone() });
+    let cfg = GroupConfig {
+        max_pending_writes: 2,
+        ..config()
+    };
+    let counters = cfg.counters.clone();
+    let c = Arc::new(GroupCoordinator::start(store, cfg).unwrap());
+    let commits: Vec<_> = (0..6)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.offset_commit(commit_req(&format!("g{i}"), -1, "", &[(0, i)]), 2)
+                    .await
+            })
+        })
+        .collect();
+    while counters.waited.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The lock is free: a read is answered while commits wait for room.
+    assert_eq!(
+        offsets_of(&c.offset_fetch(fetch_v3("g0", &[0]), 3).await),
+        vec![(0, -1)]
+    );
+    assert!(commits.iter().all(|t| !t.is_finished()));
+    gate.add_permits(100);
+    for (i, t) in commits.into_iter().enumerate() {
+        let resp = t.await.unwrap();
+        assert_eq!(resp.topics[0].partitions[0].error_code, 0, "commit {i}");
+    }
+    assert_eq!(
+        offsets_of(&c.offset_fetch(fetch_v3("g5", &[0]), 3).await),
+        vec![(0, 5)]
+    );
+}

@@ -1,5 +1,7 @@
 //! One client connection: reads frames, hands each to the dispatcher in order,
-//! and writes responses in request order while later requests proceed.
+//! and writes responses in request order while later requests proceed. Which
+//! requests may overlap and which take effect strictly in arrival order:
+//! [`crate::request_order`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::broker::Broker;
 use crate::dispatch;
 use crate::limits::{BytesPermit, ConnectionSlot};
+use crate::request_order::{self, OrderedLane, Schedule};
 
 /// Responses in flight per connection; the reader stops reading when it is full.
 const PIPELINE_DEPTH: usize = 64;
@@ -50,6 +53,7 @@ pub async fn serve(
             }
         }
     });
+    let lane = OrderedLane::new(PIPELINE_DEPTH);
     let client_host = peer
         .rsplit_once(':')
         .map_or(peer.clone(), |(h, _)| h.to_string());
@@ -88,9 +92,27 @@ pub async fn serve(
         if !complete {
             break;
         }
-        match dispatch::dispatch(&broker, frame.freeze(), &client_host) {
+        let frame = frame.freeze();
+        let api_key = frame
+            .get(..2)
+            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        let schedule = request_order::schedule(api_key);
+        if schedule == Schedule::Produce {
+            // Its appends happen at dispatch: not before earlier ordered requests.
+            tokio::select! {
+                () = lane.idle() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        match dispatch::dispatch(&broker, frame, &client_host) {
             Ok(fut) => {
-                if tx.send((tokio::spawn(fut), permit)).await.is_err() {
+                let handle = if schedule == Schedule::Ordered {
+                    let reply = lane.push(fut).await;
+                    tokio::spawn(async move { reply.await.ok().flatten() })
+                } else {
+                    tokio::spawn(fut)
+                };
+                if tx.send((handle, permit)).await.is_err() {
                     break;
                 }
             }

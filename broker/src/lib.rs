@@ -22,5 +22,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod producer_state;
+pub mod request_order;
 pub mod server;
 pub mod topic_config;

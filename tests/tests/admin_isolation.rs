@@ -94,3 +94,110 @@ fn produce_and_fetch_go_on_while_a_large_topic_is_deleted() -> Result<()> {
     );
     Ok(())
 }
+
+/// Joins group `group` as its only member (JoinGroup v5 with the KIP-394
+/// member-id round trip, then SyncGroup); returns (member id, generation).
+fn join_alone(c: &mut RawConn, group: &str) -> Result<(StrBytes, i32)> {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, SyncGroupRequest};
+    let join = |member: StrBytes| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_session_timeout_ms(6_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(member)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::new())])
+    };
+    let first = c.request(5, &join(StrBytes::default()))?;
+    let member = first.member_id;
+    let joined = c.request(5, &join(member.clone()))?;
+    ensure!(joined.error_code == 0, "JoinGroup: {}", joined.error_code);
+    let synced = c.request(
+        3,
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_generation_id(joined.generation_id)
+            .with_member_id(member.clone()),
+    )?;
+    ensure!(synced.error_code == 0, "SyncGroup: {}", synced.error_code);
+    Ok((member, joined.generation_id))
+}
+
+/// A group member keeps heart-beating every 100 ms while another client
+/// deletes 100 topics: every heartbeat is answered with no error (its 6 s
+/// session never lapses) and none waits long behind the deletions
+/// (librdkafka test 0113 saw a 6 s stall).
+#[test]
+fn heartbeats_are_answered_while_many_topics_are_deleted() -> Result<()> {
+    use kafka_protocol::messages::{GroupId, HeartbeatRequest};
+    const TOPICS: usize = 100;
+    let node = WeirNode::start(NodeOpts::default().arg("--group-initial-rebalance-delay-ms", 0))?;
+    let mut admin = RawConn::connect(node.bootstrap())?;
+    admin.set_timeout(Duration::from_secs(120))?;
+    let names: Vec<String> = (0..TOPICS).map(|i| format!("doomed-{i}")).collect();
+    for n in &names {
+        ensure!(create_topic(&mut admin, n, 2, &[])? == 0, "create {n}");
+        let (err, _) = produce(&mut admin, n, 0, 1, batch(&[b"x"], None)?)?;
+        ensure!(err == 0);
+    }
+    let mut member_conn = RawConn::connect(node.bootstrap())?;
+    let (member, generation) = join_alone(&mut member_conn, "steady")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let beats = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> Result<Vec<Duration>> {
+            let mut waits = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let r = member_conn.request(
+                    4,
+                    &HeartbeatRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("steady")))
+                        .with_generation_id(generation)
+                        .with_member_id(member.clone()),
+                )?;
+                ensure!(r.error_code == 0, "heartbeat error {}", r.error_code);
+                waits.push(sent.elapsed());
+                let next = sent + Duration::from_millis(100);
+                while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+                    std::thread::yield_now();
+                }
+            }
+            Ok(waits)
+        })
+    };
+    let started = Instant::now();
+    let resp = admin.request(
+        4,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(60_000)
+            .with_topic_names(
+                names
+                    .iter()
+                    .map(|n| TopicName(StrBytes::from_string(n.clone())))
+                    .collect(),
+            ),
+    )?;
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let waits = beats.join().expect("heartbeat thread")?;
+    ensure!(
+        resp.responses.iter().all(|r| r.error_code == 0),
+        "DeleteTopics failed"
+    );
+    let longest = waits.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "deleting {TOPICS} topics took {took:?}; {} heartbeats, longest {longest:?}",
+        waits.len()
+    );
+    ensure!(!waits.is_empty(), "no heartbeat completed");
+    ensure!(
+        longest < Duration::from_secs(2),
+        "a heartbeat waited {longest:?} while topics were deleted ({took:?})"
+    );
+    Ok(())
+}

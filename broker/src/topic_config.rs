@@ -41,6 +41,17 @@ fn err(key: &str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
+/// Whether `key` holds a comma-separated list (IncrementalAlterConfigs
+/// APPEND/SUBTRACT apply to these only).
+pub fn is_list(key: &str) -> bool {
+    matches!(
+        key,
+        "cleanup.policy"
+            | "leader.replication.throttled.replicas"
+            | "follower.replication.throttled.replicas"
+    )
+}
+
 /// Checks one config name and value.
 pub fn validate(key: &str, value: &str) -> Result<(), ConfigError> {
     let int = |min: i64| {

@@ -69,7 +69,7 @@ fn apply(
     kind: i8,
     name: &str,
     validate_only: bool,
-    edit: impl FnOnce(&mut BTreeMap<String, String>),
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), TopicChangeError>,
 ) -> Result<(), TopicChangeError> {
     if kind != TOPIC {
         return Err(TopicError::InvalidName(name.into()).into());
@@ -79,7 +79,7 @@ fn apply(
         .topic(name)
         .ok_or_else(|| TopicError::Unknown(name.into()))?;
     let mut configs = t.configs;
-    edit(&mut configs);
+    edit(&mut configs)?;
     for (k, v) in &configs {
         topic_config::validate(k, v)?;
     }
@@ -113,6 +113,7 @@ pub fn alter(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
                             .map(|v| (x.name.to_string(), v.to_string()))
                     })
                     .collect();
+                Ok(())
             }));
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
@@ -124,12 +125,72 @@ pub fn alter(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Applies SET (0) and DELETE (1) operations; APPEND/SUBTRACT (2/3) act on
-/// comma-separated lists such as cleanup.policy.
+/// Applies one IncrementalAlterConfigs operation to a topic's explicit
+/// configs: SET (0), DELETE (1), and, on list configs only, APPEND (2) and
+/// SUBTRACT (3), which act on the current value — the explicit one, else the
+/// default (APPEND `compact` to the default `delete` gives `delete,compact`).
+fn incremental_op(
+    c: &mut BTreeMap<String, String>,
+    defaults: &weir_storage::LogConfig,
+    op: u8,
+    key: String,
+    value: String,
+) -> Result<(), TopicChangeError> {
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    match op {
+        0 => {
+            c.insert(key, value);
+        }
+        1 => {
+            c.remove(&key);
+        }
+        2 | 3 => {
+            if !topic_config::is_list(&key) {
+                return Err(topic_config::ConfigError {
+                    key,
+                    value,
+                    reason: "APPEND and SUBTRACT apply to list configs only".into(),
+                }
+                .into());
+            }
+            let current = c
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| topic_config::default_value(&key, defaults));
+            let mut items = list(&current);
+            for item in list(&value) {
+                if op == 2 && !items.contains(&item) {
+                    items.push(item);
+                } else if op == 3 {
+                    items.retain(|x| *x != item);
+                }
+            }
+            c.insert(key, items.join(","));
+        }
+        other => {
+            return Err(topic_config::ConfigError {
+                key,
+                value,
+                reason: format!("unknown config operation {other}"),
+            }
+            .into())
+        }
+    }
+    Ok(())
+}
+
+/// Applies SET, DELETE, APPEND and SUBTRACT operations (see [`incremental_op`]).
 pub fn incremental_alter(
     b: &Broker,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
+    let defaults = &b.config.log_defaults;
     let responses = req
         .resources
         .into_iter()
@@ -139,33 +200,9 @@ pub fn incremental_alter(
                 for op in &r.configs {
                     let key = op.name.to_string();
                     let value = op.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                    match op.config_operation {
-                        1 => {
-                            c.remove(&key);
-                        }
-                        2 => {
-                            let e = c.entry(key).or_default();
-                            if !e.split(',').any(|x| x == value) {
-                                if !e.is_empty() {
-                                    e.push(',');
-                                }
-                                e.push_str(&value);
-                            }
-                        }
-                        3 => {
-                            if let Some(e) = c.get_mut(&key) {
-                                *e = e
-                                    .split(',')
-                                    .filter(|x| *x != value)
-                                    .collect::<Vec<_>>()
-                                    .join(",");
-                            }
-                        }
-                        _ => {
-                            c.insert(key, value);
-                        }
-                    }
+                    incremental_op(c, defaults, op.config_operation as u8, key, value)?;
                 }
+                Ok(())
             }));
             IncrementalResult::default()
                 .with_resource_type(r.resource_type)
@@ -175,4 +212,28 @@ pub fn incremental_alter(
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(c: &mut BTreeMap<String, String>, op: u8, key: &str, value: &str) -> bool {
+        incremental_op(c, &Default::default(), op, key.into(), value.into()).is_ok()
+    }
+
+    #[test]
+    fn append_and_subtract_act_on_the_current_value_of_list_configs() {
+        let mut c = BTreeMap::new();
+        assert!(run(&mut c, 2, "cleanup.policy", "compact"));
+        assert_eq!(c["cleanup.policy"], "delete,compact");
+        assert!(run(&mut c, 2, "cleanup.policy", "compact"), "no duplicate");
+        assert_eq!(c["cleanup.policy"], "delete,compact");
+        assert!(run(&mut c, 3, "cleanup.policy", "delete"));
+        assert_eq!(c["cleanup.policy"], "compact");
+        assert!(!run(&mut c, 2, "retention.ms", "5"), "not a list");
+        assert!(run(&mut c, 1, "cleanup.policy", ""));
+        assert!(c.is_empty());
+        assert!(!run(&mut c, 9, "retention.ms", "5"), "unknown operation");
+    }
 }

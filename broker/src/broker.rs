@@ -170,6 +170,11 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Ids of the brokers alive in the cluster (this node, on a single node).
+    pub fn live_brokers(&self) -> Vec<i32> {
+        vec![self.config.node_id]
+    }
+
     /// Number of partitions hosted.
     pub fn partition_count(&self) -> usize {
         self.partitions

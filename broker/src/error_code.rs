@@ -21,6 +21,7 @@ pub mod code {
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_REQUEST: i16 = 42;
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;

@@ -8,6 +8,7 @@
 //! high watermark, idempotence); `group` is the consumer group coordinator.
 
 pub mod admin_http;
+pub mod assignment;
 pub mod blocking;
 pub mod broker;
 pub mod config;

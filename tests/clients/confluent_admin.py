@@ -55,6 +55,44 @@ except Exception as e:  # KafkaException(TOPIC_ALREADY_EXISTS)
 admin.create_partitions([NewPartitions(t1, 4)])[t1].result(T)
 check(partitions(t1) == 4, f"partitions after create_partitions: {partitions(t1)}")
 
+# explicit replica assignments: the partition count comes from them; a broker
+# that does not exist is refused with INVALID_REPLICA_ASSIGNMENT; CreatePartitions
+# takes assignments too
+t3 = t1 + "-assigned"
+admin.create_topics([NewTopic(t3, num_partitions=4, replication_factor=-1, replica_assignment=[[0], [0], [0], [0]])])[t3].result(T)
+check(partitions(t3) == 4, f"partitions after create with 4 assignments: {partitions(t3)}")
+for bad in ([[7]], [[0, 0]]):
+    try:
+        admin.create_topics([NewTopic(t3 + "-bad", num_partitions=len(bad), replication_factor=-1, replica_assignment=bad)])[t3 + "-bad"].result(T)
+        fail(f"replica assignment {bad} accepted")
+    except Exception as e:
+        check("INVALID_REPLICA_ASSIGNMENT" in str(e), f"assignment {bad}: {e}")
+admin.create_partitions([NewPartitions(t3, 6, replica_assignment=[[0], [0]])])[t3].result(T)
+check(partitions(t3) == 6, f"partitions after create_partitions with assignments: {partitions(t3)}")
+try:
+    admin.create_partitions([NewPartitions(t3, 7, replica_assignment=[[3]])])[t3].result(T)
+    fail("create_partitions onto a missing broker accepted")
+except Exception as e:
+    check("INVALID_REPLICA_ASSIGNMENT" in str(e), f"create_partitions onto broker 3: {e}")
+admin.delete_topics([t3])[t3].result(T)
+
+# incremental APPEND onto a list config starts from its current (default) value
+res = ConfigResource(
+    ConfigResource.Type.TOPIC,
+    t2,
+    incremental_configs=[ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)],
+)
+admin.incremental_alter_configs([res])[res].result(T)
+policy = topic_configs(t2).get("cleanup.policy")
+check(sorted(policy.split(",")) == ["compact", "delete"], f"cleanup.policy after APPEND compact: {policy}")
+res = ConfigResource(
+    ConfigResource.Type.TOPIC,
+    t2,
+    incremental_configs=[ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SUBTRACT)],
+)
+admin.incremental_alter_configs([res])[res].result(T)
+check(topic_configs(t2).get("cleanup.policy") == "delete", f"after SUBTRACT: {topic_configs(t2).get('cleanup.policy')}")
+
 # describe / alter / incremental alter configs
 c = topic_configs(t1)
 check(c.get("retention.ms") == "3600000", f"retention.ms after create: {c.get('retention.ms')}")

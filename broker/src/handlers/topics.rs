@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 };
 
 use super::s;
+use crate::assignment;
 use crate::broker::Broker;
 use crate::error_code::code;
 use crate::topic_config;
@@ -41,7 +42,34 @@ pub fn create(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopic
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
-            let partitions = if t.num_partitions == -1 {
+            let r = CreatableTopicResult::default().with_name(t.name.clone());
+            let explicit: Vec<(i32, Vec<i32>)> = t
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect();
+            let partitions = if !explicit.is_empty() {
+                // The partition count comes from the assignments (Kafka's rule:
+                // num_partitions and replication_factor are then -1).
+                match assignment::for_create(
+                    &explicit,
+                    t.num_partitions,
+                    t.replication_factor,
+                    &b.live_brokers(),
+                ) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        return r
+                            .with_error_code(e.code())
+                            .with_error_message(Some(s(e.to_string())))
+                    }
+                }
+            } else if t.num_partitions == -1 {
                 b.config.default_partitions
             } else {
                 t.num_partitions
@@ -55,7 +83,6 @@ pub fn create(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopic
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            let r = CreatableTopicResult::default().with_name(t.name.clone());
             if !matches!(t.replication_factor, -1 | 1) {
                 return r
                     .with_error_code(code::INVALID_REPLICATION_FACTOR)
@@ -140,6 +167,21 @@ pub fn create_partitions(b: &Broker, req: CreatePartitionsRequest) -> CreatePart
         .map(|t| {
             let name = t.name.0.to_string();
             let r = CreatePartitionsTopicResult::default().with_name(t.name);
+            if let (Some(assignments), Some(meta)) = (&t.assignments, b.meta.topic(&name)) {
+                let explicit: Vec<Vec<i32>> = assignments
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect();
+                // One replica per partition on this node (replication comes
+                // with the cluster).
+                if let Err(e) =
+                    assignment::for_added(&explicit, meta.partitions, t.count, 1, &b.live_brokers())
+                {
+                    return r
+                        .with_error_code(e.code())
+                        .with_error_message(Some(s(e.to_string())));
+                }
+            }
             let outcome = if req.validate_only {
                 match b.meta.topic(&name) {
                     None => Err(crate::metadata::TopicError::Unknown(name).into()),

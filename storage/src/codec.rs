@@ -23,18 +23,23 @@ fn too_large(limit: usize) -> BatchError {
     ))
 }
 
-/// Reads `reader` to its end, failing once more than `limit` bytes come out.
-fn read_bounded(codec: &str, reader: impl Read, limit: usize) -> Result<Vec<u8>, BatchError> {
-    let mut out = Vec::new();
+/// Reads `reader` to its end into `out`, failing once more than `limit` bytes
+/// come out.
+fn read_bounded(
+    codec: &str,
+    reader: impl Read,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), BatchError> {
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     reader
         .take(cap)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|e| failed(codec, e))?;
     if out.len() > limit {
         return Err(too_large(limit));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decompresses one raw snappy block into `out`, keeping `out` within `limit`.
@@ -52,11 +57,9 @@ fn snappy_block(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Bat
 }
 
 /// Snappy as Kafka clients write it: xerial framing, or one raw block.
-fn snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
-    let mut out = Vec::new();
+fn snappy(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), BatchError> {
     if input.len() < XERIAL_HEADER_LEN || &input[..XERIAL_MAGIC.len()] != XERIAL_MAGIC {
-        snappy_block(input, &mut out, limit)?;
-        return Ok(out);
+        return snappy_block(input, out, limit);
     }
     let mut rest = &input[XERIAL_HEADER_LEN..];
     while !rest.is_empty() {
@@ -67,28 +70,49 @@ fn snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
         if tail.len() < len {
             return Err(failed("snappy", "block runs past the batch"));
         }
-        snappy_block(&tail[..len], &mut out, limit)?;
+        snappy_block(&tail[..len], out, limit)?;
         rest = &tail[len..];
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decompresses `input` compressed with Kafka codec `codec` (1 gzip, 2 snappy,
 /// 3 lz4, 4 zstd), failing if the output would exceed `limit` bytes.
 pub(crate) fn decompress(codec: i16, input: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
+    let mut out = Vec::new();
+    decompress_into(codec, input, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out` (cleared first), so a caller can reuse one buffer.
+pub(crate) fn decompress_into(
+    codec: i16,
+    input: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), BatchError> {
+    out.clear();
     match codec {
-        1 => read_bounded("gzip", flate2::read::GzDecoder::new(input), limit),
-        2 => snappy(input, limit),
+        1 => read_bounded("gzip", flate2::read::GzDecoder::new(input), limit, out),
+        2 => snappy(input, limit, out),
         3 => {
             let decoder = lz4::Decoder::new(input).map_err(|e| failed("lz4", e))?;
-            read_bounded("lz4", decoder, limit)
+            read_bounded("lz4", decoder, limit, out)
         }
-        4 => {
-            let decoder = zstd::stream::read::Decoder::new(input).map_err(|e| failed("zstd", e))?;
-            read_bounded("zstd", decoder, limit)
-        }
+        4 => ZSTD.with(|ctx| {
+            // This thread's decompression context, reused from batch to batch
+            // (creating one allocates its window), over the input as it is.
+            let mut ctx = ctx.borrow_mut();
+            let decoder = zstd::stream::read::Decoder::with_context(input, &mut ctx);
+            read_bounded("zstd", decoder, limit, out)
+        }),
         c => Err(BatchError::UnknownCodec(c)),
     }
+}
+
+thread_local! {
+    static ZSTD: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+        std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
 }
 
 #[cfg(test)]

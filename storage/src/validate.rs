@@ -7,7 +7,7 @@
 //! copied from the header. Batches from a leader (replication) and from disk
 //! (recovery) are not re-checked here: they were checked once, at the edge.
 
-use crate::batch::BatchHeader;
+use crate::batch::{BatchHeader, HEADER_LEN};
 use crate::error::BatchError;
 use crate::record::{records_section, RecordWalk};
 
@@ -91,8 +91,44 @@ pub fn validate_records(
             header.producer_id, header.base_sequence
         )));
     }
-    let section = records_section(batch, header, rules.max_message_bytes)?;
-    for (i, record) in RecordWalk::new(&section, header.record_count).enumerate() {
+    if header.codec() == 0 {
+        let section = records_section(batch, header, rules.max_message_bytes)?;
+        return check_records(&section, header, rules);
+    }
+    // Compressed: decompress into this thread's scratch buffer, reused from batch
+    // to batch (no allocation, no fresh pages to fault in, per batch).
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let body = batch
+            .get(HEADER_LEN..header.size())
+            .ok_or(BatchError::Truncated {
+                available: batch.len(),
+                needed: header.size(),
+            })?;
+        crate::codec::decompress_into(header.codec(), body, rules.max_message_bytes, &mut scratch)?;
+        let result = check_records(&scratch, header, rules);
+        // A rare huge batch must not pin its memory in every worker thread.
+        if scratch.capacity() > SCRATCH_KEEP {
+            *scratch = Vec::new();
+        }
+        result
+    })
+}
+
+/// Largest scratch buffer a thread keeps between batches.
+const SCRATCH_KEEP: usize = 4 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The per-record checks over an uncompressed records section.
+fn check_records(
+    section: &[u8],
+    header: &BatchHeader,
+    rules: &AppendRules,
+) -> Result<(), BatchError> {
+    for (i, record) in RecordWalk::new(section, header.record_count).enumerate() {
         let record = record?;
         let index = i as i32;
         if record.offset_delta != index {

@@ -87,6 +87,7 @@ pub fn supported() -> Vec<(i16, i16, i16)> {
         r::<InitProducerIdRequest>(0, 4),
         r::<OffsetForLeaderEpochRequest>(2, 4),
         r::<DescribeConfigsRequest>(1, 4),
+        r::<DescribeClusterRequest>(0, 1),
         r::<AlterConfigsRequest>(0, 2),
         r::<CreatePartitionsRequest>(0, 3),
         r::<DeleteGroupsRequest>(
@@ -256,6 +257,11 @@ pub fn dispatch(
             route!(broker, buf, k, v, c, OffsetForLeaderEpochRequest, |b, r| {
                 Some(handlers::offset_for_leader_epoch::handle(&b, r))
             })
+        }
+        DescribeClusterRequest::KEY => {
+            route!(broker, buf, k, v, c, DescribeClusterRequest, |b, r| Some(
+                handlers::describe_cluster::handle(&b, r)
+            ))
         }
         DescribeConfigsRequest::KEY => {
             route!(broker, buf, k, v, c, DescribeConfigsRequest, |b, r| Some(

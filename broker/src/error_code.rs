@@ -28,6 +28,7 @@ pub mod code {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const INVALID_RECORD: i16 = 87;
+    pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 

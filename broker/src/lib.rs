@@ -9,6 +9,7 @@
 
 pub mod admin_http;
 pub mod assignment;
+pub mod authorized_operations;
 pub mod blocking;
 pub mod broker;
 pub mod config;

@@ -4,7 +4,7 @@ delete groups, list group offsets, delete records. Each result is checked
 against what a client then observes.
 """
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -138,6 +138,18 @@ groups = [g.group_id for g in admin.list_consumer_groups().result(T).valid]
 check(group in groups, f"{group} not in list_consumer_groups: {groups}")
 [d] = admin.describe_consumer_groups([group])[group].result(T), 
 check(d.group_id == group and not d.members, f"describe_consumer_groups: {d}")
+# With no authorizer every operation is allowed, and reported (as Kafka does).
+[d] = admin.describe_consumer_groups([group], include_authorized_operations=True)[group].result(T),
+ops = sorted(str(o).split(".")[-1] for o in (d.authorized_operations or []))
+check(ops == ["DELETE", "DESCRIBE", "READ"], f"group authorized operations: {ops}")
+cluster = admin.describe_cluster(include_authorized_operations=True).result(T)
+ops = sorted(str(o).split(".")[-1] for o in (cluster.authorized_operations or []))
+check(ops == sorted(["ALTER", "ALTER_CONFIGS", "CLUSTER_ACTION", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE"]), f"cluster authorized operations: {ops}")
+check(len(cluster.nodes) == 1 and cluster.controller is not None, f"describe_cluster: {cluster}")
+desc = admin.describe_topics(TopicCollection([t1]), include_authorized_operations=True)[t1].result(T)
+ops = sorted(str(o).split(".")[-1] for o in (desc.authorized_operations or []))
+check(ops == sorted(["ALTER", "ALTER_CONFIGS", "CREATE", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "READ", "WRITE"]), f"topic authorized operations: {ops}")
+check(len(desc.partitions) == 4, f"describe_topics partitions: {desc.partitions}")
 emit({"group_state": str(d.state)})
 req = ConsumerGroupTopicPartitions(group)
 offs = admin.list_consumer_group_offsets([req])[group].result(T)

@@ -6,10 +6,14 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{s, topic_name};
+use crate::authorized_operations;
 use crate::broker::Broker;
 use crate::metadata::TopicMeta;
 
-fn topic(b: &Broker, name: &str, t: &TopicMeta) -> MetadataResponseTopic {
+/// The cluster id reported to clients (one per node until the cluster records one).
+pub const CLUSTER_ID: &str = "weir";
+
+fn topic(b: &Broker, name: &str, t: &TopicMeta, ops: i32) -> MetadataResponseTopic {
     let node = BrokerId(b.config.node_id);
     let partitions = (0..t.partitions)
         .map(|p| {
@@ -26,16 +30,25 @@ fn topic(b: &Broker, name: &str, t: &TopicMeta) -> MetadataResponseTopic {
         .with_topic_id(uuid::Uuid::from_u128(t.id))
         .with_is_internal(t.internal)
         .with_partitions(partitions)
+        .with_topic_authorized_operations(ops)
 }
 
 /// Describes the requested topics (all when the list is null).
 pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let ops = authorized_operations::if_requested(
+        req.include_topic_authorized_operations,
+        authorized_operations::TOPIC,
+    );
+    let cluster_ops = authorized_operations::if_requested(
+        req.include_cluster_authorized_operations,
+        authorized_operations::CLUSTER,
+    );
     let topics = match req.topics {
         None => b
             .meta
             .topics()
             .iter()
-            .map(|(n, t)| topic(b, n, t))
+            .map(|(n, t)| topic(b, n, t, ops))
             .collect(),
         Some(list) => list
             .into_iter()
@@ -44,7 +57,7 @@ pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespons
                 let name = n.0.to_string();
                 let allow = version < 4 || req.allow_auto_topic_creation;
                 match b.topic_or_create(&name, allow) {
-                    Ok(t) => topic(b, &name, &t),
+                    Ok(t) => topic(b, &name, &t, ops),
                     Err(e) => MetadataResponseTopic::default()
                         .with_name(Some(n))
                         .with_error_code(e.code()),
@@ -58,7 +71,8 @@ pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespons
         .with_port(b.advertised_port);
     MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(s("weir")))
+        .with_cluster_id(Some(s(CLUSTER_ID)))
         .with_controller_id(BrokerId(b.config.node_id))
         .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_ops)
 }

@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod configs;
 pub mod delete_records;
+pub mod describe_cluster;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod init_producer_id;

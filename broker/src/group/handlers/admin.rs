@@ -15,7 +15,6 @@ use crate::group::error::{code_of, GroupError};
 use crate::group::state::GroupState;
 
 /// The operations allowed on a group without ACLs: READ (3), DELETE (6), DESCRIBE (8).
-const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 impl GroupCoordinator {
     /// ListGroups (v0–4; the states filter from v4).
@@ -114,9 +113,8 @@ fn described_group(
 ) -> DescribedGroup {
     let mut g = DescribedGroup::default();
     g.group_id = GroupId(wire(id));
-    if with_ops {
-        g.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
-    }
+    g.authorized_operations =
+        crate::authorized_operations::if_requested(with_ops, crate::authorized_operations::GROUP);
     let Some(d) = d else {
         g.group_state = wire(GroupState::Dead.name());
         return g;

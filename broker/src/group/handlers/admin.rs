@@ -14,8 +14,6 @@ use crate::group::coordinator::GroupCoordinator;
 use crate::group::error::{code_of, GroupError};
 use crate::group::state::GroupState;
 
-/// The operations allowed on a group without ACLs: READ (3), DELETE (6), DESCRIBE (8).
-
 impl GroupCoordinator {
     /// ListGroups (v0–4; the states filter from v4).
     pub async fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {

@@ -36,7 +36,8 @@ pub struct GroupConfig {
     pub max_metadata_bytes: usize,
     /// An Empty group without committed offsets is forgotten after this long.
     pub empty_group_retention_ms: u64,
-    /// How often the runtime checks session and rebalance deadlines.
+    /// How often the runtime checks session and rebalance deadlines: a deadline
+    /// is acted on at most this late (Kafka's timing wheel is 1 ms).
     pub tick_interval: Duration,
     /// Optional partition existence check for OffsetCommit; `None` accepts every partition.
     pub partition_check: Option<PartitionCheck>,
@@ -68,7 +69,7 @@ impl Default for GroupConfig {
             max_group_size: usize::MAX,
             max_metadata_bytes: 4_096,
             empty_group_retention_ms: 600_000,
-            tick_interval: Duration::from_millis(100),
+            tick_interval: Duration::from_millis(10),
             partition_check: None,
             max_pending_writes: 1024,
             counters: Arc::default(),

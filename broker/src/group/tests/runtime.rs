@@ -405,3 +405,41 @@ async fn the_write_queue_is_bounded_and_waits_outside_the_lock() {
         vec![(0, 5)]
     );
 }
+
+/// A static member that stops heart-beating is gone within one coordinator
+/// tick of its session deadline, so its group can be deleted right then
+/// (librdkafka test 0102 deletes it 6 s after the last heartbeat of a 6 s
+/// session; Weir used to answer NON_EMPTY_GROUP for up to a 100 ms tick more).
+#[tokio::test(start_paused = true)]
+async fn a_silent_static_member_expires_within_a_tick_of_its_deadline() {
+    let (c, _store) = start(config());
+    let mut join = join_req("solo", "");
+    join.group_instance_id = Some(s("i1"));
+    join.session_timeout_ms = 6_000;
+    let joined = c.join_group(join, 5, &client()).await;
+    assert_eq!(joined.error_code, 0);
+    let me = joined.member_id.as_str().to_owned();
+    // Off the tick grid: the deadline falls between two ticks.
+    tokio::time::sleep(Duration::from_millis(37)).await;
+    let synced = c
+        .sync_group(sync_req("solo", &me, 1, &[(&me, b"A")]), 3)
+        .await;
+    assert_eq!(synced.error_code, 0);
+    let delete = || {
+        let mut d = DeleteGroupsRequest::default();
+        d.groups_names = vec![GroupId(s("solo"))];
+        d
+    };
+    tokio::time::sleep(Duration::from_millis(5_990)).await;
+    assert_eq!(
+        c.delete_groups(delete(), 2).await.results[0].error_code,
+        68,
+        "NON_EMPTY_GROUP before the deadline"
+    );
+    tokio::time::sleep(Duration::from_millis(10 + 25)).await;
+    assert_eq!(
+        c.delete_groups(delete(), 2).await.results[0].error_code,
+        0,
+        "still a member 25 ms past its deadline"
+    );
+}

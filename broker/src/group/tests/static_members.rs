@@ -141,3 +141,28 @@ fn expired_static_member_is_removed() {
     assert!(!g.members.contains_key(&a));
     assert!(g.static_members.is_empty());
 }
+
+/// A lone static member that stops heart-beating expires at its session
+/// timeout exactly (not a tick or a rebalance later): at the deadline the group
+/// is Empty and can be deleted (librdkafka test 0102 deletes it then).
+#[test]
+fn a_silent_static_member_expires_at_its_session_timeout() {
+    let mut h = Harness::new();
+    let p = static_params(&mut h, "", "solo");
+    let (reply, acts) = h.join_with(p);
+    let a = join_of(&acts, reply).unwrap();
+    h.sync(&a.member_id, a.generation, &[(&a.member_id, "A")]);
+    assert_eq!(h.state(), GroupState::Stable);
+    let last_beat = h.now;
+    let deadline = last_beat + SESSION_MS as u64;
+    h.tick_to(deadline - 1);
+    assert_eq!(h.state(), GroupState::Stable, "expired before its deadline");
+    h.tick_to(deadline);
+    assert_eq!(
+        h.state(),
+        GroupState::Empty,
+        "not Empty at the session deadline"
+    );
+    let (results, _) = h.m.delete_groups(&[GROUP.to_string()]);
+    assert!(results[0].is_none(), "delete at the deadline: {results:?}");
+}

@@ -105,6 +105,145 @@ pub struct BrokerConfig {
     pub producer_limits: ProducerLimits,
     /// Bounds on connections and request bytes in flight.
     pub limits: LimitsConfig,
+    /// The flags given (on the command line, in the environment or the file),
+    /// by flag name; the rest are defaults.
+    pub explicit: std::collections::BTreeSet<&'static str>,
+}
+
+/// One node setting as DescribeConfigs shows it for the BROKER resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// Kafka's name for it.
+    pub name: &'static str,
+    /// Its value.
+    pub value: String,
+    /// Whether no flag set it.
+    pub is_default: bool,
+}
+
+impl BrokerConfig {
+    /// The node's settings under Kafka's broker config names, marked default
+    /// or given. `advertised` is the `host:port` clients are given.
+    pub fn settings(&self, advertised: &str) -> Vec<Setting> {
+        let d = &self.log_defaults;
+        let given = |flag: &str| self.explicit.contains(flag);
+        let fsync_always = d.durability == Durability::EveryAppend;
+        let long_max = i64::MAX.to_string();
+        let rows: Vec<(&'static str, String, &str)> = vec![
+            ("broker.id", self.node_id.to_string(), "node-id"),
+            ("node.id", self.node_id.to_string(), "node-id"),
+            (
+                "listeners",
+                format!("PLAINTEXT://{}", self.listen),
+                "listen",
+            ),
+            (
+                "advertised.listeners",
+                format!("PLAINTEXT://{advertised}"),
+                "advertise",
+            ),
+            (
+                "log.dirs",
+                self.data_dir.join("logs").display().to_string(),
+                "data-dir",
+            ),
+            (
+                "num.partitions",
+                self.default_partitions.to_string(),
+                "default-partitions",
+            ),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics.to_string(),
+                "auto-create-topics",
+            ),
+            (
+                "socket.request.max.bytes",
+                self.max_frame_bytes.to_string(),
+                "max-frame-bytes",
+            ),
+            (
+                "log.segment.bytes",
+                d.segment_bytes.to_string(),
+                "segment-bytes",
+            ),
+            (
+                "log.retention.ms",
+                d.retention_ms.map_or("-1".into(), |v| v.to_string()),
+                "retention-ms",
+            ),
+            (
+                "log.flush.interval.messages",
+                if fsync_always {
+                    "1".into()
+                } else {
+                    long_max.clone()
+                },
+                "fsync",
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                self.group_initial_rebalance_delay_ms.to_string(),
+                "group-initial-rebalance-delay-ms",
+            ),
+            (
+                "producer.id.expiration.ms",
+                self.producer_limits.expiration_ms.to_string(),
+                "producer-id-expiration-ms",
+            ),
+            (
+                "max.connections",
+                self.limits.max_connections.to_string(),
+                "max-connections",
+            ),
+            (
+                "max.connections.per.ip",
+                self.limits.max_connections_per_ip.to_string(),
+                "max-connections-per-ip",
+            ),
+            (
+                "queued.max.request.bytes",
+                self.limits.max_inflight_bytes.to_string(),
+                "max-inflight-bytes",
+            ),
+            ("message.max.bytes", d.max_message_bytes.to_string(), ""),
+            ("log.retention.bytes", "-1".into(), ""),
+            ("log.cleanup.policy", "delete".into(), ""),
+            (
+                "log.index.interval.bytes",
+                d.index_interval_bytes.to_string(),
+                "",
+            ),
+            (
+                "log.index.size.max.bytes",
+                d.segment_index_bytes.to_string(),
+                "",
+            ),
+            ("log.message.timestamp.type", "CreateTime".into(), ""),
+            (
+                "log.message.timestamp.before.max.ms",
+                d.timestamp_before_max_ms.to_string(),
+                "",
+            ),
+            (
+                "log.message.timestamp.after.max.ms",
+                d.timestamp_after_max_ms.to_string(),
+                "",
+            ),
+            ("compression.type", "producer".into(), ""),
+            ("default.replication.factor", "1".into(), ""),
+            ("min.insync.replicas", "1".into(), ""),
+            ("offsets.topic.replication.factor", "1".into(), ""),
+            ("offsets.topic.num.partitions", "1".into(), ""),
+        ];
+        rows.into_iter()
+            .map(|(name, value, flag)| Setting {
+                name,
+                value,
+                is_default: flag.is_empty() || !given(flag),
+            })
+            .collect()
+    }
 }
 
 impl BrokerArgs {
@@ -200,7 +339,47 @@ impl BrokerArgs {
                 *slot = n;
             }
         }
+        let explicit = [
+            ("data-dir", a.data_dir.is_some()),
+            ("listen", a.listen.is_some()),
+            ("advertise", a.advertise.is_some()),
+            ("admin-listen", a.admin_listen.is_some()),
+            ("node-id", a.node_id.is_some()),
+            ("auto-create-topics", a.auto_create_topics.is_some()),
+            ("default-partitions", a.default_partitions.is_some()),
+            ("max-frame-bytes", a.max_frame_bytes.is_some()),
+            ("fsync", a.fsync.is_some()),
+            ("segment-bytes", a.segment_bytes.is_some()),
+            ("retention-ms", a.retention_ms.is_some()),
+            (
+                "group-initial-rebalance-delay-ms",
+                a.group_initial_rebalance_delay_ms.is_some(),
+            ),
+            (
+                "group-max-pending-writes",
+                a.group_max_pending_writes.is_some(),
+            ),
+            (
+                "producer-id-expiration-ms",
+                a.producer_id_expiration_ms.is_some(),
+            ),
+            (
+                "max-producers-per-partition",
+                a.max_producers_per_partition.is_some(),
+            ),
+            ("max-connections", a.max_connections.is_some()),
+            ("max-connections-per-ip", a.max_connections_per_ip.is_some()),
+            ("max-inflight-bytes", a.max_inflight_bytes.is_some()),
+            (
+                "max-inflight-bytes-per-connection",
+                a.max_inflight_bytes_per_connection.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
         Ok(BrokerConfig {
+            explicit,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./weir-data")),
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:9092".into()),
             advertise: a.advertise,

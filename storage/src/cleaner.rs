@@ -68,10 +68,15 @@ impl Log {
                 return Ok(CompactionOutcome::default());
             }
             let n = st.segments.len();
+            // min.compaction.lag.ms: the cleanable range ends at the first
+            // segment holding a record younger than the lag.
+            let lag = i64::try_from(st.cfg.min_compaction_lag_ms).unwrap_or(i64::MAX);
+            let settled = now_ms.saturating_sub(lag);
             let snaps: Vec<Snapshot> = st
                 .segments
                 .values()
                 .take(n - 1)
+                .take_while(|s| lag == 0 || s.max_timestamp() <= settled)
                 .map(|s| Snapshot {
                     base: s.base_offset,
                     id: s.id,

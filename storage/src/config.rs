@@ -78,6 +78,12 @@ pub struct LogConfig {
     /// `message.timestamp.after.max.ms`: how far in the future a CreateTime
     /// record's timestamp may be.
     pub timestamp_after_max_ms: i64,
+    /// `compression.type`: the codec batches are stored in (Kafka codec id,
+    /// 0 = uncompressed); a batch in another codec is recompressed on append.
+    /// `None` (`producer`) keeps each batch as the producer sent it.
+    pub compression: Option<i16>,
+    /// `min.compaction.lag.ms`: the cleaner leaves records younger than this.
+    pub min_compaction_lag_ms: u64,
 }
 
 impl LogConfig {
@@ -120,6 +126,8 @@ impl Default for LogConfig {
             // hour ahead of the broker's clock.
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            compression: None,
+            min_compaction_lag_ms: 0,
         }
     }
 }

@@ -225,6 +225,21 @@ impl Log {
                 },
             )?;
         }
+        // compression.type other than `producer`: batches in another codec are
+        // stored recompressed (Kafka's LogValidator does the same), a copy.
+        let recompressed;
+        let batches = match cfg.compression {
+            Some(codec) if headers.iter().any(|(_, h)| h.codec() != codec) => {
+                recompressed = recompress_all(batches, &headers, codec, &cfg)?;
+                headers = parse_all(
+                    &recompressed,
+                    cfg.max_message_bytes as usize,
+                    CountRule::Produced,
+                )?;
+                &recompressed[..]
+            }
+            _ => batches,
+        };
         // LogAppendTime rewrites bytes the CRC covers, so that path takes a copy.
         let stamped;
         let (batches, append_time) = if cfg.log_append_time {
@@ -845,6 +860,32 @@ fn stamp_append_time(batches: &[u8], headers: &mut [(usize, BatchHeader)], now: 
         batch::seal(b);
     }
     out
+}
+
+/// Every batch of `buf` in `codec` (those already in it copied as they are).
+fn recompress_all(
+    buf: &[u8],
+    headers: &[(usize, BatchHeader)],
+    codec: i16,
+    cfg: &LogConfig,
+) -> Result<Vec<u8>> {
+    let limit = usize::try_from(cfg.max_message_bytes).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(buf.len());
+    for (at, h) in headers {
+        let batch = &buf[*at..*at + h.size()];
+        if h.codec() == codec {
+            out.extend_from_slice(batch);
+        } else {
+            let b = crate::record::recompress(batch, h, codec, limit).map_err(|source| {
+                StorageError::InvalidBatch {
+                    position: *at,
+                    source,
+                }
+            })?;
+            out.extend_from_slice(&b);
+        }
+    }
+    Ok(out)
 }
 
 /// Validates every batch of a request buffer; nothing is written if one is bad.

@@ -305,6 +305,31 @@ pub(crate) fn compress(codec: i16, raw: &[u8]) -> Result<Vec<u8>, BatchError> {
     Ok(out.to_vec())
 }
 
+/// `batch` (whole, with its `header`) with its records stored in `codec`
+/// instead (Kafka codec id; 0 = uncompressed): the records are decompressed
+/// within `limit` bytes and compressed again; offsets, timestamps and producer
+/// fields stay; length and CRC are recomputed.
+pub(crate) fn recompress(
+    batch: &[u8],
+    header: &BatchHeader,
+    codec: i16,
+    limit: usize,
+) -> Result<Vec<u8>, BatchError> {
+    let section = records_section(batch, header, limit)?;
+    let body = if codec == 0 {
+        section.into_owned()
+    } else {
+        compress(codec, &section)?
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(&body);
+    let attributes = (header.attributes & !0x7) | codec;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch::seal(&mut out);
+    Ok(out)
+}
+
 /// Rebuilds `batch` keeping only the `kept` records (raw bytes, in order), with the
 /// original header fields (offsets, timestamps, producer state, codec) preserved.
 pub(crate) fn rebuild_batch(batch: &[u8], kept: &[Bytes]) -> Result<Vec<u8>, BatchError> {

@@ -76,6 +76,47 @@ except Exception as e:
     check("INVALID_REPLICA_ASSIGNMENT" in str(e), f"create_partitions onto broker 3: {e}")
 admin.delete_topics([t3])[t3].result(T)
 
+# every Kafka topic config is accepted at creation; compression.type is honoured
+# (batches are stored recompressed and read back), the rest are described
+t4 = t1 + "-configs"
+admin.create_topics([NewTopic(t4, num_partitions=1, replication_factor=1, config={
+    "compression.type": "zstd", "min.insync.replicas": "1", "file.delete.delay.ms": "1000",
+    "min.cleanable.dirty.ratio": "0.3", "min.compaction.lag.ms": "0", "max.compaction.lag.ms": "86400000",
+    "message.timestamp.before.max.ms": "86400000000", "message.timestamp.after.max.ms": "3600000",
+    "segment.jitter.ms": "0", "flush.messages": "1", "flush.ms": "1000",
+    "unclean.leader.election.enable": "false", "preallocate": "false",
+})])[t4].result(T)
+c = topic_configs(t4)
+check(c.get("compression.type") == "zstd" and c.get("min.insync.replicas") == "1" and c.get("preallocate") == "false",
+      f"configs of {t4}: {c}")
+p = Producer({"bootstrap.servers": a.bootstrap, "compression.type": "none"})
+for i in range(20):
+    p.produce(t4, key=f"k{i}", value=f"recompressed-{i}")
+check(p.flush(T) == 0, "produce to the zstd topic")
+cons = Consumer({"bootstrap.servers": a.bootstrap, "group.id": t4 + "-g", "auto.offset.reset": "earliest"})
+cons.assign([TopicPartition(t4, 0, 0)])
+got = []
+expired = deadline(20)
+while len(got) < 20 and not expired():
+    m = cons.poll(1)
+    if m is not None and not m.error():
+        got.append(m.value().decode())
+cons.close()
+check(got == [f"recompressed-{i}" for i in range(20)], f"read back from the zstd topic: {got}")
+try:
+    admin.create_topics([NewTopic(t4 + "-bad", num_partitions=1, replication_factor=1, config={"min.insync.replicas": "0"})])[t4 + "-bad"].result(T)
+    fail("min.insync.replicas=0 accepted")
+except Exception as e:
+    check("INVALID_CONFIG" in str(e), f"min.insync.replicas=0: {e}")
+admin.delete_topics([t4])[t4].result(T)
+
+# the BROKER resource describes the node's real settings, marked default or given
+res = ConfigResource(ConfigResource.Type.BROKER, "0")
+b = admin.describe_configs([res])[res].result(T)
+check(b["num.partitions"].value == "1" and b["num.partitions"].is_default, f"num.partitions: {b.get('num.partitions')}")
+check(not b["log.dirs"].is_default and b["log.dirs"].value.endswith("logs"), f"log.dirs: {b.get('log.dirs')}")
+check(b["broker.id"].value == "0", f"broker.id: {b.get('broker.id')}")
+
 # incremental APPEND onto a list config starts from its current (default) value
 res = ConfigResource(
     ConfigResource.Type.TOPIC,

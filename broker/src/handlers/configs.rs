@@ -31,7 +31,7 @@ pub fn describe(b: &Broker, req: DescribeConfigsRequest, _version: i16) -> Descr
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             if r.resource_type == BROKER {
-                return out;
+                return describe_broker(b, &r, out);
             }
             if r.resource_type != TOPIC {
                 return out.with_error_code(code::INVALID_REQUEST);
@@ -44,16 +44,15 @@ pub fn describe(b: &Broker, req: DescribeConfigsRequest, _version: i16) -> Descr
                     .as_ref()
                     .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
             };
-            let configs = topic_config::KEYS
-                .iter()
+            let configs = topic_config::keys()
                 .filter(|k| wanted(k))
                 .map(|k| {
-                    let (value, source) = match t.configs.get(*k) {
+                    let (value, source) = match t.configs.get(k) {
                         Some(v) => (v.clone(), 1),
                         None => (topic_config::default_value(k, &b.config.log_defaults), 5),
                     };
                     DescribeConfigsResourceResult::default()
-                        .with_name(s(*k))
+                        .with_name(s(k))
                         .with_value(Some(s(value)))
                         .with_config_source(source)
                 })
@@ -62,6 +61,51 @@ pub fn describe(b: &Broker, req: DescribeConfigsRequest, _version: i16) -> Descr
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The node's own settings (the BROKER resource, named by this node's id or
+/// empty): given by a flag (STATIC_BROKER_CONFIG) or default (DEFAULT_CONFIG);
+/// read-only, as Weir has no dynamic broker configs.
+fn describe_broker(
+    b: &Broker,
+    r: &kafka_protocol::messages::describe_configs_request::DescribeConfigsResource,
+    out: DescribeConfigsResult,
+) -> DescribeConfigsResult {
+    const STATIC_BROKER_CONFIG: i8 = 4;
+    const DEFAULT_CONFIG: i8 = 5;
+    let name = r.resource_name.as_str();
+    if !name.is_empty() && name != b.config.node_id.to_string() {
+        return out
+            .with_error_code(code::INVALID_REQUEST)
+            .with_error_message(Some(s(format!(
+                "this is broker {}, not {name}",
+                b.config.node_id
+            ))));
+    }
+    let wanted = |k: &str| {
+        r.configuration_keys
+            .as_ref()
+            .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+    };
+    let advertised = format!("{}:{}", b.advertised_host, b.advertised_port);
+    let configs = b
+        .config
+        .settings(&advertised)
+        .into_iter()
+        .filter(|c| wanted(c.name))
+        .map(|c| {
+            DescribeConfigsResourceResult::default()
+                .with_name(s(c.name))
+                .with_value(Some(s(c.value)))
+                .with_read_only(true)
+                .with_config_source(if c.is_default {
+                    DEFAULT_CONFIG
+                } else {
+                    STATIC_BROKER_CONFIG
+                })
+        })
+        .collect();
+    out.with_configs(configs)
 }
 
 fn apply(

@@ -20,15 +20,14 @@ use crate::topic_config;
 
 fn effective_configs(b: &Broker, configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
     let defaults = &b.config.log_defaults;
-    topic_config::KEYS
-        .iter()
+    topic_config::keys()
         .map(|k| {
-            let (value, source) = match configs.get(*k) {
+            let (value, source) = match configs.get(k) {
                 Some(v) => (v.clone(), 1),
                 None => (topic_config::default_value(k, defaults), 5),
             };
             CreatableTopicConfigs::default()
-                .with_name(s(*k))
+                .with_name(s(k))
                 .with_value(Some(s(value)))
                 .with_config_source(source)
         })

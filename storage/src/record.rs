@@ -230,6 +230,19 @@ impl<'a> Iterator for RecordWalk<'a> {
     }
 }
 
+/// The bytes after the header of `batch` (compressed or not), as `header` sizes them.
+pub(crate) fn records_body<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+) -> Result<&'a [u8], BatchError> {
+    batch
+        .get(HEADER_LEN..header.size())
+        .ok_or(BatchError::Truncated {
+            available: batch.len(),
+            needed: header.size(),
+        })
+}
+
 /// The uncompressed records section of `batch` (the whole batch bytes):
 /// borrowed when the batch is uncompressed, else decompressed within `limit` bytes.
 pub fn records_section<'a>(
@@ -237,12 +250,7 @@ pub fn records_section<'a>(
     header: &BatchHeader,
     limit: usize,
 ) -> Result<std::borrow::Cow<'a, [u8]>, BatchError> {
-    let body = batch
-        .get(HEADER_LEN..header.size())
-        .ok_or(BatchError::Truncated {
-            available: batch.len(),
-            needed: header.size(),
-        })?;
+    let body = records_body(batch, header)?;
     if header.codec() == 0 {
         return Ok(std::borrow::Cow::Borrowed(body));
     }

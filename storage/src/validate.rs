@@ -7,9 +7,9 @@
 //! copied from the header. Batches from a leader (replication) and from disk
 //! (recovery) are not re-checked here: they were checked once, at the edge.
 
-use crate::batch::{BatchHeader, HEADER_LEN};
+use crate::batch::BatchHeader;
 use crate::error::BatchError;
-use crate::record::{records_section, RecordWalk};
+use crate::record::{records_body, records_section, RecordWalk};
 
 /// How record timestamps of an append are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +99,7 @@ pub fn validate_records(
     // to batch (no allocation, no fresh pages to fault in, per batch).
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
-        let body = batch
-            .get(HEADER_LEN..header.size())
-            .ok_or(BatchError::Truncated {
-                available: batch.len(),
-                needed: header.size(),
-            })?;
+        let body = records_body(batch, header)?;
         crate::codec::decompress_into(header.codec(), body, rules.max_message_bytes, &mut scratch)?;
         let result = check_records(&scratch, header, rules);
         // A rare huge batch must not pin its memory in every worker thread.

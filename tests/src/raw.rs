@@ -134,9 +134,20 @@ fn is_closed(e: &std::io::Error) -> bool {
 /// An uncompressed v2 record batch of `values`, with idempotence fields set
 /// when `producer` is `Some((producer_id, epoch, base_sequence))`.
 pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Result<Bytes> {
+    encode_batch(values, None, producer, Compression::None)
+}
+
+/// A v2 record batch of `values` in `compression`, record `i` keyed
+/// `{key_prefix}{i}` when a prefix is given, idempotence fields as in [`batch`].
+/// Timestamps are the current time, so the node's retention pass (7 days by
+/// default) never races a test for its records.
+pub fn encode_batch(
+    values: &[&[u8]],
+    key_prefix: Option<&str>,
+    producer: Option<(i64, i16, i32)>,
+    compression: Compression,
+) -> Result<Bytes> {
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
-    // Current time, so the node's retention pass (7 days by default) never
-    // races a test for its records.
     let now = now_ms();
     let records: Vec<Record> = values
         .iter()
@@ -152,7 +163,7 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Result<Byte
             offset: i as i64,
             sequence: if seq < 0 { -1 } else { seq + i as i32 },
             timestamp: now + i as i64,
-            key: None,
+            key: key_prefix.map(|p| Bytes::from(format!("{p}{i}"))),
             value: Some(Bytes::copy_from_slice(v)),
             headers: Default::default(),
         })
@@ -163,7 +174,7 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Result<Byte
         &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )?;
     Ok(buf.freeze())

@@ -5,9 +5,7 @@
 
 use anyhow::{ensure, Result};
 use bytes::Bytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use weir_storage::record::build_batch;
 use weir_storage::seal_batch;
 use weir_tests::raw::{self, batch, create_topic, list_offset, now_ms, produce_partition, RawConn};
@@ -29,36 +27,8 @@ fn claim(b: &[u8], count: i32, last_offset_delta: i32) -> Bytes {
 
 /// A batch of `values` compressed with `compression`, keyed `k<i>`.
 fn compressed(values: &[Vec<u8>], compression: Compression) -> Result<Vec<u8>> {
-    let now = now_ms();
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )?;
-    Ok(buf.to_vec())
+    let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    Ok(raw::encode_batch(&values, Some("k"), None, compression)?.to_vec())
 }
 
 struct Target {

@@ -76,6 +76,19 @@ fn read_all(c: &mut RawConn, topic: &str) -> Result<Vec<(i64, Option<Bytes>)>> {
     }
 }
 
+/// Every acknowledged `(offset, value)` of "keep" reads back (`when` names the moment).
+fn all_acked_read_back(c: &mut RawConn, acked: &[(i64, String)], when: &str) -> Result<()> {
+    let got = read_all(c, "keep")?;
+    for (offset, v) in acked {
+        ensure!(
+            got.iter()
+                .any(|(o, g)| o == offset && g.as_deref() == Some(v.as_bytes())),
+            "acknowledged record {offset} ({v}) lost {when}: {got:?}"
+        );
+    }
+    Ok(())
+}
+
 /// Produces to "fill" with `size`-byte records until the node refuses one
 /// with KAFKA_STORAGE_ERROR; returns how many were acknowledged.
 fn fill(c: &mut RawConn, size: usize) -> Result<usize> {
@@ -126,14 +139,7 @@ fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> R
     ensure!(err == KAFKA_STORAGE_ERROR, "produce on a full disk: {err}");
 
     // Still serving: every acknowledged record reads back, whole.
-    let got = read_all(&mut c, "keep")?;
-    for (offset, v) in &acked {
-        ensure!(
-            got.iter()
-                .any(|(o, g)| o == offset && g.as_deref() == Some(v.as_bytes())),
-            "acknowledged record {offset} ({v}) lost on a full disk: {got:?}"
-        );
-    }
+    all_acked_read_back(&mut c, &acked, "on a full disk")?;
     node.assert_alive()?;
     let (status, body) = node.http_get("/v1/health")?;
     ensure!(status == 503, "health on a full disk: {status} {body}");
@@ -159,14 +165,7 @@ fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> R
     node.kill()?;
     node.restart()?;
     let mut c = RawConn::connect(node.bootstrap())?;
-    let got = read_all(&mut c, "keep")?;
-    for (offset, v) in &acked {
-        ensure!(
-            got.iter()
-                .any(|(o, g)| o == offset && g.as_deref() == Some(v.as_bytes())),
-            "acknowledged record {offset} ({v}) lost after restart: {got:?}"
-        );
-    }
+    all_acked_read_back(&mut c, &acked, "after restart")?;
     let filled_back = read_all(&mut c, "fill")?.len();
     ensure!(
         filled_back >= filled,

@@ -203,12 +203,15 @@ impl Segment {
         // Fix: the time index was trusted without a check, so a damaged one (random
         // bytes) gave wrong max timestamps and time lookups. Its last entry must name
         // a batch of this segment whose max timestamp it covers; else rebuild.
-        let walked = trusted.then(|| seg.walk_tail(file_len)).filter(|&end| {
-            seg.size = end;
-            let ok = seg.time_index_agrees();
-            seg.size = 0;
-            ok
-        });
+        let walked = trusted
+            .then(|| seg.walk_tail(file_len))
+            .flatten()
+            .filter(|&end| {
+                seg.size = end;
+                let ok = seg.time_index_agrees();
+                seg.size = 0;
+                ok
+            });
         let end = if let Some(end) = walked {
             end
         } else {
@@ -264,7 +267,7 @@ impl Segment {
     }
 
     /// Walks headers (no CRC) from the last index entry to find the end of the data.
-    fn walk_tail(&mut self, file_len: usize) -> usize {
+    fn walk_tail(&mut self, file_len: usize) -> Option<usize> {
         let index_pos = self.offsets.last().map_or(0, |e| e.position as usize);
         self.max_timestamp = self.times.last().map_or(-1, |e| e.timestamp);
         // Fix: the last time entry only covers batches up to its own. When it lags
@@ -279,18 +282,27 @@ impl Segment {
         };
         let start = index_pos.min(time_pos);
         let data = self.data.clone();
-        let mut walk = HeaderWalk::new(&data[..file_len], start);
+        let mut walk = HeaderWalk::new(&data[..file_len.min(data.len())], start);
         let mut expected = self.base_offset;
-        for (_, h) in walk.by_ref() {
+        // Fix (found by fuzzing): the walk may stop before the last offset index
+        // entry (a damaged batch between the time index's entry and it), which
+        // underflowed `end - index_pos`. The index must name a batch the walk
+        // reaches; if it does not, the indexes are not trusted (`None`: rebuild).
+        let mut reached_index = self.offsets.last().is_none();
+        for (at, h) in walk.by_ref() {
             if h.base_offset < expected {
                 break;
             }
+            reached_index |= at == index_pos;
             expected = h.next_offset();
             self.note_batch(&h);
         }
         let end = walk.end();
+        if !reached_index || end < index_pos {
+            return None;
+        }
         self.bytes_since_entry = (end - index_pos) as u64;
-        end
+        Some(end)
     }
 
     /// Re-validates every batch from the start, rebuilding both indexes.

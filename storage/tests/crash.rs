@@ -662,3 +662,33 @@ fn hole_left_by_truncation_is_not_damage_when_revalidated() {
     assert_eq!(rep.segments_dropped, 0, "{rep:?}");
     assert_eq!(raws(&read_all(&log)), raws(&want));
 }
+
+/// Found by fuzzing (fuzz/regressions/segment_recovery): after a clean close,
+/// with the time index gone (the walk starts at the segment's start) and the
+/// first batch's length field damaged (the walk stops there, before the offset
+/// index's last entry), opening underflowed `end - index_pos` and panicked.
+/// Now the indexes are not trusted: they are rebuilt, and the damage truncates
+/// the segment like any other.
+#[test]
+fn a_walk_that_stops_before_the_last_index_entry_rebuilds_instead_of_panicking() {
+    let cfg = small_cfg();
+    let built = build(&cfg, 41, 300, 1, 6, true);
+    let in_active = &built.batches;
+    assert!(in_active.len() >= 6);
+    let log_path = common::seg_file(&built.dir, 0, ".log");
+    let index = common::seg_file(&built.dir, 0, ".index");
+    assert!(
+        std::fs::metadata(&index).unwrap().len() >= 8,
+        "no index entry to step over"
+    );
+    std::fs::remove_file(common::seg_file(&built.dir, 0, ".timeindex")).unwrap();
+    // batchLength of batch 0 now claims far more than the file holds.
+    flip(&log_path, 8, 0x40);
+    let (log, report) = Log::open(&built.dir, "t-0", cfg).unwrap();
+    assert!(report.indexes_rebuilt >= 1, "{report:?}");
+    assert_eq!(
+        log.log_end_offset(),
+        0,
+        "the damaged first batch ends the log"
+    );
+}

@@ -252,8 +252,20 @@ pub(crate) fn decode_fetched(
                 .try_into()
                 .unwrap_or_default(),
         );
-        let last_offset = base_offset + i64::from(last_delta);
-        out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(last_offset + 1));
+        // Fix (found by fuzzing the client's response decoding): a broker's
+        // baseOffset near i64::MAX overflowed here.
+        let Some(next) = base_offset
+            .checked_add(i64::from(last_delta))
+            .and_then(|last| last.checked_add(1))
+            .filter(|_| last_delta >= 0)
+        else {
+            return Err(Error::protocol(
+                format!("decoding {topic}-{partition} at offset {base_offset}"),
+                format!("batch offsets overflow (lastOffsetDelta {last_delta})"),
+            ));
+        };
+        let last_offset = next - 1;
+        out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(next));
         let control = attributes & (1 << 5) != 0;
         if magic != 2 || control || last_offset < fetch_offset {
             if magic != 2 {
@@ -289,7 +301,12 @@ pub(crate) fn decode_fetched(
                     .collect(),
             });
         }
-        debug_assert!(!batch.has_remaining());
+        if batch.has_remaining() {
+            return Err(Error::protocol(
+                format!("decoding {topic}-{partition} batch at {base_offset}"),
+                format!("{} bytes left after the batch's records", batch.remaining()),
+            ));
+        }
     }
     Ok(out)
 }
@@ -312,6 +329,21 @@ mod tests {
         let mut b = BytesMut::from(&batch[..]);
         b[0..8].copy_from_slice(&base.to_be_bytes());
         b.freeze()
+    }
+
+    /// Found by fuzzing: a baseOffset near i64::MAX made the decoder overflow
+    /// (a panic in debug builds); a hostile broker now gets a protocol error.
+    #[test]
+    fn offsets_that_overflow_are_an_error_not_a_panic() {
+        let batch =
+            encode_batch(&[rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
+        let hostile = with_base_offset(&batch, i64::MAX - 1);
+        assert!(decode_fetched("t", 0, hostile, 0).is_err());
+        let fine = with_base_offset(&batch, 10);
+        assert_eq!(
+            decode_fetched("t", 0, fine, 0).unwrap().next_offset,
+            Some(12)
+        );
     }
 
     #[test]

@@ -399,7 +399,12 @@ impl Log {
                 result.records = b;
                 break;
             }
-            from = base + 1;
+            // Fix (found by fuzzing recovery): a segment based at i64::MAX
+            // overflowed `base + 1`.
+            let Some(next) = base.checked_add(1) else {
+                break;
+            };
+            from = next;
         }
         Ok(result)
     }
@@ -439,7 +444,10 @@ impl Log {
                         timestamp: ts,
                     }))
                 }
-                Ok(None) => from = base + 1,
+                Ok(None) => match base.checked_add(1) {
+                    Some(next) => from = next,
+                    None => return Ok(None),
+                },
                 Err((at, e)) => {
                     return Err(StorageError::Corrupt {
                         path: self.dir.join(crate::segment::file_name(base, ".log")),

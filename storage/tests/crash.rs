@@ -692,3 +692,21 @@ fn a_walk_that_stops_before_the_last_index_entry_rebuilds_instead_of_panicking()
         "the damaged first batch ends the log"
     );
 }
+
+/// Found by fuzzing (fuzz/regressions/segment_recovery): a partition directory
+/// whose only segment is named after offset i64::MAX opens, and a time lookup
+/// and a read past it answer instead of overflowing `base + 1`.
+#[test]
+fn a_segment_at_the_last_offset_answers_lookups_without_overflow() {
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("t-0");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(common::seg_file(&dir, i64::MAX, ".log"), b"").unwrap();
+    let (log, _) = Log::open(&dir, "t-0", small_cfg()).unwrap();
+    assert_eq!(log.log_end_offset(), i64::MAX);
+    assert_eq!(log.offset_for_timestamp(-5).unwrap(), None);
+    let r = log
+        .read(i64::MAX, 1024, weir_storage::ReadBound::LogEnd)
+        .unwrap();
+    assert!(r.records.is_empty());
+}

@@ -239,6 +239,19 @@ impl Iterator for HeaderWalk<'_> {
         if header.size() > rest.len() {
             return None;
         }
+        // Fix (found by fuzzing recovery): a header whose offsets run backwards
+        // (negative lastOffsetDelta) or past i64::MAX is no batch Weir wrote;
+        // the walk stops there, as at any other damage, instead of handing out
+        // a batch whose next offset is not after its base (reads stalled) or
+        // overflows.
+        if header.last_offset_delta < 0
+            || header
+                .base_offset
+                .checked_add(i64::from(header.last_offset_delta) + 1)
+                .is_none()
+        {
+            return None;
+        }
         let at = self.pos;
         self.pos += header.size();
         Some((at, header))
@@ -293,6 +306,24 @@ pub(crate) mod tests {
         stamp(&mut b, 42, 7);
         let h = validate(&b, usize::MAX, CountRule::Produced).unwrap();
         assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
+    }
+
+    /// Found by fuzzing recovery: a walk over stored bytes stops at a header
+    /// whose offsets run backwards or past i64::MAX, instead of handing it out.
+    #[test]
+    fn header_walk_stops_at_impossible_offsets() {
+        let good = make_batch(2, 3, 0);
+        let mut backwards = make_batch(2, 3, 0);
+        backwards[23..27].copy_from_slice(&(-3i32).to_be_bytes());
+        let mut overflow = make_batch(2, 3, 0);
+        overflow[0..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+        for bad in [backwards, overflow] {
+            let mut buf = good.clone();
+            buf.extend_from_slice(&bad);
+            let mut walk = HeaderWalk::new(&buf, 0);
+            assert_eq!(walk.by_ref().count(), 1);
+            assert_eq!(walk.end(), good.len());
+        }
     }
 
     #[test]

@@ -255,6 +255,18 @@ impl Log {
             // caller's buffer is written as it is (one pwritev, no copy).
             let mut stamps = Vec::with_capacity(headers.len());
             for (at, h) in headers.iter_mut() {
+                // Fix (found by fuzzing): a log ending near i64::MAX (from a
+                // crafted segment name) overflowed the offsets of the append.
+                if next
+                    .checked_add(i64::from(h.last_offset_delta) + 1)
+                    .is_none()
+                {
+                    return Err(StorageError::OffsetOutOfRange {
+                        offset: next,
+                        log_start: st.log_start,
+                        log_end: st.log_end(),
+                    });
+                }
                 let mut stamp = [0u8; 16];
                 stamp.copy_from_slice(&batches[*at..*at + 16]);
                 batch::stamp(&mut stamp, next, leader_epoch);

@@ -289,6 +289,10 @@ impl Segment {
         // underflowed `end - index_pos`. The index must name a batch the walk
         // reaches; if it does not, the indexes are not trusted (`None`: rebuild).
         let mut reached_index = self.offsets.last().is_none();
+        // The end of the last batch kept (not `walk.end()`, which is past a
+        // batch the loop rejected: found by fuzzing, such a batch stayed in the
+        // segment and hid every later append from readers).
+        let mut end = start;
         for (at, h) in walk.by_ref() {
             if h.base_offset < expected {
                 break;
@@ -296,8 +300,8 @@ impl Segment {
             reached_index |= at == index_pos;
             expected = h.next_offset();
             self.note_batch(&h);
+            end = at + h.size();
         }
-        let end = walk.end();
         if !reached_index || end < index_pos {
             return None;
         }

@@ -710,3 +710,50 @@ fn a_segment_at_the_last_offset_answers_lookups_without_overflow() {
         .unwrap();
     assert!(r.records.is_empty());
 }
+
+/// After a clean close, a batch whose base offset goes backwards ends the
+/// segment, and an append after it reads back. (The fuzz reproducers
+/// `fuzz/regressions/segment_recovery/walk_tail-keeps-rejected-batch*` reach the
+/// trusted tail walk that used to keep such a batch; this file-level scenario
+/// is caught by the index check before that walk, so it guards the outcome,
+/// not that exact path.)
+#[test]
+fn a_batch_rejected_by_the_tail_walk_is_cut_off() {
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("t-0");
+    let one = |v: &[u8], ts| weir_storage::record::build_batch(&[(None, Some(v.to_vec()), ts)]);
+    let len = one(b"a", 1).len();
+    // One index entry, at batch 2: the trusted walk starts there.
+    let cfg = LogConfig {
+        index_interval_bytes: len as u64 + 1,
+        ..small_cfg()
+    };
+    {
+        let (log, _) = Log::open(&dir, "t-0", cfg.clone()).unwrap();
+        for i in 0..4u8 {
+            log.append(&one(&[b'a' + i], 1 + i64::from(i)), 0).unwrap();
+        }
+        log.close().unwrap();
+    }
+    // Batch 3 (offset 3) now claims to start at 1.
+    let log_path = common::seg_file(&dir, 0, ".log");
+    let mut bytes = std::fs::read(&log_path).unwrap();
+    bytes[3 * len..3 * len + 8].copy_from_slice(&1i64.to_be_bytes());
+    std::fs::write(&log_path, bytes).unwrap();
+    let (log, _) = Log::open(&dir, "t-0", cfg).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        3,
+        "the backwards batch must not count"
+    );
+    let info = log.append(&one(b"new", 9), 0).unwrap();
+    assert_eq!(info.base_offset, 3);
+    let r = log
+        .read(3, 1 << 20, weir_storage::ReadBound::LogEnd)
+        .unwrap();
+    let got = common::split_batches(&r.records);
+    assert_eq!(
+        got[0].header.base_offset, 3,
+        "a read at 3 must return the append"
+    );
+}

@@ -240,11 +240,14 @@ impl Iterator for HeaderWalk<'_> {
             return None;
         }
         // Fix (found by fuzzing recovery): a header whose offsets run backwards
-        // (negative lastOffsetDelta) or past i64::MAX is no batch Weir wrote;
+        // (negative lastOffsetDelta), past i64::MAX, or that counts more records
+        // than its offsets hold is no batch Weir wrote;
         // the walk stops there, as at any other damage, instead of handing out
         // a batch whose next offset is not after its base (reads stalled) or
         // overflows.
         if header.last_offset_delta < 0
+            || header.record_count < 0
+            || i64::from(header.record_count) > i64::from(header.last_offset_delta) + 1
             || header
                 .base_offset
                 .checked_add(i64::from(header.last_offset_delta) + 1)

@@ -191,7 +191,13 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
         }
     }
     let end = state.log_end();
-    state.log_start = state.log_start.min(end);
+    if state.log_start > end {
+        // Fix (found by fuzzing): a log-start checkpoint above the log end was
+        // clamped in memory only, so records appended after this open fell below
+        // the stale checkpoint at the next open. The clamp is written down.
+        state.log_start = end;
+        checkpoint::write(dir, checkpoint::LOG_START, end)?;
+    }
     // The new recovery point says every batch below the log end is on disk, so
     // that the next open trusts it without re-validation. Validation read the
     // segments at or above the old recovery point from the page cache, where a

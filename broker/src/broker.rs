@@ -228,6 +228,7 @@ impl Broker {
         for (k, v) in &configs {
             topic_config::validate(k, v)?;
         }
+        self.check_partition_room(i64::from(partitions))?;
         let t = self.meta.create(name, partitions, configs, false)?;
         self.open_partitions(name, &t, 0)?;
         tracing::info!(topic = name, partitions, "created topic");
@@ -249,6 +250,22 @@ impl Broker {
                 .ok_or_else(|| TopicError::Unknown(name.into()).into()),
             r => r,
         }
+    }
+
+    /// Refuses `more` partitions that would take the node past `--max-partitions`
+    /// (each partition holds open files and mappings: a request asking for
+    /// 100 000 of them must not exhaust the node's file descriptors).
+    fn check_partition_room(&self, more: i64) -> Result<(), TopicError> {
+        let hosted = self.meta.total_partitions();
+        let max = i64::try_from(self.config.max_partitions).unwrap_or(i64::MAX);
+        if more > 0 && hosted.saturating_add(more) > max {
+            return Err(TopicError::TooManyPartitions {
+                asked: more,
+                hosted,
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Deletes a topic and its logs (blocking file work: call it through
@@ -282,6 +299,7 @@ impl Broker {
             .meta
             .topic(name)
             .ok_or_else(|| TopicError::Unknown(name.into()))?;
+        self.check_partition_room(i64::from(count) - i64::from(before.partitions))?;
         let t = self.meta.set_partitions(name, count)?;
         self.open_partitions(name, &t, before.partitions)
     }

@@ -62,6 +62,9 @@ pub struct BrokerArgs {
     /// Most idempotent producers whose state a partition keeps; a new one evicts the one idle longest [default: 10000].
     #[arg(long, env = "WEIR_MAX_PRODUCERS_PER_PARTITION")]
     pub max_producers_per_partition: Option<usize>,
+    /// Most partitions the node hosts; CreateTopics/CreatePartitions beyond it get INVALID_PARTITIONS [default: 20000].
+    #[arg(long, env = "WEIR_MAX_PARTITIONS")]
+    pub max_partitions: Option<usize>,
     /// Most open client connections; more are closed at once [default: 10000].
     #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -105,6 +108,8 @@ pub struct BrokerConfig {
     pub producer_limits: ProducerLimits,
     /// Bounds on connections and request bytes in flight.
     pub limits: LimitsConfig,
+    /// Most partitions the node hosts.
+    pub max_partitions: usize,
     /// The flags given (on the command line, in the environment or the file),
     /// by flag name; the rest are defaults.
     pub explicit: std::collections::BTreeSet<&'static str>,
@@ -273,6 +278,7 @@ impl BrokerArgs {
             max_producers_per_partition: self
                 .max_producers_per_partition
                 .or(file.max_producers_per_partition),
+            max_partitions: self.max_partitions.or(file.max_partitions),
             max_connections: self.max_connections.or(file.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
             max_inflight_bytes: self.max_inflight_bytes.or(file.max_inflight_bytes),
@@ -367,6 +373,7 @@ impl BrokerArgs {
                 "max-producers-per-partition",
                 a.max_producers_per_partition.is_some(),
             ),
+            ("max-partitions", a.max_partitions.is_some()),
             ("max-connections", a.max_connections.is_some()),
             ("max-connections-per-ip", a.max_connections_per_ip.is_some()),
             ("max-inflight-bytes", a.max_inflight_bytes.is_some()),
@@ -393,6 +400,7 @@ impl BrokerArgs {
             group_max_pending_writes: a.group_max_pending_writes.unwrap_or(1024).max(1),
             producer_limits,
             limits,
+            max_partitions: a.max_partitions.unwrap_or(20_000).max(1),
         })
     }
 }

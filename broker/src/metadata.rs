@@ -49,6 +49,16 @@ pub enum TopicError {
     /// INVALID_PARTITIONS (37).
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
+    /// INVALID_PARTITIONS (37): the node would host more than `--max-partitions`.
+    #[error("{asked} more partitions would exceed the node's limit of {max} (it hosts {hosted}; --max-partitions)")]
+    TooManyPartitions {
+        /// Partitions the request adds.
+        asked: i64,
+        /// Partitions hosted now.
+        hosted: i64,
+        /// The limit.
+        max: i64,
+    },
     /// KAFKA_STORAGE_ERROR (56): the metadata file could not be written.
     #[error("metadata write failed: {0}")]
     Io(String),
@@ -61,7 +71,7 @@ impl TopicError {
             Self::Exists(_) => 36,
             Self::Unknown(_) => 3,
             Self::InvalidName(_) => 17,
-            Self::InvalidPartitions(_) => 37,
+            Self::InvalidPartitions(_) | Self::TooManyPartitions { .. } => 37,
             Self::Io(_) => 56,
         }
     }
@@ -188,6 +198,15 @@ impl MetadataStore {
     /// All topics.
     pub fn topics(&self) -> BTreeMap<String, TopicMeta> {
         self.snapshot().topics.clone()
+    }
+
+    /// Partitions of every topic together.
+    pub fn total_partitions(&self) -> i64 {
+        self.snapshot()
+            .topics
+            .values()
+            .map(|t| i64::from(t.partitions))
+            .sum()
     }
 
     /// One topic.

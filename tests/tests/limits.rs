@@ -113,3 +113,20 @@ fn request_bytes_beyond_the_node_budget_wait_unread() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// `--max-partitions`: a CreateTopics (or auto-creation) that would take the
+/// node past its partition limit gets INVALID_PARTITIONS and creates nothing.
+#[test]
+fn partitions_beyond_the_node_limit_are_refused() -> Result<()> {
+    const INVALID_PARTITIONS: i16 = 37;
+    // __consumer_offsets holds one of the twelve.
+    let node = WeirNode::start(NodeOpts::default().arg("--max-partitions", 12))?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "fits", 8, &[])? == 0);
+    ensure!(create_topic(&mut c, "too-many", 4, &[])? == INVALID_PARTITIONS);
+    ensure!(create_topic(&mut c, "last", 3, &[])? == 0);
+    ensure!(create_topic(&mut c, "over", 1, &[])? == INVALID_PARTITIONS);
+    let (err, _) = produce(&mut c, "last", 2, 1, batch(&[b"x"], None)?)?;
+    ensure!(err == 0, "produce to a topic that fitted: {err}");
+    Ok(())
+}

@@ -56,6 +56,9 @@ pub enum TopicChangeError {
     /// The log could not be created or deleted.
     #[error(transparent)]
     Storage(#[from] weir_storage::StorageError),
+    /// The request asks for something this node does not serve.
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 impl TopicChangeError {
@@ -65,6 +68,7 @@ impl TopicChangeError {
             Self::Topic(t) => t.code(),
             Self::Config(_) => crate::error_code::code::INVALID_CONFIG,
             Self::Storage(s) => crate::error_code::storage(s),
+            Self::InvalidRequest(_) => crate::error_code::code::INVALID_REQUEST,
         }
     }
 }

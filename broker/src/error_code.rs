@@ -50,19 +50,27 @@ pub fn batch(e: &BatchError) -> i16 {
     match e {
         BatchError::InvalidRecord { .. } | BatchError::NotAllowed(_) => code::INVALID_RECORD,
         BatchError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
+        BatchError::Records(all) => all.first().map_or(code::INVALID_RECORD, batch),
         _ => code::CORRUPT_MESSAGE,
     }
 }
 
-/// The index of the record a refused batch was refused for, when one record is to blame.
-pub fn record_index(e: &AppendError) -> Option<i32> {
+/// The records a refused batch was refused for, with each one's reason (Produce
+/// v8+ `record_errors`); empty when the batch as a whole is at fault.
+pub fn record_errors(e: &AppendError) -> Vec<(i32, String)> {
+    fn of(e: &BatchError) -> Vec<(i32, String)> {
+        match e {
+            BatchError::InvalidRecord { index, .. }
+            | BatchError::InvalidTimestamp { index, .. } => {
+                vec![(*index, e.to_string())]
+            }
+            BatchError::Records(all) => all.iter().flat_map(of).collect(),
+            _ => Vec::new(),
+        }
+    }
     match e {
-        AppendError::Storage(StorageError::InvalidBatch {
-            source:
-                BatchError::InvalidRecord { index, .. } | BatchError::InvalidTimestamp { index, .. },
-            ..
-        }) => Some(*index),
-        _ => None,
+        AppendError::Storage(StorageError::InvalidBatch { source, .. }) => of(source),
+        _ => Vec::new(),
     }
 }
 

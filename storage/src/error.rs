@@ -59,6 +59,10 @@ pub enum BatchError {
         /// How far from the broker's clock, and which limit it breaks.
         reason: String,
     },
+    /// Several records break rules (each an [`BatchError::InvalidRecord`] or
+    /// [`BatchError::InvalidTimestamp`]), in record order.
+    #[error("{} records refused, the first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    Records(Vec<BatchError>),
     /// The records section ends before the declared number of records.
     #[error("batch declares {declared} records but holds {found}")]
     RecordsPresent {

@@ -123,28 +123,40 @@ fn check_records(
     header: &BatchHeader,
     rules: &AppendRules,
 ) -> Result<(), BatchError> {
+    // Like Kafka's LogValidator, every record that breaks a rule is reported
+    // (librdkafka fails exactly those messages and retries the rest); damage
+    // to the framing stops the walk at once.
+    let mut faults = Vec::new();
     for (i, record) in RecordWalk::new(section, header.record_count).enumerate() {
         let record = record?;
         let index = i as i32;
         if record.offset_delta != index {
-            return Err(BatchError::InvalidRecord {
+            faults.push(BatchError::InvalidRecord {
                 index,
                 reason: format!(
                     "offset delta {} where {index} was expected",
                     record.offset_delta
                 ),
             });
+            continue;
         }
         if rules.keys_required && record.key.is_none() {
-            return Err(BatchError::InvalidRecord {
+            faults.push(BatchError::InvalidRecord {
                 index,
                 reason: "a compacted topic cannot accept a record without a key".into(),
             });
+            continue;
         }
         let ts = header.base_timestamp.wrapping_add(record.timestamp_delta);
-        check_timestamp(&rules.timestamps, index, ts)?;
+        if let Err(e) = check_timestamp(&rules.timestamps, index, ts) {
+            faults.push(e);
+        }
     }
-    Ok(())
+    match faults.len() {
+        0 => Ok(()),
+        1 => Err(faults.remove(0)),
+        _ => Err(BatchError::Records(faults)),
+    }
 }
 
 #[cfg(test)]
@@ -395,6 +407,35 @@ mod tests {
             Err(BatchError::InvalidRecord { index: 1, .. })
         ));
         check(&keyed(3), &r).unwrap();
+    }
+
+    /// As Kafka's LogValidator (and librdkafka test 0011 expects): every bad
+    /// record is reported, not only the first.
+    #[test]
+    fn every_bad_record_is_reported() {
+        let b = build_batch(&[
+            (Some(b"k".to_vec()), None, NOW),
+            (None, None, NOW),
+            (Some(b"k".to_vec()), None, NOW),
+            (None, None, NOW + 2 * 3_600_000),
+            (None, None, NOW),
+        ]);
+        let r = AppendRules {
+            keys_required: true,
+            ..rules()
+        };
+        let Err(BatchError::Records(all)) = check(&b, &r) else {
+            panic!("expected several record errors");
+        };
+        let indexes: Vec<i32> = all
+            .iter()
+            .map(|e| match e {
+                BatchError::InvalidRecord { index, .. }
+                | BatchError::InvalidTimestamp { index, .. } => *index,
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(indexes, vec![1, 3, 4]);
     }
 
     #[test]

@@ -117,6 +117,14 @@ check(b["num.partitions"].value == "1" and b["num.partitions"].is_default, f"num
 check(not b["log.dirs"].is_default and b["log.dirs"].value.endswith("logs"), f"log.dirs: {b.get('log.dirs')}")
 check(b["broker.id"].value == "0", f"broker.id: {b.get('broker.id')}")
 
+# Weir has no dynamic broker configs: changes to the BROKER resource are
+# accepted with no effect (as librdkafka's test 0081 expects of a broker)
+res = ConfigResource(ConfigResource.Type.BROKER, "0", set_config={"sasl.kerberos.min.time.before.relogin": "58000"})
+admin.alter_configs([res])[res].result(T)
+res = ConfigResource(ConfigResource.Type.BROKER, "0", incremental_configs=[
+    ConfigEntry("background.threads", "10", incremental_operation=AlterConfigOpType.SET)])
+admin.incremental_alter_configs([res])[res].result(T)
+
 # incremental APPEND onto a list config starts from its current (default) value
 res = ConfigResource(
     ConfigResource.Type.TOPIC,

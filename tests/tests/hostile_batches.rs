@@ -260,6 +260,21 @@ fn timestamps_and_keys_break_topic_rules() -> Result<()> {
         (Some(b"k".to_vec()), Some(b"a".to_vec()), now),
         (None, Some(b"b".to_vec()), now),
     ]);
+    let two_keyless = build_batch(&[
+        (Some(b"k".to_vec()), Some(b"a".to_vec()), now),
+        (None, Some(b"b".to_vec()), now),
+        (Some(b"k".to_vec()), Some(b"c".to_vec()), now),
+        (None, Some(b"d".to_vec()), now),
+    ]);
+    let end = list_offset(&mut t.conn, "hc", 0, -1)?;
+    let p = produce_partition(&mut t.conn, 9, "hc", 0, -1, Bytes::from(two_keyless))?;
+    let blamed: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    ensure!(
+        p.error_code == INVALID_RECORD && blamed == vec![1, 3],
+        "two keyless records: {} {blamed:?}",
+        p.error_code
+    );
+    ensure!(list_offset(&mut t.conn, "hc", 0, -1)? == end);
     t.refused(
         "keyless record in a compacted topic",
         "hc",

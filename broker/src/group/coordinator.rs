@@ -257,8 +257,10 @@ impl Inner {
             .unwrap_or_else(|_| SyncResult::error(GroupError::CoordinatorNotAvailable(group_id)))
     }
 
-    /// Advances timers: session expiry, rebalance and sync deadlines.
-    fn tick(&self) {
+    /// Advances timers: session expiry, rebalance and sync deadlines. Also run
+    /// before answering requests that look at membership, so a member past its
+    /// deadline never counts, however the ticker's next beat falls.
+    pub(crate) fn tick(&self) {
         self.with(|manager, now| ((), manager.tick(now)));
     }
 

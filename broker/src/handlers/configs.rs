@@ -115,8 +115,30 @@ fn apply(
     validate_only: bool,
     edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), TopicChangeError>,
 ) -> Result<(), TopicChangeError> {
+    if kind == BROKER {
+        // Weir has no dynamic broker configs: a change to this node's BROKER
+        // resource is checked for form and accepted with no effect (librdkafka
+        // test 0081 expects NO_ERROR); the README says so.
+        if !name.is_empty() && name != b.config.node_id.to_string() {
+            return Err(TopicChangeError::InvalidRequest(format!(
+                "this is broker {}, not {name}",
+                b.config.node_id
+            )));
+        }
+        edit(&mut BTreeMap::new())?;
+        if !validate_only {
+            tracing::info!(
+                broker = name,
+                "broker config change accepted with no effect"
+            );
+        }
+        return Ok(());
+    }
     if kind != TOPIC {
-        return Err(TopicError::InvalidName(name.into()).into());
+        // GROUP (32) and the rest: Kafka before 4.0 answers INVALID_REQUEST.
+        return Err(TopicChangeError::InvalidRequest(format!(
+            "configs of resource type {kind} are not supported"
+        )));
     }
     let t = b
         .meta

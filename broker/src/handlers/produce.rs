@@ -26,8 +26,8 @@ struct Refusal {
     code: i16,
     /// Produce v8+ `error_message`.
     message: Option<String>,
-    /// Produce v8+ `record_errors`: the record the batch was refused for.
-    record: Option<i32>,
+    /// Produce v8+ `record_errors`: the records the batch was refused for.
+    records: Vec<(i32, String)>,
 }
 
 impl From<i16> for Refusal {
@@ -35,7 +35,7 @@ impl From<i16> for Refusal {
         Self {
             code,
             message: None,
-            record: None,
+            records: Vec::new(),
         }
     }
 }
@@ -75,7 +75,7 @@ pub fn handle(
                             Err(Refusal {
                                 code: error_code::append(&e),
                                 message: Some(e.to_string()),
-                                record: error_code::record_index(&e),
+                                records: error_code::record_errors(&e),
                             })
                         }
                     },
@@ -102,7 +102,7 @@ pub fn handle(
                             o.result = Err(Refusal {
                                 code: error_code::storage(&e),
                                 message: Some(e.to_string()),
-                                record: None,
+                                records: Vec::new(),
                             });
                         }
                     }
@@ -127,13 +127,15 @@ pub fn handle(
                             Err(refusal) => {
                                 let message = refusal.message.map(StrBytes::from_string);
                                 let record_errors = refusal
-                                    .record
-                                    .map(|i| {
+                                    .records
+                                    .into_iter()
+                                    .map(|(i, why)| {
                                         BatchIndexAndErrorMessage::default()
                                             .with_batch_index(i)
-                                            .with_batch_index_error_message(message.clone())
+                                            .with_batch_index_error_message(Some(
+                                                StrBytes::from_string(why),
+                                            ))
                                     })
-                                    .into_iter()
                                     .collect();
                                 r.with_log_append_time_ms(-1)
                                     .with_error_code(refusal.code)

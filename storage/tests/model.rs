@@ -364,7 +364,8 @@ impl Harness {
                         matches!(
                             err,
                             StorageError::InvalidBatch {
-                                source: weir_storage::BatchError::InvalidRecord { .. },
+                                source: weir_storage::BatchError::InvalidRecord { .. }
+                                    | weir_storage::BatchError::Records(_),
                                 ..
                             }
                         ),

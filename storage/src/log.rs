@@ -529,6 +529,15 @@ impl Log {
             .collect()
     }
 
+    /// The current fsync policy (without cloning the whole config).
+    pub fn durability(&self) -> Durability {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cfg
+            .durability
+    }
+
     /// The current settings.
     pub fn config(&self) -> LogConfig {
         self.state

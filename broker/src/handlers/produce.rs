@@ -48,7 +48,6 @@ pub fn handle(
     _version: i16,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
-    let broker_durability = broker.config.log_defaults.durability;
     let mut topics = Vec::new();
     for t in req.topic_data {
         let name = t.name.0.to_string();
@@ -89,14 +88,16 @@ pub fn handle(
         topics.push((t.name, outcomes));
     }
     async move {
-        // acks=all waits for the fsync; so does acks=1 under `--fsync always`,
-        // whose promise is that nothing acknowledged lives only in memory. The
-        // fsync itself runs on the blocking pool (`Log::wait_durable`).
-        let every_append = broker_durability == weir_storage::Durability::EveryAppend;
-        if acks == -1 || (acks == 1 && every_append) {
+        // acks=all waits for the fsync; so does acks=1 on a log that fsyncs
+        // every append (`--fsync always`, or a topic's `flush.messages=1`), whose
+        // promise is that nothing acknowledged lives only in memory. The fsync
+        // itself runs on the blocking pool (`Log::wait_durable`).
+        if acks != 0 {
             for (_, outcomes) in &mut topics {
                 for o in outcomes.iter_mut() {
-                    if let Ok((a, log)) = &o.result {
+                    let Ok((a, log)) = &o.result else { continue };
+                    let every_append = log.durability() == weir_storage::Durability::EveryAppend;
+                    if acks == -1 || every_append {
                         if let Err(e) = log.wait_durable(a.last_offset).await {
                             tracing::error!(log = log.name(), error = %e, "flush failed");
                             o.result = Err(Refusal {

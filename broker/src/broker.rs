@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use weir_storage::{LogConfig, LogManager, ReadBound, TopicPartition};
+use weir_storage::{LogConfig, LogManager, TopicPartition};
 
 use crate::config::BrokerConfig;
 use crate::group::{
@@ -137,7 +137,7 @@ impl Broker {
         }
         let offsets_log = partitions
             .get(&TopicPartition::new(OFFSETS_TOPIC, 0))
-            .map(|p| p.log.clone())
+            .cloned()
             .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} has no partition 0"))?;
         let group_config = GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -325,7 +325,7 @@ impl Broker {
         let cfg = topic_config::log_config(&configs, &self.config.log_defaults);
         for p in 0..t.partitions {
             if let Some(part) = self.partition(name, p) {
-                part.log.set_config(cfg.clone());
+                part.set_config(cfg.clone());
             }
         }
         Ok(())
@@ -350,18 +350,7 @@ impl Broker {
             .cloned()
             .collect();
         for p in parts {
-            p.expire_producers(now);
-        }
-        for (tp, log) in self.logs.logs() {
-            if let Err(e) = log.enforce_retention(now) {
-                tracing::warn!(partition = %tp, error = %e, "retention failed");
-            }
-            if let Err(e) = log.compact() {
-                tracing::warn!(partition = %tp, error = %e, "compaction failed");
-            }
-            if let Err(e) = log.flush() {
-                tracing::warn!(partition = %tp, error = %e, "flush failed");
-            }
+            p.maintain(now);
         }
     }
 
@@ -380,7 +369,7 @@ fn weir_storage_now() -> i64 {
 
 /// The group coordinator's store: partition 0 of `__consumer_offsets`.
 #[derive(Debug)]
-struct OffsetsLog(Arc<weir_storage::Log>);
+struct OffsetsLog(Arc<Partition>);
 
 impl GroupStore for OffsetsLog {
     fn append(&self, records: Vec<Record>) -> AppendFuture {
@@ -390,15 +379,12 @@ impl GroupStore for OffsetsLog {
             .map(|(k, v)| (Some(k.to_vec()), v.map(|v| v.to_vec()), now))
             .collect();
         let batch = weir_storage::record::build_batch(&specs);
-        let log = self.0.clone();
+        let part = self.0.clone();
         // Appended here, before returning, so records reach the log in call order.
-        let appended = log.append(&batch, 0).and_then(|info| {
-            log.set_high_watermark(info.last_offset + 1)?;
-            Ok(info)
-        });
+        let appended = part.append(&batch);
         Box::pin(async move {
             let info = appended.map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
-            log.wait_durable(info.last_offset)
+            part.wait_durable(info.last_offset)
                 .await
                 .map_err(|e| GroupStoreError::Unavailable(e.to_string()))
         })
@@ -407,17 +393,17 @@ impl GroupStore for OffsetsLog {
     fn load(&self) -> Result<Vec<Record>, GroupStoreError> {
         let mut out = Vec::new();
         let mut offset = self.0.log_start_offset();
+        let limit = weir_storage::record::stored_limit(self.0.config().max_message_bytes);
         loop {
             let r = self
                 .0
-                .read(offset, 1 << 20, ReadBound::LogEnd)
+                .read_log(offset, 1 << 20)
                 .map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
             if r.records.is_empty() {
                 break;
             }
             for (at, h) in weir_storage::HeaderWalk::new(&r.records, 0) {
                 let batch: Bytes = r.records.slice(at..at + h.size());
-                let limit = weir_storage::record::stored_limit(self.0.config().max_message_bytes);
                 let recs = weir_storage::record::decode_records(&batch, limit)
                     .map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
                 out.extend(recs.into_iter().filter_map(|r| r.key.map(|k| (k, r.value))));

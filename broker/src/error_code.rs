@@ -2,7 +2,7 @@
 
 use weir_storage::{BatchError, StorageError};
 
-use crate::partition::AppendError;
+use crate::partition::{AppendError, DeleteRecordsError, LeaderError};
 
 /// Kafka error codes Weir sends.
 #[allow(missing_docs)]
@@ -28,6 +28,8 @@ pub mod code {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const INVALID_RECORD: i16 = 87;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 76;
     pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
@@ -80,5 +82,23 @@ pub fn append(e: &AppendError) -> i16 {
         AppendError::Storage(s) => storage(s),
         AppendError::Producer(p) => p.code(),
         AppendError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
+    }
+}
+
+/// The Kafka error code for a request this node does not serve at the epoch it
+/// names (KIP-320).
+pub fn leader(e: &LeaderError) -> i16 {
+    match e {
+        LeaderError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
+        LeaderError::FencedEpoch { .. } => code::FENCED_LEADER_EPOCH,
+        LeaderError::UnknownEpoch { .. } => code::UNKNOWN_LEADER_EPOCH,
+    }
+}
+
+/// The Kafka error code for a refused DeleteRecords.
+pub fn delete_records(e: &DeleteRecordsError) -> i16 {
+    match e {
+        DeleteRecordsError::OutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
+        DeleteRecordsError::Storage(s) => storage(s),
     }
 }

@@ -1,12 +1,20 @@
 //! A partition as the request handlers see it: a log with a role, a leader epoch,
-//! a high watermark and idempotent-producer state. The replication layer will
-//! put a Raft group under this type; handlers only use its methods.
+//! a high watermark and idempotent-producer state.
+//!
+//! `Partition` is the only door to a partition's log (Kafka's `UnifiedLog` is the
+//! model): handlers, the group coordinator and maintenance call its methods and
+//! never reach the [`Log`] itself. The high watermark moves only through
+//! [`Partition::commit`], so the replication layer can put a Raft group under
+//! this type and make the high watermark its commit index without touching a
+//! handler.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
+use tokio::sync::watch;
 use weir_storage::{
-    BatchHeader, HeaderWalk, Log, ReadBound, ReadResult, StorageError, TopicPartition,
+    BatchHeader, HeaderWalk, Log, LogConfig, ReadBound, ReadResult, StorageError, TimestampOffset,
+    TopicPartition,
 };
 
 use crate::producer_state::{
@@ -39,6 +47,66 @@ pub enum AppendError {
     NotLeader,
 }
 
+/// Why a request naming a leader epoch (KIP-320) is not served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaderError {
+    /// This node does not lead the partition.
+    #[error("not the leader")]
+    NotLeader,
+    /// The client's epoch is older than the leader's: its metadata is stale.
+    #[error("leader epoch {requested} is older than the current {current}")]
+    FencedEpoch {
+        /// The epoch the client sent.
+        requested: i32,
+        /// This leader's epoch.
+        current: i32,
+    },
+    /// The client's epoch is newer than this node knows: this node lags.
+    #[error("leader epoch {requested} is newer than the current {current}")]
+    UnknownEpoch {
+        /// The epoch the client sent.
+        requested: i32,
+        /// This leader's epoch.
+        current: i32,
+    },
+}
+
+/// Why DeleteRecords did not move the log start.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRecordsError {
+    /// The target is negative or above the high watermark.
+    #[error("offset {offset} is outside [0, high watermark {high_watermark}]")]
+    OutOfRange {
+        /// The requested offset.
+        offset: i64,
+        /// The high watermark at the time.
+        high_watermark: i64,
+    },
+    /// The log failed the change.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A partition's offsets at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    /// First offset of the log.
+    pub log_start: i64,
+    /// Offset below which records are committed.
+    pub high_watermark: i64,
+    /// Next offset to be written.
+    pub log_end: i64,
+}
+
+/// This node's role in the partition and the leader epoch it goes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    /// Leader or follower.
+    pub role: Role,
+    /// The leader epoch (the Raft term once partitions are replicated).
+    pub epoch: i32,
+}
+
 /// Offsets an append was given (or had, for a retried batch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -57,12 +125,12 @@ pub struct Appended {
 pub struct Partition {
     /// Topic and partition number.
     pub tp: TopicPartition,
-    /// The partition log.
-    pub log: Arc<Log>,
-    /// Leader epoch (0 on a single node; the Raft term later).
-    pub leader_epoch: i32,
-    /// This node's role.
-    pub role: Role,
+    // The partition log: private, so every read and every move of the high
+    // watermark goes through this type.
+    log: Arc<Log>,
+    // Role and epoch change together (a leader election); read on every
+    // request, written on leadership changes only.
+    leadership: RwLock<Leadership>,
     // Held across the producer check and the (synchronous, page-cache) append so
     // that check-and-write is atomic per partition; never across an `.await`.
     producers: Mutex<ProducerStates>,
@@ -137,10 +205,163 @@ impl Partition {
         Self {
             tp,
             log,
-            leader_epoch: 0,
-            role: Role::Leader,
+            leadership: RwLock::new(Leadership {
+                role: Role::Leader,
+                epoch: 0,
+            }),
             producers: Mutex::new(producers),
             producer_counters: counters,
+        }
+    }
+
+    /// This node's role and the leader epoch.
+    pub fn leadership(&self) -> Leadership {
+        *self.leadership.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes role and epoch (a leader election). The epoch never goes back.
+    pub fn set_leadership(&self, next: Leadership) {
+        let mut l = self.leadership.write().unwrap_or_else(|p| p.into_inner());
+        if next.epoch >= l.epoch {
+            *l = next;
+        }
+    }
+
+    /// The leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leadership().epoch
+    }
+
+    /// Checks that this node leads the partition at the epoch a client names
+    /// (`-1`: the client does not say); returns the current epoch. Used by
+    /// Fetch, ListOffsets and OffsetForLeaderEpoch (KIP-320).
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<i32, LeaderError> {
+        let l = self.leadership();
+        if l.role != Role::Leader {
+            return Err(LeaderError::NotLeader);
+        }
+        let requested = current_leader_epoch;
+        match requested {
+            r if r < 0 || r == l.epoch => Ok(l.epoch),
+            r if r < l.epoch => Err(LeaderError::FencedEpoch {
+                requested,
+                current: l.epoch,
+            }),
+            _ => Err(LeaderError::UnknownEpoch {
+                requested,
+                current: l.epoch,
+            }),
+        }
+    }
+
+    /// Where `epoch` ends in this log (OffsetForLeaderEpoch): the largest epoch
+    /// at or below it and the first offset after it; `(-1, -1)` when the log
+    /// knows no such epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let current = self.leader_epoch();
+        if epoch < 0 || epoch < current {
+            // Every batch of a single node carries epoch 0 so far.
+            return (-1, -1);
+        }
+        (current, self.log.log_end_offset())
+    }
+
+    /// Log start, high watermark and log end.
+    pub fn offsets(&self) -> Offsets {
+        Offsets {
+            log_start: self.log.log_start_offset(),
+            high_watermark: self.log.high_watermark(),
+            log_end: self.log.log_end_offset(),
+        }
+    }
+
+    /// Offset below which records are committed and visible to consumers.
+    pub fn high_watermark(&self) -> i64 {
+        self.log.high_watermark()
+    }
+
+    /// First offset of the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    /// A receiver that sees every high-watermark move (long-polling fetches).
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.log.subscribe_high_watermark()
+    }
+
+    /// Records below `next_offset` are committed: moves the high watermark up
+    /// (never down, never past the log end). On one node a leader append is
+    /// committed at once; under replication this is the commit index.
+    pub fn commit(&self, next_offset: i64) -> Result<i64, StorageError> {
+        let hw = self.log.high_watermark();
+        if next_offset <= hw {
+            return Ok(hw);
+        }
+        self.log.set_high_watermark(next_offset)
+    }
+
+    /// The first committed record at or after `timestamp` (ListOffsets by time).
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, StorageError> {
+        let found = self.log.offset_for_timestamp(timestamp)?;
+        Ok(found.filter(|f| f.offset < self.log.high_watermark()))
+    }
+
+    /// DeleteRecords: raises the log start to `offset` (`-1`: the high
+    /// watermark); returns the new log start. Durable on return.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, DeleteRecordsError> {
+        let high_watermark = self.log.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(DeleteRecordsError::OutOfRange {
+                offset,
+                high_watermark,
+            });
+        }
+        Ok(self.log.advance_log_start(target)?)
+    }
+
+    /// Waits until every record up to `offset` is on disk under the log's
+    /// fsync policy (at once under the page-cache policy).
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), StorageError> {
+        self.log.wait_durable(offset).await
+    }
+
+    /// Whether the log fsyncs every append (`--fsync always`, `flush.messages=1`),
+    /// so that acks=1 waits for the fsync too.
+    pub fn fsyncs_every_append(&self) -> bool {
+        self.log.durability() == weir_storage::Durability::EveryAppend
+    }
+
+    /// The log's settings.
+    pub fn config(&self) -> LogConfig {
+        self.log.config()
+    }
+
+    /// Replaces the log's settings (a topic config change).
+    pub fn set_config(&self, cfg: LogConfig) {
+        self.log.set_config(cfg);
+    }
+
+    /// Periodic upkeep: forgets idle producers, applies retention and
+    /// compaction, and flushes, so rolled segments reach the disk and recovery
+    /// points advance even when no acks=all producer asks for a flush. Blocking
+    /// I/O: call it off the async workers. Errors are logged, not returned: one
+    /// failing partition must not stop the upkeep of the others.
+    pub fn maintain(&self, now_ms: i64) {
+        self.expire_producers(now_ms);
+        let tp = &self.tp;
+        if let Err(e) = self.log.enforce_retention(now_ms) {
+            tracing::warn!(partition = %tp, error = %e, "retention failed");
+        }
+        if let Err(e) = self.log.compact() {
+            tracing::warn!(partition = %tp, error = %e, "compaction failed");
+        }
+        if let Err(e) = self.log.flush() {
+            tracing::warn!(partition = %tp, error = %e, "flush failed");
         }
     }
 
@@ -184,7 +405,8 @@ impl Partition {
     /// watermark: on one node, a leader append is committed. Page-cache durable on
     /// return; see [`Log::wait_durable`] for disk durability.
     pub fn append(&self, records: &[u8]) -> Result<Appended, AppendError> {
-        if self.role != Role::Leader {
+        let leadership = self.leadership();
+        if leadership.role != Role::Leader {
             return Err(AppendError::NotLeader);
         }
         let first = BatchHeader::parse(records).map_err(|source| StorageError::InvalidBatch {
@@ -204,7 +426,7 @@ impl Partition {
                 });
             }
         }
-        let info = self.log.append(records, self.leader_epoch)?;
+        let info = self.log.append(records, leadership.epoch)?;
         let removed = ids
             .as_ref()
             .map(|ids| producers.record(ids, info.base_offset, info.last_offset, now_ms()));
@@ -212,7 +434,7 @@ impl Partition {
         if let Some(removed) = removed {
             self.count(removed);
         }
-        self.log.set_high_watermark(info.last_offset + 1)?;
+        self.commit(info.last_offset + 1)?;
         Ok(Appended {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -234,6 +456,19 @@ impl Partition {
             ReadBound::HighWatermark
         };
         self.log.read(offset, max_bytes, bound)
+    }
+
+    /// Reads everything written, committed or not (the group coordinator loading
+    /// its state, replicas copying the leader).
+    pub fn read_log(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
+        self.log.read(offset, max_bytes, ReadBound::LogEnd)
+    }
+
+    /// Closes the log cleanly (flush, clean-shutdown marker); for tests of
+    /// restarts.
+    #[cfg(test)]
+    fn close(&self) -> Result<(), StorageError> {
+        self.log.close()
     }
 }
 
@@ -294,6 +529,95 @@ mod tests {
         assert_eq!(error_code::append(&err), 45, "{err}");
     }
 
+    /// KIP-320: a leader serves a request naming its epoch or none; an older
+    /// epoch is fenced, a newer one unknown; a follower serves neither.
+    #[test]
+    fn requests_are_checked_against_the_leader_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path(), ProducerLimits::default());
+        p.set_leadership(Leadership {
+            role: Role::Leader,
+            epoch: 4,
+        });
+        assert_eq!(p.check_leader(4), Ok(4));
+        assert_eq!(p.check_leader(-1), Ok(4));
+        assert_eq!(
+            p.check_leader(3),
+            Err(LeaderError::FencedEpoch {
+                requested: 3,
+                current: 4
+            })
+        );
+        assert_eq!(
+            p.check_leader(5),
+            Err(LeaderError::UnknownEpoch {
+                requested: 5,
+                current: 4
+            })
+        );
+        assert_eq!(error_code::leader(&p.check_leader(3).unwrap_err()), 74);
+        assert_eq!(error_code::leader(&p.check_leader(5).unwrap_err()), 76);
+        // The epoch never goes back; a follower refuses reads and appends.
+        p.set_leadership(Leadership {
+            role: Role::Leader,
+            epoch: 2,
+        });
+        assert_eq!(p.leader_epoch(), 4);
+        p.set_leadership(Leadership {
+            role: Role::Follower { leader: 2 },
+            epoch: 5,
+        });
+        assert_eq!(p.check_leader(5), Err(LeaderError::NotLeader));
+        assert!(matches!(
+            p.append(&batch(1, 0)),
+            Err(AppendError::NotLeader)
+        ));
+        // Appends made as leader carry the epoch in their batches.
+        p.set_leadership(Leadership {
+            role: Role::Leader,
+            epoch: 6,
+        });
+        let a = p.append(&batch(1, 0)).unwrap();
+        let r = p.read_log(a.base_offset, 1 << 20).unwrap();
+        assert_eq!(
+            BatchHeader::parse(&r.records)
+                .unwrap()
+                .partition_leader_epoch,
+            6
+        );
+    }
+
+    /// The high watermark only moves up, and DeleteRecords stays below it.
+    #[test]
+    fn high_watermark_moves_up_only_and_bounds_delete_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path(), ProducerLimits::default());
+        for pid in 1..=3 {
+            p.append(&batch(pid, 0)).unwrap();
+        }
+        assert_eq!(p.high_watermark(), 3);
+        assert_eq!(p.commit(1).unwrap(), 3);
+        assert_eq!(p.high_watermark(), 3);
+        assert!(matches!(
+            p.delete_records(4),
+            Err(DeleteRecordsError::OutOfRange { offset: 4, .. })
+        ));
+        assert!(matches!(
+            p.delete_records(-5),
+            Err(DeleteRecordsError::OutOfRange { .. })
+        ));
+        assert_eq!(p.delete_records(2).unwrap(), 2);
+        assert_eq!(p.delete_records(-1).unwrap(), 3);
+        assert_eq!(
+            p.offsets(),
+            Offsets {
+                log_start: 3,
+                high_watermark: 3,
+                log_end: 3
+            }
+        );
+    }
+
     /// Rebuilding from the log keeps the bound, keeping the producers that
     /// wrote last.
     #[test]
@@ -309,7 +633,7 @@ mod tests {
                 p.append(&batch(pid, 0)).unwrap();
             }
             p.append(&batch(1, 1)).unwrap();
-            p.log.close().unwrap();
+            p.close().unwrap();
         }
         let p = partition(dir.path(), limits);
         assert_eq!(p.producer_count(), 3);

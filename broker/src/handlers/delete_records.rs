@@ -26,17 +26,10 @@ pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
                             .with_low_watermark(-1);
                     };
-                    let hw = part.log.high_watermark();
-                    let target = if p.offset == -1 { hw } else { p.offset };
-                    if target < 0 || target > hw {
-                        return r
-                            .with_error_code(code::OFFSET_OUT_OF_RANGE)
-                            .with_low_watermark(-1);
-                    }
-                    match part.log.advance_log_start(target) {
+                    match part.delete_records(p.offset) {
                         Ok(low) => r.with_low_watermark(low),
                         Err(e) => r
-                            .with_error_code(error_code::storage(&e))
+                            .with_error_code(error_code::delete_records(&e))
                             .with_low_watermark(-1),
                     }
                 })

@@ -42,6 +42,18 @@ fn read_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
                 );
                 continue;
             };
+            // KIP-320: a consumer naming an older or newer epoch is told so.
+            if let Err(e) = part.check_leader(p.current_leader_epoch) {
+                any_error = true;
+                let o = part.offsets();
+                parts.push(
+                    out.with_error_code(error_code::leader(&e))
+                        .with_high_watermark(o.high_watermark)
+                        .with_last_stable_offset(o.high_watermark)
+                        .with_log_start_offset(o.log_start),
+                );
+                continue;
+            }
             let limit = (p.partition_max_bytes.max(0) as usize)
                 .min(max_total.saturating_sub(total))
                 .max(1);
@@ -61,7 +73,8 @@ fn read_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
                 }
                 Err(e) => {
                     any_error = true;
-                    let (hw, start) = (part.log.high_watermark(), part.log.log_start_offset());
+                    let o = part.offsets();
+                    let (hw, start) = (o.high_watermark, o.log_start);
                     if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
                         tracing::warn!(topic = %name, partition = p.partition, error = %e, "fetch failed");
                     }
@@ -101,7 +114,7 @@ pub async fn handle(b: &Broker, req: FetchRequest, _version: i16) -> FetchRespon
                 .iter()
                 .filter_map(|p| b.partition(t.topic.0.as_str(), p.partition))
         })
-        .map(|p| p.log.subscribe_high_watermark())
+        .map(|p| p.subscribe_high_watermark())
         .collect();
     let min = req.min_bytes.max(1) as usize;
     loop {

@@ -11,7 +11,6 @@ use crate::error_code::{self, code};
 
 /// Looks up each requested partition.
 pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    let epoch = if version >= 4 { 0 } else { -1 };
     let topics = req
         .topics
         .into_iter()
@@ -23,26 +22,37 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                 .map(|p| {
                     let r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
-                        .with_leader_epoch(epoch);
+                        .with_leader_epoch(-1);
                     let Some(part) = b.partition(&name, p.partition_index) else {
                         return r
                             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
                             .with_offset(-1)
                             .with_timestamp(-1);
                     };
-                    let log = &part.log;
+                    // KIP-320: a client naming an epoch is checked against ours.
+                    let epoch = match part.check_leader(p.current_leader_epoch) {
+                        Ok(epoch) => epoch,
+                        Err(e) => {
+                            return r
+                                .with_error_code(error_code::leader(&e))
+                                .with_offset(-1)
+                                .with_timestamp(-1)
+                        }
+                    };
+                    let r = r.with_leader_epoch(if version >= 4 { epoch } else { -1 });
+                    let o = part.offsets();
                     match p.timestamp {
-                        -2 => r.with_offset(log.log_start_offset()).with_timestamp(-1),
-                        -1 => r.with_offset(log.high_watermark()).with_timestamp(-1),
+                        -2 => r.with_offset(o.log_start).with_timestamp(-1),
+                        -1 => r.with_offset(o.high_watermark).with_timestamp(-1),
                         -3 => {
-                            let last = log.high_watermark() - 1;
-                            if last < log.log_start_offset() {
+                            let last = o.high_watermark - 1;
+                            if last < o.log_start {
                                 r.with_offset(-1).with_timestamp(-1)
                             } else {
                                 r.with_offset(last).with_timestamp(-1)
                             }
                         }
-                        ts => match log.offset_for_timestamp(ts) {
+                        ts => match part.offset_for_timestamp(ts) {
                             Ok(Some(found)) => {
                                 r.with_offset(found.offset).with_timestamp(found.timestamp)
                             }

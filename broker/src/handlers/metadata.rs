@@ -17,10 +17,11 @@ fn topic(b: &Broker, name: &str, t: &TopicMeta, ops: i32) -> MetadataResponseTop
     let node = BrokerId(b.config.node_id);
     let partitions = (0..t.partitions)
         .map(|p| {
+            let epoch = b.partition(name, p).map_or(-1, |part| part.leader_epoch());
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(epoch)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

@@ -1,4 +1,5 @@
-//! OffsetForLeaderEpoch: one node has had one leader epoch (0), ending at the log end.
+//! OffsetForLeaderEpoch: where a leader epoch ends in this partition's log, so a
+//! client (KIP-320) or a replica can detect and cut a diverged suffix.
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -6,7 +7,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use crate::broker::Broker;
-use crate::error_code::code;
+use crate::error_code::{self, code};
 
 /// Answers the end offset of each requested epoch.
 pub fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
@@ -20,18 +21,20 @@ pub fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEp
                 .into_iter()
                 .map(|p| {
                     let r = EpochEndOffset::default().with_partition(p.partition);
-                    match b.partition(&name, p.partition) {
-                        None => r
+                    let Some(part) = b.partition(&name, p.partition) else {
+                        return r
                             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
                             .with_leader_epoch(-1)
-                            .with_end_offset(-1),
-                        Some(_) if p.leader_epoch < 0 => {
-                            r.with_leader_epoch(-1).with_end_offset(-1)
-                        }
-                        Some(part) => r
-                            .with_leader_epoch(part.leader_epoch)
-                            .with_end_offset(part.log.log_end_offset()),
+                            .with_end_offset(-1);
+                    };
+                    if let Err(e) = part.check_leader(p.current_leader_epoch) {
+                        return r
+                            .with_error_code(error_code::leader(&e))
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
                     }
+                    let (epoch, end) = part.end_offset_for_epoch(p.leader_epoch);
+                    r.with_leader_epoch(epoch).with_end_offset(end)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

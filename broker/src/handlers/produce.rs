@@ -5,20 +5,18 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::broker::Broker;
+use crate::error_code::{self, code};
+use crate::partition::{Appended, Partition};
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use weir_storage::Log;
-
-use crate::broker::Broker;
-use crate::error_code::{self, code};
-use crate::partition::Appended;
 
 struct Outcome {
     index: i32,
-    result: Result<(Appended, Arc<Log>), Refusal>,
+    result: Result<(Appended, Arc<Partition>), Refusal>,
 }
 
 /// Why a partition's records were not appended, as the response reports it.
@@ -67,7 +65,7 @@ pub fn handle(
                                 .metrics
                                 .produce_bytes
                                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-                            Ok((a, part.log.clone()))
+                            Ok((a, part))
                         }
                         Err(e) => {
                             tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
@@ -95,11 +93,10 @@ pub fn handle(
         if acks != 0 {
             for (_, outcomes) in &mut topics {
                 for o in outcomes.iter_mut() {
-                    let Ok((a, log)) = &o.result else { continue };
-                    let every_append = log.durability() == weir_storage::Durability::EveryAppend;
-                    if acks == -1 || every_append {
-                        if let Err(e) = log.wait_durable(a.last_offset).await {
-                            tracing::error!(log = log.name(), error = %e, "flush failed");
+                    let Ok((a, part)) = &o.result else { continue };
+                    if acks == -1 || part.fsyncs_every_append() {
+                        if let Err(e) = part.wait_durable(a.last_offset).await {
+                            tracing::error!(partition = %part.tp, error = %e, "flush failed");
                             o.result = Err(Refusal {
                                 code: error_code::storage(&e),
                                 message: Some(e.to_string()),
@@ -121,10 +118,10 @@ pub fn handle(
                     .map(|o| {
                         let r = PartitionProduceResponse::default().with_index(o.index);
                         match o.result {
-                            Ok((a, log)) => r
+                            Ok((a, part)) => r
                                 .with_base_offset(a.base_offset)
                                 .with_log_append_time_ms(a.log_append_time)
-                                .with_log_start_offset(log.log_start_offset()),
+                                .with_log_start_offset(part.log_start_offset()),
                             Err(refusal) => {
                                 let message = refusal.message.map(StrBytes::from_string);
                                 let record_errors = refusal

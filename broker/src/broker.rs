@@ -12,6 +12,7 @@ use crate::group::{
     AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, PartitionCheck,
     Record,
 };
+use crate::identity::{self, Identity};
 use crate::limits::Limits;
 use crate::metadata::{MetadataStore, TopicError, TopicMeta};
 use crate::metrics::Metrics;
@@ -26,6 +27,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub struct Broker {
     /// Resolved settings.
     pub config: BrokerConfig,
+    /// The cluster and node this data directory belongs to.
+    pub identity: Identity,
     /// Host put in Metadata.
     pub advertised_host: String,
     /// Port put in Metadata.
@@ -82,6 +85,12 @@ impl Broker {
         advertised_port: i32,
     ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.data_dir)?;
+        let identity = identity::load_or_create(
+            &config.data_dir,
+            config.node_id,
+            config.cluster_id.as_deref(),
+        )?;
+        tracing::info!(cluster_id = %identity.cluster_id, node_id = identity.node_id, "identity");
         let logs_dir = config.data_dir.join("logs");
         let has_logs = std::fs::read_dir(&logs_dir).is_ok_and(|mut d| d.next().is_some());
         if has_logs && !config.data_dir.join("meta").join("topics.json").exists() {
@@ -154,6 +163,7 @@ impl Broker {
         let config_limits = config.limits;
         let broker = Arc::new(Self {
             config,
+            identity,
             advertised_host,
             advertised_port,
             meta,

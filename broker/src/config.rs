@@ -32,6 +32,10 @@ pub struct BrokerArgs {
     /// This node's id [default: 0].
     #[arg(long, env = "WEIR_NODE_ID")]
     pub node_id: Option<i32>,
+    /// Cluster id recorded in a new data directory and required of an existing
+    /// one [default: a random id at first start].
+    #[arg(long, env = "WEIR_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// Create unknown topics on Metadata/Produce [default: true].
     #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -92,6 +96,8 @@ pub struct BrokerConfig {
     pub admin_listen: String,
     /// Node id.
     pub node_id: i32,
+    /// The cluster id asked for (`--cluster-id`), if any.
+    pub cluster_id: Option<String>,
     /// Auto-create topics.
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics.
@@ -260,6 +266,7 @@ impl BrokerArgs {
             advertise: self.advertise.or(file.advertise),
             admin_listen: self.admin_listen.or(file.admin_listen),
             node_id: self.node_id.or(file.node_id),
+            cluster_id: self.cluster_id.or(file.cluster_id),
             auto_create_topics: self.auto_create_topics.or(file.auto_create_topics),
             default_partitions: self.default_partitions.or(file.default_partitions),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
@@ -351,6 +358,7 @@ impl BrokerArgs {
             ("advertise", a.advertise.is_some()),
             ("admin-listen", a.admin_listen.is_some()),
             ("node-id", a.node_id.is_some()),
+            ("cluster-id", a.cluster_id.is_some()),
             ("auto-create-topics", a.auto_create_topics.is_some()),
             ("default-partitions", a.default_partitions.is_some()),
             ("max-frame-bytes", a.max_frame_bytes.is_some()),
@@ -392,6 +400,7 @@ impl BrokerArgs {
             advertise: a.advertise,
             admin_listen: a.admin_listen.unwrap_or_else(|| "127.0.0.1:9644".into()),
             node_id: a.node_id.unwrap_or(0),
+            cluster_id: a.cluster_id,
             auto_create_topics: a.auto_create_topics.unwrap_or(true),
             default_partitions: a.default_partitions.unwrap_or(1).max(1),
             max_frame_bytes: a.max_frame_bytes.unwrap_or(100 << 20),

@@ -19,6 +19,7 @@ pub mod error_code;
 pub mod group;
 pub mod handlers;
 pub mod health;
+pub mod identity;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

@@ -7,13 +7,12 @@ use super::s;
 use crate::authorized_operations;
 use crate::broker::Broker;
 use crate::error_code::code;
-use crate::handlers::metadata::CLUSTER_ID;
 
 /// Describes the cluster (its brokers' Kafka listeners; endpoint type 1).
 pub fn handle(b: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
-        .with_cluster_id(s(CLUSTER_ID))
+        .with_cluster_id(s(&b.identity.cluster_id))
         .with_controller_id(BrokerId(b.config.node_id))
         .with_cluster_authorized_operations(authorized_operations::if_requested(
             req.include_cluster_authorized_operations,

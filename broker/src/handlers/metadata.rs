@@ -10,9 +10,6 @@ use crate::authorized_operations;
 use crate::broker::Broker;
 use crate::metadata::TopicMeta;
 
-/// The cluster id reported to clients (one per node until the cluster records one).
-pub const CLUSTER_ID: &str = "weir";
-
 fn topic(b: &Broker, name: &str, t: &TopicMeta, ops: i32) -> MetadataResponseTopic {
     let node = BrokerId(b.config.node_id);
     let partitions = (0..t.partitions)
@@ -72,7 +69,7 @@ pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespons
         .with_port(b.advertised_port);
     MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(s(CLUSTER_ID)))
+        .with_cluster_id(Some(s(&b.identity.cluster_id)))
         .with_controller_id(BrokerId(b.config.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)

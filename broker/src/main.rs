@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run a node.
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     #[command(flatten)]
     Client(weir_client::cli::Command),
 }
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.cmd {
-        Cmd::Broker(args) => rt.block_on(run_broker(args)),
+        Cmd::Broker(args) => rt.block_on(run_broker(*args)),
         Cmd::Client(cmd) => rt.block_on(weir_client::cli::run(cmd)),
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+pub mod proxy;
 pub mod raw;
 
 /// How long a node may take to print its `weir listening` line.

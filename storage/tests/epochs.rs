@@ -461,9 +461,6 @@ fn the_cache_agrees_with_the_batches_through_reopens_and_crashes() {
             let (start, end) = (log.log_start_offset(), log.log_end_offset());
             let upto = |rng: &mut Rng| start + rng.below((end - start + 1) as u64) as i64;
             let op = rng.below(12);
-            if std::env::var_os("EPOCH_TRACE").is_some() {
-                eprintln!("seed {seed} step {step} op {op} start {start} end {end} model {model:?} cache {:?}", log.epoch_entries());
-            }
             match op {
                 0..=5 => {
                     epoch += i32::from(rng.below(3) == 0) * rng.below(3) as i32;

@@ -1,4 +1,5 @@
-//! Small crash-safe files of a partition directory: one decimal offset each.
+//! Small crash-safe files of a partition directory: one decimal offset each (and
+//! the leader-epoch checkpoint, see [`crate::epoch_cache`]).
 //!
 //! Written as `<name>.tmp`, fsynced, renamed over `<name>`, and the directory fsynced,
 //! so a reader finds either the old value or the new one.
@@ -15,6 +16,9 @@ pub(crate) const LOG_START: &str = "log-start-offset";
 pub(crate) const RECOVERY_POINT: &str = "recovery-point";
 /// Present only between a clean close and the next open.
 pub(crate) const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
+/// The offset a [`crate::Log::reset_to`] restarts the log at, present while the
+/// reset is under way: an open finding it completes the reset.
+pub(crate) const RESET: &str = "reset-in-progress";
 
 /// Atomically replaces the checkpoint `name` in `dir` with `value`.
 pub(crate) fn write(dir: &Path, name: &str, value: i64) -> Result<()> {
@@ -23,11 +27,15 @@ pub(crate) fn write(dir: &Path, name: &str, value: i64) -> Result<()> {
         name.to_string(),
         value,
     ));
+    write_text(dir, name, &format!("{value}\n"))
+}
+
+/// Atomically replaces the file `name` in `dir` with `text`; durable on return.
+pub(crate) fn write_text(dir: &Path, name: &str, text: &str) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(format!("{value}\n").as_bytes())
-        .map_err(io_err(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
     sync_dir(dir)

@@ -161,6 +161,25 @@ pub enum StorageError {
         /// The file being written.
         path: PathBuf,
     },
+    /// The `leader-epoch-checkpoint` file is not a valid epoch cache (an open
+    /// rebuilds it from the batches instead of failing).
+    #[error("invalid leader-epoch checkpoint {path}, line {line}: {reason}")]
+    InvalidEpochCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// The line at fault, from 1 (0 when the file ends too early).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// [`crate::Log::reset_to`] was asked for a negative offset.
+    #[error("cannot reset the log in {path} to negative offset {offset}")]
+    NegativeResetOffset {
+        /// The log's directory.
+        path: PathBuf,
+        /// The offset asked for.
+        offset: i64,
+    },
     /// A partition directory name is not `<topic>-<partition>`.
     #[error("invalid partition directory name {0:?}")]
     InvalidPartitionDir(String),

@@ -16,6 +16,7 @@ mod checkpoint;
 mod cleaner;
 mod codec;
 mod config;
+mod epoch_cache;
 mod error;
 mod index;
 mod log;

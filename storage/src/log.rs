@@ -8,8 +8,11 @@
 //! - When [`Log::wait_durable`] resolves `Ok` for offset `o`, every batch up to `o` is
 //!   fdatasync'ed (under [`Durability::PageCache`] it resolves at once and promises
 //!   nothing beyond the page cache).
-//! - [`Log::truncate_to`], [`Log::advance_log_start`] and retention are on disk when
-//!   they return.
+//! - [`Log::truncate_to`], [`Log::advance_log_start`], [`Log::reset_to`] and retention
+//!   are on disk when they return, their changes to the leader-epoch cache included.
+//! - A new leader epoch seen by an append reaches the `leader-epoch-checkpoint` file
+//!   with the next flush (see [`crate::epoch_cache`] for why the file may lag after a
+//!   crash, and how opening the log reconciles it).
 //! - [`Log::close`] flushes everything and leaves a clean-shutdown marker.
 
 use std::collections::BTreeMap;
@@ -24,6 +27,7 @@ use tokio::sync::{watch, Notify};
 use crate::batch::{self, BatchHeader, CountRule};
 use crate::checkpoint;
 use crate::config::{Durability, LogConfig};
+use crate::epoch_cache::{Assigned, EpochCache};
 use crate::error::{Result, StorageError};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
@@ -122,6 +126,11 @@ pub(crate) struct State {
     /// The log's directory is new: the parent's entry for it is not yet synced.
     pub(crate) parent_dirty: bool,
     pub(crate) closed: bool,
+    /// The leader-epoch cache (one small entry per leader epoch).
+    pub(crate) epochs: EpochCache,
+    /// The `epochs.version()` last written to its file; the cache is dirty when
+    /// they differ.
+    pub(crate) epochs_written: u64,
 }
 
 impl State {
@@ -143,6 +152,22 @@ impl State {
     fn size(&self) -> u64 {
         self.segments.values().map(|s| s.size() as u64).sum()
     }
+    /// Calls `f` with the header of every batch holding offsets `>= from`, in
+    /// order, until it returns false.
+    pub(crate) fn walk_batches(&self, from: i64, mut f: impl FnMut(&BatchHeader) -> bool) {
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(k, _)| *k);
+        for seg in self.segments.range(first..).map(|(_, s)| s) {
+            for h in seg.view(from).headers_from(from) {
+                if !f(&h) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// One partition's log. Shared as `Arc<Log>`; every method takes `&self`.
@@ -162,6 +187,10 @@ pub struct Log {
     flush_done: Notify,
     /// Serialises writes of the recovery-point checkpoint file.
     checkpoint_lock: Mutex<()>,
+    /// Serialises writes of the leader-epoch file; holds the cache version on disk,
+    /// so a flush's older snapshot never overwrites a newer file. Taken after the
+    /// state lock when both are held, never the other way round.
+    epoch_file: Mutex<u64>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -179,11 +208,12 @@ impl Log {
             dir: dir.to_path_buf(),
             flushed_tx: watch::Sender::new(state.flushed),
             hw_tx: watch::Sender::new(state.high_watermark),
-            state: Mutex::new(state),
             flushing: AtomicBool::new(false),
             flush_wake: Notify::new(),
             flush_done: Notify::new(),
             checkpoint_lock: Mutex::new(()),
+            epoch_file: Mutex::new(state.epochs_written),
+            state: Mutex::new(state),
         };
         Ok((log, report))
     }
@@ -320,6 +350,10 @@ impl Log {
         let cfg = st.cfg.clone();
         st.active_mut()
             .append_stamped(buf, headers, stamps, &cfg, now)?;
+        // In memory only: the file follows with the next flush (no fsync here).
+        for (_, h) in headers {
+            self.assign_epoch(st, h);
+        }
         st.unflushed_bytes += buf.len() as u64;
         st.first_unflushed.get_or_insert_with(Instant::now);
         let first = headers
@@ -339,6 +373,44 @@ impl Log {
             bytes: buf.len(),
             log_append_time: -1,
         })
+    }
+
+    /// Notes the epoch of an appended batch in the epoch cache.
+    fn assign_epoch(&self, st: &mut State, h: &BatchHeader) {
+        let epoch = h.partition_leader_epoch;
+        if let Assigned::Stale { latest } = st.epochs.assign(epoch, h.base_offset) {
+            // As in Kafka: a batch of an older leader after a newer one is a bug
+            // upstream; the cache keeps its epochs increasing and says so.
+            tracing::warn!(log = %self.name, epoch, latest, base_offset = h.base_offset,
+                "appended batch has a leader epoch below the latest; not cached");
+        }
+    }
+
+    /// Writes the epoch cache now, under the log's lock (truncations, close,
+    /// reset: rare operations that are durable on return).
+    fn persist_epochs_locked(&self, st: &mut State) -> Result<()> {
+        let mut on_disk = self.epoch_file.lock().unwrap_or_else(|p| p.into_inner());
+        st.epochs.write(&self.dir)?;
+        *on_disk = st.epochs.version();
+        st.epochs_written = st.epochs.version();
+        Ok(())
+    }
+
+    /// Writes a copy of the epoch cache that `flush` took, outside the log's lock,
+    /// unless a newer version reached the file meanwhile.
+    fn persist_epochs_copy(&self, copy: &EpochCache) -> Result<()> {
+        let version = copy.version();
+        {
+            let mut on_disk = self.epoch_file.lock().unwrap_or_else(|p| p.into_inner());
+            if version <= *on_disk {
+                return Ok(());
+            }
+            copy.write(&self.dir)?;
+            *on_disk = version;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.epochs_written = st.epochs_written.max(version);
+        Ok(())
     }
 
     /// Starts the flush the policy asks for after a write (`after` was read under
@@ -486,6 +558,30 @@ impl Log {
             .log_end()
     }
 
+    /// OffsetForLeaderEpoch: the largest epoch `<= epoch` and its end offset, as
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor` answers (see [`Log::epoch_entries`]):
+    /// the latest epoch ends at the log end, an older one where the next begins;
+    /// an epoch below every cached one gives `(epoch, first start offset)`, one
+    /// above the latest or negative `(-1, -1)`. `None` when no batch carries an
+    /// epoch: the caller answers `(-1, -1)` to a follower (it then truncates to
+    /// its high watermark) or the log end to a consumer.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.epochs.end_offset_for(epoch, st.log_end())
+    }
+
+    /// The leader epoch of the newest batch that carries one.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.epochs.latest_epoch()
+    }
+
+    /// The leader-epoch cache: (epoch, offset of its first batch), oldest first.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.epochs.entries()
+    }
+
     /// Offset below which records are committed and visible to consumers.
     pub fn high_watermark(&self) -> i64 {
         *self.hw_tx.borrow()
@@ -554,10 +650,11 @@ impl Log {
 
     /// Writes every appended byte to disk; returns the offset now durable.
     pub fn flush(&self) -> Result<i64> {
-        let (files, target, gen, dir_dirty, parent_dirty) = {
+        let (files, target, gen, dir_dirty, parent_dirty, epochs) = {
             let mut st = self.lock()?;
             let target = st.log_end();
-            if target == st.flushed && !st.dir_dirty && !st.parent_dirty {
+            let epochs_dirty = st.epochs.version() != st.epochs_written;
+            if target == st.flushed && !st.dir_dirty && !st.parent_dirty && !epochs_dirty {
                 return Ok(target);
             }
             let from = st
@@ -574,6 +671,8 @@ impl Log {
                 st.truncations,
                 std::mem::take(&mut st.dir_dirty),
                 std::mem::take(&mut st.parent_dirty),
+                // Taken with `target`: it names no batch past the data synced below.
+                epochs_dirty.then(|| st.epochs.clone()),
             )
         };
         for (file, path) in files {
@@ -584,6 +683,11 @@ impl Log {
         }
         if let Some(parent) = self.dir.parent().filter(|_| parent_dirty) {
             checkpoint::sync_dir(parent)?;
+        }
+        // Before the recovery point can move: an open trusts the file to name
+        // every epoch below it (and walks only the batches after).
+        if let Some(epochs) = epochs {
+            self.persist_epochs_copy(&epochs)?;
         }
         let (flushed, new_recovery_point) = {
             let mut st = self.lock()?;
@@ -749,6 +853,9 @@ impl Log {
             active.truncate_from(offset)?
         };
         checkpoint::sync_dir(&self.dir)?;
+        if st.epochs.truncate_from_end(new_end) {
+            self.persist_epochs_locked(&mut st)?;
+        }
         if checkpoint::read(&self.dir, checkpoint::RECOVERY_POINT).is_some_and(|rp| rp > new_end) {
             checkpoint::write(&self.dir, checkpoint::RECOVERY_POINT, new_end)?;
         }
@@ -774,15 +881,25 @@ impl Log {
             });
         }
         if offset > st.log_start {
-            checkpoint::write(&self.dir, checkpoint::LOG_START, offset)?;
-            st.log_start = offset;
-            st.high_watermark = st.high_watermark.max(offset);
-            self.hw_tx.send_replace(st.high_watermark);
+            self.raise_log_start_locked(&mut st, offset)?;
         }
         // Also when the start did not move: a roll since the last move may have
         // sealed a segment that now holds nothing at or above the start.
         self.delete_below_start(&mut st)?;
         Ok(st.log_start)
+    }
+
+    /// Raises the log start to `offset` (durably): its checkpoint, the high
+    /// watermark, and the epoch cache, whose first entry moves up to it.
+    fn raise_log_start_locked(&self, st: &mut State, offset: i64) -> Result<()> {
+        checkpoint::write(&self.dir, checkpoint::LOG_START, offset)?;
+        st.log_start = offset;
+        st.high_watermark = st.high_watermark.max(offset);
+        self.hw_tx.send_replace(st.high_watermark);
+        if st.epochs.truncate_from_start(offset) {
+            self.persist_epochs_locked(st)?;
+        }
+        Ok(())
     }
 
     /// Deletes sealed segments that hold nothing at or above the log start.
@@ -845,10 +962,7 @@ impl Log {
             new_start = new_start.max(next_base);
         }
         if new_start > st.log_start {
-            checkpoint::write(&self.dir, checkpoint::LOG_START, new_start)?;
-            st.log_start = new_start;
-            st.high_watermark = st.high_watermark.max(new_start);
-            self.hw_tx.send_replace(st.high_watermark);
+            self.raise_log_start_locked(&mut st, new_start)?;
         }
         let (segments_deleted, bytes_deleted) = self.delete_below_start(&mut st)?;
         if segments_deleted > 0 {
@@ -861,11 +975,73 @@ impl Log {
         })
     }
 
+    /// Empties the log and restarts it at `offset` (Kafka's truncateFullyAndStartAt),
+    /// for a follower whose leader's log starts past its own end: every segment is
+    /// deleted, one empty segment is created at `offset`, and the log start, log
+    /// end, high watermark and recovery point all become `offset`; the epoch cache
+    /// is emptied. Any `offset >= 0` is accepted, inside or outside the current
+    /// range. Durable on return, and all or nothing across a crash: a marker
+    /// written first makes the next open finish an interrupted reset. If a step
+    /// fails after the marker, the log is closed (reopening it finishes the reset).
+    pub fn reset_to(&self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(StorageError::NegativeResetOffset {
+                path: self.dir.clone(),
+                offset,
+            });
+        }
+        let mut st = self.lock()?;
+        checkpoint::write(&self.dir, checkpoint::RESET, offset)?;
+        if let Err(e) = self.reset_locked(&mut st, offset) {
+            st.closed = true;
+            tracing::error!(log = %self.name, offset, error = %e, "reset failed; log closed");
+            return Err(e);
+        }
+        tracing::info!(log = %self.name, offset, "log reset");
+        Ok(())
+    }
+
+    /// [`Log::reset_to`] once its marker is on disk.
+    fn reset_locked(&self, st: &mut State, offset: i64) -> Result<()> {
+        // A flush that took file handles before this does not move `flushed`.
+        st.truncations += 1;
+        for seg in st.segments.values() {
+            remove_files(&seg.files())?;
+        }
+        let seg = Segment::create(&self.dir, offset, &st.cfg, "")?;
+        st.segments = BTreeMap::from([(offset, seg)]);
+        recovery::reset_checkpoints(&self.dir, offset)?;
+        st.epochs.clear();
+        self.persist_epochs_locked(st)?;
+        checkpoint::sync_dir(&self.dir)?;
+        if let Some(parent) = self.dir.parent().filter(|_| st.parent_dirty) {
+            checkpoint::sync_dir(parent)?;
+        }
+        // Everything is on disk: the marker can go.
+        remove_files(&[self.dir.join(checkpoint::RESET)])?;
+        checkpoint::sync_dir(&self.dir)?;
+        st.log_start = offset;
+        st.high_watermark = offset;
+        st.flushed = offset;
+        st.recovery_point = offset;
+        st.unflushed_bytes = 0;
+        st.first_unflushed = None;
+        st.dir_dirty = false;
+        st.parent_dirty = false;
+        self.flushed_tx.send_replace(offset);
+        self.hw_tx.send_replace(offset);
+        Ok(())
+    }
+
     /// Flushes everything, records the recovery point and leaves a clean-shutdown
     /// marker; later calls fail with [`StorageError::Closed`].
     pub fn close(&self) -> Result<()> {
         self.flush()?;
         let mut st = self.lock()?;
+        if st.epochs.version() != st.epochs_written {
+            // An append between the flush and this lock saw a new epoch.
+            self.persist_epochs_locked(&mut st)?;
+        }
         let end = st.log_end();
         st.active_mut().finish_time_index();
         st.active().sync_all()?;
@@ -967,5 +1143,37 @@ impl Drop for FlushLeader<'_> {
     fn drop(&mut self) {
         self.0.flushing.store(false, Ordering::Release);
         self.0.flush_done.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Vec<u8> {
+        crate::record::build_batch(&[(None, Some(b"v".to_vec()), now_ms())])
+    }
+
+    /// A flush copies the epoch cache, then writes it after its fsyncs; a
+    /// truncation that wrote a newer file meanwhile must not be undone by it.
+    #[test]
+    fn an_older_copy_of_the_epoch_cache_never_overwrites_a_newer_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(tmp.path(), "t-0", LogConfig::default()).unwrap();
+        log.append(&batch(), 0).unwrap();
+        log.append(&batch(), 1).unwrap();
+        let copy = log.lock().unwrap().epochs.clone();
+        log.truncate_to(1).unwrap();
+        log.persist_epochs_copy(&copy).unwrap();
+        let on_disk = EpochCache::read(tmp.path()).unwrap().unwrap();
+        assert_eq!(on_disk.entries(), [(0, 0)]);
+        // A newer copy is written, and the cache is then clean.
+        log.append(&batch(), 2).unwrap();
+        let copy = log.lock().unwrap().epochs.clone();
+        log.persist_epochs_copy(&copy).unwrap();
+        let on_disk = EpochCache::read(tmp.path()).unwrap().unwrap();
+        assert_eq!(on_disk.entries(), [(0, 0), (2, 1)]);
+        let st = log.lock().unwrap();
+        assert_eq!(st.epochs_written, st.epochs.version());
     }
 }

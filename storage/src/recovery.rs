@@ -2,7 +2,9 @@
 //!
 //! 1. leftovers: `*.deleted` and `*.tmp` files are removed; a `<base>.log.swap` left
 //!    by the cleaner is completed (it replaces `<base>.log`, whose indexes are then
-//!    rebuilt); `*.cleaned` files of an unfinished cleaning are removed;
+//!    rebuilt); `*.cleaned` files of an unfinished cleaning are removed; a
+//!    `reset-in-progress` marker left by an interrupted [`crate::Log::reset_to`] is
+//!    acted on: every segment is deleted and the log restarts empty at its offset;
 //! 2. checkpoints: the clean-shutdown marker, the recovery point and the log start;
 //! 3. segments: after a clean shutdown every segment is trusted (indexes sanity-
 //!    checked, the tail after the last index entry walked); otherwise every segment
@@ -13,14 +15,21 @@
 //! 4. segments wholly below the log start are deleted; every segment re-validated,
 //!    truncated or re-indexed (and the active one) is fsynced, then the directory,
 //!    and only then the log end becomes the new recovery point; the clean-shutdown
-//!    marker is removed.
+//!    marker is removed;
+//! 5. the leader-epoch cache (before that recovery point is written): its file is
+//!    read, cut to the log end and clamped to the log start, and the batches after
+//!    its last entry that the old recovery point does not cover are walked for
+//!    newer epochs (see [`crate::epoch_cache`]). A missing, corrupt or inconsistent
+//!    file is rebuilt from the epochs of every batch. The file is rewritten when
+//!    this changed it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START, RECOVERY_POINT};
+use crate::checkpoint::{self, CLEAN_SHUTDOWN, LOG_START, RECOVERY_POINT, RESET};
 use crate::config::LogConfig;
-use crate::error::{io_err, Result};
+use crate::epoch_cache::{Assigned, EpochCache};
+use crate::error::{io_err, Result, StorageError};
 use crate::log::{remove_files, State};
 use crate::segment::Segment;
 
@@ -45,6 +54,11 @@ pub struct RecoveryReport {
     pub leftovers_removed: usize,
     /// Cleaner swaps completed.
     pub swaps_completed: usize,
+    /// Whether an interrupted [`crate::Log::reset_to`] was completed.
+    pub reset_completed: bool,
+    /// Whether the leader-epoch file was corrupt or disagreed with the batches,
+    /// and was rebuilt from them.
+    pub epoch_cache_rebuilt: bool,
     /// First offset of the log.
     pub log_start_offset: i64,
     /// Next offset to be written.
@@ -98,11 +112,128 @@ fn resolve_leftovers(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<i64>
     Ok(forced)
 }
 
+/// Stage 1, end: completes a [`crate::Log::reset_to`] that a crash interrupted
+/// after its marker was written (before it, the reset had not touched the log).
+fn finish_reset(dir: &Path, name: &str, report: &mut RecoveryReport) -> Result<()> {
+    let marker = dir.join(RESET);
+    if !marker.exists() {
+        return Ok(());
+    }
+    // The marker is written atomically: an unreadable one is outside damage, and
+    // guessing an offset could reuse offsets the leader already gave out.
+    let offset = checkpoint::read(dir, RESET)
+        .filter(|o| *o >= 0)
+        .ok_or_else(|| StorageError::Corrupt {
+            path: marker.clone(),
+            reason: "unreadable reset offset".into(),
+        })?;
+    for n in list(dir)? {
+        if [".log", ".index", ".timeindex"]
+            .iter()
+            .any(|s| base_of(&n, s).is_some())
+        {
+            remove_files(&[dir.join(&n)])?;
+        }
+    }
+    reset_checkpoints(dir, offset)?;
+    EpochCache::default().write(dir)?;
+    checkpoint::sync_dir(dir)?;
+    remove_files(&[marker])?;
+    checkpoint::sync_dir(dir)?;
+    report.reset_completed = true;
+    tracing::warn!(log = name, offset, "completed an interrupted log reset");
+    Ok(())
+}
+
+/// The checkpoints of a log reset to `offset`: log start and recovery point.
+pub(crate) fn reset_checkpoints(dir: &Path, offset: i64) -> Result<()> {
+    checkpoint::write(dir, LOG_START, offset)?;
+    checkpoint::write(dir, RECOVERY_POINT, offset)
+}
+
+/// Stage 5: loads the leader-epoch cache into `state` and reconciles it with the
+/// log. `covered`: the file names every epoch of the batches below it (the old
+/// recovery point: flushes write the file before they move it).
+fn load_epochs(
+    dir: &Path,
+    name: &str,
+    state: &mut State,
+    covered: i64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let (on_disk, corrupt) = match EpochCache::read(dir) {
+        Ok(c) => (c, false),
+        Err(e) => {
+            tracing::warn!(log = name, error = %e, "rebuilding the leader-epoch cache from the log");
+            (None, true)
+        }
+    };
+    let (start, end) = (state.log_start, state.log_end());
+    let mut cache = on_disk.clone().unwrap_or_default();
+    cache.truncate_from_end(end);
+    cache.truncate_from_start(start);
+    let trusted = match cache.latest() {
+        Some((epoch, at)) => {
+            let mut first = None;
+            state.walk_batches(at, |h| {
+                first = Some(h.partition_leader_epoch);
+                false
+            });
+            // Both the file and the batches were written by this log: a mismatch
+            // is outside damage (or a file from another log).
+            let agrees = first.is_none_or(|e| e == epoch)
+                && assign_from(state, &mut cache, at.max(covered.min(end))) == 0;
+            if !agrees {
+                tracing::warn!(log = name, entries = ?on_disk.as_ref().map(EpochCache::entries),
+                    "leader-epoch file disagrees with the log; rebuilding it from the batches");
+                report.epoch_cache_rebuilt = true;
+            }
+            agrees
+        }
+        // No file, or none of it applies to this log: every batch is walked.
+        None => false,
+    };
+    report.epoch_cache_rebuilt |= corrupt;
+    if !trusted {
+        cache = EpochCache::default();
+        let stale = assign_from(state, &mut cache, start);
+        if stale > 0 {
+            tracing::warn!(
+                log = name,
+                stale,
+                "batches with a leader epoch below an earlier batch's"
+            );
+        }
+    }
+    let written = on_disk.map(|c| c.entries()).unwrap_or_default();
+    if corrupt || written != cache.entries() {
+        cache.write(dir)?;
+    }
+    state.epochs_written = cache.version();
+    state.epochs = cache;
+    Ok(())
+}
+
+/// Assigns the epochs of the batches holding offsets `>= from` to `cache`;
+/// returns how many batches had an epoch below the latest.
+fn assign_from(state: &State, cache: &mut EpochCache, from: i64) -> usize {
+    let mut stale = 0;
+    state.walk_batches(from, |h| {
+        let at = h.base_offset.max(from);
+        if let Assigned::Stale { .. } = cache.assign(h.partition_leader_epoch, at) {
+            stale += 1;
+        }
+        true
+    });
+    stale
+}
+
 /// Opens the log directory `dir`, recovering it; see the module docs.
 pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, RecoveryReport)> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut report = RecoveryReport::default();
     let forced = resolve_leftovers(dir, &mut report)?;
+    finish_reset(dir, name, &mut report)?;
     let clean = dir.join(CLEAN_SHUTDOWN).exists();
     report.clean_shutdown = clean;
     let recovery_point = if clean {
@@ -180,6 +311,8 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
         dir_dirty: false,
         parent_dirty: false,
         closed: false,
+        epochs: EpochCache::default(),
+        epochs_written: 0,
     };
     let keys: Vec<i64> = state.segments.keys().copied().collect();
     for pair in keys.windows(2) {
@@ -213,6 +346,7 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
         state.parent_dirty = true;
         // A marker with no segment beside it must not vouch for what comes next.
         remove_files(&[dir.join(CLEAN_SHUTDOWN)])?;
+        load_epochs(dir, name, &mut state, recovery_point, &mut report)?;
     } else {
         for (base, seg) in &state.segments {
             if touched.contains(base) || *base == state.active().base_offset {
@@ -220,6 +354,7 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
             }
         }
         checkpoint::sync_dir(dir)?;
+        load_epochs(dir, name, &mut state, recovery_point, &mut report)?;
         state.flushed = end;
         state.recovery_point = end;
         state.high_watermark = end;

@@ -74,6 +74,13 @@ impl SegmentView {
         HeaderWalk::new(&self.data, self.start).find(|(_, h)| h.last_offset() >= offset)
     }
 
+    /// Headers of the batches holding offsets `>= offset`, in order.
+    pub(crate) fn headers_from(&self, offset: i64) -> impl Iterator<Item = BatchHeader> + '_ {
+        HeaderWalk::new(&self.data, self.start)
+            .map(|(_, h)| h)
+            .filter(move |h| h.last_offset() >= offset)
+    }
+
     /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one
     /// batch), all ending below `max_offset`. `None` when no such batch is here.
     pub(crate) fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Option<Bytes> {

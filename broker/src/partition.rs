@@ -202,12 +202,14 @@ impl Partition {
                 offset = h.next_offset();
             }
         }
+        // The epoch of the newest batch: a restart never lowers the epoch.
+        let epoch = log.latest_epoch().unwrap_or(0).max(0);
         Self {
             tp,
             log,
             leadership: RwLock::new(Leadership {
                 role: Role::Leader,
-                epoch: 0,
+                epoch,
             }),
             producers: Mutex::new(producers),
             producer_counters: counters,
@@ -254,16 +256,30 @@ impl Partition {
         }
     }
 
-    /// Where `epoch` ends in this log (OffsetForLeaderEpoch): the largest epoch
-    /// at or below it and the first offset after it; `(-1, -1)` when the log
-    /// knows no such epoch.
+    /// Where `epoch` ends in this log (OffsetForLeaderEpoch, Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`): the largest epoch at or below it
+    /// and the first offset after that epoch; the current epoch ends at the log
+    /// end; `(-1, -1)` for an epoch the log cannot place.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         let current = self.leader_epoch();
-        if epoch < 0 || epoch < current {
-            // Every batch of a single node carries epoch 0 so far.
-            return (-1, -1);
+        // Kafka records the epoch in the cache on becoming leader; Weir records
+        // it with the first batch of the epoch, so the current epoch is answered
+        // here even before that batch.
+        if epoch == current {
+            return (current, self.log.log_end_offset());
         }
-        (current, self.log.log_end_offset())
+        self.log.end_offset_for_epoch(epoch).unwrap_or((-1, -1))
+    }
+
+    /// The leader epoch of the batch holding `offset` (from the epoch cache),
+    /// or -1 when the log has no epoch for it.
+    pub fn epoch_at(&self, offset: i64) -> i32 {
+        self.log
+            .epoch_entries()
+            .iter()
+            .take_while(|(_, start)| *start <= offset)
+            .last()
+            .map_or(-1, |(epoch, _)| *epoch)
     }
 
     /// Log start, high watermark and log end.
@@ -584,6 +600,38 @@ mod tests {
                 .unwrap()
                 .partition_leader_epoch,
             6
+        );
+    }
+
+    /// Epochs survive a restart (the epoch cache), OffsetForLeaderEpoch answers
+    /// where each ended, and the epoch of an offset is the one its batch got.
+    #[test]
+    fn epochs_survive_restart_and_place_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let p = partition(dir.path(), ProducerLimits::default());
+            assert_eq!(p.leader_epoch(), 0);
+            p.append(&batch(1, 0)).unwrap(); // offset 0, epoch 0
+            for (epoch, pid) in [(3, 2), (3, 3), (5, 4)] {
+                p.set_leadership(Leadership {
+                    role: Role::Leader,
+                    epoch,
+                });
+                p.append(&batch(pid, 0)).unwrap();
+            }
+            p.close().unwrap();
+        }
+        let p = partition(dir.path(), ProducerLimits::default());
+        assert_eq!(p.leader_epoch(), 5, "a restart lowered the epoch");
+        assert_eq!(p.end_offset_for_epoch(5), (5, 4));
+        assert_eq!(p.end_offset_for_epoch(4), (3, 3));
+        assert_eq!(p.end_offset_for_epoch(3), (3, 3));
+        assert_eq!(p.end_offset_for_epoch(0), (0, 1));
+        assert_eq!(p.end_offset_for_epoch(-1), (-1, -1));
+        assert_eq!(
+            [0, 1, 2, 3].map(|o| p.epoch_at(o)),
+            [0, 3, 3, 5],
+            "epochs of offsets"
         );
     }
 

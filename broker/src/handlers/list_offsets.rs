@@ -39,23 +39,41 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                                 .with_timestamp(-1)
                         }
                     };
-                    let r = r.with_leader_epoch(if version >= 4 { epoch } else { -1 });
+                    // The epoch of the record found (Kafka: the cache's epoch
+                    // for the offset), so a consumer can later detect that the
+                    // log was truncated below its position.
+                    let epoch_of = |offset: i64| {
+                        if version >= 4 {
+                            part.epoch_at(offset)
+                        } else {
+                            -1
+                        }
+                    };
                     let o = part.offsets();
                     match p.timestamp {
-                        -2 => r.with_offset(o.log_start).with_timestamp(-1),
-                        -1 => r.with_offset(o.high_watermark).with_timestamp(-1),
+                        -2 => r
+                            .with_offset(o.log_start)
+                            .with_timestamp(-1)
+                            .with_leader_epoch(epoch_of(o.log_start)),
+                        -1 => r
+                            .with_offset(o.high_watermark)
+                            .with_timestamp(-1)
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         -3 => {
                             let last = o.high_watermark - 1;
                             if last < o.log_start {
                                 r.with_offset(-1).with_timestamp(-1)
                             } else {
-                                r.with_offset(last).with_timestamp(-1)
+                                r.with_offset(last)
+                                    .with_timestamp(-1)
+                                    .with_leader_epoch(epoch_of(last))
                             }
                         }
                         ts => match part.offset_for_timestamp(ts) {
-                            Ok(Some(found)) => {
-                                r.with_offset(found.offset).with_timestamp(found.timestamp)
-                            }
+                            Ok(Some(found)) => r
+                                .with_offset(found.offset)
+                                .with_timestamp(found.timestamp)
+                                .with_leader_epoch(epoch_of(found.offset)),
                             Ok(None) => r.with_offset(-1).with_timestamp(-1),
                             Err(e) => r
                                 .with_error_code(error_code::storage(&e))

@@ -35,7 +35,8 @@ pub use cleaner::CompactionOutcome;
 pub use config::{CleanupPolicy, Durability, LogConfig};
 pub use error::{BatchError, Result, StorageError};
 pub use log::{
-    AppendInfo, Log, ReadBound, ReadResult, RetentionOutcome, SegmentInfo, TimestampOffset,
+    AppendInfo, Log, Prepared, ReadBound, ReadResult, RetentionOutcome, SegmentInfo,
+    TimestampOffset,
 };
 pub use manager::{LogManager, PartitionReport, TopicPartition};
 pub use recovery::RecoveryReport;

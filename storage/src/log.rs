@@ -15,6 +15,7 @@
 //!   crash, and how opening the log reconciles it).
 //! - [`Log::close`] flushes everything and leaves a clean-shutdown marker.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,38 @@ pub struct AppendInfo {
     pub batches: usize,
     /// Bytes appended.
     pub bytes: usize,
+}
+
+/// Produced batches validated and made final by [`Log::prepare`]: the bytes
+/// every replica writes.
+#[derive(Debug, Clone)]
+pub struct Prepared<'a> {
+    bytes: Cow<'a, [u8]>,
+    headers: Vec<(usize, BatchHeader)>,
+    log_append_time: i64,
+}
+
+impl Prepared<'_> {
+    /// The final bytes (offsets and epoch still to be assigned by the append).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether the bytes are the caller's, unchanged (no recompression, no
+    /// append time), so the caller's own buffer can be used instead of a copy.
+    pub fn is_unchanged(&self) -> bool {
+        matches!(self.bytes, Cow::Borrowed(_))
+    }
+
+    /// The append time stamped under LogAppendTime, else -1.
+    pub fn log_append_time(&self) -> i64 {
+        self.log_append_time
+    }
+
+    /// The batch headers, with their positions in [`Prepared::bytes`].
+    pub fn headers(&self) -> &[(usize, BatchHeader)] {
+        &self.headers
+    }
 }
 
 /// The upper bound a reader respects.
@@ -241,8 +274,21 @@ impl Log {
     /// Validates `batches` (one or more RecordBatch v2: framing, CRC, and every
     /// record, see [`crate::validate_records`]), assigns them offsets from the log
     /// end, stamps `leader_epoch`, and appends them as one write. If any batch is
-    /// refused, nothing is written.
+    /// refused, nothing is written. [`Log::prepare`] then
+    /// [`Log::append_prepared`].
     pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let prepared = self.prepare(batches)?;
+        self.append_prepared(&prepared, leader_epoch)
+    }
+
+    /// What a leader does to produced batches before they are written or
+    /// replicated: validates them (framing, CRC, every record), recompresses
+    /// them under a `compression.type` other than `producer`, and stamps the
+    /// append time under LogAppendTime. The result is final: every replica
+    /// writes exactly these bytes ([`Log::append_trusted`]), so replicas stay
+    /// byte-identical. Borrows `batches` when nothing had to change. Writes
+    /// nothing.
+    pub fn prepare<'a>(&self, batches: &'a [u8]) -> Result<Prepared<'a>> {
         let cfg = self.config();
         let mut headers = parse_all(batches, cfg.max_message_bytes as usize, CountRule::Produced)?;
         let now = now_ms();
@@ -257,28 +303,57 @@ impl Log {
         }
         // compression.type other than `producer`: batches in another codec are
         // stored recompressed (Kafka's LogValidator does the same), a copy.
-        let recompressed;
-        let batches = match cfg.compression {
-            Some(codec) if headers.iter().any(|(_, h)| h.codec() != codec) => {
-                recompressed = recompress_all(batches, &headers, codec, &cfg)?;
+        let mut bytes = Cow::Borrowed(batches);
+        if let Some(codec) = cfg.compression {
+            if headers.iter().any(|(_, h)| h.codec() != codec) {
+                let recompressed = recompress_all(batches, &headers, codec, &cfg)?;
                 headers = parse_all(
                     &recompressed,
                     cfg.max_message_bytes as usize,
                     CountRule::Produced,
                 )?;
-                &recompressed[..]
+                bytes = Cow::Owned(recompressed);
             }
-            _ => batches,
-        };
+        }
         // LogAppendTime rewrites bytes the CRC covers, so that path takes a copy.
-        let stamped;
-        let (batches, append_time) = if cfg.log_append_time {
-            stamped = stamp_append_time(batches, &mut headers, now);
-            (&stamped[..], now)
-        } else {
-            (batches, -1)
-        };
-        let (mut info, after) = {
+        let mut log_append_time = -1;
+        if cfg.log_append_time {
+            bytes = Cow::Owned(stamp_append_time(&bytes, &mut headers, now));
+            log_append_time = now;
+        }
+        Ok(Prepared {
+            bytes,
+            headers,
+            log_append_time,
+        })
+    }
+
+    /// Appends batches made final by [`Log::prepare`]: assigns them offsets
+    /// from the log end and stamps `leader_epoch` (both outside the CRC), as one
+    /// write. Same durability as [`Log::append`].
+    pub fn append_prepared(&self, p: &Prepared<'_>, leader_epoch: i32) -> Result<AppendInfo> {
+        let mut headers = p.headers.clone();
+        let mut info = self.write_assigning(&p.bytes, &mut headers, leader_epoch)?;
+        info.log_append_time = p.log_append_time;
+        Ok(info)
+    }
+
+    /// Appends batches a leader already validated and prepared (a Raft entry
+    /// being written on any replica): only the framing and CRC are checked, the
+    /// records are not walked again; offsets are assigned from the log end and
+    /// `leader_epoch` stamped, as [`Log::append`] does. Same durability.
+    pub fn append_trusted(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let mut headers = parse_all(batches, usize::MAX, CountRule::Produced)?;
+        self.write_assigning(batches, &mut headers, leader_epoch)
+    }
+
+    fn write_assigning(
+        &self,
+        batches: &[u8],
+        headers: &mut [(usize, BatchHeader)],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        let (info, after) = {
             let mut st = self.lock()?;
             let mut next = st.log_end();
             // The 16 bytes the log rewrites are stamped into small copies; the
@@ -305,11 +380,10 @@ impl Log {
                 h.partition_leader_epoch = leader_epoch;
                 next = h.next_offset();
             }
-            let info = self.write_locked(&mut st, batches, &headers, &stamps)?;
+            let info = self.write_locked(&mut st, batches, headers, &stamps)?;
             (info, (st.cfg.durability, st.unflushed_bytes))
         };
         self.after_append(after)?;
-        info.log_append_time = append_time;
         Ok(info)
     }
 

@@ -429,3 +429,56 @@ fn min_compaction_lag_holds_young_records_back() {
     // segment is never cleaned, as in Kafka).
     assert_eq!(log.compact_at(15_000).unwrap().records_removed, 1);
 }
+
+/// What a leader prepares is what every replica writes: under LogAppendTime
+/// and under a topic codec the prepared bytes are final (stamped, recompressed),
+/// a replica appending them with `append_trusted` stores byte-identical
+/// batches, and a plain batch is prepared without a copy. `append_trusted`
+/// still refuses a batch whose CRC is wrong.
+#[test]
+fn prepared_batches_are_written_identically_on_every_replica() {
+    for cfg in [
+        LogConfig {
+            log_append_time: true,
+            ..small_cfg()
+        },
+        LogConfig {
+            compression: Some(3),
+            ..small_cfg()
+        },
+        small_cfg(),
+    ] {
+        let tmp = common::tempdir();
+        let (leader, _) = Log::open(&tmp.path().join("l-0"), "l-0", cfg.clone()).unwrap();
+        let (replica, _) = Log::open(&tmp.path().join("r-0"), "r-0", cfg.clone()).unwrap();
+        for n in 1..4 {
+            let sent = batch(n, 100, 1_000);
+            let prepared = leader.prepare(&sent).unwrap();
+            let plain = !cfg.log_append_time && cfg.compression.is_none();
+            assert_eq!(prepared.is_unchanged(), plain, "{cfg:?}");
+            let a = leader.append_prepared(&prepared, 7).unwrap();
+            let b = replica.append_trusted(prepared.bytes(), 7).unwrap();
+            assert_eq!(
+                (a.base_offset, a.last_offset),
+                (b.base_offset, b.last_offset)
+            );
+        }
+        let (l, r) = (read_all(&leader), read_all(&replica));
+        assert_eq!(l.len(), 3);
+        for (x, y) in l.iter().zip(&r) {
+            assert_eq!(x.raw, y.raw, "replica differs under {cfg:?}");
+            let h = BatchHeader::parse(&x.raw).unwrap();
+            assert_eq!(h.partition_leader_epoch, 7);
+        }
+    }
+    let tmp = common::tempdir();
+    let (log, _) = Log::open(&tmp.path().join("t-0"), "t-0", small_cfg()).unwrap();
+    let mut bad = batch(2, 10, 1_000);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(
+        log.append_trusted(&bad, 0),
+        Err(StorageError::InvalidBatch { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+}

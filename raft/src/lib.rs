@@ -1,7 +1,14 @@
 //! Replication for Weir: one Raft group per partition whose Raft log *is* the
 //! partition log (see DESIGN.md, decision 4).
 //!
-//! This crate is filled in by the cluster step; the single-node broker uses the
-//! partition log directly through `weir_storage`.
+//! This slice holds the Raft log storage over the partition log (entries that
+//! carry record batches are written once, into the partition log; the others
+//! live in a small side file) and the offset translation between Raft indexes
+//! and Kafka offsets. Nothing here is wired into the broker yet: the crate's
+//! public face comes with the network and the group manager.
 
 pub use weir_storage as storage;
+
+// Used by the tests only until the broker is wired to replication.
+#[cfg_attr(not(test), allow(dead_code))]
+mod types;

@@ -325,8 +325,7 @@ impl OffsetTranslator {
         }
         let mut run = DataRun::new(self.next_offset);
         let mut side_unsynced = false;
-        let mut expected = self.next_index();
-        for e in entries {
+        for (expected, e) in (self.next_index()..).zip(entries) {
             let id = e.id();
             if id.index != expected {
                 return Err(RaftStoreError::NotContiguous {
@@ -348,7 +347,6 @@ impl OffsetTranslator {
                     side_unsynced = true;
                 }
             }
-            expected += 1;
         }
         self.write_run(log, &mut run, &mut side_unsynced)?;
         if side_unsynced {

@@ -65,7 +65,7 @@ impl StateMachine {
     }
 
     /// The answer for one entry; moves the Kafka boundary past a batch.
-    fn apply_one(&mut self, entry: &crate::types::Entry) -> io::Result<Appended> {
+    pub(crate) fn apply_one(&mut self, entry: &crate::types::Entry) -> io::Result<Appended> {
         let next = self.applied.next_offset.unwrap_or(0);
         let answer = match &entry.payload {
             EntryPayload::Normal(batch) => {

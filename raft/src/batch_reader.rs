@@ -6,8 +6,12 @@ use weir_storage::{BatchHeader, HeaderWalk, Log, ReadBound};
 
 use crate::error::{RaftStoreError, Result};
 
-/// Bytes asked of the log per read; a read returns at least one whole batch.
-const CHUNK: usize = 256 * 1024;
+/// Bytes asked of the log by the first read (a read returns at least one whole
+/// batch, and the log walks the headers of what it returns, so a one-entry read
+/// must not ask for much); each later read asks for four times more, up to
+/// [`MAX_CHUNK`].
+const FIRST_CHUNK: usize = 1024;
+const MAX_CHUNK: usize = 256 * 1024;
 
 /// Reads the batches of `log` one after the other from a batch start.
 #[derive(Debug)]
@@ -16,6 +20,7 @@ pub(crate) struct BatchReader<'a> {
     next: i64,
     chunk: Bytes,
     pos: usize,
+    ask: usize,
 }
 
 impl<'a> BatchReader<'a> {
@@ -26,6 +31,7 @@ impl<'a> BatchReader<'a> {
             next: offset,
             chunk: Bytes::new(),
             pos: 0,
+            ask: FIRST_CHUNK,
         }
     }
 
@@ -39,8 +45,12 @@ impl<'a> BatchReader<'a> {
     /// the Raft log requires one batch per data entry, back to back.
     pub(crate) fn next_batch(&mut self) -> Result<(BatchHeader, Bytes)> {
         if self.pos >= self.chunk.len() {
-            self.chunk = self.log.read(self.next, CHUNK, ReadBound::LogEnd)?.records;
+            self.chunk = self
+                .log
+                .read(self.next, self.ask, ReadBound::LogEnd)?
+                .records;
             self.pos = 0;
+            self.ask = (self.ask * 4).min(MAX_CHUNK);
         }
         let found = HeaderWalk::new(&self.chunk, self.pos).next();
         let Some((at, h)) = found else {

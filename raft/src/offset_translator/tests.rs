@@ -272,7 +272,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn translator_matches_model(ops in prop::collection::vec(op(), 1..40)) {
+    fn translator_matches_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, mut t) = open(dir.path());
         let mut model = Model::new();
@@ -505,4 +505,30 @@ fn a_log_behind_the_anchor_refuses_to_open() {
     let (log, _) = Log::open(dir.path(), "t-0", LogConfig::default()).unwrap();
     let err = OffsetTranslator::open(&log).unwrap_err();
     assert!(err.to_string().contains("below the Raft anchor"), "{err}");
+}
+
+/// Sequential one-entry reads (a replication stream) with and without the
+/// recent-position cache. Run with `--ignored --nocapture` to see the figures.
+#[test]
+#[ignore = "measurement"]
+fn measure_sequential_single_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    for _ in 0..20 {
+        run(&mut model, &log, &mut t, &mixed(500));
+    }
+    let n = model.next_index();
+    for cached in [true, false] {
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            if !cached {
+                t.recent = [None; RECENT];
+            }
+            let e = t.read(&log, i, i + 1).unwrap();
+            assert_eq!(e[0].id().index, i);
+        }
+        let per = start.elapsed() / n as u32;
+        println!("{n} entries, cache {cached}: {per:?} per single-entry read");
+    }
 }

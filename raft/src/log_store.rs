@@ -21,6 +21,13 @@
 //!   case a page-cache policy lost the log's tail.
 //! - [`RaftLogStorage::truncate_after`] and [`RaftLogStorage::purge`]: durable
 //!   when they return; purge never deletes Kafka data (retention does).
+//!
+//! # Locking
+//! One std mutex guards the translator; it is never held across an `.await`.
+//! Readers take it for the walk and the zero-copy slicing of batches. It is also
+//! held during the fsyncs of an append holding a non-data entry, of a truncation
+//! and of a purge (on a blocking thread): a reader on an async worker may wait
+//! for one such fsync. These happen once per term or membership change.
 
 use std::fmt::Debug;
 use std::io;

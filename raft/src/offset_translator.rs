@@ -411,7 +411,7 @@ impl OffsetTranslator {
     /// points. Durable on return. Blocking.
     pub(crate) fn truncate_after(&mut self, log: &Log, after: Option<u64>) -> Result<()> {
         let cut = match after {
-            Some(i) => i + 1,
+            Some(i) => i.saturating_add(1),
             None if self.anchor.purged.is_none() => self.anchor.first_index,
             None => {
                 return Err(RaftStoreError::Purged {
@@ -537,7 +537,7 @@ impl OffsetTranslator {
     /// the commit index is `index`): the base offset of the first data entry
     /// after it, or the next offset to be written when there is none.
     pub(crate) fn kafka_offset_after(&mut self, log: &Log, index: u64) -> Result<i64> {
-        let next = index + 1;
+        let next = index.saturating_add(1);
         if next < self.anchor.first_index {
             return Err(RaftStoreError::Purged {
                 index,
@@ -713,7 +713,9 @@ fn term_of_batch(h: &BatchHeader, log: &Log) -> Result<u64> {
 
 /// Reads the anchor; a partition without one starts its Raft log at index 0
 /// and at the log's current end (older data is outside the Raft log), and that
-/// anchor is written at once.
+/// anchor is written at once. Raft files without an anchor are refused: the
+/// anchor is written before either of them, so it was lost, and guessing it
+/// would remap entries.
 fn load_anchor(log: &Log) -> Result<Anchor> {
     let dir = log.dir();
     match durable_file::read(dir, ANCHOR_FILE)? {
@@ -721,6 +723,17 @@ fn load_anchor(log: &Log) -> Result<Anchor> {
             RaftStoreError::corrupt(dir.join(ANCHOR_FILE), format!("unreadable anchor: {e}"))
         }),
         None => {
+            for name in [
+                crate::side_entries::SIDE_FILE,
+                crate::sync_points::POINTS_FILE,
+            ] {
+                if std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > 0) {
+                    return Err(RaftStoreError::corrupt(
+                        dir.join(ANCHOR_FILE),
+                        format!("missing, but {name} holds entries"),
+                    ));
+                }
+            }
             let anchor = Anchor {
                 purged: None,
                 first_index: 0,

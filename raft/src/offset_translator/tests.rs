@@ -532,3 +532,17 @@ fn measure_sequential_single_reads() {
         println!("{n} entries, cache {cached}: {per:?} per single-entry read");
     }
 }
+
+#[test]
+fn raft_files_without_their_anchor_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &[Kind::Other, Kind::Data(1)]);
+    let (l, tr) = reopen(dir.path(), &mut log, &mut t);
+    drop((l, tr));
+    std::fs::remove_file(dir.path().join(ANCHOR_FILE)).unwrap();
+    let (log, _) = Log::open(dir.path(), "t-0", LogConfig::default()).unwrap();
+    let err = OffsetTranslator::open(&log).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}

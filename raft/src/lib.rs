@@ -11,4 +11,22 @@ pub use weir_storage as storage;
 
 // Used by the tests only until the broker is wired to replication.
 #[cfg_attr(not(test), allow(dead_code))]
+mod batch_reader;
+#[cfg_attr(not(test), allow(dead_code))]
+mod durable_file;
+#[cfg_attr(not(test), allow(dead_code))]
+mod error;
+#[cfg_attr(not(test), allow(dead_code))]
+mod flusher;
+#[cfg_attr(not(test), allow(dead_code))]
+mod log_store;
+#[cfg_attr(not(test), allow(dead_code))]
+mod offset_translator;
+#[cfg_attr(not(test), allow(dead_code))]
+mod side_entries;
+#[cfg_attr(not(test), allow(dead_code))]
+mod state_machine;
+#[cfg_attr(not(test), allow(dead_code))]
+mod sync_points;
+#[cfg_attr(not(test), allow(dead_code))]
 mod types;

@@ -30,8 +30,6 @@ pub(crate) type Vote = openraft::impls::Vote<openraft::impls::leader_id_std::Lea
 pub(crate) type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 /// A Raft entry's payload.
 pub(crate) type Payload = <TypeConfig as openraft::RaftTypeConfig>::Payload;
-/// A membership configuration.
-pub(crate) type Membership = openraft::Membership<u64, openraft::impls::BasicNode>;
 
 /// The log id of `index` in `term`.
 pub(crate) fn log_id(term: Term, index: u64) -> LogId {

@@ -1,0 +1,338 @@
+//! openraft's `RaftLogStorage` over the partition log: a data entry is one
+//! record batch written once, into the partition log; blank and membership
+//! entries go to `raft-entries`; the [`OffsetTranslator`] maps one onto the
+//! other. The vote is in `raft-vote`, the committed log id in `raft-committed`.
+//!
+//! # Durability contract
+//! - [`RaftLogStorage::append`]: entries are readable when it returns. Its
+//!   callback is completed when they are durable: non-data entries are fsynced
+//!   (before any data entry that follows them is written, and before `append`
+//!   returns), data entries when [`Log::wait_durable`] resolves for the last
+//!   offset written. Under the log's `Durability::PageCache` policy that is at
+//!   once and promises only the page cache; under `GroupCommit` one fsync serves
+//!   every append waiting; under `EveryAppend` each waits for its own.
+//!   Completions are reported in append order by one flusher task; no fsync runs
+//!   on an async worker.
+//! - [`RaftLogStorage::save_vote`]: durable when it returns (atomic replace +
+//!   fsync), and ordered after every append queued before it.
+//! - [`RaftLogStorage::save_committed`]: written (atomic replace) but not fsynced:
+//!   a machine crash may bring back an older committed id, which is safe (any
+//!   value it held was committed). On open it is clamped to the last entry, in
+//!   case a page-cache policy lost the log's tail.
+//! - [`RaftLogStorage::truncate_after`] and [`RaftLogStorage::purge`]: durable
+//!   when they return; purge never deletes Kafka data (retention does).
+//!
+//! # Locking
+//! One std mutex guards the translator; it is never held across an `.await`.
+//! Readers take it for the walk and the zero-copy slicing of batches. It is also
+//! held during the fsyncs of an append holding a non-data entry, of a truncation
+//! and of a purge (on a blocking thread): a reader on an async worker may wait
+//! for one such fsync. These happen once per term or membership change.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{EntryPayload, OptionalSend, RaftLogReader};
+use weir_storage::Log;
+
+use crate::durable_file::{self, Sync};
+use crate::error::{RaftStoreError, Result};
+use crate::flusher::{FlushItem, Flusher};
+use crate::offset_translator::{EntryId, NewEntry, OffsetTranslator, StoredEntry};
+use crate::types::{log_id, term_of, Entry, LogId, Payload, RecordBatch, TypeConfig, Vote};
+
+/// File holding the vote.
+const VOTE_FILE: &str = "raft-vote";
+/// File holding the last committed log id.
+const COMMITTED_FILE: &str = "raft-committed";
+
+/// What the store and its readers share.
+#[derive(Debug)]
+struct Shared {
+    log: Arc<Log>,
+    translator: Mutex<OffsetTranslator>,
+    vote: Mutex<Option<Vote>>,
+}
+
+impl Shared {
+    fn translator(&self) -> MutexGuard<'_, OffsetTranslator> {
+        // The translator's state is updated after each file write succeeds, so a
+        // panic elsewhere leaves it consistent.
+        self.translator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn vote(&self) -> Option<Vote> {
+        *self.vote.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The Raft log of one partition.
+#[derive(Debug)]
+pub(crate) struct LogStore {
+    shared: Arc<Shared>,
+    committed: Option<LogId>,
+    /// Started by the first append (it needs the runtime).
+    flusher: Option<Flusher>,
+}
+
+/// A reader of the log, for replication and apply; sees every append as soon as
+/// `append` returns.
+#[derive(Debug, Clone)]
+pub(crate) struct LogReader {
+    shared: Arc<Shared>,
+}
+
+impl LogStore {
+    /// Opens the Raft log of the partition whose log is `log` (reconciling its
+    /// files, see [`crate::offset_translator`]). Blocking.
+    pub(crate) fn open(log: Arc<Log>) -> Result<Self> {
+        let translator = OffsetTranslator::open(&log)?;
+        let vote = read_json::<Vote>(&log, VOTE_FILE)?;
+        // An unreadable committed id (a rename not ordered after its data) is
+        // only a lost hint.
+        let committed = read_json::<LogId>(&log, COMMITTED_FILE).unwrap_or(None);
+        let store = Self {
+            shared: Arc::new(Shared {
+                log,
+                translator: Mutex::new(translator),
+                vote: Mutex::new(vote),
+            }),
+            committed,
+            flusher: None,
+        };
+        Ok(store)
+    }
+
+    /// The Kafka offset after every entry up to `index`: the high watermark when
+    /// the commit index is `index`.
+    pub(crate) fn kafka_offset_after(&self, index: u64) -> Result<i64> {
+        self.shared
+            .translator()
+            .kafka_offset_after(&self.shared.log, index)
+    }
+
+    fn flusher(&mut self) -> &Flusher {
+        let log = &self.shared.log;
+        self.flusher
+            .get_or_insert_with(|| Flusher::spawn(Arc::clone(log)))
+    }
+
+    /// Waits for every append queued so far to be reported.
+    async fn drain(&mut self) -> io::Result<()> {
+        match &self.flusher {
+            Some(f) => f.barrier().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Appends data entries: page-cache writes only, fine on an async worker.
+    fn append_inline(&self, entries: Vec<NewEntry>) -> Result<Option<i64>> {
+        self.shared.translator().append(&self.shared.log, entries)
+    }
+
+    /// Runs `f` on the translator on a blocking thread (it fsyncs).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut OffsetTranslator, &Log) -> Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let shared = Arc::clone(&self.shared);
+        let out = tokio::task::spawn_blocking(move || f(&mut shared.translator(), &shared.log))
+            .await
+            .map_err(io::Error::other)?;
+        Ok(out?)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    /// The last purged log id and the last log id (the purged one when the log
+    /// holds no entry). In memory.
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let t = self.shared.translator();
+        let to_log_id = |id: EntryId| log_id(id.term, id.index);
+        Ok(LogState {
+            last_purged_log_id: t.anchor().purged.map(to_log_id),
+            last_log_id: t.last_id().map(to_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Durable on return: written after every append queued before it is
+    /// reported, then replaced atomically and fsynced off the async workers.
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        self.drain().await?;
+        let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
+        let dir = self.shared.log.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            durable_file::write(&dir, VOTE_FILE, &bytes, Sync::Durable)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        *self.shared.vote.lock().unwrap_or_else(|p| p.into_inner()) = Some(*vote);
+        Ok(())
+    }
+
+    /// Replaced atomically, not fsynced (see the module docs).
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        if committed == self.committed {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&committed).map_err(io::Error::other)?;
+        durable_file::write(
+            self.shared.log.dir(),
+            COMMITTED_FILE,
+            &bytes,
+            Sync::PageCache,
+        )?;
+        self.committed = committed;
+        Ok(())
+    }
+
+    /// The last saved committed id, clamped to the last entry.
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        let last = self.get_log_state().await?.last_log_id;
+        Ok(match (self.committed, last) {
+            (Some(c), Some(l)) if c.index > l.index => Some(l),
+            (Some(_), None) => None,
+            (c, _) => c,
+        })
+    }
+
+    /// Readable on return; `callback` completed when durable (see the module
+    /// docs). Entries holding a non-data entry are written on a blocking thread
+    /// (their side record is fsynced); data-only appends write to the page cache
+    /// inline.
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries = entries
+            .into_iter()
+            .map(to_new_entry)
+            .collect::<Result<Vec<_>>>()?;
+        let data_only = entries.iter().all(|e| matches!(e, NewEntry::Data { .. }));
+        let upto = if data_only {
+            self.append_inline(entries)?
+        } else {
+            self.blocking(move |t, log| t.append(log, entries)).await?
+        };
+        self.flusher().send(FlushItem::Append { upto, callback })
+    }
+
+    /// Removes the entries after `last_log_id` (all for `None`): the partition
+    /// log's tail from the first removed data entry, then side entries and sync
+    /// points. Durable on return; waits for earlier appends to be reported.
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        self.drain().await?;
+        let after = last_log_id.map(|l| l.index);
+        self.blocking(move |t, log| t.truncate_after(log, after))
+            .await
+    }
+
+    /// Forgets the entries up to `log_id`; Kafka data stays (retention owns it).
+    /// The new anchor (with the Kafka offset of the first entry kept) is durable
+    /// on return.
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        let upto = EntryId {
+            index: log_id.index,
+            term: term_of(&log_id),
+        };
+        self.blocking(move |t, log| t.purge(log, upto)).await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    /// Every entry of `range` the log holds; data entries zero-copy from the
+    /// partition log.
+    async fn try_get_log_entries<RB>(&mut self, range: RB) -> io::Result<Vec<Entry>>
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => u64::MAX,
+        };
+        let stored = self
+            .shared
+            .translator()
+            .read(&self.shared.log, start, end)?;
+        Ok(stored
+            .into_iter()
+            .map(from_stored)
+            .collect::<Result<Vec<_>>>()?)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(self.shared.vote())
+    }
+}
+
+/// An openraft entry as the translator stores it.
+fn to_new_entry(e: Entry) -> Result<NewEntry> {
+    let (clid, index) = e.log_id_parts();
+    let id = EntryId {
+        index,
+        term: clid.term,
+    };
+    Ok(match e.payload {
+        EntryPayload::Normal(RecordBatch(batch)) => NewEntry::Data { id, batch },
+        payload => NewEntry::Other {
+            id,
+            payload: serde_json::to_vec(&payload).map_err(|err| RaftStoreError::BadBatch {
+                index,
+                reason: err.to_string(),
+            })?,
+        },
+    })
+}
+
+/// A stored entry as openraft's.
+fn from_stored(s: StoredEntry) -> Result<Entry> {
+    Ok(match s {
+        StoredEntry::Data { id, batch } => Entry::new(
+            log_id(id.term, id.index),
+            EntryPayload::Normal(RecordBatch(batch)),
+        ),
+        StoredEntry::Other { id, payload } => {
+            let p: Payload = serde_json::from_slice(&payload)
+                .ok()
+                .filter(|p| !matches!(p, EntryPayload::Normal(_)))
+                .ok_or_else(|| {
+                    RaftStoreError::corrupt(
+                        crate::side_entries::SIDE_FILE,
+                        format!("entry {}: unreadable payload", id.index),
+                    )
+                })?;
+            Entry::new(log_id(id.term, id.index), p)
+        }
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(log: &Log, name: &str) -> Result<Option<T>> {
+    let Some(bytes) = durable_file::read(log.dir(), name)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| RaftStoreError::corrupt(log.dir().join(name), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

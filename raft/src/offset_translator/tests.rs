@@ -1,0 +1,548 @@
+//! The translator against a naive model: every entry kept in a vector with its
+//! Kafka offsets, through random appends, truncations, purges and reopens.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use weir_storage::{BatchHeader, LogConfig};
+
+use super::*;
+use crate::sync_points::POINTS_FILE;
+
+fn open(dir: &Path) -> (Log, OffsetTranslator) {
+    let (log, _) = Log::open(dir, "t-0", LogConfig::default()).unwrap();
+    let t = OffsetTranslator::open(&log).unwrap();
+    (log, t)
+}
+
+/// A batch of `records` records whose values name the entry, so that every
+/// batch's bytes differ.
+fn batch(index: u64, records: usize) -> Vec<u8> {
+    let recs: Vec<_> = (0..records)
+        .map(|j| (None, Some(format!("{index}-{j}").into_bytes()), 1_000))
+        .collect();
+    weir_storage::record::build_batch(&recs)
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Data(usize),
+    Other,
+}
+
+#[derive(Debug, Clone)]
+enum ModelKind {
+    Data { batch: Vec<u8>, base: i64 },
+    Other(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+struct ModelEntry {
+    id: EntryId,
+    kind: ModelKind,
+}
+
+/// What the Raft log must hold: every entry, with the Kafka offset of each batch.
+#[derive(Debug)]
+struct Model {
+    purged: Option<EntryId>,
+    first_index: u64,
+    entries: Vec<ModelEntry>,
+    next_offset: i64,
+    term: u64,
+}
+
+impl Model {
+    fn new() -> Self {
+        Self {
+            purged: None,
+            first_index: 0,
+            entries: Vec::new(),
+            next_offset: 0,
+            term: 1,
+        }
+    }
+
+    fn next_index(&self) -> u64 {
+        self.entries
+            .last()
+            .map_or(self.first_index, |e| e.id.index + 1)
+    }
+
+    fn last_id(&self) -> Option<EntryId> {
+        self.entries.last().map(|e| e.id).or(self.purged)
+    }
+
+    /// Builds the entries to append and records them.
+    fn append(&mut self, kinds: &[Kind]) -> Vec<NewEntry> {
+        let mut out = Vec::new();
+        for k in kinds {
+            let id = EntryId {
+                index: self.next_index(),
+                term: self.term,
+            };
+            let (kind, new) = match k {
+                Kind::Data(n) => {
+                    let b = batch(id.index, *n);
+                    let base = self.next_offset;
+                    self.next_offset += *n as i64;
+                    let new = NewEntry::Data {
+                        id,
+                        batch: Bytes::from(b.clone()),
+                    };
+                    (ModelKind::Data { batch: b, base }, new)
+                }
+                Kind::Other => {
+                    let p = format!("{{\"at\":{}}}", id.index).into_bytes();
+                    let new = NewEntry::Other {
+                        id,
+                        payload: p.clone(),
+                    };
+                    (ModelKind::Other(p), new)
+                }
+            };
+            self.entries.push(ModelEntry { id, kind });
+            out.push(new);
+        }
+        out
+    }
+
+    fn truncate_after(&mut self, after: Option<u64>) {
+        let keep = |e: &ModelEntry| after.is_some_and(|a| e.id.index <= a);
+        if let Some(base) = self.entries.iter().find_map(|e| match &e.kind {
+            ModelKind::Data { base, .. } if !keep(e) => Some(*base),
+            _ => None,
+        }) {
+            self.next_offset = base;
+        }
+        self.entries.retain(keep);
+    }
+
+    fn purge(&mut self, upto: EntryId) {
+        if self.purged.is_some_and(|p| p.index >= upto.index) {
+            return;
+        }
+        self.purged = Some(upto);
+        self.first_index = self.first_index.max(upto.index + 1);
+        self.entries.retain(|e| e.id.index > upto.index);
+    }
+
+    fn offset_after(&self, index: u64) -> i64 {
+        self.entries
+            .iter()
+            .filter(|e| e.id.index > index)
+            .find_map(|e| match e.kind {
+                ModelKind::Data { base, .. } => Some(base),
+                ModelKind::Other(_) => None,
+            })
+            .unwrap_or(self.next_offset)
+    }
+}
+
+/// Asserts the translator holds exactly what the model holds.
+fn check(model: &Model, log: &Log, t: &mut OffsetTranslator) {
+    assert_eq!(t.last_id(), model.last_id(), "last id");
+    assert_eq!(t.next_index(), model.next_index(), "next index");
+    assert_eq!(t.next_offset(), model.next_offset, "next offset");
+    assert_eq!(log.log_end_offset(), model.next_offset, "log end");
+    let got = t.read(log, 0, u64::MAX).unwrap();
+    assert_eq!(got.len(), model.entries.len(), "entries read");
+    for (g, m) in got.iter().zip(&model.entries) {
+        assert_eq!(g.id(), m.id);
+        match (g, &m.kind) {
+            (StoredEntry::Data { batch, .. }, ModelKind::Data { batch: want, base }) => {
+                let h = BatchHeader::parse(batch).unwrap();
+                assert_eq!(h.base_offset, *base, "base offset of {}", m.id.index);
+                assert_eq!(h.partition_leader_epoch as u64, m.id.term);
+                assert_eq!(batch[8..12], want[8..12]);
+                assert_eq!(batch[16..], want[16..], "bytes of {}", m.id.index);
+            }
+            (StoredEntry::Other { payload, .. }, ModelKind::Other(want)) => {
+                assert_eq!(payload, want)
+            }
+            (g, m) => panic!("kind differs: {g:?} vs {m:?}"),
+        }
+    }
+    // Single reads from every position (walks from points and the anchor).
+    for m in model.entries.iter().step_by(7) {
+        let one = t.read(log, m.id.index, m.id.index + 1).unwrap();
+        assert_eq!(one[0].id(), m.id);
+    }
+    let first = model.first_index.saturating_sub(1);
+    for i in first..model.next_index() + 2 {
+        if i + 1 < model.first_index {
+            continue;
+        }
+        assert_eq!(
+            t.kafka_offset_after(log, i).unwrap(),
+            model.offset_after(i),
+            "offset after {i}"
+        );
+    }
+    for m in &model.entries {
+        if let ModelKind::Data { base, batch } = &m.kind {
+            let n = BatchHeader::parse(batch).unwrap().record_count as i64;
+            for o in [*base, base + n - 1] {
+                assert_eq!(t.raft_index_of(log, o).unwrap(), Some(m.id.index));
+            }
+        }
+    }
+    assert_eq!(t.raft_index_of(log, model.next_offset).unwrap(), None);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<Kind>),
+    NewTerm,
+    Truncate(u16),
+    Purge(u16),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let kind = prop_oneof![4 => (1usize..4).prop_map(Kind::Data), 1 => Just(Kind::Other)];
+    prop_oneof![
+        8 => prop::collection::vec(kind, 1..12).prop_map(Op::Append),
+        1 => Just(Op::NewTerm),
+        2 => any::<u16>().prop_map(Op::Truncate),
+        1 => any::<u16>().prop_map(Op::Purge),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn apply(op: &Op, model: &mut Model, log: &mut Log, t: &mut OffsetTranslator, dir: &Path) {
+    match op {
+        Op::Append(kinds) => {
+            let entries = model.append(kinds);
+            t.append(log, entries).unwrap();
+        }
+        Op::NewTerm => model.term += 1,
+        Op::Truncate(k) => {
+            let len = model.entries.len() as u64;
+            let pick = u64::from(*k) % (len + 1);
+            // `after` ranges over [first_index - 1, last]; below the first index
+            // it is the purged id, or None when nothing was purged.
+            let after = (model.first_index + pick).checked_sub(1);
+            let after = match (after, model.purged) {
+                (Some(a), _) if a >= model.first_index => Some(a),
+                (_, Some(p)) => Some(p.index),
+                (a, None) => a.filter(|a| *a >= model.first_index),
+            };
+            model.truncate_after(after);
+            t.truncate_after(log, after).unwrap();
+        }
+        Op::Purge(k) => {
+            let len = model.entries.len() as u64;
+            let index = model.first_index + u64::from(*k) % (len + 3);
+            let term = model
+                .entries
+                .iter()
+                .find(|e| e.id.index == index)
+                .map_or(model.term, |e| e.id.term);
+            let upto = EntryId { index, term };
+            let upto = match model.last_id() {
+                Some(l) if index > l.index && term < l.term => EntryId {
+                    term: l.term,
+                    ..upto
+                },
+                _ => upto,
+            };
+            model.purge(upto);
+            t.purge(log, upto).unwrap();
+        }
+        Op::Reopen => {
+            let (l, tr) = reopen(dir, log, t);
+            *log = l;
+            *t = tr;
+        }
+    }
+}
+
+/// Drops both (no clean close, as after a crash of the process) and reopens.
+fn reopen(dir: &Path, log: &mut Log, t: &mut OffsetTranslator) -> (Log, OffsetTranslator) {
+    // Replace with throwaway values so the originals drop before reopening.
+    let tmp = tempfile::tempdir().unwrap();
+    let (l, tr) = open(tmp.path());
+    drop(std::mem::replace(t, tr));
+    drop(std::mem::replace(log, l));
+    open(dir)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn translator_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut t) = open(dir.path());
+        let mut model = Model::new();
+        for op in &ops {
+            apply(op, &mut model, &mut log, &mut t, dir.path());
+            check(&model, &log, &mut t);
+        }
+        let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+        check(&model, &log, &mut t);
+    }
+}
+
+fn run(model: &mut Model, log: &Log, t: &mut OffsetTranslator, kinds: &[Kind]) {
+    let entries = model.append(kinds);
+    t.append(log, entries).unwrap();
+}
+
+fn mixed(n: usize) -> Vec<Kind> {
+    (0..n)
+        .map(|i| {
+            if i % 10 == 3 {
+                Kind::Other
+            } else {
+                Kind::Data(1 + i % 3)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn sync_points_every_64_data_entries_and_rebuilt_when_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(400));
+    let points = t.points.clone();
+    let data = model
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, ModelKind::Data { .. }))
+        .count() as u64;
+    assert_eq!(points.len() as u64, (data - 1) / POINT_SPACING);
+    check(&model, &log, &mut t);
+
+    // The points file lost its tail (never fsynced): rebuilt by the walk on open.
+    let path = dir.path().join(POINTS_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 16 - 5]).unwrap();
+    let (l, mut tr) = reopen(dir.path(), &mut log, &mut t);
+    assert_eq!(tr.points, points);
+    check(&model, &l, &mut tr);
+    drop((l, tr));
+
+    // Lost entirely: rebuilt as well.
+    std::fs::remove_file(&path).unwrap();
+    let (l, mut tr) = open(dir.path());
+    assert_eq!(tr.points, points);
+    check(&model, &l, &mut tr);
+}
+
+#[test]
+fn points_beyond_the_recovered_log_end_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(300));
+    // The machine lost the log's tail (page cache) but the points file kept
+    // points of the lost entries: simulate by cutting the log behind the
+    // translator's back, then reopening.
+    let cut = model.entries[150].id.index;
+    let lost_from = model.offset_after(cut - 1);
+    log.truncate_to(lost_from).unwrap();
+    model.truncate_after(Some(cut - 1));
+    let (l, mut tr) = reopen(dir.path(), &mut log, &mut t);
+    assert!(tr.points.iter().all(|p| p.offset < lost_from));
+    check(&model, &l, &mut tr);
+    // And the log continues consistently.
+    let mut log = l;
+    run(&mut model, &log, &mut tr, &mixed(100));
+    check(&model, &log, &mut tr);
+    let (l, mut tr) = reopen(dir.path(), &mut log, &mut tr);
+    check(&model, &l, &mut tr);
+}
+
+#[test]
+fn side_entries_past_a_hole_in_the_log_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    // 0 data, 1 data, 2 other, 3 data, 4 other
+    run(
+        &mut model,
+        &log,
+        &mut t,
+        &[
+            Kind::Data(2),
+            Kind::Data(1),
+            Kind::Other,
+            Kind::Data(3),
+            Kind::Other,
+        ],
+    );
+    // Data of entries 1.. lost (written to the page cache only), side entries
+    // 2 and 4 survived: the log ends at 0.
+    log.truncate_to(2).unwrap();
+    model.truncate_after(Some(0));
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+    run(&mut model, &log, &mut t, &[Kind::Other, Kind::Data(1)]);
+    check(&model, &log, &mut t);
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+}
+
+#[test]
+fn a_crash_inside_truncate_leaves_a_prefix_of_the_old_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    // 0 data, 1 data, 2 other, 3 other, 4 data
+    run(
+        &mut model,
+        &log,
+        &mut t,
+        &[
+            Kind::Data(2),
+            Kind::Data(1),
+            Kind::Other,
+            Kind::Other,
+            Kind::Data(3),
+        ],
+    );
+    // truncate_after(1) crashed after cutting the partition log (first step)
+    // but before rewriting the side file: entries 2 and 3 remain, a prefix of
+    // the old log.
+    let cut = model.offset_after(1);
+    log.truncate_to(cut).unwrap();
+    model.entries.truncate(4);
+    model.next_offset = cut;
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+    model.truncate_after(Some(1));
+    t.truncate_after(&log, Some(1)).unwrap();
+    run(&mut model, &log, &mut t, &[Kind::Data(1)]);
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+}
+
+#[test]
+fn purge_keeps_the_translation_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(200));
+    let upto = model.entries[120].id;
+    model.purge(upto);
+    t.purge(&log, upto).unwrap();
+    check(&model, &log, &mut t);
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+    assert_eq!(
+        t.kafka_offset_after(&log, upto.index).unwrap(),
+        model.offset_after(upto.index)
+    );
+    assert!(matches!(
+        t.kafka_offset_after(&log, upto.index - 1),
+        Err(RaftStoreError::Purged { .. })
+    ));
+    // Purge everything, past the last entry: the next entry continues the offsets.
+    let beyond = EntryId {
+        index: model.next_index() + 5,
+        term: model.term,
+    };
+    model.purge(beyond);
+    t.purge(&log, beyond).unwrap();
+    check(&model, &log, &mut t);
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+    run(&mut model, &log, &mut t, &mixed(20));
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+}
+
+#[test]
+fn a_torn_side_record_is_cut_and_the_log_ends_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &[Kind::Data(1), Kind::Other]);
+    let path = dir.path().join(crate::side_entries::SIDE_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    model.entries.truncate(1);
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+    run(&mut model, &log, &mut t, &[Kind::Other, Kind::Data(2)]);
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+}
+
+#[test]
+fn data_already_in_the_partition_log_stays_outside_the_raft_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), "t-0", LogConfig::default()).unwrap();
+        log.append(&batch(99, 5), 0).unwrap();
+    }
+    let (log, mut t) = open(dir.path());
+    assert_eq!(t.anchor().first_offset, 5);
+    let mut model = Model::new();
+    model.next_offset = 5;
+    run(&mut model, &log, &mut t, &mixed(10));
+    check(&model, &log, &mut t);
+    assert_eq!(t.raft_index_of(&log, 2).unwrap(), None);
+}
+
+#[test]
+fn a_log_behind_the_anchor_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(10));
+    let upto = model.entries[8].id;
+    t.purge(&log, upto).unwrap();
+    log.truncate_to(0).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (l, tr) = open(tmp.path());
+    drop(std::mem::replace(&mut t, tr));
+    drop(std::mem::replace(&mut log, l));
+    let (log, _) = Log::open(dir.path(), "t-0", LogConfig::default()).unwrap();
+    let err = OffsetTranslator::open(&log).unwrap_err();
+    assert!(err.to_string().contains("below the Raft anchor"), "{err}");
+}
+
+/// Sequential one-entry reads (a replication stream) with and without the
+/// recent-position cache. Run with `--ignored --nocapture` to see the figures.
+#[test]
+#[ignore = "measurement"]
+fn measure_sequential_single_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    for _ in 0..20 {
+        run(&mut model, &log, &mut t, &mixed(500));
+    }
+    let n = model.next_index();
+    for cached in [true, false] {
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            if !cached {
+                t.recent = [None; RECENT];
+            }
+            let e = t.read(&log, i, i + 1).unwrap();
+            assert_eq!(e[0].id().index, i);
+        }
+        let per = start.elapsed() / n as u32;
+        println!("{n} entries, cache {cached}: {per:?} per single-entry read");
+    }
+}
+
+#[test]
+fn raft_files_without_their_anchor_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &[Kind::Other, Kind::Data(1)]);
+    let (l, tr) = reopen(dir.path(), &mut log, &mut t);
+    drop((l, tr));
+    std::fs::remove_file(dir.path().join(ANCHOR_FILE)).unwrap();
+    let (log, _) = Log::open(dir.path(), "t-0", LogConfig::default()).unwrap();
+    let err = OffsetTranslator::open(&log).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}

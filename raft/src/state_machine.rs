@@ -1,0 +1,175 @@
+//! A minimal state machine, enough for openraft's storage suite and for the
+//! record-batch tests: "apply" records the last applied log id and membership
+//! and answers each entry with the Kafka offsets its batch got. The data is
+//! already in the partition log, so there is nothing else to apply; advancing
+//! the high watermark and the producer state come with the broker wiring.
+//!
+//! A snapshot is metadata only (JSON: last log id, membership, the Kafka offset
+//! after the last applied entry), never a copy of the data: a follower that
+//! installs one learns where Kafka offsets continue (Redpanda's bug 2284 was
+//! this boundary missing). State is in memory for now.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
+use serde::{Deserialize, Serialize};
+use weir_storage::BatchHeader;
+
+use crate::types::{Appended, LogId, TypeConfig};
+
+/// Snapshot bytes: [`SnapshotManifest`] as JSON.
+pub(crate) type SnapshotData = Vec<u8>;
+type Snapshot = SnapshotOf<TypeConfig, SnapshotData>;
+type StoredMembershipT = StoredMembershipOf<TypeConfig>;
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SnapshotManifest {
+    /// Last entry covered.
+    pub(crate) last_log_id: Option<LogId>,
+    /// Membership as of that entry.
+    pub(crate) last_membership: StoredMembershipT,
+    /// Kafka offset after the last entry covered (`None` before any data entry).
+    pub(crate) next_kafka_offset: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Applied {
+    last: Option<LogId>,
+    membership: StoredMembershipT,
+    next_offset: Option<i64>,
+}
+
+/// The state machine of one partition group.
+#[derive(Debug, Default)]
+pub(crate) struct StateMachine {
+    applied: Applied,
+    current: Arc<Mutex<Option<Snapshot>>>,
+}
+
+/// Builds a snapshot of the state when it was created.
+#[derive(Debug)]
+pub(crate) struct SnapshotBuilder {
+    applied: Applied,
+    current: Arc<Mutex<Option<Snapshot>>>,
+}
+
+impl StateMachine {
+    /// An empty state machine.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The answer for one entry; moves the Kafka boundary past a batch.
+    pub(crate) fn apply_one(&mut self, entry: &crate::types::Entry) -> io::Result<Appended> {
+        let next = self.applied.next_offset.unwrap_or(0);
+        let answer = match &entry.payload {
+            EntryPayload::Normal(batch) => {
+                let h = BatchHeader::parse(&batch.0)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                self.applied.next_offset = Some(h.next_offset());
+                Appended {
+                    base_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                }
+            }
+            EntryPayload::Membership(m) => {
+                self.applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                empty_range(next)
+            }
+            EntryPayload::Blank => empty_range(next),
+        };
+        self.applied.last = Some(entry.log_id);
+        Ok(answer)
+    }
+}
+
+fn empty_range(next: i64) -> Appended {
+    Appended {
+        base_offset: next,
+        last_offset: next - 1,
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembershipT)> {
+        Ok((self.applied.last, self.applied.membership.clone()))
+    }
+
+    /// Answers every responder (a client write waits for it).
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let answer = self.apply_one(&entry)?;
+            if let Some(r) = responder {
+                r.send(answer);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            applied: self.applied.clone(),
+            current: Arc::clone(&self.current),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: SnapshotData,
+    ) -> io::Result<()> {
+        let manifest: SnapshotManifest = serde_json::from_slice(&snapshot)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.applied = Applied {
+            last: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            next_offset: manifest.next_kafka_offset,
+        };
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Snapshot {
+            meta: meta.clone(),
+            snapshot,
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        Ok(self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let manifest = SnapshotManifest {
+            last_log_id: self.applied.last,
+            last_membership: self.applied.membership.clone(),
+            next_kafka_offset: self.applied.next_offset,
+        };
+        let snapshot = Snapshot {
+            meta: SnapshotMetaOf::<TypeConfig> {
+                last_log_id: manifest.last_log_id,
+                last_membership: manifest.last_membership.clone(),
+            },
+            snapshot: serde_json::to_vec(&manifest).map_err(io::Error::other)?,
+        };
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+}

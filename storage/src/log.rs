@@ -215,6 +215,8 @@ pub struct Log {
     state: Mutex<State>,
     flushed_tx: watch::Sender<i64>,
     hw_tx: watch::Sender<i64>,
+    /// The log end, for waiters on a local append (a Raft leader's acks=1).
+    end_tx: watch::Sender<i64>,
     flushing: AtomicBool,
     flush_wake: Notify,
     flush_done: Notify,
@@ -241,6 +243,7 @@ impl Log {
             dir: dir.to_path_buf(),
             flushed_tx: watch::Sender::new(state.flushed),
             hw_tx: watch::Sender::new(state.high_watermark),
+            end_tx: watch::Sender::new(state.log_end()),
             flushing: AtomicBool::new(false),
             flush_wake: Notify::new(),
             flush_done: Notify::new(),
@@ -430,6 +433,7 @@ impl Log {
         }
         st.unflushed_bytes += buf.len() as u64;
         st.first_unflushed.get_or_insert_with(Instant::now);
+        self.end_tx.send_replace(st.log_end());
         let first = headers
             .first()
             .expect("parse_all returns at least one batch")
@@ -669,6 +673,11 @@ impl Log {
         st.high_watermark = hw;
         self.hw_tx.send_replace(hw);
         Ok(hw)
+    }
+
+    /// A receiver that sees every move of the log end: appends, truncation, reset.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.end_tx.subscribe()
     }
 
     /// A receiver that sees every high-watermark change (for long-polling fetches).
@@ -938,6 +947,7 @@ impl Log {
         self.flushed_tx.send_replace(st.flushed);
         st.high_watermark = st.high_watermark.min(new_end);
         self.hw_tx.send_replace(st.high_watermark);
+        self.end_tx.send_replace(new_end);
         tracing::info!(log = %self.name, offset, new_end, "truncated");
         Ok(new_end)
     }
@@ -1104,6 +1114,7 @@ impl Log {
         st.parent_dirty = false;
         self.flushed_tx.send_replace(offset);
         self.hw_tx.send_replace(offset);
+        self.end_tx.send_replace(offset);
         Ok(())
     }
 

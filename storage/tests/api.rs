@@ -482,3 +482,22 @@ fn prepared_batches_are_written_identically_on_every_replica() {
     ));
     assert_eq!(log.log_end_offset(), 0);
 }
+
+/// The log-end watch follows appends, truncation and reset (a Raft leader's
+/// acks=1 waits on it).
+#[test]
+fn log_end_watch_follows_appends_truncation_and_reset() {
+    let tmp = common::tempdir();
+    let (log, _) = Log::open(&tmp.path().join("t-0"), "t-0", small_cfg()).unwrap();
+    let mut end = log.subscribe_log_end();
+    assert_eq!(*end.borrow_and_update(), 0);
+    log.append(&batch(3, 10, 1_000), 0).unwrap();
+    assert!(end.has_changed().unwrap());
+    assert_eq!(*end.borrow_and_update(), 3);
+    log.append(&batch(2, 10, 1_000), 0).unwrap();
+    assert_eq!(*end.borrow_and_update(), 5);
+    log.truncate_to(3).unwrap();
+    assert_eq!(*end.borrow_and_update(), 3);
+    log.reset_to(40).unwrap();
+    assert_eq!(*end.borrow_and_update(), 40);
+}

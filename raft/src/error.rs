@@ -8,7 +8,8 @@ use weir_storage::StorageError;
 
 /// Why a Raft log operation failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum RaftStoreError {
+#[non_exhaustive]
+pub enum RaftStoreError {
     /// The partition log refused or failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

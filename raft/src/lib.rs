@@ -7,6 +7,7 @@
 //! and Kafka offsets. Nothing here is wired into the broker yet: the crate's
 //! public face comes with the network and the group manager.
 
+pub use error::RaftStoreError;
 pub use weir_storage as storage;
 
 // Used by the tests only until the broker is wired to replication.
@@ -18,6 +19,8 @@ mod durable_file;
 mod error;
 #[cfg_attr(not(test), allow(dead_code))]
 mod flusher;
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod group;
 #[cfg_attr(not(test), allow(dead_code))]
 mod log_store;
 #[cfg_attr(not(test), allow(dead_code))]

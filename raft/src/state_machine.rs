@@ -19,6 +19,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership
 use serde::{Deserialize, Serialize};
 use weir_storage::BatchHeader;
 
+use crate::group::GroupHooks;
 use crate::types::{Appended, LogId, TypeConfig};
 
 /// Snapshot bytes: [`SnapshotManifest`] as JSON.
@@ -49,6 +50,8 @@ struct Applied {
 pub(crate) struct StateMachine {
     applied: Applied,
     current: Arc<Mutex<Option<Snapshot>>>,
+    /// Told of every committed data entry (the partition above the group).
+    hooks: Option<Arc<dyn GroupHooks>>,
 }
 
 /// Builds a snapshot of the state when it was created.
@@ -64,6 +67,14 @@ impl StateMachine {
         Self::default()
     }
 
+    /// An empty state machine that tells `hooks` of each committed data entry.
+    pub(crate) fn with_hooks(hooks: Arc<dyn GroupHooks>) -> Self {
+        Self {
+            hooks: Some(hooks),
+            ..Self::default()
+        }
+    }
+
     /// The answer for one entry; moves the Kafka boundary past a batch.
     pub(crate) fn apply_one(&mut self, entry: &crate::types::Entry) -> io::Result<Appended> {
         let next = self.applied.next_offset.unwrap_or(0);
@@ -72,6 +83,9 @@ impl StateMachine {
                 let h = BatchHeader::parse(&batch.0)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 self.applied.next_offset = Some(h.next_offset());
+                if let Some(hooks) = &self.hooks {
+                    hooks.committed(&batch.0, h.base_offset, h.last_offset());
+                }
                 Appended {
                     base_offset: h.base_offset,
                     last_offset: h.last_offset(),

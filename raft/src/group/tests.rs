@@ -1,0 +1,200 @@
+//! A one-voter group over a real partition log: proposals get the offsets
+//! predicted for them, in order; acks=1 and acks=all waits resolve; the hooks
+//! hear every commit; a restart raises the term and the offsets continue.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use weir_storage::{BatchHeader, Log, LogConfig, ReadBound};
+
+use super::*;
+
+/// The network of a group with no other voters: every RPC is unreachable.
+#[derive(Debug, Clone, Copy)]
+struct NoPeers;
+
+fn unreachable() -> Unreachable<TypeConfig> {
+    Unreachable::new(&std::io::Error::other("no peers"))
+}
+
+impl RaftNetworkFactory<TypeConfig> for NoPeers {
+    type Network = NoPeers;
+    async fn new_client(&mut self, _target: u64, _node: &BasicNode) -> NoPeers {
+        NoPeers
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for NoPeers {
+    type SnapshotData = SnapshotData;
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(unreachable()))
+    }
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(unreachable()))
+    }
+    async fn full_snapshot(
+        &mut self,
+        _vote: VoteOf<TypeConfig>,
+        _snapshot: SnapshotOf<TypeConfig, SnapshotData>,
+        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        Err(StreamingError::Unreachable(unreachable()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    committed: Mutex<Vec<(i64, i64, i32)>>,
+    views: Mutex<Vec<Leadership>>,
+}
+
+impl GroupHooks for Recorder {
+    fn committed(&self, batch: &[u8], base_offset: i64, last_offset: i64) {
+        let epoch = BatchHeader::parse(batch).unwrap().partition_leader_epoch;
+        self.committed
+            .lock()
+            .unwrap()
+            .push((base_offset, last_offset, epoch));
+    }
+    fn leadership(&self, view: Leadership) {
+        self.views.lock().unwrap().push(view);
+    }
+}
+
+fn batch(records: usize) -> Bytes {
+    let recs: Vec<_> = (0..records)
+        .map(|i| (None, Some(format!("v{i}").into_bytes()), 1_000 + i as i64))
+        .collect();
+    Bytes::from(weir_storage::record::build_batch(&recs))
+}
+
+fn fast() -> GroupSettings {
+    GroupSettings {
+        heartbeat_ms: 50,
+        election_min_ms: 150,
+        election_max_ms: 300,
+    }
+}
+
+async fn open(log: &Arc<Log>, hooks: &Arc<Recorder>) -> PartitionGroup {
+    let voters = BTreeMap::from([(1, "127.0.0.1:1".to_string())]);
+    let hooks: Arc<dyn GroupHooks> = hooks.clone();
+    PartitionGroup::open(1, 7, Arc::clone(log), voters, hooks, NoPeers, fast())
+        .await
+        .unwrap()
+}
+
+async fn leader_term(g: &PartitionGroup) -> u64 {
+    let mut rx = g.leadership();
+    let view = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| v.is_leader))
+        .await
+        .expect("no leader within 10 s")
+        .unwrap();
+    view.term
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_voter_group_commits_proposals_at_their_predicted_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(&dir.path().join("t-0"), "t-0", LogConfig::default()).unwrap();
+    let log = Arc::new(log);
+    let hooks = Arc::new(Recorder::default());
+    let g = open(&log, &hooks).await;
+    let term = leader_term(&g).await;
+    assert!(term >= 1);
+
+    let mut proposals: Vec<_> = [2, 3, 1]
+        .into_iter()
+        .map(|n| g.propose(batch(n)).unwrap())
+        .collect();
+    let predicted: Vec<_> = proposals.iter().map(|p| p.offsets).collect();
+    assert_eq!(
+        predicted,
+        [(0, 1), (2, 4), (5, 5)].map(|(b, l)| Offsets {
+            base_offset: b,
+            last_offset: l
+        })
+    );
+    for p in &mut proposals {
+        p.appended().await.unwrap();
+    }
+    for (p, want) in proposals.into_iter().zip(&predicted) {
+        assert_eq!(p.committed().await.unwrap(), *want);
+    }
+    let epoch = i32::try_from(term).unwrap();
+    assert_eq!(
+        *hooks.committed.lock().unwrap(),
+        [(0, 1, epoch), (2, 4, epoch), (5, 5, epoch)]
+    );
+    // Data entries only in the partition log: offsets 0..6, no gap for the
+    // blank and membership entries.
+    let r = log.read(0, 1 << 20, ReadBound::LogEnd).unwrap();
+    let bases: Vec<i64> = weir_storage::HeaderWalk::new(&r.records, 0)
+        .map(|(_, h)| h.base_offset)
+        .collect();
+    assert_eq!(bases, [0, 2, 5]);
+    assert_eq!(log.log_end_offset(), 6);
+    g.shutdown().await;
+
+    // A restart: the commits are re-applied, offsets continue. (A lone voter
+    // whose vote is committed resumes leading in the same term: openraft
+    // restores a leader from its stored vote.)
+    let hooks2 = Arc::new(Recorder::default());
+    let g = open(&log, &hooks2).await;
+    let term2 = leader_term(&g).await;
+    assert!(term2 >= term, "term {term2} after {term}");
+    let p = g.propose(batch(4)).unwrap();
+    assert_eq!(p.offsets.base_offset, 6);
+    assert_eq!(
+        p.committed().await.unwrap(),
+        Offsets {
+            base_offset: 6,
+            last_offset: 9
+        }
+    );
+    let seen = hooks2.committed.lock().unwrap().clone();
+    assert_eq!(seen.last(), Some(&(6, 9, i32::try_from(term2).unwrap())));
+    assert!(seen.len() == 4, "re-applied after restart: {seen:?}");
+    g.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_fail_when_not_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(&dir.path().join("t-0"), "t-0", LogConfig::default()).unwrap();
+    let log = Arc::new(log);
+    let hooks = Arc::new(Recorder::default());
+    // A voter set that needs node 2, which never answers: node 1 never leads.
+    let voters = BTreeMap::from([
+        (1, "127.0.0.1:1".to_string()),
+        (2, "127.0.0.1:2".to_string()),
+    ]);
+    let h: Arc<dyn GroupHooks> = hooks.clone();
+    let g = PartitionGroup::open(1, 7, Arc::clone(&log), voters, h, NoPeers, fast())
+        .await
+        .unwrap();
+    let err = g.propose(batch(1)).unwrap_err();
+    assert!(matches!(err, ProposeError::NotLeader { .. }), "{err}");
+    assert!(matches!(
+        g.propose(Bytes::from_static(b"junk")),
+        Err(ProposeError::BadBatch(_))
+    ));
+    g.shutdown().await;
+}

@@ -122,21 +122,25 @@ impl Broker {
             tracing::debug!(partition = %r.partition, recovery = ?r.recovery, "partition opened");
         }
         let metrics = Metrics::default();
-        let mut partitions = HashMap::new();
+        let mut to_open = Vec::new();
         for (name, t) in &topics {
             let cfg = topic_config::log_config(&t.configs, &config.log_defaults);
             for p in 0..t.partitions {
                 let tp = TopicPartition::new(name.clone(), p);
                 let log = logs.create(&tp, cfg.clone())?;
-                let part = Partition::leader(
-                    tp.clone(),
-                    log,
-                    config.producer_limits,
-                    metrics.producer_states.clone(),
-                );
-                partitions.insert(tp, Arc::new(part));
+                to_open.push((tp, group_id(t.id, p), log));
             }
         }
+        let node = u64::try_from(config.node_id)
+            .map_err(|_| anyhow::anyhow!("--node-id must not be negative"))?;
+        let partitions: HashMap<_, _> = open_groups(
+            to_open,
+            node,
+            config.producer_limits,
+            &metrics.producer_states,
+        )?
+        .into_iter()
+        .collect();
         for tp in logs.partitions() {
             if !partitions.contains_key(&tp) {
                 // A topic deleted in metadata whose log deletion a crash interrupted.
@@ -213,18 +217,20 @@ impl Broker {
         from: i32,
     ) -> Result<(), TopicChangeError> {
         let cfg = topic_config::log_config(&t.configs, &self.config.log_defaults);
-        let mut new = Vec::new();
+        let mut to_open = Vec::new();
         for p in from..t.partitions {
             let tp = TopicPartition::new(name, p);
             let log = self.logs.create(&tp, cfg.clone())?;
-            let part = Partition::leader(
-                tp.clone(),
-                log,
-                self.config.producer_limits,
-                self.metrics.producer_states.clone(),
-            );
-            new.push((tp, Arc::new(part)));
+            to_open.push((tp, group_id(t.id, p), log));
         }
+        let node = u64::try_from(self.config.node_id).unwrap_or(0);
+        let new = open_groups(
+            to_open,
+            node,
+            self.config.producer_limits,
+            &self.metrics.producer_states,
+        )
+        .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
         self.partitions
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -293,13 +299,19 @@ impl Broker {
             return Err(TopicError::InvalidName(name.into()).into());
         }
         let t = self.meta.delete(name)?;
-        let removed: Vec<TopicPartition> = {
+        let removed: Vec<Arc<Partition>> = {
             let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             (0..t.partitions)
-                .map(|p| TopicPartition::new(name, p))
-                .filter(|tp| parts.remove(tp).is_some())
+                .filter_map(|p| parts.remove(&TopicPartition::new(name, p)))
                 .collect()
         };
+        // Stop the Raft groups before their files go.
+        tokio::runtime::Handle::current().block_on(async {
+            for p in &removed {
+                p.shutdown().await;
+            }
+        });
+        let removed: Vec<TopicPartition> = removed.iter().map(|p| p.tp.clone()).collect();
         if let Err(e) = self.logs.delete_many(&removed) {
             tracing::warn!(topic = name, error = %e, "deleting logs");
         }
@@ -364,11 +376,87 @@ impl Broker {
         }
     }
 
-    /// Closes every log cleanly.
+    /// Closes every log cleanly (after stopping the Raft groups, so nothing
+    /// writes to a closed log).
     pub fn close(&self) -> anyhow::Result<()> {
+        let parts: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        tokio::runtime::Handle::current().block_on(async {
+            for p in &parts {
+                p.shutdown().await;
+            }
+        });
         self.logs.close_all()?;
         Ok(())
     }
+}
+
+/// The Raft group id of a partition: stable across restarts and the same on
+/// every node (a hash of the topic id and the partition number).
+fn group_id(topic_id: u128, partition: i32) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // FNV-1a, not the std hasher: std's may change between releases, and
+    // every node must compute the same id.
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    topic_id.hash(&mut h);
+    partition.hash(&mut h);
+    h.finish()
+}
+
+/// FNV-1a, a fixed 64-bit hash.
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Opens the Raft groups of `parts` concurrently (each election of a lone
+/// voter is immediate; the file work runs on the blocking pool). Blocking:
+/// call it from a blocking thread of the runtime.
+fn open_groups(
+    parts: Vec<(TopicPartition, u64, Arc<weir_storage::Log>)>,
+    node: u64,
+    limits: crate::producer_state::ProducerLimits,
+    counters: &Arc<crate::producer_state::ProducerStateCounters>,
+) -> anyhow::Result<Vec<(TopicPartition, Arc<Partition>)>> {
+    let handle = tokio::runtime::Handle::current();
+    handle.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (tp, group, log) in parts {
+            let counters = Arc::clone(counters);
+            set.spawn(async move {
+                let part = Partition::open_local(
+                    tp.clone(),
+                    log,
+                    limits,
+                    counters,
+                    (node, group),
+                    weir_raft::group::GroupSettings::default(),
+                )
+                .await;
+                (tp, part)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let (tp, part) = joined?;
+            let part = part.map_err(|e| anyhow::anyhow!("{tp}: {e}"))?;
+            out.push((tp, part));
+        }
+        Ok(out)
+    })
 }
 
 fn weir_storage_now() -> i64 {
@@ -391,11 +479,14 @@ impl GroupStore for OffsetsLog {
         let batch = weir_storage::record::build_batch(&specs);
         let part = self.0.clone();
         // Appended here, before returning, so records reach the log in call order.
-        let appended = part.append(&batch);
+        let appended = part.append(&Bytes::from(batch));
         Box::pin(async move {
-            let info = appended.map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
-            part.wait_durable(info.last_offset)
+            let pending = appended.map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
+            // Committed: durable under the fsync policy.
+            pending
+                .wait(-1, false)
                 .await
+                .map(|_| ())
                 .map_err(|e| GroupStoreError::Unavailable(e.to_string()))
         })
     }

@@ -82,6 +82,7 @@ pub fn append(e: &AppendError) -> i16 {
         AppendError::Storage(s) => storage(s),
         AppendError::Producer(p) => p.code(),
         AppendError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
+        AppendError::Stopped(_) => code::KAFKA_STORAGE_ERROR,
     }
 }
 

@@ -9,9 +9,14 @@
 //! handler.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
+use bytes::Bytes;
 use tokio::sync::watch;
+use weir_raft::group::{
+    GroupError, GroupHooks, GroupSettings, Offsets as GroupOffsets, PartitionGroup, Proposal,
+    ProposeError,
+};
 use weir_storage::{
     BatchHeader, HeaderWalk, Log, LogConfig, ReadBound, ReadResult, StorageError, TimestampOffset,
     TopicPartition,
@@ -45,6 +50,19 @@ pub enum AppendError {
     /// This node does not lead the partition.
     #[error("not the leader")]
     NotLeader,
+    /// The partition's Raft group stopped (node shutting down, or a storage
+    /// failure stopped it).
+    #[error("replication stopped: {0}")]
+    Stopped(String),
+}
+
+impl From<ProposeError> for AppendError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::NotLeader { .. } => Self::NotLeader,
+            other => Self::Stopped(other.to_string()),
+        }
+    }
 }
 
 /// Why a request naming a leader epoch (KIP-320) is not served here.
@@ -131,11 +149,96 @@ pub struct Partition {
     // Role and epoch change together (a leader election); read on every
     // request, written on leadership changes only.
     leadership: RwLock<Leadership>,
-    // Held across the producer check and the (synchronous, page-cache) append so
-    // that check-and-write is atomic per partition; never across an `.await`.
-    producers: Mutex<ProducerStates>,
+    // Held across the producer check and the (synchronous) proposal so that
+    // check-and-propose is atomic per partition; never across an `.await`.
+    producers: Mutex<Producers>,
     /// Where expired and evicted producer entries are counted.
     producer_counters: Arc<ProducerStateCounters>,
+    /// The partition's Raft group (set once, right after creation).
+    group: OnceLock<PartitionGroup>,
+    /// Why the group's Raft instance is down (a storage failure), while it is:
+    /// produce then answers KAFKA_STORAGE_ERROR, not NOT_LEADER_OR_FOLLOWER.
+    failure: Mutex<Option<String>>,
+}
+
+/// Producer state and how far into the log it reaches.
+#[derive(Debug)]
+struct Producers {
+    states: ProducerStates,
+    /// Every batch below this offset is recorded in `states`: a leader records
+    /// a batch when it proposes it (with its predicted offsets, as Kafka's
+    /// leader does at its append), every replica when it applies one at or
+    /// above this offset. So a batch is recorded once, whoever wrote it.
+    recorded_to: i64,
+}
+
+/// An accepted produce: a retry answered from producer state, or a proposal
+/// in flight.
+#[derive(Debug)]
+pub struct PendingAppend {
+    /// The offsets the batch has (a retry) or will have (a proposal).
+    pub appended: Appended,
+    proposal: Option<Proposal>,
+}
+
+impl PendingAppend {
+    /// Waits for what the producer's `acks` ask: the leader's own append
+    /// (acks=1) or the commit (acks=all, and acks=1 on a log that fsyncs every
+    /// append, whose promise is that nothing acknowledged lives only in memory:
+    /// a commit is durable under the fsync policy on a quorum).
+    pub async fn wait(self, acks: i16, fsync_every_append: bool) -> Result<Appended, AppendError> {
+        let Some(mut proposal) = self.proposal else {
+            return Ok(self.appended);
+        };
+        if acks == -1 || fsync_every_append {
+            let got = proposal.committed().await?;
+            if got.base_offset != self.appended.base_offset {
+                tracing::error!(predicted = ?self.appended, committed = ?got, "offset prediction missed");
+            }
+        } else if acks == 1 {
+            proposal.appended().await?;
+        }
+        Ok(self.appended)
+    }
+}
+
+/// The hooks the partition's Raft group calls (a weak reference: the group
+/// lives inside the partition).
+#[derive(Debug)]
+struct Hooks(Weak<Partition>);
+
+impl GroupHooks for Hooks {
+    fn committed(&self, batch: &[u8], base_offset: i64, last_offset: i64) {
+        if let Some(p) = self.0.upgrade() {
+            p.on_committed(batch, base_offset, last_offset);
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        if let Some(p) = self.0.upgrade() {
+            *p.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+        }
+    }
+
+    fn leadership(&self, view: weir_raft::group::Leadership) {
+        if let Some(p) = self.0.upgrade() {
+            if view.is_leader || view.leader.is_some() {
+                *p.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            let role = if view.is_leader {
+                Role::Leader
+            } else {
+                Role::Follower {
+                    leader: view
+                        .leader
+                        .and_then(|l| i32::try_from(l).ok())
+                        .unwrap_or(-1),
+                }
+            };
+            let epoch = i32::try_from(view.term).unwrap_or(i32::MAX);
+            p.set_leadership(Leadership { role, epoch });
+        }
+    }
 }
 
 fn batch_ids(h: &BatchHeader, last: &BatchHeader) -> Option<BatchIds> {
@@ -174,15 +277,47 @@ fn now_ms() -> i64 {
 }
 
 impl Partition {
-    /// Wraps a log as a leader partition, rebuilding producer state from the log
-    /// (bounded by `limits`; drops are counted in `counters`).
+    /// Opens a partition hosted by this node alone: its log, producer state
+    /// rebuilt from the log (bounded by `limits`; drops are counted in
+    /// `counters`), and its one-voter Raft group (node `node_id`, group
+    /// `group_id`). Returns once the group has elected this node, so the
+    /// partition takes produce requests at once.
     ///
     /// The log does not say when the broker appended a batch (CreateTime
     /// timestamps are the producer's clock), so rebuilt producers count as used
     /// now, in log order: each gets a full expiration period after a restart,
     /// and when the log holds more producers than the bound, the ones that
     /// wrote last are kept.
-    pub fn leader(
+    pub async fn open_local(
+        tp: TopicPartition,
+        log: Arc<Log>,
+        limits: ProducerLimits,
+        counters: Arc<ProducerStateCounters>,
+        ids: (u64, u64),
+        settings: GroupSettings,
+    ) -> Result<Arc<Self>, GroupError> {
+        let (node_id, group_id) = ids;
+        let part = Arc::new(Self::new(tp, log, limits, counters));
+        let hooks: Arc<dyn GroupHooks> = Arc::new(Hooks(Arc::downgrade(&part)));
+        let group =
+            PartitionGroup::open_local(node_id, group_id, Arc::clone(&part.log), hooks, settings)
+                .await?;
+        let mut leadership = group.leadership();
+        let _ = part.group.set(group);
+        // A lone voter elects itself at once; the wait is bounded anyway.
+        let elected = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            leadership.wait_for(|l| l.is_leader),
+        )
+        .await;
+        if !matches!(elected, Ok(Ok(_))) {
+            tracing::warn!(partition = %part.tp, "no leader elected within 10 s");
+        }
+        Ok(part)
+    }
+
+    /// The partition without its group (it starts as a follower of nobody).
+    fn new(
         tp: TopicPartition,
         log: Arc<Log>,
         limits: ProducerLimits,
@@ -204,15 +339,55 @@ impl Partition {
         }
         // The epoch of the newest batch: a restart never lowers the epoch.
         let epoch = log.latest_epoch().unwrap_or(0).max(0);
+        let recorded_to = log.log_end_offset();
         Self {
             tp,
             log,
             leadership: RwLock::new(Leadership {
-                role: Role::Leader,
+                role: Role::Follower { leader: -1 },
                 epoch,
             }),
-            producers: Mutex::new(producers),
+            producers: Mutex::new(Producers {
+                states: producers,
+                recorded_to,
+            }),
             producer_counters: counters,
+            group: OnceLock::new(),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// A committed data entry (on every replica, in log order): records its
+    /// producer unless this node already did (as the leader that proposed it,
+    /// or from the log at open), and moves the high watermark past it.
+    fn on_committed(&self, batch: &[u8], base_offset: i64, last_offset: i64) {
+        {
+            let mut p = self.producers();
+            if base_offset >= p.recorded_to {
+                if let Ok(h) = BatchHeader::parse(batch) {
+                    if let Some(ids) = batch_ids(&h, &h) {
+                        let removed = p.states.record(&ids, base_offset, last_offset, now_ms());
+                        self.count(removed);
+                    }
+                }
+                p.recorded_to = last_offset + 1;
+            }
+        }
+        if let Err(e) = self.commit(last_offset + 1) {
+            tracing::warn!(partition = %self.tp, error = %e, "moving the high watermark");
+        }
+    }
+
+    fn producers(&self) -> std::sync::MutexGuard<'_, Producers> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the partition's Raft group (topic deletion, node shutdown).
+    pub async fn shutdown(&self) {
+        // The group is shared by reference only; shutting it down stops its
+        // Raft instance and tasks, so later proposals fail as not leader.
+        if let Some(g) = self.group.get() {
+            g.stop().await;
         }
     }
 
@@ -221,12 +396,18 @@ impl Partition {
         *self.leadership.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Changes role and epoch (a leader election). The epoch never goes back.
+    /// Changes role and epoch (a leader election). The epoch never goes back:
+    /// a lower one (a Raft log rebuilt under data written in a later epoch) is
+    /// logged and the current one kept.
     pub fn set_leadership(&self, next: Leadership) {
         let mut l = self.leadership.write().unwrap_or_else(|p| p.into_inner());
-        if next.epoch >= l.epoch {
-            *l = next;
+        if next.epoch < l.epoch {
+            tracing::warn!(partition = %self.tp, epoch = l.epoch, term = next.epoch, "raft term below the leader epoch; keeping the epoch");
         }
+        *l = Leadership {
+            role: next.role,
+            epoch: next.epoch.max(l.epoch),
+        };
     }
 
     /// The leader epoch.
@@ -397,11 +578,7 @@ impl Partition {
     /// Forgets producers idle past the expiration at `now_ms` (run by the
     /// periodic maintenance); returns how many.
     pub fn expire_producers(&self, now_ms: i64) -> usize {
-        let expired = self
-            .producers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .expire(now_ms);
+        let expired = self.producers().states.expire(now_ms);
         self.count(Removed {
             expired,
             evicted: 0,
@@ -411,51 +588,81 @@ impl Partition {
 
     /// Number of producers whose state this partition keeps.
     pub fn producer_count(&self) -> usize {
-        self.producers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.producers().states.len()
     }
 
-    /// Appends produced batches (idempotence checked) and advances the high
-    /// watermark: on one node, a leader append is committed. Page-cache durable on
-    /// return; see [`Log::wait_durable`] for disk durability.
-    pub fn append(&self, records: &[u8]) -> Result<Appended, AppendError> {
+    /// Accepts produced batches: validates and prepares them (see
+    /// [`Log::prepare`]), checks idempotence, and proposes each batch to the
+    /// partition's Raft group, in call order. A retried batch is answered
+    /// from producer state. The returned [`PendingAppend`] waits for the acks
+    /// level; its offsets are known now.
+    pub fn append(&self, records: &Bytes) -> Result<PendingAppend, AppendError> {
+        if let Some(why) = self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(AppendError::Stopped(why));
+        }
         let leadership = self.leadership();
         if leadership.role != Role::Leader {
             return Err(AppendError::NotLeader);
         }
-        let first = BatchHeader::parse(records).map_err(|source| StorageError::InvalidBatch {
-            position: 0,
-            source,
-        })?;
-        let last = HeaderWalk::new(records, 0).last().map_or(first, |(_, h)| h);
+        let group = self.group.get().ok_or(AppendError::NotLeader)?;
+        let prepared = self.log.prepare(records)?;
+        let log_append_time = prepared.log_append_time();
+        let bytes = if prepared.is_unchanged() {
+            records.clone()
+        } else {
+            Bytes::copy_from_slice(prepared.bytes())
+        };
+        let headers = prepared.headers();
+        let (first, last) = (headers[0].1, headers[headers.len() - 1].1);
         let ids = batch_ids(&first, &last);
-        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut producers = self.producers();
         if let Some(ids) = &ids {
-            if let Some((base_offset, last_offset)) = producers.check(ids)? {
-                return Ok(Appended {
-                    base_offset,
-                    last_offset,
-                    duplicate: true,
-                    log_append_time: -1,
+            if let Some((base_offset, last_offset)) = producers.states.check(ids)? {
+                return Ok(PendingAppend {
+                    appended: Appended {
+                        base_offset,
+                        last_offset,
+                        duplicate: true,
+                        log_append_time: -1,
+                    },
+                    proposal: None,
                 });
             }
         }
-        let info = self.log.append(records, leadership.epoch)?;
-        let removed = ids
-            .as_ref()
-            .map(|ids| producers.record(ids, info.base_offset, info.last_offset, now_ms()));
-        drop(producers);
-        if let Some(removed) = removed {
+        // One Raft entry per batch (a request rarely carries more than one).
+        let mut proposal = None;
+        let mut range: Option<GroupOffsets> = None;
+        for (at, h) in headers {
+            let p = group.propose(bytes.slice(*at..*at + h.size()))?;
+            range = Some(GroupOffsets {
+                base_offset: range.map_or(p.offsets.base_offset, |r| r.base_offset),
+                last_offset: p.offsets.last_offset,
+            });
+            proposal = Some(p);
+        }
+        let range = range.expect("prepare returns at least one batch");
+        if let Some(ids) = &ids {
+            let removed =
+                producers
+                    .states
+                    .record(ids, range.base_offset, range.last_offset, now_ms());
             self.count(removed);
         }
-        self.commit(info.last_offset + 1)?;
-        Ok(Appended {
-            base_offset: info.base_offset,
-            last_offset: info.last_offset,
-            duplicate: false,
-            log_append_time: info.log_append_time,
+        producers.recorded_to = producers.recorded_to.max(range.last_offset + 1);
+        drop(producers);
+        Ok(PendingAppend {
+            appended: Appended {
+                base_offset: range.base_offset,
+                last_offset: range.last_offset,
+                duplicate: false,
+                log_append_time,
+            },
+            proposal,
         })
     }
 
@@ -496,61 +703,101 @@ mod tests {
     use weir_storage::LogConfig;
 
     /// A one-record idempotent batch of `producer_id` at sequence `seq`.
-    fn batch(producer_id: i64, seq: i32) -> Vec<u8> {
+    fn batch(producer_id: i64, seq: i32) -> Bytes {
         let mut b = weir_storage::record::build_batch(&[(None, Some(b"v".to_vec()), now_ms())]);
         b[43..51].copy_from_slice(&producer_id.to_be_bytes());
         b[51..53].copy_from_slice(&0i16.to_be_bytes());
         b[53..57].copy_from_slice(&seq.to_be_bytes());
         weir_storage::seal_batch(&mut b);
-        b
+        Bytes::from(b)
     }
 
-    fn partition(dir: &std::path::Path, limits: ProducerLimits) -> Partition {
+    fn open_log(dir: &std::path::Path) -> Arc<Log> {
         let (log, _) = Log::open(&dir.join("t-0"), "t-0", LogConfig::default()).unwrap();
-        Partition::leader(
+        Arc::new(log)
+    }
+
+    async fn partition(log: Arc<Log>, limits: ProducerLimits) -> Arc<Partition> {
+        Partition::open_local(
             TopicPartition::new("t", 0),
-            Arc::new(log),
+            log,
             limits,
             Arc::default(),
+            (1, 1),
+            GroupSettings::default(),
         )
+        .await
+        .unwrap()
+    }
+
+    /// Appends and waits for the commit.
+    async fn produce(p: &Partition, b: Bytes) -> Result<Appended, AppendError> {
+        p.append(&b)?.wait(-1, false).await
     }
 
     /// A partition full of producers evicts the one idle longest and counts it;
     /// the evicted producer's next batch gets OUT_OF_ORDER_SEQUENCE_NUMBER (45),
     /// as for any producer the partition does not know, while kept producers
     /// still get their retries answered from state. Expiry is counted too.
-    #[test]
-    fn evicted_producer_is_unknown_and_drops_are_counted() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn evicted_producer_is_unknown_and_drops_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let p = partition(
-            dir.path(),
-            ProducerLimits {
-                expiration_ms: DEFAULT_EXPIRATION,
-                max_producers: 2,
-            },
-        );
+        let limits = ProducerLimits {
+            expiration_ms: DEFAULT_EXPIRATION,
+            max_producers: 2,
+        };
+        let p = partition(open_log(dir.path()), limits).await;
         for pid in [1, 2, 3] {
-            p.append(&batch(pid, 0)).unwrap();
+            produce(&p, batch(pid, 0)).await.unwrap();
         }
         assert_eq!(p.producer_count(), 2);
         assert_eq!(p.producer_counters.evicted.load(Ordering::Relaxed), 1);
-        let err = p.append(&batch(1, 1)).unwrap_err();
+        let err = produce(&p, batch(1, 1)).await.unwrap_err();
         assert_eq!(error_code::append(&err), 45, "{err}");
-        let retry = p.append(&batch(3, 0)).unwrap();
+        let retry = produce(&p, batch(3, 0)).await.unwrap();
         assert!(retry.duplicate && retry.base_offset == 2, "{retry:?}");
         assert_eq!(p.expire_producers(now_ms() + DEFAULT_EXPIRATION + 1), 2);
         assert_eq!(p.producer_count(), 0);
         assert_eq!(p.producer_counters.expired.load(Ordering::Relaxed), 2);
-        let err = p.append(&batch(3, 1)).unwrap_err();
+        let err = produce(&p, batch(3, 1)).await.unwrap_err();
         assert_eq!(error_code::append(&err), 45, "{err}");
+        p.shutdown().await;
+    }
+
+    /// A retry of a batch still in flight (proposed, not yet committed) is
+    /// answered with the offsets the original will get, never written twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retry_of_an_in_flight_batch_is_not_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let p = partition(Arc::clone(&log), ProducerLimits::default()).await;
+        let first = p.append(&batch(9, 0)).unwrap();
+        let retry = p.append(&batch(9, 0)).unwrap();
+        assert!(retry.appended.duplicate);
+        assert_eq!(retry.appended.base_offset, first.appended.base_offset);
+        first.wait(-1, false).await.unwrap();
+        retry.wait(-1, false).await.unwrap();
+        assert_eq!(log.log_end_offset(), 1, "the retry was written");
+        p.shutdown().await;
     }
 
     /// KIP-320: a leader serves a request naming its epoch or none; an older
-    /// epoch is fenced, a newer one unknown; a follower serves neither.
-    #[test]
-    fn requests_are_checked_against_the_leader_epoch() {
+    /// epoch is fenced, a newer one unknown; a follower serves neither. Batches
+    /// carry the epoch, which is the Raft term.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_are_checked_against_the_leader_epoch() {
         let dir = tempfile::tempdir().unwrap();
-        let p = partition(dir.path(), ProducerLimits::default());
+        let p = partition(open_log(dir.path()), ProducerLimits::default()).await;
+        let term = p.leader_epoch();
+        assert!(term >= 1, "the raft term is the epoch: {term}");
+        let a = produce(&p, batch(1, 0)).await.unwrap();
+        let r = p.read_log(a.base_offset, 1 << 20).unwrap();
+        assert_eq!(
+            BatchHeader::parse(&r.records)
+                .unwrap()
+                .partition_leader_epoch,
+            term
+        );
         p.set_leadership(Leadership {
             role: Role::Leader,
             epoch: 4,
@@ -585,45 +832,28 @@ mod tests {
         });
         assert_eq!(p.check_leader(5), Err(LeaderError::NotLeader));
         assert!(matches!(
-            p.append(&batch(1, 0)),
+            p.append(&batch(1, 1)),
             Err(AppendError::NotLeader)
         ));
-        // Appends made as leader carry the epoch in their batches.
-        p.set_leadership(Leadership {
-            role: Role::Leader,
-            epoch: 6,
-        });
-        let a = p.append(&batch(1, 0)).unwrap();
-        let r = p.read_log(a.base_offset, 1 << 20).unwrap();
-        assert_eq!(
-            BatchHeader::parse(&r.records)
-                .unwrap()
-                .partition_leader_epoch,
-            6
-        );
+        p.shutdown().await;
     }
 
-    /// Epochs survive a restart (the epoch cache), OffsetForLeaderEpoch answers
-    /// where each ended, and the epoch of an offset is the one its batch got.
-    #[test]
-    fn epochs_survive_restart_and_place_offsets() {
+    /// Epochs written before (here by the log directly, as an older node
+    /// would) survive: the partition's epoch never drops below them,
+    /// OffsetForLeaderEpoch answers where each ended, and the epoch of an
+    /// offset is the one its batch got.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn epochs_survive_restart_and_place_offsets() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let p = partition(dir.path(), ProducerLimits::default());
-            assert_eq!(p.leader_epoch(), 0);
-            p.append(&batch(1, 0)).unwrap(); // offset 0, epoch 0
-            for (epoch, pid) in [(3, 2), (3, 3), (5, 4)] {
-                p.set_leadership(Leadership {
-                    role: Role::Leader,
-                    epoch,
-                });
-                p.append(&batch(pid, 0)).unwrap();
+            let log = open_log(dir.path());
+            for (epoch, pid) in [(0, 1), (3, 2), (3, 3), (5, 4)] {
+                log.append(&batch(pid, 0), epoch).unwrap();
             }
-            p.close().unwrap();
+            log.close().unwrap();
         }
-        let p = partition(dir.path(), ProducerLimits::default());
-        assert_eq!(p.leader_epoch(), 5, "a restart lowered the epoch");
-        assert_eq!(p.end_offset_for_epoch(5), (5, 4));
+        let p = partition(open_log(dir.path()), ProducerLimits::default()).await;
+        assert!(p.leader_epoch() >= 5, "a restart lowered the epoch");
         assert_eq!(p.end_offset_for_epoch(4), (3, 3));
         assert_eq!(p.end_offset_for_epoch(3), (3, 3));
         assert_eq!(p.end_offset_for_epoch(0), (0, 1));
@@ -633,15 +863,18 @@ mod tests {
             [0, 3, 3, 5],
             "epochs of offsets"
         );
+        let current = p.leader_epoch();
+        assert_eq!(p.end_offset_for_epoch(current), (current, 4));
+        p.shutdown().await;
     }
 
     /// The high watermark only moves up, and DeleteRecords stays below it.
-    #[test]
-    fn high_watermark_moves_up_only_and_bounds_delete_records() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn high_watermark_moves_up_only_and_bounds_delete_records() {
         let dir = tempfile::tempdir().unwrap();
-        let p = partition(dir.path(), ProducerLimits::default());
+        let p = partition(open_log(dir.path()), ProducerLimits::default()).await;
         for pid in 1..=3 {
-            p.append(&batch(pid, 0)).unwrap();
+            produce(&p, batch(pid, 0)).await.unwrap();
         }
         assert_eq!(p.high_watermark(), 3);
         assert_eq!(p.commit(1).unwrap(), 3);
@@ -664,30 +897,33 @@ mod tests {
                 log_end: 3
             }
         );
+        p.shutdown().await;
     }
 
     /// Rebuilding from the log keeps the bound, keeping the producers that
     /// wrote last.
-    #[test]
-    fn rebuilt_state_keeps_the_bound_and_the_latest_producers() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rebuilt_state_keeps_the_bound_and_the_latest_producers() {
         let dir = tempfile::tempdir().unwrap();
         let limits = ProducerLimits {
             expiration_ms: DEFAULT_EXPIRATION,
             max_producers: 3,
         };
         {
-            let p = partition(dir.path(), ProducerLimits::default());
+            let p = partition(open_log(dir.path()), ProducerLimits::default()).await;
             for pid in 1..=5 {
-                p.append(&batch(pid, 0)).unwrap();
+                produce(&p, batch(pid, 0)).await.unwrap();
             }
-            p.append(&batch(1, 1)).unwrap();
+            produce(&p, batch(1, 1)).await.unwrap();
+            p.shutdown().await;
             p.close().unwrap();
         }
-        let p = partition(dir.path(), limits);
+        let p = partition(open_log(dir.path()), limits).await;
         assert_eq!(p.producer_count(), 3);
         // Producers 4, 5 and 1 wrote last: 1 continues, 2 is unknown.
-        assert!(!p.append(&batch(1, 2)).unwrap().duplicate);
-        let err = p.append(&batch(2, 1)).unwrap_err();
+        assert!(!produce(&p, batch(1, 2)).await.unwrap().duplicate);
+        let err = produce(&p, batch(2, 1)).await.unwrap_err();
         assert_eq!(error_code::append(&err), 45, "{err}");
+        p.shutdown().await;
     }
 }

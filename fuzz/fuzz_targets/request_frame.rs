@@ -119,10 +119,14 @@ impl Harness {
                 .start_paused(true)
                 .build()
                 .expect("building a runtime");
+            // Broker::open blocks (file work, and it waits for each
+            // partition's Raft group): run it on the blocking pool.
+            let config = broker_config(dir.clone());
             let broker = rt
-                .block_on(async {
-                    Broker::open(broker_config(dir.clone()), "127.0.0.1".into(), 9092)
-                })
+                .block_on(tokio::task::spawn_blocking(move || {
+                    Broker::open(config, "127.0.0.1".into(), 9092)
+                }))
+                .expect("joining the open")
                 .expect("opening a fresh node");
             self.node = Some(Node {
                 rt,

@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use weir_storage::{BatchHeader, Log};
 
 use crate::log_store::LogStore;
+use crate::no_peers::NoPeers;
 use crate::state_machine::{SnapshotData, StateMachine};
 use crate::types::{Appended, RecordBatch, TypeConfig};
 
@@ -48,6 +49,10 @@ pub trait GroupHooks: Send + Sync + std::fmt::Debug + 'static {
     fn committed(&self, batch: &[u8], base_offset: i64, last_offset: i64);
     /// This node's view of the group's leadership changed.
     fn leadership(&self, view: Leadership);
+    /// The group's Raft instance stopped on an error (a full disk, a failed
+    /// write): it is restarted from disk with a growing delay, and
+    /// [`GroupHooks::leadership`] is called again once it runs.
+    fn failed(&self, why: &str);
 }
 
 /// Who leads a group, as this node sees it.
@@ -143,6 +148,7 @@ pub struct Proposal {
     rx: WriteRx,
     log_end: watch::Receiver<i64>,
     leadership: watch::Receiver<Leadership>,
+    shared: Arc<Shared>,
 }
 
 impl Proposal {
@@ -153,9 +159,7 @@ impl Proposal {
         loop {
             let view = *self.leadership.borrow_and_update();
             if !view.is_leader || view.term != self.term {
-                return Err(ProposeError::NotLeader {
-                    leader: view.leader,
-                });
+                return Err(self.shared.lost());
             }
             if *self.log_end.borrow_and_update() >= want {
                 return Ok(self.offsets);
@@ -172,9 +176,7 @@ impl Proposal {
         // A dropped responder: the proposal was failed before submission
         // (leadership moved) or the group stopped.
         let Ok(result) = self.rx.await else {
-            return Err(ProposeError::NotLeader {
-                leader: self.leadership.borrow().leader,
-            });
+            return Err(self.shared.lost());
         };
         match result {
             Ok(resp) => {
@@ -228,9 +230,21 @@ impl std::fmt::Debug for Queue {
 type WriteResult = openraft::raft::ClientWriteResult<TypeConfig>;
 type RaftHandle = Raft<TypeConfig, StateMachine>;
 
+/// Starts the group's Raft instance again from disk (after a fatal error).
+type Restart = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<RaftHandle, GroupError>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 #[derive(Debug)]
 struct Shared {
-    raft: RaftHandle,
+    // Replaced when the instance is restarted after a fatal error; cloned out,
+    // never held across an `.await`.
+    raft: Mutex<RaftHandle>,
+    /// Why the instance is down, while it is.
+    failed: Mutex<Option<String>>,
     log: Arc<Log>,
     // Held only to push or take proposals; never across an `.await`.
     queue: Mutex<Queue>,
@@ -242,6 +256,39 @@ impl Shared {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn raft(&self) -> RaftHandle {
+        self.raft.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_failure(&self, why: Option<String>) {
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// The error of a proposal that lost its responder: the instance's
+    /// failure when it stopped on one (the supervisor may not have seen it
+    /// yet), else leadership moved.
+    fn lost(&self) -> ProposeError {
+        if let Some(why) = self.failure() {
+            return ProposeError::Stopped(why);
+        }
+        let state = self.raft().metrics().borrow_watched().running_state.clone();
+        match state {
+            Err(e) if !matches!(e, openraft::error::Fatal::Stopped) => {
+                ProposeError::Stopped(e.to_string())
+            }
+            _ => ProposeError::NotLeader {
+                leader: self.leadership.borrow().leader,
+            },
+        }
+    }
 }
 
 /// One partition's Raft group on this node.
@@ -249,7 +296,8 @@ impl Shared {
 pub struct PartitionGroup {
     group_id: u64,
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    // Taken once by `stop`; never held across an `.await`.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
@@ -265,6 +313,55 @@ fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
         ..Config::default()
     };
     c.validate().map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// Opens the Raft files of `log` (reconciling them with the partition log, on
+/// the blocking pool) and starts a Raft instance over them; a group with no
+/// Raft state yet is initialized with `voters`.
+async fn start_raft<N>(
+    node_id: u64,
+    log: Arc<Log>,
+    voters: BTreeMap<u64, String>,
+    hooks: Arc<dyn GroupHooks>,
+    network: N,
+    settings: GroupSettings,
+) -> Result<RaftHandle, GroupError>
+where
+    N: RaftNetworkFactory<TypeConfig>,
+    N::Network: NetSnapshot<TypeConfig, SnapshotData = SnapshotData>,
+{
+    let name = log.name().to_string();
+    let raft_err = |why: String| GroupError::Raft {
+        log: name.clone(),
+        why,
+    };
+    let store = tokio::task::spawn_blocking(move || LogStore::open(log))
+        .await
+        .map_err(|e| raft_err(e.to_string()))?
+        .map_err(|source| GroupError::Store {
+            log: name.clone(),
+            source,
+        })?;
+    let config = raft_config(&settings).map_err(raft_err)?;
+    let sm = StateMachine::with_hooks(hooks, store.first_offset());
+    let raft = Raft::new(node_id, config, network, store, sm)
+        .await
+        .map_err(|e| raft_err(e.to_string()))?;
+    if !raft
+        .is_initialized()
+        .await
+        .map_err(|e| raft_err(e.to_string()))?
+    {
+        let members: BTreeMap<u64, BasicNode> = voters
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(_)) => {}
+            Err(e) => return Err(raft_err(e.to_string())),
+        }
+    }
+    Ok(raft)
 }
 
 impl PartitionGroup {
@@ -283,45 +380,25 @@ impl PartitionGroup {
         settings: GroupSettings,
     ) -> Result<Self, GroupError>
     where
-        N: RaftNetworkFactory<TypeConfig>,
+        N: RaftNetworkFactory<TypeConfig> + Clone + Send + Sync,
         N::Network: NetSnapshot<TypeConfig, SnapshotData = SnapshotData>,
     {
-        let name = log.name().to_string();
-        let raft_err = |why: String| GroupError::Raft {
-            log: name.clone(),
-            why,
+        let restart: Restart = {
+            let (log, hooks) = (Arc::clone(&log), Arc::clone(&hooks));
+            Arc::new(move || {
+                let (log, hooks, voters, network) = (
+                    Arc::clone(&log),
+                    Arc::clone(&hooks),
+                    voters.clone(),
+                    network.clone(),
+                );
+                Box::pin(start_raft(node_id, log, voters, hooks, network, settings))
+            })
         };
-        let store = {
-            let log = Arc::clone(&log);
-            tokio::task::spawn_blocking(move || LogStore::open(log))
-                .await
-                .map_err(|e| raft_err(e.to_string()))?
-                .map_err(|source| GroupError::Store {
-                    log: name.clone(),
-                    source,
-                })?
-        };
-        let config = raft_config(&settings).map_err(raft_err)?;
-        let sm = StateMachine::with_hooks(Arc::clone(&hooks));
-        let raft = Raft::new(node_id, config, network, store, sm)
-            .await
-            .map_err(|e| raft_err(e.to_string()))?;
-        if !raft
-            .is_initialized()
-            .await
-            .map_err(|e| raft_err(e.to_string()))?
-        {
-            let members: BTreeMap<u64, BasicNode> = voters
-                .into_iter()
-                .map(|(id, addr)| (id, BasicNode::new(addr)))
-                .collect();
-            match raft.initialize(members).await {
-                Ok(()) | Err(RaftError::APIError(_)) => {}
-                Err(e) => return Err(raft_err(e.to_string())),
-            }
-        }
+        let raft = restart().await?;
         let shared = Arc::new(Shared {
-            raft,
+            raft: Mutex::new(raft),
+            failed: Mutex::new(None),
             log,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
@@ -329,13 +406,26 @@ impl PartitionGroup {
         });
         let tasks = vec![
             tokio::spawn(submit_loop(Arc::clone(&shared))),
-            tokio::spawn(watch_leadership(Arc::clone(&shared), hooks)),
+            tokio::spawn(supervise(Arc::clone(&shared), hooks, restart)),
         ];
         Ok(Self {
             group_id,
             shared,
-            tasks,
+            tasks: Mutex::new(tasks),
         })
+    }
+
+    /// Opens the group of a partition whose only replica is this node (a node
+    /// without peers): the same Raft path as a cluster, with one voter.
+    pub async fn open_local(
+        node_id: u64,
+        group_id: u64,
+        log: Arc<Log>,
+        hooks: Arc<dyn GroupHooks>,
+        settings: GroupSettings,
+    ) -> Result<Self, GroupError> {
+        let voters = BTreeMap::from([(node_id, String::new())]);
+        Self::open(node_id, group_id, log, voters, hooks, NoPeers, settings).await
     }
 
     /// The group's id.
@@ -357,9 +447,7 @@ impl PartitionGroup {
         let (offsets, term) = {
             let mut q = self.shared.queue();
             let Some(lead) = q.lead.as_mut() else {
-                return Err(ProposeError::NotLeader {
-                    leader: self.shared.leadership.borrow().leader,
-                });
+                return Err(self.shared.lost());
             };
             let offsets = Offsets {
                 base_offset: lead.next_offset,
@@ -377,12 +465,13 @@ impl PartitionGroup {
             rx,
             log_end: self.shared.log.subscribe_log_end(),
             leadership: self.shared.leadership.subscribe(),
+            shared: Arc::clone(&self.shared),
         })
     }
 
     /// Leader, term and Raft positions, for status pages and metrics.
     pub fn status(&self) -> GroupStatus {
-        let m = self.shared.raft.metrics().borrow_watched().clone();
+        let m = self.shared.raft().metrics().borrow_watched().clone();
         GroupStatus {
             leader: m.current_leader,
             term: m.current_term,
@@ -392,15 +481,27 @@ impl PartitionGroup {
         }
     }
 
-    /// Stops the group's tasks and its Raft instance.
-    pub async fn shutdown(mut self) {
-        for t in self.tasks.drain(..) {
+    /// Stops the group's tasks and its Raft instance; later proposals fail as
+    /// not leader. Idempotent.
+    pub async fn stop(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        if tasks.is_empty() {
+            return;
+        }
+        for t in tasks {
             t.abort();
         }
-        if let Err(e) = self.shared.raft.shutdown().await {
+        self.shared.queue().lead = None;
+        fail_waiting(&self.shared);
+        if let Err(e) = self.shared.raft().shutdown().await {
             tracing::warn!(group = self.group_id, error = %e, "raft shutdown");
         }
-        fail_waiting(&self.shared);
+        self.shared.leadership.send_replace(Leadership::default());
+    }
+
+    /// [`PartitionGroup::stop`], consuming the group.
+    pub async fn shutdown(self) {
+        self.stop().await;
     }
 }
 
@@ -438,20 +539,62 @@ async fn submit_loop(shared: Arc<Shared>) {
             if batch.is_empty() {
                 break;
             }
+            let raft = shared.raft();
             for (entry, responder) in batch {
-                if let Err(e) = shared.raft.client_write_ff(entry, Some(responder)).await {
-                    tracing::warn!(error = %e, "raft stopped; proposals fail");
-                    return;
+                // A stopped instance drops the responder: the proposal fails
+                // (the supervisor restarts the instance).
+                if let Err(e) = raft.client_write_ff(entry, Some(responder)).await {
+                    tracing::debug!(error = %e, "raft stopped; proposal failed");
                 }
             }
         }
     }
 }
 
-/// Follows openraft's server metrics: keeps the proposal queue's lead in step
-/// with this node's leadership and tells the hooks of every change.
-async fn watch_leadership(shared: Arc<Shared>, hooks: Arc<dyn GroupHooks>) {
-    let mut metrics = shared.raft.server_metrics();
+/// Runs the group: follows its leadership ([`follow`]) and, when the Raft
+/// instance stops on an error, reports it and starts a new one from disk with
+/// a growing delay (a full disk makes every write fail; once space returns
+/// the group serves again by itself).
+async fn supervise(shared: Arc<Shared>, hooks: Arc<dyn GroupHooks>, restart: Restart) {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        follow(&shared, &hooks).await;
+        let raft = shared.raft();
+        let state = raft.metrics().borrow_watched().running_state.clone();
+        let why = match state {
+            Err(openraft::error::Fatal::Stopped) | Ok(()) => return,
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(log = shared.log.name(), error = %why, "raft stopped; restarting it");
+        shared.set_failure(Some(why.clone()));
+        let down = Leadership::default();
+        set_lead(&shared, down);
+        hooks.failed(&why);
+        shared.leadership.send_replace(down);
+        let _ = raft.shutdown().await;
+        loop {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            match restart().await {
+                Ok(raft) => {
+                    *shared.raft.lock().unwrap_or_else(|p| p.into_inner()) = raft;
+                    shared.set_failure(None);
+                    delay = std::time::Duration::from_millis(200);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(log = shared.log.name(), error = %e, "raft restart failed")
+                }
+            }
+        }
+    }
+}
+
+/// Follows openraft's server metrics until the instance stops: keeps the
+/// proposal queue's lead in step with this node's leadership and tells the
+/// hooks of every change.
+async fn follow(shared: &Shared, hooks: &Arc<dyn GroupHooks>) {
+    let mut metrics = shared.raft().server_metrics();
     loop {
         let view = {
             let m = metrics.borrow_and_update();
@@ -462,9 +605,12 @@ async fn watch_leadership(shared: Arc<Shared>, hooks: Arc<dyn GroupHooks>) {
             }
         };
         if view != *shared.leadership.borrow() {
-            set_lead(&shared, view);
-            shared.leadership.send_replace(view);
+            // Queue first (proposals get offsets), then the partition (takes
+            // requests), then the watch: whoever waits on the watch finds the
+            // partition ready.
+            set_lead(shared, view);
             hooks.leadership(view);
+            shared.leadership.send_replace(view);
         }
         if metrics.changed().await.is_err() {
             return;

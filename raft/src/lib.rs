@@ -19,10 +19,10 @@ mod durable_file;
 mod error;
 #[cfg_attr(not(test), allow(dead_code))]
 mod flusher;
-#[cfg_attr(not(test), allow(dead_code))]
 pub mod group;
 #[cfg_attr(not(test), allow(dead_code))]
 mod log_store;
+mod no_peers;
 #[cfg_attr(not(test), allow(dead_code))]
 mod offset_translator;
 #[cfg_attr(not(test), allow(dead_code))]

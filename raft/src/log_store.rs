@@ -107,6 +107,12 @@ impl LogStore {
         Ok(store)
     }
 
+    /// The Kafka offset of the first data entry of the Raft log (the next
+    /// offset to be written when it holds none): where applying starts.
+    pub(crate) fn first_offset(&self) -> i64 {
+        self.shared.translator().anchor().first_offset
+    }
+
     /// The Kafka offset after every entry up to `index`: the high watermark when
     /// the commit index is `index`.
     pub(crate) fn kafka_offset_after(&self, index: u64) -> Result<i64> {

@@ -67,10 +67,16 @@ impl StateMachine {
         Self::default()
     }
 
-    /// An empty state machine that tells `hooks` of each committed data entry.
-    pub(crate) fn with_hooks(hooks: Arc<dyn GroupHooks>) -> Self {
+    /// A state machine that applies from the start of the Raft log, whose
+    /// first data entry is at Kafka offset `first_offset`, and tells `hooks`
+    /// of each committed data entry.
+    pub(crate) fn with_hooks(hooks: Arc<dyn GroupHooks>, first_offset: i64) -> Self {
         Self {
             hooks: Some(hooks),
+            applied: Applied {
+                next_offset: Some(first_offset),
+                ..Applied::default()
+            },
             ..Self::default()
         }
     }
@@ -82,13 +88,21 @@ impl StateMachine {
             EntryPayload::Normal(batch) => {
                 let h = BatchHeader::parse(&batch.0)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                self.applied.next_offset = Some(h.next_offset());
+                // The offsets follow from the entries before it, as the log
+                // store assigned them; the payload may be the batch as
+                // proposed, before the log stamped its offsets.
+                let base_offset = match (self.applied.next_offset, self.hooks.is_some()) {
+                    (Some(next), true) => next,
+                    _ => h.base_offset,
+                };
+                let last_offset = base_offset + i64::from(h.last_offset_delta);
+                self.applied.next_offset = Some(last_offset + 1);
                 if let Some(hooks) = &self.hooks {
-                    hooks.committed(&batch.0, h.base_offset, h.last_offset());
+                    hooks.committed(&batch.0, base_offset, last_offset);
                 }
                 Appended {
-                    base_offset: h.base_offset,
-                    last_offset: h.last_offset(),
+                    base_offset,
+                    last_offset,
                 }
             }
             EntryPayload::Membership(m) => {

@@ -89,12 +89,14 @@ fn all_acked_read_back(c: &mut RawConn, acked: &[(i64, String)], when: &str) -> 
     Ok(())
 }
 
-/// Produces to "fill" with `size`-byte records until the node refuses one
-/// with KAFKA_STORAGE_ERROR; returns how many were acknowledged.
-fn fill(c: &mut RawConn, size: usize) -> Result<usize> {
+/// Produces to `topic` with `size`-byte records until the node refuses one
+/// with KAFKA_STORAGE_ERROR; returns how many were acknowledged. (A write that
+/// fails stops the partition's Raft group until it can restart from disk, so
+/// each record size fills its own topic.)
+fn fill(c: &mut RawConn, topic: &str, size: usize) -> Result<usize> {
     let value = vec![b'f'; size];
     for n in 0..100_000 {
-        let (err, _) = produce(c, "fill", 0, -1, batch(&[&value], None)?)?;
+        let (err, _) = produce(c, topic, 0, -1, batch(&[&value], None)?)?;
         match err {
             0 => {}
             KAFKA_STORAGE_ERROR => return Ok(n),
@@ -103,6 +105,9 @@ fn fill(c: &mut RawConn, size: usize) -> Result<usize> {
     }
     bail!("the disk never filled")
 }
+
+/// The topics the disk is filled through, one per record size.
+const FILLS: [&str; 3] = ["fill-64k", "fill-4k", "fill-256"];
 
 #[test]
 fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> Result<()> {
@@ -120,7 +125,9 @@ fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> R
     )?;
     let mut c = RawConn::connect(node.bootstrap())?;
     ensure!(create_topic(&mut c, "keep", 1, &[])? == 0);
-    ensure!(create_topic(&mut c, "fill", 1, &[])? == 0);
+    for topic in FILLS {
+        ensure!(create_topic(&mut c, topic, 1, &[])? == 0);
+    }
     let mut acked = Vec::new();
     for i in 0..20 {
         let v = format!("keep-{i}");
@@ -131,8 +138,8 @@ fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> R
 
     // Fill the disk to the last page: large records first, then smaller ones.
     let mut filled = 0;
-    for size in [64 << 10, 4 << 10, 256] {
-        filled += fill(&mut c, size)?;
+    for (topic, size) in FILLS.into_iter().zip([64 << 10, 4 << 10, 256]) {
+        filled += fill(&mut c, topic, size)?;
     }
     ensure!(filled > 10, "only {filled} records fitted on the disk");
     let (err, _) = produce(&mut c, "keep", 0, -1, batch(&[&vec![b'k'; 8192]], None)?)?;
@@ -166,7 +173,10 @@ fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> R
     node.restart()?;
     let mut c = RawConn::connect(node.bootstrap())?;
     all_acked_read_back(&mut c, &acked, "after restart")?;
-    let filled_back = read_all(&mut c, "fill")?.len();
+    let mut filled_back = 0;
+    for topic in FILLS {
+        filled_back += read_all(&mut c, topic)?.len();
+    }
     ensure!(
         filled_back >= filled,
         "{filled} fill records acknowledged, {filled_back} read back after restart"

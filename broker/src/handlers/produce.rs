@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::error_code::{self, code};
-use crate::partition::{Appended, Partition};
+use crate::partition::{Appended, Partition, PendingAppend};
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -16,7 +16,22 @@ use kafka_protocol::protocol::StrBytes;
 
 struct Outcome {
     index: i32,
-    result: Result<(Appended, Arc<Partition>), Refusal>,
+    result: Result<(Accepted, Arc<Partition>), Refusal>,
+}
+
+/// An accepted partition's append, before and after its acks wait.
+enum Accepted {
+    Pending(PendingAppend),
+    Done(Appended),
+}
+
+impl Accepted {
+    fn offsets(&self) -> Appended {
+        match self {
+            Self::Pending(p) => p.appended,
+            Self::Done(a) => *a,
+        }
+    }
 }
 
 /// Why a partition's records were not appended, as the response reports it.
@@ -61,6 +76,7 @@ pub fn handle(
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
                     (Some(part), Some(records)) => match part.append(&records) {
                         Ok(a) => {
+                            let a = Accepted::Pending(a);
                             broker
                                 .metrics
                                 .produce_bytes
@@ -86,29 +102,42 @@ pub fn handle(
         topics.push((t.name, outcomes));
     }
     async move {
-        // acks=all waits for the fsync; so does acks=1 on a log that fsyncs
-        // every append (`--fsync always`, or a topic's `flush.messages=1`), whose
-        // promise is that nothing acknowledged lives only in memory. The fsync
-        // itself runs on the blocking pool (`Log::wait_durable`).
-        if acks != 0 {
-            for (_, outcomes) in &mut topics {
-                for o in outcomes.iter_mut() {
-                    let Ok((a, part)) = &o.result else { continue };
-                    if acks == -1 || part.fsyncs_every_append() {
-                        if let Err(e) = part.wait_durable(a.last_offset).await {
-                            tracing::error!(partition = %part.tp, error = %e, "flush failed");
-                            o.result = Err(Refusal {
-                                code: error_code::storage(&e),
-                                message: Some(e.to_string()),
-                                records: Vec::new(),
-                            });
-                        }
+        // acks=1 waits for the leader's own append, acks=all for the commit
+        // (durable under the fsync policy on a quorum); so does acks=1 on a log
+        // that fsyncs every append (`--fsync always`, a topic's
+        // `flush.messages=1`), whose promise is that nothing acknowledged lives
+        // only in memory.
+        if acks == 0 {
+            return None;
+        }
+        for (_, outcomes) in &mut topics {
+            for o in outcomes.iter_mut() {
+                let Ok((accepted, part)) = &mut o.result else {
+                    continue;
+                };
+                let Accepted::Pending(pending) = std::mem::replace(
+                    accepted,
+                    Accepted::Done(Appended {
+                        base_offset: -1,
+                        last_offset: -1,
+                        duplicate: false,
+                        log_append_time: -1,
+                    }),
+                ) else {
+                    continue;
+                };
+                match pending.wait(acks, part.fsyncs_every_append()).await {
+                    Ok(a) => *accepted = Accepted::Done(a),
+                    Err(e) => {
+                        tracing::debug!(partition = %part.tp, error = %e, "produce not acknowledged");
+                        o.result = Err(Refusal {
+                            code: error_code::append(&e),
+                            message: Some(e.to_string()),
+                            records: Vec::new(),
+                        });
                     }
                 }
             }
-        }
-        if acks == 0 {
-            return None;
         }
         let responses = topics
             .into_iter()
@@ -118,10 +147,12 @@ pub fn handle(
                     .map(|o| {
                         let r = PartitionProduceResponse::default().with_index(o.index);
                         match o.result {
-                            Ok((a, part)) => r
-                                .with_base_offset(a.base_offset)
-                                .with_log_append_time_ms(a.log_append_time)
-                                .with_log_start_offset(part.log_start_offset()),
+                            Ok((accepted, part)) => {
+                                let a = accepted.offsets();
+                                r.with_base_offset(a.base_offset)
+                                    .with_log_append_time_ms(a.log_append_time)
+                                    .with_log_start_offset(part.log_start_offset())
+                            }
                             Err(refusal) => {
                                 let message = refusal.message.map(StrBytes::from_string);
                                 let record_errors = refusal

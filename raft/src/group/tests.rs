@@ -7,57 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
-use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use weir_storage::{BatchHeader, Log, LogConfig, ReadBound};
 
 use super::*;
-
-/// The network of a group with no other voters: every RPC is unreachable.
-#[derive(Debug, Clone, Copy)]
-struct NoPeers;
-
-fn unreachable() -> Unreachable<TypeConfig> {
-    Unreachable::new(&std::io::Error::other("no peers"))
-}
-
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeers;
-    async fn new_client(&mut self, _target: u64, _node: &BasicNode) -> NoPeers {
-        NoPeers
-    }
-}
-
-impl RaftNetworkV2<TypeConfig> for NoPeers {
-    type SnapshotData = SnapshotData;
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(unreachable()))
-    }
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(unreachable()))
-    }
-    async fn full_snapshot(
-        &mut self,
-        _vote: VoteOf<TypeConfig>,
-        _snapshot: SnapshotOf<TypeConfig, SnapshotData>,
-        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
-        _option: RPCOption,
-    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(unreachable()))
-    }
-}
+use crate::no_peers::NoPeers;
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -76,13 +29,20 @@ impl GroupHooks for Recorder {
     fn leadership(&self, view: Leadership) {
         self.views.lock().unwrap().push(view);
     }
+    fn failed(&self, why: &str) {
+        panic!("the group failed: {why}");
+    }
 }
 
+/// A batch of `records` records whose baseOffset field says 1000, as a client
+/// may send: the log, not the client, decides offsets.
 fn batch(records: usize) -> Bytes {
     let recs: Vec<_> = (0..records)
         .map(|i| (None, Some(format!("v{i}").into_bytes()), 1_000 + i as i64))
         .collect();
-    Bytes::from(weir_storage::record::build_batch(&recs))
+    let mut b = weir_storage::record::build_batch(&recs);
+    b[..8].copy_from_slice(&1000i64.to_be_bytes());
+    Bytes::from(b)
 }
 
 fn fast() -> GroupSettings {

@@ -12,3 +12,8 @@ pub use weir_storage as storage;
 // Used by the tests only until the broker is wired to replication.
 #[cfg_attr(not(test), allow(dead_code))]
 mod types;
+
+// The group manager that registers groups is not written yet.
+#[cfg_attr(not(test), allow(dead_code))]
+mod transport;
+pub use transport::{Transport, TransportConfig};

@@ -261,6 +261,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 mod tests {
     use super::*;
     use crate::types::{log_id, Entry, RecordBatch, TypeConfig, Vote};
+    use openraft::entry::RaftEntry;
     use openraft::raft::AppendEntriesRequest;
     use proptest::prelude::*;
 

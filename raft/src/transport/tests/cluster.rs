@@ -1,0 +1,1 @@
+//! A three-node openraft cluster over the transport.

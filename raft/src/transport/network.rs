@@ -150,7 +150,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                 }
                 (Err(e), None) => return Err(e),
                 // A later part failed: report what the earlier ones stored.
-                (_, Some(done)) => return Ok(AppendEntriesResponse::PartialSuccess(done.clone())),
+                (_, Some(done)) => return Ok(AppendEntriesResponse::PartialSuccess(*done)),
             }
         }
         Ok(AppendEntriesResponse::Success)

@@ -46,6 +46,11 @@ struct Lane {
 }
 
 impl Lanes {
+    /// Closes `group`'s lane, if any (the group is gone).
+    pub(crate) fn remove(&mut self, group: u64) {
+        self.lanes.remove(&group);
+    }
+
     /// Queues request `correlation` on `group`'s lane, opening the lane (or a
     /// new one, if the group was registered again since) as needed.
     pub(crate) async fn submit(

@@ -173,6 +173,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
             inflight: FuturesOrdered::new(),
             window: self.peers.config.append_window.max(1),
             timeout: option.soft_ttl(),
+            progress: tokio::time::Instant::now(),
             stopped: false,
         };
         let stream = futures_util::stream::unfold(pipeline, |mut p| async move {
@@ -254,6 +255,12 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
 /// Requests over the byte budget are split into consecutive parts first; each
 /// part yields its own result, which openraft reads as a cumulative
 /// acknowledgement (`Ok(last of part)`, a partial ack of the whole request).
+///
+/// The timeout (`soft_ttl`, 3/4 of openraft's heartbeat interval for streams)
+/// is a progress timeout, as openraft advises for streams: it fails the stream
+/// when requests are in flight and no result has come for that long. A
+/// per-request deadline would also count the time a request waits behind the
+/// earlier ones of the window on the follower.
 struct Pipeline<S> {
     net: GroupNetwork,
     input: S,
@@ -263,6 +270,8 @@ struct Pipeline<S> {
     inflight: FuturesOrdered<BoxFuture<'static, AppendOutcome>>,
     window: usize,
     timeout: Duration,
+    /// When the last result came, or the window last went from idle to busy.
+    progress: tokio::time::Instant,
     stopped: bool,
 }
 
@@ -272,28 +281,48 @@ impl<S: Stream<Item = Append> + Unpin> Pipeline<S> {
             if self.stopped {
                 return None;
             }
-            while self.inflight.len() < self.window {
-                let Some(part) = self.parts.pop_front() else {
-                    break;
-                };
-                self.inflight
-                    .push_back(self.net.send_append(part, self.timeout));
-            }
+            self.fill_window();
             let can_read =
                 !self.input_done && self.parts.is_empty() && self.inflight.len() < self.window;
+            let stalled = self.progress + self.timeout;
             tokio::select! {
                 // Results first: openraft should hear of progress (or failure) at once.
                 biased;
                 Some(res) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    self.progress = tokio::time::Instant::now();
                     self.stopped = !matches!(res, Ok(Ok(_)));
                     return Some(res);
                 }
+                () = tokio::time::sleep_until(stalled), if !self.inflight.is_empty() => {
+                    self.stopped = true;
+                    let err = LinkError::Timeout { node: self.net.target, timeout: self.timeout };
+                    return Some(Err(self.net.rpc_error(err, RPCTypes::AppendEntries)));
+                }
                 req = self.input.next(), if can_read => match req {
-                    Some(req) => self.parts.extend(split_by_budget(req, self.net.peers.config.append_budget_bytes)),
+                    Some(req) => {
+                        let budget = self.net.peers.config.append_budget_bytes;
+                        self.parts.extend(split_by_budget(req, budget));
+                    }
                     None => self.input_done = true,
                 },
                 else => return None,
             }
+        }
+    }
+
+    /// Sends queued parts while the window has room.
+    fn fill_window(&mut self) {
+        while self.inflight.len() < self.window {
+            let Some(part) = self.parts.pop_front() else {
+                break;
+            };
+            if self.inflight.is_empty() {
+                self.progress = tokio::time::Instant::now();
+            }
+            // The progress timeout above is what bounds a request; this only
+            // reclaims one that can never be answered.
+            let bound = self.timeout * (self.window as u32 + 1);
+            self.inflight.push_back(self.net.send_append(part, bound));
         }
     }
 }

@@ -169,6 +169,8 @@ impl Connection {
             )));
         }
         let Some(handler) = self.registry.get(group) else {
+            // A removed group's lane must not keep its Raft alive.
+            self.lanes.remove(group);
             self.responder
                 .send::<()>(group, correlation, Err(WireError::UnknownGroup(group)))
                 .await;

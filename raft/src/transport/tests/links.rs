@@ -364,3 +364,34 @@ async fn snapshots_and_transfer_leader_travel() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_append_times_out_on_progress() {
+    let server = start(2, TransportConfig::default()).await;
+    let client = start(1, TransportConfig::default()).await;
+    register(
+        &server,
+        1,
+        Fake::new(1, Duration::ZERO, Duration::from_secs(5)),
+    );
+    let mut net = network(&client, 1, 2, server.local_addr()).await;
+    let started = Instant::now();
+    let input = futures_util::stream::iter(appends(3, 1, 10));
+    let results: Vec<_> = net
+        .stream_append(input, option(Duration::from_millis(200)))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(results.len(), 1, "the stream ends at its first error");
+    assert!(
+        matches!(results[0], Err(RPCError::Timeout(_))),
+        "{:?}",
+        results[0]
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}

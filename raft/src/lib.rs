@@ -33,3 +33,8 @@ mod state_machine;
 mod sync_points;
 #[cfg_attr(not(test), allow(dead_code))]
 mod types;
+
+// The group manager that registers groups is not written yet.
+#[cfg_attr(not(test), allow(dead_code))]
+mod transport;
+pub use transport::{Transport, TransportConfig};

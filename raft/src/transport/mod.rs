@@ -1,0 +1,239 @@
+//! The network shared by every Raft group of a node (DESIGN.md decision 7).
+//!
+//! Each partition is its own openraft group, but two nodes talk over one TCP
+//! connection, whatever the number of groups they share. Every frame names its
+//! group; the receiving node looks the group up in its registry and runs the
+//! request against that group's `Raft`.
+//!
+//! ```text
+//!  group A's Raft ─┐  GroupNetwork(A → n2) ─┐                ┌─ lane(A) ─ Raft A
+//!  group B's Raft ─┼─ GroupNetwork(B → n2) ─┼─ Link(n2) ═TCP═ server ─ registry ─┤
+//!                  └  GroupNetwork(B → n3) ─── Link(n3) ═TCP═ …  └─ task per vote ─ Raft B
+//! ```
+//!
+//! - [`frame`]: the byte format, documented byte by byte; capped in size.
+//! - [`peer`]: the link to one node; lazy connect, reconnect with backoff,
+//!   coalesced writes, answers matched by correlation id, prompt failure of
+//!   every waiting request when the connection dies.
+//! - [`server`] and [`lane`]: the receiving side; groups never wait for each
+//!   other, and the AppendEntries of one group keep their order.
+//! - [`network`]: openraft's `RaftNetworkV2` for one group, with pipelined
+//!   `stream_append` (a window of AppendEntries in flight per follower) and a
+//!   byte budget per AppendEntries frame.
+//! - [`registry`]: group id → the group's `Raft` (or a test fake).
+//!
+//! # Heartbeat coalescing (not built)
+//!
+//! Redpanda sends one heartbeat per node pair per interval for all the groups
+//! they share. Here that belongs in the link layer: a ticker per [`peer`] link
+//! would gather the groups' heartbeat state into one frame (kinds 0x10–0x1f are
+//! reserved for it in [`frame::Kind`]), and the server would fan it out to the
+//! groups of the registry and answer with one frame; the groups would turn
+//! openraft's own heartbeats off (`Config::enable_heartbeat = false`) and be
+//! driven with `raft.trigger().heartbeat()` instead.
+//!
+//! # Public face
+//!
+//! The broker starts one [`Transport`] per node with a bound listener and the
+//! addresses of its peers, and stops it with [`Transport::shutdown`]. Groups are
+//! added with `Transport::register` and get their openraft network from
+//! `Transport::network`; both are crate-private, for the group manager, since
+//! they take openraft types.
+
+mod config;
+mod frame;
+mod lane;
+mod message;
+mod network;
+mod peer;
+mod registry;
+mod server;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::TransportConfig;
+// For the state machines of the groups (a group manager, not yet written).
+#[cfg_attr(not(test), allow(unused_imports))]
+pub(crate) use message::SnapshotData;
+pub(crate) use network::NetworkFactory;
+pub(crate) use registry::GroupHandler;
+
+use peer::{Link, LinkError};
+use registry::Registry;
+
+/// The links of a node to its peers, and how to reach them.
+///
+/// Std locks: each critical section is a map access, none spans an `.await`.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    node_id: u64,
+    config: TransportConfig,
+    /// Configured addresses, used when a group's membership has none.
+    addrs: RwLock<HashMap<u64, String>>,
+    links: Mutex<HashMap<u64, Link>>,
+    closed: AtomicBool,
+}
+
+impl Peers {
+    /// The link to `node`, made on first use. `addr` is the address the
+    /// caller's membership gives (empty: use the configured one); a link to an
+    /// old address is replaced.
+    pub(crate) fn link(&self, node: u64, addr: &str) -> Result<Link, LinkError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LinkError::Shutdown);
+        }
+        let addr = if addr.is_empty() {
+            let addrs = self.addrs.read().unwrap_or_else(|e| e.into_inner());
+            addrs
+                .get(&node)
+                .cloned()
+                .ok_or_else(|| LinkError::Unreachable {
+                    node,
+                    addr: String::new(),
+                    reason: "no address known".to_string(),
+                })?
+        } else {
+            addr.to_string()
+        };
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        match links.get(&node) {
+            Some(link) if link.addr() == addr => Ok(link.clone()),
+            _ => {
+                let link = Link::new(node, addr, self.config.clone());
+                links.insert(node, link.clone());
+                Ok(link)
+            }
+        }
+    }
+
+    /// Drops every link (closing its connection) and refuses new ones.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// A node's Raft transport: the server for its peers' requests and the links
+/// to its peers, shared by all of its Raft groups.
+pub struct Transport {
+    peers: Arc<Peers>,
+    registry: Registry,
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("node_id", &self.peers.node_id)
+            .field("local_addr", &self.local_addr)
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// Starts serving peers on `listener` (already bound, so tests can bind port
+    /// 0) as node `node_id`. `peers` maps node ids to `host:port`, used for a
+    /// node whose address the group membership does not give. Must be called
+    /// within a tokio runtime.
+    pub fn start(
+        node_id: u64,
+        listener: TcpListener,
+        peers: HashMap<u64, String>,
+        config: TransportConfig,
+    ) -> std::io::Result<Transport> {
+        let local_addr = listener.local_addr()?;
+        let registry = Registry::default();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(server::run(
+            listener,
+            registry.clone(),
+            config.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let peers = Arc::new(Peers {
+            node_id,
+            config,
+            addrs: RwLock::new(peers),
+            links: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        Ok(Transport {
+            peers,
+            registry,
+            local_addr,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// The address peers connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Sets (or changes) the configured address of `node`.
+    pub fn set_peer(&self, node: u64, addr: String) {
+        self.peers
+            .addrs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node, addr);
+    }
+
+    /// Serves `group`'s incoming RPCs with `handler` (its `openraft::Raft`).
+    pub(crate) fn register(&self, group: u64, handler: Arc<dyn GroupHandler>) {
+        self.registry.insert(group, handler);
+    }
+
+    /// Stops serving `group`; peers get an "unknown group" error for it.
+    pub fn unregister(&self, group: u64) -> bool {
+        self.registry.remove(group)
+    }
+
+    /// The openraft network factory for `group`, to pass to `Raft::new`.
+    pub(crate) fn network(&self, group: u64) -> NetworkFactory {
+        NetworkFactory {
+            peers: self.peers.clone(),
+            group,
+        }
+    }
+
+    /// Stops the server (closing every incoming connection) and the links to
+    /// peers (failing what waits on them), and waits for the server to stop.
+    pub async fn shutdown(mut self) {
+        self.stop_now();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.peers.close();
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}

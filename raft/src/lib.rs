@@ -10,28 +10,17 @@
 pub use error::RaftStoreError;
 pub use weir_storage as storage;
 
-// Used by the tests only until the broker is wired to replication.
-#[cfg_attr(not(test), allow(dead_code))]
 mod batch_reader;
-#[cfg_attr(not(test), allow(dead_code))]
 mod durable_file;
-#[cfg_attr(not(test), allow(dead_code))]
 mod error;
-#[cfg_attr(not(test), allow(dead_code))]
 mod flusher;
 pub mod group;
-#[cfg_attr(not(test), allow(dead_code))]
 mod log_store;
 mod no_peers;
-#[cfg_attr(not(test), allow(dead_code))]
 mod offset_translator;
-#[cfg_attr(not(test), allow(dead_code))]
 mod side_entries;
-#[cfg_attr(not(test), allow(dead_code))]
 mod state_machine;
-#[cfg_attr(not(test), allow(dead_code))]
 mod sync_points;
-#[cfg_attr(not(test), allow(dead_code))]
 mod types;
 
 // The group manager that registers groups is not written yet.

@@ -31,6 +31,10 @@ pub(crate) type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 /// A Raft entry's payload.
 pub(crate) type Payload = <TypeConfig as openraft::RaftTypeConfig>::Payload;
 
+/// A membership configuration.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) type Membership = openraft::Membership<u64, openraft::impls::BasicNode>;
+
 /// The log id of `index` in `term`.
 pub(crate) fn log_id(term: Term, index: u64) -> LogId {
     LogId::new(

@@ -152,10 +152,14 @@ pub struct Partition {
     // Held across the producer check and the (synchronous) proposal so that
     // check-and-propose is atomic per partition; never across an `.await`.
     producers: Mutex<Producers>,
+    /// Bounds of the producer state (kept for rebuilds).
+    producer_limits: ProducerLimits,
     /// Where expired and evicted producer entries are counted.
     producer_counters: Arc<ProducerStateCounters>,
     /// The partition's Raft group (set once, right after creation).
     group: OnceLock<PartitionGroup>,
+    /// This partition, when its group has no other voter (acks=1 visibility).
+    lone: OnceLock<Weak<Partition>>,
     /// Why the group's Raft instance is down (a storage failure), while it is:
     /// produce then answers KAFKA_STORAGE_ERROR, not NOT_LEADER_OR_FOLLOWER.
     failure: Mutex<Option<String>>,
@@ -179,6 +183,9 @@ pub struct PendingAppend {
     /// The offsets the batch has (a retry) or will have (a proposal).
     pub appended: Appended,
     proposal: Option<Proposal>,
+    /// The partition, when it is its group's only voter (see
+    /// [`PendingAppend::wait`]).
+    lone: Option<Arc<Partition>>,
 }
 
 impl PendingAppend {
@@ -197,6 +204,16 @@ impl PendingAppend {
             }
         } else if acks == 1 {
             proposal.appended().await?;
+            // A lone voter's append is on every replica there is: visible at
+            // once, as Kafka's leader of a one-replica partition makes it
+            // (Redpanda's visibility of acks=1 writes once a majority has
+            // appended them). What the fsync policy has not yet written can
+            // be lost in a crash, as with Kafka; acks=all waits for the commit.
+            if let Some(p) = &self.lone {
+                if let Err(e) = p.commit(self.appended.last_offset + 1) {
+                    tracing::warn!(partition = %p.tp, error = %e, "moving the high watermark");
+                }
+            }
         }
         Ok(self.appended)
     }
@@ -217,6 +234,7 @@ impl GroupHooks for Hooks {
     fn failed(&self, why: &str) {
         if let Some(p) = self.0.upgrade() {
             *p.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+            p.forget_proposals();
         }
     }
 
@@ -236,6 +254,10 @@ impl GroupHooks for Hooks {
                 }
             };
             let epoch = i32::try_from(view.term).unwrap_or(i32::MAX);
+            let before = p.leadership();
+            if before.role == Role::Leader && (role != Role::Leader || epoch != before.epoch) {
+                p.forget_proposals();
+            }
             p.set_leadership(Leadership { role, epoch });
         }
     }
@@ -268,6 +290,26 @@ fn producer_scan_start(log: &Log) -> i64 {
         }
     }
     start.max(log.log_start_offset())
+}
+
+/// Producer state rebuilt from the log's newest segments (see
+/// [`PRODUCER_SCAN_BYTES`]), and the offset it reaches (the log end).
+fn scan_producers(log: &Log, limits: ProducerLimits) -> (ProducerStates, i64) {
+    let mut producers = ProducerStates::new(limits);
+    let now = now_ms();
+    let mut offset = producer_scan_start(log);
+    while let Ok(r) = log.read(offset, 1 << 20, ReadBound::LogEnd) {
+        if r.records.is_empty() {
+            break;
+        }
+        for (_, h) in HeaderWalk::new(&r.records, 0) {
+            if let Some(ids) = batch_ids(&h, &h) {
+                producers.record(&ids, h.base_offset, h.last_offset(), now);
+            }
+            offset = h.next_offset();
+        }
+    }
+    (producers, offset.max(log.log_end_offset()))
 }
 
 fn now_ms() -> i64 {
@@ -304,6 +346,7 @@ impl Partition {
                 .await?;
         let mut leadership = group.leadership();
         let _ = part.group.set(group);
+        let _ = part.lone.set(Arc::downgrade(&part));
         // A lone voter elects itself at once; the wait is bounded anyway.
         let elected = tokio::time::timeout(
             std::time::Duration::from_secs(10),
@@ -323,23 +366,9 @@ impl Partition {
         limits: ProducerLimits,
         counters: Arc<ProducerStateCounters>,
     ) -> Self {
-        let mut producers = ProducerStates::new(limits);
-        let now = now_ms();
-        let mut offset = producer_scan_start(&log);
-        while let Ok(r) = log.read(offset, 1 << 20, ReadBound::LogEnd) {
-            if r.records.is_empty() {
-                break;
-            }
-            for (_, h) in HeaderWalk::new(&r.records, 0) {
-                if let Some(ids) = batch_ids(&h, &h) {
-                    producers.record(&ids, h.base_offset, h.last_offset(), now);
-                }
-                offset = h.next_offset();
-            }
-        }
+        let (producers, recorded_to) = scan_producers(&log, limits);
         // The epoch of the newest batch: a restart never lowers the epoch.
         let epoch = log.latest_epoch().unwrap_or(0).max(0);
-        let recorded_to = log.log_end_offset();
         Self {
             tp,
             log,
@@ -351,8 +380,10 @@ impl Partition {
                 states: producers,
                 recorded_to,
             }),
+            producer_limits: limits,
             producer_counters: counters,
             group: OnceLock::new(),
+            lone: OnceLock::new(),
             failure: Mutex::new(None),
         }
     }
@@ -376,6 +407,20 @@ impl Partition {
         if let Err(e) = self.commit(last_offset + 1) {
             tracing::warn!(partition = %self.tp, error = %e, "moving the high watermark");
         }
+    }
+
+    /// This node stopped leading the term its proposals were made in: those
+    /// not yet in the log never will be (each is bound to its term), so the
+    /// producer state, which recorded them at proposal, is rebuilt from the
+    /// log. A retry of a lost batch is then written, not answered as a
+    /// duplicate of something that does not exist.
+    fn forget_proposals(&self) {
+        let (states, recorded_to) = scan_producers(&self.log, self.producer_limits);
+        *self.producers() = Producers {
+            states,
+            recorded_to,
+        };
+        tracing::debug!(partition = %self.tp, recorded_to, "producer state rebuilt after a leadership change");
     }
 
     fn producers(&self) -> std::sync::MutexGuard<'_, Producers> {
@@ -631,6 +676,7 @@ impl Partition {
                         log_append_time: -1,
                     },
                     proposal: None,
+                    lone: None,
                 });
             }
         }
@@ -663,6 +709,7 @@ impl Partition {
                 log_append_time,
             },
             proposal,
+            lone: self.lone.get().and_then(Weak::upgrade),
         })
     }
 
@@ -778,6 +825,39 @@ mod tests {
         first.wait(-1, false).await.unwrap();
         retry.wait(-1, false).await.unwrap();
         assert_eq!(log.log_end_offset(), 1, "the retry was written");
+        p.shutdown().await;
+    }
+
+    /// A proposal recorded in producer state but lost to a leadership change
+    /// (never appended): after the change the producer's retry is written,
+    /// not answered as a duplicate of a batch that does not exist.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_lost_to_a_leadership_change_is_written_on_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let p = partition(Arc::clone(&log), ProducerLimits::default()).await;
+        let term = p.leader_epoch();
+        // As `append` does at proposal time, for a proposal that then fails.
+        {
+            let mut prod = p.producers();
+            let h = BatchHeader::parse(&batch(5, 0)).unwrap();
+            let ids = batch_ids(&h, &h).unwrap();
+            prod.states.record(&ids, 0, 0, now_ms());
+            prod.recorded_to = 1;
+        }
+        let hooks = Hooks(Arc::downgrade(&p));
+        hooks.leadership(weir_raft::group::Leadership {
+            leader: Some(1),
+            term: u64::try_from(term).unwrap() + 1,
+            is_leader: false,
+        });
+        hooks.leadership(weir_raft::group::Leadership {
+            leader: Some(1),
+            term: u64::try_from(term).unwrap(),
+            is_leader: true,
+        });
+        let retry = p.append(&batch(5, 0)).unwrap();
+        assert!(!retry.appended.duplicate, "answered from a lost proposal");
         p.shutdown().await;
     }
 

@@ -32,6 +32,7 @@ use openraft::impls::{BasicNode, ProgressResponder};
 use openraft::network::NetSnapshot;
 use openraft::network::RaftNetworkFactory;
 use openraft::type_config::alias::OneshotReceiverOf;
+use openraft::vote::leader_id_std::CommittedLeaderId;
 use openraft::{Config, Raft, ServerState};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -75,6 +76,10 @@ pub struct GroupSettings {
     pub election_min_ms: u64,
     /// Largest election timeout (ms).
     pub election_max_ms: u64,
+    /// Whether openraft's timers run (ticks, heartbeats, elections). A group
+    /// whose only voter is this node needs none of them: it elects itself
+    /// once when it starts, and a thousand idle partitions then cost no CPU.
+    pub timers: bool,
 }
 
 impl Default for GroupSettings {
@@ -83,6 +88,7 @@ impl Default for GroupSettings {
             heartbeat_ms: 150,
             election_min_ms: 1000,
             election_max_ms: 1500,
+            timers: true,
         }
     }
 }
@@ -215,7 +221,8 @@ struct Lead {
 #[derive(Default)]
 struct Queue {
     lead: Option<Lead>,
-    waiting: VecDeque<(RecordBatch, ProgressResponder<TypeConfig, WriteResult>)>,
+    /// Proposals not yet submitted, each with the term it was predicted in.
+    waiting: VecDeque<(RecordBatch, ProgressResponder<TypeConfig, WriteResult>, u64)>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -310,6 +317,9 @@ fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
         // log store's purge forgets Raft entries, never Kafka data).
         max_in_snapshot_log_to_keep: u64::MAX,
         snapshot_policy: openraft::SnapshotPolicy::Never,
+        enable_tick: s.timers,
+        enable_heartbeat: s.timers,
+        enable_elect: s.timers,
         ..Config::default()
     };
     c.validate().map(Arc::new).map_err(|e| e.to_string())
@@ -359,6 +369,26 @@ where
         match raft.initialize(members).await {
             Ok(()) | Err(RaftError::APIError(_)) => {}
             Err(e) => return Err(raft_err(e.to_string())),
+        }
+    }
+    if !settings.timers {
+        // No election timer runs. A lone voter elects itself when it is
+        // initialized and resumes leading from its stored vote on a restart;
+        // if neither happened shortly, it campaigns once (and wins).
+        let mut m = raft.server_metrics();
+        let led = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+            while m.borrow_watched().state != ServerState::Leader {
+                if m.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if led.is_err() {
+            raft.trigger()
+                .elect(false)
+                .await
+                .map_err(|e| raft_err(e.to_string()))?;
         }
     }
     Ok(raft)
@@ -425,6 +455,10 @@ impl PartitionGroup {
         settings: GroupSettings,
     ) -> Result<Self, GroupError> {
         let voters = BTreeMap::from([(node_id, String::new())]);
+        let settings = GroupSettings {
+            timers: false,
+            ..settings
+        };
         Self::open(node_id, group_id, log, voters, hooks, NoPeers, settings).await
     }
 
@@ -455,7 +489,7 @@ impl PartitionGroup {
             };
             lead.next_offset += count;
             let term = lead.term;
-            q.waiting.push_back((RecordBatch(batch), responder));
+            q.waiting.push_back((RecordBatch(batch), responder, term));
             (offsets, term)
         };
         self.shared.wake.notify_one();
@@ -540,10 +574,16 @@ async fn submit_loop(shared: Arc<Shared>) {
                 break;
             }
             let raft = shared.raft();
-            for (entry, responder) in batch {
+            for (entry, responder, term) in batch {
+                // Appended only in the term its offsets were predicted in:
+                // openraft refuses it (ForwardToLeader) in any other term.
                 // A stopped instance drops the responder: the proposal fails
                 // (the supervisor restarts the instance).
-                if let Err(e) = raft.client_write_ff(entry, Some(responder)).await {
+                let write = raft
+                    .write(entry)
+                    .with_leader(CommittedLeaderId::new(term))
+                    .responder(responder);
+                if let Err(e) = write.await {
                     tracing::debug!(error = %e, "raft stopped; proposal failed");
                 }
             }

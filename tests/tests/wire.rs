@@ -404,3 +404,29 @@ fn log_append_time_topics_carry_the_broker_time() -> Result<()> {
         .context("CRC after stamping")?;
     Ok(())
 }
+
+/// A record acknowledged with acks=1 is visible to the very next request, as
+/// on a one-replica Kafka partition: ListOffsets (latest) already counts it
+/// and a fetch returns it (on a single node the high watermark does not wait
+/// for the group-commit fsync at acks=1).
+#[test]
+fn acks_1_records_are_visible_to_the_next_request() -> Result<()> {
+    let node = node_with_health_topic()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    for i in 0..50 {
+        let (err, base) = produce(
+            &mut c,
+            "health",
+            0,
+            1,
+            batch(&[format!("v{i}").as_bytes()], None)?,
+        )?;
+        ensure!(err == 0, "produce: error {err}");
+        let latest = list_offset(&mut c, "health", 0, -1)?;
+        ensure!(
+            latest > base,
+            "acked offset {base} not visible: latest {latest}"
+        );
+    }
+    Ok(())
+}

@@ -50,6 +50,7 @@ fn fast() -> GroupSettings {
         heartbeat_ms: 50,
         election_min_ms: 150,
         election_max_ms: 300,
+        timers: true,
     }
 }
 

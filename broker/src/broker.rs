@@ -306,11 +306,7 @@ impl Broker {
                 .collect()
         };
         // Stop the Raft groups before their files go.
-        tokio::runtime::Handle::current().block_on(async {
-            for p in &removed {
-                p.shutdown().await;
-            }
-        });
+        stop_groups(&removed);
         let removed: Vec<TopicPartition> = removed.iter().map(|p| p.tp.clone()).collect();
         if let Err(e) = self.logs.delete_many(&removed) {
             tracing::warn!(topic = name, error = %e, "deleting logs");
@@ -364,33 +360,27 @@ impl Broker {
     /// producers idle past `--producer-id-expiration-ms`.
     pub fn maintain(&self) {
         let now = weir_storage_now();
-        let parts: Vec<Arc<Partition>> = self
-            .partitions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let parts = self.hosted();
         for p in parts {
             p.maintain(now);
         }
     }
 
-    /// Closes every log cleanly (after stopping the Raft groups, so nothing
-    /// writes to a closed log).
-    pub fn close(&self) -> anyhow::Result<()> {
-        let parts: Vec<Arc<Partition>> = self
-            .partitions
+    /// Every partition hosted, at this moment.
+    fn hosted(&self) -> Vec<Arc<Partition>> {
+        self.partitions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
-            .collect();
-        tokio::runtime::Handle::current().block_on(async {
-            for p in &parts {
-                p.shutdown().await;
-            }
-        });
+            .collect()
+    }
+
+    /// Closes every log cleanly (after stopping the Raft groups, so nothing
+    /// writes to a closed log).
+    pub fn close(&self) -> anyhow::Result<()> {
+        let parts = self.hosted();
+        stop_groups(&parts);
         self.logs.close_all()?;
         Ok(())
     }
@@ -420,6 +410,16 @@ impl std::hash::Hasher for Fnv {
             self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
+}
+
+/// Stops the Raft groups of `parts` (blocking: call it from a blocking thread
+/// of the runtime).
+fn stop_groups(parts: &[Arc<Partition>]) {
+    tokio::runtime::Handle::current().block_on(async {
+        for p in parts {
+            p.shutdown().await;
+        }
+    });
 }
 
 /// Opens the Raft groups of `parts` concurrently (each election of a lone

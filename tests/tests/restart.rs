@@ -5,6 +5,24 @@
 use anyhow::{ensure, Result};
 use weir_tests::WeirNode;
 
+/// Runs `confluent_state.py` for `topic` (group `<topic>-group`): `write`
+/// creates the state, `verify` checks it and appends one record per partition.
+fn confluent_state(node: &mut WeirNode, topic: &str, mode: &str, per: usize) -> Result<()> {
+    let group = format!("{topic}-group");
+    let per = per.to_string();
+    let args = [
+        "--mode",
+        mode,
+        "--topic",
+        topic,
+        "--group",
+        &group,
+        "--per-partition",
+        &per,
+    ];
+    node.python("confluent_state", &args).map(|_| ())
+}
+
 /// Writes a 3-partition topic with a config, 30 records (acks=all) and a
 /// group's committed offsets; after SIGTERM + start on the same data dir, and
 /// then after SIGKILL + start, all of it reads back, and appends continue at
@@ -12,18 +30,9 @@ use weir_tests::WeirNode;
 #[test]
 fn sigterm_and_sigkill_restarts_keep_data_configs_and_offsets() -> Result<()> {
     let mut node = WeirNode::start_default()?;
-    let args = ["--topic", "durable", "--group", "durable-group"];
-    let with = |mode: &str, per: usize| -> Vec<String> {
-        let mut v: Vec<String> = vec!["--mode".into(), mode.into()];
-        v.extend(args.iter().map(|s| s.to_string()));
-        v.extend(["--per-partition".to_string(), per.to_string()]);
-        v
-    };
-    let run = |node: &mut WeirNode, v: Vec<String>| {
-        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
-        node.python("confluent_state", &refs).map(|_| ())
-    };
-    run(&mut node, with("write", 10))?;
+    let state =
+        |node: &mut WeirNode, mode: &str, per: usize| confluent_state(node, "durable", mode, per);
+    state(&mut node, "write", 10)?;
 
     // Clean shutdown: exit status 0 and the clean-close log line.
     let status = node.stop()?;
@@ -34,16 +43,16 @@ fn sigterm_and_sigkill_restarts_keep_data_configs_and_offsets() -> Result<()> {
         node.stderr_tail()
     );
     node.restart()?;
-    run(&mut node, with("verify", 10))?;
+    state(&mut node, "verify", 10)?;
 
     // Crash: SIGKILL, then start on the same data dir.
     node.kill()?;
     node.restart()?;
-    run(&mut node, with("verify", 11))?;
+    state(&mut node, "verify", 11)?;
 
     // And once more cleanly, to check the log recovered after the crash is sound.
     node.restart()?;
-    run(&mut node, with("verify", 12))?;
+    state(&mut node, "verify", 12)?;
     node.assert_alive()
 }
 
@@ -92,18 +101,9 @@ fn missing_metadata_refuses_to_start_instead_of_deleting_logs() -> Result<()> {
 #[test]
 fn a_data_dir_from_before_raft_opens_with_nothing_lost() -> Result<()> {
     let mut node = WeirNode::start_default()?;
-    let args = ["--topic", "legacy", "--group", "legacy-group"];
-    let with = |mode: &str, per: usize| -> Vec<String> {
-        let mut v: Vec<String> = vec!["--mode".into(), mode.into()];
-        v.extend(args.iter().map(|s| s.to_string()));
-        v.extend(["--per-partition".to_string(), per.to_string()]);
-        v
-    };
-    let run = |node: &mut WeirNode, v: Vec<String>| {
-        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
-        node.python("confluent_state", &refs).map(|_| ())
-    };
-    run(&mut node, with("write", 10))?;
+    let state =
+        |node: &mut WeirNode, mode: &str, per: usize| confluent_state(node, "legacy", mode, per);
+    state(&mut node, "write", 10)?;
     ensure!(node.stop()?.success());
     let mut removed = 0;
     std::fs::remove_file(node.data_dir().join("meta.properties"))?;
@@ -118,9 +118,9 @@ fn a_data_dir_from_before_raft_opens_with_nothing_lost() -> Result<()> {
     }
     ensure!(removed > 0, "no raft files found to remove");
     node.restart()?;
-    run(&mut node, with("verify", 10))?;
+    state(&mut node, "verify", 10)?;
     // Writes continue after the old data, and survive another restart.
     node.restart()?;
-    run(&mut node, with("verify", 11))?;
+    state(&mut node, "verify", 11)?;
     node.assert_alive()
 }

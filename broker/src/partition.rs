@@ -563,7 +563,23 @@ impl Partition {
                 high_watermark,
             });
         }
+        if !self.release_raft_log() {
+            return Err(DeleteRecordsError::Storage(StorageError::Closed(format!(
+                "{}: the raft log could not release the data",
+                self.tp
+            ))));
+        }
         Ok(self.log.advance_log_start(target)?)
+    }
+
+    /// Makes the Raft log forget the entries applied so far (see
+    /// [`PartitionGroup::release_applied`]), so data below the high watermark
+    /// may be removed. Blocking: call it from a blocking thread of the runtime.
+    fn release_raft_log(&self) -> bool {
+        let Some(group) = self.group.get() else {
+            return true;
+        };
+        tokio::runtime::Handle::current().block_on(group.release_applied())
     }
 
     /// Waits until every record up to `offset` is on disk under the log's
@@ -596,11 +612,15 @@ impl Partition {
     pub fn maintain(&self, now_ms: i64) {
         self.expire_producers(now_ms);
         let tp = &self.tp;
-        if let Err(e) = self.log.enforce_retention(now_ms) {
-            tracing::warn!(partition = %tp, error = %e, "retention failed");
-        }
-        if let Err(e) = self.log.compact() {
-            tracing::warn!(partition = %tp, error = %e, "compaction failed");
+        // Retention and compaction remove or rewrite batches: the Raft log
+        // first forgets the entries pointing at them.
+        if self.release_raft_log() {
+            if let Err(e) = self.log.enforce_retention(now_ms) {
+                tracing::warn!(partition = %tp, error = %e, "retention failed");
+            }
+            if let Err(e) = self.log.compact() {
+                tracing::warn!(partition = %tp, error = %e, "compaction failed");
+            }
         }
         if let Err(e) = self.log.flush() {
             tracing::warn!(partition = %tp, error = %e, "flush failed");
@@ -775,6 +795,14 @@ mod tests {
         )
         .await
         .unwrap()
+    }
+
+    /// DeleteRecords as the handler runs it: on a blocking thread.
+    async fn delete_records(p: &Arc<Partition>, offset: i64) -> Result<i64, DeleteRecordsError> {
+        let p = Arc::clone(p);
+        tokio::task::spawn_blocking(move || p.delete_records(offset))
+            .await
+            .unwrap()
     }
 
     /// Appends and waits for the commit.
@@ -960,15 +988,15 @@ mod tests {
         assert_eq!(p.commit(1).unwrap(), 3);
         assert_eq!(p.high_watermark(), 3);
         assert!(matches!(
-            p.delete_records(4),
+            delete_records(&p, 4).await,
             Err(DeleteRecordsError::OutOfRange { offset: 4, .. })
         ));
         assert!(matches!(
-            p.delete_records(-5),
+            delete_records(&p, -5).await,
             Err(DeleteRecordsError::OutOfRange { .. })
         ));
-        assert_eq!(p.delete_records(2).unwrap(), 2);
-        assert_eq!(p.delete_records(-1).unwrap(), 3);
+        assert_eq!(delete_records(&p, 2).await.unwrap(), 2);
+        assert_eq!(delete_records(&p, -1).await.unwrap(), 3);
         assert_eq!(
             p.offsets(),
             Offsets {

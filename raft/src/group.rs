@@ -345,7 +345,8 @@ where
         log: name.clone(),
         why,
     };
-    let store = tokio::task::spawn_blocking(move || LogStore::open(log))
+    let store_log = Arc::clone(&log);
+    let store = tokio::task::spawn_blocking(move || LogStore::open(store_log))
         .await
         .map_err(|e| raft_err(e.to_string()))?
         .map_err(|source| GroupError::Store {
@@ -353,7 +354,7 @@ where
             source,
         })?;
     let config = raft_config(&settings).map_err(raft_err)?;
-    let sm = StateMachine::with_hooks(hooks, store.first_offset());
+    let sm = StateMachine::with_hooks(hooks, store.first_offset(), log.dir().to_path_buf());
     let raft = Raft::new(node_id, config, network, store, sm)
         .await
         .map_err(|e| raft_err(e.to_string()))?;
@@ -501,6 +502,58 @@ impl PartitionGroup {
             leadership: self.shared.leadership.subscribe(),
             shared: Arc::clone(&self.shared),
         })
+    }
+
+    /// Takes a snapshot (metadata, see [`crate::state_machine`]) at the last
+    /// applied entry and purges the Raft entries it covers: the Raft log
+    /// forgets them, the partition log keeps every byte. Call it before
+    /// anything removes or rewrites data of the partition log (retention,
+    /// DeleteRecords, compaction): the Raft log must never point at batches
+    /// that are gone, or a restart could not re-read it. Waits up to 5 s;
+    /// returns whether every applied entry is now purged.
+    pub async fn release_applied(&self) -> bool {
+        use openraft::async_runtime::WatchReceiver as _;
+        let raft = self.shared.raft();
+        let mut metrics = raft.metrics();
+        let (applied, snapshot, purged) = {
+            let m = metrics.borrow_watched();
+            (m.last_applied, m.snapshot, m.purged)
+        };
+        let Some(applied) = applied.map(|l| l.index) else {
+            return true;
+        };
+        let done = |l: Option<crate::types::LogId>| l.is_some_and(|l| l.index >= applied);
+        if done(purged) {
+            return true;
+        }
+        let deadline = std::time::Duration::from_secs(5);
+        let wait = async {
+            if !done(snapshot) {
+                raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+                while !done(metrics.borrow_watched().snapshot) {
+                    metrics.changed().await.map_err(|e| e.to_string())?;
+                }
+            }
+            raft.trigger()
+                .purge_log(applied)
+                .await
+                .map_err(|e| e.to_string())?;
+            while !done(metrics.borrow_watched().purged) {
+                metrics.changed().await.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(deadline, wait).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(log = self.shared.log.name(), error = %e, "raft log purge failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(log = self.shared.log.name(), "raft log purge took over 5 s");
+                false
+            }
+        }
     }
 
     /// Leader, term and Raft positions, for status pages and metrics.

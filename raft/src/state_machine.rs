@@ -45,11 +45,24 @@ struct Applied {
     next_offset: Option<i64>,
 }
 
+/// File of the current snapshot in the partition directory (JSON: meta and
+/// manifest), replaced atomically and fsynced.
+const SNAPSHOT_FILE: &str = "raft-snapshot";
+
+/// A snapshot as stored in [`SNAPSHOT_FILE`].
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMetaOf<TypeConfig>,
+    data: Vec<u8>,
+}
+
 /// The state machine of one partition group.
 #[derive(Debug, Default)]
 pub(crate) struct StateMachine {
     applied: Applied,
     current: Arc<Mutex<Option<Snapshot>>>,
+    /// Where snapshots are kept (the partition directory); `None`: memory only.
+    dir: Option<std::path::PathBuf>,
     /// Told of every committed data entry (the partition above the group).
     hooks: Option<Arc<dyn GroupHooks>>,
 }
@@ -59,6 +72,31 @@ pub(crate) struct StateMachine {
 pub(crate) struct SnapshotBuilder {
     applied: Applied,
     current: Arc<Mutex<Option<Snapshot>>>,
+    dir: Option<std::path::PathBuf>,
+}
+
+/// Writes `snapshot` to the snapshot file of `dir` (durable on return; on the
+/// blocking pool). Nothing to do without a directory.
+async fn persist(dir: Option<std::path::PathBuf>, snapshot: &Snapshot) -> io::Result<()> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let stored = StoredSnapshot {
+        meta: snapshot.meta.clone(),
+        data: snapshot.snapshot.clone(),
+    };
+    let bytes = serde_json::to_vec(&stored).map_err(io::Error::other)?;
+    tokio::task::spawn_blocking(move || {
+        crate::durable_file::write(
+            &dir,
+            SNAPSHOT_FILE,
+            &bytes,
+            crate::durable_file::Sync::Durable,
+        )
+    })
+    .await
+    .map_err(io::Error::other)??;
+    Ok(())
 }
 
 impl StateMachine {
@@ -72,13 +110,21 @@ impl StateMachine {
     /// A state machine that applies from the start of the Raft log, whose
     /// first data entry is at Kafka offset `first_offset`, and tells `hooks`
     /// of each committed data entry.
-    pub(crate) fn with_hooks(hooks: Arc<dyn GroupHooks>, first_offset: i64) -> Self {
+    /// Its snapshot is kept in `dir` (the partition directory), so that a
+    /// restart re-applies only the entries after it and the Raft entries it
+    /// covers can be purged.
+    pub(crate) fn with_hooks(
+        hooks: Arc<dyn GroupHooks>,
+        first_offset: i64,
+        dir: std::path::PathBuf,
+    ) -> Self {
         Self {
             hooks: Some(hooks),
             applied: Applied {
                 next_offset: Some(first_offset),
                 ..Applied::default()
             },
+            dir: Some(dir),
             ..Self::default()
         }
     }
@@ -152,6 +198,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             applied: self.applied.clone(),
             current: Arc::clone(&self.current),
+            dir: self.dir.clone(),
         }
     }
 
@@ -167,19 +214,38 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: meta.last_membership.clone(),
             next_offset: manifest.next_kafka_offset,
         };
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Snapshot {
+        let snapshot = Snapshot {
             meta: meta.clone(),
             snapshot,
-        });
+        };
+        persist(self.dir.clone(), &snapshot).await?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
-        Ok(self
+        let current = self
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone())
+            .clone();
+        if current.is_some() {
+            return Ok(current);
+        }
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let Some(bytes) = crate::durable_file::read(dir, SNAPSHOT_FILE)? else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot = serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let snapshot = Snapshot {
+            meta: stored.meta,
+            snapshot: stored.data,
+        };
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        Ok(Some(snapshot))
     }
 }
 
@@ -199,6 +265,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             },
             snapshot: serde_json::to_vec(&manifest).map_err(io::Error::other)?,
         };
+        persist(self.dir.clone(), &snapshot).await?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
         Ok(snapshot)
     }

@@ -124,3 +124,50 @@ fn a_data_dir_from_before_raft_opens_with_nothing_lost() -> Result<()> {
     state(&mut node, "verify", 11)?;
     node.assert_alive()
 }
+
+/// Data removed below the high watermark (DeleteRecords here; retention and
+/// compaction take the same path) is forgotten by the partition's Raft log
+/// first, so a restart does not try to re-read batches that are gone: the
+/// node starts, keeps the new log start, and appends continue.
+#[test]
+fn a_restart_after_deleted_records_serves_on() -> Result<()> {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::{DeleteRecordsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use weir_tests::raw::{batch, create_topic, list_offset, produce, RawConn};
+    let mut node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "trim", 1, &[("segment.bytes", "1024")])? == 0);
+    let value = vec![b'v'; 300];
+    for _ in 0..20 {
+        ensure!(produce(&mut c, "trim", 0, -1, batch(&[&value], None)?)?.0 == 0);
+    }
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("trim")))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(15)])]);
+    let resp = c.request(2, &req)?;
+    let p = &resp.topics[0].partitions[0];
+    ensure!(
+        (p.error_code, p.low_watermark) == (0, 15),
+        "DeleteRecords: {:?}",
+        (p.error_code, p.low_watermark)
+    );
+    drop(c);
+    node.kill()?;
+    node.restart()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(list_offset(&mut c, "trim", 0, -2)? == 15, "log start lost");
+    let (err, base) = produce(&mut c, "trim", 0, -1, batch(&[b"after"], None)?)?;
+    ensure!(
+        (err, base) == (0, 20),
+        "append after restart: {:?}",
+        (err, base)
+    );
+    node.assert_alive()
+}

@@ -366,6 +366,16 @@ impl Broker {
         }
     }
 
+    /// The partitions hosted here that have no leader now (`topic-partition`),
+    /// for readiness.
+    pub fn leaderless_partitions(&self) -> Vec<String> {
+        self.hosted()
+            .iter()
+            .filter(|p| !p.has_leader())
+            .map(|p| p.tp.to_string())
+            .collect()
+    }
+
     /// Every partition hosted, at this moment.
     fn hosted(&self) -> Vec<Arc<Partition>> {
         self.partitions

@@ -1,5 +1,7 @@
 //! Readiness as `/v1/health` reports it: the partition logs are loaded, the
-//! Kafka listener is accepting, and the data directory takes a write.
+//! Kafka listener is accepting, the data directory takes a write, and every
+//! partition the node hosts has a leader (its Raft group runs and has elected
+//! one; a group stopped by a storage error has none until it restarts).
 //!
 //! The admin listener answers from the moment the process binds it, before
 //! recovery has loaded the logs, so an orchestrator can tell "starting" (503,
@@ -62,7 +64,8 @@ impl Health {
         let listening = self.listening.load(Ordering::Relaxed);
         let dir = self.data_dir.clone();
         let disk = crate::blocking::run(move || probe_disk(&dir)).await;
-        let ready = loaded.is_some() && listening && disk.is_ok();
+        let leaderless = loaded.map_or_else(Vec::new, |b| b.leaderless_partitions());
+        let ready = loaded.is_some() && listening && disk.is_ok() && leaderless.is_empty();
         let body = serde_json::json!({
             "status": if ready { "ok" } else { "unavailable" },
             "node_id": self.node_id,
@@ -70,8 +73,11 @@ impl Health {
                 "logs_loaded": loaded.is_some(),
                 "listener": listening,
                 "disk_writable": disk.is_ok(),
+                "partitions_led": loaded.is_some() && leaderless.is_empty(),
             },
             "partitions": loaded.map(|b| b.partition_count()),
+            "leaderless": leaderless.iter().take(20).collect::<Vec<_>>(),
+            "leaderless_count": leaderless.len(),
             "error": disk.err(),
         });
         Report {

@@ -455,6 +455,23 @@ impl Partition {
         };
     }
 
+    /// Whether the partition has a leader now (this node or a known other),
+    /// and its Raft group is running.
+    pub fn has_leader(&self) -> bool {
+        if self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return false;
+        }
+        match self.leadership().role {
+            Role::Leader => true,
+            Role::Follower { leader } => leader >= 0,
+        }
+    }
+
     /// The leader epoch.
     pub fn leader_epoch(&self) -> i32 {
         self.leadership().epoch

@@ -161,11 +161,15 @@ fn a_full_disk_refuses_produce_keeps_data_and_recovers_when_space_returns() -> R
         Ok((err == 0).then_some((base, v)))
     })?;
     acked.push((base, v));
-    let (status, body) = node.http_get("/v1/health")?;
-    ensure!(
-        status == 200,
-        "health after space returned: {status} {body}"
-    );
+    // Ready again once every partition's group has restarted (with backoff).
+    poll_until(Duration::from_secs(20), || {
+        let (status, body) = node.http_get("/v1/health")?;
+        ensure!(
+            status == 200,
+            "health after space returned: {status} {body}"
+        );
+        Ok(Some(()))
+    })?;
 
     // A kill -9 and a restart: every batch of both logs is whole, nothing
     // acknowledged is missing.

@@ -283,6 +283,9 @@ fn admin_http_metrics_and_health() -> Result<()> {
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(body.trim())?;
     assert_eq!(v["status"], "ok", "{body}");
+    // Every hosted partition (the topic's and __consumer_offsets) has a leader.
+    assert_eq!(v["checks"]["partitions_led"], true, "{body}");
+    assert_eq!(v["leaderless_count"], 0, "{body}");
     let (status, body) = node.http_get("/metrics")?;
     assert_eq!(status, 200);
     assert!(

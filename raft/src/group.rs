@@ -463,6 +463,12 @@ impl PartitionGroup {
         Self::open(node_id, group_id, log, voters, hooks, NoPeers, settings).await
     }
 
+    /// The group's current Raft instance, for the transport's registry.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn raft_handle(&self) -> RaftHandle {
+        self.shared.raft()
+    }
+
     /// The group's id.
     pub fn group_id(&self) -> u64 {
         self.group_id

@@ -11,7 +11,7 @@ use crate::types::{TypeConfig, Vote};
 /// log; a snapshot only records where it starts, see RAFT_NOTES.md), so the
 /// whole snapshot travels in one frame, under the frame cap. A state machine of
 /// a group served by this transport must use this type as its `SnapshotData`.
-pub(crate) type SnapshotData = std::io::Cursor<Vec<u8>>;
+pub(crate) type SnapshotData = crate::state_machine::SnapshotData;
 
 /// Metadata of a group's snapshot.
 pub(crate) type SnapshotMeta = openraft::SnapshotMeta<

@@ -212,7 +212,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         let req = SnapshotRequest {
             vote,
             meta: snapshot.meta,
-            data: snapshot.snapshot.into_inner(),
+            data: snapshot.snapshot,
         };
         let sending = self.call(
             Kind::Snapshot,

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use super::config::TransportConfig;
 use super::frame::{Frame, FrameError, FrameReader, Kind};
 use super::lane::Lanes;
-use super::message::{SnapshotData, SnapshotRequest, WireError};
+use super::message::{SnapshotRequest, WireError};
 use super::registry::{GroupHandler, HandlerError, Registry};
 use super::writer::write_frames;
 use crate::types::TypeConfig;
@@ -226,7 +226,7 @@ fn request_call(frame: &Frame, handler: Arc<dyn GroupHandler>) -> Result<Call, F
             let req: SnapshotRequest = frame.body()?;
             let snapshot = openraft::Snapshot {
                 meta: req.meta,
-                snapshot: SnapshotData::new(req.data),
+                snapshot: req.data,
             };
             Box::new(move |r, c| {
                 Box::pin(async move {

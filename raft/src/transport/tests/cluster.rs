@@ -204,7 +204,7 @@ impl RaftStateMachine<TypeConfig> for MemSm {
         let mut sm = self.0.lock().unwrap();
         sm.last_applied = meta.last_log_id;
         sm.membership = meta.last_membership.clone();
-        sm.snapshot = Some((meta.clone(), snapshot.into_inner()));
+        sm.snapshot = Some((meta.clone(), snapshot));
         Ok(())
     }
 
@@ -212,7 +212,7 @@ impl RaftStateMachine<TypeConfig> for MemSm {
         let sm = self.0.lock().unwrap();
         Ok(sm.snapshot.clone().map(|(meta, data)| Snapshot {
             meta,
-            snapshot: SnapshotData::new(data),
+            snapshot: data,
         }))
     }
 }
@@ -230,7 +230,7 @@ impl RaftSnapshotBuilder<TypeConfig> for MemSm {
         sm.snapshot = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
-            snapshot: SnapshotData::new(data),
+            snapshot: data,
         })
     }
 }

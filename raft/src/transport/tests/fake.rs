@@ -103,7 +103,7 @@ impl GroupHandler for Fake {
         vote: Vote,
         snapshot: Snapshot,
     ) -> BoxFuture<'static, Result<SnapshotResponse<TypeConfig>, HandlerError>> {
-        let ok = snapshot.snapshot.get_ref() == b"snapshot bytes";
+        let ok = snapshot.snapshot.as_slice() == b"snapshot bytes";
         async move {
             if ok {
                 Ok(SnapshotResponse::new(vote))

@@ -350,7 +350,7 @@ async fn snapshots_and_transfer_leader_travel() {
     let vote = Vote::new_committed(3, 1);
     let snapshot = openraft::Snapshot {
         meta: Default::default(),
-        snapshot: std::io::Cursor::new(b"snapshot bytes".to_vec()),
+        snapshot: b"snapshot bytes".to_vec(),
     };
     let never = std::future::pending();
     let resp = net

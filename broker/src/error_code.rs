@@ -12,6 +12,7 @@ pub mod code {
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const INVALID_FETCH_SIZE: i16 = 4;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
@@ -100,6 +101,7 @@ pub fn leader(e: &LeaderError) -> i16 {
 pub fn delete_records(e: &DeleteRecordsError) -> i16 {
     match e {
         DeleteRecordsError::OutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
+        DeleteRecordsError::RaftLogBusy => code::REQUEST_TIMED_OUT,
         DeleteRecordsError::Storage(s) => storage(s),
     }
 }

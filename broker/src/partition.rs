@@ -100,6 +100,10 @@ pub enum DeleteRecordsError {
         /// The high watermark at the time.
         high_watermark: i64,
     },
+    /// The Raft log did not forget the entries above the data in time (see
+    /// [`PartitionGroup::release_applied`]); nothing was deleted.
+    #[error("the raft log did not release the records in time")]
+    RaftLogBusy,
     /// The log failed the change.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -581,10 +585,7 @@ impl Partition {
             });
         }
         if !self.release_raft_log() {
-            return Err(DeleteRecordsError::Storage(StorageError::Closed(format!(
-                "{}: the raft log could not release the data",
-                self.tp
-            ))));
+            return Err(DeleteRecordsError::RaftLogBusy);
         }
         Ok(self.log.advance_log_start(target)?)
     }

@@ -518,7 +518,6 @@ impl PartitionGroup {
     /// that are gone, or a restart could not re-read it. Waits up to 5 s;
     /// returns whether every applied entry is now purged.
     pub async fn release_applied(&self) -> bool {
-        use openraft::async_runtime::WatchReceiver as _;
         let raft = self.shared.raft();
         let mut metrics = raft.metrics();
         let (applied, snapshot, purged) = {

@@ -139,10 +139,7 @@ impl StateMachine {
                 // The offsets follow from the entries before it, as the log
                 // store assigned them; the payload may be the batch as
                 // proposed, before the log stamped its offsets.
-                let base_offset = match (self.applied.next_offset, self.hooks.is_some()) {
-                    (Some(next), true) => next,
-                    _ => h.base_offset,
-                };
+                let base_offset = self.applied.next_offset.unwrap_or(h.base_offset);
                 let last_offset = base_offset + i64::from(h.last_offset_delta);
                 self.applied.next_offset = Some(last_offset + 1);
                 if let Some(hooks) = &self.hooks {

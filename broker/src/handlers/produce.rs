@@ -14,24 +14,11 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-struct Outcome {
+/// One partition's result: `T` is the accepted append, pending its acks wait
+/// ([`PendingAppend`]) and then done ([`Appended`]).
+struct Outcome<T> {
     index: i32,
-    result: Result<(Accepted, Arc<Partition>), Refusal>,
-}
-
-/// An accepted partition's append, before and after its acks wait.
-enum Accepted {
-    Pending(PendingAppend),
-    Done(Appended),
-}
-
-impl Accepted {
-    fn offsets(&self) -> Appended {
-        match self {
-            Self::Pending(p) => p.appended,
-            Self::Done(a) => *a,
-        }
-    }
+    result: Result<(T, Arc<Partition>), Refusal>,
 }
 
 /// Why a partition's records were not appended, as the response reports it.
@@ -64,7 +51,7 @@ pub fn handle(
     let mut topics = Vec::new();
     for t in req.topic_data {
         let name = t.name.0.to_string();
-        let mut outcomes = Vec::new();
+        let mut outcomes: Vec<Outcome<PendingAppend>> = Vec::new();
         for p in t.partition_data {
             let result = if !matches!(acks, -1..=1) {
                 Err(code::INVALID_REQUIRED_ACKS.into())
@@ -76,7 +63,6 @@ pub fn handle(
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
                     (Some(part), Some(records)) => match part.append(&records) {
                         Ok(a) => {
-                            let a = Accepted::Pending(a);
                             broker
                                 .metrics
                                 .produce_bytes
@@ -110,36 +96,34 @@ pub fn handle(
         if acks == 0 {
             return None;
         }
-        for (_, outcomes) in &mut topics {
-            for o in outcomes.iter_mut() {
-                let Ok((accepted, part)) = &mut o.result else {
-                    continue;
-                };
-                let Accepted::Pending(pending) = std::mem::replace(
-                    accepted,
-                    Accepted::Done(Appended {
-                        base_offset: -1,
-                        last_offset: -1,
-                        duplicate: false,
-                        log_append_time: -1,
-                    }),
-                ) else {
-                    continue;
-                };
-                match pending.wait(acks, part.fsyncs_every_append()).await {
-                    Ok(a) => *accepted = Accepted::Done(a),
-                    Err(e) => {
-                        tracing::debug!(partition = %part.tp, error = %e, "produce not acknowledged");
-                        o.result = Err(Refusal {
-                            code: error_code::append(&e),
-                            message: Some(e.to_string()),
-                            records: Vec::new(),
-                        });
+        let mut done: Vec<(_, Vec<Outcome<Appended>>)> = Vec::with_capacity(topics.len());
+        for (name, outcomes) in topics {
+            let mut waited = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                let result = match o.result {
+                    Ok((pending, part)) => {
+                        match pending.wait(acks, part.fsyncs_every_append()).await {
+                            Ok(a) => Ok((a, part)),
+                            Err(e) => {
+                                tracing::debug!(partition = %part.tp, error = %e, "produce not acknowledged");
+                                Err(Refusal {
+                                    code: error_code::append(&e),
+                                    message: Some(e.to_string()),
+                                    records: Vec::new(),
+                                })
+                            }
+                        }
                     }
-                }
+                    Err(refusal) => Err(refusal),
+                };
+                waited.push(Outcome {
+                    index: o.index,
+                    result,
+                });
             }
+            done.push((name, waited));
         }
-        let responses = topics
+        let responses = done
             .into_iter()
             .map(|(name, outcomes)| {
                 let parts = outcomes
@@ -147,12 +131,10 @@ pub fn handle(
                     .map(|o| {
                         let r = PartitionProduceResponse::default().with_index(o.index);
                         match o.result {
-                            Ok((accepted, part)) => {
-                                let a = accepted.offsets();
-                                r.with_base_offset(a.base_offset)
-                                    .with_log_append_time_ms(a.log_append_time)
-                                    .with_log_start_offset(part.log_start_offset())
-                            }
+                            Ok((a, part)) => r
+                                .with_base_offset(a.base_offset)
+                                .with_log_append_time_ms(a.log_append_time)
+                                .with_log_start_offset(part.log_start_offset()),
                             Err(refusal) => {
                                 let message = refusal.message.map(StrBytes::from_string);
                                 let record_errors = refusal

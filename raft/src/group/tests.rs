@@ -211,14 +211,46 @@ async fn three_replicas_replicate_batches_and_fail_over() {
         assert!(std::time::Instant::now() < deadline, "no leader elected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let term1 = nodes[first].1.leadership().borrow().term;
-    let mut end = 0;
+    // As a client does, a proposal refused as "not the leader" (an election
+    // still settling, or a leader lease not yet granted) is retried on
+    // whoever leads then.
+    let mut acked = Vec::new();
     for n in [3, 1, 4, 1, 5] {
-        let p = nodes[first].1.propose(batch(n)).unwrap();
-        let got = p.committed().await.unwrap();
-        assert_eq!(got.base_offset, end);
-        end = got.last_offset + 1;
+        let got = loop {
+            let at = leader_of(&nodes).unwrap_or(first);
+            match nodes[at].1.propose(batch(n)) {
+                Ok(p) => {
+                    let predicted = p.offsets;
+                    match p.committed().await {
+                        Ok(got) => {
+                            assert_eq!(got, predicted, "committed away from its prediction");
+                            break got;
+                        }
+                        Err(ProposeError::NotLeader { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                Err(ProposeError::NotLeader { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline + Duration::from_secs(20),
+                "no commit"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        acked.push(got);
     }
+    let first = leader_of(&nodes).unwrap_or(first);
+    let term1 = nodes[first].1.leadership().borrow().term;
+    let end = nodes[first].2.log_end_offset();
+    assert!(
+        acked
+            .windows(2)
+            .all(|w| w[0].last_offset < w[1].base_offset),
+        "acknowledged offsets out of order: {acked:?}"
+    );
+    assert!(acked.last().is_some_and(|a| a.last_offset < end));
     // Every replica has every batch, byte for byte.
     let read_all = |log: &Log| {
         let r = log.read(0, 1 << 20, ReadBound::LogEnd).unwrap();
@@ -250,12 +282,28 @@ async fn three_replicas_replicate_batches_and_fail_over() {
     };
     let term2 = nodes[second].1.leadership().borrow().term;
     assert!(term2 > term1, "term {term2} after {term1}");
-    let p = nodes[second].1.propose(batch(2)).unwrap();
-    assert_eq!(
-        p.offsets.base_offset, end,
-        "offsets do not continue the log"
-    );
-    let got = p.committed().await.unwrap();
+    // The new leader's offsets continue the log (retried while its lease or
+    // the election settles, as a client would).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        let at = leader_of(&nodes).filter(|i| *i != first).unwrap_or(second);
+        if let Ok(p) = nodes[at].1.propose(batch(2)) {
+            assert_eq!(
+                p.offsets.base_offset, end,
+                "offsets do not continue the log"
+            );
+            match p.committed().await {
+                Ok(got) => break got,
+                Err(ProposeError::NotLeader { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no commit after failover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!((got.base_offset, got.last_offset), (end, end + 1));
     for (i, (_, g, _, _)) in nodes.iter().enumerate() {
         if i != first {

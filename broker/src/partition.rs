@@ -242,6 +242,12 @@ impl GroupHooks for Hooks {
         }
     }
 
+    fn predictions_reset(&self) {
+        if let Some(p) = self.0.upgrade() {
+            p.forget_proposals();
+        }
+    }
+
     fn leadership(&self, view: weir_raft::group::Leadership) {
         if let Some(p) = self.0.upgrade() {
             if view.is_leader || view.leader.is_some() {

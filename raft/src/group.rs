@@ -54,6 +54,11 @@ pub trait GroupHooks: Send + Sync + std::fmt::Debug + 'static {
     /// write): it is restarted from disk with a growing delay, and
     /// [`GroupHooks::leadership`] is called again once it runs.
     fn failed(&self, why: &str);
+    /// This node still leads, but a proposal of its term was refused (see
+    /// [`predictions`]): proposals made since the last reset may be appended
+    /// at other offsets than predicted. Called once every proposal submitted
+    /// before is appended or refused, before proposals are taken again.
+    fn predictions_reset(&self) {}
 }
 
 /// Who leads a group, as this node sees it.
@@ -93,8 +98,21 @@ impl Default for GroupSettings {
     }
 }
 
+/// A node's word that it leads a group in a term: nodes tell each other which
+/// groups they lead, so that any node can name the leader of a partition it
+/// does not host (Metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaderNotice {
+    /// The group.
+    pub group: u64,
+    /// Its leader.
+    pub leader: u64,
+    /// The leader's term.
+    pub term: u64,
+}
+
 /// Why a proposal failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ProposeError {
     /// This node does not lead the group (or stopped leading it before the
@@ -110,6 +128,10 @@ pub enum ProposeError {
     /// The batch is not a record batch.
     #[error("not a record batch: {0}")]
     BadBatch(String),
+    /// The leader a proposal was forwarded to could not be reached.
+    /// Retriable.
+    #[error("the leader is unreachable: {0}")]
+    Unreachable(String),
 }
 
 /// Why a group could not be opened.
@@ -135,7 +157,7 @@ pub enum GroupError {
 }
 
 /// The Kafka offsets a proposal will get (or got).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Offsets {
     /// First offset.
     pub base_offset: i64,
@@ -151,7 +173,10 @@ pub struct Proposal {
     /// The offsets predicted at proposal time (see the module docs).
     pub offsets: Offsets,
     term: u64,
-    rx: WriteRx,
+    generation: u64,
+    /// Taken when it resolves (the outcome is kept in `outcome`).
+    rx: Option<WriteRx>,
+    outcome: Option<Result<Offsets, ProposeError>>,
     log_end: watch::Receiver<i64>,
     leadership: watch::Receiver<Leadership>,
     shared: Arc<Shared>,
@@ -159,51 +184,51 @@ pub struct Proposal {
 
 impl Proposal {
     /// Resolves once the leader's own log holds the batch (acks=1), or fails
-    /// if this node stops leading the term first.
+    /// if this node stops leading the term first, or the proposal was refused
+    /// (then its prediction may not hold, see [`predictions`]).
     pub async fn appended(&mut self) -> Result<Offsets, ProposeError> {
         let want = self.offsets.last_offset + 1;
+        let mut broken = self.shared.predictions.broken();
         loop {
+            if let Some(outcome) = &self.outcome {
+                return outcome.clone();
+            }
             let view = *self.leadership.borrow_and_update();
             if !view.is_leader || view.term != self.term {
+                return Err(self.shared.lost());
+            }
+            // Checked before the log end: a later proposal written where
+            // this one was predicted breaks the generation first.
+            if *broken.borrow_and_update() >= self.generation {
                 return Err(self.shared.lost());
             }
             if *self.log_end.borrow_and_update() >= want {
                 return Ok(self.offsets);
             }
+            let Some(rx) = self.rx.as_mut() else {
+                return Err(stopped());
+            };
             tokio::select! {
                 r = self.log_end.changed() => r.map_err(|_| stopped())?,
                 r = self.leadership.changed() => r.map_err(|_| stopped())?,
+                r = broken.changed() => r.map_err(|_| stopped())?,
+                done = rx => {
+                    self.rx = None;
+                    self.outcome = Some(self.shared.outcome(done, self.offsets));
+                }
             }
         }
     }
 
     /// Resolves once the batch is committed and applied, with its offsets.
-    pub async fn committed(self) -> Result<Offsets, ProposeError> {
-        // A dropped responder: the proposal was failed before submission
-        // (leadership moved) or the group stopped.
-        let Ok(result) = self.rx.await else {
-            return Err(self.shared.lost());
-        };
-        match result {
-            Ok(resp) => {
-                let Appended {
-                    base_offset,
-                    last_offset,
-                } = resp.data;
-                let got = Offsets {
-                    base_offset,
-                    last_offset,
-                };
-                if got != self.offsets {
-                    tracing::error!(predicted = ?self.offsets, applied = ?got, "offset prediction missed");
-                }
-                Ok(got)
-            }
-            Err(ClientWriteError::ForwardToLeader(f)) => Err(ProposeError::NotLeader {
-                leader: f.leader_id,
-            }),
-            Err(e) => Err(ProposeError::Stopped(e.to_string())),
+    pub async fn committed(mut self) -> Result<Offsets, ProposeError> {
+        if let Some(outcome) = self.outcome.take() {
+            return outcome;
         }
+        let Some(rx) = self.rx.take() else {
+            return Err(stopped());
+        };
+        self.shared.outcome(rx.await, self.offsets)
     }
 }
 
@@ -216,13 +241,23 @@ fn stopped() -> ProposeError {
 struct Lead {
     term: u64,
     next_offset: i64,
+    /// Which generation of predictions (see [`predictions`]) this lead makes.
+    generation: u64,
 }
+
+/// A proposal not yet submitted: its batch, responder, term and generation.
+type Waiting = (
+    RecordBatch,
+    ProgressResponder<TypeConfig, WriteResult>,
+    u64,
+    u64,
+);
 
 #[derive(Default)]
 struct Queue {
     lead: Option<Lead>,
     /// Proposals not yet submitted, each with the term it was predicted in.
-    waiting: VecDeque<(RecordBatch, ProgressResponder<TypeConfig, WriteResult>, u64)>,
+    waiting: VecDeque<Waiting>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -257,6 +292,10 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Notify,
     leadership: watch::Sender<Leadership>,
+    /// Checks this node's offset predictions against its appends.
+    predictions: Arc<predictions::Predictions>,
+    /// The last generation of predictions handed out.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -277,6 +316,96 @@ impl Shared {
 
     fn set_failure(&self, why: Option<String>) {
         *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// See [`PartitionGroup::propose`].
+    fn propose(self: &Arc<Self>, batch: Bytes) -> Result<Proposal, ProposeError> {
+        let h = BatchHeader::parse(&batch).map_err(|e| ProposeError::BadBatch(e.to_string()))?;
+        let count = i64::from(h.last_offset_delta) + 1;
+        let (responder, rx) = ProgressResponder::complete_only();
+        let (offsets, term) = {
+            let mut q = self.queue();
+            let Some(lead) = q.lead.as_mut() else {
+                return Err(self.lost());
+            };
+            if self.predictions.is_broken(lead.generation) {
+                return Err(self.lost());
+            }
+            let offsets = Offsets {
+                base_offset: lead.next_offset,
+                last_offset: lead.next_offset + count - 1,
+            };
+            lead.next_offset += count;
+            let (term, generation) = (lead.term, lead.generation);
+            self.predictions.predict(term, offsets.base_offset, &batch);
+            q.waiting
+                .push_back((RecordBatch(batch), responder, term, generation));
+            (offsets, (term, generation))
+        };
+        let (term, generation) = term;
+        self.wake.notify_one();
+        Ok(Proposal {
+            offsets,
+            term,
+            generation,
+            rx: Some(rx),
+            outcome: None,
+            log_end: self.log.subscribe_log_end(),
+            leadership: self.leadership.subscribe(),
+            shared: Arc::clone(self),
+        })
+    }
+
+    /// A new lead in `term`: a new generation of predictions starting at the
+    /// log end. Called with the queue locked.
+    fn arm(&self, term: u64) -> Lead {
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.predictions.arm(generation);
+        Lead {
+            term,
+            // Every entry of earlier terms is in the log by now (a leader
+            // takes no appends from others), and every proposal submitted
+            // before this generation has been appended or refused, so this
+            // generation's data entries start here.
+            next_offset: self.log.log_end_offset(),
+            generation,
+        }
+    }
+
+    /// What a proposal's responder said, as the proposal's outcome.
+    fn outcome(
+        &self,
+        done: Result<WriteResult, impl std::fmt::Debug>,
+        predicted: Offsets,
+    ) -> Result<Offsets, ProposeError> {
+        // A dropped responder: the proposal was failed before submission
+        // (leadership moved) or the group stopped.
+        let Ok(result) = done else {
+            return Err(self.lost());
+        };
+        match result {
+            Ok(resp) => {
+                let Appended {
+                    base_offset,
+                    last_offset,
+                } = resp.data;
+                let got = Offsets {
+                    base_offset,
+                    last_offset,
+                };
+                if got != predicted {
+                    tracing::debug!(?predicted, applied = ?got, "a proposal committed away from its prediction");
+                }
+                Ok(got)
+            }
+            Err(ClientWriteError::ForwardToLeader(f)) => Err(ProposeError::NotLeader {
+                leader: f.leader_id,
+            }),
+            Err(e) => Err(ProposeError::Stopped(e.to_string())),
+        }
     }
 
     /// The error of a proposal that lost its responder: the instance's
@@ -303,6 +432,8 @@ impl Shared {
 pub struct PartitionGroup {
     group_id: u64,
     shared: Arc<Shared>,
+    /// The transport the group is served by, when it has peers.
+    transport: Option<crate::transport::Attachment>,
     // Taken once by `stop`; never held across an `.await`.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -331,6 +462,7 @@ fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
 async fn start_raft<N>(
     node_id: u64,
     log: Arc<Log>,
+    predictions: Arc<predictions::Predictions>,
     voters: BTreeMap<u64, String>,
     hooks: Arc<dyn GroupHooks>,
     network: N,
@@ -346,13 +478,14 @@ where
         why,
     };
     let store_log = Arc::clone(&log);
-    let store = tokio::task::spawn_blocking(move || LogStore::open(store_log))
+    let mut store = tokio::task::spawn_blocking(move || LogStore::open(store_log))
         .await
         .map_err(|e| raft_err(e.to_string()))?
         .map_err(|source| GroupError::Store {
             log: name.clone(),
             source,
         })?;
+    store.check_predictions(predictions);
     let config = raft_config(&settings).map_err(raft_err)?;
     let sm = StateMachine::with_hooks(hooks, store.first_offset(), log.dir().to_path_buf());
     let raft = Raft::new(node_id, config, network, store, sm)
@@ -414,16 +547,30 @@ impl PartitionGroup {
         N: RaftNetworkFactory<TypeConfig> + Clone + Send + Sync,
         N::Network: NetSnapshot<TypeConfig, SnapshotData = SnapshotData>,
     {
+        let predictions = Arc::new(predictions::Predictions::default());
         let restart: Restart = {
-            let (log, hooks) = (Arc::clone(&log), Arc::clone(&hooks));
+            let (log, hooks, predictions) = (
+                Arc::clone(&log),
+                Arc::clone(&hooks),
+                Arc::clone(&predictions),
+            );
             Arc::new(move || {
-                let (log, hooks, voters, network) = (
+                let (log, hooks, voters, network, predictions) = (
                     Arc::clone(&log),
                     Arc::clone(&hooks),
                     voters.clone(),
                     network.clone(),
+                    Arc::clone(&predictions),
                 );
-                Box::pin(start_raft(node_id, log, voters, hooks, network, settings))
+                Box::pin(start_raft(
+                    node_id,
+                    log,
+                    predictions,
+                    voters,
+                    hooks,
+                    network,
+                    settings,
+                ))
             })
         };
         let raft = restart().await?;
@@ -434,16 +581,86 @@ impl PartitionGroup {
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             leadership: watch::Sender::new(Leadership::default()),
+            predictions,
+            generation: std::sync::atomic::AtomicU64::new(0),
         });
         let tasks = vec![
             tokio::spawn(submit_loop(Arc::clone(&shared))),
+            tokio::spawn(rearm_loop(Arc::clone(&shared), Arc::clone(&hooks))),
             tokio::spawn(supervise(Arc::clone(&shared), hooks, restart)),
         ];
         Ok(Self {
             group_id,
             shared,
+            transport: None,
             tasks: Mutex::new(tasks),
         })
+    }
+
+    /// Opens the group `group_id` over `log` with replicas on the nodes of
+    /// `voters` (node id → raft address; empty: the transport's configured
+    /// address), served by `transport`: peers' RPCs for the group reach its
+    /// current Raft instance (also after a restart by the supervisor), and
+    /// followers can forward proposals to it.
+    pub async fn open_replicated(
+        node_id: u64,
+        group_id: u64,
+        log: Arc<Log>,
+        voters: BTreeMap<u64, String>,
+        hooks: Arc<dyn GroupHooks>,
+        transport: &crate::Transport,
+        settings: GroupSettings,
+    ) -> Result<Self, GroupError> {
+        let network = transport.network(group_id);
+        let mut group =
+            Self::open(node_id, group_id, log, voters, hooks, network, settings).await?;
+        let served: Arc<dyn crate::transport::GroupHandler> =
+            Arc::new(Served(Arc::clone(&group.shared)));
+        group.transport = Some(transport.attach(group_id, served));
+        Ok(group)
+    }
+
+    /// Proposes `batch` where the group's leader is: here when this node
+    /// leads, else forwarded to the leader over the transport. Waits for a
+    /// leader to be known and retries a proposal refused because leadership
+    /// moved, until `timeout`; answers once the batch is committed.
+    pub async fn propose_anywhere(
+        &self,
+        batch: Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<Offsets, ProposeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut leadership = self.leadership();
+        loop {
+            let view = *leadership.borrow_and_update();
+            let attempt = if view.is_leader {
+                match self.propose(batch.clone()) {
+                    Ok(p) => p.committed().await,
+                    Err(e) => Err(e),
+                }
+            } else if let (Some(leader), Some(t)) = (view.leader, &self.transport) {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                t.forward(leader, self.group_id, batch.clone(), left).await
+            } else {
+                Err(ProposeError::NotLeader { leader: None })
+            };
+            match attempt {
+                Ok(o) => return Ok(o),
+                Err(ProposeError::NotLeader { .. } | ProposeError::Unreachable(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    // Wait for news of leadership, or retry shortly.
+                    let _ = tokio::time::timeout_at(
+                        deadline.min(
+                            tokio::time::Instant::now() + std::time::Duration::from_millis(100),
+                        ),
+                        leadership.changed(),
+                    )
+                    .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Opens the group of a partition whose only replica is this node (a node
@@ -463,12 +680,6 @@ impl PartitionGroup {
         Self::open(node_id, group_id, log, voters, hooks, NoPeers, settings).await
     }
 
-    /// The group's current Raft instance, for the transport's registry.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn raft_handle(&self) -> RaftHandle {
-        self.shared.raft()
-    }
-
     /// The group's id.
     pub fn group_id(&self) -> u64 {
         self.group_id
@@ -482,32 +693,7 @@ impl PartitionGroup {
     /// Queues `batch` (one RecordBatch v2, final as the leader prepared it) for
     /// replication, in call order. Fails at once when this node does not lead.
     pub fn propose(&self, batch: Bytes) -> Result<Proposal, ProposeError> {
-        let h = BatchHeader::parse(&batch).map_err(|e| ProposeError::BadBatch(e.to_string()))?;
-        let count = i64::from(h.last_offset_delta) + 1;
-        let (responder, rx) = ProgressResponder::complete_only();
-        let (offsets, term) = {
-            let mut q = self.shared.queue();
-            let Some(lead) = q.lead.as_mut() else {
-                return Err(self.shared.lost());
-            };
-            let offsets = Offsets {
-                base_offset: lead.next_offset,
-                last_offset: lead.next_offset + count - 1,
-            };
-            lead.next_offset += count;
-            let term = lead.term;
-            q.waiting.push_back((RecordBatch(batch), responder, term));
-            (offsets, term)
-        };
-        self.shared.wake.notify_one();
-        Ok(Proposal {
-            offsets,
-            term,
-            rx,
-            log_end: self.shared.log.subscribe_log_end(),
-            leadership: self.shared.leadership.subscribe(),
-            shared: Arc::clone(&self.shared),
-        })
+        self.shared.propose(batch)
     }
 
     /// Takes a snapshot (metadata, see [`crate::state_machine`]) at the last
@@ -583,6 +769,9 @@ impl PartitionGroup {
         for t in tasks {
             t.abort();
         }
+        if let Some(t) = &self.transport {
+            t.detach(self.group_id);
+        }
         self.shared.queue().lead = None;
         fail_waiting(&self.shared);
         if let Err(e) = self.shared.raft().shutdown().await {
@@ -594,6 +783,74 @@ impl PartitionGroup {
     /// [`PartitionGroup::stop`], consuming the group.
     pub async fn shutdown(self) {
         self.stop().await;
+    }
+}
+
+/// Serves a group's incoming RPCs with its current Raft instance (replaced
+/// when the supervisor restarts it) and runs proposals forwarded to it.
+struct Served(Arc<Shared>);
+
+impl crate::transport::GroupHandler for Served {
+    fn append_stream(
+        &self,
+        input: futures_util::stream::BoxStream<
+            'static,
+            openraft::raft::AppendEntriesRequest<TypeConfig>,
+        >,
+    ) -> futures_util::stream::BoxStream<
+        'static,
+        Result<openraft::raft::StreamAppendResult<TypeConfig>, crate::transport::HandlerError>,
+    > {
+        crate::transport::GroupHandler::append_stream(&self.0.raft(), input)
+    }
+
+    fn vote(
+        &self,
+        req: openraft::raft::VoteRequest<TypeConfig>,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
+    > {
+        crate::transport::GroupHandler::vote(&self.0.raft(), req)
+    }
+
+    fn pre_vote(
+        &self,
+        req: openraft::raft::VoteRequest<TypeConfig>,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
+    > {
+        crate::transport::GroupHandler::pre_vote(&self.0.raft(), req)
+    }
+
+    fn install_snapshot(
+        &self,
+        vote: crate::types::Vote,
+        snapshot: crate::transport::Snapshot,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<openraft::raft::SnapshotResponse<TypeConfig>, crate::transport::HandlerError>,
+    > {
+        crate::transport::GroupHandler::install_snapshot(&self.0.raft(), vote, snapshot)
+    }
+
+    fn transfer_leader(
+        &self,
+        req: openraft::raft::TransferLeaderRequest<TypeConfig>,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<openraft::raft::TransferLeaderResponse<TypeConfig>, crate::transport::HandlerError>,
+    > {
+        crate::transport::GroupHandler::transfer_leader(&self.0.raft(), req)
+    }
+
+    fn propose(
+        &self,
+        batch: Bytes,
+    ) -> futures_util::future::BoxFuture<'static, Result<Offsets, ProposeError>> {
+        let shared = Arc::clone(&self.0);
+        Box::pin(async move { shared.propose(batch)?.committed().await })
     }
 }
 
@@ -632,7 +889,11 @@ async fn submit_loop(shared: Arc<Shared>) {
                 break;
             }
             let raft = shared.raft();
-            for (entry, responder, term) in batch {
+            for (entry, responder, term, generation) in batch {
+                if shared.predictions.is_broken(generation) {
+                    // Its prediction cannot hold: fail it (dropped responder).
+                    continue;
+                }
                 // Appended only in the term its offsets were predicted in:
                 // openraft refuses it (ForwardToLeader) in any other term.
                 // A stopped instance drops the responder: the proposal fails
@@ -645,6 +906,58 @@ async fn submit_loop(shared: Arc<Shared>) {
                     tracing::debug!(error = %e, "raft stopped; proposal failed");
                 }
             }
+        }
+    }
+}
+
+/// Re-arms predictions after a generation breaks (see [`predictions`]):
+/// stops taking proposals, fails those not submitted, waits until every
+/// proposal openraft has taken is written (or was refused), rebuilds the
+/// partition's view ([`GroupHooks::predictions_reset`]) and starts a new
+/// generation at the exact log end if this node still leads the term.
+async fn rearm_loop(shared: Arc<Shared>, hooks: Arc<dyn GroupHooks>) {
+    let mut broken = shared.predictions.broken();
+    while broken.changed().await.is_ok() {
+        let generation = *broken.borrow_and_update();
+        let term = {
+            let mut q = shared.queue();
+            match &q.lead {
+                Some(l) if l.generation <= generation => {
+                    let term = l.term;
+                    q.lead = None;
+                    term
+                }
+                _ => continue,
+            }
+        };
+        fail_waiting(&shared);
+        // openraft has handled every write sent before this request once it
+        // runs; the last log id then covers each one it took.
+        let raft = shared.raft();
+        let Ok(last) = raft
+            .with_raft_state(|st| st.log_ids.last().map(|l| l.index))
+            .await
+        else {
+            continue;
+        };
+        if let Some(last) = last {
+            let wait = shared.predictions.wait_written(last);
+            if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    log = shared.log.name(),
+                    "appends did not finish; predictions stay off until leadership changes"
+                );
+                continue;
+            }
+        }
+        hooks.predictions_reset();
+        let view = *shared.leadership.borrow();
+        let mut q = shared.queue();
+        if view.is_leader && view.term == term && q.lead.is_none() {
+            q.lead = Some(shared.arm(term));
         }
     }
 }
@@ -726,13 +1039,7 @@ fn set_lead(shared: &Shared, view: Leadership) {
         if same {
             return;
         }
-        q.lead = view.is_leader.then(|| Lead {
-            term: view.term,
-            // Every entry of earlier terms is in the log by now (a leader
-            // takes no appends from others), so this term's data entries
-            // start here.
-            next_offset: shared.log.log_end_offset(),
-        });
+        q.lead = view.is_leader.then(|| shared.arm(view.term));
         !view.is_leader
     };
     if lost {
@@ -740,5 +1047,6 @@ fn set_lead(shared: &Shared, view: Leadership) {
     }
 }
 
+pub(crate) mod predictions;
 #[cfg(test)]
 mod tests;

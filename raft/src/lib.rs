@@ -23,7 +23,5 @@ mod state_machine;
 mod sync_points;
 mod types;
 
-// The group manager that registers groups is not written yet.
-#[cfg_attr(not(test), allow(dead_code))]
 mod transport;
 pub use transport::{Transport, TransportConfig};

@@ -77,6 +77,9 @@ pub(crate) struct LogStore {
     committed: Option<LogId>,
     /// Started by the first append (it needs the runtime).
     flusher: Option<Flusher>,
+    /// Told of each data entry before it is written (a leader checks its
+    /// offset predictions).
+    predictions: Option<Arc<crate::group::predictions::Predictions>>,
 }
 
 /// A reader of the log, for replication and apply; sees every append as soon as
@@ -103,8 +106,17 @@ impl LogStore {
             }),
             committed,
             flusher: None,
+            predictions: None,
         };
         Ok(store)
+    }
+
+    /// Tells `predictions` of each data entry before it is written.
+    pub(crate) fn check_predictions(
+        &mut self,
+        predictions: Arc<crate::group::predictions::Predictions>,
+    ) {
+        self.predictions = Some(predictions);
     }
 
     /// The Kafka offset of the first data entry of the Raft log (the next
@@ -229,12 +241,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(to_new_entry)
             .collect::<Result<Vec<_>>>()?;
+        if let Some(p) = &self.predictions {
+            let mut next = self.shared.translator().next_offset();
+            for e in &entries {
+                if let NewEntry::Data { id, batch } = e {
+                    p.appending(id.term, batch, next);
+                    if let Ok(h) = weir_storage::BatchHeader::parse(batch) {
+                        next += i64::from(h.last_offset_delta) + 1;
+                    }
+                }
+            }
+        }
+        let last_index = entries.last().map(|e| e.id().index);
         let data_only = entries.iter().all(|e| matches!(e, NewEntry::Data { .. }));
         let upto = if data_only {
             self.append_inline(entries)?
         } else {
             self.blocking(move |t, log| t.append(log, entries)).await?
         };
+        if let (Some(p), Some(last)) = (&self.predictions, last_index) {
+            p.written(last);
+        }
         self.flusher().send(FlushItem::Append { upto, callback })
     }
 

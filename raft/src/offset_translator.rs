@@ -102,7 +102,7 @@ pub(crate) enum NewEntry {
 }
 
 impl NewEntry {
-    fn id(&self) -> EntryId {
+    pub(crate) fn id(&self) -> EntryId {
         match self {
             Self::Data { id, .. } | Self::Other { id, .. } => *id,
         }

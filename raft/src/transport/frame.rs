@@ -59,6 +59,12 @@ pub(crate) enum Kind {
     Snapshot = 0x04,
     /// Body: `TransferLeaderRequest`. Answered with a `TransferLeaderResponse`.
     TransferLeader = 0x05,
+    /// Body: `ProposeRequest`, a batch for the group's leader to propose (a
+    /// follower forwards it). Answered with `Result<Offsets, ProposeError>`.
+    Propose = 0x06,
+    /// Body: `Vec<LeaderNotice>`, the groups the sending node leads.
+    /// Answered with `()`.
+    Leaders = 0x07,
     /// The request with this correlation id succeeded; body: its response.
     Ok = 0x80,
     /// The request with this correlation id failed; body: a `WireError`.
@@ -73,6 +79,8 @@ impl Kind {
             0x03 => Kind::PreVote,
             0x04 => Kind::Snapshot,
             0x05 => Kind::TransferLeader,
+            0x06 => Kind::Propose,
+            0x07 => Kind::Leaders,
             0x80 => Kind::Ok,
             0x81 => Kind::Err,
             _ => return None,

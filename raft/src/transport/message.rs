@@ -33,6 +33,15 @@ pub(crate) struct SnapshotRequest {
     pub(crate) data: Vec<u8>,
 }
 
+/// The body of a [`Kind::Propose`](super::frame::Kind::Propose) frame: a
+/// record batch a follower forwards to the group's leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ProposeRequest {
+    /// The batch (one RecordBatch v2).
+    #[serde(with = "serde_bytes_vec")]
+    pub(crate) batch: Vec<u8>,
+}
+
 /// Why a server could not answer a request: the body of a
 /// [`Kind::Err`](super::frame::Kind::Err) frame. Every one of them is worth a retry
 /// by the caller; none says anything about the Raft state of the group.

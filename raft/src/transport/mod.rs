@@ -65,10 +65,11 @@ use tokio::task::JoinHandle;
 
 pub use config::TransportConfig;
 // For the state machines of the groups (a group manager, not yet written).
+pub(crate) use message::Snapshot;
 #[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use message::SnapshotData;
 pub(crate) use network::NetworkFactory;
-pub(crate) use registry::GroupHandler;
+pub(crate) use registry::{GroupHandler, HandlerError};
 
 use peer::{Link, LinkError};
 use registry::Registry;
@@ -123,6 +124,53 @@ impl Peers {
         self.closed.store(true, Ordering::Release);
         self.links.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
+}
+
+/// A group's hold on the transport that serves it.
+#[derive(Debug, Clone)]
+pub(crate) struct Attachment {
+    peers: Arc<Peers>,
+    registry: Registry,
+}
+
+impl Attachment {
+    /// Stops serving `group`.
+    pub(crate) fn detach(&self, group: u64) {
+        self.registry.remove(group);
+    }
+
+    /// See [`Transport::forward`].
+    pub(crate) async fn forward(
+        &self,
+        node: u64,
+        group: u64,
+        batch: bytes::Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<crate::group::Offsets, crate::group::ProposeError> {
+        forward(&self.peers, node, group, batch, timeout).await
+    }
+}
+
+async fn forward(
+    peers: &Peers,
+    node: u64,
+    group: u64,
+    batch: bytes::Bytes,
+    timeout: std::time::Duration,
+) -> Result<crate::group::Offsets, crate::group::ProposeError> {
+    let unreachable = |e: LinkError| crate::group::ProposeError::Unreachable(e.to_string());
+    let link = peers.link(node, "").map_err(unreachable)?;
+    let req = message::ProposeRequest {
+        batch: batch.to_vec(),
+    };
+    link.call::<_, Result<crate::group::Offsets, crate::group::ProposeError>>(
+        frame::Kind::Propose,
+        group,
+        &req,
+        timeout,
+    )
+    .await
+    .map_err(unreachable)?
 }
 
 /// A node's Raft transport: the server for its peers' requests and the links
@@ -197,7 +245,70 @@ impl Transport {
             .insert(node, addr);
     }
 
-    /// Serves `group`'s incoming RPCs with `handler` (its `openraft::Raft`).
+    /// Serves `group` with `handler` and returns what the group needs of the
+    /// transport from then on (forwarding, and detaching when it stops).
+    pub(crate) fn attach(&self, group: u64, handler: Arc<dyn GroupHandler>) -> Attachment {
+        self.registry.insert(group, handler);
+        Attachment {
+            peers: Arc::clone(&self.peers),
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// Sends `batch` to `node`, the leader of `group`, to propose there; the
+    /// answer comes once it is committed (or refused). A follower forwards
+    /// writes of a group this way (the controller's commands).
+    pub async fn forward(
+        &self,
+        node: u64,
+        group: u64,
+        batch: bytes::Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<crate::group::Offsets, crate::group::ProposeError> {
+        forward(&self.peers, node, group, batch, timeout).await
+    }
+
+    /// Tells `node` which groups this node leads (see
+    /// [`crate::group::LeaderNotice`]).
+    pub async fn announce(
+        &self,
+        node: u64,
+        notices: &[crate::group::LeaderNotice],
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        let link = self.peers.link(node, "").map_err(|e| e.to_string())?;
+        link.call::<_, ()>(frame::Kind::Leaders, 0, &notices, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sets who hears the leadership notices peers send.
+    pub fn on_leaders(
+        &self,
+        handler: impl Fn(Vec<crate::group::LeaderNotice>) + Send + Sync + 'static,
+    ) {
+        self.registry.set_notices(Arc::new(handler));
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.peers.node_id
+    }
+
+    /// The peers with a configured address.
+    pub fn peer_ids(&self) -> Vec<u64> {
+        let addrs = self.peers.addrs.read().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<u64> = addrs
+            .keys()
+            .copied()
+            .filter(|n| *n != self.peers.node_id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Serves `group`'s incoming RPCs with `handler` (a bare `openraft::Raft` in tests).
+    #[cfg(test)]
     pub(crate) fn register(&self, group: u64, handler: Arc<dyn GroupHandler>) {
         self.registry.insert(group, handler);
     }

@@ -15,7 +15,10 @@ use openraft::raft::{
 use openraft::storage::RaftStateMachine;
 use openraft::Raft;
 
+use bytes::Bytes;
+
 use super::message::{Snapshot, SnapshotData};
+use crate::group::{LeaderNotice, Offsets, ProposeError};
 use crate::types::{TypeConfig, Vote};
 
 /// A group's Raft failed to run a request (it is stopping or stopped).
@@ -62,7 +65,17 @@ pub(crate) trait GroupHandler: Send + Sync + 'static {
         &self,
         req: TransferLeaderRequest<TypeConfig>,
     ) -> BoxFuture<'static, Result<TransferLeaderResponse<TypeConfig>, HandlerError>>;
+
+    /// Proposes a batch a follower forwarded, answering once it is committed.
+    /// A bare Raft instance takes no proposals: only groups do.
+    fn propose(&self, batch: Bytes) -> BoxFuture<'static, Result<Offsets, ProposeError>> {
+        drop(batch);
+        async { Err(ProposeError::NotLeader { leader: None }) }.boxed()
+    }
 }
+
+/// Hears the leadership notices peers send (see [`LeaderNotice`]).
+pub(crate) type NoticeHandler = Arc<dyn Fn(Vec<LeaderNotice>) + Send + Sync>;
 
 fn fatal(e: impl fmt::Display) -> HandlerError {
     HandlerError(e.to_string())
@@ -125,6 +138,7 @@ where
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
     groups: Arc<RwLock<HashMap<u64, Arc<dyn GroupHandler>>>>,
+    notices: Arc<RwLock<Option<NoticeHandler>>>,
 }
 
 impl fmt::Debug for Registry {
@@ -150,6 +164,23 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&group)
             .is_some()
+    }
+
+    /// Sets who hears the leadership notices of peers.
+    pub(crate) fn set_notices(&self, handler: NoticeHandler) {
+        *self.notices.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    /// Hands peers' leadership notices to the handler, if one is set.
+    pub(crate) fn notify(&self, notices: Vec<LeaderNotice>) {
+        let handler = self
+            .notices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(h) = handler {
+            h(notices);
+        }
     }
 
     /// The handler of `group`, if this node serves it.

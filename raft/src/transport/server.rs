@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use super::config::TransportConfig;
 use super::frame::{Frame, FrameError, FrameReader, Kind};
 use super::lane::Lanes;
-use super::message::{SnapshotRequest, WireError};
+use super::message::{ProposeRequest, SnapshotRequest, WireError};
 use super::registry::{GroupHandler, HandlerError, Registry};
 use super::writer::write_frames;
 use crate::types::TypeConfig;
@@ -168,6 +168,12 @@ impl Connection {
                 frame.kind
             )));
         }
+        if frame.kind == Kind::Leaders {
+            let notices: Vec<crate::group::LeaderNotice> = frame.body()?;
+            self.registry.notify(notices);
+            self.responder.send(group, correlation, Ok(())).await;
+            return Ok(());
+        }
         let Some(handler) = self.registry.get(group) else {
             // A removed group's lane must not keep its Raft alive.
             self.lanes.remove(group);
@@ -241,6 +247,16 @@ fn request_call(frame: &Frame, handler: Arc<dyn GroupHandler>) -> Result<Call, F
                 Box::pin(async move {
                     let res = handler.transfer_leader(req).await;
                     r.send(group, c, res.map_err(fatal)).await;
+                })
+            })
+        }
+        Kind::Propose => {
+            let req: ProposeRequest = frame.body()?;
+            let batch = Bytes::from(req.batch);
+            Box::new(move |r, c| {
+                Box::pin(async move {
+                    let res = handler.propose(batch).await;
+                    r.send(group, c, Ok::<_, WireError>(res)).await;
                 })
             })
         }

@@ -50,6 +50,22 @@ fn check_replicas(partition: i32, replicas: &[i32], live: &[i32]) -> Result<(), 
     Ok(())
 }
 
+/// Replicas of partitions `from..to`, `factor` each, spread over `nodes` as
+/// Kafka spreads them: partition `p`'s replicas are `factor` consecutive
+/// nodes starting at `(start + p) mod n`, so replicas and preferred leaders
+/// (the first replica) are even across the nodes.
+pub fn spread(from: i32, to: i32, factor: usize, nodes: &[i32], start: usize) -> Vec<Vec<i32>> {
+    let n = nodes.len().max(1);
+    (from..to)
+        .map(|p| {
+            let first = start + usize::try_from(p).unwrap_or(0);
+            (0..factor.min(nodes.len()))
+                .map(|i| nodes[(first + i) % n])
+                .collect()
+        })
+        .collect()
+}
+
 /// Checks CreateTopics' `assignments` (partition index → replicas) and
 /// returns the topic's partition count. `num_partitions` and
 /// `replication_factor` must be -1 when assignments are given.
@@ -113,6 +129,26 @@ pub fn for_added(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every partition gets `factor` distinct nodes, and each node holds as
+    /// many replicas and leads as many partitions as any other (within one).
+    #[test]
+    fn spread_is_even_and_distinct() {
+        let nodes = [1, 2, 3];
+        let r = spread(0, 6, 2, &nodes, 1);
+        assert_eq!(r.len(), 6);
+        for (p, replicas) in r.iter().enumerate() {
+            assert_eq!(replicas.len(), 2);
+            assert_ne!(replicas[0], replicas[1], "partition {p}");
+        }
+        for n in nodes {
+            let held = r.iter().filter(|x| x.contains(&n)).count();
+            let led = r.iter().filter(|x| x[0] == n).count();
+            assert_eq!((held, led), (4, 2), "node {n}");
+        }
+        // Added partitions continue the rotation.
+        assert_eq!(spread(6, 7, 2, &nodes, 1), vec![r[0].clone()]);
+    }
 
     #[test]
     fn create_takes_the_partition_count_from_the_assignments() {

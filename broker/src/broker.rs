@@ -1,20 +1,22 @@
 //! The node's shared state: metadata, partition logs, partitions and the group
 //! coordinator, and the operations that change them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use weir_storage::{LogConfig, LogManager, TopicPartition};
 
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
+use crate::controller::{Command, Controller, ControllerError, Voters};
 use crate::group::{
     AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, PartitionCheck,
     Record,
 };
 use crate::identity::{self, Identity};
 use crate::limits::Limits;
-use crate::metadata::{MetadataStore, TopicError, TopicMeta};
+use crate::metadata::{BrokerMeta, MetadataStore, TopicError, TopicMeta, PRODUCER_ID_BLOCK};
 use crate::metrics::Metrics;
 use crate::partition::Partition;
 use crate::topic_config::{self, ConfigError};
@@ -33,8 +35,16 @@ pub struct Broker {
     pub advertised_host: String,
     /// Port put in Metadata.
     pub advertised_port: i32,
-    /// Topics and producer ids.
-    pub meta: MetadataStore,
+    /// Topics and producer ids, as applied from the controller.
+    pub meta: Arc<MetadataStore>,
+    /// The controller group (metadata commands).
+    pub controller: Controller,
+    /// The transport to peers and the leaders they announce.
+    pub cluster: Arc<Cluster>,
+    /// This node's unissued producer ids: `next..end` of its block.
+    producer_ids: Mutex<(i64, i64)>,
+    /// Held while the hosted partitions are brought in line with the metadata.
+    reconciling: Mutex<()>,
     /// Partition logs.
     pub logs: LogManager,
     // Read on every produce/fetch, written when topics change; never held across `.await`.
@@ -62,6 +72,17 @@ pub enum TopicChangeError {
     /// The request asks for something this node does not serve.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The controller did not take the change.
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("replication factor {asked} is not between 1 and the {nodes} nodes of this cluster")]
+    ReplicationFactor {
+        /// The factor asked for.
+        asked: i16,
+        /// Nodes in the cluster.
+        nodes: usize,
+    },
 }
 
 impl TopicChangeError {
@@ -72,25 +93,41 @@ impl TopicChangeError {
             Self::Config(_) => crate::error_code::code::INVALID_CONFIG,
             Self::Storage(s) => crate::error_code::storage(s),
             Self::InvalidRequest(_) => crate::error_code::code::INVALID_REQUEST,
+            Self::Controller(c) => c.code(),
+            Self::ReplicationFactor { .. } => crate::error_code::code::INVALID_REPLICATION_FACTOR,
         }
     }
 }
 
 impl Broker {
-    /// Opens the node's data directory: metadata, every partition log (recovered
-    /// in parallel) and the group coordinator.
+    /// Opens the node's data directory and joins the cluster: the controller
+    /// group (on a node with peers, this waits for a quorum of them), the
+    /// node's registration, then every partition log hosted here (recovered
+    /// in parallel), their Raft groups and the group coordinator.
     pub fn open(
         config: BrokerConfig,
         advertised_host: String,
         advertised_port: i32,
     ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let identity = identity::load_or_create(
-            &config.data_dir,
-            config.node_id,
-            config.cluster_id.as_deref(),
-        )?;
-        tracing::info!(cluster_id = %identity.cluster_id, node_id = identity.node_id, "identity");
+        let node = config.node_id;
+        let node_u =
+            u64::try_from(node).map_err(|_| anyhow::anyhow!("--node-id must not be negative"))?;
+        let handle = tokio::runtime::Handle::current();
+        let with_peers = !config.peers.is_empty();
+        // The identity recorded in the directory, if any (checked against
+        // --node-id and --cluster-id). A new directory records the cluster id
+        // the controller holds: the first one proposed (a node's own, or
+        // --cluster-id, or a random one) wins.
+        let recorded = if config.data_dir.join(identity::FILE).exists() {
+            Some(identity::load_or_create(
+                &config.data_dir,
+                node,
+                config.cluster_id.as_deref(),
+            )?)
+        } else {
+            None
+        };
         let logs_dir = config.data_dir.join("logs");
         let has_logs = std::fs::read_dir(&logs_dir).is_ok_and(|mut d| d.next().is_some());
         if has_logs && !config.data_dir.join("meta").join("topics.json").exists() {
@@ -102,12 +139,76 @@ impl Broker {
                 config.data_dir.display()
             );
         }
-        let meta = MetadataStore::open(&config.data_dir)?;
+        let meta = Arc::new(MetadataStore::open(&config.data_dir)?);
+        meta.adopt_unassigned(node)?;
+        let cluster = Arc::new(match &config.raft_listen {
+            Some(listen) if with_peers => {
+                handle.block_on(Cluster::join(node, listen, config.peers.clone()))?
+            }
+            _ => Cluster::alone(),
+        });
+        let voters = match &cluster.transport {
+            Some(t) => Voters::Peers(&cluster.peers, t),
+            None => Voters::Alone,
+        };
+        let controller = handle.block_on(Controller::open(
+            &config.data_dir,
+            node_u,
+            voters,
+            Arc::clone(&meta),
+            weir_raft::group::GroupSettings::default(),
+        ))?;
+        if with_peers {
+            tracing::info!(peers = ?config.peers, "joining the cluster (waits for a quorum of the nodes)");
+        }
+        if meta.cluster_id().is_none() {
+            // Every node proposes; the first applied wins.
+            let candidate = recorded
+                .as_ref()
+                .map(|i| i.cluster_id.clone())
+                .or_else(|| config.cluster_id.clone())
+                .unwrap_or_else(identity::new_cluster_id);
+            handle.block_on(controller.submit(&[Command::SetClusterId { id: candidate }]))?;
+        }
+        let cluster_id = meta
+            .cluster_id()
+            .ok_or_else(|| anyhow::anyhow!("the controller recorded no cluster id"))?;
+        if let Some(wanted) = config.cluster_id.as_deref().filter(|w| *w != cluster_id) {
+            anyhow::bail!(
+                "{} belongs to cluster {cluster_id}, not cluster {wanted}: its metadata records \
+                 cluster {cluster_id}; use an empty --data-dir to join cluster {wanted}",
+                config.data_dir.display()
+            );
+        }
+        let identity = identity::load_or_create(&config.data_dir, node, Some(&cluster_id))?;
+        tracing::info!(cluster_id = %identity.cluster_id, node_id = identity.node_id, "identity");
+        let me = BrokerMeta {
+            host: advertised_host.clone(),
+            port: advertised_port,
+        };
+        if meta.brokers().get(&node) != Some(&me) {
+            handle.block_on(controller.submit(&[Command::RegisterBroker {
+                node,
+                host: me.host,
+                port: me.port,
+            }]))?;
+        }
         if meta.topic(OFFSETS_TOPIC).is_none() {
             let mut c = BTreeMap::new();
             c.insert("cleanup.policy".to_string(), "compact".to_string());
             c.insert("segment.bytes".to_string(), (100 << 20).to_string());
-            meta.create(OFFSETS_TOPIC, 1, c, true)?;
+            // Every node holds a replica (one partition for now).
+            let topic = TopicMeta {
+                id: crate::metadata::random_id(),
+                partitions: 1,
+                configs: c,
+                internal: true,
+                replicas: vec![node_ids(&cluster, node)],
+            };
+            handle.block_on(controller.submit(&[Command::CreateTopic {
+                name: OFFSETS_TOPIC.into(),
+                topic,
+            }]))?;
         }
         let topics = meta.topics();
         let defaults = config.log_defaults.clone();
@@ -123,19 +224,14 @@ impl Broker {
         }
         let metrics = Metrics::default();
         let mut to_open = Vec::new();
-        for (name, t) in &topics {
-            let cfg = topic_config::log_config(&t.configs, &config.log_defaults);
-            for p in 0..t.partitions {
-                let tp = TopicPartition::new(name.clone(), p);
-                let log = logs.create(&tp, cfg.clone())?;
-                to_open.push((tp, group_id(t.id, p), log));
-            }
+        for h in hosted_plan(&topics, node, &config.log_defaults) {
+            let log = logs.create(&h.tp, h.config.clone())?;
+            to_open.push((h, log));
         }
-        let node = u64::try_from(config.node_id)
-            .map_err(|_| anyhow::anyhow!("--node-id must not be negative"))?;
         let partitions: HashMap<_, _> = open_groups(
             to_open,
-            node,
+            node_u,
+            &cluster,
             config.producer_limits,
             &metrics.producer_states,
         )?
@@ -151,7 +247,7 @@ impl Broker {
         let offsets_log = partitions
             .get(&TopicPartition::new(OFFSETS_TOPIC, 0))
             .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} has no partition 0"))?;
+            .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} has no partition 0 on this node"))?;
         let group_config = GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             max_pending_writes: config.group_max_pending_writes,
@@ -171,6 +267,10 @@ impl Broker {
             advertised_host,
             advertised_port,
             meta,
+            controller,
+            cluster,
+            producer_ids: Mutex::new((0, 0)),
+            reconciling: Mutex::new(()),
             logs,
             partitions: RwLock::new(partitions),
             groups,
@@ -185,12 +285,184 @@ impl Broker {
                 weak.upgrade()
                     .is_some_and(|b| b.partition(topic, p).is_some())
             })));
+        broker.spawn_reconciler();
+        let weak = Arc::downgrade(&broker);
+        broker.cluster.spawn_announcer(move || {
+            let b = weak.upgrade()?;
+            Some(b.led_groups())
+        });
         Ok(broker)
     }
 
-    /// Ids of the brokers alive in the cluster (this node, on a single node).
+    /// Brings the hosted partitions in line with the metadata whenever the
+    /// controller applies a command (topics created, deleted or grown by any
+    /// node).
+    fn spawn_reconciler(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let changed = self.controller.changed();
+        tokio::spawn(async move {
+            loop {
+                changed.notified().await;
+                let Some(b) = weak.upgrade() else { return };
+                match tokio::task::spawn_blocking(move || b.reconcile()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "bringing partitions in line with the metadata")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reconcile task"),
+                }
+            }
+        });
+    }
+
+    /// Opens the partitions the metadata assigns to this node and are not
+    /// open, and stops and deletes those it no longer assigns here (topic
+    /// deleted, or deleted and created again under the same name). Topic
+    /// configs are applied to open partitions. Blocking: call it from a
+    /// blocking thread.
+    pub fn reconcile(&self) -> Result<(), TopicChangeError> {
+        let _one = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        let topics = self.meta.topics();
+        let plan = hosted_plan(&topics, self.config.node_id, &self.config.log_defaults);
+        let wanted: HashMap<&TopicPartition, u64> = plan.iter().map(|h| (&h.tp, h.group)).collect();
+        let removed: Vec<Arc<Partition>> = {
+            let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<TopicPartition> = parts
+                .iter()
+                .filter(|(tp, p)| wanted.get(tp).is_none_or(|g| p.group_id() != Some(*g)))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            gone.iter().filter_map(|tp| parts.remove(tp)).collect()
+        };
+        if !removed.is_empty() {
+            // Stop the Raft groups before their files go.
+            stop_groups(&removed);
+            let tps: Vec<TopicPartition> = removed.iter().map(|p| p.tp.clone()).collect();
+            if let Err(e) = self.logs.delete_many(&tps) {
+                tracing::warn!(error = %e, "deleting logs");
+            }
+            tracing::info!(
+                partitions = tps.len(),
+                "removed partitions no longer assigned here"
+            );
+        }
+        let open: HashSet<TopicPartition> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let mut to_open = Vec::new();
+        for h in plan {
+            if open.contains(&h.tp) {
+                if let Some(p) = self.partition(&h.tp.topic, h.tp.partition) {
+                    if p.config() != h.config {
+                        p.set_config(h.config.clone());
+                    }
+                }
+                continue;
+            }
+            let log = self.logs.create(&h.tp, h.config.clone())?;
+            to_open.push((h, log));
+        }
+        if to_open.is_empty() {
+            return Ok(());
+        }
+        let new = open_groups(
+            to_open,
+            u64::try_from(self.config.node_id).unwrap_or(0),
+            &self.cluster,
+            self.config.producer_limits,
+            &self.metrics.producer_states,
+        )
+        .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(new);
+        Ok(())
+    }
+
+    /// The groups this node leads, as notices for its peers.
+    fn led_groups(&self) -> Vec<weir_raft::group::LeaderNotice> {
+        let me = u64::try_from(self.config.node_id).unwrap_or(0);
+        self.hosted()
+            .iter()
+            .filter_map(|p| {
+                let l = p.leadership();
+                if !matches!(l.role, crate::partition::Role::Leader) {
+                    return None;
+                }
+                Some(weir_raft::group::LeaderNotice {
+                    group: p.group_id()?,
+                    leader: me,
+                    term: u64::try_from(l.epoch).ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The leader (node id, -1 when unknown) and leader epoch of `partition`
+    /// of topic `t`: from the partition's group when hosted here, else from
+    /// its leader's notices.
+    pub fn leader_of(&self, name: &str, t: &TopicMeta, partition: i32) -> (i32, i32) {
+        if let Some(p) = self.partition(name, partition) {
+            let l = p.leadership();
+            let leader = match l.role {
+                crate::partition::Role::Leader => self.config.node_id,
+                crate::partition::Role::Follower { leader } => leader,
+            };
+            return (leader, l.epoch);
+        }
+        match self.cluster.announced_leader(group_id(t.id, partition)) {
+            Some((leader, term)) => (leader, i32::try_from(term).unwrap_or(i32::MAX)),
+            None => (-1, -1),
+        }
+    }
+
+    /// The brokers clients are told of: every registered node (this one
+    /// with its listener of this run).
+    pub fn brokers(&self) -> BTreeMap<i32, BrokerMeta> {
+        let mut b = self.meta.brokers();
+        b.insert(
+            self.config.node_id,
+            BrokerMeta {
+                host: self.advertised_host.clone(),
+                port: self.advertised_port,
+            },
+        );
+        b
+    }
+
+    /// The node clients should send controller requests to: the controller
+    /// leader, or this node while none is known (any node forwards).
+    pub fn controller_id(&self) -> i32 {
+        self.controller.leader().unwrap_or(self.config.node_id)
+    }
+
+    /// A producer id no node handed out before (blocks of ids come from the
+    /// controller). Blocking.
+    pub fn next_producer_id(&self) -> Result<i64, TopicChangeError> {
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.0 >= ids.1 {
+            let node = self.config.node_id;
+            self.controller
+                .submit_blocking(&[Command::AllocateProducerIds { node }])?;
+            let start = self.meta.producer_block(node).ok_or_else(|| {
+                TopicChangeError::InvalidRequest("no producer id block was recorded".into())
+            })?;
+            *ids = (start, start + PRODUCER_ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Ids of the brokers alive in the cluster (registered with the
+    /// controller, and this node).
     pub fn live_brokers(&self) -> Vec<i32> {
-        vec![self.config.node_id]
+        self.brokers().into_keys().collect()
     }
 
     /// Number of partitions hosted.
@@ -210,49 +482,99 @@ impl Broker {
             .cloned()
     }
 
-    fn open_partitions(
-        &self,
-        name: &str,
-        t: &TopicMeta,
-        from: i32,
-    ) -> Result<(), TopicChangeError> {
-        let cfg = topic_config::log_config(&t.configs, &self.config.log_defaults);
-        let mut to_open = Vec::new();
-        for p in from..t.partitions {
-            let tp = TopicPartition::new(name, p);
-            let log = self.logs.create(&tp, cfg.clone())?;
-            to_open.push((tp, group_id(t.id, p), log));
+    /// The error for a partition not hosted here: NOT_LEADER_OR_FOLLOWER
+    /// when it exists on other nodes (the client asks Metadata again and
+    /// finds its leader), UNKNOWN_TOPIC_OR_PARTITION when it does not exist.
+    pub fn not_hosted(&self, topic: &str, partition: i32) -> i16 {
+        use crate::error_code::code;
+        match self.meta.topic(topic) {
+            Some(t) if (0..t.partitions).contains(&partition) => code::NOT_LEADER_OR_FOLLOWER,
+            _ => code::UNKNOWN_TOPIC_OR_PARTITION,
         }
-        let node = u64::try_from(self.config.node_id).unwrap_or(0);
-        let new = open_groups(
-            to_open,
-            node,
-            self.config.producer_limits,
-            &self.metrics.producer_states,
-        )
-        .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
-        self.partitions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(new);
-        Ok(())
     }
 
-    /// Creates a topic with its partitions; durable on return.
+    /// Creates a topic of `partitions` partitions with the default
+    /// replication factor; committed by the controller on return, and its
+    /// partitions hosted here open.
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta, TopicChangeError> {
+        self.create_topic_with(name, partitions, configs, Placement::Factor(-1))
+    }
+
+    /// Creates a topic placed as `placement` says.
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        placement: Placement,
+    ) -> Result<TopicMeta, TopicChangeError> {
         for (k, v) in &configs {
             topic_config::validate(k, v)?;
         }
-        self.check_partition_room(i64::from(partitions))?;
-        let t = self.meta.create(name, partitions, configs, false)?;
-        self.open_partitions(name, &t, 0)?;
+        if !crate::metadata::valid_topic_name(name) {
+            return Err(TopicError::InvalidName(name.into()).into());
+        }
+        if !(1..=100_000).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(partitions).into());
+        }
+        if self.meta.topic(name).is_some() {
+            return Err(TopicError::Exists(name.into()).into());
+        }
+        let replicas = self.place(placement, 0, partitions)?;
+        self.check_partition_room(&replicas)?;
+        let topic = TopicMeta {
+            id: crate::metadata::random_id(),
+            partitions,
+            configs,
+            internal: false,
+            replicas,
+        };
+        self.controller.submit_blocking(&[Command::CreateTopic {
+            name: name.into(),
+            topic: topic.clone(),
+        }])?;
+        // Another node's topic of the same name may have been applied first.
+        if self.meta.topic(name).is_none_or(|t| t.id != topic.id) {
+            return Err(TopicError::Exists(name.into()).into());
+        }
+        self.reconcile()?;
         tracing::info!(topic = name, partitions, "created topic");
-        Ok(t)
+        Ok(topic)
+    }
+
+    /// The replicas of partitions `from..to` placed as `placement` says.
+    fn place(
+        &self,
+        placement: Placement,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<Vec<i32>>, TopicChangeError> {
+        let nodes = node_ids(&self.cluster, self.config.node_id);
+        match placement {
+            Placement::Explicit(r) => Ok(r),
+            Placement::Factor(f) => {
+                let f = if f == -1 {
+                    self.config.default_replication_factor
+                } else {
+                    f
+                };
+                if f < 1 || f as usize > nodes.len() {
+                    return Err(TopicChangeError::ReplicationFactor {
+                        asked: f,
+                        nodes: nodes.len(),
+                    });
+                }
+                let start = (crate::metadata::random_id() % nodes.len() as u128) as usize;
+                Ok(crate::assignment::spread(
+                    from, to, f as usize, &nodes, start,
+                ))
+            }
+        }
     }
 
     /// The topic, auto-creating it when allowed.
@@ -272,61 +594,94 @@ impl Broker {
         }
     }
 
-    /// Refuses `more` partitions that would take the node past `--max-partitions`
-    /// (each partition holds open files and mappings: a request asking for
-    /// 100 000 of them must not exhaust the node's file descriptors).
-    fn check_partition_room(&self, more: i64) -> Result<(), TopicError> {
-        let hosted = self.meta.total_partitions();
+    /// Refuses new partitions (`replicas`) that would take a node past
+    /// `--max-partitions` (each partition holds open files and mappings: a
+    /// request asking for 100 000 of them must not exhaust a node's file
+    /// descriptors).
+    fn check_partition_room(&self, replicas: &[Vec<i32>]) -> Result<(), TopicError> {
         let max = i64::try_from(self.config.max_partitions).unwrap_or(i64::MAX);
-        if more > 0 && hosted.saturating_add(more) > max {
-            return Err(TopicError::TooManyPartitions {
-                asked: more,
-                hosted,
-                max,
-            });
+        let mut added: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in replicas {
+            for n in r {
+                *added.entry(*n).or_default() += 1;
+            }
+        }
+        let topics = self.meta.topics();
+        for (node, more) in added {
+            let hosted: i64 = topics
+                .values()
+                .map(|t| {
+                    (0..t.partitions)
+                        .filter(|p| t.replicas_of(*p, self.config.node_id).contains(&node))
+                        .count() as i64
+                })
+                .sum();
+            if hosted.saturating_add(more) > max {
+                return Err(TopicError::TooManyPartitions {
+                    asked: more,
+                    hosted,
+                    max,
+                });
+            }
         }
         Ok(())
     }
 
-    /// Deletes a topic and its logs (blocking file work: call it through
-    /// [`crate::blocking::run`]).
-    ///
-    /// The partitions leave the map under its write lock, which is then released
-    /// before any file is touched: produce and fetch on other topics never wait
-    /// for the logs to close and their files to go.
+    /// Deletes a topic (committed by the controller) and its logs here
+    /// (blocking file work: call it through [`crate::blocking::run`]); the
+    /// other nodes delete theirs when they apply the command.
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicChangeError> {
         if name == OFFSETS_TOPIC {
             return Err(TopicError::InvalidName(name.into()).into());
         }
-        let t = self.meta.delete(name)?;
-        let removed: Vec<Arc<Partition>> = {
-            let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-            (0..t.partitions)
-                .filter_map(|p| parts.remove(&TopicPartition::new(name, p)))
-                .collect()
-        };
-        // Stop the Raft groups before their files go.
-        stop_groups(&removed);
-        let removed: Vec<TopicPartition> = removed.iter().map(|p| p.tp.clone()).collect();
-        if let Err(e) = self.logs.delete_many(&removed) {
-            tracing::warn!(topic = name, error = %e, "deleting logs");
-        }
+        let t = self
+            .meta
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.into()))?;
+        self.controller.submit_blocking(&[Command::DeleteTopic {
+            name: name.into(),
+            id: t.id,
+        }])?;
+        self.reconcile()?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
 
-    /// Raises the partition count of a topic.
-    pub fn add_partitions(&self, name: &str, count: i32) -> Result<(), TopicChangeError> {
+    /// Raises the partition count of a topic (new partitions placed as
+    /// `explicit` says, else spread like the topic's).
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        explicit: Option<Vec<Vec<i32>>>,
+    ) -> Result<(), TopicChangeError> {
         let before = self
             .meta
             .topic(name)
             .ok_or_else(|| TopicError::Unknown(name.into()))?;
-        self.check_partition_room(i64::from(count) - i64::from(before.partitions))?;
-        let t = self.meta.set_partitions(name, count)?;
-        self.open_partitions(name, &t, before.partitions)
+        if count <= before.partitions || count > 100_000 {
+            return Err(TopicError::InvalidPartitions(count).into());
+        }
+        let placement = match explicit {
+            Some(r) => Placement::Explicit(r),
+            None => Placement::Factor(before.replication_factor() as i16),
+        };
+        let replicas = self.place(placement, before.partitions, count)?;
+        self.check_partition_room(&replicas)?;
+        self.controller.submit_blocking(&[Command::AddPartitions {
+            name: name.into(),
+            id: before.id,
+            from: before.partitions,
+            replicas,
+        }])?;
+        if self.meta.topic(name).is_none_or(|t| t.partitions != count) {
+            return Err(TopicError::InvalidPartitions(count).into());
+        }
+        self.reconcile()
     }
 
-    /// Replaces a topic's explicit configs and applies them to its logs.
+    /// Replaces a topic's explicit configs; every node applies them to its
+    /// logs.
     pub fn set_topic_configs(
         &self,
         name: &str,
@@ -339,14 +694,12 @@ impl Broker {
             .meta
             .topic(name)
             .ok_or_else(|| TopicError::Unknown(name.into()))?;
-        self.meta.set_configs(name, configs.clone())?;
-        let cfg = topic_config::log_config(&configs, &self.config.log_defaults);
-        for p in 0..t.partitions {
-            if let Some(part) = self.partition(name, p) {
-                part.set_config(cfg.clone());
-            }
-        }
-        Ok(())
+        self.controller.submit_blocking(&[Command::SetConfigs {
+            name: name.into(),
+            id: t.id,
+            configs,
+        }])?;
+        self.reconcile()
     }
 
     /// The effective log settings of a topic.
@@ -391,6 +744,7 @@ impl Broker {
     pub fn close(&self) -> anyhow::Result<()> {
         let parts = self.hosted();
         stop_groups(&parts);
+        tokio::runtime::Handle::current().block_on(self.controller.shutdown());
         self.logs.close_all()?;
         Ok(())
     }
@@ -432,31 +786,104 @@ fn stop_groups(parts: &[Arc<Partition>]) {
     });
 }
 
-/// Opens the Raft groups of `parts` concurrently (each election of a lone
-/// voter is immediate; the file work runs on the blocking pool). Blocking:
-/// call it from a blocking thread of the runtime.
+/// How a new topic's partitions are placed.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// This many replicas per partition (-1: `--default-replication-factor`),
+    /// spread evenly over the nodes.
+    Factor(i16),
+    /// The replicas of each partition, as a client assigned them.
+    Explicit(Vec<Vec<i32>>),
+}
+
+/// Every node of the cluster, in id order (this node alone without peers).
+fn node_ids(cluster: &Cluster, node: i32) -> Vec<i32> {
+    if cluster.peers.is_empty() {
+        vec![node]
+    } else {
+        cluster.peers.keys().copied().collect()
+    }
+}
+
+/// A partition the metadata assigns to this node.
+#[derive(Debug)]
+struct Hosted {
+    tp: TopicPartition,
+    group: u64,
+    replicas: Vec<i32>,
+    config: LogConfig,
+}
+
+/// The partitions of `topics` with a replica on `node`.
+fn hosted_plan(
+    topics: &BTreeMap<String, TopicMeta>,
+    node: i32,
+    defaults: &LogConfig,
+) -> Vec<Hosted> {
+    let mut out = Vec::new();
+    for (name, t) in topics {
+        let config = topic_config::log_config(&t.configs, defaults);
+        for p in 0..t.partitions {
+            let replicas = t.replicas_of(p, node);
+            if replicas.contains(&node) {
+                out.push(Hosted {
+                    tp: TopicPartition::new(name.clone(), p),
+                    group: group_id(t.id, p),
+                    replicas,
+                    config: config.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Opens the Raft groups of `parts` concurrently: a partition whose only
+/// replica is this node as a one-voter group (its election is immediate),
+/// the others over the cluster's transport. The file work runs on the
+/// blocking pool. Blocking: call it from a blocking thread of the runtime.
 fn open_groups(
-    parts: Vec<(TopicPartition, u64, Arc<weir_storage::Log>)>,
+    parts: Vec<(Hosted, Arc<weir_storage::Log>)>,
     node: u64,
+    cluster: &Arc<Cluster>,
     limits: crate::producer_state::ProducerLimits,
     counters: &Arc<crate::producer_state::ProducerStateCounters>,
 ) -> anyhow::Result<Vec<(TopicPartition, Arc<Partition>)>> {
     let handle = tokio::runtime::Handle::current();
     handle.block_on(async {
         let mut set = tokio::task::JoinSet::new();
-        for (tp, group, log) in parts {
+        for (h, log) in parts {
             let counters = Arc::clone(counters);
+            let cluster = Arc::clone(cluster);
             set.spawn(async move {
-                let part = Partition::open_local(
-                    tp.clone(),
-                    log,
-                    limits,
-                    counters,
-                    (node, group),
-                    weir_raft::group::GroupSettings::default(),
-                )
-                .await;
-                (tp, part)
+                let settings = weir_raft::group::GroupSettings::default();
+                let alone = h.replicas.len() == 1;
+                let part = match &cluster.transport {
+                    Some(t) if !alone => {
+                        Partition::open_replicated(
+                            h.tp.clone(),
+                            log,
+                            limits,
+                            counters,
+                            (node, h.group),
+                            (cluster.voters(&h.replicas), t),
+                            settings,
+                        )
+                        .await
+                    }
+                    _ => {
+                        Partition::open_local(
+                            h.tp.clone(),
+                            log,
+                            limits,
+                            counters,
+                            (node, h.group),
+                            settings,
+                        )
+                        .await
+                    }
+                };
+                (h.tp, part)
             });
         }
         let mut out = Vec::new();

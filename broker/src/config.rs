@@ -36,6 +36,18 @@ pub struct BrokerArgs {
     /// one [default: a random id at first start].
     #[arg(long, env = "WEIR_CLUSTER_ID")]
     pub cluster_id: Option<String>,
+    /// The cluster's nodes as `ID@HOST:PORT,...` (their Raft addresses, this
+    /// node's included); nodes started with the same list form a cluster by
+    /// themselves [default: none, a one-node cluster].
+    #[arg(long, env = "WEIR_PEERS")]
+    pub peers: Option<String>,
+    /// Raft listener for the other nodes [default: this node's address in --peers].
+    #[arg(long, env = "WEIR_RAFT_LISTEN")]
+    pub raft_listen: Option<String>,
+    /// Replicas of a topic created with replication factor -1 (and of
+    /// auto-created topics) [default: min(3, nodes)].
+    #[arg(long, env = "WEIR_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i16>,
     /// Create unknown topics on Metadata/Produce [default: true].
     #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -98,6 +110,13 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// The cluster id asked for (`--cluster-id`), if any.
     pub cluster_id: Option<String>,
+    /// The cluster's nodes (node id → Raft address); empty on a one-node
+    /// cluster.
+    pub peers: std::collections::BTreeMap<i32, String>,
+    /// Raft listener, when the node has peers.
+    pub raft_listen: Option<String>,
+    /// Replicas of topics created with replication factor -1.
+    pub default_replication_factor: i16,
     /// Auto-create topics.
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics.
@@ -242,7 +261,11 @@ impl BrokerConfig {
                 "",
             ),
             ("compression.type", "producer".into(), ""),
-            ("default.replication.factor", "1".into(), ""),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+                "default-replication-factor",
+            ),
             ("min.insync.replicas", "1".into(), ""),
             ("offsets.topic.replication.factor", "1".into(), ""),
             ("offsets.topic.num.partitions", "1".into(), ""),
@@ -257,6 +280,30 @@ impl BrokerConfig {
     }
 }
 
+/// Parses `--peers`: `ID@HOST:PORT` separated by commas, each id once.
+pub fn parse_peers(list: &str) -> anyhow::Result<std::collections::BTreeMap<i32, String>> {
+    let mut peers = std::collections::BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| anyhow::anyhow!("--peers item {item:?} is not ID@HOST:PORT"))?;
+        let id: i32 = id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--peers item {item:?}: {id:?} is not a node id"))?;
+        anyhow::ensure!(id >= 0, "--peers item {item:?}: node ids are not negative");
+        anyhow::ensure!(
+            addr.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+            "--peers item {item:?}: {addr:?} is not HOST:PORT"
+        );
+        anyhow::ensure!(
+            peers.insert(id, addr.to_string()).is_none(),
+            "--peers names node {id} twice"
+        );
+    }
+    Ok(peers)
+}
+
 impl BrokerArgs {
     fn or(self, file: BrokerArgs) -> BrokerArgs {
         BrokerArgs {
@@ -267,6 +314,11 @@ impl BrokerArgs {
             admin_listen: self.admin_listen.or(file.admin_listen),
             node_id: self.node_id.or(file.node_id),
             cluster_id: self.cluster_id.or(file.cluster_id),
+            peers: self.peers.or(file.peers),
+            raft_listen: self.raft_listen.or(file.raft_listen),
+            default_replication_factor: self
+                .default_replication_factor
+                .or(file.default_replication_factor),
             auto_create_topics: self.auto_create_topics.or(file.auto_create_topics),
             default_partitions: self.default_partitions.or(file.default_partitions),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
@@ -352,6 +404,29 @@ impl BrokerArgs {
                 *slot = n;
             }
         }
+        let node_id = a.node_id.unwrap_or(0);
+        let peers = match &a.peers {
+            Some(list) => parse_peers(list)?,
+            None => std::collections::BTreeMap::new(),
+        };
+        if !peers.is_empty() && !peers.contains_key(&node_id) {
+            anyhow::bail!(
+                "--peers {:?} does not name this node (--node-id {node_id})",
+                a.peers.as_deref().unwrap_or_default()
+            );
+        }
+        let raft_listen = a
+            .raft_listen
+            .clone()
+            .or_else(|| peers.get(&node_id).cloned());
+        let nodes = peers.len().max(1);
+        let default_replication_factor = match a.default_replication_factor {
+            Some(f) if f < 1 || f as usize > nodes => anyhow::bail!(
+                "--default-replication-factor {f} must be between 1 and the {nodes} nodes of the cluster"
+            ),
+            Some(f) => f,
+            None => nodes.min(3) as i16,
+        };
         let explicit = [
             ("data-dir", a.data_dir.is_some()),
             ("listen", a.listen.is_some()),
@@ -359,6 +434,12 @@ impl BrokerArgs {
             ("admin-listen", a.admin_listen.is_some()),
             ("node-id", a.node_id.is_some()),
             ("cluster-id", a.cluster_id.is_some()),
+            ("peers", a.peers.is_some()),
+            ("raft-listen", a.raft_listen.is_some()),
+            (
+                "default-replication-factor",
+                a.default_replication_factor.is_some(),
+            ),
             ("auto-create-topics", a.auto_create_topics.is_some()),
             ("default-partitions", a.default_partitions.is_some()),
             ("max-frame-bytes", a.max_frame_bytes.is_some()),
@@ -397,6 +478,9 @@ impl BrokerArgs {
             explicit,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./weir-data")),
             listen: a.listen.unwrap_or_else(|| "127.0.0.1:9092".into()),
+            peers,
+            raft_listen,
+            default_replication_factor,
             advertise: a.advertise,
             admin_listen: a.admin_listen.unwrap_or_else(|| "127.0.0.1:9644".into()),
             node_id: a.node_id.unwrap_or(0),

@@ -15,6 +15,9 @@ pub mod code {
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_CONTROLLER: i16 = 41;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const INVALID_TOPIC: i16 = 17;
     pub const RECORD_LIST_TOO_LARGE: i16 = 18;

@@ -369,6 +369,50 @@ impl Partition {
         Ok(part)
     }
 
+    /// Opens a partition replicated on the nodes of `replicas.0` (node id →
+    /// Raft address), this one among them, served by the transport
+    /// `replicas.1`. Does not wait for a leader: the replicas elect one among
+    /// themselves.
+    pub async fn open_replicated(
+        tp: TopicPartition,
+        log: Arc<Log>,
+        limits: ProducerLimits,
+        counters: Arc<ProducerStateCounters>,
+        ids: (u64, u64),
+        replicas: (
+            std::collections::BTreeMap<u64, String>,
+            &weir_raft::Transport,
+        ),
+        settings: GroupSettings,
+    ) -> Result<Arc<Self>, GroupError> {
+        let (node_id, group_id) = ids;
+        let (voters, transport) = replicas;
+        let part = Arc::new(Self::new(tp, log, limits, counters));
+        let hooks: Arc<dyn GroupHooks> = Arc::new(Hooks(Arc::downgrade(&part)));
+        let group = PartitionGroup::open_replicated(
+            node_id,
+            group_id,
+            Arc::clone(&part.log),
+            voters,
+            hooks,
+            transport,
+            settings,
+        )
+        .await?;
+        let _ = part.group.set(group);
+        Ok(part)
+    }
+
+    /// The Raft group id, once the group is open.
+    pub fn group_id(&self) -> Option<u64> {
+        self.group.get().map(PartitionGroup::group_id)
+    }
+
+    /// The group's Raft positions, for status pages.
+    pub fn raft_status(&self) -> Option<weir_raft::group::GroupStatus> {
+        self.group.get().map(PartitionGroup::status)
+    }
+
     /// The partition without its group (it starts as a follower of nobody).
     fn new(
         tp: TopicPartition,

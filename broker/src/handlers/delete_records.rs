@@ -6,7 +6,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::broker::Broker;
-use crate::error_code::{self, code};
+use crate::error_code;
 
 /// Advances the log start of each partition.
 pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -23,7 +23,7 @@ pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                         .with_partition_index(p.partition_index);
                     let Some(part) = b.partition(&name, p.partition_index) else {
                         return r
-                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_code(b.not_hosted(&name, p.partition_index))
                             .with_low_watermark(-1);
                     };
                     match part.delete_records(p.offset) {

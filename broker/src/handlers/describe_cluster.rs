@@ -13,7 +13,7 @@ pub fn handle(b: &Broker, req: DescribeClusterRequest) -> DescribeClusterRespons
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(s(&b.identity.cluster_id))
-        .with_controller_id(BrokerId(b.config.node_id))
+        .with_controller_id(BrokerId(b.controller_id()))
         .with_cluster_authorized_operations(authorized_operations::if_requested(
             req.include_cluster_authorized_operations,
             authorized_operations::CLUSTER,
@@ -27,8 +27,15 @@ pub fn handle(b: &Broker, req: DescribeClusterRequest) -> DescribeClusterRespons
                 req.endpoint_type
             ))));
     }
-    resp.with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(b.config.node_id))
-        .with_host(s(b.advertised_host.clone()))
-        .with_port(b.advertised_port)])
+    resp.with_brokers(
+        b.brokers()
+            .into_iter()
+            .map(|(id, m)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(s(m.host))
+                    .with_port(m.port)
+            })
+            .collect(),
+    )
 }

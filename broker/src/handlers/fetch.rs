@@ -12,7 +12,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use weir_storage::StorageError;
 
 use crate::broker::Broker;
-use crate::error_code::{self, code};
+use crate::error_code;
 
 /// Reads every requested partition once; returns the response and its byte count.
 fn read_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
@@ -37,7 +37,7 @@ fn read_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
             let Some(part) = b.partition(&name, p.partition) else {
                 any_error = true;
                 parts.push(
-                    out.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                    out.with_error_code(b.not_hosted(&name, p.partition))
                         .with_high_watermark(-1),
                 );
                 continue;

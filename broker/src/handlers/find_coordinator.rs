@@ -1,31 +1,55 @@
-//! FindCoordinator: on one node, this node coordinates every group.
+//! FindCoordinator: the coordinator of every group is the leader of the
+//! `__consumer_offsets` partition that holds its offsets.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::s;
-use crate::broker::Broker;
+use crate::broker::{Broker, OFFSETS_TOPIC};
+use crate::error_code::code;
 
-/// Answers with this node for each key.
+/// The coordinator node and its listener, or COORDINATOR_NOT_AVAILABLE
+/// while the offsets partition has no leader.
+fn coordinator(b: &Broker) -> Result<(i32, String, i32), i16> {
+    let t = b
+        .meta
+        .topic(OFFSETS_TOPIC)
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+    let (leader, _) = b.leader_of(OFFSETS_TOPIC, &t, 0);
+    let m = b
+        .brokers()
+        .remove(&leader)
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+    Ok((leader, m.host, m.port))
+}
+
+/// Answers with the coordinator for each key.
 pub fn handle(b: &Broker, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let node = BrokerId(b.config.node_id);
-    let host = s(b.advertised_host.clone());
+    let found = coordinator(b);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(node)
-                    .with_host(host.clone())
-                    .with_port(b.advertised_port)
+                let c = Coordinator::default().with_key(key);
+                match &found {
+                    Ok((node, host, port)) => c
+                        .with_node_id(BrokerId(*node))
+                        .with_host(s(host.clone()))
+                        .with_port(*port),
+                    Err(e) => c.with_error_code(*e).with_node_id(BrokerId(-1)),
+                }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default()
-        .with_node_id(node)
-        .with_host(host)
-        .with_port(b.advertised_port)
+    match found {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(s(host))
+            .with_port(port),
+        Err(e) => FindCoordinatorResponse::default()
+            .with_error_code(e)
+            .with_node_id(BrokerId(-1)),
+    }
 }

@@ -7,7 +7,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::Broker;
-use crate::error_code::{self, code};
+use crate::error_code;
 
 /// Looks up each requested partition.
 pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
@@ -25,7 +25,7 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                         .with_leader_epoch(-1);
                     let Some(part) = b.partition(&name, p.partition_index) else {
                         return r
-                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_code(b.not_hosted(&name, p.partition_index))
                             .with_offset(-1)
                             .with_timestamp(-1);
                     };

@@ -8,19 +8,31 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use super::{s, topic_name};
 use crate::authorized_operations;
 use crate::broker::Broker;
+use crate::error_code::code;
 use crate::metadata::TopicMeta;
 
 fn topic(b: &Broker, name: &str, t: &TopicMeta, ops: i32) -> MetadataResponseTopic {
-    let node = BrokerId(b.config.node_id);
     let partitions = (0..t.partitions)
         .map(|p| {
-            let epoch = b.partition(name, p).map_or(-1, |part| part.leader_epoch());
-            MetadataResponsePartition::default()
+            let (leader, epoch) = b.leader_of(name, t, p);
+            let replicas: Vec<BrokerId> = t
+                .replicas_of(p, b.config.node_id)
+                .into_iter()
+                .map(BrokerId)
+                .collect();
+            let r = MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(node)
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                // Every replica is reported in sync: the in-sync set is not
+                // tracked yet (a Raft quorum, not an ISR, decides commits).
+                .with_isr_nodes(replicas.clone())
+                .with_replica_nodes(replicas);
+            if leader < 0 {
+                r.with_error_code(code::LEADER_NOT_AVAILABLE)
+            } else {
+                r
+            }
         })
         .collect();
     MetadataResponseTopic::default()
@@ -63,14 +75,20 @@ pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespons
             })
             .collect(),
     };
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(b.config.node_id))
-        .with_host(s(b.advertised_host.clone()))
-        .with_port(b.advertised_port);
+    let brokers = b
+        .brokers()
+        .into_iter()
+        .map(|(id, m)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(s(m.host))
+                .with_port(m.port)
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(s(&b.identity.cluster_id)))
-        .with_controller_id(BrokerId(b.config.node_id))
+        .with_controller_id(BrokerId(b.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }

@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use crate::broker::Broker;
-use crate::error_code::{self, code};
+use crate::error_code;
 
 /// Answers the end offset of each requested epoch.
 pub fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
@@ -23,7 +23,7 @@ pub fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEp
                     let r = EpochEndOffset::default().with_partition(p.partition);
                     let Some(part) = b.partition(&name, p.partition) else {
                         return r
-                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_code(b.not_hosted(&name, p.partition))
                             .with_leader_epoch(-1)
                             .with_end_offset(-1);
                     };

@@ -59,7 +59,7 @@ pub fn handle(
                 Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.into())
             } else {
                 match (broker.partition(&name, p.index), p.records) {
-                    (None, _) => Err(code::UNKNOWN_TOPIC_OR_PARTITION.into()),
+                    (None, _) => Err(broker.not_hosted(&name, p.index).into()),
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
                     (Some(part), Some(records)) => match part.append(&records) {
                         Ok(a) => {

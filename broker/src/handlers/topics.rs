@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 
 use super::s;
 use crate::assignment;
-use crate::broker::Broker;
+use crate::broker::{Broker, Placement};
 use crate::error_code::code;
 use crate::topic_config;
 
@@ -34,7 +34,8 @@ fn effective_configs(b: &Broker, configs: &BTreeMap<String, String>) -> Vec<Crea
         .collect()
 }
 
-/// Creates topics (replication factor must be 1 or -1 on one node).
+/// Creates topics: `replication_factor` replicas per partition (-1: the
+/// node's default), or the replicas a client assigned.
 pub fn create(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let topics = req
         .topics
@@ -82,12 +83,24 @@ pub fn create(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopic
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            if !matches!(t.replication_factor, -1 | 1) {
+            let placement = if explicit.is_empty() {
+                Placement::Factor(t.replication_factor)
+            } else {
+                let mut sorted = explicit.clone();
+                sorted.sort_by_key(|(p, _)| *p);
+                Placement::Explicit(sorted.into_iter().map(|(_, r)| r).collect())
+            };
+            let factor = match &placement {
+                Placement::Explicit(r) => r.first().map_or(1, Vec::len) as i16,
+                Placement::Factor(-1) => b.config.default_replication_factor,
+                Placement::Factor(f) => *f,
+            };
+            let nodes = b.cluster.nodes();
+            if factor < 1 || factor as usize > nodes {
                 return r
                     .with_error_code(code::INVALID_REPLICATION_FACTOR)
                     .with_error_message(Some(s(format!(
-                        "replication factor {} is larger than the 1 node of this cluster",
-                        t.replication_factor
+                        "replication factor {factor} is not between 1 and the {nodes} nodes of this cluster"
                     ))));
             }
             let outcome = if req.validate_only {
@@ -99,11 +112,14 @@ pub fn create(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopic
                         None => Ok(None),
                     })
             } else {
-                b.create_topic(&name, partitions, configs.clone()).map(Some)
+                b.create_topic_with(&name, partitions, configs.clone(), placement)
+                    .map(Some)
             };
             match outcome {
                 Ok(meta) => {
-                    let r = r.with_num_partitions(partitions).with_replication_factor(1);
+                    let r = r
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(factor);
                     let r = match meta {
                         Some(m) => r.with_topic_id(uuid::Uuid::from_u128(m.id)),
                         None => r,
@@ -166,20 +182,24 @@ pub fn create_partitions(b: &Broker, req: CreatePartitionsRequest) -> CreatePart
         .map(|t| {
             let name = t.name.0.to_string();
             let r = CreatePartitionsTopicResult::default().with_name(t.name);
+            let mut explicit = None;
             if let (Some(assignments), Some(meta)) = (&t.assignments, b.meta.topic(&name)) {
-                let explicit: Vec<Vec<i32>> = assignments
+                let given: Vec<Vec<i32>> = assignments
                     .iter()
                     .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
                     .collect();
-                // One replica per partition on this node (replication comes
-                // with the cluster).
-                if let Err(e) =
-                    assignment::for_added(&explicit, meta.partitions, t.count, 1, &b.live_brokers())
-                {
+                if let Err(e) = assignment::for_added(
+                    &given,
+                    meta.partitions,
+                    t.count,
+                    meta.replication_factor(),
+                    &b.live_brokers(),
+                ) {
                     return r
                         .with_error_code(e.code())
                         .with_error_message(Some(s(e.to_string())));
                 }
+                explicit = Some(given);
             }
             let outcome = if req.validate_only {
                 match b.meta.topic(&name) {
@@ -190,7 +210,7 @@ pub fn create_partitions(b: &Broker, req: CreatePartitionsRequest) -> CreatePart
                     Some(_) => Ok(()),
                 }
             } else {
-                b.add_partitions(&name, t.count)
+                b.add_partitions(&name, t.count, explicit)
             };
             match outcome {
                 Ok(()) => r,

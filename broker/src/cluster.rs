@@ -1,0 +1,153 @@
+//! This node's place in the cluster: the Raft transport to its peers and what
+//! it knows of who leads the partitions it does not host.
+//!
+//! Each node hosting a partition knows its leader from the partition's Raft
+//! group. For the others, every node tells its peers, once a second, which
+//! groups it leads (a [`LeaderNotice`] each); the newest term heard wins and a
+//! notice not repeated for [`NOTICE_TTL`] is forgotten (its sender may be
+//! gone). So any node answers Metadata for every partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use weir_raft::group::LeaderNotice;
+use weir_raft::Transport;
+
+/// How often a node announces the groups it leads.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an announced leadership is believed without being repeated.
+pub const NOTICE_TTL: Duration = Duration::from_secs(3);
+
+/// The transport and the leaders peers announced.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The Raft transport; `None` on a one-node cluster.
+    pub transport: Option<Transport>,
+    /// Every node (node id → Raft address); empty on a one-node cluster.
+    pub peers: BTreeMap<i32, String>,
+    // Written by notices, read by Metadata; never held across an `.await`.
+    heard: Arc<RwLock<HashMap<u64, Heard>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    leader: u64,
+    term: u64,
+    at: Instant,
+}
+
+impl Cluster {
+    /// A one-node cluster.
+    pub fn alone() -> Self {
+        Self {
+            transport: None,
+            peers: BTreeMap::new(),
+            heard: Arc::default(),
+        }
+    }
+
+    /// Starts the transport on `listen` for `peers` (this node's included)
+    /// and listens to their leader notices.
+    pub async fn join(
+        node: i32,
+        listen: &str,
+        peers: BTreeMap<i32, String>,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the raft listener {listen}: {e}"))?;
+        let addrs = peers
+            .iter()
+            .map(|(id, a)| (u64::try_from(*id).unwrap_or(0), a.clone()))
+            .collect();
+        let transport = Transport::start(
+            u64::try_from(node)?,
+            listener,
+            addrs,
+            weir_raft::TransportConfig::default(),
+        )?;
+        let heard: Arc<RwLock<HashMap<u64, Heard>>> = Arc::default();
+        let table = Arc::clone(&heard);
+        transport.on_leaders(move |notices| {
+            let now = Instant::now();
+            let mut t = table.write().unwrap_or_else(|p| p.into_inner());
+            for n in notices {
+                let newer = t.get(&n.group).is_none_or(|h| n.term >= h.term);
+                if newer {
+                    t.insert(
+                        n.group,
+                        Heard {
+                            leader: n.leader,
+                            term: n.term,
+                            at: now,
+                        },
+                    );
+                }
+            }
+        });
+        Ok(Self {
+            transport: Some(transport),
+            peers,
+            heard,
+        })
+    }
+
+    /// Number of nodes in the cluster.
+    pub fn nodes(&self) -> usize {
+        self.peers.len().max(1)
+    }
+
+    /// The leader and term of `group` as announced by its leader lately.
+    pub fn announced_leader(&self, group: u64) -> Option<(i32, u64)> {
+        let t = self.heard.read().unwrap_or_else(|p| p.into_inner());
+        t.get(&group)
+            .filter(|h| h.at.elapsed() < NOTICE_TTL)
+            .and_then(|h| Some((i32::try_from(h.leader).ok()?, h.term)))
+    }
+
+    /// The Raft addresses of `replicas`, for a group's membership.
+    pub fn voters(&self, replicas: &[i32]) -> BTreeMap<u64, String> {
+        replicas
+            .iter()
+            .filter_map(|r| {
+                let addr = self.peers.get(r)?.clone();
+                Some((u64::try_from(*r).ok()?, addr))
+            })
+            .collect()
+    }
+
+    /// Announces, every [`ANNOUNCE_INTERVAL`] while `leads` gives an answer,
+    /// the groups this node leads to every peer.
+    pub fn spawn_announcer(
+        self: &Arc<Self>,
+        leads: impl Fn() -> Option<Vec<LeaderNotice>> + Send + 'static,
+    ) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(cluster) = weak.upgrade() else {
+                    return;
+                };
+                let Some(notices) = leads() else { return };
+                let Some(t) = &cluster.transport else { return };
+                let me = t.node_id();
+                let notices = Arc::new(notices);
+                let mut sends = tokio::task::JoinSet::new();
+                for peer in t.peer_ids().into_iter().filter(|p| *p != me) {
+                    let (cluster, notices) = (Arc::clone(&cluster), Arc::clone(&notices));
+                    sends.spawn(async move {
+                        let Some(t) = &cluster.transport else { return };
+                        if let Err(e) = t.announce(peer, &notices, ANNOUNCE_INTERVAL).await {
+                            tracing::debug!(peer, error = %e, "leader notice not delivered");
+                        }
+                    });
+                }
+                drop(cluster);
+                while sends.join_next().await.is_some() {}
+            }
+        });
+    }
+}

@@ -20,6 +20,7 @@ p.add_argument("--partition", type=int, default=-1)
 p.add_argument("--timestamp-base", type=int, default=0, help="explicit timestamps base+i*1000")
 p.add_argument("--expect-error", default="", help="expect every delivery to fail with this KafkaError name")
 p.add_argument("--max-message-bytes", type=int, default=0)
+p.add_argument("--interval-ms", type=float, default=0, help="pause between messages (a paced producer)")
 a = p.parse_args()
 
 conf = {
@@ -63,7 +64,7 @@ for i in range(a.count):
             break
         except BufferError:
             producer.poll(0.1)
-    producer.poll(0)
+    producer.poll(a.interval_ms / 1000.0)
 left = producer.flush(30)
 check(left == 0, f"{left} messages still in flight after flush")
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+pub mod cluster;
 pub mod proxy;
 pub mod raw;
 
@@ -121,11 +122,22 @@ pub struct WeirNode {
     bootstrap: String,
     admin: String,
     starts: u32,
+    // The listening line of a node launched and not yet awaited.
+    listening: Option<mpsc::Receiver<String>>,
 }
 
 impl WeirNode {
     /// Starts a node and waits for its `weir listening` line.
     pub fn start(opts: NodeOpts) -> Result<Self> {
+        let mut node = Self::launch(opts)?;
+        node.await_listening()?;
+        Ok(node)
+    }
+
+    /// Starts a node's process without waiting for it to listen (a node
+    /// with peers listens once a quorum of them runs); see
+    /// [`WeirNode::await_listening`].
+    pub fn launch(opts: NodeOpts) -> Result<Self> {
         let (owned, data_dir) = match opts.data_dir {
             Some(d) => (None, d),
             None => {
@@ -143,8 +155,9 @@ impl WeirNode {
             bootstrap: String::new(),
             admin: String::new(),
             starts: 0,
+            listening: None,
         };
-        node.spawn()?;
+        node.launch_process()?;
         Ok(node)
     }
 
@@ -158,6 +171,11 @@ impl WeirNode {
     }
 
     fn spawn(&mut self) -> Result<()> {
+        self.launch_process()?;
+        self.await_listening()
+    }
+
+    fn launch_process(&mut self) -> Result<()> {
         self.starts += 1;
         let mut log = std::fs::OpenOptions::new()
             .create(true)
@@ -191,6 +209,15 @@ impl WeirNode {
             for _ in lines {}
         });
         self.child = Some(child);
+        self.listening = Some(rx);
+        Ok(())
+    }
+
+    /// Waits for the `weir listening` line of a launched node.
+    pub fn await_listening(&mut self) -> Result<()> {
+        let Some(rx) = self.listening.take() else {
+            return Ok(());
+        };
         let line = match rx.recv_timeout(START_DEADLINE) {
             Ok(l) => l,
             Err(_) => {

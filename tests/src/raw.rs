@@ -255,6 +255,17 @@ pub fn create_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<i16> {
+    create_topic_replicated(conn, topic, partitions, 1, configs)
+}
+
+/// [`create_topic`] with `replication_factor` replicas per partition.
+pub fn create_topic_replicated(
+    conn: &mut RawConn,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) -> Result<i16> {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::CreateTopicsRequest;
     let req = CreateTopicsRequest::default()
@@ -262,7 +273,7 @@ pub fn create_topic(
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions)
-            .with_replication_factor(1)
+            .with_replication_factor(replication_factor)
             .with_configs(
                 configs
                     .iter()

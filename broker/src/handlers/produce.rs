@@ -48,6 +48,15 @@ pub fn handle(
     _version: i16,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
+    // An acks=all wait ends at the request's timeout_ms with
+    // REQUEST_TIMED_OUT, as Kafka's delayed produce does (a partition that
+    // lost its quorum); acks=1 answers at the leader's append, as in Kafka.
+    let timeout = std::time::Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
+    let deadline = if acks == -1 {
+        tokio::time::Instant::now() + timeout
+    } else {
+        tokio::time::Instant::now() + std::time::Duration::from_secs(24 * 3600)
+    };
     let mut topics = Vec::new();
     for t in req.topic_data {
         let name = t.name.0.to_string();
@@ -102,9 +111,20 @@ pub fn handle(
             for o in outcomes {
                 let result = match o.result {
                     Ok((pending, part)) => {
-                        match pending.wait(acks, part.fsyncs_every_append()).await {
-                            Ok(a) => Ok((a, part)),
-                            Err(e) => {
+                        let wait = pending.wait(acks, part.fsyncs_every_append());
+                        match tokio::time::timeout_at(deadline, wait).await {
+                            Err(_) => {
+                                tracing::debug!(partition = %part.tp, ?timeout, "produce timed out waiting for acks");
+                                Err(Refusal {
+                                    code: code::REQUEST_TIMED_OUT,
+                                    message: Some(format!(
+                                        "not acknowledged within the request's timeout of {timeout:?}"
+                                    )),
+                                    records: Vec::new(),
+                                })
+                            }
+                            Ok(Ok(a)) => Ok((a, part)),
+                            Ok(Err(e)) => {
                                 tracing::debug!(partition = %part.tp, error = %e, "produce not acknowledged");
                                 Err(Refusal {
                                     code: error_code::append(&e),

@@ -1,0 +1,116 @@
+//! A local cluster of `weir` processes for tests: nodes 1..=n on loopback,
+//! each with its own data directory, joined by `--peers`.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+use crate::raw::RawConn;
+use crate::{poll_until, NodeOpts, WeirNode};
+
+/// A running cluster; node `i` (1-based id) is `nodes[i - 1]`.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, by id order.
+    pub nodes: Vec<WeirNode>,
+}
+
+/// Free loopback ports for the Raft listeners (bound and released; the
+/// nodes bind them a moment later).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+impl Cluster {
+    /// Starts `n` nodes with the same `--peers` (all launched before any is
+    /// awaited: a node listens once a quorum runs) and `extra` flags.
+    pub fn start(n: usize, extra: &[(&str, &str)]) -> Result<Self> {
+        let ports = free_ports(n)?;
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let mut opts = NodeOpts::default()
+                .arg("--node-id", i)
+                .arg("--peers", &peers);
+            for (k, v) in extra {
+                opts = opts.arg(k, v);
+            }
+            nodes.push(WeirNode::launch(opts)?);
+        }
+        for node in &mut nodes {
+            node.await_listening()?;
+        }
+        Ok(Self { nodes })
+    }
+
+    /// The node with id `id`.
+    pub fn node(&mut self, id: i32) -> &mut WeirNode {
+        &mut self.nodes[usize::try_from(id - 1).expect("node ids start at 1")]
+    }
+
+    /// Bootstrap list of the nodes running now.
+    pub fn bootstrap(&mut self) -> String {
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| n.is_alive().then(|| n.bootstrap().to_string()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Metadata of `topics` (all when empty) as node `id` answers it.
+    pub fn metadata(&mut self, id: i32, topics: &[&str]) -> Result<MetadataResponse> {
+        metadata(self.node(id).bootstrap(), topics)
+    }
+
+    /// The leader of `topic`'s `partition` once node `id` reports one.
+    pub fn leader(&mut self, id: i32, topic: &str, partition: i32) -> Result<i32> {
+        let addr = self.node(id).bootstrap().to_string();
+        poll_until(Duration::from_secs(30), || {
+            let md = metadata(&addr, &[topic])?;
+            let leader = md
+                .topics
+                .first()
+                .and_then(|t| t.partitions.iter().find(|p| p.partition_index == partition))
+                .map(|p| p.leader_id.0)
+                .unwrap_or(-1);
+            Ok((leader >= 0).then_some(leader))
+        })
+    }
+}
+
+/// Metadata v12 of `topics` (all when empty) from the node at `addr`.
+pub fn metadata(addr: &str, topics: &[&str]) -> Result<MetadataResponse> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+    let mut conn = RawConn::connect(addr)?;
+    let req = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(if topics.is_empty() {
+            None
+        } else {
+            Some(
+                topics
+                    .iter()
+                    .map(|t| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))
+                    })
+                    .collect(),
+            )
+        });
+    conn.request(12, &req)
+        .map_err(|e| anyhow!("metadata from {addr}: {e}"))
+}

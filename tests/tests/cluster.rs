@@ -1,0 +1,201 @@
+//! Three `weir` processes with the same `--peers` form a cluster: every node
+//! reports the same brokers and cluster, topics are replicated on the nodes
+//! their replicas name, an idempotent acks=all producer loses nothing when the
+//! leader of a partition is killed mid-stream, the killed node rejoins and its
+//! logs converge byte for byte, and with two nodes down acks=all produce is
+//! refused with a retriable error, never acknowledged.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use weir_tests::cluster::{metadata, Cluster};
+use weir_tests::raw::{batch, create_topic_replicated, produce, RawConn};
+use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
+
+/// Every `.log` segment of `topic-partition` under a node's data dir, in
+/// order, concatenated.
+fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
+    let dir = data_dir.join("logs").join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for s in segments {
+        out.extend(std::fs::read(s)?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+
+    // One cluster: the same id and the same three brokers from every node.
+    let mut ids = BTreeSet::new();
+    for id in 1..=3 {
+        let md = c.metadata(id, &[])?;
+        let brokers: BTreeSet<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+        ensure!(
+            brokers == BTreeSet::from([1, 2, 3]),
+            "node {id} reports brokers {brokers:?}"
+        );
+        ensure!(
+            (1..=3).contains(&md.controller_id.0),
+            "controller {:?}",
+            md.controller_id
+        );
+        ids.insert(md.cluster_id.map(|s| s.to_string()));
+    }
+    ensure!(ids.len() == 1, "nodes disagree on the cluster id: {ids:?}");
+
+    // Replication factors: above the node count refused, 3 placed on all.
+    let topic = unique("replicated");
+    let mut conn = RawConn::connect(c.node(2).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, "too-many-replicas", 1, 4, &[])? == 38);
+    ensure!(create_topic_replicated(&mut conn, &topic, 2, 3, &[])? == 0);
+    drop(conn);
+    for id in 1..=3 {
+        let md = c.metadata(id, &[&topic])?;
+        let t = &md.topics[0];
+        ensure!(
+            t.error_code == 0 && t.partitions.len() == 2,
+            "node {id}: {t:?}"
+        );
+        for p in &t.partitions {
+            let replicas: BTreeSet<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+            ensure!(
+                replicas == BTreeSet::from([1, 2, 3]),
+                "replicas {replicas:?}"
+            );
+        }
+    }
+    let leader = c.leader(1, &topic, 0)?;
+
+    // An idempotent acks=all producer runs while the leader of partition 0
+    // is killed (-9) once it has taken records.
+    let count = 4000;
+    let boot = c.bootstrap();
+    let producer = {
+        let (boot, topic) = (boot.clone(), topic.clone());
+        std::thread::spawn(move || {
+            python(
+                "confluent_produce",
+                &boot,
+                &[
+                    "--topic",
+                    &topic,
+                    "--count",
+                    &count.to_string(),
+                    "--keys",
+                    "16",
+                    "--idempotence",
+                    "true",
+                    "--interval-ms",
+                    "1",
+                ],
+            )
+        })
+    };
+    let leader_dir = c.node(leader).data_dir().to_path_buf();
+    poll_until(Duration::from_secs(60), || {
+        Ok((log_bytes(&leader_dir, &topic, 0)?.len() > 20_000).then_some(()))
+    })?;
+    c.node(leader).kill()?;
+    let produced = producer.join().expect("producer thread")?;
+    let acked: BTreeSet<(i32, i64)> = weir_tests::json_lines(&produced)?
+        .iter()
+        .map(|v| {
+            (
+                v["partition"].as_i64().unwrap_or(-1) as i32,
+                v["offset"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    ensure!(
+        acked.len() == count,
+        "{} distinct acknowledged offsets",
+        acked.len()
+    );
+
+    // Every acknowledged record is readable once, in order, offsets dense.
+    let survivors = c.bootstrap();
+    let out = python(
+        "confluent_consume",
+        &survivors,
+        &["--topic", &topic, "--expect", &count.to_string()],
+    )?;
+    let recs = recs_from_script(&out)?;
+    check_keyed(&recs, count)?;
+    let read: BTreeSet<(i32, i64)> = recs.iter().map(|r| (r.partition, r.offset)).collect();
+    ensure!(
+        read == acked,
+        "the records read are not the ones acknowledged"
+    );
+
+    // The killed node restarts, rejoins, and its logs become identical.
+    c.node(leader).restart()?;
+    let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();
+    for p in 0..2 {
+        poll_until(Duration::from_secs(60), || {
+            let reference = log_bytes(&dirs[0], &topic, p)?;
+            for d in &dirs[1..] {
+                if log_bytes(d, &topic, p)? != reference {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })
+        .with_context(|| format!("partition {p}: replicas differ"))?;
+    }
+
+    // Two of three nodes down: acks=all is refused (retriable), never
+    // acknowledged; with one back, it succeeds again.
+    let last = 3;
+    let leader0 = c.leader(last, &topic, 0)?;
+    let down: Vec<i32> = (1..=3).filter(|n| *n != last).collect();
+    for n in &down {
+        c.node(*n).kill()?;
+    }
+    let mut conn = RawConn::connect(c.node(last).bootstrap())?;
+    conn.set_timeout(Duration::from_secs(30))?;
+    let (code, _) = produce(&mut conn, &topic, 0, -1, batch(&[b"unacknowledged"], None)?)?;
+    ensure!(
+        [6, 7, 19].contains(&code),
+        "acks=all with one node of three answered {code} (leader was {leader0})"
+    );
+    c.node(down[0]).restart()?;
+    poll_until(Duration::from_secs(60), || {
+        let leader = c.leader(last, &topic, 0)?;
+        let mut conn = RawConn::connect(c.node(leader).bootstrap())?;
+        let (code, _) = produce(&mut conn, &topic, 0, -1, batch(&[b"after"], None)?)?;
+        Ok((code == 0).then_some(()))
+    })
+    .context("acks=all did not resume with two nodes of three")?;
+
+    // Deleting the topic on any node removes it everywhere.
+    let (mut conn, alive) = (RawConn::connect(c.node(last).bootstrap())?, [down[0], last]);
+    let resp = conn.request(
+        4,
+        &kafka_protocol::messages::DeleteTopicsRequest::default()
+            .with_topic_names(vec![kafka_protocol::messages::TopicName(
+                kafka_protocol::protocol::StrBytes::from_string(topic.clone()),
+            )])
+            .with_timeout_ms(30_000),
+    )?;
+    ensure!(resp.responses[0].error_code == 0, "{resp:?}");
+    for n in alive {
+        let dir = c.node(n).data_dir().join("logs").join(format!("{topic}-0"));
+        poll_until(
+            Duration::from_secs(30),
+            || Ok((!dir.exists()).then_some(())),
+        )?;
+        let md = metadata(c.node(n).bootstrap(), &[&topic])?;
+        ensure!(md.topics[0].error_code == 3, "node {n} still has the topic");
+    }
+    Ok(())
+}

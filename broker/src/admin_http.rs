@@ -1,6 +1,7 @@
-//! The admin HTTP listener: `GET /metrics` (Prometheus) and `GET /v1/health`
-//! (readiness, see [`crate::health`]). It answers from process start, before
-//! the logs are loaded.
+//! The admin HTTP listener: `GET /metrics` (Prometheus), `GET /v1/health`
+//! (readiness, see [`crate::health`]) and `GET /v1/cluster` (this node's view
+//! of the cluster, for `weir cluster status`). It answers from process start,
+//! before the logs are loaded.
 //! A minimal HTTP/1.1 responder: one request per connection, no body parsing.
 
 use std::sync::Arc;
@@ -46,6 +47,16 @@ pub async fn serve(
                     broker.metrics.render(&broker.limits),
                 ),
                 ("/metrics", None) => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "logs are still loading\n".to_string(),
+                ),
+                ("/v1/cluster", Some(broker)) => (
+                    "200 OK",
+                    "application/json",
+                    format!("{}\n", broker.cluster_view()),
+                ),
+                ("/v1/cluster", None) => (
                     "503 Service Unavailable",
                     "text/plain",
                     "logs are still loading\n".to_string(),

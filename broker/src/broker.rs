@@ -719,6 +719,54 @@ impl Broker {
         }
     }
 
+    /// This node's view of the cluster, as `/v1/cluster` shows it: the
+    /// brokers, the controller, and for each partition hosted here its
+    /// leader, term and positions (log end, high watermark, Raft indexes).
+    pub fn cluster_view(&self) -> serde_json::Value {
+        let mut parts: Vec<_> = self
+            .hosted()
+            .iter()
+            .map(|p| {
+                let l = p.leadership();
+                let o = p.offsets();
+                let leader = match l.role {
+                    crate::partition::Role::Leader => self.config.node_id,
+                    crate::partition::Role::Follower { leader } => leader,
+                };
+                let raft = p.raft_status();
+                serde_json::json!({
+                    "topic": p.tp.topic,
+                    "partition": p.tp.partition,
+                    "leader": leader,
+                    "term": l.epoch,
+                    "log_end": o.log_end,
+                    "high_watermark": o.high_watermark,
+                    "committed_index": raft.and_then(|r| r.committed_index),
+                    "applied_index": raft.and_then(|r| r.applied_index),
+                })
+            })
+            .collect();
+        parts.sort_by_key(|v| {
+            (
+                v["topic"].as_str().map(str::to_string),
+                v["partition"].as_i64(),
+            )
+        });
+        let brokers: Vec<_> = self
+            .brokers()
+            .into_iter()
+            .map(|(id, m)| serde_json::json!({"id": id, "host": m.host, "port": m.port}))
+            .collect();
+        serde_json::json!({
+            "node_id": self.config.node_id,
+            "cluster_id": self.identity.cluster_id,
+            "controller": self.controller.leader(),
+            "peers": self.cluster.peers,
+            "brokers": brokers,
+            "partitions": parts,
+        })
+    }
+
     /// The partitions hosted here that have no leader now (`topic-partition`),
     /// for readiness.
     pub fn leaderless_partitions(&self) -> Vec<String> {

@@ -106,8 +106,9 @@ impl Cluster {
             .and_then(|h| Some((i32::try_from(h.leader).ok()?, h.term)))
     }
 
-    /// The Raft addresses of `replicas`, for a group's membership.
-    pub fn voters(&self, replicas: &[i32]) -> BTreeMap<u64, String> {
+    /// The Raft addresses of `replicas`, for a group's membership, in
+    /// replica order (the preferred leader first).
+    pub fn voters(&self, replicas: &[i32]) -> Vec<(u64, String)> {
         replicas
             .iter()
             .filter_map(|r| {

@@ -219,12 +219,12 @@ impl Controller {
                 PartitionGroup::open_local(node, GROUP_ID, log, hooks, settings).await?
             }
             Voters::Peers(peers, transport) => {
-                let voters = peers
+                let voters: Vec<(u64, String)> = peers
                     .iter()
                     .map(|(id, addr)| (u64::try_from(*id).unwrap_or(0), addr.clone()))
                     .collect();
                 PartitionGroup::open_replicated(
-                    node, GROUP_ID, log, voters, hooks, transport, settings,
+                    node, GROUP_ID, log, &voters, hooks, transport, settings,
                 )
                 .await?
             }

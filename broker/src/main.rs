@@ -1,5 +1,8 @@
-//! The `weir` command: `weir broker` runs a node; the other subcommands are
-//! clients (topic, produce, consume, group, bench).
+//! The `weir` command: `weir broker` runs a node, `weir cluster up` a local
+//! cluster; the other subcommands are clients (cluster status, topic,
+//! produce, consume, group, bench).
+
+mod cluster_cmd;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -19,6 +22,9 @@ struct Cli {
 enum Cmd {
     /// Run a node.
     Broker(Box<BrokerArgs>),
+    /// Start a local cluster, or show a cluster's status.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCmd),
     #[command(flatten)]
     Client(weir_client::cli::Command),
 }
@@ -38,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Broker(args) => rt.block_on(run_broker(*args)),
+        Cmd::Cluster(cmd) => rt.block_on(cluster_cmd::run(cmd)),
         Cmd::Client(cmd) => rt.block_on(weir_client::cli::run(cmd)),
     }
 }

@@ -238,13 +238,13 @@ impl GroupHooks for Hooks {
     fn failed(&self, why: &str) {
         if let Some(p) = self.0.upgrade() {
             *p.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
-            p.forget_proposals();
+            p.forget_proposals(ReadBound::HighWatermark);
         }
     }
 
     fn predictions_reset(&self) {
         if let Some(p) = self.0.upgrade() {
-            p.forget_proposals();
+            p.forget_proposals(ReadBound::LogEnd);
         }
     }
 
@@ -266,7 +266,7 @@ impl GroupHooks for Hooks {
             let epoch = i32::try_from(view.term).unwrap_or(i32::MAX);
             let before = p.leadership();
             if before.role == Role::Leader && (role != Role::Leader || epoch != before.epoch) {
-                p.forget_proposals();
+                p.forget_proposals(ReadBound::HighWatermark);
             }
             p.set_leadership(Leadership { role, epoch });
         }
@@ -304,11 +304,11 @@ fn producer_scan_start(log: &Log) -> i64 {
 
 /// Producer state rebuilt from the log's newest segments (see
 /// [`PRODUCER_SCAN_BYTES`]), and the offset it reaches (the log end).
-fn scan_producers(log: &Log, limits: ProducerLimits) -> (ProducerStates, i64) {
+fn scan_producers(log: &Log, limits: ProducerLimits, upto: ReadBound) -> (ProducerStates, i64) {
     let mut producers = ProducerStates::new(limits);
     let now = now_ms();
     let mut offset = producer_scan_start(log);
-    while let Ok(r) = log.read(offset, 1 << 20, ReadBound::LogEnd) {
+    while let Ok(r) = log.read(offset, 1 << 20, upto) {
         if r.records.is_empty() {
             break;
         }
@@ -319,7 +319,11 @@ fn scan_producers(log: &Log, limits: ProducerLimits) -> (ProducerStates, i64) {
             offset = h.next_offset();
         }
     }
-    (producers, offset.max(log.log_end_offset()))
+    let end = match upto {
+        ReadBound::LogEnd => log.log_end_offset(),
+        _ => log.high_watermark(),
+    };
+    (producers, offset.max(end))
 }
 
 fn now_ms() -> i64 {
@@ -369,8 +373,8 @@ impl Partition {
         Ok(part)
     }
 
-    /// Opens a partition replicated on the nodes of `replicas.0` (node id →
-    /// Raft address), this one among them, served by the transport
+    /// Opens a partition replicated on the nodes of `replicas.0` (node id,
+    /// Raft address; the preferred leader first), this one among them, served by the transport
     /// `replicas.1`. Does not wait for a leader: the replicas elect one among
     /// themselves.
     pub async fn open_replicated(
@@ -379,10 +383,7 @@ impl Partition {
         limits: ProducerLimits,
         counters: Arc<ProducerStateCounters>,
         ids: (u64, u64),
-        replicas: (
-            std::collections::BTreeMap<u64, String>,
-            &weir_raft::Transport,
-        ),
+        replicas: (Vec<(u64, String)>, &weir_raft::Transport),
         settings: GroupSettings,
     ) -> Result<Arc<Self>, GroupError> {
         let (node_id, group_id) = ids;
@@ -393,7 +394,7 @@ impl Partition {
             node_id,
             group_id,
             Arc::clone(&part.log),
-            voters,
+            &voters,
             hooks,
             transport,
             settings,
@@ -420,7 +421,7 @@ impl Partition {
         limits: ProducerLimits,
         counters: Arc<ProducerStateCounters>,
     ) -> Self {
-        let (producers, recorded_to) = scan_producers(&log, limits);
+        let (producers, recorded_to) = scan_producers(&log, limits, ReadBound::LogEnd);
         // The epoch of the newest batch: a restart never lowers the epoch.
         let epoch = log.latest_epoch().unwrap_or(0).max(0);
         Self {
@@ -466,10 +467,17 @@ impl Partition {
     /// This node stopped leading the term its proposals were made in: those
     /// not yet in the log never will be (each is bound to its term), so the
     /// producer state, which recorded them at proposal, is rebuilt from the
-    /// log. A retry of a lost batch is then written, not answered as a
-    /// duplicate of something that does not exist.
-    fn forget_proposals(&self) {
-        let (states, recorded_to) = scan_producers(&self.log, self.producer_limits);
+    /// log up to the high watermark (what is committed can never be
+    /// truncated; what is above it is recorded when it is applied, and a
+    /// new leader may truncate it first). A retry of a lost batch is then
+    /// written, not answered as a duplicate of something that does not exist.
+    ///
+    /// A leader that keeps its term but re-arms its predictions (see
+    /// `weir_raft::group::GroupHooks::predictions_reset`) rebuilds up to the
+    /// log end instead: everything in its log then is its own term's, and
+    /// its next proposals are recorded above it.
+    fn forget_proposals(&self, upto: ReadBound) {
+        let (states, recorded_to) = scan_producers(&self.log, self.producer_limits, upto);
         *self.producers() = Producers {
             states,
             recorded_to,

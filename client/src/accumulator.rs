@@ -343,6 +343,7 @@ async fn produce_with_retries(
     data: bytes::Bytes,
 ) -> Result<(i64, i64)> {
     let mut attempt = 0;
+    let mut backoff = shared.config.retry_backoff;
     loop {
         match produce_once(shared, topic, partition, data.clone()).await {
             Ok(r) => return Ok(r),
@@ -358,7 +359,8 @@ async fn produce_with_retries(
                 if e.is_stale_metadata() {
                     shared.cluster.invalidate_topic(topic);
                 }
-                tokio::time::sleep(shared.config.retry_backoff).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(crate::producer::MAX_RETRY_BACKOFF.max(backoff));
             }
             Err(e) => return Err(e),
         }

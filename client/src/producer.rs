@@ -67,9 +67,11 @@ pub struct ProducerConfig {
     pub batch_size: usize,
     /// Batch compression codec.
     pub compression: Compression,
-    /// Retries of a failed batch.
+    /// Retries of a failed batch (retriable errors only).
     pub retries: u32,
-    /// Pause between retries.
+    /// Pause before the first retry; it doubles after each, up to
+    /// [`MAX_RETRY_BACKOFF`] (Kafka's `retry.backoff.max.ms`), so the default
+    /// retries outlast a leader election.
     pub retry_backoff: Duration,
     /// Idempotent writes (producer id, epoch and sequence numbers); implies acks=all.
     pub idempotent: bool,
@@ -81,6 +83,9 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
 }
 
+/// The longest pause between two retries of a batch.
+pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
 impl ProducerConfig {
     /// Defaults: acks=all, linger 5 ms, 256 KiB batches, no compression, not idempotent.
     pub fn new(bootstrap: &str) -> Self {
@@ -90,7 +95,8 @@ impl ProducerConfig {
             linger: Duration::from_millis(5),
             batch_size: 256 * 1024,
             compression: Compression::None,
-            retries: 10,
+            // 100 ms, 200, 400, 800, then 1 s each: about 25 s in all.
+            retries: 28,
             retry_backoff: Duration::from_millis(100),
             idempotent: false,
             max_in_flight: 5,

@@ -459,11 +459,13 @@ fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
 /// Opens the Raft files of `log` (reconciling them with the partition log, on
 /// the blocking pool) and starts a Raft instance over them; a group with no
 /// Raft state yet is initialized with `voters`.
+#[allow(clippy::too_many_arguments)]
 async fn start_raft<N>(
     node_id: u64,
     log: Arc<Log>,
     predictions: Arc<predictions::Predictions>,
     voters: BTreeMap<u64, String>,
+    preferred: Option<u64>,
     hooks: Arc<dyn GroupHooks>,
     network: N,
     settings: GroupSettings,
@@ -501,6 +503,14 @@ where
             .map(|(id, addr)| (id, BasicNode::new(addr)))
             .collect();
         match raft.initialize(members).await {
+            Ok(()) if settings.timers && preferred == Some(node_id) => {
+                // A new group: its preferred leader campaigns at once
+                // instead of waiting out an election timeout (its peers may
+                // not have created the group yet; then the timers elect).
+                if let Err(e) = raft.trigger().elect(false).await {
+                    tracing::debug!(error = %e, "first election");
+                }
+            }
             Ok(()) | Err(RaftError::APIError(_)) => {}
             Err(e) => return Err(raft_err(e.to_string())),
         }
@@ -538,7 +548,7 @@ impl PartitionGroup {
         node_id: u64,
         group_id: u64,
         log: Arc<Log>,
-        voters: BTreeMap<u64, String>,
+        voters: &[(u64, String)],
         hooks: Arc<dyn GroupHooks>,
         network: N,
         settings: GroupSettings,
@@ -548,6 +558,8 @@ impl PartitionGroup {
         N::Network: NetSnapshot<TypeConfig, SnapshotData = SnapshotData>,
     {
         let predictions = Arc::new(predictions::Predictions::default());
+        let preferred = voters.first().map(|(id, _)| *id);
+        let voters: BTreeMap<u64, String> = voters.iter().cloned().collect();
         let restart: Restart = {
             let (log, hooks, predictions) = (
                 Arc::clone(&log),
@@ -567,6 +579,7 @@ impl PartitionGroup {
                     log,
                     predictions,
                     voters,
+                    preferred,
                     hooks,
                     network,
                     settings,
@@ -598,15 +611,16 @@ impl PartitionGroup {
     }
 
     /// Opens the group `group_id` over `log` with replicas on the nodes of
-    /// `voters` (node id → raft address; empty: the transport's configured
-    /// address), served by `transport`: peers' RPCs for the group reach its
-    /// current Raft instance (also after a restart by the supervisor), and
-    /// followers can forward proposals to it.
+    /// `voters` (node id, raft address — empty: the transport's configured
+    /// address — the preferred leader first), served by `transport`: peers'
+    /// RPCs for the group reach its current Raft instance (also after a
+    /// restart by the supervisor), and followers can forward proposals to it.
+    /// A new group's preferred leader campaigns at once.
     pub async fn open_replicated(
         node_id: u64,
         group_id: u64,
         log: Arc<Log>,
-        voters: BTreeMap<u64, String>,
+        voters: &[(u64, String)],
         hooks: Arc<dyn GroupHooks>,
         transport: &crate::Transport,
         settings: GroupSettings,
@@ -672,12 +686,12 @@ impl PartitionGroup {
         hooks: Arc<dyn GroupHooks>,
         settings: GroupSettings,
     ) -> Result<Self, GroupError> {
-        let voters = BTreeMap::from([(node_id, String::new())]);
+        let voters = [(node_id, String::new())];
         let settings = GroupSettings {
             timers: false,
             ..settings
         };
-        Self::open(node_id, group_id, log, voters, hooks, NoPeers, settings).await
+        Self::open(node_id, group_id, log, &voters, hooks, NoPeers, settings).await
     }
 
     /// The group's id.

@@ -199,3 +199,87 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
     }
     Ok(())
 }
+
+/// A base port at or above `from` with `n` free consecutive ports after it,
+/// and `n` free at base + 100 (the Raft ports of `weir cluster up`).
+fn free_run(n: u16, from: u16) -> Result<u16> {
+    for base in (from..60000u16).step_by(397) {
+        let all_free = (0..n).all(|i| {
+            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+        });
+        if all_free {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("no run of {n} free ports")
+}
+
+/// `weir cluster up` starts a working three-node cluster in one command,
+/// `weir cluster status` shows every node and partition, and Ctrl-C (SIGINT)
+/// stops every node cleanly.
+#[test]
+fn cluster_up_starts_three_nodes_and_ctrl_c_stops_them() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let base = free_run(3, 21000)?;
+    // Admin ports clear of the Kafka and Raft ports.
+    let admin = free_run(3, base + 200)?;
+    let out = dir.path().join("up.out");
+    let mut up = std::process::Command::new(weir_tests::weir_bin()?)
+        .args(["cluster", "up", "--nodes", "3"])
+        .args(["--base-port", &base.to_string()])
+        .args(["--admin-base-port", &admin.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("c"))
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let admins = (0..3)
+        .map(|i| format!("127.0.0.1:{}", admin + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let result = (|| -> Result<()> {
+        for i in 0..3 {
+            let addr = format!("127.0.0.1:{}", admin + i);
+            poll_until(Duration::from_secs(60), || {
+                Ok((weir_tests::http_get(&addr, "/v1/health")?.0 == 200).then_some(()))
+            })?;
+        }
+        let bootstrap = format!("127.0.0.1:{base}");
+        let mut conn = RawConn::connect(&bootstrap)?;
+        ensure!(create_topic_replicated(&mut conn, "up", 3, -1, &[])? == 0);
+        let status = std::process::Command::new(weir_tests::weir_bin()?)
+            .args(["cluster", "status", "--admin", &admins])
+            .output()?;
+        let text = String::from_utf8_lossy(&status.stdout);
+        ensure!(status.status.success(), "status failed: {text}");
+        for n in 1..=3 {
+            ensure!(
+                text.contains(&format!("node {n}  kafka")),
+                "node {n} missing:\n{text}"
+            );
+        }
+        for p in 0..3 {
+            ensure!(
+                text.contains(&format!("up-{p} ")),
+                "partition {p} missing:\n{text}"
+            );
+        }
+        Ok(())
+    })();
+    // Ctrl-C stops the cluster, every node cleanly.
+    std::process::Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()?;
+    let status = poll_until(Duration::from_secs(60), || Ok(up.try_wait()?))?;
+    result?;
+    let text = std::fs::read_to_string(&out)?;
+    ensure!(status.success(), "weir cluster up exited {status}:\n{text}");
+    for n in 1..=3 {
+        ensure!(
+            text.contains(&format!("node {n} stopped (exit status: 0)")),
+            "node {n} did not stop cleanly:\n{text}"
+        );
+    }
+    Ok(())
+}

@@ -55,9 +55,9 @@ fn fast() -> GroupSettings {
 }
 
 async fn open(log: &Arc<Log>, hooks: &Arc<Recorder>) -> PartitionGroup {
-    let voters = BTreeMap::from([(1, "127.0.0.1:1".to_string())]);
+    let voters = [(1, "127.0.0.1:1".to_string())];
     let hooks: Arc<dyn GroupHooks> = hooks.clone();
-    PartitionGroup::open(1, 7, Arc::clone(log), voters, hooks, NoPeers, fast())
+    PartitionGroup::open(1, 7, Arc::clone(log), &voters, hooks, NoPeers, fast())
         .await
         .unwrap()
 }
@@ -143,12 +143,12 @@ async fn proposals_fail_when_not_leader() {
     let log = Arc::new(log);
     let hooks = Arc::new(Recorder::default());
     // A voter set that needs node 2, which never answers: node 1 never leads.
-    let voters = BTreeMap::from([
+    let voters = [
         (1, "127.0.0.1:1".to_string()),
         (2, "127.0.0.1:2".to_string()),
-    ]);
+    ];
     let h: Arc<dyn GroupHooks> = hooks.clone();
-    let g = PartitionGroup::open(1, 7, Arc::clone(&log), voters, h, NoPeers, fast())
+    let g = PartitionGroup::open(1, 7, Arc::clone(&log), &voters, h, NoPeers, fast())
         .await
         .unwrap();
     let err = g.propose(batch(1)).unwrap_err();
@@ -188,7 +188,7 @@ async fn three_replicas_replicate_batches_and_fail_over() {
             id,
             7,
             Arc::clone(&log),
-            addrs.clone(),
+            &addrs.clone().into_iter().collect::<Vec<_>>(),
             hooks,
             &transport,
             fast(),

@@ -49,8 +49,15 @@ pub struct Broker {
     pub logs: LogManager,
     // Read on every produce/fetch, written when topics change; never held across `.await`.
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    /// Consumer group coordinator.
-    pub groups: GroupCoordinator,
+    // The group coordinator, replaced when this node becomes the leader of
+    // the offsets partition (it loads the groups from the log); read by every
+    // group request, never held across an `.await`.
+    groups: RwLock<Arc<GroupCoordinator>>,
+    /// The leader epoch of `__consumer_offsets` partition 0 for which
+    /// `groups` is loaded; -1 while this node does not coordinate.
+    coordinating: std::sync::atomic::AtomicI32,
+    /// Settings of the coordinators this node starts.
+    group_config: GroupConfig,
     /// Counters for /metrics.
     pub metrics: Metrics,
     /// Bounds on connections and request bytes in flight.
@@ -254,7 +261,19 @@ impl Broker {
             counters: metrics.group_writes.clone(),
             ..GroupConfig::default()
         };
-        let groups = GroupCoordinator::start(Arc::new(OffsetsLog(offsets_log)), group_config)?;
+        // A lone voter leads at once: it coordinates from the start. In a
+        // cluster the node coordinates once it leads the offsets partition
+        // (see `spawn_coordinator_follower`).
+        let leading = offsets_log.leadership();
+        let coordinating = if matches!(leading.role, crate::partition::Role::Leader) {
+            leading.epoch
+        } else {
+            -1
+        };
+        let groups = GroupCoordinator::start(
+            Arc::new(OffsetsLog(Arc::clone(&offsets_log))),
+            group_config.clone(),
+        )?;
         tracing::info!(
             topics = topics.len(),
             partitions = partitions.len(),
@@ -273,25 +292,120 @@ impl Broker {
             reconciling: Mutex::new(()),
             logs,
             partitions: RwLock::new(partitions),
-            groups,
+            groups: RwLock::new(Arc::new(groups)),
+            coordinating: std::sync::atomic::AtomicI32::new(coordinating),
+            group_config,
             metrics,
             limits: Limits::new(config_limits),
         });
-        // Commits for partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION.
-        let weak = Arc::downgrade(&broker);
         broker
-            .groups
-            .set_partition_check(PartitionCheck(Arc::new(move |topic: &str, p: i32| {
-                weak.upgrade()
-                    .is_some_and(|b| b.partition(topic, p).is_some())
-            })));
+            .coordinator_or_any()
+            .set_partition_check(broker.partition_check());
         broker.spawn_reconciler();
+        broker.spawn_coordinator_follower();
         let weak = Arc::downgrade(&broker);
         broker.cluster.spawn_announcer(move || {
             let b = weak.upgrade()?;
             Some(b.led_groups())
         });
         Ok(broker)
+    }
+
+    /// Commits for partitions that do not exist (in the metadata: a
+    /// partition may live on other nodes) get UNKNOWN_TOPIC_OR_PARTITION.
+    fn partition_check(self: &Arc<Self>) -> PartitionCheck {
+        let weak = Arc::downgrade(self);
+        PartitionCheck(Arc::new(move |topic: &str, p: i32| {
+            weak.upgrade().is_some_and(|b| {
+                b.meta
+                    .topic(topic)
+                    .is_some_and(|t| (0..t.partitions).contains(&p))
+            })
+        }))
+    }
+
+    /// The group coordinator, while this node coordinates: it leads
+    /// `__consumer_offsets` partition 0 and has loaded the groups of its
+    /// term. Group requests get NOT_COORDINATOR otherwise.
+    pub fn coordinator(&self) -> Option<Arc<GroupCoordinator>> {
+        let p = self.partition(OFFSETS_TOPIC, 0)?;
+        let l = p.leadership();
+        let loaded = self.coordinating.load(std::sync::atomic::Ordering::Acquire);
+        (matches!(l.role, crate::partition::Role::Leader) && loaded == l.epoch)
+            .then(|| self.coordinator_or_any())
+    }
+
+    /// ListGroups: the groups this node coordinates (none while it does not;
+    /// clients ask every broker).
+    pub async fn list_groups(
+        &self,
+        req: kafka_protocol::messages::ListGroupsRequest,
+        version: i16,
+    ) -> kafka_protocol::messages::ListGroupsResponse {
+        match self.coordinator() {
+            Some(g) => g.list_groups(req, version).await,
+            None => kafka_protocol::messages::ListGroupsResponse::default(),
+        }
+    }
+
+    /// The coordinator last loaded, coordinating or not.
+    fn coordinator_or_any(&self) -> Arc<GroupCoordinator> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Follows the leadership of `__consumer_offsets` partition 0: when this
+    /// node becomes its leader in a new term, it waits until every entry in
+    /// its log is committed (the log then holds every commit acknowledged by
+    /// any earlier coordinator), loads the groups from the log into a new
+    /// coordinator and takes group requests; when it stops leading, group
+    /// requests get NOT_COORDINATOR, and clients look the coordinator up again.
+    fn spawn_coordinator_follower(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                let Some(b) = weak.upgrade() else { return };
+                let Some(p) = b.partition(OFFSETS_TOPIC, 0) else {
+                    continue;
+                };
+                let l = p.leadership();
+                let loaded = b.coordinating.load(Ordering::Acquire);
+                if !matches!(l.role, crate::partition::Role::Leader) {
+                    if loaded != -1 {
+                        b.coordinating.store(-1, Ordering::Release);
+                        tracing::info!("no longer the group coordinator");
+                    }
+                    continue;
+                }
+                if loaded == l.epoch {
+                    continue;
+                }
+                let o = p.offsets();
+                if o.high_watermark < o.log_end {
+                    continue; // the term's first commit is not applied yet
+                }
+                let config = b.group_config.clone();
+                let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog(Arc::clone(&p)));
+                let started =
+                    tokio::task::spawn_blocking(move || GroupCoordinator::start(store, config))
+                        .await;
+                match started {
+                    Ok(Ok(g)) => {
+                        g.set_partition_check(b.partition_check());
+                        *b.groups.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
+                        b.coordinating.store(l.epoch, Ordering::Release);
+                        tracing::info!(epoch = l.epoch, "group coordinator for this term");
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "loading the group coordinator"),
+                    Err(e) => tracing::warn!(error = %e, "loading the group coordinator"),
+                }
+            }
+        });
     }
 
     /// Brings the hosted partitions in line with the metadata whenever the

@@ -281,36 +281,63 @@ pub fn dispatch(
             |b, r| Some(blocking::run(move || handlers::configs::incremental_alter(&b, r)).await)
         ),
         JoinGroupRequest::KEY => route!(broker, buf, k, v, c, JoinGroupRequest, |b, r| Some(
-            b.groups.join_group(r, version, &client).await
+            match b.coordinator() {
+                Some(g) => g.join_group(r, version, &client).await,
+                None => handlers::not_coordinator::join(version),
+            }
         )),
         SyncGroupRequest::KEY => route!(broker, buf, k, v, c, SyncGroupRequest, |b, r| Some(
-            b.groups.sync_group(r, version).await
+            match b.coordinator() {
+                Some(g) => g.sync_group(r, version).await,
+                None => handlers::not_coordinator::sync(),
+            }
         )),
         HeartbeatRequest::KEY => route!(broker, buf, k, v, c, HeartbeatRequest, |b, r| Some(
-            b.groups.heartbeat(r, version).await
+            match b.coordinator() {
+                Some(g) => g.heartbeat(r, version).await,
+                None => handlers::not_coordinator::heartbeat(),
+            }
         )),
         LeaveGroupRequest::KEY => route!(broker, buf, k, v, c, LeaveGroupRequest, |b, r| Some(
-            b.groups.leave_group(r, version).await
+            match b.coordinator() {
+                Some(g) => g.leave_group(r, version).await,
+                None => handlers::not_coordinator::leave(),
+            }
         )),
         OffsetCommitRequest::KEY => route!(broker, buf, k, v, c, OffsetCommitRequest, |b, r| Some(
-            b.groups.offset_commit(r, version).await
+            match b.coordinator() {
+                Some(g) => g.offset_commit(r, version).await,
+                None => handlers::not_coordinator::offset_commit(&r),
+            }
         )),
         OffsetFetchRequest::KEY => route!(broker, buf, k, v, c, OffsetFetchRequest, |b, r| Some(
-            b.groups.offset_fetch(r, version).await
+            match b.coordinator() {
+                Some(g) => g.offset_fetch(r, version).await,
+                None => handlers::not_coordinator::offset_fetch(&r, version),
+            }
         )),
         OffsetDeleteRequest::KEY => route!(broker, buf, k, v, c, OffsetDeleteRequest, |b, r| Some(
-            b.groups.offset_delete(r, version).await
+            match b.coordinator() {
+                Some(g) => g.offset_delete(r, version).await,
+                None => handlers::not_coordinator::offset_delete(),
+            }
         )),
         ListGroupsRequest::KEY => route!(broker, buf, k, v, c, ListGroupsRequest, |b, r| Some(
-            b.groups.list_groups(r, version).await
+            b.list_groups(r, version).await
         )),
         DescribeGroupsRequest::KEY => {
             route!(broker, buf, k, v, c, DescribeGroupsRequest, |b, r| Some(
-                b.groups.describe_groups(r, version).await
+                match b.coordinator() {
+                    Some(g) => g.describe_groups(r, version).await,
+                    None => handlers::not_coordinator::describe_groups(&r),
+                }
             ))
         }
         DeleteGroupsRequest::KEY => route!(broker, buf, k, v, c, DeleteGroupsRequest, |b, r| Some(
-            b.groups.delete_groups(r, version).await
+            match b.coordinator() {
+                Some(g) => g.delete_groups(r, version).await,
+                None => handlers::not_coordinator::delete_groups(&r),
+            }
         )),
         other => return Err(RequestError::UnknownApi(other)),
     };

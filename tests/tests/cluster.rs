@@ -283,3 +283,75 @@ fn cluster_up_starts_three_nodes_and_ctrl_c_stops_them() -> Result<()> {
     }
     Ok(())
 }
+
+/// Runs `weir consume` (a group member; commits what it printed on exit).
+fn weir_consume(bootstrap: &str, args: &[&str]) -> Result<Vec<String>> {
+    let out = std::process::Command::new(weir_tests::weir_bin()?)
+        .arg("consume")
+        .args(args)
+        .args(["-b", bootstrap])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "weir consume {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// The group coordinator is the leader of `__consumer_offsets`; when its node
+/// is killed, the new leader loads the groups from its log: offsets a group
+/// committed survive and the group resumes where it stopped.
+#[test]
+fn committed_offsets_survive_the_coordinator_being_killed() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let topic = unique("grouped");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    drop(conn);
+    let boot = c.bootstrap();
+    let input: String = (0..100).map(|i| format!("v{i}\n")).collect();
+    weir_tests::kcat(
+        &["-b", &boot, "-P", "-t", &topic, "-p", "0", "-X", "acks=all"],
+        input.as_bytes(),
+    )?;
+    let first = weir_consume(
+        &boot,
+        &[
+            &topic,
+            "--group",
+            "g1",
+            "--from",
+            "earliest",
+            "--max-messages",
+            "40",
+        ],
+    )?;
+    ensure!(
+        first.len() == 40 && first[0] == "v0",
+        "first run read {first:?}"
+    );
+
+    let coordinator = c.leader(1, "__consumer_offsets", 0)?;
+    c.node(coordinator).kill()?;
+    let survivors = c.bootstrap();
+    let rest = weir_consume(
+        &survivors,
+        &[&topic, "--group", "g1", "--max-messages", "60"],
+    )?;
+    let want: Vec<String> = (40..100).map(|i| format!("v{i}")).collect();
+    ensure!(
+        rest == want,
+        "after the coordinator died the group read {rest:?}"
+    );
+    let new = c.leader(
+        if coordinator == 1 { 2 } else { 1 },
+        "__consumer_offsets",
+        0,
+    )?;
+    ensure!(new != coordinator, "the dead node still leads the offsets");
+    Ok(())
+}

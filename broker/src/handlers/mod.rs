@@ -10,6 +10,7 @@ pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod not_coordinator;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod topics;

@@ -106,15 +106,15 @@ impl Cluster {
             .and_then(|h| Some((i32::try_from(h.leader).ok()?, h.term)))
     }
 
-    /// The Raft addresses of `replicas`, for a group's membership, in
-    /// replica order (the preferred leader first).
+    /// The members of a group on `replicas`, in replica order (the
+    /// preferred leader first). Addresses are left empty: each node reaches
+    /// a peer at the address its own `--peers` gives, so addresses may
+    /// differ from node to node (a proxy, NAT) and change with a restart,
+    /// never with a membership change.
     pub fn voters(&self, replicas: &[i32]) -> Vec<(u64, String)> {
         replicas
             .iter()
-            .filter_map(|r| {
-                let addr = self.peers.get(r)?.clone();
-                Some((u64::try_from(*r).ok()?, addr))
-            })
+            .filter_map(|r| Some((u64::try_from(*r).ok()?, String::new())))
             .collect()
     }
 

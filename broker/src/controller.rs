@@ -219,9 +219,11 @@ impl Controller {
                 PartitionGroup::open_local(node, GROUP_ID, log, hooks, settings).await?
             }
             Voters::Peers(peers, transport) => {
+                // Addresses come from each node's own --peers (see
+                // `Cluster::voters`).
                 let voters: Vec<(u64, String)> = peers
-                    .iter()
-                    .map(|(id, addr)| (u64::try_from(*id).unwrap_or(0), addr.clone()))
+                    .keys()
+                    .map(|id| (u64::try_from(*id).unwrap_or(0), String::new()))
                     .collect();
                 PartitionGroup::open_replicated(
                     node, GROUP_ID, log, &voters, hooks, transport, settings,

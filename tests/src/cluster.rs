@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
+use crate::proxy::FaultProxy;
 use crate::raw::RawConn;
 use crate::{poll_until, NodeOpts, WeirNode};
 
@@ -14,6 +15,9 @@ use crate::{poll_until, NodeOpts, WeirNode};
 pub struct Cluster {
     /// The nodes, by id order.
     pub nodes: Vec<WeirNode>,
+    /// With [`Cluster::start_with_proxies`]: the proxy every byte from node
+    /// `from` to node `to` goes through, by `(from, to)`.
+    pub links: std::collections::BTreeMap<(i32, i32), FaultProxy>,
 }
 
 /// Free loopback ports for the Raft listeners (bound and released; the
@@ -52,7 +56,68 @@ impl Cluster {
         for node in &mut nodes {
             node.await_listening()?;
         }
-        Ok(Self { nodes })
+        Ok(Self {
+            nodes,
+            links: Default::default(),
+        })
+    }
+
+    /// Starts `n` nodes whose Raft traffic goes through a [`FaultProxy`]
+    /// per ordered pair of nodes: node i reaches node j at the proxy
+    /// `(i, j)` (each node's `--peers` names its own proxies), so a test can
+    /// cut or hold any direction between two nodes.
+    pub fn start_with_proxies(n: usize, extra: &[(&str, &str)]) -> Result<Self> {
+        let ports = free_ports(n)?;
+        let mut links = std::collections::BTreeMap::new();
+        for from in 1..=n {
+            for to in 1..=n {
+                if from != to {
+                    let target = format!("127.0.0.1:{}", ports[to - 1]).parse()?;
+                    links.insert((from as i32, to as i32), FaultProxy::start(target)?);
+                }
+            }
+        }
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let peers = (1..=n)
+                .map(|j| {
+                    if j == i {
+                        format!("{j}@127.0.0.1:{}", ports[j - 1])
+                    } else {
+                        format!("{j}@{}", links[&(i as i32, j as i32)].addr())
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut opts = NodeOpts::default()
+                .arg("--node-id", i)
+                .arg("--peers", &peers);
+            for (k, v) in extra {
+                opts = opts.arg(k, v);
+            }
+            nodes.push(WeirNode::launch(opts)?);
+        }
+        for node in &mut nodes {
+            node.await_listening()?;
+        }
+        Ok(Self { nodes, links })
+    }
+
+    /// Cuts every link to and from node `id` (its Raft traffic; clients
+    /// still reach its Kafka listener).
+    pub fn isolate(&self, id: i32) {
+        for ((from, to), p) in &self.links {
+            if *from == id || *to == id {
+                p.cut();
+            }
+        }
+    }
+
+    /// Heals every link.
+    pub fn heal_all(&self) {
+        for p in self.links.values() {
+            p.heal();
+        }
     }
 
     /// The node with id `id`.

@@ -102,9 +102,16 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
         })
     };
     let leader_dir = c.node(leader).data_dir().to_path_buf();
-    poll_until(Duration::from_secs(60), || {
-        Ok((log_bytes(&leader_dir, &topic, 0)?.len() > 20_000).then_some(()))
+    let started = poll_until(Duration::from_secs(60), || {
+        if producer.is_finished() {
+            return Ok(Some(false));
+        }
+        Ok((log_bytes(&leader_dir, &topic, 0)?.len() > 20_000).then_some(true))
     })?;
+    if !started {
+        let out = producer.join().expect("producer thread");
+        anyhow::bail!("the producer ended before the leader was killed: {out:?}");
+    }
     c.node(leader).kill()?;
     let produced = producer.join().expect("producer thread")?;
     let acked: BTreeSet<(i32, i64)> = weir_tests::json_lines(&produced)?
@@ -353,5 +360,97 @@ fn committed_offsets_survive_the_coordinator_being_killed() -> Result<()> {
         0,
     )?;
     ensure!(new != coordinator, "the dead node still leads the offsets");
+    Ok(())
+}
+
+/// A leader cut off from its peers (its Raft links cut both ways, clients
+/// still reach it): the others elect a new leader in a higher epoch, the
+/// isolated node acknowledges no acks=all write, and after healing it
+/// rejoins as a follower: every acknowledged record is there once, the
+/// unacknowledged write is gone, and the replicas are byte-identical.
+#[test]
+fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Result<()> {
+    let mut c = Cluster::start_with_proxies(3, &[])?;
+    let topic = unique("isolated");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    let old = c.leader(1, &topic, 0)?;
+    let old_epoch =
+        metadata(c.node(old).bootstrap(), &[&topic])?.topics[0].partitions[0].leader_epoch;
+    let mut acked = Vec::new();
+    let mut to_old = RawConn::connect(c.node(old).bootstrap())?;
+    for i in 0..5 {
+        let v = format!("before-{i}");
+        let (code, offset) = produce(&mut to_old, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
+        ensure!(code == 0, "produce before the cut: {code}");
+        acked.push((offset, v));
+    }
+
+    c.isolate(old);
+    // The isolated leader takes the write but cannot commit it: no success.
+    to_old.set_timeout(Duration::from_secs(30))?;
+    let (code, _) = produce(&mut to_old, &topic, 0, -1, batch(&[b"lost"], None)?)?;
+    ensure!(
+        [6, 7].contains(&code),
+        "the isolated leader answered {code}"
+    );
+    // The others elect a new leader in a higher epoch.
+    let others: Vec<i32> = (1..=3).filter(|n| *n != old).collect();
+    let (new, epoch) = poll_until(Duration::from_secs(30), || {
+        for n in &others {
+            let md = metadata(c.nodes[(*n - 1) as usize].bootstrap(), &[&topic])?;
+            let p = &md.topics[0].partitions[0];
+            if p.leader_id.0 == *n && p.leader_epoch > old_epoch {
+                return Ok(Some((*n, p.leader_epoch)));
+            }
+        }
+        Ok(None)
+    })?;
+    let mut to_new = RawConn::connect(c.node(new).bootstrap())?;
+    for i in 0..5 {
+        let v = format!("after-{i}");
+        let (code, offset) = poll_until(Duration::from_secs(30), || {
+            let r = produce(&mut to_new, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
+            Ok((r.0 == 0).then_some(r))
+        })?;
+        ensure!(code == 0);
+        acked.push((offset, v));
+    }
+
+    c.heal_all();
+    // The old leader follows the new one in its epoch and converges.
+    let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();
+    poll_until(Duration::from_secs(60), || {
+        let md = metadata(c.nodes[(old - 1) as usize].bootstrap(), &[&topic])?;
+        let p = &md.topics[0].partitions[0];
+        let reference = log_bytes(&dirs[0], &topic, 0)?;
+        let same = dirs[1..]
+            .iter()
+            .map(|d| log_bytes(d, &topic, 0))
+            .collect::<Result<Vec<_>>>()?
+            .iter()
+            .all(|b| *b == reference);
+        Ok((p.leader_id.0 == new && p.leader_epoch >= epoch && same).then_some(()))
+    })
+    .context("the healed node did not converge")?;
+    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
+    let mut got = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (code, records) = weir_tests::raw::fetch(&mut conn, &topic, 0, offset)?;
+        ensure!(code == 0, "fetch: {code}");
+        let values = weir_tests::raw::values(&records)?;
+        if values.is_empty() {
+            break;
+        }
+        for (o, v) in values {
+            got.push((
+                o,
+                String::from_utf8_lossy(&v.unwrap_or_default()).to_string(),
+            ));
+            offset = o + 1;
+        }
+    }
+    ensure!(got == acked, "read {got:?}, acknowledged {acked:?}");
     Ok(())
 }

@@ -831,6 +831,9 @@ impl Broker {
         for p in parts {
             p.maintain(now);
         }
+        self.metrics
+            .maintenance_passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// This node's view of the cluster, as `/v1/cluster` shows it: the

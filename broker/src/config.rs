@@ -48,6 +48,9 @@ pub struct BrokerArgs {
     /// auto-created topics) [default: min(3, nodes)].
     #[arg(long, env = "WEIR_DEFAULT_REPLICATION_FACTOR")]
     pub default_replication_factor: Option<i16>,
+    /// How often retention, compaction, producer expiry and log flushes run, in ms [default: 30000].
+    #[arg(long, env = "WEIR_MAINTENANCE_INTERVAL_MS")]
+    pub maintenance_interval_ms: Option<u64>,
     /// Create unknown topics on Metadata/Produce [default: true].
     #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -117,6 +120,8 @@ pub struct BrokerConfig {
     pub raft_listen: Option<String>,
     /// Replicas of topics created with replication factor -1.
     pub default_replication_factor: i16,
+    /// How often maintenance (retention, compaction, flushes) runs, in ms.
+    pub maintenance_interval_ms: u64,
     /// Auto-create topics.
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics.
@@ -315,6 +320,9 @@ impl BrokerArgs {
             node_id: self.node_id.or(file.node_id),
             cluster_id: self.cluster_id.or(file.cluster_id),
             peers: self.peers.or(file.peers),
+            maintenance_interval_ms: self
+                .maintenance_interval_ms
+                .or(file.maintenance_interval_ms),
             raft_listen: self.raft_listen.or(file.raft_listen),
             default_replication_factor: self
                 .default_replication_factor
@@ -435,6 +443,10 @@ impl BrokerArgs {
             ("node-id", a.node_id.is_some()),
             ("cluster-id", a.cluster_id.is_some()),
             ("peers", a.peers.is_some()),
+            (
+                "maintenance-interval-ms",
+                a.maintenance_interval_ms.is_some(),
+            ),
             ("raft-listen", a.raft_listen.is_some()),
             (
                 "default-replication-factor",
@@ -481,6 +493,7 @@ impl BrokerArgs {
             peers,
             raft_listen,
             default_replication_factor,
+            maintenance_interval_ms: a.maintenance_interval_ms.unwrap_or(30_000),
             advertise: a.advertise,
             admin_listen: a.admin_listen.unwrap_or_else(|| "127.0.0.1:9644".into()),
             node_id: a.node_id.unwrap_or(0),

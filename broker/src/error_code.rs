@@ -18,6 +18,7 @@ pub mod code {
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_CONTROLLER: i16 = 41;
+    pub const POLICY_VIOLATION: i16 = 44;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const INVALID_TOPIC: i16 = 17;
     pub const RECORD_LIST_TOO_LARGE: i16 = 18;
@@ -105,6 +106,7 @@ pub fn delete_records(e: &DeleteRecordsError) -> i16 {
     match e {
         DeleteRecordsError::OutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         DeleteRecordsError::RaftLogBusy => code::REQUEST_TIMED_OUT,
+        DeleteRecordsError::Replicated => code::POLICY_VIOLATION,
         DeleteRecordsError::Storage(s) => storage(s),
     }
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub producer_states: Arc<ProducerStateCounters>,
     /// The group coordinator's write queue.
     pub group_writes: Arc<GroupWriteCounters>,
+    /// Maintenance passes (retention, compaction, flushes) completed.
+    pub maintenance_passes: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -37,6 +39,7 @@ impl Default for Metrics {
             fetch_bytes: AtomicU64::new(0),
             producer_states: Arc::default(),
             group_writes: Arc::default(),
+            maintenance_passes: AtomicU64::new(0),
         }
     }
 }
@@ -67,6 +70,7 @@ impl Metrics {
             ("weir_bad_requests_total", &self.bad_requests),
             ("weir_produce_bytes_total", &self.produce_bytes),
             ("weir_fetch_bytes_total", &self.fetch_bytes),
+            ("weir_maintenance_passes_total", &self.maintenance_passes),
             (
                 "weir_producer_state_expired_total",
                 &self.producer_states.expired,

@@ -104,6 +104,11 @@ pub enum DeleteRecordsError {
     /// [`PartitionGroup::release_applied`]); nothing was deleted.
     #[error("the raft log did not release the records in time")]
     RaftLogBusy,
+    /// The partition is replicated: removing records needs every replica to
+    /// agree where the log starts, which is not built yet; nothing was
+    /// deleted.
+    #[error("deleting records of a replicated partition is not supported yet")]
+    Replicated,
     /// The log failed the change.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -164,6 +169,8 @@ pub struct Partition {
     group: OnceLock<PartitionGroup>,
     /// This partition, when its group has no other voter (acks=1 visibility).
     lone: OnceLock<Weak<Partition>>,
+    /// This partition, for waits that outlive a borrow of it.
+    me: OnceLock<Weak<Partition>>,
     /// Why the group's Raft instance is down (a storage failure), while it is:
     /// produce then answers KAFKA_STORAGE_ERROR, not NOT_LEADER_OR_FOLLOWER.
     failure: Mutex<Option<String>>,
@@ -187,6 +194,9 @@ pub struct PendingAppend {
     /// The offsets the batch has (a retry) or will have (a proposal).
     pub appended: Appended,
     proposal: Option<Proposal>,
+    /// A retry answered from producer state: the batch it repeats must be
+    /// in the log at those offsets before the retry is acknowledged.
+    duplicate_of: Option<(Arc<Partition>, BatchIds)>,
     /// The partition, when it is its group's only voter (see
     /// [`PendingAppend::wait`]).
     lone: Option<Arc<Partition>>,
@@ -199,13 +209,23 @@ impl PendingAppend {
     /// a commit is durable under the fsync policy on a quorum).
     pub async fn wait(self, acks: i16, fsync_every_append: bool) -> Result<Appended, AppendError> {
         let Some(mut proposal) = self.proposal else {
+            if let Some((part, ids)) = self.duplicate_of {
+                let acks = if fsync_every_append { -1 } else { acks };
+                return part.confirm_duplicate(acks, self.appended, ids).await;
+            }
             return Ok(self.appended);
         };
         if acks == -1 || fsync_every_append {
+            // The offsets the batch got, whatever was predicted.
             let got = proposal.committed().await?;
             if got.base_offset != self.appended.base_offset {
-                tracing::error!(predicted = ?self.appended, committed = ?got, "offset prediction missed");
+                tracing::debug!(predicted = ?self.appended, committed = ?got, "offset prediction missed");
             }
+            return Ok(Appended {
+                base_offset: got.base_offset,
+                last_offset: got.last_offset,
+                ..self.appended
+            });
         } else if acks == 1 {
             proposal.appended().await?;
             // A lone voter's append is on every replica there is: visible at
@@ -267,6 +287,14 @@ impl GroupHooks for Hooks {
             let before = p.leadership();
             if before.role == Role::Leader && (role != Role::Leader || epoch != before.epoch) {
                 p.forget_proposals(ReadBound::HighWatermark);
+            }
+            if role == Role::Leader && (before.role != Role::Leader || epoch != before.epoch) {
+                // A new leader's log holds entries of earlier terms not yet
+                // applied here; it will commit every one of them, and a
+                // producer retrying must find them (a duplicate, not an
+                // out-of-order sequence): producer state covers the whole
+                // log before the partition takes requests.
+                p.forget_proposals(ReadBound::LogEnd);
             }
             p.set_leadership(Leadership { role, epoch });
         }
@@ -360,6 +388,7 @@ impl Partition {
                 .await?;
         let mut leadership = group.leadership();
         let _ = part.group.set(group);
+        let _ = part.me.set(Arc::downgrade(&part));
         let _ = part.lone.set(Arc::downgrade(&part));
         // A lone voter elects itself at once; the wait is bounded anyway.
         let elected = tokio::time::timeout(
@@ -401,6 +430,7 @@ impl Partition {
         )
         .await?;
         let _ = part.group.set(group);
+        let _ = part.me.set(Arc::downgrade(&part));
         Ok(part)
     }
 
@@ -439,6 +469,7 @@ impl Partition {
             producer_counters: counters,
             group: OnceLock::new(),
             lone: OnceLock::new(),
+            me: OnceLock::new(),
             failure: Mutex::new(None),
         }
     }
@@ -642,6 +673,9 @@ impl Partition {
                 high_watermark,
             });
         }
+        if self.is_replicated() {
+            return Err(DeleteRecordsError::Replicated);
+        }
         if !self.release_raft_log() {
             return Err(DeleteRecordsError::RaftLogBusy);
         }
@@ -651,11 +685,26 @@ impl Partition {
     /// Makes the Raft log forget the entries applied so far (see
     /// [`PartitionGroup::release_applied`]), so data below the high watermark
     /// may be removed. Blocking: call it from a blocking thread of the runtime.
+    /// Lets the Raft log forget its applied entries, so retention,
+    /// compaction or DeleteRecords may remove the batches they point at.
+    /// Only a one-voter group does: a replicated group keeps every entry,
+    /// since a follower behind the purge point would get a snapshot, which
+    /// carries no records (the log is the data), and miss them. So retention
+    /// and compaction do not run on replicated partitions yet (shipping
+    /// segments to such a follower is the next step, see docs/cluster.md).
     fn release_raft_log(&self) -> bool {
+        if self.is_replicated() {
+            return false;
+        }
         let Some(group) = self.group.get() else {
             return true;
         };
         tokio::runtime::Handle::current().block_on(group.release_applied())
+    }
+
+    /// Whether the partition has replicas on other nodes.
+    fn is_replicated(&self) -> bool {
+        self.group.get().is_some() && self.lone.get().is_none()
     }
 
     /// Waits until every record up to `offset` is on disk under the log's
@@ -772,6 +821,7 @@ impl Partition {
                         log_append_time: -1,
                     },
                     proposal: None,
+                    duplicate_of: self.me().map(|p| (p, *ids)),
                     lone: None,
                 });
             }
@@ -805,8 +855,72 @@ impl Partition {
                 log_append_time,
             },
             proposal,
+            duplicate_of: None,
             lone: self.lone.get().and_then(Weak::upgrade),
         })
+    }
+
+    /// This partition as an `Arc` (set once its group is open).
+    fn me(&self) -> Option<Arc<Partition>> {
+        self.me.get().and_then(Weak::upgrade)
+    }
+
+    /// A retry answered from producer state is acknowledged only once the
+    /// batch it repeats is where producer state says (appended for acks=1,
+    /// committed for acks=all) and really is that producer's batch: the
+    /// original may still be in flight, and a proposal that never lands
+    /// (leadership moved) must not be acknowledged through its retry. While
+    /// this node stops leading, or when another batch holds those offsets,
+    /// the retry fails as not-leader (retriable): the client retries, and
+    /// producer state rebuilt from the log then decides.
+    async fn confirm_duplicate(
+        &self,
+        acks: i16,
+        appended: Appended,
+        ids: BatchIds,
+    ) -> Result<Appended, AppendError> {
+        if acks == 0 {
+            return Ok(appended);
+        }
+        let want = appended.last_offset + 1;
+        let (mut reached, bound) = if acks == -1 {
+            (
+                self.log.subscribe_high_watermark(),
+                ReadBound::HighWatermark,
+            )
+        } else {
+            (self.log.subscribe_log_end(), ReadBound::LogEnd)
+        };
+        loop {
+            if self.leadership().role != Role::Leader {
+                return Err(AppendError::NotLeader);
+            }
+            if *reached.borrow_and_update() >= want {
+                break;
+            }
+            // Woken by progress; leadership is looked at again every 100 ms.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), reached.changed())
+                .await;
+        }
+        if appended.base_offset < self.log.log_start_offset() {
+            return Ok(appended); // committed long ago and since removed
+        }
+        let r = self
+            .log
+            .read(appended.base_offset, 1, bound)
+            .map_err(AppendError::from)?;
+        let same = HeaderWalk::new(&r.records, 0).next().is_some_and(|(_, h)| {
+            h.base_offset == appended.base_offset
+                && h.producer_id == ids.producer_id
+                && h.producer_epoch == ids.epoch
+                && h.base_sequence == ids.first_seq
+        });
+        if same {
+            Ok(appended)
+        } else {
+            tracing::debug!(partition = %self.tp, ?appended, "a retry's original batch is not in the log");
+            Err(AppendError::NotLeader)
+        }
     }
 
     /// Reads for a consumer: committed batches only (see [`ReadBound`]).

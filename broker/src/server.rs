@@ -10,9 +10,6 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::health::Health;
 
-/// How often retention and compaction run.
-const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
-
 /// Serves Kafka traffic until `shutdown` resolves, then closes every log.
 /// `health` learns when the listener accepts and when it stops.
 pub async fn run(
@@ -26,7 +23,8 @@ pub async fn run(
         let broker = broker.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+            let every = Duration::from_millis(broker.config.maintenance_interval_ms.max(1));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {

@@ -955,16 +955,19 @@ async fn rearm_loop(shared: Arc<Shared>, hooks: Arc<dyn GroupHooks>) {
             continue;
         };
         if let Some(last) = last {
+            // Bounded: the written index may lag after a truncation; then
+            // the log end is taken as it is after the wait (a later
+            // mismatch breaks the generation again).
             let wait = shared.predictions.wait_written(last);
-            if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            if tokio::time::timeout(std::time::Duration::from_secs(2), wait)
                 .await
                 .is_err()
             {
                 tracing::warn!(
                     log = shared.log.name(),
-                    "appends did not finish; predictions stay off until leadership changes"
+                    index = last,
+                    "appends not reported written within 2 s; re-arming anyway"
                 );
-                continue;
             }
         }
         hooks.predictions_reset();

@@ -116,6 +116,10 @@ impl LogStore {
         &mut self,
         predictions: Arc<crate::group::predictions::Predictions>,
     ) {
+        // What the log holds from before this instance counts as written.
+        if let Some(last) = self.shared.translator().last_id() {
+            predictions.written(last.index);
+        }
         self.predictions = Some(predictions);
     }
 

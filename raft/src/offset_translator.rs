@@ -303,8 +303,6 @@ impl OffsetTranslator {
     }
 
     /// The Kafka offset of the next data entry.
-    // Used by tests today; the cluster's follower paths use it next.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn next_offset(&self) -> i64 {
         self.next_offset
     }

@@ -38,9 +38,13 @@ delivered = []
 errors = []
 
 
+failed_partitions = {}
+
+
 def on_delivery(err, msg):
     if err is not None:
         errors.append(err)
+        failed_partitions[msg.partition()] = failed_partitions.get(msg.partition(), 0) + 1
     else:
         delivered.append(msg)
 
@@ -76,7 +80,7 @@ if a.expect_error:
         emit({"error": e.name(), "code": e.code()})
 else:
     if errors:
-        fail(f"{len(errors)} delivery errors, first: {errors[0]}")
+        fail(f"{len(errors)} delivery errors, first: {errors[0]}; by partition: {failed_partitions}")
     check(len(delivered) == a.count, f"{len(delivered)} delivery reports, expected {a.count}")
     for m in delivered:
         emit({"partition": m.partition(), "offset": m.offset(), "key": m.key().decode()})

@@ -143,13 +143,26 @@ impl WeirNode {
             None => {
                 let t = tempfile::Builder::new().prefix("weir-data-").tempdir()?;
                 let p = t.path().to_path_buf();
-                (Some(t), p)
+                // WEIR_TEST_KEEP_DATA=1 keeps the directory for a post-mortem.
+                if std::env::var_os("WEIR_TEST_KEEP_DATA").is_some() {
+                    eprintln!("keeping {}", p.display());
+                    (None, t.keep())
+                } else {
+                    (Some(t), p)
+                }
             }
         };
         let mut node = WeirNode {
             child: None,
             _owned_dir: owned,
-            log_dir: tempfile::Builder::new().prefix("weir-log-").tempdir()?,
+            log_dir: {
+                let mut d = tempfile::Builder::new().prefix("weir-log-").tempdir()?;
+                if std::env::var_os("WEIR_TEST_KEEP_DATA").is_some() {
+                    eprintln!("keeping logs in {}", d.path().display());
+                    d.disable_cleanup(true);
+                }
+                d
+            },
             data_dir,
             args: opts.args,
             bootstrap: String::new(),

@@ -129,7 +129,8 @@ impl Predictions {
         }
     }
 
-    /// Called by the log store once entries up to `index` are written.
+    /// Called by the log store once entries up to `index` are written (and
+    /// when it opens, for what it holds).
     pub(crate) fn written(&self, index: u64) {
         self.written.send_replace(index);
     }

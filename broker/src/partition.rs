@@ -171,6 +171,9 @@ pub struct Partition {
     lone: OnceLock<Weak<Partition>>,
     /// This partition, for waits that outlive a borrow of it.
     me: OnceLock<Weak<Partition>>,
+    /// How many times producer state was rebuilt from the log: a retry
+    /// waiting on a batch recorded before a rebuild gives up.
+    rebuilds: std::sync::atomic::AtomicU64,
     /// Why the group's Raft instance is down (a storage failure), while it is:
     /// produce then answers KAFKA_STORAGE_ERROR, not NOT_LEADER_OR_FOLLOWER.
     failure: Mutex<Option<String>>,
@@ -470,6 +473,7 @@ impl Partition {
             group: OnceLock::new(),
             lone: OnceLock::new(),
             me: OnceLock::new(),
+            rebuilds: std::sync::atomic::AtomicU64::new(0),
             failure: Mutex::new(None),
         }
     }
@@ -509,6 +513,7 @@ impl Partition {
     /// its next proposals are recorded above it.
     fn forget_proposals(&self, upto: ReadBound) {
         let (states, recorded_to) = scan_producers(&self.log, self.producer_limits, upto);
+        self.rebuilds.fetch_add(1, Ordering::AcqRel);
         *self.producers() = Producers {
             states,
             recorded_to,
@@ -883,6 +888,7 @@ impl Partition {
             return Ok(appended);
         }
         let want = appended.last_offset + 1;
+        let rebuilds = self.rebuilds.load(Ordering::Acquire);
         let (mut reached, bound) = if acks == -1 {
             (
                 self.log.subscribe_high_watermark(),
@@ -892,7 +898,11 @@ impl Partition {
             (self.log.subscribe_log_end(), ReadBound::LogEnd)
         };
         loop {
-            if self.leadership().role != Role::Leader {
+            // Producer state rebuilt meanwhile (the original was refused or
+            // leadership moved): the client retries against the new state.
+            if self.leadership().role != Role::Leader
+                || self.rebuilds.load(Ordering::Acquire) != rebuilds
+            {
                 return Err(AppendError::NotLeader);
             }
             if *reached.borrow_and_update() >= want {

@@ -214,7 +214,7 @@ impl Proposal {
                 r = broken.changed() => r.map_err(|_| stopped())?,
                 done = rx => {
                     self.rx = None;
-                    self.outcome = Some(self.shared.outcome(done, self.offsets));
+                    self.outcome = Some(self.shared.outcome(done, self.offsets, (self.term, self.generation)));
                 }
             }
         }
@@ -228,7 +228,8 @@ impl Proposal {
         let Some(rx) = self.rx.take() else {
             return Err(stopped());
         };
-        self.shared.outcome(rx.await, self.offsets)
+        self.shared
+            .outcome(rx.await, self.offsets, (self.term, self.generation))
     }
 }
 
@@ -380,6 +381,7 @@ impl Shared {
         &self,
         done: Result<WriteResult, impl std::fmt::Debug>,
         predicted: Offsets,
+        made_in: (u64, u64),
     ) -> Result<Offsets, ProposeError> {
         // A dropped responder: the proposal was failed before submission
         // (leadership moved) or the group stopped.
@@ -401,9 +403,21 @@ impl Shared {
                 }
                 Ok(got)
             }
-            Err(ClientWriteError::ForwardToLeader(f)) => Err(ProposeError::NotLeader {
-                leader: f.leader_id,
-            }),
+            Err(ClientWriteError::ForwardToLeader(f)) => {
+                // Refused while this node still leads the term (a lease not
+                // granted or lapsed): every later prediction of the
+                // generation is off. Break it now rather than at the next
+                // append, which may never come (a producer retrying only
+                // this batch waits on it).
+                let (term, generation) = made_in;
+                let view = *self.leadership.borrow();
+                if view.is_leader && view.term == term {
+                    self.predictions.break_generation(generation);
+                }
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
             Err(e) => Err(ProposeError::Stopped(e.to_string())),
         }
     }

@@ -32,30 +32,39 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
         .collect()
 }
 
+/// Launches nodes 1..=n (node i with `--peers peers(i)`), all before any
+/// is awaited: a node listens once a quorum runs.
+fn launch_all(
+    n: usize,
+    peers: impl Fn(usize) -> String,
+    extra: &[(&str, &str)],
+) -> Result<Vec<WeirNode>> {
+    let mut nodes = Vec::new();
+    for i in 1..=n {
+        let mut opts = NodeOpts::default()
+            .arg("--node-id", i)
+            .arg("--peers", peers(i));
+        for (k, v) in extra {
+            opts = opts.arg(k, v);
+        }
+        nodes.push(WeirNode::launch(opts)?);
+    }
+    for node in &mut nodes {
+        node.await_listening()?;
+    }
+    Ok(nodes)
+}
+
 impl Cluster {
     /// Starts `n` nodes with the same `--peers` (all launched before any is
     /// awaited: a node listens once a quorum runs) and `extra` flags.
     pub fn start(n: usize, extra: &[(&str, &str)]) -> Result<Self> {
         let ports = free_ports(n)?;
-        let peers = ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        let peers = (1..=n)
+            .map(|j| format!("{j}@127.0.0.1:{}", ports[j - 1]))
             .collect::<Vec<_>>()
             .join(",");
-        let mut nodes = Vec::new();
-        for i in 1..=n {
-            let mut opts = NodeOpts::default()
-                .arg("--node-id", i)
-                .arg("--peers", &peers);
-            for (k, v) in extra {
-                opts = opts.arg(k, v);
-            }
-            nodes.push(WeirNode::launch(opts)?);
-        }
-        for node in &mut nodes {
-            node.await_listening()?;
-        }
+        let nodes = launch_all(n, |_| peers.clone(), extra)?;
         Ok(Self {
             nodes,
             links: Default::default(),
@@ -77,30 +86,49 @@ impl Cluster {
                 }
             }
         }
-        let mut nodes = Vec::new();
-        for i in 1..=n {
-            let peers = (1..=n)
-                .map(|j| {
-                    if j == i {
-                        format!("{j}@127.0.0.1:{}", ports[j - 1])
-                    } else {
-                        format!("{j}@{}", links[&(i as i32, j as i32)].addr())
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut opts = NodeOpts::default()
-                .arg("--node-id", i)
-                .arg("--peers", &peers);
-            for (k, v) in extra {
-                opts = opts.arg(k, v);
-            }
-            nodes.push(WeirNode::launch(opts)?);
-        }
-        for node in &mut nodes {
-            node.await_listening()?;
-        }
+        let nodes = launch_all(
+            n,
+            |i| {
+                (1..=n)
+                    .map(|j| {
+                        if j == i {
+                            format!("{j}@127.0.0.1:{}", ports[j - 1])
+                        } else {
+                            format!("{j}@{}", links[&(i as i32, j as i32)].addr())
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            extra,
+        )?;
         Ok(Self { nodes, links })
+    }
+
+    /// Kills node `id` (-9) once its log of `topic` partition `partition`
+    /// holds more than `bytes`, while `client` (a thread running a client)
+    /// still runs; fails with the client's result if it ended first.
+    pub fn kill_once_written(
+        &mut self,
+        id: i32,
+        topic: &str,
+        partition: i32,
+        bytes: usize,
+        client: std::thread::JoinHandle<Result<std::process::Output>>,
+    ) -> Result<std::thread::JoinHandle<Result<std::process::Output>>> {
+        let dir = self.node(id).data_dir().to_path_buf();
+        let running = poll_until(Duration::from_secs(60), || {
+            if client.is_finished() {
+                return Ok(Some(false));
+            }
+            Ok((log_bytes(&dir, topic, partition)?.len() > bytes).then_some(true))
+        })?;
+        if !running {
+            let out = client.join().expect("client thread");
+            anyhow::bail!("the client ended before node {id} was killed: {out:?}");
+        }
+        self.node(id).kill()?;
+        Ok(client)
     }
 
     /// Cuts every link to and from node `id` (its Raft traffic; clients
@@ -153,6 +181,24 @@ impl Cluster {
             Ok((leader >= 0).then_some(leader))
         })
     }
+}
+
+/// Every `.log` segment of `topic-partition` under a node's data dir, in
+/// order, concatenated: what replicas must agree on byte for byte.
+pub fn log_bytes(data_dir: &std::path::Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
+    use anyhow::Context;
+    let dir = data_dir.join("logs").join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for s in segments {
+        out.extend(std::fs::read(s)?);
+    }
+    Ok(out)
 }
 
 /// Metadata v12 of `topics` (all when empty) from the node at `addr`.

@@ -6,30 +6,12 @@
 //! refused with a retriable error, never acknowledged.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use weir_tests::cluster::{metadata, Cluster};
+use weir_tests::cluster::{log_bytes, metadata, Cluster};
 use weir_tests::raw::{batch, create_topic_replicated, produce, RawConn};
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
-
-/// Every `.log` segment of `topic-partition` under a node's data dir, in
-/// order, concatenated.
-fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
-    let dir = data_dir.join("logs").join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| dir.display().to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
-    let mut out = Vec::new();
-    for s in segments {
-        out.extend(std::fs::read(s)?);
-    }
-    Ok(out)
-}
 
 #[test]
 fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Result<()> {
@@ -101,18 +83,7 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
             )
         })
     };
-    let leader_dir = c.node(leader).data_dir().to_path_buf();
-    let started = poll_until(Duration::from_secs(60), || {
-        if producer.is_finished() {
-            return Ok(Some(false));
-        }
-        Ok((log_bytes(&leader_dir, &topic, 0)?.len() > 20_000).then_some(true))
-    })?;
-    if !started {
-        let out = producer.join().expect("producer thread");
-        anyhow::bail!("the producer ended before the leader was killed: {out:?}");
-    }
-    c.node(leader).kill()?;
+    let producer = c.kill_once_written(leader, &topic, 0, 20_000, producer)?;
     let produced = producer.join().expect("producer thread")?;
     let acked: BTreeSet<(i32, i64)> = weir_tests::json_lines(&produced)?
         .iter()
@@ -498,5 +469,38 @@ fn a_follower_down_during_maintenance_catches_up_every_record() -> Result<()> {
         Ok((!l.is_empty() && l == f).then_some(()))
     })
     .context("the follower's log never matched the leader's")?;
+    Ok(())
+}
+
+/// kafkajs keeps producing (idempotent, acks -1) and consuming in a group
+/// while the partition's leader is killed: every send succeeds after
+/// retriable errors only, and the group reads every value.
+#[test]
+fn kafkajs_produces_and_consumes_through_a_leader_failover() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let topic = unique("kafkajs-failover");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    drop(conn);
+    let leader = c.leader(1, &topic, 0)?;
+    let boot = c.bootstrap();
+    let client = {
+        let (boot, topic) = (boot.clone(), topic.clone());
+        let group = unique("kafkajs-failover-group");
+        std::thread::spawn(move || {
+            weir_tests::node(
+                "kafkajs_failover",
+                &boot,
+                &["--topic", &topic, "--group", &group, "--count", "600"],
+            )
+        })
+    };
+    let client = c.kill_once_written(leader, &topic, 0, 10_000, client)?;
+    let out = client.join().expect("client thread")?;
+    let summary = weir_tests::json_lines(&out)?;
+    ensure!(
+        summary.first().is_some_and(|s| s["distinct"] == 600),
+        "kafkajs summary: {summary:?}"
+    );
     Ok(())
 }

@@ -12,11 +12,10 @@
 //! `WEIR_FAULT_SECS=600 cargo test -p weir-tests --test cluster_faults -- --nocapture`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use weir_tests::cluster::Cluster;
+use weir_tests::cluster::{log_bytes, Cluster};
 use weir_tests::raw::{create_topic_replicated, RawConn};
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
 
@@ -34,21 +33,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
-    let dir = data_dir.join("logs").join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| dir.display().to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
-    let mut out = Vec::new();
-    for s in segments {
-        out.extend(std::fs::read(s)?);
-    }
-    Ok(out)
 }
 
 fn signal(pid: u32, sig: &str) -> Result<()> {
@@ -95,6 +79,12 @@ fn randomized_faults_lose_and_duplicate_nothing() -> Result<()> {
 
 fn run(seed: u64, secs: u64) -> Result<()> {
     let mut rng = Rng(seed);
+    // WEIR_FAULT_KINDS=0,2 narrows the faults (0 kill, 1 pause, 2 cut, 3 hold).
+    let kinds: Vec<u64> = std::env::var("WEIR_FAULT_KINDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|k| k.trim().parse().ok()).collect())
+        .filter(|k: &Vec<u64>| !k.is_empty())
+        .unwrap_or_else(|| vec![0, 1, 2, 3]);
     let mut c = Cluster::start_with_proxies(3, &[])?;
     let topic = unique("faults");
     let mut conn = RawConn::connect(c.node(1).bootstrap())?;
@@ -132,7 +122,7 @@ fn run(seed: u64, secs: u64) -> Result<()> {
     while Instant::now() < end && !producer.is_finished() {
         let node = 1 + rng.below(3) as i32;
         let hold = Duration::from_millis(500 + rng.below(2500));
-        let kind = rng.below(4);
+        let kind = kinds[rng.below(kinds.len() as u64) as usize];
         faults.push(format!("{kind}@{node}/{}ms", hold.as_millis()));
         match kind {
             0 => {
@@ -176,17 +166,19 @@ fn run(seed: u64, secs: u64) -> Result<()> {
             .or_insert_with(Vec::new)
             .push(v["key"].as_str().unwrap_or_default().to_string());
     }
-    let doubled: Vec<_> = seen.iter().filter(|(_, keys)| keys.len() > 1).collect();
+    // Offset -1: acknowledged without an offset (a retry the broker found
+    // older than the batches it remembers: DUPLICATE_SEQUENCE_NUMBER, which
+    // clients count as delivered, as with Kafka). Those records are checked
+    // by content below (every key's sequence complete, once each).
+    let doubled: Vec<_> = seen
+        .iter()
+        .filter(|((_, offset), keys)| *offset >= 0 && keys.len() > 1)
+        .collect();
     anyhow::ensure!(
         doubled.is_empty(),
         "offsets acknowledged to more than one record: {doubled:?}"
     );
-    let acked: BTreeSet<(i32, i64)> = seen.into_keys().collect();
-    anyhow::ensure!(
-        acked.len() == count,
-        "{} distinct acknowledged offsets of {count}",
-        acked.len()
-    );
+    let acked: BTreeSet<(i32, i64)> = seen.into_keys().filter(|(_, o)| *o >= 0).collect();
     let out = python(
         "confluent_consume",
         &c.bootstrap(),
@@ -202,9 +194,10 @@ fn run(seed: u64, secs: u64) -> Result<()> {
     let recs = recs_from_script(&out)?;
     check_keyed(&recs, count)?;
     let read: BTreeSet<(i32, i64)> = recs.iter().map(|r| (r.partition, r.offset)).collect();
+    let missing: Vec<_> = acked.difference(&read).collect();
     anyhow::ensure!(
-        read == acked,
-        "the records read are not the ones acknowledged"
+        missing.is_empty(),
+        "acknowledged offsets not read: {missing:?}"
     );
 
     let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();

@@ -118,15 +118,21 @@ impl Predictions {
                     "a proposal was refused in its term; predictions re-armed"
                 );
                 open.clear();
-                self.broken.send_if_modified(|b| {
-                    let was = *b;
-                    *b = (*b).max(generation);
-                    *b != was
-                });
+                drop(s);
+                self.break_generation(generation);
             }
             // Not a proposal of this node (a follower's append).
             _ => {}
         }
+    }
+
+    /// Breaks generation `generation` (a proposal of it was refused).
+    pub(crate) fn break_generation(&self, generation: u64) {
+        self.broken.send_if_modified(|b| {
+            let was = *b;
+            *b = (*b).max(generation);
+            *b != was
+        });
     }
 
     /// Called by the log store once entries up to `index` are written (and

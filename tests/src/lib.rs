@@ -426,7 +426,12 @@ impl Drop for WeirNode {
 }
 
 /// Runs a child to completion with a deadline, capturing stdout and stderr.
-fn run_with_deadline(mut cmd: Command, stdin: &[u8], what: &str) -> Result<Output> {
+fn run_with_deadline(
+    mut cmd: Command,
+    stdin: &[u8],
+    what: &str,
+    deadline: Duration,
+) -> Result<Output> {
     let out_dir = tempfile::Builder::new().prefix("weir-client-").tempdir()?;
     let out_path = out_dir.path().join("stdout");
     let err_path = out_dir.path().join("stderr");
@@ -442,7 +447,7 @@ fn run_with_deadline(mut cmd: Command, stdin: &[u8], what: &str) -> Result<Outpu
             let _ = sin.write_all(&data);
         });
     }
-    let end = Instant::now() + CLIENT_DEADLINE;
+    let end = Instant::now() + deadline;
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break s;
@@ -451,7 +456,7 @@ fn run_with_deadline(mut cmd: Command, stdin: &[u8], what: &str) -> Result<Outpu
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "{what} did not finish within {CLIENT_DEADLINE:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                "{what} did not finish within {deadline:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                 std::fs::read_to_string(&out_path).unwrap_or_default(),
                 std::fs::read_to_string(&err_path).unwrap_or_default()
             );
@@ -481,6 +486,16 @@ fn check_output(out: Output, what: &str) -> Result<Output> {
 /// --bootstrap <bootstrap> args...`; fails with the script's stderr on a
 /// non-zero exit.
 pub fn python(script: &str, bootstrap: &str, args: &[&str]) -> Result<Output> {
+    python_within(CLIENT_DEADLINE, script, bootstrap, args)
+}
+
+/// [`python`] with its own deadline (a long-running producer).
+pub fn python_within(
+    deadline: Duration,
+    script: &str,
+    bootstrap: &str,
+    args: &[&str],
+) -> Result<Output> {
     let py = std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".into());
     let path = workspace_dir()
         .join("tests")
@@ -492,7 +507,7 @@ pub fn python(script: &str, bootstrap: &str, args: &[&str]) -> Result<Output> {
         .args(args)
         .env("PYTHONUNBUFFERED", "1");
     let what = format!("{script}.py {}", args.join(" "));
-    check_output(run_with_deadline(cmd, &[], &what)?, &what)
+    check_output(run_with_deadline(cmd, &[], &what, deadline)?, &what)
 }
 
 /// Runs `$WEIR_NODE` (default `node`) on `tests/clients/js/<script>.js
@@ -508,7 +523,7 @@ pub fn node(script: &str, bootstrap: &str, args: &[&str]) -> Result<Output> {
         .args(args)
         .current_dir(&dir);
     let what = format!("{script}.js {}", args.join(" "));
-    check_output(run_with_deadline(cmd, &[], &what)?, &what)
+    check_output(run_with_deadline(cmd, &[], &what, CLIENT_DEADLINE)?, &what)
 }
 
 /// `tests/clients/js`, once its `node_modules` exists (else an error saying
@@ -532,7 +547,10 @@ pub fn kcat(args: &[&str], stdin: &[u8]) -> Result<Output> {
     let mut cmd = Command::new(kcat);
     cmd.args(args);
     let what = format!("kcat {}", args.join(" "));
-    check_output(run_with_deadline(cmd, stdin, &what)?, &what)
+    check_output(
+        run_with_deadline(cmd, stdin, &what, CLIENT_DEADLINE)?,
+        &what,
+    )
 }
 
 /// A bare HTTP/1.1 GET (the admin listener closes after each response).

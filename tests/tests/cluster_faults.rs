@@ -98,7 +98,8 @@ fn run(seed: u64, secs: u64) -> Result<()> {
     let producer = {
         let topic = topic.clone();
         std::thread::spawn(move || {
-            python(
+            weir_tests::python_within(
+                Duration::from_secs(secs * 2 + 120),
                 "confluent_produce",
                 &boot,
                 &[

@@ -336,3 +336,22 @@ fn the_state_machine_answers_with_the_batch_offsets() {
         .collect();
     assert_eq!(ranges, vec![(0, -1), (0, 2), (3, 2), (3, 4)]);
 }
+
+/// A store opened over entries written before (a restart) reports them as
+/// written to the prediction checker: re-arming predictions waits for the
+/// last index, and must not wait for an append that already happened in an
+/// earlier run (a leader stayed unable to propose: found by the fault run).
+#[tokio::test]
+async fn entries_from_an_earlier_run_count_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = open_store(dir.path(), Durability::PageCache);
+        append(&mut store, vec![blank(1, 0), data(1, 1, 2), data(1, 2, 1)]).await;
+    }
+    let mut store = open_store(dir.path(), Durability::PageCache);
+    let p = Arc::new(crate::group::predictions::Predictions::default());
+    store.check_predictions(Arc::clone(&p));
+    tokio::time::timeout(std::time::Duration::from_secs(5), p.wait_written(2))
+        .await
+        .expect("entries on disk were not reported written");
+}

@@ -131,6 +131,30 @@ impl Cluster {
         Ok(client)
     }
 
+    /// Waits until every node's log of each of `partitions` partitions of
+    /// `topic` is byte-identical.
+    pub fn await_identical_replicas(&self, topic: &str, partitions: i32) -> Result<()> {
+        use anyhow::Context;
+        let dirs: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| n.data_dir().to_path_buf())
+            .collect();
+        for p in 0..partitions {
+            poll_until(Duration::from_secs(60), || {
+                let reference = log_bytes(&dirs[0], topic, p)?;
+                for d in &dirs[1..] {
+                    if log_bytes(d, topic, p)? != reference {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(()))
+            })
+            .with_context(|| format!("partition {p} of {topic}: replicas differ"))?;
+        }
+        Ok(())
+    }
+
     /// Cuts every link to and from node `id` (its Raft traffic; clients
     /// still reach its Kafka listener).
     pub fn isolate(&self, id: i32) {

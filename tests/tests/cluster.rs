@@ -117,19 +117,7 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
 
     // The killed node restarts, rejoins, and its logs become identical.
     c.node(leader).restart()?;
-    let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();
-    for p in 0..2 {
-        poll_until(Duration::from_secs(60), || {
-            let reference = log_bytes(&dirs[0], &topic, p)?;
-            for d in &dirs[1..] {
-                if log_bytes(d, &topic, p)? != reference {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        })
-        .with_context(|| format!("partition {p}: replicas differ"))?;
-    }
+    c.await_identical_replicas(&topic, 2)?;
 
     // Two of three nodes down: acks=all is refused (retriable), never
     // acknowledged; with one back, it succeeds again.

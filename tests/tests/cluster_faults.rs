@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use weir_tests::cluster::{log_bytes, Cluster};
+use weir_tests::cluster::Cluster;
 use weir_tests::raw::{create_topic_replicated, RawConn};
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
 
@@ -201,18 +201,6 @@ fn run(seed: u64, secs: u64) -> Result<()> {
         "acknowledged offsets not read: {missing:?}"
     );
 
-    let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();
-    for p in 0..2 {
-        poll_until(Duration::from_secs(60), || {
-            let reference = log_bytes(&dirs[0], &topic, p)?;
-            for d in &dirs[1..] {
-                if log_bytes(d, &topic, p)? != reference {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        })
-        .with_context(|| format!("partition {p}: replicas differ"))?;
-    }
+    c.await_identical_replicas(&topic, 2)?;
     Ok(())
 }

@@ -190,6 +190,16 @@ impl WeirNode {
 
     fn launch_process(&mut self) -> Result<()> {
         self.starts += 1;
+        // A restarted node keeps its ports, as a real one does: clients that
+        // bootstrapped from it, and peers, find it again.
+        let or_any = |bound: &str| {
+            if bound.is_empty() {
+                "127.0.0.1:0".to_string()
+            } else {
+                bound.to_string()
+            }
+        };
+        let (listen, admin) = (or_any(&self.bootstrap), or_any(&self.admin));
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -199,7 +209,7 @@ impl WeirNode {
             .arg("broker")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", &listen, "--admin-listen", &admin])
             .args(&self.args)
             .env_remove("WEIR_CONFIG")
             .stdin(Stdio::null())
@@ -352,7 +362,7 @@ impl WeirNode {
         }
     }
 
-    /// Starts the node again on the same data dir (new ports). Stops it with
+    /// Starts the node again on the same data dir (the same ports). Stops it with
     /// SIGTERM first if it is still running.
     pub fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {

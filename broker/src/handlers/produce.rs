@@ -52,11 +52,7 @@ pub fn handle(
     // REQUEST_TIMED_OUT, as Kafka's delayed produce does (a partition that
     // lost its quorum); acks=1 answers at the leader's append, as in Kafka.
     let timeout = std::time::Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
-    let deadline = if acks == -1 {
-        tokio::time::Instant::now() + timeout
-    } else {
-        tokio::time::Instant::now() + std::time::Duration::from_secs(24 * 3600)
-    };
+    let deadline = (acks == -1).then(|| tokio::time::Instant::now() + timeout);
     let mut topics = Vec::new();
     for t in req.topic_data {
         let name = t.name.0.to_string();
@@ -112,7 +108,11 @@ pub fn handle(
                 let result = match o.result {
                     Ok((pending, part)) => {
                         let wait = pending.wait(acks, part.fsyncs_every_append());
-                        match tokio::time::timeout_at(deadline, wait).await {
+                        let waited = match deadline {
+                            Some(d) => tokio::time::timeout_at(d, wait).await,
+                            None => Ok(wait.await),
+                        };
+                        match waited {
                             Err(_) => {
                                 tracing::debug!(partition = %part.tp, ?timeout, "produce timed out waiting for acks");
                                 Err(Refusal {

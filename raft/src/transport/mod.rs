@@ -139,7 +139,9 @@ impl Attachment {
         self.registry.remove(group);
     }
 
-    /// See [`Transport::forward`].
+    /// Sends `batch` to `node`, the leader of `group`, to propose there; the
+    /// answer comes once it is committed (or refused). A follower forwards
+    /// writes of its group this way (the controller's commands).
     pub(crate) async fn forward(
         &self,
         node: u64,
@@ -147,30 +149,20 @@ impl Attachment {
         batch: bytes::Bytes,
         timeout: std::time::Duration,
     ) -> Result<crate::group::Offsets, crate::group::ProposeError> {
-        forward(&self.peers, node, group, batch, timeout).await
+        let unreachable = |e: LinkError| crate::group::ProposeError::Unreachable(e.to_string());
+        let link = self.peers.link(node, "").map_err(unreachable)?;
+        let req = message::ProposeRequest {
+            batch: batch.to_vec(),
+        };
+        link.call::<_, Result<crate::group::Offsets, crate::group::ProposeError>>(
+            frame::Kind::Propose,
+            group,
+            &req,
+            timeout,
+        )
+        .await
+        .map_err(unreachable)?
     }
-}
-
-async fn forward(
-    peers: &Peers,
-    node: u64,
-    group: u64,
-    batch: bytes::Bytes,
-    timeout: std::time::Duration,
-) -> Result<crate::group::Offsets, crate::group::ProposeError> {
-    let unreachable = |e: LinkError| crate::group::ProposeError::Unreachable(e.to_string());
-    let link = peers.link(node, "").map_err(unreachable)?;
-    let req = message::ProposeRequest {
-        batch: batch.to_vec(),
-    };
-    link.call::<_, Result<crate::group::Offsets, crate::group::ProposeError>>(
-        frame::Kind::Propose,
-        group,
-        &req,
-        timeout,
-    )
-    .await
-    .map_err(unreachable)?
 }
 
 /// A node's Raft transport: the server for its peers' requests and the links
@@ -253,19 +245,6 @@ impl Transport {
             peers: Arc::clone(&self.peers),
             registry: self.registry.clone(),
         }
-    }
-
-    /// Sends `batch` to `node`, the leader of `group`, to propose there; the
-    /// answer comes once it is committed (or refused). A follower forwards
-    /// writes of a group this way (the controller's commands).
-    pub async fn forward(
-        &self,
-        node: u64,
-        group: u64,
-        batch: bytes::Bytes,
-        timeout: std::time::Duration,
-    ) -> Result<crate::group::Offsets, crate::group::ProposeError> {
-        forward(&self.peers, node, group, batch, timeout).await
     }
 
     /// Tells `node` which groups this node leads (see

@@ -271,6 +271,13 @@ impl GroupHooks for Hooks {
         }
     }
 
+    fn reset(&self, offset: i64) {
+        if let Some(p) = self.0.upgrade() {
+            tracing::info!(partition = %p.tp, offset, "log restarted at the leader's log start");
+            p.forget_proposals(ReadBound::HighWatermark);
+        }
+    }
+
     fn leadership(&self, view: weir_raft::group::Leadership) {
         if let Some(p) = self.0.upgrade() {
             if view.is_leader || view.leader.is_some() {
@@ -689,14 +696,9 @@ impl Partition {
 
     /// Makes the Raft log forget the entries applied so far (see
     /// [`PartitionGroup::release_applied`]), so data below the high watermark
-    /// may be removed. Blocking: call it from a blocking thread of the runtime.
-    /// Lets the Raft log forget its applied entries, so retention,
-    /// compaction or DeleteRecords may remove the batches they point at.
-    /// Only a one-voter group does: a replicated group keeps every entry,
-    /// since a follower behind the purge point would get a snapshot, which
-    /// carries no records (the log is the data), and miss them. So retention
-    /// and compaction do not run on replicated partitions yet (shipping
-    /// segments to such a follower is the next step, see docs/cluster.md).
+    /// may be removed or rewritten. Only a one-voter group does (a replicated
+    /// one releases exactly what it removes, see [`Partition::remove_before`]).
+    /// Blocking: call it from a blocking thread of the runtime.
     fn release_raft_log(&self) -> bool {
         if self.is_replicated() {
             return false;
@@ -705,6 +707,28 @@ impl Partition {
             return true;
         };
         tokio::runtime::Handle::current().block_on(group.release_applied())
+    }
+
+    /// Removes the records before `offset` (at most the high watermark) from a
+    /// replicated partition: the Raft log first forgets the entries up to
+    /// there (see [`PartitionGroup::release_below`]), then whole segments
+    /// below it are deleted. A follower that comes back behind this point
+    /// restarts its log here. Returns the log start, unchanged when the Raft
+    /// log could not let go yet. Blocking.
+    fn remove_before(&self, offset: i64) -> Result<i64, StorageError> {
+        let offset = offset.min(self.log.high_watermark());
+        let start = self.log.log_start_offset();
+        if offset <= start {
+            return Ok(start);
+        }
+        let released = match self.group.get() {
+            Some(group) => tokio::runtime::Handle::current().block_on(group.release_below(offset)),
+            None => true,
+        };
+        if !released {
+            return Ok(start);
+        }
+        Ok(self.log.delete_before(offset)?.log_start_offset)
     }
 
     /// Whether the partition has replicas on other nodes.
@@ -744,7 +768,14 @@ impl Partition {
         let tp = &self.tp;
         // Retention and compaction remove or rewrite batches: the Raft log
         // first forgets the entries pointing at them.
-        if self.release_raft_log() {
+        if self.is_replicated() {
+            // Compaction rewrites history a follower may still need as Raft
+            // entries: not on replicated partitions yet (docs/cluster.md).
+            let point = self.log.retention_point(now_ms);
+            if let Err(e) = point.and_then(|p| self.remove_before(p)) {
+                tracing::warn!(partition = %tp, error = %e, "retention failed");
+            }
+        } else if self.release_raft_log() {
             if let Err(e) = self.log.enforce_retention(now_ms) {
                 tracing::warn!(partition = %tp, error = %e, "retention failed");
             }

@@ -40,7 +40,7 @@ use weir_storage::{BatchHeader, Log};
 
 use crate::log_store::LogStore;
 use crate::no_peers::NoPeers;
-use crate::state_machine::{SnapshotData, StateMachine};
+use crate::state_machine::{SnapshotData, SnapshotPlan, StateMachine};
 use crate::types::{Appended, RecordBatch, TypeConfig};
 
 /// What the partition above a group is told.
@@ -59,6 +59,12 @@ pub trait GroupHooks: Send + Sync + std::fmt::Debug + 'static {
     /// at other offsets than predicted. Called once every proposal submitted
     /// before is appended or refused, before proposals are taken again.
     fn predictions_reset(&self) {}
+    /// The partition log was emptied to restart at `offset`: this replica
+    /// installed a snapshot its log did not reach (its leader removed the
+    /// records before `offset`).
+    fn reset(&self, offset: i64) {
+        let _ = offset;
+    }
 }
 
 /// Who leads a group, as this node sees it.
@@ -503,7 +509,8 @@ where
         })?;
     store.check_predictions(predictions);
     let config = raft_config(&settings).map_err(raft_err)?;
-    let sm = StateMachine::with_hooks(hooks, store.first_offset(), log.dir().to_path_buf());
+    let reader = openraft::storage::RaftLogStorage::get_log_reader(&mut store).await;
+    let sm = StateMachine::with_hooks(hooks, store.first_offset(), log.dir().to_path_buf(), reader);
     let raft = Raft::new(node_id, config, network, store, sm)
         .await
         .map_err(|e| raft_err(e.to_string()))?;
@@ -733,15 +740,57 @@ impl PartitionGroup {
     /// returns whether every applied entry is now purged.
     pub async fn release_applied(&self) -> bool {
         let raft = self.shared.raft();
-        let mut metrics = raft.metrics();
-        let (applied, snapshot, purged) = {
-            let m = metrics.borrow_watched();
-            (m.last_applied, m.snapshot, m.purged)
-        };
-        let Some(applied) = applied.map(|l| l.index) else {
+        let Some(applied) = raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map(|l| l.index)
+        else {
             return true;
         };
-        let done = |l: Option<crate::types::LogId>| l.is_some_and(|l| l.index >= applied);
+        self.snapshot_and_purge(raft, applied).await
+    }
+
+    /// Lets the partition log start at Kafka offset `offset` (the base of a
+    /// batch at or below the high watermark): a snapshot ends just before it
+    /// and the Raft entries up to there are purged, so retention or
+    /// DeleteRecords may then remove the records before `offset`. A follower
+    /// behind that point installs the snapshot and restarts its log at
+    /// `offset` (see [`GroupHooks::reset`]); every record from `offset` on
+    /// still reaches it as Raft entries: the log is the snapshot. Waits up to
+    /// 5 s; returns whether the Raft log no longer holds anything before
+    /// `offset` (also when it never did).
+    pub async fn release_below(&self, offset: i64) -> bool {
+        let raft = self.shared.raft();
+        let plan = raft
+            .with_state_machine(move |sm| {
+                Box::pin(async move { sm.plan_snapshot_at(offset).await })
+            })
+            .await;
+        match plan {
+            Ok(Ok(SnapshotPlan::At(last))) => self.snapshot_and_purge(raft, last.index).await,
+            Ok(Ok(SnapshotPlan::Covered)) => true,
+            Ok(Ok(SnapshotPlan::NotYet)) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(log = self.shared.log.name(), error = %e, "snapshot boundary");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(log = self.shared.log.name(), error = %e, "snapshot boundary");
+                false
+            }
+        }
+    }
+
+    /// Takes a snapshot (at the planned boundary, or the last applied entry)
+    /// unless one covers `upto` already, then purges the Raft log up to it.
+    async fn snapshot_and_purge(&self, raft: RaftHandle, upto: u64) -> bool {
+        let mut metrics = raft.metrics();
+        let (snapshot, purged) = {
+            let m = metrics.borrow_watched();
+            (m.snapshot, m.purged)
+        };
+        let done = |l: Option<crate::types::LogId>| l.is_some_and(|l| l.index >= upto);
         if done(purged) {
             return true;
         }
@@ -754,7 +803,7 @@ impl PartitionGroup {
                 }
             }
             raft.trigger()
-                .purge_log(applied)
+                .purge_log(upto)
                 .await
                 .map_err(|e| e.to_string())?;
             while !done(metrics.borrow_watched().purged) {

@@ -291,6 +291,55 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+impl LogReader {
+    /// The Kafka offset of the first data entry of the Raft log (see
+    /// [`LogStore::first_offset`]).
+    pub(crate) fn first_offset(&self) -> i64 {
+        self.shared.translator().anchor().first_offset
+    }
+
+    /// Runs `f` on the translator on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut OffsetTranslator, &Log) -> Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let shared = Arc::clone(&self.shared);
+        let out = tokio::task::spawn_blocking(move || f(&mut shared.translator(), &shared.log))
+            .await
+            .map_err(io::Error::other)?;
+        Ok(out?)
+    }
+
+    /// The last entry before the one at Kafka offset `offset` (see
+    /// [`OffsetTranslator::entry_before`]): where a snapshot ends so that the
+    /// log may start at `offset`.
+    pub(crate) async fn entry_before(&self, offset: i64) -> io::Result<Option<LogId>> {
+        let id = self
+            .blocking(move |t, log| t.entry_before(log, offset))
+            .await?;
+        Ok(id.map(|id| log_id(id.term, id.index)))
+    }
+
+    /// Makes the log continue after a snapshot ending at `last`, at Kafka
+    /// offset `offset`: nothing to do when it holds `last` or purged past it;
+    /// otherwise the partition log is emptied to restart at `offset` (see
+    /// [`OffsetTranslator::reset_after`]). Returns whether it was.
+    pub(crate) async fn continue_after(&self, last: LogId, offset: i64) -> io::Result<bool> {
+        let id = EntryId {
+            index: last.index,
+            term: term_of(&last),
+        };
+        self.blocking(move |t, log| {
+            if t.covers(log, id)? {
+                return Ok(false);
+            }
+            t.reset_after(log, id, offset)?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogReader {
     /// Every entry of `range` the log holds; data entries zero-copy from the
     /// partition log.

@@ -53,6 +53,10 @@ use crate::error::{RaftStoreError, Result};
 use crate::side_entries::{SideFile, SideRecord};
 use crate::sync_points::{Point, PointFile};
 
+/// Present while [`OffsetTranslator::reset_after`] runs: the anchor it sets
+/// (JSON). An open that finds it finishes the reset.
+const RESET_FILE: &str = "raft-reset";
+
 /// File holding the anchor.
 pub(crate) const ANCHOR_FILE: &str = "raft-state";
 /// Data entries between two sync points.
@@ -173,6 +177,7 @@ impl OffsetTranslator {
     /// its files with the log (see the module docs).
     pub(crate) fn open(log: &Log) -> Result<Self> {
         let dir = log.dir().to_path_buf();
+        finish_reset(log)?;
         let log_end = log.log_end_offset();
         let anchor = load_anchor(log)?;
         if anchor.first_offset > log_end {
@@ -498,6 +503,66 @@ impl OffsetTranslator {
         Ok(())
     }
 
+    /// Empties the partition log and restarts the Raft log after `after`, at
+    /// Kafka offset `offset`: a follower installs a snapshot (its leader's log
+    /// starts there) that its own log does not reach. Every entry is dropped.
+    /// Durable and all or nothing across a crash (a marker written first
+    /// makes the next open finish it). Blocking.
+    pub(crate) fn reset_after(&mut self, log: &Log, after: EntryId, offset: i64) -> Result<()> {
+        let anchor = Anchor {
+            purged: Some(after),
+            first_index: after.index + 1,
+            first_offset: offset,
+        };
+        let marker = serde_json::to_vec(&anchor).expect("an anchor serialises");
+        durable_file::write(&self.dir, RESET_FILE, &marker, durable_file::Sync::Durable)?;
+        apply_reset(log, &anchor)?;
+        self.side.clear();
+        self.side_file.rewrite(&self.side)?;
+        self.points.clear();
+        self.point_file.replace(&[])?;
+        std::fs::remove_file(self.dir.join(RESET_FILE)).map_err(RaftStoreError::io(&self.dir))?;
+        durable_file::sync_dir(&self.dir)?;
+        self.anchor = anchor;
+        self.last = None;
+        self.next_offset = offset;
+        self.since_point = POINT_SPACING;
+        self.recent = [None; RECENT];
+        Ok(())
+    }
+
+    /// The id of the last entry before the one holding Kafka offset `offset`
+    /// (the last entry of the log when `offset` is its end): where a snapshot
+    /// must end for the log to start at `offset` once the entries up to it are
+    /// purged. `None` when `offset` is not the base of a data entry the log
+    /// holds, or nothing precedes it in the log.
+    pub(crate) fn entry_before(&mut self, log: &Log, offset: i64) -> Result<Option<EntryId>> {
+        let index = if offset == self.next_offset {
+            self.next_index()
+        } else {
+            match self.raft_index_of(log, offset)? {
+                Some(i) if self.cursor_at(log, i)?.offset == offset => i,
+                _ => return Ok(None),
+            }
+        };
+        if index <= self.anchor.first_index {
+            return Ok(None);
+        }
+        self.id_at(log, index - 1).map(Some)
+    }
+
+    /// Whether the log holds the entry `id` (same index and term), or purged
+    /// the entries up to it.
+    pub(crate) fn covers(&mut self, log: &Log, id: EntryId) -> Result<bool> {
+        if id.index < self.anchor.first_index {
+            return Ok(true);
+        }
+        if id.index >= self.next_index() {
+            return Ok(false);
+        }
+        Ok(self.id_at(log, id.index)? == id)
+    }
+
     /// The entries with indexes in `start..end` that the log holds (those purged
     /// or not yet appended are left out).
     pub(crate) fn read(&mut self, log: &Log, start: u64, end: u64) -> Result<Vec<StoredEntry>> {
@@ -749,6 +814,41 @@ fn load_anchor(log: &Log) -> Result<Anchor> {
             Ok(anchor)
         }
     }
+}
+
+/// Empties `log` at the anchor's offset and writes the anchor, dropping the
+/// side entries and sync points (the files; the caller clears its memory).
+fn apply_reset(log: &Log, anchor: &Anchor) -> Result<()> {
+    log.reset_to(anchor.first_offset)?;
+    save_anchor(log.dir(), anchor)
+}
+
+/// Finishes a [`OffsetTranslator::reset_after`] a crash interrupted.
+fn finish_reset(log: &Log) -> Result<()> {
+    let dir = log.dir();
+    let Some(bytes) = durable_file::read(dir, RESET_FILE)? else {
+        return Ok(());
+    };
+    let anchor: Anchor = serde_json::from_slice(&bytes).map_err(|e| {
+        RaftStoreError::corrupt(
+            dir.join(RESET_FILE),
+            format!("unreadable reset marker: {e}"),
+        )
+    })?;
+    tracing::warn!(dir = %dir.display(), offset = anchor.first_offset, "finishing an interrupted raft log reset");
+    apply_reset(log, &anchor)?;
+    for name in [
+        crate::side_entries::SIDE_FILE,
+        crate::sync_points::POINTS_FILE,
+    ] {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RaftStoreError::io(dir)(e)),
+        }
+    }
+    std::fs::remove_file(dir.join(RESET_FILE)).map_err(RaftStoreError::io(dir))?;
+    durable_file::sync_dir(dir)
 }
 
 fn save_anchor(dir: &std::path::Path, anchor: &Anchor) -> Result<()> {

@@ -38,6 +38,18 @@ pub(crate) struct SnapshotManifest {
     pub(crate) next_kafka_offset: Option<i64>,
 }
 
+/// Where a snapshot that lets the log start at a Kafka offset would end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotPlan {
+    /// The Raft log holds nothing before the offset: no snapshot is needed.
+    Covered,
+    /// The next snapshot ends at this entry.
+    At(LogId),
+    /// Not possible now: the offset is not the base of a batch in the Raft
+    /// log, its entry is not applied yet, or membership changed after it.
+    NotYet,
+}
+
 #[derive(Debug, Default, Clone)]
 struct Applied {
     last: Option<LogId>,
@@ -65,12 +77,18 @@ pub(crate) struct StateMachine {
     dir: Option<std::path::PathBuf>,
     /// Told of every committed data entry (the partition above the group).
     hooks: Option<Arc<dyn GroupHooks>>,
+    /// The Raft log (snapshot boundaries, resets on install).
+    store: Option<crate::log_store::LogReader>,
+    /// Where the next snapshot ends, when not at the last applied entry (see
+    /// [`StateMachine::plan_snapshot_at`]).
+    planned: Option<SnapshotManifest>,
 }
 
 /// Builds a snapshot of the state when it was created.
 #[derive(Debug)]
 pub(crate) struct SnapshotBuilder {
     applied: Applied,
+    planned: Option<SnapshotManifest>,
     current: Arc<Mutex<Option<Snapshot>>>,
     dir: Option<std::path::PathBuf>,
 }
@@ -117,9 +135,11 @@ impl StateMachine {
         hooks: Arc<dyn GroupHooks>,
         first_offset: i64,
         dir: std::path::PathBuf,
+        store: crate::log_store::LogReader,
     ) -> Self {
         Self {
             hooks: Some(hooks),
+            store: Some(store),
             applied: Applied {
                 next_offset: Some(first_offset),
                 ..Applied::default()
@@ -127,6 +147,36 @@ impl StateMachine {
             dir: Some(dir),
             ..Self::default()
         }
+    }
+
+    /// Makes the next snapshot end just before Kafka offset `offset` instead of
+    /// at the last applied entry, so that purging the Raft log up to it lets
+    /// the partition log start at `offset` (retention, DeleteRecords) and a
+    /// follower that installs it continues there. Returns where it ends, or
+    /// `None` when it cannot: `offset` is not the base of a batch in the Raft
+    /// log, nothing precedes it, its entry is not applied yet, or membership
+    /// changed after it.
+    pub(crate) async fn plan_snapshot_at(&mut self, offset: i64) -> io::Result<SnapshotPlan> {
+        let Some(store) = &self.store else {
+            return Ok(SnapshotPlan::NotYet);
+        };
+        if store.first_offset() >= offset {
+            return Ok(SnapshotPlan::Covered);
+        }
+        let Some(last) = store.entry_before(offset).await? else {
+            return Ok(SnapshotPlan::NotYet);
+        };
+        let applied = self.applied.last.map(|l| l.index);
+        let membership_at = self.applied.membership.log_id().map(|l| l.index);
+        if applied.is_none_or(|a| a < last.index) || membership_at.is_some_and(|m| m > last.index) {
+            return Ok(SnapshotPlan::NotYet);
+        }
+        self.planned = Some(SnapshotManifest {
+            last_log_id: Some(last),
+            last_membership: self.applied.membership.clone(),
+            next_kafka_offset: Some(offset),
+        });
+        Ok(SnapshotPlan::At(last))
     }
 
     /// The answer for one entry; moves the Kafka boundary past a batch.
@@ -194,6 +244,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             applied: self.applied.clone(),
+            planned: self.planned.take(),
             current: Arc::clone(&self.current),
             dir: self.dir.clone(),
         }
@@ -211,12 +262,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: meta.last_membership.clone(),
             next_offset: manifest.next_kafka_offset,
         };
+        let next_offset = manifest.next_kafka_offset;
         let snapshot = Snapshot {
             meta: meta.clone(),
             snapshot,
         };
+        // Stored first: if the reset below is interrupted, the restart
+        // installs this snapshot again and finishes it.
         persist(self.dir.clone(), &snapshot).await?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
+        if let (Some(store), Some(last), Some(next)) = (&self.store, meta.last_log_id, next_offset)
+        {
+            // A log that does not reach the snapshot's end (this follower was
+            // behind its leader's purge point) restarts where the leader's
+            // continues: the records before it were removed there.
+            if store.continue_after(last, next).await? {
+                tracing::info!(log_id = %last, offset = next, "partition log reset to a snapshot");
+                if let Some(hooks) = &self.hooks {
+                    hooks.reset(next);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -250,11 +316,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let manifest = SnapshotManifest {
+        let manifest = self.planned.take().unwrap_or_else(|| SnapshotManifest {
             last_log_id: self.applied.last,
             last_membership: self.applied.membership.clone(),
             next_kafka_offset: self.applied.next_offset,
-        };
+        });
         let snapshot = Snapshot {
             meta: SnapshotMetaOf::<TypeConfig> {
                 last_log_id: manifest.last_log_id,

@@ -955,6 +955,14 @@ impl Log {
     /// Raises the log start offset (DeleteRecords); whole segments below it are
     /// deleted. Durable on return. Returns the new log start.
     pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        Ok(self.delete_before(offset)?.log_start_offset)
+    }
+
+    /// Raises the log start to `offset` (when above it) and deletes the whole
+    /// segments below the log start: what retention does once
+    /// [`Log::retention_point`] chose the offset (a replicated partition first
+    /// lets its Raft log forget the entries in between). Durable on return.
+    pub fn delete_before(&self, offset: i64) -> Result<RetentionOutcome> {
         let mut st = self.lock()?;
         let log_end = st.log_end();
         if offset > log_end {
@@ -969,8 +977,15 @@ impl Log {
         }
         // Also when the start did not move: a roll since the last move may have
         // sealed a segment that now holds nothing at or above the start.
-        self.delete_below_start(&mut st)?;
-        Ok(st.log_start)
+        let (segments_deleted, bytes_deleted) = self.delete_below_start(&mut st)?;
+        if segments_deleted > 0 {
+            tracing::info!(log = %self.name, segments_deleted, bytes_deleted, log_start = st.log_start, "segments deleted");
+        }
+        Ok(RetentionOutcome {
+            segments_deleted,
+            bytes_deleted,
+            log_start_offset: st.log_start,
+        })
     }
 
     /// Raises the log start to `offset` (durably): its checkpoint, the high
@@ -1009,12 +1024,19 @@ impl Log {
     /// Applies `retention.ms` and `retention.bytes` (when the cleanup policy deletes):
     /// whole segments are removed oldest first. Durable on return.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let point = self.retention_point(now_ms)?;
+        self.delete_before(point)
+    }
+
+    /// The log start `retention.ms` and `retention.bytes` call for at `now_ms`
+    /// (the current log start when nothing is due, or when the cleanup policy
+    /// does not delete): the base of the oldest segment to keep. Removes
+    /// nothing, but rolls the active segment when every record of the log has
+    /// expired, so that it can go too.
+    pub fn retention_point(&self, now_ms: i64) -> Result<i64> {
         let mut st = self.lock()?;
         if !st.cfg.cleanup_policy.deletes() {
-            return Ok(RetentionOutcome {
-                log_start_offset: st.log_start,
-                ..Default::default()
-            });
+            return Ok(st.log_start);
         }
         let (by_time, by_size) = (st.cfg.retention_ms, st.cfg.retention_bytes);
         let expired = |seg: &Segment| {
@@ -1045,18 +1067,7 @@ impl Log {
                 .map_or_else(|| st.active().base_offset, |s| s.0);
             new_start = new_start.max(next_base);
         }
-        if new_start > st.log_start {
-            self.raise_log_start_locked(&mut st, new_start)?;
-        }
-        let (segments_deleted, bytes_deleted) = self.delete_below_start(&mut st)?;
-        if segments_deleted > 0 {
-            tracing::info!(log = %self.name, segments_deleted, bytes_deleted, log_start = st.log_start, "retention");
-        }
-        Ok(RetentionOutcome {
-            segments_deleted,
-            bytes_deleted,
-            log_start_offset: st.log_start,
-        })
+        Ok(new_start)
     }
 
     /// Empties the log and restarts it at `offset` (Kafka's truncateFullyAndStartAt),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use weir_tests::cluster::{log_bytes, metadata, Cluster};
-use weir_tests::raw::{batch, create_topic_replicated, produce, RawConn};
+use weir_tests::raw::{batch, create_topic_replicated, list_offset, produce, RawConn};
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
 
 #[test]
@@ -457,6 +457,91 @@ fn a_follower_down_during_maintenance_catches_up_every_record() -> Result<()> {
         Ok((!l.is_empty() && l == f).then_some(()))
     })
     .context("the follower's log never matched the leader's")?;
+    Ok(())
+}
+
+/// Retention runs on a replicated partition: the leader removes old segments
+/// (its Raft log forgets exactly what it removes), a follower that was down
+/// meanwhile comes back behind the leader's log start, restarts its log there
+/// and converges byte for byte; after the leader is killed, the new leader
+/// serves every acknowledged record from the log start on, densely.
+#[test]
+fn retention_on_a_replicated_partition_restarts_a_lagging_follower_at_the_log_start() -> Result<()>
+{
+    let mut c = Cluster::start(3, &[("--maintenance-interval-ms", "100")])?;
+    let topic = unique("retained");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    let configs = [("segment.bytes", "2048"), ("retention.bytes", "4096")];
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &configs)? == 0);
+    let leader = c.leader(1, &topic, 0)?;
+    let follower = (1..=3).find(|n| *n != leader).expect("three nodes");
+    c.node(follower).kill()?;
+    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let v = format!("record-{i:04}-{}", "x".repeat(60));
+        let (code, offset) = produce(&mut to_leader, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
+        ensure!(code == 0, "produce with one follower down: {code}");
+        acked.push((offset, v));
+    }
+    // The leader's retention removes the oldest segments.
+    let start = poll_until(Duration::from_secs(30), || {
+        let s = list_offset(&mut to_leader, &topic, 0, -2)?;
+        Ok((s > 0).then_some(s))
+    })
+    .context("retention never ran on the replicated partition")?;
+    c.node(follower).restart()?;
+    let (ld, fd) = (
+        c.node(leader).data_dir().to_path_buf(),
+        c.node(follower).data_dir().to_path_buf(),
+    );
+    poll_until(Duration::from_secs(60), || {
+        let (l, f) = (log_bytes(&ld, &topic, 0)?, log_bytes(&fd, &topic, 0)?);
+        Ok((!l.is_empty() && l == f).then_some(()))
+    })
+    .context("the returning follower's log never matched the leader's")?;
+
+    c.node(leader).kill()?;
+    let new = poll_until(Duration::from_secs(30), || {
+        for n in (1..=3).filter(|n| *n != leader) {
+            let md = metadata(c.nodes[(n - 1) as usize].bootstrap(), &[&topic])?;
+            if md.topics[0].partitions[0].leader_id.0 == n {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
+    })?;
+    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
+    let first = poll_until(Duration::from_secs(30), || {
+        Ok(list_offset(&mut conn, &topic, 0, -2).ok())
+    })?;
+    ensure!(
+        first >= start && first < 300,
+        "log start {first} on the new leader (was {start} on the old one)"
+    );
+    let mut got = Vec::new();
+    let mut offset = first;
+    loop {
+        let (code, records) = weir_tests::raw::fetch(&mut conn, &topic, 0, offset)?;
+        ensure!(code == 0, "fetch at {offset}: {code}");
+        let values = weir_tests::raw::values(&records)?;
+        if values.is_empty() {
+            break;
+        }
+        for (o, v) in values {
+            got.push((
+                o,
+                String::from_utf8_lossy(&v.unwrap_or_default()).to_string(),
+            ));
+            offset = o + 1;
+        }
+    }
+    ensure!(
+        got == acked[first as usize..],
+        "read {} records from {first}, expected the {} acknowledged from there",
+        got.len(),
+        300 - first
+    );
     Ok(())
 }
 

@@ -546,3 +546,100 @@ fn raft_files_without_their_anchor_are_refused() {
     let err = OffsetTranslator::open(&log).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+/// A follower installs a snapshot its log does not reach: the partition log
+/// restarts empty at the snapshot's offset and the Raft log right after the
+/// snapshot's entry, across a reopen, and appends continue from there.
+#[test]
+fn a_reset_restarts_both_logs_after_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(50));
+    let after = EntryId {
+        index: model.next_index() + 100,
+        term: model.term + 1,
+    };
+    let offset = model.next_offset + 1_000;
+    assert!(!t.covers(&log, after).unwrap());
+    t.reset_after(&log, after, offset).unwrap();
+    model = Model {
+        purged: Some(after),
+        first_index: after.index + 1,
+        entries: Vec::new(),
+        next_offset: offset,
+        term: after.term,
+    };
+    check(&model, &log, &mut t);
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (offset, offset)
+    );
+    assert!(t.covers(&log, after).unwrap(), "purged up to the snapshot");
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+    run(&mut model, &log, &mut t, &mixed(30));
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+}
+
+/// A crash during a reset (its marker on disk, the logs untouched) is
+/// finished by the next open: never the old entries under the new anchor.
+#[test]
+fn an_interrupted_reset_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(40));
+    let after = EntryId {
+        index: model.next_index() + 7,
+        term: model.term,
+    };
+    let offset = model.next_offset + 50;
+    let marker = Anchor {
+        purged: Some(after),
+        first_index: after.index + 1,
+        first_offset: offset,
+    };
+    std::fs::write(
+        dir.path().join(RESET_FILE),
+        serde_json::to_vec(&marker).unwrap(),
+    )
+    .unwrap();
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    let model = Model {
+        purged: Some(after),
+        first_index: after.index + 1,
+        entries: Vec::new(),
+        next_offset: offset,
+        term: after.term,
+    };
+    check(&model, &log, &mut t);
+    assert_eq!(log.log_start_offset(), offset);
+    assert!(!dir.path().join(RESET_FILE).exists());
+}
+
+/// The snapshot boundary for a log start: the entry just before the batch
+/// based at that offset (a non-data entry counts), none inside a batch.
+#[test]
+fn entry_before_names_the_entry_preceding_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(
+        &mut model,
+        &log,
+        &mut t,
+        &[Kind::Data(2), Kind::Other, Kind::Data(3), Kind::Data(1)],
+    );
+    let ids: Vec<EntryId> = model.entries.iter().map(|e| e.id).collect();
+    assert_eq!(t.entry_before(&log, 0).unwrap(), None, "nothing before");
+    assert_eq!(t.entry_before(&log, 2).unwrap(), Some(ids[1]));
+    assert_eq!(t.entry_before(&log, 3).unwrap(), None, "inside a batch");
+    assert_eq!(t.entry_before(&log, 5).unwrap(), Some(ids[2]));
+    assert_eq!(
+        t.entry_before(&log, 6).unwrap(),
+        Some(ids[3]),
+        "the log end"
+    );
+}

@@ -211,6 +211,7 @@ impl Broker {
                 configs: c,
                 internal: true,
                 replicas: vec![node_ids(&cluster, node)],
+                log_start_floors: BTreeMap::new(),
             };
             handle.block_on(controller.submit(&[Command::CreateTopic {
                 name: OFFSETS_TOPIC.into(),
@@ -468,12 +469,18 @@ impl Broker {
             .cloned()
             .collect();
         let mut to_open = Vec::new();
+        let floors: Vec<(TopicPartition, i64)> = plan
+            .iter()
+            .filter(|h| h.floor > 0)
+            .map(|h| (h.tp.clone(), h.floor))
+            .collect();
         for h in plan {
             if open.contains(&h.tp) {
                 if let Some(p) = self.partition(&h.tp.topic, h.tp.partition) {
                     if p.config() != h.config {
                         p.set_config(h.config.clone());
                     }
+                    p.raise_log_start_floor(h.floor);
                 }
                 continue;
             }
@@ -495,6 +502,11 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .extend(new);
+        for (tp, floor) in floors {
+            if let Some(p) = self.partition(&tp.topic, tp.partition) {
+                p.raise_log_start_floor(floor);
+            }
+        }
         Ok(())
     }
 
@@ -647,6 +659,7 @@ impl Broker {
             configs,
             internal: false,
             replicas,
+            log_start_floors: BTreeMap::new(),
         };
         self.controller.submit_blocking(&[Command::CreateTopic {
             name: name.into(),
@@ -758,6 +771,28 @@ impl Broker {
         }])?;
         self.reconcile()?;
         tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Records through the controller that partition `partition` of `name`
+    /// starts at `offset` from now on (DeleteRecords on a replicated
+    /// partition): every replica applies it, also one that is down now.
+    pub fn record_log_start(
+        &self,
+        name: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), TopicChangeError> {
+        let t = self
+            .meta
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.into()))?;
+        self.controller.submit_blocking(&[Command::DeleteRecords {
+            name: name.into(),
+            id: t.id,
+            partition,
+            offset,
+        }])?;
         Ok(())
     }
 
@@ -977,6 +1012,8 @@ struct Hosted {
     group: u64,
     replicas: Vec<i32>,
     config: LogConfig,
+    /// Where DeleteRecords raised the log start (0: never).
+    floor: i64,
 }
 
 /// The partitions of `topics` with a replica on `node`.
@@ -996,6 +1033,7 @@ fn hosted_plan(
                     group: group_id(t.id, p),
                     replicas,
                     config: config.clone(),
+                    floor: t.log_start_floors.get(&p).copied().unwrap_or(0),
                 });
             }
         }

@@ -85,6 +85,18 @@ pub enum Command {
         /// The configs.
         configs: BTreeMap<String, String>,
     },
+    /// Raises the log start of partition `partition` of topic `name` (id
+    /// `id`) to `offset` on every replica (DeleteRecords).
+    DeleteRecords {
+        /// Its name.
+        name: String,
+        /// Its id.
+        id: u128,
+        /// The partition.
+        partition: i32,
+        /// The new log start (never lowered).
+        offset: i64,
+    },
     /// Gives `node` the next block of producer ids.
     AllocateProducerIds {
         /// The node.
@@ -317,7 +329,14 @@ mod tests {
                     configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
                     internal: false,
                     replicas: vec![vec![1, 2], vec![2, 3]],
+                    log_start_floors: BTreeMap::from([(1, 42)]),
                 },
+            },
+            Command::DeleteRecords {
+                name: "t".into(),
+                id: 9,
+                partition: 1,
+                offset: 77,
             },
             Command::DeleteTopic {
                 name: "t".into(),

@@ -106,7 +106,6 @@ pub fn delete_records(e: &DeleteRecordsError) -> i16 {
     match e {
         DeleteRecordsError::OutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         DeleteRecordsError::RaftLogBusy => code::REQUEST_TIMED_OUT,
-        DeleteRecordsError::Replicated => code::POLICY_VIOLATION,
         DeleteRecordsError::Storage(s) => storage(s),
     }
 }

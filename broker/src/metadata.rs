@@ -37,6 +37,10 @@ pub struct TopicMeta {
     /// then lives on the one node (see [`TopicMeta::replicas_of`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<Vec<i32>>,
+    /// Per partition, the offset DeleteRecords raised its log start to: every
+    /// replica removes the records below it (up to its high watermark).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub log_start_floors: BTreeMap<i32, i64>,
 }
 
 impl TopicMeta {
@@ -357,6 +361,19 @@ impl MetadataStore {
                         }
                     }
                 }
+                Command::DeleteRecords {
+                    name,
+                    id,
+                    partition,
+                    offset,
+                } => {
+                    if let Some(t) = f.topics.get_mut(name) {
+                        if t.id == *id && (0..t.partitions).contains(partition) {
+                            let floor = t.log_start_floors.entry(*partition).or_insert(0);
+                            *floor = (*floor).max(*offset);
+                        }
+                    }
+                }
                 Command::AllocateProducerIds { node } => {
                     let start = f.producer_id_reserved;
                     f.producer_id_reserved = start.saturating_add(PRODUCER_ID_BLOCK);
@@ -380,6 +397,7 @@ mod tests {
             configs: BTreeMap::new(),
             internal: false,
             replicas: (0..partitions).map(|p| vec![p % 3, (p + 1) % 3]).collect(),
+            log_start_floors: BTreeMap::new(),
         }
     }
 

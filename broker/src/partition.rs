@@ -104,11 +104,6 @@ pub enum DeleteRecordsError {
     /// [`PartitionGroup::release_applied`]); nothing was deleted.
     #[error("the raft log did not release the records in time")]
     RaftLogBusy,
-    /// The partition is replicated: removing records needs every replica to
-    /// agree where the log starts, which is not built yet; nothing was
-    /// deleted.
-    #[error("deleting records of a replicated partition is not supported yet")]
-    Replicated,
     /// The log failed the change.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -174,6 +169,8 @@ pub struct Partition {
     /// How many times producer state was rebuilt from the log: a retry
     /// waiting on a batch recorded before a rebuild gives up.
     rebuilds: std::sync::atomic::AtomicU64,
+    /// See [`Partition::raise_log_start_floor`].
+    log_start_floor: std::sync::atomic::AtomicI64,
     /// Why the group's Raft instance is down (a storage failure), while it is:
     /// produce then answers KAFKA_STORAGE_ERROR, not NOT_LEADER_OR_FOLLOWER.
     failure: Mutex<Option<String>>,
@@ -219,13 +216,17 @@ impl PendingAppend {
             return Ok(self.appended);
         };
         if acks == -1 || fsync_every_append {
-            // The offsets the batch got, whatever was predicted.
+            // The offsets the batches got, whatever was predicted. `proposal`
+            // is the request's last batch; its batches were proposed back to
+            // back, so the first one's base is as far before its end as
+            // predicted.
             let got = proposal.committed().await?;
-            if got.base_offset != self.appended.base_offset {
+            if got.last_offset != self.appended.last_offset {
                 tracing::debug!(predicted = ?self.appended, committed = ?got, "offset prediction missed");
             }
+            let span = self.appended.last_offset - self.appended.base_offset;
             return Ok(Appended {
-                base_offset: got.base_offset,
+                base_offset: got.last_offset - span,
                 last_offset: got.last_offset,
                 ..self.appended
             });
@@ -481,6 +482,7 @@ impl Partition {
             lone: OnceLock::new(),
             me: OnceLock::new(),
             rebuilds: std::sync::atomic::AtomicU64::new(0),
+            log_start_floor: std::sync::atomic::AtomicI64::new(0),
             failure: Mutex::new(None),
         }
     }
@@ -674,9 +676,9 @@ impl Partition {
         Ok(found.filter(|f| f.offset < self.log.high_watermark()))
     }
 
-    /// DeleteRecords: raises the log start to `offset` (`-1`: the high
-    /// watermark); returns the new log start. Durable on return.
-    pub fn delete_records(&self, offset: i64) -> Result<i64, DeleteRecordsError> {
+    /// The log start DeleteRecords asks for with `offset` (`-1`: the high
+    /// watermark), checked against the high watermark.
+    pub fn delete_target(&self, offset: i64) -> Result<i64, DeleteRecordsError> {
         let high_watermark = self.log.high_watermark();
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
@@ -685,13 +687,44 @@ impl Partition {
                 high_watermark,
             });
         }
+        Ok(target)
+    }
+
+    /// DeleteRecords: raises the log start to `offset` (`-1`: the high
+    /// watermark); returns the new log start. Durable on return. On a
+    /// replicated partition the caller first records the new start through
+    /// the controller (see [`Partition::raise_log_start_floor`]), so that
+    /// every replica applies it. Blocking.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, DeleteRecordsError> {
+        let target = self.delete_target(offset)?;
         if self.is_replicated() {
-            return Err(DeleteRecordsError::Replicated);
+            self.raise_log_start_floor(target);
+            // The Raft log lets go once the entries up to `target` are
+            // applied here, which takes moments after they are committed.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let start = self.remove_before(target)?;
+                if start >= target {
+                    return Ok(start);
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(DeleteRecordsError::RaftLogBusy);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         if !self.release_raft_log() {
             return Err(DeleteRecordsError::RaftLogBusy);
         }
         Ok(self.log.advance_log_start(target)?)
+    }
+
+    /// The log start DeleteRecords set for this partition through the
+    /// controller: every replica removes the records below it, up to its high
+    /// watermark, at its next maintenance pass (a replica behind it catches up
+    /// first). Never lowered.
+    pub fn raise_log_start_floor(&self, offset: i64) {
+        self.log_start_floor.fetch_max(offset, Ordering::AcqRel);
     }
 
     /// Makes the Raft log forget the entries applied so far (see
@@ -732,7 +765,7 @@ impl Partition {
     }
 
     /// Whether the partition has replicas on other nodes.
-    fn is_replicated(&self) -> bool {
+    pub fn is_replicated(&self) -> bool {
         self.group.get().is_some() && self.lone.get().is_none()
     }
 
@@ -771,8 +804,9 @@ impl Partition {
         if self.is_replicated() {
             // Compaction rewrites history a follower may still need as Raft
             // entries: not on replicated partitions yet (docs/cluster.md).
+            let floor = self.log_start_floor.load(Ordering::Acquire);
             let point = self.log.retention_point(now_ms);
-            if let Err(e) = point.and_then(|p| self.remove_before(p)) {
+            if let Err(e) = point.and_then(|p| self.remove_before(p.max(floor))) {
                 tracing::warn!(partition = %tp, error = %e, "retention failed");
             }
         } else if self.release_raft_log() {
@@ -1039,6 +1073,36 @@ mod tests {
     /// Appends and waits for the commit.
     async fn produce(p: &Partition, b: Bytes) -> Result<Appended, AppendError> {
         p.append(&b)?.wait(-1, false).await
+    }
+
+    /// A request whose records hold two batches (kafka-protocol's encoder
+    /// writes one per record) is answered with the first batch's base offset
+    /// under acks=all as under acks=1: the client numbers its records from it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_all_answers_the_base_offset_of_the_first_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(open_log(dir.path()), ProducerLimits::default()).await;
+        let two_batches = || {
+            let one = |v: &str| {
+                weir_storage::record::build_batch(&[(None, Some(v.as_bytes().to_vec()), now_ms())])
+            };
+            let mut b = one("a");
+            b.extend(one("b"));
+            Bytes::from(b)
+        };
+        for (acks, base) in [(-1, 0), (1, 2), (-1, 4)] {
+            let a = p
+                .append(&two_batches())
+                .unwrap()
+                .wait(acks, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                (a.base_offset, a.last_offset),
+                (base, base + 1),
+                "acks={acks}"
+            );
+        }
     }
 
     /// A partition full of producers evicts the one idle longest and counts it;

@@ -310,14 +310,17 @@ impl LogReader {
         Ok(out?)
     }
 
-    /// The last entry before the one at Kafka offset `offset` (see
-    /// [`OffsetTranslator::entry_before`]): where a snapshot ends so that the
-    /// log may start at `offset`.
-    pub(crate) async fn entry_before(&self, offset: i64) -> io::Result<Option<LogId>> {
-        let id = self
+    /// The last entry before the one holding Kafka offset `offset`, and that
+    /// batch's base (see [`OffsetTranslator::entry_before`]): where a snapshot
+    /// ends so that the log may start at `offset`.
+    pub(crate) async fn entry_before(
+        &self,
+        offset: i64,
+    ) -> io::Result<Option<(Option<LogId>, i64)>> {
+        let found = self
             .blocking(move |t, log| t.entry_before(log, offset))
             .await?;
-        Ok(id.map(|id| log_id(id.term, id.index)))
+        Ok(found.map(|(id, base)| (id.map(|id| log_id(id.term, id.index)), base)))
     }
 
     /// Makes the log continue after a snapshot ending at `last`, at Kafka

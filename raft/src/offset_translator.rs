@@ -532,23 +532,29 @@ impl OffsetTranslator {
     }
 
     /// The id of the last entry before the one holding Kafka offset `offset`
-    /// (the last entry of the log when `offset` is its end): where a snapshot
-    /// must end for the log to start at `offset` once the entries up to it are
-    /// purged. `None` when `offset` is not the base of a data entry the log
-    /// holds, or nothing precedes it in the log.
-    pub(crate) fn entry_before(&mut self, log: &Log, offset: i64) -> Result<Option<EntryId>> {
-        let index = if offset == self.next_offset {
-            self.next_index()
+    /// (the last entry of the log when `offset` is its end), with the base
+    /// offset of the batch that holds `offset`: where a snapshot must end, and
+    /// the offset the log then continues at, for the log to start at or below
+    /// `offset` once the entries up to it are purged (`None` as the id: its
+    /// entry is the first of the log, nothing to purge). `None` when the log
+    /// does not hold `offset`.
+    pub(crate) fn entry_before(
+        &mut self,
+        log: &Log,
+        offset: i64,
+    ) -> Result<Option<(Option<EntryId>, i64)>> {
+        let (index, base) = if offset == self.next_offset {
+            (self.next_index(), offset)
         } else {
             match self.raft_index_of(log, offset)? {
-                Some(i) if self.cursor_at(log, i)?.offset == offset => i,
-                _ => return Ok(None),
+                Some(i) => (i, self.cursor_at(log, i)?.offset),
+                None => return Ok(None),
             }
         };
         if index <= self.anchor.first_index {
-            return Ok(None);
+            return Ok(Some((None, base)));
         }
-        self.id_at(log, index - 1).map(Some)
+        Ok(Some((Some(self.id_at(log, index - 1)?), base)))
     }
 
     /// Whether the log holds the entry `id` (same index and term), or purged

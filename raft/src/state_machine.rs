@@ -149,10 +149,11 @@ impl StateMachine {
         }
     }
 
-    /// Makes the next snapshot end just before Kafka offset `offset` instead of
-    /// at the last applied entry, so that purging the Raft log up to it lets
-    /// the partition log start at `offset` (retention, DeleteRecords) and a
-    /// follower that installs it continues there. Returns where it ends, or
+    /// Makes the next snapshot end just before the batch holding Kafka offset
+    /// `offset` instead of at the last applied entry, so that purging the Raft
+    /// log up to it lets the partition log start at `offset` (retention,
+    /// DeleteRecords) and a follower that installs it continues at that
+    /// batch. Returns where it ends, or
     /// `None` when it cannot: `offset` is not the base of a batch in the Raft
     /// log, nothing precedes it, its entry is not applied yet, or membership
     /// changed after it.
@@ -163,8 +164,11 @@ impl StateMachine {
         if store.first_offset() >= offset {
             return Ok(SnapshotPlan::Covered);
         }
-        let Some(last) = store.entry_before(offset).await? else {
-            return Ok(SnapshotPlan::NotYet);
+        let (last, base) = match store.entry_before(offset).await? {
+            Some((Some(last), base)) => (last, base),
+            // The batch holding `offset` is the first of the Raft log.
+            Some((None, _)) => return Ok(SnapshotPlan::Covered),
+            None => return Ok(SnapshotPlan::NotYet),
         };
         let applied = self.applied.last.map(|l| l.index);
         let membership_at = self.applied.membership.log_id().map(|l| l.index);
@@ -174,7 +178,7 @@ impl StateMachine {
         self.planned = Some(SnapshotManifest {
             last_log_id: Some(last),
             last_membership: self.applied.membership.clone(),
-            next_kafka_offset: Some(offset),
+            next_kafka_offset: Some(base),
         });
         Ok(SnapshotPlan::At(last))
     }

@@ -355,6 +355,33 @@ pub fn list_offset(conn: &mut RawConn, topic: &str, partition: i32, timestamp: i
     Ok(p.offset)
 }
 
+/// DeleteRecords v2 of one partition up to `offset`: (error code, low watermark).
+pub fn delete_records(
+    conn: &mut RawConn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(i16, i64)> {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(partition)
+                .with_offset(offset)])]);
+    let resp = conn.request(2, &req)?;
+    let p = resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| anyhow!("empty DeleteRecords response"))?;
+    Ok((p.error_code, p.low_watermark))
+}
+
 /// The values of every record in `records` (decompressing as needed).
 pub fn values(records: &Bytes) -> Result<Vec<(i64, Option<Bytes>)>> {
     let mut buf = records.clone();

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use weir_tests::cluster::{log_bytes, metadata, Cluster};
-use weir_tests::raw::{batch, create_topic_replicated, list_offset, produce, RawConn};
+use weir_tests::raw::{
+    batch, create_topic_replicated, delete_records, list_offset, produce, RawConn,
+};
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
 
 #[test]
@@ -541,6 +543,108 @@ fn retention_on_a_replicated_partition_restarts_a_lagging_follower_at_the_log_st
         "read {} records from {first}, expected the {} acknowledged from there",
         got.len(),
         300 - first
+    );
+    Ok(())
+}
+
+/// DeleteRecords on a replicated partition holds on every replica: the
+/// leader answers it (a follower says NOT_LEADER_OR_FOLLOWER), a replica that
+/// was down comes back and raises its log start too, and after the leader is
+/// killed the new one starts at the same offset and serves every
+/// acknowledged record from there.
+#[test]
+fn delete_records_on_a_replicated_partition_holds_on_every_replica() -> Result<()> {
+    let mut c = Cluster::start(3, &[("--maintenance-interval-ms", "100")])?;
+    let topic = unique("trimmed");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[("segment.bytes", "1024")])? == 0);
+    let leader = c.leader(1, &topic, 0)?;
+    let others: Vec<i32> = (1..=3).filter(|n| *n != leader).collect();
+    c.node(others[0]).kill()?;
+    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
+    let mut acked = Vec::new();
+    for i in 0..40 {
+        let (a, b) = (format!("{i}-a-{}", "v".repeat(200)), format!("{i}-b"));
+        let (code, base) = produce(
+            &mut to_leader,
+            &topic,
+            0,
+            -1,
+            batch(&[a.as_bytes(), b.as_bytes()], None)?,
+        )?;
+        ensure!(code == 0, "produce: {code}");
+        acked.extend([(base, a), (base + 1, b)]);
+    }
+    let mut to_follower = RawConn::connect(c.node(others[1]).bootstrap())?;
+    let refused = delete_records(&mut to_follower, &topic, 0, 25)?;
+    ensure!(refused.0 == 6, "DeleteRecords on a follower: {refused:?}");
+    // Offset 25 is inside the batch 24..=25.
+    let deleted = delete_records(&mut to_leader, &topic, 0, 25)?;
+    ensure!(
+        deleted == (0, 25),
+        "DeleteRecords on the leader: {deleted:?}"
+    );
+    c.node(others[0]).restart()?;
+    let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();
+    poll_until(Duration::from_secs(30), || {
+        let starts = dirs
+            .iter()
+            .map(|d| {
+                let f = d
+                    .join("logs")
+                    .join(format!("{topic}-0"))
+                    .join("log-start-offset");
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect::<Vec<_>>();
+        Ok(starts.iter().all(|s| s == "25").then_some(()))
+    })
+    .context("a replica's log start never reached 25")?;
+
+    c.node(leader).kill()?;
+    let new = poll_until(Duration::from_secs(30), || {
+        for n in &others {
+            let md = metadata(c.nodes[(*n - 1) as usize].bootstrap(), &[&topic])?;
+            if md.topics[0].partitions[0].leader_id.0 == *n {
+                return Ok(Some(*n));
+            }
+        }
+        Ok(None)
+    })?;
+    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
+    let start = poll_until(Duration::from_secs(30), || {
+        Ok(list_offset(&mut conn, &topic, 0, -2).ok())
+    })?;
+    ensure!(start == 25, "the new leader {new} starts at {start}");
+    let (code, _) = weir_tests::raw::fetch(&mut conn, &topic, 0, 23)?;
+    ensure!(code == 1, "fetch below the log start: {code}");
+    let mut got = Vec::new();
+    let mut offset = 25;
+    loop {
+        let (code, records) = weir_tests::raw::fetch(&mut conn, &topic, 0, offset)?;
+        ensure!(code == 0, "fetch at {offset}: {code}");
+        let values = weir_tests::raw::values(&records)?;
+        if values.is_empty() {
+            break;
+        }
+        for (o, v) in values {
+            offset = o + 1;
+            if o >= 25 {
+                got.push((
+                    o,
+                    String::from_utf8_lossy(&v.unwrap_or_default()).to_string(),
+                ));
+            }
+        }
+    }
+    let first_difference = got.iter().zip(&acked[25..]).find(|(g, a)| g != a);
+    ensure!(
+        got == acked[25..],
+        "read {} records from 25, first difference {first_difference:?}",
+        got.len()
     );
     Ok(())
 }

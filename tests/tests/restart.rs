@@ -131,12 +131,7 @@ fn a_data_dir_from_before_raft_opens_with_nothing_lost() -> Result<()> {
 /// node starts, keeps the new log start, and appends continue.
 #[test]
 fn a_restart_after_deleted_records_serves_on() -> Result<()> {
-    use kafka_protocol::messages::delete_records_request::{
-        DeleteRecordsPartition, DeleteRecordsTopic,
-    };
-    use kafka_protocol::messages::{DeleteRecordsRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    use weir_tests::raw::{batch, create_topic, list_offset, produce, RawConn};
+    use weir_tests::raw::{batch, create_topic, delete_records, list_offset, produce, RawConn};
     let mut node = WeirNode::start_default()?;
     let mut c = RawConn::connect(node.bootstrap())?;
     ensure!(create_topic(&mut c, "trim", 1, &[("segment.bytes", "1024")])? == 0);
@@ -144,20 +139,8 @@ fn a_restart_after_deleted_records_serves_on() -> Result<()> {
     for _ in 0..20 {
         ensure!(produce(&mut c, "trim", 0, -1, batch(&[&value], None)?)?.0 == 0);
     }
-    let req = DeleteRecordsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![DeleteRecordsTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("trim")))
-            .with_partitions(vec![DeleteRecordsPartition::default()
-                .with_partition_index(0)
-                .with_offset(15)])]);
-    let resp = c.request(2, &req)?;
-    let p = &resp.topics[0].partitions[0];
-    ensure!(
-        (p.error_code, p.low_watermark) == (0, 15),
-        "DeleteRecords: {:?}",
-        (p.error_code, p.low_watermark)
-    );
+    let deleted = delete_records(&mut c, "trim", 0, 15)?;
+    ensure!(deleted == (0, 15), "DeleteRecords: {deleted:?}");
     drop(c);
     node.kill()?;
     node.restart()?;

@@ -26,11 +26,9 @@ pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                             .with_error_code(b.not_hosted(&name, p.partition_index))
                             .with_low_watermark(-1);
                     };
-                    match part.delete_records(p.offset) {
+                    match delete(b, &part, &name, p.partition_index, p.offset) {
                         Ok(low) => r.with_low_watermark(low),
-                        Err(e) => r
-                            .with_error_code(error_code::delete_records(&e))
-                            .with_low_watermark(-1),
+                        Err(code) => r.with_error_code(code).with_low_watermark(-1),
                     }
                 })
                 .collect();
@@ -40,4 +38,29 @@ pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Deletes the records of one partition before `offset`; the new log start,
+/// or the error code. On a replicated partition the leader decides and the
+/// controller records it, so every replica applies it, also one that is down
+/// now.
+fn delete(
+    b: &Broker,
+    part: &crate::partition::Partition,
+    name: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<i64, i16> {
+    if part.is_replicated() {
+        part.check_leader(-1).map_err(|e| error_code::leader(&e))?;
+    }
+    let target = part
+        .delete_target(offset)
+        .map_err(|e| error_code::delete_records(&e))?;
+    if part.is_replicated() {
+        b.record_log_start(name, partition, target)
+            .map_err(|e| e.code())?;
+    }
+    part.delete_records(target)
+        .map_err(|e| error_code::delete_records(&e))
 }

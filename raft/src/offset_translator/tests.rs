@@ -620,7 +620,7 @@ fn an_interrupted_reset_is_finished_on_open() {
 }
 
 /// The snapshot boundary for a log start: the entry just before the batch
-/// based at that offset (a non-data entry counts), none inside a batch.
+/// holding that offset (a non-data entry counts), and that batch's base.
 #[test]
 fn entry_before_names_the_entry_preceding_a_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -633,13 +633,27 @@ fn entry_before_names_the_entry_preceding_a_batch() {
         &[Kind::Data(2), Kind::Other, Kind::Data(3), Kind::Data(1)],
     );
     let ids: Vec<EntryId> = model.entries.iter().map(|e| e.id).collect();
-    assert_eq!(t.entry_before(&log, 0).unwrap(), None, "nothing before");
-    assert_eq!(t.entry_before(&log, 2).unwrap(), Some(ids[1]));
-    assert_eq!(t.entry_before(&log, 3).unwrap(), None, "inside a batch");
-    assert_eq!(t.entry_before(&log, 5).unwrap(), Some(ids[2]));
+    assert_eq!(
+        t.entry_before(&log, 0).unwrap(),
+        Some((None, 0)),
+        "nothing before"
+    );
+    assert_eq!(
+        t.entry_before(&log, 1).unwrap(),
+        Some((None, 0)),
+        "inside the first batch"
+    );
+    assert_eq!(t.entry_before(&log, 2).unwrap(), Some((Some(ids[1]), 2)));
+    assert_eq!(
+        t.entry_before(&log, 4).unwrap(),
+        Some((Some(ids[1]), 2)),
+        "inside a batch"
+    );
+    assert_eq!(t.entry_before(&log, 5).unwrap(), Some((Some(ids[2]), 5)));
     assert_eq!(
         t.entry_before(&log, 6).unwrap(),
-        Some(ids[3]),
+        Some((Some(ids[3]), 6)),
         "the log end"
     );
+    assert_eq!(t.entry_before(&log, 7).unwrap(), None, "past the end");
 }

@@ -10,6 +10,7 @@ use weir_storage::{LogConfig, LogManager, TopicPartition};
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::controller::{Command, Controller, ControllerError, Voters};
+use crate::coordinators::{offsets_partition_for, Coordinators, DEFAULT_OFFSETS_PARTITIONS};
 use crate::group::{
     AppendFuture, GroupConfig, GroupCoordinator, GroupStore, GroupStoreError, PartitionCheck,
     Record,
@@ -49,13 +50,9 @@ pub struct Broker {
     pub logs: LogManager,
     // Read on every produce/fetch, written when topics change; never held across `.await`.
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    // The group coordinator, replaced when this node becomes the leader of
-    // the offsets partition (it loads the groups from the log); read by every
-    // group request, never held across an `.await`.
-    groups: RwLock<Arc<GroupCoordinator>>,
-    /// The leader epoch of `__consumer_offsets` partition 0 for which
-    /// `groups` is loaded; -1 while this node does not coordinate.
-    coordinating: std::sync::atomic::AtomicI32,
+    /// The group coordinators, one per `__consumer_offsets` partition this
+    /// node leads (loaded from its log in each new leader epoch).
+    coordinators: Coordinators,
     /// Settings of the coordinators this node starts.
     group_config: GroupConfig,
     /// Counters for /metrics.
@@ -204,13 +201,25 @@ impl Broker {
             let mut c = BTreeMap::new();
             c.insert("cleanup.policy".to_string(), "compact".to_string());
             c.insert("segment.bytes".to_string(), (100 << 20).to_string());
-            // Every node holds a replica (one partition for now).
+            // Spread as any topic: each group's coordinator is the leader of
+            // its partition, so coordination spreads over the nodes too. (A
+            // directory from before holds one partition, kept as it is.)
+            let nodes = node_ids(&cluster, node);
+            let factor = usize::try_from(config.default_replication_factor)
+                .unwrap_or(1)
+                .clamp(1, nodes.len());
             let topic = TopicMeta {
                 id: crate::metadata::random_id(),
-                partitions: 1,
+                partitions: DEFAULT_OFFSETS_PARTITIONS,
                 configs: c,
                 internal: true,
-                replicas: vec![node_ids(&cluster, node)],
+                replicas: crate::assignment::spread(
+                    0,
+                    DEFAULT_OFFSETS_PARTITIONS,
+                    factor,
+                    &nodes,
+                    0,
+                ),
                 log_start_floors: BTreeMap::new(),
             };
             handle.block_on(controller.submit(&[Command::CreateTopic {
@@ -252,10 +261,6 @@ impl Broker {
                 logs.delete(&tp)?;
             }
         }
-        let offsets_log = partitions
-            .get(&TopicPartition::new(OFFSETS_TOPIC, 0))
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} has no partition 0 on this node"))?;
         let group_config = GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             max_pending_writes: config.group_max_pending_writes,
@@ -263,18 +268,17 @@ impl Broker {
             ..GroupConfig::default()
         };
         // A lone voter leads at once: it coordinates from the start. In a
-        // cluster the node coordinates once it leads the offsets partition
-        // (see `spawn_coordinator_follower`).
-        let leading = offsets_log.leadership();
-        let coordinating = if matches!(leading.role, crate::partition::Role::Leader) {
-            leading.epoch
-        } else {
-            -1
-        };
-        let groups = GroupCoordinator::start(
-            Arc::new(OffsetsLog(Arc::clone(&offsets_log))),
-            group_config.clone(),
-        )?;
+        // cluster the node coordinates the partitions it comes to lead (see
+        // `spawn_coordinator_follower`).
+        let coordinators = Coordinators::default();
+        for (tp, p) in &partitions {
+            let l = p.leadership();
+            if tp.topic == OFFSETS_TOPIC && matches!(l.role, crate::partition::Role::Leader) {
+                let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog(Arc::clone(p)));
+                let g = GroupCoordinator::start(store, group_config.clone())?;
+                coordinators.install(tp.partition, l.epoch, g);
+            }
+        }
         tracing::info!(
             topics = topics.len(),
             partitions = partitions.len(),
@@ -293,15 +297,14 @@ impl Broker {
             reconciling: Mutex::new(()),
             logs,
             partitions: RwLock::new(partitions),
-            groups: RwLock::new(Arc::new(groups)),
-            coordinating: std::sync::atomic::AtomicI32::new(coordinating),
+            coordinators,
             group_config,
             metrics,
             limits: Limits::new(config_limits),
         });
-        broker
-            .coordinator_or_any()
-            .set_partition_check(broker.partition_check());
+        for (_, _, g) in broker.coordinators.all() {
+            g.set_partition_check(broker.partition_check());
+        }
         broker.spawn_reconciler();
         broker.spawn_coordinator_follower();
         let weak = Arc::downgrade(&broker);
@@ -325,88 +328,117 @@ impl Broker {
         }))
     }
 
-    /// The group coordinator, while this node coordinates: it leads
-    /// `__consumer_offsets` partition 0 and has loaded the groups of its
-    /// term. Group requests get NOT_COORDINATOR otherwise.
-    pub fn coordinator(&self) -> Option<Arc<GroupCoordinator>> {
-        let p = self.partition(OFFSETS_TOPIC, 0)?;
-        let l = p.leadership();
-        let loaded = self.coordinating.load(std::sync::atomic::Ordering::Acquire);
-        (matches!(l.role, crate::partition::Role::Leader) && loaded == l.epoch)
-            .then(|| self.coordinator_or_any())
+    /// The `__consumer_offsets` partition of `group_id`.
+    pub fn offsets_partition_of(&self, group_id: &str) -> i32 {
+        let partitions = self.meta.topic(OFFSETS_TOPIC).map_or(1, |t| t.partitions);
+        offsets_partition_for(group_id, partitions)
     }
 
-    /// ListGroups: the groups this node coordinates (none while it does not;
-    /// clients ask every broker).
+    /// The coordinator of `group_id`, while this node coordinates it: it
+    /// leads the group's `__consumer_offsets` partition and has loaded that
+    /// partition's groups in its current leader epoch. Group requests get
+    /// NOT_COORDINATOR otherwise.
+    pub fn coordinator(&self, group_id: &str) -> Option<Arc<GroupCoordinator>> {
+        self.coordinator_of_partition(self.offsets_partition_of(group_id))
+    }
+
+    /// The coordinator of `__consumer_offsets` partition `partition`, while
+    /// this node coordinates it.
+    fn coordinator_of_partition(&self, partition: i32) -> Option<Arc<GroupCoordinator>> {
+        let l = self.partition(OFFSETS_TOPIC, partition)?.leadership();
+        if !matches!(l.role, crate::partition::Role::Leader) {
+            return None;
+        }
+        self.coordinators.get(partition, l.epoch)
+    }
+
+    /// ListGroups: the groups of every partition this node coordinates
+    /// (clients ask every broker).
     pub async fn list_groups(
         &self,
         req: kafka_protocol::messages::ListGroupsRequest,
         version: i16,
     ) -> kafka_protocol::messages::ListGroupsResponse {
-        match self.coordinator() {
-            Some(g) => g.list_groups(req, version).await,
-            None => kafka_protocol::messages::ListGroupsResponse::default(),
+        let mut out = kafka_protocol::messages::ListGroupsResponse::default();
+        for (partition, _, _) in self.coordinators.all() {
+            if let Some(g) = self.coordinator_of_partition(partition) {
+                let r = g.list_groups(req.clone(), version).await;
+                if r.error_code != 0 {
+                    return r;
+                }
+                out.groups.extend(r.groups);
+            }
         }
+        out.groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
+        out
     }
 
-    /// The coordinator last loaded, coordinating or not.
-    fn coordinator_or_any(&self) -> Arc<GroupCoordinator> {
-        self.groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Follows the leadership of `__consumer_offsets` partition 0: when this
-    /// node becomes its leader in a new term, it waits until every entry in
-    /// its log is committed (the log then holds every commit acknowledged by
-    /// any earlier coordinator), loads the groups from the log into a new
-    /// coordinator and takes group requests; when it stops leading, group
-    /// requests get NOT_COORDINATOR, and clients look the coordinator up again.
+    /// Follows the leadership of the `__consumer_offsets` partitions hosted
+    /// here: when this node becomes a partition's leader in a new term, it
+    /// waits until every entry in its log is committed (the log then holds
+    /// every commit acknowledged by any earlier coordinator), loads the
+    /// partition's groups into a new coordinator and takes their requests;
+    /// when it stops leading, their requests get NOT_COORDINATOR, and clients
+    /// look the coordinator up again.
     fn spawn_coordinator_follower(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering;
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
                 tick.tick().await;
                 let Some(b) = weak.upgrade() else { return };
-                let Some(p) = b.partition(OFFSETS_TOPIC, 0) else {
-                    continue;
-                };
-                let l = p.leadership();
-                let loaded = b.coordinating.load(Ordering::Acquire);
-                if !matches!(l.role, crate::partition::Role::Leader) {
-                    if loaded != -1 {
-                        b.coordinating.store(-1, Ordering::Release);
-                        tracing::info!("no longer the group coordinator");
+                let offsets: Vec<Arc<Partition>> = b
+                    .hosted()
+                    .into_iter()
+                    .filter(|p| p.tp.topic == OFFSETS_TOPIC)
+                    .collect();
+                for (partition, _, _) in b.coordinators.all() {
+                    if !offsets.iter().any(|p| p.tp.partition == partition) {
+                        b.coordinators.remove(partition);
                     }
-                    continue;
                 }
-                if loaded == l.epoch {
-                    continue;
-                }
-                let o = p.offsets();
-                if o.high_watermark < o.log_end {
-                    continue; // the term's first commit is not applied yet
-                }
-                let config = b.group_config.clone();
-                let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog(Arc::clone(&p)));
-                let started =
-                    tokio::task::spawn_blocking(move || GroupCoordinator::start(store, config))
-                        .await;
-                match started {
-                    Ok(Ok(g)) => {
-                        g.set_partition_check(b.partition_check());
-                        *b.groups.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(g);
-                        b.coordinating.store(l.epoch, Ordering::Release);
-                        tracing::info!(epoch = l.epoch, "group coordinator for this term");
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "loading the group coordinator"),
-                    Err(e) => tracing::warn!(error = %e, "loading the group coordinator"),
+                for p in offsets {
+                    b.follow_coordination(&p).await;
                 }
             }
         });
+    }
+
+    /// One step of [`Broker::spawn_coordinator_follower`] for the offsets
+    /// partition `p`.
+    async fn follow_coordination(self: &Arc<Self>, p: &Arc<Partition>) {
+        let partition = p.tp.partition;
+        let l = p.leadership();
+        if !matches!(l.role, crate::partition::Role::Leader) {
+            if self.coordinators.remove(partition) {
+                tracing::info!(partition, "no longer the group coordinator");
+            }
+            return;
+        }
+        if self.coordinators.loaded_epoch(partition) == Some(l.epoch) {
+            return;
+        }
+        let o = p.offsets();
+        if o.high_watermark < o.log_end {
+            return; // the term's first commit is not applied yet
+        }
+        let config = self.group_config.clone();
+        let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog(Arc::clone(p)));
+        let started =
+            tokio::task::spawn_blocking(move || GroupCoordinator::start(store, config)).await;
+        match started {
+            Ok(Ok(g)) => {
+                g.set_partition_check(self.partition_check());
+                self.coordinators.install(partition, l.epoch, g);
+                tracing::info!(
+                    partition,
+                    epoch = l.epoch,
+                    "group coordinator for this term"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!(partition, error = %e, "loading the group coordinator"),
+            Err(e) => tracing::warn!(partition, error = %e, "loading the group coordinator"),
+        }
     }
 
     /// Brings the hosted partitions in line with the metadata whenever the

@@ -280,44 +280,47 @@ pub fn dispatch(
             IncrementalAlterConfigsRequest,
             |b, r| Some(blocking::run(move || handlers::configs::incremental_alter(&b, r)).await)
         ),
-        JoinGroupRequest::KEY => route!(broker, buf, k, v, c, JoinGroupRequest, |b, r| Some(
-            match b.coordinator() {
+        JoinGroupRequest::KEY => {
+            route!(broker, buf, k, v, c, JoinGroupRequest, |b, r| Some(match b
+                .coordinator(&r.group_id.0)
+            {
                 Some(g) => g.join_group(r, version, &client).await,
                 None => handlers::not_coordinator::join(version),
-            }
-        )),
-        SyncGroupRequest::KEY => route!(broker, buf, k, v, c, SyncGroupRequest, |b, r| Some(
-            match b.coordinator() {
+            }))
+        }
+        SyncGroupRequest::KEY => {
+            route!(broker, buf, k, v, c, SyncGroupRequest, |b, r| Some(match b
+                .coordinator(&r.group_id.0)
+            {
                 Some(g) => g.sync_group(r, version).await,
                 None => handlers::not_coordinator::sync(),
-            }
-        )),
-        HeartbeatRequest::KEY => route!(broker, buf, k, v, c, HeartbeatRequest, |b, r| Some(
-            match b.coordinator() {
+            }))
+        }
+        HeartbeatRequest::KEY => {
+            route!(broker, buf, k, v, c, HeartbeatRequest, |b, r| Some(match b
+                .coordinator(&r.group_id.0)
+            {
                 Some(g) => g.heartbeat(r, version).await,
                 None => handlers::not_coordinator::heartbeat(),
-            }
-        )),
+            }))
+        }
         LeaveGroupRequest::KEY => route!(broker, buf, k, v, c, LeaveGroupRequest, |b, r| Some(
-            match b.coordinator() {
+            match b.coordinator(&r.group_id.0) {
                 Some(g) => g.leave_group(r, version).await,
                 None => handlers::not_coordinator::leave(),
             }
         )),
         OffsetCommitRequest::KEY => route!(broker, buf, k, v, c, OffsetCommitRequest, |b, r| Some(
-            match b.coordinator() {
+            match b.coordinator(&r.group_id.0) {
                 Some(g) => g.offset_commit(r, version).await,
                 None => handlers::not_coordinator::offset_commit(&r),
             }
         )),
         OffsetFetchRequest::KEY => route!(broker, buf, k, v, c, OffsetFetchRequest, |b, r| Some(
-            match b.coordinator() {
-                Some(g) => g.offset_fetch(r, version).await,
-                None => handlers::not_coordinator::offset_fetch(&r, version),
-            }
+            handlers::group_routing::offset_fetch(&b, r, version).await
         )),
         OffsetDeleteRequest::KEY => route!(broker, buf, k, v, c, OffsetDeleteRequest, |b, r| Some(
-            match b.coordinator() {
+            match b.coordinator(&r.group_id.0) {
                 Some(g) => g.offset_delete(r, version).await,
                 None => handlers::not_coordinator::offset_delete(),
             }
@@ -327,17 +330,11 @@ pub fn dispatch(
         )),
         DescribeGroupsRequest::KEY => {
             route!(broker, buf, k, v, c, DescribeGroupsRequest, |b, r| Some(
-                match b.coordinator() {
-                    Some(g) => g.describe_groups(r, version).await,
-                    None => handlers::not_coordinator::describe_groups(&r),
-                }
+                handlers::group_routing::describe_groups(&b, r, version).await
             ))
         }
         DeleteGroupsRequest::KEY => route!(broker, buf, k, v, c, DeleteGroupsRequest, |b, r| Some(
-            match b.coordinator() {
-                Some(g) => g.delete_groups(r, version).await,
-                None => handlers::not_coordinator::delete_groups(&r),
-            }
+            handlers::group_routing::delete_groups(&b, r, version).await
         )),
         other => return Err(RequestError::UnknownApi(other)),
     };

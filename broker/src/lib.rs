@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod coordinators;
 pub mod dispatch;
 pub mod error_code;
 pub mod group;

@@ -355,6 +355,46 @@ pub fn list_offset(conn: &mut RawConn, topic: &str, partition: i32, timestamp: i
     Ok(p.offset)
 }
 
+/// FindCoordinator v3 for group `group`: (error code, coordinator node id).
+pub fn find_coordinator(conn: &mut RawConn, group: &str) -> Result<(i16, i32)> {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
+    let resp = conn.request(3, &req)?;
+    Ok((resp.error_code, resp.node_id.0))
+}
+
+/// OffsetCommit v2 of `offset` for one partition by `group` as a standalone
+/// consumer (generation -1, no member): the partition's error code.
+pub fn offset_commit(
+    conn: &mut RawConn,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<i16> {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_retention_time_ms(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)])]);
+    let resp = conn.request(2, &req)?;
+    resp.topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| p.error_code)
+        .ok_or_else(|| anyhow!("empty OffsetCommit response"))
+}
+
 /// DeleteRecords v2 of one partition up to `offset`: (error code, low watermark).
 pub fn delete_records(
     conn: &mut RawConn,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use weir_tests::cluster::{log_bytes, metadata, Cluster};
 use weir_tests::raw::{
-    batch, create_topic_replicated, delete_records, list_offset, produce, RawConn,
+    batch, create_topic_replicated, delete_records, find_coordinator, list_offset, produce, RawConn,
 };
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
 
@@ -270,9 +270,10 @@ fn weir_consume(bootstrap: &str, args: &[&str]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The group coordinator is the leader of `__consumer_offsets`; when its node
-/// is killed, the new leader loads the groups from its log: offsets a group
-/// committed survive and the group resumes where it stopped.
+/// A group's coordinator is the leader of its `__consumer_offsets`
+/// partition; when its node is killed, the partition's new leader loads the
+/// groups from its log: offsets a group committed survive and the group
+/// resumes where it stopped.
 #[test]
 fn committed_offsets_survive_the_coordinator_being_killed() -> Result<()> {
     let mut c = Cluster::start(3, &[])?;
@@ -303,7 +304,10 @@ fn committed_offsets_survive_the_coordinator_being_killed() -> Result<()> {
         "first run read {first:?}"
     );
 
-    let coordinator = c.leader(1, "__consumer_offsets", 0)?;
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    let (code, coordinator) = find_coordinator(&mut conn, "g1")?;
+    ensure!(code == 0, "FindCoordinator: {code}");
+    drop(conn);
     c.node(coordinator).kill()?;
     let survivors = c.bootstrap();
     let rest = weir_consume(
@@ -315,12 +319,68 @@ fn committed_offsets_survive_the_coordinator_being_killed() -> Result<()> {
         rest == want,
         "after the coordinator died the group read {rest:?}"
     );
-    let new = c.leader(
-        if coordinator == 1 { 2 } else { 1 },
-        "__consumer_offsets",
-        0,
-    )?;
-    ensure!(new != coordinator, "the dead node still leads the offsets");
+    let alive = if coordinator == 1 { 2 } else { 1 };
+    let mut conn = RawConn::connect(c.node(alive).bootstrap())?;
+    let (code, new) = find_coordinator(&mut conn, "g1")?;
+    ensure!(
+        code == 0 && new != coordinator,
+        "the dead node still coordinates: {code} {new}"
+    );
+    Ok(())
+}
+
+/// Groups hash to the 16 partitions of `__consumer_offsets`, whose leaders
+/// spread over the nodes: coordination spreads too. Every node names the
+/// same coordinator for a group, and only that node takes the group's
+/// requests (the others answer NOT_COORDINATOR).
+#[test]
+fn group_coordination_spreads_over_the_nodes() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let md = metadata(c.node(1).bootstrap(), &["__consumer_offsets"])?;
+    ensure!(
+        md.topics[0].partitions.len() == 16,
+        "__consumer_offsets has {} partitions",
+        md.topics[0].partitions.len()
+    );
+    let mut conns = (1..=3)
+        .map(|n| RawConn::connect(c.node(n).bootstrap()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut by_node = std::collections::BTreeMap::<i32, Vec<String>>::new();
+    for i in 0..30 {
+        let group = format!("spread-{i}");
+        let answers = poll_until(Duration::from_secs(30), || {
+            let a = conns
+                .iter_mut()
+                .map(|conn| find_coordinator(conn, &group))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(a.iter().all(|x| x.0 == 0).then_some(a))
+        })?;
+        let node = answers[0].1;
+        ensure!(
+            answers.iter().all(|a| a.1 == node),
+            "nodes disagree on the coordinator of {group}: {answers:?}"
+        );
+        by_node.entry(node).or_default().push(group);
+    }
+    ensure!(
+        by_node.len() >= 2,
+        "every group on one coordinator: {by_node:?}"
+    );
+    // A committed offset is kept by the coordinator and refused elsewhere.
+    let topic = unique("spread");
+    ensure!(create_topic_replicated(&mut conns[0], &topic, 1, 3, &[])? == 0);
+    for (node, groups) in &by_node {
+        let group = &groups[0];
+        for n in 1..=3 {
+            let code =
+                weir_tests::raw::offset_commit(&mut conns[(n - 1) as usize], group, &topic, 0, 7)?;
+            let want = if n == *node { 0 } else { 16 };
+            ensure!(
+                code == want,
+                "OffsetCommit of {group} on node {n} (coordinator {node}): {code}"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -119,8 +119,8 @@ fn request_bytes_beyond_the_node_budget_wait_unread() -> Result<()> {
 #[test]
 fn partitions_beyond_the_node_limit_are_refused() -> Result<()> {
     const INVALID_PARTITIONS: i16 = 37;
-    // __consumer_offsets holds one of the twelve.
-    let node = WeirNode::start(NodeOpts::default().arg("--max-partitions", 12))?;
+    // __consumer_offsets holds 16 of the 27.
+    let node = WeirNode::start(NodeOpts::default().arg("--max-partitions", 27))?;
     let mut c = RawConn::connect(node.bootstrap())?;
     ensure!(create_topic(&mut c, "fits", 8, &[])? == 0);
     ensure!(create_topic(&mut c, "too-many", 4, &[])? == INVALID_PARTITIONS);

@@ -1,5 +1,5 @@
-//! FindCoordinator: the coordinator of every group is the leader of the
-//! `__consumer_offsets` partition that holds its offsets.
+//! FindCoordinator: the coordinator of a group is the leader of the
+//! `__consumer_offsets` partition its id hashes to.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -8,14 +8,15 @@ use super::s;
 use crate::broker::{Broker, OFFSETS_TOPIC};
 use crate::error_code::code;
 
-/// The coordinator node and its listener, or COORDINATOR_NOT_AVAILABLE
-/// while the offsets partition has no leader.
-fn coordinator(b: &Broker) -> Result<(i32, String, i32), i16> {
+/// The coordinator of group `key` (the leader of its `__consumer_offsets`
+/// partition) and its listener, or COORDINATOR_NOT_AVAILABLE while that
+/// partition has no leader.
+fn coordinator(b: &Broker, key: &str) -> Result<(i32, String, i32), i16> {
     let t = b
         .meta
         .topic(OFFSETS_TOPIC)
         .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
-    let (leader, _) = b.leader_of(OFFSETS_TOPIC, &t, 0);
+    let (leader, _) = b.leader_of(OFFSETS_TOPIC, &t, b.offsets_partition_of(key));
     let m = b
         .brokers()
         .remove(&leader)
@@ -25,25 +26,25 @@ fn coordinator(b: &Broker) -> Result<(i32, String, i32), i16> {
 
 /// Answers with the coordinator for each key.
 pub fn handle(b: &Broker, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let found = coordinator(b);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let found = coordinator(b, &key);
                 let c = Coordinator::default().with_key(key);
-                match &found {
+                match found {
                     Ok((node, host, port)) => c
-                        .with_node_id(BrokerId(*node))
-                        .with_host(s(host.clone()))
-                        .with_port(*port),
-                    Err(e) => c.with_error_code(*e).with_node_id(BrokerId(-1)),
+                        .with_node_id(BrokerId(node))
+                        .with_host(s(host))
+                        .with_port(port),
+                    Err(e) => c.with_error_code(e).with_node_id(BrokerId(-1)),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match found {
+    match coordinator(b, &req.key) {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
             .with_host(s(host))

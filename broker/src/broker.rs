@@ -306,6 +306,7 @@ impl Broker {
             g.set_partition_check(broker.partition_check());
         }
         broker.spawn_reconciler();
+        broker.spawn_tender();
         broker.spawn_coordinator_follower();
         let weak = Arc::downgrade(&broker);
         broker.cluster.spawn_announcer(move || {
@@ -540,6 +541,29 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Runs the quiescence step of every replicated partition a few times a
+    /// second (see `weir_raft`'s `group::quiet`): idle leaders stop their
+    /// timers, and followers elect only when their leader stops claiming the
+    /// group.
+    fn spawn_tender(self: &Arc<Self>) {
+        if self.cluster.transport.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::cluster::ANNOUNCE_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(b) = weak.upgrade() else { return };
+                for p in b.hosted() {
+                    if let Some(group) = p.group_id() {
+                        p.tend(b.cluster.claim(group)).await;
+                    }
+                }
+            }
+        });
     }
 
     /// The groups this node leads, as notices for its peers.
@@ -1091,7 +1115,15 @@ fn open_groups(
             let counters = Arc::clone(counters);
             let cluster = Arc::clone(cluster);
             set.spawn(async move {
-                let settings = weir_raft::group::GroupSettings::default();
+                // Followers elect only once their leader stops claiming the
+                // group (quiescence), so the election timeout can be short:
+                // failover is about the leader lease (election_max_ms).
+                let settings = weir_raft::group::GroupSettings {
+                    quiesce: true,
+                    election_min_ms: 600,
+                    election_max_ms: 900,
+                    ..weir_raft::group::GroupSettings::default()
+                };
                 let alone = h.replicas.len() == 1;
                 let part = match &cluster.transport {
                     Some(t) if !alone => {

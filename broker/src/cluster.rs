@@ -14,10 +14,14 @@ use std::time::{Duration, Instant};
 use weir_raft::group::LeaderNotice;
 use weir_raft::Transport;
 
-/// How often a node announces the groups it leads.
-pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a node announces the groups it leads (also the node-level
+/// heartbeat its followers rely on, see `weir_raft`'s quiescence).
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(250);
 /// How long an announced leadership is believed without being repeated.
 pub const NOTICE_TTL: Duration = Duration::from_secs(3);
+/// How long a claim counts as proof that the leader lives: followers of a
+/// group whose leader has not repeated its claim for this long elect.
+pub const CLAIM_FRESH: Duration = Duration::from_millis(1000);
 
 /// The transport and the leaders peers announced.
 #[derive(Debug)]
@@ -106,6 +110,21 @@ impl Cluster {
             .and_then(|h| Some((i32::try_from(h.leader).ok()?, h.term)))
     }
 
+    /// The leader and term of `group` as its leader claimed within
+    /// [`CLAIM_FRESH`]: the proof, for followers, that it lives.
+    pub fn claim(&self, group: u64) -> Option<(u64, u64)> {
+        let t = self.heard.read().unwrap_or_else(|p| p.into_inner());
+        t.get(&group)
+            .filter(|h| h.at.elapsed() < CLAIM_FRESH)
+            .map(|h| (h.leader, h.term))
+    }
+
+    /// Forgets every leadership `node` claimed (it cannot be reached).
+    pub fn forget_claims_of(&self, node: u64) {
+        let mut t = self.heard.write().unwrap_or_else(|p| p.into_inner());
+        t.retain(|_, h| h.leader != node);
+    }
+
     /// The members of a group on `replicas`, in replica order (the
     /// preferred leader first). Addresses are left empty: each node reaches
     /// a peer at the address its own `--peers` gives, so addresses may
@@ -143,6 +162,11 @@ impl Cluster {
                         let Some(t) = &cluster.transport else { return };
                         if let Err(e) = t.announce(peer, &notices, ANNOUNCE_INTERVAL).await {
                             tracing::debug!(peer, error = %e, "leader notice not delivered");
+                            if e.gone {
+                                // Its claims are void now, not a second later:
+                                // the followers of its groups elect at once.
+                                cluster.forget_claims_of(peer);
+                            }
                         }
                     });
                 }

@@ -450,6 +450,15 @@ impl Partition {
         self.group.get().map(PartitionGroup::group_id)
     }
 
+    /// One quiescence step of the partition's group (see
+    /// [`PartitionGroup::tend`]), with the freshest leadership claim heard
+    /// for it.
+    pub async fn tend(&self, claim: Option<(u64, u64)>) {
+        if let Some(group) = self.group.get() {
+            group.tend(claim).await;
+        }
+    }
+
     /// The group's Raft positions, for status pages.
     pub fn raft_status(&self) -> Option<weir_raft::group::GroupStatus> {
         self.group.get().map(PartitionGroup::status)

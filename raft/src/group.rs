@@ -91,6 +91,10 @@ pub struct GroupSettings {
     /// whose only voter is this node needs none of them: it elects itself
     /// once when it starts, and a thousand idle partitions then cost no CPU.
     pub timers: bool,
+    /// Whether idle replicated groups stop their timers and followers elect
+    /// only once their leader stops claiming the group (see [`quiet`];
+    /// needs [`PartitionGroup::tend`] called a few times a second).
+    pub quiesce: bool,
 }
 
 impl Default for GroupSettings {
@@ -100,6 +104,7 @@ impl Default for GroupSettings {
             election_min_ms: 1000,
             election_max_ms: 1500,
             timers: true,
+            quiesce: false,
         }
     }
 }
@@ -303,6 +308,8 @@ struct Shared {
     predictions: Arc<predictions::Predictions>,
     /// The last generation of predictions handed out.
     generation: std::sync::atomic::AtomicU64,
+    /// Quiescence, when the group's settings ask for it.
+    quiet: Option<quiet::Quiet>,
 }
 
 impl Shared {
@@ -580,6 +587,7 @@ impl PartitionGroup {
     {
         let predictions = Arc::new(predictions::Predictions::default());
         let preferred = voters.first().map(|(id, _)| *id);
+        let preference: Vec<u64> = voters.iter().map(|(id, _)| *id).collect();
         let voters: BTreeMap<u64, String> = voters.iter().cloned().collect();
         let restart: Restart = {
             let (log, hooks, predictions) = (
@@ -617,6 +625,7 @@ impl PartitionGroup {
             leadership: watch::Sender::new(Leadership::default()),
             predictions,
             generation: std::sync::atomic::AtomicU64::new(0),
+            quiet: (settings.quiesce && settings.timers).then(|| quiet::Quiet::new(preference)),
         });
         let tasks = vec![
             tokio::spawn(submit_loop(Arc::clone(&shared))),
@@ -824,6 +833,15 @@ impl PartitionGroup {
         }
     }
 
+    /// Quiescence step (see [`quiet`]); call it a few times a second with
+    /// the freshest claim heard for this group (leader node, term). Does
+    /// nothing unless the group's settings ask for quiescence.
+    pub async fn tend(&self, claim: Option<(u64, u64)>) {
+        if let Some(q) = &self.shared.quiet {
+            q.tend(&self.shared.raft(), claim).await;
+        }
+    }
+
     /// Leader, term and Raft positions, for status pages and metrics.
     pub fn status(&self) -> GroupStatus {
         let m = self.shared.raft().metrics().borrow_watched().clone();
@@ -833,6 +851,7 @@ impl PartitionGroup {
             last_log_index: m.last_log_index,
             committed_index: m.local_committed.map(|l| l.index),
             applied_index: m.last_applied.map(|l| l.index),
+            quiesced: self.shared.quiet.as_ref().is_some_and(|q| q.is_quiesced()),
         }
     }
 
@@ -944,6 +963,8 @@ pub struct GroupStatus {
     pub committed_index: Option<u64>,
     /// Index of the last entry applied.
     pub applied_index: Option<u64>,
+    /// Whether this node leads the group and quiesced it (see [`quiet`]).
+    pub quiesced: bool,
 }
 
 /// Fails every proposal not yet submitted: their predictions belong to a term
@@ -966,6 +987,9 @@ async fn submit_loop(shared: Arc<Shared>) {
                 break;
             }
             let raft = shared.raft();
+            if let Some(q) = &shared.quiet {
+                q.before_submit(&raft).await;
+            }
             for (entry, responder, term, generation) in batch {
                 if shared.predictions.is_broken(generation) {
                     // Its prediction cannot hold: fail it (dropped responder).
@@ -1128,5 +1152,6 @@ fn set_lead(shared: &Shared, view: Leadership) {
 }
 
 pub(crate) mod predictions;
+mod quiet;
 #[cfg(test)]
 mod tests;

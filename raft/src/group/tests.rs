@@ -51,6 +51,7 @@ fn fast() -> GroupSettings {
         election_min_ms: 150,
         election_max_ms: 300,
         timers: true,
+        quiesce: false,
     }
 }
 
@@ -295,6 +296,131 @@ async fn three_replicas_replicate_batches_and_fail_over() {
         .expect("a forwarded proposal was not committed");
     assert_eq!((got.base_offset, got.last_offset), (end, end + 1));
     for (i, (_, g, _, _)) in nodes.iter().enumerate() {
+        if i != first {
+            g.stop().await;
+        }
+    }
+}
+
+/// Quiescence (see `group::quiet`): an idle leader stops its timers, its
+/// followers hold no election while it keeps claiming the group, a proposal
+/// wakes it even after its lease lapsed, and once it falls silent the
+/// followers elect a new leader. The claims are what the broker's announcer
+/// tells peers: here, a tender task names each live node's view of the
+/// leader that still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiesced_groups_wake_for_proposals_and_elect_once_their_leader_is_silent() {
+    use crate::transport::{Transport, TransportConfig};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let settings = GroupSettings {
+        quiesce: true,
+        ..fast()
+    };
+    let mut listeners = Vec::new();
+    let mut addrs = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.insert(id, l.local_addr().unwrap().to_string());
+        listeners.push((id, l));
+    }
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut groups = Vec::new();
+    let mut transports = Vec::new();
+    for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
+        let peers: HashMap<u64, String> = addrs.clone().into_iter().collect();
+        let transport = Transport::start(id, listener, peers, TransportConfig::default()).unwrap();
+        let (log, _) = Log::open(&dir.path().join("t-0"), "t-0", LogConfig::default()).unwrap();
+        let hooks: Arc<dyn GroupHooks> = Arc::new(Recorder::default());
+        let voters: Vec<(u64, String)> = addrs.keys().map(|id| (*id, String::new())).collect();
+        let g = PartitionGroup::open_replicated(
+            id,
+            9,
+            Arc::new(log),
+            &voters,
+            hooks,
+            &transport,
+            settings,
+        )
+        .await
+        .unwrap();
+        groups.push(Arc::new(g));
+        transports.push(Some(transport));
+    }
+    let alive: Arc<Vec<AtomicBool>> = Arc::new((0..3).map(|_| AtomicBool::new(true)).collect());
+    let tender = {
+        let (groups, alive) = (groups.clone(), Arc::clone(&alive));
+        tokio::spawn(async move {
+            loop {
+                // The live leader's claim, as its announcer would send it.
+                let claim = groups.iter().enumerate().find_map(|(i, g)| {
+                    let l = *g.leadership().borrow();
+                    (alive[i].load(Ordering::Acquire) && l.is_leader)
+                        .then(|| (i as u64 + 1, l.term))
+                });
+                for (i, g) in groups.iter().enumerate() {
+                    if alive[i].load(Ordering::Acquire) {
+                        g.tend(claim).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let poll = |what: &'static str, f: &dyn Fn() -> Option<usize>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let leader = || {
+        (0..3).find(|i| {
+            alive[*i].load(Ordering::Acquire) && groups[*i].leadership().borrow().is_leader
+        })
+    };
+    let first = poll("no leader", &leader);
+    groups[first]
+        .propose_anywhere(batch(2), Duration::from_secs(20))
+        .await
+        .expect("first proposal");
+    let term = groups[first].leadership().borrow().term;
+    poll("the idle leader never quiesced", &|| {
+        groups[first].status().quiesced.then_some(0)
+    });
+    // Well past the lease (election_timeout_max): a write needs a wake.
+    tokio::time::sleep(Duration::from_millis(3 * settings.election_max_ms)).await;
+    let got = groups[first]
+        .propose(batch(3))
+        .unwrap()
+        .committed()
+        .await
+        .expect("a proposal to a quiesced leader");
+    assert_eq!((got.base_offset, got.last_offset), (2, 4));
+    for g in &groups {
+        assert_eq!(
+            g.leadership().borrow().term,
+            term,
+            "an election while the leader claimed the group"
+        );
+    }
+    // The leader falls silent: its node goes away.
+    alive[first].store(false, Ordering::Release);
+    transports[first].take().unwrap().shutdown().await;
+    groups[first].stop().await;
+    let second = poll("no new leader after the leader fell silent", &leader);
+    assert_ne!(second, first);
+    assert!(groups[second].leadership().borrow().term > term);
+    let got = groups[second]
+        .propose_anywhere(batch(1), Duration::from_secs(20))
+        .await
+        .expect("a proposal to the new leader");
+    assert_eq!(got.base_offset, 5);
+    tender.abort();
+    for (i, g) in groups.iter().enumerate() {
         if i != first {
             g.stop().await;
         }

@@ -185,6 +185,18 @@ impl fmt::Debug for Transport {
     }
 }
 
+/// Why a leadership notice was not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct AnnounceError {
+    /// The peer cannot be connected to, or its connection broke (a process
+    /// that died, a cut link): unlike a slow answer, proof that it does not
+    /// serve now.
+    pub gone: bool,
+    /// What happened.
+    pub message: String,
+}
+
 impl Transport {
     /// Starts serving peers on `listener` (already bound, so tests can bind port
     /// 0) as node `node_id`. `peers` maps node ids to `host:port`, used for a
@@ -254,11 +266,18 @@ impl Transport {
         node: u64,
         notices: &[crate::group::LeaderNotice],
         timeout: std::time::Duration,
-    ) -> Result<(), String> {
-        let link = self.peers.link(node, "").map_err(|e| e.to_string())?;
+    ) -> Result<(), AnnounceError> {
+        let failed = |e: peer::LinkError| AnnounceError {
+            gone: matches!(
+                e,
+                peer::LinkError::Unreachable { .. } | peer::LinkError::ConnectionLost { .. }
+            ),
+            message: e.to_string(),
+        };
+        let link = self.peers.link(node, "").map_err(failed)?;
         link.call::<_, ()>(frame::Kind::Leaders, 0, &notices, timeout)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(failed)
     }
 
     /// Sets who hears the leadership notices peers send.

@@ -1,0 +1,212 @@
+//! Quiescence: idle groups cost no CPU.
+//!
+//! openraft drives every group with its own timers: a tick every
+//! `heartbeat_interval * 13 / 64` (about 30 ms), a heartbeat per follower
+//! every interval, an election timer on followers. A node hosting 1,000
+//! partitions spent close to half a core on that while nothing was
+//! produced. Redpanda coalesces heartbeats per node pair; openraft has no
+//! hook for that (a heartbeat must pass through each group's core to renew
+//! leases), so Weir stops the timers of groups that need none and replaces
+//! the failure detector:
+//!
+//! - **Leaders** whose log is fully replicated and committed, with no
+//!   proposal for [`IDLE_AFTER`], turn their tick and heartbeats off. Every
+//!   [`REFRESH_EVERY`] a quiesced leader still sends one heartbeat (a
+//!   follower that restarted meanwhile learns its leader and catches up).
+//!   A proposal wakes the group first: timers on, one heartbeat, and the
+//!   proposal is submitted once a quorum acknowledged it, because openraft
+//!   0.10 refuses writes from a leader whose lease (a quorum ack within
+//!   `election_timeout_max`) lapsed.
+//! - **Followers** learn that their leader lives from the leader's own
+//!   word: every node tells its peers, a few times a second and in one frame
+//!   per peer, which groups it leads (the broker's announcer, see
+//!   [`crate::group::LeaderNotice`]). While a fresh claim names a leader at
+//!   this node's term or later, the follower's tick and elections are off.
+//!   When claims stop (the leader died, was cut off, or lost the group), the
+//!   follower turns its timers back on and openraft elects as usual; one
+//!   designated follower (the first replica besides the silent leader, in
+//!   the group's preference order) campaigns at once, the others only after
+//!   [`OTHERS_WAIT`], so that two followers of an idle group, whose election
+//!   timers both expired long ago, do not split the vote.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::ServerState;
+use tokio::time::Instant;
+
+use super::RaftHandle;
+
+/// A leader quiesces once it had no proposal for this long.
+pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(1);
+/// How often a quiesced leader still sends one heartbeat.
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// How long followers other than the designated one wait after their
+/// leader went silent before they may campaign.
+pub(crate) const OTHERS_WAIT: Duration = Duration::from_millis(1000);
+/// How long a woken leader waits for a quorum to acknowledge its heartbeat
+/// before it submits anyway (openraft may then refuse the write, which the
+/// proposal reports as a lost leadership).
+const WAKE_WAIT: Duration = Duration::from_secs(2);
+
+/// The quiescence state of one group.
+#[derive(Debug)]
+pub(crate) struct Quiet {
+    state: Mutex<State>,
+    /// The voters, the preferred leader first: the first of them that is
+    /// not the silent leader campaigns at once.
+    preference: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The term this node quiesced in as leader, while it is quiesced.
+    quiesced_in: Option<u64>,
+    last_proposal: Instant,
+    last_refresh: Instant,
+    /// Since when no fresh claim names this follower's leader.
+    silent_since: Option<Instant>,
+}
+
+impl Quiet {
+    /// A group that just started, with `preference` its voters, the
+    /// preferred leader first: not quiesced.
+    pub(crate) fn new(preference: Vec<u64>) -> Self {
+        let now = Instant::now();
+        Self {
+            preference,
+            state: Mutex::new(State {
+                quiesced_in: None,
+                last_proposal: now,
+                last_refresh: now,
+                silent_since: None,
+            }),
+        }
+    }
+
+    /// Whether this node quiesced the group as its leader.
+    pub(crate) fn is_quiesced(&self) -> bool {
+        self.lock().quiesced_in.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called before proposals are submitted: records the activity and, if
+    /// the group was quiesced, wakes it (timers on, one heartbeat, waits for
+    /// a quorum's acknowledgement, at most [`WAKE_WAIT`]).
+    pub(crate) async fn before_submit(&self, raft: &RaftHandle) {
+        let was = {
+            let mut s = self.lock();
+            s.last_proposal = Instant::now();
+            s.quiesced_in.take()
+        };
+        if was.is_none() {
+            return;
+        }
+        let rc = raft.runtime_config();
+        rc.tick(true);
+        rc.heartbeat(true);
+        let asked = <crate::types::TypeConfig as openraft::type_config::TypeConfigExt>::now();
+        if raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
+        let mut metrics = raft.metrics();
+        let acked = async {
+            loop {
+                let fresh = metrics
+                    .borrow_watched()
+                    .last_quorum_acked
+                    .as_ref()
+                    .is_some_and(|t| **t >= asked);
+                if fresh || metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(WAKE_WAIT, acked).await.is_err() {
+            tracing::debug!("a woken leader's heartbeat was not acknowledged in time");
+        }
+    }
+
+    /// Periodic step: quiesces an idle leader, refreshes a quiesced one, and
+    /// sets a follower's timers from `claim`, the freshest leadership claim
+    /// heard for the group (leader node, term), if any.
+    pub(crate) async fn tend(&self, raft: &RaftHandle, claim: Option<(u64, u64)>) {
+        let m = raft.metrics().borrow_watched().clone();
+        let rc = raft.runtime_config();
+        let now = Instant::now();
+        if m.state == ServerState::Leader {
+            let refresh = {
+                let mut s = self.lock();
+                s.silent_since = None;
+                if s.quiesced_in == Some(m.current_term) {
+                    let due = now.duration_since(s.last_refresh) >= REFRESH_EVERY;
+                    if due {
+                        s.last_refresh = now;
+                    }
+                    due
+                } else {
+                    s.quiesced_in = None;
+                    let idle = now.duration_since(s.last_proposal) >= IDLE_AFTER;
+                    let last = m.last_log_index;
+                    let committed = m.local_committed.as_ref().map(|l| l.index);
+                    let replicated = m.replication.as_ref().is_some_and(|r| {
+                        r.values()
+                            .all(|matched| matched.as_ref().map(|l| l.index) == last)
+                    });
+                    if idle && replicated && committed == last {
+                        s.quiesced_in = Some(m.current_term);
+                        s.last_refresh = now;
+                        rc.heartbeat(false);
+                        rc.tick(false);
+                    } else {
+                        rc.tick(true);
+                        rc.heartbeat(true);
+                    }
+                    false
+                }
+            };
+            if refresh {
+                let _ = raft.trigger().heartbeat().await;
+            }
+            return;
+        }
+        let alive = claim.is_some_and(|(leader, term)| leader != m.id && term >= m.current_term);
+        let since = {
+            let mut s = self.lock();
+            s.quiesced_in = None;
+            if alive {
+                s.silent_since = None;
+                None
+            } else {
+                Some(*s.silent_since.get_or_insert(now))
+            }
+        };
+        let Some(since) = since else {
+            rc.elect(false);
+            rc.tick(false);
+            return;
+        };
+        let silent = claim.map(|(l, _)| l).or(m.current_leader);
+        let designated = self.preference.iter().find(|v| Some(**v) != silent) == Some(&m.id);
+        let wait = if designated {
+            Duration::ZERO
+        } else {
+            OTHERS_WAIT
+        };
+        if now.duration_since(since) >= wait {
+            rc.tick(true);
+            rc.elect(true);
+        }
+        if designated && m.state == ServerState::Follower {
+            // Campaign now rather than when this node's own election timer
+            // expires (up to lease + timeout after the leader's last
+            // heartbeat); the others grant the vote once their lease of the
+            // old leader lapsed, and a pre-vote changes no term meanwhile.
+            let _ = raft.trigger().elect(true).await;
+        }
+    }
+}

@@ -251,6 +251,7 @@ impl Broker {
             &cluster,
             config.producer_limits,
             &metrics.producer_states,
+            config.raft_quiesce,
         )?
         .into_iter()
         .collect();
@@ -529,6 +530,7 @@ impl Broker {
             &self.cluster,
             self.config.producer_limits,
             &self.metrics.producer_states,
+            self.config.raft_quiesce,
         )
         .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
         self.partitions
@@ -1107,6 +1109,7 @@ fn open_groups(
     cluster: &Arc<Cluster>,
     limits: crate::producer_state::ProducerLimits,
     counters: &Arc<crate::producer_state::ProducerStateCounters>,
+    quiesce: bool,
 ) -> anyhow::Result<Vec<(TopicPartition, Arc<Partition>)>> {
     let handle = tokio::runtime::Handle::current();
     handle.block_on(async {
@@ -1119,7 +1122,7 @@ fn open_groups(
                 // group (quiescence), so the election timeout can be short:
                 // failover is about the leader lease (election_max_ms).
                 let settings = weir_raft::group::GroupSettings {
-                    quiesce: true,
+                    quiesce,
                     election_min_ms: 600,
                     election_max_ms: 900,
                     ..weir_raft::group::GroupSettings::default()

@@ -51,6 +51,11 @@ pub struct BrokerArgs {
     /// How often retention, compaction, producer expiry and log flushes run, in ms [default: 30000].
     #[arg(long, env = "WEIR_MAINTENANCE_INTERVAL_MS")]
     pub maintenance_interval_ms: Option<u64>,
+    /// Let idle replicated partitions stop their Raft timers; followers then
+    /// elect only once their leader stops claiming the partition [default:
+    /// true] (false: openraft's heartbeats and election timers run always).
+    #[arg(long, env = "WEIR_RAFT_QUIESCE")]
+    pub raft_quiesce: Option<bool>,
     /// Create unknown topics on Metadata/Produce [default: true].
     #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -122,6 +127,8 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// How often maintenance (retention, compaction, flushes) runs, in ms.
     pub maintenance_interval_ms: u64,
+    /// Whether idle replicated partitions quiesce (see `--raft-quiesce`).
+    pub raft_quiesce: bool,
     /// Auto-create topics.
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics.
@@ -327,6 +334,7 @@ impl BrokerArgs {
             default_replication_factor: self
                 .default_replication_factor
                 .or(file.default_replication_factor),
+            raft_quiesce: self.raft_quiesce.or(file.raft_quiesce),
             auto_create_topics: self.auto_create_topics.or(file.auto_create_topics),
             default_partitions: self.default_partitions.or(file.default_partitions),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
@@ -448,6 +456,7 @@ impl BrokerArgs {
                 a.maintenance_interval_ms.is_some(),
             ),
             ("raft-listen", a.raft_listen.is_some()),
+            ("raft-quiesce", a.raft_quiesce.is_some()),
             (
                 "default-replication-factor",
                 a.default_replication_factor.is_some(),
@@ -498,6 +507,7 @@ impl BrokerArgs {
             admin_listen: a.admin_listen.unwrap_or_else(|| "127.0.0.1:9644".into()),
             node_id: a.node_id.unwrap_or(0),
             cluster_id: a.cluster_id,
+            raft_quiesce: a.raft_quiesce.unwrap_or(true),
             auto_create_topics: a.auto_create_topics.unwrap_or(true),
             default_partitions: a.default_partitions.unwrap_or(1).max(1),
             max_frame_bytes: a.max_frame_bytes.unwrap_or(100 << 20),

@@ -477,7 +477,9 @@ fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
         snapshot_policy: openraft::SnapshotPolicy::Never,
         enable_tick: s.timers,
         enable_heartbeat: s.timers,
-        enable_elect: s.timers,
+        // With quiescence, elections are started by `quiet::Quiet::tend`
+        // (the preferred leader of a new group first).
+        enable_elect: s.timers && !s.quiesce,
         ..Config::default()
     };
     c.validate().map(Arc::new).map_err(|e| e.to_string())

@@ -27,7 +27,11 @@
 //!   designated follower (the first replica besides the silent leader, in
 //!   the group's preference order) campaigns at once, the others only after
 //!   [`OTHERS_WAIT`], so that two followers of an idle group, whose election
-//!   timers both expired long ago, do not split the vote.
+//!   timers both expired long ago, do not split the vote. openraft's own
+//!   election switch starts off: a new group's preferred leader campaigns
+//!   first, and the others join only after [`OTHERS_WAIT_NEW`], so leaders
+//!   stay spread as assigned although replicas create a partition seconds
+//!   apart.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -45,6 +49,10 @@ pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// How long followers other than the designated one wait after their
 /// leader went silent before they may campaign.
 pub(crate) const OTHERS_WAIT: Duration = Duration::from_millis(1000);
+/// How long the others wait for the preferred leader of a group that never
+/// had a leader (a new partition: its replicas create it seconds apart, and
+/// leaders stay spread only if the preferred one wins).
+pub(crate) const OTHERS_WAIT_NEW: Duration = Duration::from_secs(5);
 /// How long a woken leader waits for a quorum to acknowledge its heartbeat
 /// before it submits anyway (openraft may then refuse the write, which the
 /// proposal reports as a lost leadership).
@@ -192,10 +200,10 @@ impl Quiet {
         };
         let silent = claim.map(|(l, _)| l).or(m.current_leader);
         let designated = self.preference.iter().find(|v| Some(**v) != silent) == Some(&m.id);
-        let wait = if designated {
-            Duration::ZERO
-        } else {
-            OTHERS_WAIT
+        let wait = match (designated, silent) {
+            (true, _) => Duration::ZERO,
+            (false, None) => OTHERS_WAIT_NEW,
+            (false, Some(_)) => OTHERS_WAIT,
         };
         if now.duration_since(since) >= wait {
             rc.tick(true);

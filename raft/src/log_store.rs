@@ -68,6 +68,18 @@ impl Shared {
     fn vote(&self) -> Option<Vote> {
         *self.vote.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Runs `f` on the translator on a blocking thread (it may fsync).
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut OffsetTranslator, &Log) -> Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let shared = Arc::clone(self);
+        let out = tokio::task::spawn_blocking(move || f(&mut shared.translator(), &shared.log))
+            .await
+            .map_err(io::Error::other)?;
+        Ok(out?)
+    }
 }
 
 /// The Raft log of one partition.
@@ -163,11 +175,7 @@ impl LogStore {
         &self,
         f: impl FnOnce(&mut OffsetTranslator, &Log) -> Result<T> + Send + 'static,
     ) -> io::Result<T> {
-        let shared = Arc::clone(&self.shared);
-        let out = tokio::task::spawn_blocking(move || f(&mut shared.translator(), &shared.log))
-            .await
-            .map_err(io::Error::other)?;
-        Ok(out?)
+        self.shared.blocking(f).await
     }
 }
 
@@ -303,11 +311,7 @@ impl LogReader {
         &self,
         f: impl FnOnce(&mut OffsetTranslator, &Log) -> Result<T> + Send + 'static,
     ) -> io::Result<T> {
-        let shared = Arc::clone(&self.shared);
-        let out = tokio::task::spawn_blocking(move || f(&mut shared.translator(), &shared.log))
-            .await
-            .map_err(io::Error::other)?;
-        Ok(out?)
+        self.shared.blocking(f).await
     }
 
     /// The last entry before the one holding Kafka offset `offset`, and that

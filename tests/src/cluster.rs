@@ -155,6 +155,33 @@ impl Cluster {
         Ok(())
     }
 
+    /// The node other than `gone` that reports itself leader of
+    /// `topic`/`partition` in its own Metadata, polled for up to 30 s (after
+    /// `gone`, the old leader, was killed or cut off).
+    pub fn new_leader(&self, topic: &str, partition: i32, gone: i32) -> Result<i32> {
+        poll_until(Duration::from_secs(30), || {
+            for (i, n) in self.nodes.iter().enumerate() {
+                let id = i as i32 + 1;
+                if id == gone {
+                    continue;
+                }
+                let Ok(md) = metadata(n.bootstrap(), &[topic]) else {
+                    continue;
+                };
+                let led = md.topics.first().and_then(|t| {
+                    t.partitions
+                        .iter()
+                        .find(|p| p.partition_index == partition)
+                        .map(|p| p.leader_id.0)
+                });
+                if led == Some(id) {
+                    return Ok(Some(id));
+                }
+            }
+            Ok(None)
+        })
+    }
+
     /// Cuts every link to and from node `id` (its Raft traffic; clients
     /// still reach its Kafka listener).
     pub fn isolate(&self, id: i32) {

@@ -422,6 +422,38 @@ pub fn delete_records(
     Ok((p.error_code, p.low_watermark))
 }
 
+/// Every record of `topic`/`partition` from `from` to the end, as (offset,
+/// value as text), fetched in a loop; records the first fetch returns below
+/// `from` (the rest of a batch that starts before it) are left out.
+pub fn read_all(
+    conn: &mut RawConn,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> Result<Vec<(i64, String)>> {
+    let mut got = Vec::new();
+    let mut offset = from;
+    loop {
+        let (code, records) = fetch(conn, topic, partition, offset)?;
+        if code != 0 {
+            bail!("fetch {topic}/{partition} at {offset}: error {code}");
+        }
+        let vals = values(&records)?;
+        if vals.is_empty() {
+            return Ok(got);
+        }
+        for (o, v) in vals {
+            offset = o + 1;
+            if o >= from {
+                got.push((
+                    o,
+                    String::from_utf8_lossy(&v.unwrap_or_default()).to_string(),
+                ));
+            }
+        }
+    }
+}
+
 /// The values of every record in `records` (decompressing as needed).
 pub fn values(records: &Bytes) -> Result<Vec<(i64, Option<Bytes>)>> {
     let mut buf = records.clone();

@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use weir_tests::cluster::{log_bytes, metadata, Cluster};
 use weir_tests::raw::{
-    batch, create_topic_replicated, delete_records, find_coordinator, list_offset, produce, RawConn,
+    batch, create_topic_replicated, delete_records, find_coordinator, list_offset, produce,
+    read_all, RawConn,
 };
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
 
@@ -455,23 +456,7 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
     })
     .context("the healed node did not converge")?;
     let mut conn = RawConn::connect(c.node(new).bootstrap())?;
-    let mut got = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (code, records) = weir_tests::raw::fetch(&mut conn, &topic, 0, offset)?;
-        ensure!(code == 0, "fetch: {code}");
-        let values = weir_tests::raw::values(&records)?;
-        if values.is_empty() {
-            break;
-        }
-        for (o, v) in values {
-            got.push((
-                o,
-                String::from_utf8_lossy(&v.unwrap_or_default()).to_string(),
-            ));
-            offset = o + 1;
-        }
-    }
+    let got = read_all(&mut conn, &topic, 0, 0)?;
     ensure!(got == acked, "read {got:?}, acknowledged {acked:?}");
     Ok(())
 }
@@ -564,15 +549,7 @@ fn retention_on_a_replicated_partition_restarts_a_lagging_follower_at_the_log_st
     .context("the returning follower's log never matched the leader's")?;
 
     c.node(leader).kill()?;
-    let new = poll_until(Duration::from_secs(30), || {
-        for n in (1..=3).filter(|n| *n != leader) {
-            let md = metadata(c.nodes[(n - 1) as usize].bootstrap(), &[&topic])?;
-            if md.topics[0].partitions[0].leader_id.0 == n {
-                return Ok(Some(n));
-            }
-        }
-        Ok(None)
-    })?;
+    let new = c.new_leader(&topic, 0, leader)?;
     let mut conn = RawConn::connect(c.node(new).bootstrap())?;
     let first = poll_until(Duration::from_secs(30), || {
         Ok(list_offset(&mut conn, &topic, 0, -2).ok())
@@ -581,23 +558,7 @@ fn retention_on_a_replicated_partition_restarts_a_lagging_follower_at_the_log_st
         first >= start && first < 300,
         "log start {first} on the new leader (was {start} on the old one)"
     );
-    let mut got = Vec::new();
-    let mut offset = first;
-    loop {
-        let (code, records) = weir_tests::raw::fetch(&mut conn, &topic, 0, offset)?;
-        ensure!(code == 0, "fetch at {offset}: {code}");
-        let values = weir_tests::raw::values(&records)?;
-        if values.is_empty() {
-            break;
-        }
-        for (o, v) in values {
-            got.push((
-                o,
-                String::from_utf8_lossy(&v.unwrap_or_default()).to_string(),
-            ));
-            offset = o + 1;
-        }
-    }
+    let got = read_all(&mut conn, &topic, 0, first)?;
     ensure!(
         got == acked[first as usize..],
         "read {} records from {first}, expected the {} acknowledged from there",
@@ -665,15 +626,7 @@ fn delete_records_on_a_replicated_partition_holds_on_every_replica() -> Result<(
     .context("a replica's log start never reached 25")?;
 
     c.node(leader).kill()?;
-    let new = poll_until(Duration::from_secs(30), || {
-        for n in &others {
-            let md = metadata(c.nodes[(*n - 1) as usize].bootstrap(), &[&topic])?;
-            if md.topics[0].partitions[0].leader_id.0 == *n {
-                return Ok(Some(*n));
-            }
-        }
-        Ok(None)
-    })?;
+    let new = c.new_leader(&topic, 0, leader)?;
     let mut conn = RawConn::connect(c.node(new).bootstrap())?;
     let start = poll_until(Duration::from_secs(30), || {
         Ok(list_offset(&mut conn, &topic, 0, -2).ok())
@@ -681,25 +634,7 @@ fn delete_records_on_a_replicated_partition_holds_on_every_replica() -> Result<(
     ensure!(start == 25, "the new leader {new} starts at {start}");
     let (code, _) = weir_tests::raw::fetch(&mut conn, &topic, 0, 23)?;
     ensure!(code == 1, "fetch below the log start: {code}");
-    let mut got = Vec::new();
-    let mut offset = 25;
-    loop {
-        let (code, records) = weir_tests::raw::fetch(&mut conn, &topic, 0, offset)?;
-        ensure!(code == 0, "fetch at {offset}: {code}");
-        let values = weir_tests::raw::values(&records)?;
-        if values.is_empty() {
-            break;
-        }
-        for (o, v) in values {
-            offset = o + 1;
-            if o >= 25 {
-                got.push((
-                    o,
-                    String::from_utf8_lossy(&v.unwrap_or_default()).to_string(),
-                ));
-            }
-        }
-    }
+    let got = read_all(&mut conn, &topic, 0, 25)?;
     let first_difference = got.iter().zip(&acked[25..]).find(|(g, a)| g != a);
     ensure!(
         got == acked[25..],

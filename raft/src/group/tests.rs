@@ -161,13 +161,18 @@ async fn proposals_fail_when_not_leader() {
     g.shutdown().await;
 }
 
-/// Three replicas of one partition, each a node with its own transport on
-/// loopback and its own partition log: batches proposed on the leader are
-/// committed at the predicted offsets and written byte-identical on every
-/// replica; when the leader's node goes away, the other two elect a leader in
-/// a higher term whose offsets continue the log.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_replicate_batches_and_fail_over() {
+/// One replica of group `group` on each of three nodes, each with its own
+/// transport on loopback and its own partition log (in `dirs`).
+async fn three_nodes(
+    group: u64,
+    settings: GroupSettings,
+    dirs: &[tempfile::TempDir],
+) -> Vec<(
+    u64,
+    PartitionGroup,
+    Arc<Log>,
+    Option<crate::transport::Transport>,
+)> {
     use crate::transport::{Transport, TransportConfig};
     use std::collections::HashMap;
     let mut listeners = Vec::new();
@@ -177,9 +182,8 @@ async fn three_replicas_replicate_batches_and_fail_over() {
         addrs.insert(id, l.local_addr().unwrap().to_string());
         listeners.push((id, l));
     }
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = Vec::new();
-    for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
+    for ((id, listener), dir) in listeners.into_iter().zip(dirs) {
         let peers: HashMap<u64, String> = addrs.clone().into_iter().collect();
         let transport = Transport::start(id, listener, peers, TransportConfig::default()).unwrap();
         let (log, _) = Log::open(&dir.path().join("t-0"), "t-0", LogConfig::default()).unwrap();
@@ -187,17 +191,30 @@ async fn three_replicas_replicate_batches_and_fail_over() {
         let hooks: Arc<dyn GroupHooks> = Arc::new(Recorder::default());
         let g = PartitionGroup::open_replicated(
             id,
-            7,
+            group,
             Arc::clone(&log),
             &addrs.clone().into_iter().collect::<Vec<_>>(),
             hooks,
             &transport,
-            fast(),
+            settings,
         )
         .await
         .unwrap();
         nodes.push((id, g, log, Some(transport)));
     }
+    nodes
+}
+
+/// Three replicas of one partition, each a node with its own transport on
+/// loopback and its own partition log: batches proposed on the leader are
+/// committed at the predicted offsets and written byte-identical on every
+/// replica; when the leader's node goes away, the other two elect a leader in
+/// a higher term whose offsets continue the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_replicate_batches_and_fail_over() {
+    use crate::transport::Transport;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = three_nodes(7, fast(), &dirs).await;
     let leader_of = |nodes: &Vec<(u64, PartitionGroup, Arc<Log>, Option<Transport>)>| {
         nodes
             .iter()
@@ -310,42 +327,17 @@ async fn three_replicas_replicate_batches_and_fail_over() {
 /// leader that still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiesced_groups_wake_for_proposals_and_elect_once_their_leader_is_silent() {
-    use crate::transport::{Transport, TransportConfig};
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     let settings = GroupSettings {
         quiesce: true,
         ..fast()
     };
-    let mut listeners = Vec::new();
-    let mut addrs = BTreeMap::new();
-    for id in 1..=3u64 {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(id, l.local_addr().unwrap().to_string());
-        listeners.push((id, l));
-    }
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut groups = Vec::new();
     let mut transports = Vec::new();
-    for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
-        let peers: HashMap<u64, String> = addrs.clone().into_iter().collect();
-        let transport = Transport::start(id, listener, peers, TransportConfig::default()).unwrap();
-        let (log, _) = Log::open(&dir.path().join("t-0"), "t-0", LogConfig::default()).unwrap();
-        let hooks: Arc<dyn GroupHooks> = Arc::new(Recorder::default());
-        let voters: Vec<(u64, String)> = addrs.keys().map(|id| (*id, String::new())).collect();
-        let g = PartitionGroup::open_replicated(
-            id,
-            9,
-            Arc::new(log),
-            &voters,
-            hooks,
-            &transport,
-            settings,
-        )
-        .await
-        .unwrap();
+    for (_, g, _, t) in three_nodes(9, settings, &dirs).await {
         groups.push(Arc::new(g));
-        transports.push(Some(transport));
+        transports.push(t);
     }
     let alive: Arc<Vec<AtomicBool>> = Arc::new((0..3).map(|_| AtomicBool::new(true)).collect());
     let tender = {

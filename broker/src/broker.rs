@@ -61,6 +61,14 @@ pub struct Broker {
     pub limits: Arc<Limits>,
 }
 
+/// Partitions opened between two deadline checks of a reconcile.
+const OPEN_CHUNK: usize = 64;
+/// How long CreateTopics and CreatePartitions wait for this node to open
+/// the new partitions before answering (the controller has recorded them;
+/// the rest open in the background): well inside a client's default 30 s
+/// request timeout.
+const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a topic change failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicChangeError {
@@ -470,7 +478,37 @@ impl Broker {
     /// configs are applied to open partitions. Blocking: call it from a
     /// blocking thread.
     pub fn reconcile(&self) -> Result<(), TopicChangeError> {
-        let _one = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        self.reconcile_until(None).map(|_| ())
+    }
+
+    /// [`Broker::reconcile`], but it stops opening partitions once
+    /// `deadline` passed (checked every [`OPEN_CHUNK`] partitions) and leaves
+    /// the rest to the background reconciler; returns whether it finished.
+    /// A CreateTopics of thousands of partitions is then answered once they
+    /// are recorded by the controller and as many as fit are open, as Kafka
+    /// answers once the topic is in the metadata, not after the client's
+    /// request timeout.
+    fn reconcile_until(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<bool, TopicChangeError> {
+        let _one = match deadline {
+            None => self.reconciling.lock().unwrap_or_else(|p| p.into_inner()),
+            // The background reconciler may hold it for the same change:
+            // wait for it no longer than the deadline.
+            Some(d) => loop {
+                match self.reconciling.try_lock() {
+                    Ok(g) => break g,
+                    Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        if std::time::Instant::now() >= d {
+                            return Ok(false);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                }
+            },
+        };
         let topics = self.meta.topics();
         let plan = hosted_plan(&topics, self.config.node_id, &self.config.log_defaults);
         let wanted: HashMap<&TopicPartition, u64> = plan.iter().map(|h| (&h.tp, h.group)).collect();
@@ -502,12 +540,12 @@ impl Broker {
             .keys()
             .cloned()
             .collect();
-        let mut to_open = Vec::new();
         let floors: Vec<(TopicPartition, i64)> = plan
             .iter()
             .filter(|h| h.floor > 0)
             .map(|h| (h.tp.clone(), h.floor))
             .collect();
+        let mut to_open = Vec::new();
         for h in plan {
             if open.contains(&h.tp) {
                 if let Some(p) = self.partition(&h.tp.topic, h.tp.partition) {
@@ -518,31 +556,42 @@ impl Broker {
                 }
                 continue;
             }
-            let log = self.logs.create(&h.tp, h.config.clone())?;
-            to_open.push((h, log));
+            to_open.push(h);
         }
-        if to_open.is_empty() {
-            return Ok(());
+        let mut finished = true;
+        let mut rest = to_open.into_iter().peekable();
+        while rest.peek().is_some() {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                // The background reconciler opens the rest.
+                self.controller.changed().notify_one();
+                finished = false;
+                break;
+            }
+            let mut chunk = Vec::new();
+            for h in rest.by_ref().take(OPEN_CHUNK) {
+                let log = self.logs.create(&h.tp, h.config.clone())?;
+                chunk.push((h, log));
+            }
+            let new = open_groups(
+                chunk,
+                u64::try_from(self.config.node_id).unwrap_or(0),
+                &self.cluster,
+                self.config.producer_limits,
+                &self.metrics.producer_states,
+                self.config.raft_quiesce,
+            )
+            .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
+            self.partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(new);
         }
-        let new = open_groups(
-            to_open,
-            u64::try_from(self.config.node_id).unwrap_or(0),
-            &self.cluster,
-            self.config.producer_limits,
-            &self.metrics.producer_states,
-            self.config.raft_quiesce,
-        )
-        .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
-        self.partitions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(new);
         for (tp, floor) in floors {
             if let Some(p) = self.partition(&tp.topic, tp.partition) {
                 p.raise_log_start_floor(floor);
             }
         }
-        Ok(())
+        Ok(finished)
     }
 
     /// Runs the quiescence step of every replicated partition a few times a
@@ -727,7 +776,12 @@ impl Broker {
         if self.meta.topic(name).is_none_or(|t| t.id != topic.id) {
             return Err(TopicError::Exists(name.into()).into());
         }
-        self.reconcile()?;
+        if !self.reconcile_until(Some(std::time::Instant::now() + CREATE_WAIT))? {
+            tracing::info!(
+                topic = name,
+                "created topic; its partitions are still being opened"
+            );
+        }
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -884,7 +938,8 @@ impl Broker {
         if self.meta.topic(name).is_none_or(|t| t.partitions != count) {
             return Err(TopicError::InvalidPartitions(count).into());
         }
-        self.reconcile()
+        self.reconcile_until(Some(std::time::Instant::now() + CREATE_WAIT))
+            .map(|_| ())
     }
 
     /// Replaces a topic's explicit configs; every node applies them to its

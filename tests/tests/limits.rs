@@ -130,3 +130,30 @@ fn partitions_beyond_the_node_limit_are_refused() -> Result<()> {
     ensure!(err == 0, "produce to a topic that fitted: {err}");
     Ok(())
 }
+
+/// A topic of 2,000 partitions: CreateTopics is answered before the client's
+/// request times out (10 s for this connection) although opening them all
+/// takes longer on this machine; the rest open in the background, and then
+/// every partition has a leader and takes records.
+#[test]
+fn thousands_of_partitions_are_answered_before_the_client_gives_up() -> Result<()> {
+    let mut node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    let code = create_topic(&mut c, "wide", 2000, &[])?;
+    ensure!(code == 0, "CreateTopics of 2,000 partitions: {code}");
+    let led = |md: &kafka_protocol::messages::MetadataResponse| {
+        md.topics.first().map_or(0, |t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.error_code == 0 && p.leader_id.0 >= 0)
+                .count()
+        })
+    };
+    poll_until(Duration::from_secs(180), || {
+        let md = weir_tests::cluster::metadata(node.bootstrap(), &["wide"])?;
+        Ok((led(&md) == 2000).then_some(()))
+    })?;
+    let (err, _) = produce(&mut c, "wide", 1999, 1, batch(&[b"x"], None)?)?;
+    ensure!(err == 0, "produce to the last partition: {err}");
+    node.assert_alive()
+}

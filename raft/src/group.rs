@@ -480,6 +480,9 @@ fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
         // With quiescence, elections are started by `quiet::Quiet::tend`
         // (the preferred leader of a new group first).
         enable_elect: s.timers && !s.quiesce,
+        // A node that was cut off asks first whether it could win, so it does
+        // not come back with a higher term and depose a healthy leader.
+        enable_pre_vote: Some(true),
         ..Config::default()
     };
     c.validate().map(Arc::new).map_err(|e| e.to_string())

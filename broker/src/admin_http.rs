@@ -44,7 +44,7 @@ pub async fn serve(
                 ("/metrics", Some(broker)) => (
                     "200 OK",
                     "text/plain; version=0.0.4",
-                    broker.metrics.render(&broker.limits),
+                    broker.metrics.render(&broker.limits) + &broker.partition_gauges(),
                 ),
                 ("/metrics", None) => (
                     "503 Service Unavailable",

@@ -984,6 +984,30 @@ impl Broker {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Prometheus gauges of the partitions hosted here: how many, how many
+    /// this node leads, and how many of those are quiesced (their Raft
+    /// timers stopped while idle, see `--raft-quiesce`).
+    pub fn partition_gauges(&self) -> String {
+        let hosted = self.hosted();
+        let led: Vec<_> = hosted
+            .iter()
+            .filter(|p| matches!(p.leadership().role, crate::partition::Role::Leader))
+            .collect();
+        let quiesced = led
+            .iter()
+            .filter(|p| p.raft_status().is_some_and(|r| r.quiesced))
+            .count();
+        let mut s = String::new();
+        for (name, v) in [
+            ("weir_partitions_hosted", hosted.len()),
+            ("weir_partitions_led", led.len()),
+            ("weir_partitions_quiesced", quiesced),
+        ] {
+            s.push_str(&format!("# TYPE {name} gauge\n{name} {v}\n"));
+        }
+        s
+    }
+
     /// This node's view of the cluster, as `/v1/cluster` shows it: the
     /// brokers, the controller, and for each partition hosted here its
     /// leader, term and positions (log end, high watermark, Raft indexes).
@@ -1008,6 +1032,7 @@ impl Broker {
                     "high_watermark": o.high_watermark,
                     "committed_index": raft.and_then(|r| r.committed_index),
                     "applied_index": raft.and_then(|r| r.applied_index),
+                    "quiesced": raft.is_some_and(|r| r.quiesced),
                 })
             })
             .collect();

@@ -367,6 +367,21 @@ fn group_coordination_spreads_over_the_nodes() -> Result<()> {
         by_node.len() >= 2,
         "every group on one coordinator: {by_node:?}"
     );
+    // Idle, the offsets partitions' leaders quiesce (their Raft timers stop),
+    // as /metrics shows.
+    poll_until(Duration::from_secs(30), || {
+        let mut quiesced = 0;
+        for n in 1..=3 {
+            let (_, body) = weir_tests::http_get(c.node(n).admin_addr(), "/metrics")?;
+            quiesced += body
+                .lines()
+                .find_map(|l| l.strip_prefix("weir_partitions_quiesced "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok((quiesced >= 8).then_some(()))
+    })
+    .context("idle offsets partitions never quiesced")?;
     // A committed offset is kept by the coordinator and refused elsewhere.
     let topic = unique("spread");
     ensure!(create_topic_replicated(&mut conns[0], &topic, 1, 3, &[])? == 0);

@@ -3,7 +3,8 @@
 # `weir broker` processes (data under $OUT), creates an RF-3 topic of one
 # partition, measures the unthrottled acks=all peak, then produces paced at half
 # of it for PACED_SECS, with the client's default linger (5 ms) and with linger 0.
-# Prints the latency percentiles (send to ack) of each run. Compare with fio's
+# Prints the latency percentiles (send to ack) of each run; the nodes' data
+# directories are removed at exit (their logs and the JSON results stay). Compare with fio's
 # fdatasync p99 from scripts/bench-broker.sh or scripts/bench-cluster.sh.
 #
 #   scripts/bench-cluster-paced.sh            # uses target/release/weir
@@ -19,7 +20,12 @@ mkdir -p "$OUT"
 PEERS="1@127.0.0.1:$((PORT + 21)),2@127.0.0.1:$((PORT + 22)),3@127.0.0.1:$((PORT + 23))"
 BOOT="127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2)),127.0.0.1:$((PORT + 3))"
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+cleanup() { # stop the nodes and drop their data (gigabytes); logs and JSON stay
+    kill "${PIDS[@]}" 2>/dev/null || true
+    wait "${PIDS[@]}" 2>/dev/null || true
+    rm -rf "$OUT"/node-1 "$OUT"/node-2 "$OUT"/node-3
+}
+trap cleanup EXIT
 for i in 1 2 3; do
     "$W" broker --node-id "$i" --listen "127.0.0.1:$((PORT + i))" \
         --admin-listen "127.0.0.1:$((PORT + 10 + i))" --raft-listen "127.0.0.1:$((PORT + 20 + i))" \

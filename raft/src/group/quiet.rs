@@ -21,7 +21,9 @@
 //!   word: every node tells its peers, a few times a second and in one frame
 //!   per peer, which groups it leads (the broker's announcer, see
 //!   [`crate::group::LeaderNotice`]). While a fresh claim names a leader at
-//!   this node's term or later, the follower's tick and elections are off.
+//!   this node's term or later (or the follower's Raft instance learned of
+//!   its leader less than [`NEW_LEADER_GRACE`] ago, before a first claim
+//!   could arrive), the follower's tick and elections are off.
 //!   When claims stop (the leader died, was cut off, or lost the group), the
 //!   follower turns its timers back on and openraft elects as usual; one
 //!   designated follower (the first replica besides the silent leader, in
@@ -53,6 +55,11 @@ pub(crate) const OTHERS_WAIT: Duration = Duration::from_millis(1000);
 /// had a leader (a new partition: its replicas create it seconds apart, and
 /// leaders stay spread only if the preferred one wins).
 pub(crate) const OTHERS_WAIT_NEW: Duration = Duration::from_secs(5);
+/// How long a follower trusts a leader its Raft instance just learned of
+/// before that leader's first claim can have reached it (claims go out every
+/// 250 ms): without it, a follower of a freshly elected leader would take
+/// the missing claim for silence and depose it.
+pub(crate) const NEW_LEADER_GRACE: Duration = Duration::from_secs(2);
 /// How long a woken leader waits for a quorum to acknowledge its heartbeat
 /// before it submits anyway (openraft may then refuse the write, which the
 /// proposal reports as a lost leadership).
@@ -75,6 +82,8 @@ struct State {
     last_refresh: Instant,
     /// Since when no fresh claim names this follower's leader.
     silent_since: Option<Instant>,
+    /// The leader this follower's Raft instance knows, and since when.
+    leader_since: Option<(u64, Instant)>,
 }
 
 impl Quiet {
@@ -89,6 +98,7 @@ impl Quiet {
                 last_proposal: now,
                 last_refresh: now,
                 silent_since: None,
+                leader_since: None,
             }),
         }
     }
@@ -182,10 +192,27 @@ impl Quiet {
             }
             return;
         }
-        let alive = claim.is_some_and(|(leader, term)| leader != m.id && term >= m.current_term);
+        let claimed = claim.is_some_and(|(leader, term)| leader != m.id && term >= m.current_term);
         let since = {
             let mut s = self.lock();
             s.quiesced_in = None;
+            let new_leader = match m.current_leader {
+                Some(l) if l != m.id => {
+                    let since = match s.leader_since {
+                        Some((known, t)) if known == l => t,
+                        _ => {
+                            s.leader_since = Some((l, now));
+                            now
+                        }
+                    };
+                    now.duration_since(since) < NEW_LEADER_GRACE
+                }
+                _ => {
+                    s.leader_since = None;
+                    false
+                }
+            };
+            let alive = claimed || new_leader;
             if alive {
                 s.silent_since = None;
                 None

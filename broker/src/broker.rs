@@ -552,7 +552,6 @@ impl Broker {
                     if p.config() != h.config {
                         p.set_config(h.config.clone());
                     }
-                    p.raise_log_start_floor(h.floor);
                 }
                 continue;
             }
@@ -993,10 +992,7 @@ impl Broker {
             .iter()
             .filter(|p| matches!(p.leadership().role, crate::partition::Role::Leader))
             .collect();
-        let quiesced = led
-            .iter()
-            .filter(|p| p.raft_status().is_some_and(|r| r.quiesced))
-            .count();
+        let quiesced = led.iter().filter(|p| p.is_quiesced()).count();
         let mut s = String::new();
         for (name, v) in [
             ("weir_partitions_hosted", hosted.len()),

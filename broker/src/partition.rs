@@ -459,6 +459,11 @@ impl Partition {
         }
     }
 
+    /// Whether this node leads the partition and its group is quiesced.
+    pub fn is_quiesced(&self) -> bool {
+        self.group.get().is_some_and(PartitionGroup::is_quiesced)
+    }
+
     /// The group's Raft positions, for status pages.
     pub fn raft_status(&self) -> Option<weir_raft::group::GroupStatus> {
         self.group.get().map(PartitionGroup::status)

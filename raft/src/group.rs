@@ -765,12 +765,12 @@ impl PartitionGroup {
         self.snapshot_and_purge(raft, applied).await
     }
 
-    /// Lets the partition log start at Kafka offset `offset` (the base of a
-    /// batch at or below the high watermark): a snapshot ends just before it
-    /// and the Raft entries up to there are purged, so retention or
-    /// DeleteRecords may then remove the records before `offset`. A follower
-    /// behind that point installs the snapshot and restarts its log at
-    /// `offset` (see [`GroupHooks::reset`]); every record from `offset` on
+    /// Lets the partition log start at Kafka offset `offset` (at or below the
+    /// high watermark): a snapshot ends just before the batch holding it and
+    /// the Raft entries up to there are purged, so retention or DeleteRecords
+    /// may then remove the records before `offset`. A follower behind that
+    /// point installs the snapshot and restarts its log at that batch (see
+    /// [`GroupHooks::reset`]); every record from `offset` on
     /// still reaches it as Raft entries: the log is the snapshot. Waits up to
     /// 5 s; returns whether the Raft log no longer holds anything before
     /// `offset` (also when it never did).
@@ -781,14 +781,13 @@ impl PartitionGroup {
                 Box::pin(async move { sm.plan_snapshot_at(offset).await })
             })
             .await;
-        match plan {
-            Ok(Ok(SnapshotPlan::At(last))) => self.snapshot_and_purge(raft, last.index).await,
-            Ok(Ok(SnapshotPlan::Covered)) => true,
-            Ok(Ok(SnapshotPlan::NotYet)) => false,
-            Ok(Err(e)) => {
-                tracing::warn!(log = self.shared.log.name(), error = %e, "snapshot boundary");
-                false
-            }
+        match plan
+            .map_err(|e| e.to_string())
+            .and_then(|p| p.map_err(|e| e.to_string()))
+        {
+            Ok(SnapshotPlan::At(last)) => self.snapshot_and_purge(raft, last.index).await,
+            Ok(SnapshotPlan::Covered) => true,
+            Ok(SnapshotPlan::NotYet) => false,
             Err(e) => {
                 tracing::warn!(log = self.shared.log.name(), error = %e, "snapshot boundary");
                 false
@@ -847,6 +846,11 @@ impl PartitionGroup {
         }
     }
 
+    /// Whether this node leads the group and quiesced it (see [`quiet`]).
+    pub fn is_quiesced(&self) -> bool {
+        self.shared.quiet.as_ref().is_some_and(|q| q.is_quiesced())
+    }
+
     /// Leader, term and Raft positions, for status pages and metrics.
     pub fn status(&self) -> GroupStatus {
         let m = self.shared.raft().metrics().borrow_watched().clone();
@@ -856,7 +860,7 @@ impl PartitionGroup {
             last_log_index: m.last_log_index,
             committed_index: m.local_committed.map(|l| l.index),
             applied_index: m.last_applied.map(|l| l.index),
-            quiesced: self.shared.quiet.as_ref().is_some_and(|q| q.is_quiesced()),
+            quiesced: self.is_quiesced(),
         }
     }
 

@@ -45,8 +45,8 @@ pub(crate) enum SnapshotPlan {
     Covered,
     /// The next snapshot ends at this entry.
     At(LogId),
-    /// Not possible now: the offset is not the base of a batch in the Raft
-    /// log, its entry is not applied yet, or membership changed after it.
+    /// Not possible now: the Raft log does not hold the offset, the entry
+    /// before its batch is not applied yet, or membership changed after it.
     NotYet,
 }
 
@@ -153,10 +153,7 @@ impl StateMachine {
     /// `offset` instead of at the last applied entry, so that purging the Raft
     /// log up to it lets the partition log start at `offset` (retention,
     /// DeleteRecords) and a follower that installs it continues at that
-    /// batch. Returns where it ends, or
-    /// `None` when it cannot: `offset` is not the base of a batch in the Raft
-    /// log, nothing precedes it, its entry is not applied yet, or membership
-    /// changed after it.
+    /// batch. See [`SnapshotPlan`] for the answers.
     pub(crate) async fn plan_snapshot_at(&mut self, offset: i64) -> io::Result<SnapshotPlan> {
         let Some(store) = &self.store else {
             return Ok(SnapshotPlan::NotYet);

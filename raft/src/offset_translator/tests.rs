@@ -63,6 +63,17 @@ impl Model {
         }
     }
 
+    /// The Raft log right after a reset to restart after `after` at `offset`.
+    fn after_reset(after: EntryId, offset: i64) -> Self {
+        Self {
+            purged: Some(after),
+            first_index: after.index + 1,
+            entries: Vec::new(),
+            next_offset: offset,
+            term: after.term,
+        }
+    }
+
     fn next_index(&self) -> u64 {
         self.entries
             .last()
@@ -563,13 +574,7 @@ fn a_reset_restarts_both_logs_after_the_snapshot() {
     let offset = model.next_offset + 1_000;
     assert!(!t.covers(&log, after).unwrap());
     t.reset_after(&log, after, offset).unwrap();
-    model = Model {
-        purged: Some(after),
-        first_index: after.index + 1,
-        entries: Vec::new(),
-        next_offset: offset,
-        term: after.term,
-    };
+    model = Model::after_reset(after, offset);
     check(&model, &log, &mut t);
     assert_eq!(
         (log.log_start_offset(), log.log_end_offset()),
@@ -607,13 +612,7 @@ fn an_interrupted_reset_is_finished_on_open() {
     )
     .unwrap();
     let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
-    let model = Model {
-        purged: Some(after),
-        first_index: after.index + 1,
-        entries: Vec::new(),
-        next_offset: offset,
-        term: after.term,
-    };
+    let model = Model::after_reset(after, offset);
     check(&model, &log, &mut t);
     assert_eq!(log.log_start_offset(), offset);
     assert!(!dir.path().join(RESET_FILE).exists());

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use crate::batch::{BatchHeader, HeaderWalk};
 use crate::checkpoint::sync_dir;
 use crate::error::{io_err, Result, StorageError};
-use crate::log::{now_ms, remove_files, Log};
+use crate::log::{now_ms, remove_files, Log, State};
 use crate::record::{decode_records, rebuild_batch, stored_limit};
 use crate::segment::{file_name, Segment};
 
@@ -62,21 +62,30 @@ impl Log {
 
     /// [`Log::compact`] with an explicit clock, for tests.
     pub fn compact_at(&self, now_ms: i64) -> Result<CompactionOutcome> {
+        self.compact_below(i64::MAX, now_ms)
+    }
+
+    /// Where the segments compaction would clean now end (the base of the
+    /// first segment it leaves alone), or `None` when there is nothing to
+    /// clean: a replicated partition releases its Raft log up to this point
+    /// first, then compacts with [`Log::compact_below`].
+    pub fn cleanable_end(&self, now_ms: i64) -> Result<Option<i64>> {
+        let st = self.lock()?;
+        let n = cleanable(&st, now_ms, i64::MAX).count();
+        Ok((n > 0)
+            .then(|| st.segments.keys().nth(n).copied())
+            .flatten())
+    }
+
+    /// Compacts the sealed segments that end at or below `limit` (the
+    /// cleanable range of [`Log::compact`], cut there).
+    pub fn compact_below(&self, limit: i64, now_ms: i64) -> Result<CompactionOutcome> {
         let (snaps, cfg) = {
             let st = self.lock()?;
             if !st.cfg.cleanup_policy.compacts() {
                 return Ok(CompactionOutcome::default());
             }
-            let n = st.segments.len();
-            // min.compaction.lag.ms: the cleanable range ends at the first
-            // segment holding a record younger than the lag.
-            let lag = i64::try_from(st.cfg.min_compaction_lag_ms).unwrap_or(i64::MAX);
-            let settled = now_ms.saturating_sub(lag);
-            let snaps: Vec<Snapshot> = st
-                .segments
-                .values()
-                .take(n - 1)
-                .take_while(|s| lag == 0 || s.max_timestamp() <= settled)
+            let snaps: Vec<Snapshot> = cleanable(&st, now_ms, limit)
                 .map(|s| Snapshot {
                     base: s.base_offset,
                     id: s.id,
@@ -159,6 +168,20 @@ impl Log {
         st.segments.insert(snap.base, seg);
         Ok(true)
     }
+}
+
+/// The sealed segments compaction may clean at `now_ms` that end at or below
+/// `limit`: min.compaction.lag.ms ends the range at the first segment holding
+/// a record younger than the lag.
+fn cleanable(st: &State, now_ms: i64, limit: i64) -> impl Iterator<Item = &Segment> {
+    let lag = i64::try_from(st.cfg.min_compaction_lag_ms).unwrap_or(i64::MAX);
+    let settled = now_ms.saturating_sub(lag);
+    let ends = st.segments.keys().skip(1);
+    st.segments
+        .values()
+        .zip(ends)
+        .take_while(move |(s, end)| **end <= limit && (lag == 0 || s.max_timestamp() <= settled))
+        .map(|(s, _)| s)
 }
 
 /// The batches of a cleaned segment and the number of records removed, or `None`

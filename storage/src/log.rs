@@ -1096,17 +1096,77 @@ impl Log {
         Ok(())
     }
 
+    /// [`Log::reset_to`], but the log keeps the sealed segments of another
+    /// log's directory `prefix` (durable, closed) below `offset` and starts at
+    /// `prefix_start`: a follower installing its leader's snapshot of a
+    /// compacted partition receives the cleaned segments below the snapshot's
+    /// boundary this way (the files are hard-linked, so `prefix` can stay
+    /// until the caller's own marker is gone). Not crash-atomic by itself: a
+    /// restart finishes a plain reset, and the caller redoes this one.
+    pub fn reset_with_prefix(&self, offset: i64, prefix: &Path, prefix_start: i64) -> Result<()> {
+        if offset < 0 || prefix_start < 0 {
+            return Err(StorageError::NegativeResetOffset {
+                path: self.dir.clone(),
+                offset: offset.min(prefix_start),
+            });
+        }
+        let mut st = self.lock()?;
+        checkpoint::write(&self.dir, checkpoint::RESET, offset)?;
+        if let Err(e) = self.reset_locked_with(&mut st, offset, Some((prefix, prefix_start))) {
+            st.closed = true;
+            tracing::error!(log = %self.name, offset, error = %e, "reset failed; log closed");
+            return Err(e);
+        }
+        tracing::info!(log = %self.name, offset, prefix_start, "log reset above a received prefix");
+        Ok(())
+    }
+
     /// [`Log::reset_to`] once its marker is on disk.
     fn reset_locked(&self, st: &mut State, offset: i64) -> Result<()> {
+        self.reset_locked_with(st, offset, None)
+    }
+
+    /// Empties the log at `offset`, keeping the segments of the `prefix`
+    /// directory below it (see [`Log::reset_with_prefix`]).
+    fn reset_locked_with(
+        &self,
+        st: &mut State,
+        offset: i64,
+        prefix: Option<(&Path, i64)>,
+    ) -> Result<()> {
         // A flush that took file handles before this does not move `flushed`.
         st.truncations += 1;
         for seg in st.segments.values() {
             remove_files(&seg.files())?;
         }
-        let seg = Segment::create(&self.dir, offset, &st.cfg, "")?;
-        st.segments = BTreeMap::from([(offset, seg)]);
-        recovery::reset_checkpoints(&self.dir, offset)?;
+        let mut segments = BTreeMap::new();
+        let mut start = offset;
+        if let Some((dir, prefix_start)) = prefix {
+            for base in recovery::segment_bases(dir)?
+                .into_iter()
+                .filter(|b| *b < offset)
+            {
+                for suffix in [".log", ".index", ".timeindex"] {
+                    let (from, to) = (
+                        dir.join(crate::segment::file_name(base, suffix)),
+                        self.dir.join(crate::segment::file_name(base, suffix)),
+                    );
+                    if from.exists() {
+                        remove_files(std::slice::from_ref(&to))?;
+                        std::fs::hard_link(&from, &to).map_err(crate::error::io_err(&to))?;
+                    }
+                }
+                let (seg, _) = Segment::open(&self.dir, base, &st.cfg, false, false)?;
+                segments.insert(base, seg);
+            }
+            start = prefix_start.min(offset);
+        }
+        segments.insert(offset, Segment::create(&self.dir, offset, &st.cfg, "")?);
+        st.segments = segments;
+        recovery::reset_checkpoints(&self.dir, start)?;
+        st.log_start = start;
         st.epochs.clear();
+        recovery::assign_epochs(st, start);
         self.persist_epochs_locked(st)?;
         checkpoint::sync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent().filter(|_| st.parent_dirty) {
@@ -1115,7 +1175,7 @@ impl Log {
         // Everything is on disk: the marker can go.
         remove_files(&[self.dir.join(checkpoint::RESET)])?;
         checkpoint::sync_dir(&self.dir)?;
-        st.log_start = offset;
+        st.log_start = start;
         st.high_watermark = offset;
         st.flushed = offset;
         st.recovery_point = offset;

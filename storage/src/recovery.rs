@@ -214,6 +214,24 @@ fn load_epochs(
     Ok(())
 }
 
+/// Rebuilds the leader-epoch cache of `state` from its batches at `from` on
+/// (a log reset above a received prefix).
+pub(crate) fn assign_epochs(state: &mut State, from: i64) {
+    let mut cache = std::mem::take(&mut state.epochs);
+    assign_from(state, &mut cache, from);
+    state.epochs = cache;
+}
+
+/// The base offsets of the segment files (`<base>.log`) in `dir`, ascending.
+pub(crate) fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases: Vec<i64> = list(dir)?
+        .iter()
+        .filter_map(|n| base_of(n, ".log"))
+        .collect();
+    bases.sort_unstable();
+    Ok(bases)
+}
+
 /// Assigns the epochs of the batches holding offsets `>= from` to `cache`;
 /// returns how many batches had an epoch below the latest.
 fn assign_from(state: &State, cache: &mut EpochCache, from: i64) -> usize {

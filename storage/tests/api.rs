@@ -501,3 +501,89 @@ fn log_end_watch_follows_appends_truncation_and_reset() {
     log.reset_to(40).unwrap();
     assert_eq!(*end.borrow_and_update(), 40);
 }
+
+/// `compact_below` cleans only the sealed segments that end at or below its
+/// limit, and `cleanable_end` names where the cleanable segments end (a
+/// replicated partition releases its Raft log up to there first).
+#[test]
+fn compaction_below_a_limit_leaves_later_segments_alone() {
+    let tmp = common::tempdir();
+    let cfg = LogConfig {
+        cleanup_policy: weir_storage::CleanupPolicy::Compact,
+        min_compaction_lag_ms: 0,
+        ..small_cfg()
+    };
+    let (log, _) = Log::open(&tmp.path().join("t-0"), "t-0", cfg).unwrap();
+    let keyed = |v: &str| build_batch(&[(Some(b"k".to_vec()), Some(v.as_bytes().to_vec()), 1)]);
+    assert_eq!(log.cleanable_end(10).unwrap(), None);
+    for (i, v) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        log.append(&keyed(v), 0).unwrap();
+        if i < 4 {
+            log.roll().unwrap();
+        }
+    }
+    // Segments 0..4 are sealed, 4 is active.
+    assert_eq!(log.cleanable_end(10).unwrap(), Some(4));
+    // Only what the range itself supersedes goes: the map of latest offsets
+    // is built from the segments below the limit.
+    let out = log.compact_below(2, 10).unwrap();
+    assert_eq!(out.records_removed, 1, "{out:?}");
+    let bases = |log: &Log| {
+        read_all(log)
+            .iter()
+            .map(|b| b.header.base_offset)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bases(&log), vec![1, 2, 3, 4]);
+    assert_eq!(log.compact_below(4, 10).unwrap().records_removed, 2);
+    // The active segment is never cleaned.
+    assert_eq!(bases(&log), vec![3, 4]);
+}
+
+/// A follower's log reset above a received prefix keeps the prefix's sealed
+/// segments (offset gaps of a compacted log included) below the new end,
+/// starts at the prefix's start, rebuilds its epochs from them, and survives
+/// a reopen; appends continue at the reset offset.
+#[test]
+fn reset_with_prefix_keeps_the_received_segments_below_the_reset_offset() {
+    let tmp = common::tempdir();
+    let (prefix, _) = Log::open(&tmp.path().join("staged"), "staged", small_cfg()).unwrap();
+    prefix.reset_to(10).unwrap();
+    // Batches at 10..=12 and 20..=21, as a compacted leader would send them.
+    let stamped = |base: i64, n: usize| {
+        let mut b = batch(n, 10, 1_000);
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        // Neither field is under the CRC.
+        b[12..16].copy_from_slice(&7i32.to_be_bytes());
+        b
+    };
+    prefix.append_replicated(&stamped(10, 3)).unwrap();
+    prefix.append_replicated(&stamped(20, 2)).unwrap();
+    prefix.close().unwrap();
+    drop(prefix);
+
+    let dir = tmp.path().join("t-0");
+    let (log, _) = Log::open(&dir, "t-0", small_cfg()).unwrap();
+    log.append(&batch(5, 10, 1_000), 3).unwrap();
+    log.reset_with_prefix(30, &tmp.path().join("staged"), 10)
+        .unwrap();
+    assert_eq!(log.log_start_offset(), 10);
+    assert_eq!(log.log_end_offset(), 30);
+    assert_eq!(log.latest_epoch(), Some(7));
+    log.append(&batch(1, 10, 1_000), 8).unwrap();
+    let offsets = |log: &Log| {
+        read_all(log)
+            .iter()
+            .map(|b| b.header.base_offset)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(offsets(&log), vec![10, 20, 30]);
+    log.close().unwrap();
+    drop(log);
+    // The staged copy can go: the log holds its own links.
+    std::fs::remove_dir_all(tmp.path().join("staged")).unwrap();
+    let (log, _) = Log::open(&dir, "t-0", small_cfg()).unwrap();
+    assert_eq!(log.log_start_offset(), 10);
+    assert_eq!(offsets(&log), vec![10, 20, 30]);
+    assert_eq!(log.epoch_entries(), vec![(7, 10), (8, 30)]);
+}

@@ -778,6 +778,26 @@ impl Partition {
         Ok(self.log.delete_before(offset)?.log_start_offset)
     }
 
+    /// Compaction of a replicated partition: it rewrites batches, so it
+    /// cleans only below the Raft log, which first forgets the entries of
+    /// the segments to clean (see [`PartitionGroup::release_below`]). A
+    /// follower that comes back behind that point receives the cleaned
+    /// segments from its leader with the snapshot. Blocking.
+    fn compact_below_raft_log(&self, now_ms: i64) -> Result<(), StorageError> {
+        let Some(end) = self.log.cleanable_end(now_ms)? else {
+            return Ok(());
+        };
+        let end = end.min(self.log.high_watermark());
+        let released = match self.group.get() {
+            Some(group) => tokio::runtime::Handle::current().block_on(group.release_below(end)),
+            None => true,
+        };
+        if released {
+            self.log.compact_below(end, now_ms)?;
+        }
+        Ok(())
+    }
+
     /// Whether the partition has replicas on other nodes.
     pub fn is_replicated(&self) -> bool {
         self.group.get().is_some() && self.lone.get().is_none()
@@ -816,12 +836,13 @@ impl Partition {
         // Retention and compaction remove or rewrite batches: the Raft log
         // first forgets the entries pointing at them.
         if self.is_replicated() {
-            // Compaction rewrites history a follower may still need as Raft
-            // entries: not on replicated partitions yet (docs/cluster.md).
             let floor = self.log_start_floor.load(Ordering::Acquire);
             let point = self.log.retention_point(now_ms);
             if let Err(e) = point.and_then(|p| self.remove_before(p.max(floor))) {
                 tracing::warn!(partition = %tp, error = %e, "retention failed");
+            }
+            if let Err(e) = self.compact_below_raft_log(now_ms) {
+                tracing::warn!(partition = %tp, error = %e, "compaction failed");
             }
         } else if self.release_raft_log() {
             if let Err(e) = self.log.enforce_retention(now_ms) {

@@ -499,7 +499,7 @@ async fn start_raft<N>(
     voters: BTreeMap<u64, String>,
     preferred: Option<u64>,
     hooks: Arc<dyn GroupHooks>,
-    network: N,
+    (network, remote): (N, Option<crate::transport::RemoteLog>),
     settings: GroupSettings,
 ) -> Result<RaftHandle, GroupError>
 where
@@ -522,7 +522,8 @@ where
     store.check_predictions(predictions);
     let config = raft_config(&settings).map_err(raft_err)?;
     let reader = openraft::storage::RaftLogStorage::get_log_reader(&mut store).await;
-    let sm = StateMachine::with_hooks(hooks, store.first_offset(), log.dir().to_path_buf(), reader);
+    let sm = StateMachine::with_hooks(hooks, store.first_offset(), log.dir().to_path_buf(), reader)
+        .with_remote(remote);
     let raft = Raft::new(node_id, config, network, store, sm)
         .await
         .map_err(|e| raft_err(e.to_string()))?;
@@ -576,14 +577,15 @@ impl PartitionGroup {
     /// files are reconciled with the partition log (blocking I/O), the Raft
     /// instance starts, and a group with no Raft state yet is initialized with
     /// `voters` (every replica calls this with the same voters, which openraft
-    /// accepts). `hooks` hear of commits and leadership.
+    /// accepts). `hooks` hear of commits and leadership. The network comes
+    /// with a reader of peers' partition logs (none without peers).
     pub(crate) async fn open<N>(
         node_id: u64,
         group_id: u64,
         log: Arc<Log>,
         voters: &[(u64, String)],
         hooks: Arc<dyn GroupHooks>,
-        network: N,
+        (network, remote): (N, Option<crate::transport::RemoteLog>),
         settings: GroupSettings,
     ) -> Result<Self, GroupError>
     where
@@ -601,12 +603,13 @@ impl PartitionGroup {
                 Arc::clone(&predictions),
             );
             Arc::new(move || {
-                let (log, hooks, voters, network, predictions) = (
+                let (log, hooks, voters, network, predictions, remote) = (
                     Arc::clone(&log),
                     Arc::clone(&hooks),
                     voters.clone(),
                     network.clone(),
                     Arc::clone(&predictions),
+                    remote.clone(),
                 );
                 Box::pin(start_raft(
                     node_id,
@@ -615,7 +618,7 @@ impl PartitionGroup {
                     voters,
                     preferred,
                     hooks,
-                    network,
+                    (network, remote),
                     settings,
                 ))
             })
@@ -661,8 +664,17 @@ impl PartitionGroup {
         settings: GroupSettings,
     ) -> Result<Self, GroupError> {
         let network = transport.network(group_id);
-        let mut group =
-            Self::open(node_id, group_id, log, voters, hooks, network, settings).await?;
+        let remote = Some(transport.remote_log(group_id));
+        let mut group = Self::open(
+            node_id,
+            group_id,
+            log,
+            voters,
+            hooks,
+            (network, remote),
+            settings,
+        )
+        .await?;
         let served: Arc<dyn crate::transport::GroupHandler> =
             Arc::new(Served(Arc::clone(&group.shared)));
         group.transport = Some(transport.attach(group_id, served));
@@ -726,7 +738,16 @@ impl PartitionGroup {
             timers: false,
             ..settings
         };
-        Self::open(node_id, group_id, log, &voters, hooks, NoPeers, settings).await
+        Self::open(
+            node_id,
+            group_id,
+            log,
+            &voters,
+            hooks,
+            (NoPeers, None),
+            settings,
+        )
+        .await
     }
 
     /// The group's id.
@@ -937,6 +958,11 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::SnapshotResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
+        // The state machine learns who sent the snapshot: that leader serves
+        // the records a compacted partition keeps below it.
+        let mut snapshot = snapshot;
+        snapshot.snapshot =
+            crate::state_machine::with_source(snapshot.snapshot, vote.leader_id().voted_for);
         crate::transport::GroupHandler::install_snapshot(&self.0.raft(), vote, snapshot)
     }
 
@@ -956,6 +982,50 @@ impl crate::transport::GroupHandler for Served {
     ) -> futures_util::future::BoxFuture<'static, Result<Offsets, ProposeError>> {
         let shared = Arc::clone(&self.0);
         Box::pin(async move { shared.propose(batch)?.committed().await })
+    }
+
+    /// Committed batches of the partition log from `from` (or the log
+    /// start) that begin below `upto`.
+    fn read_log(
+        &self,
+        req: crate::transport::ReadLogRequest,
+    ) -> Result<crate::transport::LogChunk, String> {
+        let log = &self.0.log;
+        let log_start = log.log_start_offset();
+        let from = req.from.max(log_start);
+        let mut chunk = crate::transport::LogChunk {
+            log_start,
+            next: req.upto,
+            bytes: Vec::new(),
+        };
+        if from >= req.upto {
+            return Ok(chunk);
+        }
+        let read = log
+            .read(
+                from,
+                req.max_bytes as usize,
+                weir_storage::ReadBound::HighWatermark,
+            )
+            .map_err(|e| e.to_string())?;
+        let mut end = 0;
+        while end < read.records.len() {
+            let h = BatchHeader::parse(&read.records[end..]).map_err(|e| e.to_string())?;
+            if h.base_offset >= req.upto {
+                break;
+            }
+            end += h.size();
+            chunk.next = h.next_offset();
+        }
+        chunk.bytes = read.records[..end].to_vec();
+        if end == read.records.len() && end > 0 && chunk.next < req.upto {
+            // More may follow below `upto`: the caller asks again from `next`.
+            return Ok(chunk);
+        }
+        if end < read.records.len() || end == 0 {
+            chunk.next = req.upto;
+        }
+        Ok(chunk)
     }
 }
 

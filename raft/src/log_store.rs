@@ -329,9 +329,15 @@ impl LogReader {
 
     /// Makes the log continue after a snapshot ending at `last`, at Kafka
     /// offset `offset`: nothing to do when it holds `last` or purged past it;
-    /// otherwise the partition log is emptied to restart at `offset` (see
-    /// [`OffsetTranslator::reset_after`]). Returns whether it was.
-    pub(crate) async fn continue_after(&self, last: LogId, offset: i64) -> io::Result<bool> {
+    /// otherwise the partition log is emptied to restart at `offset`, keeping
+    /// the segments staged below it when `prefix_start` is set (see
+    /// [`OffsetTranslator::reset_after`]). Returns whether it was reset.
+    pub(crate) async fn continue_after(
+        &self,
+        last: LogId,
+        offset: i64,
+        prefix_start: Option<i64>,
+    ) -> io::Result<bool> {
         let id = EntryId {
             index: last.index,
             term: term_of(&last),
@@ -340,10 +346,25 @@ impl LogReader {
             if t.covers(log, id)? {
                 return Ok(false);
             }
-            t.reset_after(log, id, offset)?;
+            t.reset_after(log, id, offset, prefix_start)?;
             Ok(true)
         })
         .await
+    }
+
+    /// Whether the log holds the entry `last` or purged past it (a snapshot
+    /// ending there needs no reset).
+    pub(crate) async fn covers(&self, last: LogId) -> io::Result<bool> {
+        let id = EntryId {
+            index: last.index,
+            term: term_of(&last),
+        };
+        self.blocking(move |t, log| t.covers(log, id)).await
+    }
+
+    /// The partition log under the Raft log.
+    pub(crate) fn log(&self) -> &Arc<Log> {
+        &self.shared.log
     }
 }
 

@@ -57,6 +57,21 @@ use crate::sync_points::{Point, PointFile};
 /// (JSON). An open that finds it finishes the reset.
 const RESET_FILE: &str = "raft-reset";
 
+/// Directory in the partition directory where a follower stages the cleaned
+/// segments its leader keeps below a snapshot (a compacted partition), before
+/// [`OffsetTranslator::reset_after`] makes them the head of its log.
+pub(crate) const STAGING_DIR: &str = "raft-install";
+
+/// What the reset marker holds: the anchor the reset sets and, when the log
+/// keeps staged segments below it, where they start.
+#[derive(Debug, Serialize, Deserialize)]
+struct ResetMarker {
+    #[serde(flatten)]
+    anchor: Anchor,
+    #[serde(default)]
+    prefix_start: Option<i64>,
+}
+
 /// File holding the anchor.
 pub(crate) const ANCHOR_FILE: &str = "raft-state";
 /// Data entries between two sync points.
@@ -506,24 +521,37 @@ impl OffsetTranslator {
     /// Empties the partition log and restarts the Raft log after `after`, at
     /// Kafka offset `offset`: a follower installs a snapshot (its leader's log
     /// starts there) that its own log does not reach. Every entry is dropped.
-    /// Durable and all or nothing across a crash (a marker written first
-    /// makes the next open finish it). Blocking.
-    pub(crate) fn reset_after(&mut self, log: &Log, after: EntryId, offset: i64) -> Result<()> {
-        let anchor = Anchor {
-            purged: Some(after),
-            first_index: after.index + 1,
-            first_offset: offset,
+    /// With `prefix_start`, the log keeps the segments staged in
+    /// [`STAGING_DIR`] below `offset` and starts there (the cleaned records a
+    /// compacting leader keeps below its snapshot). Durable and all or nothing
+    /// across a crash (a marker written first makes the next open finish it).
+    /// Blocking.
+    pub(crate) fn reset_after(
+        &mut self,
+        log: &Log,
+        after: EntryId,
+        offset: i64,
+        prefix_start: Option<i64>,
+    ) -> Result<()> {
+        let marker = ResetMarker {
+            anchor: Anchor {
+                purged: Some(after),
+                first_index: after.index + 1,
+                first_offset: offset,
+            },
+            prefix_start,
         };
-        let marker = serde_json::to_vec(&anchor).expect("an anchor serialises");
-        durable_file::write(&self.dir, RESET_FILE, &marker, durable_file::Sync::Durable)?;
-        apply_reset(log, &anchor)?;
+        let bytes = serde_json::to_vec(&marker).expect("a reset marker serialises");
+        durable_file::write(&self.dir, RESET_FILE, &bytes, durable_file::Sync::Durable)?;
+        apply_reset(log, &marker)?;
         self.side.clear();
         self.side_file.rewrite(&self.side)?;
         self.points.clear();
         self.point_file.replace(&[])?;
         std::fs::remove_file(self.dir.join(RESET_FILE)).map_err(RaftStoreError::io(&self.dir))?;
         durable_file::sync_dir(&self.dir)?;
-        self.anchor = anchor;
+        remove_staging(&self.dir)?;
+        self.anchor = marker.anchor;
         self.last = None;
         self.next_offset = offset;
         self.since_point = POINT_SPACING;
@@ -822,27 +850,42 @@ fn load_anchor(log: &Log) -> Result<Anchor> {
     }
 }
 
-/// Empties `log` at the anchor's offset and writes the anchor, dropping the
-/// side entries and sync points (the files; the caller clears its memory).
-fn apply_reset(log: &Log, anchor: &Anchor) -> Result<()> {
-    log.reset_to(anchor.first_offset)?;
-    save_anchor(log.dir(), anchor)
+/// Empties `log` at the anchor's offset (keeping the staged prefix when the
+/// marker names one) and writes the anchor, dropping the side entries and
+/// sync points (the files; the caller clears its memory).
+fn apply_reset(log: &Log, marker: &ResetMarker) -> Result<()> {
+    let offset = marker.anchor.first_offset;
+    match marker.prefix_start {
+        Some(start) => log.reset_with_prefix(offset, &log.dir().join(STAGING_DIR), start)?,
+        None => log.reset_to(offset)?,
+    }
+    save_anchor(log.dir(), &marker.anchor)
 }
 
-/// Finishes a [`OffsetTranslator::reset_after`] a crash interrupted.
+/// Removes the staging directory, if any (durable).
+fn remove_staging(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir.join(STAGING_DIR)) {
+        Ok(()) => durable_file::sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RaftStoreError::io(dir)(e)),
+    }
+}
+
+/// Finishes a [`OffsetTranslator::reset_after`] a crash interrupted; removes
+/// segments staged for a reset that never started.
 fn finish_reset(log: &Log) -> Result<()> {
     let dir = log.dir();
     let Some(bytes) = durable_file::read(dir, RESET_FILE)? else {
-        return Ok(());
+        return remove_staging(dir);
     };
-    let anchor: Anchor = serde_json::from_slice(&bytes).map_err(|e| {
+    let marker: ResetMarker = serde_json::from_slice(&bytes).map_err(|e| {
         RaftStoreError::corrupt(
             dir.join(RESET_FILE),
             format!("unreadable reset marker: {e}"),
         )
     })?;
-    tracing::warn!(dir = %dir.display(), offset = anchor.first_offset, "finishing an interrupted raft log reset");
-    apply_reset(log, &anchor)?;
+    tracing::warn!(dir = %dir.display(), offset = marker.anchor.first_offset, "finishing an interrupted raft log reset");
+    apply_reset(log, &marker)?;
     for name in [
         crate::side_entries::SIDE_FILE,
         crate::sync_points::POINTS_FILE,
@@ -854,7 +897,8 @@ fn finish_reset(log: &Log) -> Result<()> {
         }
     }
     std::fs::remove_file(dir.join(RESET_FILE)).map_err(RaftStoreError::io(dir))?;
-    durable_file::sync_dir(dir)
+    durable_file::sync_dir(dir)?;
+    remove_staging(dir)
 }
 
 fn save_anchor(dir: &std::path::Path, anchor: &Anchor) -> Result<()> {

@@ -36,6 +36,98 @@ pub(crate) struct SnapshotManifest {
     pub(crate) last_membership: StoredMembershipT,
     /// Kafka offset after the last entry covered (`None` before any data entry).
     pub(crate) next_kafka_offset: Option<i64>,
+    /// The partition log's start on the node that took the snapshot: below
+    /// `next_kafka_offset`, the records compaction kept there, which a
+    /// follower that installs the snapshot receives from its leader.
+    #[serde(default)]
+    pub(crate) log_start: Option<i64>,
+    /// The leader that sent the snapshot (set on receipt).
+    #[serde(default)]
+    pub(crate) source: Option<u64>,
+}
+
+/// `data` (a [`SnapshotManifest`]) naming `node` as its sender; unreadable
+/// data is returned as it is (installing it fails with the parse error).
+pub(crate) fn with_source(data: SnapshotData, node: u64) -> SnapshotData {
+    match serde_json::from_slice::<SnapshotManifest>(&data) {
+        Ok(mut m) => {
+            m.source = Some(node);
+            serde_json::to_vec(&m).unwrap_or(data)
+        }
+        Err(_) => data,
+    }
+}
+
+/// Bytes asked for in one read of the leader's log while staging.
+const STAGE_CHUNK_BYTES: u32 = 1 << 20;
+
+/// Copies the batches `source`'s partition log holds in `from..upto` into
+/// the staging directory of `log` (a log of its own, durable on return).
+/// Returns where the staged records start, or `None` when the leader keeps
+/// nothing there (retention removed it meanwhile).
+async fn stage_prefix(
+    log: &Arc<weir_storage::Log>,
+    remote: &crate::transport::RemoteLog,
+    source: u64,
+    from: i64,
+    upto: i64,
+) -> io::Result<Option<i64>> {
+    let dir = log.dir().join(crate::offset_translator::STAGING_DIR);
+    let cfg = log.config();
+    let blocking = |f: Box<dyn FnOnce() -> weir_storage::Result<()> + Send>| async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)
+    };
+    let staged = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            weir_storage::Log::open(&dir, "staged", cfg)
+                .map(|(l, _)| Arc::new(l))
+                .map_err(io::Error::other)
+        })
+        .await
+        .map_err(io::Error::other)??
+    };
+    let mut at = from;
+    let mut start = None;
+    while at < upto {
+        let chunk = remote.read(source, at, upto, STAGE_CHUNK_BYTES).await?;
+        if start.is_none() {
+            let s = chunk.log_start.max(from);
+            if s >= upto || chunk.bytes.is_empty() {
+                return Ok(None);
+            }
+            // A log start inside a batch (DeleteRecords): the segment starts
+            // at the batch, the log at the leader's start.
+            let first = BatchHeader::parse(&chunk.bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+                .base_offset;
+            let staged = Arc::clone(&staged);
+            blocking(Box::new(move || staged.reset_to(first.min(s)))).await?;
+            start = Some(s);
+        }
+        if chunk.next <= at {
+            return Err(io::Error::other(format!(
+                "node {source} made no progress reading its log at {at}"
+            )));
+        }
+        if !chunk.bytes.is_empty() {
+            let staged = Arc::clone(&staged);
+            let bytes = chunk.bytes;
+            blocking(Box::new(move || staged.append_replicated(&bytes).map(drop))).await?;
+        }
+        at = chunk.next;
+    }
+    let closing = Arc::clone(&staged);
+    blocking(Box::new(move || closing.close())).await?;
+    Ok(start)
 }
 
 /// Where a snapshot that lets the log start at a Kafka offset would end.
@@ -82,12 +174,15 @@ pub(crate) struct StateMachine {
     /// Where the next snapshot ends, when not at the last applied entry (see
     /// [`StateMachine::plan_snapshot_at`]).
     planned: Option<SnapshotManifest>,
+    /// Reads the leader's log when a snapshot needs its cleaned segments.
+    remote: Option<crate::transport::RemoteLog>,
 }
 
 /// Builds a snapshot of the state when it was created.
 #[derive(Debug)]
 pub(crate) struct SnapshotBuilder {
     applied: Applied,
+    log_start: Option<i64>,
     planned: Option<SnapshotManifest>,
     current: Arc<Mutex<Option<Snapshot>>>,
     dir: Option<std::path::PathBuf>,
@@ -149,6 +244,18 @@ impl StateMachine {
         }
     }
 
+    /// Lets the state machine read its leader's log through `remote` (see
+    /// [`stage_prefix`]).
+    pub(crate) fn with_remote(mut self, remote: Option<crate::transport::RemoteLog>) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    /// The partition log's start, when a log is attached.
+    fn log_start(&self) -> Option<i64> {
+        self.store.as_ref().map(|s| s.log().log_start_offset())
+    }
+
     /// Makes the next snapshot end just before the batch holding Kafka offset
     /// `offset` instead of at the last applied entry, so that purging the Raft
     /// log up to it lets the partition log start at `offset` (retention,
@@ -176,6 +283,8 @@ impl StateMachine {
             last_log_id: Some(last),
             last_membership: self.applied.membership.clone(),
             next_kafka_offset: Some(base),
+            log_start: self.log_start(),
+            source: None,
         });
         Ok(SnapshotPlan::At(last))
     }
@@ -245,6 +354,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             applied: self.applied.clone(),
+            log_start: self.log_start(),
             planned: self.planned.take(),
             current: Arc::clone(&self.current),
             dir: self.dir.clone(),
@@ -276,8 +386,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         {
             // A log that does not reach the snapshot's end (this follower was
             // behind its leader's purge point) restarts where the leader's
-            // continues: the records before it were removed there.
-            if store.continue_after(last, next).await? {
+            // continues, above the records the leader kept before it (a
+            // compacted partition), which it copies first.
+            let prefix = match (manifest.log_start, manifest.source, &self.remote) {
+                (Some(start), Some(source), Some(remote))
+                    if start < next && !store.covers(last).await? =>
+                {
+                    stage_prefix(store.log(), remote, source, start, next).await?
+                }
+                _ => None,
+            };
+            if store.continue_after(last, next, prefix).await? {
                 tracing::info!(log_id = %last, offset = next, "partition log reset to a snapshot");
                 if let Some(hooks) = &self.hooks {
                     hooks.reset(next);
@@ -321,6 +440,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_log_id: self.applied.last,
             last_membership: self.applied.membership.clone(),
             next_kafka_offset: self.applied.next_offset,
+            log_start: self.log_start,
+            source: None,
         });
         let snapshot = Snapshot {
             meta: SnapshotMetaOf::<TypeConfig> {

@@ -252,6 +252,43 @@ pub fn log_bytes(data_dir: &std::path::Path, topic: &str, partition: i32) -> Res
     Ok(out)
 }
 
+/// The records (offset, value) a node's log of `topic`/`partition` holds on
+/// disk, in order: what a replica stores, whether or not it leads. Each
+/// segment's batches are read up to the first zero length (the unused tail
+/// of a preallocated file).
+pub fn records_on_disk(
+    data_dir: &std::path::Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<(i64, String)>> {
+    use anyhow::Context;
+    let dir = data_dir.join("logs").join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for s in segments {
+        let bytes = std::fs::read(&s)?;
+        let mut end = 0;
+        while end + 12 <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[end + 8..end + 12].try_into()?) as usize;
+            if len == 0 || end + 12 + len > bytes.len() {
+                break;
+            }
+            end += 12 + len;
+        }
+        let records = bytes::Bytes::copy_from_slice(&bytes[..end]);
+        for (offset, value) in crate::raw::values(&records)? {
+            let value = String::from_utf8_lossy(&value.unwrap_or_default()).to_string();
+            out.push((offset, value));
+        }
+    }
+    Ok(out)
+}
+
 /// Metadata v12 of `topics` (all when empty) from the node at `addr`.
 pub fn metadata(addr: &str, topics: &[&str]) -> Result<MetadataResponse> {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;

@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use weir_tests::cluster::{log_bytes, metadata, Cluster};
+use weir_tests::cluster::{log_bytes, metadata, records_on_disk, Cluster};
 use weir_tests::raw::{
-    batch, create_topic_replicated, delete_records, find_coordinator, list_offset, produce,
-    read_all, RawConn,
+    batch, create_topic_replicated, delete_records, encode_batch, find_coordinator, list_offset,
+    produce, read_all, RawConn,
 };
 use weir_tests::{check_keyed, poll_until, python, recs_from_script, unique};
 
@@ -579,6 +579,92 @@ fn retention_on_a_replicated_partition_restarts_a_lagging_follower_at_the_log_st
         "read {} records from {first}, expected the {} acknowledged from there",
         got.len(),
         300 - first
+    );
+    Ok(())
+}
+
+/// Compaction runs on a replicated partition, below the Raft log: the
+/// leader cleans its sealed segments while a follower is down, and the
+/// follower, back behind the leader's Raft log, receives the cleaned segments
+/// with the snapshot instead of restarting empty at its boundary: it holds
+/// the latest value of every key, including a key written once at offset 0.
+/// After the leader is killed, the new leader serves the same.
+#[test]
+fn compaction_on_a_replicated_partition_ships_cleaned_segments_to_a_lagging_follower() -> Result<()>
+{
+    use kafka_protocol::records::Compression;
+    use std::collections::BTreeMap;
+    let mut c = Cluster::start(3, &[("--maintenance-interval-ms", "100")])?;
+    let topic = unique("compacted");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "2048"),
+        ("min.compaction.lag.ms", "0"),
+    ];
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &configs)? == 0);
+    let leader = c.leader(1, &topic, 0)?;
+    let follower = (1..=3).find(|n| *n != leader).expect("three nodes");
+    c.node(follower).kill()?;
+    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
+    let mut acked = BTreeMap::new();
+    let mut latest = BTreeMap::new();
+    for i in 0..300 {
+        let key = if i == 0 {
+            "lonely".to_string()
+        } else {
+            format!("k{}", i % 7)
+        };
+        let v = format!("{key}={i:04}-{}", "x".repeat(60));
+        // encode_batch keys record j `{prefix}{j}`: one record, key `{key}-0`.
+        let b = encode_batch(
+            &[v.as_bytes()],
+            Some(&format!("{key}-")),
+            None,
+            Compression::None,
+        )?;
+        let (code, offset) = produce(&mut to_leader, &topic, 0, -1, b)?;
+        ensure!(code == 0, "produce with one follower down: {code}");
+        acked.insert(offset, v.clone());
+        latest.insert(key, (offset, v));
+    }
+    let want: BTreeSet<(i64, String)> = latest.values().cloned().collect();
+    let ld = c.node(leader).data_dir().to_path_buf();
+    poll_until(Duration::from_secs(30), || {
+        Ok((records_on_disk(&ld, &topic, 0)?.len() < 100).then_some(()))
+    })
+    .context("the leader never compacted its replicated partition")?;
+
+    c.node(follower).restart()?;
+    let fd = c.node(follower).data_dir().to_path_buf();
+    let held = |records: &[(i64, String)]| -> Result<bool> {
+        for (o, v) in records {
+            ensure!(
+                acked.get(o) == Some(v),
+                "record {o} = {v:?} was never acknowledged"
+            );
+        }
+        let have: BTreeSet<(i64, String)> = records.iter().cloned().collect();
+        Ok(want.is_subset(&have))
+    };
+    poll_until(Duration::from_secs(60), || {
+        Ok(held(&records_on_disk(&fd, &topic, 0)?)?.then_some(()))
+    })
+    .context("the returning follower never held the latest value of every key")?;
+    ensure!(
+        records_on_disk(&fd, &topic, 0)?.len() < 200,
+        "the follower holds the whole history, not the cleaned segments"
+    );
+
+    c.node(leader).kill()?;
+    let new = c.new_leader(&topic, 0, leader)?;
+    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
+    let got = poll_until(Duration::from_secs(30), || {
+        Ok(read_all(&mut conn, &topic, 0, 0).ok())
+    })?;
+    ensure!(
+        held(&got)?,
+        "the new leader {new} lost a key's latest value: {got:?}"
     );
     Ok(())
 }

@@ -58,9 +58,17 @@ fn fast() -> GroupSettings {
 async fn open(log: &Arc<Log>, hooks: &Arc<Recorder>) -> PartitionGroup {
     let voters = [(1, "127.0.0.1:1".to_string())];
     let hooks: Arc<dyn GroupHooks> = hooks.clone();
-    PartitionGroup::open(1, 7, Arc::clone(log), &voters, hooks, NoPeers, fast())
-        .await
-        .unwrap()
+    PartitionGroup::open(
+        1,
+        7,
+        Arc::clone(log),
+        &voters,
+        hooks,
+        (NoPeers, None),
+        fast(),
+    )
+    .await
+    .unwrap()
 }
 
 async fn leader_term(g: &PartitionGroup) -> u64 {
@@ -149,7 +157,7 @@ async fn proposals_fail_when_not_leader() {
         (2, "127.0.0.1:2".to_string()),
     ];
     let h: Arc<dyn GroupHooks> = hooks.clone();
-    let g = PartitionGroup::open(1, 7, Arc::clone(&log), &voters, h, NoPeers, fast())
+    let g = PartitionGroup::open(1, 7, Arc::clone(&log), &voters, h, (NoPeers, None), fast())
         .await
         .unwrap();
     let err = g.propose(batch(1)).unwrap_err();

@@ -573,7 +573,7 @@ fn a_reset_restarts_both_logs_after_the_snapshot() {
     };
     let offset = model.next_offset + 1_000;
     assert!(!t.covers(&log, after).unwrap());
-    t.reset_after(&log, after, offset).unwrap();
+    t.reset_after(&log, after, offset, None).unwrap();
     model = Model::after_reset(after, offset);
     check(&model, &log, &mut t);
     assert_eq!(
@@ -655,4 +655,56 @@ fn entry_before_names_the_entry_preceding_a_batch() {
         "the log end"
     );
     assert_eq!(t.entry_before(&log, 7).unwrap(), None, "past the end");
+}
+
+/// A crash during a reset that keeps staged segments (a compacted leader's
+/// records below its snapshot): the next open finishes it with the staged
+/// records below the new anchor, the log starting where they start, and the
+/// staging directory gone.
+#[test]
+fn an_interrupted_reset_with_staged_segments_keeps_them_below_the_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(20));
+    let after = EntryId {
+        index: model.next_index() + 7,
+        term: model.term,
+    };
+    let offset = model.next_offset + 500;
+    let (staged, _) = Log::open(
+        &dir.path().join(STAGING_DIR),
+        "staged",
+        LogConfig::default(),
+    )
+    .unwrap();
+    staged.reset_to(offset - 100).unwrap();
+    let mut b = batch(999, 3);
+    b[..8].copy_from_slice(&(offset - 90).to_be_bytes());
+    staged.append_replicated(&b).unwrap();
+    staged.close().unwrap();
+    drop(staged);
+    let marker = ResetMarker {
+        anchor: Anchor {
+            purged: Some(after),
+            first_index: after.index + 1,
+            first_offset: offset,
+        },
+        prefix_start: Some(offset - 95),
+    };
+    std::fs::write(
+        dir.path().join(RESET_FILE),
+        serde_json::to_vec(&marker).unwrap(),
+    )
+    .unwrap();
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    let model = Model::after_reset(after, offset);
+    check(&model, &log, &mut t);
+    assert_eq!(log.log_start_offset(), offset - 95);
+    let read = log
+        .read(offset - 95, 1 << 20, weir_storage::ReadBound::LogEnd)
+        .unwrap();
+    assert_eq!(read.records.as_ref(), &b[..], "the staged batch is kept");
+    assert!(!dir.path().join(RESET_FILE).exists());
+    assert!(!dir.path().join(STAGING_DIR).exists());
 }

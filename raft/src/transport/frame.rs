@@ -65,6 +65,9 @@ pub(crate) enum Kind {
     /// Body: `Vec<LeaderNotice>`, the groups the sending node leads.
     /// Answered with `()`.
     Leaders = 0x07,
+    /// Body: `ReadLogRequest`, batches of the group's partition log below a
+    /// snapshot's boundary. Answered with `Result<LogChunk, String>`.
+    ReadLog = 0x08,
     /// The request with this correlation id succeeded; body: its response.
     Ok = 0x80,
     /// The request with this correlation id failed; body: a `WireError`.
@@ -81,6 +84,7 @@ impl Kind {
             0x05 => Kind::TransferLeader,
             0x06 => Kind::Propose,
             0x07 => Kind::Leaders,
+            0x08 => Kind::ReadLog,
             0x80 => Kind::Ok,
             0x81 => Kind::Err,
             _ => return None,

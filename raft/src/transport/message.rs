@@ -42,6 +42,32 @@ pub(crate) struct ProposeRequest {
     pub(crate) batch: Vec<u8>,
 }
 
+/// The body of a [`Kind::ReadLog`](super::frame::Kind::ReadLog) frame: a
+/// follower installing a snapshot of a compacted partition asks the leader
+/// for the records it keeps below the snapshot's boundary.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct ReadLogRequest {
+    /// First offset wanted (the leader answers from its log start when that
+    /// is higher).
+    pub(crate) from: i64,
+    /// Offset before which the batches end (the snapshot's boundary).
+    pub(crate) upto: i64,
+    /// Most bytes in one answer (at least one batch is sent).
+    pub(crate) max_bytes: u32,
+}
+
+/// The answer to a [`ReadLogRequest`]: whole batches, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LogChunk {
+    /// The leader's log start when it answered.
+    pub(crate) log_start: i64,
+    /// Where the next request starts: `upto` once nothing is left below it.
+    pub(crate) next: i64,
+    /// Whole batches, base offsets below `upto`.
+    #[serde(with = "serde_bytes_vec")]
+    pub(crate) bytes: Vec<u8>,
+}
+
 /// Why a server could not answer a request: the body of a
 /// [`Kind::Err`](super::frame::Kind::Err) frame. Every one of them is worth a retry
 /// by the caller; none says anything about the Raft state of the group.

@@ -65,6 +65,8 @@ use tokio::task::JoinHandle;
 
 pub use config::TransportConfig;
 // For the state machines of the groups (a group manager, not yet written).
+pub(crate) use message::LogChunk;
+pub(crate) use message::ReadLogRequest;
 pub(crate) use message::Snapshot;
 #[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use message::SnapshotData;
@@ -162,6 +164,48 @@ impl Attachment {
         )
         .await
         .map_err(unreachable)?
+    }
+}
+
+/// Reads a group's partition log on a peer (see [`message::ReadLogRequest`]):
+/// what a follower installing a snapshot of a compacted partition uses to
+/// receive the cleaned segments below the snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteLog {
+    peers: Arc<Peers>,
+    group: u64,
+}
+
+impl RemoteLog {
+    /// One chunk of `node`'s log of this group: batches from `from` (or its
+    /// log start) that begin below `upto`, about `max_bytes` of them.
+    pub(crate) async fn read(
+        &self,
+        node: u64,
+        from: i64,
+        upto: i64,
+        max_bytes: u32,
+    ) -> std::io::Result<LogChunk> {
+        let failed =
+            |e: String| std::io::Error::other(format!("reading the log of node {node}: {e}"));
+        let link = self
+            .peers
+            .link(node, "")
+            .map_err(|e| failed(e.to_string()))?;
+        let req = message::ReadLogRequest {
+            from,
+            upto,
+            max_bytes,
+        };
+        link.call::<_, Result<LogChunk, String>>(
+            frame::Kind::ReadLog,
+            self.group,
+            &req,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)
     }
 }
 
@@ -314,6 +358,14 @@ impl Transport {
     /// Stops serving `group`; peers get an "unknown group" error for it.
     pub fn unregister(&self, group: u64) -> bool {
         self.registry.remove(group)
+    }
+
+    /// Reads of `group`'s partition log on peers.
+    pub(crate) fn remote_log(&self, group: u64) -> RemoteLog {
+        RemoteLog {
+            peers: Arc::clone(&self.peers),
+            group,
+        }
     }
 
     /// The openraft network factory for `group`, to pass to `Raft::new`.

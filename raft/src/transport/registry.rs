@@ -72,6 +72,16 @@ pub(crate) trait GroupHandler: Send + Sync + 'static {
         drop(batch);
         async { Err(ProposeError::NotLeader { leader: None }) }.boxed()
     }
+
+    /// Reads batches of the group's partition log for a follower installing
+    /// a snapshot (see [`super::message::ReadLogRequest`]). A bare Raft
+    /// instance has no partition log to read.
+    fn read_log(
+        &self,
+        _req: super::message::ReadLogRequest,
+    ) -> Result<super::message::LogChunk, String> {
+        Err("this group serves no partition log".to_string())
+    }
 }
 
 /// Hears the leadership notices peers send (see [`LeaderNotice`]).

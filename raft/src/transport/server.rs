@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use super::config::TransportConfig;
 use super::frame::{Frame, FrameError, FrameReader, Kind};
 use super::lane::Lanes;
-use super::message::{ProposeRequest, SnapshotRequest, WireError};
+use super::message::{ProposeRequest, ReadLogRequest, SnapshotRequest, WireError};
 use super::registry::{GroupHandler, HandlerError, Registry};
 use super::writer::write_frames;
 use crate::types::TypeConfig;
@@ -256,6 +256,17 @@ fn request_call(frame: &Frame, handler: Arc<dyn GroupHandler>) -> Result<Call, F
             Box::new(move |r, c| {
                 Box::pin(async move {
                     let res = handler.propose(batch).await;
+                    r.send(group, c, Ok::<_, WireError>(res)).await;
+                })
+            })
+        }
+        Kind::ReadLog => {
+            let req: ReadLogRequest = frame.body()?;
+            Box::new(move |r, c| {
+                Box::pin(async move {
+                    // Zero-copy reads from the mapped segments: cheap enough
+                    // for the connection's task.
+                    let res = handler.read_log(req);
                     r.send(group, c, Ok::<_, WireError>(res)).await;
                 })
             })

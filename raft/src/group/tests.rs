@@ -426,3 +426,82 @@ async fn quiesced_groups_wake_for_proposals_and_elect_once_their_leader_is_silen
         }
     }
 }
+
+/// A follower whose Raft instance just learned of a new leader trusts it for
+/// `NEW_LEADER_GRACE` although no claim of that leader reached it yet (the
+/// first one is up to 250 ms away on a real node). Here no claim ever comes:
+/// the leader must keep its term through most of the grace, although it
+/// quiesces meanwhile.
+/// (Before the grace, the designated follower took the missing claim for
+/// silence and deposed a leader it had just learned of.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_trust_a_newly_learned_leader_before_its_first_claim() {
+    let settings = GroupSettings {
+        quiesce: true,
+        ..fast()
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut groups = Vec::new();
+    let mut transports = Vec::new();
+    for (_, g, _, t) in three_nodes(11, settings, &dirs).await {
+        groups.push(Arc::new(g));
+        transports.push(t);
+    }
+    // Every node is tended as the broker does, but no claim is ever heard.
+    let tender = {
+        let groups = groups.clone();
+        tokio::spawn(async move {
+            loop {
+                for g in &groups {
+                    g.tend(None).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // A leader that every follower knows of.
+    let (leader, term) = loop {
+        let views: Vec<_> = groups.iter().map(|g| *g.leadership().borrow()).collect();
+        let led = views.iter().position(|v| v.is_leader);
+        if let Some(l) = led {
+            let term = views[l].term;
+            if views
+                .iter()
+                .all(|v| v.term == term && (v.is_leader || v.leader == Some(l as u64 + 1)))
+            {
+                break (l, term);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader known to all"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // The leader, idle, quiesces after a second and stops its heartbeats;
+    // the followers' leases lapse soon after. Without claims, only the
+    // grace keeps the designated follower from campaigning, and the other
+    // one would grant it the vote. Watch until just before the grace ends.
+    let window = Duration::from_millis(1500);
+    let until = std::time::Instant::now() + window;
+    while std::time::Instant::now() < until {
+        for (i, g) in groups.iter().enumerate() {
+            let v = *g.leadership().borrow();
+            assert_eq!(
+                v.term,
+                term,
+                "node {} moved to term {} within {window:?}",
+                i + 1,
+                v.term
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(groups[leader].leadership().borrow().is_leader);
+    tender.abort();
+    for g in &groups {
+        g.stop().await;
+    }
+    drop(transports);
+}

@@ -30,4 +30,5 @@ pub mod partition;
 pub mod producer_state;
 pub mod request_order;
 pub mod server;
+pub mod stream;
 pub mod topic_config;

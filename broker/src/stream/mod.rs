@@ -1,0 +1,32 @@
+//! Windowed stream jobs inside the broker (issue 9).
+//!
+//! A job is one SQL statement, `INSERT INTO out SELECT … FROM in GROUP BY
+//! keys, <window>`: `sql` turns it into a [`plan::JobPlan`] (or an error
+//! naming the clause it cannot run); `window` is the pure window operator
+//! (assign, aggregate, fire; no IO) and `watermark` the per-partition event
+//! time that decides lateness and firing. The IO shell that reads input
+//! partitions and writes results comes in the next slice.
+//!
+//! # Why replay equals live
+//!
+//! Input partitions are read at different paces (a live tail, a replay from
+//! `earliest`, a restart), so two decisions depend only on deterministic
+//! things:
+//! - **lateness is judged per partition**: a record is late when its window
+//!   closed by the watermark of its own partition (the largest event time that
+//!   partition showed before it), which depends only on that partition's
+//!   order;
+//! - **firing uses the minimum** of the partitions' watermarks: a window is
+//!   final once every partition's watermark passed its close, and then no
+//!   record still to come can belong to it without being late.
+//!
+//! So the final results are a function of the input alone. For sessions the
+//! close of a record's window is its own gap window's (`t + gap + grace`);
+//! a session `[start, end)` is final once the minimum passed
+//! `end + gap + grace`, because a record that is not late can still arrive
+//! up to `gap + grace` behind a partition's watermark and would extend it.
+
+pub mod plan;
+pub mod sql;
+pub mod watermark;
+pub mod window;

@@ -1,0 +1,183 @@
+//! What a job computes: the input and output topics, how event time is read,
+//! the window, the group keys, the aggregates, the filter, and the output
+//! columns in the order the statement names them. Built by [`super::sql`],
+//! run by [`super::window`].
+
+use serde::{Deserialize, Serialize};
+
+/// A parsed, checked job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// The topic the results go to (`INSERT INTO`).
+    pub output_topic: String,
+    /// The topic read (`FROM`).
+    pub input_topic: String,
+    /// Where a record's event time comes from.
+    pub time: TimeSource,
+    /// The window every group is cut into.
+    pub window: WindowSpec,
+    /// The group key columns (top-level fields of the input JSON), in
+    /// `GROUP BY` order.
+    pub keys: Vec<String>,
+    /// The aggregates, in the order they first appear in the select list.
+    pub aggregates: Vec<AggregateSpec>,
+    /// `WHERE`, if any.
+    pub filter: Option<Filter>,
+    /// The output record's fields, in select-list order.
+    pub columns: Vec<OutputColumn>,
+}
+
+/// Where a record's event time comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeSource {
+    /// A top-level field: epoch milliseconds (a number) or an RFC 3339 string.
+    Field(String),
+    /// The Kafka record's timestamp (`_timestamp`).
+    RecordTimestamp,
+    /// The time the job reads the record (`PROCTIME()`).
+    ProcessingTime,
+}
+
+/// The window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WindowSpec {
+    /// Fixed windows `[k·size, (k+1)·size)`.
+    Tumble {
+        /// Length, ms (> 0).
+        size_ms: i64,
+    },
+    /// Windows of `size` starting every `slide` (a record is in
+    /// `size / slide` of them when it divides).
+    Hop {
+        /// Distance between window starts, ms (> 0).
+        slide_ms: i64,
+        /// Length, ms (> 0).
+        size_ms: i64,
+    },
+    /// A key's records closer than `gap` to each other share a window
+    /// `[first, last + gap)`.
+    Session {
+        /// Inactivity gap, ms (> 0).
+        gap_ms: i64,
+    },
+}
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggregateKind {
+    /// `COUNT(*)`: records.
+    CountStar,
+    /// `COUNT(col)`: records whose `col` is present and not null.
+    Count,
+    /// `COUNT(DISTINCT col)`: distinct non-null values of `col`.
+    CountDistinct,
+    /// `SUM(col)`: integers stay integers; any fraction makes it a float.
+    Sum,
+    /// `MIN(col)`: numbers, or strings (not mixed).
+    Min,
+    /// `MAX(col)`: numbers, or strings (not mixed).
+    Max,
+    /// `AVG(col)`: a float.
+    Avg,
+}
+
+/// One aggregate of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateSpec {
+    /// The function.
+    pub kind: AggregateKind,
+    /// Its argument column (`None` for `COUNT(*)`).
+    pub column: Option<String>,
+}
+
+/// One field of an output record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputColumn {
+    /// A group key column, written as `name`.
+    Key {
+        /// Index into [`JobPlan::keys`].
+        index: usize,
+        /// The field name in the output.
+        name: String,
+    },
+    /// The window's start, epoch ms.
+    WindowStart {
+        /// The field name in the output (`window_start` unless aliased).
+        name: String,
+    },
+    /// The window's end (exclusive), epoch ms.
+    WindowEnd {
+        /// The field name in the output (`window_end` unless aliased).
+        name: String,
+    },
+    /// An aggregate's value.
+    Aggregate {
+        /// Index into [`JobPlan::aggregates`].
+        index: usize,
+        /// The field name in the output.
+        name: String,
+    },
+}
+
+/// A `WHERE` condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Filter {
+    /// `left op right`.
+    Compare {
+        /// Left operand.
+        left: Operand,
+        /// The comparison.
+        op: CompareOp,
+        /// Right operand.
+        right: Operand,
+    },
+    /// Both hold.
+    And(Box<Filter>, Box<Filter>),
+    /// Either holds.
+    Or(Box<Filter>, Box<Filter>),
+    /// Does not hold.
+    Not(Box<Filter>),
+    /// The column is missing or null.
+    IsNull(String),
+    /// The column is present and not null.
+    IsNotNull(String),
+}
+
+/// An operand of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Operand {
+    /// A top-level field of the input.
+    Column(String),
+    /// A constant.
+    Literal(Literal),
+}
+
+/// A constant in a condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Literal {
+    /// A number.
+    Number(f64),
+    /// A string.
+    String(String),
+    /// `TRUE` / `FALSE`.
+    Bool(bool),
+    /// `NULL`.
+    Null,
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    /// `=`
+    Eq,
+    /// `<>` or `!=`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    LtEq,
+    /// `>`
+    Gt,
+    /// `>=`
+    GtEq,
+}

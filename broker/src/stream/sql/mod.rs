@@ -1,0 +1,1 @@
+//! Statement → [`JobPlan`](super::plan::JobPlan). Written in the next step.

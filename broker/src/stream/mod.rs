@@ -2,10 +2,12 @@
 //!
 //! A job is one SQL statement, `INSERT INTO out SELECT … FROM in GROUP BY
 //! keys, <window>`: `sql` turns it into a [`plan::JobPlan`] (or an error
-//! naming the clause it cannot run); `window` is the pure window operator
-//! (assign, aggregate, fire; no IO) and `watermark` the per-partition event
-//! time that decides lateness and firing. The IO shell that reads input
-//! partitions and writes results comes in the next slice.
+//! naming the clause it cannot run); `row` reads a record's JSON into the
+//! operator's row (time, key, arguments, `WHERE`); `window` is the pure
+//! window operator (assign, aggregate, fire; no IO), `acc` its aggregates
+//! (order-independent, so exact sums) and `watermark` the per-partition
+//! event time that decides lateness and firing. The IO shell that reads
+//! input partitions and writes results comes in the next slice.
 //!
 //! # Why replay equals live
 //!
@@ -26,7 +28,9 @@
 //! `end + gap + grace`, because a record that is not late can still arrive
 //! up to `gap + grace` behind a partition's watermark and would extend it.
 
+pub mod acc;
 pub mod plan;
+pub mod row;
 pub mod sql;
 pub mod watermark;
 pub mod window;

@@ -1,1 +1,348 @@
-//! The window operator.
+//! The window operator: a pure state machine. It takes rows (event time,
+//! group key, aggregate arguments) tagged with their input partition,
+//! judges lateness by that partition's watermark, adds each row to its
+//! windows, and emits a window's result once the firing watermark passed its
+//! close (see the module docs of [`super`] for why that makes replay equal
+//! live). No IO: the task around it reads records and writes results.
+//!
+//! Closes: a tumbling or hopping window `[start, end)` closes at
+//! `end + grace`; a session `[first, last + gap)` at `end + gap + grace`,
+//! and a row at `t` is late for sessions once `t + gap + grace` passed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::acc::Acc;
+use super::plan::{AggregateKind, WindowSpec};
+use super::watermark::Watermarks;
+
+/// A group key: the JSON array of the key columns' values, as text (so that
+/// equal keys hash and order alike, whatever their JSON types).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupKey(pub String);
+
+impl GroupKey {
+    /// The key of `values` (the key columns, in plan order).
+    pub fn of(values: &[Value]) -> Self {
+        GroupKey(Value::Array(values.to_vec()).to_string())
+    }
+
+    /// The key columns' values.
+    pub fn values(&self) -> Vec<Value> {
+        match serde_json::from_str(&self.0) {
+            Ok(Value::Array(v)) => v,
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One input record as the operator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Event time, epoch ms.
+    pub time_ms: i64,
+    /// The group key.
+    pub key: GroupKey,
+    /// Each aggregate's argument (null when absent; ignored by `COUNT(*)`).
+    pub args: Vec<Value>,
+}
+
+/// When results are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EmitMode {
+    /// Once per window, when it is final.
+    Final,
+    /// Also after every row a window takes (not final yet).
+    Changes,
+}
+
+/// A window's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult {
+    /// The group.
+    pub key: GroupKey,
+    /// Window start, epoch ms.
+    pub start_ms: i64,
+    /// Window end (exclusive), epoch ms.
+    pub end_ms: i64,
+    /// The aggregates' values, in plan order.
+    pub values: Vec<Value>,
+    /// Whether the window is closed (its last emission).
+    pub is_final: bool,
+}
+
+/// What became of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It went into at least one open window.
+    Accepted,
+    /// Every window it belongs to had closed by its partition's watermark
+    /// (or had already been emitted).
+    Late,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Session {
+    start: i64,
+    end: i64,
+    accs: Vec<Acc>,
+}
+
+/// The state of one job's window operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowOperator {
+    spec: WindowSpec,
+    grace_ms: i64,
+    kinds: Vec<AggregateKind>,
+    emit: EmitMode,
+    watermarks: Watermarks,
+    /// Tumbling and hopping windows: (key, start) → accumulators.
+    #[serde(with = "fixed_serde")]
+    fixed: HashMap<(GroupKey, i64), Vec<Acc>>,
+    /// Close → the (key, start) of the fixed windows closing then.
+    fixed_timers: BTreeMap<i64, BTreeSet<(GroupKey, i64)>>,
+    /// Sessions of each key, disjoint, by start.
+    sessions: HashMap<GroupKey, Vec<Session>>,
+    /// (close, key, start) of every open session.
+    session_timers: BTreeSet<(i64, GroupKey, i64)>,
+    /// Rows taken.
+    pub accepted: u64,
+    /// Rows that were late.
+    pub late: u64,
+}
+
+/// The fixed-window map as a list (JSON maps need string keys).
+mod fixed_serde {
+    use super::{Acc, GroupKey};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+
+    type Map = HashMap<(GroupKey, i64), Vec<Acc>>;
+
+    pub(super) fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<_> = m.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        let v: Vec<((GroupKey, i64), Vec<Acc>)> = Vec::deserialize(d)?;
+        Ok(v.into_iter().collect())
+    }
+}
+
+impl WindowOperator {
+    /// An operator over `partitions` input partitions computing `kinds` in
+    /// `spec` windows, with `grace_ms` of allowed lateness.
+    pub fn new(
+        spec: WindowSpec,
+        grace_ms: i64,
+        kinds: Vec<AggregateKind>,
+        partitions: usize,
+        emit: EmitMode,
+    ) -> Self {
+        Self {
+            spec,
+            grace_ms: grace_ms.max(0),
+            kinds,
+            emit,
+            watermarks: Watermarks::new(partitions),
+            fixed: HashMap::new(),
+            fixed_timers: BTreeMap::new(),
+            sessions: HashMap::new(),
+            session_timers: BTreeSet::new(),
+            accepted: 0,
+            late: 0,
+        }
+    }
+
+    /// The watermarks (per partition, and the firing one).
+    pub fn watermarks(&self) -> &Watermarks {
+        &self.watermarks
+    }
+
+    /// Windows not yet emitted as final.
+    pub fn open_windows(&self) -> usize {
+        self.fixed.len() + self.session_timers.len()
+    }
+
+    /// Takes `row` from input partition `partition`; pushes to `out` the
+    /// updates (under [`EmitMode::Changes`]) and every window that became
+    /// final.
+    pub fn process(&mut self, partition: usize, row: Row, out: &mut Vec<WindowResult>) -> Outcome {
+        let own = self.watermarks.of(partition);
+        let fired = self.watermarks.firing();
+        let closed =
+            |close: i64| own.is_some_and(|w| close <= w) || fired.is_some_and(|f| close <= f);
+        let took = match self.spec {
+            WindowSpec::Tumble { size_ms } => self.add_fixed(&row, size_ms, size_ms, closed, out),
+            WindowSpec::Hop { slide_ms, size_ms } => {
+                self.add_fixed(&row, slide_ms, size_ms, closed, out)
+            }
+            WindowSpec::Session { gap_ms } => {
+                // The row's own gap window `[t, t + gap)` closes like a session.
+                let proto_close = session_close(row.time_ms, gap_ms, self.grace_ms);
+                !closed(proto_close) && {
+                    self.add_session(&row, gap_ms, out);
+                    true
+                }
+            }
+        };
+        self.watermarks.observe(partition, row.time_ms);
+        self.fire(out);
+        if took {
+            self.accepted += 1;
+            Outcome::Accepted
+        } else {
+            self.late += 1;
+            Outcome::Late
+        }
+    }
+
+    /// Marks input partition `partition` idle or active (see
+    /// [`Watermarks::set_idle`]); pushes the windows that became final.
+    pub fn set_idle(&mut self, partition: usize, idle: bool, out: &mut Vec<WindowResult>) {
+        if self.watermarks.set_idle(partition, idle) {
+            self.fire(out);
+        }
+    }
+
+    /// The starts of the fixed windows (`size`, every `slide`) holding `t`,
+    /// latest first.
+    fn starts(t: i64, slide: i64, size: i64) -> impl Iterator<Item = i64> {
+        let last = t.div_euclid(slide) * slide;
+        (0..)
+            .map(move |i: i64| last - i * slide)
+            .take_while(move |s| s + size > t)
+    }
+
+    fn add_fixed(
+        &mut self,
+        row: &Row,
+        slide: i64,
+        size: i64,
+        closed: impl Fn(i64) -> bool,
+        out: &mut Vec<WindowResult>,
+    ) -> bool {
+        let mut took = false;
+        for start in Self::starts(row.time_ms, slide, size) {
+            let end = start.saturating_add(size);
+            let close = end.saturating_add(self.grace_ms);
+            if closed(close) {
+                continue;
+            }
+            took = true;
+            let slot = (row.key.clone(), start);
+            let accs = self.fixed.entry(slot).or_insert_with(|| {
+                self.fixed_timers
+                    .entry(close)
+                    .or_default()
+                    .insert((row.key.clone(), start));
+                self.kinds.iter().map(|k| Acc::new(*k)).collect()
+            });
+            for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(&row.args) {
+                acc.add(*kind, arg);
+            }
+            if self.emit == EmitMode::Changes {
+                out.push(result(&row.key, start, end, accs, false));
+            }
+        }
+        took
+    }
+
+    fn add_session(&mut self, row: &Row, gap: i64, out: &mut Vec<WindowResult>) {
+        let (t, grace) = (row.time_ms, self.grace_ms);
+        let (mut start, mut end) = (t, t.saturating_add(gap));
+        let mut accs: Vec<Acc> = self.kinds.iter().map(|k| Acc::new(*k)).collect();
+        for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(&row.args) {
+            acc.add(*kind, arg);
+        }
+        let sessions = self.sessions.entry(row.key.clone()).or_default();
+        // Every session the row's own gap window overlaps joins it.
+        let mut kept = Vec::with_capacity(sessions.len() + 1);
+        for s in sessions.drain(..) {
+            if s.start < t.saturating_add(gap) && t < s.end {
+                start = start.min(s.start);
+                end = end.max(s.end);
+                for (a, b) in accs.iter_mut().zip(&s.accs) {
+                    a.merge(b);
+                }
+                self.session_timers.remove(&(
+                    session_close(s.end, gap, grace),
+                    row.key.clone(),
+                    s.start,
+                ));
+            } else {
+                kept.push(s);
+            }
+        }
+        if self.emit == EmitMode::Changes {
+            out.push(result(&row.key, start, end, &accs, false));
+        }
+        let at = kept.partition_point(|s| s.start < start);
+        kept.insert(at, Session { start, end, accs });
+        *sessions = kept;
+        self.session_timers
+            .insert((session_close(end, gap, grace), row.key.clone(), start));
+    }
+
+    /// Emits every window whose close the firing watermark passed, by close
+    /// and then key.
+    fn fire(&mut self, out: &mut Vec<WindowResult>) {
+        let Some(f) = self.watermarks.firing() else {
+            return;
+        };
+        while let Some(entry) = self.fixed_timers.first_entry() {
+            if *entry.key() > f {
+                break;
+            }
+            for (key, start) in entry.remove() {
+                if let Some(accs) = self.fixed.remove(&(key.clone(), start)) {
+                    let end = match self.spec {
+                        WindowSpec::Hop { size_ms, .. } | WindowSpec::Tumble { size_ms } => {
+                            start + size_ms
+                        }
+                        WindowSpec::Session { .. } => start,
+                    };
+                    out.push(result(&key, start, end, &accs, true));
+                }
+            }
+        }
+        while let Some(first) = self.session_timers.first() {
+            if first.0 > f {
+                break;
+            }
+            let (_, key, start) = self.session_timers.pop_first().expect("first exists");
+            if let Some(sessions) = self.sessions.get_mut(&key) {
+                if let Some(i) = sessions.iter().position(|s| s.start == start) {
+                    let s = sessions.remove(i);
+                    out.push(result(&key, s.start, s.end, &s.accs, true));
+                }
+                if sessions.is_empty() {
+                    self.sessions.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// When a session ending at `end` closes: a row up to `gap + grace` behind a
+/// partition's watermark is not late and could still extend it.
+fn session_close(end: i64, gap: i64, grace: i64) -> i64 {
+    end.saturating_add(gap).saturating_add(grace)
+}
+
+fn result(key: &GroupKey, start: i64, end: i64, accs: &[Acc], is_final: bool) -> WindowResult {
+    WindowResult {
+        key: key.clone(),
+        start_ms: start,
+        end_ms: end,
+        values: accs.iter().map(Acc::value).collect(),
+        is_final,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! From an input record to the operator's [`Row`]: the value parsed as a
+//! JSON object, the `WHERE` condition applied, the event time, group key
+//! and aggregate arguments read from its top-level fields. A record that
+//! cannot be read is a [`BadRecord`]: counted, sent to the dead-letter
+//! topic if the job has one, and never a reason to stop.
+
+use serde_json::{Map, Value};
+
+use super::plan::{AggregateKind, CompareOp, Filter, JobPlan, Literal, Operand, TimeSource};
+use super::window::{GroupKey, Row};
+
+/// Why a record could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadRecord {
+    /// The value is not JSON.
+    #[error("the value is not JSON: {0}")]
+    NotJson(String),
+    /// The value is JSON but not an object.
+    #[error("the value is not a JSON object")]
+    NotAnObject,
+    /// The time column is missing or null.
+    #[error("no time field {0:?}")]
+    MissingTime(String),
+    /// The time column is neither epoch milliseconds nor RFC 3339.
+    #[error("time field {field:?}: {detail}")]
+    BadTime {
+        /// The field.
+        field: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An aggregate that needs a number got something else.
+    #[error("{function} needs a number in {column:?}, got {got}")]
+    NotANumber {
+        /// The aggregate function.
+        function: &'static str,
+        /// The column.
+        column: String,
+        /// What the record holds there.
+        got: String,
+    },
+}
+
+/// The row of record `value` (Kafka timestamp `record_ts`, read at
+/// `now_ms`), `Ok(None)` when `WHERE` rejects it.
+pub fn extract(
+    plan: &JobPlan,
+    value: &[u8],
+    record_ts: i64,
+    now_ms: i64,
+) -> Result<Option<Row>, BadRecord> {
+    let parsed: Value =
+        serde_json::from_slice(value).map_err(|e| BadRecord::NotJson(e.to_string()))?;
+    let Value::Object(obj) = parsed else {
+        return Err(BadRecord::NotAnObject);
+    };
+    if let Some(f) = &plan.filter {
+        if !holds(f, &obj) {
+            return Ok(None);
+        }
+    }
+    let time_ms = match &plan.time {
+        TimeSource::RecordTimestamp => record_ts,
+        TimeSource::ProcessingTime => now_ms,
+        TimeSource::Field(name) => event_time(&obj, name)?,
+    };
+    let key: Vec<Value> = plan
+        .keys
+        .iter()
+        .map(|k| obj.get(k).cloned().unwrap_or(Value::Null))
+        .collect();
+    let mut args = Vec::with_capacity(plan.aggregates.len());
+    for a in &plan.aggregates {
+        let v = a
+            .column
+            .as_ref()
+            .and_then(|c| obj.get(c))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let numeric = matches!(a.kind, AggregateKind::Sum | AggregateKind::Avg);
+        if numeric && !(v.is_null() || v.is_number()) {
+            return Err(BadRecord::NotANumber {
+                function: if a.kind == AggregateKind::Sum {
+                    "SUM"
+                } else {
+                    "AVG"
+                },
+                column: a.column.clone().unwrap_or_default(),
+                got: v.to_string(),
+            });
+        }
+        args.push(v);
+    }
+    Ok(Some(Row {
+        time_ms,
+        key: GroupKey::of(&key),
+        args,
+    }))
+}
+
+fn event_time(obj: &Map<String, Value>, field: &str) -> Result<i64, BadRecord> {
+    let bad = |detail: String| BadRecord::BadTime {
+        field: field.to_string(),
+        detail,
+    };
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(BadRecord::MissingTime(field.to_string())),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .ok_or_else(|| bad(format!("{n} is not epoch milliseconds"))),
+        Some(Value::String(s)) => weir_client::cli::time::parse_rfc3339_ms(s).map_err(bad),
+        Some(other) => Err(bad(format!("{other} is neither a number nor a string"))),
+    }
+}
+
+/// Whether `f` holds for the record `obj`. SQL's three-valued logic is
+/// collapsed the way `WHERE` uses it: a comparison with a missing or null
+/// operand does not hold.
+pub fn holds(f: &Filter, obj: &Map<String, Value>) -> bool {
+    match f {
+        Filter::And(a, b) => holds(a, obj) && holds(b, obj),
+        Filter::Or(a, b) => holds(a, obj) || holds(b, obj),
+        Filter::Not(a) => !holds(a, obj),
+        Filter::IsNull(c) => obj.get(c).is_none_or(Value::is_null),
+        Filter::IsNotNull(c) => obj.get(c).is_some_and(|v| !v.is_null()),
+        Filter::Compare { left, op, right } => {
+            let (Some(l), Some(r)) = (operand(left, obj), operand(right, obj)) else {
+                return false;
+            };
+            compare(&l, &r).is_some_and(|o| match op {
+                CompareOp::Eq => o.is_eq(),
+                CompareOp::NotEq => o.is_ne(),
+                CompareOp::Lt => o.is_lt(),
+                CompareOp::LtEq => o.is_le(),
+                CompareOp::Gt => o.is_gt(),
+                CompareOp::GtEq => o.is_ge(),
+            })
+        }
+    }
+}
+
+fn operand(o: &Operand, obj: &Map<String, Value>) -> Option<Value> {
+    let v = match o {
+        Operand::Column(c) => obj.get(c)?.clone(),
+        Operand::Literal(Literal::Number(n)) => {
+            serde_json::Number::from_f64(*n).map(Value::Number)?
+        }
+        Operand::Literal(Literal::String(s)) => Value::String(s.clone()),
+        Operand::Literal(Literal::Bool(b)) => Value::Bool(*b),
+        Operand::Literal(Literal::Null) => Value::Null,
+    };
+    (!v.is_null()).then_some(v)
+}
+
+/// Numbers compare as numbers, strings and booleans among themselves;
+/// anything else is incomparable.
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::plan::{AggregateSpec, OutputColumn, WindowSpec};
+    use serde_json::json;
+
+    fn plan(filter: Option<Filter>, time: TimeSource) -> JobPlan {
+        JobPlan {
+            output_topic: "out".into(),
+            input_topic: "in".into(),
+            time,
+            window: WindowSpec::Tumble { size_ms: 1_000 },
+            keys: vec!["customerId".into()],
+            aggregates: vec![
+                AggregateSpec {
+                    kind: AggregateKind::Sum,
+                    column: Some("transactionSum".into()),
+                },
+                AggregateSpec {
+                    kind: AggregateKind::CountStar,
+                    column: None,
+                },
+            ],
+            filter,
+            columns: vec![OutputColumn::Key {
+                index: 0,
+                name: "customerId".into(),
+            }],
+        }
+    }
+
+    fn col(c: &str) -> Operand {
+        Operand::Column(c.into())
+    }
+
+    #[test]
+    fn a_record_gives_its_time_key_and_arguments() {
+        let p = plan(None, TimeSource::Field("ts".into()));
+        let v = br#"{"customerId": 17, "transactionSum": 12.5, "ts": 1700000000123}"#;
+        let row = extract(&p, v, 5, 6).unwrap().unwrap();
+        assert_eq!(row.time_ms, 1_700_000_000_123);
+        assert_eq!(row.key, GroupKey::of(&[json!(17)]));
+        assert_eq!(row.args, vec![json!(12.5), Value::Null]);
+        let v = br#"{"customerId": "a", "ts": "2023-11-14T22:13:20.123Z"}"#;
+        let row = extract(&p, v, 5, 6).unwrap().unwrap();
+        assert_eq!(row.time_ms, 1_700_000_000_123);
+        assert_eq!(row.args[0], Value::Null, "a missing column is null");
+        let p = plan(None, TimeSource::RecordTimestamp);
+        assert_eq!(extract(&p, b"{}", 5, 6).unwrap().unwrap().time_ms, 5);
+        let p = plan(None, TimeSource::ProcessingTime);
+        assert_eq!(extract(&p, b"{}", 5, 6).unwrap().unwrap().time_ms, 6);
+    }
+
+    #[test]
+    fn unreadable_records_say_why() {
+        let p = plan(None, TimeSource::Field("ts".into()));
+        assert!(matches!(
+            extract(&p, b"{nope", 0, 0),
+            Err(BadRecord::NotJson(_))
+        ));
+        assert_eq!(extract(&p, b"[1]", 0, 0), Err(BadRecord::NotAnObject));
+        assert_eq!(
+            extract(&p, b"{}", 0, 0),
+            Err(BadRecord::MissingTime("ts".into()))
+        );
+        assert!(matches!(
+            extract(&p, br#"{"ts": "yesterday"}"#, 0, 0),
+            Err(BadRecord::BadTime { .. })
+        ));
+        assert!(matches!(
+            extract(&p, br#"{"ts": 1, "transactionSum": "12"}"#, 0, 0),
+            Err(BadRecord::NotANumber {
+                function: "SUM",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn where_conditions() {
+        let num = |n: f64| Operand::Literal(Literal::Number(n));
+        let cmp = |c: &str, op, r| Filter::Compare {
+            left: col(c),
+            op,
+            right: r,
+        };
+        let obj = |v: Value| v.as_object().unwrap().clone();
+        let r = obj(json!({"a": 5, "b": "x", "c": null, "d": true}));
+        assert!(holds(&cmp("a", CompareOp::Gt, num(4.0)), &r));
+        assert!(!holds(&cmp("a", CompareOp::Lt, num(4.0)), &r));
+        assert!(holds(&cmp("a", CompareOp::Eq, num(5.0)), &r));
+        assert!(holds(
+            &cmp(
+                "b",
+                CompareOp::NotEq,
+                Operand::Literal(Literal::String("y".into()))
+            ),
+            &r
+        ));
+        assert!(holds(
+            &cmp("d", CompareOp::Eq, Operand::Literal(Literal::Bool(true))),
+            &r
+        ));
+        // Missing and null operands never compare, and mixed types neither.
+        assert!(!holds(&cmp("zz", CompareOp::NotEq, num(1.0)), &r));
+        assert!(!holds(
+            &cmp("c", CompareOp::Eq, Operand::Literal(Literal::Null)),
+            &r
+        ));
+        assert!(!holds(&cmp("b", CompareOp::Gt, num(1.0)), &r));
+        assert!(holds(&Filter::IsNull("c".into()), &r));
+        assert!(holds(&Filter::IsNull("zz".into()), &r));
+        assert!(holds(&Filter::IsNotNull("a".into()), &r));
+        let both = Filter::And(
+            Box::new(cmp("a", CompareOp::GtEq, num(5.0))),
+            Box::new(Filter::Not(Box::new(Filter::IsNull("b".into())))),
+        );
+        assert!(holds(&both, &r));
+        let either = Filter::Or(
+            Box::new(cmp("a", CompareOp::Lt, num(0.0))),
+            Box::new(cmp("a", CompareOp::LtEq, col("a"))),
+        );
+        assert!(holds(&either, &r));
+        let p = plan(
+            Some(cmp("customerId", CompareOp::Eq, num(1.0))),
+            TimeSource::RecordTimestamp,
+        );
+        assert_eq!(extract(&p, br#"{"customerId": 2}"#, 0, 0), Ok(None));
+        assert!(extract(&p, br#"{"customerId": 1}"#, 0, 0)
+            .unwrap()
+            .is_some());
+    }
+}

@@ -29,6 +29,7 @@
 //! up to `gap + grace` behind a partition's watermark and would extend it.
 
 pub mod acc;
+pub mod output;
 pub mod plan;
 pub mod row;
 pub mod sql;

@@ -2,7 +2,10 @@
 //! (readiness, see [`crate::health`]) and `GET /v1/cluster` (this node's view
 //! of the cluster, for `weir cluster status`). It answers from process start,
 //! before the logs are loaded.
-//! A minimal HTTP/1.1 responder: one request per connection, no body parsing.
+//! `/v1/jobs` lists, shows, creates (`POST`, a JSON job definition) and
+//! drops (`DELETE /v1/jobs/NAME`) stream jobs.
+//! A minimal HTTP/1.1 responder: one request per connection, bodies up to
+//! [`MAX_BODY`] bytes by `Content-Length`.
 
 use std::sync::Arc;
 
@@ -25,58 +28,175 @@ pub async fn serve(
         };
         let health = health.clone();
         tokio::spawn(async move {
-            // Read until the end of the request head (or 4 KiB): one `read` may
-            // return only part of it when the client writes it in pieces, and a
-            // cut-off path would be answered 404 (found by weir-tests).
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-            while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                match tokio::time::timeout_at(deadline, sock.read(&mut buf[n..])).await {
-                    Ok(Ok(0)) => break,
-                    Ok(Ok(k)) => n += k,
-                    _ => return,
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = match (path, health.broker()) {
-                ("/metrics", Some(broker)) => (
-                    "200 OK",
-                    "text/plain; version=0.0.4",
-                    broker.metrics.render(&broker.limits) + &broker.partition_gauges(),
-                ),
-                ("/metrics", None) => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "logs are still loading\n".to_string(),
-                ),
-                ("/v1/cluster", Some(broker)) => (
-                    "200 OK",
-                    "application/json",
-                    format!("{}\n", broker.cluster_view()),
-                ),
-                ("/v1/cluster", None) => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "logs are still loading\n".to_string(),
-                ),
-                ("/v1/health", _) => {
-                    let report = health.check().await;
-                    let status = if report.ready {
-                        "200 OK"
-                    } else {
-                        "503 Service Unavailable"
-                    };
-                    (status, "application/json", report.body)
-                }
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+            let Some(req) = read_request(&mut sock).await else {
+                return;
             };
+            let (status, ctype, body) = respond(&req, &health).await;
             let resp = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+/// The largest request body read.
+const MAX_BODY: usize = 1 << 20;
+
+/// One request.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+/// Reads one request: its head (until the blank line, at most 8 KiB) and a
+/// body of `Content-Length` bytes; `None` when the client is too slow,
+/// closes early or sends too much.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
+    // Read until the end of the request head: one `read` may return only part
+    // of it when the client writes it in pieces, and a cut-off path would be
+    // answered 404 (found by weir-tests).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 8192 {
+            return None;
+        }
+        match tokio::time::timeout_at(deadline, sock.read(&mut chunk)).await {
+            Ok(Ok(0)) => break buf.len(),
+            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
+            _ => return None,
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut words = head.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_string();
+    let path = words.next().unwrap_or("/").to_string();
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if length > MAX_BODY {
+        return None;
+    }
+    let mut body = buf[head_end.min(buf.len())..].to_vec();
+    while body.len() < length {
+        match tokio::time::timeout_at(deadline, sock.read(&mut chunk)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(k)) => body.extend_from_slice(&chunk[..k]),
+            _ => return None,
+        }
+    }
+    body.truncate(length);
+    Some(Request { method, path, body })
+}
+
+type Answer = (&'static str, &'static str, String);
+
+fn loading() -> Answer {
+    (
+        "503 Service Unavailable",
+        "text/plain",
+        "logs are still loading\n".to_string(),
+    )
+}
+
+fn json_error(status: &'static str, message: impl std::fmt::Display) -> Answer {
+    let body = serde_json::json!({ "error": message.to_string() });
+    (status, "application/json", format!("{body}\n"))
+}
+
+async fn respond(req: &Request, health: &Arc<Health>) -> Answer {
+    let path = req.path.split('?').next().unwrap_or("/");
+    match (req.method.as_str(), path, health.broker()) {
+        ("GET", "/metrics", Some(broker)) => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            broker.metrics.render(&broker.limits) + &broker.partition_gauges(),
+        ),
+        ("GET", "/v1/cluster", Some(broker)) => (
+            "200 OK",
+            "application/json",
+            format!("{}\n", broker.cluster_view()),
+        ),
+        ("GET", "/v1/health", _) => {
+            let report = health.check().await;
+            let status = if report.ready {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            (status, "application/json", report.body)
+        }
+        (_, p, Some(broker)) if p == "/v1/jobs" || p.starts_with("/v1/jobs/") => {
+            jobs(req, p, broker).await
+        }
+        (_, "/metrics" | "/v1/cluster", None) => loading(),
+        (_, p, None) if p.starts_with("/v1/jobs") => loading(),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    }
+}
+
+/// `/v1/jobs` and `/v1/jobs/NAME`.
+async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) -> Answer {
+    use crate::stream::jobs::{self, JobChangeError};
+    let name = path.strip_prefix("/v1/jobs/").map(str::to_string);
+    let view = |name: &str| {
+        broker
+            .jobs
+            .views(broker)
+            .into_iter()
+            .find(|v| v.def.name == name)
+    };
+    match (req.method.as_str(), name) {
+        ("GET", None) => {
+            let all = broker.jobs.views(broker);
+            let body = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
+            ("200 OK", "application/json", format!("{body}\n"))
+        }
+        ("GET", Some(n)) => match view(&n) {
+            Some(v) => {
+                let body = serde_json::to_string(&v).unwrap_or_default();
+                ("200 OK", "application/json", format!("{body}\n"))
+            }
+            None => json_error("404 Not Found", format!("job {n} does not exist")),
+        },
+        ("POST", None) => {
+            let def: crate::stream::job::JobDef = match serde_json::from_slice(&req.body) {
+                Ok(d) => d,
+                Err(e) => return json_error("400 Bad Request", format!("job definition: {e}")),
+            };
+            let b = Arc::clone(broker);
+            let name = def.name.clone();
+            match tokio::task::spawn_blocking(move || jobs::create(&b, def)).await {
+                Ok(Ok(())) => {
+                    let body = serde_json::json!({ "created": name });
+                    ("201 Created", "application/json", format!("{body}\n"))
+                }
+                Ok(Err(e @ JobChangeError::Invalid(_))) => json_error("400 Bad Request", e),
+                Ok(Err(e @ JobChangeError::Exists(_))) => json_error("409 Conflict", e),
+                Ok(Err(e)) => json_error("503 Service Unavailable", e),
+                Err(e) => json_error("500 Internal Server Error", e),
+            }
+        }
+        ("DELETE", Some(n)) => {
+            let b = Arc::clone(broker);
+            match tokio::task::spawn_blocking(move || jobs::drop_job(&b, &n)).await {
+                Ok(Ok(())) => ("200 OK", "application/json", "{}\n".to_string()),
+                Ok(Err(e @ JobChangeError::Unknown(_))) => json_error("404 Not Found", e),
+                Ok(Err(e)) => json_error("503 Service Unavailable", e),
+                Err(e) => json_error("500 Internal Server Error", e),
+            }
+        }
+        _ => json_error("405 Method Not Allowed", "use GET, POST or DELETE"),
     }
 }

@@ -59,6 +59,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Bounds on connections and request bytes in flight.
     pub limits: Arc<Limits>,
+    /// The stream job tasks this node runs.
+    pub jobs: crate::stream::jobs::Jobs,
 }
 
 /// Partitions opened between two deadline checks of a reconcile.
@@ -310,6 +312,7 @@ impl Broker {
             group_config,
             metrics,
             limits: Limits::new(config_limits),
+            jobs: crate::stream::jobs::Jobs::default(),
         });
         for (_, _, g) in broker.coordinators.all() {
             g.set_partition_check(broker.partition_check());
@@ -317,6 +320,7 @@ impl Broker {
         broker.spawn_reconciler();
         broker.spawn_tender();
         broker.spawn_coordinator_follower();
+        crate::stream::jobs::Jobs::spawn(&broker);
         let weak = Arc::downgrade(&broker);
         broker.cluster.spawn_announcer(move || {
             let b = weak.upgrade()?;

@@ -3,7 +3,6 @@
 //! and replica lag, from each node's `/v1/cluster`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -154,21 +153,13 @@ async fn up(nodes: u16, dir: PathBuf, base: u16, admin_base: u16, host: &str) ->
     Ok(())
 }
 
-/// One GET of `path` from an admin listener.
+/// One GET of `path` from an admin listener; anything but 200 is an error.
 fn http_get(addr: &str, path: &str) -> Result<String> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("{addr}{path}: {}", head.lines().next().unwrap_or_default());
+    let (status, body) = crate::admin_client::request(addr, "GET", path, None)?;
+    if status != 200 {
+        bail!("{addr}{path}: HTTP {status}");
     }
-    Ok(body.to_string())
+    Ok(body)
 }
 
 /// The status report of the nodes at `admin` (comma-separated).

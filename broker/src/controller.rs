@@ -102,6 +102,16 @@ pub enum Command {
         /// The node.
         node: i32,
     },
+    /// Defines a stream job unless its name is taken.
+    CreateJob {
+        /// The job.
+        def: crate::stream::job::JobDef,
+    },
+    /// Drops the stream job `name`.
+    DropJob {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// Why a command did not take effect.

@@ -1,8 +1,10 @@
 //! The `weir` command: `weir broker` runs a node, `weir cluster up` a local
-//! cluster; the other subcommands are clients (cluster status, topic,
+//! cluster; the other subcommands are clients (cluster status, job, topic,
 //! produce, consume, group, bench).
 
+mod admin_client;
 mod cluster_cmd;
+mod job_cmd;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -25,6 +27,9 @@ enum Cmd {
     /// Start a local cluster, or show a cluster's status.
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCmd),
+    /// Create, list, describe and drop windowed SQL jobs.
+    #[command(subcommand)]
+    Job(job_cmd::JobCmd),
     #[command(flatten)]
     Client(weir_client::cli::Command),
 }
@@ -45,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Broker(args) => rt.block_on(run_broker(*args)),
         Cmd::Cluster(cmd) => rt.block_on(cluster_cmd::run(cmd)),
+        Cmd::Job(cmd) => job_cmd::run(cmd),
         Cmd::Client(cmd) => rt.block_on(weir_client::cli::run(cmd)),
     }
 }

@@ -87,6 +87,9 @@ struct MetaFile {
     /// The next controller offset to apply.
     #[serde(default)]
     applied: i64,
+    /// Stream jobs, by name.
+    #[serde(default)]
+    jobs: BTreeMap<String, crate::stream::job::JobDef>,
 }
 
 /// Why a topic operation failed; each maps to a Kafka error code.
@@ -251,6 +254,11 @@ impl MetadataStore {
         self.snapshot().topics.get(name).cloned()
     }
 
+    /// Stream jobs, by name.
+    pub fn jobs(&self) -> BTreeMap<String, crate::stream::job::JobDef> {
+        self.snapshot().jobs.clone()
+    }
+
     /// Registered brokers.
     pub fn brokers(&self) -> BTreeMap<i32, BrokerMeta> {
         self.snapshot().brokers.clone()
@@ -373,6 +381,14 @@ impl MetadataStore {
                             *floor = (*floor).max(*offset);
                         }
                     }
+                }
+                Command::CreateJob { def } => {
+                    f.jobs
+                        .entry(def.name.clone())
+                        .or_insert_with(|| def.clone());
+                }
+                Command::DropJob { name } => {
+                    f.jobs.remove(name);
                 }
                 Command::AllocateProducerIds { node } => {
                     let start = f.producer_id_reserved;

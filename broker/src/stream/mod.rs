@@ -29,9 +29,12 @@
 //! up to `gap + grace` behind a partition's watermark and would extend it.
 
 pub mod acc;
+pub mod job;
+pub mod jobs;
 pub mod output;
 pub mod plan;
 pub mod row;
 pub mod sql;
+pub mod task;
 pub mod watermark;
 pub mod window;

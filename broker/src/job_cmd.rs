@@ -1,0 +1,177 @@
+//! `weir job`: windowed SQL jobs through a node's admin listener
+//! (`/v1/jobs`).
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use weir_broker::stream::job::{JobDef, StartFrom};
+use weir_broker::stream::window::EmitMode;
+
+/// The `weir job` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCmd {
+    /// Define a job: it runs at once, on the node leading its input.
+    Create {
+        /// The job's name (also its consumer group `weir-job-NAME`).
+        name: String,
+        /// `INSERT INTO out SELECT … FROM in GROUP BY keys, TUMBLE|HOP|SESSION(…)`.
+        #[arg(long)]
+        sql: String,
+        /// Where it starts the first time: earliest, latest or an RFC 3339 time.
+        #[arg(long, default_value = "earliest", value_parser = parse_from)]
+        from: StartFrom,
+        /// Allowed lateness, e.g. 5s, 500ms, 1m.
+        #[arg(long, default_value = "0s", value_parser = parse_ms)]
+        grace: i64,
+        /// final: one result per window when it closes; changes: every update too.
+        #[arg(long, default_value = "final", value_parser = parse_emit)]
+        emit: EmitMode,
+        /// Where late and unreadable records go.
+        #[arg(long)]
+        late_topic: Option<String>,
+        /// A caught-up input partition with no record for this long stops
+        /// holding windows back (off by default).
+        #[arg(long, value_parser = parse_ms)]
+        idle_timeout: Option<i64>,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// List the jobs.
+    List {
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Show a job: state, records in and out, late and bad counts, lag and
+    /// watermark per input partition.
+    Describe {
+        /// The job.
+        name: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Drop a job (its output topic and checkpoint stay).
+    Drop {
+        /// The job.
+        name: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+}
+
+/// Which node to ask.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Admin {
+    /// A node's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9644", env = "WEIR_ADMIN")]
+    admin: String,
+}
+
+fn parse_from(s: &str) -> Result<StartFrom, String> {
+    match s {
+        "earliest" => Ok(StartFrom::Earliest),
+        "latest" => Ok(StartFrom::Latest),
+        t => weir_client::cli::time::parse_rfc3339_ms(t)
+            .map(StartFrom::Timestamp)
+            .map_err(|e| format!("expected earliest, latest or an RFC 3339 time: {e}")),
+    }
+}
+
+fn parse_emit(s: &str) -> Result<EmitMode, String> {
+    match s {
+        "final" => Ok(EmitMode::Final),
+        "changes" => Ok(EmitMode::Changes),
+        _ => Err("expected final or changes".into()),
+    }
+}
+
+/// `500ms`, `5s`, `2m`, `1h` (a bare number is milliseconds).
+fn parse_ms(s: &str) -> Result<i64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 500ms, 5s, 2m"))?;
+    let scale = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{s:?}: the unit is one of ms, s, m, h")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Runs one `weir job` command.
+pub(crate) fn run(cmd: JobCmd) -> Result<()> {
+    use crate::admin_client::request;
+    match cmd {
+        JobCmd::Create {
+            name,
+            sql,
+            from,
+            grace,
+            emit,
+            late_topic,
+            idle_timeout,
+            admin,
+        } => {
+            let def = JobDef {
+                name: name.clone(),
+                sql,
+                from,
+                grace_ms: grace,
+                emit,
+                late_topic,
+                idle_timeout_ms: idle_timeout,
+            };
+            let body = serde_json::to_string(&def)?;
+            let (status, answer) = request(&admin.admin, "POST", "/v1/jobs", Some(&body))?;
+            check(status, &answer)?;
+            println!("created job {name}");
+        }
+        JobCmd::List { admin } => {
+            let (status, answer) = request(&admin.admin, "GET", "/v1/jobs", None)?;
+            check(status, &answer)?;
+            let jobs: Vec<serde_json::Value> = serde_json::from_str(&answer)?;
+            println!(
+                "{:<24} {:<28} {:>10} {:>10}  SQL",
+                "NAME", "STATE", "IN", "OUT"
+            );
+            for j in jobs {
+                println!(
+                    "{:<24} {:<28} {:>10} {:>10}  {}",
+                    j["name"].as_str().unwrap_or(""),
+                    j["status"]["state"].as_str().unwrap_or(""),
+                    j["status"]["records_in"],
+                    j["status"]["records_out"],
+                    j["sql"].as_str().unwrap_or(""),
+                );
+            }
+        }
+        JobCmd::Describe { name, admin } => {
+            let (status, answer) = request(&admin.admin, "GET", &format!("/v1/jobs/{name}"), None)?;
+            check(status, &answer)?;
+            let v: serde_json::Value = serde_json::from_str(&answer).context("the job")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        JobCmd::Drop { name, admin } => {
+            let (status, answer) =
+                request(&admin.admin, "DELETE", &format!("/v1/jobs/{name}"), None)?;
+            check(status, &answer)?;
+            println!("dropped job {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Fails with the node's error message unless the status is 2xx.
+fn check(status: u16, body: &str) -> Result<()> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let msg = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string());
+    bail!("{msg} (HTTP {status})")
+}

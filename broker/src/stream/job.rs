@@ -1,0 +1,145 @@
+//! A job as users define it (`weir job create`, `POST /v1/jobs`) and what
+//! its task reports while it runs.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::JobPlan;
+use super::window::EmitMode;
+
+/// Where a job starts reading its input the first time it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// The log start: the whole history (Kappa reprocessing).
+    #[default]
+    Earliest,
+    /// The log end: only new records.
+    Latest,
+    /// The first record at or after this time (epoch ms).
+    Timestamp(i64),
+}
+
+/// A job's definition, as stored in the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDef {
+    /// Its name (also its consumer group and state key).
+    pub name: String,
+    /// The statement.
+    pub sql: String,
+    /// Where it starts the first time.
+    #[serde(default)]
+    pub from: StartFrom,
+    /// Allowed lateness, ms.
+    #[serde(default)]
+    pub grace_ms: i64,
+    /// Final results only, or every change too.
+    #[serde(default = "final_emit")]
+    pub emit: EmitMode,
+    /// Where late and unreadable records go, if anywhere.
+    #[serde(default)]
+    pub late_topic: Option<String>,
+    /// After how long without records a caught-up input partition stops
+    /// holding windows back (off by default: results then never depend on
+    /// the pace of reading).
+    #[serde(default)]
+    pub idle_timeout_ms: Option<i64>,
+}
+
+fn final_emit() -> EmitMode {
+    EmitMode::Final
+}
+
+/// Why a job definition is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The name is empty, too long or has characters a topic name cannot.
+    #[error("invalid job name {0:?}: use 1 to 200 of [a-zA-Z0-9._-]")]
+    BadName(String),
+    /// The statement cannot run.
+    #[error("{0}")]
+    Sql(String),
+    /// A setting is out of range.
+    #[error("{0}")]
+    BadSetting(String),
+}
+
+impl JobDef {
+    /// Checks the definition and returns its plan.
+    pub fn plan(&self) -> Result<JobPlan, JobError> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if self.name.is_empty() || self.name.len() > 200 || !self.name.chars().all(ok) {
+            return Err(JobError::BadName(self.name.clone()));
+        }
+        if self.grace_ms < 0 {
+            return Err(JobError::BadSetting("grace must not be negative".into()));
+        }
+        if self.idle_timeout_ms.is_some_and(|t| t <= 0) {
+            return Err(JobError::BadSetting("idle timeout must be positive".into()));
+        }
+        let plan = super::sql::parse_job(&self.sql).map_err(|e| JobError::Sql(e.to_string()))?;
+        if plan.output_topic == plan.input_topic {
+            return Err(JobError::Sql(
+                "INSERT INTO: the output topic is the input topic".into(),
+            ));
+        }
+        Ok(plan)
+    }
+}
+
+/// What a running job's task reports (`weir job describe`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    /// `starting`, `running`, `failed: …` or `stopped`.
+    pub state: String,
+    /// The node running it.
+    pub node: i32,
+    /// Input records read.
+    pub records_in: u64,
+    /// Result records written.
+    pub records_out: u64,
+    /// Late records (and where they went, if a late topic is set).
+    pub late: u64,
+    /// Records that could not be read (not JSON, missing or mistyped fields).
+    pub bad: u64,
+    /// Windows not yet final.
+    pub open_windows: usize,
+    /// Per input partition: next offset to read, log end, watermark.
+    pub partitions: BTreeMap<i32, PartitionReport>,
+    /// The firing watermark (epoch ms).
+    pub watermark: Option<i64>,
+    /// Input records per second over the last report interval.
+    pub records_per_sec: f64,
+    /// Whether every input partition was read to its end at the last check.
+    pub caught_up: bool,
+}
+
+/// One input partition of a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReport {
+    /// Next offset the task reads.
+    pub position: i64,
+    /// The partition's end when last checked.
+    pub log_end: i64,
+    /// Largest event time seen.
+    pub watermark: Option<i64>,
+}
+
+/// A job's report, shared between its task and the admin API.
+#[derive(Debug, Default)]
+pub struct SharedReport(Mutex<JobReport>);
+
+impl SharedReport {
+    /// A copy of the report.
+    pub fn get(&self) -> JobReport {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes the report.
+    pub fn update(&self, f: impl FnOnce(&mut JobReport)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}

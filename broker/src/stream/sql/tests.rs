@@ -1,0 +1,412 @@
+//! Accepted statements and their plans; refusals are in `tests/refusals.rs`,
+//! the never-panics property in `tests/never_panics.rs`.
+
+mod never_panics;
+mod refusals;
+
+use super::parse_job;
+use crate::stream::plan::{
+    AggregateKind, AggregateSpec, CompareOp, Filter, JobPlan, Literal, Operand, OutputColumn,
+    TimeSource, WindowSpec,
+};
+
+const SEED: &str = "INSERT INTO totals SELECT customerId, TUMBLE_START(ts, INTERVAL '30' SECOND) AS window_start, SUM(transactionSum) AS total, COUNT(*) AS n FROM transactions GROUP BY customerId, TUMBLE(ts, INTERVAL '30' SECOND)";
+
+fn plan(sql: &str) -> JobPlan {
+    parse_job(sql).unwrap_or_else(|e| panic!("{sql}\nrefused: {e}"))
+}
+
+fn key(index: usize, name: &str) -> OutputColumn {
+    OutputColumn::Key {
+        index,
+        name: name.into(),
+    }
+}
+
+fn agg(index: usize, name: &str) -> OutputColumn {
+    OutputColumn::Aggregate {
+        index,
+        name: name.into(),
+    }
+}
+
+fn start(name: &str) -> OutputColumn {
+    OutputColumn::WindowStart { name: name.into() }
+}
+
+fn end(name: &str) -> OutputColumn {
+    OutputColumn::WindowEnd { name: name.into() }
+}
+
+fn spec(kind: AggregateKind, column: Option<&str>) -> AggregateSpec {
+    AggregateSpec {
+        kind,
+        column: column.map(Into::into),
+    }
+}
+
+fn field(name: &str) -> TimeSource {
+    TimeSource::Field(name.into())
+}
+
+#[test]
+fn seed_query() {
+    assert_eq!(
+        plan(SEED),
+        JobPlan {
+            output_topic: "totals".into(),
+            input_topic: "transactions".into(),
+            time: field("ts"),
+            window: WindowSpec::Tumble { size_ms: 30_000 },
+            keys: vec!["customerId".into()],
+            aggregates: vec![
+                spec(AggregateKind::Sum, Some("transactionSum")),
+                spec(AggregateKind::CountStar, None),
+            ],
+            filter: None,
+            columns: vec![
+                key(0, "customerId"),
+                start("window_start"),
+                agg(0, "total"),
+                agg(1, "n"),
+            ],
+        }
+    );
+}
+
+#[test]
+fn group_windows() {
+    let p = plan(
+        "INSERT INTO o SELECT TUMBLE_START(ts, INTERVAL '1' MINUTE), tumble_end(ts, INTERVAL '60' SECOND) AS e, k \
+         FROM i GROUP BY k, TUMBLE(ts, INTERVAL '1' MINUTE)",
+    );
+    assert_eq!(p.window, WindowSpec::Tumble { size_ms: 60_000 });
+    assert_eq!(
+        p.columns,
+        vec![start("window_start"), end("e"), key(0, "k")]
+    );
+
+    let p = plan(
+        "INSERT INTO o SELECT k, HOP_START(ts, INTERVAL '5' SECOND, INTERVAL '30' SECOND) AS s, \
+         HOP_END(ts, INTERVAL '5' SECOND, INTERVAL '30' SECOND), COUNT(*) \
+         FROM i GROUP BY HOP(ts, INTERVAL '5' SECOND, INTERVAL '30' SECOND), k",
+    );
+    assert_eq!(
+        p.window,
+        WindowSpec::Hop {
+            slide_ms: 5_000,
+            size_ms: 30_000
+        }
+    );
+    assert_eq!(
+        p.columns,
+        vec![key(0, "k"), start("s"), end("window_end"), agg(0, "count")]
+    );
+
+    // a slide that does not divide the size, and slide == size
+    let p = plan("INSERT INTO o SELECT COUNT(*) FROM i GROUP BY HOP(ts, INTERVAL '7' SECOND, INTERVAL '30' SECOND)");
+    assert_eq!(
+        p.window,
+        WindowSpec::Hop {
+            slide_ms: 7_000,
+            size_ms: 30_000
+        }
+    );
+    plan("INSERT INTO o SELECT COUNT(*) FROM i GROUP BY HOP(ts, INTERVAL '30' SECOND, INTERVAL '30' SECOND)");
+
+    let p = plan(
+        "INSERT INTO o SELECT k, SESSION_START(ts, INTERVAL '10' MINUTE), SESSION_END(ts, INTERVAL '10' MINUTE), MAX(v) \
+         FROM i GROUP BY k, SESSION(ts, INTERVAL '10' MINUTE)",
+    );
+    assert_eq!(p.window, WindowSpec::Session { gap_ms: 600_000 });
+    assert_eq!(p.time, field("ts"));
+    assert_eq!(
+        p.columns,
+        vec![
+            key(0, "k"),
+            start("window_start"),
+            end("window_end"),
+            agg(0, "max_v")
+        ]
+    );
+}
+
+#[test]
+fn window_table_functions() {
+    let p = plan(
+        "INSERT INTO o SELECT window_start, window_end, customerId, SUM(amount) AS total \
+         FROM TABLE(TUMBLE(TABLE transactions, DESCRIPTOR(ts), INTERVAL '30' SECOND)) \
+         GROUP BY window_start, window_end, customerId",
+    );
+    assert_eq!(
+        p,
+        JobPlan {
+            output_topic: "o".into(),
+            input_topic: "transactions".into(),
+            time: field("ts"),
+            window: WindowSpec::Tumble { size_ms: 30_000 },
+            keys: vec!["customerId".into()],
+            aggregates: vec![spec(AggregateKind::Sum, Some("amount"))],
+            filter: None,
+            columns: vec![
+                start("window_start"),
+                end("window_end"),
+                key(0, "customerId"),
+                agg(0, "total")
+            ],
+        }
+    );
+
+    let p = plan(
+        "INSERT INTO o SELECT k, window_start AS ws, COUNT(*) \
+         FROM TABLE(HOP(TABLE i, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '10' MINUTES)) \
+         GROUP BY k, window_end, window_start",
+    );
+    assert_eq!(
+        p.window,
+        WindowSpec::Hop {
+            slide_ms: 60_000,
+            size_ms: 600_000
+        }
+    );
+    assert_eq!(p.keys, vec!["k".to_string()]);
+    assert_eq!(p.columns, vec![key(0, "k"), start("ws"), agg(0, "count")]);
+
+    let p = plan(
+        "insert into o select window_end, k, avg(v) \
+         from table(session(table i, descriptor(ts), interval '5' second)) \
+         group by window_start, window_end, k",
+    );
+    assert_eq!(p.window, WindowSpec::Session { gap_ms: 5_000 });
+    assert_eq!(
+        p.columns,
+        vec![end("window_end"), key(0, "k"), agg(0, "avg_v")]
+    );
+
+    // quoted topic, extra spacing, and the TABLE keyword is optional
+    let p = plan(
+        "INSERT INTO \"out-1\" SELECT COUNT(*) FROM TABLE ( TUMBLE ( TABLE \"in.topic\" , DESCRIPTOR(ts), INTERVAL '1' SECOND ) ) GROUP BY window_start, window_end",
+    );
+    assert_eq!(p.input_topic, "in.topic");
+    assert_eq!(p.output_topic, "out-1");
+    let p = plan("INSERT INTO o SELECT COUNT(*) FROM TABLE(TUMBLE(i, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end");
+    assert_eq!(p.input_topic, "i");
+}
+
+#[test]
+fn time_sources() {
+    let p = plan(
+        "INSERT INTO o SELECT COUNT(*) FROM i GROUP BY TUMBLE(_timestamp, INTERVAL '1' SECOND)",
+    );
+    assert_eq!(p.time, TimeSource::RecordTimestamp);
+    let p = plan("INSERT INTO o SELECT TUMBLE_END(PROCTIME(), INTERVAL '1' SECOND), COUNT(*) FROM i GROUP BY TUMBLE(proctime(), INTERVAL '1' SECOND)");
+    assert_eq!(p.time, TimeSource::ProcessingTime);
+    assert_eq!(p.columns[0], end("window_end"));
+    let p = plan("INSERT INTO o SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(_timestamp), INTERVAL '1' SECOND)) GROUP BY window_start, window_end");
+    assert_eq!(p.time, TimeSource::RecordTimestamp);
+    let p = plan("INSERT INTO o SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(PROCTIME()), INTERVAL '1' SECOND)) GROUP BY window_start, window_end");
+    assert_eq!(p.time, TimeSource::ProcessingTime);
+    let p = plan(
+        "INSERT INTO o SELECT COUNT(*) FROM i GROUP BY TUMBLE(\"event time\", INTERVAL '1' SECOND)",
+    );
+    assert_eq!(p.time, field("event time"));
+    let p = plan(
+        "INSERT INTO o SELECT COUNT(*) FROM i GROUP BY TUMBLE(eventTime, INTERVAL '1' SECOND)",
+    );
+    assert_eq!(p.time, field("eventTime"));
+}
+
+#[test]
+fn intervals() {
+    let size = |interval: &str| {
+        let p = plan(&format!(
+            "INSERT INTO o SELECT COUNT(*) FROM i GROUP BY TUMBLE(ts, {interval})"
+        ));
+        match p.window {
+            WindowSpec::Tumble { size_ms } => size_ms,
+            other => panic!("{other:?}"),
+        }
+    };
+    for (interval, ms) in [
+        ("INTERVAL '30' SECOND", 30_000),
+        ("INTERVAL '30' SECONDS", 30_000),
+        ("INTERVAL '5' MINUTE", 300_000),
+        ("INTERVAL '1' HOUR", 3_600_000),
+        ("INTERVAL '2' DAY", 172_800_000),
+        ("INTERVAL '1' WEEK", 604_800_000),
+        ("INTERVAL '500' MILLISECOND", 500),
+        ("INTERVAL '1.5' SECOND", 1_500),
+        ("INTERVAL 10 SECOND", 10_000),
+        ("interval '3' minute", 180_000),
+        ("INTERVAL '30 seconds'", 30_000),
+        ("INTERVAL '5 min'", 300_000),
+        ("INTERVAL '250 ms'", 250),
+        ("INTERVAL '2 HOURS'", 7_200_000),
+    ] {
+        assert_eq!(size(interval), ms, "{interval}");
+    }
+}
+
+#[test]
+fn aggregates() {
+    let p = plan(
+        "INSERT INTO o SELECT COUNT(*), count(v) , COUNT(DISTINCT v), Sum(v), MIN(v), max(v), AVG(v), COUNT(1) AS ones \
+         FROM i GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
+    );
+    assert_eq!(
+        p.aggregates,
+        vec![
+            spec(AggregateKind::CountStar, None),
+            spec(AggregateKind::Count, Some("v")),
+            spec(AggregateKind::CountDistinct, Some("v")),
+            spec(AggregateKind::Sum, Some("v")),
+            spec(AggregateKind::Min, Some("v")),
+            spec(AggregateKind::Max, Some("v")),
+            spec(AggregateKind::Avg, Some("v")),
+        ]
+    );
+    assert_eq!(
+        p.columns,
+        vec![
+            agg(0, "count"),
+            agg(1, "count_v"),
+            agg(2, "count_distinct_v"),
+            agg(3, "sum_v"),
+            agg(4, "min_v"),
+            agg(5, "max_v"),
+            agg(6, "avg_v"),
+            agg(0, "ones"),
+        ]
+    );
+    // an aggregate repeated under two names is computed once; column case is kept
+    let p = plan(
+        "INSERT INTO o SELECT SUM(transactionSum), SUM(transactionSum) AS again, MAX(\"Amount $\") \
+         FROM i GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
+    );
+    assert_eq!(p.aggregates.len(), 2);
+    assert_eq!(
+        p.columns,
+        vec![
+            agg(0, "sum_transactionSum"),
+            agg(0, "again"),
+            agg(1, "max_Amount $")
+        ]
+    );
+}
+
+#[test]
+fn keys_and_aliases() {
+    let p = plan(
+        "INSERT INTO o SELECT region AS r, COUNT(*) AS n, customerId \
+         FROM i GROUP BY customerId, TUMBLE(ts, INTERVAL '1' SECOND), region, \"shop id\"",
+    );
+    assert_eq!(p.keys, vec!["customerId", "region", "shop id"]);
+    assert_eq!(
+        p.columns,
+        vec![key(1, "r"), agg(0, "n"), key(0, "customerId")]
+    );
+    // a key selected twice under two names; a key that shadows window_start
+    let p = plan(
+        "INSERT INTO o SELECT k, k AS k2, window_start FROM i GROUP BY k, window_start, SESSION(ts, INTERVAL '1' SECOND)",
+    );
+    assert_eq!(
+        p.columns,
+        vec![key(0, "k"), key(0, "k2"), key(1, "window_start")]
+    );
+    // only keys and the window: distinct keys per window
+    let p = plan("INSERT INTO o SELECT k FROM i GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)");
+    assert!(p.aggregates.is_empty());
+}
+
+fn filter_of(condition: &str) -> Filter {
+    plan(&format!(
+        "INSERT INTO o SELECT COUNT(*) FROM i WHERE {condition} GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)"
+    ))
+    .filter
+    .expect("a filter")
+}
+
+fn cmp(left: Operand, op: CompareOp, right: Operand) -> Filter {
+    Filter::Compare { left, op, right }
+}
+
+fn col(name: &str) -> Operand {
+    Operand::Column(name.into())
+}
+
+fn lit(l: Literal) -> Operand {
+    Operand::Literal(l)
+}
+
+#[test]
+fn where_forms() {
+    for (text, op) in [
+        ("=", CompareOp::Eq),
+        ("<>", CompareOp::NotEq),
+        ("!=", CompareOp::NotEq),
+        ("<", CompareOp::Lt),
+        ("<=", CompareOp::LtEq),
+        (">", CompareOp::Gt),
+        (">=", CompareOp::GtEq),
+    ] {
+        assert_eq!(
+            filter_of(&format!("amount {text} 10")),
+            cmp(col("amount"), op, lit(Literal::Number(10.0)))
+        );
+    }
+    assert_eq!(
+        filter_of("-2.5 < amount"),
+        cmp(lit(Literal::Number(-2.5)), CompareOp::Lt, col("amount"))
+    );
+    assert_eq!(
+        filter_of("status = 'paid'"),
+        cmp(
+            col("status"),
+            CompareOp::Eq,
+            lit(Literal::String("paid".into()))
+        )
+    );
+    assert_eq!(
+        filter_of("\"is ok\" = TRUE"),
+        cmp(col("is ok"), CompareOp::Eq, lit(Literal::Bool(true)))
+    );
+    assert_eq!(
+        filter_of("flag <> false"),
+        cmp(col("flag"), CompareOp::NotEq, lit(Literal::Bool(false)))
+    );
+    assert_eq!(
+        filter_of("x = NULL"),
+        cmp(col("x"), CompareOp::Eq, lit(Literal::Null))
+    );
+    assert_eq!(
+        filter_of("paidAt >= createdAt"),
+        cmp(col("paidAt"), CompareOp::GtEq, col("createdAt"))
+    );
+    assert_eq!(filter_of("note IS NULL"), Filter::IsNull("note".into()));
+    assert_eq!(
+        filter_of("(note) IS NOT NULL"),
+        Filter::IsNotNull("note".into())
+    );
+    // AND binds tighter than OR; NOT and parentheses
+    let a = || cmp(col("a"), CompareOp::Eq, lit(Literal::Number(1.0)));
+    let b = || cmp(col("b"), CompareOp::Eq, lit(Literal::Number(2.0)));
+    let c = || Filter::IsNull("c".into());
+    assert_eq!(
+        filter_of("a = 1 OR b = 2 AND c IS NULL"),
+        Filter::Or(
+            Box::new(a()),
+            Box::new(Filter::And(Box::new(b()), Box::new(c())))
+        )
+    );
+    assert_eq!(
+        filter_of("NOT (a = 1 OR b = 2) AND c IS NULL"),
+        Filter::And(
+            Box::new(Filter::Not(Box::new(Filter::Or(
+                Box::new(a()),
+                Box::new(b())
+            )))),
+            Box::new(c())
+        )
+    );
+    assert_eq!(filter_of("((a = 1))"), a());
+}

@@ -1,0 +1,289 @@
+//! Statements refused, each with the clause named in the message.
+
+use super::super::{parse_job, SqlError};
+use super::SEED;
+
+/// Asserts `sql` is refused in `clause` and the message names it.
+#[track_caller]
+fn refused(sql: &str, clause: &str) -> String {
+    let err = match parse_job(sql) {
+        Ok(plan) => panic!("{sql}\naccepted: {plan:?}"),
+        Err(e) => e,
+    };
+    let message = err.to_string();
+    match &err {
+        SqlError::Unsupported { clause: c, .. } | SqlError::Invalid { clause: c, .. } => {
+            assert_eq!(*c, clause, "{sql}\n{message}");
+        }
+        SqlError::Syntax(_) => panic!("{sql}\nsyntax error instead of {clause}: {message}"),
+    }
+    assert!(
+        message.contains(&format!("in {clause}:"))
+            || message.contains(&format!("invalid {clause}:")),
+        "{sql}\n{message}"
+    );
+    message
+}
+
+/// A job statement around the given parts.
+fn job(select: &str, rest: &str) -> String {
+    format!("INSERT INTO o SELECT {select} FROM i {rest}")
+}
+
+const W: &str = "TUMBLE(ts, INTERVAL '1' SECOND)";
+
+#[test]
+fn statement_level() {
+    refused(
+        "SELECT COUNT(*) FROM i GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
+        "statement",
+    );
+    refused(&format!("{SEED}; {SEED}"), "statement");
+    refused("CREATE TABLE t (a INT)", "statement");
+    refused("", "statement");
+    let syntax = parse_job("INSERT INTO o SELEC x");
+    assert!(matches!(syntax, Err(SqlError::Syntax(_))), "{syntax:?}");
+    assert!(syntax.unwrap_err().to_string().starts_with("syntax error"));
+}
+
+#[test]
+fn insert_into() {
+    refused(
+        &format!("INSERT INTO o (a, b) SELECT k, COUNT(*) FROM i GROUP BY k, {W}"),
+        "INSERT INTO",
+    );
+    refused(
+        &format!("INSERT INTO db.o SELECT COUNT(*) FROM i GROUP BY {W}"),
+        "INSERT INTO",
+    );
+    refused(
+        &format!("INSERT INTO \"x y\" SELECT COUNT(*) FROM i GROUP BY {W}"),
+        "INSERT INTO",
+    );
+    refused(
+        &format!("INSERT INTO i SELECT COUNT(*) FROM i GROUP BY {W}"),
+        "INSERT INTO",
+    );
+    refused(
+        &format!("INSERT OVERWRITE TABLE o SELECT COUNT(*) FROM i GROUP BY {W}"),
+        "INSERT INTO",
+    );
+}
+
+#[test]
+fn query_clauses() {
+    refused(
+        &job(
+            "k, COUNT(*)",
+            &format!("GROUP BY k, {W} HAVING COUNT(*) > 1"),
+        ),
+        "HAVING",
+    );
+    refused(
+        &job("k, COUNT(*)", &format!("GROUP BY k, {W} ORDER BY k")),
+        "ORDER BY",
+    );
+    refused(
+        &job("k, COUNT(*)", &format!("GROUP BY k, {W} LIMIT 10")),
+        "LIMIT",
+    );
+    refused(&job("DISTINCT k", &format!("GROUP BY k, {W}")), "SELECT");
+    refused(
+        &format!(
+            "INSERT INTO o SELECT COUNT(*) FROM i GROUP BY {W} UNION SELECT COUNT(*) FROM j GROUP BY {W}"
+        ),
+        "SELECT",
+    );
+    refused(
+        &format!("INSERT INTO o WITH x AS (SELECT * FROM i) SELECT COUNT(*) FROM x GROUP BY {W}"),
+        "WITH",
+    );
+}
+
+#[test]
+fn from_clause() {
+    refused(
+        &format!("INSERT INTO o SELECT COUNT(*) FROM i JOIN j ON i.a = j.a GROUP BY {W}"),
+        "FROM",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT COUNT(*) FROM i, j GROUP BY {W}"),
+        "FROM",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT COUNT(*) FROM (SELECT * FROM i) GROUP BY {W}"),
+        "FROM",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT COUNT(*) FROM i AS t GROUP BY {W}"),
+        "FROM",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT COUNT(*) FROM db.i GROUP BY {W}"),
+        "FROM",
+    );
+    refused(
+        "INSERT INTO o SELECT COUNT(*) GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
+        "FROM",
+    );
+    // window table functions
+    let tvf = |call: &str| {
+        format!(
+            "INSERT INTO o SELECT COUNT(*) FROM TABLE({call}) GROUP BY window_start, window_end"
+        )
+    };
+    refused(
+        &tvf("CUMULATE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '1' MINUTE)"),
+        "FROM",
+    );
+    refused(
+        &tvf("TUMBLE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '1' SECOND)"),
+        "FROM",
+    );
+    refused(&tvf("TUMBLE(TABLE i, ts, INTERVAL '1' SECOND)"), "FROM");
+    refused(
+        &tvf("HOP(TABLE i, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '1' SECOND)"),
+        "FROM",
+    );
+    refused(
+        &tvf("SESSION(TABLE i, DESCRIPTOR(ts), INTERVAL '0' SECOND)"),
+        "FROM",
+    );
+}
+
+#[test]
+fn group_by() {
+    refused(&job("k, COUNT(*)", "GROUP BY k"), "GROUP BY");
+    refused(&job("COUNT(*)", ""), "GROUP BY");
+    refused(
+        &job(
+            "COUNT(*)",
+            &format!("GROUP BY {W}, SESSION(ts, INTERVAL '1' SECOND)"),
+        ),
+        "GROUP BY",
+    );
+    refused(
+        &job("COUNT(*)", &format!("GROUP BY k + 1, {W}")),
+        "GROUP BY",
+    );
+    refused(&job("COUNT(*)", &format!("GROUP BY i.k, {W}")), "GROUP BY");
+    refused(&job("COUNT(*)", &format!("GROUP BY k, k, {W}")), "GROUP BY");
+    refused(&job("COUNT(*)", "GROUP BY TUMBLE(ts)"), "GROUP BY");
+    refused(
+        &job("COUNT(*)", "GROUP BY TUMBLE(ts + 1, INTERVAL '1' SECOND)"),
+        "GROUP BY",
+    );
+    refused(&job("COUNT(*)", "GROUP BY TUMBLE(ts, 30)"), "GROUP BY");
+    refused(&job("COUNT(*)", "GROUP BY ROLLUP(a, b)"), "GROUP BY");
+    // intervals
+    for bad in [
+        "INTERVAL '0' SECOND",
+        "INTERVAL '-5' SECOND",
+        "INTERVAL '30'",
+        "INTERVAL '1' MONTH",
+        "INTERVAL '0.0001' SECOND",
+        "INTERVAL 'soon' SECOND",
+        "INTERVAL '30 fortnights'",
+        "INTERVAL '99999999999999999999' DAY",
+        "INTERVAL '999999999999999999999999999999' WEEK",
+        "INTERVAL '9999999999999999999999999999999' SECOND",
+        "INTERVAL '.' SECOND",
+        "INTERVAL '1:30' MINUTE TO SECOND",
+    ] {
+        let message = refused(
+            &job("COUNT(*)", &format!("GROUP BY TUMBLE(ts, {bad})")),
+            "GROUP BY",
+        );
+        assert!(message.contains("interval"), "{message}");
+    }
+    let message = refused(
+        &job(
+            "COUNT(*)",
+            "GROUP BY HOP(ts, INTERVAL '1' MINUTE, INTERVAL '10' SECOND)",
+        ),
+        "GROUP BY",
+    );
+    assert!(message.contains("slide"), "{message}");
+    // a window table function needs both bounds in GROUP BY, and only its window
+    let from = "FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' SECOND))";
+    refused(
+        &format!("INSERT INTO o SELECT COUNT(*) {from} GROUP BY window_start"),
+        "GROUP BY",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT k, COUNT(*) {from} GROUP BY k"),
+        "GROUP BY",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT COUNT(*) {from} GROUP BY window_start, window_end, {W}"),
+        "GROUP BY",
+    );
+}
+
+#[test]
+fn select_list() {
+    let group = format!("GROUP BY k, {W}");
+    let message = refused(&job("k, other, COUNT(*)", &group), "SELECT");
+    assert!(message.contains("other"), "{message}");
+    refused(&job("k + 1", &group), "SELECT");
+    refused(&job("*", &group), "SELECT");
+    refused(&job("UPPER(k)", &group), "SELECT");
+    refused(&job("MEDIAN(v)", &group), "SELECT");
+    refused(&job("SUM(DISTINCT v)", &group), "SELECT");
+    refused(&job("SUM(*)", &group), "SELECT");
+    refused(&job("SUM(v + 1)", &group), "SELECT");
+    refused(&job("COUNT(a, b)", &group), "SELECT");
+    refused(&job("COUNT(DISTINCT *)", &group), "SELECT");
+    refused(&job("COUNT(*) FILTER (WHERE v > 1)", &group), "SELECT");
+    refused(&job("SUM(v) OVER ()", &group), "SELECT");
+    refused(&job("i.k", &group), "SELECT");
+    refused(&job("'k'", &group), "SELECT");
+    refused(&job(W, &group), "SELECT");
+    // duplicate output names
+    let message = refused(&job("COUNT(*), COUNT(*)", &group), "SELECT");
+    assert!(message.contains("count"), "{message}");
+    refused(&job("k, SUM(v) AS k", &group), "SELECT");
+    // window bounds must match the GROUP BY window
+    refused(
+        &job("TUMBLE_START(ts, INTERVAL '2' SECOND)", &group),
+        "SELECT",
+    );
+    refused(
+        &job("TUMBLE_START(other, INTERVAL '1' SECOND)", &group),
+        "SELECT",
+    );
+    refused(
+        &job(
+            "HOP_START(ts, INTERVAL '1' SECOND, INTERVAL '1' SECOND)",
+            &group,
+        ),
+        "SELECT",
+    );
+    refused(&job("window_start", &group), "SELECT");
+    refused(
+        "INSERT INTO o SELECT TUMBLE_START(ts, INTERVAL '1' SECOND) FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
+        "SELECT",
+    );
+}
+
+#[test]
+fn where_clause() {
+    let group = format!("GROUP BY {W}");
+    for bad in [
+        "a LIKE 'x%'",
+        "a + 1 > 2",
+        "a IN (1, 2)",
+        "a BETWEEN 1 AND 2",
+        "1 = 1",
+        "'a' = 'b'",
+        "a",
+        "a = b + 1",
+        "a = (SELECT 1)",
+        "UPPER(a) = 'X'",
+        "a IS TRUE",
+        "(a + 1) IS NULL",
+        "a = 1e999",
+    ] {
+        refused(&job("COUNT(*)", &format!("WHERE {bad} {group}")), "WHERE");
+    }
+}

@@ -35,7 +35,12 @@ fn events() -> Vec<Event> {
             seed ^= seed << 17;
             let jitter = (seed % 3_001) as i64 - 1_500;
             let ts = 1_700_000_000_000 + i * 100 + jitter + i64::from(p) * 37;
-            out.push((p, (seed >> 20) as i64 % 5, ts, ((seed >> 8) % 40) as f64 * 0.5));
+            out.push((
+                p,
+                (seed >> 20) as i64 % 5,
+                ts,
+                ((seed >> 8) % 40) as f64 * 0.5,
+            ));
         }
     }
     out
@@ -94,13 +99,22 @@ async fn read_topic(bootstrap: &str, topic: &str, want: usize) -> Result<Vec<Con
     }
     c.set_start_position(StartPosition::Earliest);
     let mut got = Vec::new();
+    let mut last_error = None;
     while got.len() < want {
         ensure!(
             Instant::now() < deadline,
-            "{topic}: {} of {want} records in 60 s",
+            "{topic}: {} of {want} records in 60 s (last error: {last_error:?})",
             got.len()
         );
-        got.extend(c.poll(Duration::from_millis(200)).await?);
+        // A topic the job just created may not have its leaders yet
+        // (LEADER_NOT_AVAILABLE): retriable.
+        match c.poll(Duration::from_millis(200)).await {
+            Ok(records) => got.extend(records),
+            Err(e) => {
+                last_error = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
     // Anything beyond `want` would be a duplicate: look a little longer.
     got.extend(c.poll(Duration::from_millis(500)).await?);
@@ -131,7 +145,12 @@ fn job_status(admin: &str, name: &str) -> Result<serde_json::Value> {
 async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -> Result<()> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out, out2, late) = (unique("tx"), unique("totals"), unique("replay"), unique("late"));
+    let (input, out, out2, late) = (
+        unique("tx"),
+        unique("totals"),
+        unique("replay"),
+        unique("late"),
+    );
     Admin::connect(ClientConfig::new(&bootstrap))
         .await?
         .create_topic(NewTopic::new(&input, 3), false)
@@ -153,33 +172,68 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     producer.flush().await?;
     let bad = evs.len().div_ceil(100) as u64;
     let (want, want_late) = reference(&evs);
+    // Topic names with dashes are quoted identifiers.
     let sql = |to: &str| {
         format!(
-            "INSERT INTO {to} SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
-             SUM(transactionSum) AS total, COUNT(*) AS n FROM {input} \
+            "INSERT INTO \"{to}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
+             SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
              GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
         )
     };
     weir(&[
-        "job", "create", "totals", "--sql", &sql(&out), "--grace", "500ms", "--late-topic", &late,
-        "--admin", &admin,
+        "job",
+        "create",
+        "totals",
+        "--sql",
+        &sql(&out),
+        "--grace",
+        "500ms",
+        "--late-topic",
+        &late,
+        "--admin",
+        &admin,
     ])?;
     let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
-    ensure!(got.len() == want.len(), "{} results, {} expected (duplicates?)", got.len(), want.len());
+    ensure!(
+        got.len() == want.len(),
+        "{} results, {} expected (duplicates?)",
+        got.len(),
+        want.len()
+    );
     let got_set: BTreeSet<Total> = got.iter().cloned().collect();
-    ensure!(got_set == want, "results differ from the reference:\n got {got_set:?}\nwant {want:?}");
+    ensure!(
+        got_set == want,
+        "results differ from the reference:\n got {got_set:?}\nwant {want:?}"
+    );
 
     let status = weir_tests::poll_until(Duration::from_secs(30), || {
         let s = job_status(&admin, "totals")?;
         Ok((s["records_in"].as_u64() == Some(evs.len() as u64 + bad)).then_some(s))
     })?;
     ensure!(status["bad"].as_u64() == Some(bad), "bad count: {status}");
-    ensure!(status["late"].as_u64() == Some(want_late), "late count (want {want_late}): {status}");
+    ensure!(
+        status["late"].as_u64() == Some(want_late),
+        "late count (want {want_late}): {status}"
+    );
     let set_aside = read_topic(&bootstrap, &late, (bad + want_late) as usize).await?;
-    ensure!(set_aside.len() as u64 == bad + want_late, "late topic: {}", set_aside.len());
+    ensure!(
+        set_aside.len() as u64 == bad + want_late,
+        "late topic: {}",
+        set_aside.len()
+    );
 
     // Kappa: the same statement over the whole history, into a new topic.
-    weir(&["job", "create", "replay", "--sql", &sql(&out2), "--grace", "500ms", "--admin", &admin])?;
+    weir(&[
+        "job",
+        "create",
+        "replay",
+        "--sql",
+        &sql(&out2),
+        "--grace",
+        "500ms",
+        "--admin",
+        &admin,
+    ])?;
     let again = totals(&read_topic(&bootstrap, &out2, want.len()).await?)?;
     let per_key = |v: &[Total]| {
         let mut m: BTreeMap<i64, Vec<Total>> = BTreeMap::new();
@@ -188,12 +242,21 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         }
         m
     };
-    ensure!(per_key(&again) == per_key(&got), "the replay differs from the live run");
+    ensure!(
+        per_key(&again) == per_key(&got),
+        "the replay differs from the live run"
+    );
     let listed = weir(&["job", "list", "--admin", &admin])?;
-    ensure!(listed.contains("totals") && listed.contains("replay"), "{listed}");
+    ensure!(
+        listed.contains("totals") && listed.contains("replay"),
+        "{listed}"
+    );
     weir(&["job", "drop", "replay", "--admin", &admin])?;
     let listed = weir(&["job", "list", "--admin", &admin])?;
-    ensure!(!listed.contains("replay"), "dropped job still listed: {listed}");
+    ensure!(
+        !listed.contains("replay"),
+        "dropped job still listed: {listed}"
+    );
     Ok(())
 }
 
@@ -209,7 +272,10 @@ fn unsupported_statements_are_refused_at_create() -> Result<()> {
         .output()?;
     ensure!(!out.status.success(), "an ORDER BY job was accepted");
     let err = String::from_utf8_lossy(&out.stderr);
-    ensure!(err.contains("ORDER BY"), "the error does not name the clause: {err}");
+    ensure!(
+        err.contains("ORDER BY"),
+        "the error does not name the clause: {err}"
+    );
     let listed = weir(&["job", "list", "--admin", &admin])?;
     ensure!(!listed.contains("bad "), "{listed}");
     Ok(())

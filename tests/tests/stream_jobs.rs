@@ -260,6 +260,107 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     Ok(())
 }
 
+async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
+    let producer = ProducerConfig::new(bootstrap).build().await?;
+    for &(p, c, ts, amount) in evs {
+        let value = format!(r#"{{"customerId": {c}, "transactionSum": {amount}, "ts": {ts}}}"#);
+        producer
+            .send(ProducerRecord::new(topic, value).partition(p))
+            .await?;
+    }
+    producer.flush().await?;
+    Ok(())
+}
+
+/// kill −9 of the node running a job, right after its first results: after
+/// the restart the task resumes from its checkpoint, and every final result
+/// is in the output exactly once (none missing, none twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
+    let mut node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("tx"), unique("totals"));
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(NewTopic::new(&input, 3), false)
+        .await?;
+    let evs = events();
+    // The first half of each partition before the kill, the rest after
+    // (`events` lists each partition's 300 events together, in order).
+    let half = |first: bool| -> Vec<Event> {
+        evs.iter()
+            .enumerate()
+            .filter(|(i, _)| (i % 300 < 150) == first)
+            .map(|(_, e)| *e)
+            .collect()
+    };
+    let (first, second) = (half(true), half(false));
+    produce(&bootstrap, &input, &first).await?;
+    let sql = format!(
+        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
+         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
+         GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
+    );
+    weir(&[
+        "job", "create", "eo", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
+    ])?;
+    // Kill as soon as results appear: some are not checkpointed yet.
+    let probe = Admin::connect(ClientConfig::new(&bootstrap)).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        ensure!(Instant::now() < deadline, "no result before the kill");
+        if let Ok(tps) = probe.partitions(&out).await {
+            let ends = probe
+                .list_offsets(&tps, weir_client::OffsetSpec::Latest)
+                .await;
+            if ends.is_ok_and(|e| e.values().map(|l| l.offset).sum::<i64>() > 0) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(probe);
+    node.kill()?;
+    node.restart()?;
+    let bootstrap = node.bootstrap().to_string();
+    produce(&bootstrap, &input, &second).await?;
+    let (want, _) = reference(&evs);
+    let read = read_topic(&bootstrap, &out, want.len()).await;
+    let read = match read {
+        Ok(r) => r,
+        Err(e) => {
+            let log: Vec<String> = node
+                .stderr_all()
+                .lines()
+                .filter(|l| l.contains("job"))
+                .map(str::to_string)
+                .collect();
+            let status = job_status(node.admin_addr(), "eo")?;
+            return Err(e.context(format!(
+                "job status {status}\njob log lines:\n{}",
+                log.join("\n")
+            )));
+        }
+    };
+    let got = totals(&read)?;
+    let distinct: BTreeSet<Total> = got.iter().cloned().collect();
+    ensure!(
+        distinct.len() == got.len(),
+        "{} results written twice",
+        got.len() - distinct.len()
+    );
+    ensure!(
+        distinct == want,
+        "results differ from the reference after the kill"
+    );
+    let status = job_status(node.admin_addr(), "eo")?;
+    println!(
+        "recovery skipped {} results already written",
+        status["skipped_on_recovery"]
+    );
+    Ok(())
+}
+
 /// Statements Weir cannot run are refused at `job create`, naming the
 /// clause, and nothing is stored.
 #[test]

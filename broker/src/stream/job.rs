@@ -101,6 +101,9 @@ pub struct JobReport {
     pub records_in: u64,
     /// Result records written.
     pub records_out: u64,
+    /// Final results recovery found already written (and did not write
+    /// again).
+    pub skipped_on_recovery: u64,
     /// Late records (and where they went, if a late topic is set).
     pub late: u64,
     /// Records that could not be read (not JSON, missing or mistyped fields).

@@ -2,7 +2,9 @@
 //! with the statement's columns in select-list order (group keys by name,
 //! window start and end in epoch ms, each aggregate by its name); the key is
 //! the group key (a JSON array of the key columns), so that every result of
-//! one group lands in one output partition, in order.
+//! one group lands in one output partition, in order. The record timestamp
+//! is the time of writing (results of replayed history must not fall under
+//! the output's time retention at once).
 
 use serde_json::Value;
 

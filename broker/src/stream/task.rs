@@ -2,18 +2,27 @@
 //! client, feeds the window operator, writes results to the output topic,
 //! late and unreadable records to the late topic, and checkpoints.
 //!
-//! # Checkpoints
+//! # Checkpoints and exactly once
 //!
-//! Every [`CHECKPOINT_EVERY`] (and when stopped) the task waits until every
-//! result written so far is acknowledged, then writes the operator's state
-//! and the next input offsets as one record keyed by the job's name to the
-//! compacted topic [`STATE_TOPIC`], and commits the offsets to the job's
-//! consumer group (so `weir group describe` shows its lag). A task that
-//! starts again, here or on another node, resumes from the last checkpoint:
-//! replay from there is deterministic (see [`super`]), so it recomputes the
-//! same results. Results written after the last checkpoint and before a
-//! crash are written again: delivery is at least once until output sequence
-//! numbers join the checkpoint (the next slice).
+//! When it starts, and then every [`CHECKPOINT_EVERY`] (and when stopped),
+//! the task waits until every result written so far is acknowledged, then
+//! writes one record keyed by the job's name to the compacted topic
+//! [`STATE_TOPIC`]: the operator's state, the next input offsets, and the
+//! end offset of each output partition. It also commits the input offsets
+//! to the job's consumer group (so `weir group describe` shows its lag).
+//!
+//! A task that starts again, here or on another node, resumes from the last
+//! checkpoint. Final results are emitted in an order that does not depend on
+//! how the input partitions interleave: by window close, then group key
+//! (the firing watermark only grows, and windows closing together fire
+//! together, sorted). So the results replay from the checkpoint emits are
+//! the ones the crashed task emitted after it, in the same order in every
+//! output partition, and the task skips as many of them in each output
+//! partition as that partition gained since the checkpoint. Every final
+//! result is written exactly once, provided the job is its output topic's
+//! only writer. Updates of open windows (`--emit changes`) and the late
+//! topic are written at least once (their order depends on the
+//! interleaving).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +68,9 @@ struct Checkpoint {
     operator: WindowOperator,
     /// Next offset of each input partition.
     positions: BTreeMap<i32, i64>,
+    /// End offset of each output partition when it was taken.
+    #[serde(default)]
+    output_ends: BTreeMap<i32, i64>,
 }
 
 /// Runs job `def` (plan `plan`) against the cluster at `bootstrap` until
@@ -105,6 +117,27 @@ pub async fn run(
             StartFrom::Timestamp(t) => StartPosition::Timestamp(t),
         }),
     }
+    let outputs = admin.partitions(&plan.output_topic).await?;
+    let ends_now = ends(&admin, &outputs).await?;
+    // Results the crashed task wrote after its checkpoint: replay emits
+    // them again, in the same order, and they are skipped.
+    let skip: BTreeMap<i32, i64> = match &restored {
+        Some(c) => ends_now
+            .iter()
+            .map(|(q, end)| (*q, end - c.output_ends.get(q).copied().unwrap_or(*end)))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    tracing::info!(
+        job = %def.name,
+        restored = restored.is_some(),
+        positions = ?restored.as_ref().map(|c| &c.positions),
+        checkpoint_output_ends = ?restored.as_ref().map(|c| &c.output_ends),
+        output_ends = ?ends_now,
+        ?skip,
+        "job task resuming"
+    );
     let producer = ProducerConfig::new(&bootstrap)
         .acks(Acks::All)
         .idempotent(true)
@@ -119,12 +152,17 @@ pub async fn run(
         producer,
         pending: Vec::new(),
         positions: restored.map(|c| c.positions).unwrap_or_default(),
+        outputs,
+        skip,
         last_record: vec![Instant::now(); n],
         report,
         counted: (Instant::now(), 0),
     };
     shell.report.update(|r| r.state = "running".into());
     let mut out = Vec::new();
+    // A first checkpoint before any result: a crash from here on replays
+    // against known output ends.
+    shell.checkpoint(&op, &mut consumer, &admin).await?;
     let mut last_checkpoint = Instant::now();
     loop {
         let records = tokio::select! {
@@ -158,6 +196,10 @@ struct Shell {
     /// Results written since the last checkpoint, not yet known acknowledged.
     pending: Vec<DeliveryFuture>,
     positions: BTreeMap<i32, i64>,
+    /// The output topic's partitions.
+    outputs: Vec<TopicPartition>,
+    /// Results to skip per output partition: written before a crash.
+    skip: BTreeMap<i32, i64>,
     /// When each input partition last gave a record.
     last_record: Vec<Instant>,
     report: Arc<SharedReport>,
@@ -210,16 +252,31 @@ impl Shell {
 
     /// Writes the results in `out` to the output topic.
     async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
-        let n = out.len() as u64;
+        let (mut written, mut skipped) = (0u64, 0u64);
         for r in out.drain(..) {
+            // The record's timestamp is the time it is written, not the
+            // window's end: results of a replay of old history would
+            // otherwise fall under retention at once.
             let (key, value) = super::output::record(&self.plan, &r);
+            let q = weir_client::partitioner::partition_for_key(&key, self.outputs.len() as i32);
+            if r.is_final {
+                if let Some(n) = self.skip.get_mut(&q).filter(|n| **n > 0) {
+                    *n -= 1;
+                    skipped += 1;
+                    continue;
+                }
+            }
             let rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
                 .key(Bytes::from(key))
-                .timestamp(r.end_ms);
+                .partition(q);
             self.pending.push(self.producer.send(rec).await?);
+            written += 1;
         }
-        if n > 0 {
-            self.report.update(|rep| rep.records_out += n);
+        if written + skipped > 0 {
+            self.report.update(|rep| {
+                rep.records_out += written;
+                rep.skipped_on_recovery += skipped;
+            });
         }
         Ok(())
     }
@@ -254,10 +311,18 @@ impl Shell {
                 self.positions.insert(tp.partition, at);
             }
         }
+        // Results still to skip were written before the crash: they count
+        // in the output's end already.
+        let output_ends = ends(admin, &self.outputs)
+            .await?
+            .into_iter()
+            .map(|(q, end)| (q, end - self.skip.get(&q).copied().unwrap_or(0)))
+            .collect();
         let cp = Checkpoint {
             sql: self.def.sql.clone(),
             operator: op.clone(),
             positions: self.positions.clone(),
+            output_ends,
         };
         let bytes = serde_json::to_vec(&cp).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
         if bytes.len() > MAX_CHECKPOINT_BYTES {
@@ -307,6 +372,16 @@ impl Shell {
         self.counted = (Instant::now(), now_in);
         Ok(())
     }
+}
+
+/// The end offset of each of `tps` (their partition numbers as keys).
+async fn ends(admin: &Admin, tps: &[TopicPartition]) -> Result<BTreeMap<i32, i64>, TaskError> {
+    Ok(admin
+        .list_offsets(tps, OffsetSpec::Latest)
+        .await?
+        .into_iter()
+        .map(|(tp, l)| (tp.partition, l.offset))
+        .collect())
 }
 
 /// Creates the output, late and state topics when missing.

@@ -157,6 +157,12 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
             .into_iter()
             .find(|v| v.def.name == name)
     };
+    if let (Some(n), Some(query)) = (
+        name.as_deref().and_then(|n| n.strip_suffix("/state")),
+        req.path.split_once('?').map(|(_, q)| q),
+    ) {
+        return job_state(broker, n, query).await;
+    }
     match (req.method.as_str(), name) {
         ("GET", None) => {
             let all = broker.jobs.views(broker);
@@ -198,5 +204,80 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
             }
         }
         _ => json_error("405 Method Not Allowed", "use GET, POST or DELETE"),
+    }
+}
+
+/// `GET /v1/jobs/NAME/state?key=K`: the open windows of group K. K is the
+/// key column's value (`17`, `"a"` or `a`), or a JSON array of the values
+/// when the job groups by several columns.
+async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str) -> Answer {
+    let Some(raw) = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "key")
+        .map(|(_, v)| percent_decode(v))
+    else {
+        return json_error("400 Bad Request", "missing ?key=");
+    };
+    let Some(def) = broker.meta.jobs().get(name).cloned() else {
+        return json_error("404 Not Found", format!("job {name} does not exist"));
+    };
+    let keys = def.plan().map(|p| p.keys.len()).unwrap_or(1);
+    let parsed = serde_json::from_str::<serde_json::Value>(&raw)
+        .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
+    let values = match parsed {
+        serde_json::Value::Array(v) if keys > 1 => v,
+        v => vec![v],
+    };
+    if values.len() != keys {
+        return json_error(
+            "400 Bad Request",
+            format!(
+                "job {name} groups by {keys} columns: give ?key= a JSON array of {keys} values"
+            ),
+        );
+    }
+    match broker.jobs.query(name, values).await {
+        Ok(windows) => {
+            let body = serde_json::to_string(&windows).unwrap_or_else(|_| "[]".into());
+            ("200 OK", "application/json", format!("{body}\n"))
+        }
+        Err(e) => json_error("409 Conflict", e),
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a query string's space).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() && s.is_char_boundary(i + 3) => {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(super::percent_decode("%22a%20b%22"), "\"a b\"");
+        assert_eq!(super::percent_decode("a+b"), "a b");
+        assert_eq!(super::percent_decode("100%"), "100%");
+        assert_eq!(super::percent_decode("%zz"), "%zz");
+        assert_eq!(super::percent_decode("%e2%82%ac"), "€");
     }
 }

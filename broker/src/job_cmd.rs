@@ -48,6 +48,17 @@ pub(crate) enum JobCmd {
         #[command(flatten)]
         admin: Admin,
     },
+    /// Show the open windows of one group, as the results they will become.
+    Query {
+        /// The job.
+        name: String,
+        /// The group key: the key column's value, or a JSON array of the
+        /// values when the job groups by several columns.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
     /// Drop a job (its output topic and checkpoint stay).
     Drop {
         /// The job.
@@ -154,6 +165,15 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
             let v: serde_json::Value = serde_json::from_str(&answer).context("the job")?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
+        JobCmd::Query { name, key, admin } => {
+            let path = format!("/v1/jobs/{name}/state?key={}", percent_encode(&key));
+            let (status, answer) = request(&admin.admin, "GET", &path, None)?;
+            check(status, &answer)?;
+            let windows: Vec<serde_json::Value> = serde_json::from_str(&answer)?;
+            for w in windows {
+                println!("{w}");
+            }
+        }
         JobCmd::Drop { name, admin } => {
             let (status, answer) =
                 request(&admin.admin, "DELETE", &format!("/v1/jobs/{name}"), None)?;
@@ -162,6 +182,19 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Escapes everything but unreserved characters for a query string.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Fails with the node's error message unless the status is 2xx.

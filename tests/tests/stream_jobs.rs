@@ -49,6 +49,12 @@ fn events() -> Vec<Event> {
 /// The final windows and the late count, from per-partition watermarks and
 /// the minimum across partitions.
 fn reference(events: &[Event]) -> (BTreeSet<Total>, u64) {
+    let (finals, _, late) = reference_with_open(events);
+    (finals, late)
+}
+
+/// [`reference`], with the windows still open at the end.
+fn reference_with_open(events: &[Event]) -> (BTreeSet<Total>, BTreeSet<Total>, u64) {
     let mut windows: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
     let mut late = 0;
     let mut max_ts = BTreeMap::new();
@@ -68,12 +74,15 @@ fn reference(events: &[Event]) -> (BTreeSet<Total>, u64) {
         max_ts.insert(p, wm.expect("events in every partition"));
     }
     let done = *max_ts.values().min().expect("partitions");
-    let finals = windows
+    let (finals, open): (Vec<_>, Vec<_>) = windows
         .into_iter()
-        .filter(|((_, start), _)| start + WINDOW_MS + GRACE_MS <= done)
         .map(|((c, start), (sum, n))| (c, start, format!("{sum}"), n))
-        .collect();
-    (finals, late)
+        .partition(|(_, start, _, _)| start + WINDOW_MS + GRACE_MS <= done);
+    (
+        finals.into_iter().collect(),
+        open.into_iter().collect(),
+        late,
+    )
 }
 
 fn weir(args: &[&str]) -> Result<String> {
@@ -214,6 +223,40 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     ensure!(
         status["late"].as_u64() == Some(want_late),
         "late count (want {want_late}): {status}"
+    );
+    // Queryable state: each customer's open windows, as they stand.
+    let (_, open, _) = reference_with_open(&evs);
+    let mut queried = BTreeSet::new();
+    for c in 0..5 {
+        let text = weir(&[
+            "job",
+            "query",
+            "totals",
+            "--key",
+            &c.to_string(),
+            "--admin",
+            &admin,
+        ])?;
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        for v in lines {
+            queried.insert((
+                v["customerId"].as_i64().context("customerId")?,
+                v["window_start"].as_i64().context("window_start")?,
+                format!("{}", v["total"].as_f64().context("total")?),
+                v["n"].as_i64().context("n")?,
+            ));
+        }
+    }
+    ensure!(
+        !open.is_empty(),
+        "the input leaves no window open: the query test needs one"
+    );
+    ensure!(
+        queried == open,
+        "open windows:\n got {queried:?}\nwant {open:?}"
     );
     let set_aside = read_topic(&bootstrap, &late, (bad + want_late) as usize).await?;
     ensure!(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::job::{JobDef, JobReport, SharedReport};
 use crate::broker::Broker;
@@ -25,6 +25,7 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 struct Running {
     def: JobDef,
     stop: watch::Sender<bool>,
+    queries: mpsc::Sender<super::task::StateQuery>,
     report: Arc<SharedReport>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -88,6 +89,7 @@ impl Jobs {
                 r.node = b.config.node_id;
             });
             let (stop, stopped) = watch::channel(false);
+            let (queries, asked) = mpsc::channel(16);
             let bootstrap = format!("{}:{}", b.advertised_host, b.advertised_port);
             let weak = Arc::downgrade(b);
             let task = {
@@ -95,7 +97,8 @@ impl Jobs {
                 tokio::spawn(async move {
                     let name = def.name.clone();
                     let res =
-                        super::task::run(def, plan, bootstrap, Arc::clone(&report), stopped).await;
+                        super::task::run(def, plan, bootstrap, Arc::clone(&report), stopped, asked)
+                            .await;
                     if let Err(e) = res {
                         tracing::warn!(job = %name, error = %e, "job task failed; it restarts from its checkpoint");
                         report.update(|r| r.state = format!("failed: {e}"));
@@ -115,11 +118,39 @@ impl Jobs {
                 Running {
                     def,
                     stop,
+                    queries,
                     report,
                     task,
                 },
             );
         }
+    }
+
+    /// The open windows of group `key` (the key columns' values) in job
+    /// `name`, as the output records they will become; an error when the
+    /// job's task does not run on this node.
+    pub async fn query(
+        &self,
+        name: &str,
+        key: Vec<serde_json::Value>,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let sender = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.get(name).map(|r| r.queries.clone())
+        };
+        let Some(sender) = sender else {
+            return Err(format!("job {name} does not run on this node"));
+        };
+        let (reply, answer) = oneshot::channel();
+        let key = super::window::GroupKey::of(&key);
+        sender
+            .send(super::task::StateQuery { key, reply })
+            .await
+            .map_err(|_| format!("job {name} stopped"))?;
+        tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .map_err(|_| format!("job {name} did not answer in 5 s"))?
+            .map_err(|_| format!("job {name} stopped"))
     }
 
     /// Every job, with the status its task reports when it runs here.

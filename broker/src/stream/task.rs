@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use weir_client::{
     Acks, Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, NewTopic,
     OffsetSpec, Producer, ProducerConfig, ProducerRecord, StartPosition, TopicPartition,
@@ -60,6 +60,15 @@ pub enum TaskError {
     Checkpoint(String),
 }
 
+/// A read of a key's open windows (queryable state).
+#[derive(Debug)]
+pub struct StateQuery {
+    /// The group key.
+    pub key: super::window::GroupKey,
+    /// Gets each open window as the output record it will become.
+    pub reply: oneshot::Sender<Vec<serde_json::Value>>,
+}
+
 /// What a checkpoint holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct Checkpoint {
@@ -80,7 +89,8 @@ pub async fn run(
     plan: JobPlan,
     bootstrap: String,
     report: Arc<SharedReport>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    mut queries: mpsc::Receiver<StateQuery>,
 ) -> Result<(), TaskError> {
     let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
     let inputs = admin.partitions(&plan.input_topic).await?;
@@ -165,10 +175,21 @@ pub async fn run(
     shell.checkpoint(&op, &mut consumer, &admin).await?;
     let mut last_checkpoint = Instant::now();
     loop {
-        let records = tokio::select! {
-            r = consumer.poll(Duration::from_millis(200)) => r?,
-            _ = stop.changed() => Vec::new(),
-        };
+        // Not raced against the stop signal or queries: a poll dropped
+        // half-way could have moved positions past records it never
+        // returned. It returns within 200 ms.
+        let records = consumer.poll(Duration::from_millis(200)).await?;
+        while let Ok(q) = queries.try_recv() {
+            let open = op
+                .open_for(&q.key)
+                .iter()
+                .map(|r| {
+                    let (_, value) = super::output::record(&shell.plan, r);
+                    serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null)
+                })
+                .collect();
+            let _ = q.reply.send(open);
+        }
         for r in records {
             shell.take(&mut op, r, &mut out).await?;
             shell.write(&mut out).await?;

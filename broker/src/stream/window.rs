@@ -168,6 +168,28 @@ impl WindowOperator {
         self.fixed.len() + self.session_timers.len()
     }
 
+    /// The current values of `key`'s open windows, by start (queryable
+    /// state: none of them is final).
+    pub fn open_for(&self, key: &GroupKey) -> Vec<WindowResult> {
+        let mut out: Vec<WindowResult> = match self.spec {
+            WindowSpec::Session { .. } => self
+                .sessions
+                .get(key)
+                .into_iter()
+                .flatten()
+                .map(|s| result(key, s.start, s.end, &s.accs, false))
+                .collect(),
+            WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => self
+                .fixed
+                .iter()
+                .filter(|((k, _), _)| k == key)
+                .map(|((_, start), accs)| result(key, *start, start + size_ms, accs, false))
+                .collect(),
+        };
+        out.sort_by_key(|r| r.start_ms);
+        out
+    }
+
     /// Takes `row` from input partition `partition`; pushes to `out` the
     /// updates (under [`EmitMode::Changes`]) and every window that became
     /// final.

@@ -299,3 +299,24 @@ fn state_round_trips_through_json() {
     }
     assert_eq!(resumed, straight);
 }
+
+/// Queryable state: a key's open windows with their running values, not
+/// the closed ones and not other keys'.
+#[test]
+fn open_windows_of_a_key_can_be_read_while_they_build() {
+    let spec = WindowSpec::Tumble { size_ms: 1_000 };
+    let mut op = WindowOperator::new(spec, 0, KINDS.to_vec(), 1, EmitMode::Final);
+    let mut out = Vec::new();
+    op.process(0, row(1, 100, 4), &mut out);
+    op.process(0, row(1, 1_100, 5), &mut out);
+    op.process(0, row(2, 1_200, 6), &mut out);
+    op.process(0, row(1, 1_300, 7), &mut out);
+    // [0, 1000) closed when the watermark reached 1100.
+    assert_eq!(out.len(), 1);
+    let open = op.open_for(&row(1, 0, 0).key);
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].start_ms, open[0].end_ms), (1_000, 2_000));
+    assert_eq!(open[0].values[1], json!(12));
+    assert!(!open[0].is_final);
+    assert!(op.open_for(&row(3, 0, 0).key).is_empty());
+}

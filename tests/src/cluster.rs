@@ -234,9 +234,13 @@ impl Cluster {
     }
 }
 
-/// Every `.log` segment of `topic-partition` under a node's data dir, in
-/// order, concatenated: what replicas must agree on byte for byte.
-pub fn log_bytes(data_dir: &std::path::Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
+/// The `.log` segment files of `topic-partition` under a node's data dir, in
+/// offset order.
+fn segment_files(
+    data_dir: &std::path::Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<std::path::PathBuf>> {
     use anyhow::Context;
     let dir = data_dir.join("logs").join(format!("{topic}-{partition}"));
     let mut segments: Vec<_> = std::fs::read_dir(&dir)
@@ -245,8 +249,14 @@ pub fn log_bytes(data_dir: &std::path::Path, topic: &str, partition: i32) -> Res
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();
     segments.sort();
+    Ok(segments)
+}
+
+/// Every `.log` segment of `topic-partition` under a node's data dir, in
+/// order, concatenated: what replicas must agree on byte for byte.
+pub fn log_bytes(data_dir: &std::path::Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    for s in segments {
+    for s in segment_files(data_dir, topic, partition)? {
         out.extend(std::fs::read(s)?);
     }
     Ok(out)
@@ -261,16 +271,8 @@ pub fn records_on_disk(
     topic: &str,
     partition: i32,
 ) -> Result<Vec<(i64, String)>> {
-    use anyhow::Context;
-    let dir = data_dir.join("logs").join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| dir.display().to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
     let mut out = Vec::new();
-    for s in segments {
+    for s in segment_files(data_dir, topic, partition)? {
         let bytes = std::fs::read(&s)?;
         let mut end = 0;
         while end + 12 <= bytes.len() {

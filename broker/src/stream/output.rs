@@ -41,51 +41,34 @@ pub fn record(plan: &JobPlan, r: &WindowResult) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::plan::{AggregateKind, AggregateSpec, TimeSource, WindowSpec};
+    use crate::stream::plan::{seed_plan, TimeSource};
     use crate::stream::window::GroupKey;
     use serde_json::json;
 
     /// Columns come out in select-list order, under their names.
     #[test]
     fn the_output_record_follows_the_select_list() {
-        let plan = JobPlan {
-            output_topic: "totals".into(),
-            input_topic: "transactions".into(),
-            time: TimeSource::Field("ts".into()),
-            window: WindowSpec::Tumble { size_ms: 30_000 },
-            keys: vec!["customerId".into()],
-            aggregates: vec![
-                AggregateSpec {
-                    kind: AggregateKind::Sum,
-                    column: Some("transactionSum".into()),
-                },
-                AggregateSpec {
-                    kind: AggregateKind::CountStar,
-                    column: None,
-                },
-            ],
-            filter: None,
-            columns: vec![
-                OutputColumn::Key {
-                    index: 0,
-                    name: "customerId".into(),
-                },
-                OutputColumn::WindowStart {
-                    name: "window_start".into(),
-                },
-                OutputColumn::Aggregate {
-                    index: 0,
-                    name: "total".into(),
-                },
-                OutputColumn::Aggregate {
-                    index: 1,
-                    name: "n".into(),
-                },
-                OutputColumn::WindowEnd {
-                    name: "until".into(),
-                },
-            ],
-        };
+        let columns = vec![
+            OutputColumn::Key {
+                index: 0,
+                name: "customerId".into(),
+            },
+            OutputColumn::WindowStart {
+                name: "window_start".into(),
+            },
+            OutputColumn::Aggregate {
+                index: 0,
+                name: "total".into(),
+            },
+            OutputColumn::Aggregate {
+                index: 1,
+                name: "n".into(),
+            },
+            OutputColumn::WindowEnd {
+                name: "until".into(),
+            },
+        ];
+        let plan = seed_plan(None, TimeSource::Field("ts".into()), columns);
         let r = WindowResult {
             key: GroupKey::of(&[json!(17)]),
             start_ms: 30_000,

@@ -181,3 +181,32 @@ pub enum CompareOp {
     /// `>=`
     GtEq,
 }
+
+/// The seed's plan (customer totals per 30 s of `ts`) with `filter`, `time`
+/// and output `columns`, for tests.
+#[cfg(test)]
+pub(crate) fn seed_plan(
+    filter: Option<Filter>,
+    time: TimeSource,
+    columns: Vec<OutputColumn>,
+) -> JobPlan {
+    JobPlan {
+        output_topic: "totals".into(),
+        input_topic: "transactions".into(),
+        time,
+        window: WindowSpec::Tumble { size_ms: 30_000 },
+        keys: vec!["customerId".into()],
+        aggregates: vec![
+            AggregateSpec {
+                kind: AggregateKind::Sum,
+                column: Some("transactionSum".into()),
+            },
+            AggregateSpec {
+                kind: AggregateKind::CountStar,
+                column: None,
+            },
+        ],
+        filter,
+        columns,
+    }
+}

@@ -168,32 +168,15 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::plan::{AggregateSpec, OutputColumn, WindowSpec};
+    use crate::stream::plan::OutputColumn;
     use serde_json::json;
 
     fn plan(filter: Option<Filter>, time: TimeSource) -> JobPlan {
-        JobPlan {
-            output_topic: "out".into(),
-            input_topic: "in".into(),
-            time,
-            window: WindowSpec::Tumble { size_ms: 1_000 },
-            keys: vec!["customerId".into()],
-            aggregates: vec![
-                AggregateSpec {
-                    kind: AggregateKind::Sum,
-                    column: Some("transactionSum".into()),
-                },
-                AggregateSpec {
-                    kind: AggregateKind::CountStar,
-                    column: None,
-                },
-            ],
-            filter,
-            columns: vec![OutputColumn::Key {
-                index: 0,
-                name: "customerId".into(),
-            }],
-        }
+        let key = OutputColumn::Key {
+            index: 0,
+            name: "customerId".into(),
+        };
+        crate::stream::plan::seed_plan(filter, time, vec![key])
     }
 
     fn col(c: &str) -> Operand {

@@ -404,6 +404,60 @@ async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
     Ok(())
 }
 
+/// A `--from latest` job killed before its second checkpoint resumes where
+/// it started, not at the start of the history: its results cover only the
+/// records produced after it was created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()> {
+    let mut node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("tx"), unique("totals"));
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(NewTopic::new(&input, 3), false)
+        .await?;
+    // History the job must not see: other customers, a day earlier.
+    let old: Vec<Event> = events()
+        .into_iter()
+        .map(|(p, c, ts, a)| (p, c + 100, ts - 86_400_000, a))
+        .collect();
+    produce(&bootstrap, &input, &old).await?;
+    let sql = format!(
+        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
+         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
+         GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
+    );
+    weir(&[
+        "job", "create", "fresh", "--sql", &sql, "--grace", "500ms", "--from", "latest", "--admin",
+        &admin,
+    ])?;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "fresh")?;
+        Ok((s["state"] == "running").then_some(()))
+    })?;
+    // Right after its first checkpoint (taken at start), well before the
+    // next one.
+    node.kill()?;
+    node.restart()?;
+    let bootstrap = node.bootstrap().to_string();
+    let evs = events();
+    produce(&bootstrap, &input, &evs).await?;
+    let (want, _) = reference(&evs);
+    let got: BTreeSet<Total> = totals(&read_topic(&bootstrap, &out, want.len()).await?)?
+        .into_iter()
+        .collect();
+    ensure!(
+        got.iter().all(|t| t.0 < 100),
+        "results from the history before the job: {:?}",
+        got.iter()
+            .filter(|t| t.0 >= 100)
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    ensure!(got == want, "results differ from the reference");
+    Ok(())
+}
+
 /// Statements Weir cannot run are refused at `job create`, naming the
 /// clause, and nothing is stored.
 #[test]

@@ -114,18 +114,34 @@ pub async fn run(
         .build()
         .await?;
     consumer.assign(inputs.clone());
-    match &restored {
-        Some(c) => {
-            for tp in &inputs {
-                let at = c.positions.get(&tp.partition).copied().unwrap_or(0);
-                consumer.seek(tp, at)?;
-            }
+    // Concrete start offsets before the first checkpoint, so that a crash
+    // before the next one resumes where this run started (a `--from
+    // latest` job must not replay the whole history then).
+    let start = match &restored {
+        Some(c) => c.positions.clone(),
+        None => {
+            let spec = match def.from {
+                StartFrom::Earliest => OffsetSpec::Earliest,
+                StartFrom::Latest => OffsetSpec::Latest,
+                StartFrom::Timestamp(t) => OffsetSpec::Timestamp(t),
+            };
+            let found = admin.list_offsets(&inputs, spec).await?;
+            let latest = ends(&admin, &inputs).await?;
+            inputs
+                .iter()
+                .map(|tp| {
+                    let end = latest.get(&tp.partition).copied().unwrap_or(0);
+                    // No record at or after the time: start at the end.
+                    let at = found
+                        .get(tp)
+                        .map_or(end, |l| if l.offset < 0 { end } else { l.offset });
+                    (tp.partition, at)
+                })
+                .collect()
         }
-        None => consumer.set_start_position(match def.from {
-            StartFrom::Earliest => StartPosition::Earliest,
-            StartFrom::Latest => StartPosition::Latest,
-            StartFrom::Timestamp(t) => StartPosition::Timestamp(t),
-        }),
+    };
+    for tp in &inputs {
+        consumer.seek(tp, start.get(&tp.partition).copied().unwrap_or(0))?;
     }
     let outputs = admin.partitions(&plan.output_topic).await?;
     let ends_now = ends(&admin, &outputs).await?;
@@ -161,7 +177,7 @@ pub async fn run(
         inputs,
         producer,
         pending: Vec::new(),
-        positions: restored.map(|c| c.positions).unwrap_or_default(),
+        positions: start,
         outputs,
         skip,
         last_record: vec![Instant::now(); n],

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Events per CPU-second of the broker process for windowed SQL jobs over
+# JSON input already in a topic: the seed's TUMBLE query, a HOP and a
+# SESSION variant. Starts a release `weir broker` (data under $OUT, removed
+# at exit), produces N events (scripts/stream_events.py), then for each
+# query creates a job --from earliest and measures the broker's CPU time
+# (utime + stime from /proc) and wall time until the job has read every
+# event. With FLINK=1 (and target/flinkenv holding apache-flink, see
+# scripts/flink_stream.py) the same events run through Flink SQL in the same
+# script, for the comparison.
+#
+#   scripts/bench-stream.sh                   # N=1000000
+#   N=300000 FLINK=1 scripts/bench-stream.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+W="${WEIR:-$ROOT/target/release/weir}"
+N="${N:-1000000}"
+OUT="${OUT:-$ROOT/target/bench-results/stream-$(date -u +%Y%m%dT%H%M%SZ)}"
+PORT="${PORT:-39110}"
+mkdir -p "$OUT"
+BOOT="127.0.0.1:$PORT"
+ADMIN="127.0.0.1:$((PORT + 1))"
+cleanup() {
+    kill "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+    rm -rf "$OUT/data" "$OUT/events.jsonl"
+}
+trap cleanup EXIT
+python3 "$ROOT/scripts/stream_events.py" "$N" >"$OUT/events.jsonl"
+"$W" broker --data-dir "$OUT/data" --listen "$BOOT" --admin-listen "$ADMIN" >"$OUT/broker.err" 2>&1 &
+PID=$!
+for _ in $(seq 1 150); do
+    "$W" topic list --bootstrap "$BOOT" >/dev/null 2>&1 && break
+    sleep 0.2 # polling for the node to listen, bounded by the loop
+done
+"$W" topic create tx --partitions 1 --bootstrap "$BOOT" >/dev/null
+# Idempotent: without it, a retried batch may land after a later one.
+"$W" produce tx --idempotent --bootstrap "$BOOT" <"$OUT/events.jsonl" >/dev/null
+TICK=$(getconf CLK_TCK)
+cpu() { awk -v t="$TICK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$PID/stat"; }
+run() { # name, sql
+    local name=$1 sql=$2 c0 c1 t0 t1 n
+    c0=$(cpu)
+    t0=$(date +%s.%N)
+    "$W" job create "$name" --sql "$sql" --grace 5s --admin "$ADMIN" >/dev/null
+    while :; do
+        n=$("$W" job describe "$name" --admin "$ADMIN" | python3 -c "import json,sys; print(json.load(sys.stdin)['status']['records_in'])")
+        [ "$n" -ge "$N" ] && break
+        sleep 0.2 # polling the job's progress, until it has read every event
+    done
+    c1=$(cpu)
+    t1=$(date +%s.%N)
+    out=$("$W" job describe "$name" --admin "$ADMIN" | python3 -c "import json,sys; s=json.load(sys.stdin)['status']; print(s['records_out'], s['late'])")
+    "$W" job drop "$name" --admin "$ADMIN" >/dev/null
+    python3 -c "import sys; n,c0,c1,t0,t1=int(sys.argv[1]),*map(float,sys.argv[2:6]); print('weir  %-8s %9d events  %6.2f CPU-s  %6.2f s wall  %9.0f events/CPU-s  %9.0f events/s  out,late %s' % (sys.argv[6], n, c1-c0, t1-t0, n/(c1-c0), n/(t1-t0), sys.argv[7]))" \
+        "$N" "$c0" "$c1" "$t0" "$t1" "$name" "$out"
+}
+{
+    run tumble "INSERT INTO out_tumble SELECT customerId, TUMBLE_START(ts, INTERVAL '30' SECOND) AS window_start, SUM(transactionSum) AS total, COUNT(*) AS n FROM tx GROUP BY customerId, TUMBLE(ts, INTERVAL '30' SECOND)"
+    run hop "INSERT INTO out_hop SELECT customerId, HOP_START(ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) AS window_start, COUNT(*) AS n FROM tx GROUP BY customerId, HOP(ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)"
+    run session "INSERT INTO out_session SELECT customerId, SESSION_START(ts, INTERVAL '10' SECOND) AS window_start, COUNT(*) AS n FROM tx GROUP BY customerId, SESSION(ts, INTERVAL '10' SECOND)"
+} | tee "$OUT/summary.txt"
+if [ "${FLINK:-0}" = 1 ]; then
+    "$ROOT/target/flinkenv/bin/python" "$ROOT/scripts/flink_stream.py" "$OUT/events.jsonl" "$N" | tee -a "$OUT/summary.txt"
+fi
+echo "results: $OUT"

@@ -478,3 +478,130 @@ fn unsupported_statements_are_refused_at_create() -> Result<()> {
     ensure!(!listed.contains("bad "), "{listed}");
     Ok(())
 }
+
+/// HOP (group window) and SESSION (window TVF) jobs through the whole path:
+/// SQL, JSON rows, WHERE, aliased keys and window bounds in the output,
+/// against the windows computed here from the per-partition lateness and
+/// minimum rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopping_and_session_jobs_match_an_independent_computation() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, hops, sessions) = (unique("tx"), unique("hops"), unique("sessions"));
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(NewTopic::new(&input, 3), false)
+        .await?;
+    let evs = events();
+    produce(&bootstrap, &input, &evs).await?;
+    // Only amounts of at least 3 count (WHERE).
+    let kept: Vec<Event> = evs.iter().copied().filter(|e| e.3 >= 3.0).collect();
+    let (slide, size, gap) = (1_000i64, 3_000i64, 700i64);
+    // (customer, start, end) → count, per the rules of docs/stream.md.
+    let mut hop: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
+    let mut rows: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut maxes = Vec::new();
+    for p in 0..3 {
+        let mut wm: Option<i64> = None;
+        for &(_, c, ts, _) in kept.iter().filter(|e| e.0 == p) {
+            let open = |close: i64| wm.is_none_or(|w| close > w);
+            let mut start = ts.div_euclid(slide) * slide;
+            while start + size > ts {
+                if open(start + size + GRACE_MS) {
+                    *hop.entry((c, start, start + size)).or_default() += 1;
+                }
+                start -= slide;
+            }
+            if open(ts + gap + GRACE_MS) {
+                rows.entry(c).or_default().push(ts);
+            }
+            wm = Some(wm.map_or(ts, |w| w.max(ts)));
+        }
+        maxes.push(wm.context("events in every partition")?);
+    }
+    let done = *maxes.iter().min().context("partitions")?;
+    let want_hops: BTreeSet<(i64, i64, i64, i64)> = hop
+        .into_iter()
+        .filter(|((_, _, end), _)| end + GRACE_MS <= done)
+        .map(|((c, s, e), n)| (c, s, e, n))
+        .collect();
+    let mut want_sessions = BTreeSet::new();
+    for (c, mut ts) in rows {
+        ts.sort();
+        let mut i = 0;
+        while i < ts.len() {
+            let (start, mut end, mut n) = (ts[i], ts[i] + gap, 1);
+            i += 1;
+            while i < ts.len() && ts[i] < end {
+                end = end.max(ts[i] + gap);
+                n += 1;
+                i += 1;
+            }
+            if end + gap + GRACE_MS <= done {
+                want_sessions.insert((c, start, end, n));
+            }
+        }
+    }
+    let hop_sql = format!(
+        "INSERT INTO \"{hops}\" SELECT customerId AS customer, HOP_START(ts, INTERVAL '1' SECOND, INTERVAL '3' SECOND) AS s, \
+         HOP_END(ts, INTERVAL '1' SECOND, INTERVAL '3' SECOND) AS e, COUNT(*) AS n FROM \"{input}\" \
+         WHERE transactionSum >= 3 GROUP BY customerId, HOP(ts, INTERVAL '1' SECOND, INTERVAL '3' SECOND)"
+    );
+    let session_sql = format!(
+        "INSERT INTO \"{sessions}\" SELECT window_start AS s, window_end AS e, customerId AS customer, COUNT(*) AS n \
+         FROM TABLE(SESSION(TABLE \"{input}\", DESCRIPTOR(ts), INTERVAL '700' MILLISECOND)) \
+         WHERE NOT transactionSum < 3 GROUP BY window_start, window_end, customerId"
+    );
+    weir(&[
+        "job", "create", "hops", "--sql", &hop_sql, "--grace", "500ms", "--admin", &admin,
+    ])?;
+    weir(&[
+        "job",
+        "create",
+        "sessions",
+        "--sql",
+        &session_sql,
+        "--grace",
+        "500ms",
+        "--admin",
+        &admin,
+    ])?;
+    let parse = |records: Vec<ConsumerRecord>| -> Result<Vec<(i64, i64, i64, i64)>> {
+        records
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value =
+                    serde_json::from_slice(r.value.as_deref().unwrap_or(b""))?;
+                Ok((
+                    v["customer"].as_i64().context("customer")?,
+                    v["s"].as_i64().context("s")?,
+                    v["e"].as_i64().context("e")?,
+                    v["n"].as_i64().context("n")?,
+                ))
+            })
+            .collect()
+    };
+    let got_hops = parse(read_topic(&bootstrap, &hops, want_hops.len()).await?)?;
+    ensure!(
+        got_hops.len() == want_hops.len(),
+        "hop results: {} for {}",
+        got_hops.len(),
+        want_hops.len()
+    );
+    ensure!(
+        got_hops.into_iter().collect::<BTreeSet<_>>() == want_hops,
+        "hop results differ"
+    );
+    let got_sessions = parse(read_topic(&bootstrap, &sessions, want_sessions.len()).await?)?;
+    ensure!(
+        got_sessions.len() == want_sessions.len(),
+        "session results: {} for {}",
+        got_sessions.len(),
+        want_sessions.len()
+    );
+    ensure!(
+        got_sessions.into_iter().collect::<BTreeSet<_>>() == want_sessions,
+        "session results differ"
+    );
+    Ok(())
+}

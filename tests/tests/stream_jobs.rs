@@ -605,3 +605,78 @@ async fn hopping_and_session_jobs_match_an_independent_computation() -> Result<(
     );
     Ok(())
 }
+
+/// In a three-node cluster, the node running a job (the leader of input
+/// partition 0) is killed right after the job's first results: the job moves
+/// to the new leader, resumes from its replicated checkpoint, and every
+/// final result is in the output exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
+    use weir_tests::cluster::Cluster;
+    let mut c = Cluster::start(3, &[])?;
+    let bootstrap = c.bootstrap();
+    let (input, out) = (unique("tx"), unique("totals"));
+    let mut topic = NewTopic::new(&input, 3);
+    topic.replication_factor = 3;
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(topic, false)
+        .await?;
+    let evs = events();
+    let half = |first: bool| -> Vec<Event> {
+        evs.iter()
+            .enumerate()
+            .filter(|(i, _)| (i % 300 < 150) == first)
+            .map(|(_, e)| *e)
+            .collect()
+    };
+    produce(&bootstrap, &input, &half(true)).await?;
+    let runner = c.leader(1, &input, 0)?;
+    let other = (1..=3).find(|n| *n != runner).expect("three nodes");
+    let admin = c.node(other).admin_addr().to_string();
+    let sql = format!(
+        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
+         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
+         GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
+    );
+    // Created through a node that does not run it.
+    weir(&[
+        "job", "create", "moving", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
+    ])?;
+    let probe = Admin::connect(ClientConfig::new(&bootstrap)).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        ensure!(Instant::now() < deadline, "no result before the kill");
+        if let Ok(tps) = probe.partitions(&out).await {
+            let ends = probe
+                .list_offsets(&tps, weir_client::OffsetSpec::Latest)
+                .await;
+            if ends.is_ok_and(|e| e.values().map(|l| l.offset).sum::<i64>() > 0) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(probe);
+    c.node(runner).kill()?;
+    let bootstrap = c.bootstrap();
+    produce(&bootstrap, &input, &half(false)).await?;
+    let (want, _) = reference(&evs);
+    let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
+    let distinct: BTreeSet<Total> = got.iter().cloned().collect();
+    ensure!(
+        distinct.len() == got.len(),
+        "{} results written twice",
+        got.len() - distinct.len()
+    );
+    ensure!(
+        distinct == want,
+        "results differ from the reference after the failover"
+    );
+    let status = job_status(&admin, "moving")?;
+    ensure!(
+        status["node"].as_i64() != Some(i64::from(runner)),
+        "the job still runs on the killed node: {status}"
+    );
+    Ok(())
+}

@@ -680,3 +680,73 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     );
     Ok(())
 }
+
+/// An input partition that stays empty holds every window back, unless the
+/// job has an idle timeout: then windows fire on the partitions that have
+/// records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, held, idle) = (unique("tx"), unique("held"), unique("idle"));
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(NewTopic::new(&input, 2), false)
+        .await?;
+    // Partition 1 gets nothing.
+    let evs: Vec<Event> = events().into_iter().filter(|e| e.0 == 0).collect();
+    produce(&bootstrap, &input, &evs).await?;
+    let sql = |to: &str| {
+        format!(
+            "INSERT INTO \"{to}\" SELECT customerId, COUNT(*) AS n FROM \"{input}\" \
+             GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
+        )
+    };
+    weir(&[
+        "job",
+        "create",
+        "held",
+        "--sql",
+        &sql(&held),
+        "--admin",
+        &admin,
+    ])?;
+    weir(&[
+        "job",
+        "create",
+        "idle",
+        "--sql",
+        &sql(&idle),
+        "--idle-timeout",
+        "1s",
+        "--admin",
+        &admin,
+    ])?;
+    // Windows closed by partition 0's own watermark (grace 0).
+    let max = evs.iter().map(|e| e.2).max().context("events")?;
+    let mut closed: BTreeSet<(i64, i64)> = BTreeSet::new();
+    let mut wm: Option<i64> = None;
+    for &(_, c, ts, _) in &evs {
+        let start = ts.div_euclid(WINDOW_MS) * WINDOW_MS;
+        if wm.is_none_or(|w| start + WINDOW_MS > w) && start + WINDOW_MS <= max {
+            closed.insert((c, start));
+        }
+        wm = Some(wm.map_or(ts, |w| w.max(ts)));
+    }
+    let fired = read_topic(&bootstrap, &idle, closed.len()).await?;
+    ensure!(
+        fired.len() == closed.len(),
+        "{} results for {} closed windows",
+        fired.len(),
+        closed.len()
+    );
+    let status = weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "held")?;
+        Ok((s["records_in"].as_u64() == Some(evs.len() as u64)).then_some(s))
+    })?;
+    ensure!(
+        status["records_out"].as_u64() == Some(0),
+        "a window fired while partition 1 held the minimum back: {status}"
+    );
+    Ok(())
+}

@@ -6,9 +6,10 @@
 //! over the partitions, never moving back: a window whose close it passed
 //! can get no record that is not late.
 //!
-//! An idle partition (the IO shell decides: caught up with its log end and
-//! no new record for `--idle-timeout`) stops holding the minimum back. That
-//! trades determinism for progress on quiet inputs, so replays leave it off.
+//! An idle partition (the IO shell decides: no new record for
+//! `--idle-timeout`) stops holding the minimum back; when every partition
+//! is idle, everything seen so far may fire. That trades determinism for
+//! progress on quiet inputs, so replays leave it off.
 
 use serde::{Deserialize, Serialize};
 
@@ -68,27 +69,36 @@ impl Watermarks {
     }
 
     /// The firing watermark: the minimum over the partitions that are not
-    /// idle, once each of them showed a record; it never moves back.
+    /// idle, once each of them showed a record (the largest event time seen
+    /// when all are idle); it never moves back.
     pub fn firing(&self) -> Option<i64> {
         self.firing
     }
 
     fn recompute(&mut self) -> bool {
         let mut min: Option<i64> = None;
+        let mut active = false;
         for m in self.marks.iter().filter(|m| !m.idle) {
+            active = true;
             match m.max_event_ms {
                 // A partition that showed nothing holds everything back.
                 None => return false,
                 Some(w) => min = Some(min.map_or(w, |x: i64| x.min(w))),
             }
         }
-        match (min, self.firing) {
+        // Every partition idle: none holds anything back, so everything
+        // seen so far may fire.
+        let candidate = if active {
+            min
+        } else {
+            self.marks.iter().filter_map(|m| m.max_event_ms).max()
+        };
+        match (candidate, self.firing) {
             (Some(m), Some(f)) if m <= f => false,
             (Some(m), _) => {
                 self.firing = Some(m);
                 true
             }
-            // Every partition is idle: nothing new comes, nothing moves.
             (None, _) => false,
         }
     }
@@ -123,8 +133,16 @@ mod tests {
         // Partition 1 wakes with older records: the firing watermark stays.
         assert!(!w.observe(1, 20));
         assert_eq!(w.firing(), Some(100));
-        assert!(!w.set_idle(0, true));
-        assert!(!w.set_idle(1, true), "all idle: nothing moves");
+        // Every partition idle (one never showed a record): everything seen
+        // may fire, whatever the order they went idle in.
+        let mut w = Watermarks::new(2);
+        w.observe(0, 100);
+        assert!(
+            !w.set_idle(0, true),
+            "partition 1 is active and showed nothing"
+        );
+        assert_eq!(w.firing(), None);
+        assert!(w.set_idle(1, true));
         assert_eq!(w.firing(), Some(100));
     }
 }

@@ -160,10 +160,7 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         unique("replay"),
         unique("late"),
     );
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(NewTopic::new(&input, 3), false)
-        .await?;
+    create_input(&bootstrap, &input, 3, -1).await?;
     let evs = events();
     let producer = ProducerConfig::new(&bootstrap).build().await?;
     for (i, &(p, c, ts, amount)) in evs.iter().enumerate() {
@@ -181,14 +178,7 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     producer.flush().await?;
     let bad = evs.len().div_ceil(100) as u64;
     let (want, want_late) = reference(&evs);
-    // Topic names with dashes are quoted identifiers.
-    let sql = |to: &str| {
-        format!(
-            "INSERT INTO \"{to}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
-             SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
-             GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
-        )
-    };
+    let sql = |to: &str| totals_sql(&input, to);
     weir(&[
         "job",
         "create",
@@ -303,6 +293,69 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     Ok(())
 }
 
+/// Creates the input topic with `partitions` partitions of `replicas`
+/// replicas.
+async fn create_input(bootstrap: &str, topic: &str, partitions: i32, replicas: i16) -> Result<()> {
+    let mut t = NewTopic::new(topic, partitions);
+    t.replication_factor = replicas;
+    Admin::connect(ClientConfig::new(bootstrap))
+        .await?
+        .create_topic(t, false)
+        .await?;
+    Ok(())
+}
+
+/// The seed's query over `input` into `out`, with 2 s windows (topic names
+/// with dashes are quoted identifiers).
+fn totals_sql(input: &str, out: &str) -> String {
+    format!(
+        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
+         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
+         GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
+    )
+}
+
+/// The first (`first`) or second half of each partition's events
+/// (`events` lists each partition's 300 events together, in order).
+fn half(evs: &[Event], first: bool) -> Vec<Event> {
+    evs.iter()
+        .enumerate()
+        .filter(|(i, _)| (i % 300 < 150) == first)
+        .map(|(_, e)| *e)
+        .collect()
+}
+
+/// Waits until `out` holds a first result (to kill a node right then, when
+/// some results are not checkpointed yet).
+async fn await_first_result(bootstrap: &str, out: &str) -> Result<()> {
+    let probe = Admin::connect(ClientConfig::new(bootstrap)).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        ensure!(Instant::now() < deadline, "no result in 60 s");
+        if let Ok(tps) = probe.partitions(out).await {
+            let ends = probe
+                .list_offsets(&tps, weir_client::OffsetSpec::Latest)
+                .await;
+            if ends.is_ok_and(|e| e.values().map(|l| l.offset).sum::<i64>() > 0) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every result in `got` once, and exactly the reference's.
+fn exactly_once(got: &[Total], want: &BTreeSet<Total>) -> Result<()> {
+    let distinct: BTreeSet<Total> = got.iter().cloned().collect();
+    ensure!(
+        distinct.len() == got.len(),
+        "{} results written twice",
+        got.len() - distinct.len()
+    );
+    ensure!(distinct == *want, "results differ from the reference");
+    Ok(())
+}
+
 async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
     let producer = ProducerConfig::new(bootstrap).build().await?;
     for &(p, c, ts, amount) in evs {
@@ -323,54 +376,21 @@ async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
     let mut node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, out) = (unique("tx"), unique("totals"));
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(NewTopic::new(&input, 3), false)
-        .await?;
+    create_input(&bootstrap, &input, 3, -1).await?;
     let evs = events();
-    // The first half of each partition before the kill, the rest after
-    // (`events` lists each partition's 300 events together, in order).
-    let half = |first: bool| -> Vec<Event> {
-        evs.iter()
-            .enumerate()
-            .filter(|(i, _)| (i % 300 < 150) == first)
-            .map(|(_, e)| *e)
-            .collect()
-    };
-    let (first, second) = (half(true), half(false));
-    produce(&bootstrap, &input, &first).await?;
-    let sql = format!(
-        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
-         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
-         GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
-    );
+    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    let sql = totals_sql(&input, &out);
     weir(&[
         "job", "create", "eo", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
     ])?;
-    // Kill as soon as results appear: some are not checkpointed yet.
-    let probe = Admin::connect(ClientConfig::new(&bootstrap)).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        ensure!(Instant::now() < deadline, "no result before the kill");
-        if let Ok(tps) = probe.partitions(&out).await {
-            let ends = probe
-                .list_offsets(&tps, weir_client::OffsetSpec::Latest)
-                .await;
-            if ends.is_ok_and(|e| e.values().map(|l| l.offset).sum::<i64>() > 0) {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    drop(probe);
+    await_first_result(&bootstrap, &out).await?;
     node.kill()?;
     node.restart()?;
     let bootstrap = node.bootstrap().to_string();
-    produce(&bootstrap, &input, &second).await?;
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
     let (want, _) = reference(&evs);
-    let read = read_topic(&bootstrap, &out, want.len()).await;
-    let read = match read {
-        Ok(r) => r,
+    let got = match read_topic(&bootstrap, &out, want.len()).await {
+        Ok(r) => totals(&r)?,
         Err(e) => {
             let log: Vec<String> = node
                 .stderr_all()
@@ -385,17 +405,7 @@ async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
             )));
         }
     };
-    let got = totals(&read)?;
-    let distinct: BTreeSet<Total> = got.iter().cloned().collect();
-    ensure!(
-        distinct.len() == got.len(),
-        "{} results written twice",
-        got.len() - distinct.len()
-    );
-    ensure!(
-        distinct == want,
-        "results differ from the reference after the kill"
-    );
+    exactly_once(&got, &want)?;
     let status = job_status(node.admin_addr(), "eo")?;
     println!(
         "recovery skipped {} results already written",
@@ -412,21 +422,14 @@ async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()>
     let mut node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, out) = (unique("tx"), unique("totals"));
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(NewTopic::new(&input, 3), false)
-        .await?;
+    create_input(&bootstrap, &input, 3, -1).await?;
     // History the job must not see: other customers, a day earlier.
     let old: Vec<Event> = events()
         .into_iter()
         .map(|(p, c, ts, a)| (p, c + 100, ts - 86_400_000, a))
         .collect();
     produce(&bootstrap, &input, &old).await?;
-    let sql = format!(
-        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
-         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
-         GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
-    );
+    let sql = totals_sql(&input, &out);
     weir(&[
         "job", "create", "fresh", "--sql", &sql, "--grace", "500ms", "--from", "latest", "--admin",
         &admin,
@@ -488,10 +491,7 @@ async fn hopping_and_session_jobs_match_an_independent_computation() -> Result<(
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, hops, sessions) = (unique("tx"), unique("hops"), unique("sessions"));
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(NewTopic::new(&input, 3), false)
-        .await?;
+    create_input(&bootstrap, &input, 3, -1).await?;
     let evs = events();
     produce(&bootstrap, &input, &evs).await?;
     // Only amounts of at least 3 count (WHERE).
@@ -616,63 +616,26 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     let mut c = Cluster::start(3, &[])?;
     let bootstrap = c.bootstrap();
     let (input, out) = (unique("tx"), unique("totals"));
-    let mut topic = NewTopic::new(&input, 3);
-    topic.replication_factor = 3;
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(topic, false)
-        .await?;
+    create_input(&bootstrap, &input, 3, 3).await?;
     let evs = events();
-    let half = |first: bool| -> Vec<Event> {
-        evs.iter()
-            .enumerate()
-            .filter(|(i, _)| (i % 300 < 150) == first)
-            .map(|(_, e)| *e)
-            .collect()
-    };
-    produce(&bootstrap, &input, &half(true)).await?;
+    produce(&bootstrap, &input, &half(&evs, true)).await?;
     let runner = c.leader(1, &input, 0)?;
     let other = (1..=3).find(|n| *n != runner).expect("three nodes");
     let admin = c.node(other).admin_addr().to_string();
-    let sql = format!(
-        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
-         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
-         GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
-    );
+    let sql = totals_sql(&input, &out);
     // Created through a node that does not run it.
     weir(&[
         "job", "create", "moving", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
     ])?;
-    let probe = Admin::connect(ClientConfig::new(&bootstrap)).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        ensure!(Instant::now() < deadline, "no result before the kill");
-        if let Ok(tps) = probe.partitions(&out).await {
-            let ends = probe
-                .list_offsets(&tps, weir_client::OffsetSpec::Latest)
-                .await;
-            if ends.is_ok_and(|e| e.values().map(|l| l.offset).sum::<i64>() > 0) {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    drop(probe);
+    await_first_result(&bootstrap, &out).await?;
     c.node(runner).kill()?;
     let bootstrap = c.bootstrap();
-    produce(&bootstrap, &input, &half(false)).await?;
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
     let (want, _) = reference(&evs);
-    let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
-    let distinct: BTreeSet<Total> = got.iter().cloned().collect();
-    ensure!(
-        distinct.len() == got.len(),
-        "{} results written twice",
-        got.len() - distinct.len()
-    );
-    ensure!(
-        distinct == want,
-        "results differ from the reference after the failover"
-    );
+    exactly_once(
+        &totals(&read_topic(&bootstrap, &out, want.len()).await?)?,
+        &want,
+    )?;
     let status = job_status(&admin, "moving")?;
     ensure!(
         status["node"].as_i64() != Some(i64::from(runner)),
@@ -689,10 +652,7 @@ async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<(
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, held, idle) = (unique("tx"), unique("held"), unique("idle"));
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(NewTopic::new(&input, 2), false)
-        .await?;
+    create_input(&bootstrap, &input, 2, -1).await?;
     // Partition 1 gets nothing.
     let evs: Vec<Event> = events().into_iter().filter(|e| e.0 == 0).collect();
     produce(&bootstrap, &input, &evs).await?;

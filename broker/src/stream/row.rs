@@ -4,7 +4,7 @@
 //! cannot be read is a [`BadRecord`]: counted, sent to the dead-letter
 //! topic if the job has one, and never a reason to stop.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::plan::{AggregateKind, CompareOp, Filter, JobPlan, Literal, Operand, TimeSource};
 use super::window::{GroupKey, Row};
@@ -42,69 +42,203 @@ pub enum BadRecord {
     },
 }
 
-/// The row of record `value` (Kafka timestamp `record_ts`, read at
-/// `now_ms`), `Ok(None)` when `WHERE` rejects it.
+/// Reads the rows of one plan: knows which top-level fields the plan uses,
+/// and parses only those (the others are skipped without allocating).
+#[derive(Debug, Clone)]
+pub struct Reader {
+    plan: JobPlan,
+    /// Every field the plan reads, each once.
+    names: Vec<String>,
+}
+
+impl Reader {
+    /// The reader of `plan`.
+    pub fn new(plan: &JobPlan) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |n: &String| {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        };
+        if let TimeSource::Field(f) = &plan.time {
+            add(f);
+        }
+        plan.keys.iter().for_each(&mut add);
+        plan.aggregates
+            .iter()
+            .filter_map(|a| a.column.as_ref())
+            .for_each(&mut add);
+        if let Some(f) = &plan.filter {
+            filter_columns(f, &mut add);
+        }
+        Self {
+            plan: plan.clone(),
+            names,
+        }
+    }
+
+    /// The row of record `value` (Kafka timestamp `record_ts`, read at
+    /// `now_ms`), `Ok(None)` when `WHERE` rejects it.
+    pub fn row(&self, value: &[u8], record_ts: i64, now_ms: i64) -> Result<Option<Row>, BadRecord> {
+        let plan = &self.plan;
+        let values = pick(value, &self.names)?;
+        let get = |name: &str| {
+            self.names
+                .iter()
+                .position(|n| n == name)
+                .map(|i| &values[i])
+                .filter(|v| !v.is_null())
+        };
+        if let Some(f) = &plan.filter {
+            if !holds(f, &get) {
+                return Ok(None);
+            }
+        }
+        let time_ms = match &plan.time {
+            TimeSource::RecordTimestamp => record_ts,
+            TimeSource::ProcessingTime => now_ms,
+            TimeSource::Field(name) => event_time(get(name), name)?,
+        };
+        let key: Vec<Value> = plan
+            .keys
+            .iter()
+            .map(|k| get(k).cloned().unwrap_or(Value::Null))
+            .collect();
+        let mut args = Vec::with_capacity(plan.aggregates.len());
+        for a in &plan.aggregates {
+            let v = a
+                .column
+                .as_deref()
+                .and_then(get)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let numeric = matches!(a.kind, AggregateKind::Sum | AggregateKind::Avg);
+            if numeric && !(v.is_null() || v.is_number()) {
+                return Err(BadRecord::NotANumber {
+                    function: if a.kind == AggregateKind::Sum {
+                        "SUM"
+                    } else {
+                        "AVG"
+                    },
+                    column: a.column.clone().unwrap_or_default(),
+                    got: v.to_string(),
+                });
+            }
+            args.push(v);
+        }
+        Ok(Some(Row {
+            time_ms,
+            key: GroupKey::of(&key),
+            args,
+        }))
+    }
+}
+
+/// The row of record `value` under `plan` (see [`Reader::row`]).
 pub fn extract(
     plan: &JobPlan,
     value: &[u8],
     record_ts: i64,
     now_ms: i64,
 ) -> Result<Option<Row>, BadRecord> {
-    let parsed: Value =
-        serde_json::from_slice(value).map_err(|e| BadRecord::NotJson(e.to_string()))?;
-    let Value::Object(obj) = parsed else {
-        return Err(BadRecord::NotAnObject);
-    };
-    if let Some(f) = &plan.filter {
-        if !holds(f, &obj) {
-            return Ok(None);
-        }
-    }
-    let time_ms = match &plan.time {
-        TimeSource::RecordTimestamp => record_ts,
-        TimeSource::ProcessingTime => now_ms,
-        TimeSource::Field(name) => event_time(&obj, name)?,
-    };
-    let key: Vec<Value> = plan
-        .keys
-        .iter()
-        .map(|k| obj.get(k).cloned().unwrap_or(Value::Null))
-        .collect();
-    let mut args = Vec::with_capacity(plan.aggregates.len());
-    for a in &plan.aggregates {
-        let v = a
-            .column
-            .as_ref()
-            .and_then(|c| obj.get(c))
-            .cloned()
-            .unwrap_or(Value::Null);
-        let numeric = matches!(a.kind, AggregateKind::Sum | AggregateKind::Avg);
-        if numeric && !(v.is_null() || v.is_number()) {
-            return Err(BadRecord::NotANumber {
-                function: if a.kind == AggregateKind::Sum {
-                    "SUM"
-                } else {
-                    "AVG"
-                },
-                column: a.column.clone().unwrap_or_default(),
-                got: v.to_string(),
-            });
-        }
-        args.push(v);
-    }
-    Ok(Some(Row {
-        time_ms,
-        key: GroupKey::of(&key),
-        args,
-    }))
+    Reader::new(plan).row(value, record_ts, now_ms)
 }
 
-fn event_time(obj: &Map<String, Value>, field: &str) -> Result<i64, BadRecord> {
+fn filter_columns(f: &Filter, add: &mut impl FnMut(&String)) {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            filter_columns(a, add);
+            filter_columns(b, add);
+        }
+        Filter::Not(a) => filter_columns(a, add),
+        Filter::IsNull(c) | Filter::IsNotNull(c) => add(c),
+        Filter::Compare { left, right, .. } => {
+            for o in [left, right] {
+                if let Operand::Column(c) = o {
+                    add(c);
+                }
+            }
+        }
+    }
+}
+
+/// The values of the top-level fields `names` of the JSON object `value`
+/// (null when absent), skipping every other field without building it.
+fn pick(value: &[u8], names: &[String]) -> Result<Vec<Value>, BadRecord> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Picker<'n>(&'n [String]);
+    impl<'de> Visitor<'de> for Picker<'_> {
+        type Value = Vec<Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Value>, A::Error> {
+            let mut out = vec![Value::Null; self.0.len()];
+            while let Some(key) = map.next_key::<Key<'de>>()? {
+                match self.0.iter().position(|n| n.as_str() == key.as_str()) {
+                    Some(i) => out[i] = map.next_value()?,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(value);
+    match de
+        .deserialize_map(Picker(names))
+        .and_then(|v| de.end().map(|()| v))
+    {
+        Ok(v) => Ok(v),
+        // Valid JSON of another type, or not JSON at all.
+        Err(e) => match serde_json::from_slice::<IgnoredAny>(value) {
+            Ok(_) => Err(BadRecord::NotAnObject),
+            Err(_) => Err(BadRecord::NotJson(e.to_string())),
+        },
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(s))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(s.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn event_time(v: Option<&Value>, field: &str) -> Result<i64, BadRecord> {
     let bad = |detail: String| BadRecord::BadTime {
         field: field.to_string(),
         detail,
     };
-    match obj.get(field) {
+    match v {
         None | Some(Value::Null) => Err(BadRecord::MissingTime(field.to_string())),
         Some(Value::Number(n)) => n
             .as_i64()
@@ -115,18 +249,18 @@ fn event_time(obj: &Map<String, Value>, field: &str) -> Result<i64, BadRecord> {
     }
 }
 
-/// Whether `f` holds for the record `obj`. SQL's three-valued logic is
-/// collapsed the way `WHERE` uses it: a comparison with a missing or null
-/// operand does not hold.
-pub fn holds(f: &Filter, obj: &Map<String, Value>) -> bool {
+/// Whether `f` holds for a record whose fields `get` looks up (missing or
+/// null: `None`). SQL's three-valued logic is collapsed the way `WHERE`
+/// uses it: a comparison with a missing or null operand does not hold.
+pub fn holds<'v>(f: &Filter, get: &impl Fn(&str) -> Option<&'v Value>) -> bool {
     match f {
-        Filter::And(a, b) => holds(a, obj) && holds(b, obj),
-        Filter::Or(a, b) => holds(a, obj) || holds(b, obj),
-        Filter::Not(a) => !holds(a, obj),
-        Filter::IsNull(c) => obj.get(c).is_none_or(Value::is_null),
-        Filter::IsNotNull(c) => obj.get(c).is_some_and(|v| !v.is_null()),
+        Filter::And(a, b) => holds(a, get) && holds(b, get),
+        Filter::Or(a, b) => holds(a, get) || holds(b, get),
+        Filter::Not(a) => !holds(a, get),
+        Filter::IsNull(c) => get(c).is_none_or(Value::is_null),
+        Filter::IsNotNull(c) => get(c).is_some_and(|v| !v.is_null()),
         Filter::Compare { left, op, right } => {
-            let (Some(l), Some(r)) = (operand(left, obj), operand(right, obj)) else {
+            let (Some(l), Some(r)) = (operand(left, get), operand(right, get)) else {
                 return false;
             };
             compare(&l, &r).is_some_and(|o| match op {
@@ -141,9 +275,9 @@ pub fn holds(f: &Filter, obj: &Map<String, Value>) -> bool {
     }
 }
 
-fn operand(o: &Operand, obj: &Map<String, Value>) -> Option<Value> {
+fn operand<'v>(o: &Operand, get: &impl Fn(&str) -> Option<&'v Value>) -> Option<Value> {
     let v = match o {
-        Operand::Column(c) => obj.get(c)?.clone(),
+        Operand::Column(c) => get(c)?.clone(),
         Operand::Literal(Literal::Number(n)) => {
             serde_json::Number::from_f64(*n).map(Value::Number)?
         }
@@ -234,8 +368,8 @@ mod tests {
             op,
             right: r,
         };
-        let obj = |v: Value| v.as_object().unwrap().clone();
-        let r = obj(json!({"a": 5, "b": "x", "c": null, "d": true}));
+        let rec = json!({"a": 5, "b": "x", "c": null, "d": true});
+        let r = |k: &str| rec.get(k).filter(|v| !v.is_null());
         assert!(holds(&cmp("a", CompareOp::Gt, num(4.0)), &r));
         assert!(!holds(&cmp("a", CompareOp::Lt, num(4.0)), &r));
         assert!(holds(&cmp("a", CompareOp::Eq, num(5.0)), &r));

@@ -38,7 +38,7 @@ use weir_client::{
 
 use super::job::{JobDef, JobReport, PartitionReport, SharedReport, StartFrom};
 use super::plan::JobPlan;
-use super::row::extract;
+use super::row::Reader;
 use super::window::{Outcome, WindowOperator, WindowResult};
 
 /// The compacted topic of job checkpoints (key: job name).
@@ -172,6 +172,8 @@ pub async fn run(
         .build()
         .await?;
     let mut shell = Shell {
+        reader: Reader::new(&plan),
+        counts: Counts::default(),
         def,
         plan,
         inputs,
@@ -206,12 +208,20 @@ pub async fn run(
                 .collect();
             let _ = q.reply.send(open);
         }
+        // One clock read per poll, not per record.
+        let now = (
+            Instant::now(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        );
         for r in records {
-            shell.take(&mut op, r, &mut out).await?;
+            shell.take(&mut op, r, now, &mut out).await?;
             shell.write(&mut out).await?;
         }
         shell.tend_idle(&mut op, &mut out);
         shell.write(&mut out).await?;
+        shell.publish_counts();
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             shell.checkpoint(&op, &mut consumer, &admin).await?;
@@ -224,8 +234,20 @@ pub async fn run(
     }
 }
 
+/// Counts not yet added to the report (it is updated once per poll).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    records_in: u64,
+    late: u64,
+    bad: u64,
+    records_out: u64,
+    skipped: u64,
+}
+
 /// The task's IO state.
 struct Shell {
+    reader: Reader,
+    counts: Counts,
     def: JobDef,
     plan: JobPlan,
     inputs: Vec<TopicPartition>,
@@ -250,27 +272,23 @@ impl Shell {
         &mut self,
         op: &mut WindowOperator,
         r: ConsumerRecord,
+        now: (Instant, i64),
         out: &mut Vec<WindowResult>,
     ) -> Result<(), TaskError> {
         let p = r.partition;
         self.positions.insert(p, r.offset + 1);
         if let Some(t) = self.last_record.get_mut(p as usize) {
-            *t = Instant::now();
+            *t = now.0;
         }
         let value = r.value.clone().unwrap_or_default();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let (late, bad) = match extract(&self.plan, &value, r.timestamp, now) {
+        let (late, bad) = match self.reader.row(&value, r.timestamp, now.1) {
             Ok(Some(row)) => (op.process(p as usize, row, out) == Outcome::Late, None),
             Ok(None) => (false, None),
             Err(e) => (false, Some(e.to_string())),
         };
-        self.report.update(|rep| {
-            rep.records_in += 1;
-            rep.late += u64::from(late);
-            rep.bad += u64::from(bad.is_some());
-        });
+        self.counts.records_in += 1;
+        self.counts.late += u64::from(late);
+        self.counts.bad += u64::from(bad.is_some());
         if late || bad.is_some() {
             if let Some(topic) = &self.def.late_topic {
                 let mut rec = ProducerRecord::new(topic.clone(), value)
@@ -285,6 +303,20 @@ impl Shell {
             }
         }
         Ok(())
+    }
+
+    /// Adds the counts since the last call to the report.
+    fn publish_counts(&mut self) {
+        let c = std::mem::take(&mut self.counts);
+        if c != Counts::default() {
+            self.report.update(|rep| {
+                rep.records_in += c.records_in;
+                rep.late += c.late;
+                rep.bad += c.bad;
+                rep.records_out += c.records_out;
+                rep.skipped_on_recovery += c.skipped;
+            });
+        }
     }
 
     /// Writes the results in `out` to the output topic.
@@ -309,12 +341,8 @@ impl Shell {
             self.pending.push(self.producer.send(rec).await?);
             written += 1;
         }
-        if written + skipped > 0 {
-            self.report.update(|rep| {
-                rep.records_out += written;
-                rep.skipped_on_recovery += skipped;
-            });
-        }
+        self.counts.records_out += written;
+        self.counts.skipped += skipped;
         Ok(())
     }
 

@@ -130,6 +130,17 @@ async fn read_topic(bootstrap: &str, topic: &str, want: usize) -> Result<Vec<Con
     Ok(got)
 }
 
+/// Every record `topic` holds now (up to each partition's end offset).
+async fn read_to_end(bootstrap: &str, topic: &str) -> Result<Vec<ConsumerRecord>> {
+    let admin = Admin::connect(ClientConfig::new(bootstrap)).await?;
+    let tps = admin.partitions(topic).await?;
+    let ends = admin
+        .list_offsets(&tps, weir_client::OffsetSpec::Latest)
+        .await?;
+    let want: i64 = ends.values().map(|l| l.offset.max(0)).sum();
+    read_topic(bootstrap, topic, usize::try_from(want)?).await
+}
+
 fn totals(records: &[ConsumerRecord]) -> Result<Vec<Total>> {
     records
         .iter()
@@ -708,5 +719,74 @@ async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<(
         status["records_out"].as_u64() == Some(0),
         "a window fired while partition 1 held the minimum back: {status}"
     );
+    Ok(())
+}
+
+/// `--emit changes` writes every update of an open window and then its
+/// final result (header `weir-final: true`). Across a kill −9 this is at
+/// least once: no final result is missing, and each window's last record is
+/// its final value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_mode_keeps_every_final_result_across_a_kill() -> Result<()> {
+    let mut node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("tx"), unique("changes"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let evs = events();
+    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    let sql = totals_sql(&input, &out);
+    weir(&[
+        "job", "create", "ch", "--sql", &sql, "--grace", "500ms", "--emit", "changes", "--admin",
+        &admin,
+    ])?;
+    await_first_result(&bootstrap, &out).await?;
+    node.kill()?;
+    node.restart()?;
+    let bootstrap = node.bootstrap().to_string();
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let (want, _) = reference(&evs);
+    let is_final = |r: &ConsumerRecord| {
+        r.headers
+            .iter()
+            .any(|h| h.key == "weir-final" && h.value.as_deref() == Some(&b"true"[..]))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let records = loop {
+        let all = read_to_end(&bootstrap, &out).await?;
+        let finals: BTreeSet<Total> = totals(
+            &all.iter()
+                .filter(|r| is_final(r))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )?
+        .into_iter()
+        .collect();
+        if finals == want {
+            break all;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "final results: {} distinct of {} expected",
+            finals.len(),
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(
+        records.len() > want.len(),
+        "changes mode wrote no updates besides the final results"
+    );
+    // Each window's last record, in its partition's order, is its final value.
+    let mut last: BTreeMap<(i64, i64), Total> = BTreeMap::new();
+    for t in totals(&records)? {
+        last.insert((t.0, t.1), t);
+    }
+    for w in &want {
+        ensure!(
+            last.get(&(w.0, w.1)) == Some(w),
+            "window {w:?}: last record {:?}",
+            last.get(&(w.0, w.1))
+        );
+    }
     Ok(())
 }

@@ -147,13 +147,15 @@ pub async fn run(
     let ends_now = ends(&admin, &outputs).await?;
     // Results the crashed task wrote after its checkpoint: replay emits
     // them again, in the same order, and they are skipped.
+    // Only final results come in an order replay repeats: with every
+    // change emitted too, nothing is skipped (at least once).
     let skip: BTreeMap<i32, i64> = match &restored {
-        Some(c) => ends_now
+        Some(c) if def.emit == super::window::EmitMode::Final => ends_now
             .iter()
             .map(|(q, end)| (*q, end - c.output_ends.get(q).copied().unwrap_or(*end)))
             .filter(|(_, n)| *n > 0)
             .collect(),
-        None => BTreeMap::new(),
+        _ => BTreeMap::new(),
     };
     tracing::info!(
         job = %def.name,
@@ -335,9 +337,13 @@ impl Shell {
                     continue;
                 }
             }
-            let rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
+            let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
                 .key(Bytes::from(key))
                 .partition(q);
+            if self.def.emit == super::window::EmitMode::Changes {
+                // Tells a window's last (final) result from its updates.
+                rec = rec.header("weir-final", if r.is_final { "true" } else { "false" });
+            }
             self.pending.push(self.producer.send(rec).await?);
             written += 1;
         }

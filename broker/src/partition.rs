@@ -768,11 +768,7 @@ impl Partition {
         if offset <= start {
             return Ok(start);
         }
-        let released = match self.group.get() {
-            Some(group) => tokio::runtime::Handle::current().block_on(group.release_below(offset)),
-            None => true,
-        };
-        if !released {
+        if !self.release_raft_log_below(offset) {
             return Ok(start);
         }
         Ok(self.log.delete_before(offset)?.log_start_offset)
@@ -788,14 +784,19 @@ impl Partition {
             return Ok(());
         };
         let end = end.min(self.log.high_watermark());
-        let released = match self.group.get() {
-            Some(group) => tokio::runtime::Handle::current().block_on(group.release_below(end)),
-            None => true,
-        };
-        if released {
+        if self.release_raft_log_below(end) {
             self.log.compact_below(end, now_ms)?;
         }
         Ok(())
+    }
+
+    /// Lets the Raft log forget the entries below the batch holding `offset`
+    /// (see [`PartitionGroup::release_below`]); whether it did. Blocking.
+    fn release_raft_log_below(&self, offset: i64) -> bool {
+        match self.group.get() {
+            Some(group) => tokio::runtime::Handle::current().block_on(group.release_below(offset)),
+            None => true,
+        }
     }
 
     /// Whether the partition has replicas on other nodes.

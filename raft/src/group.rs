@@ -1008,23 +1008,21 @@ impl crate::transport::GroupHandler for Served {
                 weir_storage::ReadBound::HighWatermark,
             )
             .map_err(|e| e.to_string())?;
-        let mut end = 0;
+        let (mut end, mut after_last) = (0, None);
         while end < read.records.len() {
             let h = BatchHeader::parse(&read.records[end..]).map_err(|e| e.to_string())?;
             if h.base_offset >= req.upto {
                 break;
             }
             end += h.size();
-            chunk.next = h.next_offset();
+            after_last = Some(h.next_offset());
         }
         chunk.bytes = read.records[..end].to_vec();
-        if end == read.records.len() && end > 0 && chunk.next < req.upto {
-            // More may follow below `upto`: the caller asks again from `next`.
-            return Ok(chunk);
-        }
-        if end < read.records.len() || end == 0 {
-            chunk.next = req.upto;
-        }
+        // More may follow below `upto` only when the read was cut by its byte
+        // budget: then the caller asks again from after the last batch.
+        chunk.next = after_last
+            .filter(|n| end == read.records.len() && *n < req.upto)
+            .unwrap_or(req.upto);
         Ok(chunk)
     }
 }

@@ -291,10 +291,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// The new anchor (with the Kafka offset of the first entry kept) is durable
     /// on return.
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        let upto = EntryId {
-            index: log_id.index,
-            term: term_of(&log_id),
-        };
+        let upto = entry_id(&log_id);
         self.blocking(move |t, log| t.purge(log, upto)).await
     }
 }
@@ -338,10 +335,7 @@ impl LogReader {
         offset: i64,
         prefix_start: Option<i64>,
     ) -> io::Result<bool> {
-        let id = EntryId {
-            index: last.index,
-            term: term_of(&last),
-        };
+        let id = entry_id(&last);
         self.blocking(move |t, log| {
             if t.covers(log, id)? {
                 return Ok(false);
@@ -355,10 +349,7 @@ impl LogReader {
     /// Whether the log holds the entry `last` or purged past it (a snapshot
     /// ending there needs no reset).
     pub(crate) async fn covers(&self, last: LogId) -> io::Result<bool> {
-        let id = EntryId {
-            index: last.index,
-            term: term_of(&last),
-        };
+        let id = entry_id(&last);
         self.blocking(move |t, log| t.covers(log, id)).await
     }
 
@@ -448,6 +439,14 @@ fn read_json<T: serde::de::DeserializeOwned>(log: &Log, name: &str) -> Result<Op
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| RaftStoreError::corrupt(log.dir().join(name), e.to_string()))
+}
+
+/// The translator's id of Raft log id `l`.
+fn entry_id(l: &LogId) -> EntryId {
+    EntryId {
+        index: l.index,
+        term: term_of(l),
+    }
 }
 
 #[cfg(test)]

@@ -355,6 +355,33 @@ async fn await_first_result(bootstrap: &str, out: &str) -> Result<()> {
     }
 }
 
+/// A single node running job `name` (the seed query, grace 500 ms, `extra`
+/// options) over the first half of the events, killed with −9 right after
+/// the job's first results, restarted, then given the second half. Returns
+/// the node, its bootstrap address, the output topic and the events.
+async fn killed_after_first_results(
+    name: &str,
+    extra: &[&str],
+) -> Result<(WeirNode, String, String, Vec<Event>)> {
+    let mut node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("tx"), unique("out"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let evs = events();
+    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    let sql = totals_sql(&input, &out);
+    let mut args = vec!["job", "create", name, "--sql", &sql, "--grace", "500ms"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--admin", &admin]);
+    weir(&args)?;
+    await_first_result(&bootstrap, &out).await?;
+    node.kill()?;
+    node.restart()?;
+    let bootstrap = node.bootstrap().to_string();
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    Ok((node, bootstrap, out, evs))
+}
+
 /// Every result in `got` once, and exactly the reference's.
 fn exactly_once(got: &[Total], want: &BTreeSet<Total>) -> Result<()> {
     let distinct: BTreeSet<Total> = got.iter().cloned().collect();
@@ -384,21 +411,7 @@ async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
 /// is in the output exactly once (none missing, none twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
-    let mut node = WeirNode::start(NodeOpts::default())?;
-    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("tx"), unique("totals"));
-    create_input(&bootstrap, &input, 3, -1).await?;
-    let evs = events();
-    produce(&bootstrap, &input, &half(&evs, true)).await?;
-    let sql = totals_sql(&input, &out);
-    weir(&[
-        "job", "create", "eo", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
-    ])?;
-    await_first_result(&bootstrap, &out).await?;
-    node.kill()?;
-    node.restart()?;
-    let bootstrap = node.bootstrap().to_string();
-    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let (node, bootstrap, out, evs) = killed_after_first_results("eo", &[]).await?;
     let (want, _) = reference(&evs);
     let got = match read_topic(&bootstrap, &out, want.len()).await {
         Ok(r) => totals(&r)?,
@@ -728,22 +741,8 @@ async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<(
 /// its final value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_mode_keeps_every_final_result_across_a_kill() -> Result<()> {
-    let mut node = WeirNode::start(NodeOpts::default())?;
-    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("tx"), unique("changes"));
-    create_input(&bootstrap, &input, 3, -1).await?;
-    let evs = events();
-    produce(&bootstrap, &input, &half(&evs, true)).await?;
-    let sql = totals_sql(&input, &out);
-    weir(&[
-        "job", "create", "ch", "--sql", &sql, "--grace", "500ms", "--emit", "changes", "--admin",
-        &admin,
-    ])?;
-    await_first_result(&bootstrap, &out).await?;
-    node.kill()?;
-    node.restart()?;
-    let bootstrap = node.bootstrap().to_string();
-    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let (_node, bootstrap, out, evs) =
+        killed_after_first_results("ch", &["--emit", "changes"]).await?;
     let (want, _) = reference(&evs);
     let is_final = |r: &ConsumerRecord| {
         r.headers

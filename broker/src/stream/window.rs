@@ -179,11 +179,13 @@ impl WindowOperator {
                 .flatten()
                 .map(|s| result(key, s.start, s.end, &s.accs, false))
                 .collect(),
-            WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => self
+            WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => self
                 .fixed
                 .iter()
                 .filter(|((k, _), _)| k == key)
-                .map(|((_, start), accs)| result(key, *start, start + size_ms, accs, false))
+                .map(|((_, start), accs)| {
+                    result(key, *start, start + self.fixed_size(), accs, false)
+                })
                 .collect(),
         };
         out.sort_by_key(|r| r.start_ms);
@@ -228,6 +230,15 @@ impl WindowOperator {
     pub fn set_idle(&mut self, partition: usize, idle: bool, out: &mut Vec<WindowResult>) {
         if self.watermarks.set_idle(partition, idle) {
             self.fire(out);
+        }
+    }
+
+    /// The length of a tumbling or hopping window (0 for sessions, which
+    /// have no fixed windows).
+    fn fixed_size(&self) -> i64 {
+        match self.spec {
+            WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => size_ms,
+            WindowSpec::Session { .. } => 0,
         }
     }
 
@@ -322,13 +333,7 @@ impl WindowOperator {
             }
             for (key, start) in entry.remove() {
                 if let Some(accs) = self.fixed.remove(&(key.clone(), start)) {
-                    let end = match self.spec {
-                        WindowSpec::Hop { size_ms, .. } | WindowSpec::Tumble { size_ms } => {
-                            start + size_ms
-                        }
-                        WindowSpec::Session { .. } => start,
-                    };
-                    out.push(result(&key, start, end, &accs, true));
+                    out.push(result(&key, start, start + self.fixed_size(), &accs, true));
                 }
             }
         }

@@ -33,6 +33,7 @@ pub mod job;
 pub mod jobs;
 pub mod output;
 pub mod plan;
+pub mod repartition;
 pub mod row;
 pub mod sql;
 pub mod task;

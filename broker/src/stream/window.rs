@@ -233,6 +233,27 @@ impl WindowOperator {
         }
     }
 
+    /// Input partition `partition`'s watermark is at least `wm` and it is
+    /// `idle` or not (what a repartitioned stream says of its source
+    /// partitions, see [`super::repartition`]); pushes the windows that
+    /// became final.
+    pub fn advance(
+        &mut self,
+        partition: usize,
+        wm: Option<i64>,
+        idle: bool,
+        out: &mut Vec<WindowResult>,
+    ) {
+        let mut moved = false;
+        if let Some(w) = wm {
+            moved |= self.watermarks.observe(partition, w);
+        }
+        moved |= self.watermarks.set_idle(partition, idle);
+        if moved {
+            self.fire(out);
+        }
+    }
+
     /// The length of a tumbling or hopping window (0 for sessions, which
     /// have no fixed windows).
     fn fixed_size(&self) -> i64 {
@@ -353,6 +374,19 @@ impl WindowOperator {
             }
         }
     }
+}
+
+/// Whether a row at `t` is late for every window it belongs to, judged by
+/// its partition's watermark `wm` (what [`WindowOperator::process`] decides
+/// when no partition is idle): the latest window holding it closed.
+pub fn is_late(spec: WindowSpec, grace_ms: i64, t: i64, wm: Option<i64>) -> bool {
+    let close = match spec {
+        WindowSpec::Tumble { size_ms } => t.div_euclid(size_ms) * size_ms + size_ms,
+        WindowSpec::Hop { slide_ms, size_ms } => t.div_euclid(slide_ms) * slide_ms + size_ms,
+        WindowSpec::Session { gap_ms } => t.saturating_add(gap_ms),
+    }
+    .saturating_add(grace_ms.max(0));
+    wm.is_some_and(|w| close <= w)
 }
 
 /// When a session ending at `end` closes: a row up to `gap + grace` behind a

@@ -197,8 +197,98 @@ fn input() -> impl Strategy<Value = (WindowSpec, i64, Vec<Part>)> {
     })
 }
 
+/// Runs `parts` through routers and `shards` shards (rows to the shard of
+/// their key; marks after a row's batch, every `mark_every` rows), the
+/// shards reading their streams in the order `picks` interleaves the
+/// routers' writes; every router restarts once, at `restart_at`, from an
+/// earlier checkpoint and writes some rows again.
+fn run_two_stage(
+    spec: WindowSpec,
+    grace: i64,
+    parts: &[Part],
+    shards: usize,
+    picks: &[u8],
+    restart_at: usize,
+) -> Vec<WindowResult> {
+    use crate::stream::repartition::{Routed, Router, Shard};
+    // Each router's output, per shard, in write order.
+    let mut streams: Vec<Vec<Vec<Routed>>> = vec![vec![Vec::new(); parts.len()]; shards];
+    for (p, part) in parts.iter().enumerate() {
+        let mut router = Router::new(spec, grace);
+        let mut checkpoint = (0, router.clone());
+        let mut i = 0;
+        let mut restarted = false;
+        while i < part.len() {
+            let (k, t, v) = part[i];
+            if let Some(r) = router.route(p as i32, i as i64, row(k, t, v)) {
+                let Routed::Row { row: ref rw, .. } = r else {
+                    unreachable!()
+                };
+                let s = rw.key.0.bytes().map(usize::from).sum::<usize>() % shards;
+                streams[s][p].push(r);
+            }
+            i += 1;
+            if i % 7 == 0 {
+                for stream in streams.iter_mut() {
+                    stream[p].push(Routed::Mark {
+                        source: p as i32,
+                        wm: router.wm,
+                        idle: false,
+                    });
+                }
+                checkpoint = (i, router.clone());
+            }
+            if i == restart_at && !restarted {
+                restarted = true;
+                (i, router) = checkpoint.clone();
+            }
+        }
+        for stream in streams.iter_mut() {
+            stream[p].push(Routed::Mark {
+                source: p as i32,
+                wm: router.wm,
+                idle: false,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for per_source in streams {
+        let op = WindowOperator::new(spec, grace, KINDS.to_vec(), parts.len(), EmitMode::Final);
+        let mut shard = Shard::new(op);
+        let mut at = vec![0usize; parts.len()];
+        let mut pick = picks.iter().cycle();
+        loop {
+            let live: Vec<usize> = (0..parts.len())
+                .filter(|p| at[*p] < per_source[*p].len())
+                .collect();
+            if live.is_empty() {
+                break;
+            }
+            let p = live[usize::from(*pick.next().unwrap_or(&0)) % live.len()];
+            shard.take(per_source[p][at[p]].clone(), &mut out);
+            at[p] += 1;
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Routed through shards, with routers that restart and write rows
+    /// again, the final results are still the reference's, each once.
+    #[test]
+    fn two_stages_through_shards_match_the_reference(
+        (spec, grace, parts) in input(),
+        shards in 1usize..4,
+        picks in prop::collection::vec(any::<u8>(), 1..50),
+        restart_at in 0usize..60,
+    ) {
+        let want = reference(spec, grace, &parts);
+        let got = run_two_stage(spec, grace, &parts, shards, &picks, restart_at);
+        prop_assert_eq!(as_finals(&got), want.clone());
+        prop_assert_eq!(got.len(), want.len(), "a window emitted twice");
+    }
 
     /// The final results equal the independent computation, whatever the
     /// interleaving, and each key's results come in the same order.

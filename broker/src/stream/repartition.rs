@@ -1,0 +1,300 @@
+//! A job in two stages, joined by an internal topic: a *route* task on the
+//! leader of each input partition reads it, judges lateness by that
+//! partition's watermark, and writes each row to the shard of its group key
+//! (a partition of the job's repartition topic); an *aggregate* task on the
+//! leader of each shard runs the window operator over it and writes the
+//! results of its keys to the output partition of the same number.
+//!
+//! Both halves are pure state machines here ([`Router`], [`Shard`]); the
+//! tasks around them do the IO.
+//!
+//! # Why the results stay those of one operator over all partitions
+//!
+//! - The router sees its whole input partition in order, so it decides
+//!   lateness exactly as the single operator would (by that partition's own
+//!   watermark, [`super::window::is_late`]), and every routed row carries the
+//!   watermark its partition had *before* it. The shard sets its view of the
+//!   source partition to that value before taking the row, so it assigns the
+//!   row to the same windows.
+//! - When a source partition's watermark moves, its router tells every shard
+//!   (a [`Routed::Mark`]), after the rows that moved it: a shard's view of
+//!   each source partition never runs ahead of what it has received, and it
+//!   fires a window only when every source partition's watermark passed its
+//!   close, so no on-time row for it can still be on its way.
+//! - Rows carry their source partition and offset. A router that restarts
+//!   from its checkpoint writes some rows again (and a deposed router may
+//!   still write for a moment); a shard drops every row at or below the
+//!   highest offset it took from that source partition, which is part of its
+//!   checkpoint. Rows from one source partition reach a shard in offset
+//!   order (one idempotent producer per router, order kept per partition).
+//!
+//! # Record format
+//!
+//! Key: the group key (the JSON array text, as the output record's key).
+//! Value: `R` · source partition (i32) · source offset (i64) · watermark
+//! before the row (i64, `i64::MIN` for none) · event time (i64) · the
+//! aggregate arguments as a JSON array; or `W` · source partition (i32) ·
+//! watermark (i64, `i64::MIN` for none) · idle (u8). Integers big-endian.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::plan::WindowSpec;
+use super::window::{is_late, GroupKey, Outcome, Row, WindowOperator, WindowResult};
+
+/// The repartition topic of job `name`.
+pub fn topic(name: &str) -> String {
+    format!("__weir_job-{name}-repartition")
+}
+
+/// One record of a repartition topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// An on-time row.
+    Row {
+        /// Its input partition.
+        source: i32,
+        /// Its offset there.
+        offset: i64,
+        /// That partition's watermark before it.
+        wm_before: Option<i64>,
+        /// The row.
+        row: Row,
+    },
+    /// A source partition's watermark and whether it is idle.
+    Mark {
+        /// The input partition.
+        source: i32,
+        /// Its watermark.
+        wm: Option<i64>,
+        /// Whether it stopped holding windows back (`--idle-timeout`).
+        idle: bool,
+    },
+}
+
+/// Why a repartition record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("repartition record: {0}")]
+pub struct BadRouted(&'static str);
+
+const NO_WM: i64 = i64::MIN;
+
+fn wm_bytes(wm: Option<i64>) -> [u8; 8] {
+    wm.unwrap_or(NO_WM).to_be_bytes()
+}
+
+fn wm_of(v: i64) -> Option<i64> {
+    (v != NO_WM).then_some(v)
+}
+
+impl Routed {
+    /// The record key and value.
+    pub fn encode(&self) -> (Option<Vec<u8>>, Vec<u8>) {
+        match self {
+            Routed::Row {
+                source,
+                offset,
+                wm_before,
+                row,
+            } => {
+                let mut v = Vec::with_capacity(29 + 8 * row.args.len());
+                v.push(b'R');
+                v.extend_from_slice(&source.to_be_bytes());
+                v.extend_from_slice(&offset.to_be_bytes());
+                v.extend_from_slice(&wm_bytes(*wm_before));
+                v.extend_from_slice(&row.time_ms.to_be_bytes());
+                // Writing a `Value` to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut v, &row.args);
+                (Some(row.key.0.clone().into_bytes()), v)
+            }
+            Routed::Mark { source, wm, idle } => {
+                let mut v = Vec::with_capacity(14);
+                v.push(b'W');
+                v.extend_from_slice(&source.to_be_bytes());
+                v.extend_from_slice(&wm_bytes(*wm));
+                v.push(u8::from(*idle));
+                (None, v)
+            }
+        }
+    }
+
+    /// The record of `key` and `value`.
+    pub fn decode(key: Option<&[u8]>, value: &[u8]) -> Result<Routed, BadRouted> {
+        let int = |at: usize| -> Result<i64, BadRouted> {
+            value
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+                .ok_or(BadRouted("too short"))
+        };
+        let source = value
+            .get(1..5)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_be_bytes)
+            .ok_or(BadRouted("too short"))?;
+        match value.first() {
+            Some(b'R') => {
+                let key = key
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .ok_or(BadRouted("a row without a UTF-8 key"))?;
+                let args: Vec<Value> = serde_json::from_slice(&value[29.min(value.len())..])
+                    .map_err(|_| BadRouted("arguments are not a JSON array"))?;
+                Ok(Routed::Row {
+                    source,
+                    offset: int(5)?,
+                    wm_before: wm_of(int(13)?),
+                    row: Row {
+                        time_ms: int(21)?,
+                        key: GroupKey(key.to_string()),
+                        args,
+                    },
+                })
+            }
+            Some(b'W') => Ok(Routed::Mark {
+                source,
+                wm: wm_of(int(5)?),
+                idle: *value.get(13).ok_or(BadRouted("too short"))? != 0,
+            }),
+            _ => Err(BadRouted("unknown kind")),
+        }
+    }
+}
+
+/// The route half for one input partition: lateness by its watermark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Router {
+    spec: WindowSpec,
+    grace_ms: i64,
+    /// The partition's watermark: the largest event time it showed.
+    pub wm: Option<i64>,
+}
+
+impl Router {
+    /// A router for windows `spec` with `grace_ms`, whose partition showed
+    /// nothing yet.
+    pub fn new(spec: WindowSpec, grace_ms: i64) -> Self {
+        Self {
+            spec,
+            grace_ms,
+            wm: None,
+        }
+    }
+
+    /// Row `row` at `offset` of partition `source`: the record to route,
+    /// or `None` when it is late.
+    pub fn route(&mut self, source: i32, offset: i64, row: Row) -> Option<Routed> {
+        let wm_before = self.wm;
+        self.wm = Some(wm_before.map_or(row.time_ms, |w| w.max(row.time_ms)));
+        (!is_late(self.spec, self.grace_ms, row.time_ms, wm_before)).then_some(Routed::Row {
+            source,
+            offset,
+            wm_before,
+            row,
+        })
+    }
+}
+
+/// The aggregate half for one shard: the window operator over the rows
+/// routed to it, without the copies a restarted router wrote again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    /// The operator (one watermark per source partition).
+    pub op: WindowOperator,
+    /// The highest offset taken from each source partition.
+    taken: BTreeMap<i32, i64>,
+}
+
+/// What a shard did with a routed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Took {
+    /// A row went into its windows.
+    Row,
+    /// A row already taken (written again by a restarted router).
+    Duplicate,
+    /// A row for windows that fired early because every source partition
+    /// was idle.
+    Late,
+    /// A watermark.
+    Mark,
+}
+
+impl Shard {
+    /// A shard running `op`.
+    pub fn new(op: WindowOperator) -> Self {
+        Self {
+            op,
+            taken: BTreeMap::new(),
+        }
+    }
+
+    /// Takes `r`; pushes the results it makes to `out`.
+    pub fn take(&mut self, r: Routed, out: &mut Vec<WindowResult>) -> Took {
+        match r {
+            Routed::Row {
+                source,
+                offset,
+                wm_before,
+                row,
+            } => {
+                if self.taken.get(&source).is_some_and(|o| offset <= *o) {
+                    return Took::Duplicate;
+                }
+                self.taken.insert(source, offset);
+                let Ok(p) = usize::try_from(source) else {
+                    return Took::Duplicate;
+                };
+                self.op.advance(p, wm_before, false, out);
+                match self.op.process(p, row, out) {
+                    Outcome::Accepted => Took::Row,
+                    Outcome::Late => Took::Late,
+                }
+            }
+            Routed::Mark { source, wm, idle } => {
+                if let Ok(p) = usize::try_from(source) {
+                    self.op.advance(p, wm, idle, out);
+                }
+                Took::Mark
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_round_trip_and_garbage_is_an_error() {
+        let row = Routed::Row {
+            source: 2,
+            offset: 41,
+            wm_before: None,
+            row: Row {
+                time_ms: -5,
+                key: GroupKey::of(&[json!("a"), json!(1)]),
+                args: vec![json!(1.5), Value::Null, json!("x")],
+            },
+        };
+        let mark = Routed::Mark {
+            source: 0,
+            wm: Some(1_700_000_000_000),
+            idle: true,
+        };
+        for r in [row, mark] {
+            let (k, v) = r.encode();
+            assert_eq!(Routed::decode(k.as_deref(), &v), Ok(r.clone()));
+            for cut in 0..v.len() {
+                assert!(
+                    Routed::decode(k.as_deref(), &v[..cut]).is_err(),
+                    "cut at {cut}"
+                );
+            }
+        }
+        assert!(Routed::decode(None, b"Rxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_err());
+        assert!(Routed::decode(None, b"").is_err());
+        assert!(Routed::decode(None, b"Z12345678901234").is_err());
+    }
+}

@@ -237,7 +237,7 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
             ),
         );
     }
-    match broker.jobs.query(name, values).await {
+    match broker.jobs.query(broker, name, values).await {
         Ok(windows) => {
             let body = serde_json::to_string(&windows).unwrap_or_else(|_| "[]".into());
             ("200 OK", "application/json", format!("{body}\n"))

@@ -630,10 +630,31 @@ async fn hopping_and_session_jobs_match_an_independent_computation() -> Result<(
     Ok(())
 }
 
-/// In a three-node cluster, the node running a job (the leader of input
-/// partition 0) is killed right after the job's first results: the job moves
-/// to the new leader, resumes from its replicated checkpoint, and every
-/// final result is in the output exactly once.
+/// The tasks each node reports running for job `name`: (task, node).
+fn running_tasks(
+    c: &mut weir_tests::cluster::Cluster,
+    nodes: &[i32],
+    name: &str,
+) -> Result<BTreeSet<(String, i32)>> {
+    let mut out = BTreeSet::new();
+    for &n in nodes {
+        let text = weir(&["job", "describe", name, "--admin", c.node(n).admin_addr()])?;
+        let view: serde_json::Value = serde_json::from_str(&text)?;
+        for t in view["tasks"].as_array().context("tasks")? {
+            if t["state"] == "running" {
+                out.insert((t["task"].as_str().context("task")?.to_string(), n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// In a three-node cluster, a job's tasks run on the leaders of their
+/// partitions: a route task on the leader of each input partition, spread
+/// over the nodes. The leader of input partition 0 is killed right after
+/// the job's first results: its tasks move to the new leaders, resume from
+/// their replicated checkpoints, and every final result is in the output
+/// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     use weir_tests::cluster::Cluster;
@@ -643,15 +664,40 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     create_input(&bootstrap, &input, 3, 3).await?;
     let evs = events();
     produce(&bootstrap, &input, &half(&evs, true)).await?;
-    let runner = c.leader(1, &input, 0)?;
+    let leaders: Vec<i32> = (0..3)
+        .map(|p| c.leader(1, &input, p))
+        .collect::<Result<_>>()?;
+    let runner = leaders[0];
     let other = (1..=3).find(|n| *n != runner).expect("three nodes");
     let admin = c.node(other).admin_addr().to_string();
     let sql = totals_sql(&input, &out);
-    // Created through a node that does not run it.
+    // Created through a node that does not lead partition 0.
     weir(&[
         "job", "create", "moving", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
     ])?;
     await_first_result(&bootstrap, &out).await?;
+    let routes = weir_tests::poll_until(Duration::from_secs(30), || {
+        let running = running_tasks(&mut c, &[1, 2, 3], "moving")?;
+        let routes: BTreeSet<(String, i32)> = running
+            .into_iter()
+            .filter(|(t, _)| t.starts_with("route-"))
+            .collect();
+        Ok((routes.len() == 3).then_some(routes))
+    })?;
+    let want: BTreeSet<(String, i32)> = leaders
+        .iter()
+        .enumerate()
+        .map(|(p, n)| (format!("route-{p}"), *n))
+        .collect();
+    ensure!(
+        routes == want,
+        "route tasks run on {routes:?}, the leaders are {want:?}"
+    );
+    let nodes: BTreeSet<i32> = leaders.iter().copied().collect();
+    ensure!(
+        nodes.len() > 1,
+        "the input's leaders are all on one node: {leaders:?}"
+    );
     c.node(runner).kill()?;
     let bootstrap = c.bootstrap();
     produce(&bootstrap, &input, &half(&evs, false)).await?;
@@ -660,11 +706,14 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
         &totals(&read_topic(&bootstrap, &out, want.len()).await?)?,
         &want,
     )?;
-    let status = job_status(&admin, "moving")?;
-    ensure!(
-        status["node"].as_i64() != Some(i64::from(runner)),
-        "the job still runs on the killed node: {status}"
-    );
+    let alive: Vec<i32> = (1..=3).filter(|n| *n != runner).collect();
+    // Every task runs on a survivor.
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let running = running_tasks(&mut c, &alive, "moving")?;
+        let names: BTreeSet<&str> = running.iter().map(|(t, _)| t.as_str()).collect();
+        Ok((names.len() == 6).then_some(()))
+    })
+    .context("the killed node's tasks did not all move to the survivors")?;
     Ok(())
 }
 

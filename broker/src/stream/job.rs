@@ -95,7 +95,7 @@ impl JobDef {
 pub struct JobReport {
     /// `starting`, `running`, `failed: …` or `stopped`.
     pub state: String,
-    /// The node running it.
+    /// The node reporting (its tasks' figures only).
     pub node: i32,
     /// Input records read.
     pub records_in: u64,
@@ -104,6 +104,9 @@ pub struct JobReport {
     /// Final results recovery found already written (and did not write
     /// again).
     pub skipped_on_recovery: u64,
+    /// Routed rows a restarted route task wrote again (dropped by the
+    /// aggregate tasks).
+    pub duplicates: u64,
     /// Late records (and where they went, if a late topic is set).
     pub late: u64,
     /// Records that could not be read (not JSON, missing or mistyped fields).

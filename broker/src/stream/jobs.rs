@@ -1,9 +1,9 @@
-//! The jobs of this node: every second, each job defined in the cluster
-//! metadata runs on the node that leads partition 0 of its input topic
-//! (one task per job for now: the split per input partition, with a
-//! repartition topic, is a later slice), and stops where that node no longer
-//! does or the job was dropped. A task that fails is started again after
-//! [`RETRY_AFTER`], from its last checkpoint.
+//! The job tasks of this node: every second, each job defined in the
+//! cluster metadata runs a route task on the leader of each of its input
+//! partitions and an aggregate task on the leader of each partition of its
+//! repartition topic (see [`super::repartition`]); a task stops where its
+//! node no longer leads that partition or the job was dropped. A task that
+//! fails is started again after [`RETRY_AFTER`], from its last checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -13,9 +13,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::job::{JobDef, JobReport, SharedReport};
+use super::plan::JobPlan;
+use super::task::TaskId;
 use crate::broker::Broker;
 
-/// How often the jobs are reconciled with the metadata.
+/// How often the tasks are reconciled with the metadata.
 const TEND_EVERY: Duration = Duration::from_secs(1);
 /// How long a failed task waits before it starts again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -25,18 +27,22 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 struct Running {
     def: JobDef,
     stop: watch::Sender<bool>,
-    queries: mpsc::Sender<super::task::StateQuery>,
+    /// Aggregate tasks answer queries of their keys' open windows.
+    queries: Option<mpsc::Sender<super::task::StateQuery>>,
     report: Arc<SharedReport>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// A task: its job's name and which part of the job it runs.
+type TaskKey = (String, TaskId);
 
 /// The tasks of this node. A std `Mutex`: taken to look up or swap entries,
 /// never across an `.await`.
 #[derive(Debug, Default)]
 pub struct Jobs {
-    running: Mutex<HashMap<String, Running>>,
-    /// Jobs whose task failed, and when.
-    failed: Mutex<HashMap<String, (Instant, String)>>,
+    running: Mutex<HashMap<TaskKey, Running>>,
+    /// Tasks that failed, when, and why.
+    failed: Mutex<HashMap<TaskKey, (Instant, String)>>,
 }
 
 /// A job as the admin API shows it.
@@ -45,8 +51,22 @@ pub struct JobView {
     /// The definition.
     #[serde(flatten)]
     pub def: JobDef,
-    /// What its task reports (on the node running it).
+    /// What its tasks on the node asked report, added up.
     pub status: JobReport,
+    /// Where each of its tasks runs, and its state when it runs on the node
+    /// asked.
+    pub tasks: Vec<TaskView>,
+}
+
+/// One task of a job, as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// `route-N` or `aggregate-N`.
+    pub task: String,
+    /// The node that leads its partition (−1: none known).
+    pub node: i32,
+    /// Its state when it runs on the node asked; otherwise where it runs.
+    pub state: String,
 }
 
 impl Jobs {
@@ -66,83 +86,66 @@ impl Jobs {
 
     fn tend(&self, b: &Arc<Broker>) {
         let defs = b.meta.jobs();
+        let wanted: BTreeMap<TaskKey, (JobDef, JobPlan)> = defs
+            .values()
+            .filter_map(|def| def.plan().ok().map(|plan| (def, plan)))
+            .flat_map(|(def, plan)| {
+                tasks_of(b, def, &plan)
+                    .into_iter()
+                    .filter(|(_, node)| *node == b.config.node_id)
+                    .map(move |(id, _)| ((def.name.clone(), id), (def.clone(), plan.clone())))
+            })
+            .collect();
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         // Stop what was dropped, changed, moved, or ended.
-        running.retain(|name, r| {
-            let keep =
-                defs.get(name) == Some(&r.def) && runs_here(b, &r.def) && !r.task.is_finished();
+        running.retain(|key, r| {
+            let keep = wanted.get(key).is_some_and(|(d, _)| *d == r.def) && !r.task.is_finished();
             if !keep {
                 let _ = r.stop.send(true);
             }
             keep
         });
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        failed.retain(|name, (at, _)| defs.contains_key(name) && at.elapsed() < RETRY_AFTER);
-        for (name, def) in defs {
-            if running.contains_key(&name) || failed.contains_key(&name) || !runs_here(b, &def) {
+        failed.retain(|key, (at, _)| wanted.contains_key(key) && at.elapsed() < RETRY_AFTER);
+        for (key, (def, plan)) in wanted {
+            if running.contains_key(&key) || failed.contains_key(&key) {
                 continue;
             }
-            let Ok(plan) = def.plan() else { continue };
-            let report = Arc::new(SharedReport::default());
-            report.update(|r| {
-                r.state = "starting".into();
-                r.node = b.config.node_id;
-            });
-            let (stop, stopped) = watch::channel(false);
-            let (queries, asked) = mpsc::channel(16);
-            let bootstrap = format!("{}:{}", b.advertised_host, b.advertised_port);
-            let weak = Arc::downgrade(b);
-            let task = {
-                let (def, report) = (def.clone(), Arc::clone(&report));
-                tokio::spawn(async move {
-                    let name = def.name.clone();
-                    let res =
-                        super::task::run(def, plan, bootstrap, Arc::clone(&report), stopped, asked)
-                            .await;
-                    if let Err(e) = res {
-                        tracing::warn!(job = %name, error = %e, "job task failed; it restarts from its checkpoint");
-                        report.update(|r| r.state = format!("failed: {e}"));
-                        if let Some(b) = weak.upgrade() {
-                            b.jobs
-                                .failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(name, (Instant::now(), e.to_string()));
-                        }
-                    }
-                })
-            };
-            tracing::info!(job = %name, "job task started");
-            running.insert(
-                name,
-                Running {
-                    def,
-                    stop,
-                    queries,
-                    report,
-                    task,
-                },
-            );
+            running.insert(key.clone(), start(b, key, def, plan));
         }
     }
 
     /// The open windows of group `key` (the key columns' values) in job
     /// `name`, as the output records they will become; an error when the
-    /// job's task does not run on this node.
+    /// task holding that key does not run on this node.
     pub async fn query(
         &self,
+        b: &Broker,
         name: &str,
         key: Vec<serde_json::Value>,
     ) -> Result<Vec<serde_json::Value>, String> {
+        let key = super::window::GroupKey::of(&key);
+        let topic = super::repartition::topic(name);
+        let Some(shards) = b.meta.topic(&topic).map(|t| t.partitions) else {
+            return Err(format!("job {name} has not started"));
+        };
+        let shard = weir_client::partitioner::partition_for_key(key.0.as_bytes(), shards);
+        let task = (name.to_string(), TaskId::Aggregate(shard));
         let sender = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            running.get(name).map(|r| r.queries.clone())
+            running.get(&task).and_then(|r| r.queries.clone())
         };
         let Some(sender) = sender else {
-            return Err(format!("job {name} does not run on this node"));
+            let node = b
+                .meta
+                .topic(&topic)
+                .map_or(-1, |t| b.leader_of(&topic, &t, shard).0);
+            return Err(format!(
+                "that key's windows are held by task {} of job {name}, on node {node}: ask that node",
+                TaskId::Aggregate(shard)
+            ));
         };
         let (reply, answer) = oneshot::channel();
-        let key = super::window::GroupKey::of(&key);
         sender
             .send(super::task::StateQuery { key, reply })
             .await
@@ -153,43 +156,168 @@ impl Jobs {
             .map_err(|_| format!("job {name} stopped"))
     }
 
-    /// Every job, with the status its task reports when it runs here.
+    /// Every job, with what its tasks on this node report.
     pub fn views(&self, b: &Broker) -> Vec<JobView> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         let defs: BTreeMap<String, JobDef> = b.meta.jobs();
         defs.into_values()
             .map(|def| {
-                let status = match (running.get(&def.name), failed.get(&def.name)) {
-                    (Some(r), _) => r.report.get(),
-                    (None, Some((_, why))) => super::task::idle_report(&format!("failed: {why}")),
-                    (None, None) => {
-                        let input = def.plan().map(|p| p.input_topic).unwrap_or_default();
-                        let node = b.meta.topic(&input).map(|t| b.leader_of(&input, &t, 0).0);
-                        match node {
-                            Some(n) if n >= 0 && n != b.config.node_id => JobReport {
-                                state: format!("runs on node {n}"),
-                                node: n,
-                                ..JobReport::default()
-                            },
-                            Some(_) => super::task::idle_report("starting"),
-                            None => super::task::idle_report("waiting for its input topic"),
-                        }
-                    }
+                let Ok(plan) = def.plan() else {
+                    return JobView {
+                        status: super::task::idle_report("invalid"),
+                        def,
+                        tasks: Vec::new(),
+                    };
                 };
-                JobView { def, status }
+                let mut reports = Vec::new();
+                let mut tasks = Vec::new();
+                for (id, node) in tasks_of(b, &def, &plan) {
+                    let key = (def.name.clone(), id);
+                    let state = match (running.get(&key), failed.get(&key)) {
+                        (Some(r), _) => {
+                            let rep = r.report.get();
+                            let state = rep.state.clone();
+                            reports.push(rep);
+                            state
+                        }
+                        (None, Some((_, why))) => format!("failed: {why}"),
+                        (None, None) if node == b.config.node_id => "starting".into(),
+                        (None, None) if node >= 0 => format!("runs on node {node}"),
+                        (None, None) => "waiting for a leader".into(),
+                    };
+                    tasks.push(TaskView {
+                        task: id.to_string(),
+                        node,
+                        state,
+                    });
+                }
+                let status = if tasks.is_empty() {
+                    super::task::idle_report("waiting for its input topic")
+                } else {
+                    merge(b.config.node_id, &tasks, reports)
+                };
+                JobView { def, status, tasks }
             })
             .collect()
     }
 }
 
-/// Whether this node runs `def`: it leads partition 0 of the input topic.
-fn runs_here(b: &Broker, def: &JobDef) -> bool {
-    let Ok(plan) = def.plan() else {
-        return false;
+/// Starts task `key` of job `def` on this node.
+fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
+    let report = Arc::new(SharedReport::default());
+    report.update(|r| {
+        r.state = "starting".into();
+        r.node = b.config.node_id;
+    });
+    let (stop, stopped) = watch::channel(false);
+    let bootstrap = format!("{}:{}", b.advertised_host, b.advertised_port);
+    let weak = Arc::downgrade(b);
+    let (queries, asked) = match key.1 {
+        TaskId::Aggregate(_) => {
+            let (tx, rx) = mpsc::channel(16);
+            (Some(tx), Some(rx))
+        }
+        TaskId::Route(_) => (None, None),
     };
-    b.partition(&plan.input_topic, 0)
-        .is_some_and(|p| matches!(p.leadership().role, crate::partition::Role::Leader))
+    let task = {
+        let (def, report) = (def.clone(), Arc::clone(&report));
+        let key = key.clone();
+        tokio::spawn(async move {
+            let rep = Arc::clone(&report);
+            let res = match (key.1, asked) {
+                (TaskId::Route(p), _) => {
+                    super::route::run(def, plan, p, bootstrap, rep, stopped).await
+                }
+                (TaskId::Aggregate(r), Some(asked)) => {
+                    super::aggregate::run(def, plan, r, bootstrap, rep, stopped, asked).await
+                }
+                (TaskId::Aggregate(_), None) => Ok(()),
+            };
+            if let Err(e) = res {
+                tracing::warn!(job = %key.0, task = %key.1, error = %e, "job task failed; it restarts from its checkpoint");
+                report.update(|r| r.state = format!("failed: {e}"));
+                if let Some(b) = weak.upgrade() {
+                    b.jobs
+                        .failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, (Instant::now(), e.to_string()));
+                }
+            }
+        })
+    };
+    tracing::info!(job = %key.0, task = %key.1, "job task started");
+    Running {
+        def,
+        stop,
+        queries,
+        report,
+        task,
+    }
+}
+
+/// Every task of job `def` and the node that leads its partition (−1 when
+/// none is known): a route task per input partition, an aggregate task per
+/// partition of the repartition topic once it exists.
+fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
+    let mut out = Vec::new();
+    if let Some(t) = b.meta.topic(&plan.input_topic) {
+        for p in 0..t.partitions {
+            out.push((TaskId::Route(p), b.leader_of(&plan.input_topic, &t, p).0));
+        }
+    }
+    let topic = super::repartition::topic(&def.name);
+    if let Some(t) = b.meta.topic(&topic) {
+        for r in 0..t.partitions {
+            out.push((TaskId::Aggregate(r), b.leader_of(&topic, &t, r).0));
+        }
+    }
+    out
+}
+
+/// One report of a job from the reports of its tasks on node `node`: counts
+/// added up, partitions joined, the lowest firing watermark; its state is
+/// `running` when every task is.
+fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
+    let mut out = JobReport {
+        node,
+        caught_up: true,
+        ..JobReport::default()
+    };
+    // Aggregate tasks report no input partitions; the job's firing
+    // watermark is the lowest of theirs (none while one has none).
+    let shards: Vec<Option<i64>> = reports
+        .iter()
+        .filter(|r| r.partitions.is_empty())
+        .map(|r| r.watermark)
+        .collect();
+    out.watermark = if shards.iter().all(Option::is_some) {
+        shards.into_iter().flatten().min()
+    } else {
+        None
+    };
+    for r in reports {
+        out.records_in += r.records_in;
+        out.records_out += r.records_out;
+        out.skipped_on_recovery += r.skipped_on_recovery;
+        out.duplicates += r.duplicates;
+        out.late += r.late;
+        out.bad += r.bad;
+        out.open_windows += r.open_windows;
+        out.records_per_sec += r.records_per_sec;
+        if !r.partitions.is_empty() {
+            out.caught_up &= r.caught_up;
+        }
+        out.partitions.extend(r.partitions);
+    }
+    out.state = tasks
+        .iter()
+        .map(|t| t.state.as_str())
+        .find(|s| *s != "running" && !s.starts_with("runs on node"))
+        .unwrap_or("running")
+        .to_string();
+    out
 }
 
 /// Why a job could not be created or dropped.
@@ -211,7 +339,7 @@ pub enum JobChangeError {
 }
 
 /// Defines job `def` in the cluster (through the controller); its task
-/// starts within a second on the node that leads its input. Blocking.
+/// tasks start within a second on the leaders of its partitions. Blocking.
 pub fn create(b: &Broker, def: JobDef) -> Result<(), JobChangeError> {
     def.plan()?;
     if b.meta.jobs().contains_key(&def.name) {

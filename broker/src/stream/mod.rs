@@ -6,8 +6,11 @@
 //! operator's row (time, key, arguments, `WHERE`); `window` is the pure
 //! window operator (assign, aggregate, fire; no IO), `acc` its aggregates
 //! (order-independent, so exact sums) and `watermark` the per-partition
-//! event time that decides lateness and firing. The IO shell that reads
-//! input partitions and writes results comes in the next slice.
+//! event time that decides lateness and firing. A job runs as tasks
+//! (`jobs`): a `route` task on the leader of each input partition and an
+//! `aggregate` task on the leader of each shard, joined by the job's
+//! repartition topic (`repartition`); `task` holds what they share
+//! (checkpoints, topics).
 //!
 //! # Why replay equals live
 //!
@@ -29,11 +32,13 @@
 //! up to `gap + grace` behind a partition's watermark and would extend it.
 
 pub mod acc;
+pub mod aggregate;
 pub mod job;
 pub mod jobs;
 pub mod output;
 pub mod plan;
 pub mod repartition;
+pub mod route;
 pub mod row;
 pub mod sql;
 pub mod task;

@@ -1,0 +1,300 @@
+//! The aggregate task of one shard: reads partition N of the job's
+//! repartition topic, runs the window operator over the rows routed there
+//! ([`Shard`]), and writes the results to output partition N, of which it is
+//! the only writer (a result's key is the group key, hashed alike for the
+//! shard and the output partition).
+//!
+//! # Exactly once
+//!
+//! Its checkpoint holds the shard (the operator's state and the highest
+//! source offset taken from each input partition), the next repartition
+//! offset, and the end of its output partition. Final results are emitted
+//! in an order that does not depend on how the source partitions
+//! interleave: by window close, then group key (the firing watermark only
+//! grows, and windows closing together fire together, sorted). So the
+//! results a restarted task emits while it replays from the checkpoint are
+//! the ones the crashed task wrote after it, in the same order, and the task
+//! skips as many of them as its output partition gained since the
+//! checkpoint. Every final result is written exactly once, provided the job
+//! is its output topic's only writer. Updates of open windows (`--emit
+//! changes`) are written at least once (their order depends on the
+//! interleaving).
+//!
+//! After each checkpoint the task deletes the repartition records below its
+//! position: the repartition topic holds only what is still to be read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use weir_client::{
+    Acks, Admin, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, OffsetSpec, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
+};
+
+use super::job::{JobDef, SharedReport};
+use super::plan::JobPlan;
+use super::repartition::{self, Routed, Shard, Took};
+use super::task::{self, StateQuery, TaskError, TaskId, CHECKPOINT_EVERY};
+use super::window::{EmitMode, WindowOperator, WindowResult};
+
+/// What an aggregate task's checkpoint holds (borrowed when written: the
+/// shard is not copied).
+#[derive(Debug, Serialize, Deserialize)]
+struct AggregateCheckpoint<S> {
+    shard: S,
+    /// Next repartition offset.
+    position: i64,
+    /// The output partition's end when it was taken.
+    output_end: i64,
+}
+
+/// Runs the aggregate task of shard `r` of job `def` against the cluster at
+/// `bootstrap` until `stop` turns true; reports into `report` and answers
+/// `queries`.
+pub async fn run(
+    def: JobDef,
+    plan: JobPlan,
+    r: i32,
+    bootstrap: String,
+    report: Arc<SharedReport>,
+    stop: watch::Receiver<bool>,
+    mut queries: mpsc::Receiver<StateQuery>,
+) -> Result<(), TaskError> {
+    let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
+    let sources = admin.partitions(&plan.input_topic).await?.len();
+    let shards = task::prepare_topics(&admin, &def, &plan, sources as i32).await?;
+    let outputs = admin.partitions(&plan.output_topic).await?.len() as i32;
+    if outputs != shards {
+        return Err(TaskError::Topics(format!(
+            "output topic {} has {outputs} partitions and the job's repartition topic {shards}: \
+             drop the job and create it again",
+            plan.output_topic
+        )));
+    }
+    let key = TaskId::Aggregate(r).state_key(&def.name);
+    let restored: Option<AggregateCheckpoint<Shard>> =
+        task::load_checkpoint(&bootstrap, &def, &key).await?;
+    let input = TopicPartition::new(repartition::topic(&def.name), r);
+    let output = TopicPartition::new(&plan.output_topic, r);
+    let output_end = end_of(&admin, &output).await?;
+    let (shard, position, skip) = match restored {
+        Some(c) => {
+            // Results the crashed task wrote after its checkpoint: replay
+            // emits them again, in the same order, and they are skipped.
+            // Only final results come in an order replay repeats: with every
+            // change emitted too, nothing is skipped (at least once).
+            let skip = match def.emit {
+                EmitMode::Final => (output_end - c.output_end).max(0),
+                EmitMode::Changes => 0,
+            };
+            (c.shard, c.position, skip)
+        }
+        None => {
+            let op = WindowOperator::new(
+                plan.window,
+                def.grace_ms,
+                plan.aggregates.iter().map(|a| a.kind).collect(),
+                sources,
+                def.emit,
+            );
+            let start = admin
+                .list_offsets(std::slice::from_ref(&input), OffsetSpec::Earliest)
+                .await?
+                .get(&input)
+                .map_or(0, |l| l.offset);
+            (Shard::new(op), start, 0)
+        }
+    };
+    tracing::info!(job = %def.name, shard = r, position, output_end, skip, "aggregate task starting");
+    let mut consumer = ConsumerConfig::new(&bootstrap)
+        .client_id(format!("weir-job-{}", def.name))
+        .build()
+        .await?;
+    consumer.assign(vec![input.clone()]);
+    consumer.seek(&input, position)?;
+    let producer = ProducerConfig::new(&bootstrap)
+        .acks(Acks::All)
+        .idempotent(true)
+        .linger(Duration::from_millis(5))
+        .client_id(format!("weir-job-{}-out-{r}", def.name))
+        .build()
+        .await?;
+    let mut a = Aggregate {
+        def,
+        plan,
+        r,
+        input,
+        output,
+        shard,
+        producer,
+        pending: Vec::new(),
+        skip,
+        report,
+        counts: Counts::default(),
+    };
+    a.report.update(|rep| rep.state = "running".into());
+    // A first checkpoint before any result: a crash from here on replays
+    // against a known output end.
+    a.checkpoint(&consumer, &admin).await?;
+    let mut last_checkpoint = Instant::now();
+    let mut out = Vec::new();
+    loop {
+        // Not raced against the stop signal or queries: a poll dropped
+        // half-way could have moved the position past records it never
+        // returned. It returns within 200 ms.
+        let records = consumer.poll(Duration::from_millis(200)).await?;
+        while let Ok(q) = queries.try_recv() {
+            let open = a
+                .shard
+                .op
+                .open_for(&q.key)
+                .iter()
+                .map(|w| {
+                    let (_, value) = super::output::record(&a.plan, w);
+                    serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null)
+                })
+                .collect();
+            let _ = q.reply.send(open);
+        }
+        for rec in records {
+            match Routed::decode(rec.key.as_deref(), rec.value.as_deref().unwrap_or_default()) {
+                Ok(routed) => match a.shard.take(routed, &mut out) {
+                    Took::Row | Took::Mark => {}
+                    Took::Duplicate => a.counts.duplicates += 1,
+                    Took::Late => a.counts.late += 1,
+                },
+                // Only route tasks write there: a record they did not write
+                // is skipped, loudly.
+                Err(e) => {
+                    tracing::warn!(job = %a.def.name, shard = a.r, offset = rec.offset, error = %e, "skipping a repartition record");
+                }
+            }
+            a.write(&mut out).await?;
+        }
+        a.publish_counts();
+        let stopping = *stop.borrow();
+        if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            a.checkpoint(&consumer, &admin).await?;
+            last_checkpoint = Instant::now();
+        }
+        if stopping {
+            a.report.update(|rep| rep.state = "stopped".into());
+            return Ok(());
+        }
+    }
+}
+
+/// The end offset of `tp`.
+async fn end_of(admin: &Admin, tp: &TopicPartition) -> Result<i64, TaskError> {
+    Ok(task::ends(admin, std::slice::from_ref(tp))
+        .await?
+        .get(&tp.partition)
+        .copied()
+        .unwrap_or(0))
+}
+
+/// Counts not yet added to the report (it is updated once per poll).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    late: u64,
+    duplicates: u64,
+    records_out: u64,
+    skipped: u64,
+}
+
+/// An aggregate task's IO state.
+struct Aggregate {
+    def: JobDef,
+    plan: JobPlan,
+    r: i32,
+    /// The shard: partition `r` of the repartition topic.
+    input: TopicPartition,
+    /// Output partition `r`.
+    output: TopicPartition,
+    shard: Shard,
+    producer: Producer,
+    /// Results written since the last checkpoint, not yet known acknowledged.
+    pending: Vec<DeliveryFuture>,
+    /// Final results still to skip: written before a crash.
+    skip: i64,
+    report: Arc<SharedReport>,
+    counts: Counts,
+}
+
+impl Aggregate {
+    /// Adds the counts since the last call to the report.
+    fn publish_counts(&mut self) {
+        let c = std::mem::take(&mut self.counts);
+        if c != Counts::default() {
+            self.report.update(|rep| {
+                rep.late += c.late;
+                rep.duplicates += c.duplicates;
+                rep.records_out += c.records_out;
+                rep.skipped_on_recovery += c.skipped;
+            });
+        }
+    }
+
+    /// Writes the results in `out` to the output partition.
+    async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
+        for w in out.drain(..) {
+            if w.is_final && self.skip > 0 {
+                self.skip -= 1;
+                self.counts.skipped += 1;
+                continue;
+            }
+            // The record's timestamp is the time it is written, not the
+            // window's end: results of a replay of old history would
+            // otherwise fall under retention at once.
+            let (key, value) = super::output::record(&self.plan, &w);
+            let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
+                .key(Bytes::from(key))
+                .partition(self.r);
+            if self.def.emit == EmitMode::Changes {
+                // Tells a window's last (final) result from its updates.
+                rec = rec.header("weir-final", if w.is_final { "true" } else { "false" });
+            }
+            self.pending.push(self.producer.send(rec).await?);
+            self.counts.records_out += 1;
+        }
+        Ok(())
+    }
+
+    /// Waits for the results written so far, then stores the shard, the
+    /// position and the output end (see the module docs), deletes the
+    /// repartition records read, and refreshes the report.
+    async fn checkpoint(&mut self, consumer: &Consumer, admin: &Admin) -> Result<(), TaskError> {
+        self.producer.flush().await?;
+        for d in self.pending.drain(..) {
+            d.await?;
+        }
+        let position = consumer.position(&self.input).unwrap_or(0);
+        // Results still to skip were written before the crash: they count
+        // in the output's end already.
+        let output_end = end_of(admin, &self.output).await? - self.skip;
+        let cp = AggregateCheckpoint {
+            shard: &self.shard,
+            position,
+            output_end,
+        };
+        let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
+        task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
+        if position > 0 {
+            let below = BTreeMap::from([(self.input.clone(), position)]);
+            if let Err(e) = admin.delete_records(&below).await {
+                tracing::debug!(job = %self.def.name, error = %e, "repartition records not deleted yet");
+            }
+        }
+        let op = &self.shard.op;
+        let (open, firing) = (op.open_windows(), op.watermarks().firing());
+        self.report.update(|rep| {
+            rep.open_windows = open;
+            rep.watermark = firing;
+        });
+        Ok(())
+    }
+}

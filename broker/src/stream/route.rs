@@ -1,0 +1,316 @@
+//! The route task of one input partition: reads it with Weir's own client,
+//! turns each record into a row, judges lateness by the partition's
+//! watermark ([`Router`]), writes each on-time row to its key's shard of the
+//! repartition topic and late and unreadable records to the late topic, and
+//! tells every shard where the partition's watermark stands.
+//!
+//! Its checkpoint is the next input offset and the router (the watermark).
+//! Rows written after it are written again by a task that restarts from it;
+//! the shards drop them by their source offset (see [`super::repartition`]),
+//! so routing is exactly once where it matters. The late topic is written
+//! at least once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use weir_client::{
+    Acks, Admin, ClientConfig, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetSpec,
+    Producer, ProducerConfig, ProducerRecord, TopicPartition,
+};
+
+use super::job::{JobDef, PartitionReport, SharedReport, StartFrom};
+use super::plan::JobPlan;
+use super::repartition::{self, Routed, Router};
+use super::row::Reader;
+use super::task::{self, TaskError, TaskId, CHECKPOINT_EVERY};
+
+/// What a route task's checkpoint holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct RouteCheckpoint {
+    /// Next input offset.
+    position: i64,
+    router: Router,
+}
+
+/// Runs the route task of input partition `p` of job `def` against the
+/// cluster at `bootstrap` until `stop` turns true; reports into `report`.
+pub async fn run(
+    def: JobDef,
+    plan: JobPlan,
+    p: i32,
+    bootstrap: String,
+    report: Arc<SharedReport>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), TaskError> {
+    let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
+    let inputs = admin.partitions(&plan.input_topic).await?;
+    let shards = task::prepare_topics(&admin, &def, &plan, inputs.len() as i32).await?;
+    let key = TaskId::Route(p).state_key(&def.name);
+    let restored: Option<RouteCheckpoint> = task::load_checkpoint(&bootstrap, &def, &key).await?;
+    let tp = TopicPartition::new(&plan.input_topic, p);
+    // A concrete start before the first checkpoint, so that a crash before
+    // the next one resumes where this run started (a `--from latest` job
+    // must not replay the whole history then).
+    let (position, router) = match restored {
+        Some(c) => (c.position, c.router),
+        None => (
+            start_offset(&admin, &tp, def.from).await?,
+            Router::new(plan.window, def.grace_ms),
+        ),
+    };
+    let mut consumer = ConsumerConfig::new(&bootstrap)
+        .group(format!("weir-job-{}", def.name))
+        .auto_commit(false)
+        .client_id(format!("weir-job-{}", def.name))
+        .build()
+        .await?;
+    consumer.assign(vec![tp.clone()]);
+    consumer.seek(&tp, position)?;
+    let producer = ProducerConfig::new(&bootstrap)
+        .acks(Acks::All)
+        .idempotent(true)
+        .linger(Duration::from_millis(5))
+        .client_id(format!("weir-job-{}-{p}", def.name))
+        .build()
+        .await?;
+    tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
+    let mut r = Route {
+        reader: Reader::new(&plan),
+        repartition: repartition::topic(&def.name),
+        shards,
+        p,
+        tp,
+        def,
+        router,
+        position,
+        producer,
+        pending: Vec::new(),
+        marked: (None, false),
+        idle: false,
+        last_record: Instant::now(),
+        report,
+        counts: (0, 0, 0),
+        counted: (Instant::now(), 0),
+    };
+    r.report.update(|rep| rep.state = "running".into());
+    r.checkpoint(&mut consumer, &admin).await?;
+    let mut last_checkpoint = Instant::now();
+    loop {
+        // Not raced against the stop signal: a poll dropped half-way could
+        // have moved the position past records it never returned. It
+        // returns within 200 ms.
+        let records = consumer.poll(Duration::from_millis(200)).await?;
+        let now = (
+            Instant::now(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        );
+        for rec in records {
+            r.take(rec, now).await?;
+        }
+        r.publish_counts();
+        r.tend_idle();
+        r.mark().await?;
+        let stopping = *stop.borrow();
+        if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            r.checkpoint(&mut consumer, &admin).await?;
+            last_checkpoint = Instant::now();
+        }
+        if stopping {
+            r.report.update(|rep| rep.state = "stopped".into());
+            return Ok(());
+        }
+    }
+}
+
+/// The first offset of `tp` to read for a job starting `from`.
+async fn start_offset(
+    admin: &Admin,
+    tp: &TopicPartition,
+    from: StartFrom,
+) -> Result<i64, TaskError> {
+    let spec = match from {
+        StartFrom::Earliest => OffsetSpec::Earliest,
+        StartFrom::Latest => OffsetSpec::Latest,
+        StartFrom::Timestamp(t) => OffsetSpec::Timestamp(t),
+    };
+    let tps = std::slice::from_ref(tp);
+    let found = admin.list_offsets(tps, spec).await?;
+    let end = task::ends(admin, tps)
+        .await?
+        .get(&tp.partition)
+        .copied()
+        .unwrap_or(0);
+    // No record at or after the time: start at the end.
+    Ok(found
+        .get(tp)
+        .map_or(end, |l| if l.offset < 0 { end } else { l.offset }))
+}
+
+/// A route task's IO state.
+struct Route {
+    reader: Reader,
+    repartition: String,
+    shards: i32,
+    p: i32,
+    tp: TopicPartition,
+    def: JobDef,
+    router: Router,
+    /// Next input offset.
+    position: i64,
+    producer: Producer,
+    /// Records written since the last checkpoint, not yet known acknowledged.
+    pending: Vec<DeliveryFuture>,
+    /// The watermark and idleness last told to every shard.
+    marked: (Option<i64>, bool),
+    idle: bool,
+    last_record: Instant,
+    report: Arc<SharedReport>,
+    /// Records in, late and unreadable since the report was last updated.
+    counts: (u64, u64, u64),
+    /// Start of the rate interval and records in at its start.
+    counted: (Instant, u64),
+}
+
+impl Route {
+    /// Routes one input record.
+    async fn take(&mut self, rec: ConsumerRecord, now: (Instant, i64)) -> Result<(), TaskError> {
+        self.position = rec.offset + 1;
+        self.last_record = now.0;
+        self.idle = false;
+        let value = rec.value.clone().unwrap_or_default();
+        let (late, bad) = match self.reader.row(&value, rec.timestamp, now.1) {
+            Ok(Some(row)) => match self.router.route(self.p, rec.offset, row) {
+                Some(routed) => {
+                    let (key, bytes) = routed.encode();
+                    let key = key.unwrap_or_default();
+                    let shard = weir_client::partitioner::partition_for_key(&key, self.shards);
+                    let out = ProducerRecord::new(self.repartition.clone(), Bytes::from(bytes))
+                        .key(Bytes::from(key))
+                        .partition(shard)
+                        .timestamp(rec.timestamp);
+                    self.pending.push(self.producer.send(out).await?);
+                    (false, None)
+                }
+                None => (true, None),
+            },
+            Ok(None) => (false, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        self.counts.0 += 1;
+        self.counts.1 += u64::from(late);
+        self.counts.2 += u64::from(bad.is_some());
+        if late || bad.is_some() {
+            if let Some(topic) = &self.def.late_topic {
+                let mut out = ProducerRecord::new(topic.clone(), value)
+                    .header("weir-source-partition", self.p.to_string())
+                    .header("weir-source-offset", rec.offset.to_string())
+                    .header("weir-reason", bad.unwrap_or_else(|| "late".into()))
+                    .timestamp(rec.timestamp);
+                if let Some(k) = rec.key {
+                    out = out.key(k);
+                }
+                self.pending.push(self.producer.send(out).await?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the counts since the last call to the report (once per poll,
+    /// not per record).
+    fn publish_counts(&mut self) {
+        let (records_in, late, bad) = std::mem::take(&mut self.counts);
+        if records_in > 0 {
+            self.report.update(|r| {
+                r.records_in += records_in;
+                r.late += late;
+                r.bad += bad;
+            });
+        }
+    }
+
+    /// Marks the partition idle after the job's idle timeout.
+    fn tend_idle(&mut self) {
+        if let Some(ms) = self.def.idle_timeout_ms {
+            if self.last_record.elapsed() >= Duration::from_millis(ms as u64) {
+                self.idle = true;
+            }
+        }
+    }
+
+    /// Tells every shard the partition's watermark and idleness, when they
+    /// changed since last told.
+    async fn mark(&mut self) -> Result<(), TaskError> {
+        let now = (self.router.wm, self.idle);
+        if now == self.marked {
+            return Ok(());
+        }
+        let (_, bytes) = Routed::Mark {
+            source: self.p,
+            wm: now.0,
+            idle: now.1,
+        }
+        .encode();
+        let bytes = Bytes::from(bytes);
+        for shard in 0..self.shards {
+            let out = ProducerRecord::new(self.repartition.clone(), bytes.clone()).partition(shard);
+            self.pending.push(self.producer.send(out).await?);
+        }
+        self.marked = now;
+        Ok(())
+    }
+
+    /// Waits for what was written so far, then stores the position and the
+    /// router, commits the position to the job's consumer group, and
+    /// refreshes the report.
+    async fn checkpoint(
+        &mut self,
+        consumer: &mut weir_client::Consumer,
+        admin: &Admin,
+    ) -> Result<(), TaskError> {
+        self.producer.flush().await?;
+        for d in self.pending.drain(..) {
+            d.await?;
+        }
+        if let Some(at) = consumer.position(&self.tp) {
+            self.position = at;
+        }
+        let key = TaskId::Route(self.p).state_key(&self.def.name);
+        let cp = RouteCheckpoint {
+            position: self.position,
+            router: self.router.clone(),
+        };
+        task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
+        consumer
+            .commit_offsets([(self.tp.clone(), self.position)].into())
+            .await?;
+        let end = task::ends(admin, std::slice::from_ref(&self.tp))
+            .await?
+            .get(&self.p)
+            .copied()
+            .unwrap_or(0);
+        let (since, before) = self.counted;
+        let (position, wm, p) = (self.position, self.router.wm, self.p);
+        self.report.update(|rep| {
+            let secs = since.elapsed().as_secs_f64().max(1e-3);
+            rep.records_per_sec = (rep.records_in - before) as f64 / secs;
+            rep.partitions = [(
+                p,
+                PartitionReport {
+                    position,
+                    log_end: end,
+                    watermark: wm,
+                },
+            )]
+            .into();
+            rep.caught_up = position >= end;
+        });
+        let now_in = self.report.get().records_in;
+        self.counted = (Instant::now(), now_in);
+        Ok(())
+    }
+}

@@ -123,6 +123,14 @@ pub async fn prepare_topics(
     state.configs = vec![
         ("cleanup.policy".into(), "compact".into()),
         ("max.message.bytes".into(), MAX_CHECKPOINT_BYTES.to_string()),
+        // Every task checkpoints each second: small segments, rolled at
+        // least every 10 minutes, let compaction keep what a starting task
+        // reads short.
+        (
+            "segment.bytes".into(),
+            (2 * MAX_CHECKPOINT_BYTES).to_string(),
+        ),
+        ("segment.ms".into(), "600000".into()),
     ];
     admin.create_topic(state, true).await?;
     Ok(shards)

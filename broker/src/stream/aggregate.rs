@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use weir_client::{
     Acks, Admin, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, OffsetSpec, Producer,
     ProducerConfig, ProducerRecord, TopicPartition,
@@ -38,7 +38,7 @@ use weir_client::{
 use super::job::{JobDef, SharedReport};
 use super::plan::JobPlan;
 use super::repartition::{self, Routed, Shard, Took};
-use super::task::{self, StateQuery, TaskError, TaskId, CHECKPOINT_EVERY};
+use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
 use super::window::{EmitMode, WindowOperator, WindowResult};
 
 /// What an aggregate task's checkpoint holds (borrowed when written: the
@@ -52,18 +52,26 @@ struct AggregateCheckpoint<S> {
     output_end: i64,
 }
 
-/// Runs the aggregate task of shard `r` of job `def` against the cluster at
-/// `bootstrap` until `stop` turns true; reports into `report` and answers
-/// `queries`.
+/// Whether this node still leads the task's shard. A task whose node lost
+/// it writes nothing more, not even a checkpoint: the new leader's task
+/// may have read its output partition's end already.
+pub type Leads = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// Runs the aggregate task of shard `r` of the job in `cx` until its stop signal turns true or `leads` turns false;
+/// answers `queries`.
 pub async fn run(
-    def: JobDef,
-    plan: JobPlan,
+    cx: TaskContext,
     r: i32,
-    bootstrap: String,
-    report: Arc<SharedReport>,
-    stop: watch::Receiver<bool>,
     mut queries: mpsc::Receiver<StateQuery>,
+    leads: Leads,
 ) -> Result<(), TaskError> {
+    let TaskContext {
+        def,
+        plan,
+        bootstrap,
+        report,
+        stop,
+    } = cx;
     let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
     let sources = admin.partitions(&plan.input_topic).await?.len();
     let shards = task::prepare_topics(&admin, &def, &plan, sources as i32).await?;
@@ -173,9 +181,17 @@ pub async fn run(
                     tracing::warn!(job = %a.def.name, shard = a.r, offset = rec.offset, error = %e, "skipping a repartition record");
                 }
             }
+            if !out.is_empty() && !leads() {
+                a.deposed();
+                return Ok(());
+            }
             a.write(&mut out).await?;
         }
         a.publish_counts();
+        if !leads() {
+            a.deposed();
+            return Ok(());
+        }
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             a.checkpoint(&consumer, &admin).await?;
@@ -226,6 +242,13 @@ struct Aggregate {
 }
 
 impl Aggregate {
+    /// Stops without writing: the node no longer leads the shard.
+    fn deposed(&self) {
+        tracing::info!(job = %self.def.name, shard = self.r, "aggregate task stops: this node no longer leads its shard");
+        self.report
+            .update(|rep| rep.state = "stopped: its shard's leadership moved".into());
+    }
+
     /// Adds the counts since the last call to the report.
     fn publish_counts(&mut self) {
         let c = std::mem::take(&mut self.counts);

@@ -224,13 +224,26 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
         let (def, report) = (def.clone(), Arc::clone(&report));
         let key = key.clone();
         tokio::spawn(async move {
-            let rep = Arc::clone(&report);
+            let cx = super::task::TaskContext {
+                def,
+                plan,
+                bootstrap,
+                report: Arc::clone(&report),
+                stop: stopped,
+            };
             let res = match (key.1, asked) {
-                (TaskId::Route(p), _) => {
-                    super::route::run(def, plan, p, bootstrap, rep, stopped).await
-                }
+                (TaskId::Route(p), _) => super::route::run(cx, p).await,
                 (TaskId::Aggregate(r), Some(asked)) => {
-                    super::aggregate::run(def, plan, r, bootstrap, rep, stopped, asked).await
+                    let topic = super::repartition::topic(&cx.def.name);
+                    let node = weak.clone();
+                    let leads = Box::new(move || {
+                        node.upgrade().is_some_and(|b| {
+                            b.partition(&topic, r).is_some_and(|p| {
+                                matches!(p.leadership().role, crate::partition::Role::Leader)
+                            })
+                        })
+                    });
+                    super::aggregate::run(cx, r, asked, leads).await
                 }
                 (TaskId::Aggregate(_), None) => Ok(()),
             };

@@ -15,17 +15,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use weir_client::{
     Acks, Admin, ClientConfig, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetSpec,
     Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 
 use super::job::{JobDef, PartitionReport, SharedReport, StartFrom};
-use super::plan::JobPlan;
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
-use super::task::{self, TaskError, TaskId, CHECKPOINT_EVERY};
+use super::task::{self, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
 
 /// What a route task's checkpoint holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,16 +33,16 @@ struct RouteCheckpoint {
     router: Router,
 }
 
-/// Runs the route task of input partition `p` of job `def` against the
-/// cluster at `bootstrap` until `stop` turns true; reports into `report`.
-pub async fn run(
-    def: JobDef,
-    plan: JobPlan,
-    p: i32,
-    bootstrap: String,
-    report: Arc<SharedReport>,
-    stop: watch::Receiver<bool>,
-) -> Result<(), TaskError> {
+/// Runs the route task of input partition `p` of the job in `cx` until its
+/// stop signal turns true.
+pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
+    let TaskContext {
+        def,
+        plan,
+        bootstrap,
+        report,
+        stop,
+    } = cx;
     let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
     let inputs = admin.partitions(&plan.input_topic).await?;
     let shards = task::prepare_topics(&admin, &def, &plan, inputs.len() as i32).await?;

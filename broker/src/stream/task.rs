@@ -13,17 +13,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use weir_client::{
     Admin, ConsumerConfig, NewTopic, OffsetSpec, Producer, ProducerRecord, StartPosition,
     TopicPartition,
 };
 
-use super::job::{JobDef, JobReport};
+use super::job::{JobDef, JobReport, SharedReport};
 use super::plan::JobPlan;
 
 /// The compacted topic of job checkpoints (key: [`TaskId::state_key`]).
@@ -59,6 +60,21 @@ impl fmt::Display for TaskId {
             TaskId::Aggregate(r) => write!(f, "aggregate-{r}"),
         }
     }
+}
+
+/// What every task gets from the node that starts it.
+#[derive(Debug)]
+pub struct TaskContext {
+    /// The job.
+    pub def: JobDef,
+    /// Its plan.
+    pub plan: JobPlan,
+    /// This node's Kafka listener.
+    pub bootstrap: String,
+    /// Where the task reports.
+    pub report: Arc<SharedReport>,
+    /// Turns true when the task is to stop.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// Why a task stopped.

@@ -1,0 +1,178 @@
+//! The window operator alone, no IO: rows per second into tumbling, hopping
+//! and session windows; what a checkpoint of its state costs (JSON, as the
+//! aggregate task writes it); and the memory an open window holds, counted
+//! by a global allocator that tracks live bytes.
+//!
+//!   cargo bench -p weir-broker --bench window
+
+// The counting allocator below is the only unsafe code: it forwards every
+// call to the system allocator.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use serde_json::json;
+use weir_broker::stream::plan::{AggregateKind, WindowSpec};
+use weir_broker::stream::window::{EmitMode, GroupKey, Row, WindowOperator};
+
+/// Counts the bytes allocated and not yet freed.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only
+// a counter is updated beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The seed query's aggregates: SUM(transactionSum), COUNT(*).
+const SEED: [AggregateKind; 2] = [AggregateKind::Sum, AggregateKind::CountStar];
+
+/// `n` rows of 500 customers, 20 ms of event time apart, out of order by up
+/// to 4 s (the shape of `scripts/stream_events.py`).
+fn rows(n: usize) -> Vec<Row> {
+    let mut seed = 0x9e37_79b9_u64;
+    (0..n)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let t = 1_700_000_000_000 + i as i64 * 20 + (seed % 4_000) as i64 - 2_000;
+            Row {
+                time_ms: t,
+                key: GroupKey::of(&[json!((seed >> 16) % 500)]),
+                args: vec![json!(((seed >> 8) % 10_000) as f64 / 100.0), json!(null)],
+            }
+        })
+        .collect()
+}
+
+fn specs() -> [(&'static str, WindowSpec); 3] {
+    [
+        ("tumble_30s", WindowSpec::Tumble { size_ms: 30_000 }),
+        (
+            "hop_2s_10s",
+            WindowSpec::Hop {
+                slide_ms: 2_000,
+                size_ms: 10_000,
+            },
+        ),
+        ("session_10s", WindowSpec::Session { gap_ms: 10_000 }),
+    ]
+}
+
+fn operator(spec: WindowSpec) -> WindowOperator {
+    WindowOperator::new(spec, 5_000, SEED.to_vec(), 1, EmitMode::Final)
+}
+
+/// Rows per second through the operator, results included.
+fn throughput(c: &mut Criterion) {
+    let input = rows(100_000);
+    let mut g = c.benchmark_group("window_operator");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.sample_size(10);
+    for (name, spec) in specs() {
+        g.bench_function(BenchmarkId::new("rows", name), |b| {
+            b.iter(|| {
+                let mut op = operator(spec);
+                let mut out = Vec::new();
+                for r in &input {
+                    op.process(0, r.clone(), &mut out);
+                    out.clear();
+                }
+                black_box(op.open_windows())
+            })
+        });
+    }
+    g.finish();
+}
+
+/// An operator holding `keys` open tumbling windows (one per key; nothing
+/// fires: every row is in the first window).
+fn open_windows(keys: usize, kinds: &[AggregateKind], distinct_values: usize) -> WindowOperator {
+    let mut op = WindowOperator::new(
+        WindowSpec::Tumble { size_ms: 3_600_000 },
+        0,
+        kinds.to_vec(),
+        1,
+        EmitMode::Final,
+    );
+    let mut out = Vec::new();
+    for k in 0..keys {
+        for v in 0..distinct_values.max(1) {
+            let row = Row {
+                time_ms: 1_000 + v as i64,
+                key: GroupKey::of(&[json!(k)]),
+                args: kinds.iter().map(|_| json!(v)).collect(),
+            };
+            op.process(0, row, &mut out);
+        }
+    }
+    assert!(out.is_empty(), "nothing fires");
+    op
+}
+
+/// Live bytes per open window, and the checkpoint's bytes per window and
+/// time, printed once (measurements, not timings of criterion's).
+fn memory_and_checkpoint(c: &mut Criterion) {
+    const KEYS: usize = 100_000;
+    for (name, kinds, distinct) in [
+        ("SUM + COUNT(*)", &SEED[..], 1),
+        ("COUNT(DISTINCT) of 10 values", &[AggregateKind::CountDistinct][..], 10),
+    ] {
+        let before = LIVE.load(Ordering::Relaxed);
+        let op = open_windows(KEYS, kinds, distinct);
+        let live = LIVE.load(Ordering::Relaxed) - before;
+        let bytes = serde_json::to_vec(&op).expect("state serializes");
+        println!(
+            "memory: {name}: {KEYS} open windows hold {live} bytes, {} bytes per window; checkpoint {} bytes, {} per window",
+            live / KEYS as isize,
+            bytes.len(),
+            bytes.len() / KEYS
+        );
+        drop(op);
+    }
+    let op = open_windows(KEYS, &SEED, 1);
+    let mut g = c.benchmark_group("checkpoint");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(KEYS as u64));
+    g.bench_function("to_json_100k_open_windows", |b| {
+        b.iter(|| black_box(serde_json::to_vec(&op).expect("serializes").len()))
+    });
+    let bytes = serde_json::to_vec(&op).expect("serializes");
+    g.bench_function("from_json_100k_open_windows", |b| {
+        b.iter(|| {
+            let back: WindowOperator = serde_json::from_slice(&bytes).expect("parses");
+            black_box(back.open_windows())
+        })
+    });
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    throughput(&mut c);
+    memory_and_checkpoint(&mut c);
+    c.final_summary();
+}

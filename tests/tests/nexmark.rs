@@ -417,9 +417,14 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
     while counted != per_bidder {
         ensure!(
             Instant::now() < deadline,
-            "Q12: per-bidder counts differ after 30 s: got {} bidders, {} expected",
+            "Q12: per-bidder counts differ after 30 s ({} bidders counted, {} expected); \
+             first difference: {:?}",
             counted.len(),
-            per_bidder.len()
+            per_bidder.len(),
+            per_bidder
+                .iter()
+                .find(|(b, n)| counted.get(b) != Some(n))
+                .map(|(b, n)| (b, n, counted.get(b)))
         );
         for p in 0..PARTITIONS {
             producer

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+pub mod bids;
 pub mod cluster;
 pub mod proxy;
 pub mod raw;

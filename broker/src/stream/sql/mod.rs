@@ -30,12 +30,20 @@
 //! - `WHERE`: comparisons (`=`, `<>`, `!=`, `<`, `<=`, `>`, `>=`) of a column
 //!   with a constant (number, `'string'`, `TRUE`/`FALSE`, `NULL`) or another
 //!   column, `AND`, `OR`, `NOT`, parentheses, `IS [NOT] NULL`.
+//! - A table alias on the input (`FROM bid B`, `FROM bid AS B`, `FROM
+//!   TABLE(TUMBLE(TABLE bid, …)) AS B`) and qualified columns `B.col` wherever
+//!   a column is accepted (select list, `GROUP BY`, `WHERE`, window time
+//!   arguments, `DESCRIPTOR`). The qualifier must be the alias, or the topic
+//!   name when there is none; a qualified statement plans exactly as the bare
+//!   one (see `qualified`).
+//! - `GROUP BY` with the window alone: one group per window (an empty key).
 //!
 //! # Refused
 //!
 //! Everything else, with the clause named: joins, subqueries, `WITH`,
-//! `HAVING`, `ORDER BY`, `LIMIT`, `SELECT DISTINCT`, `UNION`, `*`, table
-//! aliases and qualified columns, compound topic names, `INSERT` column
+//! `HAVING`, `ORDER BY`, `LIMIT`, `SELECT DISTINCT`, `UNION`, `*`, another
+//! qualifier than the alias (or topic name), two qualifiers (`a.b.c`), column
+//! lists on an alias (`AS B(x, y)`), compound topic names, `INSERT` column
 //! lists, a `GROUP BY` without a window or with two, expressions other than
 //! the above, other functions (including `CUMULATE` and `*_ROWTIME`), window
 //! table function offsets, named arguments and `PARTITION BY`, and
@@ -46,6 +54,7 @@
 //! dropped from the token stream (the keyword is therefore optional there).
 
 mod filter;
+mod qualified;
 mod select;
 #[cfg(test)]
 mod tests;

@@ -9,13 +9,14 @@ use sqlparser::ast::{
 
 use super::window_fn::{self, Bound, Window};
 use super::{
-    call_args, column_name, filter, function_name, invalid, show, strip_parens, topic_name,
-    unsupported, SqlError,
+    call_args, column_name, filter, function_name, invalid, qualified, show, strip_parens,
+    topic_name, unsupported, SqlError,
 };
 use crate::stream::plan::{AggregateKind, AggregateSpec, JobPlan, OutputColumn};
 
 /// Builds the plan of a checked `SELECT` writing to `output_topic`.
 pub(super) fn plan_select(select: &Select, output_topic: String) -> Result<JobPlan, SqlError> {
+    let select = &qualified::unqualify(select)?;
     let (input_topic, table_window) = from_clause(select)?;
     let GroupByExpr::Expressions(group_by, _) = &select.group_by else {
         return Err(unsupported("GROUP BY", "GROUP BY ALL".to_string()));
@@ -349,7 +350,9 @@ fn from_clause(select: &Select) -> Result<(String, Option<Window>), SqlError> {
     match &from.relation {
         TableFactor::Table {
             name,
-            alias,
+            // An alias only names the input for qualified columns, which
+            // `qualified::unqualify` made bare before this.
+            alias: _,
             args,
             with_hints,
             version,
@@ -378,15 +381,9 @@ fn from_clause(select: &Select) -> Result<(String, Option<Window>), SqlError> {
                     ),
                 ));
             }
-            if alias.is_some() {
-                return Err(unsupported(CLAUSE, "table aliases".to_string()));
-            }
             Ok((topic_name(name, CLAUSE)?, None))
         }
-        TableFactor::TableFunction { expr, alias } => {
-            if alias.is_some() {
-                return Err(unsupported(CLAUSE, "table aliases".to_string()));
-            }
+        TableFactor::TableFunction { expr, alias: _ } => {
             let (topic, window) = window_fn::table_function(expr)?;
             Ok((topic, Some(window)))
         }

@@ -410,3 +410,56 @@ fn where_forms() {
     );
     assert_eq!(filter_of("((a = 1))"), a());
 }
+
+#[test]
+fn table_aliases_and_qualified_columns() {
+    let bare = "INSERT INTO o SELECT bidder, COUNT(*) AS n, SESSION_START(dateTime, INTERVAL '10' SECOND) AS s \
+                FROM bid WHERE price > 10 AND channel IS NOT NULL \
+                GROUP BY bidder, SESSION(dateTime, INTERVAL '10' SECOND)";
+    let want = plan(bare);
+    for (from, q) in [
+        ("bid B", "B"),
+        ("bid AS B", "B"),
+        ("bid", "bid"),
+        ("\"bid\" b", "b"),
+    ] {
+        let sql = format!(
+            "INSERT INTO o SELECT {q}.bidder, COUNT(*) AS n, SESSION_START({q}.dateTime, INTERVAL '10' SECOND) AS s \
+             FROM {from} WHERE ({q}.price > 10) AND {q}.channel IS NOT NULL \
+             GROUP BY {q}.bidder, SESSION({q}.dateTime, INTERVAL '10' SECOND)"
+        );
+        assert_eq!(plan(&sql), want, "{sql}");
+    }
+    // qualified and bare columns mix; aggregate arguments and aliased keys
+    let bare = "INSERT INTO o SELECT auction AS a, MAX(price) AS m, COUNT(DISTINCT bidder) \
+                FROM bid GROUP BY auction, TUMBLE(dateTime, INTERVAL '10' SECOND)";
+    let sql = "INSERT INTO o SELECT B.auction AS a, MAX(B.price) AS m, COUNT(DISTINCT bidder) \
+               FROM bid B GROUP BY auction, TUMBLE(B.dateTime, INTERVAL '10' SECOND)";
+    assert_eq!(plan(sql), plan(bare));
+    // the window table function form, with an alias after TABLE(…) or none
+    let bare = "INSERT INTO o SELECT window_start, auction, COUNT(*) \
+                FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+                GROUP BY window_start, window_end, auction";
+    let want = plan(bare);
+    for (alias, q) in [(" AS B", "B"), (" B", "B"), ("", "bid")] {
+        let sql = format!(
+            "INSERT INTO o SELECT {q}.window_start, {q}.auction, COUNT(*) \
+             FROM TABLE(HOP(TABLE bid, DESCRIPTOR({q}.dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND)){alias} \
+             GROUP BY {q}.window_start, {q}.window_end, {q}.auction"
+        );
+        assert_eq!(plan(&sql), want, "{sql}");
+    }
+}
+
+#[test]
+fn a_window_alone_in_group_by_is_an_empty_key() {
+    // Nexmark Q7's aggregation: the highest bid of each window, no key.
+    let p = plan(
+        "INSERT INTO q7 SELECT MAX(B.price) AS maxprice, TUMBLE_END(B.dateTime, INTERVAL '10' SECOND) AS e \
+         FROM bid B GROUP BY TUMBLE(B.dateTime, INTERVAL '10' SECOND)",
+    );
+    assert!(p.keys.is_empty());
+    assert_eq!(p.window, WindowSpec::Tumble { size_ms: 10_000 });
+    assert_eq!(p.aggregates, vec![spec(AggregateKind::Max, Some("price"))]);
+    assert_eq!(p.columns, vec![agg(0, "maxprice"), end("e")]);
+}

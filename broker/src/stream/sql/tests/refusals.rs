@@ -115,7 +115,7 @@ fn from_clause() {
         "FROM",
     );
     refused(
-        &format!("INSERT INTO o SELECT COUNT(*) FROM i AS t GROUP BY {W}"),
+        &format!("INSERT INTO o SELECT COUNT(*) FROM i AS t(a, b) GROUP BY {W}"),
         "FROM",
     );
     refused(
@@ -166,7 +166,7 @@ fn group_by() {
         &job("COUNT(*)", &format!("GROUP BY k + 1, {W}")),
         "GROUP BY",
     );
-    refused(&job("COUNT(*)", &format!("GROUP BY i.k, {W}")), "GROUP BY");
+    refused(&job("COUNT(*)", &format!("GROUP BY j.k, {W}")), "GROUP BY");
     refused(&job("COUNT(*)", &format!("GROUP BY k, k, {W}")), "GROUP BY");
     refused(&job("COUNT(*)", "GROUP BY TUMBLE(ts)"), "GROUP BY");
     refused(
@@ -236,7 +236,7 @@ fn select_list() {
     refused(&job("COUNT(DISTINCT *)", &group), "SELECT");
     refused(&job("COUNT(*) FILTER (WHERE v > 1)", &group), "SELECT");
     refused(&job("SUM(v) OVER ()", &group), "SELECT");
-    refused(&job("i.k", &group), "SELECT");
+    refused(&job("j.k", &group), "SELECT");
     refused(&job("'k'", &group), "SELECT");
     refused(&job(W, &group), "SELECT");
     // duplicate output names
@@ -286,4 +286,94 @@ fn where_clause() {
     ] {
         refused(&job("COUNT(*)", &format!("WHERE {bad} {group}")), "WHERE");
     }
+}
+
+#[test]
+fn qualifiers() {
+    // The qualifier is the alias, or the topic name when there is no alias;
+    // anything else is refused in the clause it is in.
+    let q = |select: &str, from: &str, rest: &str| {
+        format!("INSERT INTO o SELECT {select} FROM {from} {rest}")
+    };
+    let w = |t: &str| format!("TUMBLE({t}, INTERVAL '1' SECOND)");
+    let message = refused(
+        &q(
+            "x.k, COUNT(*)",
+            "i B",
+            &format!("GROUP BY B.k, {}", w("ts")),
+        ),
+        "SELECT",
+    );
+    assert!(
+        message.contains("x.k") && message.contains('B'),
+        "{message}"
+    );
+    // with an alias, the topic name no longer qualifies
+    refused(
+        &q(
+            "i.k, COUNT(*)",
+            "i B",
+            &format!("GROUP BY B.k, {}", w("ts")),
+        ),
+        "SELECT",
+    );
+    refused(
+        &q("k, COUNT(*)", "i B", &format!("GROUP BY i.k, {}", w("ts"))),
+        "GROUP BY",
+    );
+    refused(
+        &q("COUNT(*)", "i B", &format!("GROUP BY {}", w("i.ts"))),
+        "GROUP BY",
+    );
+    refused(
+        &q("MAX(C.v)", "i B", &format!("GROUP BY {}", w("ts"))),
+        "SELECT",
+    );
+    refused(
+        &q(
+            "COUNT(*)",
+            "i B",
+            &format!("WHERE C.v > 1 GROUP BY {}", w("ts")),
+        ),
+        "WHERE",
+    );
+    refused(
+        &q(
+            "COUNT(*)",
+            "i B",
+            &format!("WHERE NOT (B.v > 1 OR i.v IS NULL) GROUP BY {}", w("ts")),
+        ),
+        "WHERE",
+    );
+    refused(
+        &q(
+            "COUNT(*)",
+            "i",
+            &format!("WHERE j.v = 1 GROUP BY {}", w("ts")),
+        ),
+        "WHERE",
+    );
+    refused(
+        &q(
+            "TUMBLE_START(j.ts, INTERVAL '1' SECOND)",
+            "i B",
+            &format!("GROUP BY {}", w("B.ts")),
+        ),
+        "SELECT",
+    );
+    // two qualifiers
+    refused(
+        &q("COUNT(*)", "i", &format!("GROUP BY db.i.k, {}", w("ts"))),
+        "GROUP BY",
+    );
+    // the window table function's time argument and its alias
+    let tvf = |desc: &str, alias: &str| {
+        format!(
+            "INSERT INTO o SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR({desc}), INTERVAL '1' SECOND)){alias} \
+             GROUP BY window_start, window_end"
+        )
+    };
+    refused(&tvf("j.ts", ""), "FROM");
+    refused(&tvf("i.ts", " AS B"), "FROM");
+    refused(&tvf("ts", " AS B(x)"), "FROM");
 }

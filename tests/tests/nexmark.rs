@@ -1,0 +1,464 @@
+//! Nexmark queries 5 (aggregation stage), 7 (aggregation stage), 11 and 12
+//! as jobs on a real node, created with `weir job create`, over bids from
+//! the `nexmark` crate (out of order by up to 5 s). Each job's final results
+//! are checked against a computation written here from the events alone,
+//! with the rules of docs/stream.md: a partition's watermark is the largest
+//! event time it showed before the record, a record is late for a window its
+//! own partition's watermark closed, and a window is final once the minimum
+//! of the partitions' watermarks passed its end plus the grace (plus the gap
+//! for sessions). Windows still open at the end are not compared.
+//!
+//! Records are keyed by auction (as Nexmark's Kafka sources are): the
+//! client's murmur2 partitioner spreads them over three partitions, so the
+//! hot auction fills one partition and each partition's order is the order
+//! produced. Q7 runs twice: as a group window and through the window table
+//! function with an alias. Q12 (processing time) is checked where it is deterministic:
+//! every bid counted once, in windows aligned to their size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use weir_client::partitioner::partition_for_key;
+use weir_client::{
+    Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord,
+    StartPosition,
+};
+use weir_tests::bids::{bids, Bid};
+use weir_tests::{unique, weir_bin, NodeOpts, WeirNode};
+
+const PARTITIONS: i32 = 3;
+/// 4 000 bids at 50 events per second: about 87 s of event time.
+const BIDS: usize = 4_000;
+const EVENTS_PER_SECOND: usize = 50;
+/// Shuffled within groups of 250 events: up to 5 s out of order.
+const OUT_OF_ORDER: usize = 250;
+
+/// How a job's windows are laid out, for the reference.
+#[derive(Debug, Clone, Copy)]
+enum Win {
+    /// Tumbling or hopping windows: `size` every `slide`.
+    Fixed { slide: i64, size: i64 },
+    /// Sessions of `gap`.
+    Session { gap: i64 },
+}
+
+/// A reference result: the group key, window start and end, and the bids of
+/// the window (the aggregates are computed from them).
+type Window = (u64, i64, i64, Vec<u64>);
+
+/// The final windows of `win` grouped by `key` (a bid → its group key), and
+/// the number of records late for all their windows.
+fn reference(
+    events: &[(i32, Bid)],
+    win: Win,
+    grace: i64,
+    key: impl Fn(&Bid) -> u64,
+) -> (Vec<Window>, u64) {
+    let mut late = 0;
+    let mut fixed: BTreeMap<(u64, i64), Vec<u64>> = BTreeMap::new();
+    // Per key, the accepted records' gap windows [t, t + gap) and prices.
+    let mut gaps: BTreeMap<u64, Vec<(i64, i64, u64)>> = BTreeMap::new();
+    let mut min_watermark = i64::MAX;
+    for p in 0..PARTITIONS {
+        let mut wm: Option<i64> = None;
+        for (_, b) in events.iter().filter(|(q, _)| *q == p) {
+            let t = b.date_time;
+            let closed = |close: i64| wm.is_some_and(|w| close <= w);
+            match win {
+                Win::Fixed { slide, size } => {
+                    let mut took = false;
+                    let mut start = t.div_euclid(slide) * slide;
+                    while start + size > t {
+                        if !closed(start + size + grace) {
+                            took = true;
+                            fixed.entry((key(b), start)).or_default().push(b.price);
+                        }
+                        start -= slide;
+                    }
+                    late += u64::from(!took);
+                }
+                Win::Session { gap } => {
+                    if closed(t + gap + grace) {
+                        late += 1;
+                    } else {
+                        gaps.entry(key(b)).or_default().push((t, t + gap, b.price));
+                    }
+                }
+            }
+            wm = Some(wm.map_or(t, |w| w.max(t)));
+        }
+        min_watermark = min_watermark.min(wm.expect("bids in every partition"));
+    }
+    let mut out = Vec::new();
+    match win {
+        Win::Fixed { size, .. } => {
+            for ((k, start), prices) in fixed {
+                if start + size + grace <= min_watermark {
+                    out.push((k, start, start + size, prices));
+                }
+            }
+        }
+        Win::Session { gap } => {
+            for (k, mut windows) in gaps {
+                // Sessions: gap windows that overlap (not merely touch) merge.
+                windows.sort();
+                let mut sessions: Vec<Window> = Vec::new();
+                for (start, end, price) in windows {
+                    match sessions.last_mut() {
+                        Some(s) if start < s.2 => {
+                            s.2 = s.2.max(end);
+                            s.3.push(price);
+                        }
+                        _ => sessions.push((k, start, end, vec![price])),
+                    }
+                }
+                out.extend(
+                    sessions
+                        .into_iter()
+                        .filter(|s| s.2 + gap + grace <= min_watermark),
+                );
+            }
+        }
+    }
+    (out, late)
+}
+
+fn weir(args: &[&str]) -> Result<String> {
+    let out = Command::new(weir_bin()?).args(args).output()?;
+    ensure!(
+        out.status.success(),
+        "weir {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn job_status(admin: &str, name: &str) -> Result<serde_json::Value> {
+    let text = weir(&["job", "describe", name, "--admin", admin])?;
+    Ok(serde_json::from_str::<serde_json::Value>(&text)?["status"].clone())
+}
+
+/// A consumer of every partition of `topic` from the start (waiting for the
+/// job to create it).
+async fn output(bootstrap: &str, topic: &str) -> Result<Consumer> {
+    let mut c = ConsumerConfig::new(bootstrap).build().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.assign_topic(topic).await.is_err() {
+        ensure!(Instant::now() < deadline, "{topic} never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.set_start_position(StartPosition::Earliest);
+    Ok(c)
+}
+
+/// The values of `want` records of `topic`, and of any more that come within
+/// half a second (duplicates would).
+async fn read_values(bootstrap: &str, topic: &str, want: usize) -> Result<Vec<serde_json::Value>> {
+    let mut c = output(bootstrap, topic).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    let mut last_error = None;
+    while got.len() < want {
+        ensure!(
+            Instant::now() < deadline,
+            "{topic}: {} of {want} results in 30 s (last error: {last_error:?})",
+            got.len()
+        );
+        // A topic the job just created may not have its leaders yet: retriable.
+        match c.poll(Duration::from_millis(200)).await {
+            Ok(records) => got.extend(records),
+            Err(e) => last_error = Some(e.to_string()),
+        }
+    }
+    got.extend(c.poll(Duration::from_millis(500)).await?);
+    got.iter()
+        .map(|r| Ok(serde_json::from_slice(r.value.as_deref().unwrap_or(b""))?))
+        .collect()
+}
+
+fn int(v: &serde_json::Value, field: &str) -> Result<i64> {
+    v[field].as_i64().with_context(|| format!("{field} in {v}"))
+}
+
+/// Checks that `got` is exactly `want` (as a set, and no result twice).
+fn same<T: Ord + std::fmt::Debug + Clone>(query: &str, got: Vec<T>, want: Vec<T>) -> Result<()> {
+    let distinct: BTreeSet<T> = got.iter().cloned().collect();
+    ensure!(
+        distinct.len() == got.len(),
+        "{query}: {} results written twice",
+        got.len() - distinct.len()
+    );
+    let want: BTreeSet<T> = want.into_iter().collect();
+    let missing: Vec<_> = want.difference(&distinct).take(5).collect();
+    let extra: Vec<_> = distinct.difference(&want).take(5).collect();
+    ensure!(
+        distinct == want,
+        "{query}: {} results, {} expected; missing (first 5) {missing:?}, unexpected {extra:?}",
+        distinct.len(),
+        want.len()
+    );
+    Ok(())
+}
+
+/// Waits until job `name` read `records` records; checks its late count.
+fn check_counts(admin: &str, name: &str, records: usize, late: u64) -> Result<()> {
+    let status = weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(admin, name)?;
+        Ok((s["records_in"].as_u64() == Some(records as u64)).then_some(s))
+    })?;
+    ensure!(
+        status["late"].as_u64() == Some(late),
+        "{name}: late count (want {late}): {status}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let input = unique("bid");
+    let [q5, q7, q7_tvf, q11, q12] = ["q5", "q7", "q7-tvf", "q11", "q12"].map(unique);
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(NewTopic::new(&input, PARTITIONS), false)
+        .await?;
+
+    let create = |name: &str, sql: String, grace: &str| -> Result<()> {
+        weir(&[
+            "job", "create", name, "--sql", &sql, "--grace", grace, "--admin", &admin,
+        ])?;
+        Ok(())
+    };
+    // Q5, hot items (its aggregation stage: the bids of each auction per
+    // sliding window; the argmax over auctions and its join are not
+    // supported).
+    let hop = "INTERVAL '2' SECOND, INTERVAL '10' SECOND";
+    create(
+        "q5",
+        format!(
+            "INSERT INTO \"{q5}\" SELECT auction, COUNT(*) AS num, HOP_START(dateTime, {hop}) AS starttime \
+             FROM \"{input}\" GROUP BY auction, HOP(dateTime, {hop})"
+        ),
+        "1s",
+    )?;
+    // Q7, highest bid (its aggregation stage: the highest price per window,
+    // no group key; the join back to the bids is not supported).
+    let tumble = "INTERVAL '10' SECOND";
+    create(
+        "q7",
+        format!(
+            "INSERT INTO \"{q7}\" SELECT MAX(price) AS maxprice, TUMBLE_START(dateTime, {tumble}) AS starttime \
+             FROM \"{input}\" GROUP BY TUMBLE(dateTime, {tumble})"
+        ),
+        "1s",
+    )?;
+    // The same through the window table function, with an alias.
+    create(
+        "q7-tvf",
+        format!(
+            "INSERT INTO \"{q7_tvf}\" SELECT MAX(B.price) AS maxprice, B.window_start AS starttime \
+             FROM TABLE(TUMBLE(TABLE \"{input}\", DESCRIPTOR(dateTime), {tumble})) AS B \
+             GROUP BY B.window_start, B.window_end"
+        ),
+        "1s",
+    )?;
+    // Q11, user sessions, as Nexmark writes it (an alias, qualified columns).
+    let gap = "INTERVAL '10' SECOND";
+    create(
+        "q11",
+        format!(
+            "INSERT INTO \"{q11}\" SELECT B.bidder, COUNT(*) AS bid_count, \
+             SESSION_START(B.dateTime, {gap}) AS starttime, SESSION_END(B.dateTime, {gap}) AS endtime \
+             FROM \"{input}\" B GROUP BY B.bidder, SESSION(B.dateTime, {gap})"
+        ),
+        "0s",
+    )?;
+    // Q12, processing-time windows: bids per bidder per second of reading.
+    let proc = "PROCTIME(), INTERVAL '1' SECOND";
+    create(
+        "q12",
+        format!(
+            "INSERT INTO \"{q12}\" SELECT B.bidder, COUNT(*) AS bid_count, \
+             TUMBLE_START({proc}) AS starttime, TUMBLE_END({proc}) AS endtime \
+             FROM \"{input}\" AS B GROUP BY B.bidder, TUMBLE({proc})"
+        ),
+        "0s",
+    )?;
+
+    // Produce, a quarter at a time, so that Q12 reads over several seconds.
+    let events: Vec<(i32, Bid)> = bids(BIDS, EVENTS_PER_SECOND, OUT_OF_ORDER)
+        .into_iter()
+        .map(|b| (partition_for_key(b.key().as_bytes(), PARTITIONS), b))
+        .collect();
+    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    let mut pace = tokio::time::interval(Duration::from_millis(700));
+    for chunk in events.chunks(BIDS / 4) {
+        pace.tick().await;
+        for (_, b) in chunk {
+            producer
+                .send(ProducerRecord::new(&input, b.json()).key(b.key()))
+                .await?;
+        }
+        producer.flush().await?;
+    }
+
+    // Q5
+    let (windows, late) = reference(
+        &events,
+        Win::Fixed {
+            slide: 2_000,
+            size: 10_000,
+        },
+        1_000,
+        |b| b.auction,
+    );
+    // Up to 5 s out of order: late for some hopping windows, never for all.
+    ensure!(
+        windows.len() > 100 && late == 0,
+        "Q5: {late} late, {} windows",
+        windows.len()
+    );
+    let want: Vec<(i64, i64, i64)> = windows
+        .iter()
+        .map(|(a, s, _, bids)| (*a as i64, *s, bids.len() as i64))
+        .collect();
+    let got = read_values(&bootstrap, &q5, want.len())
+        .await?
+        .iter()
+        .map(|v| Ok((int(v, "auction")?, int(v, "starttime")?, int(v, "num")?)))
+        .collect::<Result<Vec<_>>>()?;
+    same("Q5", got, want)?;
+    check_counts(&admin, "q5", BIDS, late)?;
+
+    // Q7
+    let (windows, late) = reference(
+        &events,
+        Win::Fixed {
+            slide: 10_000,
+            size: 10_000,
+        },
+        1_000,
+        |_| 0,
+    );
+    ensure!(
+        windows.len() >= 5 && late > 0,
+        "Q7: {late} late, {} windows",
+        windows.len()
+    );
+    let want: Vec<(i64, i64)> = windows
+        .iter()
+        .map(|(_, s, _, prices)| (*s, *prices.iter().max().expect("a bid") as i64))
+        .collect();
+    let got = read_values(&bootstrap, &q7, want.len())
+        .await?
+        .iter()
+        .map(|v| Ok((int(v, "starttime")?, int(v, "maxprice")?)))
+        .collect::<Result<Vec<_>>>()?;
+    same("Q7", got, want.clone())?;
+    check_counts(&admin, "q7", BIDS, late)?;
+    let got = read_values(&bootstrap, &q7_tvf, want.len())
+        .await?
+        .iter()
+        .map(|v| Ok((int(v, "starttime")?, int(v, "maxprice")?)))
+        .collect::<Result<Vec<_>>>()?;
+    same("Q7 (window table function)", got, want)?;
+    check_counts(&admin, "q7-tvf", BIDS, late)?;
+
+    // Q11
+    let (sessions, late) = reference(&events, Win::Session { gap: 10_000 }, 0, |b| b.bidder);
+    ensure!(
+        sessions.iter().filter(|s| s.3.len() > 1).count() > 10,
+        "Q11: too few sessions of several bids in {}",
+        sessions.len()
+    );
+    let want: Vec<(i64, i64, i64, i64)> = sessions
+        .iter()
+        .map(|(k, s, e, bids)| (*k as i64, *s, *e, bids.len() as i64))
+        .collect();
+    let got = read_values(&bootstrap, &q11, want.len())
+        .await?
+        .iter()
+        .map(|v| {
+            Ok((
+                int(v, "bidder")?,
+                int(v, "starttime")?,
+                int(v, "endtime")?,
+                int(v, "bid_count")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    same("Q11", got, want)?;
+    check_counts(&admin, "q11", BIDS, late)?;
+
+    // Q12: the last windows close only when later records come in, so a
+    // marker bid (bidder 0, not a Nexmark id) goes to every partition until
+    // every bid is counted in a final window.
+    let mut per_bidder: BTreeMap<i64, i64> = BTreeMap::new();
+    for (_, b) in &events {
+        *per_bidder.entry(b.bidder as i64).or_default() += 1;
+    }
+    ensure!(!per_bidder.contains_key(&0), "bidder 0 is a marker");
+    let mut out = output(&bootstrap, &q12).await?;
+    let mut counted: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let marker = Bid {
+        auction: 0,
+        bidder: 0,
+        price: 0,
+        channel: String::new(),
+        url: String::new(),
+        date_time: events.iter().map(|e| e.1.date_time).max().context("bids")?,
+        extra: String::new(),
+    };
+    while counted != per_bidder {
+        ensure!(
+            Instant::now() < deadline,
+            "Q12: per-bidder counts differ after 30 s ({} bidders counted, {} expected); \
+             first difference: {:?}",
+            counted.len(),
+            per_bidder.len(),
+            per_bidder
+                .iter()
+                .find(|(b, n)| counted.get(b) != Some(n))
+                .map(|(b, n)| (b, n, counted.get(b)))
+        );
+        for p in 0..PARTITIONS {
+            producer
+                .send(ProducerRecord::new(&input, marker.json()).partition(p))
+                .await?;
+        }
+        producer.flush().await?;
+        for r in out
+            .poll(Duration::from_millis(300))
+            .await
+            .unwrap_or_default()
+        {
+            let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap_or(b""))?;
+            let (bidder, start, end) = (
+                int(&v, "bidder")?,
+                int(&v, "starttime")?,
+                int(&v, "endtime")?,
+            );
+            ensure!(
+                start % 1_000 == 0 && end == start + 1_000,
+                "Q12: window not aligned to its size: {v}"
+            );
+            ensure!(seen.insert((bidder, start)), "Q12: a window twice: {v}");
+            if bidder != 0 {
+                *counted.entry(bidder).or_default() += int(&v, "bid_count")?;
+            }
+        }
+        for (bidder, n) in &counted {
+            ensure!(
+                per_bidder.get(bidder).is_some_and(|want| n <= want),
+                "Q12: bidder {bidder} counted {n} times, {:?} bids",
+                per_bidder.get(bidder)
+            );
+        }
+    }
+    Ok(())
+}

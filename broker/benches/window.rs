@@ -37,7 +37,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -139,7 +142,11 @@ fn memory_and_checkpoint(c: &mut Criterion) {
     const KEYS: usize = 100_000;
     for (name, kinds, distinct) in [
         ("SUM + COUNT(*)", &SEED[..], 1),
-        ("COUNT(DISTINCT) of 10 values", &[AggregateKind::CountDistinct][..], 10),
+        (
+            "COUNT(DISTINCT) of 10 values",
+            &[AggregateKind::CountDistinct][..],
+            10,
+        ),
     ] {
         let before = LIVE.load(Ordering::Relaxed);
         let op = open_windows(KEYS, kinds, distinct);

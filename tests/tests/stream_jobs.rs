@@ -485,6 +485,42 @@ async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()>
     Ok(())
 }
 
+/// Jobs created together on a fresh node start their tasks without a
+/// failure, although the topics they need (state, repartition, output) are
+/// created at that moment and have no leader yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_created_together_start_without_a_failed_task() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let input = unique("tx");
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let names = ["j1", "j2", "j3", "j4"];
+    for name in names {
+        let sql = totals_sql(&input, &unique(&format!("out-{name}")));
+        weir(&["job", "create", name, "--sql", &sql, "--admin", &admin])?;
+    }
+    for name in names {
+        weir_tests::poll_until(Duration::from_secs(30), || {
+            let text = weir(&["job", "describe", name, "--admin", &admin])?;
+            let view: serde_json::Value = serde_json::from_str(&text)?;
+            let tasks = view["tasks"].as_array().context("tasks")?;
+            Ok((tasks.len() == 6 && tasks.iter().all(|t| t["state"] == "running")).then_some(()))
+        })
+        .with_context(|| format!("job {name}'s tasks did not all run"))?;
+    }
+    let log = node.stderr_all();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("job task failed"))
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "tasks failed at start:\n{}",
+        failed.join("\n")
+    );
+    Ok(())
+}
+
 /// Statements Weir cannot run are refused at `job create`, naming the
 /// clause, and nothing is stored.
 #[test]

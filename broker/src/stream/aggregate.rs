@@ -73,9 +73,13 @@ pub async fn run(
         stop,
     } = cx;
     let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
-    let sources = admin.partitions(&plan.input_topic).await?.len();
+    let sources = task::retrying(|| admin.partitions(&plan.input_topic))
+        .await?
+        .len();
     let shards = task::prepare_topics(&admin, &def, &plan, sources as i32).await?;
-    let outputs = admin.partitions(&plan.output_topic).await?.len() as i32;
+    let outputs = task::retrying(|| admin.partitions(&plan.output_topic))
+        .await?
+        .len() as i32;
     if outputs != shards {
         return Err(TaskError::Topics(format!(
             "output topic {} has {outputs} partitions and the job's repartition topic {shards}: \
@@ -109,11 +113,12 @@ pub async fn run(
                 sources,
                 def.emit,
             );
-            let start = admin
-                .list_offsets(std::slice::from_ref(&input), OffsetSpec::Earliest)
-                .await?
-                .get(&input)
-                .map_or(0, |l| l.offset);
+            let start = task::retrying(|| {
+                admin.list_offsets(std::slice::from_ref(&input), OffsetSpec::Earliest)
+            })
+            .await?
+            .get(&input)
+            .map_or(0, |l| l.offset);
             (Shard::new(op), start, 0)
         }
     };

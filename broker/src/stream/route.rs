@@ -44,7 +44,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         stop,
     } = cx;
     let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
-    let inputs = admin.partitions(&plan.input_topic).await?;
+    let inputs = task::retrying(|| admin.partitions(&plan.input_topic)).await?;
     let shards = task::prepare_topics(&admin, &def, &plan, inputs.len() as i32).await?;
     let key = TaskId::Route(p).state_key(&def.name);
     let restored: Option<RouteCheckpoint> = task::load_checkpoint(&bootstrap, &def, &key).await?;
@@ -137,7 +137,7 @@ async fn start_offset(
         StartFrom::Timestamp(t) => OffsetSpec::Timestamp(t),
     };
     let tps = std::slice::from_ref(tp);
-    let found = admin.list_offsets(tps, spec).await?;
+    let found = task::retrying(|| admin.list_offsets(tps, spec)).await?;
     let end = task::ends(admin, tps)
         .await?
         .get(&tp.partition)

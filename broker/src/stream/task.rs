@@ -101,10 +101,33 @@ pub struct StateQuery {
     pub reply: oneshot::Sender<Vec<serde_json::Value>>,
 }
 
+/// How long a starting task retries what fails with a retriable error.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// `f`'s result, retried while it fails with a retriable error for up to
+/// [`SETTLE`]: the tasks of a new job start together with the topics they
+/// create, before those have leaders.
+pub async fn retrying<T, F, Fut>(mut f: F) -> Result<T, weir_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, weir_client::Error>>,
+{
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match f().await {
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                tracing::debug!(error = %e, "job task start: retrying");
+                // A back-off between attempts, bounded by the deadline.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// The end offset of each of `tps` (their partition numbers as keys).
 pub async fn ends(admin: &Admin, tps: &[TopicPartition]) -> Result<BTreeMap<i32, i64>, TaskError> {
-    Ok(admin
-        .list_offsets(tps, OffsetSpec::Latest)
+    Ok(retrying(|| admin.list_offsets(tps, OffsetSpec::Latest))
         .await?
         .into_iter()
         .map(|(tp, l)| (tp.partition, l.offset))
@@ -124,7 +147,9 @@ pub async fn prepare_topics(
     admin
         .create_topic(NewTopic::new(plan.output_topic.clone(), partitions), true)
         .await?;
-    let shards = admin.partitions(&plan.output_topic).await?.len() as i32;
+    let shards = retrying(|| admin.partitions(&plan.output_topic))
+        .await?
+        .len() as i32;
     let mut repartition = NewTopic::new(super::repartition::topic(&def.name), shards);
     // Aggregate tasks delete what they checkpointed past; time must not
     // delete what they have not read.
@@ -198,20 +223,25 @@ pub async fn load_checkpoint<T: DeserializeOwned>(
     c.assign(vec![tp.clone()]);
     c.set_start_position(StartPosition::Earliest);
     let admin = Admin::from_cluster(c.cluster().clone());
-    let end = admin
-        .list_offsets(std::slice::from_ref(&tp), OffsetSpec::Latest)
+    let end = ends(&admin, std::slice::from_ref(&tp))
         .await?
-        .get(&tp)
-        .map_or(0, |l| l.offset);
+        .get(&0)
+        .copied()
+        .unwrap_or(0);
     let mut last = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + SETTLE;
     while c.position(&tp).unwrap_or(0) < end {
         if Instant::now() > deadline {
             return Err(TaskError::Checkpoint(format!(
                 "{STATE_TOPIC} could not be read to its end ({end}) in 30 s"
             )));
         }
-        for r in c.poll(Duration::from_millis(200)).await? {
+        let records = match c.poll(Duration::from_millis(200)).await {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for r in records {
             if r.key.as_deref() == Some(key.as_bytes()) {
                 last = r.value;
             }

@@ -6,7 +6,8 @@
 # `nexmark` crate (target/release/nexmark-bids, keyed by auction), then for
 # each query and round creates a job --from earliest and measures the
 # broker's CPU time (utime + stime from /proc) and wall time until the job
-# has read every bid; the job is dropped after. Prints each run, then the
+# has read every bid and its aggregate tasks have read every routed row
+# (the status's caught_up); the job is dropped after. Prints each run, then the
 # median of the rounds per query. The approach is scripts/bench-stream.sh's.
 #
 #   cargo build --release -p weir-broker -p weir-tests --bin weir --bin nexmark-bids
@@ -56,9 +57,9 @@ run() { # query, round, sql (with OUT_TOPIC for the output topic)
     t0=$(date +%s.%N)
     "$W" job create "$name" --sql "$sql" --grace 1s --admin "$ADMIN" >/dev/null
     while :; do
-        n=$(status "$name" "s['records_in']")
+        n=$(status "$name" "s['records_in'] if s['caught_up'] else -1")
         [ "$n" -ge "$N" ] && break
-        sleep 0.2 # polling the job's progress, until it has read every bid
+        sleep 0.2 # polling the job's progress, until its route and aggregate tasks have read everything
     done
     c1=$(cpu)
     t1=$(date +%s.%N)

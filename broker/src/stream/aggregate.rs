@@ -35,7 +35,7 @@ use weir_client::{
     ProducerConfig, ProducerRecord, TopicPartition,
 };
 
-use super::job::{JobDef, SharedReport};
+use super::job::{JobDef, PartitionReport, SharedReport};
 use super::plan::JobPlan;
 use super::repartition::{self, Routed, Shard, Took};
 use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
@@ -317,11 +317,22 @@ impl Aggregate {
                 tracing::debug!(job = %self.def.name, error = %e, "repartition records not deleted yet");
             }
         }
+        let log_end = end_of(admin, &self.input).await?;
         let op = &self.shard.op;
-        let (open, firing) = (op.open_windows(), op.watermarks().firing());
+        let (open, firing, r) = (op.open_windows(), op.watermarks().firing(), self.r);
         self.report.update(|rep| {
             rep.open_windows = open;
             rep.watermark = firing;
+            rep.shards = [(
+                r,
+                PartitionReport {
+                    position,
+                    log_end,
+                    watermark: firing,
+                },
+            )]
+            .into();
+            rep.caught_up = position >= log_end;
         });
         Ok(())
     }

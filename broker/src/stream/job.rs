@@ -115,11 +115,16 @@ pub struct JobReport {
     pub open_windows: usize,
     /// Per input partition: next offset to read, log end, watermark.
     pub partitions: BTreeMap<i32, PartitionReport>,
+    /// Per shard (partition of the job's repartition topic) running here:
+    /// next offset its aggregate task reads, log end, firing watermark.
+    #[serde(default)]
+    pub shards: BTreeMap<i32, PartitionReport>,
     /// The firing watermark (epoch ms).
     pub watermark: Option<i64>,
     /// Input records per second over the last report interval.
     pub records_per_sec: f64,
-    /// Whether every input partition was read to its end at the last check.
+    /// Whether every input partition and every shard was read to its end
+    /// at the last check.
     pub caught_up: bool,
 }
 

@@ -298,11 +298,11 @@ fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
         caught_up: true,
         ..JobReport::default()
     };
-    // Aggregate tasks report no input partitions; the job's firing
-    // watermark is the lowest of theirs (none while one has none).
+    // The job's firing watermark is the lowest of its aggregate tasks'
+    // (none while one has none).
     let shards: Vec<Option<i64>> = reports
         .iter()
-        .filter(|r| r.partitions.is_empty())
+        .filter(|r| !r.shards.is_empty())
         .map(|r| r.watermark)
         .collect();
     out.watermark = if shards.iter().all(Option::is_some) {
@@ -319,10 +319,9 @@ fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
         out.bad += r.bad;
         out.open_windows += r.open_windows;
         out.records_per_sec += r.records_per_sec;
-        if !r.partitions.is_empty() {
-            out.caught_up &= r.caught_up;
-        }
+        out.caught_up &= r.caught_up;
         out.partitions.extend(r.partitions);
+        out.shards.extend(r.shards);
     }
     out.state = tasks
         .iter()

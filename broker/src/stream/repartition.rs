@@ -182,6 +182,13 @@ impl Router {
         }
     }
 
+    /// Processing time reached `now_ms`: under `PROCTIME()` no row of the
+    /// partition can be earlier, so its watermark moves there and windows
+    /// close on the clock, with no later record.
+    pub fn advance_to(&mut self, now_ms: i64) {
+        self.wm = Some(self.wm.map_or(now_ms, |w| w.max(now_ms)));
+    }
+
     /// Row `row` at `offset` of partition `source`: the record to route,
     /// or `None` when it is late.
     pub fn route(&mut self, source: i32, offset: i64, row: Row) -> Option<Routed> {

@@ -21,9 +21,14 @@ use weir_client::{
 };
 
 use super::job::{JobDef, PartitionReport, SharedReport, StartFrom};
+use super::plan::TimeSource;
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
 use super::task::{self, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
+
+/// How often, at most, a route task tells the shards its partition's
+/// watermark moved.
+const MARK_EVERY: Duration = Duration::from_millis(100);
 
 /// What a route task's checkpoint holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,6 +92,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         producer,
         pending: Vec::new(),
         marked: (None, false),
+        marked_at: Instant::now(),
+        proctime: plan.time == TimeSource::ProcessingTime,
         idle: false,
         last_record: Instant::now(),
         report,
@@ -111,6 +118,9 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
             r.take(rec, now).await?;
         }
         r.publish_counts();
+        if r.proctime {
+            r.router.advance_to(now.1);
+        }
         r.tend_idle();
         r.mark().await?;
         let stopping = *stop.borrow();
@@ -163,8 +173,11 @@ struct Route {
     producer: Producer,
     /// Records written since the last checkpoint, not yet known acknowledged.
     pending: Vec<DeliveryFuture>,
-    /// The watermark and idleness last told to every shard.
+    /// The watermark and idleness last told to every shard, and when.
     marked: (Option<i64>, bool),
+    marked_at: Instant,
+    /// Event time is processing time (`PROCTIME()`).
+    proctime: bool,
     idle: bool,
     last_record: Instant,
     report: Arc<SharedReport>,
@@ -241,12 +254,15 @@ impl Route {
     }
 
     /// Tells every shard the partition's watermark and idleness, when they
-    /// changed since last told.
+    /// changed since last told: at once when idleness changed, otherwise at
+    /// most every [`MARK_EVERY`] (a busy partition's watermark moves with
+    /// every poll).
     async fn mark(&mut self) -> Result<(), TaskError> {
         let now = (self.router.wm, self.idle);
-        if now == self.marked {
+        if now == self.marked || (now.1 == self.marked.1 && self.marked_at.elapsed() < MARK_EVERY) {
             return Ok(());
         }
+        self.marked_at = Instant::now();
         let (_, bytes) = Routed::Mark {
             source: self.p,
             wm: now.0,

@@ -137,6 +137,7 @@ pub async fn run(
         .build()
         .await?;
     let mut a = Aggregate {
+        format: super::output::Output::new(&plan),
         def,
         plan,
         r,
@@ -167,7 +168,7 @@ pub async fn run(
                 .open_for(&q.key)
                 .iter()
                 .map(|w| {
-                    let (_, value) = super::output::record(&a.plan, w);
+                    let (_, value) = a.format.record(w);
                     serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null)
                 })
                 .collect();
@@ -229,6 +230,8 @@ struct Counts {
 
 /// An aggregate task's IO state.
 struct Aggregate {
+    /// Writes the output records.
+    format: super::output::Output,
     def: JobDef,
     plan: JobPlan,
     r: i32,
@@ -278,7 +281,7 @@ impl Aggregate {
             // The record's timestamp is the time it is written, not the
             // window's end: results of a replay of old history would
             // otherwise fall under retention at once.
-            let (key, value) = super::output::record(&self.plan, &w);
+            let (key, value) = self.format.record(&w);
             let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
                 .key(Bytes::from(key))
                 .partition(self.r);

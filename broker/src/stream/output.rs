@@ -11,31 +11,90 @@ use serde_json::Value;
 use super::plan::{JobPlan, OutputColumn};
 use super::window::WindowResult;
 
-/// The key and value bytes of the output record of `r` under `plan`.
-pub fn record(plan: &JobPlan, r: &WindowResult) -> (Vec<u8>, Vec<u8>) {
-    let keys = r.key.values();
-    // Written by hand: a JSON map would sort the fields.
-    let mut text = String::from("{");
-    for c in &plan.columns {
-        let (name, v) = match c {
-            OutputColumn::Key { index, name } => {
-                (name, keys.get(*index).cloned().unwrap_or(Value::Null))
-            }
-            OutputColumn::WindowStart { name } => (name, Value::from(r.start_ms)),
-            OutputColumn::WindowEnd { name } => (name, Value::from(r.end_ms)),
-            OutputColumn::Aggregate { index, name } => {
-                (name, r.values.get(*index).cloned().unwrap_or(Value::Null))
-            }
-        };
-        if text.len() > 1 {
-            text.push(',');
+/// Where an output field's value comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Key(usize),
+    Start,
+    End,
+    Aggregate(usize),
+}
+
+/// Writes the output records of one plan; the field names are quoted once,
+/// not per record.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Each field: `"name":` as JSON, and its value's source.
+    fields: Vec<(Vec<u8>, Source)>,
+    /// The number of group key columns.
+    keys: usize,
+}
+
+impl Output {
+    /// The writer of `plan`'s output records.
+    pub fn new(plan: &JobPlan) -> Self {
+        let fields = plan
+            .columns
+            .iter()
+            .map(|c| {
+                let (name, src) = match c {
+                    OutputColumn::Key { index, name } => (name, Source::Key(*index)),
+                    OutputColumn::WindowStart { name } => (name, Source::Start),
+                    OutputColumn::WindowEnd { name } => (name, Source::End),
+                    OutputColumn::Aggregate { index, name } => (name, Source::Aggregate(*index)),
+                };
+                let mut quoted = Value::String(name.clone()).to_string().into_bytes();
+                quoted.push(b':');
+                (quoted, src)
+            })
+            .collect();
+        Self {
+            fields,
+            keys: plan.keys.len(),
         }
-        text.push_str(&Value::String(name.clone()).to_string());
-        text.push(':');
-        text.push_str(&v.to_string());
     }
-    text.push('}');
-    (r.key.0.clone().into_bytes(), text.into_bytes())
+
+    /// The key and value bytes of the output record of `r`.
+    pub fn record(&self, r: &WindowResult) -> (Vec<u8>, Vec<u8>) {
+        let text = r.key.0.as_str();
+        // One key column: its JSON is the array's only element, as is. More:
+        // parsed once per record.
+        let parsed = (self.keys != 1).then(|| r.key.values());
+        let mut v = Vec::with_capacity(16 * self.fields.len() + 2);
+        v.push(b'{');
+        for (i, (name, src)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                v.push(b',');
+            }
+            v.extend_from_slice(name);
+            // Writing JSON to a Vec cannot fail.
+            let _ = match *src {
+                Source::Key(k) => match &parsed {
+                    None if text.len() >= 2 => {
+                        v.extend_from_slice(&text.as_bytes()[1..text.len() - 1]);
+                        Ok(())
+                    }
+                    None => serde_json::to_writer(&mut v, &Value::Null),
+                    Some(vals) => {
+                        serde_json::to_writer(&mut v, vals.get(k).unwrap_or(&Value::Null))
+                    }
+                },
+                Source::Start => serde_json::to_writer(&mut v, &r.start_ms),
+                Source::End => serde_json::to_writer(&mut v, &r.end_ms),
+                Source::Aggregate(a) => {
+                    serde_json::to_writer(&mut v, r.values.get(a).unwrap_or(&Value::Null))
+                }
+            };
+        }
+        v.push(b'}');
+        (text.as_bytes().to_vec(), v)
+    }
+}
+
+/// The key and value bytes of the output record of `r` under `plan` (see
+/// [`Output`], which a task keeps to write many).
+pub fn record(plan: &JobPlan, r: &WindowResult) -> (Vec<u8>, Vec<u8>) {
+    Output::new(plan).record(r)
 }
 
 #[cfg(test)]
@@ -78,6 +137,27 @@ mod tests {
         };
         let (k, v) = record(&plan, &r);
         assert_eq!(k, b"[17]");
+        let mut two = plan.clone();
+        two.keys = vec!["a".into(), "b".into()];
+        two.columns = vec![
+            OutputColumn::Key {
+                index: 1,
+                name: "b".into(),
+            },
+            OutputColumn::Key {
+                index: 0,
+                name: "a \"q\"".into(),
+            },
+        ];
+        let r2 = WindowResult {
+            key: GroupKey::of(&[json!("x,y]"), json!([1, 2])]),
+            ..r.clone()
+        };
+        let (_, v2) = record(&two, &r2);
+        assert_eq!(
+            String::from_utf8(v2).unwrap(),
+            r#"{"b":[1,2],"a \"q\"":"x,y]"}"#
+        );
         assert_eq!(
             String::from_utf8(v).unwrap(),
             r#"{"customerId":17,"window_start":30000,"total":25.5,"n":3,"until":60000}"#

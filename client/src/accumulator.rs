@@ -30,14 +30,18 @@ pub(crate) enum Msg {
         topic: String,
         partition: i32,
         record: PendingRecord,
-        reply: oneshot::Sender<Result<RecordMetadata>>,
+        /// `None` for a detached send (see [`crate::Producer::send_detached`]).
+        reply: Reply,
     },
     /// Send everything now; answer when all is acknowledged.
     Flush(oneshot::Sender<()>),
 }
 
 type Tp = (Arc<str>, i32);
-type Reply = oneshot::Sender<Result<RecordMetadata>>;
+type Reply = Option<oneshot::Sender<Result<RecordMetadata>>>;
+
+/// The first failure of a detached record since it was last taken.
+pub(crate) type DetachedError = Arc<std::sync::Mutex<Option<Error>>>;
 
 #[derive(Debug)]
 struct OpenBatch {
@@ -68,6 +72,7 @@ struct PartitionState {
 struct Shared {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
+    detached_error: DetachedError,
 }
 
 struct Accumulator {
@@ -92,10 +97,15 @@ pub(crate) async fn run(
     producer_id: i64,
     producer_epoch: i16,
     mut rx: mpsc::Receiver<Msg>,
+    detached_error: DetachedError,
 ) {
     let (done_tx, mut done_rx) = mpsc::channel(1024);
     let mut acc = Accumulator {
-        shared: Arc::new(Shared { cluster, config }),
+        shared: Arc::new(Shared {
+            cluster,
+            config,
+            detached_error,
+        }),
         producer_id,
         producer_epoch,
         partitions: Vec::new(),
@@ -313,6 +323,10 @@ async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<
     match result {
         Ok((base_offset, log_append_time)) => {
             for (i, reply) in batch.replies.into_iter().enumerate() {
+                // Detached, or nobody waits for it any more.
+                let Some(reply) = reply.filter(|r| !r.is_closed()) else {
+                    continue;
+                };
                 let offset = if base_offset >= 0 {
                     base_offset + i as i64
                 } else {
@@ -328,8 +342,21 @@ async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<
         }
         Err(e) => {
             tracing::warn!(%topic, partition, error = %e, "batch failed");
+            let mut detached = false;
             for reply in batch.replies {
-                let _ = reply.send(Err(e.duplicate()));
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(Err(e.duplicate()));
+                    }
+                    None => detached = true,
+                }
+            }
+            if detached {
+                let mut slot = shared
+                    .detached_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert_with(|| e.duplicate());
             }
         }
     }

@@ -247,6 +247,7 @@ struct Inner {
     cluster: Arc<Cluster>,
     tx: mpsc::Sender<Msg>,
     sticky: StickyPartitioner,
+    detached_error: accumulator::DetachedError,
 }
 
 impl Producer {
@@ -264,12 +265,21 @@ impl Producer {
         };
         let (tx, rx) = mpsc::channel(config.buffer_records.max(1));
         let sticky = StickyPartitioner::new(config.batch_size);
-        tokio::spawn(accumulator::run(cluster.clone(), config, pid, epoch, rx));
+        let detached_error = accumulator::DetachedError::default();
+        tokio::spawn(accumulator::run(
+            cluster.clone(),
+            config,
+            pid,
+            epoch,
+            rx,
+            Arc::clone(&detached_error),
+        ));
         Ok(Producer {
             inner: Arc::new(Inner {
                 cluster,
                 tx,
                 sticky,
+                detached_error,
             }),
         })
     }
@@ -283,6 +293,35 @@ impl Producer {
     ///
     /// Awaiting `send` itself only waits for buffer space (back-pressure).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(record, Some(reply)).await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Queues a record with no delivery future, for writers of many records
+    /// that only need to know that all of them were stored: after
+    /// [`Producer::flush`], [`Producer::take_detached_error`] returns the
+    /// first failure of such a record since it was last called.
+    pub async fn send_detached(&self, record: ProducerRecord) -> Result<()> {
+        self.enqueue(record, None).await
+    }
+
+    /// The first failure of a record queued by [`Producer::send_detached`]
+    /// since the last call, if any (call it after [`Producer::flush`]).
+    pub fn take_detached_error(&self) -> Option<Error> {
+        self.inner
+            .detached_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Picks the record's partition and hands it to the accumulator.
+    async fn enqueue(
+        &self,
+        record: ProducerRecord,
+        reply: Option<oneshot::Sender<Result<RecordMetadata>>>,
+    ) -> Result<()> {
         let partitions = self
             .inner
             .cluster
@@ -308,7 +347,6 @@ impl Producer {
                 .sticky
                 .next(&record.topic, pending.size(), partitions),
         };
-        let (reply, rx) = oneshot::channel();
         let msg = Msg::Record {
             topic: record.topic,
             partition,
@@ -319,8 +357,7 @@ impl Producer {
             .tx
             .send(msg)
             .await
-            .map_err(|_| Error::Closed("producer"))?;
-        Ok(DeliveryFuture { rx })
+            .map_err(|_| Error::Closed("producer"))
     }
 
     /// Sends a record and waits for its acknowledgement.

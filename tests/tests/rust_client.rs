@@ -247,3 +247,53 @@ async fn seek_to_timestamp_and_admin_calls() -> Result<()> {
     }
     Ok(())
 }
+
+/// Records sent without a delivery future (`send_detached`) are stored like
+/// any other; a batch the broker refuses is reported after the flush, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_sends_report_a_refused_batch_after_the_flush() -> Result<()> {
+    let node = node()?;
+    let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
+    let topic = unique("rc-detached");
+    let mut new = NewTopic::new(&topic, 1);
+    new.configs
+        .push(("max.message.bytes".into(), "2000".into()));
+    admin.create_topic(new, false).await?;
+    let producer = ProducerConfig::new(node.bootstrap())
+        .idempotent(true)
+        .build()
+        .await?;
+    for i in 0..100 {
+        producer
+            .send_detached(ProducerRecord::new(&topic, format!("{i}")).partition(0))
+            .await?;
+    }
+    producer.flush().await?;
+    ensure!(
+        producer.take_detached_error().is_none(),
+        "stored records reported a failure"
+    );
+    let tp = TopicPartition::new(&topic, 0);
+    let end = admin
+        .list_offsets(std::slice::from_ref(&tp), weir_client::OffsetSpec::Latest)
+        .await?
+        .get(&tp)
+        .map_or(0, |l| l.offset);
+    ensure!(end == 100, "{end} records stored, 100 sent");
+    producer
+        .send_detached(ProducerRecord::new(&topic, vec![b'x'; 10_000]).partition(0))
+        .await?;
+    producer.flush().await?;
+    let err = producer
+        .take_detached_error()
+        .context("a batch over max.message.bytes was not reported")?;
+    ensure!(
+        err.kafka_code() == Some(10),
+        "expected MESSAGE_TOO_LARGE (10), got {err}"
+    );
+    ensure!(
+        producer.take_detached_error().is_none(),
+        "the failure was reported twice"
+    );
+    Ok(())
+}

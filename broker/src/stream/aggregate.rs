@@ -31,8 +31,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
-    Acks, Admin, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, OffsetSpec, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
+    Acks, Admin, ClientConfig, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig,
+    ProducerRecord, TopicPartition,
 };
 
 use super::job::{JobDef, PartitionReport, SharedReport};
@@ -145,7 +145,6 @@ pub async fn run(
         output,
         shard,
         producer,
-        pending: Vec::new(),
         skip,
         report,
         counts: Counts::default(),
@@ -241,8 +240,6 @@ struct Aggregate {
     output: TopicPartition,
     shard: Shard,
     producer: Producer,
-    /// Results written since the last checkpoint, not yet known acknowledged.
-    pending: Vec<DeliveryFuture>,
     /// Final results still to skip: written before a crash.
     skip: i64,
     report: Arc<SharedReport>,
@@ -289,7 +286,7 @@ impl Aggregate {
                 // Tells a window's last (final) result from its updates.
                 rec = rec.header("weir-final", if w.is_final { "true" } else { "false" });
             }
-            self.pending.push(self.producer.send(rec).await?);
+            self.producer.send_detached(rec).await?;
             self.counts.records_out += 1;
         }
         Ok(())
@@ -300,8 +297,8 @@ impl Aggregate {
     /// repartition records read, and refreshes the report.
     async fn checkpoint(&mut self, consumer: &Consumer, admin: &Admin) -> Result<(), TaskError> {
         self.producer.flush().await?;
-        for d in self.pending.drain(..) {
-            d.await?;
+        if let Some(e) = self.producer.take_detached_error() {
+            return Err(e.into());
         }
         let position = consumer.position(&self.input).unwrap_or(0);
         // Results still to skip were written before the crash: they count

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_client::{
-    Acks, Admin, ClientConfig, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetSpec,
-    Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Acks, Admin, ClientConfig, ConsumerConfig, ConsumerRecord, OffsetSpec, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
 };
 
 use super::job::{JobDef, PartitionReport, SharedReport, StartFrom};
@@ -90,7 +90,6 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         router,
         position,
         producer,
-        pending: Vec::new(),
         marked: (None, false),
         marked_at: Instant::now(),
         proctime: plan.time == TimeSource::ProcessingTime,
@@ -171,8 +170,6 @@ struct Route {
     /// Next input offset.
     position: i64,
     producer: Producer,
-    /// Records written since the last checkpoint, not yet known acknowledged.
-    pending: Vec<DeliveryFuture>,
     /// The watermark and idleness last told to every shard, and when.
     marked: (Option<i64>, bool),
     marked_at: Instant,
@@ -204,7 +201,7 @@ impl Route {
                         .key(Bytes::from(key))
                         .partition(shard)
                         .timestamp(rec.timestamp);
-                    self.pending.push(self.producer.send(out).await?);
+                    self.producer.send_detached(out).await?;
                     (false, None)
                 }
                 None => (true, None),
@@ -225,7 +222,7 @@ impl Route {
                 if let Some(k) = rec.key {
                     out = out.key(k);
                 }
-                self.pending.push(self.producer.send(out).await?);
+                self.producer.send_detached(out).await?;
             }
         }
         Ok(())
@@ -272,7 +269,7 @@ impl Route {
         let bytes = Bytes::from(bytes);
         for shard in 0..self.shards {
             let out = ProducerRecord::new(self.repartition.clone(), bytes.clone()).partition(shard);
-            self.pending.push(self.producer.send(out).await?);
+            self.producer.send_detached(out).await?;
         }
         self.marked = now;
         Ok(())
@@ -287,8 +284,8 @@ impl Route {
         admin: &Admin,
     ) -> Result<(), TaskError> {
         self.producer.flush().await?;
-        for d in self.pending.drain(..) {
-            d.await?;
+        if let Some(e) = self.producer.take_detached_error() {
+            return Err(e.into());
         }
         if let Some(at) = consumer.position(&self.tp) {
             self.position = at;

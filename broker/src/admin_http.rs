@@ -150,10 +150,11 @@ async fn respond(req: &Request, health: &Arc<Health>) -> Answer {
 async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) -> Answer {
     use crate::stream::jobs::{self, JobChangeError};
     let name = path.strip_prefix("/v1/jobs/").map(str::to_string);
-    let view = |name: &str| {
+    let view = |name: String| async move {
         broker
             .jobs
-            .views(broker)
+            .views_everywhere(broker)
+            .await
             .into_iter()
             .find(|v| v.def.name == name)
     };
@@ -165,11 +166,11 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
     }
     match (req.method.as_str(), name) {
         ("GET", None) => {
-            let all = broker.jobs.views(broker);
+            let all = broker.jobs.views_everywhere(broker).await;
             let body = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
             ("200 OK", "application/json", format!("{body}\n"))
         }
-        ("GET", Some(n)) => match view(&n) {
+        ("GET", Some(n)) => match view(n.clone()).await {
             Some(v) => {
                 let body = serde_json::to_string(&v).unwrap_or_default();
                 ("200 OK", "application/json", format!("{body}\n"))

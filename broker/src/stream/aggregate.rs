@@ -334,6 +334,7 @@ impl Aggregate {
             .into();
             rep.caught_up = position >= log_end;
         });
-        Ok(())
+        let report = self.report.get();
+        task::publish_status(&self.producer, &self.def.name, TaskId::Aggregate(r), report).await
     }
 }

@@ -14,11 +14,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::job::{JobDef, JobReport, SharedReport};
 use super::plan::JobPlan;
-use super::task::TaskId;
+use super::task::{TaskId, TaskStatus};
 use crate::broker::Broker;
 
 /// How often the tasks are reconciled with the metadata.
 const TEND_EVERY: Duration = Duration::from_secs(1);
+/// How old a task's published status may be and still count.
+const STALE_AFTER: Duration = Duration::from_secs(10);
 /// How long a failed task waits before it starts again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -156,11 +158,31 @@ impl Jobs {
             .map_err(|_| format!("job {name} stopped"))
     }
 
-    /// Every job, with what its tasks on this node report.
-    pub fn views(&self, b: &Broker) -> Vec<JobView> {
+    /// Every job, with what all its tasks report: those running here live,
+    /// the others from their last status in [`super::task::STATUS_TOPIC`]
+    /// (when it comes from the node now leading the task's partition and is
+    /// at most [`STALE_AFTER`] old). Falls back to this node's tasks when the
+    /// statuses cannot be read.
+    pub async fn views_everywhere(&self, b: &Broker) -> Vec<JobView> {
+        if b.meta.jobs().is_empty() {
+            return Vec::new();
+        }
+        let bootstrap = format!("{}:{}", b.advertised_host, b.advertised_port);
+        let statuses = match super::task::load_statuses(&bootstrap).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "job statuses not read; describing this node's tasks");
+                BTreeMap::new()
+            }
+        };
+        self.views_with(b, &statuses)
+    }
+
+    fn views_with(&self, b: &Broker, remote: &BTreeMap<String, TaskStatus>) -> Vec<JobView> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         let defs: BTreeMap<String, JobDef> = b.meta.jobs();
+        let now = super::task::now_ms();
         defs.into_values()
             .map(|def| {
                 let Ok(plan) = def.plan() else {
@@ -174,17 +196,30 @@ impl Jobs {
                 let mut tasks = Vec::new();
                 for (id, node) in tasks_of(b, &def, &plan) {
                     let key = (def.name.clone(), id);
-                    let state = match (running.get(&key), failed.get(&key)) {
-                        (Some(r), _) => {
+                    let status = remote
+                        .get(&id.state_key(&def.name))
+                        .filter(|s| s.report.node == node);
+                    let state = match (running.get(&key), failed.get(&key), status) {
+                        (Some(r), _, _) => {
                             let rep = r.report.get();
                             let state = rep.state.clone();
                             reports.push(rep);
                             state
                         }
-                        (None, Some((_, why))) => format!("failed: {why}"),
-                        (None, None) if node == b.config.node_id => "starting".into(),
-                        (None, None) if node >= 0 => format!("runs on node {node}"),
-                        (None, None) => "waiting for a leader".into(),
+                        (None, Some((_, why)), _) => format!("failed: {why}"),
+                        (None, None, Some(s))
+                            if now - s.at_ms <= STALE_AFTER.as_millis() as i64 =>
+                        {
+                            reports.push(s.report.clone());
+                            s.report.state.clone()
+                        }
+                        (None, None, Some(s)) => format!(
+                            "no report from node {node} for {} s",
+                            (now - s.at_ms) / 1000
+                        ),
+                        (None, None, None) if node == b.config.node_id => "starting".into(),
+                        (None, None, None) if node >= 0 => format!("starting on node {node}"),
+                        (None, None, None) => "waiting for a leader".into(),
                     };
                     tasks.push(TaskView {
                         task: id.to_string(),
@@ -326,7 +361,7 @@ fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
     out.state = tasks
         .iter()
         .map(|t| t.state.as_str())
-        .find(|s| *s != "running" && !s.starts_with("runs on node"))
+        .find(|s| *s != "running")
         .unwrap_or("running")
         .to_string();
     out

@@ -107,12 +107,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         // have moved the position past records it never returned. It
         // returns within 200 ms.
         let records = consumer.poll(Duration::from_millis(200)).await?;
-        let now = (
-            Instant::now(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        );
+        let now = (Instant::now(), task::now_ms());
         for rec in records {
             r.take(rec, now).await?;
         }
@@ -320,8 +315,14 @@ impl Route {
             .into();
             rep.caught_up = position >= end;
         });
-        let now_in = self.report.get().records_in;
-        self.counted = (Instant::now(), now_in);
-        Ok(())
+        let report = self.report.get();
+        self.counted = (Instant::now(), report.records_in);
+        task::publish_status(
+            &self.producer,
+            &self.def.name,
+            TaskId::Route(self.p),
+            report,
+        )
+        .await
     }
 }

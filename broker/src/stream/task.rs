@@ -29,6 +29,9 @@ use super::plan::JobPlan;
 
 /// The compacted topic of job checkpoints (key: [`TaskId::state_key`]).
 pub const STATE_TOPIC: &str = "__weir_job_state";
+/// The compacted topic of task reports (key: [`TaskId::state_key`]), which
+/// lets any node describe a job whose tasks run on several.
+pub const STATUS_TOPIC: &str = "__weir_job_status";
 /// How often a running task checkpoints.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The largest checkpoint record (the state topic's `max.message.bytes`).
@@ -174,6 +177,12 @@ pub async fn prepare_topics(
         ("segment.ms".into(), "600000".into()),
     ];
     admin.create_topic(state, true).await?;
+    let mut status = NewTopic::new(STATUS_TOPIC, 1);
+    status.configs = vec![
+        ("cleanup.policy".into(), "compact".into()),
+        ("segment.ms".into(), "60000".into()),
+    ];
+    admin.create_topic(status, true).await?;
     Ok(shards)
 }
 
@@ -211,15 +220,15 @@ pub async fn store_checkpoint<T: Serialize>(
     Ok(())
 }
 
-/// The last checkpoint of task `key` of `def`, if it has one taken under
-/// the same statement.
-pub async fn load_checkpoint<T: DeserializeOwned>(
+/// The latest value of every key of `topic` (one partition) that `wanted`
+/// accepts, read from its start to its end.
+async fn read_latest(
     bootstrap: &str,
-    def: &JobDef,
-    key: &str,
-) -> Result<Option<T>, TaskError> {
+    topic: &str,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Result<BTreeMap<Vec<u8>, Bytes>, TaskError> {
     let mut c = ConsumerConfig::new(bootstrap).build().await?;
-    let tp = TopicPartition::new(STATE_TOPIC, 0);
+    let tp = TopicPartition::new(topic, 0);
     c.assign(vec![tp.clone()]);
     c.set_start_position(StartPosition::Earliest);
     let admin = Admin::from_cluster(c.cluster().clone());
@@ -228,12 +237,12 @@ pub async fn load_checkpoint<T: DeserializeOwned>(
         .get(&0)
         .copied()
         .unwrap_or(0);
-    let mut last = None;
+    let mut latest = BTreeMap::new();
     let deadline = Instant::now() + SETTLE;
     while c.position(&tp).unwrap_or(0) < end {
         if Instant::now() > deadline {
             return Err(TaskError::Checkpoint(format!(
-                "{STATE_TOPIC} could not be read to its end ({end}) in 30 s"
+                "{topic} could not be read to its end ({end}) in 30 s"
             )));
         }
         let records = match c.poll(Duration::from_millis(200)).await {
@@ -242,25 +251,91 @@ pub async fn load_checkpoint<T: DeserializeOwned>(
             Err(e) => return Err(e.into()),
         };
         for r in records {
-            if r.key.as_deref() == Some(key.as_bytes()) {
-                last = r.value;
+            if let (Some(k), Some(v)) = (&r.key, r.value) {
+                if wanted(k) {
+                    latest.insert(k.to_vec(), v);
+                }
             }
             if r.offset + 1 >= end {
                 break;
             }
         }
     }
-    let Some(bytes) = last else {
+    Ok(latest)
+}
+
+/// The last checkpoint of task `key` of `def`, if it has one taken under
+/// the same statement.
+pub async fn load_checkpoint<T: DeserializeOwned>(
+    bootstrap: &str,
+    def: &JobDef,
+    key: &str,
+) -> Result<Option<T>, TaskError> {
+    let latest = read_latest(bootstrap, STATE_TOPIC, |k| k == key.as_bytes()).await?;
+    let Some(bytes) = latest.get(key.as_bytes()) else {
         return Ok(None);
     };
     let stored: Stored<serde_json::Value> =
-        serde_json::from_slice(&bytes).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
     if stored.sql != def.sql {
         return Ok(None);
     }
     serde_json::from_value(stored.state)
         .map(Some)
         .map_err(|e| TaskError::Checkpoint(e.to_string()))
+}
+
+/// What a task last said of itself in [`STATUS_TOPIC`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// When, epoch ms.
+    pub at_ms: i64,
+    /// Its report (`node` is the node running it).
+    pub report: JobReport,
+}
+
+/// Publishes task `task` of job `job`'s report, so that any node can show
+/// the whole job; not waited for (the next checkpoint's flush checks it).
+pub async fn publish_status(
+    producer: &Producer,
+    job: &str,
+    task: TaskId,
+    report: JobReport,
+) -> Result<(), TaskError> {
+    let status = TaskStatus {
+        at_ms: now_ms(),
+        report,
+    };
+    let bytes = serde_json::to_vec(&status).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+    producer
+        .send_detached(ProducerRecord::new(STATUS_TOPIC, bytes).key(task.state_key(job)))
+        .await?;
+    Ok(())
+}
+
+/// The last status of every task of every job ([`TaskId::state_key`] →
+/// status), as published to [`STATUS_TOPIC`]; empty when no job has run.
+pub async fn load_statuses(bootstrap: &str) -> Result<BTreeMap<String, TaskStatus>, TaskError> {
+    let admin = Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
+    if admin.partitions(STATUS_TOPIC).await.is_err() {
+        return Ok(BTreeMap::new());
+    }
+    let latest = read_latest(bootstrap, STATUS_TOPIC, |_| true).await?;
+    Ok(latest
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let key = String::from_utf8(k).ok()?;
+            let status = serde_json::from_slice(&v).ok()?;
+            Some((key, status))
+        })
+        .collect())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A report for a job that is defined but whose tasks run elsewhere or have

@@ -126,6 +126,13 @@ pub struct JobReport {
     /// Whether every input partition and every shard was read to its end
     /// at the last check.
     pub caught_up: bool,
+    /// Input records not yet read (log ends minus positions).
+    #[serde(default)]
+    pub lag: i64,
+    /// Seconds until the input is read to its current end at the current
+    /// rate (a `--from earliest` job catching up); none while the rate is 0.
+    #[serde(default)]
+    pub eta_secs: Option<f64>,
 }
 
 /// One input partition of a job.

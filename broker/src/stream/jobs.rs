@@ -358,6 +358,12 @@ fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
         out.partitions.extend(r.partitions);
         out.shards.extend(r.shards);
     }
+    out.lag = out
+        .partitions
+        .values()
+        .map(|p| (p.log_end - p.position).max(0))
+        .sum();
+    out.eta_secs = (out.records_per_sec > 0.0).then(|| out.lag as f64 / out.records_per_sec);
     out.state = tasks
         .iter()
         .map(|t| t.state.as_str())
@@ -410,4 +416,93 @@ pub fn drop_job(b: &Broker, name: &str) -> Result<(), JobChangeError> {
     b.controller
         .submit_blocking(&[crate::controller::Command::DropJob { name: name.into() }])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::job::PartitionReport;
+
+    fn running(task: &str, node: i32) -> TaskView {
+        TaskView {
+            task: task.into(),
+            node,
+            state: "running".into(),
+        }
+    }
+
+    /// The reports of a job's tasks add up: counts summed, partitions and
+    /// shards joined, the lowest shard watermark, the lag and the time to
+    /// read it at the current rate.
+    #[test]
+    fn task_reports_merge_into_one_job_report() {
+        let route = |p: i32, position: i64, rate: f64| JobReport {
+            state: "running".into(),
+            records_in: position as u64,
+            late: 1,
+            records_per_sec: rate,
+            partitions: [(
+                p,
+                PartitionReport {
+                    position,
+                    log_end: 1_000,
+                    watermark: Some(5),
+                },
+            )]
+            .into(),
+            caught_up: position >= 1_000,
+            ..JobReport::default()
+        };
+        let shard = |r: i32, wm: Option<i64>| JobReport {
+            state: "running".into(),
+            records_out: 10,
+            open_windows: 3,
+            watermark: wm,
+            shards: [(
+                r,
+                PartitionReport {
+                    position: 7,
+                    log_end: 7,
+                    watermark: wm,
+                },
+            )]
+            .into(),
+            caught_up: true,
+            ..JobReport::default()
+        };
+        let tasks = [running("route-0", 1), running("route-1", 2)];
+        let m = merge(
+            1,
+            &tasks,
+            vec![
+                route(0, 400, 100.0),
+                route(1, 1_000, 100.0),
+                shard(0, Some(30)),
+                shard(1, Some(20)),
+            ],
+        );
+        assert_eq!(m.records_in, 1_400);
+        assert_eq!(m.late, 2);
+        assert_eq!(m.records_out, 20);
+        assert_eq!(m.open_windows, 6);
+        assert_eq!(m.partitions.len(), 2);
+        assert_eq!(m.shards.len(), 2);
+        assert_eq!(m.watermark, Some(20));
+        assert!(!m.caught_up, "partition 0 is 600 behind");
+        assert_eq!(m.lag, 600);
+        assert_eq!(m.eta_secs, Some(3.0));
+        assert_eq!(m.state, "running");
+        // A shard with no watermark yet holds the job's back.
+        let m = merge(1, &tasks, vec![shard(0, Some(30)), shard(1, None)]);
+        assert_eq!(m.watermark, None);
+        // A task that is not running says so for the job.
+        let waiting = [
+            running("route-0", 1),
+            TaskView {
+                state: "starting on node 2".into(),
+                ..running("route-1", 2)
+            },
+        ];
+        assert_eq!(merge(1, &waiting, Vec::new()).state, "starting on node 2");
+    }
 }

@@ -20,6 +20,7 @@ pub mod bids;
 pub mod cluster;
 pub mod proxy;
 pub mod raw;
+pub mod topic_reader;
 
 /// How long a node may take to print its `weir listening` line.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -743,4 +744,14 @@ pub fn kcat_keyed_input_padded(count: usize, keys: usize, pad: usize) -> String 
         seqs[k] += 1;
     }
     s
+}
+
+/// Runs the `weir` CLI with `args`; its standard output, or an error with
+/// its standard error when it fails.
+pub fn weir(args: &[&str]) -> Result<String> {
+    let out = Command::new(weir_bin()?).args(args).output()?;
+    if !out.status.success() {
+        bail!("weir {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }

@@ -16,17 +16,14 @@
 //! every bid counted once, in windows aligned to their size.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use weir_client::partitioner::partition_for_key;
-use weir_client::{
-    Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord,
-    StartPosition,
-};
+use weir_client::{Admin, ClientConfig, NewTopic, ProducerConfig, ProducerRecord};
 use weir_tests::bids::{bids, Bid};
-use weir_tests::{unique, weir_bin, NodeOpts, WeirNode};
+use weir_tests::topic_reader::{consume_topic, read_topic};
+use weir_tests::{unique, weir, NodeOpts, WeirNode};
 
 const PARTITIONS: i32 = 3;
 /// 4 000 bids at 50 events per second: about 87 s of event time.
@@ -125,55 +122,17 @@ fn reference(
     (out, late)
 }
 
-fn weir(args: &[&str]) -> Result<String> {
-    let out = Command::new(weir_bin()?).args(args).output()?;
-    ensure!(
-        out.status.success(),
-        "weir {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
 fn job_status(admin: &str, name: &str) -> Result<serde_json::Value> {
     let text = weir(&["job", "describe", name, "--admin", admin])?;
     Ok(serde_json::from_str::<serde_json::Value>(&text)?["status"].clone())
 }
 
-/// A consumer of every partition of `topic` from the start (waiting for the
-/// job to create it).
-async fn output(bootstrap: &str, topic: &str) -> Result<Consumer> {
-    let mut c = ConsumerConfig::new(bootstrap).build().await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c.assign_topic(topic).await.is_err() {
-        ensure!(Instant::now() < deadline, "{topic} never appeared");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    c.set_start_position(StartPosition::Earliest);
-    Ok(c)
-}
-
 /// The values of `want` records of `topic`, and of any more that come within
 /// half a second (duplicates would).
 async fn read_values(bootstrap: &str, topic: &str, want: usize) -> Result<Vec<serde_json::Value>> {
-    let mut c = output(bootstrap, topic).await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut got = Vec::new();
-    let mut last_error = None;
-    while got.len() < want {
-        ensure!(
-            Instant::now() < deadline,
-            "{topic}: {} of {want} results in 30 s (last error: {last_error:?})",
-            got.len()
-        );
-        // A topic the job just created may not have its leaders yet: retriable.
-        match c.poll(Duration::from_millis(200)).await {
-            Ok(records) => got.extend(records),
-            Err(e) => last_error = Some(e.to_string()),
-        }
-    }
-    got.extend(c.poll(Duration::from_millis(500)).await?);
-    got.iter()
+    read_topic(bootstrap, topic, want)
+        .await?
+        .iter()
         .map(|r| Ok(serde_json::from_slice(r.value.as_deref().unwrap_or(b""))?))
         .collect()
 }
@@ -399,7 +358,7 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
     for (_, b) in &events {
         *per_bidder.entry(b.bidder as i64).or_default() += 1;
     }
-    let mut out = output(&bootstrap, &q12).await?;
+    let mut out = consume_topic(&bootstrap, &q12).await?;
     let mut counted: BTreeMap<i64, i64> = BTreeMap::new();
     let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);

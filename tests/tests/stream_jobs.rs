@@ -8,11 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use weir_client::{
-    Admin, ClientConfig, ConsumerConfig, ConsumerRecord, NewTopic, ProducerConfig, ProducerRecord,
-    StartPosition,
-};
-use weir_tests::{unique, weir_bin, NodeOpts, WeirNode};
+use weir_client::{Admin, ClientConfig, ConsumerRecord, NewTopic, ProducerConfig, ProducerRecord};
+use weir_tests::topic_reader::read_topic;
+use weir_tests::{unique, weir, weir_bin, NodeOpts, WeirNode};
 
 /// One input event: partition, customer, event time, amount.
 type Event = (i32, i64, i64, f64);
@@ -83,51 +81,6 @@ fn reference_with_open(events: &[Event]) -> (BTreeSet<Total>, BTreeSet<Total>, u
         open.into_iter().collect(),
         late,
     )
-}
-
-fn weir(args: &[&str]) -> Result<String> {
-    let out = Command::new(weir_bin()?).args(args).output()?;
-    ensure!(
-        out.status.success(),
-        "weir {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
-/// Every record of `topic` (all partitions), once `want` arrived.
-async fn read_topic(bootstrap: &str, topic: &str, want: usize) -> Result<Vec<ConsumerRecord>> {
-    let mut c = ConsumerConfig::new(bootstrap).build().await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if c.assign_topic(topic).await.is_ok() {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "{topic} never appeared");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    c.set_start_position(StartPosition::Earliest);
-    let mut got = Vec::new();
-    let mut last_error = None;
-    while got.len() < want {
-        ensure!(
-            Instant::now() < deadline,
-            "{topic}: {} of {want} records in 60 s (last error: {last_error:?})",
-            got.len()
-        );
-        // A topic the job just created may not have its leaders yet
-        // (LEADER_NOT_AVAILABLE): retriable.
-        match c.poll(Duration::from_millis(200)).await {
-            Ok(records) => got.extend(records),
-            Err(e) => {
-                last_error = Some(e.to_string());
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    // Anything beyond `want` would be a duplicate: look a little longer.
-    got.extend(c.poll(Duration::from_millis(500)).await?);
-    Ok(got)
 }
 
 /// Every record `topic` holds now (up to each partition's end offset).

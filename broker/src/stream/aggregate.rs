@@ -31,8 +31,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
-    Acks, Admin, ClientConfig, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
+    Admin, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerRecord, TopicPartition,
 };
 
 use super::job::{JobDef, PartitionReport, SharedReport};
@@ -65,6 +64,7 @@ pub async fn run(
     mut queries: mpsc::Receiver<StateQuery>,
     leads: Leads,
 ) -> Result<(), TaskError> {
+    let (admin, sources, shards) = cx.setup().await?;
     let TaskContext {
         def,
         plan,
@@ -72,11 +72,6 @@ pub async fn run(
         report,
         stop,
     } = cx;
-    let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
-    let sources = task::retrying(|| admin.partitions(&plan.input_topic))
-        .await?
-        .len();
-    let shards = task::prepare_topics(&admin, &def, &plan, sources as i32).await?;
     let outputs = task::retrying(|| admin.partitions(&plan.output_topic))
         .await?
         .len() as i32;
@@ -129,13 +124,7 @@ pub async fn run(
         .await?;
     consumer.assign(vec![input.clone()]);
     consumer.seek(&input, position)?;
-    let producer = ProducerConfig::new(&bootstrap)
-        .acks(Acks::All)
-        .idempotent(true)
-        .linger(Duration::from_millis(5))
-        .client_id(format!("weir-job-{}-out-{r}", def.name))
-        .build()
-        .await?;
+    let producer = task::producer(&bootstrap, format!("weir-job-{}-out-{r}", def.name)).await?;
     let mut a = Aggregate {
         format: super::output::Output::new(&plan),
         def,

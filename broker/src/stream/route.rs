@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_client::{
-    Acks, Admin, ClientConfig, ConsumerConfig, ConsumerRecord, OffsetSpec, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
+    Admin, ConsumerConfig, ConsumerRecord, OffsetSpec, Producer, ProducerRecord, TopicPartition,
 };
 
 use super::job::{JobDef, PartitionReport, SharedReport, StartFrom};
@@ -41,6 +40,7 @@ struct RouteCheckpoint {
 /// Runs the route task of input partition `p` of the job in `cx` until its
 /// stop signal turns true.
 pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
+    let (admin, _, shards) = cx.setup().await?;
     let TaskContext {
         def,
         plan,
@@ -48,9 +48,6 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         report,
         stop,
     } = cx;
-    let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
-    let inputs = task::retrying(|| admin.partitions(&plan.input_topic)).await?;
-    let shards = task::prepare_topics(&admin, &def, &plan, inputs.len() as i32).await?;
     let key = TaskId::Route(p).state_key(&def.name);
     let restored: Option<RouteCheckpoint> = task::load_checkpoint(&bootstrap, &def, &key).await?;
     let tp = TopicPartition::new(&plan.input_topic, p);
@@ -72,13 +69,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         .await?;
     consumer.assign(vec![tp.clone()]);
     consumer.seek(&tp, position)?;
-    let producer = ProducerConfig::new(&bootstrap)
-        .acks(Acks::All)
-        .idempotent(true)
-        .linger(Duration::from_millis(5))
-        .client_id(format!("weir-job-{}-{p}", def.name))
-        .build()
-        .await?;
+    let producer = task::producer(&bootstrap, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
     let mut r = Route {
         reader: Reader::new(&plan),

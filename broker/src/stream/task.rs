@@ -80,6 +80,20 @@ pub struct TaskContext {
     pub stop: watch::Receiver<bool>,
 }
 
+impl TaskContext {
+    /// Connects to the cluster and makes sure the job's topics exist;
+    /// returns the admin client, the number of input partitions and the
+    /// number of shards.
+    pub async fn setup(&self) -> Result<(Admin, usize, i32), TaskError> {
+        let admin = Admin::connect(weir_client::ClientConfig::new(&self.bootstrap)).await?;
+        let sources = retrying(|| admin.partitions(&self.plan.input_topic))
+            .await?
+            .len();
+        let shards = prepare_topics(&admin, &self.def, &self.plan, sources as i32).await?;
+        Ok((admin, sources, shards))
+    }
+}
+
 /// Why a task stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -126,6 +140,18 @@ where
             r => return r,
         }
     }
+}
+
+/// The producer a task writes with: idempotent (so a retried batch lands
+/// once and in order), acknowledged by every in-sync replica.
+pub async fn producer(bootstrap: &str, client_id: String) -> Result<Producer, TaskError> {
+    Ok(weir_client::ProducerConfig::new(bootstrap)
+        .acks(weir_client::Acks::All)
+        .idempotent(true)
+        .linger(Duration::from_millis(5))
+        .client_id(client_id)
+        .build()
+        .await?)
 }
 
 /// The end offset of each of `tps` (their partition numbers as keys).

@@ -243,6 +243,19 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         per_key(&again) == per_key(&got),
         "the replay differs from the live run"
     );
+    // Describe says when the replay has caught up with the input's head.
+    let records = (evs.len() as u64 + bad) as i64;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "replay")?;
+        let read: i64 = s["partitions"]
+            .as_object()
+            .context("partitions")?
+            .values()
+            .filter_map(|p| p["position"].as_i64())
+            .sum();
+        Ok((s["caught_up"] == true && s["lag"] == 0 && read == records).then_some(()))
+    })
+    .context("the replay never showed caught up")?;
     let listed = weir(&["job", "list", "--admin", &admin])?;
     ensure!(
         listed.contains("totals") && listed.contains("replay"),
@@ -703,16 +716,17 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
         Ok((running.len() == 6 && running.iter().all(|(_, n)| *n != runner)).then_some(()))
     })
     .context("the killed node's tasks did not all move to the survivors")?;
-    let status = weir_tests::poll_until(Duration::from_secs(30), || {
+    weir_tests::poll_until(Duration::from_secs(30), || {
         let s = job_status(&admin, "moving")?;
-        Ok(
-            (s["records_in"].as_u64() >= Some(evs.len() as u64) && s["caught_up"] == true)
-                .then_some(s),
-        )
+        let read: i64 = s["partitions"]
+            .as_object()
+            .context("partitions")?
+            .values()
+            .filter_map(|p| p["position"].as_i64())
+            .sum();
+        Ok((read == evs.len() as i64 && s["caught_up"] == true).then_some(()))
     })
-    .context("the job's status never covered every event")?;
-    let parts = status["partitions"].as_object().context("partitions")?;
-    ensure!(parts.len() == 3, "status covers input partitions {parts:?}");
+    .context("no node's status covered every input partition")?;
     Ok(())
 }
 

@@ -10,7 +10,9 @@
 #     /v1/cluster meanwhile, until one reports itself leader); restart the node
 #     and wait until it has caught up before the next kill;
 #  3. wall time of `weir topic create big -p 1000 -r 3`, and the idle CPU (and
-#     RSS) of each node hosting those partitions, from /proc/PID/stat.
+#     RSS) of each node hosting those partitions, from /proc/PID/stat; then
+#     the same with node 3 killed (the survivors' groups keep a follower they
+#     cannot reach).
 # Then, if fio is installed, the disk's write+fdatasync limits for comparison.
 #
 #   scripts/bench-cluster.sh                 # uses target/release/weir
@@ -334,15 +336,18 @@ done
 wait_settled fo 0 60
 
 # --- 3. a 1000-partition RF-3 topic: create time, idle CPU ---------------------
-idle_cpu() { # label: CPU % of one core and RSS of each node over IDLE_SECS
-    local label=$1 i a=() t0 t1
-    check_alive 1 2 3
-    for i in 1 2 3; do a[i]=$(cpu_ticks "${NODE_PID[$i]}"); done
+idle_cpu() { # label [nodes...]: CPU % of one core and RSS of each node over IDLE_SECS
+    local label=$1 i a=() t0 t1 nodes
+    shift
+    nodes=("$@")
+    ((${#nodes[@]})) || nodes=(1 2 3)
+    check_alive "${nodes[@]}"
+    for i in "${nodes[@]}"; do a[i]=$(cpu_ticks "${NODE_PID[$i]}"); done
     t0=$(date +%s%N)
     sleep "$IDLE_SECS" # the measurement window, not a wait for readiness
     t1=$(date +%s%N)
-    check_alive 1 2 3
-    for i in 1 2 3; do
+    check_alive "${nodes[@]}"
+    for i in "${nodes[@]}"; do
         awk -v l="$label" -v n="$i" -v a="${a[$i]}" -v b="$(cpu_ticks "${NODE_PID[$i]}")" -v hz="$HZ" \
             -v t0="$t0" -v t1="$t1" -v rss="$(rss_mb "${NODE_PID[$i]}")" \
             'BEGIN {printf "%s\t%s\t%.1f\t%s\n", l, n, 100 * (b - a) / hz / ((t1 - t0) / 1e9), rss}'
@@ -378,6 +383,20 @@ if ((BIG > 0)); then
     idle_cpu "big"
     cluster_json 1 | jq -r '[.partitions[] | select(.topic == "big") | .leader] | group_by(.) | map("node \(.[0]): \(length)") | join(", ")' \
         >"$OUT/big-leaders.txt"
+    # The same partitions with node 3 killed: the survivors lead them all,
+    # and each group keeps a follower it cannot reach.
+    kill -9 "${NODE_PID[3]}"
+    wait "${NODE_PID[3]}" 2>/dev/null || true
+    deadline=$(($(now_ms) + 300000))
+    while :; do
+        led=$(cluster_json 1 | jq '[.partitions[]? | select(.topic == "big" and (.leader == 1 or .leader == 2))] | length' 2>/dev/null || echo 0)
+        [[ "$led" == "$BIG" ]] && break
+        check_alive 1 2
+        (($(now_ms) < deadline)) || { echo "big: $led of $BIG partitions led by the survivors after 300 s" >&2; exit 1; }
+        sleep 0.5
+    done
+    log "idle CPU with $BIG partitions, node 3 down ($IDLE_SECS s)"
+    idle_cpu "big, node 3 down" 1 2
 fi
 stop_all
 

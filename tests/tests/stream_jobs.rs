@@ -109,6 +109,18 @@ fn totals(records: &[ConsumerRecord]) -> Result<Vec<Total>> {
         .collect()
 }
 
+/// The input records a job's status says it has read: the sum of its
+/// input partitions' positions (counts restart when a task moves; positions
+/// do not).
+fn records_read(status: &serde_json::Value) -> Result<i64> {
+    Ok(status["partitions"]
+        .as_object()
+        .context("partitions")?
+        .values()
+        .filter_map(|p| p["position"].as_i64())
+        .sum())
+}
+
 fn job_status(admin: &str, name: &str) -> Result<serde_json::Value> {
     let text = weir(&["job", "describe", name, "--admin", admin])?;
     Ok(serde_json::from_str::<serde_json::Value>(&text)?["status"].clone())
@@ -247,12 +259,7 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     let records = (evs.len() as u64 + bad) as i64;
     weir_tests::poll_until(Duration::from_secs(30), || {
         let s = job_status(&admin, "replay")?;
-        let read: i64 = s["partitions"]
-            .as_object()
-            .context("partitions")?
-            .values()
-            .filter_map(|p| p["position"].as_i64())
-            .sum();
+        let read = records_read(&s)?;
         Ok((s["caught_up"] == true && s["lag"] == 0 && read == records).then_some(()))
     })
     .context("the replay never showed caught up")?;
@@ -718,12 +725,7 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     .context("the killed node's tasks did not all move to the survivors")?;
     weir_tests::poll_until(Duration::from_secs(30), || {
         let s = job_status(&admin, "moving")?;
-        let read: i64 = s["partitions"]
-            .as_object()
-            .context("partitions")?
-            .values()
-            .filter_map(|p| p["position"].as_i64())
-            .sum();
+        let read = records_read(&s)?;
         Ok((read == evs.len() as i64 && s["caught_up"] == true).then_some(()))
     })
     .context("no node's status covered every input partition")?;

@@ -91,12 +91,6 @@ impl Output {
     }
 }
 
-/// The key and value bytes of the output record of `r` under `plan` (see
-/// [`Output`], which a task keeps to write many).
-pub fn record(plan: &JobPlan, r: &WindowResult) -> (Vec<u8>, Vec<u8>) {
-    Output::new(plan).record(r)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +129,7 @@ mod tests {
             values: vec![json!(25.5), json!(3)],
             is_final: true,
         };
-        let (k, v) = record(&plan, &r);
+        let (k, v) = Output::new(&plan).record(&r);
         assert_eq!(k, b"[17]");
         let mut two = plan.clone();
         two.keys = vec!["a".into(), "b".into()];
@@ -153,7 +147,7 @@ mod tests {
             key: GroupKey::of(&[json!("x,y]"), json!([1, 2])]),
             ..r.clone()
         };
-        let (_, v2) = record(&two, &r2);
+        let (_, v2) = Output::new(&two).record(&r2);
         assert_eq!(
             String::from_utf8(v2).unwrap(),
             r#"{"b":[1,2],"a \"q\"":"x,y]"}"#

@@ -611,9 +611,10 @@ impl Broker {
             loop {
                 tick.tick().await;
                 let Some(b) = weak.upgrade() else { return };
+                let down = b.cluster.unreachable_peers();
                 for p in b.hosted() {
                     if let Some(group) = p.group_id() {
-                        p.tend(b.cluster.claim(group)).await;
+                        p.tend(b.cluster.claim(group), &down).await;
                     }
                 }
             }
@@ -655,6 +656,33 @@ impl Broker {
             Some((leader, term)) => (leader, i32::try_from(term).unwrap_or(i32::MAX)),
             None => (-1, -1),
         }
+    }
+
+    /// The replicas of a partition counted in sync: the leader, and the
+    /// other replicas this node can reach; where this node leads, only
+    /// followers that matched its log since it leads (a Raft quorum, not
+    /// this set, decides what is committed: it is what Kafka tools show as
+    /// the ISR and count as under-replicated).
+    pub fn in_sync(&self, topic: &str, partition: i32, leader: i32, replicas: &[i32]) -> Vec<i32> {
+        let matched = self
+            .partition(topic, partition)
+            .filter(|p| matches!(p.leadership().role, crate::partition::Role::Leader))
+            .and_then(|p| p.raft_status())
+            .map(|s| s.matched);
+        replicas
+            .iter()
+            .copied()
+            .filter(|r| {
+                *r == leader
+                    || (self.cluster.reachable(*r)
+                        && matched.as_ref().is_none_or(|m| {
+                            u64::try_from(*r)
+                                .ok()
+                                .and_then(|id| m.get(&id).copied().flatten())
+                                .is_some()
+                        }))
+            })
+            .collect()
     }
 
     /// The brokers clients are told of: every registered node (this one
@@ -1023,6 +1051,11 @@ impl Broker {
                     crate::partition::Role::Follower { leader } => leader,
                 };
                 let raft = p.raft_status();
+                let replicas = self
+                    .meta
+                    .topic(&p.tp.topic)
+                    .map(|t| t.replicas_of(p.tp.partition, self.config.node_id))
+                    .unwrap_or_default();
                 serde_json::json!({
                     "topic": p.tp.topic,
                     "partition": p.tp.partition,
@@ -1030,9 +1063,11 @@ impl Broker {
                     "term": l.epoch,
                     "log_end": o.log_end,
                     "high_watermark": o.high_watermark,
-                    "committed_index": raft.and_then(|r| r.committed_index),
-                    "applied_index": raft.and_then(|r| r.applied_index),
-                    "quiesced": raft.is_some_and(|r| r.quiesced),
+                    "committed_index": raft.as_ref().and_then(|r| r.committed_index),
+                    "applied_index": raft.as_ref().and_then(|r| r.applied_index),
+                    "quiesced": raft.as_ref().is_some_and(|r| r.quiesced),
+                    "replica_lag": raft.as_ref().map(replica_lag),
+                    "in_sync": self.in_sync(&p.tp.topic, p.tp.partition, leader, &replicas),
                 })
             })
             .collect();
@@ -1300,4 +1335,18 @@ impl GroupStore for OffsetsLog {
         }
         Ok(out)
     }
+}
+
+/// How many Raft entries each follower is behind the leader's log (on the
+/// leader; `null` for a follower that has not answered yet).
+fn replica_lag(s: &weir_raft::group::GroupStatus) -> serde_json::Value {
+    let last = s.last_log_index.unwrap_or(0);
+    s.matched
+        .iter()
+        .map(|(node, m)| {
+            let lag = m.map(|m| last.saturating_sub(m));
+            (node.to_string(), serde_json::json!(lag))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

@@ -32,6 +32,9 @@ pub struct Cluster {
     pub peers: BTreeMap<i32, String>,
     // Written by notices, read by Metadata; never held across an `.await`.
     heard: Arc<RwLock<HashMap<u64, Heard>>>,
+    // When each peer last took this node's notices (the announcer's calls
+    // double as a liveness probe of the link to it).
+    reached: RwLock<HashMap<u64, Instant>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +51,7 @@ impl Cluster {
             transport: None,
             peers: BTreeMap::new(),
             heard: Arc::default(),
+            reached: RwLock::default(),
         }
     }
 
@@ -94,6 +98,7 @@ impl Cluster {
             transport: Some(transport),
             peers,
             heard,
+            reached: RwLock::default(),
         })
     }
 
@@ -117,6 +122,38 @@ impl Cluster {
         t.get(&group)
             .filter(|h| h.at.elapsed() < CLAIM_FRESH)
             .map(|h| (h.leader, h.term))
+    }
+
+    /// Whether `node` is this node or a peer that took its notices within
+    /// [`NOTICE_TTL`]: what the in-sync replicas and quiescence go by.
+    pub fn reachable(&self, node: i32) -> bool {
+        let me = self.transport.as_ref().map(Transport::node_id);
+        let Ok(id) = u64::try_from(node) else {
+            return false;
+        };
+        me.is_none_or(|me| me == id)
+            || self
+                .reached
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .is_some_and(|at| at.elapsed() < NOTICE_TTL)
+    }
+
+    /// The peers this node cannot reach now (see [`Cluster::reachable`]).
+    pub fn unreachable_peers(&self) -> Vec<u64> {
+        self.peers
+            .keys()
+            .filter(|n| !self.reachable(**n))
+            .filter_map(|n| u64::try_from(*n).ok())
+            .collect()
+    }
+
+    fn reached(&self, node: u64) {
+        self.reached
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node, Instant::now());
     }
 
     /// Forgets every leadership `node` claimed (it cannot be reached).
@@ -160,12 +197,15 @@ impl Cluster {
                     let (cluster, notices) = (Arc::clone(&cluster), Arc::clone(&notices));
                     sends.spawn(async move {
                         let Some(t) = &cluster.transport else { return };
-                        if let Err(e) = t.announce(peer, &notices, ANNOUNCE_INTERVAL).await {
-                            tracing::debug!(peer, error = %e, "leader notice not delivered");
-                            if e.gone {
-                                // Its claims are void now, not a second later:
-                                // the followers of its groups elect at once.
-                                cluster.forget_claims_of(peer);
+                        match t.announce(peer, &notices, ANNOUNCE_INTERVAL).await {
+                            Ok(()) => cluster.reached(peer),
+                            Err(e) => {
+                                tracing::debug!(peer, error = %e, "leader notice not delivered");
+                                if e.gone {
+                                    // Its claims are void now, not a second later:
+                                    // the followers of its groups elect at once.
+                                    cluster.forget_claims_of(peer);
+                                }
                             }
                         }
                     });

@@ -452,10 +452,10 @@ impl Partition {
 
     /// One quiescence step of the partition's group (see
     /// [`PartitionGroup::tend`]), with the freshest leadership claim heard
-    /// for it.
-    pub async fn tend(&self, claim: Option<(u64, u64)>) {
+    /// for it and the nodes this one cannot reach now.
+    pub async fn tend(&self, claim: Option<(u64, u64)>, down: &[u64]) {
         if let Some(group) = self.group.get() {
-            group.tend(claim).await;
+            group.tend(claim, down).await;
         }
     }
 

@@ -859,11 +859,12 @@ impl PartitionGroup {
     }
 
     /// Quiescence step (see [`quiet`]); call it a few times a second with
-    /// the freshest claim heard for this group (leader node, term). Does
-    /// nothing unless the group's settings ask for quiescence.
-    pub async fn tend(&self, claim: Option<(u64, u64)>) {
+    /// the freshest claim heard for this group (leader node, term) and the
+    /// nodes this one cannot reach now. Does nothing unless the group's
+    /// settings ask for quiescence.
+    pub async fn tend(&self, claim: Option<(u64, u64)>, down: &[u64]) {
         if let Some(q) = &self.shared.quiet {
-            q.tend(&self.shared.raft(), claim).await;
+            q.tend(&self.shared.raft(), claim, down).await;
         }
     }
 
@@ -882,6 +883,13 @@ impl PartitionGroup {
             committed_index: m.local_committed.map(|l| l.index),
             applied_index: m.last_applied.map(|l| l.index),
             quiesced: self.is_quiesced(),
+            matched: m
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(node, _)| **node != m.id)
+                .map(|(node, l)| (*node, l.as_ref().map(|l| l.index)))
+                .collect(),
         }
     }
 
@@ -1028,7 +1036,7 @@ impl crate::transport::GroupHandler for Served {
 }
 
 /// A group's Raft positions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupStatus {
     /// The leader, when known.
     pub leader: Option<u64>,
@@ -1042,6 +1050,9 @@ pub struct GroupStatus {
     pub applied_index: Option<u64>,
     /// Whether this node leads the group and quiesced it (see [`quiet`]).
     pub quiesced: bool,
+    /// On the leader: each follower's last Raft index known to match the
+    /// leader's log (`None` until it first answered). Empty elsewhere.
+    pub matched: std::collections::BTreeMap<u64, Option<u64>>,
 }
 
 /// Fails every proposal not yet submitted: their predictions belong to a term

@@ -509,6 +509,34 @@ fn a_follower_down_during_maintenance_catches_up_every_record() -> Result<()> {
     poll_until(Duration::from_secs(30), || {
         Ok((passes(&admin)? >= before + 3).then_some(()))
     })?;
+    // The dead follower is out of the in-sync replicas, and the idle leader
+    // quiesces every partition it leads although that follower lags.
+    let leader_bootstrap = c.node(leader).bootstrap().to_string();
+    let isr = || -> Result<Vec<i32>> {
+        let md = metadata(&leader_bootstrap, &[topic.as_str()])?;
+        Ok(md.topics[0].partitions[0]
+            .isr_nodes
+            .iter()
+            .map(|b| b.0)
+            .collect())
+    };
+    poll_until(Duration::from_secs(30), || {
+        let i = isr()?;
+        Ok((!i.contains(&follower) && i.contains(&leader)).then_some(()))
+    })
+    .context("the dead follower stayed in the ISR")?;
+    let gauge = |body: &str, name: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    poll_until(Duration::from_secs(30), || {
+        let (_, body) = weir_tests::http_get(&admin, "/metrics")?;
+        let led = gauge(&body, "weir_partitions_led ");
+        Ok((led > 0 && gauge(&body, "weir_partitions_quiesced ") == led).then_some(()))
+    })
+    .context("the leader never quiesced its partitions with a follower down")?;
     c.node(follower).restart()?;
     let (ld, fd) = (
         c.node(leader).data_dir().to_path_buf(),
@@ -519,6 +547,10 @@ fn a_follower_down_during_maintenance_catches_up_every_record() -> Result<()> {
         Ok((!l.is_empty() && l == f).then_some(()))
     })
     .context("the follower's log never matched the leader's")?;
+    poll_until(Duration::from_secs(30), || {
+        Ok(isr()?.contains(&follower).then_some(()))
+    })
+    .context("the follower caught up but never rejoined the ISR")?;
     Ok(())
 }
 

@@ -15,19 +15,18 @@ fn topic(b: &Broker, name: &str, t: &TopicMeta, ops: i32) -> MetadataResponseTop
     let partitions = (0..t.partitions)
         .map(|p| {
             let (leader, epoch) = b.leader_of(name, t, p);
-            let replicas: Vec<BrokerId> = t
-                .replicas_of(p, b.config.node_id)
-                .into_iter()
-                .map(BrokerId)
-                .collect();
+            let replicas = t.replicas_of(p, b.config.node_id);
             let r = MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(epoch)
-                // Every replica is reported in sync: the in-sync set is not
-                // tracked yet (a Raft quorum, not an ISR, decides commits).
-                .with_isr_nodes(replicas.clone())
-                .with_replica_nodes(replicas);
+                .with_isr_nodes(
+                    b.in_sync(name, p, leader, &replicas)
+                        .into_iter()
+                        .map(BrokerId)
+                        .collect(),
+                )
+                .with_replica_nodes(replicas.into_iter().map(BrokerId).collect());
             if leader < 0 {
                 r.with_error_code(code::LEADER_NOT_AVAILABLE)
             } else {

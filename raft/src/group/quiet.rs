@@ -151,8 +151,11 @@ impl Quiet {
 
     /// Periodic step: quiesces an idle leader, refreshes a quiesced one, and
     /// sets a follower's timers from `claim`, the freshest leadership claim
-    /// heard for the group (leader node, term), if any.
-    pub(crate) async fn tend(&self, raft: &RaftHandle, claim: Option<(u64, u64)>) {
+    /// heard for the group (leader node, term), if any. `down` are the nodes
+    /// this one cannot reach now: a leader quiesces without waiting for them
+    /// to replicate its log (openraft's replication task keeps retrying them
+    /// with backoff, timers or not, and catches them up when they return).
+    pub(crate) async fn tend(&self, raft: &RaftHandle, claim: Option<(u64, u64)>, down: &[u64]) {
         let m = raft.metrics().borrow_watched().clone();
         let rc = raft.runtime_config();
         let now = Instant::now();
@@ -172,8 +175,9 @@ impl Quiet {
                     let last = m.last_log_index;
                     let committed = m.local_committed.as_ref().map(|l| l.index);
                     let replicated = m.replication.as_ref().is_some_and(|r| {
-                        r.values()
-                            .all(|matched| matched.as_ref().map(|l| l.index) == last)
+                        r.iter().all(|(node, matched)| {
+                            matched.as_ref().map(|l| l.index) == last || down.contains(node)
+                        })
                     });
                     if idle && replicated && committed == last {
                         s.quiesced_in = Some(m.current_term);

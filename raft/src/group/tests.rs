@@ -171,16 +171,23 @@ async fn proposals_fail_when_not_leader() {
 
 /// One replica of group `group` on each of three nodes, each with its own
 /// transport on loopback and its own partition log (in `dirs`).
-async fn three_nodes(
-    group: u64,
-    settings: GroupSettings,
-    dirs: &[tempfile::TempDir],
-) -> Vec<(
+/// One node of [`three_nodes`]: its id, group, log and transport (taken
+/// when the node goes away).
+type Node = (
     u64,
     PartitionGroup,
     Arc<Log>,
     Option<crate::transport::Transport>,
-)> {
+);
+
+/// The live node that leads, if any.
+fn leader_of(nodes: &[Node]) -> Option<usize> {
+    nodes
+        .iter()
+        .position(|(_, g, _, t)| t.is_some() && g.leadership().borrow().is_leader)
+}
+
+async fn three_nodes(group: u64, settings: GroupSettings, dirs: &[tempfile::TempDir]) -> Vec<Node> {
     use crate::transport::{Transport, TransportConfig};
     use std::collections::HashMap;
     let mut listeners = Vec::new();
@@ -220,14 +227,8 @@ async fn three_nodes(
 /// a higher term whose offsets continue the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_replicate_batches_and_fail_over() {
-    use crate::transport::Transport;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = three_nodes(7, fast(), &dirs).await;
-    let leader_of = |nodes: &Vec<(u64, PartitionGroup, Arc<Log>, Option<Transport>)>| {
-        nodes
-            .iter()
-            .position(|(_, g, _, t)| t.is_some() && g.leadership().borrow().is_leader)
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let first = loop {
         if let Some(i) = leader_of(&nodes) {
@@ -360,7 +361,7 @@ async fn quiesced_groups_wake_for_proposals_and_elect_once_their_leader_is_silen
                 });
                 for (i, g) in groups.iter().enumerate() {
                     if alive[i].load(Ordering::Acquire) {
-                        g.tend(claim).await;
+                        g.tend(claim, &[]).await;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -453,7 +454,7 @@ async fn followers_trust_a_newly_learned_leader_before_its_first_claim() {
         tokio::spawn(async move {
             loop {
                 for g in &groups {
-                    g.tend(None).await;
+                    g.tend(None, &[]).await;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -504,4 +505,84 @@ async fn followers_trust_a_newly_learned_leader_before_its_first_claim() {
         g.stop().await;
     }
     drop(transports);
+}
+
+/// A leader whose follower died writes on with the survivor, and quiesces
+/// once idle although the dead follower never matched its log, provided
+/// it is told that node is down (the broker tells it which peers it cannot
+/// reach); told nothing, it keeps its timers running for that follower.
+/// (Before, every group a dead node belonged to and that had written since
+/// kept its timers: 1,000 partitions cost their survivors a quarter of a
+/// core.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_quiesces_without_a_follower_it_cannot_reach() {
+    let settings = GroupSettings {
+        quiesce: true,
+        ..fast()
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = three_nodes(13, settings, &dirs).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        if let Some(i) = leader_of(&nodes) {
+            break i;
+        }
+        // No claim heard yet: the preferred replica campaigns.
+        for n in &nodes {
+            n.1.tend(None, &[]).await;
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let dead = (0..3).find(|i| *i != leader).unwrap();
+    nodes[dead].3.take().unwrap().shutdown().await;
+    nodes[dead].1.stop().await;
+    let got = nodes[leader]
+        .1
+        .propose_anywhere(batch(2), Duration::from_secs(20))
+        .await
+        .expect("a proposal with one follower down");
+    let term = nodes[leader].1.leadership().borrow().term;
+    let claim = Some((leader as u64 + 1, term));
+    let tend_for = |down: Vec<u64>, how_long: Duration| {
+        let nodes = &nodes;
+        async move {
+            let until = std::time::Instant::now() + how_long;
+            while std::time::Instant::now() < until {
+                for (i, n) in nodes.iter().enumerate() {
+                    if i != dead {
+                        n.1.tend(claim, &down).await;
+                    }
+                }
+                if nodes[leader].1.status().quiesced {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    // Well past IDLE_AFTER, but the dead follower is not known to be down.
+    assert!(
+        !tend_for(Vec::new(), Duration::from_secs(3)).await,
+        "quiesced while a follower it did not know dead lagged"
+    );
+    let status = nodes[leader].1.status();
+    assert_eq!(status.committed_index, status.last_log_index);
+    let dead_id = dead as u64 + 1;
+    assert_ne!(
+        status.matched.get(&dead_id).copied().flatten(),
+        status.last_log_index,
+        "the dead follower matched an entry proposed after it died"
+    );
+    assert!(
+        tend_for(vec![dead_id], Duration::from_secs(10)).await,
+        "the idle leader never quiesced with its dead follower known down"
+    );
+    assert!(got.last_offset >= 1);
+    for (i, n) in nodes.iter().enumerate() {
+        if i != dead {
+            n.1.stop().await;
+        }
+    }
 }

@@ -8,12 +8,7 @@ use anyhow::{Context, Result};
 
 /// Sends `method path` with an optional JSON `body` to the admin listener at
 /// `addr`; returns the status code and the body.
-pub(crate) fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Result<(u16, String)> {
+pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
     let mut s = std::net::TcpStream::connect(addr)
         .with_context(|| format!("connecting to the admin listener at {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;

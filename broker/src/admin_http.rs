@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::health::Health;
+use crate::stream::jobs::QueryError;
 
 /// Serves admin requests until `shutdown` resolves.
 pub async fn serve(
@@ -212,6 +213,7 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
 /// key column's value (`17`, `"a"` or `a`), or a JSON array of the values
 /// when the job groups by several columns.
 async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str) -> Answer {
+    let forwarded = query.split('&').any(|kv| kv == FORWARDED);
     let Some(raw) = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -243,9 +245,55 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
             let body = serde_json::to_string(&windows).unwrap_or_else(|_| "[]".into());
             ("200 OK", "application/json", format!("{body}\n"))
         }
+        Err(QueryError::Elsewhere { node, .. }) if !forwarded => {
+            forward_state(broker, node, name, query).await
+        }
         Err(e) => json_error("409 Conflict", e),
     }
 }
+
+/// Asks `node`, which runs the task holding the key, for the state this
+/// node was asked (once: the forwarded request says so, and is not
+/// forwarded again) and relays its answer.
+async fn forward_state(
+    broker: &Arc<crate::broker::Broker>,
+    node: i32,
+    name: &str,
+    query: &str,
+) -> Answer {
+    let Some(addr) = broker.brokers().get(&node).and_then(|m| m.admin.clone()) else {
+        return json_error(
+            "409 Conflict",
+            format!("job {name}: that key's windows are on node {node}, whose admin listener is not known"),
+        );
+    };
+    let path = format!("/v1/jobs/{name}/state?{query}&{FORWARDED}");
+    let asked = tokio::task::spawn_blocking(move || {
+        crate::admin_client::request(&addr, "GET", &path, None)
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(10), asked).await {
+        Ok(Ok(Ok((200, body)))) => ("200 OK", "application/json", body),
+        Ok(Ok(Ok((status, body)))) => {
+            let error = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            json_error(
+                "409 Conflict",
+                format!("node {node} answered {status}: {error}"),
+            )
+        }
+        Ok(Ok(Err(e))) => json_error("502 Bad Gateway", format!("asking node {node}: {e:#}")),
+        Ok(Err(e)) => json_error("502 Bad Gateway", format!("asking node {node}: {e}")),
+        Err(_) => json_error(
+            "504 Gateway Timeout",
+            format!("node {node} did not answer in 10 s"),
+        ),
+    }
+}
+
+/// The query parameter a forwarded state request carries.
+const FORWARDED: &str = "forwarded=1";
 
 /// Decodes `%XX` escapes and `+` (a query string's space).
 fn percent_decode(s: &str) -> String {

@@ -199,12 +199,14 @@ impl Broker {
         let me = BrokerMeta {
             host: advertised_host.clone(),
             port: advertised_port,
+            admin: Some(advertised_admin(&config.admin_listen, &advertised_host)),
         };
         if meta.brokers().get(&node) != Some(&me) {
             handle.block_on(controller.submit(&[Command::RegisterBroker {
                 node,
                 host: me.host,
                 port: me.port,
+                admin: me.admin,
             }]))?;
         }
         if meta.topic(OFFSETS_TOPIC).is_none() {
@@ -694,6 +696,10 @@ impl Broker {
             BrokerMeta {
                 host: self.advertised_host.clone(),
                 port: self.advertised_port,
+                admin: Some(advertised_admin(
+                    &self.config.admin_listen,
+                    &self.advertised_host,
+                )),
             },
         );
         b
@@ -1349,4 +1355,13 @@ fn replica_lag(s: &weir_raft::group::GroupStatus) -> serde_json::Value {
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+/// The admin listener other nodes reach this one at: `listen`, with the
+/// advertised host in place of an unspecified address (0.0.0.0, ::).
+fn advertised_admin(listen: &str, advertised_host: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => format!("{advertised_host}:{}", a.port()),
+        _ => listen.to_string(),
+    }
 }

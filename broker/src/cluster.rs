@@ -35,6 +35,8 @@ pub struct Cluster {
     // When each peer last took this node's notices (the announcer's calls
     // double as a liveness probe of the link to it).
     reached: RwLock<HashMap<u64, Instant>>,
+    // The peers reported unreachable in the log, until they answer again.
+    reported_down: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +54,7 @@ impl Cluster {
             peers: BTreeMap::new(),
             heard: Arc::default(),
             reached: RwLock::default(),
+            reported_down: std::sync::Mutex::default(),
         }
     }
 
@@ -99,6 +102,7 @@ impl Cluster {
             peers,
             heard,
             reached: RwLock::default(),
+            reported_down: std::sync::Mutex::default(),
         })
     }
 
@@ -154,6 +158,26 @@ impl Cluster {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(node, Instant::now());
+        if self.reported_down().remove(&node) {
+            tracing::info!(node, "peer reachable again");
+        }
+    }
+
+    /// Logs, once until it answers again, that `node` has not taken this
+    /// node's notices for [`NOTICE_TTL`].
+    fn missed(&self, node: u64, error: &str) {
+        let Ok(id) = i32::try_from(node) else { return };
+        if !self.reachable(id) && self.reported_down().insert(node) {
+            tracing::warn!(
+                node,
+                error,
+                "peer unreachable; its replicas are out of sync"
+            );
+        }
+    }
+
+    fn reported_down(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.reported_down.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forgets every leadership `node` claimed (it cannot be reached).
@@ -201,6 +225,7 @@ impl Cluster {
                             Ok(()) => cluster.reached(peer),
                             Err(e) => {
                                 tracing::debug!(peer, error = %e, "leader notice not delivered");
+                                cluster.missed(peer, &e.message);
                                 if e.gone {
                                     // Its claims are void now, not a second later:
                                     // the followers of its groups elect at once.

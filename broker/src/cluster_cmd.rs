@@ -155,7 +155,7 @@ async fn up(nodes: u16, dir: PathBuf, base: u16, admin_base: u16, host: &str) ->
 
 /// One GET of `path` from an admin listener; anything but 200 is an error.
 fn http_get(addr: &str, path: &str) -> Result<String> {
-    let (status, body) = crate::admin_client::request(addr, "GET", path, None)?;
+    let (status, body) = weir_broker::admin_client::request(addr, "GET", path, None)?;
     if status != 200 {
         bail!("{addr}{path}: HTTP {status}");
     }

@@ -44,6 +44,9 @@ pub enum Command {
         host: String,
         /// Advertised port.
         port: i32,
+        /// Its admin HTTP listener (host:port), when it registered one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admin: Option<String>,
     },
     /// Records the cluster id (the first one applied wins).
     SetClusterId {

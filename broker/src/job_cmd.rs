@@ -114,7 +114,7 @@ fn parse_ms(s: &str) -> Result<i64, String> {
 
 /// Runs one `weir job` command.
 pub(crate) fn run(cmd: JobCmd) -> Result<()> {
-    use crate::admin_client::request;
+    use weir_broker::admin_client::request;
     match cmd {
         JobCmd::Create {
             name,

@@ -7,6 +7,7 @@
 //! `partition` is the unit produce and fetch go through (leader role, epoch,
 //! high watermark, idempotence); `group` is the consumer group coordinator.
 
+pub mod admin_client;
 pub mod admin_http;
 pub mod assignment;
 pub mod authorized_operations;

@@ -2,7 +2,6 @@
 //! cluster; the other subcommands are clients (cluster status, job, topic,
 //! produce, consume, group, bench).
 
-mod admin_client;
 mod cluster_cmd;
 mod job_cmd;
 
@@ -38,8 +37,16 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                // openraft logs every election and membership step at info.
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
+                // openraft logs every election and membership step at info,
+                // and each failed heartbeat or append to a peer that is down
+                // at warn (hundreds a second with 1,000 partitions); Weir
+                // logs a peer going and coming back once (`cluster`).
+                .unwrap_or_else(|_| {
+                    "info,openraft=warn,openraft::core::heartbeat=error,\
+                     openraft::replication=error,\
+                     openraft::engine::handler::replication_handler=error"
+                        .into()
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -56,9 +63,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let config = args.resolve()?;
+    let mut config = args.resolve()?;
     let kafka = TcpListener::bind(&config.listen).await?;
     let admin = TcpListener::bind(&config.admin_listen).await?;
+    // The address bound (a port 0 resolved), which the node registers.
+    config.admin_listen = admin.local_addr()?.to_string();
     let bound = kafka.local_addr()?;
     let (host, port) = match &config.advertise {
         Some(a) => {

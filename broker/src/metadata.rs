@@ -68,6 +68,10 @@ pub struct BrokerMeta {
     pub host: String,
     /// Advertised Kafka port.
     pub port: i32,
+    /// Its admin HTTP listener (host:port), where other nodes forward the
+    /// requests it alone can answer; absent in metadata written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -320,12 +324,18 @@ impl MetadataStore {
         self.edit(|f| {
             f.applied = offset + 1;
             match cmd {
-                Command::RegisterBroker { node, host, port } => {
+                Command::RegisterBroker {
+                    node,
+                    host,
+                    port,
+                    admin,
+                } => {
                     f.brokers.insert(
                         *node,
                         BrokerMeta {
                             host: host.clone(),
                             port: *port,
+                            admin: admin.clone(),
                         },
                     );
                 }

@@ -192,30 +192,7 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     );
     // Queryable state: each customer's open windows, as they stand.
     let (_, open, _) = reference_with_open(&evs);
-    let mut queried = BTreeSet::new();
-    for c in 0..5 {
-        let text = weir(&[
-            "job",
-            "query",
-            "totals",
-            "--key",
-            &c.to_string(),
-            "--admin",
-            &admin,
-        ])?;
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()?;
-        for v in lines {
-            queried.insert((
-                v["customerId"].as_i64().context("customerId")?,
-                v["window_start"].as_i64().context("window_start")?,
-                format!("{}", v["total"].as_f64().context("total")?),
-                v["n"].as_i64().context("n")?,
-            ));
-        }
-    }
+    let queried = query_open_windows(&admin, "totals")?;
     ensure!(
         !open.is_empty(),
         "the input leaves no window open: the query test needs one"
@@ -275,6 +252,36 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         "dropped job still listed: {listed}"
     );
     Ok(())
+}
+
+/// The open windows of customers 0..5 in job `name`, as `weir job query`
+/// through the admin listener at `admin` returns them.
+fn query_open_windows(admin: &str, name: &str) -> Result<BTreeSet<Total>> {
+    let mut queried = BTreeSet::new();
+    for c in 0..5 {
+        let text = weir(&[
+            "job",
+            "query",
+            name,
+            "--key",
+            &c.to_string(),
+            "--admin",
+            admin,
+        ])?;
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        for v in lines {
+            queried.insert((
+                v["customerId"].as_i64().context("customerId")?,
+                v["window_start"].as_i64().context("window_start")?,
+                format!("{}", v["total"].as_f64().context("total")?),
+                v["n"].as_i64().context("n")?,
+            ));
+        }
+    }
+    Ok(queried)
 }
 
 /// Creates the input topic with `partitions` partitions of `replicas`
@@ -729,6 +736,25 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
         Ok((read == evs.len() as i64 && s["caught_up"] == true).then_some(()))
     })
     .context("no node's status covered every input partition")?;
+    // Any survivor answers a state query for any key: the node that does
+    // not run the key's aggregate task forwards it to the one that does.
+    // Every key is asked of both survivors, so at least one of them
+    // forwards (the keys' tasks are on one or the other).
+    let (open, survivors) = (
+        reference_with_open(&evs).1,
+        (1..=3).filter(|n| *n != runner).collect::<Vec<_>>(),
+    );
+    ensure!(
+        !open.is_empty(),
+        "the input leaves no window open: the query needs one"
+    );
+    for n in survivors {
+        let admin = c.node(n).admin_addr().to_string();
+        ensure!(
+            query_open_windows(&admin, "moving")? == open,
+            "node {n} answered other open windows than {open:?}"
+        );
+    }
     Ok(())
 }
 

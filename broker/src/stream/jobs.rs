@@ -125,11 +125,12 @@ impl Jobs {
         b: &Broker,
         name: &str,
         key: Vec<serde_json::Value>,
-    ) -> Result<Vec<serde_json::Value>, String> {
+    ) -> Result<Vec<serde_json::Value>, QueryError> {
+        let failed = |m: String| QueryError::Failed(m);
         let key = super::window::GroupKey::of(&key);
         let topic = super::repartition::topic(name);
         let Some(shards) = b.meta.topic(&topic).map(|t| t.partitions) else {
-            return Err(format!("job {name} has not started"));
+            return Err(failed(format!("job {name} has not started")));
         };
         let shard = weir_client::partitioner::partition_for_key(key.0.as_bytes(), shards);
         let task = (name.to_string(), TaskId::Aggregate(shard));
@@ -142,20 +143,21 @@ impl Jobs {
                 .meta
                 .topic(&topic)
                 .map_or(-1, |t| b.leader_of(&topic, &t, shard).0);
-            return Err(format!(
-                "that key's windows are held by task {} of job {name}, on node {node}: ask that node",
-                TaskId::Aggregate(shard)
-            ));
+            return Err(QueryError::Elsewhere {
+                job: name.to_string(),
+                task: TaskId::Aggregate(shard),
+                node,
+            });
         };
         let (reply, answer) = oneshot::channel();
         sender
             .send(super::task::StateQuery { key, reply })
             .await
-            .map_err(|_| format!("job {name} stopped"))?;
+            .map_err(|_| failed(format!("job {name} stopped")))?;
         tokio::time::timeout(Duration::from_secs(5), answer)
             .await
-            .map_err(|_| format!("job {name} did not answer in 5 s"))?
-            .map_err(|_| format!("job {name} stopped"))
+            .map_err(|_| failed(format!("job {name} did not answer in 5 s")))?
+            .map_err(|_| failed(format!("job {name} stopped")))
     }
 
     /// Every job, with what all its tasks report: those running here live,
@@ -505,4 +507,25 @@ mod tests {
         ];
         assert_eq!(merge(1, &waiting, Vec::new()).state, "starting on node 2");
     }
+}
+
+/// Why a state query got no answer from this node.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The key's open windows are held by a task on another node (`-1`:
+    /// none leads its shard now).
+    #[error(
+        "that key's windows are held by task {task} of job {job}, on node {node}: ask that node"
+    )]
+    Elsewhere {
+        /// The job.
+        job: String,
+        /// The aggregate task holding the key.
+        task: TaskId,
+        /// The node that runs it.
+        node: i32,
+    },
+    /// The job has not started, stopped, or did not answer.
+    #[error("{0}")]
+    Failed(String),
 }

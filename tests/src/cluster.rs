@@ -155,6 +155,40 @@ impl Cluster {
         Ok(())
     }
 
+    /// Produces `records` (acks=all) to `topic`/`partition` through the
+    /// node that leads it now, `down` being a node that is not running:
+    /// leadership may move between the live nodes on a busy machine, so a
+    /// NOT_LEADER_OR_FOLLOWER (refused before any append) is retried, for
+    /// up to 30 s, through the node that leads then. Any other outcome,
+    /// which might have stored the records, fails at once. Returns the node
+    /// that took the records and their base offset.
+    pub fn produce_to_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        down: i32,
+        records: &bytes::Bytes,
+    ) -> Result<(i32, i64)> {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let leader = self.new_leader(topic, partition, down)?;
+            let node = usize::try_from(leader - 1)
+                .ok()
+                .and_then(|i| self.nodes.get(i))
+                .ok_or_else(|| anyhow!("no node {leader}"))?;
+            let mut conn = RawConn::connect(node.bootstrap())?;
+            let (code, base) =
+                crate::raw::produce(&mut conn, topic, partition, -1, records.clone())?;
+            match code {
+                0 => return Ok((leader, base)),
+                6 if std::time::Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => return Err(anyhow!("produce through node {leader}: error code {code}")),
+            }
+        }
+    }
+
     /// The node other than `gone` that reports itself leader of
     /// `topic`/`partition` in its own Metadata, polled for up to 30 s (after
     /// `gone`, the old leader, was killed or cut off).

@@ -23,7 +23,7 @@ pub mod raw;
 pub mod topic_reader;
 
 /// How long a node may take to print its `weir listening` line.
-const START_DEADLINE: Duration = Duration::from_secs(30);
+const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a node may take to exit after SIGTERM.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
 /// How long one client script (python, node, kcat) may run.

@@ -486,14 +486,15 @@ fn a_follower_down_during_maintenance_catches_up_every_record() -> Result<()> {
     let topic = unique("maintained");
     let mut conn = RawConn::connect(c.node(1).bootstrap())?;
     ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
-    let leader = c.leader(1, &topic, 0)?;
-    let follower = (1..=3).find(|n| *n != leader).expect("three nodes");
+    let first = c.leader(1, &topic, 0)?;
+    let follower = (1..=3).find(|n| *n != first).expect("three nodes");
     c.node(follower).kill()?;
-    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
+    let mut leader = first;
     for i in 0..50 {
         let v = format!("while-down-{i}");
-        let (code, _) = produce(&mut to_leader, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
-        ensure!(code == 0, "produce with one follower down: {code}");
+        leader = c
+            .produce_to_leader(&topic, 0, follower, &batch(&[v.as_bytes()], None)?)?
+            .0;
     }
     // Several maintenance passes run on the leader meanwhile.
     let admin = c.node(leader).admin_addr().to_string();
@@ -567,17 +568,19 @@ fn retention_on_a_replicated_partition_restarts_a_lagging_follower_at_the_log_st
     let mut conn = RawConn::connect(c.node(1).bootstrap())?;
     let configs = [("segment.bytes", "2048"), ("retention.bytes", "4096")];
     ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &configs)? == 0);
-    let leader = c.leader(1, &topic, 0)?;
-    let follower = (1..=3).find(|n| *n != leader).expect("three nodes");
+    let first = c.leader(1, &topic, 0)?;
+    let follower = (1..=3).find(|n| *n != first).expect("three nodes");
     c.node(follower).kill()?;
-    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
     let mut acked = Vec::new();
+    let mut leader = first;
     for i in 0..300 {
         let v = format!("record-{i:04}-{}", "x".repeat(60));
-        let (code, offset) = produce(&mut to_leader, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
-        ensure!(code == 0, "produce with one follower down: {code}");
+        let (took, offset) =
+            c.produce_to_leader(&topic, 0, follower, &batch(&[v.as_bytes()], None)?)?;
+        leader = took;
         acked.push((offset, v));
     }
+    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
     // The leader's retention removes the oldest segments.
     let start = poll_until(Duration::from_secs(30), || {
         let s = list_offset(&mut to_leader, &topic, 0, -2)?;
@@ -635,10 +638,10 @@ fn compaction_on_a_replicated_partition_ships_cleaned_segments_to_a_lagging_foll
         ("min.compaction.lag.ms", "0"),
     ];
     ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &configs)? == 0);
-    let leader = c.leader(1, &topic, 0)?;
-    let follower = (1..=3).find(|n| *n != leader).expect("three nodes");
+    let first = c.leader(1, &topic, 0)?;
+    let follower = (1..=3).find(|n| *n != first).expect("three nodes");
     c.node(follower).kill()?;
-    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
+    let mut leader = first;
     let mut acked = BTreeMap::new();
     let mut latest = BTreeMap::new();
     for i in 0..300 {
@@ -655,8 +658,8 @@ fn compaction_on_a_replicated_partition_ships_cleaned_segments_to_a_lagging_foll
             None,
             Compression::None,
         )?;
-        let (code, offset) = produce(&mut to_leader, &topic, 0, -1, b)?;
-        ensure!(code == 0, "produce with one follower down: {code}");
+        let (took, offset) = c.produce_to_leader(&topic, 0, follower, &b)?;
+        leader = took;
         acked.insert(offset, v.clone());
         latest.insert(key, (offset, v));
     }
@@ -712,33 +715,46 @@ fn delete_records_on_a_replicated_partition_holds_on_every_replica() -> Result<(
     let topic = unique("trimmed");
     let mut conn = RawConn::connect(c.node(1).bootstrap())?;
     ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[("segment.bytes", "1024")])? == 0);
-    let leader = c.leader(1, &topic, 0)?;
-    let others: Vec<i32> = (1..=3).filter(|n| *n != leader).collect();
-    c.node(others[0]).kill()?;
-    let mut to_leader = RawConn::connect(c.node(leader).bootstrap())?;
+    let first = c.leader(1, &topic, 0)?;
+    let down = (1..=3).find(|n| *n != first).expect("three nodes");
+    c.node(down).kill()?;
+    // The two live nodes; leadership may move between them under load (a
+    // busy test machine), so each step asks who leads now and retries a
+    // NOT_LEADER_OR_FOLLOWER.
+    let mut conns = std::collections::BTreeMap::new();
+    for n in (1..=3).filter(|n| *n != down) {
+        conns.insert(n, RawConn::connect(c.node(n).bootstrap())?);
+    }
     let mut acked = Vec::new();
     for i in 0..40 {
         let (a, b) = (format!("{i}-a-{}", "v".repeat(200)), format!("{i}-b"));
-        let (code, base) = produce(
-            &mut to_leader,
-            &topic,
-            0,
-            -1,
-            batch(&[a.as_bytes(), b.as_bytes()], None)?,
-        )?;
-        ensure!(code == 0, "produce: {code}");
+        let records = batch(&[a.as_bytes(), b.as_bytes()], None)?;
+        let (_, base) = c.produce_to_leader(&topic, 0, down, &records)?;
         acked.extend([(base, a), (base + 1, b)]);
     }
-    let mut to_follower = RawConn::connect(c.node(others[1]).bootstrap())?;
-    let refused = delete_records(&mut to_follower, &topic, 0, 25)?;
-    ensure!(refused.0 == 6, "DeleteRecords on a follower: {refused:?}");
+    // A follower refuses (asked while the same node led before and after).
+    poll_until(Duration::from_secs(30), || {
+        let l = c.new_leader(&topic, 0, down)?;
+        let f = *conns.keys().find(|n| **n != l).expect("two live nodes");
+        let refused = delete_records(conns.get_mut(&f).expect("live"), &topic, 0, 25)?;
+        if c.new_leader(&topic, 0, down)? != l {
+            return Ok(None);
+        }
+        ensure!(refused.0 == 6, "DeleteRecords on follower {f}: {refused:?}");
+        Ok(Some(()))
+    })?;
     // Offset 25 is inside the batch 24..=25.
-    let deleted = delete_records(&mut to_leader, &topic, 0, 25)?;
-    ensure!(
-        deleted == (0, 25),
-        "DeleteRecords on the leader: {deleted:?}"
-    );
-    c.node(others[0]).restart()?;
+    let leader = poll_until(Duration::from_secs(30), || {
+        let l = c.new_leader(&topic, 0, down)?;
+        let deleted = delete_records(conns.get_mut(&l).expect("live"), &topic, 0, 25)?;
+        ensure!(
+            deleted == (0, 25) || deleted.0 == 6,
+            "DeleteRecords on the leader: {deleted:?}"
+        );
+        Ok((deleted.0 == 0).then_some(l))
+    })?;
+    drop(conns);
+    c.node(down).restart()?;
     let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();
     poll_until(Duration::from_secs(30), || {
         let starts = dirs

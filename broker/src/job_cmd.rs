@@ -134,6 +134,7 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
                 emit,
                 late_topic,
                 idle_timeout_ms: idle_timeout,
+                incarnation: None,
             };
             let body = serde_json::to_string(&def)?;
             let (status, answer) = request(&admin.admin, "POST", "/v1/jobs", Some(&body))?;

@@ -251,6 +251,46 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         !listed.contains("replay"),
         "dropped job still listed: {listed}"
     );
+    // Its repartition topic goes with it (a deleted topic may still be
+    // listed for a moment).
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+        Ok((!topics.contains("__weir_job-replay")).then_some(()))
+    })
+    .context("the dropped job's repartition topic stayed")?;
+    // A job created again under a dropped job's name is a new job: it
+    // starts from `--from` (earliest here) with nothing of the old one's
+    // state, so the same statement writes every result a second time.
+    weir(&[
+        "job",
+        "create",
+        "replay",
+        "--sql",
+        &sql(&out2),
+        "--grace",
+        "500ms",
+        "--from",
+        "earliest",
+        "--admin",
+        &admin,
+    ])?;
+    let twice = totals(&read_topic(&bootstrap, &out2, 2 * want.len()).await?)?;
+    ensure!(
+        twice.len() == 2 * want.len(),
+        "{} results after the job was created again, {} expected",
+        twice.len(),
+        2 * want.len()
+    );
+    let mut counts: BTreeMap<&Total, usize> = BTreeMap::new();
+    for t in &twice {
+        *counts.entry(t).or_default() += 1;
+    }
+    ensure!(
+        counts.values().all(|n| *n == 2)
+            && counts.keys().copied().cloned().collect::<BTreeSet<_>>()
+                == got.iter().cloned().collect::<BTreeSet<_>>(),
+        "the recreated job did not write every result of the live run once more"
+    );
     Ok(())
 }
 

@@ -85,7 +85,7 @@ pub async fn run(
     let key = TaskId::Aggregate(r).state_key(&def.name);
     let restored: Option<AggregateCheckpoint<Shard>> =
         task::load_checkpoint(&bootstrap, &def, &key).await?;
-    let input = TopicPartition::new(repartition::topic(&def.name), r);
+    let input = TopicPartition::new(repartition::topic(&def), r);
     let output = TopicPartition::new(&plan.output_topic, r);
     let output_end = end_of(&admin, &output).await?;
     let (shard, position, skip) = match restored {
@@ -324,6 +324,6 @@ impl Aggregate {
             rep.caught_up = position >= log_end;
         });
         let report = self.report.get();
-        task::publish_status(&self.producer, &self.def.name, TaskId::Aggregate(r), report).await
+        task::publish_status(&self.producer, &self.def, TaskId::Aggregate(r), report).await
     }
 }

@@ -46,6 +46,12 @@ pub struct JobDef {
     /// the pace of reading).
     #[serde(default)]
     pub idle_timeout_ms: Option<i64>,
+    /// Which creation of a job of this name it is, chosen when it is
+    /// created: checkpoints, statuses and the repartition topic of a
+    /// dropped job of the same name are not its own. `None` for jobs
+    /// created before incarnations were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<u64>,
 }
 
 fn final_emit() -> EmitMode {

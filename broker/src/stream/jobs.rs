@@ -128,7 +128,10 @@ impl Jobs {
     ) -> Result<Vec<serde_json::Value>, QueryError> {
         let failed = |m: String| QueryError::Failed(m);
         let key = super::window::GroupKey::of(&key);
-        let topic = super::repartition::topic(name);
+        let Some(def) = b.meta.jobs().get(name).cloned() else {
+            return Err(failed(format!("job {name} does not exist")));
+        };
+        let topic = super::repartition::topic(&def);
         let Some(shards) = b.meta.topic(&topic).map(|t| t.partitions) else {
             return Err(failed(format!("job {name} has not started")));
         };
@@ -200,7 +203,7 @@ impl Jobs {
                     let key = (def.name.clone(), id);
                     let status = remote
                         .get(&id.state_key(&def.name))
-                        .filter(|s| s.report.node == node);
+                        .filter(|s| s.report.node == node && s.incarnation == def.incarnation);
                     let state = match (running.get(&key), failed.get(&key), status) {
                         (Some(r), _, _) => {
                             let rep = r.report.get();
@@ -271,7 +274,7 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
             let res = match (key.1, asked) {
                 (TaskId::Route(p), _) => super::route::run(cx, p).await,
                 (TaskId::Aggregate(r), Some(asked)) => {
-                    let topic = super::repartition::topic(&cx.def.name);
+                    let topic = super::repartition::topic(&cx.def);
                     let node = weak.clone();
                     let leads = Box::new(move || {
                         node.upgrade().is_some_and(|b| {
@@ -317,7 +320,7 @@ fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
             out.push((TaskId::Route(p), b.leader_of(&plan.input_topic, &t, p).0));
         }
     }
-    let topic = super::repartition::topic(&def.name);
+    let topic = super::repartition::topic(def);
     if let Some(t) = b.meta.topic(&topic) {
         for r in 0..t.partitions {
             out.push((TaskId::Aggregate(r), b.leader_of(&topic, &t, r).0));
@@ -395,8 +398,11 @@ pub enum JobChangeError {
 
 /// Defines job `def` in the cluster (through the controller); its task
 /// tasks start within a second on the leaders of its partitions. Blocking.
-pub fn create(b: &Broker, def: JobDef) -> Result<(), JobChangeError> {
+pub fn create(b: &Broker, mut def: JobDef) -> Result<(), JobChangeError> {
     def.plan()?;
+    // Chosen by the proposer, so that applying the command stays
+    // deterministic (as topic ids).
+    def.incarnation = Some(crate::metadata::random_id() as u64);
     if b.meta.jobs().contains_key(&def.name) {
         return Err(JobChangeError::Exists(def.name));
     }
@@ -409,14 +415,23 @@ pub fn create(b: &Broker, def: JobDef) -> Result<(), JobChangeError> {
     }
 }
 
-/// Drops job `name` (its task stops within a second). Its output topic and
-/// checkpoint stay. Blocking.
+/// Drops job `name` (its tasks stop within a second) and deletes its
+/// repartition topic. Its output topic stays; its checkpoints stay in the
+/// state topic until compaction replaces them, never read again (a job
+/// created under the same name later is another incarnation). Blocking.
 pub fn drop_job(b: &Broker, name: &str) -> Result<(), JobChangeError> {
-    if !b.meta.jobs().contains_key(name) {
+    let Some(def) = b.meta.jobs().get(name).cloned() else {
         return Err(JobChangeError::Unknown(name.into()));
+    };
+    let mut commands = vec![crate::controller::Command::DropJob { name: name.into() }];
+    let repartition = super::repartition::topic(&def);
+    if let Some(t) = b.meta.topic(&repartition) {
+        commands.push(crate::controller::Command::DeleteTopic {
+            name: repartition,
+            id: t.id,
+        });
     }
-    b.controller
-        .submit_blocking(&[crate::controller::Command::DropJob { name: name.into() }])?;
+    b.controller.submit_blocking(&commands)?;
     Ok(())
 }
 

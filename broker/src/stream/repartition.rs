@@ -44,9 +44,14 @@ use serde_json::Value;
 use super::plan::WindowSpec;
 use super::window::{is_late, GroupKey, Outcome, Row, WindowOperator, WindowResult};
 
-/// The repartition topic of job `name`.
-pub fn topic(name: &str) -> String {
-    format!("__weir_job-{name}-repartition")
+/// The repartition topic of job `def` (its incarnation in the name, so
+/// that a job created again under a dropped job's name never reads the
+/// rows the old one left).
+pub fn topic(def: &super::job::JobDef) -> String {
+    match def.incarnation {
+        Some(i) => format!("__weir_job-{}-{i:016x}-repartition", def.name),
+        None => format!("__weir_job-{}-repartition", def.name),
+    }
 }
 
 /// One record of a repartition topic.

@@ -73,7 +73,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
     let mut r = Route {
         reader: Reader::new(&plan),
-        repartition: repartition::topic(&def.name),
+        repartition: repartition::topic(&def),
         shards,
         p,
         tp,
@@ -308,12 +308,6 @@ impl Route {
         });
         let report = self.report.get();
         self.counted = (Instant::now(), report.records_in);
-        task::publish_status(
-            &self.producer,
-            &self.def.name,
-            TaskId::Route(self.p),
-            report,
-        )
-        .await
+        task::publish_status(&self.producer, &self.def, TaskId::Route(self.p), report).await
     }
 }

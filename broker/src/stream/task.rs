@@ -179,7 +179,7 @@ pub async fn prepare_topics(
     let shards = retrying(|| admin.partitions(&plan.output_topic))
         .await?
         .len() as i32;
-    let mut repartition = NewTopic::new(super::repartition::topic(&def.name), shards);
+    let mut repartition = NewTopic::new(super::repartition::topic(def), shards);
     // Aggregate tasks delete what they checkpointed past; time must not
     // delete what they have not read.
     repartition.configs = vec![("retention.ms".into(), "-1".into())];
@@ -217,6 +217,9 @@ pub async fn prepare_topics(
 #[derive(Serialize, Deserialize)]
 struct Stored<T> {
     sql: String,
+    /// The job's incarnation ([`JobDef::incarnation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incarnation: Option<u64>,
     #[serde(flatten)]
     state: T,
 }
@@ -231,6 +234,7 @@ pub async fn store_checkpoint<T: Serialize>(
 ) -> Result<(), TaskError> {
     let stored = Stored {
         sql: def.sql.clone(),
+        incarnation: def.incarnation,
         state,
     };
     let bytes = serde_json::to_vec(&stored).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
@@ -303,7 +307,7 @@ pub async fn load_checkpoint<T: DeserializeOwned>(
     };
     let stored: Stored<serde_json::Value> =
         serde_json::from_slice(bytes).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-    if stored.sql != def.sql {
+    if stored.sql != def.sql || stored.incarnation != def.incarnation {
         return Ok(None);
     }
     serde_json::from_value(stored.state)
@@ -318,19 +322,24 @@ pub struct TaskStatus {
     pub at_ms: i64,
     /// Its report (`node` is the node running it).
     pub report: JobReport,
+    /// The incarnation of the job it belongs to ([`JobDef::incarnation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<u64>,
 }
 
 /// Publishes task `task` of job `job`'s report, so that any node can show
 /// the whole job; not waited for (the next checkpoint's flush checks it).
 pub async fn publish_status(
     producer: &Producer,
-    job: &str,
+    def: &JobDef,
     task: TaskId,
     report: JobReport,
 ) -> Result<(), TaskError> {
+    let job = &def.name;
     let status = TaskStatus {
         at_ms: now_ms(),
         report,
+        incarnation: def.incarnation,
     };
     let bytes = serde_json::to_vec(&status).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
     producer

@@ -705,6 +705,60 @@ fn running_tasks(
     Ok(out)
 }
 
+/// A task's counts are kept in its checkpoints: after kill -9 of the node
+/// (once a checkpoint covered the first half of the input) and a restart,
+/// `describe` counts every input record exactly once, not only those read
+/// since the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_counts_survive_a_kill() -> Result<()> {
+    let mut node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("tx"), unique("out"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let evs = events();
+    let first = half(&evs, true);
+    produce(&bootstrap, &input, &first).await?;
+    let sql = totals_sql(&input, &out);
+    weir(&[
+        "job", "create", "counted", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
+    ])?;
+    // Route tasks commit their position to the job's group with each
+    // checkpoint.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let group = Admin::connect(ClientConfig::new(&bootstrap)).await?;
+    loop {
+        let committed: i64 = group
+            .group_offsets("weir-job-counted")
+            .await
+            .map(|o| o.values().sum())
+            .unwrap_or(0);
+        if committed == first.len() as i64 {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint covered the first {} records ({committed} committed)",
+            first.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.kill()?;
+    node.restart()?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let status = weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "counted")?;
+        Ok((records_read(&s)? == evs.len() as i64 && s["caught_up"] == true).then_some(s))
+    })?;
+    ensure!(
+        status["records_in"].as_u64() == Some(evs.len() as u64),
+        "{} input records, counted as {} after the restart",
+        evs.len(),
+        status["records_in"]
+    );
+    Ok(())
+}
+
 /// In a three-node cluster, a job's tasks run on the leaders of their
 /// partitions: a route task on the leader of each input partition, spread
 /// over the nodes. The leader of input partition 0 is killed right after
@@ -763,8 +817,8 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
         &want,
     )?;
     // Every task runs on a survivor, and any node describes the whole job:
-    // every input partition read to its end (counts restart with a task;
-    // positions do not).
+    // every input partition read to its end, and every record counted once
+    // (counts resume from the moved tasks' checkpoints).
     weir_tests::poll_until(Duration::from_secs(30), || {
         let running = running_tasks(&mut c, other, "moving")?;
         Ok((running.len() == 6 && running.iter().all(|(_, n)| *n != runner)).then_some(()))
@@ -773,9 +827,18 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     weir_tests::poll_until(Duration::from_secs(30), || {
         let s = job_status(&admin, "moving")?;
         let read = records_read(&s)?;
-        Ok((read == evs.len() as i64 && s["caught_up"] == true).then_some(()))
+        Ok((read == evs.len() as i64 && s["caught_up"] == true).then_some(s))
     })
-    .context("no node's status covered every input partition")?;
+    .context("no node's status covered every input partition")
+    .and_then(|s| {
+        ensure!(
+            s["records_in"].as_u64() == Some(evs.len() as u64),
+            "{} input records, counted as {} after the failover",
+            evs.len(),
+            s["records_in"]
+        );
+        Ok(())
+    })?;
     // Any survivor answers a state query for any key: the node that does
     // not run the key's aggregate task forwards it to the one that does.
     // Every key is asked of both survivors, so at least one of them

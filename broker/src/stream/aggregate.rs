@@ -34,7 +34,7 @@ use weir_client::{
     Admin, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerRecord, TopicPartition,
 };
 
-use super::job::{JobDef, PartitionReport, SharedReport};
+use super::job::{JobDef, PartitionReport, SharedReport, Tally};
 use super::plan::JobPlan;
 use super::repartition::{self, Routed, Shard, Took};
 use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
@@ -49,6 +49,9 @@ struct AggregateCheckpoint<S> {
     position: i64,
     /// The output partition's end when it was taken.
     output_end: i64,
+    /// The task's counts up to `position` (absent before they were kept).
+    #[serde(default)]
+    tally: Tally,
 }
 
 /// Whether this node still leads the task's shard. A task whose node lost
@@ -98,6 +101,7 @@ pub async fn run(
                 EmitMode::Final => (output_end - c.output_end).max(0),
                 EmitMode::Changes => 0,
             };
+            report.update(|rep| rep.resume(&c.tally));
             (c.shard, c.position, skip)
         }
         None => {
@@ -297,6 +301,7 @@ impl Aggregate {
             shard: &self.shard,
             position,
             output_end,
+            tally: self.report.get().tally(),
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;

@@ -141,6 +141,50 @@ pub struct JobReport {
     pub eta_secs: Option<f64>,
 }
 
+/// What a task counted since its job was created, kept in its checkpoints
+/// so that the figures survive restarts and moves: a task that resumes
+/// from a checkpoint counts again only what it reads after it, so the sums
+/// count each record once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// See [`JobReport::records_in`].
+    pub records_in: u64,
+    /// See [`JobReport::records_out`].
+    pub records_out: u64,
+    /// See [`JobReport::skipped_on_recovery`].
+    pub skipped_on_recovery: u64,
+    /// See [`JobReport::duplicates`].
+    pub duplicates: u64,
+    /// See [`JobReport::late`].
+    pub late: u64,
+    /// See [`JobReport::bad`].
+    pub bad: u64,
+}
+
+impl JobReport {
+    /// The counts, for a checkpoint.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            records_in: self.records_in,
+            records_out: self.records_out,
+            skipped_on_recovery: self.skipped_on_recovery,
+            duplicates: self.duplicates,
+            late: self.late,
+            bad: self.bad,
+        }
+    }
+
+    /// Starts the counts where a checkpoint's left them.
+    pub fn resume(&mut self, t: &Tally) {
+        self.records_in = t.records_in;
+        self.records_out = t.records_out;
+        self.skipped_on_recovery = t.skipped_on_recovery;
+        self.duplicates = t.duplicates;
+        self.late = t.late;
+        self.bad = t.bad;
+    }
+}
+
 /// One input partition of a job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionReport {

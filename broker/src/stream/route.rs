@@ -19,7 +19,7 @@ use weir_client::{
     Admin, ConsumerConfig, ConsumerRecord, OffsetSpec, Producer, ProducerRecord, TopicPartition,
 };
 
-use super::job::{JobDef, PartitionReport, SharedReport, StartFrom};
+use super::job::{JobDef, PartitionReport, SharedReport, StartFrom, Tally};
 use super::plan::TimeSource;
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
@@ -35,6 +35,9 @@ struct RouteCheckpoint {
     /// Next input offset.
     position: i64,
     router: Router,
+    /// The task's counts up to `position` (absent before they were kept).
+    #[serde(default)]
+    tally: Tally,
 }
 
 /// Runs the route task of input partition `p` of the job in `cx` until its
@@ -55,7 +58,10 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     // the next one resumes where this run started (a `--from latest` job
     // must not replay the whole history then).
     let (position, router) = match restored {
-        Some(c) => (c.position, c.router),
+        Some(c) => {
+            report.update(|rep| rep.resume(&c.tally));
+            (c.position, c.router)
+        }
         None => (
             start_offset(&admin, &tp, def.from).await?,
             Router::new(plan.window, def.grace_ms),
@@ -71,6 +77,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     consumer.seek(&tp, position)?;
     let producer = task::producer(&bootstrap, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
+    let report_in = report.get().records_in;
     let mut r = Route {
         reader: Reader::new(&plan),
         repartition: repartition::topic(&def),
@@ -88,7 +95,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         last_record: Instant::now(),
         report,
         counts: (0, 0, 0),
-        counted: (Instant::now(), 0),
+        counted: (Instant::now(), report_in),
     };
     r.report.update(|rep| rep.state = "running".into());
     r.checkpoint(&mut consumer, &admin).await?;
@@ -280,6 +287,7 @@ impl Route {
         let cp = RouteCheckpoint {
             position: self.position,
             router: self.router.clone(),
+            tally: self.report.get().tally(),
         };
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
         consumer

@@ -888,6 +888,7 @@ async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<(
         "--admin",
         &admin,
     ])?;
+    let idle_late = unique("idle-late");
     weir(&[
         "job",
         "create",
@@ -896,6 +897,8 @@ async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<(
         &sql(&idle),
         "--idle-timeout",
         "1s",
+        "--late-topic",
+        &idle_late,
         "--admin",
         &admin,
     ])?;
@@ -925,6 +928,46 @@ async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<(
         status["records_out"].as_u64() == Some(0),
         "a window fired while partition 1 held the minimum back: {status}"
     );
+    // A record on the idle partition for a window that fired meanwhile is
+    // late (at its shard, not by its own partition's watermark): counted,
+    // and copied to the late topic like any late record.
+    let min = evs.iter().map(|e| e.2).min().context("events")?;
+    let straggler = vec![(1, 0, min, 5.0)];
+    let late_before = job_status(&admin, "idle")?["late"].as_u64().unwrap_or(0);
+    produce(&bootstrap, &input, &straggler).await?;
+    // The late topic also holds partition 0's own late records.
+    let header = |r: &ConsumerRecord, k: &str| {
+        r.headers
+            .iter()
+            .find(|h| h.key == k)
+            .and_then(|h| h.value.clone())
+    };
+    let mut c = weir_tests::topic_reader::consume_topic(&bootstrap, &idle_late).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let copied = 'found: loop {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the straggler never reached the late topic"
+        );
+        for r in c.poll(Duration::from_millis(200)).await.unwrap_or_default() {
+            if header(&r, "weir-source-partition").as_deref() == Some(b"1".as_slice()) {
+                break 'found r;
+            }
+        }
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(copied.value.as_deref().unwrap_or_default())?;
+    ensure!(
+        value["ts"].as_i64() == Some(min)
+            && header(&copied, "weir-reason").as_deref() == Some(b"late".as_slice()),
+        "late topic holds {value} with headers {:?}",
+        copied.headers
+    );
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "idle")?;
+        Ok((s["late"].as_u64() == Some(late_before + 1)).then_some(()))
+    })
+    .context("the straggler was not counted late")?;
     Ok(())
 }
 

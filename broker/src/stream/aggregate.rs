@@ -141,6 +141,7 @@ pub async fn run(
         skip,
         report,
         counts: Counts::default(),
+        late_rows: Vec::new(),
     };
     a.report.update(|rep| rep.state = "running".into());
     // A first checkpoint before any result: a crash from here on replays
@@ -168,11 +169,20 @@ pub async fn run(
         }
         for rec in records {
             match Routed::decode(rec.key.as_deref(), rec.value.as_deref().unwrap_or_default()) {
-                Ok(routed) => match a.shard.take(routed, &mut out) {
-                    Took::Row | Took::Mark => {}
-                    Took::Duplicate => a.counts.duplicates += 1,
-                    Took::Late => a.counts.late += 1,
-                },
+                Ok(routed) => {
+                    let origin = match &routed {
+                        Routed::Row { source, offset, .. } => Some((*source, *offset)),
+                        Routed::Mark { .. } => None,
+                    };
+                    match a.shard.take(routed, &mut out) {
+                        Took::Row | Took::Mark => {}
+                        Took::Duplicate => a.counts.duplicates += 1,
+                        Took::Late => {
+                            a.counts.late += 1;
+                            a.late_rows.extend(origin);
+                        }
+                    }
+                }
                 // Only route tasks write there: a record they did not write
                 // is skipped, loudly.
                 Err(e) => {
@@ -185,6 +195,7 @@ pub async fn run(
             }
             a.write(&mut out).await?;
         }
+        a.copy_late(&bootstrap).await?;
         a.publish_counts();
         if !leads() {
             a.deposed();
@@ -237,6 +248,9 @@ struct Aggregate {
     skip: i64,
     report: Arc<SharedReport>,
     counts: Counts,
+    /// Input partition and offset of rows late at the shard since the
+    /// last poll (their windows fired while their partition was idle).
+    late_rows: Vec<(i32, i64)>,
 }
 
 impl Aggregate {
@@ -245,6 +259,33 @@ impl Aggregate {
         tracing::info!(job = %self.def.name, shard = self.r, "aggregate task stops: this node no longer leads its shard");
         self.report
             .update(|rep| rep.state = "stopped: its shard's leadership moved".into());
+    }
+
+    /// Copies the input records of the rows late at the shard to the late
+    /// topic, if the job has one. The shard holds only their rows, so each
+    /// is read back from its input partition; as with the route task's late
+    /// records, at least once.
+    async fn copy_late(&mut self, bootstrap: &str) -> Result<(), TaskError> {
+        let rows = std::mem::take(&mut self.late_rows);
+        let Some(topic) = self.def.late_topic.clone() else {
+            return Ok(());
+        };
+        let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for (p, o) in rows {
+            by_partition.entry(p).or_default().push(o);
+        }
+        for (p, mut offsets) in by_partition {
+            offsets.sort_unstable();
+            let found = task::read_at(bootstrap, &self.plan.input_topic, p, &offsets).await?;
+            if found.len() < offsets.len() {
+                tracing::warn!(job = %self.def.name, partition = p, missing = offsets.len() - found.len(), "late records gone from the input before they could be copied");
+            }
+            for rec in &found {
+                let out = task::late_record(&topic, p, rec, "late".into());
+                self.producer.send_detached(out).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Adds the counts since the last call to the report.

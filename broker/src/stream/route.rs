@@ -207,14 +207,8 @@ impl Route {
         self.counts.2 += u64::from(bad.is_some());
         if late || bad.is_some() {
             if let Some(topic) = &self.def.late_topic {
-                let mut out = ProducerRecord::new(topic.clone(), value)
-                    .header("weir-source-partition", self.p.to_string())
-                    .header("weir-source-offset", rec.offset.to_string())
-                    .header("weir-reason", bad.unwrap_or_else(|| "late".into()))
-                    .timestamp(rec.timestamp);
-                if let Some(k) = rec.key {
-                    out = out.key(k);
-                }
+                let reason = bad.unwrap_or_else(|| "late".into());
+                let out = task::late_record(topic, self.p, &rec, reason);
                 self.producer.send_detached(out).await?;
             }
         }

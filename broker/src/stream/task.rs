@@ -20,8 +20,8 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use weir_client::{
-    Admin, ConsumerConfig, NewTopic, OffsetSpec, Producer, ProducerRecord, StartPosition,
-    TopicPartition,
+    Admin, ConsumerConfig, ConsumerRecord, NewTopic, OffsetSpec, Producer, ProducerRecord,
+    StartPosition, TopicPartition,
 };
 
 use super::job::{JobDef, JobReport, SharedReport};
@@ -248,6 +248,62 @@ pub async fn store_checkpoint<T: Serialize>(
         .send_and_wait(ProducerRecord::new(STATE_TOPIC, Bytes::from(bytes)).key(key.to_string()))
         .await?;
     Ok(())
+}
+
+/// The copy of input record `rec` of partition `source` for the late
+/// topic `topic`: its key, value and timestamp, with headers saying where
+/// it came from and why it is there (`late`, or why it could not be read).
+pub fn late_record(
+    topic: &str,
+    source: i32,
+    rec: &ConsumerRecord,
+    reason: String,
+) -> ProducerRecord {
+    let mut out = ProducerRecord::new(topic.to_string(), rec.value.clone().unwrap_or_default())
+        .header("weir-source-partition", source.to_string())
+        .header("weir-source-offset", rec.offset.to_string())
+        .header("weir-reason", reason)
+        .timestamp(rec.timestamp);
+    if let Some(k) = &rec.key {
+        out = out.key(k.clone());
+    }
+    out
+}
+
+/// The records at `offsets` (ascending) of `topic`/`partition`, those that
+/// are still there (retention may have removed some), read within 30 s.
+pub async fn read_at(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offsets: &[i64],
+) -> Result<Vec<ConsumerRecord>, TaskError> {
+    let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut c = ConsumerConfig::new(bootstrap).build().await?;
+    let tp = TopicPartition::new(topic, partition);
+    c.assign(vec![tp.clone()]);
+    c.seek(&tp, first)?;
+    let deadline = Instant::now() + SETTLE;
+    let mut found = Vec::new();
+    while c.position(&tp).unwrap_or(first) <= last && Instant::now() < deadline {
+        let records = match c.poll(Duration::from_millis(200)).await {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let past = records.last().is_some_and(|r| r.offset >= last);
+        found.extend(
+            records
+                .into_iter()
+                .filter(|r| offsets.binary_search(&r.offset).is_ok()),
+        );
+        if past {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// The latest value of every key of `topic` (one partition) that `wanted`

@@ -649,6 +649,15 @@ impl Broker {
         if let Some(p) = self.partition(name, partition) {
             let l = p.leadership();
             let leader = match l.role {
+                // A leader cut off from a quorum of the partition's replicas
+                // commits nothing (and refuses writes once its lease
+                // lapsed) while the others elect a new one: it does not
+                // send clients to itself, so they ask other nodes.
+                crate::partition::Role::Leader
+                    if !self.reaches_quorum(&t.replicas_of(partition, self.config.node_id)) =>
+                {
+                    -1
+                }
                 crate::partition::Role::Leader => self.config.node_id,
                 crate::partition::Role::Follower { leader } => leader,
             };
@@ -685,6 +694,52 @@ impl Broker {
                         }))
             })
             .collect()
+    }
+
+    /// Whether this node reaches a majority of `replicas` (itself
+    /// included; see [`Cluster::reachable`]).
+    pub fn reaches_quorum(&self, replicas: &[i32]) -> bool {
+        let reached = replicas
+            .iter()
+            .filter(|r| self.cluster.reachable(**r))
+            .count();
+        reached * 2 > replicas.len()
+    }
+
+    /// KIP-320's leader check of hosted partition `part` (see
+    /// [`Partition::check_leader`]), and NOT_LEADER_OR_FOLLOWER from a
+    /// leader cut off from a quorum of the partition's replicas: it serves
+    /// no stale reads, and its clients ask the others who leads now.
+    pub fn check_leader(
+        &self,
+        part: &Partition,
+        current_leader_epoch: i32,
+    ) -> Result<i32, crate::partition::LeaderError> {
+        let epoch = part.check_leader(current_leader_epoch)?;
+        let replicas = self
+            .meta
+            .topic(&part.tp.topic)
+            .map(|t| t.replicas_of(part.tp.partition, self.config.node_id));
+        if part.is_replicated() && replicas.is_some_and(|r| !self.reaches_quorum(&r)) {
+            return Err(crate::partition::LeaderError::NotLeader);
+        }
+        Ok(epoch)
+    }
+
+    /// Resolves once this node does not reach a quorum of the replicas of
+    /// `topic`/`partition` (checked every 250 ms); never on a one-node
+    /// cluster.
+    pub async fn loses_quorum(&self, topic: &str, partition: i32) {
+        loop {
+            let replicas = self
+                .meta
+                .topic(topic)
+                .map(|t| t.replicas_of(partition, self.config.node_id));
+            if replicas.is_some_and(|r| !self.reaches_quorum(&r)) {
+                return;
+            }
+            tokio::time::sleep(crate::cluster::ANNOUNCE_INTERVAL).await;
+        }
     }
 
     /// The brokers clients are told of: every registered node (this one

@@ -383,7 +383,9 @@ async fn produce_with_retries(
             {
                 attempt += 1;
                 tracing::debug!(topic, partition, attempt, error = %e, "retrying batch");
-                if e.is_stale_metadata() {
+                // A timed-out produce may come from a leader cut off from its
+                // quorum, which others replaced meanwhile: ask again who leads.
+                if e.is_stale_metadata() || e.kafka_code() == Some(codes::REQUEST_TIMED_OUT) {
                     shared.cluster.invalidate_topic(topic);
                 }
                 tokio::time::sleep(backoff).await;

@@ -109,6 +109,8 @@ struct State {
     brokers: HashMap<i32, BrokerMetadata>,
     conns: HashMap<String, Arc<Connection>>,
     topics: HashMap<String, Arc<TopicMetadata>>,
+    /// Metadata requests so far: each goes to the next broker in turn.
+    metadata_turn: usize,
     coordinators: HashMap<String, i32>,
     controller: Option<i32>,
     cluster_id: Option<String>,
@@ -235,6 +237,40 @@ impl Cluster {
         ))
     }
 
+    /// The broker for the next Metadata request: every known broker in
+    /// turn (a bootstrap address while none is known). One broker's view
+    /// can be stale (a leader cut off from its peers still names itself, or
+    /// no leader); asking the next one each time, as librdkafka picks a
+    /// random broker, lets a client learn the new leader from the others.
+    async fn metadata_broker(&self) -> Result<Arc<Connection>> {
+        let (mut addrs, turn) = {
+            let mut st = self.state();
+            let mut known: Vec<(i32, String)> = st
+                .brokers
+                .values()
+                .map(|b| (b.id, format!("{}:{}", b.host, b.port)))
+                .collect();
+            known.sort_unstable();
+            st.metadata_turn = st.metadata_turn.wrapping_add(1);
+            (
+                known.into_iter().map(|(_, a)| a).collect::<Vec<_>>(),
+                st.metadata_turn,
+            )
+        };
+        if addrs.is_empty() {
+            return self.any_broker().await;
+        }
+        let start = turn % addrs.len();
+        addrs.rotate_left(start);
+        for addr in &addrs {
+            match self.connection_to(addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::debug!(%addr, error = %e, "broker unreachable"),
+            }
+        }
+        self.any_broker().await
+    }
+
     /// The controller connection (for topic admin), or any broker if unknown.
     pub async fn controller(&self) -> Result<Arc<Connection>> {
         match self.controller_id() {
@@ -266,7 +302,7 @@ impl Cluster {
         });
         let mut attempt = 0;
         let resp = loop {
-            let conn = self.any_broker().await?;
+            let conn = self.metadata_broker().await?;
             match conn.send(&req).await {
                 Ok(r) => break r,
                 Err(e) if e.is_retriable() && attempt < self.config.metadata_retries => {

@@ -416,13 +416,19 @@ fn exactly_once(got: &[Total], want: &BTreeSet<Total>) -> Result<()> {
 
 async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
     let producer = ProducerConfig::new(bootstrap).build().await?;
+    let mut delivered = Vec::with_capacity(evs.len());
     for &(p, c, ts, amount) in evs {
         let value = format!(r#"{{"customerId": {c}, "transactionSum": {amount}, "ts": {ts}}}"#);
-        producer
-            .send(ProducerRecord::new(topic, value).partition(p))
-            .await?;
+        delivered.push(
+            producer
+                .send(ProducerRecord::new(topic, value).partition(p))
+                .await?,
+        );
     }
     producer.flush().await?;
+    for d in delivered {
+        d.await.context("an input record was not delivered")?;
+    }
     Ok(())
 }
 
@@ -859,6 +865,79 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The node running a job's aggregate task is cut off from its peers
+/// (Raft links cut both ways; clients still reach it) while the job runs.
+/// The survivors elect new leaders, the task starts again there from its
+/// replicated checkpoint, and every final result is in the output exactly
+/// once, also after the cut heals and the deposed node learns it lost its
+/// partitions. (The deposed task cannot write anything new meanwhile: its
+/// shard's log commits nothing without a quorum, so it reads no new rows.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stays_exactly_once_when_its_aggregate_node_is_cut_off() -> Result<()> {
+    use weir_tests::cluster::Cluster;
+    let mut c = Cluster::start_with_proxies(3, &[])?;
+    let bootstrap = c.bootstrap();
+    let (input, out) = (unique("tx"), unique("totals"));
+    create_input(&bootstrap, &input, 3, 3).await?;
+    let evs = events();
+    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    let admin = c.node(1).admin_addr().to_string();
+    let sql = totals_sql(&input, &out);
+    weir(&[
+        "job", "create", "cut", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
+    ])?;
+    await_first_result(&bootstrap, &out).await?;
+    let cut = weir_tests::poll_until(Duration::from_secs(30), || {
+        let running = running_tasks(&mut c, 1, "cut")?;
+        Ok(running
+            .into_iter()
+            .find(|(t, _)| t == "aggregate-0")
+            .map(|(_, n)| n))
+    })?;
+    c.isolate(cut);
+    let survivors: Vec<String> = (1..=3)
+        .filter(|n| *n != cut)
+        .map(|n| c.node(n).bootstrap().to_string())
+        .collect();
+    let survivors = survivors.join(",");
+    produce(&survivors, &input, &half(&evs, false)).await?;
+    let (want, _) = reference(&evs);
+    let got = match read_topic(&survivors, &out, want.len()).await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut diag = String::new();
+            for n in (1..=3).filter(|n| *n != cut) {
+                let d = weir(&["job", "describe", "cut", "--admin", c.node(n).admin_addr()])
+                    .unwrap_or_else(|e| e.to_string());
+                let log: Vec<String> = c
+                    .node(n)
+                    .stderr_all()
+                    .lines()
+                    .filter(|l| l.contains("job") || l.contains("task"))
+                    .map(str::to_string)
+                    .collect();
+                diag.push_str(&format!("node {n}:\n{d}\n{}\n", log.join("\n")));
+            }
+            return Err(e.context(format!("cut node {cut}\n{diag}")));
+        }
+    };
+    exactly_once(&totals(&got)?, &want)?;
+    c.heal_all();
+    // Healed: the job runs everywhere again and has read everything.
+    let via = (1..=3).find(|n| *n != cut).expect("three nodes");
+    let via_admin = c.node(via).admin_addr().to_string();
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        let s = job_status(&via_admin, "cut")?;
+        Ok((records_read(&s)? == evs.len() as i64 && s["caught_up"] == true).then_some(()))
+    })
+    .context("the job never caught up after the cut healed")?;
+    let bootstrap = c.bootstrap();
+    exactly_once(
+        &totals(&read_topic(&bootstrap, &out, want.len()).await?)?,
+        &want,
+    )
 }
 
 /// An input partition that stays empty holds every window back, unless the

@@ -52,7 +52,8 @@ fn delete(
     offset: i64,
 ) -> Result<i64, i16> {
     if part.is_replicated() {
-        part.check_leader(-1).map_err(|e| error_code::leader(&e))?;
+        b.check_leader(part, -1)
+            .map_err(|e| error_code::leader(&e))?;
     }
     let target = part
         .delete_target(offset)

@@ -43,7 +43,7 @@ fn read_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
                 continue;
             };
             // KIP-320: a consumer naming an older or newer epoch is told so.
-            if let Err(e) = part.check_leader(p.current_leader_epoch) {
+            if let Err(e) = b.check_leader(&part, p.current_leader_epoch) {
                 any_error = true;
                 let o = part.offsets();
                 parts.push(

@@ -30,7 +30,7 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                             .with_timestamp(-1);
                     };
                     // KIP-320: a client naming an epoch is checked against ours.
-                    let epoch = match part.check_leader(p.current_leader_epoch) {
+                    let epoch = match b.check_leader(&part, p.current_leader_epoch) {
                         Ok(epoch) => epoch,
                         Err(e) => {
                             return r

@@ -27,7 +27,7 @@ pub fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEp
                             .with_leader_epoch(-1)
                             .with_end_offset(-1);
                     };
-                    if let Err(e) = part.check_leader(p.current_leader_epoch) {
+                    if let Err(e) = b.check_leader(&part, p.current_leader_epoch) {
                         return r
                             .with_error_code(error_code::leader(&e))
                             .with_leader_epoch(-1)

@@ -53,6 +53,7 @@ pub fn handle(
     // lost its quorum); acks=1 answers at the leader's append, as in Kafka.
     let timeout = std::time::Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
     let deadline = (acks == -1).then(|| tokio::time::Instant::now() + timeout);
+    let b = Arc::clone(broker);
     let mut topics = Vec::new();
     for t in req.topic_data {
         let name = t.name.0.to_string();
@@ -109,17 +110,29 @@ pub fn handle(
                     Ok((pending, part)) => {
                         let wait = pending.wait(acks, part.fsyncs_every_append());
                         let waited = match deadline {
-                            Some(d) => tokio::time::timeout_at(d, wait).await,
+                            // A leader cut off from a quorum commits nothing
+                            // until it is reached again: the client learns it
+                            // now, not at its timeout, and asks other nodes
+                            // who leads (the outcome is unknown: the batch
+                            // may still commit if the cut heals first).
+                            Some(d) if part.is_replicated() => tokio::select! {
+                                w = tokio::time::timeout_at(d, wait) => w.map_err(|_| false),
+                                () = b.loses_quorum(&part.tp.topic, part.tp.partition) => Err(true),
+                            },
+                            Some(d) => tokio::time::timeout_at(d, wait).await.map_err(|_| false),
                             None => Ok(wait.await),
                         };
                         match waited {
-                            Err(_) => {
-                                tracing::debug!(partition = %part.tp, ?timeout, "produce timed out waiting for acks");
+                            Err(cut_off) => {
+                                tracing::debug!(partition = %part.tp, ?timeout, cut_off, "produce timed out waiting for acks");
+                                let why = if cut_off {
+                                    "not acknowledged: this node cannot reach a quorum of the partition's replicas".to_string()
+                                } else {
+                                    format!("not acknowledged within the request's timeout of {timeout:?}")
+                                };
                                 Err(Refusal {
                                     code: code::REQUEST_TIMED_OUT,
-                                    message: Some(format!(
-                                        "not acknowledged within the request's timeout of {timeout:?}"
-                                    )),
+                                    message: Some(why),
                                     records: Vec::new(),
                                 })
                             }

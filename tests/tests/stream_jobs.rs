@@ -765,6 +765,32 @@ async fn a_jobs_counts_survive_a_kill() -> Result<()> {
     Ok(())
 }
 
+/// A three-node cluster (a fault proxy on every Raft link with `proxies`),
+/// its bootstrap list, a 3-partition RF-3 input holding the first half of
+/// the events, the output topic's name, and the events.
+async fn cluster_with_first_half(
+    proxies: bool,
+) -> Result<(
+    weir_tests::cluster::Cluster,
+    String,
+    String,
+    String,
+    Vec<Event>,
+)> {
+    use weir_tests::cluster::Cluster;
+    let mut c = if proxies {
+        Cluster::start_with_proxies(3, &[])?
+    } else {
+        Cluster::start(3, &[])?
+    };
+    let bootstrap = c.bootstrap();
+    let (input, out) = (unique("tx"), unique("totals"));
+    create_input(&bootstrap, &input, 3, 3).await?;
+    let evs = events();
+    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    Ok((c, bootstrap, input, out, evs))
+}
+
 /// In a three-node cluster, a job's tasks run on the leaders of their
 /// partitions: a route task on the leader of each input partition, spread
 /// over the nodes. The leader of input partition 0 is killed right after
@@ -773,13 +799,7 @@ async fn a_jobs_counts_survive_a_kill() -> Result<()> {
 /// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
-    use weir_tests::cluster::Cluster;
-    let mut c = Cluster::start(3, &[])?;
-    let bootstrap = c.bootstrap();
-    let (input, out) = (unique("tx"), unique("totals"));
-    create_input(&bootstrap, &input, 3, 3).await?;
-    let evs = events();
-    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    let (mut c, bootstrap, input, out, evs) = cluster_with_first_half(false).await?;
     let leaders: Vec<i32> = (0..3)
         .map(|p| c.leader(1, &input, p))
         .collect::<Result<_>>()?;
@@ -876,13 +896,7 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
 /// shard's log commits nothing without a quorum, so it reads no new rows.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_stays_exactly_once_when_its_aggregate_node_is_cut_off() -> Result<()> {
-    use weir_tests::cluster::Cluster;
-    let mut c = Cluster::start_with_proxies(3, &[])?;
-    let bootstrap = c.bootstrap();
-    let (input, out) = (unique("tx"), unique("totals"));
-    create_input(&bootstrap, &input, 3, 3).await?;
-    let evs = events();
-    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    let (mut c, bootstrap, input, out, evs) = cluster_with_first_half(true).await?;
     let admin = c.node(1).admin_addr().to_string();
     let sql = totals_sql(&input, &out);
     weir(&[

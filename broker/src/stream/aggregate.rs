@@ -101,7 +101,7 @@ pub async fn run(
                 EmitMode::Final => (output_end - c.output_end).max(0),
                 EmitMode::Changes => 0,
             };
-            report.update(|rep| rep.resume(&c.tally));
+            report.update(|rep| rep.counts = c.tally);
             (c.shard, c.position, skip)
         }
         None => {
@@ -140,7 +140,7 @@ pub async fn run(
         producer,
         skip,
         report,
-        counts: Counts::default(),
+        counts: Tally::default(),
         late_rows: Vec::new(),
     };
     a.report.update(|rep| rep.state = "running".into());
@@ -222,15 +222,6 @@ async fn end_of(admin: &Admin, tp: &TopicPartition) -> Result<i64, TaskError> {
         .unwrap_or(0))
 }
 
-/// Counts not yet added to the report (it is updated once per poll).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Counts {
-    late: u64,
-    duplicates: u64,
-    records_out: u64,
-    skipped: u64,
-}
-
 /// An aggregate task's IO state.
 struct Aggregate {
     /// Writes the output records.
@@ -247,7 +238,8 @@ struct Aggregate {
     /// Final results still to skip: written before a crash.
     skip: i64,
     report: Arc<SharedReport>,
-    counts: Counts,
+    /// Counts not yet added to the report (it is updated once per poll).
+    counts: Tally,
     /// Input partition and offset of rows late at the shard since the
     /// last poll (their windows fired while their partition was idle).
     late_rows: Vec<(i32, i64)>,
@@ -291,13 +283,8 @@ impl Aggregate {
     /// Adds the counts since the last call to the report.
     fn publish_counts(&mut self) {
         let c = std::mem::take(&mut self.counts);
-        if c != Counts::default() {
-            self.report.update(|rep| {
-                rep.late += c.late;
-                rep.duplicates += c.duplicates;
-                rep.records_out += c.records_out;
-                rep.skipped_on_recovery += c.skipped;
-            });
+        if c != Tally::default() {
+            self.report.update(|rep| rep.counts += c);
         }
     }
 
@@ -306,7 +293,7 @@ impl Aggregate {
         for w in out.drain(..) {
             if w.is_final && self.skip > 0 {
                 self.skip -= 1;
-                self.counts.skipped += 1;
+                self.counts.skipped_on_recovery += 1;
                 continue;
             }
             // The record's timestamp is the time it is written, not the
@@ -342,7 +329,7 @@ impl Aggregate {
             shard: &self.shard,
             position,
             output_end,
-            tally: self.report.get().tally(),
+            tally: self.report.get().counts,
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;

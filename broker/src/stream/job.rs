@@ -103,20 +103,9 @@ pub struct JobReport {
     pub state: String,
     /// The node reporting (its tasks' figures only).
     pub node: i32,
-    /// Input records read.
-    pub records_in: u64,
-    /// Result records written.
-    pub records_out: u64,
-    /// Final results recovery found already written (and did not write
-    /// again).
-    pub skipped_on_recovery: u64,
-    /// Routed rows a restarted route task wrote again (dropped by the
-    /// aggregate tasks).
-    pub duplicates: u64,
-    /// Late records (and where they went, if a late topic is set).
-    pub late: u64,
-    /// Records that could not be read (not JSON, missing or mistyped fields).
-    pub bad: u64,
+    /// What its tasks counted (flattened into the report's JSON).
+    #[serde(flatten)]
+    pub counts: Tally,
     /// Windows not yet final.
     pub open_windows: usize,
     /// Per input partition: next offset to read, log end, watermark.
@@ -141,47 +130,36 @@ pub struct JobReport {
     pub eta_secs: Option<f64>,
 }
 
-/// What a task counted since its job was created, kept in its checkpoints
-/// so that the figures survive restarts and moves: a task that resumes
-/// from a checkpoint counts again only what it reads after it, so the sums
-/// count each record once.
+/// What a job's tasks counted since it was created. Each task keeps its
+/// own in its checkpoints, so that the figures survive restarts and moves:
+/// a task that resumes from a checkpoint counts again only what it reads
+/// after it, so the sums count each record once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
-    /// See [`JobReport::records_in`].
+    /// Input records read.
     pub records_in: u64,
-    /// See [`JobReport::records_out`].
+    /// Result records written.
     pub records_out: u64,
-    /// See [`JobReport::skipped_on_recovery`].
+    /// Final results recovery found already written (and did not write
+    /// again).
     pub skipped_on_recovery: u64,
-    /// See [`JobReport::duplicates`].
+    /// Routed rows a restarted route task wrote again (dropped by the
+    /// aggregate tasks).
     pub duplicates: u64,
-    /// See [`JobReport::late`].
+    /// Late records (and where they went, if a late topic is set).
     pub late: u64,
-    /// See [`JobReport::bad`].
+    /// Records that could not be read (not JSON, missing or mistyped fields).
     pub bad: u64,
 }
 
-impl JobReport {
-    /// The counts, for a checkpoint.
-    pub fn tally(&self) -> Tally {
-        Tally {
-            records_in: self.records_in,
-            records_out: self.records_out,
-            skipped_on_recovery: self.skipped_on_recovery,
-            duplicates: self.duplicates,
-            late: self.late,
-            bad: self.bad,
-        }
-    }
-
-    /// Starts the counts where a checkpoint's left them.
-    pub fn resume(&mut self, t: &Tally) {
-        self.records_in = t.records_in;
-        self.records_out = t.records_out;
-        self.skipped_on_recovery = t.skipped_on_recovery;
-        self.duplicates = t.duplicates;
-        self.late = t.late;
-        self.bad = t.bad;
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, o: Tally) {
+        self.records_in += o.records_in;
+        self.records_out += o.records_out;
+        self.skipped_on_recovery += o.skipped_on_recovery;
+        self.duplicates += o.duplicates;
+        self.late += o.late;
+        self.bad += o.bad;
     }
 }
 

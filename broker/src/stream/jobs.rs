@@ -351,12 +351,7 @@ fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
         None
     };
     for r in reports {
-        out.records_in += r.records_in;
-        out.records_out += r.records_out;
-        out.skipped_on_recovery += r.skipped_on_recovery;
-        out.duplicates += r.duplicates;
-        out.late += r.late;
-        out.bad += r.bad;
+        out.counts += r.counts;
         out.open_windows += r.open_windows;
         out.records_per_sec += r.records_per_sec;
         out.caught_up &= r.caught_up;
@@ -438,7 +433,7 @@ pub fn drop_job(b: &Broker, name: &str) -> Result<(), JobChangeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::job::PartitionReport;
+    use crate::stream::job::{PartitionReport, Tally};
 
     fn running(task: &str, node: i32) -> TaskView {
         TaskView {
@@ -455,8 +450,11 @@ mod tests {
     fn task_reports_merge_into_one_job_report() {
         let route = |p: i32, position: i64, rate: f64| JobReport {
             state: "running".into(),
-            records_in: position as u64,
-            late: 1,
+            counts: Tally {
+                records_in: position as u64,
+                late: 1,
+                ..Tally::default()
+            },
             records_per_sec: rate,
             partitions: [(
                 p,
@@ -472,7 +470,10 @@ mod tests {
         };
         let shard = |r: i32, wm: Option<i64>| JobReport {
             state: "running".into(),
-            records_out: 10,
+            counts: Tally {
+                records_out: 10,
+                ..Tally::default()
+            },
             open_windows: 3,
             watermark: wm,
             shards: [(
@@ -498,9 +499,9 @@ mod tests {
                 shard(1, Some(20)),
             ],
         );
-        assert_eq!(m.records_in, 1_400);
-        assert_eq!(m.late, 2);
-        assert_eq!(m.records_out, 20);
+        assert_eq!(m.counts.records_in, 1_400);
+        assert_eq!(m.counts.late, 2);
+        assert_eq!(m.counts.records_out, 20);
         assert_eq!(m.open_windows, 6);
         assert_eq!(m.partitions.len(), 2);
         assert_eq!(m.shards.len(), 2);

@@ -59,7 +59,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     // must not replay the whole history then).
     let (position, router) = match restored {
         Some(c) => {
-            report.update(|rep| rep.resume(&c.tally));
+            report.update(|rep| rep.counts = c.tally);
             (c.position, c.router)
         }
         None => (
@@ -77,7 +77,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     consumer.seek(&tp, position)?;
     let producer = task::producer(&bootstrap, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
-    let report_in = report.get().records_in;
+    let report_in = report.get().counts.records_in;
     let mut r = Route {
         reader: Reader::new(&plan),
         repartition: repartition::topic(&def),
@@ -94,7 +94,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         idle: false,
         last_record: Instant::now(),
         report,
-        counts: (0, 0, 0),
+        counts: Tally::default(),
         counted: (Instant::now(), report_in),
     };
     r.report.update(|rep| rep.state = "running".into());
@@ -172,7 +172,7 @@ struct Route {
     last_record: Instant,
     report: Arc<SharedReport>,
     /// Records in, late and unreadable since the report was last updated.
-    counts: (u64, u64, u64),
+    counts: Tally,
     /// Start of the rate interval and records in at its start.
     counted: (Instant, u64),
 }
@@ -202,9 +202,9 @@ impl Route {
             Ok(None) => (false, None),
             Err(e) => (false, Some(e.to_string())),
         };
-        self.counts.0 += 1;
-        self.counts.1 += u64::from(late);
-        self.counts.2 += u64::from(bad.is_some());
+        self.counts.records_in += 1;
+        self.counts.late += u64::from(late);
+        self.counts.bad += u64::from(bad.is_some());
         if late || bad.is_some() {
             if let Some(topic) = &self.def.late_topic {
                 let reason = bad.unwrap_or_else(|| "late".into());
@@ -218,13 +218,9 @@ impl Route {
     /// Adds the counts since the last call to the report (once per poll,
     /// not per record).
     fn publish_counts(&mut self) {
-        let (records_in, late, bad) = std::mem::take(&mut self.counts);
-        if records_in > 0 {
-            self.report.update(|r| {
-                r.records_in += records_in;
-                r.late += late;
-                r.bad += bad;
-            });
+        let c = std::mem::take(&mut self.counts);
+        if c.records_in > 0 {
+            self.report.update(|r| r.counts += c);
         }
     }
 
@@ -281,7 +277,7 @@ impl Route {
         let cp = RouteCheckpoint {
             position: self.position,
             router: self.router.clone(),
-            tally: self.report.get().tally(),
+            tally: self.report.get().counts,
         };
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
         consumer
@@ -296,7 +292,7 @@ impl Route {
         let (position, wm, p) = (self.position, self.router.wm, self.p);
         self.report.update(|rep| {
             let secs = since.elapsed().as_secs_f64().max(1e-3);
-            rep.records_per_sec = (rep.records_in - before) as f64 / secs;
+            rep.records_per_sec = (rep.counts.records_in - before) as f64 / secs;
             rep.partitions = [(
                 p,
                 PartitionReport {
@@ -309,7 +305,7 @@ impl Route {
             rep.caught_up = position >= end;
         });
         let report = self.report.get();
-        self.counted = (Instant::now(), report.records_in);
+        self.counted = (Instant::now(), report.counts.records_in);
         task::publish_status(&self.producer, &self.def, TaskId::Route(self.p), report).await
     }
 }

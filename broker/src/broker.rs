@@ -1077,8 +1077,11 @@ impl Broker {
     }
 
     /// Prometheus gauges of the partitions hosted here: how many, how many
-    /// this node leads, and how many of those are quiesced (their Raft
-    /// timers stopped while idle, see `--raft-quiesce`).
+    /// this node leads, how many of those are quiesced (their Raft timers
+    /// stopped while idle, see `--raft-quiesce`) and under-replicated
+    /// (fewer replicas in sync than assigned: Kafka's
+    /// UnderReplicatedPartitions), how many have no leader now; and, for
+    /// each partition it leads, each follower's lag in Raft entries.
     pub fn partition_gauges(&self) -> String {
         let hosted = self.hosted();
         let led: Vec<_> = hosted
@@ -1086,13 +1089,47 @@ impl Broker {
             .filter(|p| matches!(p.leadership().role, crate::partition::Role::Leader))
             .collect();
         let quiesced = led.iter().filter(|p| p.is_quiesced()).count();
+        let me = self.config.node_id;
+        let replicas_of = |p: &Partition| {
+            self.meta
+                .topic(&p.tp.topic)
+                .map(|t| t.replicas_of(p.tp.partition, me))
+                .unwrap_or_default()
+        };
+        let under = led
+            .iter()
+            .filter(|p| {
+                let replicas = replicas_of(p);
+                self.in_sync(&p.tp.topic, p.tp.partition, me, &replicas)
+                    .len()
+                    < replicas.len()
+            })
+            .count();
+        let leaderless = hosted.iter().filter(|p| !p.has_leader()).count();
         let mut s = String::new();
         for (name, v) in [
             ("weir_partitions_hosted", hosted.len()),
             ("weir_partitions_led", led.len()),
             ("weir_partitions_quiesced", quiesced),
+            ("weir_partitions_under_replicated", under),
+            ("weir_partitions_without_leader", leaderless),
         ] {
             s.push_str(&format!("# TYPE {name} gauge\n{name} {v}\n"));
+        }
+        s.push_str("# TYPE weir_partition_replica_lag gauge\n");
+        for p in &led {
+            let Some(status) = p.raft_status() else {
+                continue;
+            };
+            let last = status.last_log_index.unwrap_or(0);
+            for (node, matched) in &status.matched {
+                // A follower that never answered lags by the whole log.
+                let lag = last.saturating_sub(matched.unwrap_or(0));
+                s.push_str(&format!(
+                    "weir_partition_replica_lag{{topic=\"{}\",partition=\"{}\",replica=\"{node}\"}} {lag}\n",
+                    p.tp.topic, p.tp.partition
+                ));
+            }
         }
         s
     }

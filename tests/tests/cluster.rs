@@ -538,6 +538,16 @@ fn a_follower_down_during_maintenance_catches_up_every_record() -> Result<()> {
         Ok((led > 0 && gauge(&body, "weir_partitions_quiesced ") == led).then_some(()))
     })
     .context("the leader never quiesced its partitions with a follower down")?;
+    // Its metrics say so too: the partition is under-replicated, and the
+    // dead follower lags by the entries written since it died.
+    let (_, body) = weir_tests::http_get(&admin, "/metrics")?;
+    let lag_line = format!(
+        "weir_partition_replica_lag{{topic=\"{topic}\",partition=\"0\",replica=\"{follower}\"}} "
+    );
+    ensure!(
+        gauge(&body, "weir_partitions_under_replicated ") >= 1 && gauge(&body, &lag_line) >= 50,
+        "metrics with a follower down:\n{body}"
+    );
     c.node(follower).restart()?;
     let (ld, fd) = (
         c.node(leader).data_dir().to_path_buf(),
@@ -552,6 +562,11 @@ fn a_follower_down_during_maintenance_catches_up_every_record() -> Result<()> {
         Ok(isr()?.contains(&follower).then_some(()))
     })
     .context("the follower caught up but never rejoined the ISR")?;
+    poll_until(Duration::from_secs(30), || {
+        let (_, body) = weir_tests::http_get(&admin, "/metrics")?;
+        Ok((gauge(&body, "weir_partitions_under_replicated ") == 0).then_some(()))
+    })
+    .context("the leader still counts under-replicated partitions")?;
     Ok(())
 }
 

@@ -1105,7 +1105,7 @@ impl Broker {
                     < replicas.len()
             })
             .count();
-        let leaderless = hosted.iter().filter(|p| !p.has_leader()).count();
+        let leaderless = hosted.iter().filter(|p| !self.has_leader(p)).count();
         let mut s = String::new();
         for (name, v) in [
             ("weir_partitions_hosted", hosted.len()),
@@ -1195,9 +1195,19 @@ impl Broker {
     pub fn leaderless_partitions(&self) -> Vec<String> {
         self.hosted()
             .iter()
-            .filter(|p| !p.has_leader())
+            .filter(|p| !self.has_leader(p))
             .map(|p| p.tp.to_string())
             .collect()
+    }
+
+    /// Whether hosted partition `p` has a leader as clients are told
+    /// ([`Broker::leader_of`]): a leader this node follows, or this node
+    /// while it reaches a quorum of the partition's replicas.
+    fn has_leader(&self, p: &Partition) -> bool {
+        match self.meta.topic(&p.tp.topic) {
+            Some(t) => self.leader_of(&p.tp.topic, &t, p.tp.partition).0 >= 0 && p.has_leader(),
+            None => p.has_leader(),
+        }
     }
 
     /// Every partition hosted, at this moment.

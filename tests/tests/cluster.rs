@@ -454,7 +454,20 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
         acked.push((offset, v));
     }
 
+    // Cut off, the old leader's node is not ready (its partitions have no
+    // leader it can reach): a load balancer sends clients elsewhere.
+    let health = |n: i32| -> Result<u16> {
+        Ok(weir_tests::http_get(c.nodes[(n - 1) as usize].admin_addr(), "/v1/health")?.0)
+    };
+    poll_until(Duration::from_secs(30), || {
+        Ok((health(old)? == 503).then_some(()))
+    })
+    .context("the cut-off node stayed ready")?;
     c.heal_all();
+    poll_until(Duration::from_secs(60), || {
+        Ok((health(old)? == 200).then_some(()))
+    })
+    .context("the healed node never became ready again")?;
     // The old leader follows the new one in its epoch and converges.
     let dirs: Vec<_> = c.nodes.iter().map(|n| n.data_dir().to_path_buf()).collect();
     poll_until(Duration::from_secs(60), || {

@@ -359,10 +359,19 @@ impl Broker {
     }
 
     /// The coordinator of `__consumer_offsets` partition `partition`, while
-    /// this node coordinates it.
+    /// this node coordinates it: it leads it, and reaches a quorum of its
+    /// replicas (cut off, it could commit no offset; its clients find the
+    /// coordinator the others elected).
     fn coordinator_of_partition(&self, partition: i32) -> Option<Arc<GroupCoordinator>> {
         let l = self.partition(OFFSETS_TOPIC, partition)?.leadership();
         if !matches!(l.role, crate::partition::Role::Leader) {
+            return None;
+        }
+        let replicas = self
+            .meta
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.replicas_of(partition, self.config.node_id));
+        if replicas.is_some_and(|r| !self.reaches_quorum(&r)) {
             return None;
         }
         self.coordinators.get(partition, l.epoch)

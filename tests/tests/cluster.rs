@@ -418,12 +418,64 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
     let mut to_old = RawConn::connect(c.node(old).bootstrap())?;
     for i in 0..5 {
         let v = format!("before-{i}");
-        let (code, offset) = produce(&mut to_old, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
-        ensure!(code == 0, "produce before the cut: {code}");
+        // NOT_LEADER_OR_FOLLOWER (nothing appended) while the new leader
+        // settles is retried.
+        let offset = poll_until(Duration::from_secs(30), || {
+            let (code, offset) =
+                produce(&mut to_old, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
+            ensure!([0, 6].contains(&code), "produce before the cut: {code}");
+            Ok((code == 0).then_some(offset))
+        })?;
         acked.push((offset, v));
     }
 
+    // A group the old leader's node coordinates.
+    let group = poll_until(Duration::from_secs(30), || {
+        for i in 0..64 {
+            let g = format!("{topic}-g{i}");
+            let (code, node) = find_coordinator(&mut to_old, &g)?;
+            if code == 0 && node == old {
+                return Ok(Some(g));
+            }
+        }
+        Ok(None)
+    })?;
+    // (Retried while the coordinator loads its partition.)
+    poll_until(Duration::from_secs(30), || {
+        let code = weir_tests::raw::offset_commit(&mut to_old, &group, &topic, 0, 1)?;
+        ensure!(
+            [0, 14].contains(&code),
+            "OffsetCommit to the coordinator before the cut: {code}"
+        );
+        Ok((code == 0).then_some(()))
+    })?;
+
     c.isolate(old);
+    // Cut off, the old leader's node is not ready (its partitions have no
+    // leader it can reach): a load balancer sends clients elsewhere.
+    let old_admin = c.node(old).admin_addr().to_string();
+    let health = |_: i32| -> Result<u16> { Ok(weir_tests::http_get(&old_admin, "/v1/health")?.0) };
+    poll_until(Duration::from_secs(30), || {
+        Ok((health(old)? == 503).then_some(()))
+    })
+    .context("the cut-off node stayed ready")?;
+    // Once it finds itself cut off (no peer answered for 3 s), it no
+    // longer names itself coordinator and stops coordinating (it could
+    // commit no offset): NOT_COORDINATOR sends the group's members to the
+    // coordinator the others elect.
+    let cut_bootstrap = c.nodes[(old - 1) as usize].bootstrap().to_string();
+    poll_until(Duration::from_secs(30), || {
+        let mut conn = RawConn::connect(&cut_bootstrap)?;
+        let (code, node) = find_coordinator(&mut conn, &group)?;
+        Ok((code != 0 || node != old).then_some(()))
+    })
+    .context("the cut-off node still names itself coordinator")?;
+    let mut to_cut = RawConn::connect(&cut_bootstrap)?;
+    let code = weir_tests::raw::offset_commit(&mut to_cut, &group, &topic, 0, 2)?;
+    ensure!(
+        code == 16,
+        "OffsetCommit to the cut-off coordinator: {code}"
+    );
     // The isolated leader takes the write but cannot commit it: no success.
     to_old.set_timeout(Duration::from_secs(30))?;
     let (code, _) = produce(&mut to_old, &topic, 0, -1, batch(&[b"lost"], None)?)?;
@@ -454,15 +506,6 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
         acked.push((offset, v));
     }
 
-    // Cut off, the old leader's node is not ready (its partitions have no
-    // leader it can reach): a load balancer sends clients elsewhere.
-    let health = |n: i32| -> Result<u16> {
-        Ok(weir_tests::http_get(c.nodes[(n - 1) as usize].admin_addr(), "/v1/health")?.0)
-    };
-    poll_until(Duration::from_secs(30), || {
-        Ok((health(old)? == 503).then_some(()))
-    })
-    .context("the cut-off node stayed ready")?;
     c.heal_all();
     poll_until(Duration::from_secs(60), || {
         Ok((health(old)? == 200).then_some(()))

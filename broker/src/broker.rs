@@ -367,11 +367,7 @@ impl Broker {
         if !matches!(l.role, crate::partition::Role::Leader) {
             return None;
         }
-        let replicas = self
-            .meta
-            .topic(OFFSETS_TOPIC)
-            .map(|t| t.replicas_of(partition, self.config.node_id));
-        if replicas.is_some_and(|r| !self.reaches_quorum(&r)) {
+        if !self.partition_reaches_quorum(OFFSETS_TOPIC, partition) {
             return None;
         }
         self.coordinators.get(partition, l.epoch)
@@ -708,6 +704,9 @@ impl Broker {
     /// Whether this node reaches a majority of `replicas` (itself
     /// included; see [`Cluster::reachable`]).
     pub fn reaches_quorum(&self, replicas: &[i32]) -> bool {
+        if self.cluster.all_reachable() {
+            return true;
+        }
         let reached = replicas
             .iter()
             .filter(|r| self.cluster.reachable(**r))
@@ -725,14 +724,24 @@ impl Broker {
         current_leader_epoch: i32,
     ) -> Result<i32, crate::partition::LeaderError> {
         let epoch = part.check_leader(current_leader_epoch)?;
-        let replicas = self
-            .meta
-            .topic(&part.tp.topic)
-            .map(|t| t.replicas_of(part.tp.partition, self.config.node_id));
-        if part.is_replicated() && replicas.is_some_and(|r| !self.reaches_quorum(&r)) {
+        if part.is_replicated() && !self.partition_reaches_quorum(&part.tp.topic, part.tp.partition)
+        {
             return Err(crate::partition::LeaderError::NotLeader);
         }
         Ok(epoch)
+    }
+
+    /// Whether this node reaches a quorum of the replicas of
+    /// `topic`/`partition`; no lookup while every peer is reachable (the hot
+    /// paths ask it for every partition of every request).
+    fn partition_reaches_quorum(&self, topic: &str, partition: i32) -> bool {
+        if self.cluster.all_reachable() {
+            return true;
+        }
+        self.meta
+            .topic(topic)
+            .map(|t| t.replicas_of(partition, self.config.node_id))
+            .is_none_or(|r| self.reaches_quorum(&r))
     }
 
     /// Resolves once this node does not reach a quorum of the replicas of
@@ -740,14 +749,11 @@ impl Broker {
     /// cluster.
     pub async fn loses_quorum(&self, topic: &str, partition: i32) {
         loop {
-            let replicas = self
-                .meta
-                .topic(topic)
-                .map(|t| t.replicas_of(partition, self.config.node_id));
-            if replicas.is_some_and(|r| !self.reaches_quorum(&r)) {
+            // Most waits end sooner: no check for them.
+            tokio::time::sleep(crate::cluster::ANNOUNCE_INTERVAL).await;
+            if !self.partition_reaches_quorum(topic, partition) {
                 return;
             }
-            tokio::time::sleep(crate::cluster::ANNOUNCE_INTERVAL).await;
         }
     }
 

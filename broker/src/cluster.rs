@@ -144,6 +144,11 @@ impl Cluster {
                 .is_some_and(|at| at.elapsed() < NOTICE_TTL)
     }
 
+    /// Whether this node reaches every peer now (see [`Cluster::reachable`]).
+    pub fn all_reachable(&self) -> bool {
+        self.peers.keys().all(|n| self.reachable(*n))
+    }
+
     /// The peers this node cannot reach now (see [`Cluster::reachable`]).
     pub fn unreachable_peers(&self) -> Vec<u64> {
         self.peers

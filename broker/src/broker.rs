@@ -738,10 +738,15 @@ impl Broker {
         if self.cluster.all_reachable() {
             return true;
         }
+        self.replicas(topic, partition)
+            .is_none_or(|r| self.reaches_quorum(&r))
+    }
+
+    /// The replicas of `topic`/`partition`, if the topic is known.
+    fn replicas(&self, topic: &str, partition: i32) -> Option<Vec<i32>> {
         self.meta
             .topic(topic)
             .map(|t| t.replicas_of(partition, self.config.node_id))
-            .is_none_or(|r| self.reaches_quorum(&r))
     }
 
     /// Resolves once this node does not reach a quorum of the replicas of
@@ -1105,16 +1110,12 @@ impl Broker {
             .collect();
         let quiesced = led.iter().filter(|p| p.is_quiesced()).count();
         let me = self.config.node_id;
-        let replicas_of = |p: &Partition| {
-            self.meta
-                .topic(&p.tp.topic)
-                .map(|t| t.replicas_of(p.tp.partition, me))
-                .unwrap_or_default()
-        };
         let under = led
             .iter()
             .filter(|p| {
-                let replicas = replicas_of(p);
+                let replicas = self
+                    .replicas(&p.tp.topic, p.tp.partition)
+                    .unwrap_or_default();
                 self.in_sync(&p.tp.topic, p.tp.partition, me, &replicas)
                     .len()
                     < replicas.len()
@@ -1137,9 +1138,9 @@ impl Broker {
                 continue;
             };
             let last = status.last_log_index.unwrap_or(0);
-            for (node, matched) in &status.matched {
+            for (node, lag) in status.lags() {
                 // A follower that never answered lags by the whole log.
-                let lag = last.saturating_sub(matched.unwrap_or(0));
+                let lag = lag.unwrap_or(last);
                 s.push_str(&format!(
                     "weir_partition_replica_lag{{topic=\"{}\",partition=\"{}\",replica=\"{node}\"}} {lag}\n",
                     p.tp.topic, p.tp.partition
@@ -1165,9 +1166,7 @@ impl Broker {
                 };
                 let raft = p.raft_status();
                 let replicas = self
-                    .meta
-                    .topic(&p.tp.topic)
-                    .map(|t| t.replicas_of(p.tp.partition, self.config.node_id))
+                    .replicas(&p.tp.topic, p.tp.partition)
                     .unwrap_or_default();
                 serde_json::json!({
                     "topic": p.tp.topic,
@@ -1463,13 +1462,8 @@ impl GroupStore for OffsetsLog {
 /// How many Raft entries each follower is behind the leader's log (on the
 /// leader; `null` for a follower that has not answered yet).
 fn replica_lag(s: &weir_raft::group::GroupStatus) -> serde_json::Value {
-    let last = s.last_log_index.unwrap_or(0);
-    s.matched
-        .iter()
-        .map(|(node, m)| {
-            let lag = m.map(|m| last.saturating_sub(m));
-            (node.to_string(), serde_json::json!(lag))
-        })
+    s.lags()
+        .map(|(node, lag)| (node.to_string(), serde_json::json!(lag)))
         .collect::<serde_json::Map<_, _>>()
         .into()
 }

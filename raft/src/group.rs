@@ -1055,6 +1055,17 @@ pub struct GroupStatus {
     pub matched: std::collections::BTreeMap<u64, Option<u64>>,
 }
 
+impl GroupStatus {
+    /// On the leader: how many Raft entries each follower is behind its
+    /// log (`None` for a follower that has not answered yet).
+    pub fn lags(&self) -> impl Iterator<Item = (u64, Option<u64>)> + '_ {
+        let last = self.last_log_index.unwrap_or(0);
+        self.matched
+            .iter()
+            .map(move |(node, m)| (*node, m.map(|m| last.saturating_sub(m))))
+    }
+}
+
 /// Fails every proposal not yet submitted: their predictions belong to a term
 /// this node no longer leads (or the group stopped). Dropping a responder makes
 /// its proposal fail with [`ProposeError::NotLeader`]; callers retry.

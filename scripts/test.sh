@@ -33,6 +33,9 @@ if [ ! -d tests/clients/js/node_modules/kafkajs ]; then
 fi
 
 export WEIR_BIN="$PWD/target/debug/weir"
+# A failed test's error ends its output (anyhow backtraces would bury it);
+# panics keep theirs.
+export RUST_LIB_BACKTRACE=0
 
 cargo build --workspace --bins
 cargo test --workspace "$@"

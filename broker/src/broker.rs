@@ -731,6 +731,16 @@ impl Broker {
         Ok(epoch)
     }
 
+    /// The leader epoch of hosted partition `topic`/`partition` while this
+    /// node leads it and reaches a quorum of its replicas (a leader cut off
+    /// from them is about to be replaced), else `None`.
+    pub fn leads(&self, topic: &str, partition: i32) -> Option<i32> {
+        let l = self.partition(topic, partition)?.leadership();
+        (l.role == crate::partition::Role::Leader
+            && self.partition_reaches_quorum(topic, partition))
+        .then_some(l.epoch)
+    }
+
     /// Whether this node reaches a quorum of the replicas of
     /// `topic`/`partition`; no lookup while every peer is reachable (the hot
     /// paths ask it for every partition of every request).

@@ -51,6 +51,8 @@ pub struct ConsumerRecord {
     pub value: Option<Bytes>,
     /// Record headers (duplicate keys collapse: the decoder keeps a map).
     pub headers: Vec<Header>,
+    /// Leader epoch of the leader that appended it (−1 when unknown).
+    pub leader_epoch: i32,
 }
 
 /// Batch compression codec.
@@ -289,6 +291,7 @@ pub(crate) fn decode_fetched(
                 offset: r.offset,
                 timestamp: r.timestamp,
                 log_append_time: r.timestamp_type == TimestampType::LogAppend,
+                leader_epoch: r.partition_leader_epoch,
                 key: r.key,
                 value: r.value,
                 headers: r

@@ -21,15 +21,44 @@ pub struct Cluster {
 }
 
 /// Free loopback ports for the Raft listeners (bound and released; the
-/// nodes bind them a moment later).
+/// nodes bind them a moment later). Taken below Linux's ephemeral range
+/// (32768 and up), where a port just released may at once become the
+/// source port of some outgoing connection; a start that still lost its
+/// port to another test is retried ([`start_retrying`]).
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<_>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    use std::hash::{BuildHasher, RandomState};
+    let mut ports = Vec::new();
+    let mut listeners = Vec::new();
+    let mut tries = 0u32;
+    while ports.len() < n {
+        tries += 1;
+        anyhow::ensure!(tries < 10_000, "no free port below 32768");
+        let port = 20_000 + (RandomState::new().hash_one(tries) % 12_000) as u16;
+        if ports.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            ports.push(port);
+            listeners.push(l);
+        }
+    }
+    Ok(ports)
+}
+
+/// Runs `start` with fresh Raft ports until no node lost its port to
+/// another process (at most three times).
+fn start_retrying(n: usize, mut start: impl FnMut(&[u16]) -> Result<Cluster>) -> Result<Cluster> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let ports = free_ports(n)?;
+        match start(&ports) {
+            Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                eprintln!("a node lost its Raft port to another process; starting again: {e:#}");
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Launches nodes 1..=n (node i with `--peers peers(i)`), all before any
@@ -59,15 +88,16 @@ impl Cluster {
     /// Starts `n` nodes with the same `--peers` (all launched before any is
     /// awaited: a node listens once a quorum runs) and `extra` flags.
     pub fn start(n: usize, extra: &[(&str, &str)]) -> Result<Self> {
-        let ports = free_ports(n)?;
-        let peers = (1..=n)
-            .map(|j| format!("{j}@127.0.0.1:{}", ports[j - 1]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let nodes = launch_all(n, |_| peers.clone(), extra)?;
-        Ok(Self {
-            nodes,
-            links: Default::default(),
+        start_retrying(n, |ports| {
+            let peers = (1..=n)
+                .map(|j| format!("{j}@127.0.0.1:{}", ports[j - 1]))
+                .collect::<Vec<_>>()
+                .join(",");
+            let nodes = launch_all(n, |_| peers.clone(), extra)?;
+            Ok(Self {
+                nodes,
+                links: Default::default(),
+            })
         })
     }
 
@@ -76,7 +106,11 @@ impl Cluster {
     /// `(i, j)` (each node's `--peers` names its own proxies), so a test can
     /// cut or hold any direction between two nodes.
     pub fn start_with_proxies(n: usize, extra: &[(&str, &str)]) -> Result<Self> {
-        let ports = free_ports(n)?;
+        start_retrying(n, |ports| Self::start_proxied_on(ports, extra))
+    }
+
+    fn start_proxied_on(ports: &[u16], extra: &[(&str, &str)]) -> Result<Self> {
+        let n = ports.len();
         let mut links = std::collections::BTreeMap::new();
         for from in 1..=n {
             for to in 1..=n {

@@ -214,6 +214,8 @@ impl WeirNode {
             .args(["--listen", &listen, "--admin-listen", &admin])
             .args(&self.args)
             .env_remove("WEIR_CONFIG")
+            // An error's message, not a backtrace, ends a failed node's log.
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -245,7 +247,12 @@ impl WeirNode {
         };
         let line = match rx.recv_timeout(START_DEADLINE) {
             Ok(l) => l,
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = self.child.take().map(|mut c| c.wait());
+                let tail = self.stderr_tail();
+                bail!("weir exited before it listened ({status:?})\n--- weir stderr ---\n{tail}");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
                 let tail = self.stderr_tail();
                 self.kill_quietly();
                 bail!("weir did not print its listening line within {START_DEADLINE:?}\n--- weir stderr ---\n{tail}");
@@ -308,7 +315,10 @@ impl WeirNode {
         if let Ok(mut f) = File::open(self.stderr_path()) {
             let len = f.metadata().map_or(0, |m| m.len());
             let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-            let _ = f.read_to_string(&mut text);
+            // Lossy: the seek may land inside a multi-byte character.
+            let mut bytes = Vec::new();
+            let _ = f.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
         }
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")

@@ -46,3 +46,17 @@ pub async fn read_topic(bootstrap: &str, topic: &str, want: usize) -> Result<Vec
     got.extend(c.poll(Duration::from_millis(500)).await?);
     Ok(got)
 }
+
+/// Whatever `topic` holds now: its records from the start, read until a
+/// poll of one second brings nothing more (for diagnosing a short read).
+pub async fn read_available(bootstrap: &str, topic: &str) -> Result<Vec<ConsumerRecord>> {
+    let mut c = consume_topic(bootstrap, topic).await?;
+    let mut got = Vec::new();
+    loop {
+        let records = c.poll(Duration::from_secs(1)).await?;
+        if records.is_empty() {
+            return Ok(got);
+        }
+        got.extend(records);
+    }
+}

@@ -410,7 +410,12 @@ fn exactly_once(got: &[Total], want: &BTreeSet<Total>) -> Result<()> {
         "{} results written twice",
         got.len() - distinct.len()
     );
-    ensure!(distinct == *want, "results differ from the reference");
+    let missing: Vec<&Total> = want.difference(&distinct).take(5).collect();
+    let extra: Vec<&Total> = distinct.difference(want).take(5).collect();
+    ensure!(
+        distinct == *want,
+        "results differ from the reference: missing {missing:?}, unexpected {extra:?}"
+    );
     Ok(())
 }
 
@@ -791,6 +796,46 @@ async fn cluster_with_first_half(
     Ok((c, bootstrap, input, out, evs))
 }
 
+/// Which of the results `want` output topic `out` lacks now.
+async fn missing_results(bootstrap: &str, out: &str, want: &BTreeSet<Total>) -> String {
+    let got = match weir_tests::topic_reader::read_available(bootstrap, out).await {
+        Ok(r) => r,
+        Err(e) => return format!("could not read {out}: {e:#}"),
+    };
+    match totals(&got) {
+        Ok(got) => {
+            let got: BTreeSet<Total> = got.into_iter().collect();
+            let missing: Vec<&Total> = want.difference(&got).collect();
+            format!("missing results: {missing:?}")
+        }
+        Err(e) => format!("unreadable results: {e:#}"),
+    }
+}
+
+/// What each node says about job `name` (`job describe`, from the nodes
+/// still running) and every line of each node's log about jobs and tasks:
+/// the context a failed cluster job test needs.
+fn job_diagnosis(c: &mut weir_tests::cluster::Cluster, name: &str) -> String {
+    let mut diag = String::new();
+    for n in 1..=c.nodes.len() as i32 {
+        let node = c.node(n);
+        let described = if node.is_alive() {
+            weir(&["job", "describe", name, "--admin", node.admin_addr()])
+                .unwrap_or_else(|e| e.to_string())
+        } else {
+            "(not running)".to_string()
+        };
+        let log: Vec<String> = node
+            .stderr_all()
+            .lines()
+            .filter(|l| l.contains("job") || l.contains("task"))
+            .map(str::to_string)
+            .collect();
+        diag.push_str(&format!("node {n}:\n{described}\n{}\n", log.join("\n")));
+    }
+    diag
+}
+
 /// In a three-node cluster, a job's tasks run on the leaders of their
 /// partitions: a route task on the leader of each input partition, spread
 /// over the nodes. The leader of input partition 0 is killed right after
@@ -838,10 +883,15 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     let bootstrap = c.bootstrap();
     produce(&bootstrap, &input, &half(&evs, false)).await?;
     let (want, _) = reference(&evs);
-    exactly_once(
-        &totals(&read_topic(&bootstrap, &out, want.len()).await?)?,
-        &want,
-    )?;
+    let got = match read_topic(&bootstrap, &out, want.len()).await {
+        Ok(r) => r,
+        Err(e) => {
+            let diag = job_diagnosis(&mut c, "moving");
+            let missing = missing_results(&bootstrap, &out, &want).await;
+            return Err(e.context(format!("killed node {runner}; {missing}\n{diag}")));
+        }
+    };
+    exactly_once(&totals(&got)?, &want)?;
     // Every task runs on a survivor, and any node describes the whole job:
     // every input partition read to its end, and every record counted once
     // (counts resume from the moved tasks' checkpoints).
@@ -921,20 +971,9 @@ async fn a_job_stays_exactly_once_when_its_aggregate_node_is_cut_off() -> Result
     let got = match read_topic(&survivors, &out, want.len()).await {
         Ok(r) => r,
         Err(e) => {
-            let mut diag = String::new();
-            for n in (1..=3).filter(|n| *n != cut) {
-                let d = weir(&["job", "describe", "cut", "--admin", c.node(n).admin_addr()])
-                    .unwrap_or_else(|e| e.to_string());
-                let log: Vec<String> = c
-                    .node(n)
-                    .stderr_all()
-                    .lines()
-                    .filter(|l| l.contains("job") || l.contains("task"))
-                    .map(str::to_string)
-                    .collect();
-                diag.push_str(&format!("node {n}:\n{d}\n{}\n", log.join("\n")));
-            }
-            return Err(e.context(format!("cut node {cut}\n{diag}")));
+            let missing = missing_results(&survivors, &out, &want).await;
+            let diag = job_diagnosis(&mut c, "cut");
+            return Err(e.context(format!("cut node {cut}; {missing}\n{diag}")));
         }
     };
     exactly_once(&totals(&got)?, &want)?;

@@ -54,10 +54,11 @@ struct AggregateCheckpoint<S> {
     tally: Tally,
 }
 
-/// Whether this node still leads the task's shard. A task whose node lost
-/// it writes nothing more, not even a checkpoint: the new leader's task
-/// may have read its output partition's end already.
-pub type Leads = Box<dyn Fn() -> bool + Send + Sync>;
+/// The leader epoch of the task's shard while this node leads it and
+/// reaches a quorum of its replicas. A task whose node lost it (or leads it
+/// in another epoch now) writes nothing more, not even a checkpoint: the
+/// new leader's task may have read its output partition's end already.
+pub type Leads = Box<dyn Fn() -> Option<i32> + Send + Sync>;
 
 /// Runs the aggregate task of shard `r` of the job in `cx` until its stop signal turns true or `leads` turns false;
 /// answers `queries`.
@@ -67,6 +68,13 @@ pub async fn run(
     mut queries: mpsc::Receiver<StateQuery>,
     leads: Leads,
 ) -> Result<(), TaskError> {
+    // The shard's epoch this task runs in: a row appended in a later one
+    // comes from a new leader (its own task runs there), so this task is
+    // deposed even before it hears so (a leader cut off from its quorum).
+    let Some(epoch) = leads() else {
+        return Ok(());
+    };
+    let leads = move || leads() == Some(epoch);
     let (admin, sources, shards) = cx.setup().await?;
     let TaskContext {
         def,
@@ -168,6 +176,10 @@ pub async fn run(
             let _ = q.reply.send(open);
         }
         for rec in records {
+            if rec.leader_epoch > epoch {
+                a.deposed();
+                return Ok(());
+            }
             match Routed::decode(rec.key.as_deref(), rec.value.as_deref().unwrap_or_default()) {
                 Ok(routed) => {
                     let origin = match &routed {

@@ -276,13 +276,7 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
                 (TaskId::Aggregate(r), Some(asked)) => {
                     let topic = super::repartition::topic(&cx.def);
                     let node = weak.clone();
-                    let leads = Box::new(move || {
-                        node.upgrade().is_some_and(|b| {
-                            b.partition(&topic, r).is_some_and(|p| {
-                                matches!(p.leadership().role, crate::partition::Role::Leader)
-                            })
-                        })
-                    });
+                    let leads = Box::new(move || node.upgrade().and_then(|b| b.leads(&topic, r)));
                     super::aggregate::run(cx, r, asked, leads).await
                 }
                 (TaskId::Aggregate(_), None) => Ok(()),

@@ -1142,7 +1142,7 @@ mod tests {
     }
 
     /// A partition full of producers evicts the one idle longest and counts it;
-    /// the evicted producer's next batch gets OUT_OF_ORDER_SEQUENCE_NUMBER (45),
+    /// the evicted producer's next batch gets UNKNOWN_PRODUCER_ID (59),
     /// as for any producer the partition does not know, while kept producers
     /// still get their retries answered from state. Expiry is counted too.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1159,14 +1159,14 @@ mod tests {
         assert_eq!(p.producer_count(), 2);
         assert_eq!(p.producer_counters.evicted.load(Ordering::Relaxed), 1);
         let err = produce(&p, batch(1, 1)).await.unwrap_err();
-        assert_eq!(error_code::append(&err), 45, "{err}");
+        assert_eq!(error_code::append(&err), 59, "{err}");
         let retry = produce(&p, batch(3, 0)).await.unwrap();
         assert!(retry.duplicate && retry.base_offset == 2, "{retry:?}");
         assert_eq!(p.expire_producers(now_ms() + DEFAULT_EXPIRATION + 1), 2);
         assert_eq!(p.producer_count(), 0);
         assert_eq!(p.producer_counters.expired.load(Ordering::Relaxed), 2);
         let err = produce(&p, batch(3, 1)).await.unwrap_err();
-        assert_eq!(error_code::append(&err), 45, "{err}");
+        assert_eq!(error_code::append(&err), 59, "{err}");
         p.shutdown().await;
     }
 
@@ -1362,7 +1362,7 @@ mod tests {
         // Producers 4, 5 and 1 wrote last: 1 continues, 2 is unknown.
         assert!(!produce(&p, batch(1, 2)).await.unwrap().duplicate);
         let err = produce(&p, batch(2, 1)).await.unwrap_err();
-        assert_eq!(error_code::append(&err), 45, "{err}");
+        assert_eq!(error_code::append(&err), 59, "{err}");
         p.shutdown().await;
     }
 }

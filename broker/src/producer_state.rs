@@ -6,7 +6,9 @@
 //! memory: an entry not appended to for `producer.id.expiration.ms` expires, and
 //! at most `max producers` entries are kept per partition (a new producer evicts
 //! the entry idle the longest). A forgotten producer is an unknown one: its next
-//! batch must start at sequence 0, else OUT_OF_ORDER_SEQUENCE_NUMBER.
+//! batch must start at sequence 0, else UNKNOWN_PRODUCER_ID (as Kafka answers a
+//! producer whose state retention removed; KIP-360 clients then bump their epoch
+//! and start again at 0).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -60,7 +62,7 @@ pub struct Removed {
 /// Why an idempotent batch was refused, with the Kafka error it maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProducerError {
-    /// Sequence gap or a new producer not starting at 0 (OUT_OF_ORDER_SEQUENCE_NUMBER, 45).
+    /// Sequence gap, or a new epoch not starting at 0 (OUT_OF_ORDER_SEQUENCE_NUMBER, 45).
     #[error("out of order sequence {got}, expected {expected}")]
     OutOfOrder {
         /// Sequence received.
@@ -71,6 +73,15 @@ pub enum ProducerError {
     /// An old sequence no longer in the recent window (DUPLICATE_SEQUENCE_NUMBER, 46).
     #[error("duplicate sequence {0} older than the remembered batches")]
     Duplicate(i32),
+    /// A producer this partition does not know (never seen, expired or
+    /// evicted) not starting at sequence 0 (UNKNOWN_PRODUCER_ID, 59).
+    #[error("unknown producer id {producer_id} (sequence {got}, not 0)")]
+    Unknown {
+        /// The producer id.
+        producer_id: i64,
+        /// Sequence received.
+        got: i32,
+    },
     /// An epoch older than the producer's current one (INVALID_PRODUCER_EPOCH, 47).
     #[error("producer epoch {got} is older than {current}")]
     StaleEpoch {
@@ -88,6 +99,7 @@ impl ProducerError {
             Self::OutOfOrder { .. } => 45,
             Self::Duplicate(_) => 46,
             Self::StaleEpoch { .. } => 47,
+            Self::Unknown { .. } => 59,
         }
     }
 }
@@ -198,7 +210,14 @@ impl ProducerStates {
             }
         };
         let Some(e) = self.producers.get(&b.producer_id) else {
-            return fresh();
+            return if b.first_seq == 0 {
+                Ok(None)
+            } else {
+                Err(ProducerError::Unknown {
+                    producer_id: b.producer_id,
+                    got: b.first_seq,
+                })
+            };
         };
         if b.epoch < e.epoch {
             return Err(ProducerError::StaleEpoch {
@@ -326,7 +345,8 @@ mod tests {
     #[test]
     fn unknown_producer_must_start_at_zero() {
         let s = ProducerStates::default();
-        assert_eq!(s.check(&ids(3, 4)).unwrap_err().code(), 45);
+        assert_eq!(s.check(&ids(3, 4)).unwrap_err().code(), 59);
+        assert_eq!(s.check(&ids(0, 4)), Ok(None));
     }
 
     fn pid(producer_id: i64, first: i32) -> BatchIds {
@@ -338,7 +358,7 @@ mod tests {
 
     /// More producers than the bound: the size stays at the bound, the entry
     /// idle the longest goes (not the oldest created), and the evicted
-    /// producer is unknown again (its next sequence is OUT_OF_ORDER).
+    /// producer is unknown again (UNKNOWN_PRODUCER_ID unless it starts at 0).
     #[test]
     fn full_partition_evicts_the_producer_idle_longest() {
         let mut s = ProducerStates::new(ProducerLimits {
@@ -360,7 +380,7 @@ mod tests {
         );
         assert_eq!(s.len(), 3);
         assert!(!s.contains(2) && s.contains(1) && s.contains(3) && s.contains(4));
-        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 45);
+        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 59);
         assert_eq!(s.check(&pid(1, 2)), Ok(None), "producer 1 kept its state");
         // Same-millisecond uses keep their order too; a known producer never evicts.
         for p in 5..=20 {
@@ -395,7 +415,7 @@ mod tests {
             }
         );
         assert_eq!(s.len(), 1);
-        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 45);
+        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 59);
         assert_eq!(s.expire(i64::MAX), 1);
         assert!(s.is_empty());
     }

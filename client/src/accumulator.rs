@@ -35,6 +35,10 @@ pub(crate) enum Msg {
     },
     /// Send everything now; answer when all is acknowledged.
     Flush(oneshot::Sender<()>),
+    /// Seal the open batch of a partition now.
+    EndBatch(String, i32),
+    /// Answer the next sequence number of a partition.
+    NextSequence(String, i32, oneshot::Sender<i32>),
 }
 
 type Tp = (Arc<str>, i32);
@@ -165,6 +169,18 @@ impl Accumulator {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Flush(w) => self.flush_waiters.push(w),
+            Msg::EndBatch(topic, partition) => {
+                let slot = self.slot(topic, partition);
+                self.seal(slot);
+            }
+            Msg::NextSequence(topic, partition, reply) => {
+                let slot = self.slot(topic, partition);
+                // Records not sealed yet take their numbers when they are.
+                let p = &self.partitions[slot].1;
+                let open = p.open.as_ref().map_or(0, |o| o.records.len() as i64);
+                let next = (i64::from(p.next_sequence) + open) % (i64::from(i32::MAX) + 1);
+                let _ = reply.send(next as i32);
+            }
             Msg::Record {
                 topic,
                 partition,
@@ -209,8 +225,22 @@ impl Accumulator {
             Some(&i) => i,
             None => {
                 let i = self.partitions.len();
+                // Where an earlier writer of the same identity left off.
+                let next_sequence = self
+                    .shared
+                    .config
+                    .sequences
+                    .iter()
+                    .find(|(t, p, _)| *p == tp.1 && **t == *tp.0)
+                    .map_or(0, |s| s.2);
                 self.index.insert(tp.clone(), i);
-                self.partitions.push((tp, PartitionState::default()));
+                self.partitions.push((
+                    tp,
+                    PartitionState {
+                        next_sequence,
+                        ..PartitionState::default()
+                    },
+                ));
                 i
             }
         };

@@ -81,6 +81,13 @@ pub struct ProducerConfig {
     pub buffer_records: usize,
     /// Broker-side timeout for Produce requests.
     pub request_timeout: Duration,
+    /// An idempotent identity (producer id, epoch) to write with instead of
+    /// asking for a new one: a writer taking over from an earlier one (see
+    /// [`ProducerConfig::resume`]).
+    pub identity: Option<(i64, i16)>,
+    /// The next sequence number of partitions an earlier writer with the
+    /// same identity wrote to: (topic, partition, next sequence).
+    pub sequences: Vec<(String, i32, i32)>,
 }
 
 /// The longest pause between two retries of a batch.
@@ -102,7 +109,30 @@ impl ProducerConfig {
             max_in_flight: 5,
             buffer_records: 100_000,
             request_timeout: Duration::from_secs(30),
+            identity: None,
+            sequences: Vec::new(),
         }
+    }
+
+    /// Takes over idempotent identity (`producer_id`, `epoch`) from an earlier
+    /// writer that had written up to sequence `next_sequence` (exclusive) of
+    /// `topic`/`partition`. A batch the earlier writer wrote is then
+    /// recognised by the broker when sent again with the same sequence
+    /// numbers, and not written twice — provided the batches are cut alike
+    /// (see [`Producer::end_batch`]).
+    pub fn resume(
+        mut self,
+        producer_id: i64,
+        epoch: i16,
+        topic: impl Into<String>,
+        partition: i32,
+        next_sequence: i32,
+    ) -> Self {
+        self.idempotent = true;
+        self.identity = Some((producer_id, epoch));
+        self.sequences
+            .push((topic.into(), partition, next_sequence));
+        self
     }
 
     /// Sets the acknowledgement level.
@@ -248,6 +278,7 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     sticky: StickyPartitioner,
     detached_error: accumulator::DetachedError,
+    identity: (i64, i16),
 }
 
 impl Producer {
@@ -258,10 +289,10 @@ impl Producer {
             config.max_in_flight = 1;
         }
         let cluster = Cluster::connect(config.client.clone()).await?;
-        let (pid, epoch) = if config.idempotent {
-            init_producer_id(&cluster).await?
-        } else {
-            (-1, -1)
+        let (pid, epoch) = match (config.idempotent, config.identity) {
+            (true, Some(identity)) => identity,
+            (true, None) => init_producer_id(&cluster).await?,
+            (false, _) => (-1, -1),
         };
         let (tx, rx) = mpsc::channel(config.buffer_records.max(1));
         let sticky = StickyPartitioner::new(config.batch_size);
@@ -280,8 +311,39 @@ impl Producer {
                 tx,
                 sticky,
                 detached_error,
+                identity: (pid, epoch),
             }),
         })
+    }
+
+    /// The idempotent identity (producer id, epoch) this producer writes
+    /// with; (−1, −1) when not idempotent.
+    pub fn identity(&self) -> (i64, i16) {
+        self.inner.identity
+    }
+
+    /// Ends the batch being filled for `topic`/`partition`: the records sent
+    /// so far go in batches of their own, whatever the linger and free send
+    /// slots. With a long linger, a writer decides where its batches end, so
+    /// a writer replaying the same records cuts the same batches.
+    pub async fn end_batch(&self, topic: &str, partition: i32) -> Result<()> {
+        self.inner
+            .tx
+            .send(Msg::EndBatch(topic.to_string(), partition))
+            .await
+            .map_err(|_| Error::Closed("producer"))
+    }
+
+    /// The sequence number the next batch of `topic`/`partition` gets
+    /// (idempotent producers; 0 before the first).
+    pub async fn next_sequence(&self, topic: &str, partition: i32) -> Result<i32> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::NextSequence(topic.to_string(), partition, tx))
+            .await
+            .map_err(|_| Error::Closed("producer"))?;
+        rx.await.map_err(|_| Error::Closed("producer"))
     }
 
     /// The cluster handle this producer uses.

@@ -716,6 +716,79 @@ fn running_tasks(
     Ok(out)
 }
 
+/// `weir_producer_state_expired_total` of the node at `admin`.
+fn producers_expired(admin: &str) -> Result<u64> {
+    let (_, body) = weir_tests::http_get(admin, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("weir_producer_state_expired_total "))
+        .context("no weir_producer_state_expired_total in /metrics")?
+        .trim()
+        .parse()
+        .context("weir_producer_state_expired_total")
+}
+
+/// A partition forgets an idempotent producer idle past
+/// `producer.id.expiration.ms`. A job killed and restarted whose output
+/// partitions forgot the producer id its checkpoints name (here: 2 s of
+/// idleness after the restart) gets UNKNOWN_PRODUCER_ID for its next
+/// results; it replays from its checkpoint with a new producer id, and
+/// every final result is in the output exactly once (none stuck behind a
+/// task that fails and retries forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result<()> {
+    let mut node = WeirNode::start(
+        NodeOpts::default()
+            .arg("--producer-id-expiration-ms", 2000)
+            .arg("--maintenance-interval-ms", 500),
+    )?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("tx"), unique("out"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let evs = events();
+    let first = half(&evs, true);
+    produce(&bootstrap, &input, &first).await?;
+    let sql = totals_sql(&input, &out);
+    weir(&[
+        "job", "create", "forgot", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
+    ])?;
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        let s = job_status(&admin, "forgot")?;
+        Ok((records_read(&s)? == first.len() as i64 && s["caught_up"] == true).then_some(()))
+    })
+    .context("the job never read the first half")?;
+    await_first_result(&bootstrap, &out).await?;
+    node.kill()?;
+    node.restart()?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    // Producers rebuilt from the log at start count as used then: the
+    // first maintenance pass past 2 s forgets every one not used since,
+    // the output writers' among them (no new input, so no new results).
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        Ok((producers_expired(&admin)? > 0).then_some(()))
+    })
+    .context("no producer expired after the restart")?;
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let (want, _) = reference(&evs);
+    let got = match read_topic(&bootstrap, &out, want.len()).await {
+        Ok(r) => r,
+        Err(e) => {
+            let log: Vec<String> = node
+                .stderr_all()
+                .lines()
+                .filter(|l| l.contains("job") || l.contains("task"))
+                .map(str::to_string)
+                .collect();
+            return Err(e.context(log.join("\n")));
+        }
+    };
+    exactly_once(&totals(&got)?, &want)?;
+    ensure!(
+        node.stderr_all().contains("forgot the task's producer id"),
+        "no task found its producer id forgotten: the test did not test that"
+    );
+    Ok(())
+}
+
 /// A task's counts are kept in its checkpoints: after kill -9 of the node
 /// (once a checkpoint covered the first half of the input) and a restart,
 /// `describe` counts every input record exactly once, not only those read

@@ -8,17 +8,31 @@
 //!
 //! Its checkpoint holds the shard (the operator's state and the highest
 //! source offset taken from each input partition), the next repartition
-//! offset, and the end of its output partition. Final results are emitted
-//! in an order that does not depend on how the source partitions
-//! interleave: by window close, then group key (the firing watermark only
-//! grows, and windows closing together fire together, sorted). So the
-//! results a restarted task emits while it replays from the checkpoint are
-//! the ones the crashed task wrote after it, in the same order, and the task
-//! skips as many of them as its output partition gained since the
-//! checkpoint. Every final result is written exactly once, provided the job
-//! is its output topic's only writer. Updates of open windows (`--emit
-//! changes`) are written at least once (their order depends on the
-//! interleaving).
+//! offset, and the identity its output is written with: an idempotent
+//! producer id and epoch, and the next sequence number of its output
+//! partition. Replay from a checkpoint is deterministic: the task reads the
+//! same repartition records from the same state, so it emits the same
+//! results in the same order (final results come by window close, then
+//! group key), and it cuts them into the same batches (one batch per
+//! repartition record's results, split at fixed counts and sizes; no
+//! time-based batching). A restarted task, or the task that takes over on
+//! a new leader, writes with the checkpoint's identity from the
+//! checkpoint's sequence number: each batch an earlier writer already
+//! wrote carries the same sequence numbers, and the broker answers it as a
+//! duplicate instead of writing it again. That holds whenever the earlier
+//! writer's batch lands, even after the new task started: a task deposed by
+//! a network cut whose write was still being retried cannot add a second
+//! copy. Every final result is written exactly once, provided the job is its
+//! output topic's only writer. Updates of open windows (`--emit changes`)
+//! are written at least once (a fresh identity each start).
+//!
+//! When the output partition no longer knows the identity (it expired
+//! after `producer.id.expiration.ms` without a write, so nothing was
+//! written after the checkpoint), the broker answers UNKNOWN_PRODUCER_ID
+//! and the task replays once more with a new producer id. A checkpoint
+//! from before identities were kept falls back to counting: the task skips
+//! as many final results as its output partition gained since the
+//! checkpoint.
 //!
 //! After each checkpoint the task deletes the repartition records below its
 //! position: the repartition topic holds only what is still to be read.
@@ -52,7 +66,27 @@ struct AggregateCheckpoint<S> {
     /// The task's counts up to `position` (absent before they were kept).
     #[serde(default)]
     tally: Tally,
+    /// The identity the output is written with (absent before it was kept).
+    #[serde(default)]
+    output: Option<OutputIdentity>,
 }
+
+/// Who writes a shard's output partition and how far: an idempotent
+/// producer id and epoch, and the sequence number of its next batch there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct OutputIdentity {
+    producer_id: i64,
+    epoch: i16,
+    next_sequence: i32,
+}
+
+/// A batch of output records ends after this many records...
+const BATCH_RECORDS: usize = 1000;
+/// ... or once its keys and values reach this many bytes (so that batch
+/// boundaries depend on the results alone, see the module docs).
+const BATCH_BYTES: usize = 256 * 1024;
+/// Output batches end where the task ends them, never for lingering.
+const NO_LINGER: Duration = Duration::from_secs(24 * 3600);
 
 /// The leader epoch of the task's shard while this node leads it and
 /// reaches a quorum of its replicas. A task whose node lost it (or leads it
@@ -75,6 +109,28 @@ pub async fn run(
         return Ok(());
     };
     let leads = move || leads() == Some(epoch);
+    match run_from_checkpoint(cx.clone(), r, epoch, &mut queries, &leads, true).await {
+        Err(TaskError::Client(e)) if e.kafka_code() == Some(UNKNOWN_PRODUCER_ID) => {
+            tracing::warn!(job = %cx.def.name, shard = r, "the output partition forgot the task's producer id; replaying with a new one");
+            run_from_checkpoint(cx, r, epoch, &mut queries, &leads, false).await
+        }
+        other => other,
+    }
+}
+
+/// Kafka's UNKNOWN_PRODUCER_ID.
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+
+/// The task from its checkpoint; with `resume`, writing with the
+/// checkpoint's output identity.
+async fn run_from_checkpoint(
+    cx: TaskContext,
+    r: i32,
+    epoch: i32,
+    queries: &mut mpsc::Receiver<StateQuery>,
+    leads: &(dyn Fn() -> bool + Send + Sync),
+    resume: bool,
+) -> Result<(), TaskError> {
     let (admin, sources, shards) = cx.setup().await?;
     let TaskContext {
         def,
@@ -99,18 +155,22 @@ pub async fn run(
     let input = TopicPartition::new(repartition::topic(&def), r);
     let output = TopicPartition::new(&plan.output_topic, r);
     let output_end = end_of(&admin, &output).await?;
-    let (shard, position, skip) = match restored {
+    let (shard, position, skip, identity) = match restored {
         Some(c) => {
             // Results the crashed task wrote after its checkpoint: replay
-            // emits them again, in the same order, and they are skipped.
-            // Only final results come in an order replay repeats: with every
-            // change emitted too, nothing is skipped (at least once).
-            let skip = match def.emit {
-                EmitMode::Final => (output_end - c.output_end).max(0),
-                EmitMode::Changes => 0,
+            // emits them again, in the same batches, and the broker knows
+            // their sequence numbers. Only final results come in an order
+            // replay repeats: with every change emitted too, the task
+            // writes with a new identity (at least once).
+            let (skip, identity) = match (def.emit, c.output) {
+                (EmitMode::Final, Some(id)) if resume => (0, Some(id)),
+                (EmitMode::Final, Some(_)) => (0, None),
+                // A checkpoint from before identities: count.
+                (EmitMode::Final, None) => ((output_end - c.output_end).max(0), None),
+                (EmitMode::Changes, _) => (0, None),
             };
             report.update(|rep| rep.counts = c.tally);
-            (c.shard, c.position, skip)
+            (c.shard, c.position, skip, identity)
         }
         None => {
             let op = WindowOperator::new(
@@ -126,17 +186,26 @@ pub async fn run(
             .await?
             .get(&input)
             .map_or(0, |l| l.offset);
-            (Shard::new(op), start, 0)
+            (Shard::new(op), start, 0, None)
         }
     };
-    tracing::info!(job = %def.name, shard = r, position, output_end, skip, "aggregate task starting");
+    tracing::info!(job = %def.name, shard = r, epoch, position, output_end, skip, resumed = ?identity, "aggregate task starting");
     let mut consumer = ConsumerConfig::new(&bootstrap)
         .client_id(format!("weir-job-{}", def.name))
         .build()
         .await?;
     consumer.assign(vec![input.clone()]);
     consumer.seek(&input, position)?;
-    let producer = task::producer(&bootstrap, format!("weir-job-{}-out-{r}", def.name)).await?;
+    let producer = task::producer(&bootstrap, format!("weir-job-{}-state-{r}", def.name)).await?;
+    let mut writer = weir_client::ProducerConfig::new(&bootstrap)
+        .idempotent(true)
+        .linger(NO_LINGER)
+        .batch_size(usize::MAX)
+        .client_id(format!("weir-job-{}-out-{r}", def.name));
+    if let Some(id) = identity {
+        writer = writer.resume(id.producer_id, id.epoch, &output.topic, r, id.next_sequence);
+    }
+    let writer = writer.build().await?;
     let mut a = Aggregate {
         format: super::output::Output::new(&plan),
         def,
@@ -146,6 +215,7 @@ pub async fn run(
         output,
         shard,
         producer,
+        writer,
         skip,
         report,
         counts: Tally::default(),
@@ -246,7 +316,10 @@ struct Aggregate {
     /// Output partition `r`.
     output: TopicPartition,
     shard: Shard,
+    /// Writes checkpoints, statuses and late records.
     producer: Producer,
+    /// Writes the output partition, in batches the task ends.
+    writer: Producer,
     /// Final results still to skip: written before a crash.
     skip: i64,
     report: Arc<SharedReport>,
@@ -302,6 +375,7 @@ impl Aggregate {
 
     /// Writes the results in `out` to the output partition.
     async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
+        let (mut records, mut bytes) = (0, 0);
         for w in out.drain(..) {
             if w.is_final && self.skip > 0 {
                 self.skip -= 1;
@@ -312,6 +386,7 @@ impl Aggregate {
             // window's end: results of a replay of old history would
             // otherwise fall under retention at once.
             let (key, value) = self.format.record(&w);
+            bytes += key.len() + value.len();
             let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
                 .key(Bytes::from(key))
                 .partition(self.r);
@@ -319,8 +394,16 @@ impl Aggregate {
                 // Tells a window's last (final) result from its updates.
                 rec = rec.header("weir-final", if w.is_final { "true" } else { "false" });
             }
-            self.producer.send_detached(rec).await?;
+            self.writer.send_detached(rec).await?;
             self.counts.records_out += 1;
+            records += 1;
+            if records >= BATCH_RECORDS || bytes >= BATCH_BYTES {
+                self.writer.end_batch(&self.output.topic, self.r).await?;
+                (records, bytes) = (0, 0);
+            }
+        }
+        if records > 0 {
+            self.writer.end_batch(&self.output.topic, self.r).await?;
         }
         Ok(())
     }
@@ -329,10 +412,17 @@ impl Aggregate {
     /// position and the output end (see the module docs), deletes the
     /// repartition records read, and refreshes the report.
     async fn checkpoint(&mut self, consumer: &Consumer, admin: &Admin) -> Result<(), TaskError> {
-        self.producer.flush().await?;
-        if let Some(e) = self.producer.take_detached_error() {
-            return Err(e.into());
+        for p in [&self.writer, &self.producer] {
+            p.flush().await?;
+            if let Some(e) = p.take_detached_error() {
+                return Err(e.into());
+            }
         }
+        let (producer_id, epoch) = self.writer.identity();
+        let next_sequence = self
+            .writer
+            .next_sequence(&self.output.topic, self.r)
+            .await?;
         let position = consumer.position(&self.input).unwrap_or(0);
         // Results still to skip were written before the crash: they count
         // in the output's end already.
@@ -342,6 +432,11 @@ impl Aggregate {
             position,
             output_end,
             tally: self.report.get().counts,
+            output: Some(OutputIdentity {
+                producer_id,
+                epoch,
+                next_sequence,
+            }),
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;

@@ -236,9 +236,15 @@ impl ProducerStates {
             return Ok(Some((r.base_offset, r.last_offset)));
         }
         let expected = e.recent.back().map_or(0, |r| next_seq(r.last_seq));
+        let written = e.recent.back().map_or(-1, |r| r.last_seq);
         if b.first_seq == expected {
             Ok(None)
-        } else if e.recent.front().is_some_and(|r| b.first_seq < r.first_seq) {
+        } else if e.recent.front().is_some_and(|r| b.first_seq < r.first_seq)
+            && b.last_seq <= written
+        {
+            // Older than the batches remembered, and wholly written: a
+            // batch reaching past the last one written holds records never
+            // written, and must not be answered as stored.
             Err(ProducerError::Duplicate(b.first_seq))
         } else {
             Err(ProducerError::OutOfOrder {
@@ -340,6 +346,12 @@ mod tests {
             );
         }
         assert_eq!(s.check(&ids(0, 4)).unwrap_err().code(), 46);
+        // Cut differently (another writer of the same identity): an old
+        // batch inside what was written is a duplicate, one reaching past
+        // it (34 is the last written) is out of order, never dropped.
+        assert_eq!(s.check(&ids(2, 8)).unwrap_err().code(), 46);
+        assert_eq!(s.check(&ids(2, 40)).unwrap_err().code(), 45);
+        assert_eq!(s.check(&ids(26, 30)).unwrap_err().code(), 45);
     }
 
     #[test]

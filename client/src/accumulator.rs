@@ -35,8 +35,6 @@ pub(crate) enum Msg {
     },
     /// Send everything now; answer when all is acknowledged.
     Flush(oneshot::Sender<()>),
-    /// Seal the open batch of a partition now.
-    EndBatch(String, i32),
     /// Answer the next sequence number of a partition.
     NextSequence(String, i32, oneshot::Sender<i32>),
 }
@@ -169,10 +167,6 @@ impl Accumulator {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Flush(w) => self.flush_waiters.push(w),
-            Msg::EndBatch(topic, partition) => {
-                let slot = self.slot(topic, partition);
-                self.seal(slot);
-            }
             Msg::NextSequence(topic, partition, reply) => {
                 let slot = self.slot(topic, partition);
                 // Records not sealed yet take their numbers when they are.

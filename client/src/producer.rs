@@ -116,10 +116,10 @@ impl ProducerConfig {
 
     /// Takes over idempotent identity (`producer_id`, `epoch`) from an earlier
     /// writer that had written up to sequence `next_sequence` (exclusive) of
-    /// `topic`/`partition`. A batch the earlier writer wrote is then
-    /// recognised by the broker when sent again with the same sequence
-    /// numbers, and not written twice — provided the batches are cut alike
-    /// (see [`Producer::end_batch`]).
+    /// `topic`/`partition`. A record the earlier writer wrote, sent again
+    /// under the same sequence number, is then not written twice: the
+    /// broker answers its batch as a duplicate, or refuses it as out of
+    /// order when the two writers cut their batches differently.
     pub fn resume(
         mut self,
         producer_id: i64,
@@ -320,18 +320,6 @@ impl Producer {
     /// with; (−1, −1) when not idempotent.
     pub fn identity(&self) -> (i64, i16) {
         self.inner.identity
-    }
-
-    /// Ends the batch being filled for `topic`/`partition`: the records sent
-    /// so far go in batches of their own, whatever the linger and free send
-    /// slots. With a long linger, a writer decides where its batches end, so
-    /// a writer replaying the same records cuts the same batches.
-    pub async fn end_batch(&self, topic: &str, partition: i32) -> Result<()> {
-        self.inner
-            .tx
-            .send(Msg::EndBatch(topic.to_string(), partition))
-            .await
-            .map_err(|_| Error::Closed("producer"))
     }
 
     /// The sequence number the next batch of `topic`/`partition` gets

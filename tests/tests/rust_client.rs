@@ -299,7 +299,7 @@ async fn detached_sends_report_a_refused_batch_after_the_flush() -> Result<()> {
 }
 
 /// Sends `values` to partition 0 of `topic`, one batch per inner list (the
-/// producer lingers for an hour: only `end_batch` ends a batch).
+/// producer lingers for an hour: each flush ends a batch).
 async fn send_batches(
     producer: &weir_client::Producer,
     topic: &str,
@@ -311,91 +311,101 @@ async fn send_batches(
                 .send_detached(ProducerRecord::new(topic, v.clone()).partition(0))
                 .await?;
         }
-        producer.end_batch(topic, 0).await?;
-    }
-    producer.flush().await?;
-    if let Some(e) = producer.take_detached_error() {
-        return Err(e.into());
+        producer.flush().await?;
+        if let Some(e) = producer.take_detached_error() {
+            return Err(e.into());
+        }
     }
     Ok(())
 }
 
+/// The values of `topic` (16 records expected).
+async fn values_of(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
+    Ok(weir_tests::topic_reader::read_topic(bootstrap, topic, 16)
+        .await?
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect())
+}
+
+/// The Kafka error code of a failed send.
+fn code_of(err: &anyhow::Error) -> Option<i16> {
+    err.downcast_ref::<weir_client::Error>()
+        .and_then(weir_client::Error::kafka_code)
+}
+
 /// A producer that takes over another's idempotent identity and sequence
 /// numbers (as a job task restarted, or started on a new leader, does)
-/// sends batches the first one wrote already: the broker recognises each
-/// (the last five as retries, older ones as duplicates) and writes none
-/// twice, whichever of the two writers is first; the batch past them is
-/// written. An identity the partition does not know gets
-/// UNKNOWN_PRODUCER_ID unless it starts at sequence 0.
+/// sends records the first one wrote already: the broker recognises each
+/// batch (the last five as retries, older ones as duplicates) and writes
+/// none twice, whichever of the two writers is first; the batch past them
+/// is written. A batch cut differently that reaches past what was written
+/// is refused as out of order, never dropped as a duplicate nor written.
+/// An identity the partition does not know gets UNKNOWN_PRODUCER_ID unless
+/// it starts at sequence 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resumed_producer_identity_writes_no_batch_twice() -> Result<()> {
+async fn a_resumed_producer_identity_writes_no_record_twice() -> Result<()> {
     let node = node()?;
     let bootstrap = node.bootstrap();
     let admin = Admin::connect(ClientConfig::new(bootstrap)).await?;
     let (topic, other) = (unique("rc-resume"), unique("rc-unknown"));
     admin.create_topic(NewTopic::new(&topic, 1), false).await?;
     admin.create_topic(NewTopic::new(&other, 1), false).await?;
-    let hour = Duration::from_secs(3600);
-    // Eight batches of two records; the first writer sends seven (sequences
-    // 0–13).
+    // Eight batches of two records; the first writer sends seven
+    // (sequences 0–13).
     let batches: Vec<Vec<String>> = (0..8)
         .map(|b| (0..2).map(|i| format!("b{b}-{i}")).collect())
         .collect();
     let first = ProducerConfig::new(bootstrap)
         .idempotent(true)
-        .linger(hour)
+        .linger(Duration::from_secs(3600))
         .build()
         .await?;
     send_batches(&first, &topic, &batches[..7]).await?;
     ensure!(first.next_sequence(&topic, 0).await? == 14);
     let (pid, epoch) = first.identity();
     ensure!(pid >= 0 && epoch >= 0, "not idempotent: {pid}/{epoch}");
-    // Takes over from sequence 2 (after the first batch): batches 1–2 are
-    // older than the five the partition remembers, 3–6 are among them,
-    // and 7 is new.
-    let second = ProducerConfig::new(bootstrap)
-        .linger(hour)
-        .resume(pid, epoch, &topic, 0, 2)
-        .build()
-        .await?;
+    let resumed = |seq: i32, t: &str| {
+        ProducerConfig::new(bootstrap)
+            .linger(Duration::from_secs(3600))
+            .resume(pid, epoch, t, 0, seq)
+    };
+    // Takes over from sequence 2 (after the first batch): batch 1 is older
+    // than the five the partition remembers, 2–6 are among them, and 7 is
+    // new.
+    let second = resumed(2, &topic).build().await?;
     ensure!(second.identity() == (pid, epoch));
     send_batches(&second, &topic, &batches[1..]).await?;
     ensure!(second.next_sequence(&topic, 0).await? == 16);
-    let got = weir_tests::topic_reader::read_topic(bootstrap, &topic, 16).await?;
-    let values: Vec<String> = got
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
-        .collect();
     let want: Vec<String> = batches.concat();
-    ensure!(values == want, "the log holds {values:?}");
+    ensure!(values_of(bootstrap, &topic).await? == want);
     // The earlier writer's last batch again, after the new one moved on:
     // still a duplicate (the earlier writer retrying late).
-    let late = ProducerConfig::new(bootstrap)
-        .linger(hour)
-        .resume(pid, epoch, &topic, 0, 12)
-        .build()
-        .await?;
-    send_batches(&late, &topic, &batches[6..7]).await?;
-    let again = weir_tests::topic_reader::read_topic(bootstrap, &topic, 16).await?;
+    send_batches(&resumed(12, &topic).build().await?, &topic, &batches[6..7]).await?;
+    // Cut differently: sequences 2–17, older than the batches remembered
+    // but reaching past the last written (15). Refused whole.
+    let straddling: Vec<String> = (2..18).map(|n| format!("s{n}")).collect();
+    let err = send_batches(
+        &resumed(2, &topic).retries(0).build().await?,
+        &topic,
+        &[straddling],
+    )
+    .await
+    .expect_err("a batch reaching past the written sequences was taken");
     ensure!(
-        again.len() == 16,
-        "{} records after a late retry",
-        again.len()
+        code_of(&err) == Some(45),
+        "expected OUT_OF_ORDER_SEQUENCE_NUMBER, got {err:#}"
+    );
+    ensure!(
+        values_of(bootstrap, &topic).await? == want,
+        "the log changed after a late retry or a refused batch"
     );
     // Unknown to `other`: only sequence 0 starts a producer there.
-    let stranger = ProducerConfig::new(bootstrap)
-        .linger(hour)
-        .resume(pid, epoch, &other, 0, 4)
-        .build()
-        .await?;
-    let err = send_batches(&stranger, &other, &batches[..1])
+    let err = send_batches(&resumed(4, &other).build().await?, &other, &batches[..1])
         .await
         .expect_err("a producer unknown to the partition wrote at sequence 4");
-    let code = err
-        .downcast_ref::<weir_client::Error>()
-        .and_then(weir_client::Error::kafka_code);
     ensure!(
-        code == Some(59),
+        code_of(&err) == Some(59),
         "expected UNKNOWN_PRODUCER_ID, got {err:#}"
     );
     Ok(())

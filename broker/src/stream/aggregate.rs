@@ -8,31 +8,36 @@
 //!
 //! Its checkpoint holds the shard (the operator's state and the highest
 //! source offset taken from each input partition), the next repartition
-//! offset, and the identity its output is written with: an idempotent
-//! producer id and epoch, and the next sequence number of its output
-//! partition. Replay from a checkpoint is deterministic: the task reads the
-//! same repartition records from the same state, so it emits the same
-//! results in the same order (final results come by window close, then
-//! group key), and it cuts them into the same batches (one batch per
-//! repartition record's results, split at fixed counts and sizes; no
-//! time-based batching). A restarted task, or the task that takes over on
-//! a new leader, writes with the checkpoint's identity from the
-//! checkpoint's sequence number: each batch an earlier writer already
-//! wrote carries the same sequence numbers, and the broker answers it as a
-//! duplicate instead of writing it again. That holds whenever the earlier
-//! writer's batch lands, even after the new task started: a task deposed by
-//! a network cut whose write was still being retried cannot add a second
-//! copy. Every final result is written exactly once, provided the job is its
-//! output topic's only writer. Updates of open windows (`--emit changes`)
-//! are written at least once (a fresh identity each start).
+//! offset, the end of its output partition, and the identity its output is
+//! written with: an idempotent producer id and epoch, and the sequence
+//! number of its next result. Final results are emitted in an order that
+//! does not depend on how the source partitions interleave: by window
+//! close, then group key (the firing watermark only grows, and windows
+//! closing together fire together, sorted). So the results a restarted task
+//! emits while it replays from the checkpoint are the ones the crashed task
+//! wrote after it, in the same order: the task skips as many of them as its
+//! output partition gained since the checkpoint, and writes the rest with
+//! the checkpoint's identity, each result under the sequence number the
+//! crashed task gave it or would have (checkpoint's sequence number + its
+//! place after the checkpoint).
+//!
+//! That also fences a deposed task (its node lost the shard but has not
+//! noticed, or its producer still retries a batch): whatever it writes
+//! after the new task counted the output carries sequence numbers the new
+//! task writes too, so the output partition either answers it as a
+//! duplicate or refuses it as out of order, whichever of the two lands
+//! first; a batch the new task finds refused that way fails the task,
+//! which starts again from its checkpoint and counts again. Every final
+//! result is written exactly once, provided the job is its output topic's
+//! only writer. Updates of open windows (`--emit changes`) are written at
+//! least once (their order depends on the interleaving; a fresh identity
+//! each start).
 //!
 //! When the output partition no longer knows the identity (it expired
 //! after `producer.id.expiration.ms` without a write, so nothing was
 //! written after the checkpoint), the broker answers UNKNOWN_PRODUCER_ID
 //! and the task replays once more with a new producer id. A checkpoint
-//! from before identities were kept falls back to counting: the task skips
-//! as many final results as its output partition gained since the
-//! checkpoint.
+//! from before identities were kept gets a new producer id too.
 //!
 //! After each checkpoint the task deletes the repartition records below its
 //! position: the repartition topic holds only what is still to be read.
@@ -79,14 +84,6 @@ struct OutputIdentity {
     epoch: i16,
     next_sequence: i32,
 }
-
-/// A batch of output records ends after this many records...
-const BATCH_RECORDS: usize = 1000;
-/// ... or once its keys and values reach this many bytes (so that batch
-/// boundaries depend on the results alone, see the module docs).
-const BATCH_BYTES: usize = 256 * 1024;
-/// Output batches end where the task ends them, never for lingering.
-const NO_LINGER: Duration = Duration::from_secs(24 * 3600);
 
 /// The leader epoch of the task's shard while this node leads it and
 /// reaches a quorum of its replicas. A task whose node lost it (or leads it
@@ -158,16 +155,16 @@ async fn run_from_checkpoint(
     let (shard, position, skip, identity) = match restored {
         Some(c) => {
             // Results the crashed task wrote after its checkpoint: replay
-            // emits them again, in the same batches, and the broker knows
-            // their sequence numbers. Only final results come in an order
-            // replay repeats: with every change emitted too, the task
-            // writes with a new identity (at least once).
-            let (skip, identity) = match (def.emit, c.output) {
-                (EmitMode::Final, Some(id)) if resume => (0, Some(id)),
-                (EmitMode::Final, Some(_)) => (0, None),
-                // A checkpoint from before identities: count.
-                (EmitMode::Final, None) => ((output_end - c.output_end).max(0), None),
-                (EmitMode::Changes, _) => (0, None),
+            // emits them again, in the same order, and they are skipped.
+            // Only final results come in an order replay repeats: with every
+            // change emitted too, nothing is skipped and the task writes
+            // with a new identity (at least once).
+            let (skip, identity) = match def.emit {
+                EmitMode::Final => {
+                    let skip = (output_end - c.output_end).max(0);
+                    (skip, c.output.filter(|_| resume).map(|id| (id, skip)))
+                }
+                EmitMode::Changes => (0, None),
             };
             report.update(|rep| rep.counts = c.tally);
             (c.shard, c.position, skip, identity)
@@ -199,11 +196,12 @@ async fn run_from_checkpoint(
     let producer = task::producer(&bootstrap, format!("weir-job-{}-state-{r}", def.name)).await?;
     let mut writer = weir_client::ProducerConfig::new(&bootstrap)
         .idempotent(true)
-        .linger(NO_LINGER)
-        .batch_size(usize::MAX)
+        .linger(Duration::from_millis(5))
         .client_id(format!("weir-job-{}-out-{r}", def.name));
-    if let Some(id) = identity {
-        writer = writer.resume(id.producer_id, id.epoch, &output.topic, r, id.next_sequence);
+    if let Some((id, skip)) = identity {
+        // The first result written is the first not skipped.
+        let next = (i64::from(id.next_sequence) + skip) % (i64::from(i32::MAX) + 1);
+        writer = writer.resume(id.producer_id, id.epoch, &output.topic, r, next as i32);
     }
     let writer = writer.build().await?;
     let mut a = Aggregate {
@@ -375,7 +373,6 @@ impl Aggregate {
 
     /// Writes the results in `out` to the output partition.
     async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
-        let (mut records, mut bytes) = (0, 0);
         for w in out.drain(..) {
             if w.is_final && self.skip > 0 {
                 self.skip -= 1;
@@ -386,7 +383,6 @@ impl Aggregate {
             // window's end: results of a replay of old history would
             // otherwise fall under retention at once.
             let (key, value) = self.format.record(&w);
-            bytes += key.len() + value.len();
             let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
                 .key(Bytes::from(key))
                 .partition(self.r);
@@ -396,14 +392,6 @@ impl Aggregate {
             }
             self.writer.send_detached(rec).await?;
             self.counts.records_out += 1;
-            records += 1;
-            if records >= BATCH_RECORDS || bytes >= BATCH_BYTES {
-                self.writer.end_batch(&self.output.topic, self.r).await?;
-                (records, bytes) = (0, 0);
-            }
-        }
-        if records > 0 {
-            self.writer.end_batch(&self.output.topic, self.r).await?;
         }
         Ok(())
     }
@@ -419,10 +407,13 @@ impl Aggregate {
             }
         }
         let (producer_id, epoch) = self.writer.identity();
-        let next_sequence = self
-            .writer
-            .next_sequence(&self.output.topic, self.r)
-            .await?;
+        // The sequence number of the next result emitted: results still
+        // to skip have theirs already.
+        let next_sequence = i64::from(
+            self.writer
+                .next_sequence(&self.output.topic, self.r)
+                .await?,
+        ) - self.skip;
         let position = consumer.position(&self.input).unwrap_or(0);
         // Results still to skip were written before the crash: they count
         // in the output's end already.
@@ -432,11 +423,16 @@ impl Aggregate {
             position,
             output_end,
             tally: self.report.get().counts,
-            output: Some(OutputIdentity {
-                producer_id,
-                epoch,
-                next_sequence,
-            }),
+            // A new producer id still skipping has numbered none of the
+            // skipped results: a restart from here gets a new one too.
+            output: i32::try_from(next_sequence)
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(|next_sequence| OutputIdentity {
+                    producer_id,
+                    epoch,
+                    next_sequence,
+                }),
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;

@@ -375,6 +375,27 @@ async fn await_first_result(bootstrap: &str, out: &str) -> Result<()> {
     }
 }
 
+/// On `node`: an input topic of three partitions holding the first half of
+/// the events, and job `name` over it (the seed query, grace 500 ms,
+/// `extra` options). Returns the input and output topics and the events.
+async fn job_over_first_half(
+    node: &WeirNode,
+    name: &str,
+    extra: &[&str],
+) -> Result<(String, String, Vec<Event>)> {
+    let (bootstrap, admin) = (node.bootstrap(), node.admin_addr());
+    let (input, out) = (unique("tx"), unique("out"));
+    create_input(bootstrap, &input, 3, -1).await?;
+    let evs = events();
+    produce(bootstrap, &input, &half(&evs, true)).await?;
+    let sql = totals_sql(&input, &out);
+    let mut args = vec!["job", "create", name, "--sql", &sql, "--grace", "500ms"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--admin", admin]);
+    weir(&args)?;
+    Ok((input, out, evs))
+}
+
 /// A single node running job `name` (the seed query, grace 500 ms, `extra`
 /// options) over the first half of the events, killed with −9 right after
 /// the job's first results, restarted, then given the second half. Returns
@@ -384,17 +405,8 @@ async fn killed_after_first_results(
     extra: &[&str],
 ) -> Result<(WeirNode, String, String, Vec<Event>)> {
     let mut node = WeirNode::start(NodeOpts::default())?;
-    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("tx"), unique("out"));
-    create_input(&bootstrap, &input, 3, -1).await?;
-    let evs = events();
-    produce(&bootstrap, &input, &half(&evs, true)).await?;
-    let sql = totals_sql(&input, &out);
-    let mut args = vec!["job", "create", name, "--sql", &sql, "--grace", "500ms"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--admin", &admin]);
-    weir(&args)?;
-    await_first_result(&bootstrap, &out).await?;
+    let (input, out, evs) = job_over_first_half(&node, name, extra).await?;
+    await_first_result(node.bootstrap(), &out).await?;
     node.kill()?;
     node.restart()?;
     let bootstrap = node.bootstrap().to_string();
@@ -742,15 +754,8 @@ async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result
             .arg("--maintenance-interval-ms", 500),
     )?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("tx"), unique("out"));
-    create_input(&bootstrap, &input, 3, -1).await?;
-    let evs = events();
+    let (input, out, evs) = job_over_first_half(&node, "forgot", &[]).await?;
     let first = half(&evs, true);
-    produce(&bootstrap, &input, &first).await?;
-    let sql = totals_sql(&input, &out);
-    weir(&[
-        "job", "create", "forgot", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
-    ])?;
     weir_tests::poll_until(Duration::from_secs(60), || {
         let s = job_status(&admin, "forgot")?;
         Ok((records_read(&s)? == first.len() as i64 && s["caught_up"] == true).then_some(()))
@@ -772,13 +777,7 @@ async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result
     let got = match read_topic(&bootstrap, &out, want.len()).await {
         Ok(r) => r,
         Err(e) => {
-            let log: Vec<String> = node
-                .stderr_all()
-                .lines()
-                .filter(|l| l.contains("job") || l.contains("task"))
-                .map(str::to_string)
-                .collect();
-            return Err(e.context(log.join("\n")));
+            return Err(e.context(job_log(&node)));
         }
     };
     exactly_once(&totals(&got)?, &want)?;
@@ -796,16 +795,9 @@ async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_counts_survive_a_kill() -> Result<()> {
     let mut node = WeirNode::start(NodeOpts::default())?;
-    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("tx"), unique("out"));
-    create_input(&bootstrap, &input, 3, -1).await?;
-    let evs = events();
+    let bootstrap = node.bootstrap().to_string();
+    let (input, _, evs) = job_over_first_half(&node, "counted", &[]).await?;
     let first = half(&evs, true);
-    produce(&bootstrap, &input, &first).await?;
-    let sql = totals_sql(&input, &out);
-    weir(&[
-        "job", "create", "counted", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
-    ])?;
     // Route tasks commit their position to the job's group with each
     // checkpoint.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -885,6 +877,16 @@ async fn missing_results(bootstrap: &str, out: &str, want: &BTreeSet<Total>) -> 
     }
 }
 
+/// Every line of `node`'s log about jobs and tasks.
+fn job_log(node: &WeirNode) -> String {
+    let all = node.stderr_all();
+    let lines: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("job") || l.contains("task"))
+        .collect();
+    lines.join("\n")
+}
+
 /// What each node says about job `name` (`job describe`, from the nodes
 /// still running) and every line of each node's log about jobs and tasks:
 /// the context a failed cluster job test needs.
@@ -898,13 +900,7 @@ fn job_diagnosis(c: &mut weir_tests::cluster::Cluster, name: &str) -> String {
         } else {
             "(not running)".to_string()
         };
-        let log: Vec<String> = node
-            .stderr_all()
-            .lines()
-            .filter(|l| l.contains("job") || l.contains("task"))
-            .map(str::to_string)
-            .collect();
-        diag.push_str(&format!("node {n}:\n{described}\n{}\n", log.join("\n")));
+        diag.push_str(&format!("node {n}:\n{described}\n{}\n", job_log(node)));
     }
     diag
 }

@@ -34,6 +34,7 @@ pub mod code {
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const INVALID_RECORD: i16 = 87;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const OFFSET_NOT_AVAILABLE: i16 = 78;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 76;
     pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;

@@ -171,6 +171,9 @@ pub struct Partition {
     rebuilds: std::sync::atomic::AtomicU64,
     /// See [`Partition::raise_log_start_floor`].
     log_start_floor: std::sync::atomic::AtomicI64,
+    /// The log end when this node last became leader: see
+    /// [`Partition::latest_offset`].
+    epoch_start: std::sync::atomic::AtomicI64,
     /// Why the group's Raft instance is down (a storage failure), while it is:
     /// produce then answers KAFKA_STORAGE_ERROR, not NOT_LEADER_OR_FOLLOWER.
     failure: Mutex<Option<String>>,
@@ -497,6 +500,7 @@ impl Partition {
             me: OnceLock::new(),
             rebuilds: std::sync::atomic::AtomicU64::new(0),
             log_start_floor: std::sync::atomic::AtomicI64::new(0),
+            epoch_start: std::sync::atomic::AtomicI64::new(0),
             failure: Mutex::new(None),
         }
     }
@@ -570,10 +574,28 @@ impl Partition {
         if next.epoch < l.epoch {
             tracing::warn!(partition = %self.tp, epoch = l.epoch, term = next.epoch, "raft term below the leader epoch; keeping the epoch");
         }
+        if next.role == Role::Leader && (l.role != Role::Leader || next.epoch != l.epoch) {
+            // Everything in the log now is committed once this epoch
+            // commits its first entry; until then the high watermark may
+            // lag what the previous leader acknowledged.
+            self.epoch_start
+                .store(self.log.log_end_offset(), Ordering::Release);
+        }
         *l = Leadership {
             role: next.role,
             epoch: next.epoch.max(l.epoch),
         };
+    }
+
+    /// The high watermark, as ListOffsets answers LATEST: `None` while this
+    /// node leads in an epoch whose first entry it has not committed yet
+    /// (its high watermark may be below offsets the previous leader
+    /// acknowledged; Kafka answers OFFSET_NOT_AVAILABLE then too). A writer
+    /// that counts what it wrote by the log end would count too few.
+    pub fn latest_offset(&self) -> Option<i64> {
+        let hw = self.log.high_watermark();
+        let leads = self.leadership().role == Role::Leader;
+        (!leads || hw >= self.epoch_start.load(Ordering::Acquire)).then_some(hw)
     }
 
     /// Whether the partition has a leader now (this node or a known other),
@@ -1167,6 +1189,41 @@ mod tests {
         assert_eq!(p.producer_counters.expired.load(Ordering::Relaxed), 2);
         let err = produce(&p, batch(3, 1)).await.unwrap_err();
         assert_eq!(error_code::append(&err), 59, "{err}");
+        p.shutdown().await;
+    }
+
+    /// A node just elected leader may hold, above its high watermark,
+    /// offsets the previous leader acknowledged, until its epoch commits a
+    /// first entry: LATEST is not available meanwhile (it would be too
+    /// low); a follower's and a settled leader's answer is the high
+    /// watermark.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn latest_waits_for_a_new_leaders_first_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let p = partition(Arc::clone(&log), ProducerLimits::default()).await;
+        produce(&p, batch(1, 0)).await.unwrap();
+        assert_eq!(p.latest_offset(), Some(1));
+        let epoch = p.leader_epoch();
+        // Written under the old epoch, committed by a quorum this node has
+        // not heard from yet.
+        log.append(&batch(2, 0), epoch).unwrap();
+        p.set_leadership(Leadership {
+            role: Role::Follower { leader: 2 },
+            epoch,
+        });
+        assert_eq!(
+            p.latest_offset(),
+            Some(1),
+            "a follower answers its high watermark"
+        );
+        p.set_leadership(Leadership {
+            role: Role::Leader,
+            epoch: epoch + 1,
+        });
+        assert_eq!(p.latest_offset(), None);
+        p.commit(2).unwrap();
+        assert_eq!(p.latest_offset(), Some(2));
         p.shutdown().await;
     }
 

@@ -50,6 +50,14 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                         }
                     };
                     let o = part.offsets();
+                    // LATEST and MAX_TIMESTAMP from a leader just elected,
+                    // before its high watermark caught up: retriable.
+                    if matches!(p.timestamp, -1 | -3) && part.latest_offset().is_none() {
+                        return r
+                            .with_error_code(error_code::code::OFFSET_NOT_AVAILABLE)
+                            .with_offset(-1)
+                            .with_timestamp(-1);
+                    }
                     match p.timestamp {
                         -2 => r
                             .with_offset(o.log_start)

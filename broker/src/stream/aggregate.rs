@@ -77,7 +77,7 @@ struct AggregateCheckpoint<S> {
 }
 
 /// Who writes a shard's output partition and how far: an idempotent
-/// producer id and epoch, and the sequence number of its next batch there.
+/// producer id and epoch, and the sequence number of its next result there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct OutputIdentity {
     producer_id: i64,
@@ -316,7 +316,7 @@ struct Aggregate {
     shard: Shard,
     /// Writes checkpoints, statuses and late records.
     producer: Producer,
-    /// Writes the output partition, in batches the task ends.
+    /// Writes the output partition, with the identity its checkpoints keep.
     writer: Producer,
     /// Final results still to skip: written before a crash.
     skip: i64,

@@ -40,6 +40,9 @@ pub(crate) enum Msg {
 }
 
 type Tp = (Arc<str>, i32);
+
+/// How many sequence numbers there are: they wrap from i32::MAX to 0.
+const SEQUENCES: i64 = i32::MAX as i64 + 1;
 type Reply = Option<oneshot::Sender<Result<RecordMetadata>>>;
 
 /// The first failure of a detached record since it was last taken.
@@ -89,7 +92,9 @@ struct Accumulator {
     /// same partition skip both hash lookups.
     last: Option<usize>,
     flush_waiters: Vec<oneshot::Sender<()>>,
-    done_tx: mpsc::Sender<Tp>,
+    /// A settled batch's partition, and by how much its sequence numbers
+    /// moved down (see [`send_batch`]).
+    done_tx: mpsc::Sender<(Tp, i32)>,
 }
 
 /// Runs until every producer handle is dropped and every batch is settled.
@@ -134,11 +139,11 @@ pub(crate) async fn run(
                 }
                 None => open = false,
             },
-            Some(tp) = done_rx.recv() => {
-                acc.sent(&tp);
+            Some((tp, shift)) = done_rx.recv() => {
+                acc.sent(&tp, shift);
                 // Settle every other finished batch too before sealing.
-                while let Ok(tp) = done_rx.try_recv() {
-                    acc.sent(&tp);
+                while let Ok((tp, shift)) = done_rx.try_recv() {
+                    acc.sent(&tp, shift);
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => {}
@@ -243,10 +248,22 @@ impl Accumulator {
     }
 
     /// A batch of `tp` was settled: its send slot is free.
-    fn sent(&mut self, tp: &Tp) {
+    /// A batch of `tp` was settled: its send slot is free. When the
+    /// partition had forgotten the producer and the batch went again from
+    /// sequence 0, `shift` is how far its sequence numbers moved down: the
+    /// batches sealed after it (not yet sent: one in flight per partition
+    /// when idempotent) and the next ones move alike.
+    fn sent(&mut self, tp: &Tp, shift: i32) {
         if let Some(&i) = self.index.get(tp) {
             let p = &mut self.partitions[i].1;
             p.in_flight = p.in_flight.saturating_sub(1);
+            if shift != 0 {
+                let down = |s: i32| (i64::from(s) - i64::from(shift)).rem_euclid(SEQUENCES) as i32;
+                p.next_sequence = down(p.next_sequence);
+                for b in p.sealed.iter_mut() {
+                    b.stamp.base_sequence = down(b.stamp.base_sequence);
+                }
+            }
         }
     }
 
@@ -338,12 +355,33 @@ impl Accumulator {
 }
 
 /// Encodes, sends and retries one batch, then completes its records' futures.
-async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<Tp>) {
+/// A partition that forgot an idempotent producer (it expired there, idle
+/// past `producer.id.expiration.ms`) answers UNKNOWN_PRODUCER_ID to a batch
+/// not at sequence 0: the batch goes again from 0 (as Kafka's Java
+/// producer does for an idempotent producer whose state retention removed),
+/// unless the producer was built to report it
+/// ([`crate::ProducerConfig::restart_unknown`]).
+async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<(Tp, i32)>) {
     let (topic, partition) = (batch.tp.0.clone(), batch.tp.1);
-    let result = match encode_batch(&batch.records, batch.stamp, shared.config.compression) {
-        Ok(data) => produce_with_retries(&shared, &topic, partition, data).await,
-        Err(e) => Err(e),
+    let mut stamp = batch.stamp;
+    let result = loop {
+        let sent = match encode_batch(&batch.records, stamp, shared.config.compression) {
+            Ok(data) => produce_with_retries(&shared, &topic, partition, data).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Err(e)
+                if e.kafka_code() == Some(codes::UNKNOWN_PRODUCER_ID)
+                    && shared.config.restart_unknown
+                    && stamp.base_sequence != 0 =>
+            {
+                tracing::info!(topic = %topic, partition, producer_id = stamp.producer_id, "the partition forgot this producer; numbering its batches from 0 again");
+                stamp.base_sequence = 0;
+            }
+            other => break other,
+        }
     };
+    let shift = batch.stamp.base_sequence - stamp.base_sequence;
     match result {
         Ok((base_offset, log_append_time)) => {
             for (i, reply) in batch.replies.into_iter().enumerate() {
@@ -384,7 +422,7 @@ async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<
             }
         }
     }
-    let _ = done.send(batch.tp).await;
+    let _ = done.send((batch.tp, shift)).await;
 }
 
 async fn produce_with_retries(

@@ -88,6 +88,9 @@ pub struct ProducerConfig {
     /// The next sequence number of partitions an earlier writer with the
     /// same identity wrote to: (topic, partition, next sequence).
     pub sequences: Vec<(String, i32, i32)>,
+    /// Whether a batch a partition answers with UNKNOWN_PRODUCER_ID (it
+    /// forgot the producer) goes again from sequence 0 (default) or fails.
+    pub restart_unknown: bool,
 }
 
 /// The longest pause between two retries of a batch.
@@ -111,6 +114,7 @@ impl ProducerConfig {
             request_timeout: Duration::from_secs(30),
             identity: None,
             sequences: Vec::new(),
+            restart_unknown: true,
         }
     }
 
@@ -174,6 +178,13 @@ impl ProducerConfig {
     /// Sets the client id.
     pub fn client_id(mut self, id: impl Into<String>) -> Self {
         self.client = self.client.client_id(id);
+        self
+    }
+
+    /// Sets whether a batch a partition answers with UNKNOWN_PRODUCER_ID
+    /// goes again from sequence 0 (`true`, the default) or fails with it.
+    pub fn restart_unknown(mut self, on: bool) -> Self {
+        self.restart_unknown = on;
         self
     }
 

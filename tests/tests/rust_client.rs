@@ -342,7 +342,8 @@ fn code_of(err: &anyhow::Error) -> Option<i16> {
 /// is written. A batch cut differently that reaches past what was written
 /// is refused as out of order, never dropped as a duplicate nor written.
 /// An identity the partition does not know gets UNKNOWN_PRODUCER_ID unless
-/// it starts at sequence 0.
+/// it starts at sequence 0 (reported by a producer built not to start
+/// again from 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_producer_identity_writes_no_record_twice() -> Result<()> {
     let node = node()?;
@@ -401,12 +402,66 @@ async fn a_resumed_producer_identity_writes_no_record_twice() -> Result<()> {
         "the log changed after a late retry or a refused batch"
     );
     // Unknown to `other`: only sequence 0 starts a producer there.
-    let err = send_batches(&resumed(4, &other).build().await?, &other, &batches[..1])
-        .await
-        .expect_err("a producer unknown to the partition wrote at sequence 4");
+    let err = send_batches(
+        &resumed(4, &other).restart_unknown(false).build().await?,
+        &other,
+        &batches[..1],
+    )
+    .await
+    .expect_err("a producer unknown to the partition wrote at sequence 4");
     ensure!(
         code_of(&err) == Some(59),
         "expected UNKNOWN_PRODUCER_ID, got {err:#}"
     );
+    Ok(())
+}
+
+/// `weir_producer_state_expired_total` of the node at `admin`.
+fn producers_expired(admin: &str) -> Result<u64> {
+    let (_, body) = weir_tests::http_get(admin, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("weir_producer_state_expired_total "))
+        .context("no weir_producer_state_expired_total in /metrics")?
+        .trim()
+        .parse()
+        .context("weir_producer_state_expired_total")
+}
+
+/// An idempotent producer idle past `producer.id.expiration.ms` is
+/// forgotten by the partitions it wrote to; its next batch is answered
+/// UNKNOWN_PRODUCER_ID, and the producer sends it again from sequence 0,
+/// as Kafka's producer does: nothing fails, nothing is written twice, and
+/// the batches after it follow in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_producer_forgotten_by_its_partition_goes_on() -> Result<()> {
+    let node = WeirNode::start(
+        NodeOpts::default()
+            .arg("--producer-id-expiration-ms", 1000)
+            .arg("--maintenance-interval-ms", 200),
+    )?;
+    let bootstrap = node.bootstrap();
+    let admin = Admin::connect(ClientConfig::new(bootstrap)).await?;
+    let topic = unique("rc-forgot");
+    admin.create_topic(NewTopic::new(&topic, 1), false).await?;
+    let producer = ProducerConfig::new(bootstrap)
+        .idempotent(true)
+        .linger(Duration::from_secs(3600))
+        .build()
+        .await?;
+    let batch = |from: usize| -> Vec<String> { (from..from + 4).map(|i| i.to_string()).collect() };
+    send_batches(&producer, &topic, &[batch(0), batch(4)]).await?;
+    poll_until(Duration::from_secs(30), || {
+        Ok((producers_expired(node.admin_addr())? > 0).then_some(()))
+    })
+    .context("the producer never expired")?;
+    ensure!(producer.next_sequence(&topic, 0).await? == 8);
+    send_batches(&producer, &topic, &[batch(8), batch(12)]).await?;
+    ensure!(
+        producer.next_sequence(&topic, 0).await? == 8,
+        "numbered from 0 again after the partition forgot the producer"
+    );
+    let values = values_of(bootstrap, &topic).await?;
+    let want: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+    ensure!(values == want, "the log holds {values:?}");
     Ok(())
 }

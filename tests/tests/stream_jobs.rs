@@ -743,9 +743,9 @@ fn producers_expired(admin: &str) -> Result<u64> {
 /// `producer.id.expiration.ms`. A job killed and restarted whose output
 /// partitions forgot the producer id its checkpoints name (here: 2 s of
 /// idleness after the restart) gets UNKNOWN_PRODUCER_ID for its next
-/// results; it replays from its checkpoint with a new producer id, and
-/// every final result is in the output exactly once (none stuck behind a
-/// task that fails and retries forever).
+/// results; its producer numbers them from 0 again there, and every final
+/// result is in the output exactly once (none stuck behind a task that
+/// fails and retries forever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result<()> {
     let mut node = WeirNode::start(
@@ -782,7 +782,8 @@ async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result
     };
     exactly_once(&totals(&got)?, &want)?;
     ensure!(
-        node.stderr_all().contains("forgot the task's producer id"),
+        node.stderr_all()
+            .contains("the partition forgot this producer; numbering its batches from 0 again"),
         "no task found its producer id forgotten: the test did not test that"
     );
     Ok(())

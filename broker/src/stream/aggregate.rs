@@ -36,8 +36,9 @@
 //! When the output partition no longer knows the identity (it expired
 //! after `producer.id.expiration.ms` without a write, so nothing was
 //! written after the checkpoint), the broker answers UNKNOWN_PRODUCER_ID
-//! and the task replays once more with a new producer id. A checkpoint
-//! from before identities were kept gets a new producer id too.
+//! and the task's producer numbers its results from 0 again there; the
+//! next checkpoint keeps that numbering. A checkpoint from before
+//! identities were kept gets a new producer id.
 //!
 //! After each checkpoint the task deletes the repartition records below its
 //! position: the repartition topic holds only what is still to be read.
@@ -106,28 +107,6 @@ pub async fn run(
         return Ok(());
     };
     let leads = move || leads() == Some(epoch);
-    match run_from_checkpoint(cx.clone(), r, epoch, &mut queries, &leads, true).await {
-        Err(TaskError::Client(e)) if e.kafka_code() == Some(UNKNOWN_PRODUCER_ID) => {
-            tracing::warn!(job = %cx.def.name, shard = r, "the output partition forgot the task's producer id; replaying with a new one");
-            run_from_checkpoint(cx, r, epoch, &mut queries, &leads, false).await
-        }
-        other => other,
-    }
-}
-
-/// Kafka's UNKNOWN_PRODUCER_ID.
-const UNKNOWN_PRODUCER_ID: i16 = 59;
-
-/// The task from its checkpoint; with `resume`, writing with the
-/// checkpoint's output identity.
-async fn run_from_checkpoint(
-    cx: TaskContext,
-    r: i32,
-    epoch: i32,
-    queries: &mut mpsc::Receiver<StateQuery>,
-    leads: &(dyn Fn() -> bool + Send + Sync),
-    resume: bool,
-) -> Result<(), TaskError> {
     let (admin, sources, shards) = cx.setup().await?;
     let TaskContext {
         def,
@@ -162,7 +141,7 @@ async fn run_from_checkpoint(
             let (skip, identity) = match def.emit {
                 EmitMode::Final => {
                     let skip = (output_end - c.output_end).max(0);
-                    (skip, c.output.filter(|_| resume).map(|id| (id, skip)))
+                    (skip, c.output.map(|id| (id, skip)))
                 }
                 EmitMode::Changes => (0, None),
             };

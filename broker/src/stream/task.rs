@@ -66,7 +66,7 @@ impl fmt::Display for TaskId {
 }
 
 /// What every task gets from the node that starts it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TaskContext {
     /// The job.
     pub def: JobDef,

@@ -575,6 +575,18 @@ pub fn kcat(args: &[&str], stdin: &[u8]) -> Result<Output> {
     )
 }
 
+/// The value of counter or gauge `name` (no labels) in the `/metrics` of
+/// the node whose admin listener is `admin`.
+pub fn metric(admin: &str, name: &str) -> Result<u64> {
+    let (_, body) = http_get(admin, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .with_context(|| format!("no {name} in /metrics"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{name} is not a count"))
+}
+
 /// A bare HTTP/1.1 GET (the admin listener closes after each response).
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");

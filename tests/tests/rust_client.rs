@@ -416,17 +416,6 @@ async fn a_resumed_producer_identity_writes_no_record_twice() -> Result<()> {
     Ok(())
 }
 
-/// `weir_producer_state_expired_total` of the node at `admin`.
-fn producers_expired(admin: &str) -> Result<u64> {
-    let (_, body) = weir_tests::http_get(admin, "/metrics")?;
-    body.lines()
-        .find_map(|l| l.strip_prefix("weir_producer_state_expired_total "))
-        .context("no weir_producer_state_expired_total in /metrics")?
-        .trim()
-        .parse()
-        .context("weir_producer_state_expired_total")
-}
-
 /// An idempotent producer idle past `producer.id.expiration.ms` is
 /// forgotten by the partitions it wrote to; its next batch is answered
 /// UNKNOWN_PRODUCER_ID, and the producer sends it again from sequence 0,
@@ -451,7 +440,10 @@ async fn an_idle_producer_forgotten_by_its_partition_goes_on() -> Result<()> {
     let batch = |from: usize| -> Vec<String> { (from..from + 4).map(|i| i.to_string()).collect() };
     send_batches(&producer, &topic, &[batch(0), batch(4)]).await?;
     poll_until(Duration::from_secs(30), || {
-        Ok((producers_expired(node.admin_addr())? > 0).then_some(()))
+        Ok(
+            (weir_tests::metric(node.admin_addr(), "weir_producer_state_expired_total")? > 0)
+                .then_some(()),
+        )
     })
     .context("the producer never expired")?;
     ensure!(producer.next_sequence(&topic, 0).await? == 8);

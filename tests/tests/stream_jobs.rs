@@ -728,17 +728,6 @@ fn running_tasks(
     Ok(out)
 }
 
-/// `weir_producer_state_expired_total` of the node at `admin`.
-fn producers_expired(admin: &str) -> Result<u64> {
-    let (_, body) = weir_tests::http_get(admin, "/metrics")?;
-    body.lines()
-        .find_map(|l| l.strip_prefix("weir_producer_state_expired_total "))
-        .context("no weir_producer_state_expired_total in /metrics")?
-        .trim()
-        .parse()
-        .context("weir_producer_state_expired_total")
-}
-
 /// A partition forgets an idempotent producer idle past
 /// `producer.id.expiration.ms`. A job killed and restarted whose output
 /// partitions forgot the producer id its checkpoints name (here: 2 s of
@@ -769,7 +758,7 @@ async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result
     // first maintenance pass past 2 s forgets every one not used since,
     // the output writers' among them (no new input, so no new results).
     weir_tests::poll_until(Duration::from_secs(60), || {
-        Ok((producers_expired(&admin)? > 0).then_some(()))
+        Ok((weir_tests::metric(&admin, "weir_producer_state_expired_total")? > 0).then_some(()))
     })
     .context("no producer expired after the restart")?;
     produce(&bootstrap, &input, &half(&evs, false)).await?;

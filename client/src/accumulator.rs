@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::Cluster;
 use crate::error::{check, codes, Error, Result};
+use crate::producer::sequence_after;
 use crate::producer::{ProducerConfig, RecordMetadata};
 use crate::records::{encode_batch, PendingRecord, ProducerStamp};
 
@@ -41,8 +42,6 @@ pub(crate) enum Msg {
 
 type Tp = (Arc<str>, i32);
 
-/// How many sequence numbers there are: they wrap from i32::MAX to 0.
-const SEQUENCES: i64 = i32::MAX as i64 + 1;
 type Reply = Option<oneshot::Sender<Result<RecordMetadata>>>;
 
 /// The first failure of a detached record since it was last taken.
@@ -177,8 +176,7 @@ impl Accumulator {
                 // Records not sealed yet take their numbers when they are.
                 let p = &self.partitions[slot].1;
                 let open = p.open.as_ref().map_or(0, |o| o.records.len() as i64);
-                let next = (i64::from(p.next_sequence) + open) % (i64::from(i32::MAX) + 1);
-                let _ = reply.send(next as i32);
+                let _ = reply.send(sequence_after(p.next_sequence, open));
             }
             Msg::Record {
                 topic,
@@ -247,7 +245,6 @@ impl Accumulator {
         i
     }
 
-    /// A batch of `tp` was settled: its send slot is free.
     /// A batch of `tp` was settled: its send slot is free. When the
     /// partition had forgotten the producer and the batch went again from
     /// sequence 0, `shift` is how far its sequence numbers moved down: the
@@ -258,10 +255,10 @@ impl Accumulator {
             let p = &mut self.partitions[i].1;
             p.in_flight = p.in_flight.saturating_sub(1);
             if shift != 0 {
-                let down = |s: i32| (i64::from(s) - i64::from(shift)).rem_euclid(SEQUENCES) as i32;
-                p.next_sequence = down(p.next_sequence);
+                let down = -i64::from(shift);
+                p.next_sequence = sequence_after(p.next_sequence, down);
                 for b in p.sealed.iter_mut() {
-                    b.stamp.base_sequence = down(b.stamp.base_sequence);
+                    b.stamp.base_sequence = sequence_after(b.stamp.base_sequence, down);
                 }
             }
         }
@@ -315,9 +312,7 @@ impl Accumulator {
         };
         let stamp = if idempotent {
             let base = state.next_sequence;
-            // Kafka sequences wrap from i32::MAX to 0.
-            let next = i64::from(base) + open.records.len() as i64;
-            state.next_sequence = (next % (i64::from(i32::MAX) + 1)) as i32;
+            state.next_sequence = sequence_after(base, open.records.len() as i64);
             ProducerStamp {
                 producer_id: pid,
                 producer_epoch: epoch,

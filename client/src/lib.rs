@@ -42,7 +42,7 @@ pub use consumer::{Consumer, ConsumerConfig, OffsetReset, StartPosition};
 pub use error::{Error, Result};
 pub use offsets::{ListedOffset, OffsetSpec};
 pub use producer::{
-    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+    sequence_after, Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
 pub use records::{Compression, ConsumerRecord, Header};
 pub use topic_partition::TopicPartition;

@@ -93,6 +93,12 @@ pub struct ProducerConfig {
     pub restart_unknown: bool,
 }
 
+/// The sequence number `n` records after `seq` (`n` may be negative):
+/// Kafka's sequence numbers wrap from i32::MAX to 0.
+pub fn sequence_after(seq: i32, n: i64) -> i32 {
+    (i64::from(seq) + n).rem_euclid(i64::from(i32::MAX) + 1) as i32
+}
+
 /// The longest pause between two retries of a batch.
 pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -477,6 +483,15 @@ async fn init_producer_id(cluster: &Cluster) -> Result<(i64, i16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequences_wrap_both_ways() {
+        assert_eq!(sequence_after(5, 3), 8);
+        assert_eq!(sequence_after(i32::MAX, 1), 0);
+        assert_eq!(sequence_after(i32::MAX - 1, 4), 2);
+        assert_eq!(sequence_after(0, -1), i32::MAX);
+        assert_eq!(sequence_after(8, -8), 0);
+    }
 
     #[test]
     fn acks_parse() {

@@ -173,14 +173,11 @@ pub async fn run(
     consumer.assign(vec![input.clone()]);
     consumer.seek(&input, position)?;
     let producer = task::producer(&bootstrap, format!("weir-job-{}-state-{r}", def.name)).await?;
-    let mut writer = weir_client::ProducerConfig::new(&bootstrap)
-        .idempotent(true)
-        .linger(Duration::from_millis(5))
-        .client_id(format!("weir-job-{}-out-{r}", def.name));
+    let mut writer = task::producer_config(&bootstrap, format!("weir-job-{}-out-{r}", def.name));
     if let Some((id, skip)) = identity {
         // The first result written is the first not skipped.
-        let next = (i64::from(id.next_sequence) + skip) % (i64::from(i32::MAX) + 1);
-        writer = writer.resume(id.producer_id, id.epoch, &output.topic, r, next as i32);
+        let next = weir_client::sequence_after(id.next_sequence, skip);
+        writer = writer.resume(id.producer_id, id.epoch, &output.topic, r, next);
     }
     let writer = writer.build().await?;
     let mut a = Aggregate {

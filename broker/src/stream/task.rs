@@ -145,13 +145,17 @@ where
 /// The producer a task writes with: idempotent (so a retried batch lands
 /// once and in order), acknowledged by every in-sync replica.
 pub async fn producer(bootstrap: &str, client_id: String) -> Result<Producer, TaskError> {
-    Ok(weir_client::ProducerConfig::new(bootstrap)
+    Ok(producer_config(bootstrap, client_id).build().await?)
+}
+
+/// The settings of [`producer`], for a task that adds its own (an
+/// identity to resume).
+pub fn producer_config(bootstrap: &str, client_id: String) -> weir_client::ProducerConfig {
+    weir_client::ProducerConfig::new(bootstrap)
         .acks(weir_client::Acks::All)
         .idempotent(true)
         .linger(Duration::from_millis(5))
         .client_id(client_id)
-        .build()
-        .await?)
 }
 
 /// The end offset of each of `tps` (their partition numbers as keys).

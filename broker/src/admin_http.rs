@@ -190,7 +190,9 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
                     let body = serde_json::json!({ "created": name });
                     ("201 Created", "application/json", format!("{body}\n"))
                 }
-                Ok(Err(e @ JobChangeError::Invalid(_))) => json_error("400 Bad Request", e),
+                Ok(Err(e @ (JobChangeError::Invalid(_) | JobChangeError::Topics(_)))) => {
+                    json_error("400 Bad Request", e)
+                }
                 Ok(Err(e @ JobChangeError::Exists(_))) => json_error("409 Conflict", e),
                 Ok(Err(e)) => json_error("503 Service Unavailable", e),
                 Err(e) => json_error("500 Internal Server Error", e),
@@ -225,13 +227,20 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
     let Some(def) = broker.meta.jobs().get(name).cloned() else {
         return json_error("404 Not Found", format!("job {name} does not exist"));
     };
-    let keys = def.plan().map(|p| p.keys.len()).unwrap_or(1);
+    let columns = def.plan().map(|p| p.keys).unwrap_or_default();
+    let keys = def.plan().map_or(1, |p| p.keys.len());
     let parsed = serde_json::from_str::<serde_json::Value>(&raw)
         .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
-    let values = match parsed {
+    let mut values = match parsed {
         serde_json::Value::Array(v) if keys > 1 => v,
         v => vec![v],
     };
+    // A record key is text: `?key=17` asks for the key "17".
+    for (v, c) in values.iter_mut().zip(&columns) {
+        if c == crate::stream::plan::KEY_COLUMN && !(v.is_string() || v.is_null()) {
+            *v = serde_json::Value::String(v.to_string());
+        }
+    }
     if values.len() != keys {
         return json_error(
             "400 Bad Request",
@@ -241,13 +250,31 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
         );
     }
     match broker.jobs.query(broker, name, values).await {
-        Ok(windows) => {
-            let body = serde_json::to_string(&windows).unwrap_or_else(|_| "[]".into());
-            ("200 OK", "application/json", format!("{body}\n"))
-        }
+        Ok(windows) => windows_answer(&windows),
         Err(QueryError::Elsewhere { node, .. }) if !forwarded => {
             forward_state(broker, node, name, query).await
         }
+        Err(QueryError::Spread { mut windows, nodes }) if !forwarded => {
+            // A job grouping by the record key: a key is on one of them.
+            for node in nodes {
+                let answer = forward_state(broker, node, name, query).await;
+                if answer.0 != "200 OK" {
+                    return answer;
+                }
+                match serde_json::from_str::<Vec<serde_json::Value>>(&answer.2) {
+                    Ok(more) => windows.extend(more),
+                    Err(e) => {
+                        return json_error(
+                            "502 Bad Gateway",
+                            format!("node {node} answered something else than windows: {e}"),
+                        )
+                    }
+                }
+            }
+            windows_answer(&windows)
+        }
+        // Asked by the node that fans the query out: this node's share.
+        Err(QueryError::Spread { windows, .. }) => windows_answer(&windows),
         Err(e) => json_error("409 Conflict", e),
     }
 }
@@ -290,6 +317,12 @@ async fn forward_state(
             format!("node {node} did not answer in 10 s"),
         ),
     }
+}
+
+/// The 200 answer carrying a key's open windows.
+fn windows_answer(windows: &[serde_json::Value]) -> Answer {
+    let body = serde_json::to_string(windows).unwrap_or_else(|_| "[]".into());
+    ("200 OK", "application/json", format!("{body}\n"))
 }
 
 /// The query parameter a forwarded state request carries.

@@ -53,7 +53,31 @@ fn reference(events: &[Event]) -> (BTreeSet<Total>, u64) {
 
 /// [`reference`], with the windows still open at the end.
 fn reference_with_open(events: &[Event]) -> (BTreeSet<Total>, BTreeSet<Total>, u64) {
-    let mut windows: BTreeMap<(i64, i64), (f64, i64)> = BTreeMap::new();
+    reference_by(events, false)
+}
+
+/// The events of [`events`], each customer's in one partition (customer
+/// mod 3), as a producer keying by customer sends them.
+fn keyed_events() -> Vec<Event> {
+    events()
+        .into_iter()
+        .map(|(_, c, ts, amount)| ((c % 3) as i32, c, ts, amount))
+        .collect()
+}
+
+/// [`reference_with_open`] of a job grouping by the record key: every
+/// customer's windows are in one partition and close by its watermark
+/// alone.
+fn reference_keyed(events: &[Event]) -> (BTreeSet<Total>, BTreeSet<Total>, u64) {
+    reference_by(events, true)
+}
+
+/// The final and open windows and the late count: lateness by each
+/// partition's watermark, windows final by the minimum across partitions,
+/// or by their own partition's (`own`).
+fn reference_by(events: &[Event], own: bool) -> (BTreeSet<Total>, BTreeSet<Total>, u64) {
+    // (customer, start) -> (sum, count, partition)
+    let mut windows: BTreeMap<(i64, i64), (f64, i64, i32)> = BTreeMap::new();
     let mut late = 0;
     let mut max_ts = BTreeMap::new();
     for p in 0..3 {
@@ -63,7 +87,7 @@ fn reference_with_open(events: &[Event]) -> (BTreeSet<Total>, BTreeSet<Total>, u
             if wm.is_some_and(|w| start + WINDOW_MS + GRACE_MS <= w) {
                 late += 1;
             } else {
-                let e = windows.entry((c, start)).or_insert((0.0, 0));
+                let e = windows.entry((c, start)).or_insert((0.0, 0, p));
                 e.0 += amount;
                 e.1 += 1;
             }
@@ -71,16 +95,17 @@ fn reference_with_open(events: &[Event]) -> (BTreeSet<Total>, BTreeSet<Total>, u
         }
         max_ts.insert(p, wm.expect("events in every partition"));
     }
-    let done = *max_ts.values().min().expect("partitions");
-    let (finals, open): (Vec<_>, Vec<_>) = windows
-        .into_iter()
-        .map(|((c, start), (sum, n))| (c, start, format!("{sum}"), n))
-        .partition(|(_, start, _, _)| start + WINDOW_MS + GRACE_MS <= done);
-    (
-        finals.into_iter().collect(),
-        open.into_iter().collect(),
-        late,
-    )
+    let min = *max_ts.values().min().expect("partitions");
+    let (finals, open): (Vec<_>, Vec<_>) =
+        windows.into_iter().partition(|((_, start), (_, _, p))| {
+            start + WINDOW_MS + GRACE_MS <= if own { max_ts[p] } else { min }
+        });
+    let totals = |w: Vec<(_, (f64, i64, i32))>| {
+        w.into_iter()
+            .map(|((c, start), (sum, n, _))| (c, start, format!("{sum}"), n))
+            .collect()
+    };
+    (totals(finals), totals(open), late)
 }
 
 /// Every record `topic` holds now (up to each partition's end offset).
@@ -100,13 +125,22 @@ fn totals(records: &[ConsumerRecord]) -> Result<Vec<Total>> {
         .map(|r| {
             let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap_or(b""))?;
             Ok((
-                v["customerId"].as_i64().context("customerId")?,
+                customer(&v)?,
                 v["window_start"].as_i64().context("window_start")?,
                 format!("{}", v["total"].as_f64().context("total")?),
                 v["n"].as_i64().context("n")?,
             ))
         })
         .collect()
+}
+
+/// The `customerId` of a result: a number, or its text when the job
+/// grouped by the record key.
+fn customer(v: &serde_json::Value) -> Result<i64> {
+    let c = &v["customerId"];
+    c.as_i64()
+        .or_else(|| c.as_str()?.parse().ok())
+        .with_context(|| format!("customerId in {v}"))
 }
 
 /// The input records a job's status says it has read: the sum of its
@@ -314,7 +348,7 @@ fn query_open_windows(admin: &str, name: &str) -> Result<BTreeSet<Total>> {
             .collect::<Result<_, _>>()?;
         for v in lines {
             queried.insert((
-                v["customerId"].as_i64().context("customerId")?,
+                customer(&v)?,
                 v["window_start"].as_i64().context("window_start")?,
                 format!("{}", v["total"].as_f64().context("total")?),
                 v["n"].as_i64().context("n")?,
@@ -343,6 +377,15 @@ fn totals_sql(input: &str, out: &str) -> String {
         "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
          SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
          GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
+    )
+}
+
+/// [`totals_sql`] grouping by the record key (the customer, as text).
+fn keyed_totals_sql(input: &str, out: &str) -> String {
+    format!(
+        "INSERT INTO \"{out}\" SELECT _key AS customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS window_start, \
+         SUM(transactionSum) AS total, COUNT(*) AS n FROM \"{input}\" \
+         GROUP BY _key, TUMBLE(ts, INTERVAL '2' SECOND)"
     )
 }
 
@@ -377,18 +420,24 @@ async fn await_first_result(bootstrap: &str, out: &str) -> Result<()> {
 
 /// On `node`: an input topic of three partitions holding the first half of
 /// the events, and job `name` over it (the seed query, grace 500 ms,
-/// `extra` options). Returns the input and output topics and the events.
+/// `extra` options; grouping by the record key over [`keyed_events`] when
+/// `keyed`). Returns the input and output topics and the events.
 async fn job_over_first_half(
     node: &WeirNode,
     name: &str,
     extra: &[&str],
+    keyed: bool,
 ) -> Result<(String, String, Vec<Event>)> {
     let (bootstrap, admin) = (node.bootstrap(), node.admin_addr());
     let (input, out) = (unique("tx"), unique("out"));
     create_input(bootstrap, &input, 3, -1).await?;
-    let evs = events();
+    let evs = if keyed { keyed_events() } else { events() };
     produce(bootstrap, &input, &half(&evs, true)).await?;
-    let sql = totals_sql(&input, &out);
+    let sql = if keyed {
+        keyed_totals_sql(&input, &out)
+    } else {
+        totals_sql(&input, &out)
+    };
     let mut args = vec!["job", "create", name, "--sql", &sql, "--grace", "500ms"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--admin", admin]);
@@ -399,19 +448,22 @@ async fn job_over_first_half(
 /// A single node running job `name` (the seed query, grace 500 ms, `extra`
 /// options) over the first half of the events, killed with −9 right after
 /// the job's first results, restarted, then given the second half. Returns
-/// the node, its bootstrap address, the output topic and the events.
+/// the node, its bootstrap address, the output topic and the events in
+/// the order they were produced.
 async fn killed_after_first_results(
     name: &str,
     extra: &[&str],
+    keyed: bool,
 ) -> Result<(WeirNode, String, String, Vec<Event>)> {
     let mut node = WeirNode::start(NodeOpts::default())?;
-    let (input, out, evs) = job_over_first_half(&node, name, extra).await?;
+    let (input, out, evs) = job_over_first_half(&node, name, extra, keyed).await?;
     await_first_result(node.bootstrap(), &out).await?;
     node.kill()?;
     node.restart()?;
     let bootstrap = node.bootstrap().to_string();
     produce(&bootstrap, &input, &half(&evs, false)).await?;
-    Ok((node, bootstrap, out, evs))
+    let produced = [half(&evs, true), half(&evs, false)].concat();
+    Ok((node, bootstrap, out, produced))
 }
 
 /// Every result in `got` once, and exactly the reference's.
@@ -431,6 +483,7 @@ fn exactly_once(got: &[Total], want: &BTreeSet<Total>) -> Result<()> {
     Ok(())
 }
 
+/// Produces `evs` to their partitions of `topic`, keyed by customer.
 async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
     let producer = ProducerConfig::new(bootstrap).build().await?;
     let mut delivered = Vec::with_capacity(evs.len());
@@ -438,7 +491,11 @@ async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
         let value = format!(r#"{{"customerId": {c}, "transactionSum": {amount}, "ts": {ts}}}"#);
         delivered.push(
             producer
-                .send(ProducerRecord::new(topic, value).partition(p))
+                .send(
+                    ProducerRecord::new(topic, value)
+                        .key(c.to_string())
+                        .partition(p),
+                )
                 .await?,
         );
     }
@@ -454,7 +511,7 @@ async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
 /// is in the output exactly once (none missing, none twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
-    let (node, bootstrap, out, evs) = killed_after_first_results("eo", &[]).await?;
+    let (node, bootstrap, out, evs) = killed_after_first_results("eo", &[], false).await?;
     let (want, _) = reference(&evs);
     let got = match read_topic(&bootstrap, &out, want.len()).await {
         Ok(r) => totals(&r)?,
@@ -478,6 +535,147 @@ async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
         "recovery skipped {} results already written",
         status["skipped_on_recovery"]
     );
+    Ok(())
+}
+
+/// A job grouping by the record key (`_key`) needs no repartition topic:
+/// each input partition's windows run where it is read and close by its
+/// own watermark, and the results go to the output partition of the same
+/// number, keyed like the input. Checked against the reference, with late
+/// and unreadable records (keys that are not UTF-8 among them), open
+/// windows queried by key, and an output topic of another partition count
+/// refused at create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_grouping_by_the_record_key_reads_its_input_without_repartitioning() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out, late) = (unique("keyed"), unique("by-key"), unique("late"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let evs = keyed_events();
+    produce(&bootstrap, &input, &evs).await?;
+    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    for p in 0..3 {
+        let no_text = ProducerRecord::new(&input, r#"{"ts": 1700000000000}"#)
+            .key(vec![0xffu8, 0xfe])
+            .partition(p);
+        let no_json = ProducerRecord::new(&input, "not json")
+            .key("0")
+            .partition(p);
+        for rec in [no_text, no_json] {
+            producer.send(rec).await?.await?;
+        }
+    }
+    let bad = 6u64;
+    let (want, open, want_late) = reference_keyed(&evs);
+    let sql = keyed_totals_sql(&input, &out);
+    weir(&[
+        "job",
+        "create",
+        "keyed",
+        "--sql",
+        &sql,
+        "--grace",
+        "500ms",
+        "--late-topic",
+        &late,
+        "--admin",
+        &admin,
+    ])?;
+    let records = read_topic(&bootstrap, &out, want.len()).await?;
+    let got = totals(&records)?;
+    exactly_once(&got, &want)?;
+    for (r, t) in records.iter().zip(&got) {
+        ensure!(
+            r.partition == (t.0 % 3) as i32 && r.key.as_deref() == Some(t.0.to_string().as_bytes()),
+            "customer {}'s result in partition {} with key {:?}",
+            t.0,
+            r.partition,
+            r.key
+        );
+    }
+    let status = weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "keyed")?;
+        Ok((s["records_in"].as_u64() == Some(evs.len() as u64 + bad)).then_some(s))
+    })?;
+    ensure!(status["bad"].as_u64() == Some(bad), "bad count: {status}");
+    ensure!(
+        status["late"].as_u64() == Some(want_late) && want_late > 0,
+        "late count (want {want_late}): {status}"
+    );
+    // Its tasks report the input partitions they read, as route tasks do.
+    let records = (evs.len() as u64 + bad) as i64;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "keyed")?;
+        Ok((s["caught_up"] == true && s["lag"] == 0 && records_read(&s)? == records).then_some(()))
+    })
+    .context("the job never showed caught up")?;
+    ensure!(!open.is_empty(), "the input leaves no window open");
+    let queried = query_open_windows(&admin, "keyed")?;
+    ensure!(
+        queried == open,
+        "open windows:\n got {queried:?}\nwant {open:?}"
+    );
+    let set_aside = read_topic(&bootstrap, &late, (bad + want_late) as usize).await?;
+    ensure!(
+        set_aside.len() as u64 == bad + want_late,
+        "late topic: {}",
+        set_aside.len()
+    );
+    let view: serde_json::Value =
+        serde_json::from_str(&weir(&["job", "describe", "keyed", "--admin", &admin])?)?;
+    let tasks: Vec<&str> = view["tasks"]
+        .as_array()
+        .context("tasks")?
+        .iter()
+        .filter_map(|t| t["task"].as_str())
+        .collect();
+    ensure!(
+        tasks == ["aggregate-0", "aggregate-1", "aggregate-2"],
+        "tasks {tasks:?}"
+    );
+    let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+    ensure!(
+        !topics.contains("__weir_job-keyed"),
+        "a repartition topic was made: {topics}"
+    );
+    // Input partition N's results go to output partition N: an output
+    // topic with another count is refused, naming both.
+    let two = unique("two");
+    create_input(&bootstrap, &two, 2, -1).await?;
+    let err = weir(&[
+        "job",
+        "create",
+        "mismatch",
+        "--sql",
+        &keyed_totals_sql(&input, &two),
+        "--admin",
+        &admin,
+    ])
+    .err()
+    .context("a job writing 3 partitions' results to 2 was accepted")?;
+    ensure!(
+        format!("{err:#}").contains("has 3 partitions"),
+        "the refusal does not say why: {err:#}"
+    );
+    Ok(())
+}
+
+/// kill −9 of the node running a job grouping by the record key, right
+/// after its first results: its tasks, which read the input themselves,
+/// resume from their checkpoints and every final result is in the output
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_grouping_by_the_record_key_stays_exactly_once_across_a_kill() -> Result<()> {
+    let (node, bootstrap, out, evs) = killed_after_first_results("keyed_eo", &[], true).await?;
+    let (want, _, _) = reference_keyed(&evs);
+    let got = match read_topic(&bootstrap, &out, want.len()).await {
+        Ok(r) => totals(&r)?,
+        Err(e) => {
+            let status = job_status(node.admin_addr(), "keyed_eo")?;
+            return Err(e.context(format!("job status {status}\n{}", job_log(&node))));
+        }
+    };
+    exactly_once(&got, &want)?;
     Ok(())
 }
 
@@ -743,7 +941,7 @@ async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result
             .arg("--maintenance-interval-ms", 500),
     )?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out, evs) = job_over_first_half(&node, "forgot", &[]).await?;
+    let (input, out, evs) = job_over_first_half(&node, "forgot", &[], false).await?;
     let first = half(&evs, true);
     weir_tests::poll_until(Duration::from_secs(60), || {
         let s = job_status(&admin, "forgot")?;
@@ -786,7 +984,7 @@ async fn a_job_whose_output_forgot_its_producer_goes_on_exactly_once() -> Result
 async fn a_jobs_counts_survive_a_kill() -> Result<()> {
     let mut node = WeirNode::start(NodeOpts::default())?;
     let bootstrap = node.bootstrap().to_string();
-    let (input, _, evs) = job_over_first_half(&node, "counted", &[]).await?;
+    let (input, _, evs) = job_over_first_half(&node, "counted", &[], false).await?;
     let first = half(&evs, true);
     // Route tasks commit their position to the job's group with each
     // checkpoint.
@@ -830,6 +1028,7 @@ async fn a_jobs_counts_survive_a_kill() -> Result<()> {
 /// the events, the output topic's name, and the events.
 async fn cluster_with_first_half(
     proxies: bool,
+    keyed: bool,
 ) -> Result<(
     weir_tests::cluster::Cluster,
     String,
@@ -846,7 +1045,7 @@ async fn cluster_with_first_half(
     let bootstrap = c.bootstrap();
     let (input, out) = (unique("tx"), unique("totals"));
     create_input(&bootstrap, &input, 3, 3).await?;
-    let evs = events();
+    let evs = if keyed { keyed_events() } else { events() };
     produce(&bootstrap, &input, &half(&evs, true)).await?;
     Ok((c, bootstrap, input, out, evs))
 }
@@ -903,7 +1102,7 @@ fn job_diagnosis(c: &mut weir_tests::cluster::Cluster, name: &str) -> String {
 /// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
-    let (mut c, bootstrap, input, out, evs) = cluster_with_first_half(false).await?;
+    let (mut c, bootstrap, input, out, evs) = cluster_with_first_half(false, false).await?;
     let leaders: Vec<i32> = (0..3)
         .map(|p| c.leader(1, &input, p))
         .collect::<Result<_>>()?;
@@ -996,6 +1195,66 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     Ok(())
 }
 
+/// A job grouping by the record key in a cluster: task `aggregate-P` runs
+/// on the leader of input partition P, any node answers a state query by
+/// asking the others, and after the leader of partition 0 is killed its
+/// task moves and every final result is written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_grouping_by_the_record_key_runs_on_each_input_leader() -> Result<()> {
+    let (mut c, _, input, out, evs) = cluster_with_first_half(false, true).await?;
+    let leaders: Vec<i32> = (0..3)
+        .map(|p| c.leader(1, &input, p))
+        .collect::<Result<_>>()?;
+    let runner = leaders[0];
+    let other = (1..=3).find(|n| *n != runner).expect("three nodes");
+    let admin = c.node(other).admin_addr().to_string();
+    let sql = keyed_totals_sql(&input, &out);
+    weir(&[
+        "job", "create", "keyed", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
+    ])?;
+    let want_tasks: BTreeSet<(String, i32)> = leaders
+        .iter()
+        .enumerate()
+        .map(|(p, n)| (format!("aggregate-{p}"), *n))
+        .collect();
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let running: BTreeSet<(String, i32)> =
+            running_tasks(&mut c, other, "keyed")?.into_iter().collect();
+        Ok((running == want_tasks).then_some(()))
+    })
+    .with_context(|| format!("tasks did not run on the input's leaders {want_tasks:?}"))?;
+    // Every key's open windows, from every node, whichever node holds them.
+    let first = half(&evs, true);
+    let (_, open, _) = reference_keyed(&first);
+    ensure!(!open.is_empty(), "the first half leaves no window open");
+    for n in 1..=3 {
+        let admin = c.node(n).admin_addr().to_string();
+        let queried = weir_tests::poll_until(Duration::from_secs(30), || {
+            let q = query_open_windows(&admin, "keyed")?;
+            Ok((q == open).then_some(q))
+        });
+        ensure!(
+            queried.is_ok(),
+            "node {n} never answered the open windows {open:?}"
+        );
+    }
+    c.node(runner).kill()?;
+    let bootstrap = c.bootstrap();
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let produced = [first, half(&evs, false)].concat();
+    let (want, _, _) = reference_keyed(&produced);
+    let got = match read_topic(&bootstrap, &out, want.len()).await {
+        Ok(r) => r,
+        Err(e) => {
+            let diag = job_diagnosis(&mut c, "keyed");
+            let missing = missing_results(&bootstrap, &out, &want).await;
+            return Err(e.context(format!("killed node {runner}; {missing}\n{diag}")));
+        }
+    };
+    exactly_once(&totals(&got)?, &want)?;
+    Ok(())
+}
+
 /// The node running a job's aggregate task is cut off from its peers
 /// (Raft links cut both ways; clients still reach it) while the job runs.
 /// The survivors elect new leaders, the task starts again there from its
@@ -1005,7 +1264,7 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
 /// shard's log commits nothing without a quorum, so it reads no new rows.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_stays_exactly_once_when_its_aggregate_node_is_cut_off() -> Result<()> {
-    let (mut c, bootstrap, input, out, evs) = cluster_with_first_half(true).await?;
+    let (mut c, bootstrap, input, out, evs) = cluster_with_first_half(true, false).await?;
     let admin = c.node(1).admin_addr().to_string();
     let sql = totals_sql(&input, &out);
     weir(&[
@@ -1169,7 +1428,7 @@ async fn an_idle_timeout_lets_windows_fire_past_an_empty_partition() -> Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_mode_keeps_every_final_result_across_a_kill() -> Result<()> {
     let (_node, bootstrap, out, evs) =
-        killed_after_first_results("ch", &["--emit", "changes"]).await?;
+        killed_after_first_results("ch", &["--emit", "changes"], false).await?;
     let (want, _) = reference(&evs);
     let is_final = |r: &ConsumerRecord| {
         r.headers

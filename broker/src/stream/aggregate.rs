@@ -51,12 +51,14 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
-    Admin, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerRecord, TopicPartition,
+    Admin, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, Producer, ProducerRecord,
+    TopicPartition,
 };
 
 use super::job::{JobDef, PartitionReport, SharedReport, Tally};
 use super::plan::JobPlan;
-use super::repartition::{self, Routed, Shard, Took};
+use super::repartition::{self, Routed, Router, Shard, Took};
+use super::row::Reader;
 use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
 use super::window::{EmitMode, WindowOperator, WindowResult};
 
@@ -75,6 +77,10 @@ struct AggregateCheckpoint<S> {
     /// The identity the output is written with (absent before it was kept).
     #[serde(default)]
     output: Option<OutputIdentity>,
+    /// A task reading its input partition itself (a job grouping by the
+    /// record key): the partition's watermark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    router: Option<Router>,
 }
 
 /// Who writes a shard's output partition and how far: an idempotent
@@ -128,10 +134,17 @@ pub async fn run(
     let key = TaskId::Aggregate(r).state_key(&def.name);
     let restored: Option<AggregateCheckpoint<Shard>> =
         task::load_checkpoint(&bootstrap, &def, &key).await?;
-    let input = TopicPartition::new(repartition::topic(&def), r);
+    // A job grouping by the record key has no repartition topic: the task
+    // reads input partition `r` itself, its only source.
+    let keyed = plan.copartitioned();
+    let input = if keyed {
+        TopicPartition::new(&plan.input_topic, r)
+    } else {
+        TopicPartition::new(repartition::topic(&def), r)
+    };
     let output = TopicPartition::new(&plan.output_topic, r);
     let output_end = end_of(&admin, &output).await?;
-    let (shard, position, skip, identity) = match restored {
+    let (shard, position, skip, identity, router) = match restored {
         Some(c) => {
             // Results the crashed task wrote after its checkpoint: replay
             // emits them again, in the same order, and they are skipped.
@@ -146,30 +159,43 @@ pub async fn run(
                 EmitMode::Changes => (0, None),
             };
             report.update(|rep| rep.counts = c.tally);
-            (c.shard, c.position, skip, identity)
+            let router = keyed.then(|| {
+                c.router
+                    .unwrap_or_else(|| Router::new(plan.window, def.grace_ms))
+            });
+            (c.shard, c.position, skip, identity, router)
         }
         None => {
             let op = WindowOperator::new(
                 plan.window,
                 def.grace_ms,
                 plan.aggregates.iter().map(|a| a.kind).collect(),
-                sources,
+                if keyed { 1 } else { sources },
                 def.emit,
             );
-            let start = task::retrying(|| {
-                admin.list_offsets(std::slice::from_ref(&input), OffsetSpec::Earliest)
-            })
-            .await?
-            .get(&input)
-            .map_or(0, |l| l.offset);
-            (Shard::new(op), start, 0, None)
+            let start = if keyed {
+                task::start_offset(&admin, &input, def.from).await?
+            } else {
+                task::retrying(|| {
+                    admin.list_offsets(std::slice::from_ref(&input), OffsetSpec::Earliest)
+                })
+                .await?
+                .get(&input)
+                .map_or(0, |l| l.offset)
+            };
+            let router = keyed.then(|| Router::new(plan.window, def.grace_ms));
+            (Shard::new(op), start, 0, None, router)
         }
     };
     tracing::info!(job = %def.name, shard = r, epoch, position, output_end, skip, resumed = ?identity, "aggregate task starting");
-    let mut consumer = ConsumerConfig::new(&bootstrap)
-        .client_id(format!("weir-job-{}", def.name))
-        .build()
-        .await?;
+    let mut consumer = ConsumerConfig::new(&bootstrap).client_id(format!("weir-job-{}", def.name));
+    if keyed {
+        // Reads the input for the job's consumer group, as route tasks do.
+        consumer = consumer
+            .group(format!("weir-job-{}", def.name))
+            .auto_commit(false);
+    }
+    let mut consumer = consumer.build().await?;
     consumer.assign(vec![input.clone()]);
     consumer.seek(&input, position)?;
     let producer = task::producer(&bootstrap, format!("weir-job-{}-state-{r}", def.name)).await?;
@@ -180,7 +206,14 @@ pub async fn run(
         writer = writer.resume(id.producer_id, id.epoch, &output.topic, r, next);
     }
     let writer = writer.build().await?;
+    let report_in = report.get().counts.records_in;
     let mut a = Aggregate {
+        direct: router.map(|router| Direct {
+            reader: Reader::new(&plan),
+            router,
+            proctime: plan.time == super::plan::TimeSource::ProcessingTime,
+            counted: (Instant::now(), report_in),
+        }),
         format: super::output::Output::new(&plan),
         def,
         plan,
@@ -198,7 +231,7 @@ pub async fn run(
     a.report.update(|rep| rep.state = "running".into());
     // A first checkpoint before any result: a crash from here on replays
     // against a known output end.
-    a.checkpoint(&consumer, &admin).await?;
+    a.checkpoint(&mut consumer, &admin).await?;
     let mut last_checkpoint = Instant::now();
     let mut out = Vec::new();
     loop {
@@ -219,31 +252,16 @@ pub async fn run(
                 .collect();
             let _ = q.reply.send(open);
         }
+        let now_ms = task::now_ms();
         for rec in records {
             if rec.leader_epoch > epoch {
                 a.deposed();
                 return Ok(());
             }
-            match Routed::decode(rec.key.as_deref(), rec.value.as_deref().unwrap_or_default()) {
-                Ok(routed) => {
-                    let origin = match &routed {
-                        Routed::Row { source, offset, .. } => Some((*source, *offset)),
-                        Routed::Mark { .. } => None,
-                    };
-                    match a.shard.take(routed, &mut out) {
-                        Took::Row | Took::Mark => {}
-                        Took::Duplicate => a.counts.duplicates += 1,
-                        Took::Late => {
-                            a.counts.late += 1;
-                            a.late_rows.extend(origin);
-                        }
-                    }
-                }
-                // Only route tasks write there: a record they did not write
-                // is skipped, loudly.
-                Err(e) => {
-                    tracing::warn!(job = %a.def.name, shard = a.r, offset = rec.offset, error = %e, "skipping a repartition record");
-                }
+            if a.direct.is_some() {
+                a.take_input(rec, now_ms, &mut out).await?;
+            } else {
+                a.take_routed(&rec, &mut out);
             }
             if !out.is_empty() && !leads() {
                 a.deposed();
@@ -251,6 +269,12 @@ pub async fn run(
             }
             a.write(&mut out).await?;
         }
+        a.advance_input(now_ms, &mut out);
+        if !out.is_empty() && !leads() {
+            a.deposed();
+            return Ok(());
+        }
+        a.write(&mut out).await?;
         a.copy_late(&bootstrap).await?;
         a.publish_counts();
         if !leads() {
@@ -259,13 +283,102 @@ pub async fn run(
         }
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            a.checkpoint(&consumer, &admin).await?;
+            a.checkpoint(&mut consumer, &admin).await?;
             last_checkpoint = Instant::now();
         }
         if stopping {
             a.report.update(|rep| rep.state = "stopped".into());
             return Ok(());
         }
+    }
+}
+
+impl Aggregate {
+    /// Takes one record of the repartition topic.
+    fn take_routed(&mut self, rec: &ConsumerRecord, out: &mut Vec<WindowResult>) {
+        match Routed::decode(rec.key.as_deref(), rec.value.as_deref().unwrap_or_default()) {
+            Ok(routed) => {
+                let origin = match &routed {
+                    Routed::Row { source, offset, .. } => Some((*source, *offset)),
+                    Routed::Mark { .. } => None,
+                };
+                match self.shard.take(routed, out) {
+                    Took::Row | Took::Mark => {}
+                    Took::Duplicate => self.counts.duplicates += 1,
+                    Took::Late => {
+                        self.counts.late += 1;
+                        self.late_rows.extend(origin);
+                    }
+                }
+            }
+            // Only route tasks write there: a record they did not write
+            // is skipped, loudly.
+            Err(e) => {
+                tracing::warn!(job = %self.def.name, shard = self.r, offset = rec.offset, error = %e, "skipping a repartition record");
+            }
+        }
+    }
+
+    /// Takes one record of the input partition (a task reading it itself):
+    /// its row goes into the windows, or the record to the late topic.
+    async fn take_input(
+        &mut self,
+        rec: ConsumerRecord,
+        now_ms: i64,
+        out: &mut Vec<WindowResult>,
+    ) -> Result<(), TaskError> {
+        let Some(d) = self.direct.as_mut() else {
+            return Ok(());
+        };
+        let value = rec.value.as_deref().unwrap_or_default();
+        let (late, bad) = match d
+            .reader
+            .row(rec.key.as_deref(), value, rec.timestamp, now_ms)
+        {
+            Ok(Some(row)) => match d.router.route(0, rec.offset, row) {
+                Some(routed) => match self.shard.take(routed, out) {
+                    Took::Late => (true, None),
+                    Took::Duplicate => {
+                        self.counts.duplicates += 1;
+                        (false, None)
+                    }
+                    Took::Row | Took::Mark => (false, None),
+                },
+                None => (true, None),
+            },
+            Ok(None) => (false, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        self.counts.records_in += 1;
+        self.counts.late += u64::from(late);
+        self.counts.bad += u64::from(bad.is_some());
+        if late || bad.is_some() {
+            if let Some(topic) = &self.def.late_topic {
+                let reason = bad.unwrap_or_else(|| "late".into());
+                let out = task::late_record(topic, self.r, &rec, reason);
+                self.producer.send_detached(out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a poll of a task reading its input itself: the partition's
+    /// watermark (moved to the clock under `PROCTIME()`) fires the windows
+    /// it closed. Idleness is not told: no other partition's windows wait
+    /// for this one.
+    fn advance_input(&mut self, now_ms: i64, out: &mut Vec<WindowResult>) {
+        let Some(d) = self.direct.as_mut() else {
+            return;
+        };
+        if d.proctime {
+            d.router.advance_to(now_ms);
+        }
+        let mark = Routed::Mark {
+            source: 0,
+            wm: d.router.wm,
+            idle: false,
+        };
+        self.shard.take(mark, out);
     }
 }
 
@@ -302,6 +415,21 @@ struct Aggregate {
     /// Input partition and offset of rows late at the shard since the
     /// last poll (their windows fired while their partition was idle).
     late_rows: Vec<(i32, i64)>,
+    /// Set when the task reads its input partition itself (a job grouping
+    /// by the record key).
+    direct: Option<Direct>,
+}
+
+/// What a task reading its input partition itself needs beside the shard:
+/// the route half of a route task.
+struct Direct {
+    reader: Reader,
+    /// The partition's watermark; lateness.
+    router: Router,
+    /// Event time is processing time (`PROCTIME()`).
+    proctime: bool,
+    /// Start of the rate interval and records in at its start.
+    counted: (Instant, u64),
 }
 
 impl Aggregate {
@@ -360,8 +488,10 @@ impl Aggregate {
             // otherwise fall under retention at once.
             let (key, value) = self.format.record(&w);
             let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
-                .key(Bytes::from(key))
                 .partition(self.r);
+            if let Some(key) = key {
+                rec = rec.key(Bytes::from(key));
+            }
             if self.def.emit == EmitMode::Changes {
                 // Tells a window's last (final) result from its updates.
                 rec = rec.header("weir-final", if w.is_final { "true" } else { "false" });
@@ -375,7 +505,11 @@ impl Aggregate {
     /// Waits for the results written so far, then stores the shard, the
     /// position and the output end (see the module docs), deletes the
     /// repartition records read, and refreshes the report.
-    async fn checkpoint(&mut self, consumer: &Consumer, admin: &Admin) -> Result<(), TaskError> {
+    async fn checkpoint(
+        &mut self,
+        consumer: &mut Consumer,
+        admin: &Admin,
+    ) -> Result<(), TaskError> {
         for p in [&self.writer, &self.producer] {
             p.flush().await?;
             if let Some(e) = p.take_detached_error() {
@@ -409,10 +543,15 @@ impl Aggregate {
                     epoch,
                     next_sequence,
                 }),
+            router: self.direct.as_ref().map(|d| d.router.clone()),
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
-        if position > 0 {
+        if self.direct.is_some() {
+            consumer
+                .commit_offsets([(self.input.clone(), position)].into())
+                .await?;
+        } else if position > 0 {
             let below = BTreeMap::from([(self.input.clone(), position)]);
             if let Err(e) = admin.delete_records(&below).await {
                 tracing::debug!(job = %self.def.name, error = %e, "repartition records not deleted yet");
@@ -421,21 +560,41 @@ impl Aggregate {
         let log_end = end_of(admin, &self.input).await?;
         let op = &self.shard.op;
         let (open, firing, r) = (op.open_windows(), op.watermarks().firing(), self.r);
+        let at = PartitionReport {
+            position,
+            log_end,
+            watermark: firing,
+        };
+        let direct = self.direct.as_mut().map(|d| {
+            let (since, before) = d.counted;
+            d.counted.0 = Instant::now();
+            (since, before, d.router.wm)
+        });
         self.report.update(|rep| {
             rep.open_windows = open;
             rep.watermark = firing;
-            rep.shards = [(
-                r,
-                PartitionReport {
-                    position,
-                    log_end,
-                    watermark: firing,
-                },
-            )]
-            .into();
+            match direct {
+                // An input partition, as a route task reports it.
+                Some((since, before, wm)) => {
+                    let secs = since.elapsed().as_secs_f64().max(1e-3);
+                    rep.records_per_sec = (rep.counts.records_in - before) as f64 / secs;
+                    rep.partitions = [(
+                        r,
+                        PartitionReport {
+                            watermark: wm,
+                            ..at
+                        },
+                    )]
+                    .into();
+                }
+                None => rep.shards = [(r, at)].into(),
+            }
             rep.caught_up = position >= log_end;
         });
         let report = self.report.get();
+        if let Some(d) = self.direct.as_mut() {
+            d.counted.1 = report.counts.records_in;
+        }
         task::publish_status(&self.producer, &self.def, TaskId::Aggregate(r), report).await
     }
 }

@@ -131,6 +131,9 @@ impl Jobs {
         let Some(def) = b.meta.jobs().get(name).cloned() else {
             return Err(failed(format!("job {name} does not exist")));
         };
+        if def.plan().is_ok_and(|p| p.copartitioned()) {
+            return self.query_everywhere(b, &def, key).await;
+        }
         let topic = super::repartition::topic(&def);
         let Some(shards) = b.meta.topic(&topic).map(|t| t.partitions) else {
             return Err(failed(format!("job {name} has not started")));
@@ -152,15 +155,46 @@ impl Jobs {
                 node,
             });
         };
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(super::task::StateQuery { key, reply })
-            .await
-            .map_err(|_| failed(format!("job {name} stopped")))?;
-        tokio::time::timeout(Duration::from_secs(5), answer)
-            .await
-            .map_err(|_| failed(format!("job {name} did not answer in 5 s")))?
-            .map_err(|_| failed(format!("job {name} stopped")))
+        ask(name, &sender, key).await
+    }
+
+    /// [`Jobs::query`] of a job grouping by the record key: which input
+    /// partition holds a key is the producer's choice, so every task of the
+    /// job on this node is asked; [`QueryError::Spread`] names the nodes
+    /// running the others, to be asked too.
+    async fn query_everywhere(
+        &self,
+        b: &Broker,
+        def: &JobDef,
+        key: super::window::GroupKey,
+    ) -> Result<Vec<serde_json::Value>, QueryError> {
+        let Ok(plan) = def.plan() else {
+            return Err(QueryError::Failed(format!("job {} is invalid", def.name)));
+        };
+        let mut local = Vec::new();
+        let mut nodes = Vec::new();
+        {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, node) in tasks_of(b, def, &plan) {
+                match running
+                    .get(&(def.name.clone(), id))
+                    .and_then(|r| r.queries.clone())
+                {
+                    Some(sender) => local.push(sender),
+                    None if !nodes.contains(&node) => nodes.push(node),
+                    None => {}
+                }
+            }
+        }
+        let mut windows = Vec::new();
+        for sender in local {
+            windows.extend(ask(&def.name, &sender, key.clone()).await?);
+        }
+        if nodes.is_empty() {
+            Ok(windows)
+        } else {
+            Err(QueryError::Spread { windows, nodes })
+        }
     }
 
     /// Every job, with what all its tasks report: those running here live,
@@ -243,6 +277,24 @@ impl Jobs {
     }
 }
 
+/// Asks the task behind `sender` for the open windows of `key`.
+async fn ask(
+    job: &str,
+    sender: &mpsc::Sender<super::task::StateQuery>,
+    key: super::window::GroupKey,
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let failed = |m: String| QueryError::Failed(m);
+    let (reply, answer) = oneshot::channel();
+    sender
+        .send(super::task::StateQuery { key, reply })
+        .await
+        .map_err(|_| failed(format!("job {job} stopped")))?;
+    tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .map_err(|_| failed(format!("job {job} did not answer in 5 s")))?
+        .map_err(|_| failed(format!("job {job} stopped")))
+}
+
 /// Starts task `key` of job `def` on this node.
 fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
     let report = Arc::new(SharedReport::default());
@@ -274,7 +326,11 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
             let res = match (key.1, asked) {
                 (TaskId::Route(p), _) => super::route::run(cx, p).await,
                 (TaskId::Aggregate(r), Some(asked)) => {
-                    let topic = super::repartition::topic(&cx.def);
+                    let topic = if cx.plan.copartitioned() {
+                        cx.plan.input_topic.clone()
+                    } else {
+                        super::repartition::topic(&cx.def)
+                    };
                     let node = weak.clone();
                     let leads = Box::new(move || node.upgrade().and_then(|b| b.leads(&topic, r)));
                     super::aggregate::run(cx, r, asked, leads).await
@@ -306,9 +362,21 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
 
 /// Every task of job `def` and the node that leads its partition (−1 when
 /// none is known): a route task per input partition, an aggregate task per
-/// partition of the repartition topic once it exists.
+/// partition of the repartition topic once it exists; for a job grouping
+/// by the record key, an aggregate task per input partition.
 fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
     let mut out = Vec::new();
+    if plan.copartitioned() {
+        if let Some(t) = b.meta.topic(&plan.input_topic) {
+            for p in 0..t.partitions {
+                out.push((
+                    TaskId::Aggregate(p),
+                    b.leader_of(&plan.input_topic, &t, p).0,
+                ));
+            }
+        }
+        return out;
+    }
     if let Some(t) = b.meta.topic(&plan.input_topic) {
         for p in 0..t.partitions {
             out.push((TaskId::Route(p), b.leader_of(&plan.input_topic, &t, p).0));
@@ -374,6 +442,9 @@ pub enum JobChangeError {
     /// The definition is refused.
     #[error(transparent)]
     Invalid(#[from] super::job::JobError),
+    /// The job's topics do not fit together.
+    #[error("{0}")]
+    Topics(String),
     /// A job of that name exists.
     #[error("job {0} already exists")]
     Exists(String),
@@ -388,7 +459,21 @@ pub enum JobChangeError {
 /// Defines job `def` in the cluster (through the controller); its task
 /// tasks start within a second on the leaders of its partitions. Blocking.
 pub fn create(b: &Broker, mut def: JobDef) -> Result<(), JobChangeError> {
-    def.plan()?;
+    let plan = def.plan()?;
+    if plan.copartitioned() {
+        let count = |t: &str| b.meta.topic(t).map(|t| t.partitions);
+        if let (Some(i), Some(o)) = (count(&plan.input_topic), count(&plan.output_topic)) {
+            if i != o {
+                return Err(JobChangeError::Topics(format!(
+                    "the job groups by {}, so input partition N's results go to output \
+                     partition N, but input topic {} has {i} partitions and output topic {} {o}",
+                    super::plan::KEY_COLUMN,
+                    plan.input_topic,
+                    plan.output_topic
+                )));
+            }
+        }
+    }
     // Chosen by the proposer, so that applying the command stays
     // deterministic (as topic ids).
     def.incarnation = Some(crate::metadata::random_id() as u64);
@@ -534,6 +619,16 @@ pub enum QueryError {
         task: TaskId,
         /// The node that runs it.
         node: i32,
+    },
+    /// A job grouping by the record key runs tasks on other nodes too:
+    /// `windows` are those of this node's tasks, `nodes` (`-1`: a task
+    /// with no leader now) run the others.
+    #[error("job tasks run on nodes {nodes:?} too: ask them")]
+    Spread {
+        /// The key's open windows held by this node's tasks.
+        windows: Vec<serde_json::Value>,
+        /// The nodes of the other tasks.
+        nodes: Vec<i32>,
     },
     /// The job has not started, stopped, or did not answer.
     #[error("{0}")]

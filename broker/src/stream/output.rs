@@ -2,13 +2,14 @@
 //! with the statement's columns in select-list order (group keys by name,
 //! window start and end in epoch ms, each aggregate by its name); the key is
 //! the group key (a JSON array of the key columns), so that every result of
-//! one group lands in one output partition, in order. The record timestamp
+//! one group lands in one output partition, in order; a job grouping by the
+//! record key alone keeps the input's key as it was. The record timestamp
 //! is the time of writing (results of replayed history must not fall under
 //! the output's time retention at once).
 
 use serde_json::Value;
 
-use super::plan::{JobPlan, OutputColumn};
+use super::plan::{JobPlan, OutputColumn, KEY_COLUMN};
 use super::window::WindowResult;
 
 /// Where an output field's value comes from.
@@ -28,6 +29,8 @@ pub struct Output {
     fields: Vec<(Vec<u8>, Source)>,
     /// The number of group key columns.
     keys: usize,
+    /// The job groups by the record key alone: results keep it.
+    record_key: bool,
 }
 
 impl Output {
@@ -51,11 +54,13 @@ impl Output {
         Self {
             fields,
             keys: plan.keys.len(),
+            record_key: plan.keys == [KEY_COLUMN],
         }
     }
 
-    /// The key and value bytes of the output record of `r`.
-    pub fn record(&self, r: &WindowResult) -> (Vec<u8>, Vec<u8>) {
+    /// The key (none for a null record key) and value bytes of the output
+    /// record of `r`.
+    pub fn record(&self, r: &WindowResult) -> (Option<Vec<u8>>, Vec<u8>) {
         let text = r.key.0.as_str();
         // One key column: its JSON is the array's only element, as is. More:
         // parsed once per record.
@@ -87,7 +92,17 @@ impl Output {
             };
         }
         v.push(b'}');
-        (text.as_bytes().to_vec(), v)
+        let key = if self.record_key {
+            // The input's key, read as text (a string or null).
+            r.key
+                .values()
+                .first()
+                .and_then(Value::as_str)
+                .map(|k| k.as_bytes().to_vec())
+        } else {
+            Some(text.as_bytes().to_vec())
+        };
+        (key, v)
     }
 }
 
@@ -130,7 +145,17 @@ mod tests {
             is_final: true,
         };
         let (k, v) = Output::new(&plan).record(&r);
-        assert_eq!(k, b"[17]");
+        assert_eq!(k.as_deref(), Some(&b"[17]"[..]));
+        let mut by_key = plan.clone();
+        by_key.keys = vec![KEY_COLUMN.into()];
+        for (key, want) in [(json!("k 1"), Some(&b"k 1"[..])), (Value::Null, None)] {
+            let r = WindowResult {
+                key: GroupKey::of(&[key]),
+                ..r.clone()
+            };
+            let (k, _) = Output::new(&by_key).record(&r);
+            assert_eq!(k.as_deref(), want, "the record key, as it was");
+        }
         let mut two = plan.clone();
         two.keys = vec!["a".into(), "b".into()];
         two.columns = vec![

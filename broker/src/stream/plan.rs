@@ -27,6 +27,20 @@ pub struct JobPlan {
     pub columns: Vec<OutputColumn>,
 }
 
+/// The column that reads a record's key (as UTF-8 text) instead of a field
+/// of its value.
+pub const KEY_COLUMN: &str = "_key";
+
+impl JobPlan {
+    /// Whether the job groups by the record key ([`KEY_COLUMN`]): every
+    /// group then lives in one input partition (a producer sends a key to
+    /// one partition), so each partition's windows run where it is read and
+    /// no repartition topic is needed (Kafka Streams' `groupByKey`).
+    pub fn copartitioned(&self) -> bool {
+        self.keys.iter().any(|k| k == KEY_COLUMN)
+    }
+}
+
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimeSource {

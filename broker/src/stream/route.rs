@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_client::{
-    Admin, ConsumerConfig, ConsumerRecord, OffsetSpec, Producer, ProducerRecord, TopicPartition,
+    Admin, ConsumerConfig, ConsumerRecord, Producer, ProducerRecord, TopicPartition,
 };
 
-use super::job::{JobDef, PartitionReport, SharedReport, StartFrom, Tally};
+use super::job::{JobDef, PartitionReport, SharedReport, Tally};
 use super::plan::TimeSource;
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
@@ -63,7 +63,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
             (c.position, c.router)
         }
         None => (
-            start_offset(&admin, &tp, def.from).await?,
+            task::start_offset(&admin, &tp, def.from).await?,
             Router::new(plan.window, def.grace_ms),
         ),
     };
@@ -127,30 +127,6 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     }
 }
 
-/// The first offset of `tp` to read for a job starting `from`.
-async fn start_offset(
-    admin: &Admin,
-    tp: &TopicPartition,
-    from: StartFrom,
-) -> Result<i64, TaskError> {
-    let spec = match from {
-        StartFrom::Earliest => OffsetSpec::Earliest,
-        StartFrom::Latest => OffsetSpec::Latest,
-        StartFrom::Timestamp(t) => OffsetSpec::Timestamp(t),
-    };
-    let tps = std::slice::from_ref(tp);
-    let found = task::retrying(|| admin.list_offsets(tps, spec)).await?;
-    let end = task::ends(admin, tps)
-        .await?
-        .get(&tp.partition)
-        .copied()
-        .unwrap_or(0);
-    // No record at or after the time: start at the end.
-    Ok(found
-        .get(tp)
-        .map_or(end, |l| if l.offset < 0 { end } else { l.offset }))
-}
-
 /// A route task's IO state.
 struct Route {
     reader: Reader,
@@ -184,7 +160,10 @@ impl Route {
         self.last_record = now.0;
         self.idle = false;
         let value = rec.value.clone().unwrap_or_default();
-        let (late, bad) = match self.reader.row(&value, rec.timestamp, now.1) {
+        let (late, bad) = match self
+            .reader
+            .row(rec.key.as_deref(), &value, rec.timestamp, now.1)
+        {
             Ok(Some(row)) => match self.router.route(self.p, rec.offset, row) {
                 Some(routed) => {
                     let (key, bytes) = routed.encode();

@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 
-use super::plan::{AggregateKind, CompareOp, Filter, JobPlan, Literal, Operand, TimeSource};
+use super::plan::{
+    AggregateKind, CompareOp, Filter, JobPlan, Literal, Operand, TimeSource, KEY_COLUMN,
+};
 use super::window::{GroupKey, Row};
 
 /// Why a record could not be used.
@@ -40,6 +42,9 @@ pub enum BadRecord {
         /// What the record holds there.
         got: String,
     },
+    /// The statement reads the record key (`_key`), and it is not UTF-8.
+    #[error("the record key is not UTF-8 text")]
+    KeyNotText,
 }
 
 /// Reads the rows of one plan: knows which top-level fields the plan uses,
@@ -47,8 +52,10 @@ pub enum BadRecord {
 #[derive(Debug, Clone)]
 pub struct Reader {
     plan: JobPlan,
-    /// Every field the plan reads, each once.
+    /// Every field of the value the plan reads, each once.
     names: Vec<String>,
+    /// Whether the plan reads the record key ([`KEY_COLUMN`]).
+    reads_key: bool,
 }
 
 impl Reader {
@@ -71,18 +78,38 @@ impl Reader {
         if let Some(f) = &plan.filter {
             filter_columns(f, &mut add);
         }
+        let reads_key = names.iter().any(|n| n == KEY_COLUMN);
+        names.retain(|n| n != KEY_COLUMN);
         Self {
             plan: plan.clone(),
             names,
+            reads_key,
         }
     }
 
-    /// The row of record `value` (Kafka timestamp `record_ts`, read at
-    /// `now_ms`), `Ok(None)` when `WHERE` rejects it.
-    pub fn row(&self, value: &[u8], record_ts: i64, now_ms: i64) -> Result<Option<Row>, BadRecord> {
+    /// The row of the record with `key` and `value` (Kafka timestamp
+    /// `record_ts`, read at `now_ms`), `Ok(None)` when `WHERE` rejects it.
+    pub fn row(
+        &self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        record_ts: i64,
+        now_ms: i64,
+    ) -> Result<Option<Row>, BadRecord> {
         let plan = &self.plan;
         let values = pick(value, &self.names)?;
+        let record_key = match key {
+            Some(k) if self.reads_key => Value::String(
+                std::str::from_utf8(k)
+                    .map_err(|_| BadRecord::KeyNotText)?
+                    .to_string(),
+            ),
+            _ => Value::Null,
+        };
         let get = |name: &str| {
+            if name == KEY_COLUMN {
+                return Some(&record_key).filter(|v| !v.is_null());
+            }
             self.names
                 .iter()
                 .position(|n| n == name)
@@ -134,14 +161,15 @@ impl Reader {
     }
 }
 
-/// The row of record `value` under `plan` (see [`Reader::row`]).
+/// The row of record `value` (without a key) under `plan` (see
+/// [`Reader::row`]).
 pub fn extract(
     plan: &JobPlan,
     value: &[u8],
     record_ts: i64,
     now_ms: i64,
 ) -> Result<Option<Row>, BadRecord> {
-    Reader::new(plan).row(value, record_ts, now_ms)
+    Reader::new(plan).row(None, value, record_ts, now_ms)
 }
 
 fn filter_columns(f: &Filter, add: &mut impl FnMut(&String)) {
@@ -333,6 +361,36 @@ mod tests {
         assert_eq!(extract(&p, b"{}", 5, 6).unwrap().unwrap().time_ms, 5);
         let p = plan(None, TimeSource::ProcessingTime);
         assert_eq!(extract(&p, b"{}", 5, 6).unwrap().unwrap().time_ms, 6);
+    }
+
+    #[test]
+    fn the_key_column_reads_the_record_key() {
+        let p = crate::stream::sql::parse_job(
+            "INSERT INTO o SELECT _key AS c, COUNT(*) FROM i WHERE _key <> 'x' \
+             GROUP BY _key, TUMBLE(ts, INTERVAL '1' SECOND)",
+        )
+        .unwrap();
+        assert!(p.copartitioned());
+        let r = Reader::new(&p);
+        let v = br#"{"ts": 5, "_key": "a field of the value"}"#;
+        let row = r.row(Some(b"k1"), v, 0, 0).unwrap().unwrap();
+        assert_eq!(row.key, GroupKey::of(&[json!("k1")]));
+        assert_eq!(r.row(Some(b"x"), v, 0, 0), Ok(None), "WHERE reads it too");
+        assert_eq!(r.row(None, v, 0, 0), Ok(None), "no key is null: not <> 'x'");
+        assert_eq!(
+            r.row(Some(&[0xff, 0xfe]), v, 0, 0),
+            Err(BadRecord::KeyNotText)
+        );
+        let by_field = crate::stream::sql::parse_job(
+            "INSERT INTO o SELECT COUNT(*) FROM i GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)",
+        )
+        .unwrap();
+        assert!(!by_field.copartitioned());
+        let row = Reader::new(&by_field)
+            .row(Some(&[0xff]), br#"{"ts": 5, "k": 1}"#, 0, 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.key, GroupKey::of(&[json!(1)]), "a key nobody reads");
     }
 
     #[test]

@@ -24,8 +24,8 @@ use weir_client::{
     StartPosition, TopicPartition,
 };
 
-use super::job::{JobDef, JobReport, SharedReport};
-use super::plan::JobPlan;
+use super::job::{JobDef, JobReport, SharedReport, StartFrom};
+use super::plan::{JobPlan, KEY_COLUMN};
 
 /// The compacted topic of job checkpoints (key: [`TaskId::state_key`]).
 pub const STATE_TOPIC: &str = "__weir_job_state";
@@ -167,10 +167,36 @@ pub async fn ends(admin: &Admin, tps: &[TopicPartition]) -> Result<BTreeMap<i32,
         .collect())
 }
 
+/// The first offset of `tp` to read for a job starting `from`.
+pub async fn start_offset(
+    admin: &Admin,
+    tp: &TopicPartition,
+    from: StartFrom,
+) -> Result<i64, TaskError> {
+    let spec = match from {
+        StartFrom::Earliest => OffsetSpec::Earliest,
+        StartFrom::Latest => OffsetSpec::Latest,
+        StartFrom::Timestamp(t) => OffsetSpec::Timestamp(t),
+    };
+    let tps = std::slice::from_ref(tp);
+    let found = retrying(|| admin.list_offsets(tps, spec)).await?;
+    let end = ends(admin, tps)
+        .await?
+        .get(&tp.partition)
+        .copied()
+        .unwrap_or(0);
+    // No record at or after the time: start at the end.
+    Ok(found
+        .get(tp)
+        .map_or(end, |l| if l.offset < 0 { end } else { l.offset }))
+}
+
 /// Creates the output, repartition, late and state topics when missing:
 /// the output with as many partitions as the input (`partitions`), the
 /// repartition topic with as many as the output (shard N writes output
-/// partition N). Returns the number of shards.
+/// partition N), none for a job grouping by the record key (input
+/// partition N writes output partition N). Returns the number of shards
+/// (output partitions).
 pub async fn prepare_topics(
     admin: &Admin,
     def: &JobDef,
@@ -183,11 +209,23 @@ pub async fn prepare_topics(
     let shards = retrying(|| admin.partitions(&plan.output_topic))
         .await?
         .len() as i32;
-    let mut repartition = NewTopic::new(super::repartition::topic(def), shards);
-    // Aggregate tasks delete what they checkpointed past; time must not
-    // delete what they have not read.
-    repartition.configs = vec![("retention.ms".into(), "-1".into())];
-    admin.create_topic(repartition, true).await?;
+    if plan.copartitioned() {
+        // Input partition N's windows are written to output partition N.
+        if shards != partitions {
+            return Err(TaskError::Topics(format!(
+                "the job groups by {KEY_COLUMN}, so each input partition's results go to the \
+                 output partition of the same number, but output topic {} has {shards} \
+                 partitions and input topic {} {partitions}",
+                plan.output_topic, plan.input_topic
+            )));
+        }
+    } else {
+        let mut repartition = NewTopic::new(super::repartition::topic(def), shards);
+        // Aggregate tasks delete what they checkpointed past; time must not
+        // delete what they have not read.
+        repartition.configs = vec![("retention.ms".into(), "-1".into())];
+        admin.create_topic(repartition, true).await?;
+    }
     if let Some(t) = &def.late_topic {
         admin
             .create_topic(NewTopic::new(t.clone(), partitions), true)

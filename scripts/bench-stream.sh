@@ -6,6 +6,9 @@
 # query creates a job --from earliest and measures the broker's CPU time
 # (utime + stime from /proc) and wall time until the job has read every
 # event and its aggregate tasks every routed row (the status's caught_up).
+# Each query runs twice: grouping by the customerId field (through the
+# job's repartition topic) and, over a copy of the events keyed by
+# customer, grouping by the record key (`_key`: no repartition topic).
 # With FLINK=1 (and target/flinkenv holding apache-flink, see
 # scripts/flink_stream.py) the same events run through Flink SQL in the
 # same script, for the comparison.
@@ -24,7 +27,7 @@ ADMIN="127.0.0.1:$((PORT + 1))"
 cleanup() {
     kill "$PID" 2>/dev/null || true
     wait "$PID" 2>/dev/null || true
-    rm -rf "$OUT/data" "$OUT/events.jsonl"
+    rm -rf "$OUT/data" "$OUT/events.jsonl" "$OUT/keyed.txt"
 }
 trap cleanup EXIT
 python3 "$ROOT/scripts/stream_events.py" "$N" >"$OUT/events.jsonl"
@@ -37,6 +40,12 @@ done
 "$W" topic create tx --partitions 1 --bootstrap "$BOOT" >/dev/null
 # Idempotent: without it, a retried batch may land after a later one.
 "$W" produce tx --idempotent --bootstrap "$BOOT" <"$OUT/events.jsonl" >/dev/null
+# The same events keyed by customer (`customerId|{json}` lines).
+python3 -c 'import json, sys
+for line in sys.stdin:
+    sys.stdout.write("%d|%s" % (json.loads(line)["customerId"], line))' <"$OUT/events.jsonl" >"$OUT/keyed.txt"
+"$W" topic create txk --partitions 1 --bootstrap "$BOOT" >/dev/null
+"$W" produce txk --idempotent --key-separator '|' --bootstrap "$BOOT" <"$OUT/keyed.txt" >/dev/null
 TICK=$(getconf CLK_TCK)
 cpu() { awk -v t="$TICK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$PID/stat"; }
 run() { # name, sql
@@ -60,6 +69,9 @@ run() { # name, sql
     run tumble "INSERT INTO out_tumble SELECT customerId, TUMBLE_START(ts, INTERVAL '30' SECOND) AS window_start, SUM(transactionSum) AS total, COUNT(*) AS n FROM tx GROUP BY customerId, TUMBLE(ts, INTERVAL '30' SECOND)"
     run hop "INSERT INTO out_hop SELECT customerId, HOP_START(ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) AS window_start, COUNT(*) AS n FROM tx GROUP BY customerId, HOP(ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)"
     run session "INSERT INTO out_session SELECT customerId, SESSION_START(ts, INTERVAL '10' SECOND) AS window_start, COUNT(*) AS n FROM tx GROUP BY customerId, SESSION(ts, INTERVAL '10' SECOND)"
+    run tumble_k "INSERT INTO out_tumble_k SELECT _key AS customerId, TUMBLE_START(ts, INTERVAL '30' SECOND) AS window_start, SUM(transactionSum) AS total, COUNT(*) AS n FROM txk GROUP BY _key, TUMBLE(ts, INTERVAL '30' SECOND)"
+    run hop_k "INSERT INTO out_hop_k SELECT _key AS customerId, HOP_START(ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) AS window_start, COUNT(*) AS n FROM txk GROUP BY _key, HOP(ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)"
+    run session_k "INSERT INTO out_session_k SELECT _key AS customerId, SESSION_START(ts, INTERVAL '10' SECOND) AS window_start, COUNT(*) AS n FROM txk GROUP BY _key, SESSION(ts, INTERVAL '10' SECOND)"
 } | tee "$OUT/summary.txt"
 if [ "${FLINK:-0}" = 1 ]; then
     "$ROOT/target/flinkenv/bin/python" "$ROOT/scripts/flink_stream.py" "$OUT/events.jsonl" "$N" | tee -a "$OUT/summary.txt"

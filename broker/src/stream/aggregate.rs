@@ -4,6 +4,12 @@
 //! the only writer (a result's key is the group key, hashed alike for the
 //! shard and the output partition).
 //!
+//! A job grouping by the record key has no repartition topic: its task N
+//! reads input partition N itself (for the job's consumer group), judges
+//! lateness by that partition's watermark (the route half, [`Router`]) and
+//! writes output partition N. Everything below holds for it too; its
+//! checkpoint also keeps the router.
+//!
 //! # Exactly once
 //!
 //! Its checkpoint holds the shard (the operator's state and the highest

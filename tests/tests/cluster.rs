@@ -889,6 +889,8 @@ fn kafkajs_produces_and_consumes_through_a_leader_failover() -> Result<()> {
     };
     let client = c.kill_once_written(leader, &topic, 0, 10_000, client)?;
     let out = client.join().expect("client thread")?;
+    // What kafkajs logged (retries, reconnects), shown with --nocapture.
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     let summary = weir_tests::json_lines(&out)?;
     ensure!(
         summary.first().is_some_and(|s| s["distinct"] == 600),

@@ -98,9 +98,11 @@ pub struct WindowOperator {
     kinds: Vec<AggregateKind>,
     emit: EmitMode,
     watermarks: Watermarks,
-    /// Tumbling and hopping windows: (key, start) → accumulators.
+    /// Tumbling and hopping windows: key → start → accumulators (a row
+    /// finds its key's windows with one hash of the key, which is cloned
+    /// only for a key with no open window).
     #[serde(with = "fixed_serde")]
-    fixed: HashMap<(GroupKey, i64), Vec<Acc>>,
+    fixed: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>>,
     /// Close → the (key, start) of the fixed windows closing then.
     fixed_timers: BTreeMap<i64, BTreeSet<(GroupKey, i64)>>,
     /// Sessions of each key, disjoint, by start.
@@ -113,23 +115,32 @@ pub struct WindowOperator {
     pub late: u64,
 }
 
-/// The fixed-window map as a list (JSON maps need string keys).
+/// The fixed-window map as a list of `((key, start), accumulators)`, by key
+/// and start (JSON maps need string keys).
 mod fixed_serde {
     use super::{Acc, GroupKey};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
 
-    type Map = HashMap<(GroupKey, i64), Vec<Acc>>;
+    type Map = HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>>;
 
     pub(super) fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
-        let mut v: Vec<_> = m.iter().collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
+        let mut keys: Vec<&GroupKey> = m.keys().collect();
+        keys.sort();
+        let v: Vec<((&GroupKey, i64), &Vec<Acc>)> = keys
+            .into_iter()
+            .flat_map(|k| m[k].iter().map(move |(start, accs)| ((k, *start), accs)))
+            .collect();
         v.serialize(s)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
         let v: Vec<((GroupKey, i64), Vec<Acc>)> = Vec::deserialize(d)?;
-        Ok(v.into_iter().collect())
+        let mut m = Map::new();
+        for ((key, start), accs) in v {
+            m.entry(key).or_default().insert(start, accs);
+        }
+        Ok(m)
     }
 }
 
@@ -165,7 +176,7 @@ impl WindowOperator {
 
     /// Windows not yet emitted as final.
     pub fn open_windows(&self) -> usize {
-        self.fixed.len() + self.session_timers.len()
+        self.fixed.values().map(BTreeMap::len).sum::<usize>() + self.session_timers.len()
     }
 
     /// The current values of `key`'s open windows, by start (queryable
@@ -181,11 +192,10 @@ impl WindowOperator {
                 .collect(),
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => self
                 .fixed
-                .iter()
-                .filter(|((k, _), _)| k == key)
-                .map(|((_, start), accs)| {
-                    result(key, *start, start + self.fixed_size(), accs, false)
-                })
+                .get(key)
+                .into_iter()
+                .flatten()
+                .map(|(start, accs)| result(key, *start, start + self.fixed_size(), accs, false))
                 .collect(),
         };
         out.sort_by_key(|r| r.start_ms);
@@ -288,8 +298,11 @@ impl WindowOperator {
                 continue;
             }
             took = true;
-            let slot = (row.key.clone(), start);
-            let accs = self.fixed.entry(slot).or_insert_with(|| {
+            let windows = match self.fixed.get_mut(&row.key) {
+                Some(w) => w,
+                None => self.fixed.entry(row.key.clone()).or_default(),
+            };
+            let accs = windows.entry(start).or_insert_with(|| {
                 self.fixed_timers
                     .entry(close)
                     .or_default()
@@ -348,13 +361,21 @@ impl WindowOperator {
         let Some(f) = self.watermarks.firing() else {
             return;
         };
+        let size = self.fixed_size();
         while let Some(entry) = self.fixed_timers.first_entry() {
             if *entry.key() > f {
                 break;
             }
             for (key, start) in entry.remove() {
-                if let Some(accs) = self.fixed.remove(&(key.clone(), start)) {
-                    out.push(result(&key, start, start + self.fixed_size(), &accs, true));
+                let Some(windows) = self.fixed.get_mut(&key) else {
+                    continue;
+                };
+                let accs = windows.remove(&start);
+                if windows.is_empty() {
+                    self.fixed.remove(&key);
+                }
+                if let Some(accs) = accs {
+                    out.push(result(&key, start, start + size, &accs, true));
                 }
             }
         }

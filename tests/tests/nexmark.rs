@@ -11,8 +11,10 @@
 //! Records are keyed by auction (as Nexmark's Kafka sources are): the
 //! client's murmur2 partitioner spreads them over three partitions, so the
 //! hot auction fills one partition and each partition's order is the order
-//! produced. Q7 runs twice: as a group window and through the window table
-//! function with an alias. Q12 (processing time) is checked where it is deterministic:
+//! produced. Q5 runs twice: grouping by the auction field and by the
+//! record key (no repartition topic; windows final by their own
+//! partition's watermark). Q7 runs twice: as a group window and through the
+//! window table function with an alias. Q12 (processing time) is checked where it is deterministic:
 //! every bid counted once, in windows aligned to their size.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,15 +48,20 @@ enum Win {
 type Window = (u64, i64, i64, Vec<u64>);
 
 /// The final windows of `win` grouped by `key` (a bid → its group key), and
-/// the number of records late for all their windows.
+/// the number of records late for all their windows. With `own`, fixed
+/// windows are final once their own partition's watermark passed their
+/// close (a job grouping by the record key), not the minimum.
 fn reference(
     events: &[(i32, Bid)],
     win: Win,
     grace: i64,
     key: impl Fn(&Bid) -> u64,
+    own: bool,
 ) -> (Vec<Window>, u64) {
     let mut late = 0;
-    let mut fixed: BTreeMap<(u64, i64), Vec<u64>> = BTreeMap::new();
+    // (key, start) -> (partition, prices)
+    let mut fixed: BTreeMap<(u64, i64), (i32, Vec<u64>)> = BTreeMap::new();
+    let mut watermarks: BTreeMap<i32, i64> = BTreeMap::new();
     // Per key, the accepted records' gap windows [t, t + gap) and prices.
     let mut gaps: BTreeMap<u64, Vec<(i64, i64, u64)>> = BTreeMap::new();
     let mut min_watermark = i64::MAX;
@@ -70,7 +77,11 @@ fn reference(
                     while start + size > t {
                         if !closed(start + size + grace) {
                             took = true;
-                            fixed.entry((key(b), start)).or_default().push(b.price);
+                            fixed
+                                .entry((key(b), start))
+                                .or_insert_with(|| (p, Vec::new()))
+                                .1
+                                .push(b.price);
                         }
                         start -= slide;
                     }
@@ -86,13 +97,16 @@ fn reference(
             }
             wm = Some(wm.map_or(t, |w| w.max(t)));
         }
-        min_watermark = min_watermark.min(wm.expect("bids in every partition"));
+        let wm = wm.expect("bids in every partition");
+        watermarks.insert(p, wm);
+        min_watermark = min_watermark.min(wm);
     }
     let mut out = Vec::new();
     match win {
         Win::Fixed { size, .. } => {
-            for ((k, start), prices) in fixed {
-                if start + size + grace <= min_watermark {
+            for ((k, start), (p, prices)) in fixed {
+                let done = if own { watermarks[&p] } else { min_watermark };
+                if start + size + grace <= done {
                     out.push((k, start, start + size, prices));
                 }
             }
@@ -179,7 +193,8 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let input = unique("bid");
-    let [q5, q7, q7_tvf, q11, q12] = ["q5", "q7", "q7-tvf", "q11", "q12"].map(unique);
+    let [q5, q5_key, q7, q7_tvf, q11, q12] =
+        ["q5", "q5-key", "q7", "q7-tvf", "q11", "q12"].map(unique);
     Admin::connect(ClientConfig::new(&bootstrap))
         .await?
         .create_topic(NewTopic::new(&input, PARTITIONS), false)
@@ -200,6 +215,17 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         format!(
             "INSERT INTO \"{q5}\" SELECT auction, COUNT(*) AS num, HOP_START(dateTime, {hop}) AS starttime \
              FROM \"{input}\" GROUP BY auction, HOP(dateTime, {hop})"
+        ),
+        "1s",
+    )?;
+    // The same grouping by the record key (the bids are keyed by auction):
+    // no repartition topic, each partition's windows final by its own
+    // watermark.
+    create(
+        "q5-key",
+        format!(
+            "INSERT INTO \"{q5_key}\" SELECT _key AS auction, COUNT(*) AS num, HOP_START(dateTime, {hop}) AS starttime \
+             FROM \"{input}\" GROUP BY _key, HOP(dateTime, {hop})"
         ),
         "1s",
     )?;
@@ -273,6 +299,7 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         },
         1_000,
         |b| b.auction,
+        false,
     );
     // Up to 5 s out of order: late for some hopping windows, never for all.
     ensure!(
@@ -291,6 +318,34 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     same("Q5", got, want)?;
     check_counts(&admin, "q5", BIDS, late)?;
+    let (windows, late) = reference(
+        &events,
+        Win::Fixed {
+            slide: 2_000,
+            size: 10_000,
+        },
+        1_000,
+        |b| b.auction,
+        true,
+    );
+    let want: Vec<(i64, i64, i64)> = windows
+        .iter()
+        .map(|(a, s, _, bids)| (*a as i64, *s, bids.len() as i64))
+        .collect();
+    let got = read_values(&bootstrap, &q5_key, want.len())
+        .await?
+        .iter()
+        .map(|v| {
+            let auction = v["auction"].as_str().and_then(|a| a.parse().ok());
+            Ok((
+                auction.with_context(|| format!("auction as text in {v}"))?,
+                int(v, "starttime")?,
+                int(v, "num")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    same("Q5 by record key", got, want)?;
+    check_counts(&admin, "q5-key", BIDS, late)?;
 
     // Q7
     let (windows, late) = reference(
@@ -301,6 +356,7 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         },
         1_000,
         |_| 0,
+        false,
     );
     ensure!(
         windows.len() >= 5 && late > 0,
@@ -327,7 +383,13 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
     check_counts(&admin, "q7-tvf", BIDS, late)?;
 
     // Q11
-    let (sessions, late) = reference(&events, Win::Session { gap: 10_000 }, 0, |b| b.bidder);
+    let (sessions, late) = reference(
+        &events,
+        Win::Session { gap: 10_000 },
+        0,
+        |b| b.bidder,
+        false,
+    );
     ensure!(
         sessions.iter().filter(|s| s.3.len() > 1).count() > 10,
         "Q11: too few sessions of several bids in {}",

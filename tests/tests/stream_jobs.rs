@@ -1102,19 +1102,17 @@ fn job_diagnosis(c: &mut weir_tests::cluster::Cluster, name: &str) -> String {
 /// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
-    let (mut c, bootstrap, input, out, evs) = cluster_with_first_half(false, false).await?;
-    let leaders: Vec<i32> = (0..3)
-        .map(|p| c.leader(1, &input, p))
-        .collect::<Result<_>>()?;
-    let runner = leaders[0];
-    let other = (1..=3).find(|n| *n != runner).expect("three nodes");
-    let admin = c.node(other).admin_addr().to_string();
-    let sql = totals_sql(&input, &out);
-    // Created through a node that does not lead partition 0.
-    weir(&[
-        "job", "create", "moving", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
-    ])?;
-    await_first_result(&bootstrap, &out).await?;
+    let ClusterJob {
+        mut c,
+        input,
+        out,
+        evs,
+        leaders,
+        runner,
+        other,
+        admin,
+    } = cluster_job("moving", false).await?;
+    await_first_result(&c.bootstrap(), &out).await?;
     let routes = weir_tests::poll_until(Duration::from_secs(30), || {
         let running = running_tasks(&mut c, other, "moving")?;
         let routes: BTreeSet<(String, i32)> = running
@@ -1137,18 +1135,8 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
         nodes.len() > 1,
         "the input's leaders are all on one node: {leaders:?}"
     );
-    c.node(runner).kill()?;
-    let bootstrap = c.bootstrap();
-    produce(&bootstrap, &input, &half(&evs, false)).await?;
     let (want, _) = reference(&evs);
-    let got = match read_topic(&bootstrap, &out, want.len()).await {
-        Ok(r) => r,
-        Err(e) => {
-            let diag = job_diagnosis(&mut c, "moving");
-            let missing = missing_results(&bootstrap, &out, &want).await;
-            return Err(e.context(format!("killed node {runner}; {missing}\n{diag}")));
-        }
-    };
+    let got = kill_and_finish(&mut c, runner, "moving", &input, &out, &evs, &want).await?;
     exactly_once(&totals(&got)?, &want)?;
     // Every task runs on a survivor, and any node describes the whole job:
     // every input partition read to its end, and every record counted once
@@ -1195,23 +1183,94 @@ async fn a_job_moves_to_the_new_leader_and_stays_exactly_once() -> Result<()> {
     Ok(())
 }
 
-/// A job grouping by the record key in a cluster: task `aggregate-P` runs
-/// on the leader of input partition P, any node answers a state query by
-/// asking the others, and after the leader of partition 0 is killed its
-/// task moves and every final result is written exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_grouping_by_the_record_key_runs_on_each_input_leader() -> Result<()> {
-    let (mut c, _, input, out, evs) = cluster_with_first_half(false, true).await?;
+/// A three-node cluster running job `name` over the first half of the
+/// events (the seed query, or grouping by the record key over
+/// [`keyed_events`] when `keyed`), created through `other`, a node that
+/// does not lead input partition 0 (`runner` does).
+struct ClusterJob {
+    c: weir_tests::cluster::Cluster,
+    input: String,
+    out: String,
+    evs: Vec<Event>,
+    /// The leader of each input partition.
+    leaders: Vec<i32>,
+    runner: i32,
+    other: i32,
+    /// `other`'s admin listener.
+    admin: String,
+}
+
+/// Starts a [`ClusterJob`].
+async fn cluster_job(name: &str, keyed: bool) -> Result<ClusterJob> {
+    let (mut c, _, input, out, evs) = cluster_with_first_half(false, keyed).await?;
     let leaders: Vec<i32> = (0..3)
         .map(|p| c.leader(1, &input, p))
         .collect::<Result<_>>()?;
     let runner = leaders[0];
     let other = (1..=3).find(|n| *n != runner).expect("three nodes");
     let admin = c.node(other).admin_addr().to_string();
-    let sql = keyed_totals_sql(&input, &out);
+    let sql = if keyed {
+        keyed_totals_sql(&input, &out)
+    } else {
+        totals_sql(&input, &out)
+    };
     weir(&[
-        "job", "create", "keyed", "--sql", &sql, "--grace", "500ms", "--admin", &admin,
+        "job", "create", name, "--sql", &sql, "--grace", "500ms", "--admin", &admin,
     ])?;
+    Ok(ClusterJob {
+        c,
+        input,
+        out,
+        evs,
+        leaders,
+        runner,
+        other,
+        admin,
+    })
+}
+
+/// Kills node `runner`, produces the second half of `evs` to `input`
+/// through the survivors, and reads as many results from `out` as `want`
+/// holds; on failure, says which are missing and what every node reports
+/// of job `name`.
+async fn kill_and_finish(
+    c: &mut weir_tests::cluster::Cluster,
+    runner: i32,
+    name: &str,
+    input: &str,
+    out: &str,
+    evs: &[Event],
+    want: &BTreeSet<Total>,
+) -> Result<Vec<ConsumerRecord>> {
+    c.node(runner).kill()?;
+    let bootstrap = c.bootstrap();
+    produce(&bootstrap, input, &half(evs, false)).await?;
+    match read_topic(&bootstrap, out, want.len()).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let diag = job_diagnosis(c, name);
+            let missing = missing_results(&bootstrap, out, want).await;
+            Err(e.context(format!("killed node {runner}; {missing}\n{diag}")))
+        }
+    }
+}
+
+/// A job grouping by the record key in a cluster: task `aggregate-P` runs
+/// on the leader of input partition P, any node answers a state query by
+/// asking the others, and after the leader of partition 0 is killed its
+/// task moves and every final result is written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_grouping_by_the_record_key_runs_on_each_input_leader() -> Result<()> {
+    let ClusterJob {
+        mut c,
+        input,
+        out,
+        evs,
+        leaders,
+        runner,
+        other,
+        ..
+    } = cluster_job("keyed", true).await?;
     let want_tasks: BTreeSet<(String, i32)> = leaders
         .iter()
         .enumerate()
@@ -1238,19 +1297,9 @@ async fn a_job_grouping_by_the_record_key_runs_on_each_input_leader() -> Result<
             "node {n} never answered the open windows {open:?}"
         );
     }
-    c.node(runner).kill()?;
-    let bootstrap = c.bootstrap();
-    produce(&bootstrap, &input, &half(&evs, false)).await?;
     let produced = [first, half(&evs, false)].concat();
     let (want, _, _) = reference_keyed(&produced);
-    let got = match read_topic(&bootstrap, &out, want.len()).await {
-        Ok(r) => r,
-        Err(e) => {
-            let diag = job_diagnosis(&mut c, "keyed");
-            let missing = missing_results(&bootstrap, &out, &want).await;
-            return Err(e.context(format!("killed node {runner}; {missing}\n{diag}")));
-        }
-    };
+    let got = kill_and_finish(&mut c, runner, "keyed", &input, &out, &evs, &want).await?;
     exactly_once(&totals(&got)?, &want)?;
     Ok(())
 }

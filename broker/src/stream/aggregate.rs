@@ -355,17 +355,16 @@ impl Aggregate {
             Ok(None) => (false, None),
             Err(e) => (false, Some(e.to_string())),
         };
-        self.counts.records_in += 1;
-        self.counts.late += u64::from(late);
-        self.counts.bad += u64::from(bad.is_some());
-        if late || bad.is_some() {
-            if let Some(topic) = &self.def.late_topic {
-                let reason = bad.unwrap_or_else(|| "late".into());
-                let out = task::late_record(topic, self.r, &rec, reason);
-                self.producer.send_detached(out).await?;
-            }
-        }
-        Ok(())
+        task::tally_input(
+            &mut self.counts,
+            &self.producer,
+            &self.def,
+            self.r,
+            &rec,
+            late,
+            bad,
+        )
+        .await
     }
 
     /// After a poll of a task reading its input itself: the partition's

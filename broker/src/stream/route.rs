@@ -181,17 +181,16 @@ impl Route {
             Ok(None) => (false, None),
             Err(e) => (false, Some(e.to_string())),
         };
-        self.counts.records_in += 1;
-        self.counts.late += u64::from(late);
-        self.counts.bad += u64::from(bad.is_some());
-        if late || bad.is_some() {
-            if let Some(topic) = &self.def.late_topic {
-                let reason = bad.unwrap_or_else(|| "late".into());
-                let out = task::late_record(topic, self.p, &rec, reason);
-                self.producer.send_detached(out).await?;
-            }
-        }
-        Ok(())
+        task::tally_input(
+            &mut self.counts,
+            &self.producer,
+            &self.def,
+            self.p,
+            &rec,
+            late,
+            bad,
+        )
+        .await
     }
 
     /// Adds the counts since the last call to the report (once per poll,

@@ -158,6 +158,32 @@ pub fn producer_config(bootstrap: &str, client_id: String) -> weir_client::Produ
         .client_id(client_id)
 }
 
+/// Counts input record `rec` of partition `p` as read, and late or bad
+/// (`bad`: why it could not be read); a late or bad one is set aside in
+/// the job's late topic, if it has one.
+pub async fn tally_input(
+    counts: &mut super::job::Tally,
+    producer: &Producer,
+    def: &JobDef,
+    p: i32,
+    rec: &ConsumerRecord,
+    late: bool,
+    bad: Option<String>,
+) -> Result<(), TaskError> {
+    counts.records_in += 1;
+    counts.late += u64::from(late);
+    counts.bad += u64::from(bad.is_some());
+    if late || bad.is_some() {
+        if let Some(topic) = &def.late_topic {
+            let reason = bad.unwrap_or_else(|| "late".into());
+            producer
+                .send_detached(late_record(topic, p, rec, reason))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The end offset of each of `tps` (their partition numbers as keys).
 pub async fn ends(admin: &Admin, tps: &[TopicPartition]) -> Result<BTreeMap<i32, i64>, TaskError> {
     Ok(retrying(|| admin.list_offsets(tps, OffsetSpec::Latest))

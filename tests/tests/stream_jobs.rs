@@ -215,32 +215,16 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         "results differ from the reference:\n got {got_set:?}\nwant {want:?}"
     );
 
-    let status = weir_tests::poll_until(Duration::from_secs(30), || {
-        let s = job_status(&admin, "totals")?;
-        Ok((s["records_in"].as_u64() == Some(evs.len() as u64 + bad)).then_some(s))
-    })?;
-    ensure!(status["bad"].as_u64() == Some(bad), "bad count: {status}");
-    ensure!(
-        status["late"].as_u64() == Some(want_late),
-        "late count (want {want_late}): {status}"
-    );
     // Queryable state: each customer's open windows, as they stand.
     let (_, open, _) = reference_with_open(&evs);
-    let queried = query_open_windows(&admin, "totals")?;
-    ensure!(
-        !open.is_empty(),
-        "the input leaves no window open: the query test needs one"
-    );
-    ensure!(
-        queried == open,
-        "open windows:\n got {queried:?}\nwant {open:?}"
-    );
-    let set_aside = read_topic(&bootstrap, &late, (bad + want_late) as usize).await?;
-    ensure!(
-        set_aside.len() as u64 == bad + want_late,
-        "late topic: {}",
-        set_aside.len()
-    );
+    let read = ReadAll {
+        records: evs.len() as u64 + bad,
+        bad,
+        late: want_late,
+        late_topic: &late,
+        open: &open,
+    };
+    read.check(&bootstrap, &admin, "totals").await?;
 
     // Kappa: the same statement over the whole history, into a new topic.
     weir(&[
@@ -326,6 +310,55 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         "the recreated job did not write every result of the live run once more"
     );
     Ok(())
+}
+
+/// What a job shows once it read all its input.
+struct ReadAll<'a> {
+    /// Input records.
+    records: u64,
+    /// Unreadable ones.
+    bad: u64,
+    /// Late ones.
+    late: u64,
+    /// Where bad and late records are set aside.
+    late_topic: &'a str,
+    /// The windows still open (not empty: the query needs one).
+    open: &'a BTreeSet<Total>,
+}
+
+impl ReadAll<'_> {
+    /// Checks job `name` on the node at `bootstrap` / `admin`: every record
+    /// counted, the bad and late ones as such and in the late topic, and the
+    /// open windows as `weir job query` gives them.
+    async fn check(&self, bootstrap: &str, admin: &str, name: &str) -> Result<()> {
+        let status = weir_tests::poll_until(Duration::from_secs(30), || {
+            let s = job_status(admin, name)?;
+            Ok((s["records_in"].as_u64() == Some(self.records)).then_some(s))
+        })?;
+        ensure!(
+            status["bad"].as_u64() == Some(self.bad),
+            "bad count: {status}"
+        );
+        ensure!(
+            status["late"].as_u64() == Some(self.late),
+            "late count (want {}): {status}",
+            self.late
+        );
+        ensure!(
+            !self.open.is_empty(),
+            "the input leaves no window open: the query test needs one"
+        );
+        let queried = query_open_windows(admin, name)?;
+        ensure!(
+            queried == *self.open,
+            "open windows:\n got {queried:?}\nwant {:?}",
+            self.open
+        );
+        let aside = (self.bad + self.late) as usize;
+        let set_aside = read_topic(bootstrap, self.late_topic, aside).await?;
+        ensure!(set_aside.len() == aside, "late topic: {}", set_aside.len());
+        Ok(())
+    }
 }
 
 /// The open windows of customers 0..5 in job `name`, as `weir job query`
@@ -593,15 +626,15 @@ async fn a_job_grouping_by_the_record_key_reads_its_input_without_repartitioning
             r.key
         );
     }
-    let status = weir_tests::poll_until(Duration::from_secs(30), || {
-        let s = job_status(&admin, "keyed")?;
-        Ok((s["records_in"].as_u64() == Some(evs.len() as u64 + bad)).then_some(s))
-    })?;
-    ensure!(status["bad"].as_u64() == Some(bad), "bad count: {status}");
-    ensure!(
-        status["late"].as_u64() == Some(want_late) && want_late > 0,
-        "late count (want {want_late}): {status}"
-    );
+    ensure!(want_late > 0, "the input has no late record");
+    let read = ReadAll {
+        records: evs.len() as u64 + bad,
+        bad,
+        late: want_late,
+        late_topic: &late,
+        open: &open,
+    };
+    read.check(&bootstrap, &admin, "keyed").await?;
     // Its tasks report the input partitions they read, as route tasks do.
     let records = (evs.len() as u64 + bad) as i64;
     weir_tests::poll_until(Duration::from_secs(30), || {
@@ -609,18 +642,6 @@ async fn a_job_grouping_by_the_record_key_reads_its_input_without_repartitioning
         Ok((s["caught_up"] == true && s["lag"] == 0 && records_read(&s)? == records).then_some(()))
     })
     .context("the job never showed caught up")?;
-    ensure!(!open.is_empty(), "the input leaves no window open");
-    let queried = query_open_windows(&admin, "keyed")?;
-    ensure!(
-        queried == open,
-        "open windows:\n got {queried:?}\nwant {open:?}"
-    );
-    let set_aside = read_topic(&bootstrap, &late, (bad + want_late) as usize).await?;
-    ensure!(
-        set_aside.len() as u64 == bad + want_late,
-        "late topic: {}",
-        set_aside.len()
-    );
     let view: serde_json::Value =
         serde_json::from_str(&weir(&["job", "describe", "keyed", "--admin", &admin])?)?;
     let tasks: Vec<&str> = view["tasks"]

@@ -654,6 +654,10 @@ async fn a_job_grouping_by_the_record_key_reads_its_input_without_repartitioning
         tasks == ["aggregate-0", "aggregate-1", "aggregate-2"],
         "tasks {tasks:?}"
     );
+    ensure!(
+        view["repartition_topic"].is_null(),
+        "describe names a repartition topic: {view}"
+    );
     let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
     ensure!(
         !topics.contains("__weir_job-keyed"),
@@ -766,9 +770,21 @@ async fn jobs_created_together_start_without_a_failed_task() -> Result<()> {
             let text = weir(&["job", "describe", name, "--admin", &admin])?;
             let view: serde_json::Value = serde_json::from_str(&text)?;
             let tasks = view["tasks"].as_array().context("tasks")?;
-            Ok((tasks.len() == 6 && tasks.iter().all(|t| t["state"] == "running")).then_some(()))
+            let running = tasks.len() == 6 && tasks.iter().all(|t| t["state"] == "running");
+            Ok(running.then_some(view))
         })
-        .with_context(|| format!("job {name}'s tasks did not all run"))?;
+        .with_context(|| format!("job {name}'s tasks did not all run"))
+        .and_then(|view| {
+            // Describe names the topic its rows are repartitioned through.
+            let prefix = format!("__weir_job-{name}-");
+            ensure!(
+                view["repartition_topic"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&prefix)),
+                "repartition topic in {view}"
+            );
+            Ok(())
+        })?;
     }
     let log = node.stderr_all();
     let failed: Vec<&str> = log

@@ -58,6 +58,9 @@ pub struct JobView {
     /// Where each of its tasks runs, and its state when it runs on the node
     /// asked.
     pub tasks: Vec<TaskView>,
+    /// The internal topic its rows are repartitioned through; none for a
+    /// job grouping by the record key (or an invalid one).
+    pub repartition_topic: Option<String>,
 }
 
 /// One task of a job, as the admin API shows it.
@@ -229,6 +232,7 @@ impl Jobs {
                         status: super::task::idle_report("invalid"),
                         def,
                         tasks: Vec::new(),
+                        repartition_topic: None,
                     };
                 };
                 let mut reports = Vec::new();
@@ -271,7 +275,14 @@ impl Jobs {
                 } else {
                     merge(b.config.node_id, &tasks, reports)
                 };
-                JobView { def, status, tasks }
+                let repartition_topic =
+                    (!plan.copartitioned()).then(|| super::repartition::topic(&def));
+                JobView {
+                    def,
+                    status,
+                    tasks,
+                    repartition_topic,
+                }
             })
             .collect()
     }

@@ -13,7 +13,7 @@ pub(crate) enum JobCmd {
     Create {
         /// The job's name (also its consumer group `weir-job-NAME`).
         name: String,
-        /// `INSERT INTO out SELECT … FROM in GROUP BY keys, TUMBLE|HOP|SESSION(…)`.
+        /// `INSERT INTO out SELECT … FROM in GROUP BY keys, TUMBLE|HOP|SESSION(…)`; `_key` is the record key (grouping by it skips the repartition topic).
         #[arg(long)]
         sql: String,
         /// Where it starts the first time: earliest, latest or an RFC 3339 time.

@@ -14,6 +14,8 @@
 //!   DESCRIPTOR(time), gap))` — with `window_start` and `window_end` both in
 //!   `GROUP BY` (they are the window, not keys) and selectable.
 //! - Time: a column, `_timestamp` (the record timestamp) or `PROCTIME()`.
+//! - `_key`: the record key as text, wherever a column goes; grouping by it
+//!   makes the job co-partitioned ([`JobPlan::copartitioned`]).
 //! - Intervals: `INTERVAL 'n' UNIT` for MILLISECOND, SECOND, MINUTE, HOUR,
 //!   DAY, WEEK (singular or plural, `n` may have a fraction if the result is
 //!   whole milliseconds) and `INTERVAL 'n unit'` strings (`'30 seconds'`,

@@ -227,8 +227,8 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
     let Some(def) = broker.meta.jobs().get(name).cloned() else {
         return json_error("404 Not Found", format!("job {name} does not exist"));
     };
-    let columns = def.plan().map(|p| p.keys).unwrap_or_default();
-    let keys = def.plan().map_or(1, |p| p.keys.len());
+    let columns = def.plan().map(|p| p.keys).ok();
+    let keys = columns.as_ref().map_or(1, Vec::len);
     let parsed = serde_json::from_str::<serde_json::Value>(&raw)
         .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
     let mut values = match parsed {
@@ -236,7 +236,7 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
         v => vec![v],
     };
     // A record key is text: `?key=17` asks for the key "17".
-    for (v, c) in values.iter_mut().zip(&columns) {
+    for (v, c) in values.iter_mut().zip(columns.iter().flatten()) {
         if c == crate::stream::plan::KEY_COLUMN && !(v.is_string() || v.is_null()) {
             *v = serde_json::Value::String(v.to_string());
         }

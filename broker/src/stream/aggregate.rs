@@ -61,9 +61,9 @@ use weir_client::{
     TopicPartition,
 };
 
-use super::job::{JobDef, PartitionReport, SharedReport, Tally};
+use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::plan::JobPlan;
-use super::repartition::{self, Routed, Router, Shard, Took};
+use super::repartition::{Routed, Router, Shard, Took};
 use super::row::Reader;
 use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
 use super::window::{EmitMode, WindowOperator, WindowResult};
@@ -143,11 +143,7 @@ pub async fn run(
     // A job grouping by the record key has no repartition topic: the task
     // reads input partition `r` itself, its only source.
     let keyed = plan.copartitioned();
-    let input = if keyed {
-        TopicPartition::new(&plan.input_topic, r)
-    } else {
-        TopicPartition::new(repartition::topic(&def), r)
-    };
+    let input = TopicPartition::new(task::shard_topic(&def, &plan), r);
     let output = TopicPartition::new(&plan.output_topic, r);
     let output_end = end_of(&admin, &output).await?;
     let (shard, position, skip, identity, router) = match restored {
@@ -218,7 +214,7 @@ pub async fn run(
             reader: Reader::new(&plan),
             router,
             proctime: plan.time == super::plan::TimeSource::ProcessingTime,
-            counted: (Instant::now(), report_in),
+            rate: InputRate::new(report_in),
         }),
         format: super::output::Output::new(&plan),
         def,
@@ -433,8 +429,7 @@ struct Direct {
     router: Router,
     /// Event time is processing time (`PROCTIME()`).
     proctime: bool,
-    /// Start of the rate interval and records in at its start.
-    counted: (Instant, u64),
+    rate: InputRate,
 }
 
 impl Aggregate {
@@ -570,36 +565,26 @@ impl Aggregate {
             log_end,
             watermark: firing,
         };
-        let direct = self.direct.as_mut().map(|d| {
-            let (since, before) = d.counted;
-            d.counted.0 = Instant::now();
-            (since, before, d.router.wm)
-        });
+        let direct = self.direct.as_mut();
         self.report.update(|rep| {
             rep.open_windows = open;
             rep.watermark = firing;
             match direct {
                 // An input partition, as a route task reports it.
-                Some((since, before, wm)) => {
-                    let secs = since.elapsed().as_secs_f64().max(1e-3);
-                    rep.records_per_sec = (rep.counts.records_in - before) as f64 / secs;
-                    rep.partitions = [(
-                        r,
-                        PartitionReport {
-                            watermark: wm,
-                            ..at
-                        },
-                    )]
-                    .into();
+                Some(d) => {
+                    let at = PartitionReport {
+                        watermark: d.router.wm,
+                        ..at
+                    };
+                    d.rate.report(rep, r, at);
                 }
-                None => rep.shards = [(r, at)].into(),
+                None => {
+                    rep.shards = [(r, at)].into();
+                    rep.caught_up = position >= log_end;
+                }
             }
-            rep.caught_up = position >= log_end;
         });
         let report = self.report.get();
-        if let Some(d) = self.direct.as_mut() {
-            d.counted.1 = report.counts.records_in;
-        }
         task::publish_status(&self.producer, &self.def, TaskId::Aggregate(r), report).await
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -187,5 +188,34 @@ impl SharedReport {
     /// Changes the report.
     pub fn update(&self, f: impl FnOnce(&mut JobReport)) {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// How fast a task reading an input partition reads it: records in per
+/// second between two of its reports.
+#[derive(Debug, Clone, Copy)]
+pub struct InputRate {
+    since: Instant,
+    records_in: u64,
+}
+
+impl InputRate {
+    /// Counts from now, with `records_in` records read so far.
+    pub fn new(records_in: u64) -> Self {
+        Self {
+            since: Instant::now(),
+            records_in,
+        }
+    }
+
+    /// Reports in `rep` the rate since the last report and the task's input
+    /// partition `p` at `at` (caught up when read to its end); the next
+    /// interval starts now.
+    pub fn report(&mut self, rep: &mut JobReport, p: i32, at: PartitionReport) {
+        let secs = self.since.elapsed().as_secs_f64().max(1e-3);
+        rep.records_per_sec = rep.counts.records_in.saturating_sub(self.records_in) as f64 / secs;
+        *self = Self::new(rep.counts.records_in);
+        rep.partitions = [(p, at)].into();
+        rep.caught_up = at.position >= at.log_end;
     }
 }

@@ -134,8 +134,8 @@ impl Jobs {
         let Some(def) = b.meta.jobs().get(name).cloned() else {
             return Err(failed(format!("job {name} does not exist")));
         };
-        if def.plan().is_ok_and(|p| p.copartitioned()) {
-            return self.query_everywhere(b, &def, key).await;
+        if let Some(plan) = def.plan().ok().filter(JobPlan::copartitioned) {
+            return self.query_everywhere(b, &def, &plan, key).await;
         }
         let topic = super::repartition::topic(&def);
         let Some(shards) = b.meta.topic(&topic).map(|t| t.partitions) else {
@@ -169,16 +169,14 @@ impl Jobs {
         &self,
         b: &Broker,
         def: &JobDef,
+        plan: &JobPlan,
         key: super::window::GroupKey,
     ) -> Result<Vec<serde_json::Value>, QueryError> {
-        let Ok(plan) = def.plan() else {
-            return Err(QueryError::Failed(format!("job {} is invalid", def.name)));
-        };
         let mut local = Vec::new();
         let mut nodes = Vec::new();
         {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            for (id, node) in tasks_of(b, def, &plan) {
+            for (id, node) in tasks_of(b, def, plan) {
                 match running
                     .get(&(def.name.clone(), id))
                     .and_then(|r| r.queries.clone())
@@ -337,11 +335,7 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
             let res = match (key.1, asked) {
                 (TaskId::Route(p), _) => super::route::run(cx, p).await,
                 (TaskId::Aggregate(r), Some(asked)) => {
-                    let topic = if cx.plan.copartitioned() {
-                        cx.plan.input_topic.clone()
-                    } else {
-                        super::repartition::topic(&cx.def)
-                    };
+                    let topic = super::task::shard_topic(&cx.def, &cx.plan);
                     let node = weak.clone();
                     let leads = Box::new(move || node.upgrade().and_then(|b| b.leads(&topic, r)));
                     super::aggregate::run(cx, r, asked, leads).await
@@ -377,23 +371,14 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
 /// by the record key, an aggregate task per input partition.
 fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
     let mut out = Vec::new();
-    if plan.copartitioned() {
+    if !plan.copartitioned() {
         if let Some(t) = b.meta.topic(&plan.input_topic) {
             for p in 0..t.partitions {
-                out.push((
-                    TaskId::Aggregate(p),
-                    b.leader_of(&plan.input_topic, &t, p).0,
-                ));
+                out.push((TaskId::Route(p), b.leader_of(&plan.input_topic, &t, p).0));
             }
         }
-        return out;
     }
-    if let Some(t) = b.meta.topic(&plan.input_topic) {
-        for p in 0..t.partitions {
-            out.push((TaskId::Route(p), b.leader_of(&plan.input_topic, &t, p).0));
-        }
-    }
-    let topic = super::repartition::topic(def);
+    let topic = super::task::shard_topic(def, plan);
     if let Some(t) = b.meta.topic(&topic) {
         for r in 0..t.partitions {
             out.push((TaskId::Aggregate(r), b.leader_of(&topic, &t, r).0));
@@ -471,18 +456,10 @@ pub enum JobChangeError {
 /// tasks start within a second on the leaders of its partitions. Blocking.
 pub fn create(b: &Broker, mut def: JobDef) -> Result<(), JobChangeError> {
     let plan = def.plan()?;
-    if plan.copartitioned() {
-        let count = |t: &str| b.meta.topic(t).map(|t| t.partitions);
-        if let (Some(i), Some(o)) = (count(&plan.input_topic), count(&plan.output_topic)) {
-            if i != o {
-                return Err(JobChangeError::Topics(format!(
-                    "the job groups by {}, so input partition N's results go to output \
-                     partition N, but input topic {} has {i} partitions and output topic {} {o}",
-                    super::plan::KEY_COLUMN,
-                    plan.input_topic,
-                    plan.output_topic
-                )));
-            }
+    let count = |t: &str| b.meta.topic(t).map(|t| t.partitions);
+    if let (Some(i), Some(o)) = (count(&plan.input_topic), count(&plan.output_topic)) {
+        if let Some(why) = plan.partitions_mismatch(i, o) {
+            return Err(JobChangeError::Topics(why));
         }
     }
     // Chosen by the proposer, so that applying the command stays

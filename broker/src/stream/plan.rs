@@ -39,6 +39,20 @@ impl JobPlan {
     pub fn copartitioned(&self) -> bool {
         self.keys.iter().any(|k| k == KEY_COLUMN)
     }
+
+    /// Why the job cannot run with `inputs` input and `outputs` output
+    /// partitions: grouping by the record key, input partition N's results
+    /// go to output partition N, so the counts must be equal.
+    pub fn partitions_mismatch(&self, inputs: i32, outputs: i32) -> Option<String> {
+        (self.copartitioned() && inputs != outputs).then(|| {
+            format!(
+                "the job groups by {KEY_COLUMN}, so input partition N's results go to output \
+                 partition N, but input topic {} has {inputs} partitions and output topic {} \
+                 {outputs}",
+                self.input_topic, self.output_topic
+            )
+        })
+    }
 }
 
 /// Where a record's event time comes from.

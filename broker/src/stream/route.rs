@@ -19,7 +19,7 @@ use weir_client::{
     Admin, ConsumerConfig, ConsumerRecord, Producer, ProducerRecord, TopicPartition,
 };
 
-use super::job::{JobDef, PartitionReport, SharedReport, Tally};
+use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::plan::TimeSource;
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
@@ -95,7 +95,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         last_record: Instant::now(),
         report,
         counts: Tally::default(),
-        counted: (Instant::now(), report_in),
+        rate: InputRate::new(report_in),
     };
     r.report.update(|rep| rep.state = "running".into());
     r.checkpoint(&mut consumer, &admin).await?;
@@ -149,8 +149,7 @@ struct Route {
     report: Arc<SharedReport>,
     /// Records in, late and unreadable since the report was last updated.
     counts: Tally,
-    /// Start of the rate interval and records in at its start.
-    counted: (Instant, u64),
+    rate: InputRate,
 }
 
 impl Route {
@@ -266,24 +265,13 @@ impl Route {
             .get(&self.p)
             .copied()
             .unwrap_or(0);
-        let (since, before) = self.counted;
-        let (position, wm, p) = (self.position, self.router.wm, self.p);
-        self.report.update(|rep| {
-            let secs = since.elapsed().as_secs_f64().max(1e-3);
-            rep.records_per_sec = (rep.counts.records_in - before) as f64 / secs;
-            rep.partitions = [(
-                p,
-                PartitionReport {
-                    position,
-                    log_end: end,
-                    watermark: wm,
-                },
-            )]
-            .into();
-            rep.caught_up = position >= end;
-        });
+        let at = PartitionReport {
+            position: self.position,
+            log_end: end,
+            watermark: self.router.wm,
+        };
+        self.report.update(|rep| self.rate.report(rep, self.p, at));
         let report = self.report.get();
-        self.counted = (Instant::now(), report.counts.records_in);
         task::publish_status(&self.producer, &self.def, TaskId::Route(self.p), report).await
     }
 }

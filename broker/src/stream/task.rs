@@ -25,7 +25,7 @@ use weir_client::{
 };
 
 use super::job::{JobDef, JobReport, SharedReport, StartFrom};
-use super::plan::{JobPlan, KEY_COLUMN};
+use super::plan::JobPlan;
 
 /// The compacted topic of job checkpoints (key: [`TaskId::state_key`]).
 pub const STATE_TOPIC: &str = "__weir_job_state";
@@ -217,6 +217,17 @@ pub async fn start_offset(
         .map_or(end, |l| if l.offset < 0 { end } else { l.offset }))
 }
 
+/// The topic aggregate task N reads partition N of (and runs on the leader
+/// of): the job's repartition topic, or the input itself for a job grouping
+/// by the record key.
+pub fn shard_topic(def: &JobDef, plan: &JobPlan) -> String {
+    if plan.copartitioned() {
+        plan.input_topic.clone()
+    } else {
+        super::repartition::topic(def)
+    }
+}
+
 /// Creates the output, repartition, late and state topics when missing:
 /// the output with as many partitions as the input (`partitions`), the
 /// repartition topic with as many as the output (shard N writes output
@@ -235,17 +246,10 @@ pub async fn prepare_topics(
     let shards = retrying(|| admin.partitions(&plan.output_topic))
         .await?
         .len() as i32;
-    if plan.copartitioned() {
-        // Input partition N's windows are written to output partition N.
-        if shards != partitions {
-            return Err(TaskError::Topics(format!(
-                "the job groups by {KEY_COLUMN}, so each input partition's results go to the \
-                 output partition of the same number, but output topic {} has {shards} \
-                 partitions and input topic {} {partitions}",
-                plan.output_topic, plan.input_topic
-            )));
-        }
-    } else {
+    if let Some(why) = plan.partitions_mismatch(partitions, shards) {
+        return Err(TaskError::Topics(why));
+    }
+    if !plan.copartitioned() {
         let mut repartition = NewTopic::new(super::repartition::topic(def), shards);
         // Aggregate tasks delete what they checkpointed past; time must not
         // delete what they have not read.

@@ -1,4 +1,4 @@
-//! Nexmark queries 5 (aggregation stage), 7 (aggregation stage), 11 and 12
+//! Nexmark queries 5, 7 (aggregation stage), 11 and 12
 //! as jobs on a real node, created with `weir job create`, over bids from
 //! the `nexmark` crate (out of order by up to 5 s). Each job's final results
 //! are checked against a computation written here from the events alone,
@@ -11,9 +11,10 @@
 //! Records are keyed by auction (as Nexmark's Kafka sources are): the
 //! client's murmur2 partitioner spreads them over three partitions, so the
 //! hot auction fills one partition and each partition's order is the order
-//! produced. Q5 runs twice: grouping by the auction field and by the
-//! record key (no repartition topic; windows final by their own
-//! partition's watermark). Q7 runs twice: as a group window and through the
+//! produced. Q5's aggregation runs twice: grouping by the auction field and
+//! by the record key (no repartition topic; windows final by their own
+//! partition's watermark); Q5 in full runs as a window Top-N (the auctions
+//! with the most bids per window, ties kept), and a top 3 per window. Q7 runs twice: as a group window and through the
 //! window table function with an alias. Q12 (processing time) is checked where it is deterministic:
 //! every bid counted once, in windows aligned to their size.
 
@@ -193,8 +194,10 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let input = unique("bid");
-    let [q5, q5_key, q7, q7_tvf, q11, q12] =
-        ["q5", "q5-key", "q7", "q7-tvf", "q11", "q12"].map(unique);
+    let [q5, q5_key, q5_hot, q5_top3, q7, q7_tvf, q11, q12] = [
+        "q5", "q5-key", "q5-hot", "q5-top3", "q7", "q7-tvf", "q11", "q12",
+    ]
+    .map(unique);
     Admin::connect(ClientConfig::new(&bootstrap))
         .await?
         .create_topic(NewTopic::new(&input, PARTITIONS), false)
@@ -226,6 +229,33 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         format!(
             "INSERT INTO \"{q5_key}\" SELECT _key AS auction, COUNT(*) AS num, HOP_START(dateTime, {hop}) AS starttime \
              FROM \"{input}\" GROUP BY _key, HOP(dateTime, {hop})"
+        ),
+        "1s",
+    )?;
+    // Q5 in full, as a window Top-N (Flink's form of it): the auctions with
+    // the most bids in each window, ties kept (RANK).
+    let counts = format!(
+        "SELECT auction, COUNT(*) AS num, window_start, window_end \
+         FROM TABLE(HOP(TABLE \"{input}\", DESCRIPTOR(dateTime), {hop})) \
+         GROUP BY auction, window_start, window_end"
+    );
+    create(
+        "q5-hot",
+        format!(
+            "INSERT INTO \"{q5_hot}\" SELECT auction, num, window_start AS starttime FROM ( \
+               SELECT *, RANK() OVER (PARTITION BY window_start, window_end ORDER BY num DESC) AS rownum \
+               FROM ({counts})) WHERE rownum <= 1"
+        ),
+        "1s",
+    )?;
+    // The three busiest auctions of each window, numbered (ROW_NUMBER: ties
+    // ordered by auction), through qualified columns.
+    create(
+        "q5-top3",
+        format!(
+            "INSERT INTO \"{q5_top3}\" SELECT T.auction, T.num, T.window_start AS starttime, T.r FROM ( \
+               SELECT C.*, ROW_NUMBER() OVER (PARTITION BY C.window_start, C.window_end ORDER BY C.num DESC) AS r \
+               FROM ({counts}) AS C) AS T WHERE T.r < 4"
         ),
         "1s",
     )?;
@@ -329,8 +359,56 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        same(name, got, want)?;
+        same(name, got, want.clone())?;
         check_counts(&admin, name, BIDS, late)?;
+        if by_key {
+            continue;
+        }
+        // The window Top-N over the same counts: per window, the auctions
+        // by count (descending), then auction (ascending).
+        let mut by_window: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+        for (a, s, n) in &want {
+            by_window.entry(*s).or_default().push((-n, *a));
+        }
+        let (mut hot, mut top3) = (Vec::new(), Vec::new());
+        let window_count = by_window.len();
+        for (s, mut ranked) in by_window {
+            ranked.sort();
+            let most = ranked[0].0;
+            for (i, (n, a)) in ranked.iter().enumerate() {
+                if *n == most {
+                    hot.push((*a, s, -n));
+                }
+                if i < 3 {
+                    top3.push((*a, s, -n, i as i64 + 1));
+                }
+            }
+        }
+        let got = read_values(&bootstrap, &q5_hot, hot.len())
+            .await?
+            .iter()
+            .map(|v| Ok((int(v, "auction")?, int(v, "starttime")?, int(v, "num")?)))
+            .collect::<Result<Vec<_>>>()?;
+        ensure!(
+            window_count > 30 && top3.len() > 2 * window_count,
+            "Q5: {window_count} windows, {} in their top 3s",
+            top3.len()
+        );
+        same("Q5 (window Top-N)", got, hot)?;
+        check_counts(&admin, "q5-hot", BIDS, late)?;
+        let got = read_values(&bootstrap, &q5_top3, top3.len())
+            .await?
+            .iter()
+            .map(|v| {
+                Ok((
+                    int(v, "auction")?,
+                    int(v, "starttime")?,
+                    int(v, "num")?,
+                    int(v, "r")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        same("Q5 (top 3 by ROW_NUMBER)", got, top3)?;
     }
 
     // Q7

@@ -248,7 +248,7 @@ pub async fn run(
                 .open_for(&q.key)
                 .iter()
                 .map(|w| {
-                    let (_, value) = a.format.record(w);
+                    let (_, value) = a.format.record(w, None);
                     serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null)
                 })
                 .collect();
@@ -475,30 +475,44 @@ impl Aggregate {
         }
     }
 
-    /// Writes the results in `out` to the output partition.
+    /// Writes the results in `out` to the output partition (with a Top-N,
+    /// only the best of each window).
     async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
-        for w in out.drain(..) {
-            if w.is_final && self.skip > 0 {
-                self.skip -= 1;
-                self.counts.skipped_on_recovery += 1;
-                continue;
+        if self.plan.top.is_some() {
+            for (w, rank) in super::top_n::rank(&self.plan, std::mem::take(out)) {
+                self.write_one(&w, rank).await?;
             }
-            // The record's timestamp is the time it is written, not the
-            // window's end: results of a replay of old history would
-            // otherwise fall under retention at once.
-            let (key, value) = self.format.record(&w);
-            let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
-                .partition(self.r);
-            if let Some(key) = key {
-                rec = rec.key(Bytes::from(key));
+        } else {
+            for w in out.drain(..) {
+                self.write_one(&w, None).await?;
             }
-            if self.def.emit == EmitMode::Changes {
-                // Tells a window's last (final) result from its updates.
-                rec = rec.header("weir-final", if w.is_final { "true" } else { "false" });
-            }
-            self.writer.send_detached(rec).await?;
-            self.counts.records_out += 1;
         }
+        Ok(())
+    }
+
+    /// Writes one result, ranked `rank`, unless it was written before a
+    /// restart (see the module docs).
+    async fn write_one(&mut self, w: &WindowResult, rank: Option<u64>) -> Result<(), TaskError> {
+        if w.is_final && self.skip > 0 {
+            self.skip -= 1;
+            self.counts.skipped_on_recovery += 1;
+            return Ok(());
+        }
+        // The record's timestamp is the time it is written, not the
+        // window's end: results of a replay of old history would
+        // otherwise fall under retention at once.
+        let (key, value) = self.format.record(w, rank);
+        let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
+            .partition(self.r);
+        if let Some(key) = key {
+            rec = rec.key(Bytes::from(key));
+        }
+        if self.def.emit == EmitMode::Changes {
+            // Tells a window's last (final) result from its updates.
+            rec = rec.header("weir-final", if w.is_final { "true" } else { "false" });
+        }
+        self.writer.send_detached(rec).await?;
+        self.counts.records_out += 1;
         Ok(())
     }
 

@@ -93,6 +93,11 @@ impl JobDef {
                 "INSERT INTO: the output topic is the input topic".into(),
             ));
         }
+        if plan.top.is_some() && self.emit == EmitMode::Changes {
+            return Err(JobError::BadSetting(
+                "a window Top-N emits final results only: use --emit final".into(),
+            ));
+        }
         Ok(plan)
     }
 }

@@ -134,14 +134,15 @@ impl Jobs {
         let Some(def) = b.meta.jobs().get(name).cloned() else {
             return Err(failed(format!("job {name} does not exist")));
         };
-        if let Some(plan) = def.plan().ok().filter(JobPlan::copartitioned) {
+        let plan = def.plan().map_err(|e| failed(e.to_string()))?;
+        if plan.copartitioned() {
             return self.query_everywhere(b, &def, &plan, key).await;
         }
         let topic = super::repartition::topic(&def);
         let Some(shards) = b.meta.topic(&topic).map(|t| t.partitions) else {
             return Err(failed(format!("job {name} has not started")));
         };
-        let shard = weir_client::partitioner::partition_for_key(key.0.as_bytes(), shards);
+        let shard = weir_client::partitioner::partition_for_key(&plan.shard_key(&key), shards);
         let task = (name.to_string(), TaskId::Aggregate(shard));
         let sender = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());

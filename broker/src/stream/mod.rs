@@ -10,7 +10,8 @@
 //! (`jobs`): a `route` task on the leader of each input partition and an
 //! `aggregate` task on the leader of each shard, joined by the job's
 //! repartition topic (`repartition`); `task` holds what they share
-//! (checkpoints, topics).
+//! (checkpoints, topics). `top_n` keeps the best results of each window for
+//! a statement ranking them (window Top-N).
 //!
 //! # Why replay equals live
 //!
@@ -42,5 +43,6 @@ pub mod route;
 pub mod row;
 pub mod sql;
 pub mod task;
+pub mod top_n;
 pub mod watermark;
 pub mod window;

@@ -19,6 +19,7 @@ enum Source {
     Start,
     End,
     Aggregate(usize),
+    Rank,
 }
 
 /// Writes the output records of one plan; the field names are quoted once,
@@ -45,6 +46,7 @@ impl Output {
                     OutputColumn::WindowStart { name } => (name, Source::Start),
                     OutputColumn::WindowEnd { name } => (name, Source::End),
                     OutputColumn::Aggregate { index, name } => (name, Source::Aggregate(*index)),
+                    OutputColumn::Rank { name } => (name, Source::Rank),
                 };
                 let mut quoted = Value::String(name.clone()).to_string().into_bytes();
                 quoted.push(b':');
@@ -59,8 +61,8 @@ impl Output {
     }
 
     /// The key (none for a null record key) and value bytes of the output
-    /// record of `r`.
-    pub fn record(&self, r: &WindowResult) -> (Option<Vec<u8>>, Vec<u8>) {
+    /// record of `r`, ranked `rank` by the job's Top-N (null without one).
+    pub fn record(&self, r: &WindowResult, rank: Option<u64>) -> (Option<Vec<u8>>, Vec<u8>) {
         let text = r.key.0.as_str();
         // One key column: its JSON is the array's only element, as is. More:
         // parsed once per record.
@@ -89,6 +91,7 @@ impl Output {
                 Source::Aggregate(a) => {
                     serde_json::to_writer(&mut v, r.values.get(a).unwrap_or(&Value::Null))
                 }
+                Source::Rank => serde_json::to_writer(&mut v, &rank),
             };
         }
         v.push(b'}');
@@ -144,7 +147,7 @@ mod tests {
             values: vec![json!(25.5), json!(3)],
             is_final: true,
         };
-        let (k, v) = Output::new(&plan).record(&r);
+        let (k, v) = Output::new(&plan).record(&r, None);
         assert_eq!(k.as_deref(), Some(&b"[17]"[..]));
         let mut by_key = plan.clone();
         by_key.keys = vec![KEY_COLUMN.into()];
@@ -153,7 +156,7 @@ mod tests {
                 key: GroupKey::of(&[key]),
                 ..r.clone()
             };
-            let (k, _) = Output::new(&by_key).record(&r);
+            let (k, _) = Output::new(&by_key).record(&r, None);
             assert_eq!(k.as_deref(), want, "the record key, as it was");
         }
         let mut two = plan.clone();
@@ -172,7 +175,7 @@ mod tests {
             key: GroupKey::of(&[json!("x,y]"), json!([1, 2])]),
             ..r.clone()
         };
-        let (_, v2) = Output::new(&two).record(&r2);
+        let (_, v2) = Output::new(&two).record(&r2, None);
         assert_eq!(
             String::from_utf8(v2).unwrap(),
             r#"{"b":[1,2],"a \"q\"":"x,y]"}"#

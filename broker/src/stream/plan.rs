@@ -4,6 +4,9 @@
 //! run by [`super::window`].
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::window::GroupKey;
 
 /// A parsed, checked job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +28,12 @@ pub struct JobPlan {
     pub filter: Option<Filter>,
     /// The output record's fields, in select-list order.
     pub columns: Vec<OutputColumn>,
+    /// A window Top-N over the aggregation's final results (`RANK() OVER
+    /// (PARTITION BY window_start, window_end ORDER BY …)` in an outer
+    /// query, filtered by rank): only the best rows of each window are
+    /// written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<TopN>,
 }
 
 /// The column that reads a record's key (as UTF-8 text) instead of a field
@@ -36,8 +45,32 @@ impl JobPlan {
     /// group then lives in one input partition (a producer sends a key to
     /// one partition), so each partition's windows run where it is read and
     /// no repartition topic is needed (Kafka Streams' `groupByKey`).
+    ///
+    /// With a Top-N, the ranking must also stay within one input partition:
+    /// the record key must be one of its `PARTITION BY` columns.
     pub fn copartitioned(&self) -> bool {
-        self.keys.iter().any(|k| k == KEY_COLUMN)
+        match &self.top {
+            Some(top) => top.partition.iter().any(|&i| self.keys[i] == KEY_COLUMN),
+            None => self.keys.iter().any(|k| k == KEY_COLUMN),
+        }
+    }
+
+    /// The bytes a row's shard is chosen by: its group key, or with a
+    /// Top-N the group key's `PARTITION BY` columns (all groups one ranking
+    /// compares must meet in one shard; none: every row goes to one shard).
+    pub fn shard_key<'k>(&self, key: &'k GroupKey) -> std::borrow::Cow<'k, [u8]> {
+        match &self.top {
+            None => key.0.as_bytes().into(),
+            Some(top) => {
+                let values = key.values();
+                let picked: Vec<Value> = top
+                    .partition
+                    .iter()
+                    .map(|&i| values.get(i).cloned().unwrap_or(Value::Null))
+                    .collect();
+                GroupKey::of(&picked).0.into_bytes().into()
+            }
+        }
     }
 
     /// Why the job cannot run with `inputs` input and `outputs` output
@@ -145,6 +178,61 @@ pub enum OutputColumn {
         /// The field name in the output.
         name: String,
     },
+    /// The result's rank in its Top-N (a job with [`JobPlan::top`]).
+    Rank {
+        /// The field name in the output.
+        name: String,
+    },
+}
+
+impl OutputColumn {
+    /// The field name in the output.
+    pub fn name(&self) -> &str {
+        match self {
+            OutputColumn::Key { name, .. }
+            | OutputColumn::WindowStart { name }
+            | OutputColumn::WindowEnd { name }
+            | OutputColumn::Aggregate { name, .. }
+            | OutputColumn::Rank { name } => name,
+        }
+    }
+}
+
+/// A window Top-N: per window and `PARTITION BY` columns, the aggregation's
+/// final results ranked by one column, the first `limit` ranks kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopN {
+    /// The group key columns (indices into [`JobPlan::keys`]) that, with the
+    /// window, partition the ranking.
+    pub partition: Vec<usize>,
+    /// The column ranked by.
+    pub order: RankColumn,
+    /// `DESC`: the greatest first.
+    pub descending: bool,
+    /// How ties are numbered.
+    pub function: RankFunction,
+    /// Rows of rank `1..=limit` are kept.
+    pub limit: u64,
+}
+
+/// The column a Top-N ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RankColumn {
+    /// A group key column (index into [`JobPlan::keys`]).
+    Key(usize),
+    /// An aggregate (index into [`JobPlan::aggregates`]).
+    Aggregate(usize),
+}
+
+/// The ranking function of a Top-N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RankFunction {
+    /// `ROW_NUMBER()`: 1, 2, 3, … (ties ordered by group key).
+    RowNumber,
+    /// `RANK()`: ties share a rank, the next rank skips (1, 1, 3).
+    Rank,
+    /// `DENSE_RANK()`: ties share a rank, none is skipped (1, 1, 2).
+    DenseRank,
 }
 
 /// A `WHERE` condition.
@@ -236,5 +324,6 @@ pub(crate) fn seed_plan(
         ],
         filter,
         columns,
+        top: None,
     }
 }

@@ -20,7 +20,7 @@ use weir_client::{
 };
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
-use super::plan::TimeSource;
+use super::plan::{JobPlan, TimeSource};
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
 use super::task::{self, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
@@ -80,6 +80,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     let report_in = report.get().counts.records_in;
     let mut r = Route {
         reader: Reader::new(&plan),
+        proctime: plan.time == TimeSource::ProcessingTime,
+        plan,
         repartition: repartition::topic(&def),
         shards,
         p,
@@ -90,7 +92,6 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         producer,
         marked: (None, false),
         marked_at: Instant::now(),
-        proctime: plan.time == TimeSource::ProcessingTime,
         idle: false,
         last_record: Instant::now(),
         report,
@@ -130,6 +131,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
 /// A route task's IO state.
 struct Route {
     reader: Reader,
+    /// The job's plan (which shard a row goes to).
+    plan: JobPlan,
     repartition: String,
     shards: i32,
     p: i32,
@@ -165,9 +168,15 @@ impl Route {
         {
             Ok(Some(row)) => match self.router.route(self.p, rec.offset, row) {
                 Some(routed) => {
+                    let shard = match &routed {
+                        Routed::Row { row, .. } => weir_client::partitioner::partition_for_key(
+                            &self.plan.shard_key(&row.key),
+                            self.shards,
+                        ),
+                        Routed::Mark { .. } => 0,
+                    };
                     let (key, bytes) = routed.encode();
                     let key = key.unwrap_or_default();
-                    let shard = weir_client::partitioner::partition_for_key(&key, self.shards);
                     let out = ProducerRecord::new(self.repartition.clone(), Bytes::from(bytes))
                         .key(Bytes::from(key))
                         .partition(shard)

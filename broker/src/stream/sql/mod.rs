@@ -39,10 +39,14 @@
 //!   name when there is none; a qualified statement plans exactly as the bare
 //!   one (see `qualified`).
 //! - `GROUP BY` with the window alone: one group per window (an empty key).
+//! - A window Top-N around such an aggregation (tumbling or hopping):
+//!   `SELECT … FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start,
+//!   window_end ORDER BY col DESC) AS rownum FROM (<aggregation>)) WHERE
+//!   rownum <= N`, also with `RANK()` and `DENSE_RANK()` (see `top_n`).
 //!
 //! # Refused
 //!
-//! Everything else, with the clause named: joins, subqueries, `WITH`,
+//! Everything else, with the clause named: joins, other subqueries, `WITH`,
 //! `HAVING`, `ORDER BY`, `LIMIT`, `SELECT DISTINCT`, `UNION`, `*`, another
 //! qualifier than the alias (or topic name), two qualifiers (`a.b.c`), column
 //! lists on an alias (`AS B(x, y)`), compound topic names, `INSERT` column
@@ -61,6 +65,7 @@ mod select;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod top_n;
 mod window_fn;
 
 use std::fmt::Display;
@@ -173,7 +178,11 @@ fn plan_insert(insert: &Insert) -> Result<JobPlan, SqlError> {
         return Err(unsupported(CLAUSE, "an INSERT needs a SELECT".to_string()));
     };
     let select = plain_select(query)?;
-    let plan = select::plan_select(select, output_topic)?;
+    let plan = if top_n::reads_subquery(select) {
+        top_n::plan_top_n(select, output_topic)?
+    } else {
+        select::plan_select(select, output_topic)?
+    };
     if plan.input_topic == plan.output_topic {
         return Err(invalid(
             CLAUSE,

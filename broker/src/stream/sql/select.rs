@@ -47,6 +47,7 @@ pub(super) fn plan_select(select: &Select, output_topic: String) -> Result<JobPl
         aggregates,
         filter,
         columns,
+        top: None,
     })
 }
 
@@ -166,13 +167,8 @@ impl SelectList<'_> {
             }
         };
         let column = self.column(strip_parens(expr), alias)?;
-        let name = match &column {
-            OutputColumn::Key { name, .. }
-            | OutputColumn::WindowStart { name }
-            | OutputColumn::WindowEnd { name }
-            | OutputColumn::Aggregate { name, .. } => name,
-        };
-        if !self.names.insert(name.clone()) {
+        let name = column.name();
+        if !self.names.insert(name.to_string()) {
             return Err(invalid(
                 CLAUSE,
                 format!("two output columns are named {name} (use AS to rename one)"),

@@ -7,7 +7,7 @@ mod refusals;
 use super::parse_job;
 use crate::stream::plan::{
     AggregateKind, AggregateSpec, CompareOp, Filter, JobPlan, Literal, Operand, OutputColumn,
-    TimeSource, WindowSpec,
+    RankColumn, RankFunction, TimeSource, TopN, WindowSpec,
 };
 
 const SEED: &str = "INSERT INTO totals SELECT customerId, TUMBLE_START(ts, INTERVAL '30' SECOND) AS window_start, SUM(transactionSum) AS total, COUNT(*) AS n FROM transactions GROUP BY customerId, TUMBLE(ts, INTERVAL '30' SECOND)";
@@ -70,6 +70,7 @@ fn seed_query() {
                 agg(0, "total"),
                 agg(1, "n"),
             ],
+            top: None,
         }
     );
 }
@@ -154,6 +155,7 @@ fn window_table_functions() {
                 key(0, "customerId"),
                 agg(0, "total")
             ],
+            top: None,
         }
     );
 
@@ -462,4 +464,92 @@ fn a_window_alone_in_group_by_is_an_empty_key() {
     assert_eq!(p.window, WindowSpec::Tumble { size_ms: 10_000 });
     assert_eq!(p.aggregates, vec![spec(AggregateKind::Max, Some("price"))]);
     assert_eq!(p.columns, vec![agg(0, "maxprice"), end("e")]);
+}
+
+/// Q5's aggregation, the auctions' bid counts per hopping window.
+const COUNTS: &str = "SELECT auction, COUNT(*) AS num, window_start, window_end \
+     FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+     GROUP BY auction, window_start, window_end";
+
+fn rank_col(name: &str) -> OutputColumn {
+    OutputColumn::Rank { name: name.into() }
+}
+
+#[test]
+fn window_top_n_around_an_aggregation() {
+    let p = plan(&format!(
+        "INSERT INTO hot SELECT auction, num, window_start AS ws FROM ( \
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC) AS rownum \
+           FROM ({COUNTS})) WHERE rownum <= 3"
+    ));
+    assert_eq!(p.keys, vec!["auction".to_string()]);
+    assert_eq!(
+        p.columns,
+        vec![key(0, "auction"), agg(0, "num"), start("ws")]
+    );
+    assert_eq!(
+        p.top,
+        Some(TopN {
+            partition: vec![],
+            order: RankColumn::Aggregate(0),
+            descending: true,
+            function: RankFunction::RowNumber,
+            limit: 3,
+        })
+    );
+    assert!(!p.copartitioned());
+
+    // `*` outside takes the rank too; `<`, `= 1` and `N >=` limit it; RANK
+    // and DENSE_RANK; aliases qualify columns at each level; a key column
+    // in PARTITION BY; ascending order by a key.
+    let p = plan(&format!(
+        "INSERT INTO hot SELECT * FROM ( \
+           SELECT C.auction AS a, C.num, RANK() OVER (PARTITION BY C.window_end, C.auction ORDER BY C.num) AS r \
+           FROM ({COUNTS}) AS C) T WHERE T.r < 5"
+    ));
+    assert_eq!(p.columns, vec![key(0, "a"), agg(0, "num"), rank_col("r")]);
+    let top = p.top.clone().unwrap();
+    assert_eq!(
+        (top.partition, top.descending, top.function, top.limit),
+        (vec![0], false, RankFunction::Rank, 4)
+    );
+    for (filter, limit, function) in [
+        ("rownum = 1", 1, "DENSE_RANK"),
+        ("10 >= rownum", 10, "dense_rank"),
+        ("(rownum <= 2)", 2, "row_number"),
+    ] {
+        let p = plan(&format!(
+            "INSERT INTO hot SELECT auction, rownum FROM ( \
+               SELECT auction, {function}() OVER (PARTITION BY window_start ORDER BY auction ASC) AS rownum \
+               FROM ({COUNTS})) WHERE {filter}"
+        ));
+        let top = p.top.unwrap();
+        assert_eq!(
+            (top.limit, top.order),
+            (limit, RankColumn::Key(0)),
+            "{filter}"
+        );
+        assert_eq!(p.columns, vec![key(0, "auction"), rank_col("rownum")]);
+    }
+
+    // `alias.*` in the ranking query.
+    let p = plan(&format!(
+        "INSERT INTO hot SELECT T.auction, T.r FROM (SELECT C.*, RANK() OVER (PARTITION BY C.window_start ORDER BY C.num DESC) AS r \
+           FROM ({COUNTS}) AS C) AS T WHERE T.r <= 1"
+    ));
+    assert_eq!(p.columns, vec![key(0, "auction"), rank_col("r")]);
+
+    // Ranked within the record key: co-partitioned.
+    let p = plan(
+        "INSERT INTO o SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, _key ORDER BY n DESC) AS rn \
+           FROM (SELECT _key, item, COUNT(*) AS n, window_start FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+                 GROUP BY _key, item, window_start, window_end)) WHERE rn <= 1",
+    );
+    assert!(p.copartitioned());
+    let ranked_apart = plan(
+        "INSERT INTO o SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY n DESC) AS rn \
+           FROM (SELECT _key, item, COUNT(*) AS n, window_start FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+                 GROUP BY _key, item, window_start, window_end)) WHERE rn <= 1",
+    );
+    assert!(!ranked_apart.copartitioned(), "ranked across record keys");
 }

@@ -377,3 +377,118 @@ fn qualifiers() {
     refused(&tvf("i.ts", " AS B"), "FROM");
     refused(&tvf("ts", " AS B(x)"), "FROM");
 }
+
+#[test]
+fn window_top_n_refusals() {
+    let counts = "SELECT auction, COUNT(*) AS num, window_start, window_end \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
+         GROUP BY auction, window_start, window_end";
+    let top = |rank: &str, filter: &str| {
+        format!(
+            "INSERT INTO o SELECT * FROM (SELECT *, {rank} AS rn FROM ({counts})) WHERE {filter}"
+        )
+    };
+    let over = "ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC)";
+    refused(&top(over, "rn <= 0"), "WHERE");
+    refused(&top(over, "rn >= 3"), "WHERE");
+    refused(&top(over, "rn = 2"), "WHERE");
+    refused(&top(over, "rn <= 3 AND auction = 1"), "WHERE");
+    refused(&top(over, "num <= 3"), "WHERE");
+    refused(
+        &format!("INSERT INTO o SELECT * FROM (SELECT *, {over} AS rn FROM ({counts}))"),
+        "WHERE",
+    );
+    let m = refused(
+        &top(
+            "ROW_NUMBER() OVER (PARTITION BY auction ORDER BY num DESC)",
+            "rn <= 1",
+        ),
+        "OVER",
+    );
+    assert!(m.contains("window_start"), "{m}");
+    refused(
+        &top(
+            "ROW_NUMBER() OVER (PARTITION BY window_start, num ORDER BY num DESC)",
+            "rn <= 1",
+        ),
+        "OVER",
+    );
+    refused(
+        &top(
+            "ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY num DESC, auction)",
+            "rn <= 1",
+        ),
+        "OVER",
+    );
+    refused(
+        &top(
+            "ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY num DESC NULLS FIRST)",
+            "rn <= 1",
+        ),
+        "OVER",
+    );
+    refused(
+        &top(
+            "ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY price)",
+            "rn <= 1",
+        ),
+        "OVER",
+    );
+    refused(
+        &top(
+            "NTILE(2) OVER (PARTITION BY window_start ORDER BY num)",
+            "rn <= 1",
+        ),
+        "OVER",
+    );
+    refused(
+        &top(
+            "ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY num ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+            "rn <= 1",
+        ),
+        "OVER",
+    );
+    // Unnamed rank, no rank at all, a column the aggregation lacks.
+    refused(
+        &format!("INSERT INTO o SELECT * FROM (SELECT *, {over} FROM ({counts})) WHERE rn <= 1"),
+        "OVER",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT * FROM (SELECT * FROM ({counts})) WHERE rn <= 1"),
+        "SELECT",
+    );
+    refused(
+        &format!(
+            "INSERT INTO o SELECT price FROM (SELECT *, {over} AS rn FROM ({counts})) WHERE rn <= 1"
+        ),
+        "SELECT",
+    );
+    // Ranking the input records, a session window, a filter in the middle.
+    refused(
+        &format!(
+            "INSERT INTO o SELECT * FROM (SELECT *, {over} AS rn FROM TABLE(TUMBLE(TABLE bid, \
+             DESCRIPTOR(dateTime), INTERVAL '10' SECOND))) WHERE rn <= 1"
+        ),
+        "FROM",
+    );
+    refused(
+        "INSERT INTO o SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY num) AS rn FROM \
+             (SELECT auction, COUNT(*) AS num, window_start FROM TABLE(SESSION(TABLE bid, DESCRIPTOR(dateTime), \
+             INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end)) WHERE rn <= 1",
+        "OVER",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT * FROM (SELECT *, {over} AS rn FROM ({counts}) WHERE num > 1) WHERE rn <= 1"),
+        "WHERE",
+    );
+    refused(
+        &format!("INSERT INTO o SELECT * FROM (SELECT *, {over} AS rn FROM ({counts}) AS c) AS t WHERE x.rn <= 1"),
+        "WHERE",
+    );
+    refused(
+        &format!(
+            "INSERT INTO o SELECT * FROM (SELECT *, {over} AS num FROM ({counts})) WHERE num <= 1"
+        ),
+        "SELECT",
+    );
+}

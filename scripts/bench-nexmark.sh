@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Events per CPU-second of the broker process for Nexmark queries 5, 7, 11
-# and 12 (as tests/tests/nexmark.rs runs them; Q5 and Q7 their aggregation
-# stage only; q5k is Q5 grouping by the record key, the auction)
+# and 12 (as tests/tests/nexmark.rs runs them; q5 and q7 their aggregation
+# stage only; q5k is Q5's grouping by the record key, the auction; q5f and
+# q7f are Q5 and Q7 in full, as window Top-N jobs)
 # over N bids already in a 3-partition topic. Starts a release
 # `weir broker` (data under $OUT, removed at exit), produces N bids from the
 # `nexmark` crate (target/release/nexmark-bids, keyed by auction), then for
@@ -14,6 +15,7 @@
 #   cargo build --release -p weir-broker -p weir-tests --bin weir --bin nexmark-bids
 #   scripts/bench-nexmark.sh                  # N=1000000 ROUNDS=3
 #   N=200000 ROUNDS=3 scripts/bench-nexmark.sh
+#   QUERIES="q5f q7f" N=300000 scripts/bench-nexmark.sh   # some queries only
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -75,13 +77,15 @@ PROC="PROCTIME(), INTERVAL '10' SECOND"
 declare -A SQL=(
     [q5]="INSERT INTO OUT_TOPIC SELECT auction, COUNT(*) AS num, HOP_START(dateTime, $HOP) AS starttime FROM bid GROUP BY auction, HOP(dateTime, $HOP)"
     [q5k]="INSERT INTO OUT_TOPIC SELECT _key AS auction, COUNT(*) AS num, HOP_START(dateTime, $HOP) AS starttime FROM bid GROUP BY _key, HOP(dateTime, $HOP)"
+    [q5f]="INSERT INTO OUT_TOPIC SELECT auction, num, window_start AS starttime FROM (SELECT *, RANK() OVER (PARTITION BY window_start, window_end ORDER BY num DESC) AS rownum FROM (SELECT auction, COUNT(*) AS num, window_start, window_end FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), $HOP)) GROUP BY auction, window_start, window_end)) WHERE rownum <= 1"
+    [q7f]="INSERT INTO OUT_TOPIC SELECT auction, price, bidder, dateTime, window_start AS starttime FROM (SELECT *, RANK() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rownum FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), $TEN))) WHERE rownum <= 1"
     [q7]="INSERT INTO OUT_TOPIC SELECT MAX(price) AS maxprice, TUMBLE_START(dateTime, $TEN) AS starttime FROM bid GROUP BY TUMBLE(dateTime, $TEN)"
     [q11]="INSERT INTO OUT_TOPIC SELECT B.bidder, COUNT(*) AS bid_count, SESSION_START(B.dateTime, $TEN) AS starttime, SESSION_END(B.dateTime, $TEN) AS endtime FROM bid B GROUP BY B.bidder, SESSION(B.dateTime, $TEN)"
     [q12]="INSERT INTO OUT_TOPIC SELECT B.bidder, COUNT(*) AS bid_count, TUMBLE_START($PROC) AS starttime, TUMBLE_END($PROC) AS endtime FROM bid B GROUP BY B.bidder, TUMBLE($PROC)"
 )
 {
     for round in $(seq 1 "$ROUNDS"); do
-        for q in q5 q5k q7 q11 q12; do
+        for q in ${QUERIES:-q5 q5k q5f q7 q7f q11 q12}; do
             run "$q" "$round" "${SQL[$q]}"
         done
     done

@@ -45,8 +45,9 @@ enum Win {
 }
 
 /// A reference result: the group key, window start and end, and the bids of
-/// the window (the aggregates are computed from them).
-type Window = (u64, i64, i64, Vec<u64>);
+/// the window as indices into the events (the aggregates are computed from
+/// them).
+type Window = (u64, i64, i64, Vec<usize>);
 
 /// The final windows of `win` grouped by `key` (a bid → its group key), and
 /// the number of records late for all their windows. With `own`, fixed
@@ -60,15 +61,15 @@ fn reference(
     own: bool,
 ) -> (Vec<Window>, u64) {
     let mut late = 0;
-    // (key, start) -> (partition, prices)
-    let mut fixed: BTreeMap<(u64, i64), (i32, Vec<u64>)> = BTreeMap::new();
+    // (key, start) -> (partition, bids)
+    let mut fixed: BTreeMap<(u64, i64), (i32, Vec<usize>)> = BTreeMap::new();
     let mut watermarks: BTreeMap<i32, i64> = BTreeMap::new();
-    // Per key, the accepted records' gap windows [t, t + gap) and prices.
-    let mut gaps: BTreeMap<u64, Vec<(i64, i64, u64)>> = BTreeMap::new();
+    // Per key, the accepted records' gap windows [t, t + gap) and bids.
+    let mut gaps: BTreeMap<u64, Vec<(i64, i64, usize)>> = BTreeMap::new();
     let mut min_watermark = i64::MAX;
     for p in 0..PARTITIONS {
         let mut wm: Option<i64> = None;
-        for (_, b) in events.iter().filter(|(q, _)| *q == p) {
+        for (i, (_, b)) in events.iter().enumerate().filter(|(_, (q, _))| *q == p) {
             let t = b.date_time;
             let closed = |close: i64| wm.is_some_and(|w| close <= w);
             match win {
@@ -82,7 +83,7 @@ fn reference(
                                 .entry((key(b), start))
                                 .or_insert_with(|| (p, Vec::new()))
                                 .1
-                                .push(b.price);
+                                .push(i);
                         }
                         start -= slide;
                     }
@@ -92,7 +93,7 @@ fn reference(
                     if closed(t + gap + grace) {
                         late += 1;
                     } else {
-                        gaps.entry(key(b)).or_default().push((t, t + gap, b.price));
+                        gaps.entry(key(b)).or_default().push((t, t + gap, i));
                     }
                 }
             }
@@ -117,13 +118,13 @@ fn reference(
                 // Sessions: gap windows that overlap (not merely touch) merge.
                 windows.sort();
                 let mut sessions: Vec<Window> = Vec::new();
-                for (start, end, price) in windows {
+                for (start, end, bid) in windows {
                     match sessions.last_mut() {
                         Some(s) if start < s.2 => {
                             s.2 = s.2.max(end);
-                            s.3.push(price);
+                            s.3.push(bid);
                         }
-                        _ => sessions.push((k, start, end, vec![price])),
+                        _ => sessions.push((k, start, end, vec![bid])),
                     }
                 }
                 out.extend(
@@ -194,8 +195,8 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let input = unique("bid");
-    let [q5, q5_key, q5_hot, q5_top3, q7, q7_tvf, q11, q12] = [
-        "q5", "q5-key", "q5-hot", "q5-top3", "q7", "q7-tvf", "q11", "q12",
+    let [q5, q5_key, q5_hot, q5_top3, q7, q7_tvf, q7_full, q11, q12] = [
+        "q5", "q5-key", "q5-hot", "q5-top3", "q7", "q7-tvf", "q7-full", "q11", "q12",
     ]
     .map(unique);
     Admin::connect(ClientConfig::new(&bootstrap))
@@ -277,6 +278,17 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
             "INSERT INTO \"{q7_tvf}\" SELECT MAX(B.price) AS maxprice, B.window_start AS starttime \
              FROM TABLE(TUMBLE(TABLE \"{input}\", DESCRIPTOR(dateTime), {tumble})) AS B \
              GROUP BY B.window_start, B.window_end"
+        ),
+        "1s",
+    )?;
+    // Q7 in full, as a window Top-N over the bids themselves (Flink's form
+    // of it): the bids holding each window's highest price, ties kept.
+    create(
+        "q7-full",
+        format!(
+            "INSERT INTO \"{q7_full}\" SELECT auction, price, bidder, dateTime, window_start AS starttime FROM ( \
+               SELECT *, RANK() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rownum \
+               FROM TABLE(TUMBLE(TABLE \"{input}\", DESCRIPTOR(dateTime), {tumble}))) WHERE rownum <= 1"
         ),
         "1s",
     )?;
@@ -427,9 +439,10 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         "Q7: {late} late, {} windows",
         windows.len()
     );
+    let price = |i: &usize| events[*i].1.price as i64;
     let want: Vec<(i64, i64)> = windows
         .iter()
-        .map(|(_, s, _, prices)| (*s, *prices.iter().max().expect("a bid") as i64))
+        .map(|(_, s, _, bids)| (*s, bids.iter().map(price).max().expect("a bid")))
         .collect();
     let got = read_values(&bootstrap, &q7, want.len())
         .await?
@@ -445,6 +458,39 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     same("Q7 (window table function)", got, want)?;
     check_counts(&admin, "q7-tvf", BIDS, late)?;
+    // Q7 in full: every bid of the window at its highest price.
+    let mut want: Vec<(i64, i64, i64, i64, i64)> = Vec::new();
+    for (_, s, _, bids) in &windows {
+        let top = bids.iter().map(price).max().expect("a bid");
+        for b in bids
+            .iter()
+            .filter(|i| price(i) == top)
+            .map(|i| &events[*i].1)
+        {
+            want.push((
+                *s,
+                b.auction as i64,
+                b.price as i64,
+                b.bidder as i64,
+                b.date_time,
+            ));
+        }
+    }
+    let got = read_values(&bootstrap, &q7_full, want.len())
+        .await?
+        .iter()
+        .map(|v| {
+            Ok((
+                int(v, "starttime")?,
+                int(v, "auction")?,
+                int(v, "price")?,
+                int(v, "bidder")?,
+                int(v, "dateTime")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    same("Q7 in full (window Top-N over the bids)", got, want)?;
+    check_counts(&admin, "q7-full", BIDS, late)?;
 
     // Q11
     let (sessions, late) = reference(

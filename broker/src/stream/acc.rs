@@ -31,6 +31,8 @@ pub enum Acc {
     Max(Option<Extreme>),
     /// `AVG(col)`.
     Avg(ExactSum),
+    /// The best rows of a window Top-N over the input records.
+    Rows(super::top_n::TopRows),
 }
 
 /// A sum that does not depend on the order of its terms.
@@ -155,6 +157,11 @@ impl Acc {
             AggregateKind::Min => Acc::Min(None),
             AggregateKind::Max => Acc::Max(None),
             AggregateKind::Avg => Acc::Avg(ExactSum::default()),
+            AggregateKind::TopRows {
+                limit,
+                descending,
+                function,
+            } => Acc::Rows(super::top_n::TopRows::new(limit, descending, function)),
         }
     }
 
@@ -180,6 +187,7 @@ impl Acc {
                     keep(m, c, false);
                 }
             }
+            Acc::Rows(t) => t.add(v),
         }
     }
 
@@ -191,6 +199,7 @@ impl Acc {
             (Acc::Sum(a), Acc::Sum(b)) | (Acc::Avg(a), Acc::Avg(b)) => a.merge(b),
             (Acc::Min(a), Acc::Min(Some(b))) => keep(a, b.clone(), true),
             (Acc::Max(a), Acc::Max(Some(b))) => keep(a, b.clone(), false),
+            (Acc::Rows(a), Acc::Rows(b)) => a.merge(b),
             _ => {}
         }
     }
@@ -203,6 +212,7 @@ impl Acc {
             Acc::Sum(s) => s.sum(),
             Acc::Avg(s) => s.avg(),
             Acc::Min(m) | Acc::Max(m) => m.as_ref().map_or(Value::Null, Extreme::value),
+            Acc::Rows(t) => t.value(),
         }
     }
 }

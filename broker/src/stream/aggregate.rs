@@ -242,13 +242,10 @@ pub async fn run(
         // returned. It returns within 200 ms.
         let records = consumer.poll(Duration::from_millis(200)).await?;
         while let Ok(q) = queries.try_recv() {
-            let open = a
-                .shard
-                .op
-                .open_for(&q.key)
+            let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
                 .iter()
-                .map(|w| {
-                    let (_, value) = a.format.record(w, None);
+                .map(|(w, rank)| {
+                    let (_, value) = a.format.record(w, *rank);
                     serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null)
                 })
                 .collect();

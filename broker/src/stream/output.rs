@@ -47,6 +47,8 @@ impl Output {
                     OutputColumn::WindowEnd { name } => (name, Source::End),
                     OutputColumn::Aggregate { index, name } => (name, Source::Aggregate(*index)),
                     OutputColumn::Rank { name } => (name, Source::Rank),
+                    // A ranked row's columns are its result's values.
+                    OutputColumn::Field { index, name } => (name, Source::Aggregate(*index)),
                 };
                 let mut quoted = Value::String(name.clone()).to_string().into_bytes();
                 quoted.push(b':');

@@ -140,6 +140,17 @@ pub enum AggregateKind {
     Max,
     /// `AVG(col)`: a float.
     Avg,
+    /// The best input rows of a window (a window Top-N over the input
+    /// records themselves): its argument is the row's [`TopN::rows`]
+    /// columns, ranked by the first.
+    TopRows {
+        /// Rows of rank `1..=limit` are kept.
+        limit: u64,
+        /// The greatest first.
+        descending: bool,
+        /// How ties are numbered.
+        function: RankFunction,
+    },
 }
 
 /// One aggregate of the plan.
@@ -183,6 +194,13 @@ pub enum OutputColumn {
         /// The field name in the output.
         name: String,
     },
+    /// A column of a ranked input row ([`RankColumn::Row`]).
+    Field {
+        /// Index into [`TopN::rows`].
+        index: usize,
+        /// The field name in the output.
+        name: String,
+    },
 }
 
 impl OutputColumn {
@@ -193,7 +211,8 @@ impl OutputColumn {
             | OutputColumn::WindowStart { name }
             | OutputColumn::WindowEnd { name }
             | OutputColumn::Aggregate { name, .. }
-            | OutputColumn::Rank { name } => name,
+            | OutputColumn::Rank { name }
+            | OutputColumn::Field { name, .. } => name,
         }
     }
 }
@@ -213,6 +232,10 @@ pub struct TopN {
     pub function: RankFunction,
     /// Rows of rank `1..=limit` are kept.
     pub limit: u64,
+    /// Ranking the input records themselves ([`RankColumn::Row`]): the
+    /// input columns each kept row holds, the ranked one first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<String>,
 }
 
 /// The column a Top-N ranks by.
@@ -222,6 +245,10 @@ pub enum RankColumn {
     Key(usize),
     /// An aggregate (index into [`JobPlan::aggregates`]).
     Aggregate(usize),
+    /// The input records themselves, by the first of [`TopN::rows`]: the
+    /// job's one aggregate is [`AggregateKind::TopRows`], its keys the
+    /// `PARTITION BY` columns.
+    Row,
 }
 
 /// The ranking function of a Top-N.

@@ -78,6 +78,9 @@ impl Reader {
         if let Some(f) = &plan.filter {
             filter_columns(f, &mut add);
         }
+        if let Some(top) = &plan.top {
+            top.rows.iter().for_each(&mut add);
+        }
         let reads_key = names.iter().any(|n| n == KEY_COLUMN);
         names.retain(|n| n != KEY_COLUMN);
         Self {
@@ -133,6 +136,16 @@ impl Reader {
             .collect();
         let mut args = Vec::with_capacity(plan.aggregates.len());
         for a in &plan.aggregates {
+            if let (AggregateKind::TopRows { .. }, Some(top)) = (a.kind, &plan.top) {
+                // The ranked row: its columns, missing ones null.
+                let row = top
+                    .rows
+                    .iter()
+                    .map(|c| get(c).cloned().unwrap_or(Value::Null))
+                    .collect();
+                args.push(Value::Array(row));
+                continue;
+            }
             let v = a
                 .column
                 .as_deref()

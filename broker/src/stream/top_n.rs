@@ -12,6 +12,7 @@
 
 use std::cmp::Ordering;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::{JobPlan, RankColumn, RankFunction, TopN};
@@ -24,6 +25,14 @@ pub fn rank(plan: &JobPlan, results: Vec<WindowResult>) -> Vec<(WindowResult, Op
     let Some(top) = &plan.top else {
         return results.into_iter().map(|r| (r, None)).collect();
     };
+    if top.order == RankColumn::Row {
+        // Ranked as they came, by the window's accumulator.
+        return results
+            .into_iter()
+            .filter(|r| r.is_final)
+            .flat_map(|r| rows_of(&r))
+            .collect();
+    }
     // Group by window, keeping the order windows fired in.
     let mut windows: Vec<((i64, i64), Vec<Candidate>)> = Vec::new();
     for r in results {
@@ -41,6 +50,7 @@ pub fn rank(plan: &JobPlan, results: Vec<WindowResult>) -> Vec<(WindowResult, Op
         let order = match top.order {
             RankColumn::Key(i) => values.get(i).cloned(),
             RankColumn::Aggregate(i) => r.values.get(i).cloned(),
+            RankColumn::Row => None,
         }
         .unwrap_or(Value::Null);
         let c = Candidate {
@@ -63,7 +73,7 @@ pub fn rank(plan: &JobPlan, results: Vec<WindowResult>) -> Vec<(WindowResult, Op
         cs.sort_by(|a, b| {
             a.partition
                 .cmp(&b.partition)
-                .then_with(|| by_order(top, &a.order, &b.order))
+                .then_with(|| by_order(top.descending, &a.order, &b.order))
                 .then_with(|| by_key(&a.key, &b.key))
         });
         let mut i = 0;
@@ -100,19 +110,10 @@ fn by_key(a: &[Value], b: &[Value]) -> Ordering {
 /// Appends the results of one ranking (sorted best first) whose rank is
 /// within the limit.
 fn keep_best(top: &TopN, sorted: &[Candidate], kept: &mut Vec<(WindowResult, Option<u64>)>) {
-    let mut rank = 0u64;
-    let mut dense = 0u64;
-    for (n, c) in sorted.iter().enumerate() {
-        let tie = n > 0 && by_order(top, &sorted[n - 1].order, &c.order) == Ordering::Equal;
-        if !tie {
-            dense += 1;
-            rank = n as u64 + 1;
-        }
-        let r = match top.function {
-            RankFunction::RowNumber => n as u64 + 1,
-            RankFunction::Rank => rank,
-            RankFunction::DenseRank => dense,
-        };
+    let ties = sorted
+        .windows(2)
+        .map(|w| by_order(top.descending, &w[0].order, &w[1].order).is_eq());
+    for (c, r) in sorted.iter().zip(numbering(top.function, ties)) {
         if r > top.limit {
             break;
         }
@@ -120,14 +121,154 @@ fn keep_best(top: &TopN, sorted: &[Candidate], kept: &mut Vec<(WindowResult, Opt
     }
 }
 
+/// The ranks of a sorted ranking's rows under `function`, given for each
+/// row after the first whether it ties with the one before.
+fn numbering(
+    function: RankFunction,
+    ties: impl Iterator<Item = bool>,
+) -> impl Iterator<Item = u64> {
+    let (mut rank, mut dense) = (1u64, 1u64);
+    std::iter::once(1).chain(ties.zip(2u64..).map(move |(tie, n)| {
+        if !tie {
+            rank = n;
+            dense += 1;
+        }
+        match function {
+            RankFunction::RowNumber => n,
+            RankFunction::Rank => rank,
+            RankFunction::DenseRank => dense,
+        }
+    }))
+}
+
+/// Open windows as a state query shows them: a Top-N over the input
+/// records shows each window's best rows so far, ranked; any other job its
+/// windows' aggregates, unranked.
+pub fn as_they_stand(plan: &JobPlan, open: Vec<WindowResult>) -> Vec<(WindowResult, Option<u64>)> {
+    match &plan.top {
+        Some(top) if top.order == RankColumn::Row => open.iter().flat_map(rows_of).collect(),
+        _ => open.into_iter().map(|r| (r, None)).collect(),
+    }
+}
+
+/// The kept rows of a window of a Top-N over the input records, as
+/// results: each with the row's columns as its values, and its rank.
+pub fn rows_of(r: &WindowResult) -> Vec<(WindowResult, Option<u64>)> {
+    let Some(Value::Array(rows)) = r.values.first() else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|row| match row {
+            Value::Array(cells) => {
+                let (rank, fields) = cells.split_first()?;
+                let result = WindowResult {
+                    values: fields.to_vec(),
+                    ..r.clone()
+                };
+                Some((result, rank.as_u64()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The best input rows of one window (the accumulator of
+/// [`super::plan::AggregateKind::TopRows`]): kept sorted best first, and
+/// cut to the rows whose rank is still within the limit, so a window holds
+/// about `limit` rows whatever its input. Which rows it holds does not
+/// depend on the order they came in: ties are ordered by the rows' values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopRows {
+    limit: u64,
+    descending: bool,
+    function: RankFunction,
+    /// Each row: the values of `TopN::rows`, the ranked one first.
+    rows: Vec<Vec<Value>>,
+}
+
+impl TopRows {
+    /// An empty window's.
+    pub fn new(limit: u64, descending: bool, function: RankFunction) -> Self {
+        Self {
+            limit,
+            descending,
+            function,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Takes a row (a JSON array of its columns).
+    pub fn add(&mut self, row: &Value) {
+        let Value::Array(row) = row else {
+            return;
+        };
+        let at = self
+            .rows
+            .partition_point(|r| self.row_order(r, row) != Ordering::Greater);
+        let full = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        if self.function == RankFunction::RowNumber && at >= full {
+            return;
+        }
+        self.rows.insert(at, row.clone());
+        self.cut();
+    }
+
+    /// Takes another window's rows (merging session windows).
+    pub fn merge(&mut self, other: &TopRows) {
+        for r in &other.rows {
+            self.add(&Value::Array(r.clone()));
+        }
+    }
+
+    /// The kept rows, best first, each as `[rank, columns…]`.
+    pub fn value(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .zip(self.ranks())
+                .map(|(row, rank)| {
+                    let mut cells = Vec::with_capacity(row.len() + 1);
+                    cells.push(Value::from(rank));
+                    cells.extend(row.iter().cloned());
+                    Value::Array(cells)
+                })
+                .collect(),
+        )
+    }
+
+    fn ranks(&self) -> impl Iterator<Item = u64> + '_ {
+        let ties = self
+            .rows
+            .windows(2)
+            .map(|w| by_order(self.descending, first(&w[0]), first(&w[1])).is_eq());
+        numbering(self.function, ties)
+    }
+
+    /// Drops the rows ranked past the limit (ranks only grow down the list,
+    /// and a row added later only pushes others down).
+    fn cut(&mut self) {
+        let keep = self.ranks().take_while(|r| *r <= self.limit).count();
+        self.rows.truncate(keep);
+    }
+
+    /// Best first by the ranked column, then by the row's values.
+    fn row_order(&self, a: &[Value], b: &[Value]) -> Ordering {
+        by_order(self.descending, first(a), first(b)).then_with(|| by_key(a, b))
+    }
+}
+
+fn first(row: &[Value]) -> &Value {
+    row.first().unwrap_or(&Value::Null)
+}
+
 /// Best first: by the ranked column, ascending or descending; a null or
 /// missing value ranks last either way.
-fn by_order(top: &TopN, a: &Value, b: &Value) -> Ordering {
+fn by_order(descending: bool, a: &Value, b: &Value) -> Ordering {
     match (a.is_null(), b.is_null()) {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Greater,
         (false, true) => Ordering::Less,
-        (false, false) if top.descending => total(b, a),
+        (false, false) if descending => total(b, a),
         (false, false) => total(a, b),
     }
 }
@@ -182,6 +323,7 @@ mod tests {
             descending,
             function,
             limit,
+            rows: vec![],
         });
         plan
     }
@@ -271,5 +413,103 @@ mod tests {
             .map(|(r, _)| r.key.0)
             .collect();
         assert_eq!(again, want);
+    }
+
+    /// The best rows of a window are the same whatever order they come
+    /// in, equal to ranking all of them at the end (written out here), and
+    /// the accumulator holds only rows still within the limit.
+    #[test]
+    fn top_rows_do_not_depend_on_arrival_order() {
+        // (price, bidder): prices with ties, a null price, duplicates.
+        let rows: Vec<Value> = [
+            (json!(5), 1),
+            (json!(9), 2),
+            (json!(7), 3),
+            (json!(9), 4),
+            (Value::Null, 5),
+            (json!(1), 6),
+            (json!(7), 7),
+            (json!(9), 2),
+            (json!(3), 8),
+        ]
+        .iter()
+        .map(|(p, b)| json!([p, b]))
+        .collect();
+        for function in [
+            RankFunction::RowNumber,
+            RankFunction::Rank,
+            RankFunction::DenseRank,
+        ] {
+            for limit in [1, 2, 3, 4, 9] {
+                // By hand: price descending (null last), then the row;
+                // ranks by the function; kept while within the limit.
+                let mut sorted: Vec<(Option<i64>, i64)> = rows
+                    .iter()
+                    .map(|r| (r[0].as_i64(), r[1].as_i64().unwrap()))
+                    .collect();
+                sorted.sort_by(|a, b| match (a.0, b.0) {
+                    (Some(x), Some(y)) => y.cmp(&x).then(a.1.cmp(&b.1)),
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some(_), None) => Ordering::Less,
+                    (None, None) => a.1.cmp(&b.1),
+                });
+                let mut want = Vec::new();
+                let (mut rank, mut dense) = (0u64, 0u64);
+                for (n, row) in sorted.iter().enumerate() {
+                    if n == 0 || sorted[n - 1].0 != row.0 {
+                        rank = n as u64 + 1;
+                        dense += 1;
+                    }
+                    let r = match function {
+                        RankFunction::RowNumber => n as u64 + 1,
+                        RankFunction::Rank => rank,
+                        RankFunction::DenseRank => dense,
+                    };
+                    if r <= limit {
+                        want.push(json!([r, row.0, row.1]));
+                    }
+                }
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                let mut seed = 7u64;
+                for round in 0..50 {
+                    let mut acc = TopRows::new(limit, true, function);
+                    for &i in &order {
+                        acc.add(&rows[i]);
+                        // Only rows still within the limit (ties may
+                        // hold more than the limit for RANK/DENSE_RANK).
+                        assert!(acc.ranks().all(|r| r <= limit), "{function:?} {limit}");
+                        if function == RankFunction::RowNumber {
+                            assert!(acc.rows.len() as u64 <= limit);
+                        }
+                    }
+                    assert_eq!(
+                        acc.value(),
+                        Value::Array(want.clone()),
+                        "{function:?} limit {limit}, round {round}"
+                    );
+                    // Another order: a Fisher-Yates shuffle.
+                    for i in (1..order.len()).rev() {
+                        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        order.swap(i, (seed >> 33) as usize % (i + 1));
+                    }
+                }
+                // Two halves merged equal one.
+                let mut a = TopRows::new(limit, true, function);
+                let mut b = TopRows::new(limit, true, function);
+                for (i, r) in rows.iter().enumerate() {
+                    if i % 2 == 0 {
+                        a.add(r)
+                    } else {
+                        b.add(r)
+                    }
+                }
+                a.merge(&b);
+                assert_eq!(
+                    a.value(),
+                    Value::Array(want),
+                    "{function:?} {limit}: merged"
+                );
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::{invalid, show, unsupported, SqlError};
 /// The name columns may be qualified with: the alias of the input, else the
 /// topic name as written. `None` when `FROM` is not one topic (refused later,
 /// with the clause named, by the `FROM` checks).
-fn qualifier(select: &Select) -> Result<Option<Ident>, SqlError> {
+pub(super) fn qualifier(select: &Select) -> Result<Option<Ident>, SqlError> {
     let [from] = select.from.as_slice() else {
         return Ok(None);
     };

@@ -128,9 +128,14 @@ fn grouping(
 /// `window_start` / `window_end` (any case), the columns of a window table
 /// function.
 fn bound_name(id: &Ident) -> Option<Bound> {
-    if id.value.eq_ignore_ascii_case("window_start") {
+    bound_name_of(&id.value)
+}
+
+/// `window_start` / `window_end` (any case), by name.
+pub(super) fn bound_name_of(name: &str) -> Option<Bound> {
+    if name.eq_ignore_ascii_case("window_start") {
         Some(Bound::Start)
-    } else if id.value.eq_ignore_ascii_case("window_end") {
+    } else if name.eq_ignore_ascii_case("window_end") {
         Some(Bound::End)
     } else {
         None
@@ -329,7 +334,7 @@ fn aggregate(f: &Function) -> Result<Option<(AggregateSpec, String)>, SqlError> 
 }
 
 /// The input topic and, for a window table function, its window.
-fn from_clause(select: &Select) -> Result<(String, Option<Window>), SqlError> {
+pub(super) fn from_clause(select: &Select) -> Result<(String, Option<Window>), SqlError> {
     const CLAUSE: &str = "FROM";
     let [from] = select.from.as_slice() else {
         return Err(unsupported(

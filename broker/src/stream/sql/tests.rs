@@ -495,6 +495,7 @@ fn window_top_n_around_an_aggregation() {
             descending: true,
             function: RankFunction::RowNumber,
             limit: 3,
+            rows: vec![],
         })
     );
     assert!(!p.copartitioned());
@@ -552,4 +553,69 @@ fn window_top_n_around_an_aggregation() {
                  GROUP BY _key, item, window_start, window_end)) WHERE rn <= 1",
     );
     assert!(!ranked_apart.copartitioned(), "ranked across record keys");
+}
+
+/// Nexmark Q7 in full: the bids with each window's highest price.
+#[test]
+fn window_top_n_over_the_input_records() {
+    let p = plan(
+        "INSERT INTO q7 SELECT auction, price, bidder, dateTime, window_end AS until FROM ( \
+           SELECT *, RANK() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rownum \
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))) WHERE rownum <= 1",
+    );
+    assert_eq!(p.input_topic, "bid");
+    assert_eq!(p.window, WindowSpec::Tumble { size_ms: 10_000 });
+    assert!(p.keys.is_empty());
+    let field = |index: usize, name: &str| OutputColumn::Field {
+        index,
+        name: name.into(),
+    };
+    assert_eq!(
+        p.columns,
+        vec![
+            field(1, "auction"),
+            field(0, "price"),
+            field(2, "bidder"),
+            field(3, "dateTime"),
+            end("until"),
+        ]
+    );
+    let top = p.top.clone().unwrap();
+    assert_eq!(top.rows, vec!["price", "auction", "bidder", "dateTime"]);
+    assert_eq!(
+        (top.order, top.descending, top.function, top.limit),
+        (RankColumn::Row, true, RankFunction::Rank, 1)
+    );
+    assert_eq!(
+        p.aggregates,
+        vec![AggregateSpec {
+            kind: AggregateKind::TopRows {
+                limit: 1,
+                descending: true,
+                function: RankFunction::Rank,
+            },
+            column: None,
+        }]
+    );
+
+    // Listed columns in the middle (renamed), a filter, a partition field
+    // (the group key), an alias on the window table function, qualified.
+    let p = plan(
+        "INSERT INTO o SELECT T.a, T.r FROM ( \
+           SELECT B.auction AS a, B.price, ROW_NUMBER() OVER (PARTITION BY B.window_start, B.category ORDER BY B.price) AS r \
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(B.dateTime), INTERVAL '10' SECOND)) AS B WHERE B.price > 10) AS T \
+         WHERE T.r <= 2",
+    );
+    assert_eq!(p.keys, vec!["category".to_string()]);
+    assert!(p.filter.is_some());
+    assert_eq!(p.columns, vec![field(1, "a"), rank_col("r")]);
+    assert_eq!(p.top.unwrap().rows, vec!["price", "auction"]);
+    // The ranked field listed after another: moved first, indices kept.
+    let p = plan(
+        "INSERT INTO o SELECT p, a, b FROM ( \
+           SELECT auction AS a, bidder AS b, price AS p, RANK() OVER (PARTITION BY window_start ORDER BY price) AS r \
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))) WHERE r = 1",
+    );
+    assert_eq!(p.columns, vec![field(0, "p"), field(1, "a"), field(2, "b")]);
+    assert_eq!(p.top.unwrap().rows, vec!["price", "auction", "bidder"]);
 }

@@ -463,13 +463,31 @@ fn window_top_n_refusals() {
         ),
         "SELECT",
     );
-    // Ranking the input records, a session window, a filter in the middle.
+    // `*` over the input records (no fixed schema), a ranking query over a
+    // topic without window, ranking records by the window, a session
+    // window, a filter in the middle.
+    let tvf = "TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))";
+    let m = refused(
+        &format!("INSERT INTO o SELECT * FROM (SELECT *, {over} AS rn FROM {tvf}) WHERE rn <= 1"),
+        "SELECT",
+    );
+    assert!(m.contains("name the fields"), "{m}");
+    refused(
+        &format!("INSERT INTO o SELECT price FROM (SELECT *, {over} AS rn FROM bid) WHERE rn <= 1"),
+        "FROM",
+    );
     refused(
         &format!(
-            "INSERT INTO o SELECT * FROM (SELECT *, {over} AS rn FROM TABLE(TUMBLE(TABLE bid, \
-             DESCRIPTOR(dateTime), INTERVAL '10' SECOND))) WHERE rn <= 1"
+            "INSERT INTO o SELECT price FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start \
+             ORDER BY window_end) AS rn FROM {tvf}) WHERE rn <= 1"
         ),
-        "FROM",
+        "OVER",
+    );
+    refused(
+        &format!(
+            "INSERT INTO o SELECT price, x FROM (SELECT price, {over} AS rn FROM {tvf}) WHERE rn <= 1"
+        ),
+        "SELECT",
     );
     refused(
         "INSERT INTO o SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY num) AS rn FROM \

@@ -51,6 +51,14 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Not for the processes that serve: a node, and `cluster up`, which
+    // must outlive its output to stop its nodes.
+    if !matches!(
+        cli.cmd,
+        Cmd::Broker(_) | Cmd::Cluster(cluster_cmd::ClusterCmd::Up { .. })
+    ) {
+        restore_sigpipe();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -59,6 +67,21 @@ fn main() -> anyhow::Result<()> {
         Cmd::Cluster(cmd) => rt.block_on(cluster_cmd::run(cmd)),
         Cmd::Job(cmd) => job_cmd::run(cmd),
         Cmd::Client(cmd) => rt.block_on(weir_client::cli::run(cmd)),
+    }
+}
+
+/// Gives SIGPIPE its default action back (Rust ignores it, so a write to a
+/// closed pipe returns EPIPE and `println!` panics): a client command whose
+/// reader went away (`weir topic describe t | head`) ends quietly, as `cat`
+/// does. A node keeps ignoring it: a client closing its socket must not
+/// kill the node (nodes are also separate processes, whose Rust runtime
+/// ignores it again at start).
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: sets a signal's disposition to the default, before any other
+    // thread of this process runs; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -22,6 +22,7 @@ mod side_entries;
 mod state_machine;
 mod sync_points;
 mod types;
+mod vote_file;
 
 mod transport;
 pub use transport::{Transport, TransportConfig};

@@ -13,8 +13,9 @@
 //!   every append waiting; under `EveryAppend` each waits for its own.
 //!   Completions are reported in append order by one flusher task; no fsync runs
 //!   on an async worker.
-//! - [`RaftLogStorage::save_vote`]: durable when it returns (atomic replace +
-//!   fsync), and ordered after every append queued before it.
+//! - [`RaftLogStorage::save_vote`]: durable when it returns (one of two
+//!   checksummed slots overwritten + fdatasync, [`crate::vote_file`]), and
+//!   ordered after every append queued before it.
 //! - [`RaftLogStorage::save_committed`]: written (atomic replace) but not fsynced:
 //!   a machine crash may bring back an older committed id, which is safe (any
 //!   value it held was committed). On open it is clamped to the last entry, in
@@ -42,11 +43,10 @@ use weir_storage::Log;
 use crate::durable_file::{self, Sync};
 use crate::error::{RaftStoreError, Result};
 use crate::flusher::{FlushItem, Flusher};
-use crate::offset_translator::{EntryId, NewEntry, OffsetTranslator, StoredEntry};
+use crate::offset_translator::{EntryId, NewEntry, OffsetTranslator, StoredEntry, ANCHOR_FILE};
 use crate::types::{log_id, term_of, Entry, LogId, Payload, RecordBatch, TypeConfig, Vote};
+use crate::vote_file::{VoteFile, VOTE_FILE};
 
-/// File holding the vote.
-const VOTE_FILE: &str = "raft-vote";
 /// File holding the last committed log id.
 const COMMITTED_FILE: &str = "raft-committed";
 
@@ -56,6 +56,8 @@ struct Shared {
     log: Arc<Log>,
     translator: Mutex<OffsetTranslator>,
     vote: Mutex<Option<Vote>>,
+    /// Where the vote is saved (locked on a blocking thread only).
+    vote_file: Mutex<VoteFile>,
 }
 
 impl Shared {
@@ -105,8 +107,18 @@ impl LogStore {
     /// Opens the Raft log of the partition whose log is `log` (reconciling its
     /// files, see [`crate::offset_translator`]). Blocking.
     pub(crate) fn open(log: Arc<Log>) -> Result<Self> {
+        // Created (if missing) before a new partition's anchor is written,
+        // whose directory fsync then makes the vote file's name durable.
+        let (mut vote_file, vote) = VoteFile::open(log.dir())?;
+        let new_anchor = !log.dir().join(ANCHOR_FILE).exists();
         let translator = OffsetTranslator::open(&log)?;
-        let vote = read_json::<Vote>(&log, VOTE_FILE)?;
+        if vote_file.created() && new_anchor {
+            vote_file.dir_synced();
+        }
+        let vote = vote
+            .map(|b| serde_json::from_slice::<Vote>(&b))
+            .transpose()
+            .map_err(|e| RaftStoreError::corrupt(log.dir().join(VOTE_FILE), e.to_string()))?;
         // An unreadable committed id (a rename not ordered after its data) is
         // only a lost hint.
         let committed = read_json::<LogId>(&log, COMMITTED_FILE).unwrap_or(None);
@@ -115,6 +127,7 @@ impl LogStore {
                 log,
                 translator: Mutex::new(translator),
                 vote: Mutex::new(vote),
+                vote_file: Mutex::new(vote_file),
             }),
             committed,
             flusher: None,
@@ -200,13 +213,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// Durable on return: written after every append queued before it is
-    /// reported, then replaced atomically and fsynced off the async workers.
+    /// reported, into the vote file's older slot and fdatasynced off the
+    /// async workers (see [`crate::vote_file`]).
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         self.drain().await?;
         let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
-        let dir = self.shared.log.dir().to_path_buf();
+        let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
-            durable_file::write(&dir, VOTE_FILE, &bytes, Sync::Durable)
+            shared
+                .vote_file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .save(&bytes)
         })
         .await
         .map_err(io::Error::other)??;

@@ -127,7 +127,12 @@ impl<E: Entry> Index<E> {
             _entry: PhantomData,
         };
         index.remap(target)?;
-        index.entries = index.count_valid_prefix();
+        // A new (empty) file has no entries: its pages are not touched.
+        index.entries = if len == 0 {
+            0
+        } else {
+            index.count_valid_prefix()
+        };
         Ok(index)
     }
 

@@ -213,7 +213,7 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
 
 /// `GET /v1/jobs/NAME/state?key=K`: the open windows of group K. K is the
 /// key column's value (`17`, `"a"` or `a`), or a JSON array of the values
-/// when the job groups by several columns.
+/// when the job groups by several columns (`[]` by none).
 async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str) -> Answer {
     let forwarded = query.split('&').any(|kv| kv == FORWARDED);
     let Some(raw) = query
@@ -231,8 +231,11 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
     let keys = columns.as_ref().map_or(1, Vec::len);
     let parsed = serde_json::from_str::<serde_json::Value>(&raw)
         .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
+    // One key column: the value as given (an array too); none or several:
+    // a JSON array of the values (`[]` for a job grouping by its window
+    // alone).
     let mut values = match parsed {
-        serde_json::Value::Array(v) if keys > 1 => v,
+        serde_json::Value::Array(v) if keys != 1 => v,
         v => vec![v],
     };
     // A record key is text: `?key=17` asks for the key "17".

@@ -53,7 +53,7 @@ pub(crate) enum JobCmd {
         /// The job.
         name: String,
         /// The group key: the key column's value, or a JSON array of the
-        /// values when the job groups by several columns.
+        /// values when the job groups by several columns (`[]` by none).
         #[arg(long)]
         key: String,
         #[command(flatten)]

@@ -537,6 +537,16 @@ pub fn python_within(
 /// non-zero exit. The scripts' packages (kafkajs) must be installed in
 /// `tests/clients/js/node_modules`, which `scripts/test.sh` does.
 pub fn node(script: &str, bootstrap: &str, args: &[&str]) -> Result<Output> {
+    node_within(CLIENT_DEADLINE, script, bootstrap, args)
+}
+
+/// [`node`] with its own deadline (a client riding out a failover).
+pub fn node_within(
+    deadline: Duration,
+    script: &str,
+    bootstrap: &str,
+    args: &[&str],
+) -> Result<Output> {
     let node = std::env::var("WEIR_NODE").unwrap_or_else(|_| "node".into());
     let dir = js_clients_dir()?;
     let mut cmd = Command::new(node);
@@ -545,7 +555,7 @@ pub fn node(script: &str, bootstrap: &str, args: &[&str]) -> Result<Output> {
         .args(args)
         .current_dir(&dir);
     let what = format!("{script}.js {}", args.join(" "));
-    check_output(run_with_deadline(cmd, &[], &what, CLIENT_DEADLINE)?, &what)
+    check_output(run_with_deadline(cmd, &[], &what, deadline)?, &what)
 }
 
 /// `tests/clients/js`, once its `node_modules` exists (else an error saying

@@ -879,8 +879,11 @@ fn kafkajs_produces_and_consumes_through_a_leader_failover() -> Result<()> {
     let client = {
         let (boot, topic) = (boot.clone(), topic.clone());
         let group = unique("kafkajs-failover-group");
+        // Beyond the script's own wait for its consumer (100 s), so that
+        // a slow catch-up fails with the script's count, not a kill.
         std::thread::spawn(move || {
-            weir_tests::node(
+            weir_tests::node_within(
+                std::time::Duration::from_secs(180),
                 "kafkajs_failover",
                 &boot,
                 &["--topic", &topic, "--group", &group, "--count", "600"],

@@ -61,15 +61,7 @@ impl JobPlan {
     pub fn shard_key<'k>(&self, key: &'k GroupKey) -> std::borrow::Cow<'k, [u8]> {
         match &self.top {
             None => key.0.as_bytes().into(),
-            Some(top) => {
-                let values = key.values();
-                let picked: Vec<Value> = top
-                    .partition
-                    .iter()
-                    .map(|&i| values.get(i).cloned().unwrap_or(Value::Null))
-                    .collect();
-                GroupKey::of(&picked).0.into_bytes().into()
-            }
+            Some(top) => top.partition_key(&key.values()).0.into_bytes().into(),
         }
     }
 
@@ -236,6 +228,19 @@ pub struct TopN {
     /// input columns each kept row holds, the ranked one first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<String>,
+}
+
+impl TopN {
+    /// The `PARTITION BY` key columns' part of a group key's `values`: the
+    /// ranking a group's result takes part in (besides its window).
+    pub fn partition_key(&self, values: &[Value]) -> GroupKey {
+        let picked: Vec<Value> = self
+            .partition
+            .iter()
+            .map(|&i| values.get(i).cloned().unwrap_or(Value::Null))
+            .collect();
+        GroupKey::of(&picked)
+    }
 }
 
 /// The column a Top-N ranks by.

@@ -42,11 +42,7 @@ pub fn rank(plan: &JobPlan, results: Vec<WindowResult>) -> Vec<(WindowResult, Op
             continue;
         }
         let values = r.key.values();
-        let partition: Vec<Value> = top
-            .partition
-            .iter()
-            .map(|&i| values.get(i).cloned().unwrap_or(Value::Null))
-            .collect();
+        let partition = top.partition_key(&values).0;
         let order = match top.order {
             RankColumn::Key(i) => values.get(i).cloned(),
             RankColumn::Aggregate(i) => r.values.get(i).cloned(),
@@ -54,7 +50,7 @@ pub fn rank(plan: &JobPlan, results: Vec<WindowResult>) -> Vec<(WindowResult, Op
         }
         .unwrap_or(Value::Null);
         let c = Candidate {
-            partition: Value::Array(partition).to_string(),
+            partition,
             order,
             key: values,
             result: r,

@@ -1,5 +1,6 @@
 //! The window operator alone, no IO: rows per second into tumbling, hopping
-//! and session windows; what a checkpoint of its state costs (JSON, as the
+//! and session windows; records per second read into rows (the JSON value
+//! picked apart, the group key built); what a checkpoint of its state costs (JSON, as the
 //! aggregate task writes it); and the memory an open window holds, counted
 //! by a global allocator that tracks live bytes.
 //!
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use serde_json::json;
 use weir_broker::stream::plan::{AggregateKind, WindowSpec};
+use weir_broker::stream::row::Reader;
+use weir_broker::stream::sql::parse_job;
 use weir_broker::stream::window::{EmitMode, GroupKey, Row, WindowOperator};
 
 /// Counts the bytes allocated and not yet freed.
@@ -111,6 +114,53 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
+/// `n` JSON records of `scripts/stream_events.py`'s shape, each with the
+/// customer as its record key.
+fn records(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut seed = 0x2545_f491_u64;
+    (0..n)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let customer = (seed >> 16) % 500;
+            let ts = 1_700_000_000_000 + i as u64 * 20 - seed % 4_000;
+            let value = format!(
+                r#"{{"customerId": {customer}, "transactionSum": {}.{}, "vendorId": "v{}", "ts": {ts}}}"#,
+                (seed >> 8) % 200,
+                (seed >> 4) % 10,
+                seed % 10
+            );
+            (customer.to_string().into_bytes(), value.into_bytes())
+        })
+        .collect()
+}
+
+/// Records per second read into rows for the seed query, grouping by a
+/// field of the value and by the record key.
+fn reading(c: &mut Criterion) {
+    let input = records(100_000);
+    let mut g = c.benchmark_group("row_reader");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.sample_size(10);
+    let window = "TUMBLE(ts, INTERVAL '30' SECOND)";
+    for (name, key) in [("by_field", "customerId"), ("by_record_key", "_key")] {
+        let sql = format!(
+            "INSERT INTO o SELECT {key}, SUM(transactionSum) AS total, COUNT(*) AS n \
+             FROM t GROUP BY {key}, {window}"
+        );
+        let mut reader = Reader::new(&parse_job(&sql).expect("the seed query parses"));
+        g.bench_function(BenchmarkId::new("records", name), |b| {
+            b.iter(|| {
+                for (k, v) in &input {
+                    black_box(reader.row(Some(k), v, 0, 0).expect("a good record"));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 /// An operator holding `keys` open tumbling windows (one per key; nothing
 /// fires: every row is in the first window).
 fn open_windows(keys: usize, kinds: &[AggregateKind], distinct_values: usize) -> WindowOperator {
@@ -180,6 +230,7 @@ fn memory_and_checkpoint(c: &mut Criterion) {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     throughput(&mut c);
+    reading(&mut c);
     memory_and_checkpoint(&mut c);
     c.final_summary();
 }

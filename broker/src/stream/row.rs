@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::plan::{
     AggregateKind, CompareOp, Filter, JobPlan, Literal, Operand, TimeSource, KEY_COLUMN,
 };
-use super::window::{GroupKey, Row};
+use super::window::{GroupKeyWriter, Row};
 
 /// Why a record could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,8 +47,19 @@ pub enum BadRecord {
     KeyNotText,
 }
 
+/// Where the reader finds one of the plan's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The `i`-th picked field of the value.
+    Field(usize),
+    /// The record key ([`KEY_COLUMN`]).
+    RecordKey,
+}
+
 /// Reads the rows of one plan: knows which top-level fields the plan uses,
-/// and parses only those (the others are skipped without allocating).
+/// and parses only those (the others are skipped without allocating). Each
+/// column the plan names is resolved to its [`Slot`] once, here, not per
+/// record.
 #[derive(Debug, Clone)]
 pub struct Reader {
     plan: JobPlan,
@@ -56,21 +67,38 @@ pub struct Reader {
     names: Vec<String>,
     /// Whether the plan reads the record key ([`KEY_COLUMN`]).
     reads_key: bool,
+    /// Whether it reads it other than as a group key column (as a JSON
+    /// value: in `WHERE`, an aggregate, the time or a ranked row).
+    key_as_value: bool,
+    /// The time field's slot (for [`TimeSource::Field`]).
+    time: Option<Slot>,
+    /// The group key columns' slots, in plan order.
+    keys: Vec<Slot>,
+    /// Each aggregate's argument column's slot.
+    args: Vec<Option<Slot>>,
+    /// A Top-N's ranked row columns' slots.
+    top_rows: Vec<Slot>,
+    /// The picked values of the record being read (reused).
+    picked: Vec<Value>,
 }
 
 impl Reader {
     /// The reader of `plan`.
     pub fn new(plan: &JobPlan) -> Self {
         let mut names: Vec<String> = Vec::new();
+        // Whether `_key` is read other than as a group key column: then
+        // it is needed as a JSON value.
+        let mut key_as_value = false;
         let mut add = |n: &String| {
-            if !names.contains(n) {
+            if n == KEY_COLUMN {
+                key_as_value = true;
+            } else if !names.contains(n) {
                 names.push(n.clone());
             }
         };
         if let TimeSource::Field(f) = &plan.time {
             add(f);
         }
-        plan.keys.iter().for_each(&mut add);
         plan.aggregates
             .iter()
             .filter_map(|a| a.column.as_ref())
@@ -81,77 +109,103 @@ impl Reader {
         if let Some(top) = &plan.top {
             top.rows.iter().for_each(&mut add);
         }
-        let reads_key = names.iter().any(|n| n == KEY_COLUMN);
-        names.retain(|n| n != KEY_COLUMN);
+        let key_as_value = key_as_value;
+        let key_column = plan.keys.iter().any(|k| k == KEY_COLUMN);
+        for k in &plan.keys {
+            if k != KEY_COLUMN && !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+        let slot = |n: &str| match names.iter().position(|m| m == n) {
+            Some(i) => Slot::Field(i),
+            None => Slot::RecordKey,
+        };
         Self {
+            time: match &plan.time {
+                TimeSource::Field(f) => Some(slot(f)),
+                _ => None,
+            },
+            keys: plan.keys.iter().map(|k| slot(k)).collect(),
+            args: plan
+                .aggregates
+                .iter()
+                .map(|a| a.column.as_deref().map(slot))
+                .collect(),
+            top_rows: plan
+                .top
+                .as_ref()
+                .map(|t| t.rows.iter().map(|c| slot(c)).collect())
+                .unwrap_or_default(),
             plan: plan.clone(),
+            picked: Vec::with_capacity(names.len()),
             names,
-            reads_key,
+            reads_key: key_as_value || key_column,
+            key_as_value,
         }
     }
 
     /// The row of the record with `key` and `value` (Kafka timestamp
     /// `record_ts`, read at `now_ms`), `Ok(None)` when `WHERE` rejects it.
     pub fn row(
-        &self,
+        &mut self,
         key: Option<&[u8]>,
         value: &[u8],
         record_ts: i64,
         now_ms: i64,
     ) -> Result<Option<Row>, BadRecord> {
-        let plan = &self.plan;
-        let values = pick(value, &self.names)?;
+        pick(value, &self.names, &mut self.picked)?;
         let record_key = match key {
-            Some(k) if self.reads_key => Value::String(
-                std::str::from_utf8(k)
-                    .map_err(|_| BadRecord::KeyNotText)?
-                    .to_string(),
-            ),
-            _ => Value::Null,
-        };
-        let get = |name: &str| {
-            if name == KEY_COLUMN {
-                return Some(&record_key).filter(|v| !v.is_null());
+            Some(k) if self.reads_key => {
+                Some(std::str::from_utf8(k).map_err(|_| BadRecord::KeyNotText)?)
             }
-            self.names
-                .iter()
-                .position(|n| n == name)
-                .map(|i| &values[i])
-                .filter(|v| !v.is_null())
+            _ => None,
+        };
+        let (plan, picked) = (&self.plan, &self.picked);
+        // A column's value; `None` when missing or null.
+        let text_key = record_key
+            .filter(|_| self.key_as_value)
+            .map(|k| Value::String(k.to_string()));
+        let at = |s: Slot| match s {
+            Slot::Field(i) => picked.get(i).filter(|v| !v.is_null()),
+            Slot::RecordKey => text_key.as_ref(),
         };
         if let Some(f) = &plan.filter {
+            let names = &self.names;
+            let get = |name: &str| {
+                at(match names.iter().position(|n| n == name) {
+                    Some(i) => Slot::Field(i),
+                    None => Slot::RecordKey,
+                })
+            };
             if !holds(f, &get) {
                 return Ok(None);
             }
         }
-        let time_ms = match &plan.time {
-            TimeSource::RecordTimestamp => record_ts,
-            TimeSource::ProcessingTime => now_ms,
-            TimeSource::Field(name) => event_time(get(name), name)?,
+        let time_ms = match (&plan.time, self.time) {
+            (TimeSource::RecordTimestamp, _) => record_ts,
+            (TimeSource::ProcessingTime, _) => now_ms,
+            (TimeSource::Field(name), slot) => event_time(slot.and_then(at), name)?,
         };
-        let key: Vec<Value> = plan
-            .keys
-            .iter()
-            .map(|k| get(k).cloned().unwrap_or(Value::Null))
-            .collect();
+        let mut group = GroupKeyWriter::new();
+        for &s in &self.keys {
+            match (s, record_key) {
+                (Slot::RecordKey, Some(k)) => group.text(k),
+                _ => group.value(at(s).unwrap_or(&Value::Null)),
+            }
+        }
         let mut args = Vec::with_capacity(plan.aggregates.len());
-        for a in &plan.aggregates {
-            if let (AggregateKind::TopRows { .. }, Some(top)) = (a.kind, &plan.top) {
+        for (a, slot) in plan.aggregates.iter().zip(&self.args) {
+            if let AggregateKind::TopRows { .. } = a.kind {
                 // The ranked row: its columns, missing ones null.
-                let row = top
-                    .rows
+                let row = self
+                    .top_rows
                     .iter()
-                    .map(|c| get(c).cloned().unwrap_or(Value::Null))
+                    .map(|&c| at(c).cloned().unwrap_or(Value::Null))
                     .collect();
                 args.push(Value::Array(row));
                 continue;
             }
-            let v = a
-                .column
-                .as_deref()
-                .and_then(get)
-                .cloned()
-                .unwrap_or(Value::Null);
+            let v = slot.and_then(at).cloned().unwrap_or(Value::Null);
             let numeric = matches!(a.kind, AggregateKind::Sum | AggregateKind::Avg);
             if numeric && !(v.is_null() || v.is_number()) {
                 return Err(BadRecord::NotANumber {
@@ -168,7 +222,7 @@ impl Reader {
         }
         Ok(Some(Row {
             time_ms,
-            key: GroupKey::of(&key),
+            key: group.finish(),
             args,
         }))
     }
@@ -204,34 +258,36 @@ fn filter_columns(f: &Filter, add: &mut impl FnMut(&String)) {
 }
 
 /// The values of the top-level fields `names` of the JSON object `value`
-/// (null when absent), skipping every other field without building it.
-fn pick(value: &[u8], names: &[String]) -> Result<Vec<Value>, BadRecord> {
+/// into `out` (null when absent), skipping every other field without
+/// building it.
+fn pick(value: &[u8], names: &[String], out: &mut Vec<Value>) -> Result<(), BadRecord> {
     use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-    struct Picker<'n>(&'n [String]);
-    impl<'de> Visitor<'de> for Picker<'_> {
-        type Value = Vec<Value>;
+    struct Picker<'n, 'o>(&'n [String], &'o mut Vec<Value>);
+    impl<'de> Visitor<'de> for Picker<'_, '_> {
+        type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Value>, A::Error> {
-            let mut out = vec![Value::Null; self.0.len()];
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             while let Some(key) = map.next_key::<Key<'de>>()? {
-                match self.0.iter().position(|n| n.as_str() == key.as_str()) {
-                    Some(i) => out[i] = map.next_value()?,
+                match self.0.iter().position(|n| n.as_bytes() == key.as_bytes()) {
+                    Some(i) => self.1[i] = map.next_value()?,
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
             }
-            Ok(out)
+            Ok(())
         }
     }
+    out.clear();
+    out.resize(names.len(), Value::Null);
     let mut de = serde_json::Deserializer::from_slice(value);
     match de
-        .deserialize_map(Picker(names))
-        .and_then(|v| de.end().map(|()| v))
+        .deserialize_map(Picker(names, out))
+        .and_then(|()| de.end())
     {
-        Ok(v) => Ok(v),
+        Ok(()) => Ok(()),
         // Valid JSON of another type, or not JSON at all.
         Err(e) => match serde_json::from_slice::<IgnoredAny>(value) {
             Ok(_) => Err(BadRecord::NotAnObject),
@@ -240,14 +296,17 @@ fn pick(value: &[u8], names: &[String]) -> Result<Vec<Value>, BadRecord> {
     }
 }
 
-/// An object key, borrowed from the input when it has no escapes.
+/// An object key's raw bytes (escapes resolved), borrowed from the input
+/// when it has none. Read as bytes and compared with the plan's field
+/// names, not validated as UTF-8 (as serde_json does not validate the
+/// values it skips either): a key that is not UTF-8 matches no name.
 enum Key<'de> {
-    Borrowed(&'de str),
-    Owned(String),
+    Borrowed(&'de [u8]),
+    Owned(Vec<u8>),
 }
 
 impl Key<'_> {
-    fn as_str(&self) -> &str {
+    fn as_bytes(&self) -> &[u8] {
         match self {
             Key::Borrowed(s) => s,
             Key::Owned(s) => s,
@@ -263,14 +322,20 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a key")
             }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+            fn visit_borrowed_bytes<E>(self, s: &'de [u8]) -> Result<Key<'de>, E> {
                 Ok(Key::Borrowed(s))
             }
+            fn visit_bytes<E>(self, s: &[u8]) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(s.to_vec()))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(s.as_bytes()))
+            }
             fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Owned(s.to_string()))
+                Ok(Key::Owned(s.as_bytes().to_vec()))
             }
         }
-        d.deserialize_str(V)
+        d.deserialize_bytes(V)
     }
 }
 
@@ -344,6 +409,7 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 mod tests {
     use super::*;
     use crate::stream::plan::OutputColumn;
+    use crate::stream::window::GroupKey;
     use serde_json::json;
 
     fn plan(filter: Option<Filter>, time: TimeSource) -> JobPlan {
@@ -384,7 +450,7 @@ mod tests {
         )
         .unwrap();
         assert!(p.copartitioned());
-        let r = Reader::new(&p);
+        let mut r = Reader::new(&p);
         let v = br#"{"ts": 5, "_key": "a field of the value"}"#;
         let row = r.row(Some(b"k1"), v, 0, 0).unwrap().unwrap();
         assert_eq!(row.key, GroupKey::of(&[json!("k1")]));
@@ -404,6 +470,42 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(row.key, GroupKey::of(&[json!(1)]), "a key nobody reads");
+    }
+
+    #[test]
+    fn field_names_match_through_escapes_and_the_last_duplicate_wins() {
+        let p = plan(None, TimeSource::Field("ts".into()));
+        let v = br#"{"customer\u0049d": 3, "ts": 1, "ts": 2, "x": {"ts": 9}}"#;
+        let row = extract(&p, v, 0, 0).unwrap().unwrap();
+        assert_eq!(row.key, GroupKey::of(&[json!(3)]));
+        assert_eq!(
+            row.time_ms, 2,
+            "the last of duplicate fields, never a nested one"
+        );
+    }
+
+    #[test]
+    fn the_record_key_is_written_into_the_group_key_as_a_json_string() {
+        let p = crate::stream::sql::parse_job(
+            "INSERT INTO o SELECT COUNT(*) FROM i GROUP BY _key, k, TUMBLE(ts, INTERVAL '1' SECOND)",
+        )
+        .unwrap();
+        let mut r = Reader::new(&p);
+        let row = r
+            .row(
+                Some("a\"b\u{e9}".as_bytes()),
+                br#"{"ts": 1, "k": [1, "x"]}"#,
+                0,
+                0,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.key,
+            GroupKey::of(&[json!("a\"b\u{e9}"), json!([1, "x"])])
+        );
+        let row = r.row(None, br#"{"ts": 1}"#, 0, 0).unwrap().unwrap();
+        assert_eq!(row.key, GroupKey::of(&[Value::Null, Value::Null]));
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub struct GroupKey(pub String);
 impl GroupKey {
     /// The key of `values` (the key columns, in plan order).
     pub fn of(values: &[Value]) -> Self {
-        GroupKey(Value::Array(values.to_vec()).to_string())
+        let mut w = GroupKeyWriter::new();
+        values.iter().for_each(|v| w.value(v));
+        w.finish()
     }
 
     /// The key columns' values.
@@ -35,6 +37,55 @@ impl GroupKey {
             Ok(Value::Array(v)) => v,
             _ => Vec::new(),
         }
+    }
+}
+
+/// Writes a [`GroupKey`] column by column, straight into its text (no
+/// array of values built first).
+#[derive(Debug)]
+pub struct GroupKeyWriter(Vec<u8>);
+
+impl GroupKeyWriter {
+    /// An empty key.
+    pub fn new() -> Self {
+        GroupKeyWriter(Vec::with_capacity(24))
+    }
+
+    fn separate(&mut self) {
+        self.0.push(if self.0.is_empty() { b'[' } else { b',' });
+    }
+
+    /// Appends a column's value.
+    pub fn value(&mut self, v: &Value) {
+        self.separate();
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.0, v);
+    }
+
+    /// Appends a text column (as a JSON string, as [`Self::value`] would
+    /// write `Value::String`).
+    pub fn text(&mut self, s: &str) {
+        self.separate();
+        let _ = serde_json::to_writer(&mut self.0, s);
+    }
+
+    /// The key written.
+    pub fn finish(mut self) -> GroupKey {
+        if self.0.is_empty() {
+            self.0.push(b'[');
+        }
+        self.0.push(b']');
+        // serde_json writes UTF-8 only.
+        GroupKey(
+            String::from_utf8(self.0)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
+    }
+}
+
+impl Default for GroupKeyWriter {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

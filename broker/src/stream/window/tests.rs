@@ -410,3 +410,24 @@ fn open_windows_of_a_key_can_be_read_while_they_build() {
     assert!(!open[0].is_final);
     assert!(op.open_for(&row(3, 0, 0).key).is_empty());
 }
+
+#[test]
+fn a_group_key_is_the_compact_json_array_of_its_values() {
+    // Checkpoints and repartition records hold keys in this form.
+    let values = [
+        json!(null),
+        json!(17),
+        json!(-2.5),
+        json!("a \"quoted\" \\ caf\u{e9} \n"),
+        json!([1, {"b": [true]}]),
+        json!({"z": 1, "a": null}),
+    ];
+    for n in 0..=values.len() {
+        let v = &values[..n];
+        assert_eq!(GroupKey::of(v).0, Value::Array(v.to_vec()).to_string());
+    }
+    let mut w = GroupKeyWriter::new();
+    w.text("x\"y");
+    w.value(&json!(1));
+    assert_eq!(w.finish(), GroupKey::of(&[json!("x\"y"), json!(1)]));
+}

@@ -34,6 +34,13 @@ pub(crate) enum Msg {
         /// `None` for a detached send (see [`crate::Producer::send_detached`]).
         reply: Reply,
     },
+    /// Records for one partition, in order, detached (see
+    /// [`crate::Producer::send_detached_batch`]).
+    Records {
+        topic: String,
+        partition: i32,
+        records: Vec<PendingRecord>,
+    },
     /// Send everything now; answer when all is acknowledged.
     Flush(oneshot::Sender<()>),
     /// Answer the next sequence number of a partition.
@@ -185,22 +192,37 @@ impl Accumulator {
                 reply,
             } => {
                 let slot = self.slot(topic, partition);
-                let batch_size = self.shared.config.batch_size;
-                let state = &mut self.partitions[slot].1;
-                let size = record.size();
-                let open = state.open.get_or_insert_with(|| OpenBatch {
-                    records: Vec::new(),
-                    replies: Vec::new(),
-                    bytes: 0,
-                    created: Instant::now(),
-                });
-                open.records.push(record);
-                open.replies.push(reply);
-                open.bytes += size;
-                if open.bytes >= batch_size {
-                    self.seal(slot);
+                self.add(slot, record, reply);
+            }
+            Msg::Records {
+                topic,
+                partition,
+                records,
+            } => {
+                let slot = self.slot(topic, partition);
+                for record in records {
+                    self.add(slot, record, None);
                 }
             }
+        }
+    }
+
+    /// Adds `record` to the open batch of `slot`, sealing it once full.
+    fn add(&mut self, slot: usize, record: PendingRecord, reply: Reply) {
+        let batch_size = self.shared.config.batch_size;
+        let state = &mut self.partitions[slot].1;
+        let size = record.size();
+        let open = state.open.get_or_insert_with(|| OpenBatch {
+            records: Vec::new(),
+            replies: Vec::new(),
+            bytes: 0,
+            created: Instant::now(),
+        });
+        open.records.push(record);
+        open.replies.push(reply);
+        open.bytes += size;
+        if open.bytes >= batch_size {
+            self.seal(slot);
         }
     }
 

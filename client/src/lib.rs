@@ -44,5 +44,5 @@ pub use offsets::{ListedOffset, OffsetSpec};
 pub use producer::{
     sequence_after, Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
-pub use records::{Compression, ConsumerRecord, Header};
+pub use records::{BatchRecord, Compression, ConsumerRecord, Header};
 pub use topic_partition::TopicPartition;

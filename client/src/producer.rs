@@ -15,7 +15,7 @@ use crate::accumulator::{self, Msg};
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{check, Error, Result};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
-use crate::records::{Compression, Header, PendingRecord};
+use crate::records::{BatchRecord, Compression, Header, PendingRecord};
 
 /// How many replicas must acknowledge a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -371,6 +371,47 @@ impl Producer {
     /// first failure of such a record since it was last called.
     pub async fn send_detached(&self, record: ProducerRecord) -> Result<()> {
         self.enqueue(record, None).await
+    }
+
+    /// Queues `records` for partition `partition` of `topic`, in order, as
+    /// one hand-off to the batching task: as [`Producer::send_detached`]
+    /// for each, without a topic name, a partition choice and a channel
+    /// message per record.
+    pub async fn send_detached_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<BatchRecord>,
+    ) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let partitions = self.inner.cluster.partition_count(topic, true).await?;
+        if partition < 0 || partition >= partitions {
+            return Err(Error::InvalidArgument(format!(
+                "partition {partition} out of range: {topic} has {partitions}"
+            )));
+        }
+        let now = now_ms();
+        let records = records
+            .into_iter()
+            .map(|r| PendingRecord {
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                timestamp: r.timestamp.unwrap_or(now),
+            })
+            .collect();
+        let msg = Msg::Records {
+            topic: topic.to_string(),
+            partition,
+            records,
+        };
+        self.inner
+            .tx
+            .send(msg)
+            .await
+            .map_err(|_| Error::Closed("producer"))
     }
 
     /// The first failure of a record queued by [`Producer::send_detached`]

@@ -121,6 +121,20 @@ pub(crate) struct PendingRecord {
     pub(crate) timestamp: i64,
 }
 
+/// A record queued with [`crate::Producer::send_detached_batch`]: its topic
+/// and partition are the batch's.
+#[derive(Debug, Clone, Default)]
+pub struct BatchRecord {
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Record value.
+    pub value: Option<Bytes>,
+    /// Record headers.
+    pub headers: Vec<Header>,
+    /// Timestamp in ms since the epoch; `None` means the time it is queued.
+    pub timestamp: Option<i64>,
+}
+
 impl PendingRecord {
     /// Rough encoded size, used for batch-size accounting.
     pub(crate) fn size(&self) -> usize {

@@ -457,3 +457,68 @@ async fn an_idle_producer_forgotten_by_its_partition_goes_on() -> Result<()> {
     ensure!(values == want, "the log holds {values:?}");
     Ok(())
 }
+
+/// A detached batch (`send_detached_batch`) lands in its partition in order,
+/// with its keys, headers and timestamps, interleaved correctly with single
+/// sends; a partition out of range is refused before anything is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_batch_lands_in_order_in_its_partition() -> Result<()> {
+    let node = node()?;
+    let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
+    let topic = unique("rc-batch");
+    admin.create_topic(NewTopic::new(&topic, 2), false).await?;
+    let producer = ProducerConfig::new(node.bootstrap())
+        .idempotent(true)
+        .build()
+        .await?;
+    producer
+        .send_detached(ProducerRecord::new(&topic, "first").partition(1))
+        .await?;
+    let batch = |from: usize| -> Vec<weir_client::BatchRecord> {
+        (from..from + 500)
+            .map(|i| weir_client::BatchRecord {
+                key: Some(bytes::Bytes::from(format!("k{i}"))),
+                value: Some(bytes::Bytes::from(format!("v{i}"))),
+                headers: vec![weir_client::Header {
+                    key: "n".into(),
+                    value: Some(bytes::Bytes::from(i.to_string())),
+                }],
+                timestamp: Some(1_700_000_000_000 + i as i64),
+            })
+            .collect()
+    };
+    producer.send_detached_batch(&topic, 1, batch(0)).await?;
+    producer
+        .send_detached(ProducerRecord::new(&topic, "middle").partition(1))
+        .await?;
+    producer.send_detached_batch(&topic, 1, batch(500)).await?;
+    let refused = producer.send_detached_batch(&topic, 2, batch(0)).await;
+    ensure!(refused.is_err(), "partition 2 of 2 accepted");
+    producer.flush().await?;
+    ensure!(
+        producer.take_detached_error().is_none(),
+        "a failure reported"
+    );
+    let mut consumer = ConsumerConfig::new(node.bootstrap())
+        .auto_offset_reset(OffsetReset::Earliest)
+        .build()
+        .await?;
+    consumer.assign(vec![TopicPartition::new(&topic, 1)]);
+    let got = drain(&mut consumer, 1002, Duration::from_secs(20)).await?;
+    let value = |r: &weir_client::ConsumerRecord| {
+        String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+    };
+    ensure!(value(&got[0]) == "first" && value(&got[501]) == "middle");
+    for (i, r) in got.iter().filter(|r| r.key.is_some()).enumerate() {
+        ensure!(
+            value(r) == format!("v{i}")
+                && r.key.as_deref() == Some(format!("k{i}").as_bytes())
+                && r.timestamp == 1_700_000_000_000 + i as i64
+                && r.headers.first().and_then(|h| h.value.as_deref())
+                    == Some(i.to_string().as_bytes()),
+            "record {i} out of place: {r:?}"
+        );
+    }
+    ensure!(got.iter().all(|r| r.partition == 1) && got.len() == 1002);
+    Ok(())
+}

@@ -57,7 +57,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
-    Admin, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, Producer, ProducerRecord,
+    Admin, BatchRecord, Consumer, ConsumerConfig, ConsumerRecord, Header, OffsetSpec, Producer,
     TopicPartition,
 };
 
@@ -475,42 +475,53 @@ impl Aggregate {
     /// Writes the results in `out` to the output partition (with a Top-N,
     /// only the best of each window).
     async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
+        let mut records = Vec::with_capacity(out.len());
         if self.plan.top.is_some() {
             for (w, rank) in super::top_n::rank(&self.plan, std::mem::take(out)) {
-                self.write_one(&w, rank).await?;
+                records.extend(self.result_record(&w, rank));
             }
         } else {
             for w in out.drain(..) {
-                self.write_one(&w, None).await?;
+                records.extend(self.result_record(&w, None));
             }
         }
+        self.counts.records_out += records.len() as u64;
+        self.writer
+            .send_detached_batch(&self.plan.output_topic, self.r, records)
+            .await?;
         Ok(())
     }
 
-    /// Writes one result, ranked `rank`, unless it was written before a
-    /// restart (see the module docs).
-    async fn write_one(&mut self, w: &WindowResult, rank: Option<u64>) -> Result<(), TaskError> {
+    /// The output record of one result, ranked `rank`; `None` when it was
+    /// written before a restart (see the module docs).
+    fn result_record(&mut self, w: &WindowResult, rank: Option<u64>) -> Option<BatchRecord> {
         if w.is_final && self.skip > 0 {
             self.skip -= 1;
             self.counts.skipped_on_recovery += 1;
-            return Ok(());
+            return None;
         }
-        // The record's timestamp is the time it is written, not the
-        // window's end: results of a replay of old history would
+        // The record's timestamp is the time it is written (`None`), not
+        // the window's end: results of a replay of old history would
         // otherwise fall under retention at once.
         let (key, value) = self.format.record(w, rank);
-        let mut rec = ProducerRecord::new(self.plan.output_topic.clone(), Bytes::from(value))
-            .partition(self.r);
-        if let Some(key) = key {
-            rec = rec.key(Bytes::from(key));
-        }
+        let mut headers = Vec::new();
         if self.def.emit == EmitMode::Changes {
             // Tells a window's last (final) result from its updates.
-            rec = rec.header("weir-final", if w.is_final { "true" } else { "false" });
+            headers.push(Header {
+                key: "weir-final".into(),
+                value: Some(Bytes::from_static(if w.is_final {
+                    b"true"
+                } else {
+                    b"false"
+                })),
+            });
         }
-        self.writer.send_detached(rec).await?;
-        self.counts.records_out += 1;
-        Ok(())
+        Some(BatchRecord {
+            key: key.map(Bytes::from),
+            value: Some(Bytes::from(value)),
+            headers,
+            timestamp: None,
+        })
     }
 
     /// Waits for the results written so far, then stores the shard, the

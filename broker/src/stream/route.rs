@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use weir_client::{
-    Admin, ConsumerConfig, ConsumerRecord, Producer, ProducerRecord, TopicPartition,
+    Admin, BatchRecord, ConsumerConfig, ConsumerRecord, Producer, ProducerRecord, TopicPartition,
 };
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
@@ -90,6 +90,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         router,
         position,
         producer,
+        routed: (0..shards).map(|_| Vec::new()).collect(),
         marked: (None, false),
         marked_at: Instant::now(),
         idle: false,
@@ -110,6 +111,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         for rec in records {
             r.take(rec, now).await?;
         }
+        r.send_routed().await?;
         r.publish_counts();
         if r.proctime {
             r.router.advance_to(now.1);
@@ -142,6 +144,8 @@ struct Route {
     /// Next input offset.
     position: i64,
     producer: Producer,
+    /// The rows of this poll routed to each shard, not sent yet.
+    routed: Vec<Vec<BatchRecord>>,
     /// The watermark and idleness last told to every shard, and when.
     marked: (Option<i64>, bool),
     marked_at: Instant,
@@ -176,12 +180,18 @@ impl Route {
                         Routed::Mark { .. } => 0,
                     };
                     let (key, bytes) = routed.encode();
-                    let key = key.unwrap_or_default();
-                    let out = ProducerRecord::new(self.repartition.clone(), Bytes::from(bytes))
-                        .key(Bytes::from(key))
-                        .partition(shard)
-                        .timestamp(rec.timestamp);
-                    self.producer.send_detached(out).await?;
+                    let out = BatchRecord {
+                        key: Some(Bytes::from(key.unwrap_or_default())),
+                        value: Some(Bytes::from(bytes)),
+                        headers: Vec::new(),
+                        timestamp: Some(rec.timestamp),
+                    };
+                    if let Some(rows) = usize::try_from(shard)
+                        .ok()
+                        .and_then(|i| self.routed.get_mut(i))
+                    {
+                        rows.push(out);
+                    }
                     (false, None)
                 }
                 None => (true, None),
@@ -199,6 +209,20 @@ impl Route {
             bad,
         )
         .await
+    }
+
+    /// Sends the rows routed since the last call, one batch per shard
+    /// (before any mark that follows them: a shard reads its rows in the
+    /// order they were routed).
+    async fn send_routed(&mut self) -> Result<(), TaskError> {
+        for (shard, rows) in (0..).zip(self.routed.iter_mut()) {
+            if !rows.is_empty() {
+                self.producer
+                    .send_detached_batch(&self.repartition, shard, std::mem::take(rows))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Adds the counts since the last call to the report (once per poll,

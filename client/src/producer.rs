@@ -407,11 +407,7 @@ impl Producer {
             partition,
             records,
         };
-        self.inner
-            .tx
-            .send(msg)
-            .await
-            .map_err(|_| Error::Closed("producer"))
+        self.hand_off(msg).await
     }
 
     /// The first failure of a record queued by [`Producer::send_detached`]
@@ -461,6 +457,11 @@ impl Producer {
             record: pending,
             reply,
         };
+        self.hand_off(msg).await
+    }
+
+    /// Hands `msg` to the batching task (waits while its queue is full).
+    async fn hand_off(&self, msg: Msg) -> Result<()> {
         self.inner
             .tx
             .send(msg)

@@ -56,6 +56,17 @@ enum Slot {
     RecordKey,
 }
 
+impl Slot {
+    /// The slot of column `name` among the picked fields `names` (which
+    /// hold every column the plan reads but [`KEY_COLUMN`]).
+    fn of(names: &[String], name: &str) -> Slot {
+        match names.iter().position(|n| n == name) {
+            Some(i) => Slot::Field(i),
+            None => Slot::RecordKey,
+        }
+    }
+}
+
 /// Reads the rows of one plan: knows which top-level fields the plan uses,
 /// and parses only those (the others are skipped without allocating). Each
 /// column the plan names is resolved to its [`Slot`] once, here, not per
@@ -109,17 +120,13 @@ impl Reader {
         if let Some(top) = &plan.top {
             top.rows.iter().for_each(&mut add);
         }
-        let key_as_value = key_as_value;
         let key_column = plan.keys.iter().any(|k| k == KEY_COLUMN);
         for k in &plan.keys {
             if k != KEY_COLUMN && !names.contains(k) {
                 names.push(k.clone());
             }
         }
-        let slot = |n: &str| match names.iter().position(|m| m == n) {
-            Some(i) => Slot::Field(i),
-            None => Slot::RecordKey,
-        };
+        let slot = |n: &str| Slot::of(&names, n);
         Self {
             time: match &plan.time {
                 TimeSource::Field(f) => Some(slot(f)),
@@ -171,12 +178,7 @@ impl Reader {
         };
         if let Some(f) = &plan.filter {
             let names = &self.names;
-            let get = |name: &str| {
-                at(match names.iter().position(|n| n == name) {
-                    Some(i) => Slot::Field(i),
-                    None => Slot::RecordKey,
-                })
-            };
+            let get = |name: &str| at(Slot::of(names, name));
             if !holds(f, &get) {
                 return Ok(None);
             }

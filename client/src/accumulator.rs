@@ -21,7 +21,7 @@ use crate::cluster::Cluster;
 use crate::error::{check, codes, Error, Result};
 use crate::producer::sequence_after;
 use crate::producer::{ProducerConfig, RecordMetadata};
-use crate::records::{encode_batch, PendingRecord, ProducerStamp};
+use crate::records::{encode_batch, restamp, PendingRecord, ProducerStamp};
 
 /// Messages from producer handles to the accumulator.
 #[derive(Debug)]
@@ -381,10 +381,11 @@ impl Accumulator {
 async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<(Tp, i32)>) {
     let (topic, partition) = (batch.tp.0.clone(), batch.tp.1);
     let mut stamp = batch.stamp;
+    let mut data = encode_batch(batch.records, stamp, shared.config.compression);
     let result = loop {
-        let sent = match encode_batch(&batch.records, stamp, shared.config.compression) {
-            Ok(data) => produce_with_retries(&shared, &topic, partition, data).await,
-            Err(e) => Err(e),
+        let sent = match &data {
+            Ok(bytes) => produce_with_retries(&shared, &topic, partition, bytes.clone()).await,
+            Err(e) => Err(e.duplicate()),
         };
         match sent {
             Err(e)
@@ -394,6 +395,7 @@ async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<
             {
                 tracing::info!(topic = %topic, partition, producer_id = stamp.producer_id, "the partition forgot this producer; numbering its batches from 0 again");
                 stamp.base_sequence = 0;
+                data = data.and_then(|d| restamp(&d, 0));
             }
             other => break other,
         }

@@ -172,18 +172,20 @@ impl ProducerStamp {
 /// The encoder starts a new batch whenever `offset - sequence` changes, so
 /// records get sequences `base, base+1, …` (`-1, 0, 1, …` when not idempotent):
 /// the difference stays constant and the batch stays whole.
+/// The records move into the encoder: a batch is encoded once (a restart of
+/// its sequence is [`restamp`]ed into the bytes).
 pub(crate) fn encode_batch(
-    records: &[PendingRecord],
+    records: Vec<PendingRecord>,
     stamp: ProducerStamp,
     compression: Compression,
 ) -> Result<Bytes> {
     let recs: Vec<kr::Record> = records
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, r)| {
             let mut headers = IndexMap::with_capacity(r.headers.len());
-            for h in &r.headers {
-                headers.insert(StrBytes::from_string(h.key.clone()), h.value.clone());
+            for h in r.headers {
+                headers.insert(StrBytes::from_string(h.key), h.value);
             }
             kr::Record {
                 transactional: false,
@@ -196,8 +198,8 @@ pub(crate) fn encode_batch(
                 offset: i as i64,
                 sequence: stamp.base_sequence.wrapping_add(i as i32),
                 timestamp: r.timestamp,
-                key: r.key.clone(),
-                value: r.value.clone(),
+                key: r.key,
+                value: r.value,
                 headers,
             }
         })
@@ -210,6 +212,27 @@ pub(crate) fn encode_batch(
     RecordBatchEncoder::encode(&mut buf, recs.iter(), &options)
         .map_err(|e| Error::protocol("encoding record batch", e))?;
     Ok(buf.freeze())
+}
+
+/// Offset of the CRC inside a batch (it covers the attributes to the end).
+const CRC_AT: usize = 17;
+/// Offset of baseSequence inside a batch.
+const BASE_SEQUENCE_AT: usize = 53;
+
+/// `batch` (one encoded RecordBatch v2) with its first sequence set to
+/// `base_sequence` and its CRC made good again.
+pub(crate) fn restamp(batch: &Bytes, base_sequence: i32) -> Result<Bytes> {
+    if batch.len() < BATCH_HEADER {
+        return Err(Error::protocol(
+            "restamping a record batch",
+            format!("{} bytes hold no batch header", batch.len()),
+        ));
+    }
+    let mut b = BytesMut::from(&batch[..]);
+    b[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(b.freeze())
 }
 
 /// Size of the fixed RecordBatch v2 header.
@@ -353,7 +376,7 @@ mod tests {
     #[test]
     fn offsets_that_overflow_are_an_error_not_a_panic() {
         let batch =
-            encode_batch(&[rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
+            encode_batch(vec![rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
         let hostile = with_base_offset(&batch, i64::MAX - 1);
         assert!(decode_fetched("t", 0, hostile, 0).is_err());
         let fine = with_base_offset(&batch, 10);
@@ -361,6 +384,25 @@ mod tests {
             decode_fetched("t", 0, fine, 0).unwrap().next_offset,
             Some(12)
         );
+    }
+
+    /// A batch whose sequence restarts at 0 is the batch encoded from 0,
+    /// byte for byte (its CRC included), whatever the codec.
+    #[test]
+    fn a_restamped_batch_is_the_batch_encoded_with_that_sequence() {
+        for c in [Compression::None, Compression::Lz4] {
+            let stamp = |base_sequence| ProducerStamp {
+                producer_id: 7,
+                producer_epoch: 1,
+                base_sequence,
+            };
+            let records: Vec<_> = (0..5).map(rec).collect();
+            let at_40 = encode_batch(records.clone(), stamp(40), c).unwrap();
+            let at_0 = encode_batch(records, stamp(0), c).unwrap();
+            assert_ne!(at_40, at_0);
+            assert_eq!(restamp(&at_40, 0).unwrap(), at_0, "{c}");
+        }
+        assert!(restamp(&Bytes::from_static(b"short"), 0).is_err());
     }
 
     #[test]
@@ -381,7 +423,7 @@ mod tests {
                 },
             ] {
                 let records: Vec<_> = (0..10).map(rec).collect();
-                let bytes = encode_batch(&records, stamp, c).unwrap();
+                let bytes = encode_batch(records.clone(), stamp, c).unwrap();
                 let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
                 assert_eq!(infos.len(), 1, "{c} split the batch");
                 assert_eq!(infos[0].record_count, 10);
@@ -401,11 +443,11 @@ mod tests {
     fn skips_records_below_fetch_offset_and_partial_tail() {
         let records: Vec<_> = (0..5).map(rec).collect();
         let b1 = with_base_offset(
-            &encode_batch(&records, ProducerStamp::NONE, Compression::None).unwrap(),
+            &encode_batch(records.clone(), ProducerStamp::NONE, Compression::None).unwrap(),
             0,
         );
         let b2 = with_base_offset(
-            &encode_batch(&records, ProducerStamp::NONE, Compression::Lz4).unwrap(),
+            &encode_batch(records.clone(), ProducerStamp::NONE, Compression::Lz4).unwrap(),
             5,
         );
         let mut data = BytesMut::new();
@@ -423,7 +465,7 @@ mod tests {
     fn skips_control_batches_but_advances() {
         let records: Vec<_> = (0..2).map(rec).collect();
         let mut b = BytesMut::from(
-            &encode_batch(&records, ProducerStamp::NONE, Compression::None).unwrap()[..],
+            &encode_batch(records.clone(), ProducerStamp::NONE, Compression::None).unwrap()[..],
         );
         b[ATTRIBUTES_AT + 1] |= 1 << 5; // CRC is no longer valid, but control batches are never decoded
         let decoded = decode_fetched("t", 0, b.freeze(), 0).unwrap();

@@ -65,7 +65,7 @@ impl Output {
     /// The key (none for a null record key) and value bytes of the output
     /// record of `r`, ranked `rank` by the job's Top-N (null without one).
     pub fn record(&self, r: &WindowResult, rank: Option<u64>) -> (Option<Vec<u8>>, Vec<u8>) {
-        let text = r.key.0.as_str();
+        let text = r.key.as_str();
         // One key column: its JSON is the array's only element, as is. More:
         // parsed once per record.
         let parsed = (self.keys != 1).then(|| r.key.values());
@@ -99,11 +99,15 @@ impl Output {
         v.push(b'}');
         let key = if self.record_key {
             // The input's key, read as text (a string or null).
-            r.key
-                .values()
-                .first()
-                .and_then(Value::as_str)
-                .map(|k| k.as_bytes().to_vec())
+            match r.key.single_plain_string() {
+                Some(k) => Some(k.as_bytes().to_vec()),
+                None => r
+                    .key
+                    .values()
+                    .first()
+                    .and_then(Value::as_str)
+                    .map(|k| k.as_bytes().to_vec()),
+            }
         } else {
             Some(text.as_bytes().to_vec())
         };

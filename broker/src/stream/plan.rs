@@ -61,7 +61,12 @@ impl JobPlan {
     pub fn shard_key<'k>(&self, key: &'k GroupKey) -> std::borrow::Cow<'k, [u8]> {
         match &self.top {
             None => key.0.as_bytes().into(),
-            Some(top) => top.partition_key(&key.values()).0.into_bytes().into(),
+            Some(top) => top
+                .partition_key(&key.values())
+                .as_str()
+                .as_bytes()
+                .to_vec()
+                .into(),
         }
     }
 

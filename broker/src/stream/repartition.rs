@@ -112,7 +112,7 @@ impl Routed {
                 v.extend_from_slice(&row.time_ms.to_be_bytes());
                 // Writing a `Value` to a Vec cannot fail.
                 let _ = serde_json::to_writer(&mut v, &row.args);
-                (Some(row.key.0.clone().into_bytes()), v)
+                (Some(row.key.as_str().as_bytes().to_vec()), v)
             }
             Routed::Mark { source, wm, idle } => {
                 let mut v = Vec::with_capacity(14);
@@ -152,7 +152,7 @@ impl Routed {
                     wm_before: wm_of(int(13)?),
                     row: Row {
                         time_ms: int(21)?,
-                        key: GroupKey(key.to_string()),
+                        key: GroupKey(key.into()),
                         args,
                     },
                 })

@@ -87,7 +87,7 @@ pub fn rank(plan: &JobPlan, results: Vec<WindowResult>) -> Vec<(WindowResult, Op
 
 /// One final result with what it is ranked by.
 struct Candidate {
-    partition: String,
+    partition: std::sync::Arc<str>,
     order: Value,
     /// The group key's values (ties are ordered by them).
     key: Vec<Value>,
@@ -400,13 +400,13 @@ mod tests {
         let mut input = vec![r("eu", 1, 5), r("us", 2, 9), r("eu", 3, 6), r("us", 4, 1)];
         let want: Vec<_> = rank(&plan, input.clone())
             .into_iter()
-            .map(|(r, _)| r.key.0)
+            .map(|(r, _)| r.key.as_str().to_string())
             .collect();
         assert_eq!(want, vec![r#"["eu",3]"#, r#"["us",2]"#]);
         input.reverse();
         let again: Vec<_> = rank(&plan, input)
             .into_iter()
-            .map(|(r, _)| r.key.0)
+            .map(|(r, _)| r.key.as_str().to_string())
             .collect();
         assert_eq!(again, want);
     }

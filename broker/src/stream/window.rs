@@ -10,6 +10,7 @@
 //! and a row at `t` is late for sessions once `t + gap + grace` passed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,11 +20,36 @@ use super::plan::{AggregateKind, WindowSpec};
 use super::watermark::Watermarks;
 
 /// A group key: the JSON array of the key columns' values, as text (so that
-/// equal keys hash and order alike, whatever their JSON types).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct GroupKey(pub String);
+/// equal keys hash and order alike, whatever their JSON types). Shared, not
+/// copied: a key is held by its windows, its timers and its results.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey(pub Arc<str>);
+
+impl Serialize for GroupKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(GroupKey(String::deserialize(d)?.into()))
+    }
+}
 
 impl GroupKey {
+    /// The key's text (a JSON array).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// With one key column that is a JSON string without escapes: that
+    /// string (what most keys are, read without parsing).
+    pub fn single_plain_string(&self) -> Option<&str> {
+        let inner = self.0.strip_prefix("[\"")?.strip_suffix("\"]")?;
+        (!inner.contains(['"', '\\'])).then_some(inner)
+    }
+
     /// The key of `values` (the key columns, in plan order).
     pub fn of(values: &[Value]) -> Self {
         let mut w = GroupKeyWriter::new();
@@ -76,10 +102,10 @@ impl GroupKeyWriter {
         }
         self.0.push(b']');
         // serde_json writes UTF-8 only.
-        GroupKey(
-            String::from_utf8(self.0)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        )
+        GroupKey(match std::str::from_utf8(&self.0) {
+            Ok(s) => s.into(),
+            Err(_) => String::from_utf8_lossy(&self.0).into(),
+        })
     }
 }
 
@@ -149,13 +175,12 @@ pub struct WindowOperator {
     kinds: Vec<AggregateKind>,
     emit: EmitMode,
     watermarks: Watermarks,
-    /// Tumbling and hopping windows: key → start → accumulators (a row
-    /// finds its key's windows with one hash of the key, which is cloned
-    /// only for a key with no open window).
+    /// Tumbling and hopping windows: start → key → accumulators. All
+    /// windows of one start close together (at `start + size + grace`), so
+    /// the first starts are the next to fire and need no timers of their
+    /// own.
     #[serde(with = "fixed_serde")]
-    fixed: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>>,
-    /// Close → the (key, start) of the fixed windows closing then.
-    fixed_timers: BTreeMap<i64, BTreeSet<(GroupKey, i64)>>,
+    fixed: BTreeMap<i64, HashMap<GroupKey, Vec<Acc>>>,
     /// Sessions of each key, disjoint, by start.
     sessions: HashMap<GroupKey, Vec<Session>>,
     /// (close, key, start) of every open session.
@@ -167,21 +192,21 @@ pub struct WindowOperator {
 }
 
 /// The fixed-window map as a list of `((key, start), accumulators)`, by key
-/// and start (JSON maps need string keys).
+/// and start (JSON maps need string keys; checkpoints written before the map
+/// was by start read alike).
 mod fixed_serde {
     use super::{Acc, GroupKey};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::{BTreeMap, HashMap};
 
-    type Map = HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>>;
+    type Map = BTreeMap<i64, HashMap<GroupKey, Vec<Acc>>>;
 
     pub(super) fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
-        let mut keys: Vec<&GroupKey> = m.keys().collect();
-        keys.sort();
-        let v: Vec<((&GroupKey, i64), &Vec<Acc>)> = keys
-            .into_iter()
-            .flat_map(|k| m[k].iter().map(move |(start, accs)| ((k, *start), accs)))
+        let mut v: Vec<((&GroupKey, i64), &Vec<Acc>)> = m
+            .iter()
+            .flat_map(|(start, keys)| keys.iter().map(move |(k, accs)| ((k, *start), accs)))
             .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         v.serialize(s)
     }
 
@@ -189,7 +214,7 @@ mod fixed_serde {
         let v: Vec<((GroupKey, i64), Vec<Acc>)> = Vec::deserialize(d)?;
         let mut m = Map::new();
         for ((key, start), accs) in v {
-            m.entry(key).or_default().insert(start, accs);
+            m.entry(start).or_default().insert(key, accs);
         }
         Ok(m)
     }
@@ -211,8 +236,7 @@ impl WindowOperator {
             kinds,
             emit,
             watermarks: Watermarks::new(partitions),
-            fixed: HashMap::new(),
-            fixed_timers: BTreeMap::new(),
+            fixed: BTreeMap::new(),
             sessions: HashMap::new(),
             session_timers: BTreeSet::new(),
             accepted: 0,
@@ -227,7 +251,7 @@ impl WindowOperator {
 
     /// Windows not yet emitted as final.
     pub fn open_windows(&self) -> usize {
-        self.fixed.values().map(BTreeMap::len).sum::<usize>() + self.session_timers.len()
+        self.fixed.values().map(HashMap::len).sum::<usize>() + self.session_timers.len()
     }
 
     /// The current values of `key`'s open windows, by start (queryable
@@ -243,9 +267,8 @@ impl WindowOperator {
                 .collect(),
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => self
                 .fixed
-                .get(key)
-                .into_iter()
-                .flatten()
+                .iter()
+                .filter_map(|(start, keys)| Some((start, keys.get(key)?)))
                 .map(|(start, accs)| result(key, *start, start + self.fixed_size(), accs, false))
                 .collect(),
         };
@@ -349,17 +372,13 @@ impl WindowOperator {
                 continue;
             }
             took = true;
-            let windows = match self.fixed.get_mut(&row.key) {
-                Some(w) => w,
-                None => self.fixed.entry(row.key.clone()).or_default(),
+            let keys = self.fixed.entry(start).or_default();
+            let accs = match keys.get_mut(&row.key) {
+                Some(accs) => accs,
+                None => keys
+                    .entry(row.key.clone())
+                    .or_insert_with(|| self.kinds.iter().map(|k| Acc::new(*k)).collect()),
             };
-            let accs = windows.entry(start).or_insert_with(|| {
-                self.fixed_timers
-                    .entry(close)
-                    .or_default()
-                    .insert((row.key.clone(), start));
-                self.kinds.iter().map(|k| Acc::new(*k)).collect()
-            });
             for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(&row.args) {
                 acc.add(*kind, arg);
             }
@@ -413,22 +432,20 @@ impl WindowOperator {
             return;
         };
         let size = self.fixed_size();
-        while let Some(entry) = self.fixed_timers.first_entry() {
-            if *entry.key() > f {
+        while let Some(entry) = self.fixed.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(size).saturating_add(self.grace_ms) > f {
                 break;
             }
-            for (key, start) in entry.remove() {
-                let Some(windows) = self.fixed.get_mut(&key) else {
-                    continue;
-                };
-                let accs = windows.remove(&start);
-                if windows.is_empty() {
-                    self.fixed.remove(&key);
-                }
-                if let Some(accs) = accs {
-                    out.push(result(&key, start, start + size, &accs, true));
-                }
-            }
+            let mut closing: Vec<(GroupKey, Vec<Acc>)> = entry.remove().into_iter().collect();
+            closing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.extend(closing.into_iter().map(|(key, accs)| WindowResult {
+                key,
+                start_ms: start,
+                end_ms: start.saturating_add(size),
+                values: accs.iter().map(Acc::value).collect(),
+                is_final: true,
+            }));
         }
         while let Some(first) = self.session_timers.first() {
             if first.0 > f {

@@ -11,11 +11,6 @@ use weir_broker::broker::Broker;
 use weir_broker::config::BrokerArgs;
 use weir_broker::health::Health;
 
-/// The allocator of every `weir` process (see the dependency's note in
-/// Cargo.toml: the stream and produce paths allocate per record).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Weir: a Kafka-compatible event log.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about)]

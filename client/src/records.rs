@@ -179,6 +179,9 @@ pub(crate) fn encode_batch(
     stamp: ProducerStamp,
     compression: Compression,
 ) -> Result<Bytes> {
+    // Room for the header and each record's varint framing, so the
+    // encoder writes without growing the buffer.
+    let room = BATCH_HEADER + records.iter().map(|r| r.size() + 8).sum::<usize>();
     let recs: Vec<kr::Record> = records
         .into_iter()
         .enumerate()
@@ -204,7 +207,7 @@ pub(crate) fn encode_batch(
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(room);
     let options = RecordEncodeOptions {
         version: 2,
         compression: compression.to_kafka(),

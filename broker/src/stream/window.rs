@@ -372,7 +372,16 @@ impl WindowOperator {
                 continue;
             }
             took = true;
-            let keys = self.fixed.entry(start).or_default();
+            // A new start's map is sized as the oldest open one (the
+            // keys of a window are mostly those of the one before).
+            let hint = self
+                .fixed
+                .first_key_value()
+                .map_or(0, |(_, keys)| keys.len());
+            let keys = self
+                .fixed
+                .entry(start)
+                .or_insert_with(|| HashMap::with_capacity(hint));
             let accs = match keys.get_mut(&row.key) {
                 Some(accs) => accs,
                 None => keys

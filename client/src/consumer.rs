@@ -420,7 +420,7 @@ impl Consumer {
             records.retain(|r| {
                 !stale
                     .iter()
-                    .any(|tp| tp.partition == r.partition && tp.topic == r.topic)
+                    .any(|tp| tp.partition == r.partition && *tp.topic == *r.topic)
             });
         }
         let mut advanced = Vec::new();

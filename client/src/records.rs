@@ -35,8 +35,8 @@ impl Header {
 /// A record as returned by the consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    /// Topic name.
-    pub topic: String,
+    /// Topic name (shared by the records of one fetch, not copied per record).
+    pub topic: std::sync::Arc<str>,
     /// Partition index.
     pub partition: i32,
     /// Offset in the partition.
@@ -267,6 +267,7 @@ pub(crate) fn decode_fetched(
     fetch_offset: i64,
 ) -> Result<DecodedRecords> {
     let mut out = DecodedRecords::default();
+    let shared_topic: std::sync::Arc<str> = topic.into();
     while data.len() >= 12 {
         let base_offset = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
         let len = i32::from_be_bytes(data[8..12].try_into().unwrap_or_default());
@@ -321,12 +322,13 @@ pub(crate) fn decode_fetched(
                 e,
             )
         })?;
+        out.records.reserve(set.records.len());
         for r in set.records {
             if r.offset < fetch_offset || r.control {
                 continue;
             }
             out.records.push(ConsumerRecord {
-                topic: topic.to_string(),
+                topic: shared_topic.clone(),
                 partition,
                 offset: r.offset,
                 timestamp: r.timestamp,

@@ -128,10 +128,7 @@ pub(super) async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
         let mut out = stdout.lock();
         for r in &records {
             print_record(&mut out, r, &a)?;
-            printed.insert(
-                TopicPartition::new(r.topic.clone(), r.partition),
-                r.offset + 1,
-            );
+            printed.insert(TopicPartition::new(&*r.topic, r.partition), r.offset + 1);
             count += 1;
             if a.max_messages.is_some_and(|m| count >= m) {
                 out.flush()?;

@@ -320,7 +320,13 @@ async fn nexmark_queries_match_a_reference_computation() -> Result<()> {
         .into_iter()
         .map(|b| (partition_for_key(b.key().as_bytes(), PARTITIONS), b))
         .collect();
-    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    // Idempotent: the reference reads each partition in the order sent,
+    // which a retried batch overtaken by a later one would break (a
+    // partition still opening answers LEADER_NOT_AVAILABLE at first).
+    let producer = ProducerConfig::new(&bootstrap)
+        .idempotent(true)
+        .build()
+        .await?;
     let mut pace = tokio::time::interval(Duration::from_millis(700));
     for chunk in events.chunks(BIDS / 4) {
         pace.tick().await;

@@ -172,7 +172,11 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     );
     create_input(&bootstrap, &input, 3, -1).await?;
     let evs = events();
-    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    // Idempotent: the reference reads each partition in the order sent.
+    let producer = ProducerConfig::new(&bootstrap)
+        .idempotent(true)
+        .build()
+        .await?;
     for (i, &(p, c, ts, amount)) in evs.iter().enumerate() {
         let value = format!(r#"{{"customerId": {c}, "transactionSum": {amount}, "ts": {ts}}}"#);
         producer
@@ -518,7 +522,12 @@ fn exactly_once(got: &[Total], want: &BTreeSet<Total>) -> Result<()> {
 
 /// Produces `evs` to their partitions of `topic`, keyed by customer.
 async fn produce(bootstrap: &str, topic: &str, evs: &[Event]) -> Result<()> {
-    let producer = ProducerConfig::new(bootstrap).build().await?;
+    // Idempotent: the reference reads each partition in the order sent,
+    // which a retried batch overtaken by a later one would break.
+    let producer = ProducerConfig::new(bootstrap)
+        .idempotent(true)
+        .build()
+        .await?;
     let mut delivered = Vec::with_capacity(evs.len());
     for &(p, c, ts, amount) in evs {
         let value = format!(r#"{{"customerId": {c}, "transactionSum": {amount}, "ts": {ts}}}"#);

@@ -172,6 +172,7 @@ impl ProducerStamp {
 /// The encoder starts a new batch whenever `offset - sequence` changes, so
 /// records get sequences `base, base+1, …` (`-1, 0, 1, …` when not idempotent):
 /// the difference stays constant and the batch stays whole.
+///
 /// The records move into the encoder: a batch is encoded once (a restart of
 /// its sequence is [`restamp`]ed into the bytes).
 pub(crate) fn encode_batch(
@@ -217,11 +218,6 @@ pub(crate) fn encode_batch(
     Ok(buf.freeze())
 }
 
-/// Offset of the CRC inside a batch (it covers the attributes to the end).
-const CRC_AT: usize = 17;
-/// Offset of baseSequence inside a batch.
-const BASE_SEQUENCE_AT: usize = 53;
-
 /// `batch` (one encoded RecordBatch v2) with its first sequence set to
 /// `base_sequence` and its CRC made good again.
 pub(crate) fn restamp(batch: &Bytes, base_sequence: i32) -> Result<Bytes> {
@@ -242,10 +238,14 @@ pub(crate) fn restamp(batch: &Bytes, base_sequence: i32) -> Result<Bytes> {
 const BATCH_HEADER: usize = 61;
 /// Offset of the magic byte inside a batch.
 const MAGIC_AT: usize = 16;
+/// Offset of the CRC inside a batch (it covers the attributes to the end).
+const CRC_AT: usize = 17;
 /// Offset of the attributes inside a batch.
 const ATTRIBUTES_AT: usize = 21;
 /// Offset of lastOffsetDelta inside a batch.
 const LAST_OFFSET_DELTA_AT: usize = 23;
+/// Offset of baseSequence inside a batch.
+const BASE_SEQUENCE_AT: usize = 53;
 
 /// Records decoded from one partition of a Fetch response.
 #[derive(Debug, Default)]

@@ -448,13 +448,12 @@ impl WindowOperator {
             }
             let mut closing: Vec<(GroupKey, Vec<Acc>)> = entry.remove().into_iter().collect();
             closing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            out.extend(closing.into_iter().map(|(key, accs)| WindowResult {
-                key,
-                start_ms: start,
-                end_ms: start.saturating_add(size),
-                values: accs.iter().map(Acc::value).collect(),
-                is_final: true,
-            }));
+            let end = start.saturating_add(size);
+            out.extend(
+                closing
+                    .iter()
+                    .map(|(key, accs)| result(key, start, end, accs, true)),
+            );
         }
         while let Some(first) = self.session_timers.first() {
             if first.0 > f {

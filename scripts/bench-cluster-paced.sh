@@ -2,7 +2,9 @@
 # acks=all latency of a local 3-node cluster at half of its peak: starts three
 # `weir broker` processes (data under $OUT), creates an RF-3 topic of one
 # partition, measures the unthrottled acks=all peak, then produces paced at half
-# of it for PACED_SECS, with the client's default linger (5 ms) and with linger 0.
+# of it for PACED_SECS, with the client's default linger (5 ms) and with linger 0,
+# and at FLOOR_RATE records/s with linger 0 (one record per request: the floor
+# of the acks=all path, where no queueing plays a part).
 # Prints the latency percentiles (send to ack) of each run; the nodes' data
 # directories are removed at exit (their logs and the JSON results stay). Compare with fio's
 # fdatasync p99 from scripts/bench-broker.sh or scripts/bench-cluster.sh.
@@ -16,6 +18,7 @@ OUT="${OUT:-$ROOT/target/bench-results/cluster-paced-$(date -u +%Y%m%dT%H%M%SZ)}
 PORT="${PORT:-39010}"
 PACED_SECS="${PACED_SECS:-10}"
 PEAK_COUNT="${PEAK_COUNT:-300000}"
+FLOOR_RATE="${FLOOR_RATE:-1000}"
 mkdir -p "$OUT"
 PEERS="1@127.0.0.1:$((PORT + 21)),2@127.0.0.1:$((PORT + 22)),3@127.0.0.1:$((PORT + 23))"
 BOOT="127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2)),127.0.0.1:$((PORT + 3))"
@@ -43,7 +46,8 @@ done
 RATE=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['mb_per_sec'] * 1048576 / 1024 / 2))" "$OUT/peak.json")
 "$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$RATE" --bootstrap "$BOOT" --json >"$OUT/paced-linger5.json"
 "$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$RATE" --linger-ms 0 --bootstrap "$BOOT" --json >"$OUT/paced-linger0.json"
-for f in peak paced-linger5 paced-linger0; do
+"$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$FLOOR_RATE" --linger-ms 0 --bootstrap "$BOOT" --json >"$OUT/floor.json"
+for f in peak paced-linger5 paced-linger0 floor; do
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency_ms']; print('%-14s %7.1f MB/s  p50 %s  p99 %s  p99.9 %s  max %s ms  errors %s' % (sys.argv[2], d['mb_per_sec'], l['p50'], l['p99'], l['p99.9'], l['max'], d['errors']))" "$OUT/$f.json" "$f"
 done | tee "$OUT/summary.txt"
 echo "results: $OUT"

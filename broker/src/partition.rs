@@ -200,9 +200,10 @@ pub struct PendingAppend {
     /// A retry answered from producer state: the batch it repeats must be
     /// in the log at those offsets before the retry is acknowledged.
     duplicate_of: Option<(Arc<Partition>, BatchIds)>,
-    /// The partition, when it is its group's only voter (see
+    /// The partition of a proposal (its high watermark moves when acks=all
+    /// is answered), and whether it is its group's only voter (see
     /// [`PendingAppend::wait`]).
-    lone: Option<Arc<Partition>>,
+    partition: Option<(Arc<Partition>, bool)>,
 }
 
 impl PendingAppend {
@@ -223,9 +224,16 @@ impl PendingAppend {
             // is the request's last batch; its batches were proposed back to
             // back, so the first one's base is as far before its end as
             // predicted.
-            let got = proposal.committed().await?;
+            let got = proposal.quorum_written().await?;
             if got.last_offset != self.appended.last_offset {
                 tracing::debug!(predicted = ?self.appended, committed = ?got, "offset prediction missed");
+            }
+            // Committed: readable now, not only once applied (the apply
+            // moves it too, to the same place).
+            if let Some((p, _)) = &self.partition {
+                if let Err(e) = p.commit(got.last_offset + 1) {
+                    tracing::warn!(partition = %p.tp, error = %e, "moving the high watermark");
+                }
             }
             let span = self.appended.last_offset - self.appended.base_offset;
             return Ok(Appended {
@@ -240,7 +248,7 @@ impl PendingAppend {
             // (Redpanda's visibility of acks=1 writes once a majority has
             // appended them). What the fsync policy has not yet written can
             // be lost in a crash, as with Kafka; acks=all waits for the commit.
-            if let Some(p) = &self.lone {
+            if let Some((p, true)) = &self.partition {
                 if let Err(e) = p.commit(self.appended.last_offset + 1) {
                     tracing::warn!(partition = %p.tp, error = %e, "moving the high watermark");
                 }
@@ -950,7 +958,7 @@ impl Partition {
                     },
                     proposal: None,
                     duplicate_of: self.me().map(|p| (p, *ids)),
-                    lone: None,
+                    partition: None,
                 });
             }
         }
@@ -984,7 +992,7 @@ impl Partition {
             },
             proposal,
             duplicate_of: None,
-            lone: self.lone.get().and_then(Weak::upgrade),
+            partition: self.me().map(|p| (p, self.lone.get().is_some())),
         })
     }
 

@@ -11,8 +11,9 @@
 //! offsets of its proposals are known in advance: the first starts at the log
 //! end at that moment, each next one after the previous. A proposal carries
 //! that prediction; [`Proposal::appended`] resolves once the local log end has
-//! passed it (acks=1) and [`Proposal::committed`] once the entry is committed
-//! and applied, with the offsets the state machine saw (acks=all). A change of
+//! passed it (acks=1), [`Proposal::quorum_written`] once the commit index has
+//! (acks=all), and [`Proposal::committed`] once the entry is committed and
+//! applied, with the offsets the state machine saw. A change of
 //! term fails every proposal not yet submitted, and openraft fails those
 //! submitted, so no prediction outlives its term.
 //!
@@ -229,6 +230,46 @@ impl Proposal {
                 }
             }
         }
+    }
+
+    /// Resolves once a quorum holds the batch durably (the commit index
+    /// passed it), before it is applied: what acks=all waits for. Answered
+    /// from the committed id the log store saves when that entry is of this
+    /// proposal's term and the generation of predictions holds: the log up
+    /// to a committed entry of term `t` is the log of `t`'s leader, this
+    /// node, which holds the batch where it was predicted. Otherwise (a
+    /// prediction broken, a later term committed first) it waits for the
+    /// apply, as [`Proposal::committed`].
+    pub async fn quorum_written(mut self) -> Result<Offsets, ProposeError> {
+        let want = self.offsets.last_offset + 1;
+        let mut committed = self.shared.predictions.committed();
+        let mut broken = self.shared.predictions.broken();
+        loop {
+            // The committed id first, then the generation: a prediction is
+            // broken before any entry it misplaces can be written.
+            let (term, end) = *committed.borrow_and_update();
+            if self.outcome.is_some() || *broken.borrow_and_update() >= self.generation {
+                break;
+            }
+            if term == self.term && end >= want {
+                return Ok(self.offsets);
+            }
+            if term > self.term {
+                break;
+            }
+            let Some(rx) = self.rx.as_mut() else {
+                break;
+            };
+            tokio::select! {
+                r = committed.changed() => if r.is_err() { break },
+                r = broken.changed() => if r.is_err() { break },
+                done = rx => {
+                    self.rx = None;
+                    self.outcome = Some(self.shared.outcome(done, self.offsets, (self.term, self.generation)));
+                }
+            }
+        }
+        self.committed().await
     }
 
     /// Resolves once the batch is committed and applied, with its offsets.

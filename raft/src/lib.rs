@@ -19,10 +19,10 @@ mod log_store;
 mod no_peers;
 mod offset_translator;
 mod side_entries;
+mod slot_file;
 mod state_machine;
 mod sync_points;
 mod types;
-mod vote_file;
 
 mod transport;
 pub use transport::{Transport, TransportConfig};

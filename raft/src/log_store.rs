@@ -14,12 +14,14 @@
 //!   Completions are reported in append order by one flusher task; no fsync runs
 //!   on an async worker.
 //! - [`RaftLogStorage::save_vote`]: durable when it returns (one of two
-//!   checksummed slots overwritten + fdatasync, [`crate::vote_file`]), and
+//!   checksummed slots overwritten + fdatasync, [`crate::slot_file`]), and
 //!   ordered after every append queued before it.
-//! - [`RaftLogStorage::save_committed`]: written (atomic replace) but not fsynced:
-//!   a machine crash may bring back an older committed id, which is safe (any
-//!   value it held was committed). On open it is clamped to the last entry, in
-//!   case a page-cache policy lost the log's tail.
+//! - [`RaftLogStorage::save_committed`]: written in place (the other of two
+//!   checksummed slots, [`crate::slot_file`]) but not fsynced: a machine crash
+//!   may bring back an older committed id, which is safe (any value it held
+//!   was committed). On open it is clamped to the last entry, in case a
+//!   page-cache policy lost the log's tail. It also tells the group where
+//!   the committed Kafka offsets end (acks=all is answered from that).
 //! - [`RaftLogStorage::truncate_after`] and [`RaftLogStorage::purge`]: durable
 //!   when they return; purge never deletes Kafka data (retention does).
 //!
@@ -40,15 +42,11 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 use weir_storage::Log;
 
-use crate::durable_file::{self, Sync};
 use crate::error::{RaftStoreError, Result};
 use crate::flusher::{FlushItem, Flusher};
 use crate::offset_translator::{EntryId, NewEntry, OffsetTranslator, StoredEntry, ANCHOR_FILE};
+use crate::slot_file::{SlotFile, Sync, COMMITTED, VOTE};
 use crate::types::{log_id, term_of, Entry, LogId, Payload, RecordBatch, TypeConfig, Vote};
-use crate::vote_file::{VoteFile, VOTE_FILE};
-
-/// File holding the last committed log id.
-const COMMITTED_FILE: &str = "raft-committed";
 
 /// What the store and its readers share.
 #[derive(Debug)]
@@ -57,7 +55,7 @@ struct Shared {
     translator: Mutex<OffsetTranslator>,
     vote: Mutex<Option<Vote>>,
     /// Where the vote is saved (locked on a blocking thread only).
-    vote_file: Mutex<VoteFile>,
+    vote_file: Mutex<SlotFile>,
 }
 
 impl Shared {
@@ -89,6 +87,8 @@ impl Shared {
 pub(crate) struct LogStore {
     shared: Arc<Shared>,
     committed: Option<LogId>,
+    /// Where the committed id is saved.
+    committed_file: SlotFile,
     /// Started by the first append (it needs the runtime).
     flusher: Option<Flusher>,
     /// Told of each data entry before it is written (a leader checks its
@@ -109,7 +109,7 @@ impl LogStore {
     pub(crate) fn open(log: Arc<Log>) -> Result<Self> {
         // Created (if missing) before a new partition's anchor is written,
         // whose directory fsync then makes the vote file's name durable.
-        let (mut vote_file, vote) = VoteFile::open(log.dir())?;
+        let (mut vote_file, vote) = SlotFile::open(log.dir(), VOTE)?;
         let new_anchor = !log.dir().join(ANCHOR_FILE).exists();
         let translator = OffsetTranslator::open(&log)?;
         if vote_file.created() && new_anchor {
@@ -118,10 +118,10 @@ impl LogStore {
         let vote = vote
             .map(|b| serde_json::from_slice::<Vote>(&b))
             .transpose()
-            .map_err(|e| RaftStoreError::corrupt(log.dir().join(VOTE_FILE), e.to_string()))?;
-        // An unreadable committed id (a rename not ordered after its data) is
-        // only a lost hint.
-        let committed = read_json::<LogId>(&log, COMMITTED_FILE).unwrap_or(None);
+            .map_err(|e| RaftStoreError::corrupt(log.dir().join(VOTE.name), e.to_string()))?;
+        // An unreadable committed id is only a lost hint.
+        let (committed_file, committed) = SlotFile::open(log.dir(), COMMITTED)?;
+        let committed = committed.and_then(|b| serde_json::from_slice::<Option<LogId>>(&b).ok());
         let store = Self {
             shared: Arc::new(Shared {
                 log,
@@ -129,7 +129,8 @@ impl LogStore {
                 vote: Mutex::new(vote),
                 vote_file: Mutex::new(vote_file),
             }),
-            committed,
+            committed: committed.flatten(),
+            committed_file,
             flusher: None,
             predictions: None,
         };
@@ -156,8 +157,6 @@ impl LogStore {
 
     /// The Kafka offset after every entry up to `index`: the high watermark when
     /// the commit index is `index`.
-    // Used by tests today; the cluster's follower paths use it next.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn kafka_offset_after(&self, index: u64) -> Result<i64> {
         self.shared
             .translator()
@@ -224,7 +223,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .vote_file
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .save(&bytes)
+                .save(&bytes, Sync::Durable)
         })
         .await
         .map_err(io::Error::other)??;
@@ -232,19 +231,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    /// Replaced atomically, not fsynced (see the module docs).
+    /// Written in place, not fsynced (see the module docs); then the group
+    /// hears where the committed Kafka offsets end.
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         if committed == self.committed {
             return Ok(());
         }
         let bytes = serde_json::to_vec(&committed).map_err(io::Error::other)?;
-        durable_file::write(
-            self.shared.log.dir(),
-            COMMITTED_FILE,
-            &bytes,
-            Sync::PageCache,
-        )?;
+        // One 512-byte write into the page cache: fine on an async worker.
+        self.committed_file.save(&bytes, Sync::PageCache)?;
         self.committed = committed;
+        if let (Some(p), Some(c)) = (&self.predictions, committed) {
+            match self.kafka_offset_after(c.index) {
+                Ok(end) => p.committed_upto(term_of(&c), end),
+                Err(e) => tracing::debug!(error = %e, "the committed offset was not found"),
+            }
+        }
         Ok(())
     }
 
@@ -448,15 +450,6 @@ fn from_stored(s: StoredEntry) -> Result<Entry> {
             Entry::new(log_id(id.term, id.index), p)
         }
     })
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(log: &Log, name: &str) -> Result<Option<T>> {
-    let Some(bytes) = durable_file::read(log.dir(), name)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| RaftStoreError::corrupt(log.dir().join(name), e.to_string()))
 }
 
 /// The translator's id of Raft log id `l`.

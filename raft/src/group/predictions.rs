@@ -55,6 +55,9 @@ pub(crate) struct Predictions {
     broken: watch::Sender<u64>,
     /// The Raft index of the last entry the log store has written.
     written: watch::Sender<u64>,
+    /// The term of the last entry known committed and the Kafka offset after
+    /// it, as the log store last saved the committed id.
+    committed: watch::Sender<(u64, i64)>,
 }
 
 impl Default for Predictions {
@@ -63,6 +66,7 @@ impl Default for Predictions {
             state: Mutex::new(State::default()),
             broken: watch::Sender::new(0),
             written: watch::Sender::new(0),
+            committed: watch::Sender::new((0, 0)),
         }
     }
 }
@@ -145,6 +149,24 @@ impl Predictions {
     pub(crate) async fn wait_written(&self, index: u64) {
         let mut rx = self.written.subscribe();
         let _ = rx.wait_for(|w| *w >= index).await;
+    }
+
+    /// Called by the log store when it saved the committed id: the entry's
+    /// `term`, and `end`, the Kafka offset after it. Never moves back.
+    pub(crate) fn committed_upto(&self, term: u64, end: i64) {
+        self.committed.send_if_modified(|c| {
+            let newer = (term, end) > *c;
+            if newer {
+                *c = (term, end);
+            }
+            newer
+        });
+    }
+
+    /// A receiver of the last committed entry's term and the Kafka offset
+    /// after it (see [`Predictions::committed_upto`]).
+    pub(crate) fn committed(&self) -> watch::Receiver<(u64, i64)> {
+        self.committed.subscribe()
     }
 
     /// A receiver of the highest broken generation.

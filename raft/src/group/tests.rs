@@ -328,6 +328,57 @@ async fn three_replicas_replicate_batches_and_fail_over() {
     }
 }
 
+/// acks=all is answered at the commit, from the committed id the leader's
+/// log store saves, not after the apply: when [`Proposal::quorum_written`]
+/// resolves, two of the three replicas hold the batch, at the offsets
+/// predicted for it, and the answers come in proposal order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_written_resolves_once_a_quorum_holds_the_batch() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = three_nodes(9, fast(), &dirs).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut answered = Vec::new();
+    while answered.len() < 20 {
+        assert!(std::time::Instant::now() < deadline, "{answered:?}");
+        let Some(at) = leader_of(&nodes) else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        // Two proposals in flight, answered in order.
+        let proposed: Vec<_> = (0..2).map(|_| nodes[at].1.propose(batch(3))).collect();
+        for p in proposed {
+            let p = match p {
+                Ok(p) => p,
+                Err(ProposeError::NotLeader { .. }) => continue,
+                Err(e) => panic!("{e}"),
+            };
+            let predicted = p.offsets;
+            match p.quorum_written().await {
+                Ok(got) => {
+                    assert_eq!(got, predicted);
+                    let holding = nodes
+                        .iter()
+                        .filter(|n| n.2.log_end_offset() > got.last_offset)
+                        .count();
+                    assert!(holding >= 2, "{got:?} answered on {holding} replica(s)");
+                    answered.push(got);
+                }
+                Err(ProposeError::NotLeader { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!(
+        answered
+            .windows(2)
+            .all(|w| w[0].last_offset < w[1].base_offset),
+        "answers out of order: {answered:?}"
+    );
+    for (_, g, _, _) in &nodes {
+        g.stop().await;
+    }
+}
+
 /// Quiescence (see `group::quiet`): an idle leader stops its timers, its
 /// followers hold no election while it keeps claiming the group, a proposal
 /// wakes it even after its lease lapsed, and once it falls silent the

@@ -213,7 +213,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Durable on return: written after every append queued before it is
     /// reported, into the vote file's older slot and fdatasynced off the
-    /// async workers (see [`crate::vote_file`]).
+    /// async workers (see [`crate::slot_file`]).
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         self.drain().await?;
         let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;

@@ -11,6 +11,7 @@
 #
 #   scripts/bench-cluster-paced.sh            # uses target/release/weir
 #   PACED_SECS=30 scripts/bench-cluster-paced.sh
+#   FLOOR_ONLY=1 WEIR=/tmp/weir-a scripts/bench-cluster-paced.sh   # only the floor run
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 W="${WEIR:-$ROOT/target/release/weir}"
@@ -19,6 +20,7 @@ PORT="${PORT:-39010}"
 PACED_SECS="${PACED_SECS:-10}"
 PEAK_COUNT="${PEAK_COUNT:-300000}"
 FLOOR_RATE="${FLOOR_RATE:-1000}"
+FLOOR_ONLY="${FLOOR_ONLY:-0}"
 mkdir -p "$OUT"
 PEERS="1@127.0.0.1:$((PORT + 21)),2@127.0.0.1:$((PORT + 22)),3@127.0.0.1:$((PORT + 23))"
 BOOT="127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2)),127.0.0.1:$((PORT + 3))"
@@ -42,12 +44,17 @@ for _ in $(seq 1 150); do
 done
 ((ok)) || { echo "the cluster did not start" >&2; exit 1; }
 "$W" topic create paced --partitions 1 --replication-factor 3 --bootstrap "$BOOT"
-"$W" bench produce -t paced -n "$PEAK_COUNT" -s 1024 --acks all --bootstrap "$BOOT" --json >"$OUT/peak.json"
-RATE=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['mb_per_sec'] * 1048576 / 1024 / 2))" "$OUT/peak.json")
-"$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$RATE" --bootstrap "$BOOT" --json >"$OUT/paced-linger5.json"
-"$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$RATE" --linger-ms 0 --bootstrap "$BOOT" --json >"$OUT/paced-linger0.json"
+RUNS="peak paced-linger5 paced-linger0 floor"
+if [ "$FLOOR_ONLY" = 1 ]; then
+    RUNS="floor"
+else
+    "$W" bench produce -t paced -n "$PEAK_COUNT" -s 1024 --acks all --bootstrap "$BOOT" --json >"$OUT/peak.json"
+    RATE=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(int(d['mb_per_sec'] * 1048576 / 1024 / 2))" "$OUT/peak.json")
+    "$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$RATE" --bootstrap "$BOOT" --json >"$OUT/paced-linger5.json"
+    "$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$RATE" --linger-ms 0 --bootstrap "$BOOT" --json >"$OUT/paced-linger0.json"
+fi
 "$W" bench produce -t paced -d "$PACED_SECS" -s 1024 --acks all --rate "$FLOOR_RATE" --linger-ms 0 --bootstrap "$BOOT" --json >"$OUT/floor.json"
-for f in peak paced-linger5 paced-linger0 floor; do
+for f in $RUNS; do
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency_ms']; print('%-14s %7.1f MB/s  p50 %s  p99 %s  p99.9 %s  max %s ms  errors %s' % (sys.argv[2], d['mb_per_sec'], l['p50'], l['p99'], l['p99.9'], l['max'], d['errors']))" "$OUT/$f.json" "$f"
 done | tee "$OUT/summary.txt"
 echo "results: $OUT"

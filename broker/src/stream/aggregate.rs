@@ -53,7 +53,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
@@ -217,6 +217,7 @@ pub async fn run(
             rate: InputRate::new(report_in),
         }),
         format: super::output::Output::new(&plan),
+        buf: BytesMut::with_capacity(64 * 1024),
         def,
         plan,
         r,
@@ -245,7 +246,7 @@ pub async fn run(
             let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
                 .iter()
                 .map(|(w, rank)| {
-                    let (_, value) = a.format.record(w, *rank);
+                    let (_, value) = a.format.record(w, *rank, &mut a.buf);
                     serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null)
                 })
                 .collect();
@@ -393,6 +394,8 @@ async fn end_of(admin: &Admin, tp: &TopicPartition) -> Result<i64, TaskError> {
 struct Aggregate {
     /// Writes the output records.
     format: super::output::Output,
+    /// Where they are written: one allocation shared by many records.
+    buf: BytesMut,
     def: JobDef,
     plan: JobPlan,
     r: i32,
@@ -503,7 +506,7 @@ impl Aggregate {
         // The record's timestamp is the time it is written (`None`), not
         // the window's end: results of a replay of old history would
         // otherwise fall under retention at once.
-        let (key, value) = self.format.record(w, rank);
+        let (key, value) = self.format.record(w, rank, &mut self.buf);
         let mut headers = Vec::new();
         if self.def.emit == EmitMode::Changes {
             // Tells a window's last (final) result from its updates.
@@ -517,8 +520,8 @@ impl Aggregate {
             });
         }
         Some(BatchRecord {
-            key: key.map(Bytes::from),
-            value: Some(Bytes::from(value)),
+            key,
+            value: Some(value),
             headers,
             timestamp: None,
         })

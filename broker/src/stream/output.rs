@@ -5,8 +5,10 @@
 //! one group lands in one output partition, in order; a job grouping by the
 //! record key alone keeps the input's key as it was. The record timestamp
 //! is the time of writing (results of replayed history must not fall under
-//! the output's time retention at once).
+//! the output's time retention at once). The records of one write share
+//! one buffer: a result costs no allocation of its own.
 
+use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
 use super::plan::{JobPlan, OutputColumn, KEY_COLUMN};
@@ -63,55 +65,71 @@ impl Output {
     }
 
     /// The key (none for a null record key) and value bytes of the output
-    /// record of `r`, ranked `rank` by the job's Top-N (null without one).
-    pub fn record(&self, r: &WindowResult, rank: Option<u64>) -> (Option<Vec<u8>>, Vec<u8>) {
+    /// record of `r`, ranked `rank` by the job's Top-N (null without one),
+    /// written into `buf` and split off it (so the records of one write
+    /// share `buf`'s allocation).
+    pub fn record(
+        &self,
+        r: &WindowResult,
+        rank: Option<u64>,
+        buf: &mut BytesMut,
+    ) -> (Option<Bytes>, Bytes) {
         let text = r.key.as_str();
         // One key column: its JSON is the array's only element, as is. More:
         // parsed once per record.
         let parsed = (self.keys != 1).then(|| r.key.values());
-        let mut v = Vec::with_capacity(16 * self.fields.len() + 2);
-        v.push(b'{');
+        buf.reserve(16 * self.fields.len() + 2 + text.len());
+        buf.put_u8(b'{');
         for (i, (name, src)) in self.fields.iter().enumerate() {
             if i > 0 {
-                v.push(b',');
+                buf.put_u8(b',');
             }
-            v.extend_from_slice(name);
-            // Writing JSON to a Vec cannot fail.
+            buf.put_slice(name);
+            // Writing JSON to memory cannot fail.
             let _ = match *src {
                 Source::Key(k) => match &parsed {
                     None if text.len() >= 2 => {
-                        v.extend_from_slice(&text.as_bytes()[1..text.len() - 1]);
+                        buf.put_slice(&text.as_bytes()[1..text.len() - 1]);
                         Ok(())
                     }
-                    None => serde_json::to_writer(&mut v, &Value::Null),
-                    Some(vals) => {
-                        serde_json::to_writer(&mut v, vals.get(k).unwrap_or(&Value::Null))
-                    }
+                    None => serde_json::to_writer((&mut *buf).writer(), &Value::Null),
+                    Some(vals) => serde_json::to_writer(
+                        (&mut *buf).writer(),
+                        vals.get(k).unwrap_or(&Value::Null),
+                    ),
                 },
-                Source::Start => serde_json::to_writer(&mut v, &r.start_ms),
-                Source::End => serde_json::to_writer(&mut v, &r.end_ms),
-                Source::Aggregate(a) => {
-                    serde_json::to_writer(&mut v, r.values.get(a).unwrap_or(&Value::Null))
-                }
-                Source::Rank => serde_json::to_writer(&mut v, &rank),
+                Source::Start => serde_json::to_writer((&mut *buf).writer(), &r.start_ms),
+                Source::End => serde_json::to_writer((&mut *buf).writer(), &r.end_ms),
+                Source::Aggregate(a) => serde_json::to_writer(
+                    (&mut *buf).writer(),
+                    r.values.get(a).unwrap_or(&Value::Null),
+                ),
+                Source::Rank => serde_json::to_writer((&mut *buf).writer(), &rank),
             };
         }
-        v.push(b'}');
+        buf.put_u8(b'}');
+        let value = buf.split().freeze();
         let key = if self.record_key {
             // The input's key, read as text (a string or null).
-            match r.key.single_plain_string() {
-                Some(k) => Some(k.as_bytes().to_vec()),
-                None => r
-                    .key
-                    .values()
-                    .first()
-                    .and_then(Value::as_str)
-                    .map(|k| k.as_bytes().to_vec()),
-            }
+            let written = match r.key.single_plain_string() {
+                Some(k) => {
+                    buf.put_slice(k.as_bytes());
+                    true
+                }
+                None => match r.key.values().first().and_then(Value::as_str) {
+                    Some(k) => {
+                        buf.put_slice(k.as_bytes());
+                        true
+                    }
+                    None => false,
+                },
+            };
+            written.then(|| buf.split().freeze())
         } else {
-            Some(text.as_bytes().to_vec())
+            buf.put_slice(text.as_bytes());
+            Some(buf.split().freeze())
         };
-        (key, v)
+        (key, value)
     }
 }
 
@@ -153,7 +171,7 @@ mod tests {
             values: vec![json!(25.5), json!(3)],
             is_final: true,
         };
-        let (k, v) = Output::new(&plan).record(&r, None);
+        let (k, v) = Output::new(&plan).record(&r, None, &mut BytesMut::new());
         assert_eq!(k.as_deref(), Some(&b"[17]"[..]));
         let mut by_key = plan.clone();
         by_key.keys = vec![KEY_COLUMN.into()];
@@ -162,7 +180,7 @@ mod tests {
                 key: GroupKey::of(&[key]),
                 ..r.clone()
             };
-            let (k, _) = Output::new(&by_key).record(&r, None);
+            let (k, _) = Output::new(&by_key).record(&r, None, &mut BytesMut::new());
             assert_eq!(k.as_deref(), want, "the record key, as it was");
         }
         let mut two = plan.clone();
@@ -181,14 +199,51 @@ mod tests {
             key: GroupKey::of(&[json!("x,y]"), json!([1, 2])]),
             ..r.clone()
         };
-        let (_, v2) = Output::new(&two).record(&r2, None);
+        let (_, v2) = Output::new(&two).record(&r2, None, &mut BytesMut::new());
         assert_eq!(
-            String::from_utf8(v2).unwrap(),
+            String::from_utf8(v2.to_vec()).unwrap(),
             r#"{"b":[1,2],"a \"q\"":"x,y]"}"#
         );
         assert_eq!(
-            String::from_utf8(v).unwrap(),
+            String::from_utf8(v.to_vec()).unwrap(),
             r#"{"customerId":17,"window_start":30000,"total":25.5,"n":3,"until":60000}"#
         );
+    }
+
+    /// Records written one after another into one small shared buffer (so
+    /// that it is outgrown several times) each keep their own bytes.
+    #[test]
+    fn records_sharing_a_buffer_keep_their_own_bytes() {
+        let plan = seed_plan(
+            None,
+            TimeSource::Field("ts".into()),
+            vec![
+                OutputColumn::Key {
+                    index: 0,
+                    name: "k".into(),
+                },
+                OutputColumn::Aggregate {
+                    index: 0,
+                    name: "n".into(),
+                },
+            ],
+        );
+        let out = Output::new(&plan);
+        let result = |i: u64| WindowResult {
+            key: GroupKey::of(&[json!(format!("key-{i}"))]),
+            start_ms: 0,
+            end_ms: 1_000,
+            values: vec![json!(i)],
+            is_final: true,
+        };
+        let mut shared = BytesMut::with_capacity(64);
+        let written: Vec<_> = (0..100)
+            .map(|i| out.record(&result(i), None, &mut shared))
+            .collect();
+        for (i, (k, v)) in written.iter().enumerate() {
+            let (k1, v1) = out.record(&result(i as u64), None, &mut BytesMut::new());
+            assert_eq!((k, v), (&k1, &v1), "record {i}");
+            assert_eq!(&v[..], format!(r#"{{"k":"key-{i}","n":{i}}}"#).as_bytes());
+        }
     }
 }

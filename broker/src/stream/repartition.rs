@@ -38,6 +38,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,8 +96,9 @@ fn wm_of(v: i64) -> Option<i64> {
 }
 
 impl Routed {
-    /// The record key and value.
-    pub fn encode(&self) -> (Option<Vec<u8>>, Vec<u8>) {
+    /// The record key and value, written into `buf` and split off it (the
+    /// rows of one poll share `buf`'s allocation).
+    pub fn encode(&self, buf: &mut BytesMut) -> (Option<Bytes>, Bytes) {
         match self {
             Routed::Row {
                 source,
@@ -104,23 +106,25 @@ impl Routed {
                 wm_before,
                 row,
             } => {
-                let mut v = Vec::with_capacity(29 + 8 * row.args.len());
-                v.push(b'R');
-                v.extend_from_slice(&source.to_be_bytes());
-                v.extend_from_slice(&offset.to_be_bytes());
-                v.extend_from_slice(&wm_bytes(*wm_before));
-                v.extend_from_slice(&row.time_ms.to_be_bytes());
-                // Writing a `Value` to a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut v, &row.args);
-                (Some(row.key.as_str().as_bytes().to_vec()), v)
+                buf.reserve(29 + 8 * row.args.len() + row.key.as_str().len());
+                buf.put_u8(b'R');
+                buf.put_i32(*source);
+                buf.put_i64(*offset);
+                buf.put_slice(&wm_bytes(*wm_before));
+                buf.put_i64(row.time_ms);
+                // Writing a `Value` to memory cannot fail.
+                let _ = serde_json::to_writer((&mut *buf).writer(), &row.args);
+                let value = buf.split().freeze();
+                buf.put_slice(row.key.as_str().as_bytes());
+                (Some(buf.split().freeze()), value)
             }
             Routed::Mark { source, wm, idle } => {
-                let mut v = Vec::with_capacity(14);
-                v.push(b'W');
-                v.extend_from_slice(&source.to_be_bytes());
-                v.extend_from_slice(&wm_bytes(*wm));
-                v.push(u8::from(*idle));
-                (None, v)
+                buf.reserve(14);
+                buf.put_u8(b'W');
+                buf.put_i32(*source);
+                buf.put_slice(&wm_bytes(*wm));
+                buf.put_u8(u8::from(*idle));
+                (None, buf.split().freeze())
             }
         }
     }
@@ -296,7 +300,7 @@ mod tests {
             idle: true,
         };
         for r in [row, mark] {
-            let (k, v) = r.encode();
+            let (k, v) = r.encode(&mut BytesMut::new());
             assert_eq!(Routed::decode(k.as_deref(), &v), Ok(r.clone()));
             for cut in 0..v.len() {
                 assert!(

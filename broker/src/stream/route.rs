@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use weir_client::{
     Admin, BatchRecord, ConsumerConfig, ConsumerRecord, Producer, ProducerRecord, TopicPartition,
@@ -91,6 +91,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         position,
         producer,
         routed: (0..shards).map(|_| Vec::new()).collect(),
+        buf: BytesMut::with_capacity(64 * 1024),
         marked: (None, false),
         marked_at: Instant::now(),
         idle: false,
@@ -146,6 +147,8 @@ struct Route {
     producer: Producer,
     /// The rows of this poll routed to each shard, not sent yet.
     routed: Vec<Vec<BatchRecord>>,
+    /// Where routed rows are encoded: one allocation shared by many.
+    buf: BytesMut,
     /// The watermark and idleness last told to every shard, and when.
     marked: (Option<i64>, bool),
     marked_at: Instant,
@@ -179,10 +182,10 @@ impl Route {
                         ),
                         Routed::Mark { .. } => 0,
                     };
-                    let (key, bytes) = routed.encode();
+                    let (key, value) = routed.encode(&mut self.buf);
                     let out = BatchRecord {
-                        key: Some(Bytes::from(key.unwrap_or_default())),
-                        value: Some(Bytes::from(bytes)),
+                        key: Some(key.unwrap_or_default()),
+                        value: Some(value),
                         headers: Vec::new(),
                         timestamp: Some(rec.timestamp),
                     };
@@ -258,8 +261,7 @@ impl Route {
             wm: now.0,
             idle: now.1,
         }
-        .encode();
-        let bytes = Bytes::from(bytes);
+        .encode(&mut self.buf);
         for shard in 0..self.shards {
             let out = ProducerRecord::new(self.repartition.clone(), bytes.clone()).partition(shard);
             self.producer.send_detached(out).await?;

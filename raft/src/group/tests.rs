@@ -329,9 +329,10 @@ async fn three_replicas_replicate_batches_and_fail_over() {
 }
 
 /// acks=all is answered at the commit, from the committed id the leader's
-/// log store saves, not after the apply: when [`Proposal::quorum_written`]
-/// resolves, two of the three replicas hold the batch, at the offsets
-/// predicted for it, and the answers come in proposal order.
+/// log store saves, not after the apply: each proposal's apply answer is
+/// replaced by one that never comes, yet [`Proposal::quorum_written`]
+/// resolves; when it does, two of the three replicas hold the batch, at the
+/// offsets predicted for it, and the answers come in proposal order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_written_resolves_once_a_quorum_holds_the_batch() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -347,13 +348,26 @@ async fn quorum_written_resolves_once_a_quorum_holds_the_batch() {
         // Two proposals in flight, answered in order.
         let proposed: Vec<_> = (0..2).map(|_| nodes[at].1.propose(batch(3))).collect();
         for p in proposed {
-            let p = match p {
+            let mut p = match p {
                 Ok(p) => p,
                 Err(ProposeError::NotLeader { .. }) => continue,
                 Err(e) => panic!("{e}"),
             };
-            let predicted = p.offsets;
-            match p.quorum_written().await {
+            let (predicted, term) = (p.offsets, p.term);
+            // Only the commit can answer now.
+            let (_apply_unheard, never) = tokio::sync::oneshot::channel();
+            p.rx = Some(never);
+            let answer = tokio::time::timeout(Duration::from_secs(10), p.quorum_written()).await;
+            let Ok(answer) = answer else {
+                // Without the commit path, only a new term excuses it.
+                let now = nodes[at].1.leadership().borrow().term;
+                assert!(
+                    now > term,
+                    "{predicted:?} not answered at its commit in 10 s"
+                );
+                continue;
+            };
+            match answer {
                 Ok(got) => {
                     assert_eq!(got, predicted);
                     let holding = nodes

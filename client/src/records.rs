@@ -1,15 +1,14 @@
-//! Record types and the RecordBatch v2 encode/decode glue around
-//! `kafka_protocol::records`.
+//! Record types, and the RecordBatch v2 encoding and decoding of the
+//! producer and the consumer: the log's own batch format code
+//! (`weir_storage`), so both sides check and write batches alike, headers
+//! in order with repeated keys kept.
 
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    self as kr, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::{Bytes, BytesMut};
+use weir_storage::record::{records_bytes, RecordWalk};
+use weir_storage::{BatchBuilder, CountRule};
 
 use crate::error::{Error, Result};
 
@@ -49,7 +48,7 @@ pub struct ConsumerRecord {
     pub key: Option<Bytes>,
     /// Record value.
     pub value: Option<Bytes>,
-    /// Record headers (duplicate keys collapse: the decoder keeps a map).
+    /// Record headers, in the order the producer sent them (keys may repeat).
     pub headers: Vec<Header>,
     /// Leader epoch of the leader that appended it (−1 when unknown).
     pub leader_epoch: i32,
@@ -72,13 +71,14 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn to_kafka(self) -> kr::Compression {
+    /// The codec's id in a batch's attributes.
+    fn codec_id(self) -> i16 {
         match self {
-            Compression::None => kr::Compression::None,
-            Compression::Gzip => kr::Compression::Gzip,
-            Compression::Snappy => kr::Compression::Snappy,
-            Compression::Lz4 => kr::Compression::Lz4,
-            Compression::Zstd => kr::Compression::Zstd,
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
         }
     }
 }
@@ -180,42 +180,29 @@ pub(crate) fn encode_batch(
     stamp: ProducerStamp,
     compression: Compression,
 ) -> Result<Bytes> {
-    // Room for the header and each record's varint framing, so the
-    // encoder writes without growing the buffer.
-    let room = BATCH_HEADER + records.iter().map(|r| r.size() + 8).sum::<usize>();
-    let recs: Vec<kr::Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let mut headers = IndexMap::with_capacity(r.headers.len());
-            for h in r.headers {
-                headers.insert(StrBytes::from_string(h.key), h.value);
-            }
-            kr::Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: kr::NO_PARTITION_LEADER_EPOCH,
-                producer_id: stamp.producer_id,
-                producer_epoch: stamp.producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: stamp.base_sequence.wrapping_add(i as i32),
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-                headers,
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::with_capacity(room);
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: compression.to_kafka(),
-    };
-    RecordBatchEncoder::encode(&mut buf, recs.iter(), &options)
+    // Room for each record's varint framing, so the batch is written
+    // without growing its buffer.
+    let room = records.iter().map(|r| r.size() + 8).sum::<usize>();
+    let mut b = BatchBuilder::new(
+        stamp.producer_id,
+        stamp.producer_epoch,
+        stamp.base_sequence,
+        room,
+    );
+    for r in &records {
+        b.push(
+            r.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers
+                .iter()
+                .map(|h| (h.key.as_bytes(), h.value.as_deref())),
+        );
+    }
+    let batch = b
+        .finish(compression.codec_id())
         .map_err(|e| Error::protocol("encoding record batch", e))?;
-    Ok(buf.freeze())
+    Ok(Bytes::from(batch))
 }
 
 /// `batch` (one encoded RecordBatch v2) with its first sequence set to
@@ -246,6 +233,12 @@ const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 /// Offset of baseSequence inside a batch.
 const BASE_SEQUENCE_AT: usize = 53;
+
+/// The most a compressed batch may decompress to in the client: the
+/// broker bounds a batch by the topic's `max.message.bytes` after
+/// decompression; this bounds what a damaged or hostile response can make
+/// the client allocate.
+const DECOMPRESSED_LIMIT: usize = 256 << 20;
 
 /// Records decoded from one partition of a Fetch response.
 #[derive(Debug, Default)]
@@ -281,7 +274,7 @@ pub(crate) fn decode_fetched(
         if data.len() < total {
             break; // partial trailing batch
         }
-        let mut batch = data.split_to(total);
+        let batch = data.split_to(total);
         if total < BATCH_HEADER {
             return Err(Error::protocol(
                 format!("decoding {topic}-{partition} at offset {base_offset}"),
@@ -316,41 +309,50 @@ pub(crate) fn decode_fetched(
             }
             continue;
         }
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
+        let decode_error = |e: weir_storage::BatchError| {
             Error::protocol(
                 format!("decoding {topic}-{partition} batch at {base_offset}"),
                 e,
             )
-        })?;
-        out.records.reserve(set.records.len());
-        for r in set.records {
-            if r.offset < fetch_offset || r.control {
+        };
+        // The checksum, the record count and every record's framing are
+        // checked as the log checks them; keys, values and headers are
+        // slices of the fetched (or decompressed) bytes.
+        let header = weir_storage::validate_batch(&batch, usize::MAX, CountRule::Stored)
+            .map_err(decode_error)?;
+        let section = records_bytes(&batch, &header, DECOMPRESSED_LIMIT).map_err(decode_error)?;
+        out.records.reserve(header.record_count.max(0) as usize);
+        for r in RecordWalk::new(&section, header.record_count) {
+            let r = r.map_err(decode_error)?;
+            let offset = base_offset + i64::from(r.offset_delta);
+            if offset < fetch_offset {
                 continue;
             }
+            let field = |f: Option<&[u8]>| f.map(|f| section.slice_ref(f));
             out.records.push(ConsumerRecord {
                 topic: shared_topic.clone(),
                 partition,
-                offset: r.offset,
-                timestamp: r.timestamp,
-                log_append_time: r.timestamp_type == TimestampType::LogAppend,
-                leader_epoch: r.partition_leader_epoch,
-                key: r.key,
-                value: r.value,
+                offset,
+                // Under LogAppendTime every record of the batch carries the
+                // broker's append time, which the header's maxTimestamp holds.
+                timestamp: if header.log_append_time() {
+                    header.max_timestamp
+                } else {
+                    header.base_timestamp.wrapping_add(r.timestamp_delta)
+                },
+                log_append_time: header.log_append_time(),
+                leader_epoch: header.partition_leader_epoch,
+                key: field(r.key),
+                value: field(r.value),
                 headers: r
                     .headers
-                    .into_iter()
+                    .iter()
                     .map(|(k, v)| Header {
-                        key: k.to_string(),
-                        value: v,
+                        key: String::from_utf8_lossy(k).into_owned(),
+                        value: field(v),
                     })
                     .collect(),
             });
-        }
-        if batch.has_remaining() {
-            return Err(Error::protocol(
-                format!("decoding {topic}-{partition} batch at {base_offset}"),
-                format!("{} bytes left after the batch's records", batch.remaining()),
-            ));
         }
     }
     Ok(out)
@@ -391,6 +393,64 @@ mod tests {
         );
     }
 
+    /// Under LogAppendTime every record carries the broker's append time
+    /// (the batch's maxTimestamp), as Kafka's consumer reports it, not the
+    /// time its producer gave it.
+    #[test]
+    fn log_append_time_records_carry_the_append_time() {
+        let batch =
+            encode_batch(vec![rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
+        let appended_at: i64 = 1_800_000_000_000;
+        let mut b = BytesMut::from(&batch[..]);
+        let attributes = i16::from_be_bytes([b[21], b[22]]) | 0x8;
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        b[35..43].copy_from_slice(&appended_at.to_be_bytes());
+        weir_storage::seal_batch(&mut b);
+        let got = decode_fetched("t", 0, b.freeze(), 0).unwrap().records;
+        assert_eq!(got.len(), 2);
+        for r in &got {
+            assert_eq!((r.timestamp, r.log_append_time), (appended_at, true));
+        }
+        let created = decode_fetched("t", 0, batch, 0).unwrap().records;
+        assert_eq!(created[1].timestamp, 1_700_000_000_001);
+        assert!(!created[1].log_append_time);
+    }
+
+    /// Kafka lets a record repeat a header key; every header reaches the
+    /// consumer, in order, whatever the codec.
+    #[test]
+    fn repeated_header_keys_all_reach_the_consumer() {
+        let headers = vec![
+            Header::new("trace", "a"),
+            Header::new("trace", "b"),
+            Header {
+                key: "empty".into(),
+                value: None,
+            },
+        ];
+        for c in [Compression::None, Compression::Zstd] {
+            let r = PendingRecord {
+                headers: headers.clone(),
+                ..rec(0)
+            };
+            let batch = encode_batch(vec![r], ProducerStamp::NONE, c).unwrap();
+            let got = decode_fetched("t", 0, batch, 0).unwrap().records;
+            assert_eq!(got[0].headers, headers, "{c}");
+        }
+    }
+
+    /// A record whose bytes were damaged in flight fails its batch's
+    /// checksum: an error, never a record.
+    #[test]
+    fn a_damaged_batch_is_an_error() {
+        let batch =
+            encode_batch(vec![rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
+        let mut b = BytesMut::from(&batch[..]);
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        assert!(decode_fetched("t", 0, b.freeze(), 0).is_err());
+    }
+
     /// A batch whose sequence restarts at 0 is the batch encoded from 0,
     /// byte for byte (its CRC included), whatever the codec.
     #[test]
@@ -429,7 +489,10 @@ mod tests {
             ] {
                 let records: Vec<_> = (0..10).map(rec).collect();
                 let bytes = encode_batch(records.clone(), stamp, c).unwrap();
-                let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+                let infos = kafka_protocol::records::RecordBatchDecoder::decode_batch_info(
+                    &mut bytes.clone(),
+                )
+                .unwrap();
                 assert_eq!(infos.len(), 1, "{c} split the batch");
                 assert_eq!(infos[0].record_count, 10);
                 assert_eq!(infos[0].base_sequence, stamp.base_sequence);

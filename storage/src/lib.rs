@@ -12,6 +12,7 @@
 //! writes batches that already carry their offsets, so there is one copy of the data.
 
 mod batch;
+pub mod batch_builder;
 mod checkpoint;
 mod cleaner;
 mod codec;
@@ -31,6 +32,7 @@ pub use batch::{
     seal as seal_batch, stamp as stamp_batch, validate as validate_batch, BatchHeader, CountRule,
     HeaderWalk, HEADER_LEN,
 };
+pub use batch_builder::BatchBuilder;
 pub use cleaner::CompactionOutcome;
 pub use config::{CleanupPolicy, Durability, LogConfig};
 pub use error::{BatchError, Result, StorageError};

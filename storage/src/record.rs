@@ -108,8 +108,46 @@ pub struct RawRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// Record value; `None` is a tombstone.
     pub value: Option<&'a [u8]>,
+    /// Record headers, in the order stored (keys may repeat).
+    pub headers: RawHeaders<'a>,
     /// Byte range of the whole record (length prefix included) in the section.
     pub span: std::ops::Range<usize>,
+}
+
+/// The headers of one record as stored, already checked by [`RecordWalk`]:
+/// read on demand, so a record without headers costs nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHeaders<'a> {
+    /// The header fields after the count.
+    buf: &'a [u8],
+    count: i32,
+}
+
+impl<'a> RawHeaders<'a> {
+    /// How many headers the record has.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.count).unwrap_or(0)
+    }
+
+    /// Whether the record has no headers.
+    pub fn is_empty(&self) -> bool {
+        self.count <= 0
+    }
+
+    /// Each header's key and value (`None`: a null value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let mut c = Cursor {
+            buf: self.buf,
+            pos: 0,
+        };
+        // The walk checked every field, so the reads below cannot fail; if
+        // one did, the iteration would end there.
+        (0..self.count).map_while(move |_| {
+            let key = c.nullable("").ok()??;
+            let value = c.nullable("").ok()?;
+            Some((key, value))
+        })
+    }
 }
 
 /// Walks the records of an (uncompressed) records section strictly, as Kafka's
@@ -176,11 +214,12 @@ impl<'a> RecordWalk<'a> {
             let offset_delta = body.varint()?;
             let key = body.nullable("negative key length")?;
             let value = body.nullable("negative value length")?;
-            let headers = body.varint()?;
-            if headers < 0 {
+            let header_count = body.varint()?;
+            if header_count < 0 {
                 return Err("negative header count");
             }
-            for _ in 0..headers {
+            let headers_start = body.pos;
+            for _ in 0..header_count {
                 if body.nullable("negative header key length")?.is_none() {
                     return Err("header with a null key");
                 }
@@ -195,6 +234,10 @@ impl<'a> RecordWalk<'a> {
                 offset_delta,
                 key,
                 value,
+                headers: RawHeaders {
+                    buf: &self.buf[headers_start..body_end],
+                    count: header_count,
+                },
                 span: start..body_end,
             })
         })()
@@ -257,14 +300,25 @@ pub fn records_section<'a>(
     crate::codec::decompress(header.codec(), body, limit).map(std::borrow::Cow::Owned)
 }
 
+/// The uncompressed records section of `batch` as shared bytes: a slice of
+/// `batch` when it is uncompressed, else decompressed within `limit` bytes,
+/// so the records' keys and values can be sliced out of it without copies.
+pub fn records_bytes(
+    batch: &Bytes,
+    header: &BatchHeader,
+    limit: usize,
+) -> Result<Bytes, BatchError> {
+    Ok(match records_section(batch, header, limit)? {
+        std::borrow::Cow::Borrowed(_) => batch.slice(HEADER_LEN..header.size()),
+        std::borrow::Cow::Owned(v) => Bytes::from(v),
+    })
+}
+
 /// Decodes every record of a batch, decompressing it (within `limit` bytes) if
 /// needed. Fails on the first malformed record.
 pub fn decode_records(batch: &Bytes, limit: usize) -> Result<Vec<RecordView>, BatchError> {
     let header = BatchHeader::parse(batch)?;
-    let section = match records_section(batch, &header, limit)? {
-        std::borrow::Cow::Borrowed(_) => batch.slice(HEADER_LEN..header.size()),
-        std::borrow::Cow::Owned(v) => Bytes::from(v),
-    };
+    let section = records_bytes(batch, &header, limit)?;
     let mut out = Vec::new();
     for r in RecordWalk::new(&section, header.record_count) {
         let r = r?;
@@ -366,38 +420,11 @@ pub type RecordSpec = (Option<Vec<u8>>, Option<Vec<u8>>, i64);
 ///
 /// For tests, benchmarks and tools; the broker stores client batches as they come.
 pub fn build_batch(records: &[RecordSpec]) -> Vec<u8> {
-    let base_ts = records.first().map_or(0, |r| r.2);
-    let max_ts = records.iter().map(|r| r.2).max().unwrap_or(0);
-    let mut body = Vec::new();
-    for (i, (key, value, ts)) in records.iter().enumerate() {
-        let mut rec = vec![0u8];
-        put_varlong(&mut rec, ts.wrapping_sub(base_ts));
-        put_varlong(&mut rec, i as i64);
-        for field in [key, value] {
-            match field {
-                Some(b) => {
-                    put_varlong(&mut rec, b.len() as i64);
-                    rec.extend_from_slice(b);
-                }
-                None => put_varlong(&mut rec, -1),
-            }
-        }
-        put_varlong(&mut rec, 0);
-        put_varlong(&mut body, rec.len() as i64);
-        body.extend_from_slice(&rec);
+    let mut b = crate::BatchBuilder::new(-1, -1, -1, 0);
+    for (key, value, ts) in records {
+        b.push(*ts, key.as_deref(), value.as_deref(), std::iter::empty());
     }
-    let mut out = vec![0u8; HEADER_LEN];
-    out[16] = 2;
-    out[23..27].copy_from_slice(&(records.len() as i32 - 1).to_be_bytes());
-    out[27..35].copy_from_slice(&base_ts.to_be_bytes());
-    out[35..43].copy_from_slice(&max_ts.to_be_bytes());
-    out[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    out[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    out[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    out.extend_from_slice(&body);
-    batch::set_record_count(&mut out, records.len() as i32);
-    batch::seal(&mut out);
-    out
+    b.finish(0).expect("an uncompressed batch needs no codec")
 }
 
 #[cfg(test)]
@@ -417,6 +444,49 @@ mod tests {
         assert_eq!(recs[1].timestamp, 12);
         assert_eq!(recs[1].value, None);
         assert_eq!(recs[0].key.as_deref(), Some(&b"a"[..]));
+    }
+
+    /// Headers come back in order, repeated keys and null values included.
+    #[test]
+    fn the_walk_reads_every_header_in_order() {
+        let mut body = Vec::new();
+        // attributes, timestamp delta, offset delta, key, value, 3 headers
+        body.push(0u8);
+        put_varlong(&mut body, 0);
+        put_varlong(&mut body, 0);
+        put_varlong(&mut body, -1);
+        put_varlong(&mut body, 1);
+        body.push(b'v');
+        put_varlong(&mut body, 3);
+        for (k, v) in [
+            (&b"h"[..], Some(&b"1"[..])),
+            (b"h", Some(b"2")),
+            (b"n", None),
+        ] {
+            put_varlong(&mut body, k.len() as i64);
+            body.extend_from_slice(k);
+            match v {
+                Some(v) => {
+                    put_varlong(&mut body, v.len() as i64);
+                    body.extend_from_slice(v);
+                }
+                None => put_varlong(&mut body, -1),
+            }
+        }
+        let mut section = Vec::new();
+        put_varlong(&mut section, body.len() as i64);
+        section.extend_from_slice(&body);
+        let r = RecordWalk::new(&section, 1).next().unwrap().unwrap();
+        assert_eq!(r.headers.len(), 3);
+        let got: Vec<_> = r.headers.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"h"[..], Some(&b"1"[..])),
+                (&b"h"[..], Some(&b"2"[..])),
+                (&b"n"[..], None)
+            ]
+        );
     }
 
     #[test]

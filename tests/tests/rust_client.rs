@@ -522,3 +522,62 @@ async fn a_detached_batch_lands_in_order_in_its_partition() -> Result<()> {
     ensure!(got.iter().all(|r| r.partition == 1) && got.len() == 1002);
     Ok(())
 }
+
+/// What a producer sends is what a consumer gets: a record's headers in
+/// order, repeated keys included (Kafka allows them), and under
+/// `message.timestamp.type=LogAppendTime` the broker's append time on every
+/// record instead of the producer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_and_append_times_reach_the_consumer_as_sent() -> Result<()> {
+    let node = node()?;
+    let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
+    let topic = unique("rc-append-time");
+    let mut new = NewTopic::new(&topic, 1);
+    new.configs
+        .push(("message.timestamp.type".into(), "LogAppendTime".into()));
+    admin.create_topic(new, false).await?;
+    let producer = ProducerConfig::new(node.bootstrap()).build().await?;
+    let before = weir_tests::raw::now_ms();
+    for i in 0..3 {
+        producer
+            .send(
+                ProducerRecord::new(&topic, format!("v{i}"))
+                    .timestamp(1_000_000 + i)
+                    .header("trace", format!("first-{i}"))
+                    .header("trace", format!("second-{i}"))
+                    .header("other", "x")
+                    .partition(0),
+            )
+            .await?;
+    }
+    producer.flush().await?;
+    let mut consumer = ConsumerConfig::new(node.bootstrap()).build().await?;
+    consumer.assign(vec![TopicPartition::new(&topic, 0)]);
+    consumer.seek(&TopicPartition::new(&topic, 0), 0)?;
+    let got = drain(&mut consumer, 3, Duration::from_secs(10)).await?;
+    ensure!(got.len() == 3, "read {} records", got.len());
+    for (i, r) in got.iter().enumerate() {
+        let headers: Vec<(&str, Option<&[u8]>)> = r
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_deref()))
+            .collect();
+        let (first, second) = (format!("first-{i}"), format!("second-{i}"));
+        ensure!(
+            headers
+                == vec![
+                    ("trace", Some(first.as_bytes())),
+                    ("trace", Some(second.as_bytes())),
+                    ("other", Some(&b"x"[..])),
+                ],
+            "record {i}: headers {headers:?}"
+        );
+        ensure!(
+            r.log_append_time && r.timestamp >= before,
+            "record {i}: timestamp {} (log append time: {}), produced after {before}",
+            r.timestamp,
+            r.log_append_time
+        );
+    }
+    Ok(())
+}

@@ -101,6 +101,9 @@ pub struct BrokerArgs {
     /// Most request bytes read and not yet answered on one connection; then it stops reading [default: 104857600].
     #[arg(long, env = "WEIR_MAX_INFLIGHT_BYTES_PER_CONNECTION")]
     pub max_inflight_bytes_per_connection: Option<usize>,
+    /// Most time a request's frame may take to arrive once its size was read; a slower connection is closed, freeing its budget (clients give up on a request after their `request.timeout.ms`, 30 s by default) [default: 30000].
+    #[arg(long, env = "WEIR_REQUEST_READ_TIMEOUT_MS")]
+    pub request_read_timeout_ms: Option<usize>,
 }
 
 /// Resolved node settings.
@@ -360,6 +363,9 @@ impl BrokerArgs {
             max_inflight_bytes_per_connection: self
                 .max_inflight_bytes_per_connection
                 .or(file.max_inflight_bytes_per_connection),
+            request_read_timeout_ms: self
+                .request_read_timeout_ms
+                .or(file.request_read_timeout_ms),
         }
     }
 
@@ -413,6 +419,11 @@ impl BrokerArgs {
                 "--max-inflight-bytes-per-connection",
                 a.max_inflight_bytes_per_connection,
                 &mut limits.max_inflight_bytes_per_connection,
+            ),
+            (
+                "--request-read-timeout-ms",
+                a.request_read_timeout_ms,
+                &mut limits.request_read_timeout_ms,
             ),
         ] {
             if let Some(n) = given {
@@ -490,6 +501,10 @@ impl BrokerArgs {
             (
                 "max-inflight-bytes-per-connection",
                 a.max_inflight_bytes_per_connection.is_some(),
+            ),
+            (
+                "request-read-timeout-ms",
+                a.request_read_timeout_ms.is_some(),
             ),
         ]
         .into_iter()

@@ -6,8 +6,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -19,6 +19,51 @@ use crate::request_order::{self, OrderedLane, Schedule};
 
 /// Responses in flight per connection; the reader stops reading when it is full.
 const PIPELINE_DEPTH: usize = 64;
+
+/// Budget a frame takes before its first read; each later read takes at most
+/// as much again as the frame already holds (see [`crate::limits`]).
+const FIRST_READ: usize = 64 * 1024;
+
+/// Reads a frame body of `n` bytes, taking budget as the bytes arrive;
+/// `None` when the peer closed (or failed) before the frame was whole.
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    n: usize,
+    slot: &ConnectionSlot,
+) -> Option<(Bytes, BytesPermit)> {
+    let cap = slot.frame_budget();
+    let mut permit = slot.take_bytes(n.min(FIRST_READ)).await;
+    // Bytes the frame may hold now: all of it once it holds the whole budget.
+    let mut allowed = if permit.bytes() >= cap {
+        n
+    } else {
+        permit.bytes().min(n)
+    };
+    let mut frame = BytesMut::with_capacity(allowed);
+    while frame.len() < n {
+        if frame.len() >= allowed {
+            let more = allowed.min(n - allowed);
+            let take = more.min(cap.saturating_sub(permit.bytes()));
+            if take > 0 {
+                permit.merge(slot.take_bytes(take).await);
+            }
+            allowed = if permit.bytes() >= cap {
+                n
+            } else {
+                allowed + more
+            };
+        }
+        // Read straight into uninitialised capacity (no zero-fill pass over
+        // every request byte), and never past what the frame may hold.
+        frame.reserve(allowed - frame.len());
+        let mut part = (&mut *rd).take((allowed - frame.len()) as u64);
+        match part.read_buf(&mut frame).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    Some((frame.freeze(), permit))
+}
 
 /// Serves one connection until the peer closes it, a frame is bad, or shutdown.
 /// `slot` is its admission under the node's limits, released when it ends.
@@ -69,30 +114,23 @@ pub async fn serve(
             broker.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
             break;
         }
-        // The frame's bytes come out of the connection's and the node's budgets
-        // before they are read: while a budget is spent the socket is not read.
-        let permit = tokio::select! {
-            p = slot.take_bytes(n as usize) => p,
-            _ = shutdown.changed() => break,
-        };
-        // Read straight into uninitialised capacity (no zero-fill pass over every
-        // request byte), and never past this frame.
-        let mut frame = BytesMut::with_capacity(n as usize);
-        let mut body = (&mut rd).take(n as u64);
-        let mut complete = true;
-        while frame.len() < n as usize {
-            match body.read_buf(&mut frame).await {
-                Ok(0) | Err(_) => {
-                    complete = false;
+        // The frame's bytes come out of the connection's and the node's
+        // budgets as they arrive: while a budget is spent the socket is not
+        // read. A frame that stops arriving closes the connection.
+        let read =
+            tokio::time::timeout(slot.read_timeout(), read_frame(&mut rd, n as usize, &slot));
+        let (frame, permit) = tokio::select! {
+            r = read => match r {
+                Ok(Some(read)) => read,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(%peer, size = n, timeout = ?slot.read_timeout(), "request frame not received in time; closing connection");
+                    broker.limits.counters.read_timeouts.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
-                Ok(_) => {}
-            }
-        }
-        if !complete {
-            break;
-        }
-        let frame = frame.freeze();
+            },
+            _ = shutdown.changed() => break,
+        };
         let api_key = frame
             .get(..2)
             .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));

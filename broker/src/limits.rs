@@ -3,10 +3,16 @@
 //!
 //! Connections over a limit are closed at once (Kafka blocks the acceptor at
 //! `max.connections` instead; closing lets a client fail fast and retry).
-//! Request bytes are a budget taken before a frame's body is read and returned
+//! Request bytes are a budget taken as a frame's body is read and returned
 //! when its response is written: when the budget is spent the connection stops
 //! reading its socket, so TCP pushes back on the client instead of the node
 //! buffering (Kafka's `queued.max.request.bytes`).
+//!
+//! A frame takes budget for the bytes that arrived, never for the size it
+//! announced: a read takes at most as much again as the frame already holds
+//! (64 KiB first). So connections that announce large frames and send
+//! nothing hold almost nothing, and one whose frame stops arriving is closed
+//! after `request_read_timeout_ms`, returning what it held.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +32,8 @@ pub struct LimitsConfig {
     pub max_inflight_bytes: usize,
     /// Most request bytes read and not yet answered, per connection.
     pub max_inflight_bytes_per_connection: usize,
+    /// Most milliseconds a frame may take to arrive once its size was read.
+    pub request_read_timeout_ms: usize,
 }
 
 impl Default for LimitsConfig {
@@ -35,6 +43,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 1_000,
             max_inflight_bytes: 512 << 20,
             max_inflight_bytes_per_connection: 100 << 20,
+            request_read_timeout_ms: 30_000,
         }
     }
 }
@@ -59,6 +68,9 @@ pub struct LimitCounters {
     pub refused_per_ip: AtomicU64,
     /// Times a connection stopped reading because a byte budget was spent.
     pub backpressure: AtomicU64,
+    /// Connections closed because a frame did not arrive within
+    /// `request_read_timeout_ms`.
+    pub read_timeouts: AtomicU64,
 }
 
 /// The node's limits and their live state.
@@ -84,8 +96,21 @@ pub struct ConnectionSlot {
 /// Request bytes held until the response is written.
 #[derive(Debug)]
 pub struct BytesPermit {
-    _node: OwnedSemaphorePermit,
-    _connection: OwnedSemaphorePermit,
+    node: OwnedSemaphorePermit,
+    connection: OwnedSemaphorePermit,
+}
+
+impl BytesPermit {
+    /// Holds `other`'s bytes too, until this permit is dropped.
+    pub fn merge(&mut self, other: BytesPermit) {
+        self.node.merge(other.node);
+        self.connection.merge(other.connection);
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.connection.num_permits()
+    }
 }
 
 impl Limits {
@@ -143,15 +168,25 @@ impl Limits {
 }
 
 impl ConnectionSlot {
-    /// Takes `n` bytes of budget from the connection and the node, waiting (and
-    /// so not reading the socket) while either is spent. A frame larger than the
-    /// smaller budget takes all of it, so it is read alone.
-    pub async fn take_bytes(&self, n: usize) -> BytesPermit {
+    /// The most one frame holds: the smaller budget. A frame larger than
+    /// that holds all of it, so it is read alone.
+    pub fn frame_budget(&self) -> usize {
         let cfg = self.limits.cfg;
-        let budget = cfg
-            .max_inflight_bytes_per_connection
-            .min(cfg.max_inflight_bytes);
-        let want = permits(n, budget);
+        cfg.max_inflight_bytes_per_connection
+            .min(cfg.max_inflight_bytes)
+            .max(1)
+    }
+
+    /// How long a frame may take to arrive once its size was read.
+    pub fn read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.limits.cfg.request_read_timeout_ms as u64)
+    }
+
+    /// Takes `n` bytes of budget from the connection and the node, waiting (and
+    /// so not reading the socket) while either is spent; at most
+    /// [`ConnectionSlot::frame_budget`].
+    pub async fn take_bytes(&self, n: usize) -> BytesPermit {
+        let want = permits(n, self.frame_budget());
         let immediate = self
             .bytes
             .clone()
@@ -179,10 +214,7 @@ impl ConnectionSlot {
                 (c, n)
             }
         };
-        BytesPermit {
-            _node: node,
-            _connection: connection,
-        }
+        BytesPermit { node, connection }
     }
 }
 

@@ -96,6 +96,10 @@ impl Metrics {
                 "weir_request_backpressure_total",
                 &limits.counters.backpressure,
             ),
+            (
+                "weir_request_read_timeouts_total",
+                &limits.counters.read_timeouts,
+            ),
         ] {
             let _ = writeln!(
                 s,

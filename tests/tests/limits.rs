@@ -114,6 +114,71 @@ fn request_bytes_beyond_the_node_budget_wait_unread() -> Result<()> {
     Ok(())
 }
 
+/// Found from outside: six connections that each announced a 100 MB frame
+/// and sent 8 bytes took the whole node budget (512 MiB) and locked every
+/// other client out for as long as they stayed open. A frame now takes
+/// budget for what arrived (64 KiB before its first read), so other clients
+/// are served while such connections sit there.
+#[test]
+fn announced_frames_that_never_come_lock_nobody_out() -> Result<()> {
+    let node = WeirNode::start_default()?;
+    let mut b = RawConn::connect(node.bootstrap())?;
+    b.set_timeout(Duration::from_secs(20))?;
+    ensure!(create_topic(&mut b, "t", 1, &[])? == 0);
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut a = RawConn::connect(node.bootstrap())?;
+        let mut head = (100 * 1024 * 1024 - 1i32).to_be_bytes().to_vec();
+        head.extend_from_slice(&[0, 18, 0, 0]);
+        a.send_bytes(&head)?;
+        stalled.push(a);
+    }
+    poll_until(Duration::from_secs(10), || {
+        Ok((metric(&node, "weir_inflight_request_bytes")? >= 8).then_some(()))
+    })?;
+    let held = metric(&node, "weir_inflight_request_bytes")?;
+    ensure!(
+        held <= 8 * 64 * 1024,
+        "8 stalled frames hold {held} bytes of the node's budget"
+    );
+    let (err, base) = produce(&mut b, "t", 0, 1, batch(&[b"served"], None)?)?;
+    ensure!(
+        err == 0 && base == 0,
+        "produce beside stalled frames: {err} at {base}"
+    );
+    Ok(())
+}
+
+/// A frame that stops arriving closes its connection after
+/// `--request-read-timeout-ms`, and what it held returns to the budget.
+#[test]
+fn a_frame_that_stops_arriving_closes_its_connection() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default().arg("--request-read-timeout-ms", 500))?;
+    let mut a = RawConn::connect(node.bootstrap())?;
+    a.set_timeout(Duration::from_secs(20))?;
+    let mut head = 1000i32.to_be_bytes().to_vec();
+    head.extend_from_slice(&[0u8; 10]);
+    a.send_bytes(&head)?;
+    ensure!(
+        a.is_closed_by_peer()?,
+        "a frame 990 bytes short stayed open for 20 s"
+    );
+    ensure!(metric(&node, "weir_request_read_timeouts_total")? == 1);
+    poll_until(Duration::from_secs(10), || {
+        Ok((metric(&node, "weir_inflight_request_bytes")? == 0).then_some(()))
+    })?;
+    // A connection whose frames arrive whole is not touched by the timeout.
+    let mut b = RawConn::connect(node.bootstrap())?;
+    for _ in 0..3 {
+        served(&mut b)?;
+        // Idle between requests for longer than the timeout: only a frame
+        // in progress is timed.
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    ensure!(metric(&node, "weir_request_read_timeouts_total")? == 1);
+    Ok(())
+}
+
 /// `--max-partitions`: a CreateTopics (or auto-creation) that would take the
 /// node past its partition limit gets INVALID_PARTITIONS and creates nothing.
 #[test]

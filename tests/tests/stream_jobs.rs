@@ -572,7 +572,26 @@ async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
         }
     };
     exactly_once(&got, &want)?;
-    let status = job_status(node.admin_addr(), "eo")?;
+    // The job's count of results written covers those the killed task
+    // wrote after its last checkpoint (skipped, not written again, by the
+    // restarted one): it is the output's count.
+    let status = weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(node.admin_addr(), "eo")?;
+        Ok((s["records_out"].as_u64() >= Some(got.len() as u64)).then_some(s))
+    })
+    .with_context(|| {
+        format!(
+            "records_out below the {} results in the output: {}",
+            got.len(),
+            job_status(node.admin_addr(), "eo").unwrap_or_default()
+        )
+    })?;
+    ensure!(
+        status["records_out"].as_u64() == Some(got.len() as u64),
+        "records_out {} for {} results in the output",
+        status["records_out"],
+        got.len()
+    );
     println!(
         "recovery skipped {} results already written",
         status["skipped_on_recovery"]

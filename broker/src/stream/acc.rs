@@ -15,6 +15,8 @@ use super::plan::AggregateKind;
 
 /// Fractions are summed in units of 10⁻⁹.
 const FRACTION_SCALE: f64 = 1e9;
+/// 10⁻⁹ units in one.
+const NANOS_PER_UNIT: i128 = 1_000_000_000;
 
 /// The running state of one aggregate of one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,8 +75,19 @@ impl ExactSum {
         self.n += o.n;
     }
 
+    /// The sum in 10⁻⁹ units, if it fits.
+    fn total_nanos(&self) -> Option<i128> {
+        self.ints
+            .checked_mul(NANOS_PER_UNIT)?
+            .checked_add(self.nanos)
+    }
+
+    /// The sum as the float nearest its exact decimal value.
     fn total(&self) -> f64 {
-        self.ints as f64 + self.nanos as f64 / FRACTION_SCALE
+        match self.total_nanos() {
+            Some(t) => nearest_quotient(t, NANOS_PER_UNIT),
+            None => self.ints as f64 + self.nanos as f64 / FRACTION_SCALE,
+        }
     }
 
     fn sum(&self) -> Value {
@@ -93,8 +106,37 @@ impl ExactSum {
         if self.n == 0 {
             return Value::Null;
         }
-        float(self.total() / self.n as f64)
+        let exact = self
+            .total_nanos()
+            .zip(i128::from(self.n).checked_mul(NANOS_PER_UNIT));
+        match exact {
+            Some((t, d)) => float(nearest_quotient(t, d)),
+            None => float(self.total() / self.n as f64),
+        }
     }
+}
+
+/// The float nearest `num / den` (`den` > 0), so a quotient that is a
+/// short decimal prints as itself.
+fn nearest_quotient(num: i128, den: i128) -> f64 {
+    const EXACT: u128 = 1 << 53;
+    if num.unsigned_abs() <= EXACT && den.unsigned_abs() <= EXACT {
+        // Both are exact floats, and one division rounds correctly.
+        return num as f64 / den as f64;
+    }
+    // Past 2^53: eighteen decimals of the quotient, which Rust's float
+    // parsing rounds correctly (the digits cut after the eighteenth move
+    // the result by under 10⁻¹⁸ of a unit).
+    let scaled = num.checked_mul(10i128.pow(18)).map(|n| n / den);
+    let Some(q) = scaled else {
+        return num as f64 / den as f64;
+    };
+    let unit = 10u128.pow(18);
+    let a = q.unsigned_abs();
+    let sign = if q < 0 { "-" } else { "" };
+    format!("{sign}{}.{:018}", a / unit, a % unit)
+        .parse()
+        .unwrap_or(f64::NAN)
 }
 
 fn float(f: f64) -> Value {
@@ -246,6 +288,34 @@ mod tests {
         assert_eq!(
             run(AggregateKind::Max, &[json!("b"), json!("a"), json!(9)]),
             json!("b")
+        );
+    }
+
+    /// Found from outside: a sum of integers and fractions came out as
+    /// `514.4300000000001` (the integer part and the fraction were added
+    /// as floats). The exact decimal sum is written as the nearest float,
+    /// so it reads back as written; an average likewise.
+    #[test]
+    fn exact_sums_print_as_their_decimal() {
+        let vals = [json!(500), json!(10.1), json!(4.33)];
+        assert_eq!(run(AggregateKind::Sum, &vals).to_string(), "514.43");
+        let vals = [json!(100), json!(9.71)];
+        assert_eq!(run(AggregateKind::Sum, &vals).to_string(), "109.71");
+        let vals = [json!(100), json!(20), json!(3.29)];
+        assert_eq!(run(AggregateKind::Sum, &vals).to_string(), "123.29");
+        let tenths = [json!(0.1), json!(0.1), json!(0.1)];
+        assert_eq!(run(AggregateKind::Sum, &tenths).to_string(), "0.3");
+        assert_eq!(run(AggregateKind::Avg, &tenths).to_string(), "0.1");
+        let vals = [json!(-7), json!(0.25)];
+        assert_eq!(run(AggregateKind::Sum, &vals).to_string(), "-6.75");
+        assert_eq!(run(AggregateKind::Avg, &vals).to_string(), "-3.375");
+        let big = [json!(90_000_000_000_i64), json!(0.07)];
+        assert_eq!(run(AggregateKind::Sum, &big).to_string(), "90000000000.07");
+        let thirds = [json!(1), json!(0), json!(0)];
+        assert_eq!(
+            run(AggregateKind::Avg, &thirds),
+            json!(1.0 / 3.0),
+            "an average that is no finite decimal is the nearest float"
         );
     }
 

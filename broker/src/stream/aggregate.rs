@@ -501,6 +501,9 @@ impl Aggregate {
         if w.is_final && self.skip > 0 {
             self.skip -= 1;
             self.counts.skipped_on_recovery += 1;
+            // Written by the task before the crash, after its checkpoint
+            // (whose tally does not count it): it is in the output.
+            self.counts.records_out += 1;
             return None;
         }
         // The record's timestamp is the time it is written (`None`), not

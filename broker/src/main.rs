@@ -40,11 +40,16 @@ fn main() -> anyhow::Result<()> {
                 // openraft logs every election and membership step at info,
                 // and each failed heartbeat or append to a peer that is down
                 // at warn (hundreds a second with 1,000 partitions); Weir
-                // logs a peer going and coming back once (`cluster`).
+                // logs a peer going and coming back once (`cluster`). Its
+                // responder warns for every entry applied after its
+                // proposal was answered at the commit (acks=all does not
+                // wait for the apply, docs/cluster.md "acks"), which is
+                // every entry of a busy partition.
                 .unwrap_or_else(|_| {
                     "info,openraft=warn,openraft::core::heartbeat=error,\
                      openraft::replication=error,\
-                     openraft::engine::handler::replication_handler=error"
+                     openraft::engine::handler::replication_handler=error,\
+                     openraft::raft::responder=error"
                         .into()
                 }),
         )

@@ -433,3 +433,36 @@ fn acks_1_records_are_visible_to_the_next_request() -> Result<()> {
     }
     Ok(())
 }
+
+/// Found from outside: every acks=all produce logged a warning from
+/// openraft's responder (the proposal is answered at the commit, so nobody
+/// waits for the apply's answer any more): thousands of lines an hour on a
+/// busy node. A node serving acks=all writes logs no warning for them.
+#[test]
+fn acks_all_produces_log_no_warnings() -> Result<()> {
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "quiet", 1, &[])? == 0);
+    for i in 0..50 {
+        let (err, _) = produce(
+            &mut c,
+            "quiet",
+            0,
+            -1,
+            batch(&[format!("v{i}").as_bytes()], None)?,
+        )?;
+        ensure!(err == 0, "produce: error {err}");
+    }
+    let warnings: Vec<String> = node
+        .stderr_all()
+        .lines()
+        .filter(|l| l.contains("WARN"))
+        .map(str::to_string)
+        .collect();
+    ensure!(
+        warnings.is_empty(),
+        "warnings logged:\n{}",
+        warnings.join("\n")
+    );
+    Ok(())
+}

@@ -159,10 +159,10 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
             .into_iter()
             .find(|v| v.def.name == name)
     };
-    if let (Some(n), Some(query)) = (
-        name.as_deref().and_then(|n| n.strip_suffix("/state")),
-        req.path.split_once('?').map(|(_, q)| q),
-    ) {
+    if let Some(n) = name.as_deref().and_then(|n| n.strip_suffix("/state")) {
+        // Without a query it is still a state request: it is told the key
+        // is missing, not that a job "NAME/state" does not exist.
+        let query = req.path.split_once('?').map_or("", |(_, q)| q);
         return job_state(broker, n, query).await;
     }
     match (req.method.as_str(), name) {

@@ -149,14 +149,18 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
                 "{:<24} {:<28} {:>10} {:>10}  SQL",
                 "NAME", "STATE", "IN", "OUT"
             );
+            // A JSON value ignores width and alignment: counts are written
+            // as text first. A statement on several lines stays on its row.
+            let count = |v: &serde_json::Value| v.as_u64().map_or("-".into(), |n| n.to_string());
             for j in jobs {
+                let sql = j["sql"].as_str().unwrap_or("");
                 println!(
                     "{:<24} {:<28} {:>10} {:>10}  {}",
                     j["name"].as_str().unwrap_or(""),
                     j["status"]["state"].as_str().unwrap_or(""),
-                    j["status"]["records_in"],
-                    j["status"]["records_out"],
-                    j["sql"].as_str().unwrap_or(""),
+                    count(&j["status"]["records_in"]),
+                    count(&j["status"]["records_out"]),
+                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
                 );
             }
         }

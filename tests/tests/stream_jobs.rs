@@ -267,6 +267,19 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         listed.contains("totals") && listed.contains("replay"),
         "{listed}"
     );
+    // One row per job, its counts under the IN and OUT headers.
+    let lines: Vec<&str> = listed.lines().collect();
+    ensure!(lines.len() == 3, "a header and two rows: {listed}");
+    let out_end = lines[0].find("OUT").context("an OUT column")? + 3;
+    for row in &lines[1..] {
+        ensure!(
+            row.as_bytes()
+                .get(out_end - 1)
+                .is_some_and(u8::is_ascii_digit)
+                && row.as_bytes().get(out_end) == Some(&b' '),
+            "a count does not end under OUT:\n{listed}"
+        );
+    }
     weir(&["job", "drop", "replay", "--admin", &admin])?;
     let listed = weir(&["job", "list", "--admin", &admin])?;
     ensure!(
@@ -845,6 +858,13 @@ fn unsupported_statements_are_refused_at_create() -> Result<()> {
     );
     let listed = weir(&["job", "list", "--admin", &admin])?;
     ensure!(!listed.contains("bad "), "{listed}");
+    // Found from outside: a state request without its key was answered
+    // 404 "job bad/state does not exist".
+    let (status, body) = node.http_get("/v1/jobs/bad/state")?;
+    ensure!(
+        status == 400 && body.contains("missing ?key="),
+        "state without a key: {status} {body}"
+    );
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::error::GroupError;
 use super::events::{Action, JoinResult, JoinedMember, SyncResult};
 use super::member::{Member, Protocol};
-use super::record::{group_record, GroupValue, OffsetValue};
+use super::record::{group_record, GroupValue, OffsetValue, StoredMember};
 use super::state::GroupState;
 
 /// The timers of a rebalance in PreparingRebalance.
@@ -273,20 +273,85 @@ impl ClassicGroup {
         }
     }
 
-    /// The group metadata record of the current generation.
+    /// The group metadata record of the current generation; a Stable
+    /// group's carries its members and their assignments.
     pub(crate) fn metadata_record(&self) -> Action {
+        let stable = self.is(GroupState::Stable);
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let members = if stable {
+            self.members_in_order()
+                .into_iter()
+                .map(|m| StoredMember {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: u32::try_from(m.session_timeout_ms).unwrap_or(u32::MAX),
+                    rebalance_timeout_ms: u32::try_from(m.rebalance_timeout_ms).unwrap_or(u32::MAX),
+                    metadata: m.metadata(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let value = GroupValue {
             generation: self.generation,
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             protocol_name: self.protocol_name.clone(),
+            leader: self.leader.clone().filter(|_| stable),
+            members,
         };
         Action::Persist(vec![group_record(&self.id, Some(&value))])
     }
 
-    /// Restores the group from its stored metadata: Empty, with the stored generation.
-    pub(crate) fn restore(&mut self, value: GroupValue) {
+    /// Restores the group from its stored metadata, read at `now`: Stable
+    /// with its members (each session starting now) when the record has
+    /// them, else Empty, with the stored generation.
+    pub(crate) fn restore(&mut self, value: GroupValue, now: u64) {
         self.generation = value.generation;
         self.protocol_type = Some(value.protocol_type).filter(|t| !t.is_empty());
-        self.protocol_name = None;
+        self.members.clear();
+        self.static_members.clear();
+        let Some(protocol) = value.protocol_name.filter(|_| !value.members.is_empty()) else {
+            self.become_empty(now);
+            return;
+        };
+        let protocol_type = self.protocol_type.clone().unwrap_or_default();
+        for m in value.members {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let mut member = Member {
+                id: m.id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: u64::from(m.session_timeout_ms),
+                rebalance_timeout_ms: u64::from(m.rebalance_timeout_ms),
+                protocol_type: protocol_type.clone(),
+                protocols: vec![Protocol {
+                    name: protocol.clone(),
+                    metadata: m.metadata,
+                }],
+                assignment: m.assignment,
+                pending_join: None,
+                pending_sync: None,
+                session_deadline: 0,
+                is_new: false,
+                seq,
+            };
+            member.touch(now);
+            if let Some(instance) = &member.instance_id {
+                self.static_members
+                    .insert(instance.clone(), member.id.clone());
+            }
+            self.members.insert(member.id.clone(), member);
+        }
+        self.protocol_name = Some(protocol);
+        self.leader = value.leader;
+        self.state = GroupState::Stable;
+        self.rebalance = None;
+        self.sync_deadline = None;
+        self.empty_since = None;
     }
 }

@@ -192,7 +192,7 @@ impl GroupManager {
             }
             (RecordKey::Group { group }, Some(v)) => {
                 let value = GroupValue::decode(v)?;
-                self.group_or_create(&group, now).restore(value);
+                self.group_or_create(&group, now).restore(value, now);
             }
             (RecordKey::Group { group }, None) => {
                 if self

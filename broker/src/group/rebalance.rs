@@ -140,7 +140,7 @@ impl ClassicGroup {
     }
 
     /// Moves to Empty, keeping the generation and protocol type.
-    fn become_empty(&mut self, now: u64) {
+    pub(crate) fn become_empty(&mut self, now: u64) {
         self.state = GroupState::Empty;
         self.protocol_name = None;
         self.leader = None;

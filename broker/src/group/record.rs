@@ -16,9 +16,20 @@
 //! `version u8 = 0 | committed offset i64 | leader epoch i32 (-1 = unknown) |
 //!  commit timestamp i64 (ms since the Unix epoch) | metadata: string`
 //!
-//! **Group value** (version 0):
+//! **Group value** (version 0, a group without members):
 //! `version u8 = 0 | generation i32 | protocol type: string |
 //!  selected protocol: nullable string`
+//!
+//! **Group value** (version 1, a Stable group, written when the leader's
+//! assignment arrives): version 0's fields with `version u8 = 1`, then
+//! `leader: nullable string | member count u32 | members`, each member
+//! `member id: string | group instance id: nullable string | client id:
+//!  string | client host: string | session timeout ms u32 | rebalance
+//!  timeout ms u32 | subscription: bytes | assignment: bytes` (bytes: a `u32`
+//! length, then the bytes). A coordinator that loads it (a new leader of the
+//! offsets partition, a restart) has the members and their assignments, so
+//! they go on heartbeating and committing without a rebalance, as with
+//! Kafka's `GroupMetadataValue`.
 //!
 //! A `None` value is a tombstone: it deletes the offset or the group metadata.
 //! Readers skip records whose key type or value version they do not know, so newer
@@ -33,6 +44,7 @@ pub type Record = (Bytes, Option<Bytes>);
 const OFFSET_KEY: u8 = 0;
 const GROUP_KEY: u8 = 1;
 const VALUE_V0: u8 = 0;
+const VALUE_V1: u8 = 1;
 const NULL_LEN: u32 = u32::MAX;
 
 /// What a record key identifies.
@@ -67,7 +79,7 @@ pub(crate) struct OffsetValue {
     pub(crate) commit_timestamp: i64,
 }
 
-/// Group metadata as stored: enough to bring the group back Empty with its generation.
+/// Group metadata as stored: the generation, and a Stable group's members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GroupValue {
     /// The generation.
@@ -76,6 +88,31 @@ pub(crate) struct GroupValue {
     pub(crate) protocol_type: String,
     /// The selected protocol of the generation.
     pub(crate) protocol_name: Option<String>,
+    /// The leader's member id (a Stable group).
+    pub(crate) leader: Option<String>,
+    /// The members of a Stable group with their assignments; empty otherwise.
+    pub(crate) members: Vec<StoredMember>,
+}
+
+/// A member of a Stable group as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredMember {
+    /// The coordinator-assigned member id.
+    pub(crate) id: String,
+    /// The static group.instance.id, if any.
+    pub(crate) instance_id: Option<String>,
+    /// The client id it joined with.
+    pub(crate) client_id: String,
+    /// The client host it joined from.
+    pub(crate) client_host: String,
+    /// Its session timeout.
+    pub(crate) session_timeout_ms: u32,
+    /// Its rebalance timeout.
+    pub(crate) rebalance_timeout_ms: u32,
+    /// Its metadata for the selected protocol (a consumer's subscription).
+    pub(crate) metadata: Bytes,
+    /// Its assignment in the generation.
+    pub(crate) assignment: Bytes,
 }
 
 /// Why a record could not be decoded.
@@ -171,26 +208,69 @@ impl OffsetValue {
 }
 
 impl GroupValue {
-    /// Encodes the value.
+    /// Encodes the value: version 0 without members (readable by nodes
+    /// that predate version 1), else version 1.
     pub(crate) fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
-        buf.put_u8(VALUE_V0);
+        let with_members = !self.members.is_empty();
+        buf.put_u8(if with_members { VALUE_V1 } else { VALUE_V0 });
         buf.put_i32(self.generation);
         put_str(&mut buf, &self.protocol_type);
         put_opt_str(&mut buf, self.protocol_name.as_deref());
+        if with_members {
+            put_opt_str(&mut buf, self.leader.as_deref());
+            buf.put_u32(u32::try_from(self.members.len()).unwrap_or(u32::MAX));
+            for m in &self.members {
+                put_str(&mut buf, &m.id);
+                put_opt_str(&mut buf, m.instance_id.as_deref());
+                put_str(&mut buf, &m.client_id);
+                put_str(&mut buf, &m.client_host);
+                buf.put_u32(m.session_timeout_ms);
+                buf.put_u32(m.rebalance_timeout_ms);
+                put_bytes(&mut buf, &m.metadata);
+                put_bytes(&mut buf, &m.assignment);
+            }
+        }
         buf.freeze()
     }
 
     /// Decodes a value.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let mut r = Reader(bytes);
-        r.version()?;
-        Ok(Self {
+        let version = r.u8()?;
+        if version > VALUE_V1 {
+            return Err(RecordError::UnknownVersion(version));
+        }
+        let mut value = Self {
             generation: r.i32()?,
             protocol_type: r.string()?,
             protocol_name: r.opt_string()?,
-        })
+            leader: None,
+            members: Vec::new(),
+        };
+        if version == VALUE_V1 {
+            value.leader = r.opt_string()?;
+            let count = u32::from_be_bytes(r.take()?);
+            for _ in 0..count {
+                value.members.push(StoredMember {
+                    id: r.string()?,
+                    instance_id: r.opt_string()?,
+                    client_id: r.string()?,
+                    client_host: r.string()?,
+                    session_timeout_ms: u32::from_be_bytes(r.take()?),
+                    rebalance_timeout_ms: u32::from_be_bytes(r.take()?),
+                    metadata: r.bytes()?,
+                    assignment: r.bytes()?,
+                });
+            }
+        }
+        Ok(value)
     }
+}
+
+fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
+    buf.put_u32(u32::try_from(b.len()).unwrap_or(u32::MAX));
+    buf.put_slice(b);
 }
 
 /// A bounds-checked big-endian reader.
@@ -239,6 +319,17 @@ impl Reader<'_> {
         String::from_utf8(s.to_vec())
             .map(Some)
             .map_err(|_| RecordError::Utf8)
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, RecordError> {
+        let len = usize::try_from(u32::from_be_bytes(self.take()?))
+            .map_err(|_| RecordError::Truncated)?;
+        if self.0.len() < len {
+            return Err(RecordError::Truncated);
+        }
+        let (b, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(Bytes::copy_from_slice(b))
     }
 
     fn string(&mut self) -> Result<String, RecordError> {
@@ -315,11 +406,41 @@ mod tests {
             generation: 3,
             protocol_type: "consumer".into(),
             protocol_name: None,
+            leader: None,
+            members: Vec::new(),
         };
+        assert_eq!(g.encode()[0], VALUE_V0, "no members: version 0");
         assert_eq!(GroupValue::decode(&g.encode()).unwrap(), g);
         let (key, value) = group_record("g", Some(&g));
         assert_eq!(key.as_ref(), &[1, 0, 0, 0, 1, b'g']);
         assert!(value.is_some());
+    }
+
+    #[test]
+    fn a_stable_groups_members_round_trip() {
+        let member = |id: &str, instance: Option<&str>| StoredMember {
+            id: id.into(),
+            instance_id: instance.map(str::to_string),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 300_000,
+            metadata: Bytes::from_static(b"sub"),
+            assignment: Bytes::from_static(b"\x00\x01"),
+        };
+        let g = GroupValue {
+            generation: 7,
+            protocol_type: "consumer".into(),
+            protocol_name: Some("range".into()),
+            leader: Some("a".into()),
+            members: vec![member("a", None), member("b", Some("static-b"))],
+        };
+        let bytes = g.encode();
+        assert_eq!(bytes[0], VALUE_V1);
+        assert_eq!(GroupValue::decode(&bytes).unwrap(), g);
+        for cut in 0..bytes.len() {
+            assert!(GroupValue::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

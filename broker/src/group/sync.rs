@@ -93,6 +93,9 @@ impl ClassicGroup {
                 out.push(Action::Sync { reply, result });
             }
         }
+        // The members and their assignments, so a coordinator that loads
+        // the group (a new leader, a restart) keeps them.
+        out.push(self.metadata_record());
     }
 
     /// Handles a Heartbeat: resets the member's session; REBALANCE_IN_PROGRESS tells it

@@ -294,6 +294,8 @@ fn reload_rebuilds_offsets_and_groups() {
             generation,
             protocol_type: "consumer".into(),
             protocol_name: Some("range".into()),
+            leader: None,
+            members: Vec::new(),
         }),
     );
     log.push(group_record);
@@ -319,6 +321,84 @@ fn reload_rebuilds_offsets_and_groups() {
     assert_eq!(g.generation, generation);
     assert_eq!(g.protocol_type.as_deref(), Some("consumer"));
     assert!(reloaded.fetch_offsets("simple", None).is_empty());
+}
+
+/// Found from outside: a member of a Stable group whose coordinator moved
+/// (kill -9 of the leader of its offsets partition) got UNKNOWN_MEMBER_ID
+/// on its next commit, rejoined and read again what it had not committed:
+/// the group was stored without its members. A Stable group is now stored
+/// with them, so the coordinator that loads it knows its members, their
+/// generation and assignments, and their sessions start at the load.
+#[test]
+fn reload_keeps_a_stable_groups_members() {
+    let mut h = Harness::new();
+    let (a, b, generation) = h.stable_pair();
+    let Action::Persist(stored) = h.m.group(GROUP).unwrap().metadata_record() else {
+        panic!("a metadata record");
+    };
+    let mut log = stored.clone();
+    let mut reloaded = GroupManager::new(config(), 2);
+    let loaded_at = 5_000;
+    assert_eq!(reloaded.load(&log, loaded_at), 0);
+    let g = reloaded.group(GROUP).unwrap();
+    assert_eq!(g.state, GroupState::Stable);
+    assert_eq!(g.generation, generation);
+    assert_eq!(g.leader.as_deref(), Some(a.as_str()));
+    assert_eq!(g.members.len(), 2);
+    assert_eq!(
+        reloaded.heartbeat(GROUP, &b, None, generation, loaded_at),
+        Ok(())
+    );
+    assert_eq!(
+        commit_and_apply(
+            &mut reloaded,
+            commit(GROUP, generation, &a, &[("t", 0, 10)]),
+            &mut log
+        ),
+        vec![0],
+        "a member's commit after the move"
+    );
+    // Its sync (a consumer that was mid-rejoin) gets its assignment back.
+    let reply = crate::group::member::ReplyId(99);
+    let actions = reloaded.sync(
+        crate::group::events::SyncParams {
+            group_id: GROUP.into(),
+            generation,
+            member_id: b.clone(),
+            instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: Vec::new(),
+            reply,
+        },
+        loaded_at,
+    );
+    assert_eq!(
+        sync_of(&actions, Some(reply)).unwrap().assignment.as_ref(),
+        b"B"
+    );
+    // Members that never come back expire a session after the load.
+    let session = u64::try_from(SESSION_MS).unwrap();
+    // (b's session runs from the load, a's from its commit, at 0 here.)
+    reloaded.tick(loaded_at + session - 1);
+    assert!(reloaded.group(GROUP).unwrap().members.contains_key(&b));
+    reloaded.tick(loaded_at + 3 * session);
+    assert!(reloaded.group(GROUP).unwrap().members.is_empty());
+    // A group stored Empty after it was Stable comes back Empty.
+    let mut h2 = Harness::new();
+    let r = h2.join_now("");
+    h2.sync(&r.member_id, r.generation, &[]);
+    let Action::Persist(stable) = h2.m.group(GROUP).unwrap().metadata_record() else {
+        panic!("a metadata record");
+    };
+    h2.leave(&r.member_id).0.unwrap();
+    let Action::Persist(empty) = h2.m.group(GROUP).unwrap().metadata_record() else {
+        panic!("a metadata record");
+    };
+    let mut again = GroupManager::new(config(), 3);
+    again.load(&[stable, empty].concat(), 0);
+    let g = again.group(GROUP).unwrap();
+    assert_eq!((g.state, g.members.len()), (GroupState::Empty, 0));
 }
 
 #[test]

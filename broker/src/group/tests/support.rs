@@ -160,7 +160,15 @@ impl Harness {
         let (_, acts) = self.sync(&rb.member_id, generation, &[]);
         assert!(acts.is_empty(), "follower waits for the leader");
         let (_, acts) = self.sync(&a, generation, &[(&a, "A"), (&rb.member_id, "B")]);
-        assert_eq!(acts.len(), 2);
+        let syncs = acts
+            .iter()
+            .filter(|a| matches!(a, Action::Sync { .. }))
+            .count();
+        assert_eq!(syncs, 2);
+        assert!(
+            acts.iter().any(|a| matches!(a, Action::Persist(_))),
+            "the Stable group's members are stored"
+        );
         assert_eq!(self.state(), GroupState::Stable);
         (a, rb.member_id, generation)
     }

@@ -242,18 +242,18 @@ const DECOMPRESSED_LIMIT: usize = 256 << 20;
 
 /// Records decoded from one partition of a Fetch response.
 #[derive(Debug, Default)]
-pub(crate) struct DecodedRecords {
+pub struct DecodedRecords {
     /// Data records at or above the fetch offset.
-    pub(crate) records: Vec<ConsumerRecord>,
+    pub records: Vec<ConsumerRecord>,
     /// The offset to fetch next, if any whole batch was seen.
-    pub(crate) next_offset: Option<i64>,
+    pub next_offset: Option<i64>,
 }
 
 /// Decodes the `records` bytes of a Fetch partition.
 ///
 /// Skips records below `fetch_offset` (the broker returns whole batches),
 /// control batches, and a trailing partial batch (allowed by KIP-74).
-pub(crate) fn decode_fetched(
+pub fn decode_fetched(
     topic: &str,
     partition: i32,
     mut data: Bytes,

@@ -17,20 +17,18 @@
 //! What the client does next with response data that public functions expose is
 //! driven too: JoinGroup member metadata through `assignor::decode_subscription`,
 //! SyncGroup assignments through `assignor::decode_assignment`, and Fetch records
-//! through a copy of the client's private `records::decode_fetched` (see
-//! `decode_fetched` below: replace it with the real one once that is public).
+//! through the client's own `records::decode_fetched`.
 #![no_main]
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{
     decode_request_header_from_buffer, Encodable, HeaderVersion, Request,
 };
-use kafka_protocol::records::RecordBatchDecoder;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -151,58 +149,6 @@ impl Harness {
     }
 }
 
-/// A copy of weir-client's private `records::decode_fetched` (client/src/records.rs
-/// as of 8ca8e56, with its overflow fix), minus building `ConsumerRecord`s; kept
-/// line for line in its checks. Replace with the real one once it is public.
-fn decode_fetched(mut data: Bytes, fetch_offset: i64) -> Result<usize, String> {
-    let mut n = 0;
-    while data.len() >= 12 {
-        let base_offset = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
-        let len = i32::from_be_bytes(data[8..12].try_into().unwrap_or_default());
-        if len < 0 {
-            return Err(format!("negative batch length {len}"));
-        }
-        let total = 12 + len as usize;
-        if data.len() < total {
-            break;
-        }
-        let mut batch = data.split_to(total);
-        if total < 61 {
-            return Err(format!("batch of {total} bytes is shorter than its header"));
-        }
-        let magic = batch[16] as i8;
-        let attributes = i16::from_be_bytes([batch[21], batch[22]]);
-        let last_delta = i32::from_be_bytes(batch[23..27].try_into().unwrap_or_default());
-        let Some(next) = base_offset
-            .checked_add(i64::from(last_delta))
-            .and_then(|last| last.checked_add(1))
-            .filter(|_| last_delta >= 0)
-        else {
-            return Err(format!(
-                "batch offsets overflow (lastOffsetDelta {last_delta})"
-            ));
-        };
-        let last_offset = next - 1;
-        let control = attributes & (1 << 5) != 0;
-        if magic != 2 || control || last_offset < fetch_offset {
-            continue;
-        }
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| e.to_string())?;
-        n += set
-            .records
-            .iter()
-            .filter(|r| r.offset >= fetch_offset && !r.control)
-            .count();
-        if batch.has_remaining() {
-            return Err(format!(
-                "{} bytes left after the batch's records",
-                batch.remaining()
-            ));
-        }
-    }
-    Ok(n)
-}
-
 async fn go<R>(conn: &Connection, vbyte: u8, max: i16) -> Option<R::Response>
 where
     R: Request + Default,
@@ -235,7 +181,8 @@ async fn drive(conn: &Connection, api: ApiKey, vbyte: u8, max: i16) {
                 for t in &resp.responses {
                     for p in &t.partitions {
                         if let Some(records) = &p.records {
-                            let _ = decode_fetched(records.clone(), 0);
+                            let _ =
+                                weir_client::records::decode_fetched("t", 0, records.clone(), 0);
                         }
                     }
                 }

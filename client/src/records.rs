@@ -324,7 +324,8 @@ pub fn decode_fetched(
         out.records.reserve(header.record_count.max(0) as usize);
         for r in RecordWalk::new(&section, header.record_count) {
             let r = r.map_err(decode_error)?;
-            let offset = base_offset + i64::from(r.offset_delta);
+            // A hostile offset delta (past the batch's last) must not overflow.
+            let offset = base_offset.saturating_add(i64::from(r.offset_delta));
             if offset < fetch_offset {
                 continue;
             }
@@ -437,6 +438,31 @@ mod tests {
             let got = decode_fetched("t", 0, batch, 0).unwrap().records;
             assert_eq!(got[0].headers, headers, "{c}");
         }
+    }
+
+    /// Found by review: a record's offset delta is not bounded by its
+    /// batch's, so near i64::MAX it overflowed (a panic in debug builds).
+    #[test]
+    fn a_hostile_offset_delta_does_not_overflow() {
+        // One record: attributes, timestamp delta 0, offset delta i32::MAX,
+        // no key, value "v", no headers.
+        let mut body = vec![0u8, 0];
+        let mut n = (u64::from(i32::MAX.unsigned_abs())) << 1;
+        while n >= 0x80 {
+            body.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        body.push(n as u8);
+        body.extend_from_slice(&[1, 2, b'v', 0]);
+        let mut b = vec![0u8; 61];
+        b[0..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+        b[16] = 2;
+        b[57..61].copy_from_slice(&1i32.to_be_bytes());
+        b.push((body.len() as u8) << 1);
+        b.extend_from_slice(&body);
+        weir_storage::seal_batch(&mut b);
+        let got = decode_fetched("t", 0, Bytes::from(b), 0).unwrap().records;
+        assert_eq!(got[0].offset, i64::MAX);
     }
 
     /// A record whose bytes were damaged in flight fails its batch's

@@ -476,3 +476,25 @@ fn acks_all_produces_log_no_warnings() -> Result<()> {
     );
     Ok(())
 }
+
+/// Found from outside: DeleteRecords to the end of `__consumer_offsets`
+/// was accepted, and the next load of the groups found no committed offset.
+/// As Kafka does for internal topics, it is refused with
+/// INVALID_TOPIC_EXCEPTION and nothing is deleted.
+#[test]
+fn delete_records_on_internal_topics_is_refused() -> Result<()> {
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    for topic in [
+        "__consumer_offsets",
+        "__weir_job_state",
+        "__weir_job_status",
+    ] {
+        let (code, low) = weir_tests::raw::delete_records(&mut c, topic, 0, -1)?;
+        ensure!(
+            code == 17 && low == -1,
+            "DeleteRecords on {topic}: error {code}, low watermark {low}"
+        );
+    }
+    Ok(())
+}

@@ -59,6 +59,8 @@ pub fn batch(e: &BatchError) -> i16 {
         BatchError::InvalidRecord { .. } | BatchError::NotAllowed(_) => code::INVALID_RECORD,
         BatchError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
         BatchError::Records(all) => all.first().map_or(code::INVALID_RECORD, batch),
+        // Not retried by clients: the same batch would be refused again.
+        BatchError::DecompressedTooLarge { .. } => code::MESSAGE_TOO_LARGE,
         _ => code::CORRUPT_MESSAGE,
     }
 }

@@ -18,9 +18,7 @@ fn failed(codec: &str, e: impl std::fmt::Display) -> BatchError {
 }
 
 fn too_large(limit: usize) -> BatchError {
-    BatchError::MalformedRecords(format!(
-        "records decompress to more than {limit} bytes (max.message.bytes)"
-    ))
+    BatchError::DecompressedTooLarge { limit }
 }
 
 /// Reads `reader` to its end into `out`, failing once more than `limit` bytes

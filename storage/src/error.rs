@@ -39,6 +39,13 @@ pub enum BatchError {
     /// The records section could not be decoded (bad varint, bad length, bad compression).
     #[error("malformed records: {0}")]
     MalformedRecords(String),
+    /// The compressed records decompress to more than the limit (the topic's
+    /// `max.message.bytes` on append): the batch is too large, not damaged.
+    #[error("records decompress to more than {limit} bytes (max.message.bytes)")]
+    DecompressedTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// Record `index` of the batch is malformed or breaks a rule (Kafka's
     /// INVALID_RECORD, with the index in the response's record errors).
     #[error("record {index}: {reason}")]

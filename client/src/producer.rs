@@ -91,6 +91,10 @@ pub struct ProducerConfig {
     /// Whether a batch a partition answers with UNKNOWN_PRODUCER_ID (it
     /// forgot the producer) goes again from sequence 0 (default) or fails.
     pub restart_unknown: bool,
+    /// Whether sending to a topic the cluster does not know asks it to
+    /// create the topic (Metadata's `allow_auto_topic_creation`; the
+    /// default, as Kafka's producer) or fails with UNKNOWN_TOPIC_OR_PARTITION.
+    pub auto_create_topics: bool,
 }
 
 /// The sequence number `n` records after `seq` (`n` may be negative):
@@ -121,6 +125,7 @@ impl ProducerConfig {
             identity: None,
             sequences: Vec::new(),
             restart_unknown: true,
+            auto_create_topics: true,
         }
     }
 
@@ -191,6 +196,13 @@ impl ProducerConfig {
     /// goes again from sequence 0 (`true`, the default) or fails with it.
     pub fn restart_unknown(mut self, on: bool) -> Self {
         self.restart_unknown = on;
+        self
+    }
+
+    /// Sets whether sending to an unknown topic asks the cluster to create
+    /// it (`true`, the default) or fails.
+    pub fn auto_create_topics(mut self, on: bool) -> Self {
+        self.auto_create_topics = on;
         self
     }
 
@@ -296,6 +308,7 @@ struct Inner {
     sticky: StickyPartitioner,
     detached_error: accumulator::DetachedError,
     identity: (i64, i16),
+    auto_create_topics: bool,
 }
 
 impl Producer {
@@ -314,6 +327,7 @@ impl Producer {
         let (tx, rx) = mpsc::channel(config.buffer_records.max(1));
         let sticky = StickyPartitioner::new(config.batch_size);
         let detached_error = accumulator::DetachedError::default();
+        let auto_create_topics = config.auto_create_topics;
         tokio::spawn(accumulator::run(
             cluster.clone(),
             config,
@@ -329,6 +343,7 @@ impl Producer {
                 sticky,
                 detached_error,
                 identity: (pid, epoch),
+                auto_create_topics,
             }),
         })
     }
@@ -386,7 +401,11 @@ impl Producer {
         if records.is_empty() {
             return Ok(());
         }
-        let partitions = self.inner.cluster.partition_count(topic, true).await?;
+        let partitions = self
+            .inner
+            .cluster
+            .partition_count(topic, self.inner.auto_create_topics)
+            .await?;
         if partition < 0 || partition >= partitions {
             return Err(Error::InvalidArgument(format!(
                 "partition {partition} out of range: {topic} has {partitions}"
@@ -429,7 +448,7 @@ impl Producer {
         let partitions = self
             .inner
             .cluster
-            .partition_count(&record.topic, true)
+            .partition_count(&record.topic, self.inner.auto_create_topics)
             .await?;
         let pending = PendingRecord {
             key: record.key,

@@ -1609,3 +1609,64 @@ async fn changes_mode_keeps_every_final_result_across_a_kill() -> Result<()> {
     }
     Ok(())
 }
+
+/// Found from outside: `weir job drop` of a job reading live input left its
+/// repartition topic behind: the topic was deleted, then a route task still
+/// running wrote to it and auto-created it again (with one partition), for
+/// good. A job's writers no longer create topics; after the drop none of
+/// the job's topics comes back while input keeps arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_busy_job_leaves_no_topic_behind() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    create_input(&bootstrap, "busy-in", 3, 1).await?;
+    weir(&[
+        "job",
+        "create",
+        "busy",
+        "--sql",
+        &totals_sql("busy-in", "busy-out"),
+        "--admin",
+        &admin,
+    ])?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let (stop, bootstrap) = (stop.clone(), bootstrap.clone());
+        let evs = events();
+        tokio::spawn(async move {
+            for chunk in evs.chunks(50).cycle() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                produce(&bootstrap, "busy-in", chunk).await?;
+            }
+            Ok(())
+        })
+    };
+    let job_topic = |topics: &str| topics.lines().any(|t| t.starts_with("__weir_job-busy"));
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "busy")?;
+        let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+        Ok((records_read(&s)? > 0 && job_topic(&topics)).then_some(()))
+    })
+    .context("the job never read its input")?;
+    weir(&["job", "drop", "busy", "--admin", &admin])?;
+    weir_tests::poll_until(Duration::from_secs(10), || {
+        let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+        Ok((!job_topic(&topics)).then_some(()))
+    })
+    .context("the repartition topic outlived the drop")?;
+    // Watched for 5 s while input keeps arriving: it must not come back.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+        ensure!(
+            !job_topic(&topics),
+            "a dropped job's topic came back:\n{topics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    feeder.await??;
+    Ok(())
+}

@@ -156,6 +156,10 @@ pub fn producer_config(bootstrap: &str, client_id: String) -> weir_client::Produ
         .idempotent(true)
         .linger(Duration::from_millis(5))
         .client_id(client_id)
+        // The job created its topics when it started; a task still running
+        // after `job drop` deleted them must not bring them back (found
+        // from outside: orphan one-partition repartition topics).
+        .auto_create_topics(false)
 }
 
 /// Counts input record `rec` of partition `p` as read, and late or bad

@@ -720,6 +720,16 @@ impl Partition {
         Ok(found.filter(|f| f.offset < self.log.high_watermark()))
     }
 
+    /// The first record below the high watermark holding the log's largest
+    /// timestamp (ListOffsets MAX_TIMESTAMP, KIP-734); `None` when there is
+    /// none, or when the largest timestamp is in records not yet committed.
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, StorageError> {
+        match self.log.max_timestamp()? {
+            Some(max) => self.offset_for_timestamp(max),
+            None => Ok(None),
+        }
+    }
+
     /// The log start DeleteRecords asks for with `offset` (`-1`: the high
     /// watermark), checked against the high watermark.
     pub fn delete_target(&self, offset: i64) -> Result<i64, DeleteRecordsError> {

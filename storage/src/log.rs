@@ -620,6 +620,19 @@ impl Log {
         }
     }
 
+    /// The largest record timestamp in the log (its segments' max
+    /// timestamps), `None` when no record carries one. With
+    /// [`Log::offset_for_timestamp`] it finds ListOffsets' MAX_TIMESTAMP.
+    pub fn max_timestamp(&self) -> Result<Option<i64>> {
+        let st = self.lock()?;
+        Ok(st
+            .segments
+            .values()
+            .map(|s| s.max_timestamp())
+            .max()
+            .filter(|t| *t >= 0))
+    }
+
     /// First offset of the log.
     pub fn log_start_offset(&self) -> i64 {
         self.state

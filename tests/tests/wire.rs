@@ -498,3 +498,49 @@ fn delete_records_on_internal_topics_is_refused() -> Result<()> {
     }
     Ok(())
 }
+
+/// Found from outside: ListOffsets MAX_TIMESTAMP (-3, KIP-734) answered the
+/// last offset with timestamp -1. It answers the first record holding the
+/// largest timestamp, and that timestamp, as Kafka does.
+#[test]
+fn list_offsets_max_timestamp_finds_the_latest_record_time() -> Result<()> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "maxts", 1, &[])? == 0);
+    let now = weir_tests::raw::now_ms();
+    // Ten records; the fifth (offset 5) carries the largest timestamp, and
+    // offset 8 carries it again.
+    let times: Vec<i64> = (0..10)
+        .map(|i| match i {
+            5 | 8 => now + 60_000,
+            i => now + i,
+        })
+        .collect();
+    let specs: Vec<weir_storage::record::RecordSpec> = times
+        .iter()
+        .map(|t| (None, Some(b"v".to_vec()), *t))
+        .collect();
+    let records = bytes::Bytes::from(weir_storage::record::build_batch(&specs));
+    let (err, _) = produce(&mut c, "maxts", 0, -1, records)?;
+    ensure!(err == 0, "produce: error {err}");
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("maxts")))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-3)])]);
+    let resp = c.request(7, &req)?;
+    let p = &resp.topics[0].partitions[0];
+    ensure!(
+        (p.error_code, p.offset, p.timestamp) == (0, 5, now + 60_000),
+        "MAX_TIMESTAMP: error {}, offset {}, timestamp {} (want 5 at {})",
+        p.error_code,
+        p.offset,
+        p.timestamp,
+        now + 60_000
+    );
+    Ok(())
+}

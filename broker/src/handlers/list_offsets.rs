@@ -67,16 +67,32 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                             .with_offset(o.high_watermark)
                             .with_timestamp(-1)
                             .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
-                        -3 => {
-                            let last = o.high_watermark - 1;
-                            if last < o.log_start {
-                                r.with_offset(-1).with_timestamp(-1)
-                            } else {
-                                r.with_offset(last)
-                                    .with_timestamp(-1)
-                                    .with_leader_epoch(epoch_of(last))
+                        // The first record with the largest timestamp, and
+                        // that timestamp (found from outside: the last
+                        // offset with timestamp -1 was answered).
+                        -3 => match part.max_timestamp_offset() {
+                            Ok(Some(found)) => r
+                                .with_offset(found.offset)
+                                .with_timestamp(found.timestamp)
+                                .with_leader_epoch(epoch_of(found.offset)),
+                            // The largest timestamp is in records not yet
+                            // committed, or none has one: the last
+                            // committed record.
+                            Ok(None) => {
+                                let last = o.high_watermark - 1;
+                                if last < o.log_start {
+                                    r.with_offset(-1).with_timestamp(-1)
+                                } else {
+                                    r.with_offset(last)
+                                        .with_timestamp(-1)
+                                        .with_leader_epoch(epoch_of(last))
+                                }
                             }
-                        }
+                            Err(e) => r
+                                .with_error_code(error_code::storage(&e))
+                                .with_offset(-1)
+                                .with_timestamp(-1),
+                        },
                         ts => match part.offset_for_timestamp(ts) {
                             Ok(Some(found)) => r
                                 .with_offset(found.offset)

@@ -25,8 +25,16 @@ pub struct Cluster {
 /// (32768 and up), where a port just released may at once become the
 /// source port of some outgoing connection; a start that still lost its
 /// port to another test is retried ([`start_retrying`]).
+///
+/// A port is handed out once per test process: a node that is down keeps
+/// its port for its restart, and another test of the same binary starting
+/// a cluster meanwhile must not take it (seen in CI: a restart failed with
+/// "Address already in use" on its own Raft port).
 fn free_ports(n: usize) -> Result<Vec<u16>> {
     use std::hash::{BuildHasher, RandomState};
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     let mut ports = Vec::new();
     let mut listeners = Vec::new();
     let mut tries = 0u32;
@@ -34,7 +42,7 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
         tries += 1;
         anyhow::ensure!(tries < 10_000, "no free port below 32768");
         let port = 20_000 + (RandomState::new().hash_one(tries) % 12_000) as u16;
-        if ports.contains(&port) {
+        if ports.contains(&port) || given.contains(&port) {
             continue;
         }
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
@@ -42,6 +50,7 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
             listeners.push(l);
         }
     }
+    given.extend(ports.iter().copied());
     Ok(ports)
 }
 

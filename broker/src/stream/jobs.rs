@@ -394,7 +394,10 @@ fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
 fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
     let mut out = JobReport {
         node,
-        caught_up: true,
+        // Not before a task has reported (found from outside: a job just
+        // created said caught up, lag 0, for about a second, so a script
+        // polling for it stopped at once).
+        caught_up: !reports.is_empty(),
         ..JobReport::default()
     };
     // The job's firing watermark is the lowest of its aggregate tasks'
@@ -578,6 +581,8 @@ mod tests {
         assert_eq!(m.lag, 600);
         assert_eq!(m.eta_secs, Some(3.0));
         assert_eq!(m.state, "running");
+        // No task has reported yet: not caught up.
+        assert!(!merge(1, &tasks, Vec::new()).caught_up);
         // A shard with no watermark yet holds the job's back.
         let m = merge(1, &tasks, vec![shard(0, Some(30)), shard(1, None)]);
         assert_eq!(m.watermark, None);

@@ -76,21 +76,29 @@ async fn up(nodes: u16, dir: PathBuf, base: u16, admin_base: u16, host: &str) ->
         .join(",");
     std::fs::create_dir_all(&dir)?;
     let exe = std::env::current_exe()?;
-    let mut children: Vec<(u16, Child)> = Vec::new();
+    let mut children: Vec<(u16, Child, String)> = Vec::new();
     for i in 1..=nodes {
         let node_dir = dir.join(format!("node-{i}"));
+        let log_path = dir.join(format!("node-{i}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join(format!("node-{i}.log")))?;
+            .open(&log_path)?;
+        let args: Vec<String> = vec![
+            "broker".into(),
+            "--node-id".into(),
+            i.to_string(),
+            "--data-dir".into(),
+            node_dir.display().to_string(),
+            "--listen".into(),
+            format!("{host}:{}", base + i - 1),
+            "--admin-listen".into(),
+            format!("{host}:{}", admin_base + i - 1),
+            "--peers".into(),
+            peers.clone(),
+        ];
         let mut cmd = Command::new(&exe);
-        cmd.arg("broker")
-            .args(["--node-id", &i.to_string()])
-            .arg("--data-dir")
-            .arg(&node_dir)
-            .args(["--listen", &format!("{host}:{}", base + i - 1)])
-            .args(["--admin-listen", &format!("{host}:{}", admin_base + i - 1)])
-            .args(["--peers", &peers])
+        cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
@@ -99,14 +107,24 @@ async fn up(nodes: u16, dir: PathBuf, base: u16, admin_base: u16, host: &str) ->
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
         println!(
-            "node {i}: kafka {host}:{} admin {host}:{} raft {host}:{} data {} log {}",
+            "node {i}: pid {} kafka {host}:{} admin {host}:{} raft {host}:{} data {} log {}",
+            child.id(),
             base + i - 1,
             admin_base + i - 1,
             raft_base + i - 1,
             node_dir.display(),
-            dir.join(format!("node-{i}.log")).display()
+            log_path.display()
         );
-        children.push((i, child));
+        let restart = std::iter::once(exe.display().to_string())
+            .chain(args)
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let restart = format!(
+            "{restart} 2>>{}",
+            shell_quote(&log_path.display().to_string())
+        );
+        children.push((i, child, restart));
     }
     let bootstrap = (1..=nodes)
         .map(|i| format!("{host}:{}", base + i - 1))
@@ -114,7 +132,10 @@ async fn up(nodes: u16, dir: PathBuf, base: u16, admin_base: u16, host: &str) ->
         .join(",");
     println!("bootstrap servers: {bootstrap}");
     println!("Ctrl-C stops the cluster");
-    // Wait for Ctrl-C, SIGTERM, or a node exiting on its own.
+    // Until Ctrl-C or SIGTERM: a node that exits on its own (a crash, or a
+    // `kill -9` to watch a failover) is reported with the command that
+    // restarts it, and the others run on, as a cluster that lost one node
+    // does. When every node has exited there is nothing left to run.
     let stop = async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
@@ -125,32 +146,57 @@ async fn up(nodes: u16, dir: PathBuf, base: u16, admin_base: u16, host: &str) ->
         Ok::<_, anyhow::Error>(())
     };
     let watch = async {
-        loop {
-            for (i, c) in children.iter_mut() {
-                if let Ok(Some(s)) = c.try_wait() {
-                    return (*i, s);
+        let mut running: Vec<&mut (u16, Child, String)> = children.iter_mut().collect();
+        while !running.is_empty() {
+            let mut still = Vec::with_capacity(running.len());
+            for node in running {
+                let (i, c, restart) = &mut *node;
+                match c.try_wait() {
+                    Ok(Some(s)) => {
+                        eprintln!("node {i} exited ({s}); the others run on. Restart it with:");
+                        eprintln!("  {restart}");
+                    }
+                    _ => still.push(node),
                 }
             }
+            running = still;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    let exited = tokio::select! {
-        r = stop => { r?; None }
-        e = watch => Some(e),
+    let all_exited = tokio::select! {
+        r = stop => { r?; false }
+        () = watch => true,
     };
-    if let Some((i, s)) = exited {
-        eprintln!("node {i} exited ({s}); stopping the others");
+    if all_exited {
+        bail!("every node has exited");
     }
-    for (i, c) in &mut children {
-        if matches!(c.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
+    for (i, c, _) in &mut children {
+        match c.try_wait() {
+            Ok(None) => {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let status = tokio::task::block_in_place(|| c.wait())?;
+                println!("node {i} stopped ({status})");
+            }
+            Ok(Some(status)) => println!("node {i} had exited ({status})"),
+            Err(e) => println!("node {i}: {e}"),
         }
-        let status = tokio::task::block_in_place(|| c.wait())?;
-        println!("node {i} stopped ({status})");
     }
     Ok(())
+}
+
+/// `arg` as one word for a POSIX shell (single-quoted unless plain).
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:,@=".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 /// One GET of `path` from an admin listener; anything but 200 is an error.

@@ -253,6 +253,100 @@ fn cluster_up_starts_three_nodes_and_ctrl_c_stops_them() -> Result<()> {
     Ok(())
 }
 
+/// A node of `weir cluster up` that dies (here `kill -9`, as a user does
+/// to watch a failover) leaves the others running: they keep serving
+/// acks=all produce with two of three, the command prints how to restart the
+/// dead node, that command brings it back into the cluster, and Ctrl-C still
+/// stops the nodes it runs.
+#[test]
+fn cluster_up_runs_on_when_a_node_dies_and_says_how_to_restart_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let base = free_run(3, 24000)?;
+    let admin = free_run(3, base + 200)?;
+    let out = dir.path().join("up.out");
+    let err = dir.path().join("up.err");
+    let mut up = std::process::Command::new(weir_tests::weir_bin()?)
+        .args(["cluster", "up", "--nodes", "3"])
+        .args(["--base-port", &base.to_string()])
+        .args(["--admin-base-port", &admin.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("c"))
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::fs::File::create(&err)?)
+        .spawn()?;
+    let health = |i: u16| -> Result<Option<()>> {
+        let addr = format!("127.0.0.1:{}", admin + i - 1);
+        Ok((weir_tests::http_get(&addr, "/v1/health")?.0 == 200).then_some(()))
+    };
+    let mut restarted: Option<std::process::Child> = None;
+    let result = (|| -> Result<()> {
+        for i in 1..=3 {
+            poll_until(Duration::from_secs(60), || health(i))?;
+        }
+        let bootstrap = format!("127.0.0.1:{base}");
+        let mut conn = RawConn::connect(&bootstrap)?;
+        ensure!(create_topic_replicated(&mut conn, "survive", 1, 3, &[])? == 0);
+        drop(conn);
+        let text = std::fs::read_to_string(&out)?;
+        let pid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("node 2: pid "))
+            .and_then(|l| l.split_whitespace().next())
+            .context(format!("no pid of node 2 in:\n{text}"))?
+            .to_string();
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()?;
+        let restart = poll_until(Duration::from_secs(30), || {
+            let e = std::fs::read_to_string(&err)?;
+            let mut lines = e.lines().skip_while(|l| !l.starts_with("node 2 exited"));
+            Ok(lines.nth(1).map(|l| l.trim().to_string()))
+        })?;
+        ensure!(
+            up.try_wait()?.is_none(),
+            "cluster up stopped when one node died"
+        );
+        for i in [1, 3] {
+            ensure!(health(i)?.is_some(), "node {i} is down after node 2 died");
+        }
+        // Two of three still acknowledge acks=all.
+        let boot = format!("127.0.0.1:{base},127.0.0.1:{}", base + 2);
+        weir_tests::kcat(
+            &["-b", &boot, "-P", "-t", "survive", "-X", "acks=all"],
+            b"a\nb\nc\n",
+        )?;
+        // The printed command brings node 2 back.
+        restarted = Some(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("exec {restart}")])
+                .spawn()?,
+        );
+        poll_until(Duration::from_secs(60), || health(2))?;
+        Ok(())
+    })();
+    std::process::Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()?;
+    let status = poll_until(Duration::from_secs(60), || Ok(up.try_wait()?));
+    if let Some(mut node) = restarted {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &node.id().to_string()])
+            .status();
+        let _ = node.wait();
+    }
+    result?;
+    let status = status?;
+    let text = std::fs::read_to_string(&out)?;
+    ensure!(status.success(), "weir cluster up exited {status}:\n{text}");
+    for n in [1, 3] {
+        ensure!(
+            text.contains(&format!("node {n} stopped (exit status: 0)")),
+            "node {n} did not stop cleanly:\n{text}"
+        );
+    }
+    Ok(())
+}
+
 /// Runs `weir consume` (a group member; commits what it printed on exit).
 fn weir_consume(bootstrap: &str, args: &[&str]) -> Result<Vec<String>> {
     let out = std::process::Command::new(weir_tests::weir_bin()?)

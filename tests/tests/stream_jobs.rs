@@ -1616,7 +1616,7 @@ async fn changes_mode_keeps_every_final_result_across_a_kill() -> Result<()> {
 /// good. A job's writers no longer create topics; after the drop none of
 /// the job's topics comes back while input keeps arriving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_a_busy_job_leaves_no_topic_behind() -> Result<()> {
+async fn dropping_a_busy_job_leaves_no_topic_or_group_behind() -> Result<()> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     create_input(&bootstrap, "busy-in", 3, 1).await?;
@@ -1650,6 +1650,12 @@ async fn dropping_a_busy_job_leaves_no_topic_behind() -> Result<()> {
         Ok((records_read(&s)? > 0 && job_topic(&topics)).then_some(()))
     })
     .context("the job never read its input")?;
+    let job_group = |groups: &str| groups.lines().any(|g| g.contains("weir-job-busy"));
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let groups = weir(&["group", "list", "--bootstrap", &bootstrap])?;
+        Ok(job_group(&groups).then_some(()))
+    })
+    .context("the job's consumer group never showed")?;
     weir(&["job", "drop", "busy", "--admin", &admin])?;
     weir_tests::poll_until(Duration::from_secs(10), || {
         let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
@@ -1668,5 +1674,11 @@ async fn dropping_a_busy_job_leaves_no_topic_behind() -> Result<()> {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     feeder.await??;
+    // Its consumer group goes too (a dropped job's tasks commit no more).
+    weir_tests::poll_until(Duration::from_secs(10), || {
+        let groups = weir(&["group", "list", "--bootstrap", &bootstrap])?;
+        Ok((!job_group(&groups)).then_some(()))
+    })
+    .context("the dropped job's consumer group outlived it")?;
     Ok(())
 }

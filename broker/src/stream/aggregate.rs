@@ -190,12 +190,10 @@ pub async fn run(
         }
     };
     tracing::info!(job = %def.name, shard = r, epoch, position, output_end, skip, resumed = ?identity, "aggregate task starting");
-    let mut consumer = ConsumerConfig::new(&bootstrap).client_id(format!("weir-job-{}", def.name));
+    let mut consumer = ConsumerConfig::new(&bootstrap).client_id(def.group());
     if keyed {
         // Reads the input for the job's consumer group, as route tasks do.
-        consumer = consumer
-            .group(format!("weir-job-{}", def.name))
-            .auto_commit(false);
+        consumer = consumer.group(def.group()).auto_commit(false);
     }
     let mut consumer = consumer.build().await?;
     consumer.assign(vec![input.clone()]);

@@ -74,7 +74,17 @@ pub enum JobError {
     BadSetting(String),
 }
 
+/// The consumer groups of jobs are named this and the job's name.
+pub const GROUP_PREFIX: &str = "weir-job-";
+
 impl JobDef {
+    /// The consumer group its tasks commit their input positions to (what
+    /// `weir group describe` shows of the job; the job itself resumes from
+    /// its checkpoints).
+    pub fn group(&self) -> String {
+        format!("{GROUP_PREFIX}{}", self.name)
+    }
+
     /// Checks the definition and returns its plan.
     pub fn plan(&self) -> Result<JobPlan, JobError> {
         let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');

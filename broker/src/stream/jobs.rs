@@ -85,6 +85,7 @@ impl Jobs {
                 tick.tick().await;
                 let Some(b) = weak.upgrade() else { return };
                 b.jobs.tend(&b);
+                delete_dropped_groups(&b).await;
             }
         });
     }
@@ -482,7 +483,8 @@ pub fn create(b: &Broker, mut def: JobDef) -> Result<(), JobChangeError> {
 }
 
 /// Drops job `name` (its tasks stop within a second) and deletes its
-/// repartition topic. Its output topic stays; its checkpoints stay in the
+/// repartition topic; its consumer group is deleted by the sweep of the
+/// node that coordinates it once the tasks are gone. Its output topic stays; its checkpoints stay in the
 /// state topic until compaction replaces them, never read again (a job
 /// created under the same name later is another incarnation). Blocking.
 pub fn drop_job(b: &Broker, name: &str) -> Result<(), JobChangeError> {
@@ -499,6 +501,42 @@ pub fn drop_job(b: &Broker, name: &str) -> Result<(), JobChangeError> {
     }
     b.controller.submit_blocking(&commands)?;
     Ok(())
+}
+
+/// Deletes the consumer groups of dropped jobs (`weir-job-NAME` with no job
+/// NAME) that this node coordinates, once they are empty. A task that had
+/// not yet stopped when its job was dropped may commit once more; the next
+/// sweep deletes the group again.
+async fn delete_dropped_groups(b: &Broker) {
+    use kafka_protocol::messages::{DeleteGroupsRequest, ListGroupsRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let jobs = b.meta.jobs();
+    let mut list = ListGroupsRequest::default();
+    list.states_filter = vec![StrBytes::from_static_str("Empty")];
+    let groups: Vec<_> = b
+        .list_groups(list, 4)
+        .await
+        .groups
+        .into_iter()
+        .map(|g| g.group_id)
+        .filter(|g| {
+            g.0.strip_prefix(super::job::GROUP_PREFIX)
+                .is_some_and(|name| !jobs.contains_key(name))
+        })
+        .collect();
+    if groups.is_empty() {
+        return;
+    }
+    let mut req = DeleteGroupsRequest::default();
+    req.groups_names = groups;
+    let resp = crate::handlers::group_routing::delete_groups(b, req, 2).await;
+    for r in resp.results {
+        if r.error_code == 0 {
+            tracing::info!(group = %r.group_id.0, "deleted the consumer group of a dropped job");
+        } else {
+            tracing::debug!(group = %r.group_id.0, code = r.error_code, "deleting a dropped job's group");
+        }
+    }
 }
 
 #[cfg(test)]

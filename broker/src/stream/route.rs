@@ -68,9 +68,9 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         ),
     };
     let mut consumer = ConsumerConfig::new(&bootstrap)
-        .group(format!("weir-job-{}", def.name))
+        .group(def.group())
         .auto_commit(false)
-        .client_id(format!("weir-job-{}", def.name))
+        .client_id(def.group())
         .build()
         .await?;
     consumer.assign(vec![tp.clone()]);

@@ -24,6 +24,14 @@ use crate::topic_config::{self, ConfigError};
 
 /// The internal topic holding consumer group offsets and metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Topics whose records hold Weir's own state (committed group offsets, the
+/// stream jobs' checkpoints and statuses): no client may delete them or
+/// their records, as Kafka refuses it for its internal topics.
+pub const KEPT_TOPICS: [&str; 3] = [
+    OFFSETS_TOPIC,
+    crate::stream::task::STATE_TOPIC,
+    crate::stream::task::STATUS_TOPIC,
+];
 
 /// A node.
 #[derive(Debug)]
@@ -992,8 +1000,23 @@ impl Broker {
     /// (blocking file work: call it through [`crate::blocking::run`]); the
     /// other nodes delete theirs when they apply the command.
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicChangeError> {
-        if name == OFFSETS_TOPIC {
-            return Err(TopicError::InvalidName(name.into()).into());
+        if KEPT_TOPICS.contains(&name) {
+            return Err(TopicError::Kept {
+                topic: name.into(),
+                why: "it holds Weir's own state".into(),
+            }
+            .into());
+        }
+        let jobs = self.meta.jobs();
+        if let Some(job) = jobs
+            .values()
+            .find(|d| crate::stream::repartition::topic(d) == name)
+        {
+            return Err(TopicError::Kept {
+                topic: name.into(),
+                why: format!("it is job {}'s repartition topic (drop the job)", job.name),
+            }
+            .into());
         }
         let t = self
             .meta

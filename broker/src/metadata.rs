@@ -108,6 +108,14 @@ pub enum TopicError {
     /// INVALID_TOPIC_EXCEPTION (17).
     #[error("invalid topic name {0:?}")]
     InvalidName(String),
+    /// INVALID_TOPIC_EXCEPTION (17): an internal topic no client may delete.
+    #[error("topic {topic} cannot be deleted: {why}")]
+    Kept {
+        /// The topic.
+        topic: String,
+        /// Whose it is.
+        why: String,
+    },
     /// INVALID_PARTITIONS (37).
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
@@ -132,7 +140,7 @@ impl TopicError {
         match self {
             Self::Exists(_) => 36,
             Self::Unknown(_) => 3,
-            Self::InvalidName(_) => 17,
+            Self::InvalidName(_) | Self::Kept { .. } => 17,
             Self::InvalidPartitions(_) | Self::TooManyPartitions { .. } => 37,
             Self::Io(_) => 56,
         }

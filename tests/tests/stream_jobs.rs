@@ -1656,6 +1656,17 @@ async fn dropping_a_busy_job_leaves_no_topic_or_group_behind() -> Result<()> {
         Ok(job_group(&groups).then_some(()))
     })
     .context("the job's consumer group never showed")?;
+    // Its repartition topic is the job's: deleting it is refused.
+    let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+    let repartition = topics
+        .lines()
+        .find(|t| t.starts_with("__weir_job-busy"))
+        .and_then(|t| t.split_whitespace().next())
+        .context("no repartition topic")?;
+    let refused = weir(&["topic", "delete", repartition, "--bootstrap", &bootstrap])
+        .err()
+        .context("deleting a running job's repartition topic was accepted")?;
+    ensure!(refused.to_string().contains("drop the job"), "{refused}");
     weir(&["job", "drop", "busy", "--admin", &admin])?;
     weir_tests::poll_until(Duration::from_secs(10), || {
         let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;

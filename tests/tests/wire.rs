@@ -499,6 +499,37 @@ fn delete_records_on_internal_topics_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// Found from outside: DeleteTopics of the stream jobs' checkpoint and
+/// status topics was accepted (every job would restart from nothing); like
+/// `__consumer_offsets`, they are refused with INVALID_TOPIC_EXCEPTION and a
+/// message that says why.
+#[test]
+fn deleting_internal_topics_is_refused() -> Result<()> {
+    use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    for topic in [
+        "__consumer_offsets",
+        "__weir_job_state",
+        "__weir_job_status",
+    ] {
+        let resp = c.request(
+            5,
+            &DeleteTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topic_names(vec![TopicName(StrBytes::from_string(topic.into()))]),
+        )?;
+        let r = resp.responses.first().context("no result")?;
+        let message = r.error_message.as_deref().unwrap_or_default();
+        ensure!(
+            r.error_code == 17 && message.contains("Weir's own state"),
+            "DeleteTopics {topic}: error {} {message:?}",
+            r.error_code
+        );
+    }
+    Ok(())
+}
+
 /// Found from outside: ListOffsets MAX_TIMESTAMP (-3, KIP-734) answered the
 /// last offset with timestamp -1. It answers the first record holding the
 /// largest timestamp, and that timestamp, as Kafka does.

@@ -8,16 +8,6 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use crate::broker::Broker;
 use crate::error_code;
 
-/// Topics whose records no client may delete: committed group offsets, and
-/// the stream jobs' checkpoints and statuses (found from outside: a
-/// DeleteRecords to the end of `__consumer_offsets` wiped every group's
-/// committed offsets at the next load).
-const KEPT_WHOLE: [&str; 3] = [
-    crate::broker::OFFSETS_TOPIC,
-    crate::stream::task::STATE_TOPIC,
-    crate::stream::task::STATUS_TOPIC,
-];
-
 /// Advances the log start of each partition.
 pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let topics = req
@@ -31,8 +21,11 @@ pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                 .map(|p| {
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);
-                    if KEPT_WHOLE.contains(&name.as_str()) {
-                        // Kafka refuses it on internal topics too.
+                    if crate::broker::KEPT_TOPICS.contains(&name.as_str()) {
+                        // Kafka refuses it on internal topics too (found from
+                        // outside: a DeleteRecords to the end of
+                        // `__consumer_offsets` wiped every group's committed
+                        // offsets at the next load).
                         return r
                             .with_error_code(error_code::code::INVALID_TOPIC)
                             .with_low_watermark(-1);

@@ -149,6 +149,8 @@ impl ControllerError {
 #[derive(Debug)]
 pub struct Controller {
     group: PartitionGroup,
+    /// Its log, closed (with a clean-shutdown marker) after the group stops.
+    log: Arc<Log>,
     applied: watch::Receiver<i64>,
     changed: Arc<Notify>,
 }
@@ -241,7 +243,8 @@ impl Controller {
         });
         let group = match voters {
             Voters::Alone => {
-                PartitionGroup::open_local(node, GROUP_ID, log, hooks, settings).await?
+                PartitionGroup::open_local(node, GROUP_ID, Arc::clone(&log), hooks, settings)
+                    .await?
             }
             Voters::Peers(peers, transport) => {
                 // Addresses come from each node's own --peers (see
@@ -251,13 +254,20 @@ impl Controller {
                     .map(|id| (u64::try_from(*id).unwrap_or(0), String::new()))
                     .collect();
                 PartitionGroup::open_replicated(
-                    node, GROUP_ID, log, &voters, hooks, transport, settings,
+                    node,
+                    GROUP_ID,
+                    Arc::clone(&log),
+                    &voters,
+                    hooks,
+                    transport,
+                    settings,
                 )
                 .await?
             }
         };
         Ok(Self {
             group,
+            log,
             applied,
             changed,
         })
@@ -320,9 +330,12 @@ impl Controller {
         Arc::clone(&self.changed)
     }
 
-    /// Stops the group.
+    /// Stops the group and closes its log.
     pub async fn shutdown(&self) {
         self.group.stop().await;
+        if let Err(e) = self.log.close() {
+            tracing::warn!(error = %e, "closing the controller's log");
+        }
     }
 }
 

@@ -44,6 +44,19 @@ fn sigterm_and_sigkill_restarts_keep_data_configs_and_offsets() -> Result<()> {
     );
     node.restart()?;
     state(&mut node, "verify", 10)?;
+    // Every log, the controller's included, was closed cleanly: none is
+    // recovered as after a crash.
+    let all = node.stderr_all();
+    let since = &all[all.rfind("logs closed cleanly").unwrap_or(0)..];
+    ensure!(
+        !since.contains("clean_shutdown: false"),
+        "a log was recovered as after a crash:\n{}",
+        since
+            .lines()
+            .filter(|l| l.contains("clean_shutdown: false"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // Crash: SIGKILL, then start on the same data dir.
     node.kill()?;

@@ -36,6 +36,7 @@ pub mod acc;
 pub mod aggregate;
 pub mod job;
 pub mod jobs;
+mod json_pick;
 pub mod output;
 pub mod plan;
 pub mod repartition;

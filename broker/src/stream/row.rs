@@ -261,8 +261,24 @@ fn filter_columns(f: &Filter, add: &mut impl FnMut(&String)) {
 
 /// The values of the top-level fields `names` of the JSON object `value`
 /// into `out` (null when absent), skipping every other field without
-/// building it.
+/// building it: [`super::json_pick`]'s one pass when it can decide, else
+/// `serde_json`'s.
 fn pick(value: &[u8], names: &[String], out: &mut Vec<Value>) -> Result<(), BadRecord> {
+    out.clear();
+    out.resize(names.len(), Value::Null);
+    if super::json_pick::pick(value, names, out).is_some() {
+        return Ok(());
+    }
+    pick_with_serde(value, names, out)
+}
+
+/// [`pick`] through `serde_json` alone: the reference the fast path is held
+/// to, and what words the error of a value that is not a JSON object.
+pub(super) fn pick_with_serde(
+    value: &[u8],
+    names: &[String],
+    out: &mut Vec<Value>,
+) -> Result<(), BadRecord> {
     use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
     struct Picker<'n, 'o>(&'n [String], &'o mut Vec<Value>);
     impl<'de> Visitor<'de> for Picker<'_, '_> {

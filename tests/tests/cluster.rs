@@ -184,25 +184,33 @@ fn free_run(n: u16, from: u16) -> Result<u16> {
     anyhow::bail!("no run of {n} free ports")
 }
 
+/// `weir cluster up --nodes 3` on free ports at or above `from`, its data
+/// under `dir`, its stdout in `dir/up.out` and stderr in `dir/up.err`: the
+/// process, the Kafka base port and the admin base port.
+fn cluster_up(dir: &std::path::Path, from: u16) -> Result<(std::process::Child, u16, u16)> {
+    let base = free_run(3, from)?;
+    // Admin ports clear of the Kafka and Raft ports.
+    let admin = free_run(3, base + 200)?;
+    let up = std::process::Command::new(weir_tests::weir_bin()?)
+        .args(["cluster", "up", "--nodes", "3"])
+        .args(["--base-port", &base.to_string()])
+        .args(["--admin-base-port", &admin.to_string()])
+        .arg("--data-dir")
+        .arg(dir.join("c"))
+        .stdout(std::fs::File::create(dir.join("up.out"))?)
+        .stderr(std::fs::File::create(dir.join("up.err"))?)
+        .spawn()?;
+    Ok((up, base, admin))
+}
+
 /// `weir cluster up` starts a working three-node cluster in one command,
 /// `weir cluster status` shows every node and partition, and Ctrl-C (SIGINT)
 /// stops every node cleanly.
 #[test]
 fn cluster_up_starts_three_nodes_and_ctrl_c_stops_them() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let base = free_run(3, 21000)?;
-    // Admin ports clear of the Kafka and Raft ports.
-    let admin = free_run(3, base + 200)?;
+    let (mut up, base, admin) = cluster_up(dir.path(), 21000)?;
     let out = dir.path().join("up.out");
-    let mut up = std::process::Command::new(weir_tests::weir_bin()?)
-        .args(["cluster", "up", "--nodes", "3"])
-        .args(["--base-port", &base.to_string()])
-        .args(["--admin-base-port", &admin.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path().join("c"))
-        .stdout(std::fs::File::create(&out)?)
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
     let admins = (0..3)
         .map(|i| format!("127.0.0.1:{}", admin + i))
         .collect::<Vec<_>>()
@@ -261,19 +269,8 @@ fn cluster_up_starts_three_nodes_and_ctrl_c_stops_them() -> Result<()> {
 #[test]
 fn cluster_up_runs_on_when_a_node_dies_and_says_how_to_restart_it() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let base = free_run(3, 24000)?;
-    let admin = free_run(3, base + 200)?;
-    let out = dir.path().join("up.out");
-    let err = dir.path().join("up.err");
-    let mut up = std::process::Command::new(weir_tests::weir_bin()?)
-        .args(["cluster", "up", "--nodes", "3"])
-        .args(["--base-port", &base.to_string()])
-        .args(["--admin-base-port", &admin.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path().join("c"))
-        .stdout(std::fs::File::create(&out)?)
-        .stderr(std::fs::File::create(&err)?)
-        .spawn()?;
+    let (mut up, base, admin) = cluster_up(dir.path(), 24000)?;
+    let (out, err) = (dir.path().join("up.out"), dir.path().join("up.err"));
     let health = |i: u16| -> Result<Option<()>> {
         let addr = format!("127.0.0.1:{}", admin + i - 1);
         Ok((weir_tests::http_get(&addr, "/v1/health")?.0 == 200).then_some(()))

@@ -477,6 +477,13 @@ fn acks_all_produces_log_no_warnings() -> Result<()> {
     Ok(())
 }
 
+/// The topics holding Weir's own state.
+const INTERNAL_TOPICS: [&str; 3] = [
+    "__consumer_offsets",
+    "__weir_job_state",
+    "__weir_job_status",
+];
+
 /// Found from outside: DeleteRecords to the end of `__consumer_offsets`
 /// was accepted, and the next load of the groups found no committed offset.
 /// As Kafka does for internal topics, it is refused with
@@ -485,11 +492,7 @@ fn acks_all_produces_log_no_warnings() -> Result<()> {
 fn delete_records_on_internal_topics_is_refused() -> Result<()> {
     let node = WeirNode::start_default()?;
     let mut c = RawConn::connect(node.bootstrap())?;
-    for topic in [
-        "__consumer_offsets",
-        "__weir_job_state",
-        "__weir_job_status",
-    ] {
+    for topic in INTERNAL_TOPICS {
         let (code, low) = weir_tests::raw::delete_records(&mut c, topic, 0, -1)?;
         ensure!(
             code == 17 && low == -1,
@@ -508,11 +511,7 @@ fn deleting_internal_topics_is_refused() -> Result<()> {
     use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
     let node = WeirNode::start_default()?;
     let mut c = RawConn::connect(node.bootstrap())?;
-    for topic in [
-        "__consumer_offsets",
-        "__weir_job_state",
-        "__weir_job_status",
-    ] {
+    for topic in INTERNAL_TOPICS {
         let resp = c.request(
             5,
             &DeleteTopicsRequest::default()

@@ -5,10 +5,14 @@
 //! The state is bounded, so that a client inventing producer ids cannot exhaust
 //! memory: an entry not appended to for `producer.id.expiration.ms` expires, and
 //! at most `max producers` entries are kept per partition (a new producer evicts
-//! the entry idle the longest). A forgotten producer is an unknown one: its next
-//! batch must start at sequence 0, else UNKNOWN_PRODUCER_ID (as Kafka answers a
-//! producer whose state retention removed; KIP-360 clients then bump their epoch
-//! and start again at 0).
+//! the entry idle the longest). A forgotten producer is an unknown one, and
+//! the batch of a producer a partition does not know is taken at any
+//! sequence, as Kafka takes it ("If there is no current producer epoch
+//! (possibly because all producer records have been deleted due to retention
+//! or the DeleteRecords API) accept writes with any sequence number"): from
+//! it on the producer is known again. (Answering UNKNOWN_PRODUCER_ID, as
+//! Kafka did before 2.5, made librdkafka's idempotent producer fail for good
+//! when its topic was deleted and created again.)
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -73,15 +77,6 @@ pub enum ProducerError {
     /// An old sequence no longer in the recent window (DUPLICATE_SEQUENCE_NUMBER, 46).
     #[error("duplicate sequence {0} older than the remembered batches")]
     Duplicate(i32),
-    /// A producer this partition does not know (never seen, expired or
-    /// evicted) not starting at sequence 0 (UNKNOWN_PRODUCER_ID, 59).
-    #[error("unknown producer id {producer_id} (sequence {got}, not 0)")]
-    Unknown {
-        /// The producer id.
-        producer_id: i64,
-        /// Sequence received.
-        got: i32,
-    },
     /// An epoch older than the producer's current one (INVALID_PRODUCER_EPOCH, 47).
     #[error("producer epoch {got} is older than {current}")]
     StaleEpoch {
@@ -99,7 +94,6 @@ impl ProducerError {
             Self::OutOfOrder { .. } => 45,
             Self::Duplicate(_) => 46,
             Self::StaleEpoch { .. } => 47,
-            Self::Unknown { .. } => 59,
         }
     }
 }
@@ -210,14 +204,9 @@ impl ProducerStates {
             }
         };
         let Some(e) = self.producers.get(&b.producer_id) else {
-            return if b.first_seq == 0 {
-                Ok(None)
-            } else {
-                Err(ProducerError::Unknown {
-                    producer_id: b.producer_id,
-                    got: b.first_seq,
-                })
-            };
+            // Unknown here (never seen, expired or evicted): taken at any
+            // sequence, as Kafka does.
+            return Ok(None);
         };
         if b.epoch < e.epoch {
             return Err(ProducerError::StaleEpoch {
@@ -354,11 +343,16 @@ mod tests {
         assert_eq!(s.check(&ids(26, 30)).unwrap_err().code(), 45);
     }
 
+    /// A producer the partition does not know is taken at any sequence, as
+    /// Kafka takes it; from then on it is known.
     #[test]
-    fn unknown_producer_must_start_at_zero() {
-        let s = ProducerStates::default();
-        assert_eq!(s.check(&ids(3, 4)).unwrap_err().code(), 59);
+    fn an_unknown_producer_is_taken_at_any_sequence() {
+        let mut s = ProducerStates::default();
+        assert_eq!(s.check(&ids(3, 4)), Ok(None));
         assert_eq!(s.check(&ids(0, 4)), Ok(None));
+        s.record(&ids(3, 4), 10, 11, 0);
+        assert_eq!(s.check(&ids(3, 4)), Ok(Some((10, 11))));
+        assert_eq!(s.check(&ids(7, 8)).unwrap_err().code(), 45);
     }
 
     fn pid(producer_id: i64, first: i32) -> BatchIds {
@@ -370,7 +364,7 @@ mod tests {
 
     /// More producers than the bound: the size stays at the bound, the entry
     /// idle the longest goes (not the oldest created), and the evicted
-    /// producer is unknown again (UNKNOWN_PRODUCER_ID unless it starts at 0).
+    /// producer is unknown again (taken at any sequence).
     #[test]
     fn full_partition_evicts_the_producer_idle_longest() {
         let mut s = ProducerStates::new(ProducerLimits {
@@ -392,8 +386,12 @@ mod tests {
         );
         assert_eq!(s.len(), 3);
         assert!(!s.contains(2) && s.contains(1) && s.contains(3) && s.contains(4));
-        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 59);
-        assert_eq!(s.check(&pid(1, 2)), Ok(None), "producer 1 kept its state");
+        assert_eq!(s.check(&pid(2, 1)), Ok(None), "producer 2 is unknown again");
+        assert_eq!(
+            s.check(&pid(1, 5)).unwrap_err().code(),
+            45,
+            "producer 1 kept its state"
+        );
         // Same-millisecond uses keep their order too; a known producer never evicts.
         for p in 5..=20 {
             let removed = s.record(&pid(p, 0), p, p, 3000);
@@ -427,7 +425,7 @@ mod tests {
             }
         );
         assert_eq!(s.len(), 1);
-        assert_eq!(s.check(&pid(2, 1)).unwrap_err().code(), 59);
+        assert_eq!(s.check(&pid(2, 1)), Ok(None), "producer 2 is unknown again");
         assert_eq!(s.expire(i64::MAX), 1);
         assert!(s.is_empty());
     }

@@ -372,9 +372,10 @@ impl Accumulator {
 }
 
 /// Encodes, sends and retries one batch, then completes its records' futures.
-/// A partition that forgot an idempotent producer (it expired there, idle
-/// past `producer.id.expiration.ms`) answers UNKNOWN_PRODUCER_ID to a batch
-/// not at sequence 0: the batch goes again from 0 (as Kafka's Java
+/// A broker before Kafka 2.5 whose partition forgot an idempotent producer
+/// (it expired there, idle past `producer.id.expiration.ms`) answers
+/// UNKNOWN_PRODUCER_ID to a batch not at sequence 0 (Weir and later Kafka
+/// take it at its sequence): the batch goes again from 0 (as Kafka's Java
 /// producer does for an idempotent producer whose state retention removed),
 /// unless the producer was built to report it
 /// ([`crate::ProducerConfig::restart_unknown`]).

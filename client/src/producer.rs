@@ -88,8 +88,9 @@ pub struct ProducerConfig {
     /// The next sequence number of partitions an earlier writer with the
     /// same identity wrote to: (topic, partition, next sequence).
     pub sequences: Vec<(String, i32, i32)>,
-    /// Whether a batch a partition answers with UNKNOWN_PRODUCER_ID (it
-    /// forgot the producer) goes again from sequence 0 (default) or fails.
+    /// Whether a batch a partition answers with UNKNOWN_PRODUCER_ID (a
+    /// broker before Kafka 2.5 that forgot the producer) goes again from
+    /// sequence 0 (default) or fails.
     pub restart_unknown: bool,
     /// Whether sending to a topic the cluster does not know asks it to
     /// create the topic (Metadata's `allow_auto_topic_creation`; the

@@ -319,9 +319,9 @@ async fn send_batches(
     Ok(())
 }
 
-/// The values of `topic` (16 records expected).
-async fn values_of(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
-    Ok(weir_tests::topic_reader::read_topic(bootstrap, topic, 16)
+/// The values of the first `want` records of `topic`.
+async fn values_of(bootstrap: &str, topic: &str, want: usize) -> Result<Vec<String>> {
+    Ok(weir_tests::topic_reader::read_topic(bootstrap, topic, want)
         .await?
         .iter()
         .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
@@ -341,9 +341,9 @@ fn code_of(err: &anyhow::Error) -> Option<i16> {
 /// none twice, whichever of the two writers is first; the batch past them
 /// is written. A batch cut differently that reaches past what was written
 /// is refused as out of order, never dropped as a duplicate nor written.
-/// An identity the partition does not know gets UNKNOWN_PRODUCER_ID unless
-/// it starts at sequence 0 (reported by a producer built not to start
-/// again from 0).
+/// An identity the partition does not know is taken at whatever sequence
+/// it sends, as Kafka does since 2.5 (a producer whose state was dropped
+/// by retention, DeleteRecords or a recreated topic goes on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_producer_identity_writes_no_record_twice() -> Result<()> {
     let node = node()?;
@@ -379,7 +379,7 @@ async fn a_resumed_producer_identity_writes_no_record_twice() -> Result<()> {
     send_batches(&second, &topic, &batches[1..]).await?;
     ensure!(second.next_sequence(&topic, 0).await? == 16);
     let want: Vec<String> = batches.concat();
-    ensure!(values_of(bootstrap, &topic).await? == want);
+    ensure!(values_of(bootstrap, &topic, 16).await? == want);
     // The earlier writer's last batch again, after the new one moved on:
     // still a duplicate (the earlier writer retrying late).
     send_batches(&resumed(12, &topic).build().await?, &topic, &batches[6..7]).await?;
@@ -398,29 +398,22 @@ async fn a_resumed_producer_identity_writes_no_record_twice() -> Result<()> {
         "expected OUT_OF_ORDER_SEQUENCE_NUMBER, got {err:#}"
     );
     ensure!(
-        values_of(bootstrap, &topic).await? == want,
+        values_of(bootstrap, &topic, 16).await? == want,
         "the log changed after a late retry or a refused batch"
     );
-    // Unknown to `other`: only sequence 0 starts a producer there.
-    let err = send_batches(
-        &resumed(4, &other).restart_unknown(false).build().await?,
-        &other,
-        &batches[..1],
-    )
-    .await
-    .expect_err("a producer unknown to the partition wrote at sequence 4");
-    ensure!(
-        code_of(&err) == Some(59),
-        "expected UNKNOWN_PRODUCER_ID, got {err:#}"
-    );
+    // Unknown to `other`: taken at sequence 4, and known from then on.
+    let unknown = resumed(4, &other).restart_unknown(false).build().await?;
+    send_batches(&unknown, &other, &batches[..2]).await?;
+    ensure!(unknown.next_sequence(&other, 0).await? == 8);
+    let values = values_of(bootstrap, &other, 4).await?;
+    ensure!(values == batches[..2].concat(), "{other} holds {values:?}");
     Ok(())
 }
 
 /// An idempotent producer idle past `producer.id.expiration.ms` is
-/// forgotten by the partitions it wrote to; its next batch is answered
-/// UNKNOWN_PRODUCER_ID, and the producer sends it again from sequence 0,
-/// as Kafka's producer does: nothing fails, nothing is written twice, and
-/// the batches after it follow in order.
+/// forgotten by the partitions it wrote to; its next batch is taken at the
+/// sequence it carries, as Kafka does since 2.5: nothing fails, nothing is
+/// written twice, and the batches after it follow in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_producer_forgotten_by_its_partition_goes_on() -> Result<()> {
     let node = WeirNode::start(
@@ -449,10 +442,10 @@ async fn an_idle_producer_forgotten_by_its_partition_goes_on() -> Result<()> {
     ensure!(producer.next_sequence(&topic, 0).await? == 8);
     send_batches(&producer, &topic, &[batch(8), batch(12)]).await?;
     ensure!(
-        producer.next_sequence(&topic, 0).await? == 8,
-        "numbered from 0 again after the partition forgot the producer"
+        producer.next_sequence(&topic, 0).await? == 16,
+        "numbering did not go on after the partition forgot the producer"
     );
-    let values = values_of(bootstrap, &topic).await?;
+    let values = values_of(bootstrap, &topic, 16).await?;
     let want: Vec<String> = (0..16).map(|i| i.to_string()).collect();
     ensure!(values == want, "the log holds {values:?}");
     Ok(())

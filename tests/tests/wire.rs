@@ -477,6 +477,52 @@ fn acks_all_produces_log_no_warnings() -> Result<()> {
     Ok(())
 }
 
+/// Found from outside: an idempotent confluent-kafka producer whose topic
+/// was deleted and created again got UNKNOWN_PRODUCER_ID (59) for its next
+/// batch, which librdkafka takes as fatal. Kafka accepts the batch of a
+/// producer its partition has no state for at any sequence ("If there is no
+/// current producer epoch (possibly because all producer records have been
+/// deleted due to retention or the DeleteRecords API) accept writes with any
+/// sequence number", `ProducerAppendInfo`); from there on the producer is
+/// known: its retries are answered with their offsets and a gap is out of
+/// order.
+#[test]
+fn a_producer_the_partition_does_not_know_is_taken_at_any_sequence() -> Result<()> {
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "unknown-pid", 1, &[])? == 0);
+    let send = |c: &mut RawConn, seq: i32| {
+        produce(
+            c,
+            "unknown-pid",
+            0,
+            -1,
+            batch(&[b"v"], Some((7500, 0, seq)))?,
+        )
+    };
+    let (err, first) = send(&mut c, 999)?;
+    ensure!(
+        err == 0,
+        "a producer with no state at sequence 999: error {err}"
+    );
+    let (err, next) = send(&mut c, 1000)?;
+    ensure!(
+        err == 0 && next == first + 1,
+        "the next batch: error {err} at {next}"
+    );
+    let (err, again) = send(&mut c, 999)?;
+    ensure!(
+        err == 0 && again == first,
+        "a retry: error {err} at {again}"
+    );
+    let (err, _) = send(&mut c, 1005)?;
+    ensure!(
+        err == 45,
+        "a gap: error {err}, not OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    Ok(())
+}
+
 /// The topics holding Weir's own state.
 const INTERNAL_TOPICS: [&str; 3] = [
     "__consumer_offsets",

@@ -41,10 +41,11 @@
 //!
 //! When the output partition no longer knows the identity (it expired
 //! after `producer.id.expiration.ms` without a write, so nothing was
-//! written after the checkpoint), the broker answers UNKNOWN_PRODUCER_ID
-//! and the task's producer numbers its results from 0 again there; the
-//! next checkpoint keeps that numbering. A checkpoint from before
-//! identities were kept gets a new producer id.
+//! written after the checkpoint), the broker takes the next result at the
+//! sequence the checkpoint gives (as Kafka does since 2.5); a broker that
+//! answers UNKNOWN_PRODUCER_ID instead gets the results numbered from 0
+//! again, and the next checkpoint keeps that numbering. A checkpoint from
+//! before identities were kept gets a new producer id.
 //!
 //! After each checkpoint the task deletes the repartition records below its
 //! position: the repartition topic holds only what is still to be read.

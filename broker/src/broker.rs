@@ -709,6 +709,20 @@ impl Broker {
             .collect()
     }
 
+    /// The in-sync replicas of a partition this node leads and its topic's
+    /// `min.insync.replicas`, when fewer are in sync than that asks (acks=all
+    /// is then refused with NOT_ENOUGH_REPLICAS, as in Kafka); `None` when
+    /// enough are.
+    pub fn too_few_in_sync(&self, topic: &str, partition: i32) -> Option<(Vec<i32>, usize)> {
+        let min = self.meta.min_insync_replicas(topic);
+        if min <= 1 {
+            return None;
+        }
+        let replicas = self.replicas(topic, partition)?;
+        let isr = self.in_sync(topic, partition, self.config.node_id, &replicas);
+        (isr.len() < min).then_some((isr, min))
+    }
+
     /// Whether this node reaches a majority of `replicas` (itself
     /// included; see [`Cluster::reachable`]).
     pub fn reaches_quorum(&self, replicas: &[i32]) -> bool {

@@ -266,6 +266,16 @@ impl MetadataStore {
         self.snapshot().topics.get(name).cloned()
     }
 
+    /// The `min.insync.replicas` of topic `name` (1 when unset or unknown).
+    pub fn min_insync_replicas(&self, name: &str) -> usize {
+        self.snapshot()
+            .topics
+            .get(name)
+            .and_then(|t| t.configs.get("min.insync.replicas"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1)
+    }
+
     /// Stream jobs, by name.
     pub fn jobs(&self) -> BTreeMap<String, crate::stream::job::JobDef> {
         self.snapshot().jobs.clone()

@@ -574,6 +574,11 @@ impl Partition {
         *self.leadership.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this node leads the partition.
+    pub fn leads(&self) -> bool {
+        matches!(self.leadership().role, Role::Leader)
+    }
+
     /// Changes role and epoch (a leader election). The epoch never goes back:
     /// a lower one (a Raft log rebuilt under data written in a later epoch) is
     /// logged and the current one kept.

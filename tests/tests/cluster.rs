@@ -992,3 +992,60 @@ fn kafkajs_produces_and_consumes_through_a_leader_failover() -> Result<()> {
     );
     Ok(())
 }
+
+/// `min.insync.replicas` holds on a replicated topic as in Kafka: with one
+/// follower down, acks=all to a topic that asks for three in-sync replicas
+/// is refused with NOT_ENOUGH_REPLICAS (19) and writes nothing, while acks=1
+/// to it and acks=all to a topic that asks for two go on; once the follower
+/// is back in sync, acks=all is taken again.
+#[test]
+fn min_insync_replicas_refuses_acks_all_while_too_few_replicas_are_in_sync() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let (strict, lax) = (unique("isr-3"), unique("isr-2"));
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    for (t, min) in [(&strict, "3"), (&lax, "2")] {
+        let code = create_topic_replicated(&mut conn, t, 1, 3, &[("min.insync.replicas", min)])?;
+        ensure!(code == 0, "create {t}: {code}");
+    }
+    let (sl, ll) = (c.leader(1, &strict, 0)?, c.leader(1, &lax, 0)?);
+    let follower = (1..=3).find(|n| *n != sl && *n != ll).expect("three nodes");
+    let one = |v: &str| batch(&[v.as_bytes()], None);
+    let mut to_strict = RawConn::connect(c.node(sl).bootstrap())?;
+    let mut to_lax = RawConn::connect(c.node(ll).bootstrap())?;
+    poll_until(Duration::from_secs(30), || {
+        Ok((produce(&mut to_strict, &strict, 0, -1, one("all in sync")?)?.0 == 0).then_some(()))
+    })
+    .context("acks=all refused with every replica up")?;
+    c.node(follower).kill()?;
+    // Until the leader sees the follower gone a write may still be taken
+    // (by a quorum); after that every acks=all write is refused.
+    poll_until(Duration::from_secs(30), || {
+        let (code, _) = produce(&mut to_strict, &strict, 0, -1, one("racing")?)?;
+        ensure!(
+            code == 0 || code == 19,
+            "acks=all with a follower down: {code}"
+        );
+        Ok((code == 19).then_some(()))
+    })
+    .context("acks=all never refused with a follower down")?;
+    let end = list_offset(&mut to_strict, &strict, 0, -1)?;
+    let (code, _) = produce(&mut to_strict, &strict, 0, -1, one("refused")?)?;
+    ensure!(code == 19, "acks=all with two of three in sync: {code}");
+    ensure!(
+        list_offset(&mut to_strict, &strict, 0, -1)? == end,
+        "a refused write reached the log"
+    );
+    let (code, base) = produce(&mut to_strict, &strict, 0, 1, one("acks=1")?)?;
+    ensure!(
+        code == 0 && base == end,
+        "acks=1: {code} at {base}, end {end}"
+    );
+    let (code, _) = produce(&mut to_lax, &lax, 0, -1, one("two suffice")?)?;
+    ensure!(code == 0, "acks=all to min.insync.replicas=2: {code}");
+    c.node(follower).restart()?;
+    poll_until(Duration::from_secs(30), || {
+        Ok((produce(&mut to_strict, &strict, 0, -1, one("back")?)?.0 == 0).then_some(()))
+    })
+    .context("acks=all still refused with the follower back")?;
+    Ok(())
+}

@@ -40,6 +40,34 @@ impl From<i16> for Refusal {
     }
 }
 
+/// Appends `records` to `part` (led here, or refused as not led), counting
+/// the bytes taken.
+fn append(
+    broker: &Broker,
+    name: &str,
+    index: i32,
+    part: Arc<Partition>,
+    records: &bytes::Bytes,
+) -> Result<(PendingAppend, Arc<Partition>), Refusal> {
+    match part.append(records) {
+        Ok(a) => {
+            broker
+                .metrics
+                .produce_bytes
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            Ok((a, part))
+        }
+        Err(e) => {
+            tracing::debug!(topic = %name, partition = index, error = %e, "produce refused");
+            Err(Refusal {
+                code: error_code::append(&e),
+                message: Some(e.to_string()),
+                records: error_code::record_errors(&e),
+            })
+        }
+    }
+}
+
 /// Appends every partition's batches now; the returned future resolves to the
 /// response (or `None` for acks=0) once the acks level is met.
 pub fn handle(
@@ -67,23 +95,19 @@ pub fn handle(
                 match (broker.partition(&name, p.index), p.records) {
                     (None, _) => Err(broker.not_hosted(&name, p.index).into()),
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
-                    (Some(part), Some(records)) => match part.append(&records) {
-                        Ok(a) => {
-                            broker
-                                .metrics
-                                .produce_bytes
-                                .fetch_add(records.len() as u64, Ordering::Relaxed);
-                            Ok((a, part))
+                    (Some(part), Some(records)) => {
+                        match (acks == -1).then(|| broker.too_few_in_sync(&name, p.index)) {
+                            Some(Some((isr, min))) if part.leads() => Err(Refusal {
+                                code: code::NOT_ENOUGH_REPLICAS,
+                                message: Some(format!(
+                                    "{name}-{}: the in-sync replicas {isr:?} are fewer than min.insync.replicas={min}",
+                                    p.index
+                                )),
+                                records: Vec::new(),
+                            }),
+                            _ => append(broker, &name, p.index, part, &records),
                         }
-                        Err(e) => {
-                            tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
-                            Err(Refusal {
-                                code: error_code::append(&e),
-                                message: Some(e.to_string()),
-                                records: error_code::record_errors(&e),
-                            })
-                        }
-                    },
+                    }
                 }
             };
             outcomes.push(Outcome {

@@ -421,19 +421,58 @@ impl Log {
         stamps: &[[u8; 16]],
     ) -> Result<AppendInfo> {
         let now = now_ms();
-        if st.active().must_roll(buf.len(), &st.cfg, now) {
-            self.roll_locked(st)?;
-        }
         let cfg = st.cfg.clone();
-        st.active_mut()
-            .append_stamped(buf, headers, stamps, &cfg, now)?;
-        // In memory only: the file follows with the next flush (no fsync here).
-        for (_, h) in headers {
-            self.assign_epoch(st, h);
+        // Batches go in runs that fit the active segment, rolling before
+        // each run that does not (at least one batch per run): a run of Raft
+        // entries written at once rolls where batch-by-batch appends would.
+        let end_of = |k: usize| headers.get(k).map_or(buf.len(), |(at, _)| *at);
+        let mut from = 0;
+        let mut result = Ok(());
+        while from < headers.len() && result.is_ok() {
+            let start = headers[from].0;
+            let to = match self.room_for_run(st, &cfg, now, end_of(from + 1) - start) {
+                Ok(room) => (from + 1..headers.len())
+                    .find(|&k| end_of(k + 1) - start > room)
+                    .unwrap_or(headers.len()),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let run = &buf[start..end_of(to)];
+            let run_stamps = if stamps.is_empty() {
+                stamps
+            } else {
+                &stamps[from..to]
+            };
+            result = if start == 0 && to == headers.len() {
+                st.active_mut()
+                    .append_stamped(run, headers, run_stamps, &cfg, now)
+            } else {
+                let moved: Vec<(usize, BatchHeader)> = headers[from..to]
+                    .iter()
+                    .map(|(at, h)| (at - start, *h))
+                    .collect();
+                st.active_mut()
+                    .append_stamped(run, &moved, run_stamps, &cfg, now)
+            };
+            if result.is_ok() {
+                // In memory only: the file follows with the next flush (no
+                // fsync here).
+                for (_, h) in &headers[from..to] {
+                    self.assign_epoch(st, h);
+                }
+                st.unflushed_bytes += run.len() as u64;
+                st.first_unflushed.get_or_insert_with(Instant::now);
+                from = to;
+            }
         }
-        st.unflushed_bytes += buf.len() as u64;
-        st.first_unflushed.get_or_insert_with(Instant::now);
-        self.end_tx.send_replace(st.log_end());
+        if from > 0 {
+            self.end_tx.send_replace(st.log_end());
+        }
+        // A failed run leaves the runs before it written (whole batches, as
+        // a crash would), and the log's bookkeeping agrees with them.
+        result?;
         let first = headers
             .first()
             .expect("parse_all returns at least one batch")
@@ -451,6 +490,24 @@ impl Log {
             bytes: buf.len(),
             log_append_time: -1,
         })
+    }
+
+    /// Rolls the active segment when a run starting with a batch of
+    /// `first_len` bytes must go in a new one; returns the bytes the active
+    /// segment then has room for under `segment.bytes`.
+    fn room_for_run(
+        &self,
+        st: &mut State,
+        cfg: &LogConfig,
+        now: i64,
+        first_len: usize,
+    ) -> Result<usize> {
+        if st.active().must_roll(first_len, cfg, now) {
+            self.roll_locked(st)?;
+        }
+        Ok(usize::try_from(cfg.segment_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(st.active().size()))
     }
 
     /// Notes the epoch of an appended batch in the epoch cache.

@@ -587,3 +587,45 @@ fn reset_with_prefix_keeps_the_received_segments_below_the_reset_offset() {
     assert_eq!(offsets(&log), vec![10, 20, 30]);
     assert_eq!(log.epoch_entries(), vec![(7, 10), (8, 30)]);
 }
+
+/// One append of many batches (a Raft follower writing a run of entries, a
+/// producer's multi-batch request) rolls segments at `segment.bytes` as
+/// batch-at-a-time appends do, so size-based rolling and `retention.bytes`
+/// keep holding; each path keeps every batch, in order, offsets dense.
+#[test]
+fn multi_batch_appends_roll_segments_at_segment_bytes() {
+    let cfg = small_cfg();
+    let tmp = common::tempdir();
+    let one: Vec<Vec<u8>> = (0..60).map(|i| batch(2, 100, 1_000 + i)).collect();
+    let all = one.concat();
+    assert!(all.len() as u64 > 3 * cfg.segment_bytes);
+    let (plain, _) = Log::open(&tmp.path().join("a-0"), "a-0", cfg.clone()).unwrap();
+    plain.append(&all, 3).unwrap();
+    let (trusted, _) = Log::open(&tmp.path().join("b-0"), "b-0", cfg.clone()).unwrap();
+    trusted.append_trusted(&all, 3).unwrap();
+    let stored: Vec<u8> = read_all(&plain)
+        .iter()
+        .flat_map(|b| b.raw.to_vec())
+        .collect();
+    let (copy, _) = Log::open(&tmp.path().join("c-0"), "c-0", cfg.clone()).unwrap();
+    copy.append_replicated(&stored).unwrap();
+    for log in [&plain, &trusted, &copy] {
+        let segments = log.segments();
+        assert!(segments.len() >= 4, "{} segments", segments.len());
+        for s in &segments {
+            let len = std::fs::metadata(common::seg_file(log.dir(), s.base_offset, ".log"))
+                .unwrap()
+                .len();
+            assert!(
+                len <= cfg.segment_bytes,
+                "segment {} holds {len} bytes",
+                s.base_offset
+            );
+        }
+        let read = read_all(log);
+        assert_eq!(read.len(), 60);
+        let raw: Vec<u8> = read.iter().flat_map(|b| b.raw.to_vec()).collect();
+        assert_eq!(raw, stored, "a log differs from the batch-by-batch one");
+        assert_eq!(log.log_end_offset(), 120);
+    }
+}

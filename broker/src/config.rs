@@ -168,8 +168,10 @@ pub struct Setting {
 
 impl BrokerConfig {
     /// The node's settings under Kafka's broker config names, marked default
-    /// or given. `advertised` is the `host:port` clients are given.
-    pub fn settings(&self, advertised: &str) -> Vec<Setting> {
+    /// or given. `advertised` is the `host:port` clients are given;
+    /// `offsets_topic` the partitions and replication factor
+    /// `__consumer_offsets` has (made with the node's defaults when `None`).
+    pub fn settings(&self, advertised: &str, offsets_topic: Option<(i32, usize)>) -> Vec<Setting> {
         let d = &self.log_defaults;
         let given = |flag: &str| self.explicit.contains(flag);
         let fsync_always = d.durability == Durability::EveryAppend;
@@ -282,8 +284,20 @@ impl BrokerConfig {
                 "default-replication-factor",
             ),
             ("min.insync.replicas", "1".into(), ""),
-            ("offsets.topic.replication.factor", "1".into(), ""),
-            ("offsets.topic.num.partitions", "1".into(), ""),
+            (
+                "offsets.topic.replication.factor",
+                offsets_topic.map_or(self.default_replication_factor.to_string(), |(_, rf)| {
+                    rf.to_string()
+                }),
+                "",
+            ),
+            (
+                "offsets.topic.num.partitions",
+                offsets_topic
+                    .map_or(crate::coordinators::DEFAULT_OFFSETS_PARTITIONS, |(n, _)| n)
+                    .to_string(),
+                "",
+            ),
         ];
         rows.into_iter()
             .map(|(name, value, flag)| Setting {

@@ -44,9 +44,13 @@ fn main() -> anyhow::Result<()> {
                 // responder warns for every entry applied after its
                 // proposal was answered at the commit (acks=all does not
                 // wait for the apply, docs/cluster.md "acks"), which is
-                // every entry of a busy partition.
+                // every entry of a busy partition. Its core warns of each
+                // vote sent to a peer that is down or has not created the
+                // group yet, and of each message a role change made stale:
+                // the ordinary races of an election.
                 .unwrap_or_else(|_| {
                     "info,openraft=warn,openraft::core::heartbeat=error,\
+                     openraft::core::raft_core=error,\
                      openraft::replication=error,\
                      openraft::engine::handler::replication_handler=error,\
                      openraft::raft::responder=error"

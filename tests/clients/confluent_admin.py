@@ -116,6 +116,12 @@ b = admin.describe_configs([res])[res].result(T)
 check(b["num.partitions"].value == "1" and b["num.partitions"].is_default, f"num.partitions: {b.get('num.partitions')}")
 check(not b["log.dirs"].is_default and b["log.dirs"].value.endswith("logs"), f"log.dirs: {b.get('log.dirs')}")
 check(b["broker.id"].value == "0", f"broker.id: {b.get('broker.id')}")
+# the offsets topic settings say what the node made of __consumer_offsets
+offsets = admin.list_topics("__consumer_offsets", timeout=T).topics["__consumer_offsets"].partitions
+check(b["offsets.topic.num.partitions"].value == str(len(offsets)),
+      f"offsets.topic.num.partitions {b['offsets.topic.num.partitions'].value}, the topic has {len(offsets)}")
+check(b["offsets.topic.replication.factor"].value == str(len(offsets[0].replicas)),
+      f"offsets.topic.replication.factor {b['offsets.topic.replication.factor'].value}, the topic has {len(offsets[0].replicas)}")
 
 # Weir has no dynamic broker configs: changes to the BROKER resource are
 # accepted with no effect (as librdkafka's test 0081 expects of a broker)

@@ -90,7 +90,12 @@ fn describe_broker(
     let advertised = format!("{}:{}", b.advertised_host, b.advertised_port);
     let configs = b
         .config
-        .settings(&advertised)
+        .settings(
+            &advertised,
+            b.meta
+                .topic(crate::broker::OFFSETS_TOPIC)
+                .map(|t| (t.partitions, t.replication_factor())),
+        )
         .into_iter()
         .filter(|c| wanted(c.name))
         .map(|c| {

@@ -10,6 +10,9 @@
 //! 2. the old `<base>.index` and `<base>.timeindex` are deleted;
 //! 3. `.log.swap` → `.log` (atomic replace), the cleaned indexes renamed into place.
 //!
+//! A segment cleaning leaves without a record is removed instead (its indexes,
+//! then its log), except the first, which holds the log start.
+//!
 //! Recovery finishes a swap it finds and rebuilds that segment's indexes; it deletes
 //! `.cleaned` files without a swap. Readers holding bytes of the old segment keep a
 //! valid mapping of the (unlinked) old file, so reads during cleaning stay correct.
@@ -33,6 +36,8 @@ use crate::segment::{file_name, Segment};
 pub struct CompactionOutcome {
     /// Segments rewritten.
     pub segments_cleaned: usize,
+    /// Segments removed because no record of theirs was left.
+    pub segments_removed: usize,
     /// Records removed (superseded values and expired tombstones).
     pub records_removed: u64,
     /// Bytes of the rewritten segments before cleaning.
@@ -117,6 +122,19 @@ impl Log {
             else {
                 continue;
             };
+            if batches.is_empty() {
+                match self.remove_emptied(snap)? {
+                    Some(true) => {
+                        outcome.segments_removed += 1;
+                        outcome.records_removed += removed;
+                        outcome.bytes_before += snap.data.len() as u64;
+                        continue;
+                    }
+                    Some(false) => continue,
+                    // The first segment holds the log start: kept, empty.
+                    None => {}
+                }
+            }
             let mut seg = Segment::create(&dir, snap.base, &cfg, ".cleaned")?;
             for b in &batches {
                 let h = BatchHeader::parse(b).map_err(|e| corrupt(&dir, snap.base, e))?;
@@ -133,10 +151,35 @@ impl Log {
                 outcome.bytes_after += after;
             }
         }
-        if outcome.segments_cleaned > 0 {
+        if outcome.segments_cleaned + outcome.segments_removed > 0 {
             tracing::info!(log = self.name(), ?outcome, "compacted");
         }
         Ok(outcome)
+    }
+
+    /// Removes the live segment `snap.base`, which cleaning left without a
+    /// record: `Some(true)` when removed, `Some(false)` when it changed
+    /// meanwhile, `None` when it is the first segment (it holds the log
+    /// start, so it stays, empty). The indexes go first: a crash between
+    /// leaves a log file whose indexes recovery rebuilds.
+    fn remove_emptied(&self, snap: &Snapshot) -> Result<Option<bool>> {
+        let dir = self.dir().to_path_buf();
+        let f = |s: &str| dir.join(file_name(snap.base, s));
+        let mut st = self.lock()?;
+        if st.segments.keys().next() == Some(&snap.base) {
+            return Ok(None);
+        }
+        let last = st.segments.keys().next_back().copied();
+        let unchanged =
+            st.segments.get(&snap.base).is_some_and(|s| s.id == snap.id) && last != Some(snap.base);
+        if !unchanged {
+            return Ok(Some(false));
+        }
+        st.segments.remove(&snap.base);
+        remove_files(&[f(".index"), f(".timeindex")])?;
+        remove_files(&[f(".log")])?;
+        sync_dir(&dir)?;
+        Ok(Some(true))
     }
 
     /// Replaces the live segment `snap.base` by its cleaned files; false when the

@@ -629,3 +629,63 @@ fn multi_batch_appends_roll_segments_at_segment_bytes() {
         assert_eq!(log.log_end_offset(), 120);
     }
 }
+
+/// A sealed segment compaction leaves without a record is removed (its
+/// files and its place in the log: no empty segment files pile up on a
+/// compacted topic), except the first, which holds the log start; reads
+/// step over the gap, a reopen sees the same log, and appends go on.
+#[test]
+fn compaction_removes_the_segments_it_empties() {
+    let tmp = common::tempdir();
+    let cfg = LogConfig {
+        cleanup_policy: weir_storage::CleanupPolicy::Compact,
+        min_compaction_lag_ms: 0,
+        ..small_cfg()
+    };
+    let dir = tmp.path().join("t-0");
+    let keyed = |k: &str, v: &str| {
+        build_batch(&[(Some(k.as_bytes().to_vec()), Some(v.as_bytes().to_vec()), 1)])
+    };
+    let (log, _) = Log::open(&dir, "t-0", cfg.clone()).unwrap();
+    // Segment 0: j=x; 1: k=a; 2: k=b; 3: k=c; 4 (active): m=y.
+    for (i, (k, v)) in [("j", "x"), ("k", "a"), ("k", "b"), ("k", "c"), ("m", "y")]
+        .iter()
+        .enumerate()
+    {
+        log.append(&keyed(k, v), 0).unwrap();
+        if i < 4 {
+            log.roll().unwrap();
+        }
+    }
+    let out = log.compact_at(10).unwrap();
+    assert_eq!(out.records_removed, 2, "{out:?}");
+    let bases = |log: &Log| {
+        log.segments()
+            .iter()
+            .map(|s| s.base_offset)
+            .collect::<Vec<_>>()
+    };
+    let offsets = |log: &Log| {
+        read_all(log)
+            .iter()
+            .map(|b| b.header.base_offset)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bases(&log), vec![0, 3, 4]);
+    for gone in [1, 2] {
+        for suffix in [".log", ".index", ".timeindex"] {
+            let f = common::seg_file(&dir, gone, suffix);
+            assert!(!f.exists(), "{} is still there", f.display());
+        }
+    }
+    assert_eq!(offsets(&log), vec![0, 3, 4]);
+    assert_eq!(log.log_start_offset(), 0);
+    let r = log.read(1, 1 << 20, ReadBound::LogEnd).unwrap();
+    assert_eq!(split_batches(&r.records)[0].header.base_offset, 3);
+    log.close().unwrap();
+    drop(log);
+    let (log, _) = Log::open(&dir, "t-0", cfg).unwrap();
+    assert_eq!((bases(&log), offsets(&log)), (vec![0, 3, 4], vec![0, 3, 4]));
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 5));
+    assert_eq!(log.append(&keyed("k", "e"), 0).unwrap().base_offset, 5);
+}

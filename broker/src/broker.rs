@@ -672,6 +672,13 @@ impl Broker {
                     -1
                 }
                 crate::partition::Role::Leader => self.config.node_id,
+                // A leader this node has not heard from lately (it died, or
+                // this node restarted while it stays down) is not named:
+                // clients ask again instead of sending to a node that is
+                // gone, as Kafka names no fenced broker.
+                crate::partition::Role::Follower { leader } if !self.cluster.reachable(leader) => {
+                    -1
+                }
                 crate::partition::Role::Follower { leader } => leader,
             };
             return (leader, l.epoch);

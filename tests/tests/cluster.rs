@@ -1049,3 +1049,55 @@ fn min_insync_replicas_refuses_acks_all_while_too_few_replicas_are_in_sync() -> 
     .context("acks=all still refused with the follower back")?;
     Ok(())
 }
+
+/// A node restarted while the other replicas of a partition stay down names
+/// no leader for it (LEADER_NOT_AVAILABLE, leader -1) rather than the dead
+/// leader it remembers, so clients keep asking instead of sending to a node
+/// that is gone; once a quorum is back, a leader is elected and acks=all is
+/// taken.
+#[test]
+fn a_node_alone_names_no_dead_leader() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let topic = unique("alone");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    let leader = c.leader(1, &topic, 0)?;
+    let (code, _) = produce(
+        &mut RawConn::connect(c.node(leader).bootstrap())?,
+        &topic,
+        0,
+        -1,
+        batch(&[b"before"], None)?,
+    )?;
+    ensure!(code == 0, "produce before: {code}");
+    let alone = (1..=3).find(|n| *n != leader).expect("three nodes");
+    for n in 1..=3 {
+        c.node(n).kill()?;
+    }
+    c.node(alone).restart()?;
+    let addr = c.node(alone).bootstrap().to_string();
+    let named = || -> Result<i32> {
+        let md = metadata(&addr, &[topic.as_str()])?;
+        Ok(md.topics[0].partitions[0].leader_id.0)
+    };
+    poll_until(Duration::from_secs(30), || {
+        Ok((named()? == -1).then_some(()))
+    })
+    .with_context(|| format!("node {alone} alone names leader {}", named().unwrap_or(-2)))?;
+    let other = (1..=3)
+        .find(|n| *n != leader && *n != alone)
+        .expect("three nodes");
+    c.node(other).restart()?;
+    let now = poll_until(Duration::from_secs(30), || {
+        let l = named()?;
+        Ok((l == alone || l == other).then_some(l))
+    })
+    .context("no leader elected with two of three back")?;
+    poll_until(Duration::from_secs(30), || {
+        let mut conn = RawConn::connect(c.node(now).bootstrap())?;
+        let (code, _) = produce(&mut conn, &topic, 0, -1, batch(&[b"after"], None)?)?;
+        Ok((code == 0).then_some(()))
+    })
+    .context("acks=all refused with two of three back")?;
+    Ok(())
+}

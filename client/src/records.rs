@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use bytes::{Bytes, BytesMut};
 use weir_storage::record::{records_bytes, RecordWalk};
-use weir_storage::{BatchBuilder, CountRule};
+use weir_storage::{BatchBuilder, BatchHeader, CountRule, HEADER_LEN};
 
 use crate::error::{Error, Result};
 
@@ -208,31 +208,16 @@ pub(crate) fn encode_batch(
 /// `batch` (one encoded RecordBatch v2) with its first sequence set to
 /// `base_sequence` and its CRC made good again.
 pub(crate) fn restamp(batch: &Bytes, base_sequence: i32) -> Result<Bytes> {
-    if batch.len() < BATCH_HEADER {
+    if batch.len() < HEADER_LEN {
         return Err(Error::protocol(
             "restamping a record batch",
             format!("{} bytes hold no batch header", batch.len()),
         ));
     }
     let mut b = BytesMut::from(&batch[..]);
-    b[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
-    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    weir_storage::set_base_sequence(&mut b, base_sequence);
     Ok(b.freeze())
 }
-
-/// Size of the fixed RecordBatch v2 header.
-const BATCH_HEADER: usize = 61;
-/// Offset of the magic byte inside a batch.
-const MAGIC_AT: usize = 16;
-/// Offset of the CRC inside a batch (it covers the attributes to the end).
-const CRC_AT: usize = 17;
-/// Offset of the attributes inside a batch.
-const ATTRIBUTES_AT: usize = 21;
-/// Offset of lastOffsetDelta inside a batch.
-const LAST_OFFSET_DELTA_AT: usize = 23;
-/// Offset of baseSequence inside a batch.
-const BASE_SEQUENCE_AT: usize = 53;
 
 /// The most a compressed batch may decompress to in the client: the
 /// broker bounds a batch by the topic's `max.message.bytes` after
@@ -275,19 +260,23 @@ pub fn decode_fetched(
             break; // partial trailing batch
         }
         let batch = data.split_to(total);
-        if total < BATCH_HEADER {
-            return Err(Error::protocol(
-                format!("decoding {topic}-{partition} at offset {base_offset}"),
-                format!("batch of {total} bytes is shorter than its header"),
-            ));
-        }
-        let magic = batch[MAGIC_AT] as i8;
-        let attributes = i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
-        let last_delta = i32::from_be_bytes(
-            batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-                .try_into()
-                .unwrap_or_default(),
-        );
+        let header = match BatchHeader::parse(&batch) {
+            Ok(h) => h,
+            Err(weir_storage::BatchError::UnsupportedMagic(magic)) => {
+                // A v0/v1 message set: its offset is its last message's.
+                tracing::warn!(topic, partition, magic, "skipping legacy message set");
+                let next = base_offset.saturating_add(1);
+                out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(next));
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::protocol(
+                    format!("decoding {topic}-{partition} at offset {base_offset}"),
+                    e,
+                ))
+            }
+        };
+        let last_delta = header.last_offset_delta;
         // Fix (found by fuzzing the client's response decoding): a broker's
         // baseOffset near i64::MAX overflowed here.
         let Some(next) = base_offset
@@ -302,11 +291,7 @@ pub fn decode_fetched(
         };
         let last_offset = next - 1;
         out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(next));
-        let control = attributes & (1 << 5) != 0;
-        if magic != 2 || control || last_offset < fetch_offset {
-            if magic != 2 {
-                tracing::warn!(topic, partition, magic, "skipping legacy message set");
-            }
+        if header.is_control() || last_offset < fetch_offset {
             continue;
         }
         let decode_error = |e: weir_storage::BatchError| {
@@ -561,7 +546,7 @@ mod tests {
         let mut b = BytesMut::from(
             &encode_batch(records.clone(), ProducerStamp::NONE, Compression::None).unwrap()[..],
         );
-        b[ATTRIBUTES_AT + 1] |= 1 << 5; // CRC is no longer valid, but control batches are never decoded
+        b[22] |= 1 << 5; // attributes byte 2: CRC no longer valid, but control batches are never decoded
         let decoded = decode_fetched("t", 0, b.freeze(), 0).unwrap();
         assert!(decoded.records.is_empty());
         assert_eq!(decoded.next_offset, Some(2));

@@ -22,6 +22,7 @@ const LEADER_EPOCH_AT: usize = 12;
 const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
+const BASE_SEQUENCE_AT: usize = 53;
 
 /// The decoded header of one RecordBatch v2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +196,14 @@ pub fn validate(buf: &[u8], max_size: usize, rule: CountRule) -> Result<BatchHea
 pub fn stamp(buf: &mut [u8], base_offset: i64, leader_epoch: i32) {
     buf[0..8].copy_from_slice(&base_offset.to_be_bytes());
     buf[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Sets the first sequence number of a whole batch and makes its CRC good
+/// again (a producer renumbering a batch it sends anew).
+pub fn set_base_sequence(buf: &mut [u8], base_sequence: i32) {
+    buf[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..]);
+    buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Recomputes the batchLength and CRC of a batch whose records were rewritten.

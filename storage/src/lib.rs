@@ -29,8 +29,8 @@ mod segment;
 mod validate;
 
 pub use batch::{
-    seal as seal_batch, stamp as stamp_batch, validate as validate_batch, BatchHeader, CountRule,
-    HeaderWalk, HEADER_LEN,
+    seal as seal_batch, set_base_sequence, stamp as stamp_batch, validate as validate_batch,
+    BatchHeader, CountRule, HeaderWalk, HEADER_LEN,
 };
 pub use batch_builder::BatchBuilder;
 pub use cleaner::CompactionOutcome;

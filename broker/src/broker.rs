@@ -1234,6 +1234,7 @@ impl Broker {
                     "quiesced": raft.as_ref().is_some_and(|r| r.quiesced),
                     "replica_lag": raft.as_ref().map(replica_lag),
                     "in_sync": self.in_sync(&p.tp.topic, p.tp.partition, leader, &replicas),
+                    "replicas": replicas,
                 })
             })
             .collect();

@@ -243,9 +243,11 @@ pub(crate) fn status(admin: &str) -> Result<String> {
             v["partitions"].as_array().map_or(0, Vec::len)
         )?;
     }
-    // Per partition: each replica's view (node → log end, leader, term, HW).
+    // Per partition: each replica's view (node → log end, leader, term, HW),
+    // and the replicas assigned to it.
     type Replica = (i64, i64, i64, i64);
-    let mut parts: BTreeMap<(String, i64), BTreeMap<i64, Replica>> = BTreeMap::new();
+    type Part = (BTreeMap<i64, Replica>, Vec<i64>);
+    let mut parts: BTreeMap<(String, i64), Part> = BTreeMap::new();
     for v in &views {
         let node = v["node_id"].as_i64().unwrap_or(-1);
         for p in v["partitions"].as_array().into_iter().flatten() {
@@ -259,15 +261,21 @@ pub(crate) fn status(admin: &str) -> Result<String> {
                 p["term"].as_i64().unwrap_or(-1),
                 p["high_watermark"].as_i64().unwrap_or(-1),
             );
-            parts.entry(key).or_default().insert(node, r);
+            let part = parts.entry(key).or_default();
+            part.0.insert(node, r);
+            for n in p["replicas"].as_array().into_iter().flatten() {
+                if let Some(n) = n.as_i64().filter(|n| !part.1.contains(n)) {
+                    part.1.push(n);
+                }
+            }
         }
     }
     writeln!(
         out,
-        "{:<40} {:>6} {:>6} {:>12}  replicas (node:lag)",
+        "{:<40} {:>6} {:>6} {:>12}  replicas (node:lag, down: did not answer)",
         "partition", "leader", "term", "committed"
     )?;
-    for ((topic, p), replicas) in &parts {
+    for ((topic, p), (replicas, assigned)) in &mut parts {
         // The leader's view when it answered, else any replica's.
         let view = replicas
             .iter()
@@ -276,9 +284,19 @@ pub(crate) fn status(admin: &str) -> Result<String> {
             .map(|(_, r)| *r)
             .unwrap_or((-1, -1, -1, -1));
         let lead_end = replicas.get(&view.1).map_or(view.0, |r| r.0);
-        let lags = replicas
+        let answered: Vec<i64> = replicas
+            .keys()
+            .filter(|n| !assigned.contains(n))
+            .copied()
+            .collect();
+        assigned.extend(answered);
+        assigned.sort_unstable();
+        let lags = assigned
             .iter()
-            .map(|(n, r)| format!("{n}:{}", (lead_end - r.0).max(0)))
+            .map(|n| match replicas.get(n) {
+                Some(r) => format!("{n}:{}", (lead_end - r.0).max(0)),
+                None => format!("{n}:down"),
+            })
             .collect::<Vec<_>>()
             .join(" ");
         writeln!(

@@ -312,6 +312,23 @@ fn cluster_up_runs_on_when_a_node_dies_and_says_how_to_restart_it() -> Result<()
             &["-b", &boot, "-P", "-t", "survive", "-X", "acks=all"],
             b"a\nb\nc\n",
         )?;
+        // `cluster status` names the replica that is down.
+        let admins = (0..3)
+            .map(|i| format!("127.0.0.1:{}", admin + i))
+            .collect::<Vec<_>>()
+            .join(",");
+        let status = std::process::Command::new(weir_tests::weir_bin()?)
+            .args(["cluster", "status", "--admin", &admins])
+            .output()?;
+        let text = String::from_utf8_lossy(&status.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("survive-0 "))
+            .with_context(|| format!("no survive-0 in the status:\n{text}"))?;
+        ensure!(
+            line.contains("2:down") && line.contains("1:") && line.contains("3:"),
+            "status of survive-0 with node 2 down: {line}"
+        );
         // The printed command brings node 2 back.
         restarted = Some(
             std::process::Command::new("sh")

@@ -96,8 +96,12 @@ pub fn handle(
                     (None, _) => Err(broker.not_hosted(&name, p.index).into()),
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
                     (Some(part), Some(records)) => {
-                        match (acks == -1).then(|| broker.too_few_in_sync(&name, p.index)) {
-                            Some(Some((isr, min))) if part.leads() => Err(Refusal {
+                        // Only a leader's ISR counts (a follower refuses below).
+                        let short = (acks == -1 && part.leads())
+                            .then(|| broker.too_few_in_sync(&name, p.index))
+                            .flatten();
+                        match short {
+                            Some((isr, min)) => Err(Refusal {
                                 code: code::NOT_ENOUGH_REPLICAS,
                                 message: Some(format!(
                                     "{name}-{}: the in-sync replicas {isr:?} are fewer than min.insync.replicas={min}",
@@ -105,7 +109,7 @@ pub fn handle(
                                 )),
                                 records: Vec::new(),
                             }),
-                            _ => append(broker, &name, p.index, part, &records),
+                            None => append(broker, &name, p.index, part, &records),
                         }
                     }
                 }

@@ -44,5 +44,7 @@ pub use offsets::{ListedOffset, OffsetSpec};
 pub use producer::{
     sequence_after, Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
-pub use records::{BatchRecord, Compression, ConsumerRecord, Header};
+pub use records::{
+    decode_fetched, BatchRecord, Compression, ConsumerRecord, DecodedRecords, Header,
+};
 pub use topic_partition::TopicPartition;

@@ -63,6 +63,7 @@ use weir_client::{
 };
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
+use super::local_read::LocalReader;
 use super::plan::JobPlan;
 use super::repartition::{Routed, Router, Shard, Took};
 use super::row::Reader;
@@ -127,6 +128,7 @@ pub async fn run(
         bootstrap,
         report,
         stop,
+        node,
     } = cx;
     let outputs = task::retrying(|| admin.partitions(&plan.output_topic))
         .await?
@@ -191,14 +193,22 @@ pub async fn run(
         }
     };
     tracing::info!(job = %def.name, shard = r, epoch, position, output_end, skip, resumed = ?identity, "aggregate task starting");
-    let mut consumer = ConsumerConfig::new(&bootstrap).client_id(def.group());
-    if keyed {
-        // Reads the input for the job's consumer group, as route tasks do.
-        consumer = consumer.group(def.group()).auto_commit(false);
-    }
-    let mut consumer = consumer.build().await?;
-    consumer.assign(vec![input.clone()]);
-    consumer.seek(&input, position)?;
+    // A task reading the input itself commits its position to the job's
+    // consumer group, as route tasks do.
+    let mut committer = match keyed {
+        true => {
+            let mut c = ConsumerConfig::new(&bootstrap)
+                .client_id(def.group())
+                .group(def.group())
+                .auto_commit(false)
+                .build()
+                .await?;
+            c.assign(vec![input.clone()]);
+            Some(c)
+        }
+        false => None,
+    };
+    let mut reader = LocalReader::new(node, input.clone(), position);
     let producer = task::producer(&bootstrap, format!("weir-job-{}-state-{r}", def.name)).await?;
     let mut writer = task::producer_config(&bootstrap, format!("weir-job-{}-out-{r}", def.name));
     if let Some((id, skip)) = identity {
@@ -233,14 +243,15 @@ pub async fn run(
     a.report.update(|rep| rep.state = "running".into());
     // A first checkpoint before any result: a crash from here on replays
     // against a known output end.
-    a.checkpoint(&mut consumer, &admin).await?;
+    a.checkpoint(committer.as_mut(), reader.position(), &admin)
+        .await?;
     let mut last_checkpoint = Instant::now();
     let mut out = Vec::new();
     loop {
         // Not raced against the stop signal or queries: a poll dropped
         // half-way could have moved the position past records it never
         // returned. It returns within 200 ms.
-        let records = consumer.poll(Duration::from_millis(200)).await?;
+        let records = reader.poll(Duration::from_millis(200)).await?;
         while let Ok(q) = queries.try_recv() {
             let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
                 .iter()
@@ -282,7 +293,8 @@ pub async fn run(
         }
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            a.checkpoint(&mut consumer, &admin).await?;
+            a.checkpoint(committer.as_mut(), reader.position(), &admin)
+                .await?;
             last_checkpoint = Instant::now();
         }
         if stopping {
@@ -529,12 +541,15 @@ impl Aggregate {
         })
     }
 
-    /// Waits for the results written so far, then stores the shard, the
-    /// position and the output end (see the module docs), deletes the
-    /// repartition records read, and refreshes the report.
+    /// Waits for the results written so far, then stores the shard,
+    /// `position` (the next input offset) and the output end (see the module
+    /// docs), commits the position to the job's group (a task reading the
+    /// input itself) or deletes the repartition records read, and refreshes
+    /// the report.
     async fn checkpoint(
         &mut self,
-        consumer: &mut Consumer,
+        committer: Option<&mut Consumer>,
+        position: i64,
         admin: &Admin,
     ) -> Result<(), TaskError> {
         for p in [&self.writer, &self.producer] {
@@ -551,7 +566,6 @@ impl Aggregate {
                 .next_sequence(&self.output.topic, self.r)
                 .await?,
         ) - self.skip;
-        let position = consumer.position(&self.input).unwrap_or(0);
         // Results still to skip were written before the crash: they count
         // in the output's end already.
         let output_end = end_of(admin, &self.output).await? - self.skip;
@@ -574,7 +588,7 @@ impl Aggregate {
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
-        if self.direct.is_some() {
+        if let Some(consumer) = committer {
             consumer
                 .commit_offsets([(self.input.clone(), position)].into())
                 .await?;

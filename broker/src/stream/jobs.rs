@@ -333,6 +333,7 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
                 bootstrap,
                 report: Arc::clone(&report),
                 stop: stopped,
+                node: weak.clone(),
             };
             let res = match (key.1, asked) {
                 (TaskId::Route(p), _) => super::route::run(cx, p).await,

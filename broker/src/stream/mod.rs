@@ -37,6 +37,7 @@ pub mod aggregate;
 pub mod job;
 pub mod jobs;
 mod json_pick;
+pub mod local_read;
 pub mod output;
 pub mod plan;
 pub mod repartition;

@@ -20,6 +20,7 @@ use weir_client::{
 };
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
+use super::local_read::LocalReader;
 use super::plan::{JobPlan, TimeSource};
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
@@ -50,6 +51,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         bootstrap,
         report,
         stop,
+        node,
     } = cx;
     let key = TaskId::Route(p).state_key(&def.name);
     let restored: Option<RouteCheckpoint> = task::load_checkpoint(&bootstrap, &def, &key).await?;
@@ -74,7 +76,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         .build()
         .await?;
     consumer.assign(vec![tp.clone()]);
-    consumer.seek(&tp, position)?;
+    let mut input = LocalReader::new(node, tp.clone(), position);
     let producer = task::producer(&bootstrap, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
     let report_in = report.get().counts.records_in;
@@ -101,13 +103,14 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         rate: InputRate::new(report_in),
     };
     r.report.update(|rep| rep.state = "running".into());
-    r.checkpoint(&mut consumer, &admin).await?;
+    r.checkpoint(&mut consumer, input.position(), &admin)
+        .await?;
     let mut last_checkpoint = Instant::now();
     loop {
         // Not raced against the stop signal: a poll dropped half-way could
         // have moved the position past records it never returned. It
         // returns within 200 ms.
-        let records = consumer.poll(Duration::from_millis(200)).await?;
+        let records = input.poll(Duration::from_millis(200)).await?;
         let now = (Instant::now(), task::now_ms());
         for rec in records {
             r.take(rec, now).await?;
@@ -121,7 +124,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         r.mark().await?;
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            r.checkpoint(&mut consumer, &admin).await?;
+            r.checkpoint(&mut consumer, input.position(), &admin)
+                .await?;
             last_checkpoint = Instant::now();
         }
         if stopping {
@@ -270,21 +274,20 @@ impl Route {
         Ok(())
     }
 
-    /// Waits for what was written so far, then stores the position and the
-    /// router, commits the position to the job's consumer group, and
-    /// refreshes the report.
+    /// Waits for what was written so far, then stores `position` (the next
+    /// input offset) and the router, commits the position to the job's
+    /// consumer group, and refreshes the report.
     async fn checkpoint(
         &mut self,
         consumer: &mut weir_client::Consumer,
+        position: i64,
         admin: &Admin,
     ) -> Result<(), TaskError> {
         self.producer.flush().await?;
         if let Some(e) = self.producer.take_detached_error() {
             return Err(e.into());
         }
-        if let Some(at) = consumer.position(&self.tp) {
-            self.position = at;
-        }
+        self.position = position;
         let key = TaskId::Route(self.p).state_key(&self.def.name);
         let cp = RouteCheckpoint {
             position: self.position,

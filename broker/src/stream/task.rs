@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use weir_client::{
 
 use super::job::{JobDef, JobReport, SharedReport, StartFrom};
 use super::plan::JobPlan;
+use crate::broker::Broker;
 
 /// The compacted topic of job checkpoints (key: [`TaskId::state_key`]).
 pub const STATE_TOPIC: &str = "__weir_job_state";
@@ -78,6 +79,8 @@ pub struct TaskContext {
     pub report: Arc<SharedReport>,
     /// Turns true when the task is to stop.
     pub stop: watch::Receiver<bool>,
+    /// This node: the task reads its input partition from it in-process.
+    pub node: Weak<Broker>,
 }
 
 impl TaskContext {
@@ -107,6 +110,9 @@ pub enum TaskError {
     /// The job's topics do not fit together.
     #[error("{0}")]
     Topics(String),
+    /// Reading the task's input partition on this node failed.
+    #[error("reading the input: {0}")]
+    Read(String),
 }
 
 /// A read of a key's open windows (queryable state).

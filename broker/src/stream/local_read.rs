@@ -1,0 +1,118 @@
+//! A task's input read in-process from this node's replica of the partition
+//! (tasks run where their partition is led), instead of through a Kafka
+//! client over loopback: no Fetch request to build, serve and parse, and the
+//! batches come zero-copy from the segment mapping. Only committed records
+//! are read (up to the high watermark, as a consumer sees them), so a task
+//! never takes a row that a leader change could still take back.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use weir_client::{ConsumerRecord, TopicPartition};
+use weir_storage::StorageError;
+
+use super::task::TaskError;
+use crate::broker::Broker;
+
+/// How many bytes of batches one read takes at most.
+const READ_BYTES: usize = 4 << 20;
+
+/// Reads one partition of this node from a position on, as a consumer
+/// assigned to it would.
+#[derive(Debug)]
+pub struct LocalReader {
+    node: Weak<Broker>,
+    tp: TopicPartition,
+    position: i64,
+}
+
+impl LocalReader {
+    /// A reader of `tp` on `node` starting at `position`.
+    pub fn new(node: Weak<Broker>, tp: TopicPartition, position: i64) -> Self {
+        Self { node, tp, position }
+    }
+
+    /// The offset of the next record to read.
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// Waits up to `timeout` for committed records at the position and
+    /// returns them (none when the time ran out), moving the position past
+    /// them. A position below the log start (retention, DeleteRecords) or
+    /// past its end (the topic was created again) moves to the log start:
+    /// a job reads whatever of its input is still kept.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, TaskError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let partition = self
+                .node
+                .upgrade()
+                .and_then(|b| b.partition(&self.tp.topic, self.tp.partition));
+            let Some(partition) = partition else {
+                // Not (yet, or no longer) hosted here: the task's tending
+                // stops it if its node does not lead the partition.
+                tokio::time::sleep_until(deadline).await;
+                return Ok(Vec::new());
+            };
+            // Subscribed before the read: a commit between the two wakes
+            // the wait below.
+            let mut committed = partition.subscribe_high_watermark();
+            match partition.read(self.position, READ_BYTES, true) {
+                Ok(read) if !read.records.is_empty() => {
+                    let decoded = weir_client::decode_fetched(
+                        &self.tp.topic,
+                        self.tp.partition,
+                        read.records,
+                        self.position,
+                    )?;
+                    match decoded.next_offset {
+                        Some(next) if next > self.position => self.position = next,
+                        // Not even one whole batch fits in the read: a
+                        // corrupt or oversized batch the log should not hold.
+                        _ => {
+                            return Err(TaskError::Read(format!(
+                                "{}-{}: no whole batch at offset {} in {READ_BYTES} bytes",
+                                self.tp.topic, self.tp.partition, self.position
+                            )))
+                        }
+                    }
+                    if !decoded.records.is_empty() {
+                        return Ok(decoded.records);
+                    }
+                    // Only control batches: read on.
+                    continue;
+                }
+                Ok(_) => {}
+                Err(StorageError::OffsetOutOfRange {
+                    offset, log_start, ..
+                }) => {
+                    tracing::warn!(
+                        partition = %format!("{}-{}", self.tp.topic, self.tp.partition),
+                        offset,
+                        log_start,
+                        "a job task's position is out of the log; it reads on from the log start"
+                    );
+                    self.position = log_start;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(TaskError::Read(format!(
+                        "{}-{} at {}: {e}",
+                        self.tp.topic, self.tp.partition, self.position
+                    )))
+                }
+            }
+            match tokio::time::timeout_at(deadline, committed.changed()).await {
+                Ok(Ok(())) => continue,
+                // Closed (the partition was dropped here): look it up again
+                // after the wait.
+                Ok(Err(_)) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(Vec::new());
+                }
+                Err(_) => return Ok(Vec::new()),
+            }
+        }
+    }
+}

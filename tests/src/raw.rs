@@ -24,11 +24,12 @@ pub struct RawConn {
 }
 
 impl RawConn {
-    /// Connects, with a 10 s read timeout so a silent node fails the test instead
-    /// of hanging it.
+    /// Connects, with a 20 s read timeout so a silent node fails the test instead
+    /// of hanging it (longer than the 10 s request timeouts sent, so a broker
+    /// answering "timed out" at its deadline is heard).
     pub fn connect(addr: &str) -> Result<Self> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_nodelay(true)?;
         Ok(Self {
             stream,

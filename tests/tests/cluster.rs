@@ -6,7 +6,7 @@
 //! refused with a retriable error, never acknowledged.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use weir_tests::cluster::{log_bytes, metadata, records_on_disk, Cluster};
@@ -45,7 +45,12 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
     ensure!(create_topic_replicated(&mut conn, &topic, 2, 3, &[])? == 0);
     drop(conn);
     for id in 1..=3 {
-        let md = c.metadata(id, &[&topic])?;
+        // Each node applies the new topic when it hears it committed.
+        let md = poll_until(Duration::from_secs(30), || {
+            let md = c.metadata(id, &[&topic])?;
+            Ok((md.topics[0].error_code == 0).then_some(md))
+        })
+        .with_context(|| format!("node {id} does not know {topic}"))?;
         let t = &md.topics[0];
         ensure!(
             t.error_code == 0 && t.partitions.len() == 2,
@@ -382,6 +387,59 @@ fn weir_consume(bootstrap: &str, args: &[&str]) -> Result<Vec<String>> {
         .collect())
 }
 
+/// A consumer joining a group while no coordinator can be elected (two of
+/// three nodes down) keeps trying, as Kafka's consumer does, instead of
+/// giving up after a few seconds; once a quorum is back it joins and reads.
+#[test]
+fn a_consumer_waits_for_a_coordinator_through_an_outage() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let topic = unique("outage");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    drop(conn);
+    let values: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+    c.produce_to_leader(&topic, 0, 0, &batch(&refs, None)?)?;
+    c.node(2).kill()?;
+    c.node(3).kill()?;
+    let alone = c.node(1).bootstrap().to_string();
+    let (out, err) = (
+        tempfile::NamedTempFile::new()?,
+        tempfile::NamedTempFile::new()?,
+    );
+    let mut consumer = std::process::Command::new(weir_tests::weir_bin()?)
+        .args(["consume", &topic, "--group", "outage", "--from", "earliest"])
+        .args(["--max-messages", "10", "-b", &alone])
+        .stdout(out.reopen()?)
+        .stderr(err.reopen()?)
+        .spawn()?;
+    // The outage lasts longer than the five seconds the client used to
+    // retry for.
+    std::thread::sleep(Duration::from_secs(8));
+    let early = consumer.try_wait()?;
+    if early.is_none() {
+        c.node(2).restart()?;
+    }
+    let status = poll_until(Duration::from_secs(60), || Ok(consumer.try_wait()?));
+    if status.is_err() {
+        let _ = consumer.kill();
+    }
+    consumer.wait()?;
+    let stderr = std::fs::read_to_string(err.path())?;
+    ensure!(
+        early.is_none(),
+        "the consumer gave up during the outage ({early:?}): {stderr}"
+    );
+    let status = status.context("the consumer did not finish once a quorum was back")?;
+    ensure!(status.success(), "weir consume failed: {stderr}");
+    let got: Vec<String> = std::fs::read_to_string(out.path())?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ensure!(got == values, "read {got:?}");
+    Ok(())
+}
+
 /// A group's coordinator is the leader of its `__consumer_offsets`
 /// partition; when its node is killed, the partition's new leader loads the
 /// groups from its log: offsets a group committed survive and the group
@@ -421,6 +479,15 @@ fn committed_offsets_survive_the_coordinator_being_killed() -> Result<()> {
     ensure!(code == 0, "FindCoordinator: {code}");
     drop(conn);
     c.node(coordinator).kill()?;
+    // The consumer below retries its join for a while, not forever: start
+    // it once a survivor names the new coordinator.
+    let survivor = if coordinator == 1 { 2 } else { 1 };
+    let survivor_addr = c.node(survivor).bootstrap().to_string();
+    poll_until(Duration::from_secs(60), || {
+        let (code, node) = find_coordinator(&mut RawConn::connect(&survivor_addr)?, "g1")?;
+        Ok((code == 0 && node != coordinator).then_some(()))
+    })
+    .context("no new coordinator for g1")?;
     let survivors = c.bootstrap();
     let rest = weir_consume(
         &survivors,
@@ -496,17 +563,29 @@ fn group_coordination_spreads_over_the_nodes() -> Result<()> {
     // A committed offset is kept by the coordinator and refused elsewhere.
     let topic = unique("spread");
     ensure!(create_topic_replicated(&mut conns[0], &topic, 1, 3, &[])? == 0);
-    for (node, groups) in &by_node {
+    for groups in by_node.values() {
         let group = &groups[0];
-        for n in 1..=3 {
-            let code =
-                weir_tests::raw::offset_commit(&mut conns[(n - 1) as usize], group, &topic, 0, 7)?;
-            let want = if n == *node { 0 } else { 16 };
-            ensure!(
-                code == want,
-                "OffsetCommit of {group} on node {n} (coordinator {node}): {code}"
-            );
-        }
+        // The coordinator is asked again on each pass (an election on a
+        // loaded machine may move it), and the new topic reaches each
+        // node's metadata in its own time.
+        let mut last = Vec::new();
+        poll_until(Duration::from_secs(30), || {
+            let (code, node) = find_coordinator(&mut conns[0], group)?;
+            if code != 0 {
+                return Ok(None);
+            }
+            let mut codes = Vec::new();
+            for conn in conns.iter_mut() {
+                codes.push(weir_tests::raw::offset_commit(conn, group, &topic, 0, 7)?);
+            }
+            let want: Vec<i16> = (1..=3).map(|n| if n == node { 0 } else { 16 }).collect();
+            let done = codes == want;
+            last = vec![(node, codes)];
+            Ok(done.then_some(()))
+        })
+        .with_context(|| {
+            format!("OffsetCommit of {group} on nodes 1..3 (coordinator, codes): {last:?}")
+        })?;
     }
     Ok(())
 }
@@ -522,23 +601,20 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
     let topic = unique("isolated");
     let mut conn = RawConn::connect(c.node(1).bootstrap())?;
     ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
-    let old = c.leader(1, &topic, 0)?;
-    let old_epoch =
-        metadata(c.node(old).bootstrap(), &[&topic])?.topics[0].partitions[0].leader_epoch;
     let mut acked = Vec::new();
-    let mut to_old = RawConn::connect(c.node(old).bootstrap())?;
+    // Through whichever node leads (NOT_LEADER_OR_FOLLOWER, nothing
+    // appended, while the first election settles is retried); the leader
+    // that took the last write is the one cut off.
+    let mut old = 0;
     for i in 0..5 {
         let v = format!("before-{i}");
-        // NOT_LEADER_OR_FOLLOWER (nothing appended) while the new leader
-        // settles is retried.
-        let offset = poll_until(Duration::from_secs(30), || {
-            let (code, offset) =
-                produce(&mut to_old, &topic, 0, -1, batch(&[v.as_bytes()], None)?)?;
-            ensure!([0, 6].contains(&code), "produce before the cut: {code}");
-            Ok((code == 0).then_some(offset))
-        })?;
+        let (leader, offset) = c.produce_to_leader(&topic, 0, 0, &batch(&[v.as_bytes()], None)?)?;
+        old = leader;
         acked.push((offset, v));
     }
+    let old_epoch =
+        metadata(c.node(old).bootstrap(), &[&topic])?.topics[0].partitions[0].leader_epoch;
+    let mut to_old = RawConn::connect(c.node(old).bootstrap())?;
 
     // A group the old leader's node coordinates.
     let group = poll_until(Duration::from_secs(30), || {
@@ -1027,44 +1103,80 @@ fn min_insync_replicas_refuses_acks_all_while_too_few_replicas_are_in_sync() -> 
         let code = create_topic_replicated(&mut conn, t, 1, 3, &[("min.insync.replicas", min)])?;
         ensure!(code == 0, "create {t}: {code}");
     }
-    let (sl, ll) = (c.leader(1, &strict, 0)?, c.leader(1, &lax, 0)?);
-    let follower = (1..=3).find(|n| *n != sl && *n != ll).expect("three nodes");
     let one = |v: &str| batch(&[v.as_bytes()], None);
-    let mut to_strict = RawConn::connect(c.node(sl).bootstrap())?;
-    let mut to_lax = RawConn::connect(c.node(ll).bootstrap())?;
-    poll_until(Duration::from_secs(30), || {
-        Ok((produce(&mut to_strict, &strict, 0, -1, one("all in sync")?)?.0 == 0).then_some(()))
+    // The leaders that took a first write (the first elections settled;
+    // NOT_ENOUGH_REPLICAS until the new leader has heard its followers
+    // match its log).
+    let (sl, _) = poll_until(Duration::from_secs(30), || {
+        Ok(Some(c.produce_to_leader(
+            &strict,
+            0,
+            0,
+            &one("all in sync")?,
+        )?))
     })
     .context("acks=all refused with every replica up")?;
+    let (ll, _) = poll_until(Duration::from_secs(30), || {
+        Ok(Some(c.produce_to_leader(
+            &lax,
+            0,
+            0,
+            &one("all in sync")?,
+        )?))
+    })?;
+    let follower = (1..=3).find(|n| *n != sl && *n != ll).expect("three nodes");
     c.node(follower).kill()?;
+    // A connection to the strict topic's current leader (it does not move
+    // unless the machine stalls it; an answer of 6 below means it did).
+    let to_strict = |c: &mut Cluster| -> Result<RawConn> {
+        let l = c.new_leader(&strict, 0, follower)?;
+        RawConn::connect(c.node(l).bootstrap())
+    };
     // Until the leader sees the follower gone a write may still be taken
     // (by a quorum); after that every acks=all write is refused.
     poll_until(Duration::from_secs(30), || {
-        let (code, _) = produce(&mut to_strict, &strict, 0, -1, one("racing")?)?;
+        let (code, _) = produce(&mut to_strict(&mut c)?, &strict, 0, -1, one("racing")?)?;
         ensure!(
-            code == 0 || code == 19,
+            [0, 6, 19].contains(&code),
             "acks=all with a follower down: {code}"
         );
         Ok((code == 19).then_some(()))
     })
     .context("acks=all never refused with a follower down")?;
-    let end = list_offset(&mut to_strict, &strict, 0, -1)?;
-    let (code, _) = produce(&mut to_strict, &strict, 0, -1, one("refused")?)?;
-    ensure!(code == 19, "acks=all with two of three in sync: {code}");
-    ensure!(
-        list_offset(&mut to_strict, &strict, 0, -1)? == end,
-        "a refused write reached the log"
-    );
-    let (code, base) = produce(&mut to_strict, &strict, 0, 1, one("acks=1")?)?;
-    ensure!(
-        code == 0 && base == end,
-        "acks=1: {code} at {base}, end {end}"
-    );
-    let (code, _) = produce(&mut to_lax, &lax, 0, -1, one("two suffice")?)?;
-    ensure!(code == 0, "acks=all to min.insync.replicas=2: {code}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut to = to_strict(&mut c)?;
+        let end = list_offset(&mut to, &strict, 0, -1)?;
+        let (code, _) = produce(&mut to, &strict, 0, -1, one("refused")?)?;
+        if code == 6 && Instant::now() < deadline {
+            // The leader moved: once more through the new one.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        ensure!(code == 19, "acks=all with two of three in sync: {code}");
+        ensure!(
+            list_offset(&mut to, &strict, 0, -1)? == end,
+            "a refused write reached the log"
+        );
+        let (code, base) = produce(&mut to, &strict, 0, 1, one("acks=1")?)?;
+        if code == 6 && Instant::now() < deadline {
+            // The leader moved: once more through the new one.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        ensure!(
+            code == 0 && base == end,
+            "acks=1: {code} at {base}, end {end}"
+        );
+        break;
+    }
+    // min.insync.replicas=2: the two left suffice (produce_to_leader fails
+    // on any answer but success or NOT_LEADER_OR_FOLLOWER).
+    c.produce_to_leader(&lax, 0, follower, &one("two suffice")?)
+        .context("acks=all to min.insync.replicas=2")?;
     c.node(follower).restart()?;
     poll_until(Duration::from_secs(30), || {
-        Ok((produce(&mut to_strict, &strict, 0, -1, one("back")?)?.0 == 0).then_some(()))
+        Ok((produce(&mut to_strict(&mut c)?, &strict, 0, -1, one("back")?)?.0 == 0).then_some(()))
     })
     .context("acks=all still refused with the follower back")?;
     Ok(())

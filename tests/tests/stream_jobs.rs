@@ -792,6 +792,77 @@ async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()>
     Ok(())
 }
 
+/// Input produced compressed, each partition with another codec (gzip,
+/// lz4, zstd), in batches of many records: a job reads it as it reads
+/// plain batches, for a task grouping by a field (route tasks) and one
+/// grouping by the record key (aggregate tasks reading the input), and
+/// both match the reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_read_compressed_input() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out, out_k) = (unique("tx"), unique("totals"), unique("keyed"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let codecs = [
+        weir_client::Compression::Gzip,
+        weir_client::Compression::Lz4,
+        weir_client::Compression::Zstd,
+    ];
+    let evs = keyed_events();
+    for (p, codec) in codecs.into_iter().enumerate() {
+        let producer = ProducerConfig::new(&bootstrap)
+            .idempotent(true)
+            .compression(codec)
+            .linger(Duration::from_millis(20))
+            .build()
+            .await?;
+        let mut delivered = Vec::new();
+        for &(_, c, ts, amount) in evs.iter().filter(|e| e.0 == p as i32) {
+            let value = format!(r#"{{"customerId": {c}, "transactionSum": {amount}, "ts": {ts}}}"#);
+            let rec = ProducerRecord::new(&input, value)
+                .key(c.to_string())
+                .partition(p as i32);
+            delivered.push(producer.send(rec).await?);
+        }
+        producer.flush().await?;
+        for d in delivered {
+            d.await.context("an input record was not delivered")?;
+        }
+    }
+    // The batches on disk are compressed (attributes' codec bits set).
+    let mut conn = weir_tests::raw::RawConn::connect(&bootstrap)?;
+    for p in 0..3 {
+        let (code, records) = weir_tests::raw::fetch(&mut conn, &input, p, 0)?;
+        ensure!(code == 0, "fetch of partition {p}: {code}");
+        let headers = weir_tests::raw::batch_headers(&records);
+        let codec = [1, 3, 4][p as usize];
+        ensure!(
+            headers.iter().all(|h| h.2 & 7 == codec) && headers.iter().any(|h| h.1 > 0),
+            "partition {p} batches (offset, last offset delta, attributes): {headers:?}"
+        );
+    }
+    for (name, sql) in [
+        ("by-field", totals_sql(&input, &out)),
+        ("by-key", keyed_totals_sql(&input, &out_k)),
+    ] {
+        weir(&[
+            "job", "create", name, "--sql", &sql, "--grace", "500ms", "--from", "earliest",
+            "--admin", &admin,
+        ])?;
+    }
+    let (want, _) = reference(&evs);
+    let got: BTreeSet<Total> = totals(&read_topic(&bootstrap, &out, want.len()).await?)?
+        .into_iter()
+        .collect();
+    ensure!(got == want, "by field: results differ from the reference");
+    let (want_k, _, _) = reference_keyed(&evs);
+    let got_k: BTreeSet<Total> = totals(&read_topic(&bootstrap, &out_k, want_k.len()).await?)?
+        .into_iter()
+        .collect();
+    ensure!(got_k == want_k, "by key: results differ from the reference");
+    Ok(())
+}
+
 /// Jobs created together on a fresh node start their tasks without a
 /// failure, although the topics they need (state, repartition, output) are
 /// created at that moment and have no leader yet.

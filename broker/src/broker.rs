@@ -672,11 +672,21 @@ impl Broker {
                     -1
                 }
                 crate::partition::Role::Leader => self.config.node_id,
-                // A leader this node has not heard from lately (it died, or
-                // this node restarted while it stays down) is not named:
-                // clients ask again instead of sending to a node that is
-                // gone, as Kafka names no fenced broker.
-                crate::partition::Role::Follower { leader } if !self.cluster.reachable(leader) => {
+                // A leader this node has not heard from lately, while this
+                // node reaches no quorum of the replicas either (it
+                // restarted while the others stay down: no election can
+                // succeed), is not named: clients ask again instead of
+                // sending to a node that is gone. With a quorum reachable
+                // the old leader stays named until the election replaces
+                // it, as Kafka's metadata names a dead leader until its
+                // controller moves the partition: clients meet a refused
+                // connection and ask again, while a leader of -1 sends
+                // kafkajs 2.2.4's consumer into a loop that never yields
+                // (tulios/kafkajs#1384, fix never released).
+                crate::partition::Role::Follower { leader }
+                    if !self.cluster.reachable(leader)
+                        && !self.reaches_quorum(&t.replicas_of(partition, self.config.node_id)) =>
+                {
                     -1
                 }
                 crate::partition::Role::Follower { leader } => leader,

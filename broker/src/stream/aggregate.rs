@@ -58,8 +58,7 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
-    Admin, BatchRecord, Consumer, ConsumerConfig, ConsumerRecord, Header, OffsetSpec, Producer,
-    TopicPartition,
+    Admin, BatchRecord, Consumer, ConsumerRecord, Header, OffsetSpec, Producer, TopicPartition,
 };
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
@@ -196,16 +195,7 @@ pub async fn run(
     // A task reading the input itself commits its position to the job's
     // consumer group, as route tasks do.
     let mut committer = match keyed {
-        true => {
-            let mut c = ConsumerConfig::new(&bootstrap)
-                .client_id(def.group())
-                .group(def.group())
-                .auto_commit(false)
-                .build()
-                .await?;
-            c.assign(vec![input.clone()]);
-            Some(c)
-        }
+        true => Some(task::group_committer(&bootstrap, &def, &input).await?),
         false => None,
     };
     let mut reader = LocalReader::new(node, input.clone(), position);

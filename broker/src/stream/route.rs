@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
-use weir_client::{
-    Admin, BatchRecord, ConsumerConfig, ConsumerRecord, Producer, ProducerRecord, TopicPartition,
-};
+use weir_client::{Admin, BatchRecord, ConsumerRecord, Producer, ProducerRecord, TopicPartition};
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::local_read::LocalReader;
@@ -69,14 +67,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
             Router::new(plan.window, def.grace_ms),
         ),
     };
-    let mut consumer = ConsumerConfig::new(&bootstrap)
-        .group(def.group())
-        .auto_commit(false)
-        .client_id(def.group())
-        .build()
-        .await?;
-    consumer.assign(vec![tp.clone()]);
-    let mut input = LocalReader::new(node, tp.clone(), position);
+    let mut consumer = task::group_committer(&bootstrap, &def, &tp).await?;
+    let input = LocalReader::new(node, tp.clone(), position);
     let producer = task::producer(&bootstrap, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
     let report_in = report.get().counts.records_in;
@@ -90,7 +82,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         tp,
         def,
         router,
-        position,
+        input,
         producer,
         routed: (0..shards).map(|_| Vec::new()).collect(),
         buf: BytesMut::with_capacity(64 * 1024),
@@ -103,14 +95,13 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         rate: InputRate::new(report_in),
     };
     r.report.update(|rep| rep.state = "running".into());
-    r.checkpoint(&mut consumer, input.position(), &admin)
-        .await?;
+    r.checkpoint(&mut consumer, &admin).await?;
     let mut last_checkpoint = Instant::now();
     loop {
         // Not raced against the stop signal: a poll dropped half-way could
         // have moved the position past records it never returned. It
         // returns within 200 ms.
-        let records = input.poll(Duration::from_millis(200)).await?;
+        let records = r.input.poll(Duration::from_millis(200)).await?;
         let now = (Instant::now(), task::now_ms());
         for rec in records {
             r.take(rec, now).await?;
@@ -124,8 +115,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         r.mark().await?;
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            r.checkpoint(&mut consumer, input.position(), &admin)
-                .await?;
+            r.checkpoint(&mut consumer, &admin).await?;
             last_checkpoint = Instant::now();
         }
         if stopping {
@@ -146,8 +136,8 @@ struct Route {
     tp: TopicPartition,
     def: JobDef,
     router: Router,
-    /// Next input offset.
-    position: i64,
+    /// Reads the input partition; its position is the next input offset.
+    input: LocalReader,
     producer: Producer,
     /// The rows of this poll routed to each shard, not sent yet.
     routed: Vec<Vec<BatchRecord>>,
@@ -169,7 +159,6 @@ struct Route {
 impl Route {
     /// Routes one input record.
     async fn take(&mut self, rec: ConsumerRecord, now: (Instant, i64)) -> Result<(), TaskError> {
-        self.position = rec.offset + 1;
         self.last_record = now.0;
         self.idle = false;
         let value = rec.value.clone().unwrap_or_default();
@@ -274,29 +263,28 @@ impl Route {
         Ok(())
     }
 
-    /// Waits for what was written so far, then stores `position` (the next
-    /// input offset) and the router, commits the position to the job's
-    /// consumer group, and refreshes the report.
+    /// Waits for what was written so far, then stores the input position
+    /// and the router, commits the position to the job's consumer group,
+    /// and refreshes the report.
     async fn checkpoint(
         &mut self,
         consumer: &mut weir_client::Consumer,
-        position: i64,
         admin: &Admin,
     ) -> Result<(), TaskError> {
         self.producer.flush().await?;
         if let Some(e) = self.producer.take_detached_error() {
             return Err(e.into());
         }
-        self.position = position;
+        let position = self.input.position();
         let key = TaskId::Route(self.p).state_key(&self.def.name);
         let cp = RouteCheckpoint {
-            position: self.position,
+            position,
             router: self.router.clone(),
             tally: self.report.get().counts,
         };
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
         consumer
-            .commit_offsets([(self.tp.clone(), self.position)].into())
+            .commit_offsets([(self.tp.clone(), position)].into())
             .await?;
         let end = task::ends(admin, std::slice::from_ref(&self.tp))
             .await?
@@ -304,7 +292,7 @@ impl Route {
             .copied()
             .unwrap_or(0);
         let at = PartitionReport {
-            position: self.position,
+            position,
             log_end: end,
             watermark: self.router.wm,
         };

@@ -148,6 +148,24 @@ where
     }
 }
 
+/// A consumer of the job's group that only commits `tp`'s position (tasks
+/// read their input in-process, [`super::local_read`]), so that `weir group
+/// describe` shows the job's lag.
+pub async fn group_committer(
+    bootstrap: &str,
+    def: &JobDef,
+    tp: &TopicPartition,
+) -> Result<weir_client::Consumer, TaskError> {
+    let mut c = ConsumerConfig::new(bootstrap)
+        .client_id(def.group())
+        .group(def.group())
+        .auto_commit(false)
+        .build()
+        .await?;
+    c.assign(vec![tp.clone()]);
+    Ok(c)
+}
+
 /// The producer a task writes with: idempotent (so a retried batch lands
 /// once and in order), acknowledged by every in-sync replica.
 pub async fn producer(bootstrap: &str, client_id: String) -> Result<Producer, TaskError> {

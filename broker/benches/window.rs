@@ -19,7 +19,7 @@ use serde_json::json;
 use weir_broker::stream::plan::{AggregateKind, WindowSpec};
 use weir_broker::stream::row::Reader;
 use weir_broker::stream::sql::parse_job;
-use weir_broker::stream::window::{EmitMode, GroupKey, Row, WindowOperator};
+use weir_broker::stream::window::{EmitMode, GroupKey, OwnedRow, WindowOperator};
 
 /// Counts the bytes allocated and not yet freed.
 struct Counting;
@@ -57,7 +57,7 @@ const SEED: [AggregateKind; 2] = [AggregateKind::Sum, AggregateKind::CountStar];
 
 /// `n` rows of 500 customers, 20 ms of event time apart, out of order by up
 /// to 4 s (the shape of `scripts/stream_events.py`).
-fn rows(n: usize) -> Vec<Row> {
+fn rows(n: usize) -> Vec<OwnedRow> {
     let mut seed = 0x9e37_79b9_u64;
     (0..n)
         .map(|i| {
@@ -65,7 +65,7 @@ fn rows(n: usize) -> Vec<Row> {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let t = 1_700_000_000_000 + i as i64 * 20 + (seed % 4_000) as i64 - 2_000;
-            Row {
+            OwnedRow {
                 time_ms: t,
                 key: GroupKey::of(&[json!((seed >> 16) % 500)]),
                 args: vec![json!(((seed >> 8) % 10_000) as f64 / 100.0), json!(null)],
@@ -104,7 +104,7 @@ fn throughput(c: &mut Criterion) {
                 let mut op = operator(spec);
                 let mut out = Vec::new();
                 for r in &input {
-                    op.process(0, r.clone(), &mut out);
+                    op.process(0, r.row(), &mut out);
                     out.clear();
                 }
                 black_box(op.open_windows())
@@ -174,12 +174,12 @@ fn open_windows(keys: usize, kinds: &[AggregateKind], distinct_values: usize) ->
     let mut out = Vec::new();
     for k in 0..keys {
         for v in 0..distinct_values.max(1) {
-            let row = Row {
+            let row = OwnedRow {
                 time_ms: 1_000 + v as i64,
                 key: GroupKey::of(&[json!(k)]),
                 args: kinds.iter().map(|_| json!(v)).collect(),
             };
-            op.process(0, row, &mut out);
+            op.process(0, row.row(), &mut out);
         }
     }
     assert!(out.is_empty(), "nothing fires");

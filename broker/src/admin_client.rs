@@ -9,9 +9,24 @@ use anyhow::{Context, Result};
 /// Sends `method path` with an optional JSON `body` to the admin listener at
 /// `addr`; returns the status code and the body.
 pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr)
+    request_within(addr, method, path, body, Duration::from_secs(30))
+}
+
+/// [`request`], given up after `timeout` to connect and as long to wait for
+/// each read (a stopped node accepts connections it never answers).
+pub fn request_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String)> {
+    let mut s = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .with_context(|| format!("resolving the admin listener {addr}"))?
+        .find_map(|a| std::net::TcpStream::connect_timeout(&a, timeout).ok())
         .with_context(|| format!("connecting to the admin listener at {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     let body = body.unwrap_or("");
     write!(
         s,

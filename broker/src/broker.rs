@@ -163,10 +163,25 @@ impl Broker {
         }
         let meta = Arc::new(MetadataStore::open(&config.data_dir)?);
         meta.adopt_unassigned(node)?;
+        // Peers refuse this node's links if it says another cluster's id, and
+        // it refuses theirs (a data directory of another cluster never
+        // writes into this one); a new directory says none until it learns
+        // the id from the controller.
+        let known_id = weir_raft::ClusterIdCell::default();
+        if let Some(id) = recorded
+            .as_ref()
+            .map(|i| i.cluster_id.as_str())
+            .or(meta.cluster_id().as_deref())
+        {
+            known_id.set(id);
+        }
         let cluster = Arc::new(match &config.raft_listen {
-            Some(listen) if with_peers => {
-                handle.block_on(Cluster::join(node, listen, config.peers.clone()))?
-            }
+            Some(listen) if with_peers => handle.block_on(Cluster::join(
+                node,
+                listen,
+                config.peers.clone(),
+                known_id.clone(),
+            ))?,
             _ => Cluster::alone(),
         });
         let voters = match &cluster.transport {
@@ -202,6 +217,7 @@ impl Broker {
                 config.data_dir.display()
             );
         }
+        known_id.set(&cluster_id);
         let identity = identity::load_or_create(&config.data_dir, node, Some(&cluster_id))?;
         tracing::info!(cluster_id = %identity.cluster_id, node_id = identity.node_id, "identity");
         let me = BrokerMeta {

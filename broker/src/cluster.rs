@@ -64,6 +64,7 @@ impl Cluster {
         node: i32,
         listen: &str,
         peers: BTreeMap<i32, String>,
+        cluster_id: weir_raft::ClusterIdCell,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -76,7 +77,10 @@ impl Cluster {
             u64::try_from(node)?,
             listener,
             addrs,
-            weir_raft::TransportConfig::default(),
+            weir_raft::TransportConfig {
+                cluster_id,
+                ..weir_raft::TransportConfig::default()
+            },
         )?;
         let heard: Arc<RwLock<HashMap<u64, Heard>>> = Arc::default();
         let table = Arc::clone(&heard);

@@ -12,8 +12,9 @@ use anyhow::{bail, Context, Result};
 /// `weir cluster` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ClusterCmd {
-    /// Start a local cluster of N nodes (Kafka on base-port..., admin on
-    /// 9644..., Raft on base-port+100...) and stop it cleanly on Ctrl-C.
+    /// Start a local cluster of N nodes (Kafka on base-port..., Raft on
+    /// base-port+100..., admin on base-port+552..., i.e. 9644 for 9092) and
+    /// stop it cleanly on Ctrl-C.
     Up {
         /// Number of nodes.
         #[arg(long, default_value_t = 3)]
@@ -24,9 +25,10 @@ pub(crate) enum ClusterCmd {
         /// Kafka port of node 1 (node i listens on base-port + i - 1).
         #[arg(long, default_value_t = 9092)]
         base_port: u16,
-        /// Admin HTTP port of node 1.
-        #[arg(long, default_value_t = 9644)]
-        admin_base_port: u16,
+        /// Admin HTTP port of node 1 (default: base-port + 552, so 9644 for
+        /// 9092; it moves with --base-port).
+        #[arg(long)]
+        admin_base_port: Option<u16>,
         /// Host the nodes listen on and advertise.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
@@ -63,13 +65,38 @@ pub(crate) async fn run(cmd: ClusterCmd) -> Result<()> {
     }
 }
 
-async fn up(nodes: u16, dir: PathBuf, base: u16, admin_base: u16, host: &str) -> Result<()> {
+async fn up(
+    nodes: u16,
+    dir: PathBuf,
+    base: u16,
+    admin_base: Option<u16>,
+    host: &str,
+) -> Result<()> {
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
     let raft_base = base
         .checked_add(100)
         .context("--base-port too high for the Raft ports (base-port + 100)")?;
+    let admin_base = match admin_base {
+        Some(a) => a,
+        None => base
+            .checked_add(552)
+            .context("--base-port too high for the admin ports (base-port + 552)")?,
+    };
+    // Each node takes one port of each range; two ranges must not meet.
+    let ranges = [
+        ("Kafka (--base-port)", base),
+        ("Raft (base-port + 100)", raft_base),
+        ("admin (--admin-base-port)", admin_base),
+    ];
+    for (i, (a, x)) in ranges.iter().enumerate() {
+        for (b, y) in &ranges[i + 1..] {
+            if x.abs_diff(*y) < nodes || u32::from(*x.max(y)) + u32::from(nodes) > 65_536 {
+                bail!("the {a} ports {x}.. and the {b} ports {y}.. of {nodes} nodes overlap or run past 65535");
+            }
+        }
+    }
     let peers = (1..=nodes)
         .map(|i| format!("{i}@{host}:{}", raft_base + i - 1))
         .collect::<Vec<_>>()
@@ -199,9 +226,17 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-/// One GET of `path` from an admin listener; anything but 200 is an error.
+/// One GET of `path` from an admin listener, given up after 3 s (a node
+/// stopped by SIGSTOP held `cluster status` for 30 s); anything but 200 is
+/// an error.
 fn http_get(addr: &str, path: &str) -> Result<String> {
-    let (status, body) = weir_broker::admin_client::request(addr, "GET", path, None)?;
+    let (status, body) = weir_broker::admin_client::request_within(
+        addr,
+        "GET",
+        path,
+        None,
+        std::time::Duration::from_secs(3),
+    )?;
     if status != 200 {
         bail!("{addr}{path}: HTTP {status}");
     }

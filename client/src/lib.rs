@@ -28,6 +28,7 @@ pub mod consumer;
 pub mod error;
 mod fetcher;
 mod group;
+pub mod local;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;
@@ -40,11 +41,13 @@ pub use cluster::{ClientConfig, Cluster};
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, StartPosition};
 pub use error::{Error, Result};
+pub use local::{LocalProduce, LocalProduceFuture};
 pub use offsets::{ListedOffset, OffsetSpec};
 pub use producer::{
     sequence_after, Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
 pub use records::{
-    decode_fetched, BatchRecord, Compression, ConsumerRecord, DecodedRecords, Header,
+    decode_fetched, BatchRecord, Compression, ConsumerRecord, DecodedRecords, FetchedBatches,
+    FetchedRecord, Header,
 };
 pub use topic_partition::TopicPartition;

@@ -96,6 +96,9 @@ pub struct ProducerConfig {
     /// create the topic (Metadata's `allow_auto_topic_creation`; the
     /// default, as Kafka's producer) or fails with UNKNOWN_TOPIC_OR_PARTITION.
     pub auto_create_topics: bool,
+    /// The broker this producer runs inside, which takes batches of the
+    /// partitions it leads in-process (see [`ProducerConfig::local`]).
+    pub local: Option<std::sync::Arc<dyn crate::LocalProduce>>,
 }
 
 /// The sequence number `n` records after `seq` (`n` may be negative):
@@ -127,6 +130,7 @@ impl ProducerConfig {
             sequences: Vec::new(),
             restart_unknown: true,
             auto_create_topics: true,
+            local: None,
         }
     }
 
@@ -204,6 +208,13 @@ impl ProducerConfig {
     /// it (`true`, the default) or fails.
     pub fn auto_create_topics(mut self, on: bool) -> Self {
         self.auto_create_topics = on;
+        self
+    }
+
+    /// Hands batches of the partitions `broker` leads to it in-process (a
+    /// producer running inside that broker); the rest go over the network.
+    pub fn local(mut self, broker: std::sync::Arc<dyn crate::LocalProduce>) -> Self {
+        self.local = Some(broker);
         self
     }
 

@@ -241,107 +241,228 @@ pub struct DecodedRecords {
 pub fn decode_fetched(
     topic: &str,
     partition: i32,
-    mut data: Bytes,
+    data: Bytes,
     fetch_offset: i64,
 ) -> Result<DecodedRecords> {
-    let mut out = DecodedRecords::default();
+    let batches = FetchedBatches::parse(topic, partition, data, fetch_offset)?;
     let shared_topic: std::sync::Arc<str> = topic.into();
-    while data.len() >= 12 {
-        let base_offset = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
-        let len = i32::from_be_bytes(data[8..12].try_into().unwrap_or_default());
-        if len < 0 {
-            return Err(Error::protocol(
-                format!("decoding {topic}-{partition} at offset {base_offset}"),
-                format!("negative batch length {len}"),
-            ));
-        }
-        let total = 12 + len as usize;
-        if data.len() < total {
-            break; // partial trailing batch
-        }
-        let batch = data.split_to(total);
-        let header = match BatchHeader::parse(&batch) {
-            Ok(h) => h,
-            Err(weir_storage::BatchError::UnsupportedMagic(magic)) => {
-                // A v0/v1 message set: its offset is its last message's.
-                tracing::warn!(topic, partition, magic, "skipping legacy message set");
-                let next = base_offset.saturating_add(1);
-                out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(next));
-                continue;
-            }
-            Err(e) => {
-                return Err(Error::protocol(
-                    format!("decoding {topic}-{partition} at offset {base_offset}"),
-                    e,
-                ))
-            }
-        };
-        let last_delta = header.last_offset_delta;
-        // Fix (found by fuzzing the client's response decoding): a broker's
-        // baseOffset near i64::MAX overflowed here.
-        let Some(next) = base_offset
-            .checked_add(i64::from(last_delta))
-            .and_then(|last| last.checked_add(1))
-            .filter(|_| last_delta >= 0)
-        else {
-            return Err(Error::protocol(
-                format!("decoding {topic}-{partition} at offset {base_offset}"),
-                format!("batch offsets overflow (lastOffsetDelta {last_delta})"),
-            ));
-        };
-        let last_offset = next - 1;
-        out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(next));
-        if header.is_control() || last_offset < fetch_offset {
-            continue;
-        }
-        let decode_error = |e: weir_storage::BatchError| {
-            Error::protocol(
-                format!("decoding {topic}-{partition} batch at {base_offset}"),
-                e,
-            )
-        };
-        // The checksum, the record count and every record's framing are
-        // checked as the log checks them; keys, values and headers are
-        // slices of the fetched (or decompressed) bytes.
-        let header = weir_storage::validate_batch(&batch, usize::MAX, CountRule::Stored)
-            .map_err(decode_error)?;
-        let section = records_bytes(&batch, &header, DECOMPRESSED_LIMIT).map_err(decode_error)?;
-        out.records.reserve(header.record_count.max(0) as usize);
-        for r in RecordWalk::new(&section, header.record_count) {
-            let r = r.map_err(decode_error)?;
-            // A hostile offset delta (past the batch's last) must not overflow.
-            let offset = base_offset.saturating_add(i64::from(r.offset_delta));
-            if offset < fetch_offset {
-                continue;
-            }
-            let field = |f: Option<&[u8]>| f.map(|f| section.slice_ref(f));
-            out.records.push(ConsumerRecord {
-                topic: shared_topic.clone(),
-                partition,
-                offset,
-                // Under LogAppendTime every record of the batch carries the
-                // broker's append time, which the header's maxTimestamp holds.
-                timestamp: if header.log_append_time() {
-                    header.max_timestamp
-                } else {
-                    header.base_timestamp.wrapping_add(r.timestamp_delta)
-                },
-                log_append_time: header.log_append_time(),
-                leader_epoch: header.partition_leader_epoch,
-                key: field(r.key),
-                value: field(r.value),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| Header {
-                        key: String::from_utf8_lossy(k).into_owned(),
-                        value: field(v),
-                    })
-                    .collect(),
-            });
+    let mut records = Vec::with_capacity(batches.record_count());
+    for r in batches.records() {
+        records.push(r?.to_consumer_record(&shared_topic, partition));
+    }
+    Ok(DecodedRecords {
+        records,
+        next_offset: batches.next_offset,
+    })
+}
+
+/// The data batches of one partition's fetched bytes, each checked (length,
+/// CRC-32C, record count, codec) and decompressed, their records walked in
+/// place when read: no allocation per record (what a reader in the broker
+/// process uses; [`decode_fetched`] builds [`ConsumerRecord`]s from it).
+#[derive(Debug, Default)]
+pub struct FetchedBatches {
+    batches: Vec<FetchedBatch>,
+    /// The offset to fetch next, if any whole batch was seen.
+    pub next_offset: Option<i64>,
+    /// Where the records were read from (for errors).
+    source: String,
+}
+
+#[derive(Debug)]
+struct FetchedBatch {
+    header: BatchHeader,
+    /// The records section, decompressed.
+    section: Bytes,
+    /// Records below this offset are skipped.
+    from: i64,
+}
+
+/// One record of [`FetchedBatches`], borrowing the batch's bytes.
+#[derive(Debug, Clone)]
+pub struct FetchedRecord<'a> {
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Timestamp in milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Whether `timestamp` is the broker's log-append time.
+    pub log_append_time: bool,
+    /// Leader epoch of the leader that appended it.
+    pub leader_epoch: i32,
+    /// Record key.
+    pub key: Option<&'a [u8]>,
+    /// Record value.
+    pub value: Option<&'a [u8]>,
+    /// Record headers as stored.
+    pub headers: weir_storage::record::RawHeaders<'a>,
+    section: &'a Bytes,
+}
+
+impl FetchedRecord<'_> {
+    /// A field of the record as shared bytes (no copy).
+    pub fn bytes(&self, field: Option<&[u8]>) -> Option<Bytes> {
+        field.map(|f| self.section.slice_ref(f))
+    }
+
+    /// The record as a [`ConsumerRecord`] of `topic`/`partition`.
+    pub fn to_consumer_record(
+        &self,
+        topic: &std::sync::Arc<str>,
+        partition: i32,
+    ) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: topic.clone(),
+            partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            log_append_time: self.log_append_time,
+            leader_epoch: self.leader_epoch,
+            key: self.bytes(self.key),
+            value: self.bytes(self.value),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| Header {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    value: self.bytes(v),
+                })
+                .collect(),
         }
     }
-    Ok(out)
+}
+
+impl FetchedBatches {
+    /// Checks and decompresses the batches of `data`, fetched from
+    /// `topic`/`partition` at `fetch_offset`. Skips control batches and a
+    /// trailing partial batch (allowed by KIP-74).
+    pub fn parse(topic: &str, partition: i32, mut data: Bytes, fetch_offset: i64) -> Result<Self> {
+        let mut out = FetchedBatches {
+            source: format!("{topic}-{partition}"),
+            ..Default::default()
+        };
+        while data.len() >= 12 {
+            let base_offset = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
+            let len = i32::from_be_bytes(data[8..12].try_into().unwrap_or_default());
+            if len < 0 {
+                return Err(Error::protocol(
+                    format!("decoding {topic}-{partition} at offset {base_offset}"),
+                    format!("negative batch length {len}"),
+                ));
+            }
+            let total = 12 + len as usize;
+            if data.len() < total {
+                break; // partial trailing batch
+            }
+            let batch = data.split_to(total);
+            let header = match BatchHeader::parse(&batch) {
+                Ok(h) => h,
+                Err(weir_storage::BatchError::UnsupportedMagic(magic)) => {
+                    // A v0/v1 message set: its offset is its last message's.
+                    tracing::warn!(topic, partition, magic, "skipping legacy message set");
+                    let next = base_offset.saturating_add(1);
+                    out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(next));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Error::protocol(
+                        format!("decoding {topic}-{partition} at offset {base_offset}"),
+                        e,
+                    ))
+                }
+            };
+            let last_delta = header.last_offset_delta;
+            // Fix (found by fuzzing the client's response decoding): a broker's
+            // baseOffset near i64::MAX overflowed here.
+            let Some(next) = base_offset
+                .checked_add(i64::from(last_delta))
+                .and_then(|last| last.checked_add(1))
+                .filter(|_| last_delta >= 0)
+            else {
+                return Err(Error::protocol(
+                    format!("decoding {topic}-{partition} at offset {base_offset}"),
+                    format!("batch offsets overflow (lastOffsetDelta {last_delta})"),
+                ));
+            };
+            let last_offset = next - 1;
+            out.next_offset = Some(out.next_offset.unwrap_or(fetch_offset).max(next));
+            if header.is_control() || last_offset < fetch_offset {
+                continue;
+            }
+            let decode_error = |e: weir_storage::BatchError| {
+                Error::protocol(
+                    format!("decoding {topic}-{partition} batch at {base_offset}"),
+                    e,
+                )
+            };
+            // The checksum, the record count and the codec are checked as
+            // the log checks them; every record's framing as it is walked.
+            let header = weir_storage::validate_batch(&batch, usize::MAX, CountRule::Stored)
+                .map_err(decode_error)?;
+            let section =
+                records_bytes(&batch, &header, DECOMPRESSED_LIMIT).map_err(decode_error)?;
+            out.batches.push(FetchedBatch {
+                header,
+                section,
+                from: fetch_offset,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether no data batch was read.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The records the batches declare (an upper bound of what
+    /// [`Self::records`] yields).
+    pub fn record_count(&self) -> usize {
+        self.batches
+            .iter()
+            .map(|b| b.header.record_count.max(0) as usize)
+            .sum()
+    }
+
+    /// The data records at or above the fetch offset, in order; a record
+    /// whose framing is broken is an error, and ends its batch's walk.
+    pub fn records(&self) -> impl Iterator<Item = Result<FetchedRecord<'_>>> + '_ {
+        self.batches.iter().flat_map(move |b| {
+            let h = &b.header;
+            let base_offset = h.base_offset;
+            RecordWalk::new(&b.section, h.record_count).filter_map(move |r| {
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Some(Err(Error::protocol(
+                            format!("decoding {} batch at {base_offset}", self.source),
+                            e,
+                        )))
+                    }
+                };
+                // A hostile offset delta (past the batch's last) must not overflow.
+                let offset = base_offset.saturating_add(i64::from(r.offset_delta));
+                if offset < b.from {
+                    return None;
+                }
+                Some(Ok(FetchedRecord {
+                    offset,
+                    // Under LogAppendTime every record of the batch carries
+                    // the broker's append time, which maxTimestamp holds.
+                    timestamp: if h.log_append_time() {
+                        h.max_timestamp
+                    } else {
+                        h.base_timestamp.wrapping_add(r.timestamp_delta)
+                    },
+                    log_append_time: h.log_append_time(),
+                    leader_epoch: h.partition_leader_epoch,
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                    section: &b.section,
+                }))
+            })
+        })
+    }
 }
 
 #[cfg(test)]

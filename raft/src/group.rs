@@ -524,6 +524,13 @@ fn raft_config(s: &GroupSettings) -> Result<Arc<Config>, String> {
         // A node that was cut off asks first whether it could win, so it does
         // not come back with a higher term and depose a healthy leader.
         enable_pre_vote: Some(true),
+        // A follower whose log went back (its data directory lost and the
+        // node started again empty) is caught up from the leader's log, as
+        // a Kafka replica with a new disk is, instead of a panic of the
+        // leader's Raft core that stops the group (found from outside:
+        // acks=all hung with two healthy nodes). What this gives up is in
+        // docs/cluster.md, "A node that lost its disk".
+        allow_log_reversion: Some(true),
         ..Config::default()
     };
     c.validate().map(Arc::new).map_err(|e| e.to_string())

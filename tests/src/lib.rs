@@ -185,11 +185,6 @@ impl WeirNode {
         self.log_dir.path().join("stderr.log")
     }
 
-    fn spawn(&mut self) -> Result<()> {
-        self.launch_process()?;
-        self.await_listening()
-    }
-
     fn launch_process(&mut self) -> Result<()> {
         self.starts += 1;
         // A restarted node keeps its ports, as a real one does: clients that
@@ -377,13 +372,22 @@ impl WeirNode {
     /// Starts the node again on the same data dir (the same ports). Stops it with
     /// SIGTERM first if it is still running.
     pub fn restart(&mut self) -> Result<()> {
+        self.relaunch()?;
+        self.await_listening()
+    }
+
+    /// Starts the node again as [`WeirNode::restart`] does, without waiting
+    /// for it to listen: a node of a cluster listens once a quorum runs, so
+    /// nodes started over together are launched first and awaited after
+    /// ([`WeirNode::await_listening`]).
+    pub fn relaunch(&mut self) -> Result<()> {
         if self.child.is_some() {
             let s = self.stop()?;
             if !s.success() {
                 bail!("weir exited with {s} on SIGTERM\n{}", self.stderr_tail());
             }
         }
-        self.spawn()
+        self.launch_process()
     }
 
     /// Runs `tests/clients/<script>.py --bootstrap <this node> args...`; on

@@ -309,3 +309,27 @@ fn timestamps_and_keys_break_topic_rules() -> Result<()> {
     ensure!(err == 0, "fresh record got {err}");
     Ok(())
 }
+
+/// No client may write `__consumer_offsets`: Kafka refuses it with
+/// INVALID_TOPIC_EXCEPTION, and only the group coordinator writes it.
+/// Found from outside: produced records forged other groups' committed
+/// offsets and members, loaded at the next start.
+#[test]
+fn the_offsets_topic_takes_no_produce() -> Result<()> {
+    let node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    for p in 0..3 {
+        let (code, _) = raw::produce(
+            &mut c,
+            "__consumer_offsets",
+            p,
+            -1,
+            batch(&[b"forged"], None)?,
+        )?;
+        ensure!(
+            code == 17,
+            "produce to __consumer_offsets-{p}: error {code}"
+        );
+    }
+    Ok(())
+}

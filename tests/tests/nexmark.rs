@@ -115,12 +115,13 @@ fn reference(
         }
         Win::Session { gap } => {
             for (k, mut windows) in gaps {
-                // Sessions: gap windows that overlap (not merely touch) merge.
+                // Sessions: gap windows that overlap or touch merge (as
+                // Flink's session windows do).
                 windows.sort();
                 let mut sessions: Vec<Window> = Vec::new();
                 for (start, end, bid) in windows {
                     match sessions.last_mut() {
-                        Some(s) if start < s.2 => {
+                        Some(s) if start <= s.2 => {
                             s.2 = s.2.max(end);
                             s.3.push(bid);
                         }

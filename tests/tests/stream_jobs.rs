@@ -927,6 +927,39 @@ fn unsupported_statements_are_refused_at_create() -> Result<()> {
         err.contains("ORDER BY"),
         "the error does not name the clause: {err}"
     );
+    // Found from outside: a late topic that is the input fed the job its
+    // own late records without end; the output has the job as only writer.
+    let sql =
+        "INSERT INTO o SELECT a, COUNT(*) AS n FROM i GROUP BY a, TUMBLE(ts, INTERVAL '1' SECOND)";
+    for late in ["i", "o"] {
+        let out = Command::new(weir_bin()?)
+            .args([
+                "job",
+                "create",
+                "bad",
+                "--admin",
+                &admin,
+                "--late-topic",
+                late,
+            ])
+            .args(["--sql", sql])
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && err.contains("late topic"),
+            "late topic {late}: {err}"
+        );
+    }
+    // Found from outside: a job wrote its results into __consumer_offsets.
+    let out = Command::new(weir_bin()?)
+        .args(["job", "create", "bad", "--admin", &admin, "--sql"])
+        .arg("INSERT INTO __consumer_offsets SELECT a, COUNT(*) AS n FROM i GROUP BY a, TUMBLE(ts, INTERVAL '1' SECOND)")
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("internal"),
+        "a job into __consumer_offsets: {err}"
+    );
     let listed = weir(&["job", "list", "--admin", &admin])?;
     ensure!(!listed.contains("bad "), "{listed}");
     // Found from outside: a state request without its key was answered
@@ -989,7 +1022,7 @@ async fn hopping_and_session_jobs_match_an_independent_computation() -> Result<(
         while i < ts.len() {
             let (start, mut end, mut n) = (ts[i], ts[i] + gap, 1);
             i += 1;
-            while i < ts.len() && ts[i] < end {
+            while i < ts.len() && ts[i] <= end {
                 end = end.max(ts[i] + gap);
                 n += 1;
                 i += 1;

@@ -91,6 +91,17 @@ pub fn handle(
                 Err(code::INVALID_REQUIRED_ACKS.into())
             } else if req.transactional_id.is_some() {
                 Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.into())
+            } else if name == crate::broker::OFFSETS_TOPIC {
+                // Only the group coordinator writes it, as in Kafka (found
+                // from outside: produced records forged other groups'
+                // committed offsets and members).
+                Err(Refusal {
+                    code: code::INVALID_TOPIC,
+                    message: Some(format!(
+                        "{name} is internal: only the group coordinator writes it"
+                    )),
+                    records: Vec::new(),
+                })
             } else {
                 match (broker.partition(&name, p.index), p.records) {
                     (None, _) => Err(broker.not_hosted(&name, p.index).into()),

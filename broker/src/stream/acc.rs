@@ -4,9 +4,11 @@
 //! Every result is independent of the order values arrive in, so a window
 //! fed in another interleaving (a replay, a restart) yields the same bytes.
 //! That is why sums are exact: integers add as integers, and fractions add
-//! as integers of nanounits (a float sum would depend on the order).
+//! as integers of nanounits (a float sum would depend on the order); a
+//! number nanounits cannot hold (more than nine decimals, or beyond 10¹⁵)
+//! adds its shortest decimal's digits to the sum of its power of ten.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,7 +40,7 @@ pub enum Acc {
 }
 
 /// A sum that does not depend on the order of its terms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExactSum {
     /// Sum of the integer terms.
     ints: i128,
@@ -48,6 +50,83 @@ pub struct ExactSum {
     fractional: bool,
     /// Terms added.
     n: u64,
+    /// The other terms (nanounits cannot hold them exactly): power of ten
+    /// → sum of the digits of the terms' shortest decimals at that power.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    wide: BTreeMap<i16, i128>,
+}
+
+/// `f` in 10⁻⁹ units, when that is exact: `f` is below 10¹⁵ and a whole
+/// number of nanounits rounds to it.
+fn nanos_of(f: f64) -> Option<i128> {
+    if f.abs() >= 1e15 {
+        return None;
+    }
+    let u = (f * FRACTION_SCALE).round();
+    (u / FRACTION_SCALE == f).then_some(u as i128)
+}
+
+/// The digits and power of ten of `f`'s shortest decimal (`f` finite):
+/// 1.25e-10 → (125, -12).
+fn shortest_decimal(f: f64) -> (i128, i16) {
+    let text = format!("{f:e}");
+    let (digits, exp) = text.split_once('e').unwrap_or((&text, "0"));
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let m: i128 = format!("{whole}{fraction}").parse().unwrap_or(0);
+    let e = exp.parse::<i16>().unwrap_or(0) - fraction.len() as i16;
+    (m, e)
+}
+
+/// Adds `m × 10^e` to `terms` (power → digits).
+fn add_term(terms: &mut BTreeMap<i16, i128>, e: i16, m: i128) {
+    let sum = terms.entry(e).or_default();
+    *sum = sum.saturating_add(m);
+}
+
+/// The float nearest `Σ m × 10^e` over `terms` (power → digits), exactly:
+/// the terms are added as a decimal number in limbs of 10¹⁸ (powers span
+/// at most about 650 digits), written out in full and parsed, which Rust
+/// rounds correctly.
+fn decimal_total(terms: &BTreeMap<i16, i128>) -> f64 {
+    const LIMB: i128 = 1_000_000_000_000_000_000;
+    let Some(lo) = terms.iter().find(|(_, m)| **m != 0).map(|(e, _)| *e) else {
+        return 0.0;
+    };
+    let mut limbs: Vec<i128> = Vec::new();
+    for (&e, &m) in terms.range(lo..) {
+        let shift = usize::try_from(e - lo).unwrap_or(0);
+        let (at, scale) = (shift / 18, 10i128.pow((shift % 18) as u32));
+        // |m| < 2^127 < 10^39: three limbs, each times 10^17 at most.
+        let (mut rest, mut i) = (m, at);
+        while rest != 0 {
+            if limbs.len() <= i + 1 {
+                limbs.resize(i + 2, 0);
+            }
+            limbs[i] += (rest % LIMB) * scale;
+            rest /= LIMB;
+            i += 1;
+        }
+    }
+    limbs.push(0);
+    let carry = |limbs: &mut Vec<i128>| {
+        for i in 0..limbs.len() - 1 {
+            let c = limbs[i].div_euclid(LIMB);
+            limbs[i] = limbs[i].rem_euclid(LIMB);
+            limbs[i + 1] += c;
+        }
+    };
+    carry(&mut limbs);
+    let negative = limbs.last().is_some_and(|top| *top < 0);
+    if negative {
+        limbs.iter_mut().for_each(|l| *l = -*l);
+        carry(&mut limbs);
+    }
+    let mut text = String::from(if negative { "-0" } else { "0" });
+    for l in limbs.iter().rev() {
+        text.push_str(&format!("{l:018}"));
+    }
+    text.push_str(&format!("e{lo}"));
+    text.parse().unwrap_or(f64::NAN)
 }
 
 impl ExactSum {
@@ -60,9 +139,13 @@ impl ExactSum {
         } else if let Some(u) = n.as_u64() {
             self.ints += i128::from(u);
         } else if let Some(f) = n.as_f64() {
-            self.nanos = self
-                .nanos
-                .saturating_add((f * FRACTION_SCALE).round() as i128);
+            match nanos_of(f) {
+                Some(u) => self.nanos = self.nanos.saturating_add(u),
+                None => {
+                    let (m, e) = shortest_decimal(f);
+                    add_term(&mut self.wide, e, m);
+                }
+            }
             self.fractional = true;
         }
         self.n += 1;
@@ -73,10 +156,16 @@ impl ExactSum {
         self.nanos = self.nanos.saturating_add(o.nanos);
         self.fractional |= o.fractional;
         self.n += o.n;
+        for (e, m) in &o.wide {
+            add_term(&mut self.wide, *e, *m);
+        }
     }
 
-    /// The sum in 10⁻⁹ units, if it fits.
+    /// The sum in 10⁻⁹ units, if it fits and has no wide terms.
     fn total_nanos(&self) -> Option<i128> {
+        if !self.wide.is_empty() {
+            return None;
+        }
         self.ints
             .checked_mul(NANOS_PER_UNIT)?
             .checked_add(self.nanos)
@@ -86,7 +175,12 @@ impl ExactSum {
     fn total(&self) -> f64 {
         match self.total_nanos() {
             Some(t) => nearest_quotient(t, NANOS_PER_UNIT),
-            None => self.ints as f64 + self.nanos as f64 / FRACTION_SCALE,
+            None => {
+                let mut terms = self.wide.clone();
+                add_term(&mut terms, 0, self.ints);
+                add_term(&mut terms, -9, self.nanos);
+                decimal_total(&terms)
+            }
         }
     }
 
@@ -97,6 +191,9 @@ impl ExactSum {
         if !self.fractional {
             if let Ok(i) = i64::try_from(self.ints) {
                 return Value::from(i);
+            }
+            if let Ok(u) = u64::try_from(self.ints) {
+                return Value::from(u);
             }
         }
         float(self.total())
@@ -161,9 +258,15 @@ impl Extreme {
         }
     }
 
+    /// A total order, so that which of two candidates is kept never
+    /// depends on the order they came in: numbers equal as floats but
+    /// written differently (`1` and `1.0`, `0` and `-0.0`, integers past
+    /// 2^53) are ordered by their JSON text.
     fn less(&self, o: &Extreme) -> bool {
         match (self, o) {
-            (Extreme::Number(a, _), Extreme::Number(b, _)) => a < b,
+            (Extreme::Number(a, x), Extreme::Number(b, y)) => {
+                a < b || (a == b && x != y && x.to_string().cmp(&y.to_string()).is_lt())
+            }
             (Extreme::Number(..), Extreme::String(_)) => true,
             (Extreme::String(_), Extreme::Number(..)) => false,
             (Extreme::String(a), Extreme::String(b)) => a < b,
@@ -272,6 +375,36 @@ mod tests {
         a.value()
     }
 
+    /// Found by review: MIN and MAX kept the first (or, merging sessions,
+    /// the last) of two values equal as floats but written differently, so
+    /// the result depended on arrival order (and a session row added in
+    /// place differed from one merged). Now neither order nor merging
+    /// matters.
+    #[test]
+    fn extremes_do_not_depend_on_arrival_order() {
+        let pairs = [
+            (json!(1), json!(1.0)),
+            (json!(0), json!(-0.0)),
+            (json!(9007199254740992u64), json!(9007199254740993u64)),
+        ];
+        for kind in [AggregateKind::Min, AggregateKind::Max] {
+            for (a, b) in &pairs {
+                let ab = run(kind, &[a.clone(), b.clone()]);
+                assert_eq!(ab, run(kind, &[b.clone(), a.clone()]), "{kind:?} {a} {b}");
+                let (mut x, mut y) = (Acc::new(kind), Acc::new(kind));
+                x.add(kind, a);
+                y.add(kind, b);
+                let mut merged = y.clone();
+                merged.merge(&x);
+                x.merge(&y);
+                assert_eq!(x.value(), ab, "{kind:?} {a} {b}: merged one way");
+                assert_eq!(merged.value(), ab, "{kind:?} {a} {b}: merged the other");
+            }
+        }
+        assert_eq!(run(AggregateKind::Max, &[json!(1), json!(1.0)]), json!(1.0));
+        assert_eq!(run(AggregateKind::Min, &[json!(1.0), json!(1)]), json!(1));
+    }
+
     #[test]
     fn each_aggregate_over_plain_values() {
         let vals = [json!(3), json!(null), json!(1.5), json!(3), json!(-2)];
@@ -317,6 +450,85 @@ mod tests {
             json!(1.0 / 3.0),
             "an average that is no finite decimal is the nearest float"
         );
+    }
+
+    /// Found from outside: 1e30 summed to 1.7e29 (nanounits saturated),
+    /// ten 1e-10 to 0, 0.1234567890123 to 0.123456789, and i64::MAX + 1 to
+    /// a float. Each is now exact, and an average stays between the
+    /// minimum and the maximum.
+    #[test]
+    fn sums_past_nanounits_stay_exact() {
+        let sum = |vals: &[Value]| run(AggregateKind::Sum, vals);
+        assert_eq!(sum(&[json!(1e30)]), json!(1e30));
+        assert_eq!(
+            sum(&[json!(1e308), json!(1e308)]),
+            json!(null),
+            "past f64: no JSON number"
+        );
+        assert_eq!(sum(&[json!(1e307), json!(1e307)]), json!(2e307));
+        assert_eq!(sum(&vec![json!(1e-10); 10]), json!(1e-9));
+        assert_eq!(sum(&[json!(0.1234567890123)]), json!(0.1234567890123));
+        assert_eq!(
+            sum(&[json!(0.1234567890123), json!(1)]),
+            json!(1.1234567890123)
+        );
+        assert_eq!(sum(&[json!(1e30), json!(0.5), json!(-1e30)]), json!(0.5));
+        assert_eq!(
+            sum(&[json!(i64::MAX), json!(1)]),
+            json!(9223372036854775808u64)
+        );
+        assert_eq!(sum(&[json!(u64::MAX)]), json!(u64::MAX));
+        assert_eq!(
+            run(AggregateKind::Avg, &[json!(1e30), json!(3e30)]),
+            json!(2e30)
+        );
+        assert_eq!(
+            run(AggregateKind::Avg, &[json!(3e-10), json!(1e-10)]),
+            json!(2e-10)
+        );
+        // Wide terms in any order and merged alike.
+        let vals = [
+            json!(1e30),
+            json!(1e-10),
+            json!(0.1),
+            json!(7),
+            json!(2.5e-12),
+            json!(-3e29),
+        ];
+        let forward = run(AggregateKind::Sum, &vals);
+        let mut rev = vals.to_vec();
+        rev.reverse();
+        assert_eq!(forward, run(AggregateKind::Sum, &rev));
+        let mut left = Acc::new(AggregateKind::Sum);
+        vals[..3]
+            .iter()
+            .for_each(|v| left.add(AggregateKind::Sum, v));
+        let mut right = Acc::new(AggregateKind::Sum);
+        vals[3..]
+            .iter()
+            .for_each(|v| right.add(AggregateKind::Sum, v));
+        right.merge(&left);
+        assert_eq!(right.value(), forward);
+        assert_eq!(forward, json!(7e29));
+    }
+
+    proptest::proptest! {
+        /// The limb sum of decimal terms equals the sum done in one `i128`
+        /// where that fits (terms within 18 powers of ten of each other).
+        #[test]
+        fn limb_sums_equal_i128_sums(
+            lo in -340i16..300,
+            terms in proptest::collection::vec((0i16..18, proptest::num::i64::ANY), 1..8),
+        ) {
+            let mut map: BTreeMap<i16, i128> = BTreeMap::new();
+            let mut exact = 0i128;
+            for (shift, m) in &terms {
+                *map.entry(lo + shift).or_default() += i128::from(*m);
+                exact += i128::from(*m) * 10i128.pow(*shift as u32);
+            }
+            let want: f64 = format!("{exact}e{lo}").parse().unwrap();
+            proptest::prop_assert_eq!(decimal_total(&map).to_bits(), want.to_bits());
+        }
     }
 
     /// A float sum fed in another order gives the same bits, and merging

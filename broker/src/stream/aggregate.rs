@@ -58,7 +58,7 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
-    Admin, BatchRecord, Consumer, ConsumerRecord, Header, OffsetSpec, Producer, TopicPartition,
+    Admin, BatchRecord, Consumer, FetchedRecord, Header, OffsetSpec, Producer, TopicPartition,
 };
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
@@ -198,9 +198,15 @@ pub async fn run(
         true => Some(task::group_committer(&bootstrap, &def, &input).await?),
         false => None,
     };
-    let mut reader = LocalReader::new(node, input.clone(), position);
-    let producer = task::producer(&bootstrap, format!("weir-job-{}-state-{r}", def.name)).await?;
-    let mut writer = task::producer_config(&bootstrap, format!("weir-job-{}-out-{r}", def.name));
+    let mut reader = LocalReader::new(node.clone(), input.clone(), position);
+    let producer = task::producer(
+        &bootstrap,
+        &node,
+        format!("weir-job-{}-state-{r}", def.name),
+    )
+    .await?;
+    let mut writer =
+        task::producer_config(&bootstrap, &node, format!("weir-job-{}-out-{r}", def.name));
     if let Some((id, skip)) = identity {
         // The first result written is the first not skipped.
         let next = weir_client::sequence_after(id.next_sequence, skip);
@@ -229,6 +235,7 @@ pub async fn run(
         report,
         counts: Tally::default(),
         late_rows: Vec::new(),
+        routed_args: Vec::new(),
     };
     a.report.update(|rep| rep.state = "running".into());
     // A first checkpoint before any result: a crash from here on replays
@@ -241,7 +248,7 @@ pub async fn run(
         // Not raced against the stop signal or queries: a poll dropped
         // half-way could have moved the position past records it never
         // returned. It returns within 200 ms.
-        let records = reader.poll(Duration::from_millis(200)).await?;
+        let batches = reader.poll(Duration::from_millis(200)).await?;
         while let Ok(q) = queries.try_recv() {
             let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
                 .iter()
@@ -253,13 +260,14 @@ pub async fn run(
             let _ = q.reply.send(open);
         }
         let now_ms = task::now_ms();
-        for rec in records {
+        for rec in batches.records() {
+            let rec = rec?;
             if rec.leader_epoch > epoch {
                 a.deposed();
                 return Ok(());
             }
             if a.direct.is_some() {
-                a.take_input(rec, now_ms, &mut out).await?;
+                a.take_input(&rec, now_ms, &mut out).await?;
             } else {
                 a.take_routed(&rec, &mut out);
             }
@@ -296,8 +304,9 @@ pub async fn run(
 
 impl Aggregate {
     /// Takes one record of the repartition topic.
-    fn take_routed(&mut self, rec: &ConsumerRecord, out: &mut Vec<WindowResult>) {
-        match Routed::decode(rec.key.as_deref(), rec.value.as_deref().unwrap_or_default()) {
+    fn take_routed(&mut self, rec: &FetchedRecord<'_>, out: &mut Vec<WindowResult>) {
+        let value = rec.value.unwrap_or_default();
+        match Routed::decode(rec.key, value, &mut self.routed_args) {
             Ok(routed) => {
                 let origin = match &routed {
                     Routed::Row { source, offset, .. } => Some((*source, *offset)),
@@ -324,18 +333,15 @@ impl Aggregate {
     /// its row goes into the windows, or the record to the late topic.
     async fn take_input(
         &mut self,
-        rec: ConsumerRecord,
+        rec: &FetchedRecord<'_>,
         now_ms: i64,
         out: &mut Vec<WindowResult>,
     ) -> Result<(), TaskError> {
         let Some(d) = self.direct.as_mut() else {
             return Ok(());
         };
-        let value = rec.value.as_deref().unwrap_or_default();
-        let (late, bad) = match d
-            .reader
-            .row(rec.key.as_deref(), value, rec.timestamp, now_ms)
-        {
+        let value = rec.value.unwrap_or_default();
+        let (late, bad) = match d.reader.row(rec.key, value, rec.timestamp, now_ms) {
             Ok(Some(row)) => match d.router.route(0, rec.offset, row) {
                 Some(routed) => match self.shard.take(routed, out) {
                     Took::Late => (true, None),
@@ -355,7 +361,7 @@ impl Aggregate {
             &self.producer,
             &self.def,
             self.r,
-            &rec,
+            rec,
             late,
             bad,
         )
@@ -420,6 +426,8 @@ struct Aggregate {
     /// Set when the task reads its input partition itself (a job grouping
     /// by the record key).
     direct: Option<Direct>,
+    /// The arguments of the repartition record being taken (reused).
+    routed_args: Vec<serde_json::Value>,
 }
 
 /// What a task reading its input partition itself needs beside the shard:
@@ -461,7 +469,7 @@ impl Aggregate {
                 tracing::warn!(job = %self.def.name, partition = p, missing = offsets.len() - found.len(), "late records gone from the input before they could be copied");
             }
             for rec in &found {
-                let out = task::late_record(&topic, p, rec, "late".into());
+                let out = task::late_record(&topic, p, rec.into(), "late".into());
                 self.producer.send_detached(out).await?;
             }
         }

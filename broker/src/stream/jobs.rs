@@ -143,7 +143,8 @@ impl Jobs {
         let Some(shards) = b.meta.topic(&topic).map(|t| t.partitions) else {
             return Err(failed(format!("job {name} has not started")));
         };
-        let shard = weir_client::partitioner::partition_for_key(&plan.shard_key(&key), shards);
+        let shard =
+            weir_client::partitioner::partition_for_key(&plan.shard_key(key.as_str()), shards);
         let task = (name.to_string(), TaskId::Aggregate(shard));
         let sender = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -335,15 +336,32 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
                 stop: stopped,
                 node: weak.clone(),
             };
-            let res = match (key.1, asked) {
-                (TaskId::Route(p), _) => super::route::run(cx, p).await,
-                (TaskId::Aggregate(r), Some(asked)) => {
-                    let topic = super::task::shard_topic(&cx.def, &cx.plan);
-                    let node = weak.clone();
-                    let leads = Box::new(move || node.upgrade().and_then(|b| b.leads(&topic, r)));
-                    super::aggregate::run(cx, r, asked, leads).await
+            let node = weak.clone();
+            let work = tokio::spawn(async move {
+                match (key.1, asked) {
+                    (TaskId::Route(p), _) => super::route::run(cx, p).await,
+                    (TaskId::Aggregate(r), Some(asked)) => {
+                        let topic = super::task::shard_topic(&cx.def, &cx.plan);
+                        let leads =
+                            Box::new(move || node.upgrade().and_then(|b| b.leads(&topic, r)));
+                        super::aggregate::run(cx, r, asked, leads).await
+                    }
+                    (TaskId::Aggregate(_), None) => Ok(()),
                 }
-                (TaskId::Aggregate(_), None) => Ok(()),
+            });
+            // A panic is a failure too: the task waits its turn to restart
+            // instead of starting again at the next tending (found from
+            // outside: a panicking task restarted every second).
+            let res = match work.await {
+                Ok(res) => res,
+                Err(e) => Err(super::task::TaskError::Panicked(match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into()),
+                    Err(e) => e.to_string(),
+                })),
             };
             if let Err(e) = res {
                 tracing::warn!(job = %key.0, task = %key.1, error = %e, "job task failed; it restarts from its checkpoint");

@@ -33,7 +33,11 @@ pub(super) fn pick(value: &[u8], names: &[String], out: &mut [Value]) -> Option<
             let start = s.i;
             s.value(1)?;
             if let Some(k) = names.iter().position(|n| n.as_bytes() == key) {
-                out[k] = serde_json::from_slice(&value[start..s.i]).ok()?;
+                let span = &value[start..s.i];
+                out[k] = match plain(span) {
+                    Some(v) => v,
+                    None => serde_json::from_slice(span).ok()?,
+                };
             }
             s.ws();
             match s.next()? {
@@ -45,6 +49,63 @@ pub(super) fn pick(value: &[u8], names: &[String], out: &mut [Value]) -> Option<
     }
     s.ws();
     (s.i == value.len()).then_some(())
+}
+
+/// The value of a span the scanner accepted, when it is one that needs no
+/// parser: a string (the scanner saw no escape in it), an integer of at
+/// most 18 digits, a decimal of at most 15 digits, or a literal. `None`
+/// leaves the span to `serde_json` (longer numbers and exponents, whose
+/// rounding is serde_json's to decide; arrays and objects). `-0` is a
+/// float, as serde_json reads it.
+fn plain(span: &[u8]) -> Option<Value> {
+    match span {
+        [b'"', inner @ .., b'"'] => std::str::from_utf8(inner)
+            .ok()
+            .map(|t| Value::String(t.to_owned())),
+        b"true" => Some(Value::Bool(true)),
+        b"false" => Some(Value::Bool(false)),
+        b"null" => Some(Value::Null),
+        [b'-', number @ ..] if number != b"0" => integer(number)
+            .map(|n| Value::from(-n))
+            .or_else(|| decimal(number).map(|f| Value::from(-f))),
+        digits => integer(digits)
+            .map(Value::from)
+            .or_else(|| decimal(digits).map(Value::from)),
+    }
+}
+
+/// Powers of ten exactly representable as `f64`.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// `d` = `int.frac` with at most 15 digits in all (no exponent), as
+/// serde_json reads it: the digits as an integer (exact, below 2^53)
+/// divided by the power of ten of the fraction's length (exact), one
+/// correctly rounded division.
+fn decimal(d: &[u8]) -> Option<f64> {
+    let dot = d.iter().position(|&c| c == b'.')?;
+    let (int, frac) = (&d[..dot], &d[dot + 1..]);
+    if int.is_empty() || frac.is_empty() || int.len() + frac.len() > 15 {
+        return None;
+    }
+    let digits = int.iter().chain(frac);
+    let mut n: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(c - b'0');
+    }
+    Some(n as f64 / POW10[frac.len()])
+}
+
+/// The digits `d` (1 to 18 of them, so they fit an `i64`) as a number.
+fn integer(d: &[u8]) -> Option<i64> {
+    if d.is_empty() || d.len() > 18 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(d.iter().fold(0, |n, c| n * 10 + i64::from(c - b'0')))
 }
 
 /// A position in the bytes being read.
@@ -319,6 +380,27 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Numbers read without serde_json are the numbers serde_json reads
+        /// (same type, same bits).
+        #[test]
+        fn numbers_read_plainly_are_serde_jsons(
+            n in "-?(0|[1-9][0-9]{0,19})(\\.[0-9]{1,16})?",
+        ) {
+            let want: Value = serde_json::from_str(&n).expect("a JSON number");
+            if let Some(got) = super::plain(n.as_bytes()) {
+                prop_assert_eq!(&got, &want, "{}", n);
+                prop_assert_eq!(
+                    got.as_f64().map(f64::to_bits),
+                    want.as_f64().map(f64::to_bits),
+                    "{}", n
+                );
+            }
+        }
+    }
+
     /// The events of the benchmarks and the Nexmark tests go through the
     /// fast path.
     #[test]
@@ -340,5 +422,51 @@ mod tests {
         );
         // An escape is left to serde_json.
         assert!(pick(br#"{"t\u0073": 1}"#, &names, &mut out).is_none());
+    }
+
+    /// The values read without serde_json are serde_json's: strings,
+    /// integers up to and past 18 digits, literals, and `-0` (a float to
+    /// serde_json).
+    #[test]
+    fn plain_values_are_serde_jsons() {
+        let names: Vec<String> = vec!["a".into()];
+        for v in [
+            "\"x é\"",
+            "\"\"",
+            "0",
+            "-0",
+            "-0.0",
+            "7",
+            "-7",
+            "123456789012345678",
+            "-123456789012345678",
+            "1234567890123456789",
+            "-9223372036854775808",
+            "18446744073709551616",
+            "1.5e3",
+            "12.5",
+            "-12.5",
+            "0.1",
+            "9.3",
+            "0.000000000000001",
+            "123456789.012345",
+            "1234567890.123456",
+            "9007199254740.993",
+            "true",
+            "false",
+            "null",
+        ] {
+            let doc = format!(r#"{{"a": {v}}}"#);
+            let mut fast = vec![Value::Null];
+            assert!(pick(doc.as_bytes(), &names, &mut fast).is_some(), "{v}");
+            let mut slow = Vec::new();
+            pick_with_serde(doc.as_bytes(), &names, &mut slow).expect("valid JSON");
+            assert_eq!(fast, slow, "{v}");
+            assert_eq!(
+                fast[0].as_f64().map(f64::is_sign_negative),
+                slow[0].as_f64().map(f64::is_sign_negative),
+                "{v}"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use weir_client::{ConsumerRecord, TopicPartition};
+use weir_client::{FetchedBatches, TopicPartition};
 use weir_storage::StorageError;
 
 use super::task::TaskError;
@@ -38,11 +38,11 @@ impl LocalReader {
     }
 
     /// Waits up to `timeout` for committed records at the position and
-    /// returns them (none when the time ran out), moving the position past
-    /// them. A position below the log start (retention, DeleteRecords) or
+    /// returns their batches, walked in place by the caller (none when the
+    /// time ran out), moving the position past them. A position below the log start (retention, DeleteRecords) or
     /// past its end (the topic was created again) moves to the log start:
     /// a job reads whatever of its input is still kept.
-    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, TaskError> {
+    pub async fn poll(&mut self, timeout: Duration) -> Result<FetchedBatches, TaskError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let partition = self
@@ -53,14 +53,14 @@ impl LocalReader {
                 // Not (yet, or no longer) hosted here: the task's tending
                 // stops it if its node does not lead the partition.
                 tokio::time::sleep_until(deadline).await;
-                return Ok(Vec::new());
+                return Ok(FetchedBatches::default());
             };
             // Subscribed before the read: a commit between the two wakes
             // the wait below.
             let mut committed = partition.subscribe_high_watermark();
             match partition.read(self.position, READ_BYTES, true) {
                 Ok(read) if !read.records.is_empty() => {
-                    let decoded = weir_client::decode_fetched(
+                    let decoded = FetchedBatches::parse(
                         &self.tp.topic,
                         self.tp.partition,
                         read.records,
@@ -77,8 +77,8 @@ impl LocalReader {
                             )))
                         }
                     }
-                    if !decoded.records.is_empty() {
-                        return Ok(decoded.records);
+                    if !decoded.is_empty() {
+                        return Ok(decoded);
                     }
                     // Only control batches: read on.
                     continue;
@@ -109,9 +109,9 @@ impl LocalReader {
                 // after the wait.
                 Ok(Err(_)) => {
                     tokio::time::sleep_until(deadline).await;
-                    return Ok(Vec::new());
+                    return Ok(FetchedBatches::default());
                 }
-                Err(_) => return Ok(Vec::new()),
+                Err(_) => return Ok(FetchedBatches::default()),
             }
         }
     }

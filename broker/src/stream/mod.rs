@@ -38,6 +38,7 @@ pub mod job;
 pub mod jobs;
 mod json_pick;
 pub mod local_read;
+pub mod local_write;
 pub mod output;
 pub mod plan;
 pub mod repartition;

@@ -210,6 +210,41 @@ mod tests {
         );
     }
 
+    /// Integers are written as serde_json writes them: negative, the
+    /// extremes of i64, and a u64 beyond them.
+    #[test]
+    fn integers_are_written_as_json_numbers() {
+        let columns = vec![
+            OutputColumn::WindowStart { name: "s".into() },
+            OutputColumn::Aggregate {
+                index: 0,
+                name: "a".into(),
+            },
+            OutputColumn::Aggregate {
+                index: 1,
+                name: "b".into(),
+            },
+            OutputColumn::Aggregate {
+                index: 2,
+                name: "c".into(),
+            },
+            OutputColumn::WindowEnd { name: "e".into() },
+        ];
+        let plan = seed_plan(None, TimeSource::Field("ts".into()), columns);
+        let r = WindowResult {
+            key: GroupKey::of(&[json!(1)]),
+            start_ms: -30_000,
+            end_ms: i64::MAX,
+            values: vec![json!(i64::MIN), json!(u64::MAX), json!(0)],
+            is_final: true,
+        };
+        let (_, v) = Output::new(&plan).record(&r, None, &mut BytesMut::new());
+        assert_eq!(
+            String::from_utf8(v.to_vec()).unwrap(),
+            r#"{"s":-30000,"a":-9223372036854775808,"b":18446744073709551615,"c":0,"e":9223372036854775807}"#
+        );
+    }
+
     /// Records written one after another into one small shared buffer (so
     /// that it is outgrown several times) each keep their own bytes.
     #[test]

@@ -58,11 +58,11 @@ impl JobPlan {
     /// The bytes a row's shard is chosen by: its group key, or with a
     /// Top-N the group key's `PARTITION BY` columns (all groups one ranking
     /// compares must meet in one shard; none: every row goes to one shard).
-    pub fn shard_key<'k>(&self, key: &'k GroupKey) -> std::borrow::Cow<'k, [u8]> {
+    pub fn shard_key<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, [u8]> {
         match &self.top {
-            None => key.0.as_bytes().into(),
+            None => key.as_bytes().into(),
             Some(top) => top
-                .partition_key(&key.values())
+                .partition_key(&GroupKey::values_of(key))
                 .as_str()
                 .as_bytes()
                 .to_vec()

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::WindowSpec;
-use super::window::{is_late, GroupKey, Outcome, Row, WindowOperator, WindowResult};
+use super::window::{is_late, Outcome, Row, WindowOperator, WindowResult};
 
 /// The repartition topic of job `def` (its incarnation in the name, so
 /// that a job created again under a dropped job's name never reads the
@@ -55,9 +55,10 @@ pub fn topic(def: &super::job::JobDef) -> String {
     }
 }
 
-/// One record of a repartition topic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Routed {
+/// One record of a repartition topic (its row borrowed from the buffers
+/// it was read into).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Routed<'a> {
     /// An on-time row.
     Row {
         /// Its input partition.
@@ -67,7 +68,7 @@ pub enum Routed {
         /// That partition's watermark before it.
         wm_before: Option<i64>,
         /// The row.
-        row: Row,
+        row: Row<'a>,
     },
     /// A source partition's watermark and whether it is idle.
     Mark {
@@ -95,7 +96,7 @@ fn wm_of(v: i64) -> Option<i64> {
     (v != NO_WM).then_some(v)
 }
 
-impl Routed {
+impl<'a> Routed<'a> {
     /// The record key and value, written into `buf` and split off it (the
     /// rows of one poll share `buf`'s allocation).
     pub fn encode(&self, buf: &mut BytesMut) -> (Option<Bytes>, Bytes) {
@@ -106,16 +107,16 @@ impl Routed {
                 wm_before,
                 row,
             } => {
-                buf.reserve(29 + 8 * row.args.len() + row.key.as_str().len());
+                buf.reserve(29 + 8 * row.args.len() + row.key.len());
                 buf.put_u8(b'R');
                 buf.put_i32(*source);
                 buf.put_i64(*offset);
                 buf.put_slice(&wm_bytes(*wm_before));
                 buf.put_i64(row.time_ms);
                 // Writing a `Value` to memory cannot fail.
-                let _ = serde_json::to_writer((&mut *buf).writer(), &row.args);
+                let _ = serde_json::to_writer((&mut *buf).writer(), row.args);
                 let value = buf.split().freeze();
-                buf.put_slice(row.key.as_str().as_bytes());
+                buf.put_slice(row.key.as_bytes());
                 (Some(buf.split().freeze()), value)
             }
             Routed::Mark { source, wm, idle } => {
@@ -129,8 +130,13 @@ impl Routed {
         }
     }
 
-    /// The record of `key` and `value`.
-    pub fn decode(key: Option<&[u8]>, value: &[u8]) -> Result<Routed, BadRouted> {
+    /// The record of `key` and `value`, a row's arguments read into `args`
+    /// (reused from record to record).
+    pub fn decode(
+        key: Option<&'a [u8]>,
+        value: &[u8],
+        args: &'a mut Vec<Value>,
+    ) -> Result<Routed<'a>, BadRouted> {
         let int = |at: usize| -> Result<i64, BadRouted> {
             value
                 .get(at..at + 8)
@@ -148,17 +154,14 @@ impl Routed {
                 let key = key
                     .and_then(|k| std::str::from_utf8(k).ok())
                     .ok_or(BadRouted("a row without a UTF-8 key"))?;
-                let args: Vec<Value> = serde_json::from_slice(&value[29.min(value.len())..])
+                let (offset, wm_before, time_ms) = (int(5)?, wm_of(int(13)?), int(21)?);
+                read_args(&value[29.min(value.len())..], args)
                     .map_err(|_| BadRouted("arguments are not a JSON array"))?;
                 Ok(Routed::Row {
                     source,
-                    offset: int(5)?,
-                    wm_before: wm_of(int(13)?),
-                    row: Row {
-                        time_ms: int(21)?,
-                        key: GroupKey(key.into()),
-                        args,
-                    },
+                    offset,
+                    wm_before,
+                    row: Row { time_ms, key, args },
                 })
             }
             Some(b'W') => Ok(Routed::Mark {
@@ -169,6 +172,28 @@ impl Routed {
             _ => Err(BadRouted("unknown kind")),
         }
     }
+}
+
+/// The JSON array `json` into `out` (emptied first; its allocation kept).
+fn read_args(json: &[u8], out: &mut Vec<Value>) -> Result<(), serde_json::Error> {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    struct Into<'o>(&'o mut Vec<Value>);
+    impl<'de> Visitor<'de> for Into<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element()? {
+                self.0.push(v);
+            }
+            Ok(())
+        }
+    }
+    out.clear();
+    let mut de = serde_json::Deserializer::from_slice(json);
+    de.deserialize_seq(Into(out))?;
+    de.end()
 }
 
 /// The route half for one input partition: lateness by its watermark.
@@ -200,7 +225,7 @@ impl Router {
 
     /// Row `row` at `offset` of partition `source`: the record to route,
     /// or `None` when it is late.
-    pub fn route(&mut self, source: i32, offset: i64, row: Row) -> Option<Routed> {
+    pub fn route<'a>(&mut self, source: i32, offset: i64, row: Row<'a>) -> Option<Routed<'a>> {
         let wm_before = self.wm;
         self.wm = Some(wm_before.map_or(row.time_ms, |w| w.max(row.time_ms)));
         (!is_late(self.spec, self.grace_ms, row.time_ms, wm_before)).then_some(Routed::Row {
@@ -246,7 +271,7 @@ impl Shard {
     }
 
     /// Takes `r`; pushes the results it makes to `out`.
-    pub fn take(&mut self, r: Routed, out: &mut Vec<WindowResult>) -> Took {
+    pub fn take(&mut self, r: Routed<'_>, out: &mut Vec<WindowResult>) -> Took {
         match r {
             Routed::Row {
                 source,
@@ -280,18 +305,21 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::window::GroupKey;
     use serde_json::json;
 
     #[test]
     fn records_round_trip_and_garbage_is_an_error() {
+        let key = GroupKey::of(&[json!("a"), json!(1)]);
+        let args = [json!(1.5), Value::Null, json!("x")];
         let row = Routed::Row {
             source: 2,
             offset: 41,
             wm_before: None,
             row: Row {
                 time_ms: -5,
-                key: GroupKey::of(&[json!("a"), json!(1)]),
-                args: vec![json!(1.5), Value::Null, json!("x")],
+                key: key.as_str(),
+                args: &args,
             },
         };
         let mark = Routed::Mark {
@@ -301,16 +329,19 @@ mod tests {
         };
         for r in [row, mark] {
             let (k, v) = r.encode(&mut BytesMut::new());
-            assert_eq!(Routed::decode(k.as_deref(), &v), Ok(r.clone()));
+            // A buffer holding an earlier record's arguments.
+            let mut buf = vec![json!("stale")];
+            assert_eq!(Routed::decode(k.as_deref(), &v, &mut buf), Ok(r));
             for cut in 0..v.len() {
                 assert!(
-                    Routed::decode(k.as_deref(), &v[..cut]).is_err(),
+                    Routed::decode(k.as_deref(), &v[..cut], &mut Vec::new()).is_err(),
                     "cut at {cut}"
                 );
             }
         }
-        assert!(Routed::decode(None, b"Rxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_err());
-        assert!(Routed::decode(None, b"").is_err());
-        assert!(Routed::decode(None, b"Z12345678901234").is_err());
+        let mut buf = Vec::new();
+        assert!(Routed::decode(None, b"Rxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", &mut buf).is_err());
+        assert!(Routed::decode(None, b"", &mut buf).is_err());
+        assert!(Routed::decode(None, b"Z12345678901234", &mut buf).is_err());
     }
 }

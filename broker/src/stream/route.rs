@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
-use weir_client::{Admin, BatchRecord, ConsumerRecord, Producer, ProducerRecord, TopicPartition};
+use weir_client::{Admin, BatchRecord, FetchedRecord, Producer, ProducerRecord, TopicPartition};
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::local_read::LocalReader;
@@ -68,8 +68,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         ),
     };
     let mut consumer = task::group_committer(&bootstrap, &def, &tp).await?;
-    let input = LocalReader::new(node, tp.clone(), position);
-    let producer = task::producer(&bootstrap, format!("weir-job-{}-{p}", def.name)).await?;
+    let input = LocalReader::new(node.clone(), tp.clone(), position);
+    let producer = task::producer(&bootstrap, &node, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
     let report_in = report.get().counts.records_in;
     let mut r = Route {
@@ -101,10 +101,10 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         // Not raced against the stop signal: a poll dropped half-way could
         // have moved the position past records it never returned. It
         // returns within 200 ms.
-        let records = r.input.poll(Duration::from_millis(200)).await?;
+        let batches = r.input.poll(Duration::from_millis(200)).await?;
         let now = (Instant::now(), task::now_ms());
-        for rec in records {
-            r.take(rec, now).await?;
+        for rec in batches.records() {
+            r.take(&rec?, now).await?;
         }
         r.send_routed().await?;
         r.publish_counts();
@@ -158,19 +158,20 @@ struct Route {
 
 impl Route {
     /// Routes one input record.
-    async fn take(&mut self, rec: ConsumerRecord, now: (Instant, i64)) -> Result<(), TaskError> {
+    async fn take(
+        &mut self,
+        rec: &FetchedRecord<'_>,
+        now: (Instant, i64),
+    ) -> Result<(), TaskError> {
         self.last_record = now.0;
         self.idle = false;
-        let value = rec.value.clone().unwrap_or_default();
-        let (late, bad) = match self
-            .reader
-            .row(rec.key.as_deref(), &value, rec.timestamp, now.1)
-        {
+        let value = rec.value.unwrap_or_default();
+        let (late, bad) = match self.reader.row(rec.key, value, rec.timestamp, now.1) {
             Ok(Some(row)) => match self.router.route(self.p, rec.offset, row) {
                 Some(routed) => {
                     let shard = match &routed {
                         Routed::Row { row, .. } => weir_client::partitioner::partition_for_key(
-                            &self.plan.shard_key(&row.key),
+                            &self.plan.shard_key(row.key),
                             self.shards,
                         ),
                         Routed::Mark { .. } => 0,
@@ -200,7 +201,7 @@ impl Route {
             &self.producer,
             &self.def,
             self.p,
-            &rec,
+            rec,
             late,
             bad,
         )

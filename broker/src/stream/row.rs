@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::plan::{
     AggregateKind, CompareOp, Filter, JobPlan, Literal, Operand, TimeSource, KEY_COLUMN,
 };
-use super::window::{GroupKeyWriter, Row};
+use super::window::{GroupKeyWriter, OwnedRow, Row};
 
 /// Why a record could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,12 @@ pub enum BadRecord {
     #[error("the record key is not UTF-8 text")]
     KeyNotText,
 }
+
+/// The largest event time (and the negated smallest) a job takes, in ms
+/// from 1970: JavaScript's date range, ±100,000,000 days. Window bounds
+/// and closes computed from a time in it (plus any interval a statement
+/// may name) stay far inside `i64`; a record outside it is bad.
+pub const MAX_EVENT_TIME_MS: i64 = 8_640_000_000_000_000;
 
 /// Where the reader finds one of the plan's columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +92,15 @@ pub struct Reader {
     /// The group key columns' slots, in plan order.
     keys: Vec<Slot>,
     /// Each aggregate's argument column's slot.
-    args: Vec<Option<Slot>>,
+    arg_slots: Vec<Option<Slot>>,
     /// A Top-N's ranked row columns' slots.
     top_rows: Vec<Slot>,
     /// The picked values of the record being read (reused).
     picked: Vec<Value>,
+    /// The group key of the record being read (reused).
+    group: GroupKeyWriter,
+    /// The aggregate arguments of the record being read (reused).
+    args: Vec<Value>,
 }
 
 impl Reader {
@@ -133,7 +143,7 @@ impl Reader {
                 _ => None,
             },
             keys: plan.keys.iter().map(|k| slot(k)).collect(),
-            args: plan
+            arg_slots: plan
                 .aggregates
                 .iter()
                 .map(|a| a.column.as_deref().map(slot))
@@ -145,6 +155,8 @@ impl Reader {
                 .unwrap_or_default(),
             plan: plan.clone(),
             picked: Vec::with_capacity(names.len()),
+            group: GroupKeyWriter::new(),
+            args: Vec::with_capacity(plan.aggregates.len()),
             names,
             reads_key: key_as_value || key_column,
             key_as_value,
@@ -153,13 +165,14 @@ impl Reader {
 
     /// The row of the record with `key` and `value` (Kafka timestamp
     /// `record_ts`, read at `now_ms`), `Ok(None)` when `WHERE` rejects it.
+    /// The row borrows the reader's buffers until the next record.
     pub fn row(
         &mut self,
         key: Option<&[u8]>,
         value: &[u8],
         record_ts: i64,
         now_ms: i64,
-    ) -> Result<Option<Row>, BadRecord> {
+    ) -> Result<Option<Row<'_>>, BadRecord> {
         pick(value, &self.names, &mut self.picked)?;
         let record_key = match key {
             Some(k) if self.reads_key => {
@@ -188,15 +201,28 @@ impl Reader {
             (TimeSource::ProcessingTime, _) => now_ms,
             (TimeSource::Field(name), slot) => event_time(slot.and_then(at), name)?,
         };
-        let mut group = GroupKeyWriter::new();
+        if !(-MAX_EVENT_TIME_MS..=MAX_EVENT_TIME_MS).contains(&time_ms) {
+            return Err(BadRecord::BadTime {
+                field: match &plan.time {
+                    TimeSource::Field(name) => name.clone(),
+                    _ => "_timestamp".into(),
+                },
+                detail: format!(
+                    "{time_ms} is outside the event times a job takes (±{MAX_EVENT_TIME_MS} ms from 1970)"
+                ),
+            });
+        }
+        let group = &mut self.group;
+        group.clear();
         for &s in &self.keys {
             match (s, record_key) {
                 (Slot::RecordKey, Some(k)) => group.text(k),
                 _ => group.value(at(s).unwrap_or(&Value::Null)),
             }
         }
-        let mut args = Vec::with_capacity(plan.aggregates.len());
-        for (a, slot) in plan.aggregates.iter().zip(&self.args) {
+        let args = &mut self.args;
+        args.clear();
+        for (a, slot) in plan.aggregates.iter().zip(&self.arg_slots) {
             if let AggregateKind::TopRows { .. } = a.kind {
                 // The ranked row: its columns, missing ones null.
                 let row = self
@@ -224,7 +250,7 @@ impl Reader {
         }
         Ok(Some(Row {
             time_ms,
-            key: group.finish(),
+            key: group.close(),
             args,
         }))
     }
@@ -237,8 +263,10 @@ pub fn extract(
     value: &[u8],
     record_ts: i64,
     now_ms: i64,
-) -> Result<Option<Row>, BadRecord> {
-    Reader::new(plan).row(None, value, record_ts, now_ms)
+) -> Result<Option<OwnedRow>, BadRecord> {
+    Reader::new(plan)
+        .row(None, value, record_ts, now_ms)
+        .map(|r| r.map(|r| r.to_owned()))
 }
 
 fn filter_columns(f: &Filter, add: &mut impl FnMut(&String)) {
@@ -306,11 +334,16 @@ pub(super) fn pick_with_serde(
         .and_then(|()| de.end())
     {
         Ok(()) => Ok(()),
-        // Valid JSON of another type, or not JSON at all.
-        Err(e) => match serde_json::from_slice::<IgnoredAny>(value) {
-            Ok(_) => Err(BadRecord::NotAnObject),
-            Err(_) => Err(BadRecord::NotJson(e.to_string())),
-        },
+        // Valid JSON of another type, or not JSON at all (an object whose
+        // values serde_json cannot read, as a lone surrogate `"\ud800"` or
+        // `1e400`, is the latter: its error says where).
+        Err(e) => {
+            let object = value.trim_ascii_start().starts_with(b"{");
+            match serde_json::from_slice::<IgnoredAny>(value) {
+                Ok(_) if !object => Err(BadRecord::NotAnObject),
+                _ => Err(BadRecord::NotJson(e.to_string())),
+            }
+        }
     }
 }
 
@@ -374,20 +407,36 @@ fn event_time(v: Option<&Value>, field: &str) -> Result<i64, BadRecord> {
 }
 
 /// Whether `f` holds for a record whose fields `get` looks up (missing or
-/// null: `None`). SQL's three-valued logic is collapsed the way `WHERE`
-/// uses it: a comparison with a missing or null operand does not hold.
+/// null: `None`): `WHERE` keeps a record only when its condition is true,
+/// not when it is unknown ([`truth`]).
 pub fn holds<'v>(f: &Filter, get: &impl Fn(&str) -> Option<&'v Value>) -> bool {
+    truth(f, get) == Some(true)
+}
+
+/// The value of `f` in SQL's three-valued logic (`None`: unknown): a
+/// comparison with a missing or null operand, or of values that do not
+/// compare (a number and a string), is unknown, and so is its negation, so
+/// `NOT (c = 'a')` keeps the same records as `c <> 'a'`; `AND` and `OR`
+/// follow Kleene's tables (false `AND` unknown is false, true `OR`
+/// unknown is true).
+fn truth<'v>(f: &Filter, get: &impl Fn(&str) -> Option<&'v Value>) -> Option<bool> {
     match f {
-        Filter::And(a, b) => holds(a, get) && holds(b, get),
-        Filter::Or(a, b) => holds(a, get) || holds(b, get),
-        Filter::Not(a) => !holds(a, get),
-        Filter::IsNull(c) => get(c).is_none_or(Value::is_null),
-        Filter::IsNotNull(c) => get(c).is_some_and(|v| !v.is_null()),
+        Filter::And(a, b) => match (truth(a, get), truth(b, get)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        Filter::Or(a, b) => match (truth(a, get), truth(b, get)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Filter::Not(a) => truth(a, get).map(|t| !t),
+        Filter::IsNull(c) => Some(get(c).is_none_or(Value::is_null)),
+        Filter::IsNotNull(c) => Some(get(c).is_some_and(|v| !v.is_null())),
         Filter::Compare { left, op, right } => {
-            let (Some(l), Some(r)) = (operand(left, get), operand(right, get)) else {
-                return false;
-            };
-            compare(&l, &r).is_some_and(|o| match op {
+            let (l, r) = (operand(left, get)?, operand(right, get)?);
+            compare(&l, &r).map(|o| match op {
                 CompareOp::Eq => o.is_eq(),
                 CompareOp::NotEq => o.is_ne(),
                 CompareOp::Lt => o.is_lt(),
@@ -460,6 +509,41 @@ mod tests {
         assert_eq!(extract(&p, b"{}", 5, 6).unwrap().unwrap().time_ms, 6);
     }
 
+    /// Times at the ends of `i64` are bad records, not an overflow in the
+    /// window arithmetic (found from outside: a debug build's task
+    /// panicked on `{"ts": 9223372036854775807}` and restarted forever).
+    #[test]
+    fn event_times_beyond_the_date_range_are_bad() {
+        let p = plan(None, TimeSource::Field("ts".into()));
+        for t in [
+            i64::MAX,
+            i64::MIN,
+            MAX_EVENT_TIME_MS + 1,
+            -MAX_EVENT_TIME_MS - 1,
+        ] {
+            let v = format!(r#"{{"customerId": 1, "ts": {t}}}"#);
+            assert!(
+                matches!(
+                    extract(&p, v.as_bytes(), 0, 0),
+                    Err(BadRecord::BadTime { .. })
+                ),
+                "{t}"
+            );
+        }
+        let v = format!(r#"{{"customerId": 1, "ts": {MAX_EVENT_TIME_MS}}}"#);
+        assert!(extract(&p, v.as_bytes(), 0, 0).unwrap().is_some());
+        let v = br#"{"customerId": 1, "ts": 1e300}"#;
+        assert!(matches!(
+            extract(&p, v, 0, 0),
+            Err(BadRecord::BadTime { .. })
+        ));
+        let p = plan(None, TimeSource::RecordTimestamp);
+        assert!(matches!(
+            extract(&p, b"{}", i64::MIN, 0),
+            Err(BadRecord::BadTime { .. })
+        ));
+    }
+
     #[test]
     fn the_key_column_reads_the_record_key() {
         let p = crate::stream::sql::parse_job(
@@ -471,7 +555,7 @@ mod tests {
         let mut r = Reader::new(&p);
         let v = br#"{"ts": 5, "_key": "a field of the value"}"#;
         let row = r.row(Some(b"k1"), v, 0, 0).unwrap().unwrap();
-        assert_eq!(row.key, GroupKey::of(&[json!("k1")]));
+        assert_eq!(row.key, GroupKey::of(&[json!("k1")]).as_str());
         assert_eq!(r.row(Some(b"x"), v, 0, 0), Ok(None), "WHERE reads it too");
         assert_eq!(r.row(None, v, 0, 0), Ok(None), "no key is null: not <> 'x'");
         assert_eq!(
@@ -483,11 +567,16 @@ mod tests {
         )
         .unwrap();
         assert!(!by_field.copartitioned());
-        let row = Reader::new(&by_field)
+        let mut reader = Reader::new(&by_field);
+        let row = reader
             .row(Some(&[0xff]), br#"{"ts": 5, "k": 1}"#, 0, 0)
             .unwrap()
             .unwrap();
-        assert_eq!(row.key, GroupKey::of(&[json!(1)]), "a key nobody reads");
+        assert_eq!(
+            row.key,
+            GroupKey::of(&[json!(1)]).as_str(),
+            "a key nobody reads"
+        );
     }
 
     #[test]
@@ -520,10 +609,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             row.key,
-            GroupKey::of(&[json!("a\"b\u{e9}"), json!([1, "x"])])
+            GroupKey::of(&[json!("a\"b\u{e9}"), json!([1, "x"])]).as_str()
         );
         let row = r.row(None, br#"{"ts": 1}"#, 0, 0).unwrap().unwrap();
-        assert_eq!(row.key, GroupKey::of(&[Value::Null, Value::Null]));
+        assert_eq!(row.key, GroupKey::of(&[Value::Null, Value::Null]).as_str());
     }
 
     #[test]
@@ -534,6 +623,14 @@ mod tests {
             Err(BadRecord::NotJson(_))
         ));
         assert_eq!(extract(&p, b"[1]", 0, 0), Err(BadRecord::NotAnObject));
+        // Found from outside: objects with a value serde_json cannot read
+        // were reported as "not a JSON object".
+        for v in [
+            &br#"{"customerId": "\ud800", "ts": 1}"#[..],
+            br#"{"customerId": 1e400}"#,
+        ] {
+            assert!(matches!(extract(&p, v, 0, 0), Err(BadRecord::NotJson(_))));
+        }
         assert_eq!(
             extract(&p, b"{}", 0, 0),
             Err(BadRecord::MissingTime("ts".into()))
@@ -596,6 +693,34 @@ mod tests {
             Box::new(cmp("a", CompareOp::LtEq, col("a"))),
         );
         assert!(holds(&either, &r));
+        // Unknown stays unknown under NOT (found from outside: `NOT (b =
+        // 'y')` kept records where b was null, missing or a number, which
+        // `b <> 'y'` drops), and follows Kleene's tables under AND and OR.
+        let s = |v: &str| Operand::Literal(Literal::String(v.into()));
+        let not = |f: Filter| Filter::Not(Box::new(f));
+        for c in ["c", "zz", "a"] {
+            assert!(!holds(&not(cmp(c, CompareOp::Eq, s("y"))), &r), "{c}");
+            assert!(!holds(&cmp(c, CompareOp::NotEq, s("y")), &r), "{c}");
+        }
+        assert!(holds(&not(cmp("b", CompareOp::Eq, s("y"))), &r));
+        let unknown = || cmp("zz", CompareOp::Eq, num(1.0));
+        let (yes, no) = (|| Filter::IsNull("c".into()), || Filter::IsNull("a".into()));
+        let or = |a, b| Filter::Or(Box::new(a), Box::new(b));
+        let and = |a, b| Filter::And(Box::new(a), Box::new(b));
+        assert!(holds(&or(unknown(), yes()), &r), "unknown OR true");
+        assert!(!holds(&or(unknown(), no()), &r), "unknown OR false");
+        assert!(
+            holds(&not(and(unknown(), no())), &r),
+            "NOT (unknown AND false)"
+        );
+        assert!(
+            !holds(&not(and(unknown(), yes())), &r),
+            "NOT (unknown AND true)"
+        );
+        assert!(
+            !holds(&not(or(unknown(), no())), &r),
+            "NOT (unknown OR false)"
+        );
         let p = plan(
             Some(cmp("customerId", CompareOp::Eq, num(1.0))),
             TimeSource::RecordTimestamp,

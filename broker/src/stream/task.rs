@@ -20,11 +20,12 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use weir_client::{
-    Admin, ConsumerConfig, ConsumerRecord, NewTopic, OffsetSpec, Producer, ProducerRecord,
-    StartPosition, TopicPartition,
+    Admin, ConsumerConfig, ConsumerRecord, FetchedRecord, NewTopic, OffsetSpec, Producer,
+    ProducerRecord, StartPosition, TopicPartition,
 };
 
 use super::job::{JobDef, JobReport, SharedReport, StartFrom};
+use super::local_write::LocalWriter;
 use super::plan::JobPlan;
 use crate::broker::Broker;
 
@@ -113,6 +114,9 @@ pub enum TaskError {
     /// Reading the task's input partition on this node failed.
     #[error("reading the input: {0}")]
     Read(String),
+    /// The task panicked (a bug): it is restarted like a failed one.
+    #[error("the task panicked: {0}")]
+    Panicked(String),
 }
 
 /// A read of a key's open windows (queryable state).
@@ -168,14 +172,24 @@ pub async fn group_committer(
 
 /// The producer a task writes with: idempotent (so a retried batch lands
 /// once and in order), acknowledged by every in-sync replica.
-pub async fn producer(bootstrap: &str, client_id: String) -> Result<Producer, TaskError> {
-    Ok(producer_config(bootstrap, client_id).build().await?)
+pub async fn producer(
+    bootstrap: &str,
+    node: &Weak<Broker>,
+    client_id: String,
+) -> Result<Producer, TaskError> {
+    Ok(producer_config(bootstrap, node, client_id).build().await?)
 }
 
 /// The settings of [`producer`], for a task that adds its own (an
-/// identity to resume).
-pub fn producer_config(bootstrap: &str, client_id: String) -> weir_client::ProducerConfig {
+/// identity to resume). Batches of partitions `node` leads are handed to
+/// it in-process ([`LocalWriter`]).
+pub fn producer_config(
+    bootstrap: &str,
+    node: &Weak<Broker>,
+    client_id: String,
+) -> weir_client::ProducerConfig {
     weir_client::ProducerConfig::new(bootstrap)
+        .local(LocalWriter::new(node.clone()))
         .acks(weir_client::Acks::All)
         .idempotent(true)
         .linger(Duration::from_millis(5))
@@ -194,7 +208,7 @@ pub async fn tally_input(
     producer: &Producer,
     def: &JobDef,
     p: i32,
-    rec: &ConsumerRecord,
+    rec: &FetchedRecord<'_>,
     late: bool,
     bad: Option<String>,
 ) -> Result<(), TaskError> {
@@ -205,7 +219,7 @@ pub async fn tally_input(
         if let Some(topic) = &def.late_topic {
             let reason = bad.unwrap_or_else(|| "late".into());
             producer
-                .send_detached(late_record(topic, p, rec, reason))
+                .send_detached(late_record(topic, p, rec.into(), reason))
                 .await?;
         }
     }
@@ -353,21 +367,51 @@ pub async fn store_checkpoint<T: Serialize>(
 /// The copy of input record `rec` of partition `source` for the late
 /// topic `topic`: its key, value and timestamp, with headers saying where
 /// it came from and why it is there (`late`, or why it could not be read).
-pub fn late_record(
-    topic: &str,
-    source: i32,
-    rec: &ConsumerRecord,
-    reason: String,
-) -> ProducerRecord {
-    let mut out = ProducerRecord::new(topic.to_string(), rec.value.clone().unwrap_or_default())
+pub fn late_record(topic: &str, source: i32, rec: SetAside, reason: String) -> ProducerRecord {
+    let mut out = ProducerRecord::new(topic.to_string(), rec.value.unwrap_or_default())
         .header("weir-source-partition", source.to_string())
         .header("weir-source-offset", rec.offset.to_string())
         .header("weir-reason", reason)
         .timestamp(rec.timestamp);
-    if let Some(k) = &rec.key {
-        out = out.key(k.clone());
+    if let Some(k) = rec.key {
+        out = out.key(k);
     }
     out
+}
+
+/// What of an input record its late-topic copy keeps.
+#[derive(Debug, Clone)]
+pub struct SetAside {
+    /// Its offset.
+    pub offset: i64,
+    /// Its timestamp.
+    pub timestamp: i64,
+    /// Its key.
+    pub key: Option<Bytes>,
+    /// Its value.
+    pub value: Option<Bytes>,
+}
+
+impl From<&ConsumerRecord> for SetAside {
+    fn from(r: &ConsumerRecord) -> Self {
+        SetAside {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+        }
+    }
+}
+
+impl From<&FetchedRecord<'_>> for SetAside {
+    fn from(r: &FetchedRecord<'_>) -> Self {
+        SetAside {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.bytes(r.key),
+            value: r.bytes(r.value),
+        }
+    }
 }
 
 /// The records at `offsets` (ascending) of `topic`/`partition`, those that

@@ -9,7 +9,7 @@
 //! `end + grace`; a session `[first, last + gap)` at `end + gap + grace`,
 //! and a row at `t` is late for sessions once `t + gap + grace` passed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,10 @@ use serde_json::Value;
 use super::acc::Acc;
 use super::plan::{AggregateKind, WindowSpec};
 use super::watermark::Watermarks;
+
+/// A map by group key, hashed with a fast seeded hash instead of SipHash
+/// (a row looks its key up once per window it falls in).
+pub type KeyMap<V> = std::collections::HashMap<GroupKey, V, foldhash::fast::RandomState>;
 
 /// A group key: the JSON array of the key columns' values, as text (so that
 /// equal keys hash and order alike, whatever their JSON types). Shared, not
@@ -34,6 +38,14 @@ impl Serialize for GroupKey {
 impl<'de> Deserialize<'de> for GroupKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(GroupKey(String::deserialize(d)?.into()))
+    }
+}
+
+/// Maps look a key up by its text, so a row's key (written into a reused
+/// buffer) is turned into a shared `GroupKey` only when it opens a window.
+impl std::borrow::Borrow<str> for GroupKey {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -59,7 +71,12 @@ impl GroupKey {
 
     /// The key columns' values.
     pub fn values(&self) -> Vec<Value> {
-        match serde_json::from_str(&self.0) {
+        Self::values_of(&self.0)
+    }
+
+    /// The key columns' values of the key text `key`.
+    pub fn values_of(key: &str) -> Vec<Value> {
+        match serde_json::from_str(key) {
             Ok(Value::Array(v)) => v,
             _ => Vec::new(),
         }
@@ -68,7 +85,7 @@ impl GroupKey {
 
 /// Writes a [`GroupKey`] column by column, straight into its text (no
 /// array of values built first).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GroupKeyWriter(Vec<u8>);
 
 impl GroupKeyWriter {
@@ -95,17 +112,26 @@ impl GroupKeyWriter {
         let _ = serde_json::to_writer(&mut self.0, s);
     }
 
-    /// The key written.
-    pub fn finish(mut self) -> GroupKey {
+    /// Empties the writer for the next key (its buffer is kept).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Closes the key written and returns its text; [`Self::clear`] starts
+    /// the next one.
+    pub fn close(&mut self) -> &str {
         if self.0.is_empty() {
             self.0.push(b'[');
         }
         self.0.push(b']');
-        // serde_json writes UTF-8 only.
-        GroupKey(match std::str::from_utf8(&self.0) {
-            Ok(s) => s.into(),
-            Err(_) => String::from_utf8_lossy(&self.0).into(),
-        })
+        // serde_json writes UTF-8 only; what is not would be a bug here,
+        // and shows as a key no value maps to rather than a panic.
+        std::str::from_utf8(&self.0).unwrap_or("[\"\u{fffd}\"]")
+    }
+
+    /// The key written.
+    pub fn finish(mut self) -> GroupKey {
+        GroupKey(self.close().into())
     }
 }
 
@@ -115,15 +141,50 @@ impl Default for GroupKeyWriter {
     }
 }
 
-/// One input record as the operator sees it.
+/// One input record as the operator sees it, borrowed from the buffers it
+/// was read into (a row costs no allocation unless it opens a window).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row<'a> {
+    /// Event time, epoch ms.
+    pub time_ms: i64,
+    /// The group key's text (see [`GroupKey`]).
+    pub key: &'a str,
+    /// Each aggregate's argument (null when absent; ignored by `COUNT(*)`).
+    pub args: &'a [Value],
+}
+
+impl Row<'_> {
+    /// The row with its own copies of the key and arguments.
+    pub fn to_owned(&self) -> OwnedRow {
+        OwnedRow {
+            time_ms: self.time_ms,
+            key: GroupKey(self.key.into()),
+            args: self.args.to_vec(),
+        }
+    }
+}
+
+/// A [`Row`] that owns its key and arguments (rows built by hand, kept
+/// beyond the buffers they were read into).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub struct OwnedRow {
     /// Event time, epoch ms.
     pub time_ms: i64,
     /// The group key.
     pub key: GroupKey,
-    /// Each aggregate's argument (null when absent; ignored by `COUNT(*)`).
+    /// Each aggregate's argument.
     pub args: Vec<Value>,
+}
+
+impl OwnedRow {
+    /// The row borrowed, as the operator takes it.
+    pub fn row(&self) -> Row<'_> {
+        Row {
+            time_ms: self.time_ms,
+            key: self.key.as_str(),
+            args: &self.args,
+        }
+    }
 }
 
 /// When results are emitted.
@@ -180,10 +241,12 @@ pub struct WindowOperator {
     /// the first starts are the next to fire and need no timers of their
     /// own.
     #[serde(with = "fixed_serde")]
-    fixed: BTreeMap<i64, HashMap<GroupKey, Vec<Acc>>>,
+    fixed: BTreeMap<i64, KeyMap<Vec<Acc>>>,
     /// Sessions of each key, disjoint, by start.
-    sessions: HashMap<GroupKey, Vec<Session>>,
-    /// (close, key, start) of every open session.
+    sessions: KeyMap<Vec<Session>>,
+    /// (close, key, start) timers of the open sessions: each open session
+    /// has one at or before its close (a session that grew keeps its older
+    /// one until it comes up; one merged away leaves its timer behind).
     session_timers: BTreeSet<(i64, GroupKey, i64)>,
     /// Rows taken.
     pub accepted: u64,
@@ -195,11 +258,11 @@ pub struct WindowOperator {
 /// and start (JSON maps need string keys; checkpoints written before the map
 /// was by start read alike).
 mod fixed_serde {
-    use super::{Acc, GroupKey};
+    use super::{Acc, GroupKey, KeyMap};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
 
-    type Map = BTreeMap<i64, HashMap<GroupKey, Vec<Acc>>>;
+    type Map = BTreeMap<i64, KeyMap<Vec<Acc>>>;
 
     pub(super) fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
         let mut v: Vec<((&GroupKey, i64), &Vec<Acc>)> = m
@@ -237,7 +300,7 @@ impl WindowOperator {
             emit,
             watermarks: Watermarks::new(partitions),
             fixed: BTreeMap::new(),
-            sessions: HashMap::new(),
+            sessions: KeyMap::default(),
             session_timers: BTreeSet::new(),
             accepted: 0,
             late: 0,
@@ -251,7 +314,8 @@ impl WindowOperator {
 
     /// Windows not yet emitted as final.
     pub fn open_windows(&self) -> usize {
-        self.fixed.values().map(HashMap::len).sum::<usize>() + self.session_timers.len()
+        self.fixed.values().map(KeyMap::len).sum::<usize>()
+            + self.sessions.values().map(Vec::len).sum::<usize>()
     }
 
     /// The current values of `key`'s open windows, by start (queryable
@@ -279,7 +343,12 @@ impl WindowOperator {
     /// Takes `row` from input partition `partition`; pushes to `out` the
     /// updates (under [`EmitMode::Changes`]) and every window that became
     /// final.
-    pub fn process(&mut self, partition: usize, row: Row, out: &mut Vec<WindowResult>) -> Outcome {
+    pub fn process(
+        &mut self,
+        partition: usize,
+        row: Row<'_>,
+        out: &mut Vec<WindowResult>,
+    ) -> Outcome {
         let own = self.watermarks.of(partition);
         let fired = self.watermarks.firing();
         let closed =
@@ -358,7 +427,7 @@ impl WindowOperator {
 
     fn add_fixed(
         &mut self,
-        row: &Row,
+        row: &Row<'_>,
         slide: i64,
         size: i64,
         closed: impl Fn(i64) -> bool,
@@ -381,57 +450,95 @@ impl WindowOperator {
             let keys = self
                 .fixed
                 .entry(start)
-                .or_insert_with(|| HashMap::with_capacity(hint));
-            let accs = match keys.get_mut(&row.key) {
+                .or_insert_with(|| KeyMap::with_capacity_and_hasher(hint, Default::default()));
+            // Looked up by text: the key is shared (allocated) only when
+            // it opens a window of this start.
+            let accs = match keys.get_mut(row.key) {
                 Some(accs) => accs,
                 None => keys
-                    .entry(row.key.clone())
+                    .entry(GroupKey(row.key.into()))
                     .or_insert_with(|| self.kinds.iter().map(|k| Acc::new(*k)).collect()),
             };
-            for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(&row.args) {
+            for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
                 acc.add(*kind, arg);
             }
             if self.emit == EmitMode::Changes {
-                out.push(result(&row.key, start, end, accs, false));
+                out.push(result(&GroupKey(row.key.into()), start, end, accs, false));
             }
         }
         took
     }
 
-    fn add_session(&mut self, row: &Row, gap: i64, out: &mut Vec<WindowResult>) {
+    fn add_session(&mut self, row: &Row<'_>, gap: i64, out: &mut Vec<WindowResult>) {
         let (t, grace) = (row.time_ms, self.grace_ms);
-        let (mut start, mut end) = (t, t.saturating_add(gap));
+        let row_end = t.saturating_add(gap);
+        let overlaps = |s: &Session| s.start <= row_end && t <= s.end;
+        // Sessions are disjoint and by start, so those the row's own gap
+        // window overlaps are side by side. When it is one (a row within or
+        // extending a session: most rows), the row goes into it in place;
+        // accumulators do not depend on the order of what they took, so
+        // this equals the merge below.
+        if let Some(sessions) = self.sessions.get_mut(row.key) {
+            if let Some(i) = sessions.iter().position(overlaps) {
+                if !sessions.get(i + 1).is_some_and(overlaps) {
+                    let s = &mut sessions[i];
+                    for ((acc, kind), arg) in s.accs.iter_mut().zip(&self.kinds).zip(row.args) {
+                        acc.add(*kind, arg);
+                    }
+                    // The one before ends at or before `t` (it does not
+                    // overlap and starts first), so the order holds. A
+                    // session that only grows later keeps its timer:
+                    // [`Self::fire`] moves a timer that comes early to the
+                    // session's close.
+                    s.end = s.end.max(row_end);
+                    let earlier = t < s.start;
+                    if earlier || self.emit == EmitMode::Changes {
+                        let key = GroupKey(row.key.into());
+                        if earlier {
+                            s.start = t;
+                            let close = session_close(s.end, gap, grace);
+                            self.session_timers.insert((close, key.clone(), t));
+                        }
+                        if self.emit == EmitMode::Changes {
+                            out.push(result(&key, s.start, s.end, &s.accs, false));
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        let (mut start, mut end) = (t, row_end);
+        // The key as its open sessions already share it, else a new one.
+        let key = match self.sessions.get_key_value(row.key) {
+            Some((k, _)) => k.clone(),
+            None => GroupKey(row.key.into()),
+        };
+        let sessions = self.sessions.entry(key.clone()).or_default();
         let mut accs: Vec<Acc> = self.kinds.iter().map(|k| Acc::new(*k)).collect();
-        for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(&row.args) {
+        for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
             acc.add(*kind, arg);
         }
-        let sessions = self.sessions.entry(row.key.clone()).or_default();
         // Every session the row's own gap window overlaps joins it.
         let mut kept = Vec::with_capacity(sessions.len() + 1);
         for s in sessions.drain(..) {
-            if s.start < t.saturating_add(gap) && t < s.end {
+            if overlaps(&s) {
                 start = start.min(s.start);
                 end = end.max(s.end);
                 for (a, b) in accs.iter_mut().zip(&s.accs) {
                     a.merge(b);
                 }
-                self.session_timers.remove(&(
-                    session_close(s.end, gap, grace),
-                    row.key.clone(),
-                    s.start,
-                ));
             } else {
                 kept.push(s);
             }
         }
         if self.emit == EmitMode::Changes {
-            out.push(result(&row.key, start, end, &accs, false));
+            out.push(result(&key, start, end, &accs, false));
         }
         let at = kept.partition_point(|s| s.start < start);
         kept.insert(at, Session { start, end, accs });
         *sessions = kept;
         self.session_timers
-            .insert((session_close(end, gap, grace), row.key.clone(), start));
+            .insert((session_close(end, gap, grace), key, start));
     }
 
     /// Emits every window whose close the firing watermark passed, by close
@@ -449,25 +556,43 @@ impl WindowOperator {
             let mut closing: Vec<(GroupKey, Vec<Acc>)> = entry.remove().into_iter().collect();
             closing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let end = start.saturating_add(size);
-            out.extend(
-                closing
-                    .iter()
-                    .map(|(key, accs)| result(key, start, end, accs, true)),
-            );
+            out.reserve(closing.len());
+            out.extend(closing.into_iter().map(|(key, accs)| WindowResult {
+                values: accs.iter().map(Acc::value).collect(),
+                key,
+                start_ms: start,
+                end_ms: end,
+                is_final: true,
+            }));
         }
+        let gap = match self.spec {
+            WindowSpec::Session { gap_ms } => gap_ms,
+            WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => 0,
+        };
         while let Some(first) = self.session_timers.first() {
             if first.0 > f {
                 break;
             }
-            let (_, key, start) = self.session_timers.pop_first().expect("first exists");
-            if let Some(sessions) = self.sessions.get_mut(&key) {
-                if let Some(i) = sessions.iter().position(|s| s.start == start) {
-                    let s = sessions.remove(i);
-                    out.push(result(&key, s.start, s.end, &s.accs, true));
-                }
-                if sessions.is_empty() {
-                    self.sessions.remove(&key);
-                }
+            let (close, key, start) = self.session_timers.pop_first().expect("first exists");
+            let Some(sessions) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            // A timer is a lower bound: its session may have grown since
+            // (then it is set again at the session's close, and fires in its
+            // place), or been merged into another one (then none starts
+            // there any more, or the one that does has its own timer).
+            let Some(i) = sessions.iter().position(|s| s.start == start) else {
+                continue;
+            };
+            let real = session_close(sessions[i].end, gap, self.grace_ms);
+            if real != close {
+                self.session_timers.insert((real, key, start));
+                continue;
+            }
+            let s = sessions.remove(i);
+            out.push(result(&key, s.start, s.end, &s.accs, true));
+            if sessions.is_empty() {
+                self.sessions.remove(&key);
             }
         }
     }

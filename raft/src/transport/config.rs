@@ -30,6 +30,40 @@ pub struct TransportConfig {
     pub reconnect_min: Duration,
     /// Longest delay between connect attempts (default 2 s).
     pub reconnect_max: Duration,
+    /// This node's cluster id, once known (shared: the node sets it when it
+    /// learns it). Links say it first, and a peer that knows another one
+    /// refuses the connection, so a node started on another cluster's
+    /// data directory never writes into this one.
+    pub cluster_id: ClusterIdCell,
+}
+
+/// A cluster id that is set once it is known, read by every new connection.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterIdCell(std::sync::Arc<std::sync::RwLock<Option<String>>>);
+
+impl ClusterIdCell {
+    /// Records the cluster id.
+    pub fn set(&self, id: &str) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
+    }
+
+    /// The cluster id, if known.
+    pub fn get(&self) -> Option<String> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Why a peer saying `theirs` must be refused, if it must: both ids are
+    /// known and differ.
+    pub(crate) fn refuses(&self, theirs: Option<&str>) -> Option<String> {
+        let ours = self.get()?;
+        let theirs = theirs?;
+        (ours != theirs).then(|| {
+            format!(
+                "a node of cluster {theirs} connected to this node of cluster {ours}: \
+                 its data directory belongs to another cluster; refusing it"
+            )
+        })
+    }
 }
 
 impl Default for TransportConfig {
@@ -43,6 +77,7 @@ impl Default for TransportConfig {
             connect_timeout: Duration::from_secs(1),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
+            cluster_id: ClusterIdCell::default(),
         }
     }
 }

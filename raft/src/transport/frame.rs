@@ -68,6 +68,10 @@ pub(crate) enum Kind {
     /// Body: `ReadLogRequest`, batches of the group's partition log below a
     /// snapshot's boundary. Answered with `Result<LogChunk, String>`.
     ReadLog = 0x08,
+    /// Body: `Hello`, the first frame of a connection: which cluster the
+    /// connecting node belongs to. Answered with `()`, or refused with
+    /// `WireError::OtherCluster` and the connection closed.
+    Hello = 0x09,
     /// The request with this correlation id succeeded; body: its response.
     Ok = 0x80,
     /// The request with this correlation id failed; body: a `WireError`.
@@ -85,6 +89,7 @@ impl Kind {
             0x06 => Kind::Propose,
             0x07 => Kind::Leaders,
             0x08 => Kind::ReadLog,
+            0x09 => Kind::Hello,
             0x80 => Kind::Ok,
             0x81 => Kind::Err,
             _ => return None,

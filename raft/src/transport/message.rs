@@ -22,6 +22,13 @@ pub(crate) type SnapshotMeta = openraft::SnapshotMeta<
 
 /// The body of a [`Kind::Snapshot`](super::frame::Kind::Snapshot) frame: a whole
 /// snapshot and the vote of the leader that sends it.
+/// The first frame of a connection: the connecting node's cluster id, once
+/// it has one (a new node learns it from the controller it joins).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub(crate) cluster_id: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct SnapshotRequest {
     /// The sending leader's vote, checked by the receiver.
@@ -83,6 +90,9 @@ pub(crate) enum WireError {
     /// An earlier append of the same pipeline failed, so this one was not run.
     #[error("append pipeline of group {0} was reset by an earlier failure")]
     PipelineReset(u64),
+    /// The connecting node belongs to another cluster.
+    #[error("{0}")]
+    OtherCluster(String),
     /// The group's Raft is stopping or stopped.
     #[error("group {group} failed: {reason}")]
     Fatal {

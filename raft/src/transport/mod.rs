@@ -63,7 +63,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::TransportConfig;
+pub use config::{ClusterIdCell, TransportConfig};
 // For the state machines of the groups (a group manager, not yet written).
 pub(crate) use message::LogChunk;
 pub(crate) use message::ReadLogRequest;

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::TransportConfig;
 use super::frame::{correlation_of, Frame, FrameError, FrameReader, Kind};
-use super::message::WireError;
+use super::message::{Hello, WireError};
 use super::writer::write_frames;
 
 /// Why a request over a link got no answer.
@@ -295,7 +295,7 @@ async fn run_link(shared: Arc<Shared>, mut rx: mpsc::Receiver<Bytes>) {
 
 async fn connect(shared: &Shared) -> Result<TcpStream, String> {
     let connecting = TcpStream::connect(shared.addr.as_str());
-    let stream = match tokio::time::timeout(shared.config.connect_timeout, connecting).await {
+    let mut stream = match tokio::time::timeout(shared.config.connect_timeout, connecting).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => {
@@ -307,7 +307,43 @@ async fn connect(shared: &Shared) -> Result<TcpStream, String> {
     };
     // Votes and heartbeats are small and latency bound: never wait for Nagle.
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    hello(shared, &mut stream).await?;
     Ok(stream)
+}
+
+/// Says which cluster this node belongs to, first on a new connection, and
+/// waits for the peer to take it (it refuses a node of another cluster).
+async fn hello(shared: &Shared, stream: &mut TcpStream) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let max = shared.config.max_frame_bytes;
+    let hello = Hello {
+        cluster_id: shared.config.cluster_id.get(),
+    };
+    let frame = Frame::encode(Kind::Hello, 0, 0, &hello, max).map_err(|e| e.to_string())?;
+    let answer = async {
+        stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+        FrameReader::new(&mut *stream, max)
+            .next()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(shared.config.connect_timeout, answer).await {
+        Ok(Ok(Some(f))) if f.kind == Kind::Ok => Ok(()),
+        Ok(Ok(Some(f))) if f.kind == Kind::Err => {
+            let why = f
+                .body::<WireError>()
+                .map_or_else(|e| e.to_string(), |e| e.to_string());
+            tracing::warn!(node = shared.node, addr = %shared.addr, "the node refused this one: {why}");
+            Err(why)
+        }
+        Ok(Ok(Some(f))) => Err(format!("{:?} frame answering the hello", f.kind)),
+        Ok(Ok(None)) => Err("connection closed at the hello".into()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "no answer to the hello within {:?}",
+            shared.config.connect_timeout
+        )),
+    }
 }
 
 /// Writes queued frames and reads answers until either side fails; returns why.

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use super::config::TransportConfig;
 use super::frame::{Frame, FrameError, FrameReader, Kind};
 use super::lane::Lanes;
-use super::message::{ProposeRequest, ReadLogRequest, SnapshotRequest, WireError};
+use super::message::{Hello, ProposeRequest, ReadLogRequest, SnapshotRequest, WireError};
 use super::registry::{GroupHandler, HandlerError, Registry};
 use super::writer::write_frames;
 use crate::types::TypeConfig;
@@ -106,7 +106,7 @@ async fn serve_connection(
     let (tx, mut rx) = mpsc::channel(config.queue_depth);
     // Aborted when this task ends or is aborted (server shutdown), so the
     // socket closes at once and the peer fails what it waits for.
-    let _writer = AbortOnDrop(tokio::spawn(async move {
+    let mut writer = AbortOnDrop(tokio::spawn(async move {
         write_frames(wr, None, &mut rx, |_| true).await
     }));
     let responder = Responder {
@@ -120,8 +120,26 @@ async fn serve_connection(
         permits: Arc::new(Semaphore::new(config.max_inflight_per_connection)),
     };
     let mut frames = FrameReader::new(rd, config.max_frame_bytes);
+    let mut refused = false;
     loop {
         match frames.next().await {
+            Ok(Some(frame)) if frame.kind == Kind::Hello => {
+                let why = match frame.body::<Hello>() {
+                    Ok(h) => config.cluster_id.refuses(h.cluster_id.as_deref()),
+                    Err(e) => Some(format!("unreadable hello: {e}")),
+                };
+                let correlation = frame.correlation_id;
+                match why {
+                    None => conn.responder.send(0, correlation, Ok(())).await,
+                    Some(why) => {
+                        tracing::warn!(%peer, "{why}");
+                        let refusal: Result<(), _> = Err(WireError::OtherCluster(why));
+                        conn.responder.send(0, correlation, refusal).await;
+                        refused = true;
+                        break;
+                    }
+                }
+            }
             Ok(Some(frame)) => {
                 if let Err(e) = conn.dispatch(frame).await {
                     tracing::warn!(%peer, error = %e, "malformed request, closing the connection");
@@ -138,6 +156,10 @@ async fn serve_connection(
     // Lanes end when their queues close; answers still being computed find the
     // writer gone and are dropped.
     drop(conn);
+    if refused {
+        // The refusal reaches the peer before the socket closes.
+        let _ = tokio::time::timeout(config.connect_timeout, &mut writer.0).await;
+    }
 }
 
 /// Aborts a task when dropped.

@@ -68,6 +68,8 @@ mod tokens;
 mod top_n;
 mod window_fn;
 
+pub use window_fn::{MAX_HOPS_PER_RECORD, MAX_INTERVAL_MS};
+
 use std::fmt::Display;
 
 use sqlparser::ast::{

@@ -263,6 +263,15 @@ fn spec(kind: Kind, intervals: &[&Expr], clause: &'static str) -> Result<WindowS
                     ),
                 ));
             }
+            let hops = (size_ms + slide_ms - 1) / slide_ms;
+            if hops > MAX_HOPS_PER_RECORD {
+                return Err(invalid(
+                    clause,
+                    format!(
+                        "HOP size ({size_ms} ms) over slide ({slide_ms} ms) puts each record in {hops} windows; at most {MAX_HOPS_PER_RECORD} are allowed"
+                    ),
+                ));
+            }
             Ok(WindowSpec::Hop { slide_ms, size_ms })
         }
         _ => Err(unsupported(
@@ -360,8 +369,22 @@ pub(super) fn interval_ms(expr: &Expr, clause: &'static str) -> Result<i64, SqlE
     if ms <= 0 {
         return Err(bad("the interval must be positive"));
     }
+    if ms > MAX_INTERVAL_MS {
+        return Err(bad("the interval is longer than 36,500 days"));
+    }
     Ok(ms)
 }
+
+/// The longest interval a statement may name (about 100 years): with event
+/// times bounded too (`row::MAX_EVENT_TIME_MS`), window bounds stay far
+/// inside `i64`.
+pub const MAX_INTERVAL_MS: i64 = 36_500 * DAY;
+
+/// The most hopping windows one record may belong to (`size / slide`,
+/// rounded up): each is an accumulator to update per record, so a slide
+/// far below the size (1 ms over a day: 86.4 M windows) would exhaust the
+/// node's memory on the first record. A day sliding by 10 s is 8,640.
+pub const MAX_HOPS_PER_RECORD: i64 = 10_000;
 
 const SECOND: i64 = 1_000;
 const MINUTE: i64 = 60 * SECOND;

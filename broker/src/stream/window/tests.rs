@@ -24,8 +24,8 @@ type Part = Vec<(u8, i64, i64)>;
 /// A final result as the reference states it (the values as JSON text).
 type Final = (String, i64, i64, String);
 
-fn row(key: u8, t: i64, v: i64) -> Row {
-    Row {
+fn row(key: u8, t: i64, v: i64) -> OwnedRow {
+    OwnedRow {
         time_ms: t,
         key: GroupKey::of(&[json!(format!("k{key}"))]),
         args: vec![
@@ -108,7 +108,7 @@ fn reference(spec: WindowSpec, grace: i64, parts: &[Part]) -> BTreeSet<Final> {
                 let (start, mut end) = (rows[i].0, rows[i].0 + gap);
                 let mut vals = vec![rows[i].1];
                 i += 1;
-                while i < rows.len() && rows[i].0 < end {
+                while i < rows.len() && rows[i].0 <= end {
                     end = end.max(rows[i].0 + gap);
                     vals.push(rows[i].1);
                     i += 1;
@@ -139,7 +139,7 @@ fn run(spec: WindowSpec, grace: i64, parts: &[Part], picks: &[u8]) -> Vec<Window
         let p = live[usize::from(*pick.next().unwrap_or(&0)) % live.len()];
         let (k, t, v) = parts[p][at[p]];
         at[p] += 1;
-        op.process(p, row(k, t, v), &mut out);
+        op.process(p, row(k, t, v).row(), &mut out);
     }
     assert!(out.iter().all(|r| r.is_final));
     out
@@ -213,6 +213,10 @@ fn run_two_stage(
     restart_at: usize,
 ) -> Vec<WindowResult> {
     use crate::stream::repartition::{Routed, Router, Shard};
+    let owned: Vec<Vec<OwnedRow>> = parts
+        .iter()
+        .map(|part| part.iter().map(|&(k, t, v)| row(k, t, v)).collect())
+        .collect();
     // Each router's output, per shard, in write order.
     let mut streams: Vec<Vec<Vec<Routed>>> = vec![vec![Vec::new(); parts.len()]; shards];
     for (p, part) in parts.iter().enumerate() {
@@ -221,12 +225,11 @@ fn run_two_stage(
         let mut i = 0;
         let mut restarted = false;
         while i < part.len() {
-            let (k, t, v) = part[i];
-            if let Some(r) = router.route(p as i32, i as i64, row(k, t, v)) {
-                let Routed::Row { row: ref rw, .. } = r else {
+            if let Some(r) = router.route(p as i32, i as i64, owned[p][i].row()) {
+                let Routed::Row { row: rw, .. } = r else {
                     unreachable!()
                 };
-                let s = rw.key.0.bytes().map(usize::from).sum::<usize>() % shards;
+                let s = rw.key.bytes().map(usize::from).sum::<usize>() % shards;
                 streams[s][p].push(r);
             }
             i += 1;
@@ -267,7 +270,7 @@ fn run_two_stage(
                 break;
             }
             let p = live[usize::from(*pick.next().unwrap_or(&0)) % live.len()];
-            shard.take(per_source[p][at[p]].clone(), &mut out);
+            shard.take(per_source[p][at[p]], &mut out);
             at[p] += 1;
         }
     }
@@ -318,19 +321,25 @@ fn tumbling_windows_fire_on_the_slowest_partition_and_drop_late_rows() {
     let mut op = WindowOperator::new(spec, 5_000, KINDS.to_vec(), 2, EmitMode::Final);
     let mut out = Vec::new();
     assert_eq!(
-        op.process(0, row(1, 1_000, 10), &mut out),
+        op.process(0, row(1, 1_000, 10).row(), &mut out),
         Outcome::Accepted
     );
     assert_eq!(
-        op.process(0, row(1, 40_000, 20), &mut out),
+        op.process(0, row(1, 40_000, 20).row(), &mut out),
         Outcome::Accepted
     );
     // Partition 0 passed 35 s: [0, 30 s) closed for its rows.
-    assert_eq!(op.process(0, row(1, 2_000, 99), &mut out), Outcome::Late);
+    assert_eq!(
+        op.process(0, row(1, 2_000, 99).row(), &mut out),
+        Outcome::Late
+    );
     // Partition 1 is behind: its row still counts, and nothing fired yet.
-    assert_eq!(op.process(1, row(1, 3_000, 5), &mut out), Outcome::Accepted);
+    assert_eq!(
+        op.process(1, row(1, 3_000, 5).row(), &mut out),
+        Outcome::Accepted
+    );
     assert!(out.is_empty());
-    op.process(1, row(2, 36_000, 1), &mut out);
+    op.process(1, row(2, 36_000, 1).row(), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].start_ms, out[0].end_ms), (0, 30_000));
     assert_eq!(out[0].values[0], json!(2));
@@ -345,9 +354,9 @@ fn changes_mode_emits_each_update_then_the_final_value() {
     let spec = WindowSpec::Session { gap_ms: 1_000 };
     let mut op = WindowOperator::new(spec, 0, KINDS.to_vec(), 1, EmitMode::Changes);
     let mut out = Vec::new();
-    op.process(0, row(1, 0, 1), &mut out);
-    op.process(0, row(1, 500, 2), &mut out);
-    op.process(0, row(1, 10_000, 3), &mut out);
+    op.process(0, row(1, 0, 1).row(), &mut out);
+    op.process(0, row(1, 500, 2).row(), &mut out);
+    op.process(0, row(1, 10_000, 3).row(), &mut out);
     let seen: Vec<_> = out
         .iter()
         .map(|r| (r.start_ms, r.end_ms, r.values[0].clone(), r.is_final))
@@ -378,7 +387,7 @@ fn state_round_trips_through_json() {
     let mut straight = Vec::new();
     let mut resumed = Vec::new();
     for (i, (k, t, v)) in rows.iter().enumerate() {
-        op.process(0, row(*k as u8, *t, *v), &mut straight);
+        op.process(0, row(*k as u8, *t, *v).row(), &mut straight);
         if i == 20 {
             let text = serde_json::to_string(&op).unwrap();
             let mut back: WindowOperator = serde_json::from_str(&text).unwrap();
@@ -391,7 +400,7 @@ fn state_round_trips_through_json() {
             assert_eq!(old, op);
             resumed = straight.clone();
             for (k, t, v) in &rows[21..] {
-                back.process(0, row(*k as u8, *t, *v), &mut resumed);
+                back.process(0, row(*k as u8, *t, *v).row(), &mut resumed);
             }
         }
     }
@@ -405,10 +414,10 @@ fn open_windows_of_a_key_can_be_read_while_they_build() {
     let spec = WindowSpec::Tumble { size_ms: 1_000 };
     let mut op = WindowOperator::new(spec, 0, KINDS.to_vec(), 1, EmitMode::Final);
     let mut out = Vec::new();
-    op.process(0, row(1, 100, 4), &mut out);
-    op.process(0, row(1, 1_100, 5), &mut out);
-    op.process(0, row(2, 1_200, 6), &mut out);
-    op.process(0, row(1, 1_300, 7), &mut out);
+    op.process(0, row(1, 100, 4).row(), &mut out);
+    op.process(0, row(1, 1_100, 5).row(), &mut out);
+    op.process(0, row(2, 1_200, 6).row(), &mut out);
+    op.process(0, row(1, 1_300, 7).row(), &mut out);
     // [0, 1000) closed when the watermark reached 1100.
     assert_eq!(out.len(), 1);
     let open = op.open_for(&row(1, 0, 0).key);
@@ -417,6 +426,67 @@ fn open_windows_of_a_key_can_be_read_while_they_build() {
     assert_eq!(open[0].values[1], json!(12));
     assert!(!open[0].is_final);
     assert!(op.open_for(&row(3, 0, 0).key).is_empty());
+}
+
+/// Sessions that grow, start earlier and merge are counted once each while
+/// open, and each fires once, at its own close (end + gap + grace), not at
+/// the close its first row gave it.
+#[test]
+fn grown_and_merged_sessions_fire_once_at_their_close() {
+    let spec = WindowSpec::Session { gap_ms: 100 };
+    let mut op = WindowOperator::new(spec, 200, KINDS.to_vec(), 1, EmitMode::Final);
+    let mut out = Vec::new();
+    // Key 1: [1000, 1100) grows to [1000, 1180), then 950 moves its start
+    // earlier. Key 2: [1000, 1100) and [1180, 1280), until 1090 joins them.
+    for (k, t) in [(1, 1_000), (1, 1_080), (2, 1_000), (2, 1_180), (1, 950)] {
+        op.process(0, row(k, t, 1).row(), &mut out);
+    }
+    assert_eq!(op.open_windows(), 3);
+    op.process(0, row(2, 1_090, 1).row(), &mut out);
+    assert_eq!(op.open_windows(), 2);
+    // Key 1 closes at 1180 + 100 + 200: a watermark of 1479 fires nothing,
+    // although its first row's session would have closed at 1400.
+    op.process(0, row(3, 1_479, 1).row(), &mut out);
+    assert!(out.is_empty(), "fired early: {out:?}");
+    let fired = |out: &[WindowResult]| -> Vec<(i64, i64, Value)> {
+        out.iter()
+            .map(|r| (r.start_ms, r.end_ms, r.values[0].clone()))
+            .collect()
+    };
+    op.process(0, row(3, 1_480, 1).row(), &mut out);
+    assert_eq!(fired(&out), [(950, 1_180, json!(3))]);
+    out.clear();
+    op.process(0, row(3, 1_580, 1).row(), &mut out);
+    assert_eq!(fired(&out), [(1_000, 1_280, json!(3))]);
+    // Key 3: one session, [1479, 1680) (1580 touches [1479, 1580)).
+    assert_eq!(op.open_windows(), 1);
+}
+
+/// A record exactly `gap` after a session's last one joins it, as in
+/// Flink (whose session windows merge when they overlap or touch); one a
+/// millisecond later starts a new session (found from outside: records
+/// `gap` apart made two sessions where Flink makes one).
+#[test]
+fn touching_gap_windows_make_one_session() {
+    let spec = WindowSpec::Session { gap_ms: 100 };
+    let mut op = WindowOperator::new(spec, 500, KINDS.to_vec(), 1, EmitMode::Final);
+    let mut out = Vec::new();
+    // 1_900 comes out of order and touches [2000, 2100) from below.
+    for t in [1_000, 1_100, 1_200, 1_301, 2_000, 1_900, 9_000] {
+        op.process(0, row(1, t, 1).row(), &mut out);
+    }
+    let got: Vec<_> = out
+        .iter()
+        .map(|r| (r.start_ms, r.end_ms, r.values[0].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1_000, 1_300, json!(3)),
+            (1_301, 1_401, json!(1)),
+            (1_900, 2_100, json!(2))
+        ]
+    );
 }
 
 #[test]
@@ -441,4 +511,16 @@ fn a_group_key_is_the_compact_json_array_of_its_values() {
     w.text("x\"y");
     w.value(&json!(1));
     assert_eq!(w.finish(), GroupKey::of(&[json!("x\"y"), json!(1)]));
+}
+
+proptest! {
+    /// A text key column is written as serde_json writes the string.
+    #[test]
+    fn text_key_columns_are_written_as_json_strings(a in any::<String>(), b in "[ -~]{0,12}") {
+        let mut by_text = GroupKeyWriter::new();
+        by_text.text(&a);
+        by_text.text(&b);
+        let by_value = GroupKey::of(&[json!(a), json!(b)]);
+        prop_assert_eq!(by_text.finish(), by_value);
+    }
 }

@@ -189,6 +189,9 @@ fn group_by() {
         "INTERVAL '9999999999999999999999999999999' SECOND",
         "INTERVAL '.' SECOND",
         "INTERVAL '1:30' MINUTE TO SECOND",
+        // Longer than 36,500 days: window bounds must stay inside i64.
+        "INTERVAL '36501' DAY",
+        "INTERVAL '9223372036854775807' MILLISECOND",
     ] {
         let message = refused(
             &job("COUNT(*)", &format!("GROUP BY TUMBLE(ts, {bad})")),
@@ -204,6 +207,21 @@ fn group_by() {
         "GROUP BY",
     );
     assert!(message.contains("slide"), "{message}");
+    // Each record in more than 10,000 hopping windows (found from outside:
+    // a 1 ms slide over a day took the node's memory on the first record).
+    let message = refused(
+        &job(
+            "COUNT(*)",
+            "GROUP BY HOP(ts, INTERVAL '1' MILLISECOND, INTERVAL '1' DAY)",
+        ),
+        "GROUP BY",
+    );
+    assert!(message.contains("86400000 windows"), "{message}");
+    assert!(parse_job(&job(
+        "COUNT(*)",
+        "GROUP BY HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' DAY)"
+    ))
+    .is_ok());
     // a window table function needs both bounds in GROUP BY, and only its window
     let from = "FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' SECOND))";
     refused(

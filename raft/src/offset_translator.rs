@@ -193,17 +193,25 @@ impl OffsetTranslator {
     pub(crate) fn open(log: &Log) -> Result<Self> {
         let dir = log.dir().to_path_buf();
         finish_reset(log)?;
-        let log_end = log.log_end_offset();
         let anchor = load_anchor(log)?;
+        let log_end = log.log_end_offset();
         if anchor.first_offset > log_end {
-            return Err(RaftStoreError::corrupt(
-                &dir,
-                format!(
-                    "the partition log ends at {log_end}, below the Raft anchor's offset {}",
-                    anchor.first_offset
-                ),
-            ));
+            // Recovery cut a damaged log below what Raft had already purged
+            // (a one-voter group purges everything applied before retention
+            // or DeleteRecords). The offsets in between are lost on this
+            // replica; the log goes on at the anchor, so the node can start
+            // and the group's leaders (if any) send what follows again.
+            tracing::error!(
+                dir = %dir.display(),
+                log_end,
+                anchor_offset = anchor.first_offset,
+                "the partition log was damaged below its Raft anchor: offsets {log_end}..{} are lost on this replica; it continues at {}",
+                anchor.first_offset,
+                anchor.first_offset
+            );
+            log.continue_at(anchor.first_offset)?;
         }
+        let log_end = log.log_end_offset();
         let (side_file, mut side) = SideFile::open(&dir)?;
         side.retain(|i, _| *i >= anchor.first_index);
         let (point_file, loaded) = PointFile::open(&dir)?;

@@ -950,6 +950,48 @@ impl Log {
         Ok(())
     }
 
+    /// Moves the log end up to `offset`, leaving the offsets in between unused
+    /// (read as a gap, like a compacted one): an empty segment starts at
+    /// `offset`, the active one is sealed (or removed when empty). For a log
+    /// whose tail was lost to damage on disk below the point its owner had
+    /// already recorded as written (a Raft anchor). The log start follows when
+    /// the log held nothing. Durable on return; nothing to do when `offset` is
+    /// not past the end.
+    pub fn continue_at(&self, offset: i64) -> Result<()> {
+        {
+            let mut st = self.lock()?;
+            let end = st.log_end();
+            if offset <= end {
+                return Ok(());
+            }
+            st.truncations += 1;
+            if st.active().is_empty() {
+                let base = st.active().base_offset;
+                if let Some(seg) = st.segments.remove(&base) {
+                    remove_files(&seg.files())?;
+                }
+            } else {
+                st.active_mut().seal()?;
+            }
+            let seg = Segment::create(&self.dir, offset, &st.cfg, "")?;
+            st.segments.insert(offset, seg);
+            if st.log_start >= end {
+                checkpoint::write(&self.dir, checkpoint::LOG_START, offset)?;
+                st.log_start = offset;
+                st.epochs.clear();
+                recovery::assign_epochs(&mut st, offset);
+                self.persist_epochs_locked(&mut st)?;
+            }
+            st.high_watermark = offset;
+            st.dir_dirty = true;
+            self.hw_tx.send_replace(offset);
+            self.end_tx.send_replace(offset);
+            tracing::warn!(log = %self.name, from = end, to = offset, "log continues past a gap");
+        }
+        self.flush()?;
+        Ok(())
+    }
+
     /// Removes every record at or above `offset` (rounded down to a batch start);
     /// returns the new log end. When that batch starts below the log start, the log
     /// is emptied and its end is the log start. Durable on return.

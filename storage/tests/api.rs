@@ -689,3 +689,49 @@ fn compaction_removes_the_segments_it_empties() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 5));
     assert_eq!(log.append(&keyed("k", "e"), 0).unwrap().base_offset, 5);
 }
+
+/// `continue_at` moves the end past a gap: the records below stay readable,
+/// a read inside the gap gets the next batch, appends take offsets from the
+/// new end, and all of it survives a reopen (a partition whose damaged tail
+/// fell below its Raft anchor opens this way).
+#[test]
+fn continue_at_leaves_a_gap_that_reads_and_reopens_like_a_compacted_one() {
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("t-0");
+    let (log, _) = Log::open(&dir, "t-0", small_cfg()).unwrap();
+    log.append(&batch(5, 10, 1_000), 0).unwrap();
+    log.continue_at(3).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        5,
+        "an offset below the end is no move"
+    );
+    log.continue_at(20).unwrap();
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(log.high_watermark(), 20);
+    assert_eq!(log.log_start_offset(), 0, "records below the gap are kept");
+    log.append(&batch(2, 10, 2_000), 0).unwrap();
+    log.set_high_watermark(22).unwrap();
+    let check = |log: &Log| {
+        let offsets: Vec<i64> = read_all(log).iter().map(|b| b.header.base_offset).collect();
+        assert_eq!(offsets, vec![0, 20]);
+        let r = log.read(7, 1 << 20, ReadBound::LogEnd).unwrap();
+        assert_eq!(split_batches(&r.records)[0].header.base_offset, 20);
+        assert_eq!(log.log_end_offset(), 22);
+    };
+    check(&log);
+    log.close().unwrap();
+    drop(log);
+    let (log, _) = Log::open(&dir, "t-0", small_cfg()).unwrap();
+    check(&log);
+
+    // An empty log moves its start along: nothing lies below.
+    let empty = tmp.path().join("e-0");
+    let (log, _) = Log::open(&empty, "e-0", small_cfg()).unwrap();
+    log.continue_at(9).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (9, 9));
+    drop(log);
+    let (log, _) = Log::open(&empty, "e-0", small_cfg()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (9, 9));
+    assert_eq!(log.append(&batch(1, 10, 3_000), 0).unwrap().base_offset, 9);
+}

@@ -500,22 +500,31 @@ fn data_already_in_the_partition_log_stays_outside_the_raft_log() {
     assert_eq!(t.raft_index_of(&log, 2).unwrap(), None);
 }
 
+/// Damage on disk cut the partition log below the anchor (recovery truncates
+/// at the first bad batch, and a one-voter group's anchor sits at its end
+/// after any retention): the translation opens, the log continues at the
+/// anchor's offset, and the entries after the anchor are gone (a replicated
+/// group's leader sends them again).
 #[test]
-fn a_log_behind_the_anchor_refuses_to_open() {
+fn a_log_damaged_below_the_anchor_continues_at_the_anchor() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, mut t) = open(dir.path());
     let mut model = Model::new();
     run(&mut model, &log, &mut t, &mixed(10));
     let upto = model.entries[8].id;
+    model.purge(upto);
     t.purge(&log, upto).unwrap();
-    log.truncate_to(0).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let (l, tr) = open(tmp.path());
-    drop(std::mem::replace(&mut t, tr));
-    drop(std::mem::replace(&mut log, l));
-    let (log, _) = Log::open(dir.path(), "t-0", LogConfig::default()).unwrap();
-    let err = OffsetTranslator::open(&log).unwrap_err();
-    assert!(err.to_string().contains("below the Raft anchor"), "{err}");
+    let anchor = t.anchor();
+    assert!(anchor.first_offset > 3);
+    log.truncate_to(3).unwrap();
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    model.entries.clear();
+    model.next_offset = anchor.first_offset;
+    check(&model, &log, &mut t);
+    assert_eq!(log.log_start_offset(), 0, "the intact records below stay");
+    run(&mut model, &log, &mut t, &mixed(10));
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
 }
 
 /// Sequential one-entry reads (a replication stream) with and without the

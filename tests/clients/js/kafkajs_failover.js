@@ -54,7 +54,7 @@ async function main() {
   const kafka = new Kafka({
     clientId: 'weir-failover',
     brokers: a.bootstrap.split(','),
-    logLevel: logLevel.WARN,
+    logLevel: process.env.KJS_DEBUG ? logLevel.DEBUG : logLevel.WARN,
     logCreator,
     retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 1000 },
   })

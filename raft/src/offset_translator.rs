@@ -270,7 +270,25 @@ impl OffsetTranslator {
                     term: rec.term,
                 });
             } else if c.offset < log_end {
-                let (h, _) = reader.next_batch()?;
+                let h = match reader.next_batch() {
+                    Ok((h, _)) => h,
+                    // Damage that the segment's own checks let through (a
+                    // flipped base offset is outside the batch CRC): the
+                    // Raft log needs its batches back to back, so the log
+                    // ends before the first one out of place.
+                    Err(RaftStoreError::Corrupt { reason, .. }) => {
+                        tracing::error!(
+                            dir = %self.dir.display(),
+                            offset = c.offset,
+                            log_end,
+                            reason,
+                            "the partition log is damaged: it is cut at the first batch out of place"
+                        );
+                        log.truncate_to(c.offset)?;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 added |= self.count_data(c);
                 self.last = Some(EntryId {
                     index: c.index,

@@ -383,7 +383,16 @@ pub(crate) fn load(dir: &Path, name: &str, cfg: LogConfig) -> Result<(State, Rec
     report.segments = state.segments.len();
     report.log_start_offset = state.log_start;
     report.log_end_offset = end;
-    if !fresh && (!clean || report != clean_report(&report)) {
+    if report.corruption_found {
+        // Records from the first damaged batch on are gone from this copy.
+        tracing::error!(
+            log = name,
+            bytes_truncated = report.bytes_truncated,
+            segments_dropped = report.segments_dropped,
+            log_end_offset = end,
+            "damaged log: cut at its first bad batch; the records after it are lost on this replica"
+        );
+    } else if !fresh && (!clean || report != clean_report(&report)) {
         tracing::info!(log = name, ?report, "recovered log");
     }
     Ok((state, report))

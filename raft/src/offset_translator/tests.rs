@@ -717,3 +717,42 @@ fn an_interrupted_reset_with_staged_segments_keeps_them_below_the_anchor() {
     assert!(!dir.path().join(RESET_FILE).exists());
     assert!(!dir.path().join(STAGING_DIR).exists());
 }
+
+/// A batch whose base offset was damaged on disk (outside its CRC, so the
+/// segment's own recovery keeps it) is out of place for the Raft log: the
+/// translation opens with the log cut before it, as for a torn tail.
+#[test]
+fn a_batch_out_of_place_cuts_the_log_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(20));
+    let (index, base) = model
+        .entries
+        .iter()
+        .filter_map(|e| match e.kind {
+            ModelKind::Data { base, .. } => Some((e.id.index, base)),
+            ModelKind::Other(_) => None,
+        })
+        .nth(6)
+        .unwrap();
+    let seg = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut pos = 0;
+    loop {
+        let at = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
+        if at == base {
+            bytes[pos + 4] ^= 0x40;
+            break;
+        }
+        let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap());
+        pos += 12 + usize::try_from(len).unwrap();
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    model.truncate_after(Some(index - 1));
+    check(&model, &log, &mut t);
+    run(&mut model, &log, &mut t, &mixed(5));
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+}

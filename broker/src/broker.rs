@@ -58,6 +58,11 @@ pub struct Broker {
     pub logs: LogManager,
     // Read on every produce/fetch, written when topics change; never held across `.await`.
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Partitions assigned here whose Raft state could not be opened
+    /// (damaged files), with the error: offline, their files left as they
+    /// are, while the node serves the others (Kafka takes a damaged log
+    /// directory offline the same way). A restart tries them again.
+    offline: RwLock<BTreeMap<TopicPartition, String>>,
     /// The group coordinators, one per `__consumer_offsets` partition this
     /// node leads (loaded from its log in each new leader epoch).
     coordinators: Coordinators,
@@ -281,18 +286,17 @@ impl Broker {
             let log = logs.create(&h.tp, h.config.clone())?;
             to_open.push((h, log));
         }
-        let partitions: HashMap<_, _> = open_groups(
+        let (opened, offline) = open_groups(
             to_open,
             node_u,
             &cluster,
             config.producer_limits,
             &metrics.producer_states,
             config.raft_quiesce,
-        )?
-        .into_iter()
-        .collect();
+        )?;
+        let partitions: HashMap<_, _> = opened.into_iter().collect();
         for tp in logs.partitions() {
-            if !partitions.contains_key(&tp) {
+            if !partitions.contains_key(&tp) && !offline.contains_key(&tp) {
                 // A topic deleted in metadata whose log deletion a crash interrupted.
                 tracing::warn!(partition = %tp, "deleting log of a topic that no longer exists");
                 logs.delete(&tp)?;
@@ -334,6 +338,7 @@ impl Broker {
             reconciling: Mutex::new(()),
             logs,
             partitions: RwLock::new(partitions),
+            offline: RwLock::new(offline),
             coordinators,
             group_config,
             metrics,
@@ -556,6 +561,23 @@ impl Broker {
                 .collect();
             gone.iter().filter_map(|tp| parts.remove(tp)).collect()
         };
+        let dropped_offline: Vec<TopicPartition> = {
+            let mut off = self.offline.write().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<TopicPartition> = off
+                .keys()
+                .filter(|tp| !wanted.contains_key(tp))
+                .cloned()
+                .collect();
+            for tp in &gone {
+                off.remove(tp);
+            }
+            gone
+        };
+        if !dropped_offline.is_empty() {
+            if let Err(e) = self.logs.delete_many(&dropped_offline) {
+                tracing::warn!(error = %e, "deleting logs of offline partitions");
+            }
+        }
         if !removed.is_empty() {
             // Stop the Raft groups before their files go.
             stop_groups(&removed);
@@ -568,13 +590,20 @@ impl Broker {
                 "removed partitions no longer assigned here"
             );
         }
-        let open: HashSet<TopicPartition> = self
+        let mut open: HashSet<TopicPartition> = self
             .partitions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .keys()
             .cloned()
             .collect();
+        open.extend(
+            self.offline
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
         let floors: Vec<(TopicPartition, i64)> = plan
             .iter()
             .filter(|h| h.floor > 0)
@@ -606,7 +635,7 @@ impl Broker {
                 let log = self.logs.create(&h.tp, h.config.clone())?;
                 chunk.push((h, log));
             }
-            let new = open_groups(
+            let (new, failed) = open_groups(
                 chunk,
                 u64::try_from(self.config.node_id).unwrap_or(0),
                 &self.cluster,
@@ -619,6 +648,10 @@ impl Broker {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(new);
+            self.offline
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(failed);
         }
         for (tp, floor) in floors {
             if let Some(p) = self.partition(&tp.topic, tp.partition) {
@@ -897,6 +930,18 @@ impl Broker {
     /// finds its leader), UNKNOWN_TOPIC_OR_PARTITION when it does not exist.
     pub fn not_hosted(&self, topic: &str, partition: i32) -> i16 {
         use crate::error_code::code;
+        let offline = TopicPartition {
+            topic: topic.into(),
+            partition,
+        };
+        if self
+            .offline
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&offline)
+        {
+            return code::KAFKA_STORAGE_ERROR;
+        }
         match self.meta.topic(topic) {
             Some(t) if (0..t.partitions).contains(&partition) => code::NOT_LEADER_OR_FOLLOWER,
             _ => code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -1288,11 +1333,20 @@ impl Broker {
     /// The partitions hosted here that have no leader now (`topic-partition`),
     /// for readiness.
     pub fn leaderless_partitions(&self) -> Vec<String> {
-        self.hosted()
-            .iter()
-            .filter(|p| !self.has_leader(p))
-            .map(|p| p.tp.to_string())
-            .collect()
+        let mut out: Vec<String> = self
+            .offline
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .map(|tp| format!("{tp} (offline)"))
+            .collect();
+        out.extend(
+            self.hosted()
+                .iter()
+                .filter(|p| !self.has_leader(p))
+                .map(|p| p.tp.to_string()),
+        );
+        out
     }
 
     /// Whether hosted partition `p` has a leader as clients are told
@@ -1421,6 +1475,13 @@ fn hosted_plan(
 /// replica is this node as a one-voter group (its election is immediate),
 /// the others over the cluster's transport. The file work runs on the
 /// blocking pool. Blocking: call it from a blocking thread of the runtime.
+/// The partitions [`open_groups`] opened, and those it could not (offline,
+/// with the error).
+type OpenedGroups = (
+    Vec<(TopicPartition, Arc<Partition>)>,
+    BTreeMap<TopicPartition, String>,
+);
+
 fn open_groups(
     parts: Vec<(Hosted, Arc<weir_storage::Log>)>,
     node: u64,
@@ -1428,14 +1489,16 @@ fn open_groups(
     limits: crate::producer_state::ProducerLimits,
     counters: &Arc<crate::producer_state::ProducerStateCounters>,
     quiesce: bool,
-) -> anyhow::Result<Vec<(TopicPartition, Arc<Partition>)>> {
+) -> anyhow::Result<OpenedGroups> {
     let handle = tokio::runtime::Handle::current();
     handle.block_on(async {
         let mut set = tokio::task::JoinSet::new();
+        let mut names = HashMap::new();
         for (h, log) in parts {
             let counters = Arc::clone(counters);
             let cluster = Arc::clone(cluster);
-            set.spawn(async move {
+            let tp = h.tp.clone();
+            let task = set.spawn(async move {
                 // Followers elect only once their leader stops claiming the
                 // group (quiescence), so the election timeout can be short:
                 // failover is about the leader lease (election_max_ms).
@@ -1473,14 +1536,28 @@ fn open_groups(
                 };
                 (h.tp, part)
             });
+            names.insert(task.id(), tp);
         }
-        let mut out = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            let (tp, part) = joined?;
-            let part = part.map_err(|e| anyhow::anyhow!("{tp}: {e}"))?;
-            out.push((tp, part));
+        let mut opened = Vec::new();
+        let mut offline = BTreeMap::new();
+        while let Some(joined) = set.join_next_with_id().await {
+            let (tp, err) = match joined {
+                Ok((_, (tp, Ok(part)))) => {
+                    opened.push((tp, part));
+                    continue;
+                }
+                Ok((_, (tp, Err(e)))) => (tp, e.to_string()),
+                Err(e) => match names.remove(&e.id()) {
+                    Some(tp) => (tp, format!("opening it failed: {e}")),
+                    None => return Err(e.into()),
+                },
+            };
+            // One damaged partition does not keep the node down: it stays
+            // offline (its files untouched) and the rest is served.
+            tracing::error!(partition = %tp, error = %err, "partition offline: its Raft state could not be opened");
+            offline.insert(tp, err);
         }
-        Ok(out)
+        Ok((opened, offline))
     })
 }
 

@@ -220,3 +220,63 @@ fn a_log_damaged_below_its_raft_anchor_serves_on_past_the_gap() -> Result<()> {
     );
     node.assert_alive()
 }
+
+/// A partition whose Raft state cannot be opened (its anchor file
+/// overwritten) goes offline instead of keeping the node down: the node
+/// starts and serves its other partitions, the damaged one answers
+/// KAFKA_STORAGE_ERROR and is named by /v1/health (not ready), its files
+/// stay untouched, and once the file is repaired a restart serves it again.
+#[test]
+fn a_partition_with_damaged_raft_state_goes_offline_and_the_rest_is_served() -> Result<()> {
+    use weir_tests::raw::{batch, create_topic, produce, read_all, RawConn};
+    let mut node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "half", 2, &[])? == 0);
+    for p in 0..2 {
+        let v = format!("before-{p}");
+        ensure!(produce(&mut c, "half", p, -1, batch(&[v.as_bytes()], None)?)?.0 == 0);
+    }
+    drop(c);
+    node.kill()?;
+    let anchor = node.data_dir().join("logs/half-0/raft-state");
+    let saved = std::fs::read(&anchor)?;
+    std::fs::write(&anchor, b"garbage")?;
+    node.restart()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    let (err, base) = produce(&mut c, "half", 1, -1, batch(&[b"after-1"], None)?)?;
+    ensure!(
+        (err, base) == (0, 1),
+        "the healthy partition: {:?}",
+        (err, base)
+    );
+    let got: Vec<String> = read_all(&mut c, "half", 1, 0)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    ensure!(got == ["before-1", "after-1"], "{got:?}");
+    let (err, _) = produce(&mut c, "half", 0, -1, batch(&[b"after-0"], None)?)?;
+    ensure!(
+        err == 56,
+        "the offline partition answers KAFKA_STORAGE_ERROR, got {err}"
+    );
+    let (status, body) = node.http_get("/v1/health")?;
+    ensure!(
+        status != 200 && body.contains("half-0 (offline)"),
+        "{status} {body}"
+    );
+    ensure!(
+        std::fs::read(&anchor)? == b"garbage",
+        "the damaged file was rewritten"
+    );
+    drop(c);
+    node.stop()?;
+    std::fs::write(&anchor, saved)?;
+    node.restart()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    let got: Vec<String> = read_all(&mut c, "half", 0, 0)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    ensure!(got == ["before-0"], "after the repair: {got:?}");
+    node.assert_alive()
+}

@@ -560,7 +560,12 @@ where
         why,
     };
     let store_log = Arc::clone(&log);
-    let mut store = tokio::task::spawn_blocking(move || LogStore::open(store_log))
+    let existing = if voters.len() > 1 {
+        crate::offset_translator::Existing::Drop
+    } else {
+        crate::offset_translator::Existing::Adopt
+    };
+    let mut store = tokio::task::spawn_blocking(move || LogStore::open_as(store_log, existing))
         .await
         .map_err(|e| raft_err(e.to_string()))?
         .map_err(|source| GroupError::Store {

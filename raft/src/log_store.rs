@@ -106,12 +106,22 @@ pub(crate) struct LogReader {
 impl LogStore {
     /// Opens the Raft log of the partition whose log is `log` (reconciling its
     /// files, see [`crate::offset_translator`]). Blocking.
+    #[cfg(test)]
     pub(crate) fn open(log: Arc<Log>) -> Result<Self> {
+        Self::open_as(log, crate::offset_translator::Existing::Adopt)
+    }
+
+    /// [`LogStore::open`], saying what becomes of records the log holds
+    /// without Raft files (see [`crate::offset_translator::Existing`]).
+    pub(crate) fn open_as(
+        log: Arc<Log>,
+        existing: crate::offset_translator::Existing,
+    ) -> Result<Self> {
         // Created (if missing) before a new partition's anchor is written,
         // whose directory fsync then makes the vote file's name durable.
         let (mut vote_file, vote) = SlotFile::open(log.dir(), VOTE)?;
         let new_anchor = !log.dir().join(ANCHOR_FILE).exists();
-        let translator = OffsetTranslator::open(&log)?;
+        let translator = OffsetTranslator::open_as(&log, existing)?;
         if vote_file.created() && new_anchor {
             vote_file.dir_synced();
         }

@@ -190,10 +190,17 @@ pub(crate) struct OffsetTranslator {
 impl OffsetTranslator {
     /// Opens the translation of the partition whose log is `log`, reconciling
     /// its files with the log (see the module docs).
+    #[cfg(test)]
     pub(crate) fn open(log: &Log) -> Result<Self> {
+        Self::open_as(log, Existing::Adopt)
+    }
+
+    /// [`OffsetTranslator::open`], saying what becomes of records a log holds
+    /// without any Raft files beside it.
+    pub(crate) fn open_as(log: &Log, existing: Existing) -> Result<Self> {
         let dir = log.dir().to_path_buf();
         finish_reset(log)?;
-        let anchor = load_anchor(log)?;
+        let anchor = load_anchor(log, existing)?;
         let log_end = log.log_end_offset();
         if anchor.first_offset > log_end {
             // Recovery cut a damaged log below what Raft had already purged
@@ -847,7 +854,20 @@ fn term_of_batch(h: &BatchHeader, log: &Log) -> Result<u64> {
 /// anchor is written at once. Raft files without an anchor are refused: the
 /// anchor is written before either of them, so it was lost, and guessing it
 /// would remap entries.
-fn load_anchor(log: &Log) -> Result<Anchor> {
+/// What becomes of the records of a partition log found with no Raft files
+/// beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// They stay, outside the Raft log (a one-voter group over a log written
+    /// before Raft: the first entry follows them).
+    Adopt,
+    /// They go (a replica of a replicated group whose Raft files are lost:
+    /// its records cannot be placed in the group's log, so it starts empty
+    /// and its leader sends the log again, as to a node that lost its disk).
+    Drop,
+}
+
+fn load_anchor(log: &Log, existing: Existing) -> Result<Anchor> {
     let dir = log.dir();
     match durable_file::read(dir, ANCHOR_FILE)? {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -864,6 +884,14 @@ fn load_anchor(log: &Log) -> Result<Anchor> {
                         format!("missing, but {name} holds entries"),
                     ));
                 }
+            }
+            if existing == Existing::Drop && log.log_end_offset() > 0 {
+                tracing::error!(
+                    dir = %dir.display(),
+                    log_end = log.log_end_offset(),
+                    "a replica's partition log has no Raft state: its records are dropped and its leader sends the log again"
+                );
+                log.reset_to(0)?;
             }
             let anchor = Anchor {
                 purged: None,

@@ -1323,6 +1323,47 @@ fn a_follower_with_a_wiped_data_dir_is_caught_up_by_its_leaders() -> Result<()> 
     Ok(())
 }
 
+/// A follower whose partitions lost their Raft files but kept their
+/// segments (files deleted by hand, a partial restore) cannot place its
+/// records in the groups' logs: it starts those partitions empty and its
+/// leaders send the logs again, so every replica ends byte-identical.
+/// Found from outside: the follower took its old records as data from
+/// before Raft, the leader's entries landed after them, and as leader it
+/// served every record twice at shifted offsets.
+#[test]
+fn a_follower_that_lost_its_raft_files_is_refilled_not_doubled() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let topic = unique("raftless");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 2, 3, &[])? == 0);
+    let leader = c.leader(1, &topic, 0)?;
+    let damaged = (1..=3).find(|n| *n != leader).expect("three nodes");
+    for i in 0..20 {
+        let v = format!("before-{i}");
+        c.produce_to_leader(&topic, i % 2, 0, &batch(&[v.as_bytes()], None)?)?;
+    }
+    c.await_identical_replicas(&topic, 2)?;
+    c.node(damaged).kill()?;
+    for p in 0..2 {
+        let dir = c.node(damaged).data_dir().join(format!("logs/{topic}-{p}"));
+        for f in std::fs::read_dir(&dir)? {
+            let f = f?.path();
+            if f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("raft-"))
+            {
+                std::fs::remove_file(f)?;
+            }
+        }
+    }
+    c.node(damaged).restart()?;
+    for i in 0..20 {
+        let v = format!("after-{i}");
+        c.produce_to_leader(&topic, i % 2, 0, &batch(&[v.as_bytes()], None)?)?;
+    }
+    c.await_identical_replicas(&topic, 2)?;
+    Ok(())
+}
+
 /// A node started on another cluster's data directory (here: cluster A's
 /// node 1, beside nodes 2 and 3 that started over as cluster B) is refused
 /// by B's nodes and refuses them: B never hosts A's topic. Found from

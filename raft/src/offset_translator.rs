@@ -885,6 +885,30 @@ fn load_anchor(log: &Log, existing: Existing) -> Result<Anchor> {
                     ));
                 }
             }
+            // A one-voter group's anchor follows its snapshot (it purges
+            // what it snapshots): a lost anchor is the snapshot's point,
+            // else the records from before the snapshot would be dropped
+            // as the group restarts its log past them.
+            let snapshot = crate::state_machine::stored_snapshot_point(dir)
+                .map_err(|e| RaftStoreError::corrupt(dir, format!("unreadable snapshot: {e}")))?;
+            if let (Existing::Adopt, Some((last, next_offset))) = (existing, snapshot) {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    index = last.index,
+                    offset = next_offset,
+                    "the Raft anchor is missing: rebuilt from the snapshot"
+                );
+                let anchor = Anchor {
+                    purged: Some(EntryId {
+                        index: last.index,
+                        term: crate::types::term_of(&last),
+                    }),
+                    first_index: last.index + 1,
+                    first_offset: next_offset,
+                };
+                save_anchor(dir, &anchor)?;
+                return Ok(anchor);
+            }
             if existing == Existing::Drop && log.log_end_offset() > 0 {
                 tracing::error!(
                     dir = %dir.display(),

@@ -212,6 +212,19 @@ async fn persist(dir: Option<std::path::PathBuf>, snapshot: &Snapshot) -> io::Re
     Ok(())
 }
 
+/// The last entry and the Kafka offset after it of the snapshot stored in
+/// partition directory `dir`, if one is (what a lost anchor is rebuilt from).
+pub(crate) fn stored_snapshot_point(dir: &std::path::Path) -> io::Result<Option<(LogId, i64)>> {
+    let Some(bytes) = crate::durable_file::read(dir, SNAPSHOT_FILE)? else {
+        return Ok(None);
+    };
+    let stored: StoredSnapshot = serde_json::from_slice(&bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let manifest: SnapshotManifest = serde_json::from_slice(&stored.data)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(manifest.last_log_id.zip(manifest.next_kafka_offset))
+}
+
 impl StateMachine {
     /// An empty state machine.
     // Used by tests today; the cluster's follower paths use it next.

@@ -280,3 +280,37 @@ fn a_partition_with_damaged_raft_state_goes_offline_and_the_rest_is_served() -> 
     ensure!(got == ["before-0"], "after the repair: {got:?}");
     node.assert_alive()
 }
+
+/// A lost Raft anchor file after DeleteRecords (the one-voter group had
+/// purged its Raft log up to its snapshot) is rebuilt from the snapshot:
+/// the records kept are still served and appends continue after them.
+/// Found from outside: the group restarted its log past them and every
+/// record was dropped, logged at info level.
+#[test]
+fn a_lost_raft_anchor_is_rebuilt_from_the_snapshot() -> Result<()> {
+    use weir_tests::raw::{
+        batch, create_topic, delete_records, list_offset, produce, read_all, RawConn,
+    };
+    let mut node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "noanchor", 1, &[])? == 0);
+    for i in 0..30 {
+        let v = format!("v{i}");
+        ensure!(produce(&mut c, "noanchor", 0, -1, batch(&[v.as_bytes()], None)?)?.0 == 0);
+    }
+    ensure!(delete_records(&mut c, "noanchor", 0, 5)? == (0, 5));
+    drop(c);
+    node.kill()?;
+    std::fs::remove_file(node.data_dir().join("logs/noanchor-0/raft-state"))?;
+    node.restart()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(list_offset(&mut c, "noanchor", 0, -2)? == 5, "log start");
+    let got: Vec<i64> = read_all(&mut c, "noanchor", 0, 5)?
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    ensure!(got == (5..30).collect::<Vec<i64>>(), "served: {got:?}");
+    let (err, base) = produce(&mut c, "noanchor", 0, -1, batch(&[b"after"], None)?)?;
+    ensure!((err, base) == (0, 30), "append: {:?}", (err, base));
+    node.assert_alive()
+}

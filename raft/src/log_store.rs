@@ -117,6 +117,32 @@ impl LogStore {
         log: Arc<Log>,
         existing: crate::offset_translator::Existing,
     ) -> Result<Self> {
+        if lost_side_entries(&log, existing)? {
+            // The group's entries that are not data are gone, so the Raft
+            // log cannot be rebuilt: its state starts over around the
+            // records, as when every Raft file is lost (kept as data from
+            // before Raft by a one-voter group; dropped and sent again by
+            // the leader of a replicated one).
+            tracing::error!(
+                dir = %log.dir().display(),
+                "the Raft side file is lost: this partition's Raft state starts over"
+            );
+            for name in [
+                crate::side_entries::SIDE_FILE,
+                crate::sync_points::POINTS_FILE,
+                ANCHOR_FILE,
+                VOTE.name,
+                COMMITTED.name,
+                crate::state_machine::SNAPSHOT_FILE,
+            ] {
+                match std::fs::remove_file(log.dir().join(name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(RaftStoreError::io(log.dir())(e)),
+                }
+            }
+            crate::durable_file::sync_dir(log.dir())?;
+        }
         // Created (if missing) before a new partition's anchor is written,
         // whose directory fsync then makes the vote file's name durable.
         let (mut vote_file, vote) = SlotFile::open(log.dir(), VOTE)?;
@@ -460,6 +486,22 @@ fn from_stored(s: StoredEntry) -> Result<Entry> {
             Entry::new(log_id(id.term, id.index), p)
         }
     })
+}
+
+/// Whether the Raft side file of a group that ran (its vote file exists)
+/// was lost: nothing is purged, yet the first entry is data, where every
+/// group starts with its membership entry (kept in the side file).
+fn lost_side_entries(log: &Log, existing: crate::offset_translator::Existing) -> Result<bool> {
+    if !log.dir().join(VOTE.name).exists() {
+        return Ok(false);
+    }
+    let mut t = OffsetTranslator::open_as(log, existing)?;
+    let anchor = t.anchor();
+    if anchor.purged.is_some() {
+        return Ok(false);
+    }
+    let first = t.read(log, anchor.first_index, anchor.first_index + 1)?;
+    Ok(matches!(first.first(), Some(StoredEntry::Data { .. })))
 }
 
 /// The translator's id of Raft log id `l`.

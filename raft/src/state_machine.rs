@@ -151,7 +151,7 @@ struct Applied {
 
 /// File of the current snapshot in the partition directory (JSON: meta and
 /// manifest), replaced atomically and fsynced.
-const SNAPSHOT_FILE: &str = "raft-snapshot";
+pub(crate) const SNAPSHOT_FILE: &str = "raft-snapshot";
 
 /// A snapshot as stored in [`SNAPSHOT_FILE`].
 #[derive(Debug, Serialize, Deserialize)]

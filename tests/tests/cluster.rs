@@ -1323,8 +1323,9 @@ fn a_follower_with_a_wiped_data_dir_is_caught_up_by_its_leaders() -> Result<()> 
     Ok(())
 }
 
-/// A follower whose partitions lost their Raft files but kept their
-/// segments (files deleted by hand, a partial restore) cannot place its
+/// A follower whose partitions lost their Raft files (all of them, or the
+/// side file of entries that are not data) but kept their segments (files
+/// deleted by hand, a partial restore) cannot place its
 /// records in the groups' logs: it starts those partitions empty and its
 /// leaders send the logs again, so every replica ends byte-identical.
 /// Found from outside: the follower took its old records as data from
@@ -1344,13 +1345,18 @@ fn a_follower_that_lost_its_raft_files_is_refilled_not_doubled() -> Result<()> {
     }
     c.await_identical_replicas(&topic, 2)?;
     c.node(damaged).kill()?;
+    // Partition 0 loses every Raft file; partition 1 only its side file
+    // and sync points (its anchor and vote stay).
     for p in 0..2 {
         let dir = c.node(damaged).data_dir().join(format!("logs/{topic}-{p}"));
         for f in std::fs::read_dir(&dir)? {
             let f = f?.path();
-            if f.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("raft-"))
-            {
+            let name = f.file_name().map(|n| n.to_string_lossy().to_string());
+            let gone = match p {
+                0 => name.is_some_and(|n| n.starts_with("raft-")),
+                _ => name.is_some_and(|n| n == "raft-entries" || n == "raft-index"),
+            };
+            if gone {
                 std::fs::remove_file(f)?;
             }
         }

@@ -314,3 +314,36 @@ fn a_lost_raft_anchor_is_rebuilt_from_the_snapshot() -> Result<()> {
     ensure!((err, base) == (0, 30), "append: {:?}", (err, base));
     node.assert_alive()
 }
+
+/// A lost Raft side file (the group's entries that are not data, its
+/// membership first) with the segments kept: the partition's Raft state
+/// starts over around its records, which stay, and appends continue after
+/// them. Found from outside: the partition never elected a leader again
+/// (produce timed out) while /v1/health said ok.
+#[test]
+fn a_lost_raft_side_file_starts_the_raft_state_over_around_the_records() -> Result<()> {
+    use weir_tests::raw::{batch, create_topic, produce, read_all, RawConn};
+    let mut node = WeirNode::start_default()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    ensure!(create_topic(&mut c, "noside", 1, &[])? == 0);
+    for i in 0..5 {
+        let v = format!("v{i}");
+        ensure!(produce(&mut c, "noside", 0, -1, batch(&[v.as_bytes()], None)?)?.0 == 0);
+    }
+    drop(c);
+    node.kill()?;
+    std::fs::remove_file(node.data_dir().join("logs/noside-0/raft-entries"))?;
+    node.restart()?;
+    let mut c = RawConn::connect(node.bootstrap())?;
+    let (err, base) = weir_tests::poll_until(std::time::Duration::from_secs(30), || {
+        let r = produce(&mut c, "noside", 0, -1, batch(&[b"after"], None)?)?;
+        Ok((r.0 == 0).then_some(r))
+    })?;
+    ensure!((err, base) == (0, 5), "append: {:?}", (err, base));
+    let got: Vec<String> = read_all(&mut c, "noside", 0, 0)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    ensure!(got == ["v0", "v1", "v2", "v3", "v4", "after"], "{got:?}");
+    node.assert_alive()
+}

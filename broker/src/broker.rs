@@ -1471,10 +1471,6 @@ fn hosted_plan(
     out
 }
 
-/// Opens the Raft groups of `parts` concurrently: a partition whose only
-/// replica is this node as a one-voter group (its election is immediate),
-/// the others over the cluster's transport. The file work runs on the
-/// blocking pool. Blocking: call it from a blocking thread of the runtime.
 /// The partitions [`open_groups`] opened, and those it could not (offline,
 /// with the error).
 type OpenedGroups = (
@@ -1482,6 +1478,11 @@ type OpenedGroups = (
     BTreeMap<TopicPartition, String>,
 );
 
+/// Opens the Raft groups of `parts` concurrently: a partition whose only
+/// replica is this node as a one-voter group (its election is immediate),
+/// the others over the cluster's transport. The file work runs on the
+/// blocking pool. A partition that cannot be opened is returned offline
+/// with its error. Blocking: call it from a blocking thread of the runtime.
 fn open_groups(
     parts: Vec<(Hosted, Arc<weir_storage::Log>)>,
     node: u64,

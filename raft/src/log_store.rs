@@ -117,16 +117,23 @@ impl LogStore {
         log: Arc<Log>,
         existing: crate::offset_translator::Existing,
     ) -> Result<Self> {
-        if lost_side_entries(&log, existing)? {
+        // Created (if missing) before a new partition's anchor is written,
+        // whose directory fsync then makes the vote file's name durable.
+        let (mut vote_file, vote) = SlotFile::open(log.dir(), VOTE)?;
+        let new_anchor = !log.dir().join(ANCHOR_FILE).exists();
+        let mut translator = OffsetTranslator::open_as(&log, existing)?;
+        if !vote_file.created() && lost_side_entries(&log, &mut translator)? {
             // The group's entries that are not data are gone, so the Raft
             // log cannot be rebuilt: its state starts over around the
             // records, as when every Raft file is lost (kept as data from
             // before Raft by a one-voter group; dropped and sent again by
-            // the leader of a replicated one).
+            // the leader of a replicated one). The vote file is gone then,
+            // so this happens once.
             tracing::error!(
                 dir = %log.dir().display(),
                 "the Raft side file is lost: this partition's Raft state starts over"
             );
+            drop((translator, vote_file));
             for name in [
                 crate::side_entries::SIDE_FILE,
                 crate::sync_points::POINTS_FILE,
@@ -142,12 +149,8 @@ impl LogStore {
                 }
             }
             crate::durable_file::sync_dir(log.dir())?;
+            return Self::open_as(log, existing);
         }
-        // Created (if missing) before a new partition's anchor is written,
-        // whose directory fsync then makes the vote file's name durable.
-        let (mut vote_file, vote) = SlotFile::open(log.dir(), VOTE)?;
-        let new_anchor = !log.dir().join(ANCHOR_FILE).exists();
-        let translator = OffsetTranslator::open_as(&log, existing)?;
         if vote_file.created() && new_anchor {
             vote_file.dir_synced();
         }
@@ -488,14 +491,10 @@ fn from_stored(s: StoredEntry) -> Result<Entry> {
     })
 }
 
-/// Whether the Raft side file of a group that ran (its vote file exists)
+/// Whether the Raft side file of a group that ran (its vote file existed)
 /// was lost: nothing is purged, yet the first entry is data, where every
 /// group starts with its membership entry (kept in the side file).
-fn lost_side_entries(log: &Log, existing: crate::offset_translator::Existing) -> Result<bool> {
-    if !log.dir().join(VOTE.name).exists() {
-        return Ok(false);
-    }
-    let mut t = OffsetTranslator::open_as(log, existing)?;
+fn lost_side_entries(log: &Log, t: &mut OffsetTranslator) -> Result<bool> {
     let anchor = t.anchor();
     if anchor.purged.is_some() {
         return Ok(false);

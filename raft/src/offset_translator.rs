@@ -889,9 +889,15 @@ fn load_anchor(log: &Log, existing: Existing) -> Result<Anchor> {
             // what it snapshots): a lost anchor is the snapshot's point,
             // else the records from before the snapshot would be dropped
             // as the group restarts its log past them.
-            let snapshot = crate::state_machine::stored_snapshot_point(dir)
-                .map_err(|e| RaftStoreError::corrupt(dir, format!("unreadable snapshot: {e}")))?;
-            if let (Existing::Adopt, Some((last, next_offset))) = (existing, snapshot) {
+            let snapshot = match existing {
+                Existing::Adopt => {
+                    crate::state_machine::stored_snapshot_point(dir).map_err(|e| {
+                        RaftStoreError::corrupt(dir, format!("unreadable snapshot: {e}"))
+                    })?
+                }
+                Existing::Drop => None,
+            };
+            if let Some((last, next_offset)) = snapshot {
                 tracing::warn!(
                     dir = %dir.display(),
                     index = last.index,

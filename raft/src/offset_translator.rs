@@ -200,7 +200,12 @@ impl OffsetTranslator {
     pub(crate) fn open_as(log: &Log, existing: Existing) -> Result<Self> {
         let dir = log.dir().to_path_buf();
         finish_reset(log)?;
-        let anchor = load_anchor(log, existing)?;
+        let mut anchor = load_anchor(log, existing)?;
+        if existing == Existing::Adopt {
+            if let Some(moved) = snapshot_past_the_log(log, &anchor)? {
+                anchor = moved;
+            }
+        }
         let log_end = log.log_end_offset();
         if anchor.first_offset > log_end {
             // Recovery cut a damaged log below what Raft had already purged
@@ -983,6 +988,45 @@ fn finish_reset(log: &Log) -> Result<()> {
     std::fs::remove_file(dir.join(RESET_FILE)).map_err(RaftStoreError::io(dir))?;
     durable_file::sync_dir(dir)?;
     remove_staging(dir)
+}
+
+/// The anchor moved to the stored snapshot's point when recovery cut the
+/// log below the records that snapshot covers (`None` otherwise). A
+/// one-voter group purges what it snapshots only after the snapshot is
+/// stored, so a damaged log can end below both: left as it is, the restart
+/// installs the snapshot over a log that does not reach it, and that reset
+/// drops the intact records below the damage too. Past the snapshot, the
+/// log continues at its offset instead (see [`OffsetTranslator::open_as`]).
+/// Only for [`Existing::Adopt`]: a replica's stored snapshot may be one
+/// its leader sent that it had not finished installing, over records of
+/// its own that may differ from the leader's.
+fn snapshot_past_the_log(log: &Log, anchor: &Anchor) -> Result<Option<Anchor>> {
+    let dir = log.dir();
+    let snapshot = crate::state_machine::stored_snapshot_point(dir)
+        .map_err(|e| RaftStoreError::corrupt(dir, format!("unreadable snapshot: {e}")))?;
+    let Some((last, next_offset)) = snapshot else {
+        return Ok(None);
+    };
+    if last.index < anchor.first_index || next_offset <= log.log_end_offset() {
+        return Ok(None);
+    }
+    tracing::error!(
+        dir = %dir.display(),
+        log_end = log.log_end_offset(),
+        snapshot_index = last.index,
+        snapshot_offset = next_offset,
+        "the partition log ends below its Raft snapshot: the Raft log restarts after the snapshot"
+    );
+    let moved = Anchor {
+        purged: Some(EntryId {
+            index: last.index,
+            term: crate::types::term_of(&last),
+        }),
+        first_index: last.index + 1,
+        first_offset: next_offset,
+    };
+    save_anchor(dir, &moved)?;
+    Ok(Some(moved))
 }
 
 fn save_anchor(dir: &std::path::Path, anchor: &Anchor) -> Result<()> {

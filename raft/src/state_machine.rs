@@ -225,6 +225,34 @@ pub(crate) fn stored_snapshot_point(dir: &std::path::Path) -> io::Result<Option<
     Ok(manifest.last_log_id.zip(manifest.next_kafka_offset))
 }
 
+/// Stores a snapshot ending at `last`, with Kafka offset `next_offset`
+/// after it, in `dir` (what a group that snapshotted there leaves behind).
+#[cfg(test)]
+pub(crate) fn store_snapshot_point(dir: &std::path::Path, last: LogId, next_offset: i64) {
+    let manifest = SnapshotManifest {
+        last_log_id: Some(last),
+        last_membership: StoredMembershipT::default(),
+        next_kafka_offset: Some(next_offset),
+        log_start: None,
+        source: None,
+    };
+    let stored = StoredSnapshot {
+        meta: SnapshotMetaOf::<TypeConfig> {
+            last_log_id: Some(last),
+            last_membership: StoredMembershipT::default(),
+        },
+        data: serde_json::to_vec(&manifest).unwrap(),
+    };
+    let bytes = serde_json::to_vec(&stored).unwrap();
+    crate::durable_file::write(
+        dir,
+        SNAPSHOT_FILE,
+        &bytes,
+        crate::durable_file::Sync::Durable,
+    )
+    .unwrap();
+}
+
 impl StateMachine {
     /// An empty state machine.
     // Used by tests today; the cluster's follower paths use it next.

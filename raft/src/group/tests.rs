@@ -358,24 +358,42 @@ async fn quorum_written_resolves_once_a_quorum_holds_the_batch() {
                 p.shared.predictions.broken(),
                 p.shared.predictions.committed(),
             );
-            // Only the commit can answer now.
+            // Only the commit can answer now; the real apply answer is
+            // watched only for a refusal (openraft answers a write it
+            // refuses, such as one for a term it no longer leads, there).
             let (_apply_unheard, never) = tokio::sync::oneshot::channel();
-            p.rx = Some(never);
-            let answer = tokio::time::timeout(Duration::from_secs(10), p.quorum_written()).await;
-            let Ok(answer) = answer else {
-                // The commit path answers unless what its contract names
-                // happened: a new term, a later term committed first, or
-                // the predictions broken (then the apply answers, which
-                // this test never lets through).
-                let now = nodes[at].1.leadership().borrow().term;
-                let later = committed.borrow().0 > term;
-                let broke = *broken.borrow() >= generation;
-                assert!(
-                    now > term || later || broke,
-                    "{predicted:?} not answered at its commit in 10 s (term {term}, committed {:?})",
-                    *committed.borrow()
-                );
-                continue;
+            let mut applied = p.rx.replace(never).expect("a fresh proposal");
+            let written = p.quorum_written();
+            tokio::pin!(written);
+            let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                tokio::select! {
+                    a = &mut written => Some(a),
+                    Ok(Err(refused)) = &mut applied => {
+                        eprintln!("{predicted:?} refused: {refused}");
+                        None
+                    }
+                }
+            })
+            .await;
+            let answer = match answer {
+                Ok(Some(answer)) => answer,
+                Ok(None) => continue,
+                Err(_) => {
+                    // The commit path answers unless what its contract
+                    // names happened: a new term, a later term committed
+                    // first, or the predictions broken (then the apply
+                    // answers, which this test never lets through).
+                    let now = nodes[at].1.leadership().borrow().term;
+                    let later = committed.borrow().0 > term;
+                    let broke = *broken.borrow() >= generation;
+                    assert!(
+                        now > term || later || broke,
+                        "{predicted:?} not answered at its commit in 10 s (term {term}, committed {:?}, apply answer {:?})",
+                        *committed.borrow(),
+                        applied.try_recv()
+                    );
+                    continue;
+                }
             };
             match answer {
                 Ok(got) => {

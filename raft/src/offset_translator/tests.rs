@@ -527,6 +527,62 @@ fn a_log_damaged_below_the_anchor_continues_at_the_anchor() {
     check(&model, &log, &mut t);
 }
 
+/// A one-voter group stores its snapshot before it purges what the
+/// snapshot covers: a log damaged below both continues at the snapshot's
+/// offset (not the anchor's), keeping the intact records below it, so the
+/// restart does not install the snapshot over a log that misses it (which
+/// drops every record).
+#[test]
+fn a_log_damaged_below_a_snapshot_past_the_anchor_continues_at_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(12));
+    let upto = model.entries[4].id;
+    model.purge(upto);
+    t.purge(&log, upto).unwrap();
+    assert!(t.anchor().first_offset > 3);
+    let snapshot = model.entries[5].id;
+    let next = model.offset_after(snapshot.index);
+    crate::state_machine::store_snapshot_point(
+        dir.path(),
+        crate::types::log_id(snapshot.term, snapshot.index),
+        next,
+    );
+    log.truncate_to(3).unwrap();
+    let (mut log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    let mut model = Model::after_reset(snapshot, next);
+    check(&model, &log, &mut t);
+    assert_eq!(t.anchor().first_offset, next);
+    assert_eq!(log.log_start_offset(), 0, "the intact records below stay");
+    run(&mut model, &log, &mut t, &mixed(10));
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    check(&model, &log, &mut t);
+}
+
+/// A snapshot past the anchor over a log that holds its entries (the
+/// purge had not run yet) changes nothing.
+#[test]
+fn a_snapshot_past_the_anchor_over_an_intact_log_keeps_the_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut t) = open(dir.path());
+    let mut model = Model::new();
+    run(&mut model, &log, &mut t, &mixed(12));
+    let upto = model.entries[4].id;
+    model.purge(upto);
+    t.purge(&log, upto).unwrap();
+    let anchor = t.anchor();
+    let snapshot = model.entries[5].id;
+    crate::state_machine::store_snapshot_point(
+        dir.path(),
+        crate::types::log_id(snapshot.term, snapshot.index),
+        model.offset_after(snapshot.index),
+    );
+    let (log, mut t) = reopen(dir.path(), &mut log, &mut t);
+    assert_eq!(t.anchor(), anchor);
+    check(&model, &log, &mut t);
+}
+
 /// Sequential one-entry reads (a replication stream) with and without the
 /// recent-position cache. Run with `--ignored --nocapture` to see the figures.
 #[test]

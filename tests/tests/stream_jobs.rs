@@ -155,6 +155,32 @@ fn records_read(status: &serde_json::Value) -> Result<i64> {
         .sum())
 }
 
+/// The results of job `job` in `out` once there are as many as `want`;
+/// when they do not come, says which are missing and how the job stands.
+async fn read_totals(
+    node: &WeirNode,
+    out: &str,
+    job: &str,
+    want: &BTreeSet<Total>,
+) -> Result<Vec<Total>> {
+    match read_topic(node.bootstrap(), out, want.len()).await {
+        Ok(r) => totals(&r),
+        Err(e) => {
+            let held: BTreeSet<Total> =
+                totals(&weir_tests::topic_reader::read_available(node.bootstrap(), out).await?)?
+                    .into_iter()
+                    .collect();
+            let missing: Vec<_> = want.difference(&held).collect();
+            let extra: Vec<_> = held.difference(want).collect();
+            let status = job_status(node.admin_addr(), job)?;
+            Err(e.context(format!(
+                "{out} holds {} results; missing {missing:?}; not expected {extra:?}; job status {status}",
+                held.len()
+            )))
+        }
+    }
+}
+
 fn job_status(admin: &str, name: &str) -> Result<serde_json::Value> {
     let text = weir(&["job", "describe", name, "--admin", admin])?;
     Ok(serde_json::from_str::<serde_json::Value>(&text)?["status"].clone())
@@ -206,7 +232,7 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         "--admin",
         &admin,
     ])?;
-    let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
+    let got = read_totals(&node, &out, "totals", &want).await?;
     ensure!(
         got.len() == want.len(),
         "{} results, {} expected (duplicates?)",
@@ -242,7 +268,7 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
         "--admin",
         &admin,
     ])?;
-    let again = totals(&read_topic(&bootstrap, &out2, want.len()).await?)?;
+    let again = read_totals(&node, &out2, "replay", &want).await?;
     let per_key = |v: &[Total]| {
         let mut m: BTreeMap<i64, Vec<Total>> = BTreeMap::new();
         for t in v {

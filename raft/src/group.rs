@@ -351,6 +351,9 @@ struct Shared {
     generation: std::sync::atomic::AtomicU64,
     /// Quiescence, when the group's settings ask for it.
     quiet: Option<quiet::Quiet>,
+    /// How long a quorum's acknowledgement lets a leader write (openraft's
+    /// leader lease: its largest election timeout).
+    lease: std::time::Duration,
 }
 
 impl Shared {
@@ -687,6 +690,7 @@ impl PartitionGroup {
             predictions,
             generation: std::sync::atomic::AtomicU64::new(0),
             quiet: (settings.quiesce && settings.timers).then(|| quiet::Quiet::new(preference)),
+            lease: std::time::Duration::from_millis(settings.election_max_ms),
         });
         let tasks = vec![
             tokio::spawn(submit_loop(Arc::clone(&shared))),
@@ -1142,6 +1146,21 @@ async fn submit_loop(shared: Arc<Shared>) {
             if let Some(q) = &shared.quiet {
                 q.before_submit(&raft).await;
             }
+            if !lease_granted(&raft, shared.lease).await {
+                // openraft would refuse these, and could take later ones
+                // once a quorum answers: a batch written without the one
+                // before it. The generation breaks instead (every later
+                // proposal of it fails too; the producers retry in order).
+                if let Some(generation) = batch.iter().map(|w| w.3).max() {
+                    tracing::debug!(
+                        log = shared.log.name(),
+                        count = batch.len(),
+                        "no quorum acknowledged this leader within its lease; proposals failed"
+                    );
+                    shared.predictions.break_generation(generation);
+                }
+                continue;
+            }
             for (entry, responder, term, generation) in batch {
                 if shared.predictions.is_broken(generation) {
                     // Its prediction cannot hold: fail it (dropped responder).
@@ -1161,6 +1180,58 @@ async fn submit_loop(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Whether openraft takes writes from this node as leader now: it refuses
+/// them (ForwardToLeader) until a quorum acknowledged the leader in its
+/// term and once `lease` passed without an acknowledgement. Held when one
+/// came within the first half of the lease (a healthy leader's heartbeats
+/// keep it there), or when this node is not a leader of several voters
+/// (openraft answers those writes itself, all alike); otherwise a heartbeat
+/// is sent and its acknowledgement awaited, at most `lease`.
+async fn lease_granted(raft: &RaftHandle, lease: std::time::Duration) -> bool {
+    use openraft::type_config::TypeConfigExt;
+    let now = TypeConfig::now();
+    {
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state != ServerState::Leader
+            || m.membership_config.membership().voter_ids().count() <= 1
+            || m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| now < **t + lease / 2)
+        {
+            return true;
+        }
+    }
+    heartbeat_acked(raft, lease).await
+}
+
+/// Sends a heartbeat and waits, at most `wait`, until a quorum has
+/// acknowledged it; whether one did.
+async fn heartbeat_acked(raft: &RaftHandle, wait: std::time::Duration) -> bool {
+    use openraft::type_config::TypeConfigExt;
+    let asked = TypeConfig::now();
+    if raft.trigger().heartbeat().await.is_err() {
+        return false;
+    }
+    let mut metrics = raft.metrics();
+    let acked = async {
+        loop {
+            let fresh = metrics
+                .borrow_watched()
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| **t >= asked);
+            if fresh {
+                return true;
+            }
+            if metrics.changed().await.is_err() {
+                return false;
+            }
+        }
+    };
+    tokio::time::timeout(wait, acked).await.unwrap_or(false)
 }
 
 /// Re-arms predictions after a generation breaks (see [`predictions`]):

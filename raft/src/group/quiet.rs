@@ -127,24 +127,7 @@ impl Quiet {
         let rc = raft.runtime_config();
         rc.tick(true);
         rc.heartbeat(true);
-        let asked = <crate::types::TypeConfig as openraft::type_config::TypeConfigExt>::now();
-        if raft.trigger().heartbeat().await.is_err() {
-            return;
-        }
-        let mut metrics = raft.metrics();
-        let acked = async {
-            loop {
-                let fresh = metrics
-                    .borrow_watched()
-                    .last_quorum_acked
-                    .as_ref()
-                    .is_some_and(|t| **t >= asked);
-                if fresh || metrics.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        if tokio::time::timeout(WAKE_WAIT, acked).await.is_err() {
+        if !super::heartbeat_acked(raft, WAKE_WAIT).await {
             tracing::debug!("a woken leader's heartbeat was not acknowledged in time");
         }
     }

@@ -421,6 +421,40 @@ async fn quorum_written_resolves_once_a_quorum_holds_the_batch() {
     }
 }
 
+/// A leader takes proposals from the moment it says it leads: none is
+/// refused in its own term for a lease its followers have not granted yet.
+/// (openraft refuses writes until a quorum acknowledged the leader; a later
+/// proposal taken once they did would be written without the refused one
+/// before it: an idempotent producer's batches out of order, the refused
+/// one then answered as a duplicate.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_refuses_no_proposal_for_a_lease_not_yet_granted() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = three_nodes(12, fast(), &dirs).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (at, term, proposed) = loop {
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        let Some(at) = leader_of(&nodes) else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let term = nodes[at].1.leadership().borrow().term;
+        let proposed: Vec<_> = (0..4).map(|_| nodes[at].1.propose(batch(1))).collect();
+        if proposed.iter().all(Result::is_ok) {
+            break (at, term, proposed);
+        }
+    };
+    for p in proposed {
+        if let Err(e) = p.unwrap().committed().await {
+            let now = nodes[at].1.leadership().borrow().term;
+            assert!(now > term, "refused in its own term {term}: {e}");
+        }
+    }
+    for (_, g, _, _) in &nodes {
+        g.stop().await;
+    }
+}
+
 /// Quiescence (see `group::quiet`): an idle leader stops its timers, its
 /// followers hold no election while it keeps claiming the group, a proposal
 /// wakes it even after its lease lapsed, and once it falls silent the

@@ -154,6 +154,28 @@ impl LogStore {
         if vote_file.created() && new_anchor {
             vote_file.dir_synced();
         }
+        if vote_file.destroyed() {
+            let path = log.dir().join(VOTE.name);
+            match existing {
+                // A replica that forgot its vote could vote again in the
+                // same term and elect a second leader there: it does not
+                // run until an operator decides (the partition is offline).
+                crate::offset_translator::Existing::Drop => {
+                    return Err(RaftStoreError::corrupt(
+                        path,
+                        "both vote records are unreadable; a replica that forgot its vote could \
+                         elect a second leader in its term, so this partition stays offline here \
+                         (once its group has a leader without it, removing this partition's raft-* \
+                         files has that leader send it the log again)",
+                    ));
+                }
+                // The only voter elects itself whatever it voted before.
+                crate::offset_translator::Existing::Adopt => tracing::warn!(
+                    path = %path.display(),
+                    "both vote records are unreadable; the partition's only voter goes on without them"
+                ),
+            }
+        }
         let vote = vote
             .map(|b| serde_json::from_slice::<Vote>(&b))
             .transpose()

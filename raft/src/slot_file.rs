@@ -73,6 +73,8 @@ pub(crate) struct SlotFile {
     dir_synced: bool,
     /// Whether this open created the file.
     created: bool,
+    /// Whether both slots were written and neither read whole.
+    destroyed: bool,
 }
 
 impl SlotFile {
@@ -111,7 +113,16 @@ impl SlotFile {
                 .get(i * SLOT..(i + 1) * SLOT)
                 .and_then(|b| read_slot(kind, b))
         };
+        // Both slots written (not zeros) yet neither whole: the record was
+        // destroyed, not torn (a torn save leaves the other slot's record,
+        // or, on the first save, zeros there).
+        let written = |i: usize| {
+            bytes
+                .get(i * SLOT..(i + 1) * SLOT)
+                .is_some_and(|b| b.iter().any(|&x| x != 0))
+        };
         let slots = [read(0), read(1)];
+        let destroyed = slots.iter().all(Option::is_none) && written(0) && written(1);
         let seqs = [
             slots[0].as_ref().map(|s| s.0),
             slots[1].as_ref().map(|s| s.0),
@@ -129,6 +140,7 @@ impl SlotFile {
             seqs,
             dir_synced: false,
             created,
+            destroyed,
         };
         Ok((slot_file, record))
     }
@@ -136,6 +148,12 @@ impl SlotFile {
     /// Whether this open created the file (its name is not durable yet).
     pub(crate) fn created(&self) -> bool {
         self.created
+    }
+
+    /// Whether the file held records that are all unreadable now (both
+    /// slots written, neither whole): the open read none.
+    pub(crate) fn destroyed(&self) -> bool {
+        self.destroyed
     }
 
     /// Notes that the directory was fsynced after the file was created
@@ -218,6 +236,34 @@ mod tests {
 
     fn reopen(dir: &Path) -> Option<Vec<u8>> {
         SlotFile::open(dir, VOTE).unwrap().1
+    }
+
+    /// Garbage over both slots reads as no record but is told apart from a
+    /// torn first save (one slot written, the other still zeros).
+    #[test]
+    fn both_slots_destroyed_are_told_apart_from_a_torn_first_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut f, _) = SlotFile::open(dir.path(), VOTE).unwrap();
+        f.save(b"{\"t\":1}", Sync::Durable).unwrap();
+        f.save(b"{\"t\":2}", Sync::Durable).unwrap();
+        drop(f);
+        let path = dir.path().join(VOTE.name);
+        std::fs::write(&path, vec![0x5a; 2 * SLOT]).unwrap();
+        let (f, record) = SlotFile::open(dir.path(), VOTE).unwrap();
+        assert!(record.is_none() && f.destroyed());
+        // A first save torn half-way: slot 0 garbage, slot 1 zeros.
+        let mut torn = vec![0x5a; SLOT];
+        torn.resize(2 * SLOT, 0);
+        std::fs::write(&path, torn).unwrap();
+        let (f, record) = SlotFile::open(dir.path(), VOTE).unwrap();
+        assert!(record.is_none() && !f.destroyed());
+        // One slot whole: its record, nothing destroyed.
+        let mut one = slot_bytes(VOTE, 7, b"{}").unwrap().to_vec();
+        one.extend_from_slice(&[0x5a; SLOT]);
+        std::fs::write(&path, one).unwrap();
+        let (f, record) = SlotFile::open(dir.path(), VOTE).unwrap();
+        assert_eq!(record.as_deref(), Some(&b"{}"[..]));
+        assert!(!f.destroyed());
     }
 
     /// Saves alternate between the slots; a reopen reads the newest.

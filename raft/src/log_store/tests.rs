@@ -355,3 +355,29 @@ async fn entries_from_an_earlier_run_count_as_written() {
         .await
         .expect("entries on disk were not reported written");
 }
+
+/// A replica whose vote records are both destroyed does not open (it could
+/// vote twice in a term); a one-voter group's store opens without them.
+#[tokio::test]
+async fn a_destroyed_vote_keeps_a_replica_closed_and_not_a_lone_voter() {
+    use crate::offset_translator::Existing;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = open_store(dir.path(), Durability::PageCache);
+        let vote = Vote::new(3, 1);
+        store.save_vote(&vote).await.unwrap();
+        store.save_vote(&vote).await.unwrap();
+        append(&mut store, vec![blank(3, 0), data(3, 1, 2)]).await;
+    }
+    std::fs::write(dir.path().join(VOTE.name), vec![0x5a; 1024]).unwrap();
+    let (log, _) = Log::open(dir.path(), "t-0", LogConfig::default()).unwrap();
+    let log = Arc::new(log);
+    let err = LogStore::open_as(Arc::clone(&log), Existing::Drop).unwrap_err();
+    assert!(err.to_string().contains("raft-vote"), "{err}");
+    let mut store = LogStore::open_as(log, Existing::Adopt).unwrap();
+    assert_eq!(
+        store.get_log_reader().await.read_vote().await.unwrap(),
+        None
+    );
+    assert_eq!(read_all(&mut store).await.len(), 2, "the entries stay");
+}

@@ -902,6 +902,16 @@ impl Broker {
         Ok(id)
     }
 
+    /// The brokers Metadata and DescribeCluster list: the registered nodes
+    /// this node reaches now. A node killed or cut off drops out within
+    /// [`crate::cluster::NOTICE_TTL`] and is back once it answers again, as
+    /// Kafka lists only brokers whose session with the controller lives.
+    pub fn reachable_brokers(&self) -> BTreeMap<i32, BrokerMeta> {
+        let mut b = self.brokers();
+        b.retain(|id, _| self.cluster.reachable(*id));
+        b
+    }
+
     /// Ids of the brokers alive in the cluster (registered with the
     /// controller, and this node).
     pub fn live_brokers(&self) -> Vec<i32> {

@@ -23,12 +23,7 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
     // One cluster: the same id and the same three brokers from every node.
     let mut ids = BTreeSet::new();
     for id in 1..=3 {
-        let md = c.metadata(id, &[])?;
-        let brokers: BTreeSet<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
-        ensure!(
-            brokers == BTreeSet::from([1, 2, 3]),
-            "node {id} reports brokers {brokers:?}"
-        );
+        let md = c.await_brokers(id, &[1, 2, 3])?;
         ensure!(
             (1..=3).contains(&md.controller_id.0),
             "controller {:?}",
@@ -135,6 +130,8 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
     for n in &down {
         c.node(*n).kill()?;
     }
+    // Metadata lists the live brokers only (a dead one drops out).
+    c.await_brokers(last, &[last])?;
     let mut conn = RawConn::connect(c.node(last).bootstrap())?;
     conn.set_timeout(Duration::from_secs(30))?;
     let (code, _) = produce(&mut conn, &topic, 0, -1, batch(&[b"unacknowledged"], None)?)?;
@@ -150,6 +147,7 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
         Ok((code == 0).then_some(()))
     })
     .context("acks=all did not resume with two nodes of three")?;
+    c.await_brokers(last, &[down[0], last])?;
 
     // Deleting the topic on any node removes it everywhere.
     let (mut conn, alive) = (RawConn::connect(c.node(last).bootstrap())?, [down[0], last]);

@@ -130,8 +130,6 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
     for n in &down {
         c.node(*n).kill()?;
     }
-    // Metadata lists the live brokers only (a dead one drops out).
-    c.await_brokers(last, &[last])?;
     let mut conn = RawConn::connect(c.node(last).bootstrap())?;
     conn.set_timeout(Duration::from_secs(30))?;
     let (code, _) = produce(&mut conn, &topic, 0, -1, batch(&[b"unacknowledged"], None)?)?;
@@ -147,6 +145,8 @@ fn three_nodes_keep_every_acknowledged_record_when_a_leader_is_killed() -> Resul
         Ok((code == 0).then_some(()))
     })
     .context("acks=all did not resume with two nodes of three")?;
+    // With a majority again, Metadata lists the live brokers only (the
+    // dead one has dropped out).
     c.await_brokers(last, &[down[0], last])?;
 
     // Deleting the topic on any node removes it everywhere.
@@ -705,6 +705,18 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
         Ok((code != 0 || node != old).then_some(()))
     })
     .context("the cut-off node still names itself coordinator")?;
+    // Knowing itself cut off, it still lists every broker (it cannot tell
+    // dead peers from its own cut links): a client that asks it learns the
+    // others and asks them who leads, instead of being left with it alone.
+    let listed: BTreeSet<i32> = metadata(&cut_bootstrap, &[])?
+        .brokers
+        .iter()
+        .map(|b| b.node_id.0)
+        .collect();
+    ensure!(
+        listed == BTreeSet::from([1, 2, 3]),
+        "the cut-off node lists brokers {listed:?}"
+    );
     let mut to_cut = RawConn::connect(&cut_bootstrap)?;
     let code = weir_tests::raw::offset_commit(&mut to_cut, &group, &topic, 0, 2)?;
     ensure!(
@@ -730,6 +742,8 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
         }
         Ok(None)
     })?;
+    // The majority lists only the brokers it reaches.
+    c.await_brokers(new, &others)?;
     let mut to_new = RawConn::connect(c.node(new).bootstrap())?;
     for i in 0..5 {
         let v = format!("after-{i}");

@@ -13,6 +13,14 @@
 //! A segment cleaning leaves without a record is removed instead (its indexes,
 //! then its log), except the first, which holds the log start.
 //!
+//! Then neighbouring cleaned segments that fit one segment together
+//! (`segment.bytes`, and offsets that fit its relative index) are merged into
+//! the first of them, as Kafka's cleaner groups segments, so that a compacted
+//! topic does not pile up one small segment per roll: `<first>.log.cleaned`
+//! holds their batches in order, and the swap above commits it, deleting the
+//! others before the rename. Recovery that finds `<base>.log.swap` deletes
+//! every segment whose base lies inside the swap's offsets (they are in it).
+//!
 //! Recovery finishes a swap it finds and rebuilds that segment's indexes; it deletes
 //! `.cleaned` files without a swap. Readers holding bytes of the old segment keep a
 //! valid mapping of the (unlinked) old file, so reads during cleaning stay correct.
@@ -44,6 +52,9 @@ pub struct CompactionOutcome {
     pub bytes_before: u64,
     /// Bytes of the rewritten segments after cleaning.
     pub bytes_after: u64,
+    /// Segments merged into the segment before them (their files are gone,
+    /// their batches are in it).
+    pub segments_merged: usize,
 }
 
 struct Snapshot {
@@ -100,7 +111,7 @@ impl Log {
             (snaps, st.cfg.clone())
         };
         let dir = self.dir().to_path_buf();
-        let limit = stored_limit(cfg.max_message_bytes);
+        let record_limit = stored_limit(cfg.max_message_bytes);
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for snap in &snaps {
             for (at, h) in HeaderWalk::new(&snap.data, 0) {
@@ -108,7 +119,9 @@ impl Log {
                     continue;
                 }
                 let batch = snap.data.slice(at..at + h.size());
-                for r in decode_records(&batch, limit).map_err(|e| corrupt(&dir, snap.base, e))? {
+                for r in
+                    decode_records(&batch, record_limit).map_err(|e| corrupt(&dir, snap.base, e))?
+                {
                     if let Some(k) = r.key {
                         latest.insert(k, r.offset);
                     }
@@ -118,7 +131,8 @@ impl Log {
         let horizon = now_ms.saturating_sub(cfg.delete_retention_ms as i64);
         let mut outcome = CompactionOutcome::default();
         for snap in &snaps {
-            let Some((batches, removed)) = clean_segment(snap, &latest, horizon, &dir, limit)?
+            let Some((batches, removed)) =
+                clean_segment(snap, &latest, horizon, &dir, record_limit)?
             else {
                 continue;
             };
@@ -144,14 +158,15 @@ impl Log {
             seg.sync_all()?;
             let after = seg.size() as u64;
             drop(seg);
-            if self.swap_in(snap)? {
+            if self.swap_in(std::slice::from_ref(snap))? {
                 outcome.segments_cleaned += 1;
                 outcome.records_removed += removed;
                 outcome.bytes_before += snap.data.len() as u64;
                 outcome.bytes_after += after;
             }
         }
-        if outcome.segments_cleaned + outcome.segments_removed > 0 {
+        outcome.segments_merged = self.merge_below(limit, now_ms)?;
+        if outcome.segments_cleaned + outcome.segments_removed + outcome.segments_merged > 0 {
             tracing::info!(log = self.name(), ?outcome, "compacted");
         }
         Ok(outcome)
@@ -182,15 +197,85 @@ impl Log {
         Ok(Some(true))
     }
 
-    /// Replaces the live segment `snap.base` by its cleaned files; false when the
-    /// segment changed meanwhile (then the cleaned files are discarded).
-    fn swap_in(&self, snap: &Snapshot) -> Result<bool> {
+    /// Merges each run of neighbouring cleanable segments below `limit` that
+    /// fits one segment into the first of the run (see the module docs);
+    /// returns how many segments were merged away.
+    fn merge_below(&self, limit: i64, now_ms: i64) -> Result<usize> {
+        let (runs, cfg) = {
+            let st = self.lock()?;
+            let segs: Vec<&Segment> = cleanable(&st, now_ms, limit).collect();
+            let mut runs: Vec<Vec<Snapshot>> = Vec::new();
+            let mut run: Vec<Snapshot> = Vec::new();
+            let mut bytes = 0u64;
+            let ends = st.segments.keys().skip(1);
+            for (seg, end) in segs.into_iter().zip(ends) {
+                let fits = run.first().is_some_and(|first| {
+                    bytes + seg.size() as u64 <= st.cfg.segment_bytes
+                        && end - first.base <= i64::from(u32::MAX) / 2
+                });
+                if !fits {
+                    runs.push(std::mem::take(&mut run));
+                    bytes = 0;
+                }
+                bytes += seg.size() as u64;
+                run.push(Snapshot {
+                    base: seg.base_offset,
+                    id: seg.id,
+                    data: seg.data(),
+                });
+            }
+            runs.push(run);
+            for run in &mut runs {
+                // A head holding more than the rest would be copied again
+                // for less than it weighs: it stays, and the rest merge
+                // among themselves. So a byte is copied again only when
+                // what it is merged with at least doubles, not once per
+                // roll of a small segment behind a big merged one.
+                let mut rest: u64 = run.iter().map(|s| s.data.len() as u64).sum();
+                while run.len() > 1 && run[0].data.len() as u64 * 2 > rest {
+                    rest -= run.remove(0).data.len() as u64;
+                }
+            }
+            runs.retain(|r| r.len() > 1);
+            (runs, st.cfg.clone())
+        };
+        let dir = self.dir().to_path_buf();
+        let mut merged = 0;
+        for run in runs {
+            let mut seg = Segment::create(&dir, run[0].base, &cfg, ".cleaned")?;
+            for snap in &run {
+                let mut walk = HeaderWalk::new(&snap.data, 0);
+                let headers: Vec<(usize, BatchHeader)> = walk.by_ref().collect();
+                if walk.end() > 0 {
+                    seg.append(&snap.data[..walk.end()], &headers, &cfg, now_ms)?;
+                }
+            }
+            seg.seal()?;
+            seg.sync_all()?;
+            drop(seg);
+            if self.swap_in(&run)? {
+                merged += run.len() - 1;
+            }
+        }
+        Ok(merged)
+    }
+
+    /// Replaces the live segments of `run` (neighbours, one segment when
+    /// only cleaned) by the cleaned files of the first: false when one of
+    /// them changed meanwhile (then the cleaned files are discarded). The
+    /// swap file is the commit point; the others' files go before it is
+    /// renamed into place (recovery deletes what a crash left of them).
+    fn swap_in(&self, run: &[Snapshot]) -> Result<bool> {
+        let Some(snap) = run.first() else {
+            return Ok(false);
+        };
         let dir = self.dir().to_path_buf();
         let f = |s: &str| dir.join(file_name(snap.base, s));
         let mut st = self.lock()?;
         let last = st.segments.keys().next_back().copied();
-        let unchanged =
-            st.segments.get(&snap.base).is_some_and(|s| s.id == snap.id) && last != Some(snap.base);
+        let unchanged = run.iter().all(|snap| {
+            st.segments.get(&snap.base).is_some_and(|s| s.id == snap.id) && last != Some(snap.base)
+        });
         if !unchanged {
             remove_files(&[
                 f(".log.cleaned"),
@@ -203,10 +288,23 @@ impl Log {
         rename(".log.cleaned", ".log.swap")?;
         sync_dir(&dir)?;
         remove_files(&[f(".index"), f(".timeindex")])?;
+        // The merged neighbours leave the map only once their files are
+        // gone and the merged segment is in place: until then they serve
+        // reads from their mappings.
+        for other in &run[1..] {
+            if let Some(seg) = st.segments.get(&other.base) {
+                let [log, index, times] = seg.files();
+                remove_files(&[index, times])?;
+                remove_files(&[log])?;
+            }
+        }
         rename(".log.swap", ".log")?;
         rename(".index.cleaned", ".index")?;
         rename(".timeindex.cleaned", ".timeindex")?;
         sync_dir(&dir)?;
+        for other in &run[1..] {
+            st.segments.remove(&other.base);
+        }
         let (seg, _) = Segment::open(&dir, snap.base, &st.cfg, false, false)?;
         st.segments.insert(snap.base, seg);
         Ok(true)

@@ -2,7 +2,8 @@
 //!
 //! 1. leftovers: `*.deleted` and `*.tmp` files are removed; a `<base>.log.swap` left
 //!    by the cleaner is completed (it replaces `<base>.log`, whose indexes are then
-//!    rebuilt); `*.cleaned` files of an unfinished cleaning are removed; a
+//!    rebuilt, and the segments it merged, whose bases lie inside its offsets,
+//!    are deleted); `*.cleaned` files of an unfinished cleaning are removed; a
 //!    `reset-in-progress` marker left by an interrupted [`crate::Log::reset_to`] is
 //!    acted on: every segment is deleted and the log restarts empty at its offset;
 //! 2. checkpoints: the clean-shutdown marker, the recovery point and the log start;
@@ -95,6 +96,18 @@ fn resolve_leftovers(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<i64>
         } else if let Some(base) = base_of(&name, ".log.swap") {
             let seg = |s: &str| dir.join(crate::segment::file_name(base, s));
             remove_files(&[seg(".index"), seg(".timeindex")])?;
+            // Segments the cleaner merged into this one (their bases lie
+            // inside its offsets) that the crash left behind.
+            let end = swap_end(&dir.join(&name), base)?;
+            for other in list(dir)? {
+                let merged = [".index", ".timeindex", ".log"]
+                    .iter()
+                    .filter_map(|suffix| base_of(&other, suffix))
+                    .any(|b| b > base && b < end);
+                if merged {
+                    remove_files(&[dir.join(&other)])?;
+                }
+            }
             std::fs::rename(dir.join(&name), seg(".log")).map_err(io_err(seg(".log")))?;
             report.swaps_completed += 1;
             forced.push(base);
@@ -110,6 +123,16 @@ fn resolve_leftovers(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<i64>
         checkpoint::sync_dir(dir)?;
     }
     Ok(forced)
+}
+
+/// The offset after the last batch of the cleaner's swap file `path` (the
+/// segment at `base`); `base` when it holds none. It was fsynced before its
+/// rename made it the commit point, so its batches are whole.
+fn swap_end(path: &Path, base: i64) -> Result<i64> {
+    let data = std::fs::read(path).map_err(io_err(path))?;
+    Ok(crate::batch::HeaderWalk::new(&data, 0)
+        .last()
+        .map_or(base, |(_, h)| h.next_offset()))
 }
 
 /// Stage 1, end: completes a [`crate::Log::reset_to`] that a crash interrupted

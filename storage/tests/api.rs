@@ -671,8 +671,14 @@ fn compaction_removes_the_segments_it_empties() {
             .map(|b| b.header.base_offset)
             .collect::<Vec<_>>()
     };
-    assert_eq!(bases(&log), vec![0, 3, 4]);
-    for gone in [1, 2] {
+    // 1 and 2 are emptied and removed; 3 is then merged into 0.
+    assert_eq!(bases(&log), vec![0, 4]);
+    assert_eq!(
+        (out.segments_removed, out.segments_merged),
+        (2, 1),
+        "{out:?}"
+    );
+    for gone in [1, 2, 3] {
         for suffix in [".log", ".index", ".timeindex"] {
             let f = common::seg_file(&dir, gone, suffix);
             assert!(!f.exists(), "{} is still there", f.display());
@@ -685,7 +691,7 @@ fn compaction_removes_the_segments_it_empties() {
     log.close().unwrap();
     drop(log);
     let (log, _) = Log::open(&dir, "t-0", cfg).unwrap();
-    assert_eq!((bases(&log), offsets(&log)), (vec![0, 3, 4], vec![0, 3, 4]));
+    assert_eq!((bases(&log), offsets(&log)), (vec![0, 4], vec![0, 3, 4]));
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 5));
     assert_eq!(log.append(&keyed("k", "e"), 0).unwrap().base_offset, 5);
 }
@@ -734,4 +740,82 @@ fn continue_at_leaves_a_gap_that_reads_and_reopens_like_a_compacted_one() {
     let (log, _) = Log::open(&empty, "e-0", small_cfg()).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (9, 9));
     assert_eq!(log.append(&batch(1, 10, 3_000), 0).unwrap().base_offset, 9);
+}
+
+/// Compaction merges neighbouring cleaned segments that fit one segment
+/// (`segment.bytes`) into the first of them, as Kafka's cleaner groups
+/// segments: a compacted topic does not keep one small segment per roll.
+/// Offsets, batches and reads stay as they were; a reopen sees the same log.
+#[test]
+fn compaction_merges_small_neighbouring_segments() {
+    let tmp = common::tempdir();
+    let cfg = LogConfig {
+        cleanup_policy: weir_storage::CleanupPolicy::Compact,
+        min_compaction_lag_ms: 0,
+        ..small_cfg()
+    };
+    let dir = tmp.path().join("t-0");
+    let keyed = |k: &str, len: usize| {
+        build_batch(&[(Some(k.as_bytes().to_vec()), Some(vec![b'v'; len]), 1)])
+    };
+    let (log, _) = Log::open(&dir, "t-0", cfg.clone()).unwrap();
+    // Ten small sealed segments (distinct keys, then one superseded key),
+    // then three of about 1,900 bytes (two fit in 4,096 bytes, three do
+    // not), then the active one.
+    for i in 0..10 {
+        let k = if i >= 8 {
+            "dup".to_string()
+        } else {
+            format!("k{i}")
+        };
+        log.append(&keyed(&k, 10), 0).unwrap();
+        log.roll().unwrap();
+    }
+    for i in 0..3 {
+        log.append(&keyed(&format!("big{i}"), 1800), 0).unwrap();
+        log.roll().unwrap();
+    }
+    log.append(&keyed("last", 10), 0).unwrap();
+    let before: Vec<_> = read_all(&log)
+        .into_iter()
+        .filter(|b| b.header.base_offset != 8)
+        .map(|b| (b.header.base_offset, b.raw))
+        .collect();
+    let out = log.compact_at(10).unwrap();
+    assert_eq!(out.records_removed, 1, "{out:?}");
+    let bases = |log: &Log| {
+        log.segments()
+            .iter()
+            .map(|s| s.base_offset)
+            .collect::<Vec<_>>()
+    };
+    // 0..=9 (less the superseded 8) and the first big one fit together;
+    // the next two big ones fit together; the active one stays alone.
+    assert_eq!(bases(&log), vec![0, 11, 13], "{out:?}");
+    assert_eq!(out.segments_merged, 10, "{out:?}");
+    for gone in (1..=10).chain([12]) {
+        for suffix in [".log", ".index", ".timeindex"] {
+            let f = common::seg_file(&dir, gone, suffix);
+            assert!(!f.exists(), "{} is still there", f.display());
+        }
+    }
+    let now = |log: &Log| {
+        read_all(log)
+            .into_iter()
+            .map(|b| (b.header.base_offset, b.raw))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(now(&log), before);
+    // A read inside a merged segment finds its batch.
+    let r = log.read(5, 1 << 20, ReadBound::LogEnd).unwrap();
+    assert_eq!(split_batches(&r.records)[0].header.base_offset, 5);
+    // Merged segments are not merged again, nor rewritten.
+    let again = log.compact_at(10).unwrap();
+    assert_eq!(again, weir_storage::CompactionOutcome::default());
+    log.close().unwrap();
+    drop(log);
+    let (log, rep) = Log::open(&dir, "t-0", cfg).unwrap();
+    assert_eq!(rep.segments, 3, "{rep:?}");
+    assert_eq!((bases(&log), now(&log)), (vec![0, 11, 13], before));
+    assert_eq!(log.append(&keyed("k", 1), 0).unwrap().base_offset, 14);
 }

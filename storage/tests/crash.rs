@@ -459,13 +459,18 @@ fn committed_cleaner_swap_is_completed_on_open() {
     log.close().unwrap();
     drop(log);
     assert_ne!(raws(&cleaned), raws(&b.batches));
-    // Segments cleaning emptied are gone; the others were rewritten or kept.
+    // Segments cleaning emptied are gone, and those merged into the one
+    // before them; the others were rewritten or kept.
     let gone = b
         .segments
         .iter()
         .filter(|s| !seg_file(&c, s.base_offset, ".log").exists())
         .count();
-    assert_eq!(gone, outcome.segments_removed, "{outcome:?}");
+    assert_eq!(
+        gone,
+        outcome.segments_removed + outcome.segments_merged,
+        "{outcome:?}"
+    );
     let changed: Vec<i64> = b
         .segments
         .iter()
@@ -476,7 +481,12 @@ fn committed_cleaner_swap_is_completed_on_open() {
                 != std::fs::read(seg_file(&c, base, ".log")).unwrap()
         })
         .collect();
-    assert_eq!(changed.len(), outcome.segments_cleaned);
+    // Each rewritten file is a cleaned segment or the head of a merge (a
+    // cleaned segment may also have been merged into the one before it).
+    assert!(
+        !changed.is_empty() && changed.len() <= outcome.segments_cleaned + outcome.segments_merged,
+        "{changed:?} {outcome:?}"
+    );
     let base = changed[changed.len() / 2];
     for (marker, old_indexes) in [(true, true), (false, true), (true, false), (false, false)] {
         // The crash left the commit point: the swap file, the old log, the cleaned
@@ -504,6 +514,56 @@ fn committed_cleaner_swap_is_completed_on_open() {
         assert!(files_ending(&d, ".swap").is_empty() && files_ending(&d, ".cleaned").is_empty());
         assert_eq!(raws(&read_all(&log)), raws(&cleaned), "{ctx}");
         assert_same(&answers(&log, range.clone()), &want, &ctx);
+    }
+}
+
+/// A crash after the cleaner committed a merge (the swap file of the first
+/// segment holds its neighbours' batches too) and before it deleted the
+/// neighbours, or after it deleted some of them: recovery deletes what is
+/// left of them, so every batch is read once and the merged segment stands.
+#[test]
+fn committed_merge_swap_is_completed_on_open() {
+    let cfg = compact_cfg();
+    let b = build(&cfg, 11, 40, 5, 2, true);
+    let bases: Vec<i64> = b.segments.iter().map(|s| s.base_offset).collect();
+    let (first, next) = (bases[0], bases[3]);
+    let swap: Vec<u8> = b
+        .batches
+        .iter()
+        .filter(|x| x.header.base_offset < next)
+        .flat_map(|x| x.raw.to_vec())
+        .collect();
+    for (marker, deleted) in [(true, 0), (false, 0), (true, 1), (false, 2)] {
+        let ctx = format!("marker={marker} neighbours deleted={deleted}");
+        let d = b.tmp.path().join(format!("merge-{marker}-{deleted}"));
+        copy_dir(&b.dir, &d);
+        std::fs::write(seg_file(&d, first, ".log.swap"), &swap).unwrap();
+        for base in &bases[1..=deleted] {
+            for suffix in [".index", ".timeindex", ".log"] {
+                std::fs::remove_file(seg_file(&d, *base, suffix)).unwrap();
+            }
+        }
+        if !marker {
+            std::fs::remove_file(d.join(".clean-shutdown")).unwrap();
+        }
+        let (log, rep) = Log::open(&d, "t-0", cfg.clone()).unwrap();
+        assert_eq!(rep.swaps_completed, 1, "{ctx}");
+        assert!(files_ending(&d, ".swap").is_empty(), "{ctx}");
+        let now: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
+        let want: Vec<i64> = [first]
+            .into_iter()
+            .chain(bases[3..].iter().copied())
+            .collect();
+        assert_eq!(now, want, "{ctx}");
+        for base in &bases[1..3] {
+            for suffix in [".index", ".timeindex", ".log"] {
+                assert!(
+                    !seg_file(&d, *base, suffix).exists(),
+                    "{ctx}: {base}{suffix}"
+                );
+            }
+        }
+        assert_eq!(raws(&read_all(&log)), raws(&b.batches), "{ctx}");
     }
 }
 

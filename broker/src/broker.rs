@@ -902,25 +902,6 @@ impl Broker {
         Ok(id)
     }
 
-    /// The brokers Metadata and DescribeCluster list: while this node
-    /// reaches a majority of the registered nodes, those it reaches now (a
-    /// node killed or cut off drops out within
-    /// [`crate::cluster::NOTICE_TTL`] and is back once it answers again, as
-    /// Kafka lists only brokers whose session with the controller lives).
-    /// A node in a minority cannot tell dead peers from its own cut-off
-    /// links, so it lists every registered node, as a Kafka broker fenced
-    /// from its controller keeps its last view: a client that asked it
-    /// still learns the majority's brokers and asks them who leads, instead
-    /// of being left with this node alone.
-    pub fn reachable_brokers(&self) -> BTreeMap<i32, BrokerMeta> {
-        let mut b = self.brokers();
-        let ids: Vec<i32> = b.keys().copied().collect();
-        if self.reaches_quorum(&ids) {
-            b.retain(|id, _| self.cluster.reachable(*id));
-        }
-        b
-    }
-
     /// Ids of the brokers alive in the cluster (registered with the
     /// controller, and this node).
     pub fn live_brokers(&self) -> Vec<i32> {

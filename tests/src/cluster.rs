@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
 use crate::proxy::FaultProxy;
@@ -293,23 +293,6 @@ impl Cluster {
     /// Metadata of `topics` (all when empty) as node `id` answers it.
     pub fn metadata(&mut self, id: i32, topics: &[&str]) -> Result<MetadataResponse> {
         metadata(self.node(id).bootstrap(), topics)
-    }
-
-    /// Metadata of node `id` once the brokers it lists are exactly `want`
-    /// (the live ones: a killed node drops out within seconds).
-    pub fn await_brokers(&mut self, id: i32, want: &[i32]) -> Result<MetadataResponse> {
-        let addr = self.node(id).bootstrap().to_string();
-        let want: std::collections::BTreeSet<i32> = want.iter().copied().collect();
-        let mut last = None;
-        poll_until(Duration::from_secs(30), || {
-            let md = metadata(&addr, &[])?;
-            let listed: std::collections::BTreeSet<i32> =
-                md.brokers.iter().map(|b| b.node_id.0).collect();
-            let done = listed == want;
-            last = Some(listed);
-            Ok(done.then_some(md))
-        })
-        .with_context(|| format!("node {id} lists brokers {last:?}, not {want:?}"))
     }
 
     /// The leader of `topic`'s `partition` once node `id` reports one.

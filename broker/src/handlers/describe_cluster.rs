@@ -28,7 +28,7 @@ pub fn handle(b: &Broker, req: DescribeClusterRequest) -> DescribeClusterRespons
             ))));
     }
     resp.with_brokers(
-        b.reachable_brokers()
+        b.brokers()
             .into_iter()
             .map(|(id, m)| {
                 DescribeClusterBroker::default()

@@ -75,7 +75,7 @@ pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespons
             .collect(),
     };
     let brokers = b
-        .reachable_brokers()
+        .brokers()
         .into_iter()
         .map(|(id, m)| {
             MetadataResponseBroker::default()

@@ -100,6 +100,21 @@ pub(crate) struct Anchor {
     pub(crate) first_offset: i64,
 }
 
+impl Anchor {
+    /// The anchor of a log that restarts right after snapshot `last`, whose
+    /// next Kafka offset is `next_offset`.
+    fn after_snapshot(last: &crate::types::LogId, next_offset: i64) -> Self {
+        Anchor {
+            purged: Some(EntryId {
+                index: last.index,
+                term: crate::types::term_of(last),
+            }),
+            first_index: last.index + 1,
+            first_offset: next_offset,
+        }
+    }
+}
+
 /// An entry to append.
 #[derive(Debug, Clone)]
 pub(crate) enum NewEntry {
@@ -909,14 +924,7 @@ fn load_anchor(log: &Log, existing: Existing) -> Result<Anchor> {
                     offset = next_offset,
                     "the Raft anchor is missing: rebuilt from the snapshot"
                 );
-                let anchor = Anchor {
-                    purged: Some(EntryId {
-                        index: last.index,
-                        term: crate::types::term_of(&last),
-                    }),
-                    first_index: last.index + 1,
-                    first_offset: next_offset,
-                };
+                let anchor = Anchor::after_snapshot(&last, next_offset);
                 save_anchor(dir, &anchor)?;
                 return Ok(anchor);
             }
@@ -1017,14 +1025,7 @@ fn snapshot_past_the_log(log: &Log, anchor: &Anchor) -> Result<Option<Anchor>> {
         snapshot_offset = next_offset,
         "the partition log ends below its Raft snapshot: the Raft log restarts after the snapshot"
     );
-    let moved = Anchor {
-        purged: Some(EntryId {
-            index: last.index,
-            term: crate::types::term_of(&last),
-        }),
-        first_index: last.index + 1,
-        first_offset: next_offset,
-    };
+    let moved = Anchor::after_snapshot(&last, next_offset);
     save_anchor(dir, &moved)?;
     Ok(Some(moved))
 }

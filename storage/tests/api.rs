@@ -32,6 +32,15 @@ fn batch(n: usize, value: usize, ts: i64) -> Vec<u8> {
     )
 }
 
+/// Small segments of a compacted topic, cleanable at once.
+fn compacting_cfg() -> LogConfig {
+    LogConfig {
+        cleanup_policy: weir_storage::CleanupPolicy::Compact,
+        min_compaction_lag_ms: 0,
+        ..small_cfg()
+    }
+}
+
 fn active_len(log: &Log) -> u64 {
     let base = log.segments().last().unwrap().base_offset;
     std::fs::metadata(common::seg_file(log.dir(), base, ".log"))
@@ -508,11 +517,7 @@ fn log_end_watch_follows_appends_truncation_and_reset() {
 #[test]
 fn compaction_below_a_limit_leaves_later_segments_alone() {
     let tmp = common::tempdir();
-    let cfg = LogConfig {
-        cleanup_policy: weir_storage::CleanupPolicy::Compact,
-        min_compaction_lag_ms: 0,
-        ..small_cfg()
-    };
+    let cfg = compacting_cfg();
     let (log, _) = Log::open(&tmp.path().join("t-0"), "t-0", cfg).unwrap();
     let keyed = |v: &str| build_batch(&[(Some(b"k".to_vec()), Some(v.as_bytes().to_vec()), 1)]);
     assert_eq!(log.cleanable_end(10).unwrap(), None);
@@ -637,11 +642,7 @@ fn multi_batch_appends_roll_segments_at_segment_bytes() {
 #[test]
 fn compaction_removes_the_segments_it_empties() {
     let tmp = common::tempdir();
-    let cfg = LogConfig {
-        cleanup_policy: weir_storage::CleanupPolicy::Compact,
-        min_compaction_lag_ms: 0,
-        ..small_cfg()
-    };
+    let cfg = compacting_cfg();
     let dir = tmp.path().join("t-0");
     let keyed = |k: &str, v: &str| {
         build_batch(&[(Some(k.as_bytes().to_vec()), Some(v.as_bytes().to_vec()), 1)])
@@ -749,11 +750,7 @@ fn continue_at_leaves_a_gap_that_reads_and_reopens_like_a_compacted_one() {
 #[test]
 fn compaction_merges_small_neighbouring_segments() {
     let tmp = common::tempdir();
-    let cfg = LogConfig {
-        cleanup_policy: weir_storage::CleanupPolicy::Compact,
-        min_compaction_lag_ms: 0,
-        ..small_cfg()
-    };
+    let cfg = compacting_cfg();
     let dir = tmp.path().join("t-0");
     let keyed = |k: &str, len: usize| {
         build_batch(&[(Some(k.as_bytes().to_vec()), Some(vec![b'v'; len]), 1)])

@@ -429,8 +429,16 @@ async fn quorum_written_resolves_once_a_quorum_holds_the_batch() {
 /// one then answered as a duplicate.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_refuses_no_proposal_for_a_lease_not_yet_granted() {
+    // A lease (election_max) wide enough that a loaded machine's stalls do
+    // not let a granted one lapse: a refusal then means it was never granted.
+    let settings = GroupSettings {
+        heartbeat_ms: 100,
+        election_min_ms: 1000,
+        election_max_ms: 2000,
+        ..fast()
+    };
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes = three_nodes(12, fast(), &dirs).await;
+    let nodes = three_nodes(12, settings, &dirs).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (at, term, proposed) = loop {
         assert!(std::time::Instant::now() < deadline, "no leader");
@@ -446,8 +454,18 @@ async fn a_new_leader_refuses_no_proposal_for_a_lease_not_yet_granted() {
     };
     for p in proposed {
         if let Err(e) = p.unwrap().committed().await {
-            let now = nodes[at].1.leadership().borrow().term;
-            assert!(now > term, "refused in its own term {term}: {e}");
+            // Refused only because this node stopped leading its term (the
+            // watch of its term may move a moment after the refusal).
+            let left = std::time::Instant::now() + Duration::from_secs(10);
+            let mut watch = nodes[at].1.leadership();
+            while watch.borrow().term == term {
+                let wait = left.saturating_duration_since(std::time::Instant::now());
+                let moved = tokio::time::timeout(wait, watch.changed()).await;
+                assert!(
+                    matches!(moved, Ok(Ok(()))),
+                    "refused in its own term {term}, which it still leads: {e}"
+                );
+            }
         }
     }
     for (_, g, _, _) in &nodes {

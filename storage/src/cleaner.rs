@@ -1,25 +1,26 @@
 //! Log compaction (`cleanup.policy=compact`): keep the last record per key.
 //!
 //! The cleaner works on sealed segments only. It reads them zero-copy without the
-//! log's lock, builds a map from key to latest offset, and writes each segment that
-//! loses records to `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`),
-//! preserving offsets, timestamps, producer fields and codec of every batch. The
+//! log's lock and builds a map from key to latest offset. Then it cleans the
+//! segments in order and groups them as it goes, as Kafka's cleaner does: a
+//! run holds neighbours whose cleaned contents fit one segment together
+//! (`segment.bytes`, and offsets that fit its relative index), so that a
+//! compacted topic does not pile up one small segment per roll. Each run that
+//! lost records or holds more than one segment is written once, to
+//! `<first>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`), preserving
+//! offsets, timestamps, producer fields and codec of every batch. A head that
+//! lost nothing and holds more than the rest of its run stays as it is. The
 //! swap, under the lock, is crash-safe:
 //!
-//! 1. `<base>.log.cleaned` → `<base>.log.swap` (the commit point), dir fsynced;
-//! 2. the old `<base>.index` and `<base>.timeindex` are deleted;
+//! 1. `<first>.log.cleaned` → `<first>.log.swap` (the commit point), dir fsynced;
+//! 2. the old `<first>.index` and `<first>.timeindex` are deleted, then the
+//!    files of the run's other segments;
 //! 3. `.log.swap` → `.log` (atomic replace), the cleaned indexes renamed into place.
 //!
-//! A segment cleaning leaves without a record is removed instead (its indexes,
-//! then its log), except the first, which holds the log start.
-//!
-//! Then neighbouring cleaned segments that fit one segment together
-//! (`segment.bytes`, and offsets that fit its relative index) are merged into
-//! the first of them, as Kafka's cleaner groups segments, so that a compacted
-//! topic does not pile up one small segment per roll: `<first>.log.cleaned`
-//! holds their batches in order, and the swap above commits it, deleting the
-//! others before the rename. Recovery that finds `<base>.log.swap` deletes
-//! every segment whose base lies inside the swap's offsets (they are in it).
+//! Recovery that finds `<base>.log.swap` deletes every segment whose base lies
+//! inside the swap's offsets (they are in it). A segment cleaning leaves
+//! without a record is removed instead (its indexes, then its log), except
+//! the first, which holds the log start.
 //!
 //! Recovery finishes a swap it finds and rebuilds that segment's indexes; it deletes
 //! `.cleaned` files without a swap. Readers holding bytes of the old segment keep a
@@ -57,10 +58,39 @@ pub struct CompactionOutcome {
     pub segments_merged: usize,
 }
 
+/// A sealed segment as the cleaner read it.
 struct Snapshot {
     base: i64,
+    /// The base of the segment after it.
+    end: i64,
     id: u64,
     data: Bytes,
+}
+
+/// What cleaning makes of a segment.
+enum Content {
+    /// No record removed: its batches as they are.
+    Unchanged,
+    /// The batches that stay, rebuilt where they lost records.
+    Cleaned(Vec<Vec<u8>>),
+}
+
+/// A segment of a run, as cleaned.
+struct Member {
+    snap: Snapshot,
+    content: Content,
+    /// Records cleaning removed from it.
+    removed: u64,
+}
+
+impl Member {
+    /// The bytes it takes in the run's segment.
+    fn size(&self) -> u64 {
+        match &self.content {
+            Content::Unchanged => self.snap.data.len() as u64,
+            Content::Cleaned(batches) => batches.iter().map(|b| b.len() as u64).sum(),
+        }
+    }
 }
 
 fn corrupt(dir: &Path, base: i64, e: impl std::fmt::Display) -> StorageError {
@@ -101,9 +131,12 @@ impl Log {
             if !st.cfg.cleanup_policy.compacts() {
                 return Ok(CompactionOutcome::default());
             }
+            let ends = st.segments.keys().skip(1);
             let snaps: Vec<Snapshot> = cleanable(&st, now_ms, limit)
-                .map(|s| Snapshot {
+                .zip(ends)
+                .map(|(s, end)| Snapshot {
                     base: s.base_offset,
+                    end: *end,
                     id: s.id,
                     data: s.data(),
                 })
@@ -130,42 +163,59 @@ impl Log {
         }
         let horizon = now_ms.saturating_sub(cfg.delete_retention_ms as i64);
         let mut outcome = CompactionOutcome::default();
-        for snap in &snaps {
-            let Some((batches, removed)) =
-                clean_segment(snap, &latest, horizon, &dir, record_limit)?
-            else {
-                continue;
-            };
-            if batches.is_empty() {
-                match self.remove_emptied(snap)? {
-                    Some(true) => {
-                        outcome.segments_removed += 1;
-                        outcome.records_removed += removed;
-                        outcome.bytes_before += snap.data.len() as u64;
-                        continue;
+        // Segments are cleaned in order and grouped as they come: a run
+        // holds neighbours whose cleaned contents fit one segment, and is
+        // written once (cleaned and merged in one file).
+        let mut run: Vec<Member> = Vec::new();
+        let mut run_bytes = 0u64;
+        for snap in snaps {
+            let member = match clean_segment(&snap, &latest, horizon, &dir, record_limit)? {
+                None => Member {
+                    content: Content::Unchanged,
+                    removed: 0,
+                    snap,
+                },
+                Some((batches, removed)) if batches.is_empty() => {
+                    match self.remove_emptied(&snap)? {
+                        Some(true) => {
+                            outcome.segments_removed += 1;
+                            outcome.records_removed += removed;
+                            outcome.bytes_before += snap.data.len() as u64;
+                            continue;
+                        }
+                        // Changed meanwhile: it ends the run before it.
+                        Some(false) => {
+                            self.write_run(std::mem::take(&mut run), &cfg, now_ms, &mut outcome)?;
+                            run_bytes = 0;
+                            continue;
+                        }
+                        // The first segment holds the log start: kept, empty.
+                        None => Member {
+                            content: Content::Cleaned(batches),
+                            removed,
+                            snap,
+                        },
                     }
-                    Some(false) => continue,
-                    // The first segment holds the log start: kept, empty.
-                    None => {}
                 }
+                Some((batches, removed)) => Member {
+                    content: Content::Cleaned(batches),
+                    removed,
+                    snap,
+                },
+            };
+            let size = member.size();
+            let fits = run.first().is_some_and(|first| {
+                run_bytes + size <= cfg.segment_bytes
+                    && member.snap.end - first.snap.base <= i64::from(u32::MAX) / 2
+            });
+            if !fits {
+                self.write_run(std::mem::take(&mut run), &cfg, now_ms, &mut outcome)?;
+                run_bytes = 0;
             }
-            let mut seg = Segment::create(&dir, snap.base, &cfg, ".cleaned")?;
-            for b in &batches {
-                let h = BatchHeader::parse(b).map_err(|e| corrupt(&dir, snap.base, e))?;
-                seg.append(b, &[(0, h)], &cfg, now_ms)?;
-            }
-            seg.seal()?;
-            seg.sync_all()?;
-            let after = seg.size() as u64;
-            drop(seg);
-            if self.swap_in(std::slice::from_ref(snap))? {
-                outcome.segments_cleaned += 1;
-                outcome.records_removed += removed;
-                outcome.bytes_before += snap.data.len() as u64;
-                outcome.bytes_after += after;
-            }
+            run_bytes += size;
+            run.push(member);
         }
-        outcome.segments_merged = self.merge_below(limit, now_ms)?;
+        self.write_run(run, &cfg, now_ms, &mut outcome)?;
         if outcome.segments_cleaned + outcome.segments_removed + outcome.segments_merged > 0 {
             tracing::info!(log = self.name(), ?outcome, "compacted");
         }
@@ -197,67 +247,67 @@ impl Log {
         Ok(Some(true))
     }
 
-    /// Merges each run of neighbouring cleanable segments below `limit` that
-    /// fits one segment into the first of the run (see the module docs);
-    /// returns how many segments were merged away.
-    fn merge_below(&self, limit: i64, now_ms: i64) -> Result<usize> {
-        let (runs, cfg) = {
-            let st = self.lock()?;
-            let segs: Vec<&Segment> = cleanable(&st, now_ms, limit).collect();
-            let mut runs: Vec<Vec<Snapshot>> = Vec::new();
-            let mut run: Vec<Snapshot> = Vec::new();
-            let mut bytes = 0u64;
-            let ends = st.segments.keys().skip(1);
-            for (seg, end) in segs.into_iter().zip(ends) {
-                let fits = run.first().is_some_and(|first| {
-                    bytes + seg.size() as u64 <= st.cfg.segment_bytes
-                        && end - first.base <= i64::from(u32::MAX) / 2
-                });
-                if !fits {
-                    runs.push(std::mem::take(&mut run));
-                    bytes = 0;
-                }
-                bytes += seg.size() as u64;
-                run.push(Snapshot {
-                    base: seg.base_offset,
-                    id: seg.id,
-                    data: seg.data(),
-                });
-            }
-            runs.push(run);
-            for run in &mut runs {
-                // A head holding more than the rest would be copied again
-                // for less than it weighs: it stays, and the rest merge
-                // among themselves. So a byte is copied again only when
-                // what it is merged with at least doubles, not once per
-                // roll of a small segment behind a big merged one.
-                let mut rest: u64 = run.iter().map(|s| s.data.len() as u64).sum();
-                while run.len() > 1 && run[0].data.len() as u64 * 2 > rest {
-                    rest -= run.remove(0).data.len() as u64;
-                }
-            }
-            runs.retain(|r| r.len() > 1);
-            (runs, st.cfg.clone())
+    /// Writes a run of neighbouring segments (see the module docs) as one
+    /// segment in place of the first and swaps it in, adding what it did
+    /// to `outcome`. A head left unchanged that holds more than the rest
+    /// of the run stays as it is, and the rest merge among themselves: so a
+    /// byte is copied again only when what it is merged with at least
+    /// doubles, not once per roll of a small segment behind a big merged
+    /// one. A run of one unchanged segment is left alone.
+    fn write_run(
+        &self,
+        mut run: Vec<Member>,
+        cfg: &crate::config::LogConfig,
+        now_ms: i64,
+        outcome: &mut CompactionOutcome,
+    ) -> Result<()> {
+        let mut rest: u64 = run.iter().map(Member::size).sum();
+        while run.len() > 1
+            && matches!(run[0].content, Content::Unchanged)
+            && run[0].size() * 2 > rest
+        {
+            rest -= run.remove(0).size();
+        }
+        let Some(first) = run.first() else {
+            return Ok(());
         };
+        if run.len() == 1 && matches!(first.content, Content::Unchanged) {
+            return Ok(());
+        }
         let dir = self.dir().to_path_buf();
-        let mut merged = 0;
-        for run in runs {
-            let mut seg = Segment::create(&dir, run[0].base, &cfg, ".cleaned")?;
-            for snap in &run {
-                let mut walk = HeaderWalk::new(&snap.data, 0);
-                let headers: Vec<(usize, BatchHeader)> = walk.by_ref().collect();
-                if walk.end() > 0 {
-                    seg.append(&snap.data[..walk.end()], &headers, &cfg, now_ms)?;
+        let mut seg = Segment::create(&dir, first.snap.base, cfg, ".cleaned")?;
+        for m in &run {
+            match &m.content {
+                Content::Cleaned(batches) => {
+                    for b in batches {
+                        let h = BatchHeader::parse(b).map_err(|e| corrupt(&dir, m.snap.base, e))?;
+                        seg.append(b, &[(0, h)], cfg, now_ms)?;
+                    }
                 }
-            }
-            seg.seal()?;
-            seg.sync_all()?;
-            drop(seg);
-            if self.swap_in(&run)? {
-                merged += run.len() - 1;
+                Content::Unchanged => {
+                    let mut walk = HeaderWalk::new(&m.snap.data, 0);
+                    let headers: Vec<(usize, BatchHeader)> = walk.by_ref().collect();
+                    if walk.end() > 0 {
+                        seg.append(&m.snap.data[..walk.end()], &headers, cfg, now_ms)?;
+                    }
+                }
             }
         }
-        Ok(merged)
+        seg.seal()?;
+        seg.sync_all()?;
+        let after = seg.size() as u64;
+        drop(seg);
+        let snaps: Vec<&Snapshot> = run.iter().map(|m| &m.snap).collect();
+        if self.swap_in(&snaps)? {
+            outcome.segments_merged += run.len() - 1;
+            for m in &run {
+                outcome.segments_cleaned += usize::from(m.removed > 0);
+                outcome.records_removed += m.removed;
+                outcome.bytes_before += m.snap.data.len() as u64;
+            }
+            outcome.bytes_after += after;
+        }
+        Ok(())
     }
 
     /// Replaces the live segments of `run` (neighbours, one segment when
@@ -265,7 +315,7 @@ impl Log {
     /// them changed meanwhile (then the cleaned files are discarded). The
     /// swap file is the commit point; the others' files go before it is
     /// renamed into place (recovery deletes what a crash left of them).
-    fn swap_in(&self, run: &[Snapshot]) -> Result<bool> {
+    fn swap_in(&self, run: &[&Snapshot]) -> Result<bool> {
         let Some(snap) = run.first() else {
             return Ok(false);
         };

@@ -803,6 +803,15 @@ fn compaction_merges_small_neighbouring_segments() {
             .collect::<Vec<_>>()
     };
     assert_eq!(now(&log), before);
+    // Cleaned and merged in one write: what the pass wrote is the two
+    // merged segments, from every segment of their runs.
+    let size = |base| {
+        std::fs::metadata(common::seg_file(&dir, base, ".log"))
+            .unwrap()
+            .len()
+    };
+    assert_eq!(out.bytes_after, size(0) + size(11), "{out:?}");
+    assert!(out.bytes_before > out.bytes_after, "{out:?}");
     // A read inside a merged segment finds its batch.
     let r = log.read(5, 1 << 20, ReadBound::LogEnd).unwrap();
     assert_eq!(split_batches(&r.records)[0].header.base_offset, 5);

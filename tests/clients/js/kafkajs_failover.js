@@ -31,8 +31,8 @@ const { Kafka, Partitioners, logLevel } = require('kafkajs')
 const { Worker } = require('worker_threads')
 
 // Watchdog: a thread that, when this (main) thread's event loop has not
-// turned for 5 s, pauses it through the inspector and prints where it spins
-// (written straight to fd 2: a worker's process.stderr goes through the
+// turned for 5 s, profiles it through the inspector and prints where it
+// spins (written straight to fd 2: a worker's process.stderr goes through the
 // frozen main thread).
 function watchEventLoop() {
   const beat = new Int32Array(new SharedArrayBuffer(4))
@@ -153,7 +153,7 @@ async function main() {
         const [key, i] = v.split(':')
         const n = Number(i)
         if (n < (newest.get(key) ?? -1)) disorder.push(v)
-        newest.set(key, Math.max(n, newest.get(key) ?? -1))
+        else newest.set(key, n)
       }
       seen.set(v, true)
       read++

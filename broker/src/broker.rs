@@ -225,6 +225,10 @@ impl Broker {
         known_id.set(&cluster_id);
         let identity = identity::load_or_create(&config.data_dir, node, Some(&cluster_id))?;
         tracing::info!(cluster_id = %identity.cluster_id, node_id = identity.node_id, "identity");
+        // A node the cluster knew before this start may have lost the state
+        // of the partitions it opens now (its disk replaced or wiped): those
+        // whose Raft log is empty rejoin without a vote until caught up.
+        let known_before = meta.brokers().contains_key(&node);
         let me = BrokerMeta {
             host: advertised_host.clone(),
             port: advertised_port,
@@ -292,7 +296,7 @@ impl Broker {
             &cluster,
             config.producer_limits,
             &metrics.producer_states,
-            config.raft_quiesce,
+            (config.raft_quiesce, known_before),
         )?;
         let partitions: HashMap<_, _> = opened.into_iter().collect();
         for tp in logs.partitions() {
@@ -641,7 +645,7 @@ impl Broker {
                 &self.cluster,
                 self.config.producer_limits,
                 &self.metrics.producer_states,
-                self.config.raft_quiesce,
+                (self.config.raft_quiesce, false),
             )
             .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
             self.partitions
@@ -1482,14 +1486,17 @@ type OpenedGroups = (
 /// replica is this node as a one-voter group (its election is immediate),
 /// the others over the cluster's transport. The file work runs on the
 /// blocking pool. A partition that cannot be opened is returned offline
-/// with its error. Blocking: call it from a blocking thread of the runtime.
+/// with its error. `(quiesce, may_have_lost_state)`: see
+/// [`weir_raft::group::GroupSettings`] (the second is true for the
+/// partitions a node the cluster already knew opens when it starts).
+/// Blocking: call it from a blocking thread of the runtime.
 fn open_groups(
     parts: Vec<(Hosted, Arc<weir_storage::Log>)>,
     node: u64,
     cluster: &Arc<Cluster>,
     limits: crate::producer_state::ProducerLimits,
     counters: &Arc<crate::producer_state::ProducerStateCounters>,
-    quiesce: bool,
+    (quiesce, may_have_lost_state): (bool, bool),
 ) -> anyhow::Result<OpenedGroups> {
     let handle = tokio::runtime::Handle::current();
     handle.block_on(async {
@@ -1505,6 +1512,7 @@ fn open_groups(
                 // failover is about the leader lease (election_max_ms).
                 let settings = weir_raft::group::GroupSettings {
                     quiesce,
+                    may_have_lost_state,
                     election_min_ms: 600,
                     election_max_ms: 900,
                     ..weir_raft::group::GroupSettings::default()

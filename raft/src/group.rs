@@ -96,6 +96,11 @@ pub struct GroupSettings {
     /// only once their leader stops claiming the group (see [`quiet`];
     /// needs [`PartitionGroup::tend`] called a few times a second).
     pub quiesce: bool,
+    /// Whether this replica may have held the group before and lost its
+    /// state (its node was already a member of the cluster): if its Raft log
+    /// is empty when it opens, it votes for no one until a leader has caught
+    /// it up (see [`rejoin`]).
+    pub may_have_lost_state: bool,
 }
 
 impl Default for GroupSettings {
@@ -106,6 +111,7 @@ impl Default for GroupSettings {
             election_max_ms: 1500,
             timers: true,
             quiesce: false,
+            may_have_lost_state: false,
         }
     }
 }
@@ -354,6 +360,8 @@ struct Shared {
     /// How long a quorum's acknowledgement lets a leader write (openraft's
     /// leader lease: its largest election timeout).
     lease: std::time::Duration,
+    /// Whether this replica is rejoining after it lost its state.
+    rejoin: Arc<rejoin::Rejoin>,
 }
 
 impl Shared {
@@ -552,6 +560,7 @@ async fn start_raft<N>(
     hooks: Arc<dyn GroupHooks>,
     (network, remote): (N, Option<crate::transport::RemoteLog>),
     settings: GroupSettings,
+    rejoin: Arc<rejoin::Rejoin>,
 ) -> Result<RaftHandle, GroupError>
 where
     N: RaftNetworkFactory<TypeConfig>,
@@ -576,6 +585,18 @@ where
             source,
         })?;
     store.check_predictions(predictions);
+    let store_err = |source| GroupError::Store {
+        log: name.clone(),
+        source,
+    };
+    if settings.may_have_lost_state && voters.len() > 1 && !rejoin.is_active() {
+        let state = openraft::storage::RaftLogStorage::get_log_state(&mut store)
+            .await
+            .map_err(|e| raft_err(e.to_string()))?;
+        if state.last_log_id.is_none() {
+            rejoin.begin().map_err(store_err)?;
+        }
+    }
     let config = raft_config(&settings).map_err(raft_err)?;
     let reader = openraft::storage::RaftLogStorage::get_log_reader(&mut store).await;
     let sm = StateMachine::with_hooks(hooks, store.first_offset(), log.dir().to_path_buf(), reader)
@@ -583,6 +604,9 @@ where
     let raft = Raft::new(node_id, config, network, store, sm)
         .await
         .map_err(|e| raft_err(e.to_string()))?;
+    if rejoin.is_active() {
+        raft.runtime_config().elect(false);
+    }
     if !raft
         .is_initialized()
         .await
@@ -593,7 +617,7 @@ where
             .map(|(id, addr)| (id, BasicNode::new(addr)))
             .collect();
         match raft.initialize(members).await {
-            Ok(()) if settings.timers && preferred == Some(node_id) => {
+            Ok(()) if settings.timers && preferred == Some(node_id) && !rejoin.is_active() => {
                 // A new group: its preferred leader campaigns at once
                 // instead of waiting out an election timeout (its peers may
                 // not have created the group yet; then the timers elect).
@@ -652,20 +676,26 @@ impl PartitionGroup {
         let preferred = voters.first().map(|(id, _)| *id);
         let preference: Vec<u64> = voters.iter().map(|(id, _)| *id).collect();
         let voters: BTreeMap<u64, String> = voters.iter().cloned().collect();
+        let rejoin = Arc::new(rejoin::Rejoin::open(
+            log.dir(),
+            settings.timers && !settings.quiesce,
+        ));
         let restart: Restart = {
-            let (log, hooks, predictions) = (
+            let (log, hooks, predictions, rejoin) = (
                 Arc::clone(&log),
                 Arc::clone(&hooks),
                 Arc::clone(&predictions),
+                Arc::clone(&rejoin),
             );
             Arc::new(move || {
-                let (log, hooks, voters, network, predictions, remote) = (
+                let (log, hooks, voters, network, predictions, remote, rejoin) = (
                     Arc::clone(&log),
                     Arc::clone(&hooks),
                     voters.clone(),
                     network.clone(),
                     Arc::clone(&predictions),
                     remote.clone(),
+                    Arc::clone(&rejoin),
                 );
                 Box::pin(start_raft(
                     node_id,
@@ -676,6 +706,7 @@ impl PartitionGroup {
                     hooks,
                     (network, remote),
                     settings,
+                    rejoin,
                 ))
             })
         };
@@ -691,6 +722,7 @@ impl PartitionGroup {
             generation: std::sync::atomic::AtomicU64::new(0),
             quiet: (settings.quiesce && settings.timers).then(|| quiet::Quiet::new(preference)),
             lease: std::time::Duration::from_millis(settings.election_max_ms),
+            rejoin,
         });
         let tasks = vec![
             tokio::spawn(submit_loop(Arc::clone(&shared))),
@@ -920,6 +952,11 @@ impl PartitionGroup {
     /// nodes this one cannot reach now. Does nothing unless the group's
     /// settings ask for quiescence.
     pub async fn tend(&self, claim: Option<(u64, u64)>, down: &[u64]) {
+        if self.shared.rejoin.is_active() {
+            // It campaigns only once caught up (see [`rejoin`]).
+            self.shared.raft().runtime_config().elect(false);
+            return;
+        }
         if let Some(q) = &self.shared.quiet {
             q.tend(&self.shared.raft(), claim, down).await;
         }
@@ -992,7 +1029,31 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::StreamAppendResult<TypeConfig>, crate::transport::HandlerError>,
     > {
-        crate::transport::GroupHandler::append_stream(&self.0.raft(), input)
+        use futures_util::StreamExt;
+        let shared = Arc::clone(&self.0);
+        if !shared.rejoin.is_active() {
+            return crate::transport::GroupHandler::append_stream(&shared.raft(), input);
+        }
+        // Rejoining: each append tells how far the leader committed, and
+        // the answers how far this log matches the leader's.
+        let heard = Arc::clone(&shared.rejoin);
+        let input = input
+            .map(move |req| {
+                heard.heard(req.leader_commit.as_ref().map(|l| l.index));
+                req
+            })
+            .boxed();
+        crate::transport::GroupHandler::append_stream(&shared.raft(), input)
+            .map(move |res| {
+                if let Ok(Ok(matched)) = &res {
+                    let rejoin = &shared.rejoin;
+                    if rejoin.caught_up(matched.as_ref().map(|l| l.index)) && rejoin.elects() {
+                        shared.raft().runtime_config().elect(true);
+                    }
+                }
+                res
+            })
+            .boxed()
     }
 
     fn vote(
@@ -1002,6 +1063,10 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
+        if self.0.rejoin.is_active() {
+            let refused = rejoin::refusal(&req);
+            return Box::pin(async move { Ok(refused) });
+        }
         crate::transport::GroupHandler::vote(&self.0.raft(), req)
     }
 
@@ -1012,6 +1077,10 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
+        if self.0.rejoin.is_active() {
+            let refused = rejoin::refusal(&req);
+            return Box::pin(async move { Ok(refused) });
+        }
         crate::transport::GroupHandler::pre_vote(&self.0.raft(), req)
     }
 
@@ -1038,6 +1107,14 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::TransferLeaderResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
+        if self.0.rejoin.is_active() {
+            return Box::pin(async {
+                Err(crate::transport::HandlerError(
+                    "this replica is catching up after it lost its state: it takes no leadership"
+                        .into(),
+                ))
+            });
+        }
         crate::transport::GroupHandler::transfer_leader(&self.0.raft(), req)
     }
 
@@ -1376,5 +1453,6 @@ fn set_lead(shared: &Shared, view: Leadership) {
 
 pub(crate) mod predictions;
 mod quiet;
+mod rejoin;
 #[cfg(test)]
 mod tests;

@@ -193,7 +193,12 @@ impl Cluster {
                 }
                 Ok(Some(()))
             })
-            .with_context(|| format!("partition {p} of {topic}: replicas differ"))?;
+            .with_context(|| {
+                format!(
+                    "partition {p} of {topic}: replicas differ\n{}",
+                    replicas_report(&dirs, topic, p)
+                )
+            })?;
         }
         Ok(())
     }
@@ -327,6 +332,32 @@ fn segment_files(
         .collect();
     segments.sort();
     Ok(segments)
+}
+
+/// What each node in `dirs` holds of `topic-partition`: its segment files
+/// with their sizes and its records (the last 40), for a failure message.
+fn replicas_report(dirs: &[std::path::PathBuf], topic: &str, partition: i32) -> String {
+    let mut out = String::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let files: Vec<String> = segment_files(d, topic, partition)
+            .unwrap_or_default()
+            .iter()
+            .map(|f| {
+                let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                let name = f.file_name().unwrap_or_default().to_string_lossy();
+                format!("{name} ({len} B)")
+            })
+            .collect();
+        let records = match records_on_disk(d, topic, partition) {
+            Ok(r) => {
+                let skip = r.len().saturating_sub(40);
+                format!("{} records, last: {:?}", r.len(), &r[skip..])
+            }
+            Err(e) => format!("unreadable: {e:#}"),
+        };
+        out.push_str(&format!("node {}: {files:?}; {records}\n", i + 1));
+    }
+    out
 }
 
 /// Every `.log` segment of `topic-partition` under a node's data dir, in

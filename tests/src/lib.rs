@@ -333,6 +333,20 @@ impl WeirNode {
         Ok(())
     }
 
+    /// Sends `sig` (as `kill` takes it: "-STOP", "-CONT") to the running
+    /// process: a stopped node holds its sockets open and answers nothing.
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow::anyhow!("node is not running"))?;
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill {sig} {pid} failed");
+        Ok(())
+    }
+
     fn kill_quietly(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -35,15 +35,6 @@ impl Rng {
     }
 }
 
-fn signal(pid: u32, sig: &str) -> Result<()> {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "kill {sig} {pid} failed");
-    Ok(())
-}
-
 /// Waits until every node answers its health check (all partitions led).
 fn healthy(c: &mut Cluster) -> Result<()> {
     let admins: Vec<String> = c.nodes.iter().map(|n| n.admin_addr().to_string()).collect();
@@ -132,10 +123,9 @@ fn run(seed: u64, secs: u64) -> Result<()> {
                 c.node(node).restart()?;
             }
             1 => {
-                let pid = c.node(node).pid().context("no pid")?;
-                signal(pid, "-STOP")?;
+                c.node(node).signal("-STOP")?;
                 std::thread::sleep(hold);
-                signal(pid, "-CONT")?;
+                c.node(node).signal("-CONT")?;
             }
             2 => {
                 c.isolate(node);

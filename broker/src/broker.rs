@@ -198,7 +198,12 @@ impl Broker {
             node_u,
             voters,
             Arc::clone(&meta),
-            weir_raft::group::GroupSettings::default(),
+            weir_raft::group::GroupSettings {
+                // An empty controller log: a new node, or one that lost its
+                // disk (see docs/cluster.md, "A node that lost its disk").
+                lost_state: weir_raft::group::LostState::PossibleWhileForming,
+                ..weir_raft::group::GroupSettings::default()
+            },
         ))?;
         if with_peers {
             tracing::info!(peers = ?config.peers, "joining the cluster (waits for a quorum of the nodes)");
@@ -1512,7 +1517,11 @@ fn open_groups(
                 // failover is about the leader lease (election_max_ms).
                 let settings = weir_raft::group::GroupSettings {
                     quiesce,
-                    may_have_lost_state,
+                    lost_state: if may_have_lost_state {
+                        weir_raft::group::LostState::Possible
+                    } else {
+                        weir_raft::group::LostState::Impossible
+                    },
                     election_min_ms: 600,
                     election_max_ms: 900,
                     ..weir_raft::group::GroupSettings::default()

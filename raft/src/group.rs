@@ -97,10 +97,10 @@ pub struct GroupSettings {
     /// needs [`PartitionGroup::tend`] called a few times a second).
     pub quiesce: bool,
     /// Whether this replica may have held the group before and lost its
-    /// state (its node was already a member of the cluster): if its Raft log
-    /// is empty when it opens, it votes for no one until a leader has caught
-    /// it up (see [`rejoin`]).
-    pub may_have_lost_state: bool,
+    /// state (a node the cluster knew, or whose directory is new): if its
+    /// Raft log is empty when it opens, it rejoins without a vote until a
+    /// leader has caught it up (see [`rejoin`]).
+    pub lost_state: LostState,
 }
 
 impl Default for GroupSettings {
@@ -111,7 +111,7 @@ impl Default for GroupSettings {
             election_max_ms: 1500,
             timers: true,
             quiesce: false,
-            may_have_lost_state: false,
+            lost_state: LostState::Impossible,
         }
     }
 }
@@ -589,7 +589,7 @@ where
         log: name.clone(),
         source,
     };
-    if settings.may_have_lost_state && voters.len() > 1 && !rejoin.is_active() {
+    if settings.lost_state != LostState::Impossible && voters.len() > 1 && !rejoin.is_active() {
         let state = openraft::storage::RaftLogStorage::get_log_state(&mut store)
             .await
             .map_err(|e| raft_err(e.to_string()))?;
@@ -604,7 +604,7 @@ where
     let raft = Raft::new(node_id, config, network, store, sm)
         .await
         .map_err(|e| raft_err(e.to_string()))?;
-    if rejoin.is_active() {
+    if rejoin.holds_back() {
         raft.runtime_config().elect(false);
     }
     if !raft
@@ -617,7 +617,7 @@ where
             .map(|(id, addr)| (id, BasicNode::new(addr)))
             .collect();
         match raft.initialize(members).await {
-            Ok(()) if settings.timers && preferred == Some(node_id) && !rejoin.is_active() => {
+            Ok(()) if settings.timers && preferred == Some(node_id) && !rejoin.holds_back() => {
                 // A new group: its preferred leader campaigns at once
                 // instead of waiting out an election timeout (its peers may
                 // not have created the group yet; then the timers elect).
@@ -679,6 +679,7 @@ impl PartitionGroup {
         let rejoin = Arc::new(rejoin::Rejoin::open(
             log.dir(),
             settings.timers && !settings.quiesce,
+            settings.lost_state,
         ));
         let restart: Restart = {
             let (log, hooks, predictions, rejoin) = (
@@ -952,7 +953,7 @@ impl PartitionGroup {
     /// nodes this one cannot reach now. Does nothing unless the group's
     /// settings ask for quiescence.
     pub async fn tend(&self, claim: Option<(u64, u64)>, down: &[u64]) {
-        if self.shared.rejoin.is_active() {
+        if self.shared.rejoin.holds_back() {
             // It campaigns only once caught up (see [`rejoin`]).
             self.shared.raft().runtime_config().elect(false);
             return;
@@ -1063,7 +1064,7 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
-        if self.0.rejoin.is_active() {
+        if self.0.rejoin.refuses(&req) {
             let refused = rejoin::refusal(&req);
             return Box::pin(async move { Ok(refused) });
         }
@@ -1077,7 +1078,7 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
-        if self.0.rejoin.is_active() {
+        if self.0.rejoin.refuses(&req) {
             let refused = rejoin::refusal(&req);
             return Box::pin(async move { Ok(refused) });
         }
@@ -1107,7 +1108,7 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::TransferLeaderResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
-        if self.0.rejoin.is_active() {
+        if self.0.rejoin.holds_back() {
             return Box::pin(async {
                 Err(crate::transport::HandlerError(
                     "this replica is catching up after it lost its state: it takes no leadership"
@@ -1420,6 +1421,11 @@ async fn follow(shared: &Shared, hooks: &Arc<dyn GroupHooks>) {
             }
         };
         if view != *shared.leadership.borrow() {
+            if view.is_leader {
+                // Elected: its log holds everything committed (see
+                // [`rejoin`]), so a rejoining replica is done.
+                shared.rejoin.elected();
+            }
             // Queue first (proposals get offsets), then the partition (takes
             // requests), then the watch: whoever waits on the watch finds the
             // partition ready.
@@ -1454,5 +1460,6 @@ fn set_lead(shared: &Shared, view: Leadership) {
 pub(crate) mod predictions;
 mod quiet;
 mod rejoin;
+pub use rejoin::LostState;
 #[cfg(test)]
 mod tests;

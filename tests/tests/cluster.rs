@@ -1336,17 +1336,20 @@ fn a_follower_with_a_wiped_data_dir_is_caught_up_by_its_leaders() -> Result<()> 
     Ok(())
 }
 
-/// A node that lost its disk votes for no one until a leader has caught
+/// A replica that lost its partition's files (a disk of its data
+/// directory, or the whole disk) votes for no one until a leader has caught
 /// it up. Here it led the partition, the records it acknowledged are on it
 /// (lost) and on one other replica, and the third replica lagged behind
-/// both: the empty node and the lagging one are a majority, and a leader
+/// both: the empty replica and the lagging one are a majority, and a leader
 /// elected by them would lack acknowledged records. With the replica that
 /// holds them stopped, no leader is elected; once it is back, it leads and
 /// every record is kept. Found from outside: the wiped-follower test failed
 /// under load with one replica holding the first records and two others
-/// holding later ones at the same offsets.
+/// holding later ones at the same offsets. (Only the partition's directory
+/// is removed here: a node that lost its whole disk also waits for a
+/// controller leader, which the next test covers.)
 #[test]
-fn a_node_that_lost_its_disk_elects_no_leader_with_a_lagging_replica() -> Result<()> {
+fn a_replica_that_lost_its_files_elects_no_leader_with_a_lagging_replica() -> Result<()> {
     let mut c = Cluster::start(3, &[])?;
     let topic = unique("amnesia");
     let mut conn = RawConn::connect(c.node(1).bootstrap())?;
@@ -1366,13 +1369,12 @@ fn a_node_that_lost_its_disk_elects_no_leader_with_a_lagging_replica() -> Result
     let keeper = (1..=3)
         .find(|n| *n != holder && *n != lagging)
         .expect("three nodes");
-    // The leader loses its disk while the other replica with the records
-    // is stopped; the lagging replica runs again.
+    // The leader loses the partition's files while the other replica with
+    // the records is stopped; the lagging replica runs again.
     c.node(holder).kill()?;
     c.node(keeper).signal("-STOP")?;
-    let dir = c.node(holder).data_dir().to_path_buf();
-    std::fs::remove_dir_all(&dir)?;
-    std::fs::create_dir_all(&dir)?;
+    let part_dir = c.node(holder).data_dir().join(format!("logs/{topic}-0"));
+    std::fs::remove_dir_all(&part_dir)?;
     c.node(lagging).signal("-CONT")?;
     c.node(holder).restart()?;
     // Watched for a while (an election takes about a second here): neither
@@ -1415,12 +1417,82 @@ fn a_node_that_lost_its_disk_elects_no_leader_with_a_lagging_replica() -> Result
         .map(|(o, v)| (o as i64, v))
         .collect();
     ensure!(got == want, "records of {topic}-0: {got:?}");
-    // Caught up, the node that lost its disk votes again.
-    let marker = dir.join(format!("logs/{topic}-0/raft-rejoin"));
+    // Caught up, the replica that lost its files votes again.
+    let marker = part_dir.join("raft-rejoin");
     poll_until(Duration::from_secs(30), || {
         Ok((!marker.exists()).then_some(()))
     })
     .context("the rejoined replica still does not vote")?;
+    Ok(())
+}
+
+/// The controller of a node that lost its disk does not elect, with a
+/// controller replica that lagged, a leader missing the newest metadata:
+/// here a topic created while that replica was stopped. With the one
+/// replica that holds it stopped, no controller is elected; once it runs
+/// again, every node knows the topic.
+#[test]
+fn a_node_that_lost_its_disk_elects_no_controller_without_the_newest_metadata() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let ctrl = poll_until(Duration::from_secs(30), || {
+        let id = c.metadata(1, &[])?.controller_id.0;
+        Ok((1..=3).contains(&id).then_some(id))
+    })?;
+    let lagging = (1..=3).find(|n| *n != ctrl).expect("three nodes");
+    let keeper = (1..=3)
+        .find(|n| *n != ctrl && *n != lagging)
+        .expect("three nodes");
+    c.node(lagging).signal("-STOP")?;
+    let topic = unique("kept");
+    let mut conn = RawConn::connect(c.node(keeper).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 2, &[])? == 0);
+    poll_until(Duration::from_secs(30), || {
+        Ok((c.metadata(keeper, &[&topic])?.topics[0].error_code == 0).then_some(()))
+    })?;
+    // The controller's leader loses its disk while the other replica with
+    // the topic is stopped; the lagging replica runs again.
+    c.node(ctrl).kill()?;
+    c.node(keeper).signal("-STOP")?;
+    let dir = c.node(ctrl).data_dir().to_path_buf();
+    std::fs::remove_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir)?;
+    c.node(lagging).signal("-CONT")?;
+    // A node joins once its controller has a leader: launched, not awaited.
+    c.node(ctrl).relaunch()?;
+    let watch_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < watch_until {
+        // The node's own view of the controller group (Metadata names the
+        // node itself while it knows no leader).
+        if let Ok((200, body)) = c.node(lagging).http_get("/v1/cluster") {
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            ensure!(
+                v["controller"].as_i64() != Some(i64::from(lagging)),
+                "node {lagging} leads the controller without the topic node {keeper} holds"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200)); // the watch's pace
+    }
+    c.node(keeper).signal("-CONT")?;
+    c.node(ctrl).await_listening()?;
+    for id in 1..=3 {
+        poll_until(Duration::from_secs(30), || {
+            Ok((c.metadata(id, &[&topic])?.topics[0].error_code == 0).then_some(()))
+        })
+        .with_context(|| format!("node {id} does not know {topic}"))?;
+    }
+    // Every controller replica votes: the one that lost its disk once
+    // caught up, the others since the cluster formed (the first leader on
+    // its election, the rest once it reached them).
+    for id in 1..=3 {
+        let marker = c
+            .node(id)
+            .data_dir()
+            .join("controller/__cluster_metadata-0/raft-rejoin");
+        poll_until(Duration::from_secs(30), || {
+            Ok((!marker.exists()).then_some(()))
+        })
+        .with_context(|| format!("node {id}'s controller replica still does not vote"))?;
+    }
     Ok(())
 }
 

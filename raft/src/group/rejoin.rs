@@ -16,6 +16,14 @@
 //!
 //! The state is kept in a marker file in the partition directory, so a node
 //! restarted before it caught up stays without a vote.
+//!
+//! The controller group rejoins differently: a node whose data directory is
+//! new cannot tell a lost disk from a cluster still forming before the
+//! controller caught it up, and a forming cluster must elect. Its rejoining
+//! replica votes only for a candidate whose log holds nothing but the
+//! group's first entry (no controller replica of a formed cluster has so
+//! short a log, so such a candidate is another new node) and may campaign
+//! (a formed cluster's replicas refuse a candidate with so short a log).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +35,22 @@ use crate::types::TypeConfig;
 /// The marker of a replica that has not caught up since it lost its state.
 pub(crate) const MARKER_FILE: &str = "raft-rejoin";
 
+/// Whether a group's replica on this node may have lost its state, and how
+/// it rejoins when its Raft log is empty at open (see [`super::rejoin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LostState {
+    /// It cannot have: it never rejoins.
+    #[default]
+    Impossible,
+    /// A partition of a node the cluster knew before: until caught up it
+    /// neither votes, nor campaigns, nor takes leadership handed over.
+    Possible,
+    /// The controller of a node whose data directory is new: until caught
+    /// up it votes only for candidates that hold no more than the group's
+    /// first entry, and may campaign.
+    PossibleWhileForming,
+}
+
 /// Whether one group's replica on this node is rejoining (see the module).
 #[derive(Debug)]
 pub(crate) struct Rejoin {
@@ -35,6 +59,9 @@ pub(crate) struct Rejoin {
     /// Whether openraft's election timer runs once it has caught up (off
     /// when quiescence elects instead).
     elects: bool,
+    /// Whether it still votes for candidates of a group that never had a
+    /// leader, and may campaign ([`LostState::PossibleWhileForming`]).
+    forming: bool,
     /// The highest commit index a leader's append announced while
     /// rejoining, plus one (0: none yet).
     needed: AtomicU64,
@@ -43,11 +70,12 @@ pub(crate) struct Rejoin {
 impl Rejoin {
     /// The state of the replica in partition directory `dir`: rejoining if
     /// its marker is there. `elects`: whether openraft's election timer
-    /// runs once it has caught up.
-    pub(crate) fn open(dir: &Path, elects: bool) -> Self {
+    /// runs once it has caught up; `how`: how it rejoins.
+    pub(crate) fn open(dir: &Path, elects: bool, how: LostState) -> Self {
         Self {
             dir: dir.to_path_buf(),
             elects,
+            forming: how == LostState::PossibleWhileForming,
             active: AtomicBool::new(dir.join(MARKER_FILE).exists()),
             needed: AtomicU64::new(0),
         }
@@ -74,6 +102,17 @@ impl Rejoin {
         self.active.load(Ordering::SeqCst)
     }
 
+    /// Whether it must neither campaign nor take leadership handed over.
+    pub(crate) fn holds_back(&self) -> bool {
+        self.is_active() && !self.forming
+    }
+
+    /// Whether it must refuse the (pre-)vote `req`.
+    pub(crate) fn refuses(&self, req: &openraft::raft::VoteRequest<TypeConfig>) -> bool {
+        let first_entry_only = req.last_log_id.as_ref().is_none_or(|l| l.index == 0);
+        self.is_active() && !(self.forming && first_entry_only)
+    }
+
     /// A leader's append arrived announcing `leader_commit` (its commit
     /// index, if any).
     pub(crate) fn heard(&self, leader_commit: Option<u64>) {
@@ -95,6 +134,23 @@ impl Rejoin {
         if matched.map_or(0, |m| m + 1) < needed {
             return false;
         }
+        self.end()
+    }
+
+    /// This replica was elected leader: only a replica that may campaign
+    /// ([`LostState::PossibleWhileForming`]) can be, and only with the votes
+    /// of a majority whose logs are no longer than its own, so its log
+    /// holds everything committed and rejoining ends.
+    pub(crate) fn elected(&self) {
+        if self.is_active() {
+            self.end();
+        }
+    }
+
+    /// Removes the marker (should that fail, the replica only stays
+    /// without a vote for longer after a restart) and votes again. Returns
+    /// whether it was rejoining.
+    fn end(&self) -> bool {
         if let Err(e) = std::fs::remove_file(self.dir.join(MARKER_FILE)) {
             tracing::warn!(error = %e, "could not remove the rejoin marker");
         }
@@ -125,11 +181,11 @@ mod tests {
     #[test]
     fn rejoining_ends_once_an_append_reaches_every_announced_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Rejoin::open(dir.path(), true);
+        let r = Rejoin::open(dir.path(), true, LostState::Possible);
         assert!(!r.is_active());
         r.begin().unwrap();
         // Survives a restart.
-        let r = Rejoin::open(dir.path(), true);
+        let r = Rejoin::open(dir.path(), true, LostState::Possible);
         assert!(r.is_active());
         r.heard(Some(9));
         assert!(!r.caught_up(None));
@@ -139,13 +195,44 @@ mod tests {
         assert!(r.caught_up(Some(12)));
         assert!(!r.is_active());
         assert!(!dir.path().join(MARKER_FILE).exists());
-        assert!(!Rejoin::open(dir.path(), true).is_active());
+        assert!(!Rejoin::open(dir.path(), true, LostState::Possible).is_active());
+    }
+
+    #[test]
+    fn a_forming_replica_votes_only_for_candidates_of_a_new_group_until_elected() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Rejoin::open(dir.path(), true, LostState::PossibleWhileForming);
+        r.begin().unwrap();
+        let ask = |index: Option<u64>| {
+            openraft::raft::VoteRequest::<TypeConfig>::new(
+                openraft::Vote::new(3, 2),
+                index.map(|i| crate::types::log_id(1, i)),
+            )
+        };
+        assert!(!r.refuses(&ask(None)));
+        assert!(!r.refuses(&ask(Some(0))));
+        assert!(r.refuses(&ask(Some(4))));
+        assert!(!r.holds_back());
+        r.elected();
+        assert!(!r.is_active());
+        assert!(!r.refuses(&ask(Some(4))));
+        assert!(!dir.path().join(MARKER_FILE).exists());
+    }
+
+    #[test]
+    fn a_partition_replica_refuses_every_vote_and_holds_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Rejoin::open(dir.path(), true, LostState::Possible);
+        r.begin().unwrap();
+        let req = openraft::raft::VoteRequest::<TypeConfig>::new(openraft::Vote::new(3, 2), None);
+        assert!(r.refuses(&req));
+        assert!(r.holds_back());
     }
 
     #[test]
     fn a_leader_with_nothing_committed_ends_it_at_the_first_match() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Rejoin::open(dir.path(), true);
+        let r = Rejoin::open(dir.path(), true, LostState::Possible);
         r.begin().unwrap();
         r.heard(None);
         assert!(r.caught_up(None));

@@ -52,7 +52,7 @@ fn fast() -> GroupSettings {
         election_max_ms: 300,
         timers: true,
         quiesce: false,
-        may_have_lost_state: false,
+        lost_state: LostState::Impossible,
     }
 }
 

@@ -1312,6 +1312,7 @@ impl Broker {
                     "committed_index": raft.as_ref().and_then(|r| r.committed_index),
                     "applied_index": raft.as_ref().and_then(|r| r.applied_index),
                     "quiesced": raft.as_ref().is_some_and(|r| r.quiesced),
+                    "rejoining": raft.as_ref().is_some_and(|r| r.rejoining),
                     "replica_lag": raft.as_ref().map(replica_lag),
                     "in_sync": self.in_sync(&p.tp.topic, p.tp.partition, leader, &replicas),
                     "replicas": replicas,

@@ -278,9 +278,9 @@ pub(crate) fn status(admin: &str) -> Result<String> {
             v["partitions"].as_array().map_or(0, Vec::len)
         )?;
     }
-    // Per partition: each replica's view (node → log end, leader, term, HW),
-    // and the replicas assigned to it.
-    type Replica = (i64, i64, i64, i64);
+    // Per partition: each replica's view (node → log end, leader, term, HW,
+    // rejoining), and the replicas assigned to it.
+    type Replica = (i64, i64, i64, i64, bool);
     type Part = (BTreeMap<i64, Replica>, Vec<i64>);
     let mut parts: BTreeMap<(String, i64), Part> = BTreeMap::new();
     for v in &views {
@@ -295,6 +295,7 @@ pub(crate) fn status(admin: &str) -> Result<String> {
                 p["leader"].as_i64().unwrap_or(-1),
                 p["term"].as_i64().unwrap_or(-1),
                 p["high_watermark"].as_i64().unwrap_or(-1),
+                p["rejoining"].as_bool().unwrap_or(false),
             );
             let part = parts.entry(key).or_default();
             part.0.insert(node, r);
@@ -307,7 +308,8 @@ pub(crate) fn status(admin: &str) -> Result<String> {
     }
     writeln!(
         out,
-        "{:<40} {:>6} {:>6} {:>12}  replicas (node:lag, down: did not answer)",
+        "{:<40} {:>6} {:>6} {:>12}  replicas (node:lag, down: did not answer, \
+         rejoining: lost its state, votes once caught up)",
         "partition", "leader", "term", "committed"
     )?;
     for ((topic, p), (replicas, assigned)) in &mut parts {
@@ -317,7 +319,7 @@ pub(crate) fn status(admin: &str) -> Result<String> {
             .find(|(n, r)| r.1 == **n)
             .or_else(|| replicas.iter().next())
             .map(|(_, r)| *r)
-            .unwrap_or((-1, -1, -1, -1));
+            .unwrap_or((-1, -1, -1, -1, false));
         let lead_end = replicas.get(&view.1).map_or(view.0, |r| r.0);
         let answered: Vec<i64> = replicas
             .keys()
@@ -329,6 +331,7 @@ pub(crate) fn status(admin: &str) -> Result<String> {
         let lags = assigned
             .iter()
             .map(|n| match replicas.get(n) {
+                Some(r) if r.4 => format!("{n}:{}:rejoining", (lead_end - r.0).max(0)),
                 Some(r) => format!("{n}:{}", (lead_end - r.0).max(0)),
                 None => format!("{n}:down"),
             })

@@ -978,6 +978,7 @@ impl PartitionGroup {
             committed_index: m.local_committed.map(|l| l.index),
             applied_index: m.last_applied.map(|l| l.index),
             quiesced: self.is_quiesced(),
+            rejoining: self.shared.rejoin.is_active(),
             matched: m
                 .replication
                 .iter()
@@ -1185,6 +1186,9 @@ pub struct GroupStatus {
     pub applied_index: Option<u64>,
     /// Whether this node leads the group and quiesced it (see [`quiet`]).
     pub quiesced: bool,
+    /// Whether this replica is rejoining after it lost its state: it votes
+    /// once a leader has caught it up (see [`rejoin`]).
+    pub rejoining: bool,
     /// On the leader: each follower's last Raft index known to match the
     /// leader's log (`None` until it first answered). Empty elsewhere.
     pub matched: std::collections::BTreeMap<u64, Option<u64>>,

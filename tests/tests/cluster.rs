@@ -1397,6 +1397,26 @@ fn a_replica_that_lost_its_files_elects_no_leader_with_a_lagging_replica() -> Re
         }
         std::thread::sleep(Duration::from_millis(200)); // the watch's pace
     }
+    // `cluster status` says which replica is rejoining.
+    let admins = (1..=3)
+        .map(|n| c.node(n).admin_addr().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let status = || -> Result<String> {
+        let out = std::process::Command::new(weir_tests::weir_bin()?)
+            .args(["cluster", "status", "--admin", &admins])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find(|l| l.starts_with(&format!("{topic}-0 ")))
+            .map(str::to_string)
+            .with_context(|| format!("no {topic}-0 in the status:\n{text}"))
+    };
+    let line = status()?;
+    ensure!(
+        line.contains(&format!(" {holder}:")) && line.contains(":rejoining"),
+        "status of {topic}-0 while node {holder} rejoins: {line}"
+    );
     c.node(keeper).signal("-CONT")?;
     for i in 0..10 {
         let v = format!("after-{i}");
@@ -1423,6 +1443,8 @@ fn a_replica_that_lost_its_files_elects_no_leader_with_a_lagging_replica() -> Re
         Ok((!marker.exists()).then_some(()))
     })
     .context("the rejoined replica still does not vote")?;
+    let line = status()?;
+    ensure!(!line.contains("rejoining"), "status once caught up: {line}");
     Ok(())
 }
 

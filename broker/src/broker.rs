@@ -301,7 +301,14 @@ impl Broker {
             &cluster,
             config.producer_limits,
             &metrics.producer_states,
-            (config.raft_quiesce, known_before),
+            (
+                config.raft_quiesce,
+                if known_before {
+                    weir_raft::group::LostState::Possible
+                } else {
+                    weir_raft::group::LostState::Impossible
+                },
+            ),
         )?;
         let partitions: HashMap<_, _> = opened.into_iter().collect();
         for tp in logs.partitions() {
@@ -650,7 +657,10 @@ impl Broker {
                 &self.cluster,
                 self.config.producer_limits,
                 &self.metrics.producer_states,
-                (self.config.raft_quiesce, false),
+                (
+                    self.config.raft_quiesce,
+                    weir_raft::group::LostState::Impossible,
+                ),
             )
             .map_err(|e| TopicChangeError::InvalidRequest(e.to_string()))?;
             self.partitions
@@ -1492,8 +1502,8 @@ type OpenedGroups = (
 /// replica is this node as a one-voter group (its election is immediate),
 /// the others over the cluster's transport. The file work runs on the
 /// blocking pool. A partition that cannot be opened is returned offline
-/// with its error. `(quiesce, may_have_lost_state)`: see
-/// [`weir_raft::group::GroupSettings`] (the second is true for the
+/// with its error. `(quiesce, lost_state)`: see
+/// [`weir_raft::group::GroupSettings`] (`LostState::Possible` for the
 /// partitions a node the cluster already knew opens when it starts).
 /// Blocking: call it from a blocking thread of the runtime.
 fn open_groups(
@@ -1502,7 +1512,7 @@ fn open_groups(
     cluster: &Arc<Cluster>,
     limits: crate::producer_state::ProducerLimits,
     counters: &Arc<crate::producer_state::ProducerStateCounters>,
-    (quiesce, may_have_lost_state): (bool, bool),
+    (quiesce, lost_state): (bool, weir_raft::group::LostState),
 ) -> anyhow::Result<OpenedGroups> {
     let handle = tokio::runtime::Handle::current();
     handle.block_on(async {
@@ -1518,11 +1528,7 @@ fn open_groups(
                 // failover is about the leader lease (election_max_ms).
                 let settings = weir_raft::group::GroupSettings {
                     quiesce,
-                    lost_state: if may_have_lost_state {
-                        weir_raft::group::LostState::Possible
-                    } else {
-                        weir_raft::group::LostState::Impossible
-                    },
+                    lost_state,
                     election_min_ms: 600,
                     election_max_ms: 900,
                     ..weir_raft::group::GroupSettings::default()

@@ -585,16 +585,15 @@ where
             source,
         })?;
     store.check_predictions(predictions);
-    let store_err = |source| GroupError::Store {
-        log: name.clone(),
-        source,
-    };
     if settings.lost_state != LostState::Impossible && voters.len() > 1 && !rejoin.is_active() {
         let state = openraft::storage::RaftLogStorage::get_log_state(&mut store)
             .await
             .map_err(|e| raft_err(e.to_string()))?;
         if state.last_log_id.is_none() {
-            rejoin.begin().map_err(store_err)?;
+            rejoin.begin().map_err(|source| GroupError::Store {
+                log: name.clone(),
+                source,
+            })?;
         }
     }
     let config = raft_config(&settings).map_err(raft_err)?;
@@ -1065,8 +1064,7 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
-        if self.0.rejoin.refuses(&req) {
-            let refused = rejoin::refusal(&req);
+        if let Some(refused) = self.0.rejoin.refusal(&req) {
             return Box::pin(async move { Ok(refused) });
         }
         crate::transport::GroupHandler::vote(&self.0.raft(), req)
@@ -1079,8 +1077,7 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
-        if self.0.rejoin.refuses(&req) {
-            let refused = rejoin::refusal(&req);
+        if let Some(refused) = self.0.rejoin.refusal(&req) {
             return Box::pin(async move { Ok(refused) });
         }
         crate::transport::GroupHandler::pre_vote(&self.0.raft(), req)

@@ -107,10 +107,19 @@ impl Rejoin {
         self.is_active() && !self.forming
     }
 
-    /// Whether it must refuse the (pre-)vote `req`.
-    pub(crate) fn refuses(&self, req: &openraft::raft::VoteRequest<TypeConfig>) -> bool {
+    /// Its answer to the (pre-)vote `req` when it must refuse it: not
+    /// granted, and nothing learnt from it (its own vote is not changed).
+    pub(crate) fn refusal(
+        &self,
+        req: &openraft::raft::VoteRequest<TypeConfig>,
+    ) -> Option<openraft::raft::VoteResponse<TypeConfig>> {
         let first_entry_only = req.last_log_id.as_ref().is_none_or(|l| l.index == 0);
-        self.is_active() && !(self.forming && first_entry_only)
+        let refuses = self.is_active() && !(self.forming && first_entry_only);
+        refuses.then_some(openraft::raft::VoteResponse {
+            vote: req.vote,
+            vote_granted: false,
+            last_log_id: None,
+        })
     }
 
     /// A leader's append arrived announcing `leader_commit` (its commit
@@ -162,18 +171,6 @@ impl Rejoin {
     }
 }
 
-/// The answer of a rejoining replica to a (pre-)vote request: not granted,
-/// and nothing learnt from it (its own vote is not changed).
-pub(crate) fn refusal(
-    req: &openraft::raft::VoteRequest<TypeConfig>,
-) -> openraft::raft::VoteResponse<TypeConfig> {
-    openraft::raft::VoteResponse {
-        vote: req.vote,
-        vote_granted: false,
-        last_log_id: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,13 +206,13 @@ mod tests {
                 index.map(|i| crate::types::log_id(1, i)),
             )
         };
-        assert!(!r.refuses(&ask(None)));
-        assert!(!r.refuses(&ask(Some(0))));
-        assert!(r.refuses(&ask(Some(4))));
+        assert!(r.refusal(&ask(None)).is_none());
+        assert!(r.refusal(&ask(Some(0))).is_none());
+        assert!(r.refusal(&ask(Some(4))).is_some());
         assert!(!r.holds_back());
         r.elected();
         assert!(!r.is_active());
-        assert!(!r.refuses(&ask(Some(4))));
+        assert!(r.refusal(&ask(Some(4))).is_none());
         assert!(!dir.path().join(MARKER_FILE).exists());
     }
 
@@ -225,7 +222,7 @@ mod tests {
         let r = Rejoin::open(dir.path(), true, LostState::Possible);
         r.begin().unwrap();
         let req = openraft::raft::VoteRequest::<TypeConfig>::new(openraft::Vote::new(3, 2), None);
-        assert!(r.refuses(&req));
+        assert!(r.refusal(&req).is_some());
         assert!(r.holds_back());
     }
 

@@ -51,13 +51,17 @@ type Tp = (Arc<str>, i32);
 
 type Reply = Option<oneshot::Sender<Result<RecordMetadata>>>;
 
+/// The records of a batch that someone waits for: their index in the batch
+/// and where to answer (detached records have none, and take no room).
+type Replies = Vec<(usize, oneshot::Sender<Result<RecordMetadata>>)>;
+
 /// The first failure of a detached record since it was last taken.
 pub(crate) type DetachedError = Arc<std::sync::Mutex<Option<Error>>>;
 
 #[derive(Debug)]
 struct OpenBatch {
     records: Vec<PendingRecord>,
-    replies: Vec<Reply>,
+    replies: Replies,
     bytes: usize,
     created: Instant,
 }
@@ -65,8 +69,11 @@ struct OpenBatch {
 #[derive(Debug)]
 struct SealedBatch {
     tp: Tp,
-    records: Vec<PendingRecord>,
-    replies: Vec<Reply>,
+    /// The records, encoded as one record batch.
+    data: Result<bytes::Bytes>,
+    /// How many records it holds.
+    count: usize,
+    replies: Replies,
     stamp: ProducerStamp,
 }
 
@@ -98,10 +105,17 @@ struct Accumulator {
     /// same partition skip both hash lookups.
     last: Option<usize>,
     flush_waiters: Vec<oneshot::Sender<()>>,
+    /// Record lists of sealed batches, emptied once their batch was encoded:
+    /// the next batches fill them again instead of fresh memory whose pages
+    /// fault in (at most [`SPARE_LISTS`]).
+    spares: Vec<Vec<PendingRecord>>,
     /// A settled batch's partition, and by how much its sequence numbers
     /// moved down (see [`send_batch`]).
     done_tx: mpsc::Sender<(Tp, i32)>,
 }
+
+/// The most emptied record lists the accumulator keeps for reuse.
+const SPARE_LISTS: usize = 4;
 
 /// Runs until every producer handle is dropped and every batch is settled.
 pub(crate) async fn run(
@@ -126,6 +140,7 @@ pub(crate) async fn run(
         topics: HashMap::new(),
         last: None,
         flush_waiters: Vec::new(),
+        spares: Vec::new(),
         done_tx,
     };
     let mut open = true;
@@ -200,30 +215,58 @@ impl Accumulator {
                 records,
             } => {
                 let slot = self.slot(topic, partition);
-                for record in records {
-                    self.add(slot, record, None);
-                }
+                self.add_detached(slot, records);
             }
         }
     }
 
     /// Adds `record` to the open batch of `slot`, sealing it once full.
     fn add(&mut self, slot: usize, record: PendingRecord, reply: Reply) {
-        let batch_size = self.shared.config.batch_size;
-        let state = &mut self.partitions[slot].1;
         let size = record.size();
-        let open = state.open.get_or_insert_with(|| OpenBatch {
-            records: Vec::new(),
-            replies: Vec::new(),
-            bytes: 0,
-            created: Instant::now(),
-        });
+        let open = self.open(slot);
+        if let Some(reply) = reply {
+            open.replies.push((open.records.len(), reply));
+        }
         open.records.push(record);
-        open.replies.push(reply);
         open.bytes += size;
-        if open.bytes >= batch_size {
+        if open.bytes >= self.shared.config.batch_size {
             self.seal(slot);
         }
+    }
+
+    /// Adds detached `records` to the open batch of `slot` as [`Self::add`]
+    /// would one by one, sealing each batch that fills.
+    fn add_detached(&mut self, slot: usize, records: Vec<PendingRecord>) {
+        let batch_size = self.shared.config.batch_size;
+        let mut records = records.into_iter();
+        while records.len() > 0 {
+            let open = self.open(slot);
+            for record in records.by_ref() {
+                open.bytes += record.size();
+                open.records.push(record);
+                if open.bytes >= batch_size {
+                    break;
+                }
+            }
+            if open.bytes >= batch_size {
+                self.seal(slot);
+            }
+        }
+    }
+
+    /// The open batch of `slot`, opened (in a spare record list) if there
+    /// is none.
+    fn open(&mut self, slot: usize) -> &mut OpenBatch {
+        let spares = &mut self.spares;
+        self.partitions[slot]
+            .1
+            .open
+            .get_or_insert_with(|| OpenBatch {
+                records: spares.pop().unwrap_or_default(),
+                replies: Vec::new(),
+                bytes: 0,
+                created: Instant::now(),
+            })
     }
 
     /// The slot of `topic`/`partition`, created on first use.
@@ -329,7 +372,7 @@ impl Accumulator {
         let idempotent = self.shared.config.idempotent;
         let (pid, epoch) = (self.producer_id, self.producer_epoch);
         let (tp, state) = &mut self.partitions[slot];
-        let Some(open) = state.open.take() else {
+        let Some(mut open) = state.open.take() else {
             return;
         };
         let stamp = if idempotent {
@@ -343,9 +386,16 @@ impl Accumulator {
         } else {
             ProducerStamp::NONE
         };
+        let data = encode_batch(&open.records, stamp, self.shared.config.compression);
+        let count = open.records.len();
+        open.records.clear();
+        if self.spares.len() < SPARE_LISTS {
+            self.spares.push(open.records);
+        }
         state.sealed.push_back(SealedBatch {
             tp: tp.clone(),
-            records: open.records,
+            data,
+            count,
             replies: open.replies,
             stamp,
         });
@@ -382,7 +432,7 @@ impl Accumulator {
 async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<(Tp, i32)>) {
     let (topic, partition) = (batch.tp.0.clone(), batch.tp.1);
     let mut stamp = batch.stamp;
-    let mut data = encode_batch(batch.records, stamp, shared.config.compression);
+    let (count, mut data) = (batch.count, batch.data);
     let result = loop {
         let sent = match &data {
             Ok(bytes) => produce_with_retries(&shared, &topic, partition, bytes.clone()).await,
@@ -404,11 +454,11 @@ async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<
     let shift = batch.stamp.base_sequence - stamp.base_sequence;
     match result {
         Ok((base_offset, log_append_time)) => {
-            for (i, reply) in batch.replies.into_iter().enumerate() {
-                // Detached, or nobody waits for it any more.
-                let Some(reply) = reply.filter(|r| !r.is_closed()) else {
+            for (i, reply) in batch.replies {
+                // Nobody waits for it any more.
+                if reply.is_closed() {
                     continue;
-                };
+                }
                 let offset = if base_offset >= 0 {
                     base_offset + i as i64
                 } else {
@@ -424,14 +474,9 @@ async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<
         }
         Err(e) => {
             tracing::warn!(%topic, partition, error = %e, "batch failed");
-            let mut detached = false;
-            for reply in batch.replies {
-                match reply {
-                    Some(reply) => {
-                        let _ = reply.send(Err(e.duplicate()));
-                    }
-                    None => detached = true,
-                }
+            let detached = batch.replies.len() < count;
+            for (_, reply) in batch.replies {
+                let _ = reply.send(Err(e.duplicate()));
             }
             if detached {
                 let mut slot = shared

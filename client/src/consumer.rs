@@ -624,7 +624,7 @@ mod tests {
                 timestamp: 0,
             })
             .collect();
-        let data = encode_batch(records.clone(), ProducerStamp::NONE, Default::default()).unwrap();
+        let data = encode_batch(&records, ProducerStamp::NONE, Default::default()).unwrap();
         let mut data = BytesMut::from(&data[..]);
         // The base offset is outside the CRC.
         data[..8].copy_from_slice(&from.to_be_bytes());

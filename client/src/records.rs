@@ -176,7 +176,7 @@ impl ProducerStamp {
 /// The records move into the encoder: a batch is encoded once (a restart of
 /// its sequence is [`restamp`]ed into the bytes).
 pub(crate) fn encode_batch(
-    records: Vec<PendingRecord>,
+    records: &[PendingRecord],
     stamp: ProducerStamp,
     compression: Compression,
 ) -> Result<Bytes> {
@@ -189,7 +189,7 @@ pub(crate) fn encode_batch(
         stamp.base_sequence,
         room,
     );
-    for r in &records {
+    for r in records {
         b.push(
             r.timestamp,
             r.key.as_deref(),
@@ -490,7 +490,7 @@ mod tests {
     #[test]
     fn offsets_that_overflow_are_an_error_not_a_panic() {
         let batch =
-            encode_batch(vec![rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
+            encode_batch(&[rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
         let hostile = with_base_offset(&batch, i64::MAX - 1);
         assert!(decode_fetched("t", 0, hostile, 0).is_err());
         let fine = with_base_offset(&batch, 10);
@@ -506,7 +506,7 @@ mod tests {
     #[test]
     fn log_append_time_records_carry_the_append_time() {
         let batch =
-            encode_batch(vec![rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
+            encode_batch(&[rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
         let appended_at: i64 = 1_800_000_000_000;
         let mut b = BytesMut::from(&batch[..]);
         let attributes = i16::from_be_bytes([b[21], b[22]]) | 0x8;
@@ -540,7 +540,7 @@ mod tests {
                 headers: headers.clone(),
                 ..rec(0)
             };
-            let batch = encode_batch(vec![r], ProducerStamp::NONE, c).unwrap();
+            let batch = encode_batch(&[r], ProducerStamp::NONE, c).unwrap();
             let got = decode_fetched("t", 0, batch, 0).unwrap().records;
             assert_eq!(got[0].headers, headers, "{c}");
         }
@@ -576,7 +576,7 @@ mod tests {
     #[test]
     fn a_damaged_batch_is_an_error() {
         let batch =
-            encode_batch(vec![rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
+            encode_batch(&[rec(0), rec(1)], ProducerStamp::NONE, Compression::None).unwrap();
         let mut b = BytesMut::from(&batch[..]);
         let last = b.len() - 1;
         b[last] ^= 0xff;
@@ -594,8 +594,8 @@ mod tests {
                 base_sequence,
             };
             let records: Vec<_> = (0..5).map(rec).collect();
-            let at_40 = encode_batch(records.clone(), stamp(40), c).unwrap();
-            let at_0 = encode_batch(records, stamp(0), c).unwrap();
+            let at_40 = encode_batch(&records, stamp(40), c).unwrap();
+            let at_0 = encode_batch(&records, stamp(0), c).unwrap();
             assert_ne!(at_40, at_0);
             assert_eq!(restamp(&at_40, 0).unwrap(), at_0, "{c}");
         }
@@ -620,7 +620,7 @@ mod tests {
                 },
             ] {
                 let records: Vec<_> = (0..10).map(rec).collect();
-                let bytes = encode_batch(records.clone(), stamp, c).unwrap();
+                let bytes = encode_batch(&records, stamp, c).unwrap();
                 let infos = kafka_protocol::records::RecordBatchDecoder::decode_batch_info(
                     &mut bytes.clone(),
                 )
@@ -643,11 +643,11 @@ mod tests {
     fn skips_records_below_fetch_offset_and_partial_tail() {
         let records: Vec<_> = (0..5).map(rec).collect();
         let b1 = with_base_offset(
-            &encode_batch(records.clone(), ProducerStamp::NONE, Compression::None).unwrap(),
+            &encode_batch(&records, ProducerStamp::NONE, Compression::None).unwrap(),
             0,
         );
         let b2 = with_base_offset(
-            &encode_batch(records.clone(), ProducerStamp::NONE, Compression::Lz4).unwrap(),
+            &encode_batch(&records, ProducerStamp::NONE, Compression::Lz4).unwrap(),
             5,
         );
         let mut data = BytesMut::new();
@@ -665,7 +665,7 @@ mod tests {
     fn skips_control_batches_but_advances() {
         let records: Vec<_> = (0..2).map(rec).collect();
         let mut b = BytesMut::from(
-            &encode_batch(records.clone(), ProducerStamp::NONE, Compression::None).unwrap()[..],
+            &encode_batch(&records, ProducerStamp::NONE, Compression::None).unwrap()[..],
         );
         b[22] |= 1 << 5; // attributes byte 2: CRC no longer valid, but control batches are never decoded
         let decoded = decode_fetched("t", 0, b.freeze(), 0).unwrap();

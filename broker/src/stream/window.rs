@@ -434,6 +434,9 @@ impl WindowOperator {
         out: &mut Vec<WindowResult>,
     ) -> bool {
         let mut took = false;
+        // The row's key, shared by each window of it that it opens (a hop
+        // row opens several): allocated at most once per row.
+        let mut shared: Option<GroupKey> = None;
         for start in Self::starts(row.time_ms, slide, size) {
             let end = start.saturating_add(size);
             let close = end.saturating_add(self.grace_ms);
@@ -455,15 +458,18 @@ impl WindowOperator {
             // it opens a window of this start.
             let accs = match keys.get_mut(row.key) {
                 Some(accs) => accs,
-                None => keys
-                    .entry(GroupKey(row.key.into()))
-                    .or_insert_with(|| self.kinds.iter().map(|k| Acc::new(*k)).collect()),
+                None => {
+                    let key = shared.get_or_insert_with(|| GroupKey(row.key.into()));
+                    keys.entry(key.clone())
+                        .or_insert_with(|| self.kinds.iter().map(|k| Acc::new(*k)).collect())
+                }
             };
             for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
                 acc.add(*kind, arg);
             }
             if self.emit == EmitMode::Changes {
-                out.push(result(&GroupKey(row.key.into()), start, end, accs, false));
+                let key = shared.get_or_insert_with(|| GroupKey(row.key.into()));
+                out.push(result(key, start, end, accs, false));
             }
         }
         took
@@ -553,11 +559,17 @@ impl WindowOperator {
             if start.saturating_add(size).saturating_add(self.grace_ms) > f {
                 break;
             }
-            let mut closing: Vec<(GroupKey, Vec<Acc>)> = entry.remove().into_iter().collect();
-            closing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut closing: Vec<(u64, GroupKey, Vec<Acc>)> = entry
+                .remove()
+                .into_iter()
+                .map(|(key, accs)| (key_prefix(key.as_str()), key, accs))
+                .collect();
+            // By key: most keys differ in their first bytes, compared as
+            // one number without reading the keys' text.
+            closing.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
             let end = start.saturating_add(size);
             out.reserve(closing.len());
-            out.extend(closing.into_iter().map(|(key, accs)| WindowResult {
+            out.extend(closing.into_iter().map(|(_, key, accs)| WindowResult {
                 values: accs.iter().map(Acc::value).collect(),
                 key,
                 start_ms: start,
@@ -609,6 +621,19 @@ pub fn is_late(spec: WindowSpec, grace_ms: i64, t: i64, wm: Option<i64>) -> bool
     }
     .saturating_add(grace_ms.max(0));
     wm.is_some_and(|w| close <= w)
+}
+
+/// The 8 bytes of a key's text after its opening `[` as a number that
+/// orders as the text does: two keys whose numbers differ compare as their
+/// numbers; equal numbers say nothing (the text decides). Shorter keys are
+/// padded with zeros, which sort first, as the end of a text does (a key's
+/// JSON holds no zero byte: serde_json escapes control characters).
+fn key_prefix(key: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let tail = key.as_bytes().get(1..).unwrap_or_default();
+    let n = tail.len().min(8);
+    b[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(b)
 }
 
 /// When a session ending at `end` closes: a row up to `gap + grace` behind a

@@ -523,4 +523,36 @@ proptest! {
         let by_value = GroupKey::of(&[json!(a), json!(b)]);
         prop_assert_eq!(by_text.finish(), by_value);
     }
+
+    /// A window's results come out in the order of their keys' text,
+    /// whatever the keys (prefixes of one another, long common starts,
+    /// control characters, numbers and strings mixed).
+    #[test]
+    fn results_of_a_window_come_out_by_key_text(
+        keys in proptest::collection::vec(
+            prop_oneof![
+                "[a-c\\x00-\\x02]{0,12}".prop_map(|s| json!(s)),
+                any::<i64>().prop_map(|n| json!(n)),
+                Just(Value::Null),
+            ],
+            1..40,
+        )
+    ) {
+        let mut op = WindowOperator::new(
+            WindowSpec::Tumble { size_ms: 10 },
+            0,
+            vec![AggregateKind::CountStar],
+            1,
+            EmitMode::Final,
+        );
+        let mut out = Vec::new();
+        for k in &keys {
+            let row = OwnedRow { time_ms: 1, key: GroupKey::of(std::slice::from_ref(k)), args: vec![Value::Null] };
+            op.process(0, row.row(), &mut out);
+        }
+        op.process(0, OwnedRow { time_ms: 100, key: GroupKey::of(&[json!(0)]), args: vec![Value::Null] }.row(), &mut out);
+        let got: Vec<&str> = out.iter().map(|r| r.key.as_str()).collect();
+        let want: Vec<String> = keys.iter().map(|k| GroupKey::of(std::slice::from_ref(k)).as_str().to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        prop_assert_eq!(got, want);
+    }
 }

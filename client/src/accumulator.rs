@@ -69,10 +69,10 @@ struct OpenBatch {
 #[derive(Debug)]
 struct SealedBatch {
     tp: Tp,
-    /// The records, encoded as one record batch.
-    data: Result<bytes::Bytes>,
-    /// How many records it holds.
-    count: usize,
+    records: Vec<PendingRecord>,
+    /// The records encoded when the batch was sealed, and how many they
+    /// were (see [`ProducerConfig::encode_when_sealed`]).
+    encoded: Option<(Result<bytes::Bytes>, usize)>,
     replies: Replies,
     stamp: ProducerStamp,
 }
@@ -91,6 +91,27 @@ struct Shared {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
     detached_error: DetachedError,
+    /// Record lists of sent batches, emptied once their batch was encoded:
+    /// the next batches fill them again instead of fresh memory whose pages
+    /// fault in (at most [`SPARE_LISTS`]).
+    spares: std::sync::Mutex<Vec<Vec<PendingRecord>>>,
+}
+
+impl Shared {
+    /// An emptied record list to fill, if one is spare.
+    fn spare_list(&self) -> Vec<PendingRecord> {
+        let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        spares.pop().unwrap_or_default()
+    }
+
+    /// Keeps `list` (emptied here) for a later batch, unless enough are kept.
+    fn recycle(&self, mut list: Vec<PendingRecord>) {
+        list.clear();
+        let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        if spares.len() < SPARE_LISTS {
+            spares.push(list);
+        }
+    }
 }
 
 struct Accumulator {
@@ -105,10 +126,6 @@ struct Accumulator {
     /// same partition skip both hash lookups.
     last: Option<usize>,
     flush_waiters: Vec<oneshot::Sender<()>>,
-    /// Record lists of sealed batches, emptied once their batch was encoded:
-    /// the next batches fill them again instead of fresh memory whose pages
-    /// fault in (at most [`SPARE_LISTS`]).
-    spares: Vec<Vec<PendingRecord>>,
     /// A settled batch's partition, and by how much its sequence numbers
     /// moved down (see [`send_batch`]).
     done_tx: mpsc::Sender<(Tp, i32)>,
@@ -132,6 +149,7 @@ pub(crate) async fn run(
             cluster,
             config,
             detached_error,
+            spares: Default::default(),
         }),
         producer_id,
         producer_epoch,
@@ -140,7 +158,6 @@ pub(crate) async fn run(
         topics: HashMap::new(),
         last: None,
         flush_waiters: Vec::new(),
-        spares: Vec::new(),
         done_tx,
     };
     let mut open = true;
@@ -257,12 +274,12 @@ impl Accumulator {
     /// The open batch of `slot`, opened (in a spare record list) if there
     /// is none.
     fn open(&mut self, slot: usize) -> &mut OpenBatch {
-        let spares = &mut self.spares;
+        let shared = &self.shared;
         self.partitions[slot]
             .1
             .open
             .get_or_insert_with(|| OpenBatch {
-                records: spares.pop().unwrap_or_default(),
+                records: shared.spare_list(),
                 replies: Vec::new(),
                 bytes: 0,
                 created: Instant::now(),
@@ -372,7 +389,7 @@ impl Accumulator {
         let idempotent = self.shared.config.idempotent;
         let (pid, epoch) = (self.producer_id, self.producer_epoch);
         let (tp, state) = &mut self.partitions[slot];
-        let Some(mut open) = state.open.take() else {
+        let Some(open) = state.open.take() else {
             return;
         };
         let stamp = if idempotent {
@@ -386,16 +403,18 @@ impl Accumulator {
         } else {
             ProducerStamp::NONE
         };
-        let data = encode_batch(&open.records, stamp, self.shared.config.compression);
-        let count = open.records.len();
-        open.records.clear();
-        if self.spares.len() < SPARE_LISTS {
-            self.spares.push(open.records);
-        }
+        let (records, encoded) = if self.shared.config.encode_when_sealed {
+            let count = open.records.len();
+            let data = encode_batch(&open.records, stamp, self.shared.config.compression);
+            self.shared.recycle(open.records);
+            (Vec::new(), Some((data, count)))
+        } else {
+            (open.records, None)
+        };
         state.sealed.push_back(SealedBatch {
             tp: tp.clone(),
-            data,
-            count,
+            records,
+            encoded,
             replies: open.replies,
             stamp,
         });
@@ -432,7 +451,15 @@ impl Accumulator {
 async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<(Tp, i32)>) {
     let (topic, partition) = (batch.tp.0.clone(), batch.tp.1);
     let mut stamp = batch.stamp;
-    let (count, mut data) = (batch.count, batch.data);
+    let (mut data, count) = match batch.encoded {
+        Some(encoded) => encoded,
+        None => {
+            let count = batch.records.len();
+            let data = encode_batch(&batch.records, stamp, shared.config.compression);
+            shared.recycle(batch.records);
+            (data, count)
+        }
+    };
     let result = loop {
         let sent = match &data {
             Ok(bytes) => produce_with_retries(&shared, &topic, partition, bytes.clone()).await,

@@ -99,6 +99,11 @@ pub struct ProducerConfig {
     /// The broker this producer runs inside, which takes batches of the
     /// partitions it leads in-process (see [`ProducerConfig::local`]).
     pub local: Option<std::sync::Arc<dyn crate::LocalProduce>>,
+    /// Whether a batch is encoded by the producer's own task as it is
+    /// sealed, while its records are still in cache (least CPU per
+    /// record), or (the default) by the task that sends it, so several
+    /// batches encode in parallel (most throughput for one producer).
+    pub encode_when_sealed: bool,
 }
 
 /// The sequence number `n` records after `seq` (`n` may be negative):
@@ -131,6 +136,7 @@ impl ProducerConfig {
             restart_unknown: true,
             auto_create_topics: true,
             local: None,
+            encode_when_sealed: false,
         }
     }
 
@@ -158,6 +164,13 @@ impl ProducerConfig {
     /// Sets the acknowledgement level.
     pub fn acks(mut self, acks: Acks) -> Self {
         self.acks = acks;
+        self
+    }
+
+    /// Encodes each batch as it is sealed (see
+    /// [`ProducerConfig::encode_when_sealed`]).
+    pub fn encode_when_sealed(mut self, on: bool) -> Self {
+        self.encode_when_sealed = on;
         self
     }
 

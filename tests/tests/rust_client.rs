@@ -456,12 +456,28 @@ async fn an_idle_producer_forgotten_by_its_partition_goes_on() -> Result<()> {
 /// sends; a partition out of range is refused before anything is queued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detached_batch_lands_in_order_in_its_partition() -> Result<()> {
+    // Batches encoded by the task that sends them (the default) and by the
+    // producer's own task as they are sealed (what jobs use); small
+    // batches, so a list of records fills several.
+    for (encode_when_sealed, batch_size) in [(false, 256 * 1024), (false, 8192), (true, 8192)] {
+        detached_batches_land_in_order(encode_when_sealed, batch_size)
+            .await
+            .with_context(|| {
+                format!("encode_when_sealed {encode_when_sealed}, batch_size {batch_size}")
+            })?;
+    }
+    Ok(())
+}
+
+async fn detached_batches_land_in_order(encode_when_sealed: bool, batch_size: usize) -> Result<()> {
     let node = node()?;
     let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
     let topic = unique("rc-batch");
     admin.create_topic(NewTopic::new(&topic, 2), false).await?;
     let producer = ProducerConfig::new(node.bootstrap())
         .idempotent(true)
+        .batch_size(batch_size)
+        .encode_when_sealed(encode_when_sealed)
         .build()
         .await?;
     producer
@@ -481,8 +497,10 @@ async fn a_detached_batch_lands_in_order_in_its_partition() -> Result<()> {
             .collect()
     };
     producer.send_detached_batch(&topic, 1, batch(0)).await?;
-    producer
-        .send_detached(ProducerRecord::new(&topic, "middle").partition(1))
+    // A record someone waits for, between detached ones: its answer is
+    // its own offset.
+    let awaited = producer
+        .send(ProducerRecord::new(&topic, "middle").partition(1))
         .await?;
     producer.send_detached_batch(&topic, 1, batch(500)).await?;
     let refused = producer.send_detached_batch(&topic, 2, batch(0)).await;
@@ -491,6 +509,12 @@ async fn a_detached_batch_lands_in_order_in_its_partition() -> Result<()> {
     ensure!(
         producer.take_detached_error().is_none(),
         "a failure reported"
+    );
+    let middle = awaited.await?;
+    ensure!(
+        middle.offset == 501,
+        "the awaited record answered offset {}",
+        middle.offset
     );
     let mut consumer = ConsumerConfig::new(node.bootstrap())
         .auto_offset_reset(OffsetReset::Earliest)
@@ -502,6 +526,7 @@ async fn a_detached_batch_lands_in_order_in_its_partition() -> Result<()> {
         String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
     };
     ensure!(value(&got[0]) == "first" && value(&got[501]) == "middle");
+    ensure!(got[501].offset == middle.offset);
     for (i, r) in got.iter().filter(|r| r.key.is_some()).enumerate() {
         ensure!(
             value(r) == format!("v{i}")

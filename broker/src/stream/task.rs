@@ -193,6 +193,10 @@ pub fn producer_config(
         .acks(weir_client::Acks::All)
         .idempotent(true)
         .linger(Duration::from_millis(5))
+        // A node runs many tasks on its cores: the least CPU per record
+        // beats one producer's parallel encoding (BENCHMARKS.md, "batch
+        // lists reused").
+        .encode_when_sealed(true)
         .client_id(client_id)
         // The job created its topics when it started; a task still running
         // after `job drop` deleted them must not bring them back (found

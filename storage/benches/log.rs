@@ -11,6 +11,10 @@
 //!   `read(offset, 1 MiB, LogEnd)`, page cache warm, copying every returned byte into
 //!   a sink (`copy`) or touching one byte per 4 KiB (`touch`).
 //! - `lookup/...`: `offset_for_timestamp` on a log of [`LOOKUP_SEGMENTS`] segments.
+//! - `records/{walk,build}/2000`: walking the records of a batch of 2,000
+//!   small JSON records (what validating a produce, a fetch by the Rust
+//!   client and a stream task's read do per record) and building one (what
+//!   a producer does), in memory.
 //! - `open/clean_1GiB`: opening a cleanly closed 1 GiB log; also prints the RSS and
 //!   virtual size an open log adds, beside its index sizes.
 //!
@@ -26,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use tempfile::TempDir;
-use weir_storage::record::build_batch;
-use weir_storage::{Durability, Log, LogConfig, ReadBound};
+use weir_storage::record::{build_batch, RecordWalk};
+use weir_storage::{BatchBuilder, Durability, Log, LogConfig, ReadBound, HEADER_LEN};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -437,6 +441,55 @@ fn open_log(c: &mut Criterion) {
     g.finish();
 }
 
+/// Walking and building the records of one batch of small JSON records.
+fn records(c: &mut Criterion) {
+    const N: i64 = 2000;
+    let rows: Vec<(String, String)> = (0..N)
+        .map(|i| {
+            let value = format!(
+                r#"{{"customerId": {}, "transactionSum": {i}.5, "vendorId": "v{}", "ts": {}}}"#,
+                i % 500,
+                i % 10,
+                1_700_000_000_000 + i * 20
+            );
+            ((i % 500).to_string(), value)
+        })
+        .collect();
+    let build = || {
+        let mut b = BatchBuilder::new(1, 0, 0, 256 * KIB);
+        for (i, (k, v)) in rows.iter().enumerate() {
+            let ts = 1_700_000_000_000 + i as i64 * 20;
+            b.push(
+                ts,
+                Some(k.as_bytes()),
+                Some(v.as_bytes()),
+                std::iter::empty(),
+            );
+        }
+        b.finish(0).expect("an uncompressed batch builds")
+    };
+    let batch = build();
+    let section = &batch[HEADER_LEN..];
+    let mut g = c.benchmark_group("records");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function(BenchmarkId::new("walk", N), |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for r in RecordWalk::new(section, N as i32) {
+                bytes += r
+                    .expect("the batch is well formed")
+                    .value
+                    .map_or(0, <[u8]>::len);
+            }
+            black_box(bytes)
+        })
+    });
+    g.bench_function(BenchmarkId::new("build", N), |b| {
+        b.iter(|| black_box(build()))
+    });
+    g.finish();
+}
+
 /// The benchmark-name filter given on the command line, if any, so that the setup
 /// of groups it excludes (writing GiBs of logs) is skipped too.
 fn filter() -> Option<String> {
@@ -477,7 +530,8 @@ type Group = fn(&mut Criterion);
 fn main() {
     let f = filter();
     let mut c = Criterion::default().configure_from_args();
-    let groups: [(&str, Group); 4] = [
+    let groups: [(&str, Group); 5] = [
+        ("records", records),
         ("append", append),
         ("read", read),
         ("lookup", lookup),

@@ -39,6 +39,7 @@ fn field_len(f: Option<&[u8]>) -> usize {
 }
 
 /// Appends a length-prefixed nullable field (`-1` for null).
+#[inline]
 fn put_field(out: &mut Vec<u8>, f: Option<&[u8]>) {
     match f {
         Some(b) => {

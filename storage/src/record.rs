@@ -46,6 +46,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline(always)]
     fn uvarint(&mut self) -> Result<u64, &'static str> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
@@ -61,15 +62,18 @@ impl<'a> Cursor<'a> {
         Err("varint longer than 10 bytes")
     }
 
+    #[inline(always)]
     fn varlong(&mut self) -> Result<i64, &'static str> {
         let n = self.uvarint()?;
         Ok((n >> 1) as i64 ^ -((n & 1) as i64))
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<i32, &'static str> {
         i32::try_from(self.varlong()?).map_err(|_| "varint out of i32 range")
     }
 
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, &'static str> {
         let b = *self.buf.get(self.pos).ok_or("record ends early")?;
         self.pos += 1;
@@ -77,6 +81,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A length-prefixed field: `None` for length -1, an error below that.
+    #[inline(always)]
     fn nullable(&mut self, what: &'static str) -> Result<Option<&'a [u8]>, &'static str> {
         let len = self.varint()?;
         if len < -1 {
@@ -340,6 +345,7 @@ pub fn decode_records(batch: &Bytes, limit: usize) -> Result<Vec<RecordView>, Ba
 }
 
 /// Appends a zigzag varint to `out`.
+#[inline]
 pub(crate) fn put_varlong(out: &mut Vec<u8>, v: i64) {
     let mut n = ((v << 1) ^ (v >> 63)) as u64;
     while n >= 0x80 {

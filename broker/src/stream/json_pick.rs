@@ -57,6 +57,7 @@ pub(super) fn pick(value: &[u8], names: &[String], out: &mut [Value]) -> Option<
 /// leaves the span to `serde_json` (longer numbers and exponents, whose
 /// rounding is serde_json's to decide; arrays and objects). `-0` is a
 /// float, as serde_json reads it.
+#[inline]
 fn plain(span: &[u8]) -> Option<Value> {
     match span {
         [b'"', inner @ .., b'"'] => std::str::from_utf8(inner)
@@ -83,6 +84,7 @@ const POW10: [f64; 16] = [
 /// serde_json reads it: the digits as an integer (exact, below 2^53)
 /// divided by the power of ten of the fraction's length (exact), one
 /// correctly rounded division.
+#[inline]
 fn decimal(d: &[u8]) -> Option<f64> {
     let dot = d.iter().position(|&c| c == b'.')?;
     let (int, frac) = (&d[..dot], &d[dot + 1..]);
@@ -101,6 +103,7 @@ fn decimal(d: &[u8]) -> Option<f64> {
 }
 
 /// The digits `d` (1 to 18 of them, so they fit an `i64`) as a number.
+#[inline]
 fn integer(d: &[u8]) -> Option<i64> {
     if d.is_empty() || d.len() > 18 || !d.iter().all(u8::is_ascii_digit) {
         return None;
@@ -115,21 +118,25 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline]
     fn next(&mut self) -> Option<u8> {
         let c = self.peek()?;
         self.i += 1;
         Some(c)
     }
 
+    #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.next()? == c).then_some(())
     }
 
     /// Skips JSON whitespace (as `serde_json` defines it).
+    #[inline]
     fn ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\n' | b'\t' | b'\r')) {
             self.i += 1;
@@ -138,6 +145,7 @@ impl<'a> Scanner<'a> {
 
     /// A string without escapes or control characters: its bytes between
     /// the quotes.
+    #[inline]
     fn string(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
@@ -212,12 +220,14 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.i.checked_add(word.len())?;
         (self.b.get(self.i..end)? == word).then(|| self.i = end)
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    #[inline]
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.i += 1;
@@ -242,12 +252,14 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
+    #[inline]
     fn digits(&mut self) {
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
         }
     }
 
+    #[inline]
     fn some_digits(&mut self) -> Option<()> {
         let start = self.i;
         self.digits();

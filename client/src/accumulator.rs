@@ -69,10 +69,7 @@ struct OpenBatch {
 #[derive(Debug)]
 struct SealedBatch {
     tp: Tp,
-    records: Vec<PendingRecord>,
-    /// The records encoded when the batch was sealed, and how many they
-    /// were (see [`ProducerConfig::encode_when_sealed`]).
-    encoded: Option<(Result<bytes::Bytes>, usize)>,
+    body: Body,
     replies: Replies,
     stamp: ProducerStamp,
 }
@@ -83,6 +80,15 @@ struct PartitionState {
     sealed: VecDeque<SealedBatch>,
     in_flight: usize,
     next_sequence: i32,
+}
+
+/// A sealed batch's records: as queued, or already encoded when the batch
+/// was sealed (see [`ProducerConfig::encode_when_sealed`]).
+#[derive(Debug)]
+enum Body {
+    Records(Vec<PendingRecord>),
+    /// The encoded batch and how many records it holds.
+    Encoded(Result<bytes::Bytes>, usize),
 }
 
 /// Settings the send tasks need.
@@ -102,6 +108,19 @@ impl Shared {
     fn spare_list(&self) -> Vec<PendingRecord> {
         let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
         spares.pop().unwrap_or_default()
+    }
+
+    /// `records` encoded as one batch stamped `stamp`, and how many they
+    /// are; their list is kept for a later batch.
+    fn encode(
+        &self,
+        records: Vec<PendingRecord>,
+        stamp: ProducerStamp,
+    ) -> (Result<bytes::Bytes>, usize) {
+        let data = encode_batch(&records, stamp, self.config.compression);
+        let count = records.len();
+        self.recycle(records);
+        (data, count)
     }
 
     /// Keeps `list` (emptied here) for a later batch, unless enough are kept.
@@ -403,18 +422,15 @@ impl Accumulator {
         } else {
             ProducerStamp::NONE
         };
-        let (records, encoded) = if self.shared.config.encode_when_sealed {
-            let count = open.records.len();
-            let data = encode_batch(&open.records, stamp, self.shared.config.compression);
-            self.shared.recycle(open.records);
-            (Vec::new(), Some((data, count)))
+        let body = if self.shared.config.encode_when_sealed {
+            let (data, count) = self.shared.encode(open.records, stamp);
+            Body::Encoded(data, count)
         } else {
-            (open.records, None)
+            Body::Records(open.records)
         };
         state.sealed.push_back(SealedBatch {
             tp: tp.clone(),
-            records,
-            encoded,
+            body,
             replies: open.replies,
             stamp,
         });
@@ -451,14 +467,9 @@ impl Accumulator {
 async fn send_batch(shared: Arc<Shared>, batch: SealedBatch, done: mpsc::Sender<(Tp, i32)>) {
     let (topic, partition) = (batch.tp.0.clone(), batch.tp.1);
     let mut stamp = batch.stamp;
-    let (mut data, count) = match batch.encoded {
-        Some(encoded) => encoded,
-        None => {
-            let count = batch.records.len();
-            let data = encode_batch(&batch.records, stamp, shared.config.compression);
-            shared.recycle(batch.records);
-            (data, count)
-        }
+    let (mut data, count) = match batch.body {
+        Body::Records(records) => shared.encode(records, stamp),
+        Body::Encoded(data, count) => (data, count),
     };
     let result = loop {
         let sent = match &data {

@@ -123,6 +123,10 @@ struct Recent {
 struct Entry {
     epoch: i16,
     recent: VecDeque<Recent>,
+    /// The first sequence of a batch written after a gap in this epoch's
+    /// sequences (a proposal refused while a later one was taken): records
+    /// before it may be missing, so an older retry is no known duplicate.
+    gap_end: Option<i32>,
     /// This entry's key in `ProducerStates::idle`.
     used: UseKey,
 }
@@ -230,10 +234,12 @@ impl ProducerStates {
             Ok(None)
         } else if e.recent.front().is_some_and(|r| b.first_seq < r.first_seq)
             && b.last_seq <= written
+            && e.gap_end.is_none_or(|g| b.first_seq >= g)
         {
             // Older than the batches remembered, and wholly written: a
-            // batch reaching past the last one written holds records never
-            // written, and must not be answered as stored.
+            // batch reaching past the last one written, or into a gap,
+            // holds records never written, and must not be answered as
+            // stored.
             Err(ProducerError::Duplicate(b.first_seq))
         } else {
             Err(ProducerError::OutOfOrder {
@@ -274,6 +280,7 @@ impl ProducerStates {
             .or_insert_with(|| Entry {
                 epoch: b.epoch,
                 recent: VecDeque::with_capacity(RECENT),
+                gap_end: None,
                 used,
             });
         self.idle.remove(&e.used);
@@ -282,6 +289,13 @@ impl ProducerStates {
         if b.epoch != e.epoch {
             e.epoch = b.epoch;
             e.recent.clear();
+            e.gap_end = None;
+        } else if e
+            .recent
+            .back()
+            .is_some_and(|r| b.first_seq != next_seq(r.last_seq))
+        {
+            e.gap_end = Some(b.first_seq);
         }
         if e.recent.len() == RECENT {
             e.recent.pop_front();
@@ -341,6 +355,43 @@ mod tests {
         assert_eq!(s.check(&ids(2, 8)).unwrap_err().code(), 46);
         assert_eq!(s.check(&ids(2, 40)).unwrap_err().code(), 45);
         assert_eq!(s.check(&ids(26, 30)).unwrap_err().code(), 45);
+    }
+
+    /// A batch written after a gap (its predecessor refused, a later one
+    /// taken): the missing batch's retry is out of order, never answered as
+    /// a stored duplicate, also once it is older than the batches
+    /// remembered; retries after the gap still are duplicates.
+    #[test]
+    fn a_retry_into_a_gap_is_out_of_order_not_a_duplicate() {
+        let mut s = ProducerStates::default();
+        s.record(&ids(0, 4), 0, 4, 0);
+        // 5..=9 was refused; 10..=14 was written after it.
+        s.record(&ids(10, 14), 5, 9, 0);
+        assert_eq!(s.check(&ids(5, 9)).unwrap_err().code(), 45);
+        for i in 3..=8 {
+            s.record(&ids(i * 5, i * 5 + 4), i as i64 * 5, i as i64 * 5 + 4, 0);
+        }
+        assert_eq!(s.check(&ids(5, 9)).unwrap_err().code(), 45);
+        assert_eq!(s.check(&ids(0, 4)).unwrap_err().code(), 45);
+        assert_eq!(s.check(&ids(15, 19)).unwrap_err().code(), 46);
+        // A new epoch starts without the gap.
+        let next = BatchIds {
+            epoch: 1,
+            ..ids(0, 4)
+        };
+        s.record(&next, 100, 104, 0);
+        for i in 1..=6 {
+            s.record(
+                &BatchIds {
+                    epoch: 1,
+                    ..ids(i * 5, i * 5 + 4)
+                },
+                100 + i as i64 * 5,
+                104 + i as i64 * 5,
+                0,
+            );
+        }
+        assert_eq!(s.check(&next).unwrap_err().code(), 46);
     }
 
     /// A producer the partition does not know is taken at any sequence, as

@@ -135,6 +135,7 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
                 late_topic,
                 idle_timeout_ms: idle_timeout,
                 incarnation: None,
+                one_partition: false,
             };
             let body = serde_json::to_string(&def)?;
             let (status, answer) = request(&admin.admin, "POST", "/v1/jobs", Some(&body))?;

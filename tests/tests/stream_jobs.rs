@@ -80,7 +80,8 @@ fn reference_by(events: &[Event], own: bool) -> (BTreeSet<Total>, BTreeSet<Total
     let mut windows: BTreeMap<(i64, i64), (f64, i64, i32)> = BTreeMap::new();
     let mut late = 0;
     let mut max_ts = BTreeMap::new();
-    for p in 0..3 {
+    let partitions: BTreeSet<i32> = events.iter().map(|e| e.0).collect();
+    for p in partitions {
         let mut wm: Option<i64> = None;
         for &(_, c, ts, amount) in events.iter().filter(|e| e.0 == p) {
             let start = ts.div_euclid(WINDOW_MS) * WINDOW_MS;
@@ -749,6 +750,82 @@ async fn a_job_grouping_by_the_record_key_reads_its_input_without_repartitioning
         format!("{err:#}").contains("has 3 partitions"),
         "the refusal does not say why: {err:#}"
     );
+    Ok(())
+}
+
+/// Over an input of one partition every group lives in that partition: a
+/// job grouping by a field runs its windows where the partition is read,
+/// as one grouping by the record key does, with no repartition topic, and
+/// its results are the reference's. Adding a partition to the input then
+/// fails the job with the reason, rather than splitting its groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_a_one_partition_input_runs_without_repartitioning() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out, late) = (unique("single"), unique("single-out"), unique("late"));
+    create_input(&bootstrap, &input, 1, -1).await?;
+    // The three partitions' events merged into one, in the order made.
+    let mut evs: Vec<(usize, Event)> = events()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, c, ts, amount))| (i % 300, (0, c, ts, amount)))
+        .collect();
+    evs.sort_by_key(|(i, _)| *i);
+    let evs: Vec<Event> = evs.into_iter().map(|(_, e)| e).collect();
+    produce(&bootstrap, &input, &evs).await?;
+    let (want, open, want_late) = reference_with_open(&evs);
+    ensure!(want_late > 0, "the input has no late record");
+    weir(&[
+        "job",
+        "create",
+        "single",
+        "--sql",
+        &totals_sql(&input, &out),
+        "--grace",
+        "500ms",
+        "--late-topic",
+        &late,
+        "--admin",
+        &admin,
+    ])?;
+    let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
+    exactly_once(&got, &want)?;
+    let read = ReadAll {
+        records: evs.len() as u64,
+        bad: 0,
+        late: want_late,
+        late_topic: &late,
+        open: &open,
+    };
+    read.check(&bootstrap, &admin, "single").await?;
+    let view: serde_json::Value =
+        serde_json::from_str(&weir(&["job", "describe", "single", "--admin", &admin])?)?;
+    ensure!(
+        view["repartition_topic"].is_null() && view["one_partition"] == true,
+        "describe names a repartition topic: {view}"
+    );
+    ensure!(
+        view["tasks"][0]["task"] == "aggregate-0"
+            && view["tasks"].as_array().map(Vec::len) == Some(1),
+        "tasks {}",
+        view["tasks"]
+    );
+    let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+    ensure!(
+        !topics.contains("__weir_job-single"),
+        "a repartition topic was made: {topics}"
+    );
+    // A second input partition would split each group in two.
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_partitions(&input, 2)
+        .await?;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "single")?;
+        let state = s["state"].as_str().unwrap_or_default().to_string();
+        Ok(state.contains("create it again").then_some(()))
+    })
+    .context("the job did not say its input gained a partition")?;
     Ok(())
 }
 

@@ -53,6 +53,12 @@ pub struct JobDef {
     /// created before incarnations were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<u64>,
+    /// Whether the job was created over an input topic of one partition
+    /// (and an output of one, or none yet): every group then lives in that
+    /// partition, so its windows run where it is read, with no repartition
+    /// topic. Decided by [`super::jobs::create`], never taken from a request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_partition: bool,
 }
 
 fn final_emit() -> EmitMode {
@@ -102,7 +108,9 @@ impl JobDef {
         if self.idle_timeout_ms.is_some_and(|t| t <= 0) {
             return Err(JobError::BadSetting("idle timeout must be positive".into()));
         }
-        let plan = super::sql::parse_job(&self.sql).map_err(|e| JobError::Sql(e.to_string()))?;
+        let mut plan =
+            super::sql::parse_job(&self.sql).map_err(|e| JobError::Sql(e.to_string()))?;
+        plan.one_partition = self.one_partition;
         if plan.output_topic == plan.input_topic {
             return Err(JobError::Sql(
                 "INSERT INTO: the output topic is the input topic".into(),

@@ -59,7 +59,8 @@ pub struct JobView {
     /// asked.
     pub tasks: Vec<TaskView>,
     /// The internal topic its rows are repartitioned through; none for a
-    /// job grouping by the record key (or an invalid one).
+    /// job grouping by the record key or over an input of one partition (or
+    /// an invalid one).
     pub repartition_topic: Option<String>,
 }
 
@@ -479,9 +480,18 @@ pub enum JobChangeError {
 /// Defines job `def` in the cluster (through the controller); its task
 /// tasks start within a second on the leaders of its partitions. Blocking.
 pub fn create(b: &Broker, mut def: JobDef) -> Result<(), JobChangeError> {
-    let plan = def.plan()?;
     let count = |t: &str| b.meta.topic(t).map(|t| t.partitions);
-    if let (Some(i), Some(o)) = (count(&plan.input_topic), count(&plan.output_topic)) {
+    def.one_partition = false;
+    let plan = def.plan()?;
+    // Over an input of one partition every group lives in it: the windows
+    // run where it is read, as for a job grouping by the record key, and no
+    // row crosses a repartition topic. Decided once, here: a job cannot
+    // move its groups between the two ways while it runs.
+    let (inputs, outputs) = (count(&plan.input_topic), count(&plan.output_topic));
+    def.one_partition =
+        !plan.copartitioned() && inputs == Some(1) && outputs.is_none_or(|o| o == 1);
+    let plan = def.plan()?;
+    if let (Some(i), Some(o)) = (inputs, outputs) {
         if let Some(why) = plan.partitions_mismatch(i, o) {
             return Err(JobChangeError::Topics(why));
         }

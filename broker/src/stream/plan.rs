@@ -34,6 +34,9 @@ pub struct JobPlan {
     /// written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<TopN>,
+    /// The job's input has one partition ([`super::job::JobDef::one_partition`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_partition: bool,
 }
 
 /// The column that reads a record's key (as UTF-8 text) instead of a field
@@ -41,14 +44,20 @@ pub struct JobPlan {
 pub const KEY_COLUMN: &str = "_key";
 
 impl JobPlan {
-    /// Whether the job groups by the record key ([`KEY_COLUMN`]): every
-    /// group then lives in one input partition (a producer sends a key to
-    /// one partition), so each partition's windows run where it is read and
-    /// no repartition topic is needed (Kafka Streams' `groupByKey`).
+    /// Whether every group lives in one input partition, so each
+    /// partition's windows run where it is read and no repartition topic is
+    /// needed: the input has one partition, or the job groups by the record
+    /// key ([`KEY_COLUMN`]; a producer sends a key to one partition, as
+    /// Kafka Streams' `groupByKey` relies on).
     ///
     /// With a Top-N, the ranking must also stay within one input partition:
     /// the record key must be one of its `PARTITION BY` columns.
     pub fn copartitioned(&self) -> bool {
+        self.one_partition || self.grouped_by_record_key()
+    }
+
+    /// Whether the groups (and a Top-N's rankings) include the record key.
+    pub fn grouped_by_record_key(&self) -> bool {
         match &self.top {
             Some(top) => top.partition.iter().any(|&i| self.keys[i] == KEY_COLUMN),
             None => self.keys.iter().any(|k| k == KEY_COLUMN),
@@ -74,6 +83,15 @@ impl JobPlan {
     /// partitions: grouping by the record key, input partition N's results
     /// go to output partition N, so the counts must be equal.
     pub fn partitions_mismatch(&self, inputs: i32, outputs: i32) -> Option<String> {
+        if self.one_partition && (inputs, outputs) != (1, 1) {
+            return Some(format!(
+                "the job was created over input topic {} of one partition, so its windows run \
+                 where that partition is read, without a repartition topic; now the input has \
+                 {inputs} partitions and output topic {} {outputs}: drop the job and create it \
+                 again",
+                self.input_topic, self.output_topic
+            ));
+        }
         (self.copartitioned() && inputs != outputs).then(|| {
             format!(
                 "the job groups by {KEY_COLUMN}, so input partition N's results go to output \
@@ -362,5 +380,6 @@ pub(crate) fn seed_plan(
         filter,
         columns,
         top: None,
+        one_partition: false,
     }
 }

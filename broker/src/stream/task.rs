@@ -264,8 +264,9 @@ pub async fn start_offset(
 }
 
 /// The topic aggregate task N reads partition N of (and runs on the leader
-/// of): the job's repartition topic, or the input itself for a job grouping
-/// by the record key.
+/// of): the job's repartition topic, or the input itself for a
+/// co-partitioned job (grouping by the record key, or over an input of one
+/// partition).
 pub fn shard_topic(def: &JobDef, plan: &JobPlan) -> String {
     if plan.copartitioned() {
         plan.input_topic.clone()

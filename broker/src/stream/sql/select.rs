@@ -48,6 +48,7 @@ pub(super) fn plan_select(select: &Select, output_topic: String) -> Result<JobPl
         filter,
         columns,
         top: None,
+        one_partition: false,
     })
 }
 

@@ -71,6 +71,7 @@ fn seed_query() {
                 agg(1, "n"),
             ],
             top: None,
+            one_partition: false,
         }
     );
 }
@@ -156,6 +157,7 @@ fn window_table_functions() {
                 agg(0, "total")
             ],
             top: None,
+            one_partition: false,
         }
     );
 
@@ -553,6 +555,18 @@ fn window_top_n_around_an_aggregation() {
                  GROUP BY _key, item, window_start, window_end)) WHERE rn <= 1",
     );
     assert!(!ranked_apart.copartitioned(), "ranked across record keys");
+    // Over an input of one partition, any ranking stays in it; a second
+    // input or output partition is refused, naming the way out.
+    let one = JobPlan {
+        one_partition: true,
+        ..ranked_apart
+    };
+    assert!(one.copartitioned() && !one.grouped_by_record_key());
+    assert_eq!(one.partitions_mismatch(1, 1), None);
+    for (i, o) in [(2, 2), (2, 1), (1, 2)] {
+        let why = one.partitions_mismatch(i, o).expect("refused");
+        assert!(why.contains("create it again"), "{why}");
+    }
 }
 
 /// Nexmark Q7 in full: the bids with each window's highest price.

@@ -258,6 +258,7 @@ fn rank_records(
             limit: 0,
             rows: Vec::new(),
         }),
+        one_partition: false,
     };
     Ok((plan, spec.name, records))
 }

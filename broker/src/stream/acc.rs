@@ -349,6 +349,22 @@ impl Acc {
         }
     }
 
+    /// Writes [`Self::value`] as JSON text to `out` (counts without
+    /// building a JSON value).
+    pub fn write_json(&self, out: &mut bytes::BytesMut) {
+        match self {
+            Acc::Count(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+            Acc::Distinct(set) => {
+                out.extend_from_slice(itoa::Buffer::new().format(set.len() as u64).as_bytes())
+            }
+            other => {
+                use bytes::BufMut;
+                // Writing JSON to memory cannot fail.
+                let _ = serde_json::to_writer(out.writer(), &other.value());
+            }
+        }
+    }
+
     /// The aggregate's value: null for SUM, MIN, MAX and AVG of no values.
     pub fn value(&self) -> Value {
         match self {

@@ -98,12 +98,18 @@ impl Output {
                         vals.get(k).unwrap_or(&Value::Null),
                     ),
                 },
-                Source::Start => serde_json::to_writer((&mut *buf).writer(), &r.start_ms),
-                Source::End => serde_json::to_writer((&mut *buf).writer(), &r.end_ms),
-                Source::Aggregate(a) => serde_json::to_writer(
-                    (&mut *buf).writer(),
-                    r.values.get(a).unwrap_or(&Value::Null),
-                ),
+                Source::Start => {
+                    buf.extend_from_slice(itoa::Buffer::new().format(r.start_ms).as_bytes());
+                    Ok(())
+                }
+                Source::End => {
+                    buf.extend_from_slice(itoa::Buffer::new().format(r.end_ms).as_bytes());
+                    Ok(())
+                }
+                Source::Aggregate(a) => {
+                    r.values.write_json(a, buf);
+                    Ok(())
+                }
                 Source::Rank => serde_json::to_writer((&mut *buf).writer(), &rank),
             };
         }
@@ -137,7 +143,7 @@ impl Output {
 mod tests {
     use super::*;
     use crate::stream::plan::{seed_plan, TimeSource};
-    use crate::stream::window::GroupKey;
+    use crate::stream::window::{GroupKey, Values};
     use serde_json::json;
 
     /// Columns come out in select-list order, under their names.
@@ -168,7 +174,7 @@ mod tests {
             key: GroupKey::of(&[json!(17)]),
             start_ms: 30_000,
             end_ms: 60_000,
-            values: vec![json!(25.5), json!(3)],
+            values: Values::Json(vec![json!(25.5), json!(3)]),
             is_final: true,
         };
         let (k, v) = Output::new(&plan).record(&r, None, &mut BytesMut::new());
@@ -235,7 +241,7 @@ mod tests {
             key: GroupKey::of(&[json!(1)]),
             start_ms: -30_000,
             end_ms: i64::MAX,
-            values: vec![json!(i64::MIN), json!(u64::MAX), json!(0)],
+            values: Values::Json(vec![json!(i64::MIN), json!(u64::MAX), json!(0)]),
             is_final: true,
         };
         let (_, v) = Output::new(&plan).record(&r, None, &mut BytesMut::new());
@@ -268,7 +274,7 @@ mod tests {
             key: GroupKey::of(&[json!(format!("key-{i}"))]),
             start_ms: 0,
             end_ms: 1_000,
-            values: vec![json!(i)],
+            values: Values::Json(vec![json!(i)]),
             is_final: true,
         };
         let mut shared = BytesMut::with_capacity(64);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::{JobPlan, RankColumn, RankFunction, TopN};
-use super::window::WindowResult;
+use super::window::{Values, WindowResult};
 
 /// The results of `results` a Top-N keeps, each with its rank: by window
 /// (in the order they came), then `PARTITION BY` values, then rank. The
@@ -45,7 +45,7 @@ pub fn rank(plan: &JobPlan, results: Vec<WindowResult>) -> Vec<(WindowResult, Op
         let partition = top.partition_key(&values).0;
         let order = match top.order {
             RankColumn::Key(i) => values.get(i).cloned(),
-            RankColumn::Aggregate(i) => r.values.get(i).cloned(),
+            RankColumn::Aggregate(i) => r.values.get(i),
             RankColumn::Row => None,
         }
         .unwrap_or(Value::Null);
@@ -150,7 +150,7 @@ pub fn as_they_stand(plan: &JobPlan, open: Vec<WindowResult>) -> Vec<(WindowResu
 /// The kept rows of a window of a Top-N over the input records, as
 /// results: each with the row's columns as its values, and its rank.
 pub fn rows_of(r: &WindowResult) -> Vec<(WindowResult, Option<u64>)> {
-    let Some(Value::Array(rows)) = r.values.first() else {
+    let Some(Value::Array(rows)) = r.values.get(0) else {
         return Vec::new();
     };
     rows.iter()
@@ -158,7 +158,7 @@ pub fn rows_of(r: &WindowResult) -> Vec<(WindowResult, Option<u64>)> {
             Value::Array(cells) => {
                 let (rank, fields) = cells.split_first()?;
                 let result = WindowResult {
-                    values: fields.to_vec(),
+                    values: Values::Json(fields.to_vec()),
                     ..r.clone()
                 };
                 Some((result, rank.as_u64()))
@@ -310,7 +310,7 @@ mod tests {
             key: GroupKey::of(&[key]),
             start_ms: start,
             end_ms: start + 30_000,
-            values: vec![total, json!(1)],
+            values: Values::Json(vec![total, json!(1)]),
             is_final: true,
         }
     }
@@ -414,7 +414,7 @@ mod tests {
             key: GroupKey::of(&[json!(region), json!(c)]),
             start_ms: 0,
             end_ms: 30_000,
-            values: vec![json!(total), json!(1)],
+            values: Values::Json(vec![json!(total), json!(1)]),
             is_final: true,
         };
         let mut input = vec![r("eu", 1, 5), r("us", 2, 9), r("eu", 3, 6), r("us", 4, 1)];

@@ -206,9 +206,53 @@ pub struct WindowResult {
     /// Window end (exclusive), epoch ms.
     pub end_ms: i64,
     /// The aggregates' values, in plan order.
-    pub values: Vec<Value>,
+    pub values: Values,
     /// Whether the window is closed (its last emission).
     pub is_final: bool,
+}
+
+/// A result's aggregate values: the accumulators its window left (a final
+/// result takes them over; each becomes JSON only as it is written), or
+/// values already JSON (a Top-N's ranked rows).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// The window's accumulators, in plan order.
+    Accs(Vec<Acc>),
+    /// JSON values, in plan order.
+    Json(Vec<Value>),
+}
+
+impl Values {
+    /// Value `i` (`None` past the last).
+    pub fn get(&self, i: usize) -> Option<Value> {
+        match self {
+            Values::Accs(a) => a.get(i).map(Acc::value),
+            Values::Json(v) => v.get(i).cloned(),
+        }
+    }
+
+    /// Every value, as JSON.
+    pub fn json(&self) -> Vec<Value> {
+        match self {
+            Values::Accs(a) => a.iter().map(Acc::value).collect(),
+            Values::Json(v) => v.clone(),
+        }
+    }
+
+    /// Writes value `i` as JSON text to `out` (null past the last).
+    pub fn write_json(&self, i: usize, out: &mut bytes::BytesMut) {
+        match self {
+            Values::Accs(a) => match a.get(i) {
+                Some(acc) => acc.write_json(out),
+                None => out.extend_from_slice(b"null"),
+            },
+            Values::Json(v) => {
+                use bytes::BufMut;
+                // Writing JSON to memory cannot fail.
+                let _ = serde_json::to_writer(out.writer(), v.get(i).unwrap_or(&Value::Null));
+            }
+        }
+    }
 }
 
 /// What became of a row.
@@ -252,6 +296,34 @@ pub struct WindowOperator {
     pub accepted: u64,
     /// Rows that were late.
     pub late: u64,
+    /// Allocations kept between firings; no part of the state.
+    #[serde(skip)]
+    spare: Spare,
+}
+
+/// What [`WindowOperator::fire`] keeps for next time instead of freeing: the
+/// emptied key maps of fired starts (each as large as a start's keys), and
+/// the list their windows are sorted in. Equal to any other, cloned empty:
+/// it is no part of an operator's state.
+#[derive(Debug, Default)]
+struct Spare {
+    maps: Vec<KeyMap<Vec<Acc>>>,
+    closing: Vec<(u64, GroupKey, Vec<Acc>)>,
+}
+
+/// How many emptied key maps are kept: a hop opens `size / slide` starts.
+const SPARE_MAPS: usize = 8;
+
+impl Clone for Spare {
+    fn clone(&self) -> Self {
+        Spare::default()
+    }
+}
+
+impl PartialEq for Spare {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The fixed-window map as a list of `((key, start), accumulators)`, by key
@@ -304,6 +376,7 @@ impl WindowOperator {
             session_timers: BTreeSet::new(),
             accepted: 0,
             late: 0,
+            spare: Spare::default(),
         }
     }
 
@@ -450,10 +523,12 @@ impl WindowOperator {
                 .fixed
                 .first_key_value()
                 .map_or(0, |(_, keys)| keys.len());
-            let keys = self
-                .fixed
-                .entry(start)
-                .or_insert_with(|| KeyMap::with_capacity_and_hasher(hint, Default::default()));
+            let spare = &mut self.spare.maps;
+            let keys = self.fixed.entry(start).or_insert_with(|| {
+                spare
+                    .pop()
+                    .unwrap_or_else(|| KeyMap::with_capacity_and_hasher(hint, Default::default()))
+            });
             // Looked up by text: the key is shared (allocated) only when
             // it opens a window of this start.
             let accs = match keys.get_mut(row.key) {
@@ -559,18 +634,22 @@ impl WindowOperator {
             if start.saturating_add(size).saturating_add(self.grace_ms) > f {
                 break;
             }
-            let mut closing: Vec<(u64, GroupKey, Vec<Acc>)> = entry
-                .remove()
-                .into_iter()
-                .map(|(key, accs)| (key_prefix(key.as_str()), key, accs))
-                .collect();
+            let mut keys = entry.remove();
+            let closing = &mut self.spare.closing;
+            closing.extend(
+                keys.drain()
+                    .map(|(key, accs)| (key_prefix(key.as_str()), key, accs)),
+            );
+            if self.spare.maps.len() < SPARE_MAPS {
+                self.spare.maps.push(keys);
+            }
             // By key: most keys differ in their first bytes, compared as
             // one number without reading the keys' text.
             closing.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
             let end = start.saturating_add(size);
             out.reserve(closing.len());
-            out.extend(closing.into_iter().map(|(_, key, accs)| WindowResult {
-                values: accs.iter().map(Acc::value).collect(),
+            out.extend(closing.drain(..).map(|(_, key, accs)| WindowResult {
+                values: Values::Accs(accs),
                 key,
                 start_ms: start,
                 end_ms: end,
@@ -602,7 +681,13 @@ impl WindowOperator {
                 continue;
             }
             let s = sessions.remove(i);
-            out.push(result(&key, s.start, s.end, &s.accs, true));
+            out.push(WindowResult {
+                key: key.clone(),
+                start_ms: s.start,
+                end_ms: s.end,
+                values: Values::Accs(s.accs),
+                is_final: true,
+            });
             if sessions.is_empty() {
                 self.sessions.remove(&key);
             }
@@ -647,7 +732,8 @@ fn result(key: &GroupKey, start: i64, end: i64, accs: &[Acc], is_final: bool) ->
         key: key.clone(),
         start_ms: start,
         end_ms: end,
-        values: accs.iter().map(Acc::value).collect(),
+        // The window stays open: its values as they stand now.
+        values: Values::Json(accs.iter().map(Acc::value).collect()),
         is_final,
     }
 }

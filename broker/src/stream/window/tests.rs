@@ -148,7 +148,7 @@ fn run(spec: WindowSpec, grace: i64, parts: &[Part], picks: &[u8]) -> Vec<Window
 fn as_finals(out: &[WindowResult]) -> BTreeSet<Final> {
     out.iter()
         .map(|r| {
-            let values = json!(r.values).to_string();
+            let values = json!(r.values.json()).to_string();
             (r.key.as_str().to_string(), r.start_ms, r.end_ms, values)
         })
         .collect()
@@ -161,7 +161,7 @@ fn per_key(out: &[WindowResult]) -> BTreeMap<String, Vec<(i64, i64, Vec<Value>)>
         m.entry(r.key.as_str().to_string()).or_default().push((
             r.start_ms,
             r.end_ms,
-            r.values.clone(),
+            r.values.json(),
         ));
     }
     m
@@ -342,8 +342,8 @@ fn tumbling_windows_fire_on_the_slowest_partition_and_drop_late_rows() {
     op.process(1, row(2, 36_000, 1).row(), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].start_ms, out[0].end_ms), (0, 30_000));
-    assert_eq!(out[0].values[0], json!(2));
-    assert_eq!(out[0].values[1], json!(15));
+    assert_eq!(out[0].values.json()[0], json!(2));
+    assert_eq!(out[0].values.json()[1], json!(15));
     assert_eq!((op.accepted, op.late), (4, 1));
 }
 
@@ -359,7 +359,7 @@ fn changes_mode_emits_each_update_then_the_final_value() {
     op.process(0, row(1, 10_000, 3).row(), &mut out);
     let seen: Vec<_> = out
         .iter()
-        .map(|r| (r.start_ms, r.end_ms, r.values[0].clone(), r.is_final))
+        .map(|r| (r.start_ms, r.end_ms, r.values.json()[0].clone(), r.is_final))
         .collect();
     assert_eq!(
         seen,
@@ -423,7 +423,7 @@ fn open_windows_of_a_key_can_be_read_while_they_build() {
     let open = op.open_for(&row(1, 0, 0).key);
     assert_eq!(open.len(), 1);
     assert_eq!((open[0].start_ms, open[0].end_ms), (1_000, 2_000));
-    assert_eq!(open[0].values[1], json!(12));
+    assert_eq!(open[0].values.json()[1], json!(12));
     assert!(!open[0].is_final);
     assert!(op.open_for(&row(3, 0, 0).key).is_empty());
 }
@@ -450,7 +450,7 @@ fn grown_and_merged_sessions_fire_once_at_their_close() {
     assert!(out.is_empty(), "fired early: {out:?}");
     let fired = |out: &[WindowResult]| -> Vec<(i64, i64, Value)> {
         out.iter()
-            .map(|r| (r.start_ms, r.end_ms, r.values[0].clone()))
+            .map(|r| (r.start_ms, r.end_ms, r.values.json()[0].clone()))
             .collect()
     };
     op.process(0, row(3, 1_480, 1).row(), &mut out);
@@ -477,7 +477,7 @@ fn touching_gap_windows_make_one_session() {
     }
     let got: Vec<_> = out
         .iter()
-        .map(|r| (r.start_ms, r.end_ms, r.values[0].clone()))
+        .map(|r| (r.start_ms, r.end_ms, r.values.json()[0].clone()))
         .collect();
     assert_eq!(
         got,

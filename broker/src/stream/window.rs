@@ -9,7 +9,7 @@
 //! `end + grace`; a session `[first, last + gap)` at `end + gap + grace`,
 //! and a row at `t` is late for sessions once `t + gap + grace` passed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -291,7 +291,7 @@ pub struct WindowOperator {
     /// (close, key, start) timers of the open sessions: each open session
     /// has one at or before its close (a session that grew keeps its older
     /// one until it comes up; one merged away leaves its timer behind).
-    session_timers: BTreeSet<(i64, GroupKey, i64)>,
+    session_timers: Timers,
     /// Rows taken.
     pub accepted: u64,
     /// Rows that were late.
@@ -309,6 +309,55 @@ pub struct WindowOperator {
 struct Spare {
     maps: Vec<KeyMap<Vec<Acc>>>,
     closing: Vec<(u64, GroupKey, Vec<Acc>)>,
+}
+
+/// Session timers `(close, key, start)`, soonest first (then by key, so
+/// sessions closing together fire in key order): a binary heap, cheaper to
+/// push to and pop from than an ordered set; the same timer twice fires
+/// once (the second finds its session gone). Compared and written as the
+/// sorted list, so a checkpoint holds the same bytes whatever the heap's
+/// layout (and reads those an ordered set wrote).
+#[derive(Debug, Clone, Default)]
+struct Timers(std::collections::BinaryHeap<std::cmp::Reverse<(i64, GroupKey, i64)>>);
+
+impl Timers {
+    fn insert(&mut self, timer: (i64, GroupKey, i64)) {
+        self.0.push(std::cmp::Reverse(timer));
+    }
+
+    /// Takes the soonest timer if it closes at or before `f`.
+    fn pop_until(&mut self, f: i64) -> Option<(i64, GroupKey, i64)> {
+        if self.0.peek()?.0 .0 > f {
+            return None;
+        }
+        self.0.pop().map(|t| t.0)
+    }
+
+    fn sorted(&self) -> Vec<&(i64, GroupKey, i64)> {
+        let mut v: Vec<_> = self.0.iter().map(|t| &t.0).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+impl PartialEq for Timers {
+    fn eq(&self, other: &Self) -> bool {
+        self.sorted() == other.sorted()
+    }
+}
+
+impl Serialize for Timers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.sorted().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: Vec<(i64, GroupKey, i64)> = Vec::deserialize(d)?;
+        Ok(Timers(v.into_iter().map(std::cmp::Reverse).collect()))
+    }
 }
 
 /// How many emptied key maps are kept: a hop opens `size / slide` starts.
@@ -373,7 +422,7 @@ impl WindowOperator {
             watermarks: Watermarks::new(partitions),
             fixed: BTreeMap::new(),
             sessions: KeyMap::default(),
-            session_timers: BTreeSet::new(),
+            session_timers: Timers::default(),
             accepted: 0,
             late: 0,
             spare: Spare::default(),
@@ -660,11 +709,7 @@ impl WindowOperator {
             WindowSpec::Session { gap_ms } => gap_ms,
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => 0,
         };
-        while let Some(first) = self.session_timers.first() {
-            if first.0 > f {
-                break;
-            }
-            let (close, key, start) = self.session_timers.pop_first().expect("first exists");
+        while let Some((close, key, start)) = self.session_timers.pop_until(f) {
             let Some(sessions) = self.sessions.get_mut(&key) else {
                 continue;
             };

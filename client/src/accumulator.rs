@@ -41,6 +41,13 @@ pub(crate) enum Msg {
         partition: i32,
         records: Vec<PendingRecord>,
     },
+    /// A batch built by its writer, for one partition, detached (see
+    /// [`crate::Producer::send_built_batch`]).
+    Built {
+        topic: String,
+        partition: i32,
+        batch: weir_storage::BatchBuilder,
+    },
     /// Send everything now; answer when all is acknowledged.
     Flush(oneshot::Sender<()>),
     /// Answer the next sequence number of a partition.
@@ -253,6 +260,53 @@ impl Accumulator {
                 let slot = self.slot(topic, partition);
                 self.add_detached(slot, records);
             }
+            Msg::Built {
+                topic,
+                partition,
+                batch,
+            } => {
+                let slot = self.slot(topic, partition);
+                // After the records queued before it, in its own batch.
+                self.seal(slot);
+                self.seal_built(slot, batch);
+            }
+        }
+    }
+
+    /// Numbers `batch` next in `slot`'s partition and queues it to send.
+    fn seal_built(&mut self, slot: usize, mut batch: weir_storage::BatchBuilder) {
+        let count = batch.len();
+        if count == 0 {
+            return;
+        }
+        let stamp = self.next_stamp(slot, count);
+        batch.set_producer(stamp.producer_id, stamp.producer_epoch, stamp.base_sequence);
+        let data = batch
+            .finish(self.shared.config.compression.codec_id())
+            .map(bytes::Bytes::from)
+            .map_err(|e| Error::protocol("encoding record batch", e));
+        let (tp, state) = &mut self.partitions[slot];
+        state.sealed.push_back(SealedBatch {
+            tp: tp.clone(),
+            body: Body::Encoded(data, count),
+            replies: Vec::new(),
+            stamp,
+        });
+    }
+
+    /// The producer stamp of `slot`'s next batch, of `count` records: its
+    /// sequence numbers are taken.
+    fn next_stamp(&mut self, slot: usize, count: usize) -> ProducerStamp {
+        if !self.shared.config.idempotent {
+            return ProducerStamp::NONE;
+        }
+        let state = &mut self.partitions[slot].1;
+        let base = state.next_sequence;
+        state.next_sequence = sequence_after(base, count as i64);
+        ProducerStamp {
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: base,
         }
     }
 
@@ -405,23 +459,11 @@ impl Accumulator {
     }
 
     fn seal(&mut self, slot: usize) {
-        let idempotent = self.shared.config.idempotent;
-        let (pid, epoch) = (self.producer_id, self.producer_epoch);
-        let (tp, state) = &mut self.partitions[slot];
-        let Some(open) = state.open.take() else {
+        let Some(open) = self.partitions[slot].1.open.take() else {
             return;
         };
-        let stamp = if idempotent {
-            let base = state.next_sequence;
-            state.next_sequence = sequence_after(base, open.records.len() as i64);
-            ProducerStamp {
-                producer_id: pid,
-                producer_epoch: epoch,
-                base_sequence: base,
-            }
-        } else {
-            ProducerStamp::NONE
-        };
+        let stamp = self.next_stamp(slot, open.records.len());
+        let (tp, state) = &mut self.partitions[slot];
         let body = if self.shared.config.encode_when_sealed {
             let (data, count) = self.shared.encode(open.records, stamp);
             Body::Encoded(data, count)

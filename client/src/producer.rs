@@ -426,16 +426,7 @@ impl Producer {
         if records.is_empty() {
             return Ok(());
         }
-        let partitions = self
-            .inner
-            .cluster
-            .partition_count(topic, self.inner.auto_create_topics)
-            .await?;
-        if partition < 0 || partition >= partitions {
-            return Err(Error::InvalidArgument(format!(
-                "partition {partition} out of range: {topic} has {partitions}"
-            )));
-        }
+        self.check_partition(topic, partition).await?;
         let now = now_ms();
         let records = records
             .into_iter()
@@ -454,6 +445,29 @@ impl Producer {
         self.hand_off(msg).await
     }
 
+    /// Queues `batch`, built by its writer, for partition `partition` of
+    /// `topic` as one batch of its own after every record queued before it
+    /// there, detached (as [`Producer::send_detached_batch`]): the producer
+    /// only stamps it with its id and sequence numbers and sends it. For a
+    /// writer that encodes its records straight into the batch format.
+    pub async fn send_built_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: weir_storage::BatchBuilder,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.check_partition(topic, partition).await?;
+        self.hand_off(Msg::Built {
+            topic: topic.to_string(),
+            partition,
+            batch,
+        })
+        .await
+    }
+
     /// The first failure of a record queued by [`Producer::send_detached`]
     /// since the last call, if any (call it after [`Producer::flush`]).
     pub fn take_detached_error(&self) -> Option<Error> {
@@ -462,6 +476,21 @@ impl Producer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// Whether `topic` has partition `partition`.
+    async fn check_partition(&self, topic: &str, partition: i32) -> Result<()> {
+        let partitions = self
+            .inner
+            .cluster
+            .partition_count(topic, self.inner.auto_create_topics)
+            .await?;
+        if partition < 0 || partition >= partitions {
+            return Err(Error::InvalidArgument(format!(
+                "partition {partition} out of range: {topic} has {partitions}"
+            )));
+        }
+        Ok(())
     }
 
     /// Picks the record's partition and hands it to the accumulator.

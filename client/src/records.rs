@@ -72,7 +72,7 @@ pub enum Compression {
 
 impl Compression {
     /// The codec's id in a batch's attributes.
-    fn codec_id(self) -> i16 {
+    pub(crate) fn codec_id(self) -> i16 {
         match self {
             Compression::None => 0,
             Compression::Gzip => 1,

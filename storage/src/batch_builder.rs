@@ -77,6 +77,19 @@ impl BatchBuilder {
         self.count == 0
     }
 
+    /// Bytes of the records pushed so far (uncompressed).
+    pub fn records_len(&self) -> usize {
+        self.buf.len() - HEADER_LEN
+    }
+
+    /// Stamps the batch with its producer (for a batch built before its
+    /// producer numbers it: a writer of whole batches).
+    pub fn set_producer(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+    }
+
     /// Appends a record: its timestamp (ms), key, value (`None`: a
     /// tombstone) and headers, in order.
     pub fn push<'h>(

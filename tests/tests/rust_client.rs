@@ -503,6 +503,23 @@ async fn detached_batches_land_in_order(encode_when_sealed: bool, batch_size: us
         .send(ProducerRecord::new(&topic, "middle").partition(1))
         .await?;
     producer.send_detached_batch(&topic, 1, batch(500)).await?;
+    // A batch its writer encoded (as a job's aggregate task does): numbered
+    // after the records queued before it (an idempotent partition refuses
+    // it otherwise), sent as it is.
+    let mut built = weir_storage::BatchBuilder::new(-1, -1, -1, 64 * 1024);
+    for r in batch(1000) {
+        let h = &r.headers[0];
+        built.push(
+            r.timestamp.unwrap_or_default(),
+            r.key.as_deref(),
+            r.value.as_deref(),
+            std::iter::once((h.key.as_bytes(), h.value.as_deref())),
+        );
+    }
+    producer.send_built_batch(&topic, 1, built).await?;
+    let last = producer
+        .send(ProducerRecord::new(&topic, "last").partition(1))
+        .await?;
     let refused = producer.send_detached_batch(&topic, 2, batch(0)).await;
     ensure!(refused.is_err(), "partition 2 of 2 accepted");
     producer.flush().await?;
@@ -516,12 +533,18 @@ async fn detached_batches_land_in_order(encode_when_sealed: bool, batch_size: us
         "the awaited record answered offset {}",
         middle.offset
     );
+    let last = last.await?;
+    ensure!(
+        last.offset == 1502,
+        "the record after the built batch answered offset {}",
+        last.offset
+    );
     let mut consumer = ConsumerConfig::new(node.bootstrap())
         .auto_offset_reset(OffsetReset::Earliest)
         .build()
         .await?;
     consumer.assign(vec![TopicPartition::new(&topic, 1)]);
-    let got = drain(&mut consumer, 1002, Duration::from_secs(20)).await?;
+    let got = drain(&mut consumer, 1503, Duration::from_secs(20)).await?;
     let value = |r: &weir_client::ConsumerRecord| {
         String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
     };
@@ -537,7 +560,8 @@ async fn detached_batches_land_in_order(encode_when_sealed: bool, batch_size: us
             "record {i} out of place: {r:?}"
         );
     }
-    ensure!(got.iter().all(|r| r.partition == 1) && got.len() == 1002);
+    ensure!(value(&got[1502]) == "last");
+    ensure!(got.iter().all(|r| r.partition == 1) && got.len() == 1503);
     Ok(())
 }
 

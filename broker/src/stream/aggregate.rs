@@ -54,12 +54,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use weir_client::{
-    Admin, BatchRecord, Consumer, FetchedRecord, Header, OffsetSpec, Producer, TopicPartition,
-};
+use weir_client::{Admin, Consumer, FetchedRecord, OffsetSpec, Producer, TopicPartition};
+use weir_storage::BatchBuilder;
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::local_read::LocalReader;
@@ -68,6 +67,10 @@ use super::repartition::{Routed, Router, Shard, Took};
 use super::row::Reader;
 use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
 use super::window::{EmitMode, WindowOperator, WindowResult};
+
+/// Bytes of results an aggregate task writes into one output batch before
+/// it hands it over (the producer's default batch size).
+const OUTPUT_BATCH_BYTES: usize = 256 * 1024;
 
 /// What an aggregate task's checkpoint holds (borrowed when written: the
 /// shard is not copied).
@@ -223,6 +226,7 @@ pub async fn run(
         }),
         format: super::output::Output::new(&plan),
         buf: BytesMut::with_capacity(64 * 1024),
+        pending: None,
         def,
         plan,
         r,
@@ -283,6 +287,7 @@ pub async fn run(
             return Ok(());
         }
         a.write(&mut out).await?;
+        a.hand_over().await?;
         a.copy_late(&bootstrap).await?;
         a.publish_counts();
         if !leads() {
@@ -401,8 +406,12 @@ async fn end_of(admin: &Admin, tp: &TopicPartition) -> Result<i64, TaskError> {
 struct Aggregate {
     /// Writes the output records.
     format: super::output::Output,
-    /// Where they are written: one allocation shared by many records.
+    /// Where a record's value is written before it goes into the batch
+    /// (reused), and state queries' answers.
     buf: BytesMut,
+    /// The results written since the last hand-over, encoded straight into
+    /// the record batch the writer then only stamps and sends.
+    pending: Option<BatchBuilder>,
     def: JobDef,
     plan: JobPlan,
     r: i32,
@@ -484,59 +493,76 @@ impl Aggregate {
         }
     }
 
-    /// Writes the results in `out` to the output partition (with a Top-N,
-    /// only the best of each window).
+    /// Writes the results in `out` into the pending output batch (with a
+    /// Top-N, only the best of each window), handing it to the writer once
+    /// it is full.
     async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
-        let mut records = Vec::with_capacity(out.len());
+        if out.is_empty() {
+            return Ok(());
+        }
+        // The records' timestamp is the time they are written, not the
+        // window's end: results of a replay of old history would otherwise
+        // fall under retention at once.
+        let now = task::now_ms();
         if self.plan.top.is_some() {
             for (w, rank) in super::top_n::rank(&self.plan, std::mem::take(out)) {
-                records.extend(self.result_record(&w, rank));
+                self.write_result(&w, rank, now);
             }
         } else {
             for w in out.drain(..) {
-                records.extend(self.result_record(&w, None));
+                self.write_result(&w, None, now);
             }
         }
-        self.counts.records_out += records.len() as u64;
-        self.writer
-            .send_detached_batch(&self.plan.output_topic, self.r, records)
-            .await?;
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|b| b.records_len() >= OUTPUT_BATCH_BYTES)
+        {
+            self.hand_over().await?;
+        }
         Ok(())
     }
 
-    /// The output record of one result, ranked `rank`; `None` when it was
-    /// written before a restart (see the module docs).
-    fn result_record(&mut self, w: &WindowResult, rank: Option<u64>) -> Option<BatchRecord> {
+    /// Hands the pending output batch to the writer (which numbers and
+    /// sends it).
+    async fn hand_over(&mut self) -> Result<(), TaskError> {
+        if let Some(batch) = self.pending.take() {
+            self.writer
+                .send_built_batch(&self.plan.output_topic, self.r, batch)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the output record of one result, ranked `rank`, into the
+    /// pending batch; skips it when it was written before a restart (see
+    /// the module docs).
+    fn write_result(&mut self, w: &WindowResult, rank: Option<u64>, now: i64) {
+        self.counts.records_out += 1;
         if w.is_final && self.skip > 0 {
             self.skip -= 1;
             self.counts.skipped_on_recovery += 1;
             // Written by the task before the crash, after its checkpoint
             // (whose tally does not count it): it is in the output.
-            self.counts.records_out += 1;
-            return None;
+            return;
         }
-        // The record's timestamp is the time it is written (`None`), not
-        // the window's end: results of a replay of old history would
-        // otherwise fall under retention at once.
-        let (key, value) = self.format.record(w, rank, &mut self.buf);
-        let mut headers = Vec::new();
-        if self.def.emit == EmitMode::Changes {
-            // Tells a window's last (final) result from its updates.
-            headers.push(Header {
-                key: "weir-final".into(),
-                value: Some(Bytes::from_static(if w.is_final {
-                    b"true"
-                } else {
-                    b"false"
-                })),
-            });
-        }
-        Some(BatchRecord {
-            key,
-            value: Some(value),
-            headers,
-            timestamp: None,
-        })
+        self.format.value_into(w, rank, &mut self.buf);
+        let key = self.format.key_of(w);
+        // Under `--emit changes`, tells a window's last (final) result from
+        // its updates.
+        let flag: &[u8] = if w.is_final { b"true" } else { b"false" };
+        let changes = self.def.emit == EmitMode::Changes;
+        let header = changes.then_some((&b"weir-final"[..], Some(flag)));
+        self.pending
+            .get_or_insert_with(|| BatchBuilder::new(-1, -1, -1, OUTPUT_BATCH_BYTES + 4096))
+            .push(
+                now,
+                key.as_deref().map(str::as_bytes),
+                Some(&self.buf),
+                header.into_iter(),
+            );
+        // State queries split their answers off the same buffer.
+        self.buf.clear();
     }
 
     /// Waits for the results written so far, then stores the shard,

@@ -74,6 +74,35 @@ impl Output {
         rank: Option<u64>,
         buf: &mut BytesMut,
     ) -> (Option<Bytes>, Bytes) {
+        self.value_into(r, rank, buf);
+        let value = buf.split().freeze();
+        let key = self.key_of(r).map(|k| {
+            buf.put_slice(k.as_bytes());
+            buf.split().freeze()
+        });
+        (key, value)
+    }
+
+    /// The output record's key of `r` (none for a null record key).
+    pub fn key_of<'r>(&self, r: &'r WindowResult) -> Option<std::borrow::Cow<'r, str>> {
+        if !self.record_key {
+            return Some(r.key.as_str().into());
+        }
+        // The input's key, read as text (a string or null).
+        match r.key.single_plain_string() {
+            Some(k) => Some(k.into()),
+            None => r
+                .key
+                .values()
+                .first()
+                .and_then(Value::as_str)
+                .map(|k| k.to_owned().into()),
+        }
+    }
+
+    /// Appends the output record's value of `r`, ranked `rank` by the job's
+    /// Top-N (null without one), to `buf`.
+    pub fn value_into(&self, r: &WindowResult, rank: Option<u64>, buf: &mut BytesMut) {
         let text = r.key.as_str();
         // One key column: its JSON is the array's only element, as is. More:
         // parsed once per record.
@@ -114,28 +143,6 @@ impl Output {
             };
         }
         buf.put_u8(b'}');
-        let value = buf.split().freeze();
-        let key = if self.record_key {
-            // The input's key, read as text (a string or null).
-            let written = match r.key.single_plain_string() {
-                Some(k) => {
-                    buf.put_slice(k.as_bytes());
-                    true
-                }
-                None => match r.key.values().first().and_then(Value::as_str) {
-                    Some(k) => {
-                        buf.put_slice(k.as_bytes());
-                        true
-                    }
-                    None => false,
-                },
-            };
-            written.then(|| buf.split().freeze())
-        } else {
-            buf.put_slice(text.as_bytes());
-            Some(buf.split().freeze())
-        };
-        (key, value)
     }
 }
 

@@ -220,19 +220,7 @@ async fn a_tumbling_job_matches_an_independent_computation_live_and_replayed() -
     let bad = evs.len().div_ceil(100) as u64;
     let (want, want_late) = reference(&evs);
     let sql = |to: &str| totals_sql(&input, to);
-    weir(&[
-        "job",
-        "create",
-        "totals",
-        "--sql",
-        &sql(&out),
-        "--grace",
-        "500ms",
-        "--late-topic",
-        &late,
-        "--admin",
-        &admin,
-    ])?;
+    create_job_with_late("totals", &sql(&out), &late, &admin)?;
     let got = read_totals(&node, &out, "totals", &want).await?;
     ensure!(
         got.len() == want.len(),
@@ -433,6 +421,24 @@ fn query_open_windows(admin: &str, name: &str) -> Result<BTreeSet<Total>> {
         }
     }
     Ok(queried)
+}
+
+/// `weir job create NAME --sql SQL --grace 500ms --late-topic LATE`.
+fn create_job_with_late(name: &str, sql: &str, late: &str, admin: &str) -> Result<()> {
+    weir(&[
+        "job",
+        "create",
+        name,
+        "--sql",
+        sql,
+        "--grace",
+        "500ms",
+        "--late-topic",
+        late,
+        "--admin",
+        admin,
+    ])?;
+    Ok(())
 }
 
 /// Creates the input topic with `partitions` partitions of `replicas`
@@ -669,19 +675,7 @@ async fn a_job_grouping_by_the_record_key_reads_its_input_without_repartitioning
     let bad = 6u64;
     let (want, open, want_late) = reference_keyed(&evs);
     let sql = keyed_totals_sql(&input, &out);
-    weir(&[
-        "job",
-        "create",
-        "keyed",
-        "--sql",
-        &sql,
-        "--grace",
-        "500ms",
-        "--late-topic",
-        &late,
-        "--admin",
-        &admin,
-    ])?;
+    create_job_with_late("keyed", &sql, &late, &admin)?;
     let records = read_topic(&bootstrap, &out, want.len()).await?;
     let got = totals(&records)?;
     exactly_once(&got, &want)?;
@@ -775,19 +769,7 @@ async fn a_job_over_a_one_partition_input_runs_without_repartitioning() -> Resul
     produce(&bootstrap, &input, &evs).await?;
     let (want, open, want_late) = reference_with_open(&evs);
     ensure!(want_late > 0, "the input has no late record");
-    weir(&[
-        "job",
-        "create",
-        "single",
-        "--sql",
-        &totals_sql(&input, &out),
-        "--grace",
-        "500ms",
-        "--late-topic",
-        &late,
-        "--admin",
-        &admin,
-    ])?;
+    create_job_with_late("single", &totals_sql(&input, &out), &late, &admin)?;
     let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
     exactly_once(&got, &want)?;
     let read = ReadAll {

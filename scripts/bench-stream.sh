@@ -13,12 +13,19 @@
 # scripts/flink_stream.py) the same events run through Flink SQL in the
 # same script, for the comparison.
 #
+# PARTITIONS (default 1) sets the input topics' partition count: with more
+# than one, the queries grouping by the customerId field go through the
+# job's repartition topic (with one, every group lives in the one
+# partition and no repartition topic is needed).
+#
 #   scripts/bench-stream.sh                   # N=1000000
 #   N=300000 FLINK=1 scripts/bench-stream.sh
+#   PARTITIONS=3 scripts/bench-stream.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 W="${WEIR:-$ROOT/target/release/weir}"
 N="${N:-1000000}"
+PARTITIONS="${PARTITIONS:-1}"
 OUT="${OUT:-$ROOT/target/bench-results/stream-$(date -u +%Y%m%dT%H%M%SZ)}"
 PORT="${PORT:-39110}"
 mkdir -p "$OUT"
@@ -37,14 +44,14 @@ for _ in $(seq 1 150); do
     "$W" topic list --bootstrap "$BOOT" >/dev/null 2>&1 && break
     sleep 0.2 # polling for the node to listen, bounded by the loop
 done
-"$W" topic create tx --partitions 1 --bootstrap "$BOOT" >/dev/null
+"$W" topic create tx --partitions "$PARTITIONS" --bootstrap "$BOOT" >/dev/null
 # Idempotent: without it, a retried batch may land after a later one.
 "$W" produce tx --idempotent --bootstrap "$BOOT" <"$OUT/events.jsonl" >/dev/null
 # The same events keyed by customer (`customerId|{json}` lines).
 python3 -c 'import json, sys
 for line in sys.stdin:
     sys.stdout.write("%d|%s" % (json.loads(line)["customerId"], line))' <"$OUT/events.jsonl" >"$OUT/keyed.txt"
-"$W" topic create txk --partitions 1 --bootstrap "$BOOT" >/dev/null
+"$W" topic create txk --partitions "$PARTITIONS" --bootstrap "$BOOT" >/dev/null
 "$W" produce txk --idempotent --key-separator '|' --bootstrap "$BOOT" <"$OUT/keyed.txt" >/dev/null
 TICK=$(getconf CLK_TCK)
 cpu() { awk -v t="$TICK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$PID/stat"; }

@@ -602,42 +602,46 @@ impl WindowOperator {
     fn add_session(&mut self, row: &Row<'_>, gap: i64, out: &mut Vec<WindowResult>) {
         let (t, grace) = (row.time_ms, self.grace_ms);
         let row_end = t.saturating_add(gap);
-        let overlaps = |s: &Session| s.start <= row_end && t <= s.end;
-        // Sessions are disjoint and by start, so those the row's own gap
-        // window overlaps are side by side. When it is one (a row within or
-        // extending a session: most rows), the row goes into it in place;
-        // accumulators do not depend on the order of what they took, so
-        // this equals the merge below.
+        // Sessions are disjoint (touching ones merge) and by start, so by
+        // end too: those the row's own gap window `[t, row_end]` overlaps
+        // are the run `i..j`, found by binary search (a key may hold many
+        // open sessions while a slower partition holds the firing
+        // watermark back).
+        let span = |sessions: &[Session]| {
+            let i = sessions.partition_point(|s| s.end < t);
+            let j = i + sessions[i..].partition_point(|s| s.start <= row_end);
+            (i, j)
+        };
+        // When it is one (a row within or extending a session: most rows),
+        // the row goes into it in place; accumulators do not depend on the
+        // order of what they took, so this equals the merge below.
         if let Some(sessions) = self.sessions.get_mut(row.key) {
-            if let Some(i) = sessions.iter().position(overlaps) {
-                if !sessions.get(i + 1).is_some_and(overlaps) {
-                    let s = &mut sessions[i];
-                    for ((acc, kind), arg) in s.accs.iter_mut().zip(&self.kinds).zip(row.args) {
-                        acc.add(*kind, arg);
-                    }
-                    // The one before ends at or before `t` (it does not
-                    // overlap and starts first), so the order holds. A
-                    // session that only grows later keeps its timer:
-                    // [`Self::fire`] moves a timer that comes early to the
-                    // session's close.
-                    s.end = s.end.max(row_end);
-                    let earlier = t < s.start;
-                    if earlier || self.emit == EmitMode::Changes {
-                        let key = GroupKey(row.key.into());
-                        if earlier {
-                            s.start = t;
-                            let close = session_close(s.end, gap, grace);
-                            self.session_timers.insert((close, key.clone(), t));
-                        }
-                        if self.emit == EmitMode::Changes {
-                            out.push(result(&key, s.start, s.end, &s.accs, false));
-                        }
-                    }
-                    return;
+            let (i, j) = span(sessions);
+            if j == i + 1 {
+                let s = &mut sessions[i];
+                for ((acc, kind), arg) in s.accs.iter_mut().zip(&self.kinds).zip(row.args) {
+                    acc.add(*kind, arg);
                 }
+                // The one before ends before `t` and the one after starts
+                // after `row_end`, so the order holds. A session that only
+                // grows later keeps its timer: [`Self::fire`] moves a timer
+                // that comes early to the session's close.
+                s.end = s.end.max(row_end);
+                let earlier = t < s.start;
+                if earlier || self.emit == EmitMode::Changes {
+                    let key = GroupKey(row.key.into());
+                    if earlier {
+                        s.start = t;
+                        let close = session_close(s.end, gap, grace);
+                        self.session_timers.insert((close, key.clone(), t));
+                    }
+                    if self.emit == EmitMode::Changes {
+                        out.push(result(&key, s.start, s.end, &s.accs, false));
+                    }
+                }
+                return;
             }
         }
-        let (mut start, mut end) = (t, row_end);
         // The key as its open sessions already share it, else a new one.
         let key = match self.sessions.get_key_value(row.key) {
             Some((k, _)) => k.clone(),
@@ -648,25 +652,21 @@ impl WindowOperator {
         for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
             acc.add(*kind, arg);
         }
-        // Every session the row's own gap window overlaps joins it.
-        let mut kept = Vec::with_capacity(sessions.len() + 1);
-        for s in sessions.drain(..) {
-            if overlaps(&s) {
-                start = start.min(s.start);
-                end = end.max(s.end);
-                for (a, b) in accs.iter_mut().zip(&s.accs) {
-                    a.merge(b);
-                }
-            } else {
-                kept.push(s);
+        // Every session the row's own gap window overlaps joins it, in
+        // order, in their place.
+        let (i, j) = span(sessions);
+        let (mut start, mut end) = (t, row_end);
+        for s in &sessions[i..j] {
+            start = start.min(s.start);
+            end = end.max(s.end);
+            for (a, b) in accs.iter_mut().zip(&s.accs) {
+                a.merge(b);
             }
         }
         if self.emit == EmitMode::Changes {
             out.push(result(&key, start, end, &accs, false));
         }
-        let at = kept.partition_point(|s| s.start < start);
-        kept.insert(at, Session { start, end, accs });
-        *sessions = kept;
+        sessions.splice(i..j, [Session { start, end, accs }]);
         self.session_timers
             .insert((session_close(end, gap, grace), key, start));
     }

@@ -200,6 +200,8 @@ pub fn dispatch(
             .unwrap_or_default(),
         client_host: format!("/{client_host}"),
     };
+    // Whether it may write Weir's own topics.
+    let writer = crate::reserved::Writer::of_client_id(&client.client_id);
     let (k, v, c) = (api_key, version, correlation_id);
     let fut = match api_key {
         ProduceRequest::KEY => {
@@ -211,7 +213,7 @@ pub fn dispatch(
                 }
             })?;
             // Appends happen now, in request order; only the durability wait is deferred.
-            let pending = handlers::produce::handle(broker, req, v);
+            let pending = handlers::produce::handle(broker, req, v, writer);
             Box::pin(async move { pending.await.map(|r| encode_response(c, v, &r)) }) as Pending
         }
         FetchRequest::KEY => route!(broker, buf, k, v, c, FetchRequest, |b, r| Some(
@@ -233,7 +235,7 @@ pub fn dispatch(
             ))
         }
         CreateTopicsRequest::KEY => route!(broker, buf, k, v, c, CreateTopicsRequest, |b, r| Some(
-            blocking::run(move || handlers::topics::create(&b, r, version)).await
+            blocking::run(move || handlers::topics::create(&b, r, version, writer)).await
         )),
         DeleteTopicsRequest::KEY => route!(broker, buf, k, v, c, DeleteTopicsRequest, |b, r| Some(
             blocking::run(move || handlers::topics::delete(&b, r, version)).await
@@ -245,7 +247,7 @@ pub fn dispatch(
         }
         DeleteRecordsRequest::KEY => {
             route!(broker, buf, k, v, c, DeleteRecordsRequest, |b, r| Some(
-                blocking::run(move || handlers::delete_records::handle(&b, r)).await
+                blocking::run(move || handlers::delete_records::handle(&b, r, writer)).await
             ))
         }
         InitProducerIdRequest::KEY => {

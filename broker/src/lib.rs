@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod partition;
 pub mod producer_state;
 pub mod request_order;
+pub mod reserved;
 pub mod server;
 pub mod stream;
 pub mod topic_config;

@@ -1894,3 +1894,65 @@ async fn dropping_a_busy_job_leaves_no_topic_or_group_behind() -> Result<()> {
     .context("the dropped job's consumer group outlived it")?;
     Ok(())
 }
+
+/// Found from outside: any client could produce into a job's checkpoint,
+/// status and repartition topics (a forged checkpoint or routed row changes
+/// the results of a job already running) and delete its routed rows before
+/// they were read. As Kafka does for its internal topics, a client gets
+/// INVALID_TOPIC_EXCEPTION (17) for produce, DeleteRecords and CreateTopics
+/// of Weir's own `__weir_job*` topics, while the job itself goes on writing
+/// them: its results still match the reference exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_write_a_jobs_internal_topics() -> Result<()> {
+    use weir_tests::raw::{self, RawConn};
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("guarded"), unique("guarded-out"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let evs = events();
+    produce(&bootstrap, &input, &half(&evs, true)).await?;
+    weir(&[
+        "job",
+        "create",
+        "guarded",
+        "--sql",
+        &totals_sql(&input, &out),
+        "--grace",
+        "500ms",
+        "--admin",
+        &admin,
+    ])?;
+    let repartition = weir_tests::poll_until(Duration::from_secs(30), || {
+        let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+        Ok(topics
+            .lines()
+            .filter_map(|t| t.split_whitespace().next())
+            .find(|t| t.starts_with("__weir_job-guarded"))
+            .map(str::to_owned))
+    })
+    .context("the job never made its repartition topic")?;
+    let mut c = RawConn::connect(&bootstrap)?;
+    for topic in [
+        "__weir_job_state",
+        "__weir_job_status",
+        repartition.as_str(),
+    ] {
+        let (code, _) = raw::produce(&mut c, topic, 0, -1, raw::batch(&[b"forged"], None)?)?;
+        ensure!(code == 17, "a client's produce to {topic}: error {code}");
+    }
+    let (code, low) = raw::delete_records(&mut c, &repartition, 0, -1)?;
+    ensure!(
+        code == 17 && low == -1,
+        "a client's DeleteRecords on {repartition}: error {code}, low watermark {low}"
+    );
+    let code = raw::create_topic(&mut c, "__weir_job-forged-repartition", 1, &[])?;
+    ensure!(
+        code == 17,
+        "a client's CreateTopics of a job topic name: error {code}"
+    );
+    // The job writes them all the while: every result, once.
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let (want, _) = reference(&evs);
+    let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
+    exactly_once(&got, &want)
+}

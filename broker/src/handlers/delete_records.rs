@@ -8,8 +8,13 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use crate::broker::Broker;
 use crate::error_code;
 
-/// Advances the log start of each partition.
-pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+/// Advances the log start of each partition; `writer` says whether the
+/// request may touch Weir's own topics (see [`crate::reserved`]).
+pub fn handle(
+    b: &Broker,
+    req: DeleteRecordsRequest,
+    writer: crate::reserved::Writer,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -21,11 +26,13 @@ pub fn handle(b: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                 .map(|p| {
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);
-                    if crate::broker::KEPT_TOPICS.contains(&name.as_str()) {
+                    let kept = crate::broker::KEPT_TOPICS.contains(&name.as_str());
+                    if kept || crate::reserved::refusal(&name, writer).is_some() {
                         // Kafka refuses it on internal topics too (found from
                         // outside: a DeleteRecords to the end of
                         // `__consumer_offsets` wiped every group's committed
-                        // offsets at the next load).
+                        // offsets at the next load; one on a job's
+                        // repartition topic dropped rows not yet read).
                         return r
                             .with_error_code(error_code::code::INVALID_TOPIC)
                             .with_low_watermark(-1);

@@ -74,6 +74,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     req: ProduceRequest,
     _version: i16,
+    writer: crate::reserved::Writer,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
     // An acks=all wait ends at the request's timeout_ms with
@@ -91,15 +92,12 @@ pub fn handle(
                 Err(code::INVALID_REQUIRED_ACKS.into())
             } else if req.transactional_id.is_some() {
                 Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.into())
-            } else if name == crate::broker::OFFSETS_TOPIC {
-                // Only the group coordinator writes it, as in Kafka (found
-                // from outside: produced records forged other groups'
-                // committed offsets and members).
+            } else if let Some(why) = crate::reserved::refusal(&name, writer) {
+                // Found from outside: produced records forged other groups'
+                // committed offsets, and a job's checkpoints and routed rows.
                 Err(Refusal {
                     code: code::INVALID_TOPIC,
-                    message: Some(format!(
-                        "{name} is internal: only the group coordinator writes it"
-                    )),
+                    message: Some(why),
                     records: Vec::new(),
                 })
             } else {

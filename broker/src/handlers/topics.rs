@@ -35,14 +35,25 @@ fn effective_configs(b: &Broker, configs: &BTreeMap<String, String>) -> Vec<Crea
 }
 
 /// Creates topics: `replication_factor` replicas per partition (-1: the
-/// node's default), or the replicas a client assigned.
-pub fn create(b: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+/// node's default), or the replicas a client assigned; names of Weir's own
+/// topics only for `writer` a task (see [`crate::reserved`]).
+pub fn create(
+    b: &Broker,
+    req: CreateTopicsRequest,
+    version: i16,
+    writer: crate::reserved::Writer,
+) -> CreateTopicsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
             let r = CreatableTopicResult::default().with_name(t.name.clone());
+            if let Some(why) = crate::reserved::creation_refusal(&name, writer) {
+                return r
+                    .with_error_code(code::INVALID_TOPIC)
+                    .with_error_message(Some(s(why)));
+            }
             let explicit: Vec<(i32, Vec<i32>)> = t
                 .assignments
                 .iter()

@@ -41,6 +41,11 @@ impl LocalProduce for LocalWriter {
         if !led {
             return Err(req);
         }
-        Ok(Box::pin(crate::handlers::produce::handle(&node, req, 9)))
+        Ok(Box::pin(crate::handlers::produce::handle(
+            &node,
+            req,
+            9,
+            crate::reserved::Writer::Task,
+        )))
     }
 }

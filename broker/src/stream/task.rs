@@ -89,7 +89,10 @@ impl TaskContext {
     /// returns the admin client, the number of input partitions and the
     /// number of shards.
     pub async fn setup(&self) -> Result<(Admin, usize, i32), TaskError> {
-        let admin = Admin::connect(weir_client::ClientConfig::new(&self.bootstrap)).await?;
+        // Its client id lets it create and trim the job's own topics.
+        let id = crate::reserved::task_client_id(&format!("{}-admin", self.def.group()));
+        let admin =
+            Admin::connect(weir_client::ClientConfig::new(&self.bootstrap).client_id(id)).await?;
         let sources = retrying(|| admin.partitions(&self.plan.input_topic))
             .await?
             .len();
@@ -197,7 +200,8 @@ pub fn producer_config(
         // beats one producer's parallel encoding (BENCHMARKS.md, "batch
         // lists reused").
         .encode_when_sealed(true)
-        .client_id(client_id)
+        // Tasks write the job's own topics ([`crate::reserved`]).
+        .client_id(crate::reserved::task_client_id(&client_id))
         // The job created its topics when it started; a task still running
         // after `job drop` deleted them must not bring them back (found
         // from outside: orphan one-partition repartition topics).

@@ -1950,6 +1950,26 @@ async fn clients_cannot_write_a_jobs_internal_topics() -> Result<()> {
         code == 17,
         "a client's CreateTopics of a job topic name: error {code}"
     );
+    // Nor does asking for the metadata of such a name create it (a
+    // checkpoint topic auto-created with a client's defaults would not
+    // be compacted).
+    {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::{MetadataRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let asked = "__weir_job-auto-repartition";
+        let req = MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str(asked))))]));
+        let resp = c.request(9, &req)?;
+        let code = resp.topics.first().context("no topic answered")?.error_code;
+        let topics = weir(&["topic", "list", "--bootstrap", &bootstrap])?;
+        ensure!(
+            code == 3 && !topics.contains(asked),
+            "Metadata with auto-creation of {asked}: error {code}, topics:\n{topics}"
+        );
+    }
     // The job writes them all the while: every result, once.
     produce(&bootstrap, &input, &half(&evs, false)).await?;
     let (want, _) = reference(&evs);

@@ -64,7 +64,10 @@ pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespons
             .filter_map(|t| t.name)
             .map(|n| {
                 let name = n.0.to_string();
-                let allow = version < 4 || req.allow_auto_topic_creation;
+                // Weir's own topics are made by their owners, with their
+                // configs, never by a client's lookup ([`crate::reserved`]).
+                let allow = (version < 4 || req.allow_auto_topic_creation)
+                    && !crate::reserved::is_reserved(&name);
                 match b.topic_or_create(&name, allow) {
                     Ok(t) => topic(b, &name, &t, ops),
                     Err(e) => MetadataResponseTopic::default()

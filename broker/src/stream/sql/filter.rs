@@ -3,7 +3,7 @@
 
 use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
 
-use super::{column_name, show, strip_parens, SqlError};
+use super::{column_name, show, show_expr, strip_parens, SqlError};
 use crate::stream::plan::{CompareOp, Filter, Literal, Operand};
 
 const CLAUSE: &str = "WHERE";
@@ -43,7 +43,7 @@ pub(super) fn filter(expr: &Expr) -> Result<Filter, SqlError> {
         },
         other => Err(unsupported(format!(
             "{} (conditions are comparisons, AND, OR, NOT, IS [NOT] NULL)",
-            show(other)
+            show_expr(other)
         ))),
     }
 }
@@ -66,7 +66,7 @@ fn column(expr: &Expr, what: &str) -> Result<String, SqlError> {
         Expr::Identifier(id) => column_name(id, CLAUSE),
         other => Err(unsupported(format!(
             "{what} applies to a column, got {}",
-            show(other)
+            show_expr(other)
         ))),
     }
 }
@@ -88,7 +88,7 @@ fn operand(expr: &Expr) -> Result<Operand, SqlError> {
         },
         other => Err(unsupported(format!(
             "operand {} (operands are columns and constants)",
-            show(other)
+            show_expr(other)
         ))),
     }
 }

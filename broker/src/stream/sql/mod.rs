@@ -359,6 +359,22 @@ fn call_args<'a>(
 }
 
 /// A piece of the statement for a message, cut to a readable length.
+/// [`show`] of an expression, with how to quote it when it is a reserved
+/// word the parser read as a function without parentheses (`user`,
+/// `current_date`): a column of that name must be quoted, as in Flink SQL.
+fn show_expr(e: &Expr) -> String {
+    match e {
+        Expr::Function(f) if matches!(f.args, FunctionArguments::None) && f.name.0.len() == 1 => {
+            let word = f.name.to_string();
+            format!(
+                "{} (a reserved word: for a column of that name, quote it: \"{word}\")",
+                show(e)
+            )
+        }
+        _ => show(e),
+    }
+}
+
 fn show(x: &impl Display) -> String {
     const MAX: usize = 80;
     let text = x.to_string();

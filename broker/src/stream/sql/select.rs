@@ -9,8 +9,8 @@ use sqlparser::ast::{
 
 use super::window_fn::{self, Bound, Window};
 use super::{
-    call_args, column_name, filter, function_name, invalid, qualified, show, strip_parens,
-    topic_name, unsupported, SqlError,
+    call_args, column_name, filter, function_name, invalid, qualified, show, show_expr,
+    strip_parens, topic_name, unsupported, SqlError,
 };
 use crate::stream::plan::{AggregateKind, AggregateSpec, JobPlan, OutputColumn};
 
@@ -99,7 +99,7 @@ fn grouping(
                     CLAUSE,
                     format!(
                         "{} (GROUP BY takes key columns and one TUMBLE, HOP or SESSION window)",
-                        show(other)
+                        show_expr(other)
                     ),
                 ));
             }
@@ -263,7 +263,7 @@ impl SelectList<'_> {
                 CLAUSE,
                 format!(
                     "expression {} (keys, window bounds and aggregates only)",
-                    show(other)
+                    show_expr(other)
                 ),
             )),
         }
@@ -302,7 +302,7 @@ fn aggregate(f: &Function) -> Result<Option<(AggregateSpec, String)>, SqlError> 
             other => {
                 return Err(unsupported(
                     CLAUSE,
-                    format!("{upper}({}): aggregates take a column", show(other)),
+                    format!("{upper}({}): aggregates take a column", show_expr(other)),
                 ));
             }
         },

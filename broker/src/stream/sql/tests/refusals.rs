@@ -528,3 +528,35 @@ fn window_top_n_refusals() {
         "SELECT",
     );
 }
+
+/// Found from outside: a column named `user` (a reserved word, which the
+/// parser reads as the USER function) was refused as "unsupported in GROUP
+/// BY: user" with no way forward. The message says to quote it, and the
+/// quoted name is accepted.
+#[test]
+fn a_reserved_word_as_a_column_is_refused_with_how_to_quote_it() {
+    for (sql, clause) in [
+        (
+            job("user, COUNT(*) AS n", &format!("GROUP BY user, {W}")),
+            "GROUP BY",
+        ),
+        (
+            job("COUNT(*) AS n", &format!("GROUP BY {W}, user")),
+            "GROUP BY",
+        ),
+        (job("MAX(user) AS m", &format!("GROUP BY {W}")), "SELECT"),
+        (
+            job("COUNT(*) AS n", &format!("WHERE user = 'a' GROUP BY {W}")),
+            "WHERE",
+        ),
+    ] {
+        let message = refused(&sql, clause);
+        assert!(message.contains("quote it"), "{sql}\n{message}");
+    }
+    let quoted = job(
+        "\"user\", MAX(\"user\") AS m",
+        &format!("WHERE \"user\" = 'a' GROUP BY \"user\", {W}"),
+    );
+    let plan = parse_job(&quoted).expect("the quoted name is a column");
+    assert_eq!(plan.keys, ["user"]);
+}

@@ -119,12 +119,11 @@ impl JobDef {
         // Weir's own topics (group offsets, job state, repartition topics)
         // are not a job's to write (found from outside: a job wrote its
         // results into __consumer_offsets).
-        let reserved = |t: &str| crate::broker::KEPT_TOPICS.contains(&t) || t.starts_with("__weir");
         for (topic, what) in [
             (Some(&plan.output_topic), "output"),
             (self.late_topic.as_ref(), "late"),
         ] {
-            if let Some(t) = topic.filter(|t| reserved(t)) {
+            if let Some(t) = topic.filter(|t| crate::reserved::is_reserved(t)) {
                 return Err(JobError::BadSetting(format!(
                     "the {what} topic {t:?} is one of Weir's internal topics"
                 )));

@@ -358,7 +358,6 @@ fn call_args<'a>(
     Ok((distinct, &list.args))
 }
 
-/// A piece of the statement for a message, cut to a readable length.
 /// [`show`] of an expression, with how to quote it when it is a reserved
 /// word the parser read as a function without parentheses (`user`,
 /// `current_date`): a column of that name must be quoted, as in Flink SQL.
@@ -375,6 +374,7 @@ fn show_expr(e: &Expr) -> String {
     }
 }
 
+/// A piece of the statement for a message, cut to a readable length.
 fn show(x: &impl Display) -> String {
     const MAX: usize = 80;
     let text = x.to_string();

@@ -9,6 +9,7 @@
 #
 #   BINS="/tmp/weir-old target/release/weir" QUERY=tumble scripts/bench-job.sh
 #   ROUNDS=5 N=1000000 QUERY=hop_k BINS="..." scripts/bench-job.sh
+#   PARTITIONS=3 QUERY=tumble BINS="..." scripts/bench-job.sh   # input of 3 partitions
 #
 # QUERY: tumble, hop, session (group by the customerId field: through the
 # repartition topic) or tumble_k, hop_k, session_k (group by the record
@@ -19,6 +20,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 QUERY="${QUERY:-tumble_k}"
 ROUNDS="${ROUNDS:-3}"
 N="${N:-500000}"
+PARTITIONS="${PARTITIONS:-1}"
 PORT="${PORT:-39610}"
 OUT="${OUT:-$ROOT/target/bench-results/job-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT"
@@ -51,7 +53,7 @@ one() { # binary, run number
         "$w" topic list --bootstrap "$boot" >/dev/null 2>&1 && break
         sleep 0.2 # polling for the node to listen, bounded by the loop
     done
-    "$w" topic create txk --partitions 1 --bootstrap "$boot" >/dev/null
+    "$w" topic create txk --partitions "$PARTITIONS" --bootstrap "$boot" >/dev/null
     "$w" produce txk --idempotent --key-separator '|' --bootstrap "$boot" <"$OUT/keyed.txt" >/dev/null
     c0=$(awk '{ print $14 + $15 }' "/proc/$PID/stat")
     "$w" job create "$QUERY" --sql "$SQL" --grace 5s --admin "$admin" >/dev/null

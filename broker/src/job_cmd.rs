@@ -136,6 +136,7 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
                 idle_timeout_ms: idle_timeout,
                 incarnation: None,
                 one_partition: false,
+                one_node: false,
             };
             let body = serde_json::to_string(&def)?;
             let (status, answer) = request(&admin.admin, "POST", "/v1/jobs", Some(&body))?;

@@ -49,15 +49,32 @@
 //!
 //! After each checkpoint the task deletes the repartition records below its
 //! position: the repartition topic holds only what is still to be read.
+//!
+//! # One task for the whole job
+//!
+//! A job over an input of one partition, or created on a cluster of one
+//! node ([`JobPlan::whole`]), has one task: it reads every input partition
+//! in-process (each judged late by its own watermark, as its route task
+//! would, and numbered as that source in the operator), runs the windows
+//! of every group, and writes each result to the output partition its
+//! group key hashes to (where the shard of that key would have written
+//! it). Its checkpoint holds every input position and, for every output
+//! partition, its end and next sequence number under the one identity; the
+//! results for each output partition come in the same order on a replay
+//! (a subsequence of an order that does not depend on the interleaving),
+//! so the argument above holds partition by partition.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use weir_client::{Admin, Consumer, FetchedRecord, OffsetSpec, Producer, TopicPartition};
+use weir_client::{
+    sequence_after, Admin, Consumer, FetchedBatches, FetchedRecord, OffsetSpec, Producer,
+    TopicPartition,
+};
 use weir_storage::BatchBuilder;
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
@@ -67,6 +84,7 @@ use super::repartition::{Routed, Router, Shard, Took};
 use super::row::Reader;
 use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
 use super::window::{EmitMode, WindowOperator, WindowResult};
+use crate::broker::Broker;
 
 /// Bytes of results an aggregate task writes into one output batch before
 /// it hands it over (the producer's default batch size).
@@ -91,6 +109,32 @@ struct AggregateCheckpoint<S> {
     /// record key): the partition's watermark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     router: Option<Router>,
+    /// A task reading several input partitions: those after the first
+    /// (whose are `position` and `router`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    more_inputs: Vec<InputMark>,
+    /// A task writing several output partitions: those after the first
+    /// (whose are `output_end` and the identity's sequence number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    more_outputs: Vec<OutputMark>,
+}
+
+/// Where a task stands in one more input partition it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InputMark {
+    partition: i32,
+    /// Next offset.
+    position: i64,
+    router: Router,
+}
+
+/// One more output partition a task writes: its end when the checkpoint
+/// was taken and the sequence number of its next result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct OutputMark {
+    partition: i32,
+    output_end: i64,
+    next_sequence: i32,
 }
 
 /// Who writes a shard's output partition and how far: an idempotent
@@ -145,63 +189,144 @@ pub async fn run(
     let key = TaskId::Aggregate(r).state_key(&def.name);
     let restored: Option<AggregateCheckpoint<Shard>> =
         task::load_checkpoint(&bootstrap, &def, &key).await?;
-    // A job grouping by the record key has no repartition topic: the task
-    // reads input partition `r` itself, its only source.
+    // A task reading the input itself (no repartition topic) reads input
+    // partition `r`, or every input partition when it runs the whole job;
+    // the others read partition `r` of the repartition topic.
     let keyed = plan.copartitioned();
-    let input = TopicPartition::new(task::shard_topic(&def, &plan), r);
-    let output = TopicPartition::new(&plan.output_topic, r);
-    let output_end = end_of(&admin, &output).await?;
-    let (shard, position, skip, identity, router) = match restored {
+    let shard_topic = task::shard_topic(&def, &plan);
+    let input_tps: Vec<TopicPartition> = if plan.whole() {
+        (0..sources as i32)
+            .map(|p| TopicPartition::new(&shard_topic, p))
+            .collect()
+    } else {
+        vec![TopicPartition::new(&shard_topic, r)]
+    };
+    let output_tps: Vec<TopicPartition> = if plan.whole() {
+        (0..shards)
+            .map(|o| TopicPartition::new(&plan.output_topic, o))
+            .collect()
+    } else {
+        vec![TopicPartition::new(&plan.output_topic, r)]
+    };
+    let output_ends = task::ends(&admin, &output_tps).await?;
+    let end_now = |tp: &TopicPartition| output_ends.get(&tp.partition).copied().unwrap_or(0);
+    // The operator's sources: every input partition, except for a task of
+    // one input partition grouping by the record key (its own only).
+    let op_sources = if keyed && !plan.whole() { 1 } else { sources };
+    let restored = match restored {
+        Some(c) if c.shard.op.watermarks().partitions() != op_sources => {
+            return Err(TaskError::Topics(format!(
+                "input topic {} has {sources} partitions now, but the job's windows were started \
+                 over {}: drop the job and create it again",
+                plan.input_topic,
+                c.shard.op.watermarks().partitions()
+            )));
+        }
+        other => other,
+    };
+    let (shard, positions, routers, skips, identity) = match restored {
         Some(c) => {
+            report.update(|rep| rep.counts = c.tally);
+            let marks: BTreeMap<i32, &OutputMark> =
+                c.more_outputs.iter().map(|m| (m.partition, m)).collect();
+            // Each output partition's end and next sequence number at the
+            // checkpoint.
+            let at_checkpoint: Vec<(i64, Option<i32>)> = output_tps
+                .iter()
+                .enumerate()
+                .map(|(i, tp)| match (i, marks.get(&tp.partition)) {
+                    (0, _) => (c.output_end, c.output.map(|id| id.next_sequence)),
+                    (_, Some(m)) => (m.output_end, Some(m.next_sequence)),
+                    (_, None) => (end_now(tp), None),
+                })
+                .collect();
             // Results the crashed task wrote after its checkpoint: replay
             // emits them again, in the same order, and they are skipped.
             // Only final results come in an order replay repeats: with every
             // change emitted too, nothing is skipped and the task writes
             // with a new identity (at least once).
-            let (skip, identity) = match def.emit {
-                EmitMode::Final => {
-                    let skip = (output_end - c.output_end).max(0);
-                    (skip, c.output.map(|id| (id, skip)))
-                }
-                EmitMode::Changes => (0, None),
+            let skips: Vec<i64> = match def.emit {
+                EmitMode::Final => output_tps
+                    .iter()
+                    .zip(&at_checkpoint)
+                    .map(|(tp, (end, _))| (end_now(tp) - end).max(0))
+                    .collect(),
+                EmitMode::Changes => vec![0; output_tps.len()],
             };
-            report.update(|rep| rep.counts = c.tally);
-            let router = keyed.then(|| {
-                c.router
-                    .unwrap_or_else(|| Router::new(plan.window, def.grace_ms))
-            });
-            (c.shard, c.position, skip, identity, router)
+            let identity = match (def.emit, c.output) {
+                (EmitMode::Final, Some(id)) => at_checkpoint
+                    .iter()
+                    .zip(&skips)
+                    .map(|((_, next), skip)| next.map(|n| sequence_after(n, *skip)))
+                    .collect::<Option<Vec<i32>>>()
+                    .map(|next| (id.producer_id, id.epoch, next)),
+                _ => None,
+            };
+            let more: BTreeMap<i32, &InputMark> =
+                c.more_inputs.iter().map(|m| (m.partition, m)).collect();
+            let mut positions = Vec::new();
+            let mut routers = Vec::new();
+            for (i, tp) in input_tps.iter().enumerate() {
+                let (position, router) = match (i, more.get(&tp.partition)) {
+                    (0, _) => (Some(c.position), c.router.clone()),
+                    (_, Some(m)) => (Some(m.position), Some(m.router.clone())),
+                    (_, None) => (None, None),
+                };
+                positions.push(position);
+                routers.push(router);
+            }
+            (c.shard, positions, routers, skips, identity)
         }
         None => {
             let op = WindowOperator::new(
                 plan.window,
                 def.grace_ms,
                 plan.aggregates.iter().map(|a| a.kind).collect(),
-                if keyed { 1 } else { sources },
+                op_sources,
                 def.emit,
             );
-            let start = if keyed {
-                task::start_offset(&admin, &input, def.from).await?
-            } else {
-                task::retrying(|| {
-                    admin.list_offsets(std::slice::from_ref(&input), OffsetSpec::Earliest)
-                })
-                .await?
-                .get(&input)
-                .map_or(0, |l| l.offset)
-            };
-            let router = keyed.then(|| Router::new(plan.window, def.grace_ms));
-            (Shard::new(op), start, 0, None, router)
+            let n = input_tps.len();
+            (
+                Shard::new(op),
+                vec![None; n],
+                vec![None; n],
+                vec![0; output_tps.len()],
+                None,
+            )
         }
     };
-    tracing::info!(job = %def.name, shard = r, epoch, position, output_end, skip, resumed = ?identity, "aggregate task starting");
-    // A task reading the input itself commits its position to the job's
+    let mut inputs = Vec::new();
+    for ((tp, position), router) in input_tps.iter().zip(positions).zip(routers) {
+        let position = match position {
+            Some(p) => p,
+            None if keyed => task::start_offset(&admin, tp, def.from).await?,
+            None => task::retrying(|| {
+                admin.list_offsets(std::slice::from_ref(tp), OffsetSpec::Earliest)
+            })
+            .await?
+            .get(tp)
+            .map_or(0, |l| l.offset),
+        };
+        let direct = keyed.then(|| Direct {
+            reader: Reader::new(&plan),
+            router: router.unwrap_or_else(|| Router::new(plan.window, def.grace_ms)),
+            source: if plan.whole() { tp.partition } else { 0 },
+            idle: false,
+            last_record: Instant::now(),
+        });
+        inputs.push(Input {
+            reader: LocalReader::new(node.clone(), tp.clone(), position),
+            direct,
+        });
+    }
+    let positions: Vec<i64> = inputs.iter().map(|i| i.reader.position()).collect();
+    tracing::info!(job = %def.name, shard = r, epoch, ?positions, ?output_ends, ?skips, resumed = ?identity, "aggregate task starting");
+    // A task reading the input itself commits its positions to the job's
     // consumer group, as route tasks do.
     let mut committer = match keyed {
-        true => Some(task::group_committer(&bootstrap, &def, &input).await?),
+        true => Some(task::group_committer(&bootstrap, &def, input_tps.clone()).await?),
         false => None,
     };
-    let mut reader = LocalReader::new(node.clone(), input.clone(), position);
     let producer = task::producer(
         &bootstrap,
         &node,
@@ -210,32 +335,41 @@ pub async fn run(
     .await?;
     let mut writer =
         task::producer_config(&bootstrap, &node, format!("weir-job-{}-out-{r}", def.name));
-    if let Some((id, skip)) = identity {
-        // The first result written is the first not skipped.
-        let next = weir_client::sequence_after(id.next_sequence, skip);
-        writer = writer.resume(id.producer_id, id.epoch, &output.topic, r, next);
+    if let Some((producer_id, epoch, next)) = identity {
+        // The first result written to each partition is the first not
+        // skipped there.
+        for (tp, next) in output_tps.iter().zip(next) {
+            writer = writer.resume(producer_id, epoch, &tp.topic, tp.partition, next);
+        }
     }
     let writer = writer.build().await?;
     let report_in = report.get().counts.records_in;
     let mut a = Aggregate {
-        direct: router.map(|router| Direct {
-            reader: Reader::new(&plan),
-            router,
-            proctime: plan.time == super::plan::TimeSource::ProcessingTime,
-            rate: InputRate::new(report_in),
-        }),
+        rate: InputRate::new(report_in),
+        proctime: plan.time == super::plan::TimeSource::ProcessingTime,
+        // Idleness matters only where other partitions' windows wait.
+        idle_after: def
+            .idle_timeout_ms
+            .filter(|_| op_sources > 1)
+            .map(|ms| Duration::from_millis(ms as u64)),
         format: super::output::Output::new(&plan),
         buf: BytesMut::with_capacity(64 * 1024),
-        pending: None,
+        outputs: output_tps
+            .into_iter()
+            .zip(skips)
+            .map(|(tp, skip)| OutputPart {
+                tp,
+                pending: None,
+                skip,
+            })
+            .collect(),
         def,
         plan,
         r,
-        input,
-        output,
+        node: node.clone(),
         shard,
         producer,
         writer,
-        skip,
         report,
         counts: Tally::default(),
         late_rows: Vec::new(),
@@ -244,15 +378,14 @@ pub async fn run(
     a.report.update(|rep| rep.state = "running".into());
     // A first checkpoint before any result: a crash from here on replays
     // against a known output end.
-    a.checkpoint(committer.as_mut(), reader.position(), &admin)
-        .await?;
+    a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
     let mut last_checkpoint = Instant::now();
     let mut out = Vec::new();
     loop {
         // Not raced against the stop signal or queries: a poll dropped
         // half-way could have moved the position past records it never
         // returned. It returns within 200 ms.
-        let batches = reader.poll(Duration::from_millis(200)).await?;
+        let polled = poll_inputs(&mut inputs).await?;
         while let Ok(q) = queries.try_recv() {
             let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
                 .iter()
@@ -264,24 +397,31 @@ pub async fn run(
             let _ = q.reply.send(open);
         }
         let now_ms = task::now_ms();
-        for rec in batches.records() {
-            let rec = rec?;
-            if rec.leader_epoch > epoch {
-                a.deposed();
-                return Ok(());
+        for (i, batches) in &polled {
+            let input = &mut inputs[*i];
+            for rec in batches.records() {
+                let rec = rec?;
+                // The task's leadership is that of its first partition.
+                if *i == 0 && rec.leader_epoch > epoch {
+                    a.deposed();
+                    return Ok(());
+                }
+                match input.direct.as_mut() {
+                    Some(d) => a.take_input(d, &rec, now_ms, &mut out).await?,
+                    None => a.take_routed(&rec, &mut out),
+                }
+                if !out.is_empty() && !leads() {
+                    a.deposed();
+                    return Ok(());
+                }
+                a.write(&mut out).await?;
             }
-            if a.direct.is_some() {
-                a.take_input(&rec, now_ms, &mut out).await?;
-            } else {
-                a.take_routed(&rec, &mut out);
-            }
-            if !out.is_empty() && !leads() {
-                a.deposed();
-                return Ok(());
-            }
-            a.write(&mut out).await?;
         }
-        a.advance_input(now_ms, &mut out);
+        for input in &mut inputs {
+            if let Some(d) = input.direct.as_mut() {
+                a.advance_input(d, now_ms, &mut out);
+            }
+        }
         if !out.is_empty() && !leads() {
             a.deposed();
             return Ok(());
@@ -296,8 +436,7 @@ pub async fn run(
         }
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            a.checkpoint(committer.as_mut(), reader.position(), &admin)
-                .await?;
+            a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
             last_checkpoint = Instant::now();
         }
         if stopping {
@@ -305,6 +444,34 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// Waits up to 200 ms for records in any of `inputs`.
+async fn poll_inputs(inputs: &mut [Input]) -> Result<Vec<(usize, FetchedBatches)>, TaskError> {
+    let mut readers: Vec<&mut LocalReader> = inputs.iter_mut().map(|i| &mut i.reader).collect();
+    LocalReader::poll_any(&mut readers, Duration::from_millis(200)).await
+}
+
+/// One partition an aggregate task reads.
+struct Input {
+    reader: LocalReader,
+    /// Set when it is an input partition read directly (no repartition
+    /// topic).
+    direct: Option<Direct>,
+}
+
+/// What a task reading an input partition itself needs beside the shard:
+/// the route half of a route task.
+struct Direct {
+    reader: Reader,
+    /// The partition's watermark; lateness.
+    router: Router,
+    /// The source its rows are in the operator: 0 in a task of one input
+    /// partition, the partition in a task reading them all.
+    source: i32,
+    /// Whether it showed no record for the job's idle timeout.
+    idle: bool,
+    last_record: Instant,
 }
 
 impl Aggregate {
@@ -334,20 +501,23 @@ impl Aggregate {
         }
     }
 
-    /// Takes one record of the input partition (a task reading it itself):
+    /// Takes one record of an input partition the task reads itself (`d`):
     /// its row goes into the windows, or the record to the late topic.
     async fn take_input(
         &mut self,
+        d: &mut Direct,
         rec: &FetchedRecord<'_>,
         now_ms: i64,
         out: &mut Vec<WindowResult>,
     ) -> Result<(), TaskError> {
-        let Some(d) = self.direct.as_mut() else {
-            return Ok(());
-        };
+        if self.idle_after.is_some() {
+            // Awake again, if it was idle: the row tells the operator so.
+            d.last_record = Instant::now();
+            d.idle = false;
+        }
         let value = rec.value.unwrap_or_default();
         let (late, bad) = match d.reader.row(rec.key, value, rec.timestamp, now_ms) {
-            Ok(Some(row)) => match d.router.route(0, rec.offset, row) {
+            Ok(Some(row)) => match d.router.route(d.source, rec.offset, row) {
                 Some(routed) => match self.shard.take(routed, out) {
                     Took::Late => (true, None),
                     Took::Duplicate => {
@@ -361,11 +531,12 @@ impl Aggregate {
             Ok(None) => (false, None),
             Err(e) => (false, Some(e.to_string())),
         };
+        let p = if self.plan.whole() { d.source } else { self.r };
         task::tally_input(
             &mut self.counts,
             &self.producer,
             &self.def,
-            self.r,
+            p,
             rec,
             late,
             bad,
@@ -373,81 +544,73 @@ impl Aggregate {
         .await
     }
 
-    /// After a poll of a task reading its input itself: the partition's
-    /// watermark (moved to the clock under `PROCTIME()`) fires the windows
-    /// it closed. Idleness is not told: no other partition's windows wait
-    /// for this one.
-    fn advance_input(&mut self, now_ms: i64, out: &mut Vec<WindowResult>) {
-        let Some(d) = self.direct.as_mut() else {
-            return;
-        };
-        if d.proctime {
+    /// After a poll, for an input partition read directly (`d`): its
+    /// watermark (moved to the clock under `PROCTIME()`), and whether it is
+    /// idle when other partitions' windows wait for it, fire the windows
+    /// they closed.
+    fn advance_input(&mut self, d: &mut Direct, now_ms: i64, out: &mut Vec<WindowResult>) {
+        if self.proctime {
             d.router.advance_to(now_ms);
         }
+        if let Some(after) = self.idle_after {
+            d.idle |= d.last_record.elapsed() >= after;
+        }
         let mark = Routed::Mark {
-            source: 0,
+            source: d.source,
             wm: d.router.wm,
-            idle: false,
+            idle: d.idle,
         };
         self.shard.take(mark, out);
     }
 }
 
-/// The end offset of `tp`.
-async fn end_of(admin: &Admin, tp: &TopicPartition) -> Result<i64, TaskError> {
-    Ok(task::ends(admin, std::slice::from_ref(tp))
-        .await?
-        .get(&tp.partition)
-        .copied()
-        .unwrap_or(0))
-}
-
 /// An aggregate task's IO state.
 struct Aggregate {
+    /// How fast it reads the input partitions it reads itself.
+    rate: InputRate,
+    /// Event time is processing time (`PROCTIME()`).
+    proctime: bool,
+    /// After how long without records an input partition the task reads
+    /// itself stops holding the windows of the others back (none: never,
+    /// or the operator has one source).
+    idle_after: Option<Duration>,
     /// Writes the output records.
     format: super::output::Output,
     /// Where a record's value is written before it goes into the batch
     /// (reused), and state queries' answers.
     buf: BytesMut,
-    /// The results written since the last hand-over, encoded straight into
-    /// the record batch the writer then only stamps and sends.
-    pending: Option<BatchBuilder>,
+    /// The output partitions it writes: partition `r`, or every one when
+    /// it runs the whole job.
+    outputs: Vec<OutputPart>,
     def: JobDef,
     plan: JobPlan,
     r: i32,
-    /// The shard: partition `r` of the repartition topic.
-    input: TopicPartition,
-    /// Output partition `r`.
-    output: TopicPartition,
+    /// This node (whether it still leads the input partitions).
+    node: Weak<Broker>,
     shard: Shard,
     /// Writes checkpoints, statuses and late records.
     producer: Producer,
-    /// Writes the output partition, with the identity its checkpoints keep.
+    /// Writes the output partitions, with the identity its checkpoints
+    /// keep.
     writer: Producer,
-    /// Final results still to skip: written before a crash.
-    skip: i64,
     report: Arc<SharedReport>,
     /// Counts not yet added to the report (it is updated once per poll).
     counts: Tally,
     /// Input partition and offset of rows late at the shard since the
     /// last poll (their windows fired while their partition was idle).
     late_rows: Vec<(i32, i64)>,
-    /// Set when the task reads its input partition itself (a job grouping
-    /// by the record key).
-    direct: Option<Direct>,
     /// The arguments of the repartition record being taken (reused).
     routed_args: Vec<serde_json::Value>,
 }
 
-/// What a task reading its input partition itself needs beside the shard:
-/// the route half of a route task.
-struct Direct {
-    reader: Reader,
-    /// The partition's watermark; lateness.
-    router: Router,
-    /// Event time is processing time (`PROCTIME()`).
-    proctime: bool,
-    rate: InputRate,
+/// One output partition a task writes.
+struct OutputPart {
+    tp: TopicPartition,
+    /// The results written since the last hand-over, encoded straight into
+    /// the record batch the writer then only stamps and sends.
+    pending: Option<BatchBuilder>,
+    /// Final results still to skip: written before a crash.
+    skip: i64,
 }
 
 impl Aggregate {
@@ -493,9 +656,9 @@ impl Aggregate {
         }
     }
 
-    /// Writes the results in `out` into the pending output batch (with a
-    /// Top-N, only the best of each window), handing it to the writer once
-    /// it is full.
+    /// Writes the results in `out` into the pending output batches (with a
+    /// Top-N, only the best of each window), handing each to the writer
+    /// once it is full.
     async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
         if out.is_empty() {
             return Ok(());
@@ -513,34 +676,44 @@ impl Aggregate {
                 self.write_result(&w, None, now);
             }
         }
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(|b| b.records_len() >= OUTPUT_BATCH_BYTES)
-        {
-            self.hand_over().await?;
+        for o in &mut self.outputs {
+            if o.pending
+                .as_ref()
+                .is_some_and(|b| b.records_len() >= OUTPUT_BATCH_BYTES)
+            {
+                hand_over(&self.writer, o).await?;
+            }
         }
         Ok(())
     }
 
-    /// Hands the pending output batch to the writer (which numbers and
-    /// sends it).
+    /// Hands the pending output batches to the writer (which numbers and
+    /// sends them).
     async fn hand_over(&mut self) -> Result<(), TaskError> {
-        if let Some(batch) = self.pending.take() {
-            self.writer
-                .send_built_batch(&self.plan.output_topic, self.r, batch)
-                .await?;
+        for o in &mut self.outputs {
+            hand_over(&self.writer, o).await?;
         }
         Ok(())
     }
 
     /// Writes the output record of one result, ranked `rank`, into the
-    /// pending batch; skips it when it was written before a restart (see
-    /// the module docs).
+    /// pending batch of its output partition; skips it when it was written
+    /// before a restart (see the module docs).
     fn write_result(&mut self, w: &WindowResult, rank: Option<u64>, now: i64) {
         self.counts.records_out += 1;
-        if w.is_final && self.skip > 0 {
-            self.skip -= 1;
+        // The output partition of its group key, as its shard's would be.
+        let at = match self.outputs.len() {
+            1 => 0,
+            n => weir_client::partitioner::partition_for_key(
+                &self.plan.shard_key(w.key.as_str()),
+                n as i32,
+            ) as usize,
+        };
+        let Some(o) = self.outputs.get_mut(at) else {
+            return;
+        };
+        if w.is_final && o.skip > 0 {
+            o.skip -= 1;
             self.counts.skipped_on_recovery += 1;
             // Written by the task before the crash, after its checkpoint
             // (whose tally does not count it): it is in the output.
@@ -553,7 +726,7 @@ impl Aggregate {
         let flag: &[u8] = if w.is_final { b"true" } else { b"false" };
         let changes = self.def.emit == EmitMode::Changes;
         let header = changes.then_some((&b"weir-final"[..], Some(flag)));
-        self.pending
+        o.pending
             .get_or_insert_with(|| BatchBuilder::new(-1, -1, -1, OUTPUT_BATCH_BYTES + 4096))
             .push(
                 now,
@@ -565,17 +738,64 @@ impl Aggregate {
         self.buf.clear();
     }
 
-    /// Waits for the results written so far, then stores the shard,
-    /// `position` (the next input offset) and the output end (see the module
-    /// docs), commits the position to the job's group (a task reading the
-    /// input itself) or deletes the repartition records read, and refreshes
-    /// the report.
+    /// Refuses to go on, for a task running the whole job, when the input
+    /// gained partitions (its operator has one source per partition it had,
+    /// and a group could now be split) or another node leads one of them
+    /// (they are read from this node's replicas; the job was made for a
+    /// cluster of one node).
+    fn check_inputs(&self, inputs: &[Input]) -> Result<(), TaskError> {
+        if !self.plan.whole() {
+            return Ok(());
+        }
+        let Some(b) = self.node.upgrade() else {
+            return Ok(());
+        };
+        let Some(t) = b.meta.topic(&self.plan.input_topic) else {
+            return Ok(());
+        };
+        if t.partitions as usize != inputs.len() {
+            let outputs = self.outputs.len() as i32;
+            return Err(TaskError::Topics(
+                self.plan
+                    .partitions_mismatch(t.partitions, outputs)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "input topic {} has {} partitions now, but the job's one task was \
+                             started over {}: drop the job and create it again",
+                            self.plan.input_topic,
+                            t.partitions,
+                            inputs.len()
+                        )
+                    }),
+            ));
+        }
+        for i in inputs {
+            let p = i.reader.partition().partition;
+            let (leader, _) = b.leader_of(&self.plan.input_topic, &t, p);
+            if leader >= 0 && leader != b.config.node_id {
+                return Err(TaskError::Topics(format!(
+                    "the job was created on a cluster of one node, so one task reads every \
+                     partition of {} on its node, but node {leader} leads partition {p}: drop the \
+                     job and create it again",
+                    self.plan.input_topic
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the results written so far, then stores the shard, the
+    /// position in each partition read and the output ends (see the module
+    /// docs), commits the positions to the job's group (a task reading the
+    /// input itself) or deletes the repartition records read, and
+    /// refreshes the report.
     async fn checkpoint(
         &mut self,
         committer: Option<&mut Consumer>,
-        position: i64,
+        inputs: &[Input],
         admin: &Admin,
     ) -> Result<(), TaskError> {
+        self.check_inputs(inputs)?;
         for p in [&self.writer, &self.producer] {
             p.flush().await?;
             if let Some(e) = p.take_detached_error() {
@@ -583,73 +803,136 @@ impl Aggregate {
             }
         }
         let (producer_id, epoch) = self.writer.identity();
-        // The sequence number of the next result emitted: results still
-        // to skip have theirs already.
-        let next_sequence = i64::from(
-            self.writer
-                .next_sequence(&self.output.topic, self.r)
-                .await?,
-        ) - self.skip;
-        // Results still to skip were written before the crash: they count
-        // in the output's end already.
-        let output_end = end_of(admin, &self.output).await? - self.skip;
+        let output_tps: Vec<TopicPartition> = self.outputs.iter().map(|o| o.tp.clone()).collect();
+        let ends = task::ends(admin, &output_tps).await?;
+        let mut marks = Vec::new();
+        for o in &self.outputs {
+            // The sequence number of the next result emitted: results
+            // still to skip have theirs already.
+            let next_sequence = i64::from(
+                self.writer
+                    .next_sequence(&o.tp.topic, o.tp.partition)
+                    .await?,
+            ) - o.skip;
+            // Results still to skip were written before the crash: they
+            // count in the output's end already.
+            let output_end = ends.get(&o.tp.partition).copied().unwrap_or(0) - o.skip;
+            marks.push((
+                o.tp.partition,
+                output_end,
+                i32::try_from(next_sequence).ok(),
+            ));
+        }
+        // A new producer id still skipping has numbered none of the skipped
+        // results: a restart from here gets a new one too.
+        let numbered = marks.iter().all(|(_, _, n)| n.is_some_and(|n| n >= 0));
+        let first_input = inputs.first();
         let cp = AggregateCheckpoint {
             shard: &self.shard,
-            position,
-            output_end,
+            position: first_input.map_or(0, |i| i.reader.position()),
+            output_end: marks.first().map_or(0, |m| m.1),
             tally: self.report.get().counts,
-            // A new producer id still skipping has numbered none of the
-            // skipped results: a restart from here gets a new one too.
-            output: i32::try_from(next_sequence)
-                .ok()
-                .filter(|n| *n >= 0)
+            output: marks
+                .first()
+                .and_then(|m| m.2)
+                .filter(|_| numbered)
                 .map(|next_sequence| OutputIdentity {
                     producer_id,
                     epoch,
                     next_sequence,
                 }),
-            router: self.direct.as_ref().map(|d| d.router.clone()),
+            router: first_input
+                .and_then(|i| i.direct.as_ref())
+                .map(|d| d.router.clone()),
+            more_inputs: inputs
+                .iter()
+                .skip(1)
+                .filter_map(|i| {
+                    Some(InputMark {
+                        partition: i.reader.partition().partition,
+                        position: i.reader.position(),
+                        router: i.direct.as_ref()?.router.clone(),
+                    })
+                })
+                .collect(),
+            more_outputs: marks
+                .iter()
+                .skip(1)
+                .map(|&(partition, output_end, next)| OutputMark {
+                    partition,
+                    output_end,
+                    next_sequence: next.unwrap_or(0),
+                })
+                .collect(),
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
+        let read: Vec<TopicPartition> = inputs
+            .iter()
+            .map(|i| i.reader.partition().clone())
+            .collect();
+        let positions: BTreeMap<TopicPartition, i64> = inputs
+            .iter()
+            .map(|i| (i.reader.partition().clone(), i.reader.position()))
+            .collect();
         if let Some(consumer) = committer {
-            consumer
-                .commit_offsets([(self.input.clone(), position)].into())
-                .await?;
-        } else if position > 0 {
-            let below = BTreeMap::from([(self.input.clone(), position)]);
-            if let Err(e) = admin.delete_records(&below).await {
+            consumer.commit_offsets(positions.clone()).await?;
+        } else if positions.values().any(|p| *p > 0) {
+            if let Err(e) = admin.delete_records(&positions).await {
                 tracing::debug!(job = %self.def.name, error = %e, "repartition records not deleted yet");
             }
         }
-        let log_end = end_of(admin, &self.input).await?;
+        let log_ends = task::ends(admin, &read).await?;
         let op = &self.shard.op;
         let (open, firing, r) = (op.open_windows(), op.watermarks().firing(), self.r);
-        let at = PartitionReport {
-            position,
-            log_end,
+        let at = |i: &Input| PartitionReport {
+            position: i.reader.position(),
+            log_end: log_ends
+                .get(&i.reader.partition().partition)
+                .copied()
+                .unwrap_or(0),
             watermark: firing,
         };
-        let direct = self.direct.as_mut();
+        let direct: BTreeMap<i32, PartitionReport> = inputs
+            .iter()
+            .filter_map(|i| {
+                let d = i.direct.as_ref()?;
+                let p = if self.plan.whole() { d.source } else { r };
+                Some((
+                    p,
+                    PartitionReport {
+                        watermark: d.router.wm,
+                        ..at(i)
+                    },
+                ))
+            })
+            .collect();
+        let shard = inputs.first().map(at);
+        let rate = &mut self.rate;
         self.report.update(|rep| {
             rep.open_windows = open;
             rep.watermark = firing;
-            match direct {
-                // An input partition, as a route task reports it.
-                Some(d) => {
-                    let at = PartitionReport {
-                        watermark: d.router.wm,
-                        ..at
-                    };
-                    d.rate.report(rep, r, at);
-                }
-                None => {
+            match shard {
+                // Input partitions, as route tasks report them.
+                _ if !direct.is_empty() => rate.report(rep, direct),
+                Some(at) => {
                     rep.shards = [(r, at)].into();
-                    rep.caught_up = position >= log_end;
+                    rep.caught_up = at.position >= at.log_end;
                 }
+                None => {}
             }
         });
         let report = self.report.get();
         task::publish_status(&self.producer, &self.def, TaskId::Aggregate(r), report).await
     }
+}
+
+/// Hands `o`'s pending batch to `writer` (which numbers and sends it).
+async fn hand_over(writer: &Producer, o: &mut OutputPart) -> Result<(), TaskError> {
+    if let Some(batch) = o.pending.take() {
+        writer
+            .send_built_batch(&o.tp.topic, o.tp.partition, batch)
+            .await?;
+    }
+    Ok(())
 }

@@ -59,6 +59,14 @@ pub struct JobDef {
     /// topic. Decided by [`super::jobs::create`], never taken from a request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_partition: bool,
+    /// Whether the job was created on a cluster of one node, grouping by
+    /// something other than the record key over an input of several
+    /// partitions: one task then reads every input partition and runs all
+    /// the windows, with no repartition topic (every partition is led by
+    /// that node). Decided by [`super::jobs::create`], never taken from a
+    /// request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_node: bool,
 }
 
 fn final_emit() -> EmitMode {
@@ -111,6 +119,7 @@ impl JobDef {
         let mut plan =
             super::sql::parse_job(&self.sql).map_err(|e| JobError::Sql(e.to_string()))?;
         plan.one_partition = self.one_partition;
+        plan.one_node = self.one_node;
         if plan.output_topic == plan.input_topic {
             return Err(JobError::Sql(
                 "INSERT INTO: the output topic is the input topic".into(),
@@ -261,14 +270,14 @@ impl InputRate {
         }
     }
 
-    /// Reports in `rep` the rate since the last report and the task's input
-    /// partition `p` at `at` (caught up when read to its end); the next
-    /// interval starts now.
-    pub fn report(&mut self, rep: &mut JobReport, p: i32, at: PartitionReport) {
+    /// Reports in `rep` the rate since the last report and where the task
+    /// stands in each input partition it reads (caught up when each is read
+    /// to its end); the next interval starts now.
+    pub fn report(&mut self, rep: &mut JobReport, parts: BTreeMap<i32, PartitionReport>) {
         let secs = self.since.elapsed().as_secs_f64().max(1e-3);
         rep.records_per_sec = rep.counts.records_in.saturating_sub(self.records_in) as f64 / secs;
         *self = Self::new(rep.counts.records_in);
-        rep.partitions = [(p, at)].into();
-        rep.caught_up = at.position >= at.log_end;
+        rep.caught_up = parts.values().all(|at| at.position >= at.log_end);
+        rep.partitions = parts;
     }
 }

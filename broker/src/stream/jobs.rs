@@ -390,7 +390,9 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
 /// Every task of job `def` and the node that leads its partition (−1 when
 /// none is known): a route task per input partition, an aggregate task per
 /// partition of the repartition topic once it exists; for a job grouping
-/// by the record key, an aggregate task per input partition.
+/// by the record key, an aggregate task per input partition; for a job
+/// whose one task reads every input partition ([`JobPlan::whole`]), that
+/// task.
 fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
     let mut out = Vec::new();
     if !plan.copartitioned() {
@@ -402,7 +404,10 @@ fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
     }
     let topic = super::task::shard_topic(def, plan);
     if let Some(t) = b.meta.topic(&topic) {
-        for r in 0..t.partitions {
+        // One task reads every input partition: it runs where the first is
+        // led.
+        let tasks = if plan.whole() { 1 } else { t.partitions };
+        for r in 0..tasks {
             out.push((TaskId::Aggregate(r), b.leader_of(&topic, &t, r).0));
         }
     }
@@ -482,6 +487,7 @@ pub enum JobChangeError {
 pub fn create(b: &Broker, mut def: JobDef) -> Result<(), JobChangeError> {
     let count = |t: &str| b.meta.topic(t).map(|t| t.partitions);
     def.one_partition = false;
+    def.one_node = false;
     let plan = def.plan()?;
     // Over an input of one partition every group lives in it: the windows
     // run where it is read, as for a job grouping by the record key, and no
@@ -490,6 +496,11 @@ pub fn create(b: &Broker, mut def: JobDef) -> Result<(), JobChangeError> {
     let (inputs, outputs) = (count(&plan.input_topic), count(&plan.output_topic));
     def.one_partition =
         !plan.copartitioned() && inputs == Some(1) && outputs.is_none_or(|o| o == 1);
+    // On a cluster of one node every input partition is led there: one
+    // task reads them all and runs the windows of every group, so rows
+    // need not cross a repartition topic (a second append, flush and read
+    // of each row). Decided once too: the node set is fixed by `--peers`.
+    def.one_node = !def.one_partition && !plan.copartitioned() && b.config.peers.len() <= 1;
     let plan = def.plan()?;
     if let (Some(i), Some(o)) = (inputs, outputs) {
         if let Some(why) = plan.partitions_mismatch(i, o) {

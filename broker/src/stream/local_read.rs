@@ -5,6 +5,7 @@
 //! are read (up to the high watermark, as a consumer sees them), so a task
 //! never takes a row that a leader change could still take back.
 
+use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -35,6 +36,65 @@ impl LocalReader {
     /// The offset of the next record to read.
     pub fn position(&self) -> i64 {
         self.position
+    }
+
+    /// The partition read.
+    pub fn partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// Waits up to `timeout` for committed records at the position of any
+    /// of `readers`, and returns the batches of each that has some, by its
+    /// index (none when the time ran out), as [`LocalReader::poll`] does
+    /// for one.
+    pub async fn poll_any(
+        readers: &mut [&mut LocalReader],
+        timeout: Duration,
+    ) -> Result<Vec<(usize, FetchedBatches)>, TaskError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Subscribed before the reads: a commit between the two wakes
+            // the wait below.
+            let mut commits: Vec<_> = readers
+                .iter()
+                .filter_map(|r| {
+                    let b = r.node.upgrade()?;
+                    Some(
+                        b.partition(&r.tp.topic, r.tp.partition)?
+                            .subscribe_high_watermark(),
+                    )
+                })
+                .collect();
+            let mut out = Vec::new();
+            for (i, r) in readers.iter_mut().enumerate() {
+                let read = r.poll(Duration::ZERO).await?;
+                if !read.is_empty() {
+                    out.push((i, read));
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            let mut waits: Vec<_> = commits.iter_mut().map(|c| Box::pin(c.changed())).collect();
+            let any = std::future::poll_fn(|cx| {
+                for w in &mut waits {
+                    if let std::task::Poll::Ready(r) = w.as_mut().poll(cx) {
+                        return std::task::Poll::Ready(r.is_ok());
+                    }
+                }
+                std::task::Poll::Pending
+            });
+            match tokio::time::timeout_at(deadline, any).await {
+                Ok(true) => continue,
+                // None hosted here, or one was dropped here: look them up
+                // again after the wait.
+                Ok(false) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(out);
+                }
+                Err(_) => return Ok(out),
+            }
+        }
     }
 
     /// Waits up to `timeout` for committed records at the position and

@@ -37,6 +37,10 @@ pub struct JobPlan {
     /// The job's input has one partition ([`super::job::JobDef::one_partition`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_partition: bool,
+    /// The job was created on a cluster of one node
+    /// ([`super::job::JobDef::one_node`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_node: bool,
 }
 
 /// The column that reads a record's key (as UTF-8 text) instead of a field
@@ -52,8 +56,19 @@ impl JobPlan {
     ///
     /// With a Top-N, the ranking must also stay within one input partition:
     /// the record key must be one of its `PARTITION BY` columns.
+    ///
+    /// A job created on a cluster of one node needs none either: one task
+    /// reads every input partition ([`JobPlan::whole`]).
     pub fn copartitioned(&self) -> bool {
-        self.one_partition || self.grouped_by_record_key()
+        self.whole() || self.grouped_by_record_key()
+    }
+
+    /// Whether one task reads every input partition and runs all the
+    /// windows (an input of one partition, or a job created on a cluster of
+    /// one node), writing each result to the output partition its group
+    /// key hashes to, as a shard of a repartitioned job would.
+    pub fn whole(&self) -> bool {
+        self.one_partition || self.one_node
     }
 
     /// Whether the groups (and a Top-N's rankings) include the record key.
@@ -92,7 +107,7 @@ impl JobPlan {
                 self.input_topic, self.output_topic
             ));
         }
-        (self.copartitioned() && inputs != outputs).then(|| {
+        (self.copartitioned() && !self.whole() && inputs != outputs).then(|| {
             format!(
                 "the job groups by {KEY_COLUMN}, so input partition N's results go to output \
                  partition N, but input topic {} has {inputs} partitions and output topic {} \
@@ -381,5 +396,6 @@ pub(crate) fn seed_plan(
         columns,
         top: None,
         one_partition: false,
+        one_node: false,
     }
 }

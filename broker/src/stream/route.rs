@@ -67,7 +67,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
             Router::new(plan.window, def.grace_ms),
         ),
     };
-    let mut consumer = task::group_committer(&bootstrap, &def, &tp).await?;
+    let mut consumer = task::group_committer(&bootstrap, &def, vec![tp.clone()]).await?;
     let input = LocalReader::new(node.clone(), tp.clone(), position);
     let producer = task::producer(&bootstrap, &node, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
@@ -297,7 +297,8 @@ impl Route {
             log_end: end,
             watermark: self.router.wm,
         };
-        self.report.update(|rep| self.rate.report(rep, self.p, at));
+        self.report
+            .update(|rep| self.rate.report(rep, [(self.p, at)].into()));
         let report = self.report.get();
         task::publish_status(&self.producer, &self.def, TaskId::Route(self.p), report).await
     }

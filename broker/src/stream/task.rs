@@ -155,13 +155,13 @@ where
     }
 }
 
-/// A consumer of the job's group that only commits `tp`'s position (tasks
-/// read their input in-process, [`super::local_read`]), so that `weir group
-/// describe` shows the job's lag.
+/// A consumer of the job's group that only commits the positions of `tps`
+/// (tasks read their input in-process, [`super::local_read`]), so that
+/// `weir group describe` shows the job's lag.
 pub async fn group_committer(
     bootstrap: &str,
     def: &JobDef,
-    tp: &TopicPartition,
+    tps: Vec<TopicPartition>,
 ) -> Result<weir_client::Consumer, TaskError> {
     let mut c = ConsumerConfig::new(bootstrap)
         .client_id(def.group())
@@ -169,7 +169,7 @@ pub async fn group_committer(
         .auto_commit(false)
         .build()
         .await?;
-    c.assign(vec![tp.clone()]);
+    c.assign(tps);
     Ok(c)
 }
 

@@ -49,6 +49,7 @@ pub(super) fn plan_select(select: &Select, output_topic: String) -> Result<JobPl
         columns,
         top: None,
         one_partition: false,
+        one_node: false,
     })
 }
 

@@ -72,6 +72,7 @@ fn seed_query() {
             ],
             top: None,
             one_partition: false,
+            one_node: false,
         }
     );
 }
@@ -158,6 +159,7 @@ fn window_table_functions() {
             ],
             top: None,
             one_partition: false,
+            one_node: false,
         }
     );
 

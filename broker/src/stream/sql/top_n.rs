@@ -259,6 +259,7 @@ fn rank_records(
             rows: Vec::new(),
         }),
         one_partition: false,
+        one_node: false,
     };
     Ok((plan, spec.name, records))
 }

@@ -993,6 +993,21 @@ async fn jobs_created_together_start_without_a_failed_task() -> Result<()> {
         "tasks failed at start:\n{}",
         failed.join("\n")
     );
+    // A fourth input partition would have no watermark in the operator
+    // the one task started with: it stops and says why.
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_partitions(&input, 4)
+        .await?;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "j1")?;
+        let state = s["state"].as_str().unwrap_or_default().to_string();
+        Ok(
+            (state.contains("has 4 partitions now") && state.contains("create it again"))
+                .then_some(()),
+        )
+    })
+    .context("the job did not say its input gained a partition")?;
     Ok(())
 }
 

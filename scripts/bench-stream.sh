@@ -6,17 +6,17 @@
 # query creates a job --from earliest and measures the broker's CPU time
 # (utime + stime from /proc) and wall time until the job has read every
 # event and its aggregate tasks every routed row (the status's caught_up).
-# Each query runs twice: grouping by the customerId field (through the
-# job's repartition topic) and, over a copy of the events keyed by
-# customer, grouping by the record key (`_key`: no repartition topic).
+# Each query runs twice: grouping by the customerId field and, over a copy
+# of the events keyed by customer, grouping by the record key (`_key`).
 # With FLINK=1 (and target/flinkenv holding apache-flink, see
 # scripts/flink_stream.py) the same events run through Flink SQL in the
 # same script, for the comparison.
 #
-# PARTITIONS (default 1) sets the input topics' partition count: with more
-# than one, the queries grouping by the customerId field go through the
-# job's repartition topic (with one, every group lives in the one
-# partition and no repartition topic is needed).
+# PARTITIONS (default 1) sets the input topics' partition count. The node
+# is a cluster of one, so a query grouping by the customerId field runs as
+# one task over every partition, without a repartition topic (on three
+# nodes it would go through one); the keyed queries run a task per
+# partition.
 #
 #   scripts/bench-stream.sh                   # N=1000000
 #   N=300000 FLINK=1 scripts/bench-stream.sh

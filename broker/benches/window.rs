@@ -114,6 +114,76 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
+/// Rows per second through one operator reading three input partitions
+/// (a job on a cluster of one node), the rows split by key and taken 2,600
+/// at a time (a 256 KiB batch of the benchmark's records): in turn, or
+/// always from the partition whose watermark is lowest; beside the same
+/// rows as one partition.
+fn three_partitions(c: &mut Criterion) {
+    let input = rows(300_000);
+    let mut parts: [Vec<&OwnedRow>; 3] = Default::default();
+    for r in &input {
+        let p = weir_client::partitioner::partition_for_key(r.key.as_str().as_bytes(), 3);
+        parts[p as usize].push(r);
+    }
+    let mut g = c.benchmark_group("window_operator_3p");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.sample_size(10);
+    let hop = specs()[1].1;
+    // Partitions taken `chunk` rows at a time: in turn (each reaches its
+    // own event time: partitions of fewer rows run ahead, and the lowest
+    // watermark holds their windows open), or always the one whose
+    // watermark is lowest (aligned, as a task reading them all does).
+    let feed = |op: &mut WindowOperator, chunk: usize, aligned: bool| {
+        let mut out = Vec::new();
+        let mut at = [0usize; 3];
+        loop {
+            let left = |p: usize| at[p] < parts[p].len();
+            let order: Vec<usize> = if aligned {
+                (0..3)
+                    .filter(|&p| left(p))
+                    .min_by_key(|&p| op.watermarks().of(p))
+                    .into_iter()
+                    .collect()
+            } else {
+                (0..3).filter(|&p| left(p)).collect()
+            };
+            if order.is_empty() {
+                break;
+            }
+            for p in order {
+                let end = (at[p] + chunk).min(parts[p].len());
+                for r in &parts[p][at[p]..end] {
+                    op.process(p, r.row(), &mut out);
+                    out.clear();
+                }
+                at[p] = end;
+            }
+        }
+    };
+    for (name, aligned) in [("in_turn", false), ("aligned", true)] {
+        g.bench_function(BenchmarkId::new(format!("hop_2s_10s_{name}"), 2_600), |b| {
+            b.iter(|| {
+                let mut op = WindowOperator::new(hop, 5_000, SEED.to_vec(), 3, EmitMode::Final);
+                feed(&mut op, 2_600, aligned);
+                black_box(op.open_windows())
+            })
+        });
+    }
+    g.bench_function(BenchmarkId::new("hop_2s_10s", "one_partition"), |b| {
+        b.iter(|| {
+            let mut op = operator(hop);
+            let mut out = Vec::new();
+            for r in &input {
+                op.process(0, r.row(), &mut out);
+                out.clear();
+            }
+            black_box(op.open_windows())
+        })
+    });
+    g.finish();
+}
+
 /// `n` JSON records of `scripts/stream_events.py`'s shape, each with the
 /// customer as its record key.
 fn records(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -230,6 +300,7 @@ fn memory_and_checkpoint(c: &mut Criterion) {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     throughput(&mut c);
+    three_partitions(&mut c);
     reading(&mut c);
     memory_and_checkpoint(&mut c);
     c.final_summary();

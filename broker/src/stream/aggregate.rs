@@ -385,6 +385,7 @@ pub async fn run(
         // Not raced against the stop signal or queries: a poll dropped
         // half-way could have moved the position past records it never
         // returned. It returns within 200 ms.
+        let before: Vec<i64> = inputs.iter().map(|i| i.reader.position()).collect();
         let polled = poll_inputs(&mut inputs).await?;
         while let Ok(q) = queries.try_recv() {
             let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
@@ -397,24 +398,59 @@ pub async fn run(
             let _ = q.reply.send(open);
         }
         let now_ms = task::now_ms();
-        for (i, batches) in &polled {
-            let input = &mut inputs[*i];
-            for rec in batches.records() {
-                let rec = rec?;
-                // The task's leadership is that of its first partition.
-                if *i == 0 && rec.leader_epoch > epoch {
-                    a.deposed();
-                    return Ok(());
+        // Records are taken from the input whose watermark is lowest (one
+        // that showed nothing first), switching as it passes another's: the
+        // partitions move on together in event time, so the lowest
+        // watermark, which fires the windows, holds few of them open (read
+        // in turn, a partition with fewer records per second of event time
+        // ran minutes ahead, its windows open meanwhile; BENCHMARKS.md, "one
+        // operator over three partitions"). When an input whose log holds
+        // more runs out of what was read, the round ends and the others are
+        // read again from their first record not taken.
+        let mut records: Vec<_> = polled.iter().map(|(_, b)| b.records().peekable()).collect();
+        let mut taken: Vec<Option<i64>> = vec![None; polled.len()];
+        let wm_of =
+            |inputs: &[Input], k: usize| inputs[polled[k].0].direct.as_ref().map(|d| d.router.wm);
+        let mut current: Option<usize> = None;
+        loop {
+            let next = (0..polled.len())
+                .filter(|&k| records[k].peek().is_some())
+                .min_by_key(|&k| wm_of(&inputs, k));
+            let Some(k) = next else { break };
+            if current.is_some_and(|c| c != k && records[c].peek().is_none()) {
+                // The input taken so far ran out of what was read: if its
+                // log holds more, read again before the others run ahead.
+                let c = current.unwrap_or(k);
+                if inputs[polled[c].0].reader.has_more() {
+                    break;
                 }
-                match input.direct.as_mut() {
-                    Some(d) => a.take_input(d, &rec, now_ms, &mut out).await?,
-                    None => a.take_routed(&rec, &mut out),
-                }
-                if !out.is_empty() && !leads() {
-                    a.deposed();
-                    return Ok(());
-                }
-                a.write(&mut out).await?;
+            }
+            current = Some(k);
+            let Some(rec) = records[k].next() else { break };
+            let rec = rec?;
+            let i = polled[k].0;
+            // The task's leadership is that of its first partition.
+            if i == 0 && rec.leader_epoch > epoch {
+                a.deposed();
+                return Ok(());
+            }
+            taken[k] = Some(rec.offset);
+            match inputs[i].direct.as_mut() {
+                Some(d) => a.take_input(d, &rec, now_ms, &mut out).await?,
+                None => a.take_routed(&rec, &mut out),
+            }
+            if !out.is_empty() && !leads() {
+                a.deposed();
+                return Ok(());
+            }
+            a.write(&mut out).await?;
+        }
+        // Inputs with records read but not taken are read again from the
+        // first of them.
+        for (k, rest) in records.iter_mut().enumerate() {
+            if rest.peek().is_some() {
+                let i = polled[k].0;
+                inputs[i].reader.seek(taken[k].map_or(before[i], |o| o + 1));
             }
         }
         for input in &mut inputs {

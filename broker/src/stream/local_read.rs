@@ -38,6 +38,21 @@ impl LocalReader {
         self.position
     }
 
+    /// Reads on from `position` (records already read and not taken are
+    /// read again).
+    pub fn seek(&mut self, position: i64) {
+        self.position = position;
+    }
+
+    /// Whether the partition holds committed records at or past the
+    /// position.
+    pub fn has_more(&self) -> bool {
+        self.node
+            .upgrade()
+            .and_then(|b| b.partition(&self.tp.topic, self.tp.partition))
+            .is_some_and(|p| p.high_watermark() > self.position)
+    }
+
     /// The partition read.
     pub fn partition(&self) -> &TopicPartition {
         &self.tp

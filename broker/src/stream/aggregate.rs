@@ -403,25 +403,34 @@ pub async fn run(
         // partitions move on together in event time, so the lowest
         // watermark, which fires the windows, holds few of them open (read
         // in turn, a partition with fewer records per second of event time
-        // ran minutes ahead, its windows open meanwhile; BENCHMARKS.md, "one
-        // operator over three partitions"). When an input whose log holds
-        // more runs out of what was read, the round ends and the others are
-        // read again from their first record not taken.
+        // ran minutes ahead, its windows open meanwhile; BENCHMARKS.md,
+        // "Stream jobs on one node without the repartition topic"). When
+        // the input taken runs out of what was read while its log holds
+        // more, the round ends and the others are read again from their
+        // first record not taken.
         let mut records: Vec<_> = polled.iter().map(|(_, b)| b.records().peekable()).collect();
         let mut taken: Vec<Option<i64>> = vec![None; polled.len()];
         let wm_of =
             |inputs: &[Input], k: usize| inputs[polled[k].0].direct.as_ref().map(|d| d.router.wm);
+        let at_start: Vec<_> = (0..polled.len()).map(|k| wm_of(&inputs, k)).collect();
         let mut current: Option<usize> = None;
         loop {
             let next = (0..polled.len())
                 .filter(|&k| records[k].peek().is_some())
                 .min_by_key(|&k| wm_of(&inputs, k));
             let Some(k) = next else { break };
-            if current.is_some_and(|c| c != k && records[c].peek().is_none()) {
-                // The input taken so far ran out of what was read: if its
-                // log holds more, read again before the others run ahead.
-                let c = current.unwrap_or(k);
-                if inputs[polled[c].0].reader.has_more() {
+            if let Some(c) = current.filter(|&c| c != k && records[c].peek().is_none()) {
+                // The input taken so far ran out of what was read while
+                // behind the next: if its log holds more, it is read again
+                // before the others run ahead. Not when its watermark did
+                // not move (records without a usable time, or a clock
+                // shared by all under `PROCTIME()`): reading it again
+                // first would only hold the others back.
+                let (behind, moved) = (
+                    wm_of(&inputs, c) < wm_of(&inputs, k),
+                    wm_of(&inputs, c) != at_start[c],
+                );
+                if behind && moved && inputs[polled[c].0].reader.has_more() {
                     break;
                 }
             }

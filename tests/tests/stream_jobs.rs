@@ -1060,6 +1060,19 @@ fn unsupported_statements_are_refused_at_create() -> Result<()> {
         !out.status.success() && err.contains("internal"),
         "a job into __consumer_offsets: {err}"
     );
+    // Found from outside: a job reading __consumer_offsets read its own
+    // offset commits (binary records, each counted bad) without end.
+    for input in ["__consumer_offsets", "__weir_job_state"] {
+        let out = Command::new(weir_bin()?)
+            .args(["job", "create", "bad", "--admin", &admin, "--sql"])
+            .arg(format!("INSERT INTO o SELECT a, COUNT(*) AS n FROM {input} GROUP BY a, TUMBLE(ts, INTERVAL '1' SECOND)"))
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && err.contains("input topic") && err.contains("internal"),
+            "a job reading {input}: {err}"
+        );
+    }
     let listed = weir(&["job", "list", "--admin", &admin])?;
     ensure!(!listed.contains("bad "), "{listed}");
     // Found from outside: a state request without its key was answered

@@ -360,6 +360,7 @@ pub async fn run(
             .map(|(tp, skip)| OutputPart {
                 tp,
                 pending: None,
+                full: Vec::new(),
                 skip,
             })
             .collect(),
@@ -654,6 +655,11 @@ struct OutputPart {
     /// The results written since the last hand-over, encoded straight into
     /// the record batch the writer then only stamps and sends.
     pending: Option<BatchBuilder>,
+    /// Batches that filled up while results were written, oldest first,
+    /// to hand over before `pending`: a batch is closed at
+    /// [`OUTPUT_BATCH_BYTES`] instead of growing (a growing buffer is
+    /// copied at each doubling and touches fresh pages).
+    full: Vec<BatchBuilder>,
     /// Final results still to skip: written before a crash.
     skip: i64,
 }
@@ -722,17 +728,14 @@ impl Aggregate {
             }
         }
         for o in &mut self.outputs {
-            if o.pending
-                .as_ref()
-                .is_some_and(|b| b.records_len() >= OUTPUT_BATCH_BYTES)
-            {
-                hand_over(&self.writer, o).await?;
+            for batch in o.full.drain(..) {
+                send(&self.writer, &o.tp, batch).await?;
             }
         }
         Ok(())
     }
 
-    /// Hands the pending output batches to the writer (which numbers and
+    /// Hands every pending output batch to the writer (which numbers and
     /// sends them).
     async fn hand_over(&mut self) -> Result<(), TaskError> {
         for o in &mut self.outputs {
@@ -781,6 +784,12 @@ impl Aggregate {
             );
         // State queries split their answers off the same buffer.
         self.buf.clear();
+        if o.pending
+            .as_ref()
+            .is_some_and(|b| b.records_len() >= OUTPUT_BATCH_BYTES)
+        {
+            o.full.extend(o.pending.take());
+        }
     }
 
     /// Refuses to go on, for a task running the whole job, when the input
@@ -972,12 +981,23 @@ impl Aggregate {
     }
 }
 
-/// Hands `o`'s pending batch to `writer` (which numbers and sends it).
+/// Hands `o`'s full and pending batches to `writer` (which numbers and
+/// sends them), in the order they were written.
 async fn hand_over(writer: &Producer, o: &mut OutputPart) -> Result<(), TaskError> {
-    if let Some(batch) = o.pending.take() {
-        writer
-            .send_built_batch(&o.tp.topic, o.tp.partition, batch)
-            .await?;
+    for batch in o.full.drain(..).chain(o.pending.take()) {
+        send(writer, &o.tp, batch).await?;
     }
+    Ok(())
+}
+
+/// Hands one output batch of `tp` to `writer`.
+async fn send(
+    writer: &Producer,
+    tp: &TopicPartition,
+    batch: BatchBuilder,
+) -> Result<(), TaskError> {
+    writer
+        .send_built_batch(&tp.topic, tp.partition, batch)
+        .await?;
     Ok(())
 }

@@ -127,8 +127,11 @@ impl JobDef {
         }
         // Weir's own topics (group offsets, job state, repartition topics)
         // are not a job's to write (found from outside: a job wrote its
-        // results into __consumer_offsets).
+        // results into __consumer_offsets), nor to read: their records are
+        // binary, and a job reading __consumer_offsets read its own offset
+        // commits without end (found from outside).
         for (topic, what) in [
+            (Some(&plan.input_topic), "input"),
             (Some(&plan.output_topic), "output"),
             (self.late_topic.as_ref(), "late"),
         ] {

@@ -645,6 +645,80 @@ async fn every_final_result_appears_exactly_once_across_a_kill() -> Result<()> {
     Ok(())
 }
 
+/// Found from outside: the output topic of a running job was deleted and
+/// more input produced; the job retried its writes for 30 s, reading
+/// nothing, while `job describe` said it was running, caught up, lag 0.
+/// Now the lag counts what arrived since the task's last report, the task
+/// stops at once saying why, then creates the topic again and goes on from
+/// its checkpoint: the new topic holds the reference's results, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_output_topic_is_deleted_says_so_and_goes_on() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out, evs) = job_over_first_half(&node, "od", &[], false).await?;
+    let first = half(&evs, true).len() as i64;
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        let s = job_status(&admin, "od")?;
+        Ok((s["caught_up"] == true && records_read(&s)? == first).then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "first half not read: {}",
+            job_status(&admin, "od").unwrap_or_default()
+        )
+    })?;
+    await_first_result(&bootstrap, &out).await?;
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .delete_topics(std::slice::from_ref(&out))
+        .await?;
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    let total = evs.len() as i64;
+    let mut said = None;
+    weir_tests::poll_until(Duration::from_secs(90), || {
+        let s = job_status(&admin, "od")?;
+        let read = records_read(&s)?;
+        ensure!(
+            !(s["caught_up"] == true && read < total),
+            "caught up having read {read} of {total} input records: {s}"
+        );
+        let state = s["state"].as_str().unwrap_or_default();
+        if state.contains(&format!("output topic {out} was deleted")) {
+            said = Some(state.to_string());
+        }
+        Ok((s["caught_up"] == true && read == total).then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "the job did not go on: {}",
+            job_status(&admin, "od").unwrap_or_default()
+        )
+    })?;
+    ensure!(
+        said.is_some(),
+        "the job never said its output topic was deleted"
+    );
+    // The results the deleted topic held are gone with it; what the new one
+    // holds are the reference's, each once (among them the last windows,
+    // which fired after the second half).
+    let (want, _) = reference(&evs);
+    let got = totals(&read_to_end(&bootstrap, &out).await?)?;
+    let distinct: BTreeSet<Total> = got.iter().cloned().collect();
+    ensure!(
+        distinct.len() == got.len(),
+        "results written twice: {got:?}"
+    );
+    let extra: Vec<&Total> = distinct.difference(&want).take(5).collect();
+    ensure!(extra.is_empty(), "results not in the reference: {extra:?}");
+    let last = want.iter().map(|t| t.1).max();
+    ensure!(
+        got.iter().any(|t| Some(t.1) == last),
+        "no result of the last window in the new output ({} results)",
+        got.len()
+    );
+    Ok(())
+}
+
 /// A job grouping by the record key (`_key`) needs no repartition topic:
 /// each input partition's windows run where it is read and close by its
 /// own watermark, and the results go to the output partition of the same

@@ -364,6 +364,7 @@ pub async fn run(
                 skip,
             })
             .collect(),
+        output_id: None,
         def,
         plan,
         r,
@@ -628,6 +629,11 @@ struct Aggregate {
     /// The output partitions it writes: partition `r`, or every one when
     /// it runs the whole job.
     outputs: Vec<OutputPart>,
+    /// The output topic's id when this node's metadata first showed it:
+    /// the task stops once that topic is gone (deleted, or deleted and
+    /// created again), instead of retrying its writes into it for half a
+    /// minute while `job describe` shows it running.
+    output_id: Option<u128>,
     def: JobDef,
     plan: JobPlan,
     r: i32,
@@ -714,6 +720,7 @@ impl Aggregate {
         if out.is_empty() {
             return Ok(());
         }
+        self.check_output()?;
         // The records' timestamp is the time they are written, not the
         // window's end: results of a replay of old history would otherwise
         // fall under retention at once.
@@ -792,6 +799,29 @@ impl Aggregate {
         }
     }
 
+    /// Stops the task once the output topic it writes was deleted (found
+    /// from outside: it retried its writes for 30 s, reading nothing, while
+    /// `job describe` said running and caught up). Restarted, the task
+    /// creates the topic again and goes on from its checkpoint; what the
+    /// deleted topic held is gone with it.
+    fn check_output(&mut self) -> Result<(), TaskError> {
+        let Some(b) = self.node.upgrade() else {
+            return Ok(());
+        };
+        let now = b.meta.topic(&self.plan.output_topic).map(|t| t.id);
+        match (self.output_id, now) {
+            (None, now) => self.output_id = now,
+            (Some(id), Some(now)) if id == now => {}
+            (Some(_), _) => {
+                return Err(TaskError::Topics(format!(
+                    "output topic {} was deleted; the task creates it again and goes on from                      its last checkpoint",
+                    self.plan.output_topic
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses to go on, for a task running the whole job, when the input
     /// gained partitions (its operator has one source per partition it had,
     /// and a group could now be split) or another node leads one of them
@@ -850,6 +880,7 @@ impl Aggregate {
         admin: &Admin,
     ) -> Result<(), TaskError> {
         self.check_inputs(inputs)?;
+        self.check_output()?;
         for p in [&self.writer, &self.producer] {
             p.flush().await?;
             if let Some(e) = p.take_detached_error() {

@@ -275,7 +275,20 @@ impl Jobs {
                 let status = if tasks.is_empty() {
                     super::task::idle_report("waiting for its input topic")
                 } else {
-                    merge(b.config.node_id, &tasks, reports)
+                    // The partitions' ends as this node's replicas hold
+                    // them now: a report is as old as its task's last
+                    // checkpoint, and a task stuck writing makes none.
+                    let end_of = |topic: &str, p: i32| {
+                        b.partition(topic, p).map(|part| part.high_watermark())
+                    };
+                    let shard_topic = super::task::shard_topic(&def, &plan);
+                    merge(
+                        b.config.node_id,
+                        &tasks,
+                        reports,
+                        |p| end_of(&plan.input_topic, p),
+                        |r| end_of(&shard_topic, r),
+                    )
                 };
                 let repartition_topic =
                     (!plan.copartitioned()).then(|| super::repartition::topic(&def));
@@ -416,8 +429,17 @@ fn tasks_of(b: &Broker, def: &JobDef, plan: &JobPlan) -> Vec<(TaskId, i32)> {
 
 /// One report of a job from the reports of its tasks on node `node`: counts
 /// added up, partitions joined, the lowest firing watermark; its state is
-/// `running` when every task is.
-fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
+/// `running` when every task is. The ends of input partitions and shards
+/// are at least `input_end` and `shard_end` say (their ends now, where
+/// this node holds them), so the lag counts what arrived since a task's
+/// last report, and the job is not caught up before it read that.
+fn merge(
+    node: i32,
+    tasks: &[TaskView],
+    reports: Vec<JobReport>,
+    input_end: impl Fn(i32) -> Option<i64>,
+    shard_end: impl Fn(i32) -> Option<i64>,
+) -> JobReport {
     let mut out = JobReport {
         node,
         // Not before a task has reported (found from outside: a job just
@@ -445,6 +467,12 @@ fn merge(node: i32, tasks: &[TaskView], reports: Vec<JobReport>) -> JobReport {
         out.caught_up &= r.caught_up;
         out.partitions.extend(r.partitions);
         out.shards.extend(r.shards);
+    }
+    for (at, end) in (out.partitions.iter_mut().map(|(p, at)| (at, input_end(*p))))
+        .chain(out.shards.iter_mut().map(|(r, at)| (at, shard_end(*r))))
+    {
+        at.log_end = at.log_end.max(end.unwrap_or(0));
+        out.caught_up &= at.position >= at.log_end;
     }
     out.lag = out
         .partitions
@@ -638,16 +666,16 @@ mod tests {
             ..JobReport::default()
         };
         let tasks = [running("route-0", 1), running("route-1", 2)];
-        let m = merge(
-            1,
-            &tasks,
+        let none = |_| None;
+        let reports = || {
             vec![
                 route(0, 400, 100.0),
                 route(1, 1_000, 100.0),
                 shard(0, Some(30)),
                 shard(1, Some(20)),
-            ],
-        );
+            ]
+        };
+        let m = merge(1, &tasks, reports(), none, none);
         assert_eq!(m.counts.records_in, 1_400);
         assert_eq!(m.counts.late, 2);
         assert_eq!(m.counts.records_out, 20);
@@ -660,9 +688,15 @@ mod tests {
         assert_eq!(m.eta_secs, Some(3.0));
         assert_eq!(m.state, "running");
         // No task has reported yet: not caught up.
-        assert!(!merge(1, &tasks, Vec::new()).caught_up);
+        assert!(!merge(1, &tasks, Vec::new(), none, none).caught_up);
         // A shard with no watermark yet holds the job's back.
-        let m = merge(1, &tasks, vec![shard(0, Some(30)), shard(1, None)]);
+        let m = merge(
+            1,
+            &tasks,
+            vec![shard(0, Some(30)), shard(1, None)],
+            none,
+            none,
+        );
         assert_eq!(m.watermark, None);
         // A task that is not running says so for the job.
         let waiting = [
@@ -672,7 +706,30 @@ mod tests {
                 ..running("route-1", 2)
             },
         ];
-        assert_eq!(merge(1, &waiting, Vec::new()).state, "starting on node 2");
+        assert_eq!(
+            merge(1, &waiting, Vec::new(), none, none).state,
+            "starting on node 2"
+        );
+        // Records that arrived since the tasks' last reports (their ends
+        // on this node now) count in the lag: partition 1, read to 1,000
+        // when it reported, now ends at 1,500; shard 1 grew by 3.
+        let m = merge(
+            1,
+            &tasks,
+            reports(),
+            |p| (p == 1).then_some(1_500),
+            |r| (r == 1).then_some(10),
+        );
+        assert_eq!(m.lag, 1_100);
+        assert_eq!(m.partitions[&1].log_end, 1_500);
+        assert_eq!(m.shards[&1].log_end, 10);
+        // An end below the reported one (a replica behind) changes nothing.
+        let m = merge(1, &tasks, reports(), |_| Some(5), |_| Some(1));
+        assert_eq!(m.lag, 600);
+        // Read to the end everywhere, but a shard grew: not caught up.
+        let all_read = vec![route(0, 1_000, 0.0), shard(0, Some(1))];
+        assert!(merge(1, &tasks, all_read.clone(), none, none).caught_up);
+        assert!(!merge(1, &tasks, all_read, none, |_| Some(8)).caught_up);
     }
 }
 

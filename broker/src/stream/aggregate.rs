@@ -720,7 +720,6 @@ impl Aggregate {
         if out.is_empty() {
             return Ok(());
         }
-        self.check_output()?;
         // The records' timestamp is the time they are written, not the
         // window's end: results of a replay of old history would otherwise
         // fall under retention at once.
@@ -734,6 +733,11 @@ impl Aggregate {
                 self.write_result(&w, None, now);
             }
         }
+        // Checked where batches are sent, not per result: it reads this
+        // node's metadata.
+        if self.outputs.iter().any(|o| !o.full.is_empty()) {
+            self.check_output()?;
+        }
         for o in &mut self.outputs {
             for batch in o.full.drain(..) {
                 send(&self.writer, &o.tp, batch).await?;
@@ -745,6 +749,13 @@ impl Aggregate {
     /// Hands every pending output batch to the writer (which numbers and
     /// sends them).
     async fn hand_over(&mut self) -> Result<(), TaskError> {
+        if self
+            .outputs
+            .iter()
+            .any(|o| o.pending.is_some() || !o.full.is_empty())
+        {
+            self.check_output()?;
+        }
         for o in &mut self.outputs {
             hand_over(&self.writer, o).await?;
         }
@@ -814,7 +825,8 @@ impl Aggregate {
             (Some(id), Some(now)) if id == now => {}
             (Some(_), _) => {
                 return Err(TaskError::Topics(format!(
-                    "output topic {} was deleted; the task creates it again and goes on from                      its last checkpoint",
+                    "output topic {} was deleted; the task creates it again and goes on from \
+                     its last checkpoint",
                     self.plan.output_topic
                 )))
             }

@@ -720,6 +720,68 @@ async fn a_job_whose_output_topic_is_deleted_says_so_and_goes_on() -> Result<()>
     Ok(())
 }
 
+/// Found from outside: the input topic of a running job was deleted and
+/// created again under the same name, and the new one's records were
+/// dropped as replays (their offsets, from 0 again, were below those the
+/// job had taken from the old one). The job now reads the new topic from
+/// its start, its records numbered after the old one's: the output holds
+/// the reference's results over both, each once.
+async fn input_created_again(name: &str, keyed: bool) -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out, evs) = job_over_first_half(&node, name, &[], keyed).await?;
+    let first = half(&evs, true).len() as i64;
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        let s = job_status(&admin, name)?;
+        Ok((s["caught_up"] == true && records_read(&s)? == first).then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "first half not read: {}",
+            job_status(&admin, name).unwrap_or_default()
+        )
+    })?;
+    await_first_result(&bootstrap, &out).await?;
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .delete_topics(std::slice::from_ref(&input))
+        .await?;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, name)?;
+        Ok(s["state"]
+            .as_str()
+            .is_some_and(|st| st.contains("waiting for its input topic"))
+            .then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "the job does not wait for its deleted input: {}",
+            job_status(&admin, name).unwrap_or_default()
+        )
+    })?;
+    create_input(&bootstrap, &input, 3, -1).await?;
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
+    // In the order produced (each half may hold any part of a partition's
+    // events).
+    let produced = [half(&evs, true), half(&evs, false)].concat();
+    let want = match keyed {
+        true => reference_keyed(&produced).0,
+        false => reference(&produced).0,
+    };
+    let got = read_totals(&node, &out, name, &want).await?;
+    exactly_once(&got, &want)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_input_topic_is_created_again_reads_the_new_one() -> Result<()> {
+    input_created_again("ic", false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_grouping_by_the_record_key_reads_its_recreated_input() -> Result<()> {
+    input_created_again("ick", true).await
+}
+
 /// A job grouping by the record key (`_key`) needs no repartition topic:
 /// each input partition's windows run where it is read and close by its
 /// own watermark, and the results go to the output partition of the same

@@ -78,7 +78,7 @@ use weir_client::{
 use weir_storage::BatchBuilder;
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
-use super::local_read::LocalReader;
+use super::local_read::{Incarnation, LocalReader};
 use super::plan::JobPlan;
 use super::repartition::{Routed, Router, Shard, Took};
 use super::row::Reader;
@@ -109,6 +109,10 @@ struct AggregateCheckpoint<S> {
     /// record key): the partition's watermark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     router: Option<Router>,
+    /// The creation of the first input partition `position` is in (a task
+    /// reading its input itself).
+    #[serde(default, skip_serializing_if = "Incarnation::is_unknown")]
+    input: Incarnation,
     /// A task reading several input partitions: those after the first
     /// (whose are `position` and `router`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -126,6 +130,9 @@ struct InputMark {
     /// Next offset.
     position: i64,
     router: Router,
+    /// The creation of the partition `position` is in.
+    #[serde(default, skip_serializing_if = "Incarnation::is_unknown")]
+    input: Incarnation,
 }
 
 /// One more output partition a task writes: its end when the checkpoint
@@ -268,8 +275,8 @@ pub async fn run(
             let mut routers = Vec::new();
             for (i, tp) in input_tps.iter().enumerate() {
                 let (position, router) = match (i, more.get(&tp.partition)) {
-                    (0, _) => (Some(c.position), c.router.clone()),
-                    (_, Some(m)) => (Some(m.position), Some(m.router.clone())),
+                    (0, _) => (Some((c.position, c.input)), c.router.clone()),
+                    (_, Some(m)) => (Some((m.position, m.input)), Some(m.router.clone())),
                     (_, None) => (None, None),
                 };
                 positions.push(position);
@@ -297,15 +304,20 @@ pub async fn run(
     };
     let mut inputs = Vec::new();
     for ((tp, position), router) in input_tps.iter().zip(positions).zip(routers) {
-        let position = match position {
+        let (position, incarnation) = match position {
             Some(p) => p,
-            None if keyed => task::start_offset(&admin, tp, def.from).await?,
+            None if keyed => (
+                task::start_offset(&admin, tp, def.from).await?,
+                Incarnation::default(),
+            ),
             None => task::retrying(|| {
                 admin.list_offsets(std::slice::from_ref(tp), OffsetSpec::Earliest)
             })
             .await?
             .get(tp)
-            .map_or(0, |l| l.offset),
+            .map_or((0, Incarnation::default()), |l| {
+                (l.offset, Incarnation::default())
+            }),
         };
         let direct = keyed.then(|| Direct {
             reader: Reader::new(&plan),
@@ -314,8 +326,14 @@ pub async fn run(
             idle: false,
             last_record: Instant::now(),
         });
+        let reader = LocalReader::new(node.clone(), tp.clone(), position);
         inputs.push(Input {
-            reader: LocalReader::new(node.clone(), tp.clone(), position),
+            // An input partition read directly follows the topic's
+            // creations; the repartition topic is the job's own.
+            reader: match keyed {
+                true => reader.following(incarnation),
+                false => reader,
+            },
             direct,
         });
     }
@@ -387,8 +405,28 @@ pub async fn run(
         // Not raced against the stop signal or queries: a poll dropped
         // half-way could have moved the position past records it never
         // returned. It returns within 200 ms.
-        let before: Vec<i64> = inputs.iter().map(|i| i.reader.position()).collect();
         let polled = poll_inputs(&mut inputs).await?;
+        if inputs
+            .iter_mut()
+            .fold(false, |r, i| i.reader.take_renewed() | r)
+        {
+            // The input topic was created again. Results written after the
+            // checkpoint came from records of the old creation, which
+            // replay no longer reads: none of the new results is one of
+            // them. A checkpoint before any record of the new creation is
+            // taken keeps it so across a crash (replay from an earlier one
+            // would not know which results came from which creation).
+            for o in &mut a.outputs {
+                o.skip = 0;
+            }
+            for (i, _) in &polled {
+                let first = inputs[*i].reader.read_from();
+                inputs[*i].reader.seek(first);
+            }
+            a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
+            last_checkpoint = Instant::now();
+            continue;
+        }
         while let Ok(q) = queries.try_recv() {
             let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
                 .iter()
@@ -446,8 +484,9 @@ pub async fn run(
                 return Ok(());
             }
             taken[k] = Some(rec.offset);
+            let shift = inputs[i].reader.incarnation().shift;
             match inputs[i].direct.as_mut() {
-                Some(d) => a.take_input(d, &rec, now_ms, &mut out).await?,
+                Some(d) => a.take_input(d, &rec, shift, now_ms, &mut out).await?,
                 None => a.take_routed(&rec, &mut out),
             }
             if !out.is_empty() && !leads() {
@@ -461,7 +500,8 @@ pub async fn run(
         for (k, rest) in records.iter_mut().enumerate() {
             if rest.peek().is_some() {
                 let i = polled[k].0;
-                inputs[i].reader.seek(taken[k].map_or(before[i], |o| o + 1));
+                let first = inputs[i].reader.read_from();
+                inputs[i].reader.seek(taken[k].map_or(first, |o| o + 1));
             }
         }
         for input in &mut inputs {
@@ -548,12 +588,14 @@ impl Aggregate {
         }
     }
 
-    /// Takes one record of an input partition the task reads itself (`d`):
-    /// its row goes into the windows, or the record to the late topic.
+    /// Takes one record of an input partition the task reads itself (`d`,
+    /// its offsets shifted by `shift`, see [`Incarnation`]): its row goes
+    /// into the windows, or the record to the late topic.
     async fn take_input(
         &mut self,
         d: &mut Direct,
         rec: &FetchedRecord<'_>,
+        shift: i64,
         now_ms: i64,
         out: &mut Vec<WindowResult>,
     ) -> Result<(), TaskError> {
@@ -564,7 +606,7 @@ impl Aggregate {
         }
         let value = rec.value.unwrap_or_default();
         let (late, bad) = match d.reader.row(rec.key, value, rec.timestamp, now_ms) {
-            Ok(Some(row)) => match d.router.route(d.source, rec.offset, row) {
+            Ok(Some(row)) => match d.router.route(d.source, rec.offset, shift, row) {
                 Some(routed) => match self.shard.take(routed, out) {
                     Took::Late => (true, None),
                     Took::Duplicate => {
@@ -941,6 +983,9 @@ impl Aggregate {
             router: first_input
                 .and_then(|i| i.direct.as_ref())
                 .map(|d| d.router.clone()),
+            input: first_input
+                .map(|i| i.reader.incarnation())
+                .unwrap_or_default(),
             more_inputs: inputs
                 .iter()
                 .skip(1)
@@ -949,6 +994,7 @@ impl Aggregate {
                         partition: i.reader.partition().partition,
                         position: i.reader.position(),
                         router: i.direct.as_ref()?.router.clone(),
+                        input: i.reader.incarnation(),
                     })
                 })
                 .collect(),

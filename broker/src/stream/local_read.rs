@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use weir_client::{FetchedBatches, TopicPartition};
 use weir_storage::StorageError;
 
@@ -18,6 +19,32 @@ use crate::broker::Broker;
 /// How many bytes of batches one read takes at most.
 const READ_BYTES: usize = 4 << 20;
 
+/// Which creation of an input partition a task reads, and how its offsets
+/// number its records among every record the task took from that
+/// partition number: a topic deleted and created again under the same name
+/// starts again at offset 0, below offsets already taken from the old one,
+/// which the shards would otherwise drop as replays (source offsets are
+/// how they recognise rows routed twice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incarnation {
+    /// The partition's Raft group id, new with each creation of its topic
+    /// (none before the first read, or in a checkpoint older than this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
+    /// Added to this creation's offsets: its first record comes after every
+    /// record of the creations read before.
+    #[serde(default)]
+    pub shift: i64,
+}
+
+impl Incarnation {
+    /// Whether it says nothing a fresh reader would not (kept out of
+    /// checkpoints then).
+    pub fn is_unknown(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Reads one partition of this node from a position on, as a consumer
 /// assigned to it would.
 #[derive(Debug)]
@@ -25,17 +52,89 @@ pub struct LocalReader {
     node: Weak<Broker>,
     tp: TopicPartition,
     position: i64,
+    /// Where the last read that returned records started.
+    read_from: i64,
+    /// The creation of the partition read, when the reader follows
+    /// creations (an input partition; see [`LocalReader::following`]).
+    incarnation: Option<Incarnation>,
+    /// Set when the reader moved to a new creation of its topic; taken by
+    /// [`LocalReader::take_renewed`].
+    renewed: bool,
 }
 
 impl LocalReader {
     /// A reader of `tp` on `node` starting at `position`.
     pub fn new(node: Weak<Broker>, tp: TopicPartition, position: i64) -> Self {
-        Self { node, tp, position }
+        Self {
+            node,
+            tp,
+            position,
+            read_from: position,
+            incarnation: None,
+            renewed: false,
+        }
+    }
+
+    /// The reader of an input partition, of which `position` is in the
+    /// creation `incarnation`: when it finds another creation of the topic
+    /// (deleted and created again), it reads that one from its start, its
+    /// records numbered after the old one's (see [`Incarnation`]).
+    pub fn following(mut self, incarnation: Incarnation) -> Self {
+        self.incarnation = Some(incarnation);
+        self
     }
 
     /// The offset of the next record to read.
     pub fn position(&self) -> i64 {
         self.position
+    }
+
+    /// Where the last read that returned records started: records read
+    /// and not taken are read again from there at the latest.
+    pub fn read_from(&self) -> i64 {
+        self.read_from
+    }
+
+    /// The creation read and the shift of its offsets (unknown when the
+    /// reader does not follow creations).
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation.unwrap_or_default()
+    }
+
+    /// Whether the reader moved to a new creation of its topic since the
+    /// last call.
+    pub fn take_renewed(&mut self) -> bool {
+        std::mem::take(&mut self.renewed)
+    }
+
+    /// Follows `partition` when it is another creation of the topic than
+    /// the one read so far: reads it from its start, numbering its records
+    /// after every one of the old creation that was taken or skipped.
+    fn follow(&mut self, partition: &crate::partition::Partition) {
+        let Some(known) = self.incarnation.as_mut() else {
+            return;
+        };
+        let now = partition.group_id();
+        match known.group {
+            None => known.group = now,
+            Some(g) if now.is_some_and(|n| n != g) => {
+                let start = partition.log_start_offset();
+                tracing::warn!(
+                    partition = %format!("{}-{}", self.tp.topic, self.tp.partition),
+                    old_position = self.position,
+                    start,
+                    "the input topic was deleted and created again: a job task reads the new one from its start"
+                );
+                *known = Incarnation {
+                    group: now,
+                    shift: known.shift.saturating_add(self.position - start),
+                };
+                self.position = start;
+                self.read_from = start;
+                self.renewed = true;
+            }
+            Some(_) => {}
+        }
     }
 
     /// Reads on from `position` (records already read and not taken are
@@ -130,9 +229,11 @@ impl LocalReader {
                 tokio::time::sleep_until(deadline).await;
                 return Ok(FetchedBatches::default());
             };
+            self.follow(&partition);
             // Subscribed before the read: a commit between the two wakes
             // the wait below.
             let mut committed = partition.subscribe_high_watermark();
+            let from = self.position;
             match partition.read(self.position, READ_BYTES, true) {
                 Ok(read) if !read.records.is_empty() => {
                     let decoded = FetchedBatches::parse(
@@ -153,6 +254,7 @@ impl LocalReader {
                         }
                     }
                     if !decoded.is_empty() {
+                        self.read_from = from;
                         return Ok(decoded);
                     }
                     // Only control batches: read on.

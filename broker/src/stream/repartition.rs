@@ -70,6 +70,11 @@ pub enum Routed<'a> {
         source: i32,
         /// Its offset there.
         offset: i64,
+        /// Added to `offset` to number the row among every row of its
+        /// source partition number, across creations of the input topic
+        /// (see [`super::local_read::Incarnation`]); 0 until it is
+        /// created again.
+        shift: i64,
         /// That partition's watermark before it.
         wm_before: Option<i64>,
         /// The row.
@@ -109,15 +114,21 @@ impl<'a> Routed<'a> {
             Routed::Row {
                 source,
                 offset,
+                shift,
                 wm_before,
                 row,
             } => {
-                buf.reserve(33 + 9 * row.args.len() + row.key.len());
-                buf.put_u8(b'B');
+                buf.reserve(41 + 9 * row.args.len() + row.key.len());
+                // `S` when the input was created again: the shift follows
+                // the time (readers of `B` rows need not know it).
+                buf.put_u8(if *shift == 0 { b'B' } else { b'S' });
                 buf.put_i32(*source);
                 buf.put_i64(*offset);
                 buf.put_slice(&wm_bytes(*wm_before));
                 buf.put_i64(row.time_ms);
+                if *shift != 0 {
+                    buf.put_i64(*shift);
+                }
                 put_args(row.args, buf);
                 let value = buf.split().freeze();
                 buf.put_slice(row.key.as_bytes());
@@ -154,13 +165,17 @@ impl<'a> Routed<'a> {
             .map(i32::from_be_bytes)
             .ok_or(BadRouted("too short"))?;
         match value.first() {
-            Some(kind @ (b'B' | b'R')) => {
+            Some(kind @ (b'B' | b'S' | b'R')) => {
                 let key = key
                     .and_then(|k| std::str::from_utf8(k).ok())
                     .ok_or(BadRouted("a row without a UTF-8 key"))?;
                 let (offset, wm_before, time_ms) = (int(5)?, wm_of(int(13)?), int(21)?);
-                let rest = &value[29.min(value.len())..];
-                if *kind == b'B' {
+                let (shift, args_at) = match kind {
+                    b'S' => (int(29)?, 37),
+                    _ => (0, 29),
+                };
+                let rest = &value[args_at.min(value.len())..];
+                if *kind != b'R' {
                     take_args(rest, args)?;
                 } else {
                     read_args(rest, args)
@@ -169,6 +184,7 @@ impl<'a> Routed<'a> {
                 Ok(Routed::Row {
                     source,
                     offset,
+                    shift,
                     wm_before,
                     row: Row { time_ms, key, args },
                 })
@@ -320,14 +336,22 @@ impl Router {
         self.wm = Some(self.wm.map_or(now_ms, |w| w.max(now_ms)));
     }
 
-    /// Row `row` at `offset` of partition `source`: the record to route,
-    /// or `None` when it is late.
-    pub fn route<'a>(&mut self, source: i32, offset: i64, row: Row<'a>) -> Option<Routed<'a>> {
+    /// Row `row` at `offset` of partition `source`, in the creation of the
+    /// input whose offsets are shifted by `shift`: the record to route, or
+    /// `None` when it is late.
+    pub fn route<'a>(
+        &mut self,
+        source: i32,
+        offset: i64,
+        shift: i64,
+        row: Row<'a>,
+    ) -> Option<Routed<'a>> {
         let wm_before = self.wm;
         self.wm = Some(wm_before.map_or(row.time_ms, |w| w.max(row.time_ms)));
         (!is_late(self.spec, self.grace_ms, row.time_ms, wm_before)).then_some(Routed::Row {
             source,
             offset,
+            shift,
             wm_before,
             row,
         })
@@ -340,7 +364,8 @@ impl Router {
 pub struct Shard {
     /// The operator (one watermark per source partition).
     pub op: WindowOperator,
-    /// The highest offset taken from each source partition.
+    /// The highest offset taken from each source partition (shifted, see
+    /// [`Routed::Row`]).
     taken: BTreeMap<i32, i64>,
 }
 
@@ -373,13 +398,16 @@ impl Shard {
             Routed::Row {
                 source,
                 offset,
+                shift,
                 wm_before,
                 row,
             } => {
-                if self.taken.get(&source).is_some_and(|o| offset <= *o) {
+                // Numbered across creations of the input.
+                let number = offset.saturating_add(shift);
+                if self.taken.get(&source).is_some_and(|o| number <= *o) {
                     return Took::Duplicate;
                 }
-                self.taken.insert(source, offset);
+                self.taken.insert(source, number);
                 let Ok(p) = usize::try_from(source) else {
                     return Took::Duplicate;
                 };
@@ -412,6 +440,7 @@ mod tests {
         let row = Routed::Row {
             source: 2,
             offset: 41,
+            shift: 0,
             wm_before: None,
             row: Row {
                 time_ms: -5,
@@ -453,6 +482,45 @@ mod tests {
         assert!(Routed::decode(None, b"Z12345678901234", &mut buf).is_err());
     }
 
+    /// Rows of an input topic created again (offsets from 0, shifted past
+    /// the old creation's) are taken after the old one's, and a restarted
+    /// router's rows of either creation are still dropped as replays.
+    #[test]
+    fn a_shard_takes_a_recreated_inputs_rows_after_the_old_ones() {
+        use crate::stream::plan::AggregateKind;
+        use crate::stream::window::EmitMode;
+        let spec = WindowSpec::Tumble { size_ms: 1_000 };
+        let op = WindowOperator::new(spec, 0, vec![AggregateKind::CountStar], 1, EmitMode::Final);
+        let mut shard = Shard::new(op);
+        let key = GroupKey::of(&[json!("k")]);
+        let row = |offset: i64, shift: i64, time_ms: i64| Routed::Row {
+            source: 0,
+            offset,
+            shift,
+            wm_before: None,
+            row: Row {
+                time_ms,
+                key: key.as_str(),
+                args: &[],
+            },
+        };
+        let mut out = Vec::new();
+        for o in 0..10 {
+            assert_eq!(shard.take(row(o, 0, 100), &mut out), Took::Row);
+        }
+        assert_eq!(shard.take(row(9, 0, 100), &mut out), Took::Duplicate);
+        // The new creation starts at offset 0; the old one was left at 10.
+        for o in 0..5 {
+            assert_eq!(
+                shard.take(row(o, 10, 200), &mut out),
+                Took::Row,
+                "offset {o}"
+            );
+        }
+        assert_eq!(shard.take(row(4, 10, 200), &mut out), Took::Duplicate);
+        assert_eq!(shard.take(row(9, 0, 100), &mut out), Took::Duplicate);
+    }
+
     fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
@@ -486,10 +554,14 @@ mod tests {
         /// Any arguments read back as they were written, and a row cut
         /// anywhere is an error, never another row.
         #[test]
-        fn binary_arguments_round_trip(args in proptest::collection::vec(json_value(), 0..5)) {
+        fn binary_arguments_round_trip(
+            args in proptest::collection::vec(json_value(), 0..5),
+            shift in proptest::prop_oneof![proptest::strategy::Just(0i64), 1i64..],
+        ) {
             let row = Routed::Row {
                 source: 1,
                 offset: 7,
+                shift,
                 wm_before: Some(3),
                 row: Row { time_ms: 9, key: "[1]", args: &args },
             };

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use weir_client::{Admin, BatchRecord, FetchedRecord, Producer, ProducerRecord, TopicPartition};
 
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
-use super::local_read::LocalReader;
+use super::local_read::{Incarnation, LocalReader};
 use super::plan::{JobPlan, TimeSource};
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
@@ -37,6 +37,9 @@ struct RouteCheckpoint {
     /// The task's counts up to `position` (absent before they were kept).
     #[serde(default)]
     tally: Tally,
+    /// The creation of the input topic `position` is in.
+    #[serde(default, skip_serializing_if = "Incarnation::is_unknown")]
+    input: Incarnation,
 }
 
 /// Runs the route task of input partition `p` of the job in `cx` until its
@@ -57,18 +60,19 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     // A concrete start before the first checkpoint, so that a crash before
     // the next one resumes where this run started (a `--from latest` job
     // must not replay the whole history then).
-    let (position, router) = match restored {
+    let (position, router, incarnation) = match restored {
         Some(c) => {
             report.update(|rep| rep.counts = c.tally);
-            (c.position, c.router)
+            (c.position, c.router, c.input)
         }
         None => (
             task::start_offset(&admin, &tp, def.from).await?,
             Router::new(plan.window, def.grace_ms),
+            Incarnation::default(),
         ),
     };
     let mut consumer = task::group_committer(&bootstrap, &def, vec![tp.clone()]).await?;
-    let input = LocalReader::new(node.clone(), tp.clone(), position);
+    let input = LocalReader::new(node.clone(), tp.clone(), position).following(incarnation);
     let producer = task::producer(&bootstrap, &node, format!("weir-job-{}-{p}", def.name)).await?;
     tracing::info!(job = %def.name, partition = p, position, shards, "route task starting");
     let report_in = report.get().counts.records_in;
@@ -167,32 +171,37 @@ impl Route {
         self.idle = false;
         let value = rec.value.unwrap_or_default();
         let (late, bad) = match self.reader.row(rec.key, value, rec.timestamp, now.1) {
-            Ok(Some(row)) => match self.router.route(self.p, rec.offset, row) {
-                Some(routed) => {
-                    let shard = match &routed {
-                        Routed::Row { row, .. } => weir_client::partitioner::partition_for_key(
-                            &self.plan.shard_key(row.key),
-                            self.shards,
-                        ),
-                        Routed::Mark { .. } => 0,
-                    };
-                    let (key, value) = routed.encode(&mut self.buf);
-                    let out = BatchRecord {
-                        key: Some(key.unwrap_or_default()),
-                        value: Some(value),
-                        headers: Vec::new(),
-                        timestamp: Some(rec.timestamp),
-                    };
-                    if let Some(rows) = usize::try_from(shard)
-                        .ok()
-                        .and_then(|i| self.routed.get_mut(i))
-                    {
-                        rows.push(out);
+            Ok(Some(row)) => {
+                match self
+                    .router
+                    .route(self.p, rec.offset, self.input.incarnation().shift, row)
+                {
+                    Some(routed) => {
+                        let shard = match &routed {
+                            Routed::Row { row, .. } => weir_client::partitioner::partition_for_key(
+                                &self.plan.shard_key(row.key),
+                                self.shards,
+                            ),
+                            Routed::Mark { .. } => 0,
+                        };
+                        let (key, value) = routed.encode(&mut self.buf);
+                        let out = BatchRecord {
+                            key: Some(key.unwrap_or_default()),
+                            value: Some(value),
+                            headers: Vec::new(),
+                            timestamp: Some(rec.timestamp),
+                        };
+                        if let Some(rows) = usize::try_from(shard)
+                            .ok()
+                            .and_then(|i| self.routed.get_mut(i))
+                        {
+                            rows.push(out);
+                        }
+                        (false, None)
                     }
-                    (false, None)
+                    None => (true, None),
                 }
-                None => (true, None),
-            },
+            }
             Ok(None) => (false, None),
             Err(e) => (false, Some(e.to_string())),
         };
@@ -282,6 +291,7 @@ impl Route {
             position,
             router: self.router.clone(),
             tally: self.report.get().counts,
+            input: self.input.incarnation(),
         };
         task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
         consumer

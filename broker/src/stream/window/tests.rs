@@ -225,7 +225,7 @@ fn run_two_stage(
         let mut i = 0;
         let mut restarted = false;
         while i < part.len() {
-            if let Some(r) = router.route(p as i32, i as i64, owned[p][i].row()) {
+            if let Some(r) = router.route(p as i32, i as i64, 0, owned[p][i].row()) {
                 let Routed::Row { row: rw, .. } = r else {
                     unreachable!()
                 };

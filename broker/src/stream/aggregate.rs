@@ -406,22 +406,32 @@ pub async fn run(
         // half-way could have moved the position past records it never
         // returned. It returns within 200 ms.
         let polled = poll_inputs(&mut inputs).await?;
-        if inputs
-            .iter_mut()
-            .fold(false, |r, i| i.reader.take_renewed() | r)
-        {
-            // The input topic was created again. Results written after the
-            // checkpoint came from records of the old creation, which
-            // replay no longer reads: none of the new results is one of
-            // them. A checkpoint before any record of the new creation is
-            // taken keeps it so across a crash (replay from an earlier one
-            // would not know which results came from which creation).
-            for o in &mut a.outputs {
-                o.skip = 0;
-            }
+        let renewed: Vec<usize> = (0..inputs.len())
+            .filter(|&i| inputs[i].reader.take_renewed())
+            .collect();
+        if !renewed.is_empty() {
+            // The input topic was created again: what was read is read
+            // again after a checkpoint, or by another task.
             for (i, _) in &polled {
                 let first = inputs[*i].reader.read_from();
                 inputs[*i].reader.seek(first);
+            }
+            if !leads() {
+                // Another node leads the new creation: this task's last
+                // checkpoint is of the old one.
+                for &i in &renewed {
+                    inputs[i].reader.undo_renewal();
+                }
+                return a.stop_unled(&mut out, &inputs, &admin).await;
+            }
+            // Results written after the checkpoint came from records of the
+            // old creation, which replay no longer reads: none of the new
+            // results is one of them. A checkpoint before any record of the
+            // new creation is taken keeps it so across a crash (replay from
+            // an earlier one would not know which results came from which
+            // creation).
+            for o in &mut a.outputs {
+                o.skip = 0;
             }
             a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
             last_checkpoint = Instant::now();
@@ -490,8 +500,7 @@ pub async fn run(
                 None => a.take_routed(&rec, &mut out),
             }
             if !out.is_empty() && !leads() {
-                a.deposed();
-                return Ok(());
+                return a.stop_unled(&mut out, &inputs, &admin).await;
             }
             a.write(&mut out).await?;
         }
@@ -510,16 +519,14 @@ pub async fn run(
             }
         }
         if !out.is_empty() && !leads() {
-            a.deposed();
-            return Ok(());
+            return a.stop_unled(&mut out, &inputs, &admin).await;
         }
         a.write(&mut out).await?;
         a.hand_over().await?;
         a.copy_late(&bootstrap).await?;
         a.publish_counts();
         if !leads() {
-            a.deposed();
-            return Ok(());
+            return a.stop_unled(&mut out, &inputs, &admin).await;
         }
         let stopping = *stop.borrow();
         if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
@@ -713,6 +720,37 @@ struct OutputPart {
 }
 
 impl Aggregate {
+    /// Stops once this node no longer leads the task's shard. When the
+    /// creation of the input it read is gone (the topic was deleted, or
+    /// deleted and created again), nobody leads it or reads it again: the
+    /// task writes the results it holds (`out`) and checkpoints, as its
+    /// last word, so that a task on a new creation resumes with every
+    /// record of the old one taken (results written after an earlier
+    /// checkpoint came from records no replay reads). Otherwise the new
+    /// leader's task goes on, and this one writes nothing more.
+    async fn stop_unled(
+        &mut self,
+        out: &mut Vec<WindowResult>,
+        inputs: &[Input],
+        admin: &Admin,
+    ) -> Result<(), TaskError> {
+        if !inputs
+            .iter()
+            .any(|i| i.direct.is_some() && i.reader.creation_gone())
+        {
+            self.deposed();
+            return Ok(());
+        }
+        self.write(out).await?;
+        self.hand_over().await?;
+        self.check_output()?;
+        self.store(inputs, admin).await?;
+        tracing::info!(job = %self.def.name, shard = self.r, "aggregate task stops: its input topic was deleted; it checkpointed what it took of it");
+        self.report
+            .update(|rep| rep.state = "stopped: its input topic was deleted".into());
+        Ok(())
+    }
+
     /// Stops without writing: the node no longer leads the shard.
     fn deposed(&self) {
         tracing::info!(job = %self.def.name, shard = self.r, "aggregate task stops: this node no longer leads its shard");
@@ -935,6 +973,14 @@ impl Aggregate {
     ) -> Result<(), TaskError> {
         self.check_inputs(inputs)?;
         self.check_output()?;
+        self.store(inputs, admin).await?;
+        self.committed(committer, inputs, admin).await
+    }
+
+    /// Waits for the results written so far, then stores the shard, the
+    /// position in each partition read and the output ends: the checkpoint
+    /// a restarted task resumes from.
+    async fn store(&mut self, inputs: &[Input], admin: &Admin) -> Result<(), TaskError> {
         for p in [&self.writer, &self.producer] {
             p.flush().await?;
             if let Some(e) = p.take_detached_error() {
@@ -1009,7 +1055,17 @@ impl Aggregate {
                 .collect(),
         };
         let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
-        task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
+        task::store_checkpoint(&self.producer, &self.def, &key, &cp).await
+    }
+
+    /// The checkpoint's commit of the positions and report, after
+    /// [`Aggregate::store`].
+    async fn committed(
+        &mut self,
+        committer: Option<&mut Consumer>,
+        inputs: &[Input],
+        admin: &Admin,
+    ) -> Result<(), TaskError> {
         let read: Vec<TopicPartition> = inputs
             .iter()
             .map(|i| i.reader.partition().clone())

@@ -377,6 +377,9 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
                     Err(e) => e.to_string(),
                 })),
             };
+            if res.is_ok() {
+                tracing::info!(job = %key.0, task = %key.1, "job task ended");
+            }
             if let Err(e) = res {
                 tracing::warn!(job = %key.0, task = %key.1, error = %e, "job task failed; it restarts from its checkpoint");
                 report.update(|r| r.state = format!("failed: {e}"));

@@ -19,20 +19,28 @@ use crate::broker::Broker;
 /// How many bytes of batches one read takes at most.
 const READ_BYTES: usize = 4 << 20;
 
+/// How far apart the numbers of two creations of an input partition are
+/// (see [`Incarnation`]): offsets stay below 2^48, and a partition may be
+/// created again 32,767 times under one job.
+const CREATION_STRIDE: i64 = 1 << 48;
+
 /// Which creation of an input partition a task reads, and how its offsets
 /// number its records among every record the task took from that
 /// partition number: a topic deleted and created again under the same name
 /// starts again at offset 0, below offsets already taken from the old one,
 /// which the shards would otherwise drop as replays (source offsets are
-/// how they recognise rows routed twice).
+/// how they recognise rows routed twice). Each creation's numbers start
+/// [`CREATION_STRIDE`] above the last one's, whatever the position the
+/// switch was noticed at: a task restarted from an earlier checkpoint
+/// numbers the new creation's records as the one before it did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incarnation {
     /// The partition's Raft group id, new with each creation of its topic
     /// (none before the first read, or in a checkpoint older than this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<u64>,
-    /// Added to this creation's offsets: its first record comes after every
-    /// record of the creations read before.
+    /// Added to this creation's offsets (a multiple of the stride): its
+    /// records come after every record of the creations read before.
     #[serde(default)]
     pub shift: i64,
 }
@@ -60,6 +68,9 @@ pub struct LocalReader {
     /// Set when the reader moved to a new creation of its topic; taken by
     /// [`LocalReader::take_renewed`].
     renewed: bool,
+    /// The creation and position before the last move to a new creation
+    /// (see [`LocalReader::undo_renewal`]).
+    previous: Option<(Incarnation, i64)>,
 }
 
 impl LocalReader {
@@ -72,6 +83,7 @@ impl LocalReader {
             read_from: position,
             incarnation: None,
             renewed: false,
+            previous: None,
         }
     }
 
@@ -107,34 +119,70 @@ impl LocalReader {
         std::mem::take(&mut self.renewed)
     }
 
+    /// Goes back to the creation and position the reader left at its last
+    /// move to a new creation, as if it had not seen the new one (for a
+    /// task's last checkpoint of the old creation).
+    pub fn undo_renewal(&mut self) {
+        if let Some((incarnation, position)) = self.previous.take() {
+            self.incarnation = Some(incarnation);
+            self.position = position;
+            self.read_from = position;
+        }
+    }
+
+    /// Whether the creation of the partition read so far is gone from this
+    /// node (the topic was deleted, or deleted and created again): only
+    /// known for a reader that follows creations and has read.
+    pub fn creation_gone(&self) -> bool {
+        let Some(group) = self.incarnation.and_then(|i| i.group) else {
+            return false;
+        };
+        self.node
+            .upgrade()
+            .and_then(|b| b.partition(&self.tp.topic, self.tp.partition))
+            .and_then(|p| p.group_id())
+            != Some(group)
+    }
+
     /// Follows `partition` when it is another creation of the topic than
     /// the one read so far: reads it from its start, numbering its records
-    /// after every one of the old creation that was taken or skipped.
+    /// after every one of the old creation (see [`Incarnation`]). A reader
+    /// that did not know its creation yet (a checkpoint written before the
+    /// first read, or by an earlier binary) takes a position past the log's
+    /// end for the sign of a new creation.
     fn follow(&mut self, partition: &crate::partition::Partition) {
-        let Some(known) = self.incarnation.as_mut() else {
+        let Some(known) = self.incarnation else {
             return;
         };
-        let now = partition.group_id();
-        match known.group {
-            None => known.group = now,
-            Some(g) if now.is_some_and(|n| n != g) => {
-                let start = partition.log_start_offset();
-                tracing::warn!(
-                    partition = %format!("{}-{}", self.tp.topic, self.tp.partition),
-                    old_position = self.position,
-                    start,
-                    "the input topic was deleted and created again: a job task reads the new one from its start"
-                );
-                *known = Incarnation {
-                    group: now,
-                    shift: known.shift.saturating_add(self.position - start),
-                };
-                self.position = start;
-                self.read_from = start;
-                self.renewed = true;
-            }
-            Some(_) => {}
+        let Some(now) = partition.group_id() else {
+            return;
+        };
+        let renewed = match known.group {
+            None => self.position > partition.offsets().log_end,
+            Some(g) => g != now,
+        };
+        if !renewed {
+            self.incarnation = Some(Incarnation {
+                group: Some(now),
+                ..known
+            });
+            return;
         }
+        let start = partition.log_start_offset();
+        tracing::warn!(
+            partition = %format!("{}-{}", self.tp.topic, self.tp.partition),
+            old_position = self.position,
+            start,
+            "the input topic was deleted and created again: a job task reads the new one from its start"
+        );
+        self.previous = Some((known, self.position));
+        self.incarnation = Some(Incarnation {
+            group: Some(now),
+            shift: known.shift.saturating_add(CREATION_STRIDE),
+        });
+        self.position = start;
+        self.read_from = start;
+        self.renewed = true;
     }
 
     /// Reads on from `position` (records already read and not taken are
@@ -213,9 +261,11 @@ impl LocalReader {
 
     /// Waits up to `timeout` for committed records at the position and
     /// returns their batches, walked in place by the caller (none when the
-    /// time ran out), moving the position past them. A position below the log start (retention, DeleteRecords) or
-    /// past its end (the topic was created again) moves to the log start:
-    /// a job reads whatever of its input is still kept.
+    /// time ran out), moving the position past them. A position below the
+    /// log start (retention, DeleteRecords) or past its end moves to the log
+    /// start: a job reads whatever of its input is still kept. A reader
+    /// following creations reads a new creation of the topic from its start
+    /// (see [`Incarnation`]).
     pub async fn poll(&mut self, timeout: Duration) -> Result<FetchedBatches, TaskError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

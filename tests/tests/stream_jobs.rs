@@ -1774,6 +1774,42 @@ async fn a_job_grouping_by_the_record_key_runs_on_each_input_leader() -> Result<
     Ok(())
 }
 
+/// Found in review: a repartitioned job whose input gained a partition ran
+/// on as if nothing happened (the new partition's rows moved no watermark;
+/// a partition gone, when the input was created again with fewer, would
+/// have held every window open), while a restarted shard refused it. Now
+/// the running shards refuse it too, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repartitioned_job_refuses_an_input_that_gained_a_partition() -> Result<()> {
+    let ClusterJob {
+        mut c,
+        input,
+        out,
+        admin,
+        ..
+    } = cluster_job("grown", false).await?;
+    let bootstrap = c.bootstrap();
+    await_first_result(&bootstrap, &out).await?;
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_partitions(&input, 4)
+        .await?;
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        let s = job_status(&admin, "grown")?;
+        Ok(s["state"]
+            .as_str()
+            .is_some_and(|st| st.contains("has 4 partitions now") && st.contains("drop the job"))
+            .then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "the job does not refuse its grown input: {}",
+            job_status(&admin, "grown").unwrap_or_default()
+        )
+    })?;
+    Ok(())
+}
+
 /// The node running a job's aggregate task is cut off from its peers
 /// (Raft links cut both ways; clients still reach it) while the job runs.
 /// The survivors elect new leaders, the task starts again there from its

@@ -914,21 +914,36 @@ impl Aggregate {
         Ok(())
     }
 
-    /// Refuses to go on, for a task running the whole job, when the input
-    /// gained partitions (its operator has one source per partition it had,
-    /// and a group could now be split) or another node leads one of them
-    /// (they are read from this node's replicas; the job was made for a
-    /// cluster of one node).
+    /// Refuses to go on, for a shard of a repartitioned job, when the
+    /// input has another number of partitions than its windows were started
+    /// over (added, or the topic created again with another count: a new
+    /// partition's rows would move no watermark, a partition gone would
+    /// hold every window open), as it refuses at start; and for a task
+    /// running the whole job, when the input gained partitions (its
+    /// operator has one source per partition it had, and a group could now
+    /// be split) or another node leads one of them (they are read from this
+    /// node's replicas; the job was made for a cluster of one node).
     fn check_inputs(&self, inputs: &[Input]) -> Result<(), TaskError> {
-        if !self.plan.whole() {
-            return Ok(());
-        }
         let Some(b) = self.node.upgrade() else {
             return Ok(());
         };
         let Some(t) = b.meta.topic(&self.plan.input_topic) else {
             return Ok(());
         };
+        if !self.plan.copartitioned() {
+            let started = self.shard.op.watermarks().partitions();
+            if t.partitions as usize != started {
+                return Err(TaskError::Topics(format!(
+                    "input topic {} has {} partitions now, but the job's windows were started \
+                     over {started}: drop the job and create it again",
+                    self.plan.input_topic, t.partitions
+                )));
+            }
+            return Ok(());
+        }
+        if !self.plan.whole() {
+            return Ok(());
+        }
         if t.partitions as usize != inputs.len() {
             let outputs = self.outputs.len() as i32;
             return Err(TaskError::Topics(

@@ -282,13 +282,20 @@ impl Jobs {
                         b.partition(topic, p).map(|part| part.high_watermark())
                     };
                     let shard_topic = super::task::shard_topic(&def, &plan);
-                    merge(
+                    let mut status = merge(
                         b.config.node_id,
                         &tasks,
                         reports,
                         |p| end_of(&plan.input_topic, p),
                         |r| end_of(&shard_topic, r),
-                    )
+                    );
+                    // A repartitioned job's shards run on without the input
+                    // (found from outside: a cluster said `running` with
+                    // the input deleted, a single node `waiting`).
+                    if b.meta.topic(&plan.input_topic).is_none() {
+                        status.state = "waiting for its input topic".into();
+                    }
+                    status
                 };
                 let repartition_topic =
                     (!plan.copartitioned()).then(|| super::repartition::topic(&def));
@@ -341,6 +348,7 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
     let task = {
         let (def, report) = (def.clone(), Arc::clone(&report));
         let key = key.clone();
+        let failure_to = (def.clone(), bootstrap.clone());
         tokio::spawn(async move {
             let cx = super::task::TaskContext {
                 def,
@@ -383,6 +391,7 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
             if let Err(e) = res {
                 tracing::warn!(job = %key.0, task = %key.1, error = %e, "job task failed; it restarts from its checkpoint");
                 report.update(|r| r.state = format!("failed: {e}"));
+                publish_failure(&failure_to.1, &weak, &failure_to.0, key.1, report.get()).await;
                 if let Some(b) = weak.upgrade() {
                     b.jobs
                         .failed
@@ -483,13 +492,44 @@ fn merge(
         .map(|p| (p.log_end - p.position).max(0))
         .sum();
     out.eta_secs = (out.records_per_sec > 0.0).then(|| out.lag as f64 / out.records_per_sec);
-    out.state = tasks
-        .iter()
-        .map(|t| t.state.as_str())
-        .find(|s| *s != "running")
+    // A failure says most (why the job does not go on), then any other
+    // state than running.
+    let states = || tasks.iter().map(|t| t.state.as_str());
+    out.state = states()
+        .find(|s| s.starts_with("failed"))
+        .or_else(|| states().find(|s| *s != "running"))
         .unwrap_or("running")
         .to_string();
     out
+}
+
+/// Publishes the report of a task that failed, so that `job describe` on
+/// every node says why (found from outside: asked on another node, a job
+/// whose shard refused to go on said only that the task's node had not
+/// reported for some seconds). Best effort: the failure is logged anyway.
+async fn publish_failure(
+    bootstrap: &str,
+    node: &std::sync::Weak<Broker>,
+    def: &JobDef,
+    task: TaskId,
+    report: super::job::JobReport,
+) {
+    let sent = async {
+        let client = format!("weir-job-{}-failure", def.name);
+        let producer = super::task::producer(bootstrap, node, client).await?;
+        super::task::publish_status(&producer, def, task, report).await?;
+        producer.flush().await?;
+        Ok::<_, super::task::TaskError>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), sent).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(job = %def.name, %task, error = %e, "a failed task's status not published")
+        }
+        Err(_) => {
+            tracing::debug!(job = %def.name, %task, "a failed task's status not published in 5 s")
+        }
+    }
 }
 
 /// Why a job could not be created or dropped.

@@ -1774,6 +1774,51 @@ async fn a_job_grouping_by_the_record_key_runs_on_each_input_leader() -> Result<
     Ok(())
 }
 
+/// [`input_created_again`] on three nodes, through the repartition topic
+/// (route tasks number the new topic's rows after the old one's). Found
+/// from outside: with its input deleted, the job said `running` on a
+/// cluster (its shards run on), `waiting for its input topic` on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repartitioned_job_on_three_nodes_reads_its_recreated_input() -> Result<()> {
+    let ClusterJob {
+        mut c,
+        input,
+        out,
+        evs,
+        admin,
+        ..
+    } = cluster_job("recreated", false).await?;
+    let bootstrap = c.bootstrap();
+    await_first_result(&bootstrap, &out).await?;
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .delete_topics(std::slice::from_ref(&input))
+        .await?;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "recreated")?;
+        Ok((s["state"] == "waiting for its input topic").then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "the job does not wait for its deleted input: {}",
+            job_status(&admin, "recreated").unwrap_or_default()
+        )
+    })?;
+    create_input(&bootstrap, &input, 3, 3).await?;
+    let second = half(&evs, false);
+    produce(&bootstrap, &input, &second).await?;
+    let (want, _) = reference(&[half(&evs, true), second].concat());
+    let got = match read_topic(&bootstrap, &out, want.len()).await {
+        Ok(r) => totals(&r)?,
+        Err(e) => {
+            let missing = missing_results(&bootstrap, &out, &want).await;
+            let why = job_diagnosis(&mut c, "recreated");
+            return Err(e.context(format!("missing {missing}\n{why}")));
+        }
+    };
+    exactly_once(&got, &want)
+}
+
 /// Found in review: a repartitioned job whose input gained a partition ran
 /// on as if nothing happened (the new partition's rows moved no watermark;
 /// a partition gone, when the input was created again with fewer, would

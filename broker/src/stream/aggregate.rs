@@ -744,6 +744,8 @@ impl Aggregate {
         self.write(out).await?;
         self.hand_over().await?;
         self.check_output()?;
+        // The round's counts go into the checkpoint's tally.
+        self.publish_counts();
         self.store(inputs, admin).await?;
         tracing::info!(job = %self.def.name, shard = self.r, "aggregate task stops: its input topic was deleted; it checkpointed what it took of it");
         self.report

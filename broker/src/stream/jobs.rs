@@ -292,7 +292,9 @@ impl Jobs {
                     // A repartitioned job's shards run on without the input
                     // (found from outside: a cluster said `running` with
                     // the input deleted, a single node `waiting`).
-                    if b.meta.topic(&plan.input_topic).is_none() {
+                    if b.meta.topic(&plan.input_topic).is_none()
+                        && !status.state.starts_with("failed")
+                    {
                         status.state = "waiting for its input topic".into();
                     }
                     status
@@ -391,14 +393,16 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
             if let Err(e) = res {
                 tracing::warn!(job = %key.0, task = %key.1, error = %e, "job task failed; it restarts from its checkpoint");
                 report.update(|r| r.state = format!("failed: {e}"));
-                publish_failure(&failure_to.1, &weak, &failure_to.0, key.1, report.get()).await;
                 if let Some(b) = weak.upgrade() {
                     b.jobs
                         .failed
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(key, (Instant::now(), e.to_string()));
+                        .insert(key.clone(), (Instant::now(), e.to_string()));
                 }
+                // After the failure is recorded: its retry is timed from
+                // then, not from the end of this.
+                publish_failure(&failure_to.1, &weak, &failure_to.0, key.1, report.get()).await;
             }
         })
     };
@@ -519,7 +523,10 @@ async fn publish_failure(
         let producer = super::task::producer(bootstrap, node, client).await?;
         super::task::publish_status(&producer, def, task, report).await?;
         producer.flush().await?;
-        Ok::<_, super::task::TaskError>(())
+        match producer.take_detached_error() {
+            Some(e) => Err(e.into()),
+            None => Ok::<_, super::task::TaskError>(()),
+        }
     };
     match tokio::time::timeout(Duration::from_secs(5), sent).await {
         Ok(Ok(())) => {}

@@ -71,6 +71,9 @@ pub struct LocalReader {
     /// The creation and position before the last move to a new creation
     /// (see [`LocalReader::undo_renewal`]).
     previous: Option<(Incarnation, i64)>,
+    /// Set when the reader went back to a creation it had found gone (see
+    /// [`LocalReader::undo_renewal`]).
+    left: bool,
 }
 
 impl LocalReader {
@@ -84,6 +87,7 @@ impl LocalReader {
             incarnation: None,
             renewed: false,
             previous: None,
+            left: false,
         }
     }
 
@@ -127,6 +131,9 @@ impl LocalReader {
             self.incarnation = Some(incarnation);
             self.position = position;
             self.read_from = position;
+            // Gone, even when the creation's group was not known (a
+            // checkpoint of an earlier binary).
+            self.left = true;
         }
     }
 
@@ -134,6 +141,9 @@ impl LocalReader {
     /// node (the topic was deleted, or deleted and created again): only
     /// known for a reader that follows creations and has read.
     pub fn creation_gone(&self) -> bool {
+        if self.left {
+            return true;
+        }
         let Some(group) = self.incarnation.and_then(|i| i.group) else {
             return false;
         };

@@ -29,21 +29,38 @@ pub async fn serve(
         };
         let health = health.clone();
         tokio::spawn(async move {
-            let Some(req) = read_request(&mut sock).await else {
-                return;
-            };
-            let (status, ctype, body) = respond(&req, &health).await;
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
+            match read_request(&mut sock).await {
+                Ok(req) => {
+                    let answer = respond(&req, &health).await;
+                    let _ = sock.write_all(http_response(answer).as_bytes()).await;
+                }
+                Err(Some(refused)) => {
+                    let _ = sock.write_all(http_response(refused).as_bytes()).await;
+                    // Read what the client still sends (for a while), so that
+                    // closing with unread bytes does not reset the connection
+                    // before it reads the answer.
+                    let _ = sock.shutdown().await;
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+                    let mut sink = vec![0u8; 16 * 1024];
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout_at(deadline, sock.read(&mut sink)).await
+                    {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+                Err(None) => {}
+            }
         });
     }
 }
 
 /// The largest request body read.
 const MAX_BODY: usize = 1 << 20;
+
+/// The largest request head (request line and headers) read.
+const MAX_HEAD: usize = 8192;
 
 /// One request.
 #[derive(Debug)]
@@ -53,10 +70,20 @@ struct Request {
     body: Vec<u8>,
 }
 
+/// An answer as HTTP/1.1 bytes, closing the connection.
+fn http_response((status, ctype, body): Answer) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// Reads one request: its head (until the blank line, at most 8 KiB) and a
-/// body of `Content-Length` bytes; `None` when the client is too slow,
-/// closes early or sends too much.
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
+/// body of `Content-Length` bytes. Refuses, with the answer to send, a
+/// head or body over its limit (431, 413: found from outside, the
+/// connection was reset without a word); `Err(None)` when the client is
+/// too slow or closes early.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Result<Request, Option<Answer>> {
     // Read until the end of the request head: one `read` may return only part
     // of it when the client writes it in pieces, and a cut-off path would be
     // answered 404 (found by weir-tests).
@@ -67,13 +94,16 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        if buf.len() > 8192 {
-            return None;
+        if buf.len() > MAX_HEAD {
+            return Err(Some(json_error(
+                "431 Request Header Fields Too Large",
+                format!("the request line and headers are over {MAX_HEAD} bytes"),
+            )));
         }
         match tokio::time::timeout_at(deadline, sock.read(&mut chunk)).await {
             Ok(Ok(0)) => break buf.len(),
             Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
-            _ => return None,
+            _ => return Err(None),
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
@@ -87,18 +117,21 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
         .and_then(|(_, v)| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
     if length > MAX_BODY {
-        return None;
+        return Err(Some(json_error(
+            "413 Payload Too Large",
+            format!("the body is {length} bytes, over the {MAX_BODY}-byte limit"),
+        )));
     }
     let mut body = buf[head_end.min(buf.len())..].to_vec();
     while body.len() < length {
         match tokio::time::timeout_at(deadline, sock.read(&mut chunk)).await {
             Ok(Ok(0)) => break,
             Ok(Ok(k)) => body.extend_from_slice(&chunk[..k]),
-            _ => return None,
+            _ => return Err(None),
         }
     }
     body.truncate(length);
-    Some(Request { method, path, body })
+    Ok(Request { method, path, body })
 }
 
 type Answer = (&'static str, &'static str, String);
@@ -147,6 +180,26 @@ async fn respond(req: &Request, health: &Arc<Health>) -> Answer {
     }
 }
 
+/// A job definition posted to `/v1/jobs`: a JSON object of
+/// [`DEFINITION_FIELDS`](crate::stream::job::DEFINITION_FIELDS) only (found
+/// from outside: a misspelt `grace` gave a job with no grace, silently).
+fn job_definition(body: &[u8]) -> Result<crate::stream::job::JobDef, String> {
+    use crate::stream::job::DEFINITION_FIELDS;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if let Some(fields) = value.as_object() {
+        if let Some(unknown) = fields
+            .keys()
+            .find(|k| !DEFINITION_FIELDS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown field {unknown:?}, expected one of {}",
+                DEFINITION_FIELDS.join(", ")
+            ));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
 /// `/v1/jobs` and `/v1/jobs/NAME`.
 async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) -> Answer {
     use crate::stream::jobs::{self, JobChangeError};
@@ -179,7 +232,7 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
             None => json_error("404 Not Found", format!("job {n} does not exist")),
         },
         ("POST", None) => {
-            let def: crate::stream::job::JobDef = match serde_json::from_slice(&req.body) {
+            let def = match job_definition(&req.body) {
                 Ok(d) => d,
                 Err(e) => return json_error("400 Bad Request", format!("job definition: {e}")),
             };
@@ -364,5 +417,39 @@ mod tests {
         assert_eq!(super::percent_decode("100%"), "100%");
         assert_eq!(super::percent_decode("%zz"), "%zz");
         assert_eq!(super::percent_decode("%e2%82%ac"), "€");
+    }
+
+    /// Found from outside: `POST /v1/jobs` refused `"emit": "changes"` and
+    /// an RFC 3339 `from` (the CLI's forms), and took unknown fields
+    /// silently. The stored forms are still read.
+    #[test]
+    fn job_definitions_take_the_clis_forms_and_no_unknown_field() {
+        use crate::stream::job::StartFrom;
+        use crate::stream::window::EmitMode;
+        let def = |json: &str| super::job_definition(json.as_bytes());
+        let d =
+            def(r#"{"name": "j", "sql": "s", "emit": "changes", "from": "2023-11-14T22:13:20Z"}"#)
+                .unwrap();
+        assert_eq!(d.emit, EmitMode::Changes);
+        assert_eq!(d.from, StartFrom::Timestamp(1_700_000_000_000));
+        let d =
+            def(r#"{"name": "j", "sql": "s", "emit": "Final", "from": {"timestamp": 5}}"#).unwrap();
+        assert_eq!((d.emit, d.from), (EmitMode::Final, StartFrom::Timestamp(5)));
+        let d = def(r#"{"name": "j", "sql": "s", "from": "latest", "one_node": true}"#).unwrap();
+        assert_eq!(d.from, StartFrom::Latest);
+        // What is stored reads back as it was.
+        let stored = serde_json::to_string(&d).unwrap();
+        assert_eq!(def(&stored).unwrap(), d);
+        let e = def(r#"{"name": "j", "sql": "s", "grace": 500}"#).unwrap_err();
+        assert!(
+            e.contains("unknown field \"grace\"") && e.contains("grace_ms"),
+            "{e}"
+        );
+        let e = def(r#"{"name": "j", "sql": "s", "from": "yesterday"}"#).unwrap_err();
+        assert!(
+            e.contains("expected earliest, latest or an RFC 3339 time"),
+            "{e}"
+        );
+        assert!(def(r#"{"name": "j", "sql": "s", "emit": "sometimes"}"#).is_err());
     }
 }

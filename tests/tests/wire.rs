@@ -311,6 +311,22 @@ fn admin_http_metrics_and_health() -> Result<()> {
         &[b"GET /v1/hea", b"lth HTTP/1.1\r\nHost: x\r\n\r\n"],
     )?;
     assert_eq!(status, 200, "split request head");
+    // Found from outside: a body or head over the limits reset the
+    // connection without an answer.
+    let big = vec![b' '; (1 << 20) + 1024];
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    );
+    let (status, body) = weir_tests::http_request(node.admin_addr(), &[head.as_bytes(), &big])?;
+    assert_eq!(status, 413, "oversized body: {body}");
+    assert!(body.contains("over the 1048576-byte limit"), "{body}");
+    let long = format!(
+        "GET /v1/jobs/x/state?key={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let (status, body) = weir_tests::http_request(node.admin_addr(), &[long.as_bytes()])?;
+    assert_eq!(status, 431, "oversized head: {body}");
     node.assert_alive()
 }
 

@@ -611,8 +611,7 @@ impl Aggregate {
             d.last_record = Instant::now();
             d.idle = false;
         }
-        let value = rec.value.unwrap_or_default();
-        let (late, bad) = match d.reader.row(rec.key, value, rec.timestamp, now_ms) {
+        let (late, bad) = match d.reader.record(rec.key, rec.value, rec.timestamp, now_ms) {
             Ok(Some(row)) => match d.router.route(d.source, rec.offset, shift, row) {
                 Some(routed) => match self.shard.take(routed, out) {
                     Took::Late => (true, None),

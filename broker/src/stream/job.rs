@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::plan::JobPlan;
 use super::window::EmitMode;
 
-/// Where a job starts reading its input the first time it runs.
+/// Where a job starts reading its input the first time it runs: stored as
+/// `"earliest"`, `"latest"` or `{"timestamp": ms}`, and read from those or
+/// an RFC 3339 time, as `--from` takes it (found from outside: `POST
+/// /v1/jobs` refused the CLI's forms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "StartForm")]
 pub enum StartFrom {
     /// The log start: the whole history (Kappa reprocessing).
     #[default]
@@ -22,6 +25,58 @@ pub enum StartFrom {
     /// The first record at or after this time (epoch ms).
     Timestamp(i64),
 }
+
+/// The forms [`StartFrom`] is read from.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StartForm {
+    /// As stored.
+    Stored(StoredStart),
+    /// An RFC 3339 time.
+    Time(String),
+}
+
+/// [`StartFrom`] as stored.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoredStart {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+impl TryFrom<StartForm> for StartFrom {
+    type Error = String;
+
+    fn try_from(form: StartForm) -> Result<Self, String> {
+        Ok(match form {
+            StartForm::Stored(StoredStart::Earliest) => StartFrom::Earliest,
+            StartForm::Stored(StoredStart::Latest) => StartFrom::Latest,
+            StartForm::Stored(StoredStart::Timestamp(t)) => StartFrom::Timestamp(t),
+            StartForm::Time(t) => weir_client::cli::time::parse_rfc3339_ms(&t)
+                .map(StartFrom::Timestamp)
+                .map_err(|e| {
+                    format!("from: expected earliest, latest or an RFC 3339 time, got {t:?}: {e}")
+                })?,
+        })
+    }
+}
+
+/// The fields a job definition may have in `POST /v1/jobs` (those a node
+/// decides itself are taken and ignored, so that a definition read back
+/// from `GET /v1/jobs/NAME` can be posted again).
+pub const DEFINITION_FIELDS: [&str; 10] = [
+    "name",
+    "sql",
+    "from",
+    "grace_ms",
+    "emit",
+    "late_topic",
+    "idle_timeout_ms",
+    "incarnation",
+    "one_partition",
+    "one_node",
+];
 
 /// A job's definition, as stored in the cluster metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

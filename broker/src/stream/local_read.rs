@@ -94,9 +94,21 @@ impl LocalReader {
     /// The reader of an input partition, of which `position` is in the
     /// creation `incarnation`: when it finds another creation of the topic
     /// (deleted and created again), it reads that one from its start, its
-    /// records numbered after the old one's (see [`Incarnation`]).
+    /// records numbered after the old one's (see [`Incarnation`]). The
+    /// creation is looked up at once, so that a checkpoint taken before the
+    /// first read knows it (found by the three-node test: a task that
+    /// moved right after the topic was created again resumed from such a
+    /// checkpoint, took the new creation for the old one, and the shards
+    /// dropped its rows as replays of those the first task had routed).
     pub fn following(mut self, incarnation: Incarnation) -> Self {
         self.incarnation = Some(incarnation);
+        let partition = self
+            .node
+            .upgrade()
+            .and_then(|b| b.partition(&self.tp.topic, self.tp.partition));
+        if let Some(p) = partition {
+            self.follow(&p);
+        }
         self
     }
 

@@ -169,8 +169,7 @@ impl Route {
     ) -> Result<(), TaskError> {
         self.last_record = now.0;
         self.idle = false;
-        let value = rec.value.unwrap_or_default();
-        let (late, bad) = match self.reader.row(rec.key, value, rec.timestamp, now.1) {
+        let (late, bad) = match self.reader.record(rec.key, rec.value, rec.timestamp, now.1) {
             Ok(Some(row)) => {
                 match self
                     .router

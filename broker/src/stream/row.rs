@@ -15,6 +15,9 @@ use super::window::{GroupKeyWriter, OwnedRow, Row};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BadRecord {
+    /// The value is null (a tombstone).
+    #[error("the value is null (a tombstone)")]
+    NullValue,
     /// The value is not JSON.
     #[error("the value is not JSON: {0}")]
     NotJson(String),
@@ -161,6 +164,20 @@ impl Reader {
             reads_key: key_as_value || key_column,
             key_as_value,
         }
+    }
+
+    /// [`Reader::row`] of a record whose value may be null (a tombstone,
+    /// which has no row: found from outside, it was called "not JSON: EOF
+    /// while parsing").
+    pub fn record(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        record_ts: i64,
+        now_ms: i64,
+    ) -> Result<Option<Row<'_>>, BadRecord> {
+        let value = value.ok_or(BadRecord::NullValue)?;
+        self.row(key, value, record_ts, now_ms)
     }
 
     /// The row of the record with `key` and `value` (Kafka timestamp

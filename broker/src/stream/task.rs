@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use weir_client::{
-    Admin, ConsumerConfig, ConsumerRecord, FetchedRecord, NewTopic, OffsetSpec, Producer,
+    Admin, ConsumerConfig, ConsumerRecord, FetchedRecord, Header, NewTopic, OffsetSpec, Producer,
     ProducerRecord, StartPosition, TopicPartition,
 };
 
@@ -374,18 +374,23 @@ pub async fn store_checkpoint<T: Serialize>(
 }
 
 /// The copy of input record `rec` of partition `source` for the late
-/// topic `topic`: its key, value and timestamp, with headers saying where
-/// it came from and why it is there (`late`, or why it could not be read).
+/// topic `topic`: its key, value (null stays null) and headers, then
+/// headers saying where it came from, when it was made and why it is set
+/// aside (`late`, or why it could not be read). Its timestamp is the time
+/// it is written, as for results: the input's own would let the late
+/// topic's time retention delete a replay's late records at once (found
+/// from outside: a job's late topic over 2023 events held nothing; the
+/// input's headers and tombstones were lost too).
 pub fn late_record(topic: &str, source: i32, rec: SetAside, reason: String) -> ProducerRecord {
-    let mut out = ProducerRecord::new(topic.to_string(), rec.value.unwrap_or_default())
-        .header("weir-source-partition", source.to_string())
+    let mut out = ProducerRecord::new(topic.to_string(), Bytes::new());
+    out.value = rec.value;
+    out.key = rec.key;
+    out.headers = rec.headers;
+    out.header("weir-source-partition", source.to_string())
         .header("weir-source-offset", rec.offset.to_string())
+        .header("weir-source-timestamp", rec.timestamp.to_string())
         .header("weir-reason", reason)
-        .timestamp(rec.timestamp);
-    if let Some(k) = rec.key {
-        out = out.key(k);
-    }
-    out
+        .timestamp(now_ms())
 }
 
 /// What of an input record its late-topic copy keeps.
@@ -399,6 +404,8 @@ pub struct SetAside {
     pub key: Option<Bytes>,
     /// Its value.
     pub value: Option<Bytes>,
+    /// Its headers.
+    pub headers: Vec<Header>,
 }
 
 impl From<&ConsumerRecord> for SetAside {
@@ -408,6 +415,7 @@ impl From<&ConsumerRecord> for SetAside {
             timestamp: r.timestamp,
             key: r.key.clone(),
             value: r.value.clone(),
+            headers: r.headers.clone(),
         }
     }
 }
@@ -419,6 +427,14 @@ impl From<&FetchedRecord<'_>> for SetAside {
             timestamp: r.timestamp,
             key: r.bytes(r.key),
             value: r.bytes(r.value),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| Header {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    value: r.bytes(v),
+                })
+                .collect(),
         }
     }
 }

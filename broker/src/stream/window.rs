@@ -191,8 +191,10 @@ impl OwnedRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EmitMode {
     /// Once per window, when it is final.
+    #[serde(alias = "final")]
     Final,
     /// Also after every row a window takes (not final yet).
+    #[serde(alias = "changes")]
     Changes,
 }
 

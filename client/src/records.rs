@@ -319,15 +319,19 @@ impl FetchedRecord<'_> {
             leader_epoch: self.leader_epoch,
             key: self.bytes(self.key),
             value: self.bytes(self.value),
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| Header {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    value: self.bytes(v),
-                })
-                .collect(),
+            headers: self.owned_headers(),
         }
+    }
+
+    /// The record's headers, owned (values shared, not copied).
+    pub fn owned_headers(&self) -> Vec<Header> {
+        self.headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: String::from_utf8_lossy(k).into_owned(),
+                value: self.bytes(v),
+            })
+            .collect()
     }
 }
 

@@ -537,6 +537,21 @@ fn half(evs: &[Event], first: bool) -> Vec<Event> {
         .collect()
 }
 
+/// Waits until job `name` (asked at `admin`) is caught up, having read
+/// `records` input records.
+fn await_read(admin: &str, name: &str, records: i64) -> Result<()> {
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        let s = job_status(admin, name)?;
+        Ok((s["caught_up"] == true && records_read(&s)? == records).then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "{records} input records not read: {}",
+            job_status(admin, name).unwrap_or_default()
+        )
+    })
+}
+
 /// Waits until `out` holds a first result (to kill a node right then, when
 /// some results are not checkpointed yet).
 async fn await_first_result(bootstrap: &str, out: &str) -> Result<()> {
@@ -712,16 +727,7 @@ async fn a_job_whose_output_topic_is_deleted_says_so_and_goes_on() -> Result<()>
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, out, evs) = job_over_first_half(&node, "od", &[], false).await?;
     let first = half(&evs, true).len() as i64;
-    weir_tests::poll_until(Duration::from_secs(60), || {
-        let s = job_status(&admin, "od")?;
-        Ok((s["caught_up"] == true && records_read(&s)? == first).then_some(()))
-    })
-    .with_context(|| {
-        format!(
-            "first half not read: {}",
-            job_status(&admin, "od").unwrap_or_default()
-        )
-    })?;
+    await_read(&admin, "od", first)?;
     await_first_result(&bootstrap, &out).await?;
     Admin::connect(ClientConfig::new(&bootstrap))
         .await?
@@ -791,16 +797,7 @@ async fn input_created_again(name: &str, keyed: bool, stopped: bool) -> Result<(
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, out, evs) = job_over_first_half(&node, name, &[], keyed).await?;
     let first = half(&evs, true).len() as i64;
-    weir_tests::poll_until(Duration::from_secs(60), || {
-        let s = job_status(&admin, name)?;
-        Ok((s["caught_up"] == true && records_read(&s)? == first).then_some(()))
-    })
-    .with_context(|| {
-        format!(
-            "first half not read: {}",
-            job_status(&admin, name).unwrap_or_default()
-        )
-    })?;
+    await_read(&admin, name, first)?;
     await_first_result(&bootstrap, &out).await?;
     // The first 30 events of each partition's second half, then their
     // results, then the delete at once.
@@ -1847,16 +1844,7 @@ async fn a_repartitioned_job_on_three_nodes_reads_its_recreated_input() -> Resul
     // The first half read whole before the delete (what is not read is
     // gone with the topic).
     let first = half(&evs, true).len() as i64;
-    weir_tests::poll_until(Duration::from_secs(60), || {
-        let s = job_status(&admin, "recreated")?;
-        Ok((s["caught_up"] == true && records_read(&s)? == first).then_some(()))
-    })
-    .with_context(|| {
-        format!(
-            "first half not read: {}",
-            job_status(&admin, "recreated").unwrap_or_default()
-        )
-    })?;
+    await_read(&admin, "recreated", first)?;
     await_first_result(&bootstrap, &out).await?;
     Admin::connect(ClientConfig::new(&bootstrap))
         .await?

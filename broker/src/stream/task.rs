@@ -427,14 +427,7 @@ impl From<&FetchedRecord<'_>> for SetAside {
             timestamp: r.timestamp,
             key: r.bytes(r.key),
             value: r.bytes(r.value),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| Header {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    value: r.bytes(v),
-                })
-                .collect(),
+            headers: r.owned_headers(),
         }
     }
 }

@@ -310,14 +310,16 @@ pub async fn run(
                 task::start_offset(&admin, tp, def.from).await?,
                 Incarnation::default(),
             ),
-            None => task::retrying(|| {
-                admin.list_offsets(std::slice::from_ref(tp), OffsetSpec::Earliest)
-            })
-            .await?
-            .get(tp)
-            .map_or((0, Incarnation::default()), |l| {
-                (l.offset, Incarnation::default())
-            }),
+            None => {
+                let earliest = task::retrying(|| {
+                    admin.list_offsets(std::slice::from_ref(tp), OffsetSpec::Earliest)
+                })
+                .await?;
+                (
+                    earliest.get(tp).map_or(0, |l| l.offset),
+                    Incarnation::default(),
+                )
+            }
         };
         let direct = keyed.then(|| Direct {
             reader: Reader::new(&plan),

@@ -102,11 +102,7 @@ impl LocalReader {
     /// dropped its rows as replays of those the first task had routed).
     pub fn following(mut self, incarnation: Incarnation) -> Self {
         self.incarnation = Some(incarnation);
-        let partition = self
-            .node
-            .upgrade()
-            .and_then(|b| b.partition(&self.tp.topic, self.tp.partition));
-        if let Some(p) = partition {
+        if let Some(p) = self.hosted() {
             self.follow(&p);
         }
         self
@@ -159,11 +155,7 @@ impl LocalReader {
         let Some(group) = self.incarnation.and_then(|i| i.group) else {
             return false;
         };
-        self.node
-            .upgrade()
-            .and_then(|b| b.partition(&self.tp.topic, self.tp.partition))
-            .and_then(|p| p.group_id())
-            != Some(group)
+        self.hosted().and_then(|p| p.group_id()) != Some(group)
     }
 
     /// Follows `partition` when it is another creation of the topic than
@@ -216,10 +208,15 @@ impl LocalReader {
     /// Whether the partition holds committed records at or past the
     /// position.
     pub fn has_more(&self) -> bool {
-        self.node
-            .upgrade()
-            .and_then(|b| b.partition(&self.tp.topic, self.tp.partition))
+        self.hosted()
             .is_some_and(|p| p.high_watermark() > self.position)
+    }
+
+    /// This node's replica of the partition read, when it hosts one.
+    fn hosted(&self) -> Option<std::sync::Arc<crate::partition::Partition>> {
+        self.node
+            .upgrade()?
+            .partition(&self.tp.topic, self.tp.partition)
     }
 
     /// The partition read.
@@ -241,13 +238,7 @@ impl LocalReader {
             // the wait below.
             let mut commits: Vec<_> = readers
                 .iter()
-                .filter_map(|r| {
-                    let b = r.node.upgrade()?;
-                    Some(
-                        b.partition(&r.tp.topic, r.tp.partition)?
-                            .subscribe_high_watermark(),
-                    )
-                })
+                .filter_map(|r| Some(r.hosted()?.subscribe_high_watermark()))
                 .collect();
             let mut out = Vec::new();
             for (i, r) in readers.iter_mut().enumerate() {
@@ -291,11 +282,7 @@ impl LocalReader {
     pub async fn poll(&mut self, timeout: Duration) -> Result<FetchedBatches, TaskError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let partition = self
-                .node
-                .upgrade()
-                .and_then(|b| b.partition(&self.tp.topic, self.tp.partition));
-            let Some(partition) = partition else {
+            let Some(partition) = self.hosted() else {
                 // Not (yet, or no longer) hosted here: the task's tending
                 // stops it if its node does not lead the partition.
                 tokio::time::sleep_until(deadline).await;

@@ -6,6 +6,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+/// Escapes everything but unreserved characters for a query string.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Sends `method path` with an optional JSON `body` to the admin listener at
 /// `addr`; returns the status code and the body.
 pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {

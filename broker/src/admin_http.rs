@@ -266,9 +266,11 @@ async fn jobs(req: &Request, path: &str, broker: &Arc<crate::broker::Broker>) ->
 
 /// `GET /v1/jobs/NAME/state?key=K`: the open windows of group K. K is the
 /// key column's value (`17`, `"a"` or `a`), or a JSON array of the values
-/// when the job groups by several columns (`[]` by none).
+/// when the job groups by several columns (`[]` by none). An unquoted
+/// number or boolean that no group has is looked up as text too (`17` finds
+/// the group of the string `"17"`: most keys are text, and a shell eats the
+/// quotes); quoted, it is text only.
 async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str) -> Answer {
-    let forwarded = query.split('&').any(|kv| kv == FORWARDED);
     let Some(raw) = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -284,6 +286,11 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
     let keys = columns.as_ref().map_or(1, Vec::len);
     let parsed = serde_json::from_str::<serde_json::Value>(&raw)
         .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
+    // The text of a bare number or boolean, for a second look (by the node
+    // asked first: a forwarded request names the group it found).
+    let forwarded = query.split('&').any(|kv| kv == FORWARDED);
+    let as_text = (keys == 1 && !forwarded && (parsed.is_number() || parsed.is_boolean()))
+        .then(|| vec![serde_json::Value::String(raw.trim().to_string())]);
     // One key column: the value as given (an array too); none or several:
     // a JSON array of the values (`[]` for a job grouping by its window
     // alone).
@@ -305,6 +312,32 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
             ),
         );
     }
+    let text_differs = as_text.as_ref().is_some_and(|t| *t != values);
+    let answer = open_windows(broker, name, query, values).await;
+    match as_text {
+        Some(text) if text_differs && answer.0 == "200 OK" && answer.2.trim() == "[]" => {
+            open_windows(broker, name, query, text).await
+        }
+        _ => answer,
+    }
+}
+
+/// The open windows of group `values` in job `name`, asked of the node
+/// running the task that holds them (`query` is the request's, passed on).
+async fn open_windows(
+    broker: &Arc<crate::broker::Broker>,
+    name: &str,
+    query: &str,
+    values: Vec<serde_json::Value>,
+) -> Answer {
+    let forwarded = query.split('&').any(|kv| kv == FORWARDED);
+    // Passed on as the values looked up, so that the node asked looks up
+    // the same group (one column: its value; several: their array).
+    let asked = match values.as_slice() {
+        [one] => one.to_string(),
+        all => serde_json::Value::Array(all.to_vec()).to_string(),
+    };
+    let query = &format!("key={}", crate::admin_client::percent_encode(&asked));
     match broker.jobs.query(broker, name, values).await {
         Ok(windows) => windows_answer(&windows),
         Err(QueryError::Elsewhere { node, .. }) if !forwarded => {

@@ -313,31 +313,47 @@ pub fn dispatch(
             }
         )),
         OffsetCommitRequest::KEY => route!(broker, buf, k, v, c, OffsetCommitRequest, |b, r| Some(
-            match b.coordinator(&r.group_id.0) {
-                Some(g) => g.offset_commit(r, version).await,
-                None => handlers::not_coordinator::offset_commit(&r),
+            match (
+                handlers::job_groups::offset_commit(&b, &r, &client.client_id),
+                b.coordinator(&r.group_id.0),
+            ) {
+                (Some(refused), _) => refused,
+                (None, Some(g)) => g.offset_commit(r, version).await,
+                (None, None) => handlers::not_coordinator::offset_commit(&r),
             }
         )),
         OffsetFetchRequest::KEY => route!(broker, buf, k, v, c, OffsetFetchRequest, |b, r| Some(
             handlers::group_routing::offset_fetch(&b, r, version).await
         )),
         OffsetDeleteRequest::KEY => route!(broker, buf, k, v, c, OffsetDeleteRequest, |b, r| Some(
-            match b.coordinator(&r.group_id.0) {
-                Some(g) => g.offset_delete(r, version).await,
-                None => handlers::not_coordinator::offset_delete(),
+            match (
+                handlers::job_groups::offset_delete(&b, &r, &client.client_id),
+                b.coordinator(&r.group_id.0),
+            ) {
+                (Some(refused), _) => refused,
+                (None, Some(g)) => g.offset_delete(r, version).await,
+                (None, None) => handlers::not_coordinator::offset_delete(),
             }
         )),
         ListGroupsRequest::KEY => route!(broker, buf, k, v, c, ListGroupsRequest, |b, r| Some(
-            b.list_groups(r, version).await
+            handlers::job_groups::list_groups(&b, r, version).await
         )),
         DescribeGroupsRequest::KEY => {
-            route!(broker, buf, k, v, c, DescribeGroupsRequest, |b, r| Some(
-                handlers::group_routing::describe_groups(&b, r, version).await
-            ))
+            route!(broker, buf, k, v, c, DescribeGroupsRequest, |b, r| Some({
+                let mut resp = handlers::group_routing::describe_groups(&b, r, version).await;
+                handlers::job_groups::describe_groups(&b, &mut resp);
+                resp
+            }))
         }
-        DeleteGroupsRequest::KEY => route!(broker, buf, k, v, c, DeleteGroupsRequest, |b, r| Some(
-            handlers::group_routing::delete_groups(&b, r, version).await
-        )),
+        DeleteGroupsRequest::KEY => {
+            route!(broker, buf, k, v, c, DeleteGroupsRequest, |b, r| Some({
+                let (rest, mut refused) =
+                    handlers::job_groups::delete_groups(&b, r, &client.client_id);
+                let done = handlers::group_routing::delete_groups(&b, rest, version).await;
+                refused.results.extend(done.results);
+                refused
+            }))
+        }
         other => return Err(RequestError::UnknownApi(other)),
     };
     Ok(fut)

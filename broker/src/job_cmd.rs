@@ -173,7 +173,10 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         JobCmd::Query { name, key, admin } => {
-            let path = format!("/v1/jobs/{name}/state?key={}", percent_encode(&key));
+            let path = format!(
+                "/v1/jobs/{name}/state?key={}",
+                weir_broker::admin_client::percent_encode(&key)
+            );
             let (status, answer) = request(&admin.admin, "GET", &path, None)?;
             check(status, &answer)?;
             let windows: Vec<serde_json::Value> = serde_json::from_str(&answer)?;
@@ -189,19 +192,6 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Escapes everything but unreserved characters for a query string.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Fails with the node's error message unless the status is 2xx.

@@ -281,6 +281,11 @@ impl MetadataStore {
         self.snapshot().jobs.clone()
     }
 
+    /// Whether stream job `name` exists.
+    pub fn has_job(&self, name: &str) -> bool {
+        self.snapshot().jobs.contains_key(name)
+    }
+
     /// Registered brokers.
     pub fn brokers(&self) -> BTreeMap<i32, BrokerMeta> {
         self.snapshot().brokers.clone()

@@ -2309,3 +2309,192 @@ async fn clients_cannot_write_a_jobs_internal_topics() -> Result<()> {
     let got = totals(&read_topic(&bootstrap, &out, want.len()).await?)?;
     exactly_once(&got, &want)
 }
+
+/// Sends each of `values` (JSON texts) to partition 0 of `topic`.
+async fn produce_values(bootstrap: &str, topic: &str, values: &[&str]) -> Result<()> {
+    let producer = ProducerConfig::new(bootstrap).build().await?;
+    let mut delivered = Vec::new();
+    for v in values {
+        delivered.push(
+            producer
+                .send(ProducerRecord::new(topic, v.to_string()).partition(0))
+                .await?,
+        );
+    }
+    producer.flush().await?;
+    for d in delivered {
+        d.await.context("an input record was not delivered")?;
+    }
+    Ok(())
+}
+
+/// The sums `weir job query NAME --key KEY` returns, in window order.
+fn queried_sums(admin: &str, name: &str, key: &str) -> Result<Vec<i64>> {
+    let text = weir(&["job", "query", name, "--key", key, "--admin", admin])?;
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            v["s"].as_i64().with_context(|| format!("no sum in {l}"))
+        })
+        .collect()
+}
+
+/// Found from outside: `weir job query --key 17` found nothing when the
+/// key column holds the text "17" (the shell had eaten the quotes of
+/// `'"17"'`). A bare number is now looked up as text when no group has
+/// the number; quoted, it is text only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_number_queries_a_text_key() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    create_input(&bootstrap, "keys_in", 1, -1).await?;
+    produce_values(
+        &bootstrap,
+        "keys_in",
+        &[
+            r#"{"customerId": "17", "ts": 1000, "v": 1}"#,
+            r#"{"customerId": "17", "ts": 1500, "v": 2}"#,
+            r#"{"customerId": "18", "ts": 1700, "v": 40}"#,
+        ],
+    )
+    .await?;
+    weir(&[
+        "job",
+        "create",
+        "keys",
+        "--sql",
+        "INSERT INTO keys_out SELECT customerId, SUM(v) AS s FROM keys_in \
+         GROUP BY customerId, TUMBLE(ts, INTERVAL '10' SECOND)",
+        "--admin",
+        &admin,
+    ])?;
+    await_read(&admin, "keys", 3)?;
+    ensure!(queried_sums(&admin, "keys", "17")? == [3], "bare 17");
+    ensure!(queried_sums(&admin, "keys", "\"17\"")? == [3], "quoted 17");
+    ensure!(
+        queried_sums(&admin, "keys", "19")?.is_empty(),
+        "no group 19"
+    );
+    // A number key beside the text one: bare is the number, quoted the text.
+    produce_values(
+        &bootstrap,
+        "keys_in",
+        &[r#"{"customerId": 17, "ts": 1200, "v": 5}"#],
+    )
+    .await?;
+    await_read(&admin, "keys", 4)?;
+    ensure!(
+        queried_sums(&admin, "keys", "17")? == [5],
+        "bare 17 beside \"17\""
+    );
+    ensure!(
+        queried_sums(&admin, "keys", "\"17\"")? == [3],
+        "quoted 17 beside 17"
+    );
+    Ok(())
+}
+
+/// Found from outside: `weir group reset-offsets` on a running job's group
+/// was accepted and changed nothing (the job resumes from its checkpoints,
+/// and its next commit overwrote the reset), and `group delete` deleted a
+/// group the job's next commit brought back. As for a Kafka group with
+/// active members: the group shows `Stable`, reset-offsets is refused
+/// naming the job, a client's commit gets UNKNOWN_MEMBER_ID, OffsetDelete
+/// GROUP_SUBSCRIBED_TO_TOPIC and DeleteGroups NON_EMPTY_GROUP; the job's own
+/// commits go on. Once the job is dropped its group is an ordinary one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
+    use weir_tests::raw::{self, RawConn};
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    create_input(&bootstrap, "held-in", 3, -1).await?;
+    let evs = events();
+    produce(&bootstrap, "held-in", &half(&evs, true)).await?;
+    weir(&[
+        "job",
+        "create",
+        "held",
+        "--sql",
+        &totals_sql("held-in", "held-out"),
+        "--admin",
+        &admin,
+    ])?;
+    let first = half(&evs, true).len() as i64;
+    await_read(&admin, "held", first)?;
+    let group = "weir-job-held";
+    let committed = |want: i64| -> Result<()> {
+        weir_tests::poll_until(Duration::from_secs(30), || {
+            let text = weir(&["group", "describe", group, "--bootstrap", &bootstrap])?;
+            let sum: i64 = text
+                .lines()
+                .filter(|l| l.starts_with("held-in"))
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<i64>().ok())
+                .sum();
+            Ok((text.contains("State: Stable") && sum == want).then_some(text))
+        })
+        .map(|_| ())
+        .with_context(|| format!("the job's group never showed Stable with {want} committed"))
+    };
+    committed(first)?;
+    let listed = weir(&["group", "list", "--bootstrap", &bootstrap])?;
+    ensure!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(group) && l.ends_with("Stable")),
+        "group list:\n{listed}"
+    );
+    let refused = weir(&[
+        "group",
+        "reset-offsets",
+        group,
+        "--topic",
+        "held-in",
+        "--to-earliest",
+        "--bootstrap",
+        &bootstrap,
+    ])
+    .err()
+    .context("reset-offsets of a running job's group was accepted")?;
+    ensure!(refused.to_string().contains("stream job"), "{refused}");
+    ensure!(
+        weir(&["group", "delete", group, "--bootstrap", &bootstrap]).is_err(),
+        "deleting a running job's group was accepted"
+    );
+    let mut c = RawConn::connect(&bootstrap)?;
+    let code = raw::offset_commit(&mut c, group, "held-in", 0, 0)?;
+    ensure!(code == 25, "a client's OffsetCommit: error {code}");
+    {
+        use kafka_protocol::messages::offset_delete_request::{
+            OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        use kafka_protocol::messages::{GroupId, OffsetDeleteRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let req = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_topics(vec![OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("held-in")))
+                .with_partitions(vec![
+                    OffsetDeleteRequestPartition::default().with_partition_index(0)
+                ])]);
+        let resp = c.request(0, &req)?;
+        let code = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| p.error_code);
+        ensure!(code == Some(86), "a client's OffsetDelete: {resp:?}");
+    }
+    // The job's own commits go on, and its offsets are its own.
+    produce(&bootstrap, "held-in", &half(&evs, false)).await?;
+    let all = evs.len() as i64;
+    await_read(&admin, "held", all)?;
+    committed(all)?;
+    // Dropped, its group is an ordinary empty one (which the node deletes).
+    weir(&["job", "drop", "held", "--admin", &admin])?;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let groups = weir(&["group", "list", "--bootstrap", &bootstrap])?;
+        Ok((!groups.contains(group)).then_some(()))
+    })
+    .context("the dropped job's group was not deleted")?;
+    Ok(())
+}

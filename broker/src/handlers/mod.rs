@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod group_routing;
 pub mod init_producer_id;
+pub mod job_groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod not_coordinator;

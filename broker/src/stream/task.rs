@@ -164,7 +164,8 @@ pub async fn group_committer(
     tps: Vec<TopicPartition>,
 ) -> Result<weir_client::Consumer, TaskError> {
     let mut c = ConsumerConfig::new(bootstrap)
-        .client_id(def.group())
+        // A task's commits, told from clients' ([`crate::handlers::job_groups`]).
+        .client_id(crate::reserved::task_client_id(&def.group()))
         .group(def.group())
         .auto_commit(false)
         .build()

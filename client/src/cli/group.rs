@@ -166,6 +166,28 @@ async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
 
 async fn reset(a: ResetArgs) -> anyhow::Result<()> {
     let admin = Admin::connect(a.connect.client_config()).await?;
+    // As Kafka's tool: a group with active members would not see the new
+    // offsets (and its next commit overwrites them).
+    for g in admin
+        .describe_groups(std::slice::from_ref(&a.group))
+        .await?
+    {
+        if g.state != "Empty" && g.state != "Dead" {
+            let why = match g.protocol.as_str() {
+                // Reported by Weir for a stream job's group.
+                "weir-job" => {
+                    "; it is the group of a stream job, which resumes from its own \
+                               checkpoints: drop the job first, or create another job with --from"
+                }
+                _ => "",
+            };
+            anyhow::bail!(
+                "offsets can only be reset while group {} is inactive, but its state is {}{why}",
+                a.group,
+                g.state
+            );
+        }
+    }
     let mut tps = Vec::new();
     for t in &a.topic {
         tps.extend(admin.partitions(t).await?);

@@ -216,35 +216,67 @@ pub struct WindowResult {
 /// A result's aggregate values: the accumulators its window left (a final
 /// result takes them over; each becomes JSON only as it is written), or
 /// values already JSON (a Top-N's ranked rows).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Values {
     /// The window's accumulators, in plan order.
     Accs(Vec<Acc>),
+    /// The window's accumulators within those of every window of its start
+    /// (a fixed window's, which fired together): `n` from `at`.
+    Shared {
+        /// The accumulators of the start's windows, `n` per window.
+        all: Arc<Vec<Acc>>,
+        /// Where this window's begin.
+        at: u32,
+        /// How many it has.
+        n: u32,
+    },
     /// JSON values, in plan order.
     Json(Vec<Value>),
 }
 
+/// Equal when they hold the same accumulators (wherever they are kept), or
+/// the same JSON values.
+impl PartialEq for Values {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Values::Json(a), Values::Json(b)) => a == b,
+            _ => self.accs().is_some_and(|a| Some(a) == other.accs()),
+        }
+    }
+}
+
 impl Values {
+    /// The accumulators, when the values are still those.
+    fn accs(&self) -> Option<&[Acc]> {
+        match self {
+            Values::Accs(a) => Some(a),
+            Values::Shared { all, at, n } => {
+                all.get(*at as usize..(*at as usize).saturating_add(*n as usize))
+            }
+            Values::Json(_) => None,
+        }
+    }
+
     /// Value `i` (`None` past the last).
     pub fn get(&self, i: usize) -> Option<Value> {
-        match self {
-            Values::Accs(a) => a.get(i).map(Acc::value),
-            Values::Json(v) => v.get(i).cloned(),
+        match (self, self.accs()) {
+            (Values::Json(v), _) => v.get(i).cloned(),
+            (_, a) => a?.get(i).map(Acc::value),
         }
     }
 
     /// Every value, as JSON.
     pub fn json(&self) -> Vec<Value> {
-        match self {
-            Values::Accs(a) => a.iter().map(Acc::value).collect(),
-            Values::Json(v) => v.clone(),
+        match (self, self.accs()) {
+            (Values::Json(v), _) => v.clone(),
+            (_, a) => a.unwrap_or_default().iter().map(Acc::value).collect(),
         }
     }
 
     /// Writes value `i` as JSON text to `out` (null past the last).
     pub fn write_json(&self, i: usize, out: &mut bytes::BytesMut) {
         match self {
-            Values::Accs(a) => match a.get(i) {
+            Values::Accs(_) | Values::Shared { .. } => match self.accs().and_then(|a| a.get(i)) {
                 Some(acc) => acc.write_json(out),
                 None => out.extend_from_slice(b"null"),
             },
@@ -287,7 +319,7 @@ pub struct WindowOperator {
     /// the first starts are the next to fire and need no timers of their
     /// own.
     #[serde(with = "fixed_serde")]
-    fixed: BTreeMap<i64, KeyMap<Vec<Acc>>>,
+    fixed: BTreeMap<i64, Start>,
     /// Sessions of each key, disjoint, by start.
     sessions: KeyMap<Vec<Session>>,
     /// (close, key, start) timers of the open sessions: each open session
@@ -303,14 +335,63 @@ pub struct WindowOperator {
     spare: Spare,
 }
 
+/// The windows of one start (tumbling or hopping): each key's accumulators
+/// are `n` in one list shared by the start's windows, so that a key opening
+/// a window allocates nothing of its own, and the windows' results, which
+/// fire together, share the list ([`Values::Shared`]).
+#[derive(Debug, Clone)]
+struct Start {
+    /// Key → where its accumulators begin in `accs`.
+    keys: KeyMap<u32>,
+    /// Every window's accumulators, `n` after another, in the order the
+    /// keys came.
+    accs: Vec<Acc>,
+}
+
+impl Start {
+    /// An empty start whose maps are sized for `keys` keys of `n`
+    /// accumulators (or reuse `map`).
+    fn with(map: Option<KeyMap<u32>>, keys: usize, n: usize) -> Self {
+        Start {
+            keys: map.unwrap_or_else(|| KeyMap::with_capacity_and_hasher(keys, Default::default())),
+            accs: Vec::with_capacity(keys * n),
+        }
+    }
+
+    /// `key`'s accumulators, if it has a window here.
+    fn get(&self, key: &str, n: usize) -> Option<&[Acc]> {
+        let at = *self.keys.get(key)? as usize;
+        self.accs.get(at..at + n)
+    }
+
+    /// How many accumulators each window has.
+    fn per_window(&self) -> usize {
+        self.accs.len() / self.keys.len().max(1)
+    }
+}
+
+/// Equal when the same keys have windows with the same accumulators, in
+/// whatever order they came (a checkpoint read back lists them by key).
+impl PartialEq for Start {
+    fn eq(&self, other: &Self) -> bool {
+        let n = self.per_window();
+        self.keys.len() == other.keys.len()
+            && n == other.per_window()
+            && self.keys.keys().all(|k| {
+                self.get(k.as_str(), n)
+                    .is_some_and(|a| Some(a) == other.get(k.as_str(), n))
+            })
+    }
+}
+
 /// What [`WindowOperator::fire`] keeps for next time instead of freeing: the
 /// emptied key maps of fired starts (each as large as a start's keys), and
 /// the list their windows are sorted in. Equal to any other, cloned empty:
 /// it is no part of an operator's state.
 #[derive(Debug, Default)]
 struct Spare {
-    maps: Vec<KeyMap<Vec<Acc>>>,
-    closing: Vec<(u64, GroupKey, Vec<Acc>)>,
+    maps: Vec<KeyMap<u32>>,
+    closing: Vec<(u64, GroupKey, u32)>,
 }
 
 /// Session timers `(close, key, start)`, soonest first (then by key, so
@@ -381,17 +462,24 @@ impl PartialEq for Spare {
 /// and start (JSON maps need string keys; checkpoints written before the map
 /// was by start read alike).
 mod fixed_serde {
-    use super::{Acc, GroupKey, KeyMap};
+    use super::{Acc, GroupKey, Start};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::BTreeMap;
 
-    type Map = BTreeMap<i64, KeyMap<Vec<Acc>>>;
+    type Map = BTreeMap<i64, Start>;
 
     pub(super) fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
-        let mut v: Vec<((&GroupKey, i64), &Vec<Acc>)> = m
-            .iter()
-            .flat_map(|(start, keys)| keys.iter().map(move |(k, accs)| ((k, *start), accs)))
-            .collect();
+        let mut v: Vec<((&GroupKey, i64), &[Acc])> = Vec::new();
+        for (start, windows) in m {
+            let n = windows.per_window();
+            for (k, at) in &windows.keys {
+                let at = *at as usize;
+                v.push((
+                    (k, *start),
+                    windows.accs.get(at..at + n).unwrap_or_default(),
+                ));
+            }
+        }
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         v.serialize(s)
     }
@@ -400,7 +488,22 @@ mod fixed_serde {
         let v: Vec<((GroupKey, i64), Vec<Acc>)> = Vec::deserialize(d)?;
         let mut m = Map::new();
         for ((key, start), accs) in v {
-            m.entry(start).or_default().insert(key, accs);
+            let w = m.entry(start).or_insert_with(|| Start::with(None, 0, 0));
+            let n = w.per_window();
+            if !w.keys.is_empty() && accs.len() != n {
+                return Err(serde::de::Error::custom(format!(
+                    "window {start} of {key:?}: {} accumulators, others have {n}",
+                    accs.len()
+                )));
+            }
+            if w.keys.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "window {start} of {key:?} is listed twice"
+                )));
+            }
+            let at = u32::try_from(w.accs.len()).map_err(serde::de::Error::custom)?;
+            w.keys.insert(key, at);
+            w.accs.extend(accs);
         }
         Ok(m)
     }
@@ -438,7 +541,7 @@ impl WindowOperator {
 
     /// Windows not yet emitted as final.
     pub fn open_windows(&self) -> usize {
-        self.fixed.values().map(KeyMap::len).sum::<usize>()
+        self.fixed.values().map(|w| w.keys.len()).sum::<usize>()
             + self.sessions.values().map(Vec::len).sum::<usize>()
     }
 
@@ -456,7 +559,7 @@ impl WindowOperator {
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => self
                 .fixed
                 .iter()
-                .filter_map(|(start, keys)| Some((start, keys.get(key)?)))
+                .filter_map(|(start, w)| Some((start, w.get(key.as_str(), self.kinds.len())?)))
                 .map(|(start, accs)| result(key, *start, start + self.fixed_size(), accs, false))
                 .collect(),
         };
@@ -573,23 +676,28 @@ impl WindowOperator {
             let hint = self
                 .fixed
                 .first_key_value()
-                .map_or(0, |(_, keys)| keys.len());
+                .map_or(0, |(_, w)| w.keys.len());
+            let n = self.kinds.len();
             let spare = &mut self.spare.maps;
-            let keys = self.fixed.entry(start).or_insert_with(|| {
-                spare
-                    .pop()
-                    .unwrap_or_else(|| KeyMap::with_capacity_and_hasher(hint, Default::default()))
-            });
+            let windows = self
+                .fixed
+                .entry(start)
+                .or_insert_with(|| Start::with(spare.pop(), hint, n));
             // Looked up by text: the key is shared (allocated) only when
             // it opens a window of this start.
-            let accs = match keys.get_mut(row.key) {
-                Some(accs) => accs,
+            let at = match windows.keys.get(row.key) {
+                Some(at) => *at as usize,
                 None => {
+                    let at = windows.accs.len();
                     let key = shared.get_or_insert_with(|| GroupKey(row.key.into()));
-                    keys.entry(key.clone())
-                        .or_insert_with(|| self.kinds.iter().map(|k| Acc::new(*k)).collect())
+                    // A start holds fewer than 2^32 accumulators: each
+                    // took a row, and a task reads far fewer per window.
+                    windows.keys.insert(key.clone(), at as u32);
+                    windows.accs.extend(self.kinds.iter().map(|k| Acc::new(*k)));
+                    at
                 }
             };
+            let accs = &mut windows.accs[at..at + n];
             for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
                 acc.add(*kind, arg);
             }
@@ -685,11 +793,11 @@ impl WindowOperator {
             if start.saturating_add(size).saturating_add(self.grace_ms) > f {
                 break;
             }
-            let mut keys = entry.remove();
+            let Start { mut keys, accs } = entry.remove();
             let closing = &mut self.spare.closing;
             closing.extend(
                 keys.drain()
-                    .map(|(key, accs)| (key_prefix(key.as_str()), key, accs)),
+                    .map(|(key, at)| (key_prefix(key.as_str()), key, at)),
             );
             if self.spare.maps.len() < SPARE_MAPS {
                 self.spare.maps.push(keys);
@@ -698,9 +806,15 @@ impl WindowOperator {
             // one number without reading the keys' text.
             closing.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
             let end = start.saturating_add(size);
+            let all = Arc::new(accs);
+            let n = self.kinds.len() as u32;
             out.reserve(closing.len());
-            out.extend(closing.drain(..).map(|(_, key, accs)| WindowResult {
-                values: Values::Accs(accs),
+            out.extend(closing.drain(..).map(|(_, key, at)| WindowResult {
+                values: Values::Shared {
+                    all: Arc::clone(&all),
+                    at,
+                    n,
+                },
                 key,
                 start_ms: start,
                 end_ms: end,

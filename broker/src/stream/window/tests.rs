@@ -398,6 +398,30 @@ fn state_round_trips_through_json() {
             old["fixed_timers"] = json!({ "3700": [[r#"["k1"]"#, 2000]] });
             let old: WindowOperator = serde_json::from_value(old).unwrap();
             assert_eq!(old, op);
+            // Read back, a start's windows are kept in key order, not in
+            // the order their keys came: equal all the same, and a window
+            // changed is not.
+            let mut reordered: Value = serde_json::from_str(&text).unwrap();
+            let fixed = reordered["fixed"].as_array_mut().unwrap();
+            assert!(fixed.len() > 2, "{fixed:?}");
+            fixed.reverse();
+            let reordered: WindowOperator = serde_json::from_value(reordered).unwrap();
+            assert_eq!(reordered, op);
+            let mut changed: Value = serde_json::from_str(&text).unwrap();
+            changed["fixed"][0][1][1] = json!({ "Count": 999 });
+            let changed: WindowOperator = serde_json::from_value(changed).unwrap();
+            assert_ne!(changed, op);
+            // A window listed twice, or with fewer accumulators than the
+            // others of its start, is refused rather than misread.
+            let mut twice: Value = serde_json::from_str(&text).unwrap();
+            let first = twice["fixed"][0].clone();
+            twice["fixed"].as_array_mut().unwrap().push(first);
+            let err = serde_json::from_value::<WindowOperator>(twice).unwrap_err();
+            assert!(err.to_string().contains("listed twice"), "{err}");
+            let mut short: Value = serde_json::from_str(&text).unwrap();
+            short["fixed"][1][1].as_array_mut().unwrap().pop();
+            let err = serde_json::from_value::<WindowOperator>(short).unwrap_err();
+            assert!(err.to_string().contains("accumulators"), "{err}");
             resumed = straight.clone();
             for (k, t, v) in &rows[21..] {
                 back.process(0, row(*k as u8, *t, *v).row(), &mut resumed);

@@ -684,7 +684,7 @@ impl Partition {
     /// Log start, high watermark and log end.
     pub fn offsets(&self) -> Offsets {
         Offsets {
-            log_start: self.log.log_start_offset(),
+            log_start: self.log_start_offset(),
             high_watermark: self.log.high_watermark(),
             log_end: self.log.log_end_offset(),
         }
@@ -695,9 +695,16 @@ impl Partition {
         self.log.high_watermark()
     }
 
-    /// First offset of the log.
+    /// First offset of the log clients see: the log's own start, or the
+    /// start DeleteRecords recorded through the controller (up to the high
+    /// watermark) when this replica has not removed the records below it
+    /// yet (it does at its next maintenance pass). Otherwise a replica that
+    /// became leader before that pass served the deleted records again.
     pub fn log_start_offset(&self) -> i64 {
-        self.log.log_start_offset()
+        let floor = self.log_start_floor.load(Ordering::Acquire);
+        self.log
+            .log_start_offset()
+            .max(floor.min(self.log.high_watermark()))
     }
 
     /// A receiver that sees every high-watermark move (long-polling fetches).
@@ -721,7 +728,9 @@ impl Partition {
         &self,
         timestamp: i64,
     ) -> Result<Option<TimestampOffset>, StorageError> {
-        let found = self.log.offset_for_timestamp(timestamp)?;
+        let found = self
+            .log
+            .offset_for_timestamp_from(timestamp, self.log_start_offset())?;
         Ok(found.filter(|f| f.offset < self.log.high_watermark()))
     }
 
@@ -1091,7 +1100,18 @@ impl Partition {
         } else {
             ReadBound::HighWatermark
         };
-        self.log.read(offset, max_bytes, bound)
+        let start = self.log_start_offset();
+        if offset < start {
+            // Below what DeleteRecords removed (see [`Self::log_start_offset`]).
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: start,
+                log_end: self.log.log_end_offset(),
+            });
+        }
+        let mut read = self.log.read(offset, max_bytes, bound)?;
+        read.log_start_offset = read.log_start_offset.max(start);
+        Ok(read)
     }
 
     /// Reads everything written, committed or not (the group coordinator loading

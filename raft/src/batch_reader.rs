@@ -45,10 +45,14 @@ impl<'a> BatchReader<'a> {
     /// the Raft log requires one batch per data entry, back to back.
     pub(crate) fn next_batch(&mut self) -> Result<(BatchHeader, Bytes)> {
         if self.pos >= self.chunk.len() {
-            self.chunk = self
-                .log
-                .read(self.next, self.ask, ReadBound::LogEnd)?
-                .records;
+            // A log start inside a batch (DeleteRecords or retention at any
+            // offset, as in Kafka) leaves that batch on disk, and its later
+            // records are data: the log reads from its start the batch that
+            // holds it, based where the Raft log expects it (an offset below
+            // the start is refused to consumers, not to the Raft log). Whole
+            // batches gone below it are found missing below.
+            let from = self.next.max(self.log.log_start_offset());
+            self.chunk = self.log.read(from, self.ask, ReadBound::LogEnd)?.records;
             self.pos = 0;
             self.ask = (self.ask * 4).min(MAX_CHUNK);
         }

@@ -632,6 +632,17 @@ impl Log {
     /// watermark; `None` when every record is older. Records are decoded (and
     /// decompressed) without the log's lock.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        self.offset_for_timestamp_from(timestamp, i64::MIN)
+    }
+
+    /// [`Log::offset_for_timestamp`] among the records at or after
+    /// `first` (a start the log has not reached yet, such as a replicated
+    /// partition's DeleteRecords before its replica removed the records).
+    pub fn offset_for_timestamp_from(
+        &self,
+        timestamp: i64,
+        first: i64,
+    ) -> Result<Option<TimestampOffset>> {
         let mut from = i64::MIN;
         loop {
             // Fix: records below the log start are skipped, as in Kafka. The answer
@@ -647,7 +658,7 @@ impl Log {
                     .map(|(k, s)| {
                         (
                             *k,
-                            s.time_view(timestamp, st.log_start),
+                            s.time_view(timestamp, st.log_start.max(first)),
                             st.high_watermark,
                             limit,
                         )

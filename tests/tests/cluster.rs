@@ -1119,6 +1119,96 @@ fn delete_records_on_a_replicated_partition_holds_on_every_replica() -> Result<(
     Ok(())
 }
 
+/// Found from outside: a replica removes what DeleteRecords deleted at its
+/// next maintenance pass (30 s by default), and one that became leader
+/// before its pass served the deleted records again, its log start back at
+/// 0. The start DeleteRecords recorded through the controller is the start
+/// every replica shows at once: ListOffsets EARLIEST, a fetch below it
+/// (OFFSET_OUT_OF_RANGE) and the fetch response's log start.
+#[test]
+fn a_new_leader_hides_what_delete_records_removed_at_once() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    let topic = unique("trimmed-now");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    // One batch of 100 records (kafka-protocol's encoder would write one
+    // per record): the new start, 40, is inside it.
+    let one_batch = weir_storage::record::build_batch(
+        &(0..100)
+            .map(|i| {
+                (
+                    None,
+                    Some(format!("r{i}").into_bytes()),
+                    weir_tests::raw::now_ms(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let (_, base) = c.produce_to_leader(&topic, 0, 0, &one_batch.into())?;
+    ensure!(base == 0, "the batch was written at {base}");
+    // Asked of whoever leads now (leadership may move on a busy machine).
+    let leader = poll_until(Duration::from_secs(30), || {
+        let l = c.new_leader(&topic, 0, 0)?;
+        let mut lc = RawConn::connect(c.node(l).bootstrap())?;
+        let deleted = delete_records(&mut lc, &topic, 0, 40)?;
+        ensure!(
+            deleted == (0, 40) || deleted.0 == 6,
+            "DeleteRecords: {deleted:?}"
+        );
+        Ok((deleted.0 == 0).then_some(l))
+    })?;
+    c.node(leader).kill()?;
+    let new = c.new_leader(&topic, 0, leader)?;
+    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
+    let start = poll_until(Duration::from_secs(30), || {
+        Ok(list_offset(&mut conn, &topic, 0, -2).ok())
+    })?;
+    ensure!(start == 40, "the new leader {new} starts at {start}");
+    let (code, _) = weir_tests::raw::fetch(&mut conn, &topic, 0, 0)?;
+    ensure!(code == 1, "fetch at 0 from the new leader: error {code}");
+    let got = read_all(&mut conn, &topic, 0, 40)?;
+    let want: Vec<(i64, String)> = (40..100).map(|i| (i, format!("r{i}"))).collect();
+    ensure!(got == want, "read from 40: {got:?}");
+    // Found from outside too: the killed leader had removed the records
+    // below 40, and its log now starts inside the batch 0..=99, which its
+    // Raft log still holds (its later records are data). Its Raft log could
+    // not be read again ("offset 0 out of range [40, 100]"): restarted, the
+    // partition stayed offline there, and a leader could not send that
+    // batch to a follower behind it either. Each node restarts and comes
+    // back; the node that was down becomes leader and serves from 40.
+    drop(conn);
+    c.node(leader).restart()?;
+    for n in [1, 2, 3] {
+        if n != leader {
+            c.node(n).restart()?;
+        }
+        let addr = c.node(n).admin_addr().to_string();
+        poll_until(Duration::from_secs(30), || {
+            Ok((weir_tests::http_get(&addr, "/v1/health")?.0 == 200).then_some(()))
+        })
+        .with_context(|| {
+            format!(
+                "node {n} not healthy after its restart: {:?}",
+                weir_tests::http_get(&addr, "/v1/health")
+            )
+        })?;
+    }
+    for n in (1..=3).filter(|n| *n != leader) {
+        c.node(n).kill()?;
+        let now = c.new_leader(&topic, 0, n)?;
+        let mut conn = RawConn::connect(c.node(now).bootstrap())?;
+        let got = poll_until(Duration::from_secs(30), || {
+            Ok(read_all(&mut conn, &topic, 0, 40).ok())
+        })?;
+        ensure!(
+            got == want,
+            "node {now}, leading with node {n} down, read {got:?}"
+        );
+        c.node(n).restart()?;
+    }
+    Ok(())
+}
+
 /// kafkajs keeps producing (idempotent, acks -1) and consuming in a group
 /// while the partition's leader is killed: every send succeeds after
 /// retriable errors only, and the group reads every value.

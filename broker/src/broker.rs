@@ -903,6 +903,34 @@ impl Broker {
         self.controller.leader().unwrap_or(self.config.node_id)
     }
 
+    /// The controller's leader as this node can vouch for it: itself while
+    /// it reaches a quorum of the nodes, another node while that one is
+    /// reachable or a quorum is (an election then replaces a dead one);
+    /// `None` when no controller is known or none can be now.
+    pub fn named_controller(&self) -> Option<i32> {
+        let leader = self.controller.leader()?;
+        let voters: Vec<i32> = self.cluster.peers.keys().copied().collect();
+        let quorum = voters.is_empty() || self.reaches_quorum(&voters);
+        let ok = if leader == self.config.node_id {
+            quorum
+        } else {
+            self.cluster.reachable(leader) || quorum
+        };
+        ok.then_some(leader)
+    }
+
+    /// The leader of hosted partition `p` as Metadata names it
+    /// ([`Broker::leader_of`]; -1 when none can be vouched for).
+    fn named_leader(&self, p: &Partition) -> i32 {
+        match self.meta.topic(&p.tp.topic) {
+            Some(t) => self.leader_of(&p.tp.topic, &t, p.tp.partition).0,
+            None => match p.leadership().role {
+                crate::partition::Role::Leader => self.config.node_id,
+                crate::partition::Role::Follower { leader } => leader,
+            },
+        }
+    }
+
     /// A producer id no node handed out before (blocks of ids come from the
     /// controller). Blocking.
     pub fn next_producer_id(&self) -> Result<i64, TopicChangeError> {
@@ -1248,12 +1276,13 @@ impl Broker {
     /// each partition it leads, each follower's lag in Raft entries.
     pub fn partition_gauges(&self) -> String {
         let hosted = self.hosted();
+        let me = self.config.node_id;
+        // Led as clients are told: not while cut off from a quorum.
         let led: Vec<_> = hosted
             .iter()
-            .filter(|p| matches!(p.leadership().role, crate::partition::Role::Leader))
+            .filter(|p| self.named_leader(p) == me)
             .collect();
         let quiesced = led.iter().filter(|p| p.is_quiesced()).count();
-        let me = self.config.node_id;
         let under = led
             .iter()
             .filter(|p| {
@@ -1304,10 +1333,9 @@ impl Broker {
             .map(|p| {
                 let l = p.leadership();
                 let o = p.offsets();
-                let leader = match l.role {
-                    crate::partition::Role::Leader => self.config.node_id,
-                    crate::partition::Role::Follower { leader } => leader,
-                };
+                // As Metadata names it (found from outside: with two of
+                // three nodes down, the survivor named the dead ones).
+                let leader = self.named_leader(p);
                 let raft = p.raft_status();
                 let replicas = self
                     .replicas(&p.tp.topic, p.tp.partition)
@@ -1343,7 +1371,7 @@ impl Broker {
         serde_json::json!({
             "node_id": self.config.node_id,
             "cluster_id": self.identity.cluster_id,
-            "controller": self.controller.leader(),
+            "controller": self.named_controller(),
             "peers": self.cluster.peers,
             "brokers": brokers,
             "partitions": parts,

@@ -263,7 +263,10 @@ pub(crate) fn status(admin: &str) -> Result<String> {
         out,
         "cluster {}  controller {}",
         first["cluster_id"].as_str().unwrap_or("?"),
+        // None while no node can vouch for one (a quorum down).
         first["controller"]
+            .as_i64()
+            .map_or_else(|| "none".to_string(), |c| c.to_string())
     )?;
     for v in &views {
         let id = v["node_id"].as_i64().unwrap_or(-1);

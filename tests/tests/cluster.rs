@@ -1030,6 +1030,34 @@ fn compaction_on_a_replicated_partition_ships_cleaned_segments_to_a_lagging_foll
     Ok(())
 }
 
+/// Kills `leader` of partition 0 of `topic` and checks that the new leader
+/// starts the log at `start` (ListOffsets EARLIEST) and refuses a fetch at
+/// `below` with OFFSET_OUT_OF_RANGE; a connection to the new leader.
+fn new_leader_starts_at(
+    c: &mut Cluster,
+    topic: &str,
+    leader: i32,
+    start: i64,
+    below: i64,
+) -> Result<RawConn> {
+    c.node(leader).kill()?;
+    let new = c.new_leader(topic, 0, leader)?;
+    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
+    let got = poll_until(Duration::from_secs(30), || {
+        Ok(list_offset(&mut conn, topic, 0, -2).ok())
+    })?;
+    ensure!(
+        got == start,
+        "the new leader {new} starts at {got}, not {start}"
+    );
+    let (code, _) = weir_tests::raw::fetch(&mut conn, topic, 0, below)?;
+    ensure!(
+        code == 1,
+        "fetch at {below} from the new leader {new}: error {code}"
+    );
+    Ok(conn)
+}
+
 /// DeleteRecords on a replicated partition holds on every replica: the
 /// leader answers it (a follower says NOT_LEADER_OR_FOLLOWER), a replica that
 /// was down comes back and raises its log start too, and after the leader is
@@ -1100,15 +1128,7 @@ fn delete_records_on_a_replicated_partition_holds_on_every_replica() -> Result<(
     })
     .context("a replica's log start never reached 25")?;
 
-    c.node(leader).kill()?;
-    let new = c.new_leader(&topic, 0, leader)?;
-    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
-    let start = poll_until(Duration::from_secs(30), || {
-        Ok(list_offset(&mut conn, &topic, 0, -2).ok())
-    })?;
-    ensure!(start == 25, "the new leader {new} starts at {start}");
-    let (code, _) = weir_tests::raw::fetch(&mut conn, &topic, 0, 23)?;
-    ensure!(code == 1, "fetch below the log start: {code}");
+    let mut conn = new_leader_starts_at(&mut c, &topic, leader, 25, 23)?;
     let got = read_all(&mut conn, &topic, 0, 25)?;
     let first_difference = got.iter().zip(&acked[25..]).find(|(g, a)| g != a);
     ensure!(
@@ -1157,15 +1177,7 @@ fn a_new_leader_hides_what_delete_records_removed_at_once() -> Result<()> {
         );
         Ok((deleted.0 == 0).then_some(l))
     })?;
-    c.node(leader).kill()?;
-    let new = c.new_leader(&topic, 0, leader)?;
-    let mut conn = RawConn::connect(c.node(new).bootstrap())?;
-    let start = poll_until(Duration::from_secs(30), || {
-        Ok(list_offset(&mut conn, &topic, 0, -2).ok())
-    })?;
-    ensure!(start == 40, "the new leader {new} starts at {start}");
-    let (code, _) = weir_tests::raw::fetch(&mut conn, &topic, 0, 0)?;
-    ensure!(code == 1, "fetch at 0 from the new leader: error {code}");
+    let mut conn = new_leader_starts_at(&mut c, &topic, leader, 40, 0)?;
     let got = read_all(&mut conn, &topic, 0, 40)?;
     let want: Vec<(i64, String)> = (40..100).map(|i| (i, format!("r{i}"))).collect();
     ensure!(got == want, "read from 40: {got:?}");

@@ -17,9 +17,6 @@
 //! earlier binaries' tasks used). Once the job is dropped its group is an
 //! ordinary empty group, which the node deletes.
 
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsResponse, ListGroupsRequest,
     ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
@@ -73,25 +70,10 @@ pub fn offset_commit(
 ) -> Option<OffsetCommitResponse> {
     let why = refusal(b, &req.group_id.0, client_id)?;
     tracing::info!(client = client_id, "OffsetCommit refused: {why}");
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
-            OffsetCommitResponseTopic::default()
-                .with_name(t.name.clone())
-                .with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(UNKNOWN_MEMBER_ID)
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    Some(OffsetCommitResponse::default().with_topics(topics))
+    Some(super::not_coordinator::offset_commit_refused(
+        req,
+        UNKNOWN_MEMBER_ID,
+    ))
 }
 
 /// OffsetDelete: refused for a job's group (its input is subscribed).

@@ -51,6 +51,11 @@ pub fn leave() -> LeaveGroupResponse {
 
 /// OffsetCommit: every partition of the request.
 pub fn offset_commit(req: &OffsetCommitRequest) -> OffsetCommitResponse {
+    offset_commit_refused(req, NOT_COORDINATOR)
+}
+
+/// OffsetCommit answered `code` for every partition of the request.
+pub fn offset_commit_refused(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
     let topics = req
         .topics
         .iter()
@@ -63,7 +68,7 @@ pub fn offset_commit(req: &OffsetCommitRequest) -> OffsetCommitResponse {
                         .map(|p| {
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(NOT_COORDINATOR)
+                                .with_error_code(code)
                         })
                         .collect(),
                 )

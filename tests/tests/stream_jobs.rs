@@ -2436,6 +2436,15 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
         .with_context(|| format!("the job's group never showed Stable with {want} committed"))
     };
     committed(first)?;
+    // A Stable group has members: one per node running the job's tasks,
+    // assigned the input partitions it leads (found from outside: none).
+    let described = weir(&["group", "describe", group, "--bootstrap", &bootstrap])?;
+    ensure!(
+        described.contains("Members: 1")
+            && described.contains("Member: weir-job-held@node-")
+            && described.contains("Partitions: 3"),
+        "group describe:\n{described}"
+    );
     let listed = weir(&["group", "list", "--bootstrap", &bootstrap])?;
     ensure!(
         listed

@@ -5,9 +5,10 @@
 //! would be silently ignored, and a deleted group would come back at the
 //! tasks' next commit. So, as Kafka treats a group with active members:
 //! - ListGroups and DescribeGroups report it `Stable`, protocol type
-//!   `consumer`, assignor [`JOB_PROTOCOL`] (Kafka's `kafka-consumer-groups
-//!   --reset-offsets` then refuses by itself, as `weir group reset-offsets`
-//!   does, naming the job);
+//!   `consumer`, assignor [`JOB_PROTOCOL`], a member per node running the
+//!   job's tasks with the input partitions it leads (Kafka's
+//!   `kafka-consumer-groups --reset-offsets` then refuses by itself, as
+//!   `weir group reset-offsets` does, naming the job);
 //! - a client's OffsetCommit gets UNKNOWN_MEMBER_ID (what a commit from
 //!   outside an active group gets), OffsetDelete GROUP_SUBSCRIBED_TO_TOPIC
 //!   and DeleteGroups NON_EMPTY_GROUP.
@@ -165,16 +166,72 @@ pub async fn list_groups(
 }
 
 /// DescribeGroups: a job's group is described `Stable`, its assignor
-/// [`JOB_PROTOCOL`] (its tasks are not group members: they read the
-/// partitions their node leads).
+/// [`JOB_PROTOCOL`], with a member per node that runs the job's tasks over
+/// input partitions (its tasks join no group: they read the partitions
+/// their node leads), assigned those partitions, as Kafka's tools show the
+/// members of a group and the partitions each consumes.
 pub fn describe_groups(b: &Broker, resp: &mut DescribeGroupsResponse) {
     for g in &mut resp.groups {
-        if g.error_code == 0 && job_of(b, &g.group_id.0).is_some() {
-            g.group_state = crate::handlers::s(STABLE);
-            g.protocol_type = crate::handlers::s("consumer");
-            g.protocol_data = crate::handlers::s(JOB_PROTOCOL);
+        let Some(job) = job_of(b, &g.group_id.0).filter(|_| g.error_code == 0) else {
+            continue;
+        };
+        g.group_state = crate::handlers::s(STABLE);
+        g.protocol_type = crate::handlers::s("consumer");
+        g.protocol_data = crate::handlers::s(JOB_PROTOCOL);
+        g.members = members(b, job);
+    }
+}
+
+/// A member per node leading partitions of job `job`'s input: id
+/// `weir-job-NAME@node-N`, the tasks' client id, the node's host, and the
+/// input partitions it leads.
+fn members(
+    b: &Broker,
+    job: &str,
+) -> Vec<kafka_protocol::messages::describe_groups_response::DescribedGroupMember> {
+    use kafka_protocol::messages::describe_groups_response::DescribedGroupMember;
+    use weir_client::topic_partition::TopicPartition;
+    let Some(input) = b
+        .meta
+        .jobs()
+        .get(job)
+        .and_then(|d| d.plan().ok())
+        .map(|p| p.input_topic)
+    else {
+        return Vec::new();
+    };
+    let Some(topic) = b.meta.topic(&input) else {
+        return Vec::new();
+    };
+    let mut by_node: std::collections::BTreeMap<i32, Vec<TopicPartition>> = Default::default();
+    for p in 0..topic.partitions {
+        let (leader, _) = b.leader_of(&input, &topic, p);
+        if leader >= 0 {
+            by_node
+                .entry(leader)
+                .or_default()
+                .push(TopicPartition::new(&input, p));
         }
     }
+    let brokers = b.brokers();
+    let group = format!("{GROUP_PREFIX}{job}");
+    by_node
+        .into_iter()
+        .map(|(node, tps)| {
+            let host = brokers.get(&node).map_or("", |m| m.host.as_str());
+            DescribedGroupMember::default()
+                .with_member_id(crate::handlers::s(format!("{group}@node-{node}")))
+                .with_client_id(crate::handlers::s(crate::reserved::task_client_id(&group)))
+                .with_client_host(crate::handlers::s(format!("/{host}")))
+                .with_member_metadata(
+                    weir_client::assignor::encode_subscription(std::slice::from_ref(&input))
+                        .unwrap_or_default(),
+                )
+                .with_member_assignment(
+                    weir_client::assignor::encode_assignment(&tps).unwrap_or_default(),
+                )
+        })
+        .collect()
 }
 
 #[cfg(test)]

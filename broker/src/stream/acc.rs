@@ -440,6 +440,34 @@ mod tests {
         );
     }
 
+    /// Found from outside: `weir job query` showed an open window's AVG one
+    /// unit in the last place off the value the window then wrote (622 / 3
+    /// as 207.33333333333337): the query's answer is JSON text read back by
+    /// the node that forwards it and by the CLI, and serde_json reads
+    /// floats correctly rounded only with its `float_roundtrip` feature.
+    /// Every aggregate's value reads back as itself.
+    #[test]
+    fn values_read_back_from_their_json_text_unchanged() {
+        let tens = vec![json!(100); 10];
+        let cases: [(AggregateKind, &[Value]); 4] = [
+            (AggregateKind::Avg, &[json!(122), json!(284), json!(216)]),
+            (AggregateKind::Avg, &tens),
+            (AggregateKind::Avg, &[json!(1), json!(0), json!(0)]),
+            (AggregateKind::Sum, &[json!(0.1), json!(0.7), json!(1e-7)]),
+        ];
+        for (kind, vals) in cases {
+            let v = run(kind, vals);
+            let text = v.to_string();
+            let back: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, v, "{kind:?} of {vals:?} written as {text}");
+        }
+        // The helper's second case: ten 100s and 260.06.
+        let mut vals = vec![json!(100); 10];
+        vals.push(json!(260.06));
+        let v = run(AggregateKind::Avg, &vals);
+        assert_eq!(serde_json::from_str::<Value>(&v.to_string()).unwrap(), v);
+    }
+
     /// Found from outside: a sum of integers and fractions came out as
     /// `514.4300000000001` (the integer part and the fraction were added
     /// as floats). The exact decimal sum is written as the nearest float,

@@ -460,8 +460,11 @@ fn merge(
         node,
         // Not before a task has reported (found from outside: a job just
         // created said caught up, lag 0, for about a second, so a script
-        // polling for it stopped at once).
-        caught_up: !reports.is_empty(),
+        // polling for it stopped at once), nor while a task is not running
+        // (found from outside on three nodes: a task starting on another
+        // node after a move had not reported, so its partitions were left
+        // out and the job said caught up, lag 0, with a third unread).
+        caught_up: !reports.is_empty() && tasks.iter().all(|t| t.state == "running"),
         ..JobReport::default()
     };
     // The job's firing watermark is the lowest of its aggregate tasks'
@@ -779,6 +782,9 @@ mod tests {
         // Read to the end everywhere, but a shard grew: not caught up.
         let all_read = vec![route(0, 1_000, 0.0), shard(0, Some(1))];
         assert!(merge(1, &tasks, all_read.clone(), none, none).caught_up);
+        // What reported is read, but a task starting elsewhere has not
+        // reported: not caught up.
+        assert!(!merge(1, &waiting, all_read.clone(), none, none).caught_up);
         assert!(!merge(1, &tasks, all_read, none, |_| Some(8)).caught_up);
     }
 }

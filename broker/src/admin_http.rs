@@ -364,6 +364,7 @@ async fn open_windows(
         }
         // Asked by the node that fans the query out: this node's share.
         Err(QueryError::Spread { windows, .. }) => windows_answer(&windows),
+        Err(e @ QueryError::NotRunning(_)) => json_error("503 Service Unavailable", e),
         Err(e) => json_error("409 Conflict", e),
     }
 }

@@ -2507,3 +2507,45 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
     .context("the dropped job's group was not deleted")?;
     Ok(())
 }
+
+/// Found from outside: asked for a key whose task was not running (it was
+/// starting, moving or waiting to restart), a node answered that the task
+/// ran on itself, "ask that node" (409). It now says the task is not
+/// running and to ask again (503, retriable): here a one-node job whose
+/// input gained a partition, so its one task stopped with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_for_a_task_not_running_says_to_ask_again() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    create_input(&bootstrap, "stalled_in", 3, -1).await?;
+    let evs = events();
+    produce(&bootstrap, "stalled_in", &half(&evs, true)).await?;
+    weir(&[
+        "job",
+        "create",
+        "stalled",
+        "--sql",
+        &totals_sql("stalled_in", "stalled_out"),
+        "--admin",
+        &admin,
+    ])?;
+    await_read(&admin, "stalled", half(&evs, true).len() as i64)?;
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_partitions("stalled_in", 4)
+        .await?;
+    weir_tests::poll_until(Duration::from_secs(60), || {
+        let s = job_status(&admin, "stalled")?;
+        Ok(s["state"]
+            .as_str()
+            .is_some_and(|st| st.contains("has 4 partitions now"))
+            .then_some(()))
+    })
+    .context("the job never refused its grown input")?;
+    let (status, body) = weir_tests::http_get(&admin, "/v1/jobs/stalled/state?key=1")?;
+    ensure!(
+        status == 503 && body.contains("not running") && body.contains("ask again"),
+        "a query while the task is not running: {status} {body}"
+    );
+    Ok(())
+}

@@ -156,6 +156,15 @@ impl Jobs {
                 .meta
                 .topic(&topic)
                 .map_or(-1, |t| b.leader_of(&topic, &t, shard).0);
+            if node == b.config.node_id || node < 0 {
+                // Found from outside: during a failover a node answered
+                // that the key's task ran on itself, "ask that node".
+                return Err(QueryError::NotRunning(format!(
+                    "task {} of job {name}, which holds that key's windows, is not running \
+                     now (it starts, moves or restarts after a failure): ask again shortly",
+                    TaskId::Aggregate(shard)
+                )));
+            }
             return Err(QueryError::Elsewhere {
                 job: name.to_string(),
                 task: TaskId::Aggregate(shard),
@@ -318,16 +327,26 @@ async fn ask(
     sender: &mpsc::Sender<super::task::StateQuery>,
     key: super::window::GroupKey,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
-    let failed = |m: String| QueryError::Failed(m);
+    // Retriable: a stopped task restarts (or moves), a busy one answers later.
+    let stopped = || {
+        QueryError::NotRunning(format!(
+            "the task of job {job} holding that key is not running now (it stopped, \
+             moves or restarts; `weir job describe {job}` says why): ask again shortly"
+        ))
+    };
     let (reply, answer) = oneshot::channel();
     sender
         .send(super::task::StateQuery { key, reply })
         .await
-        .map_err(|_| failed(format!("job {job} stopped")))?;
+        .map_err(|_| stopped())?;
     tokio::time::timeout(Duration::from_secs(5), answer)
         .await
-        .map_err(|_| failed(format!("job {job} did not answer in 5 s")))?
-        .map_err(|_| failed(format!("job {job} stopped")))
+        .map_err(|_| {
+            QueryError::NotRunning(format!(
+                "job {job} did not answer in 5 s: ask again shortly"
+            ))
+        })?
+        .map_err(|_| stopped())
 }
 
 /// Starts task `key` of job `def` on this node.
@@ -818,4 +837,8 @@ pub enum QueryError {
     /// The job has not started, stopped, or did not answer.
     #[error("{0}")]
     Failed(String),
+    /// The task holding the key is not running now, and no other node runs
+    /// it either (retriable).
+    #[error("{0}")]
+    NotRunning(String),
 }

@@ -2407,18 +2407,7 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
     use weir_tests::raw::{self, RawConn};
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    create_input(&bootstrap, "held-in", 3, -1).await?;
-    let evs = events();
-    produce(&bootstrap, "held-in", &half(&evs, true)).await?;
-    weir(&[
-        "job",
-        "create",
-        "held",
-        "--sql",
-        &totals_sql("held-in", "held-out"),
-        "--admin",
-        &admin,
-    ])?;
+    let (input, _, evs) = job_over_first_half(&node, "held", &[], false).await?;
     let first = half(&evs, true).len() as i64;
     await_read(&admin, "held", first)?;
     let group = "weir-job-held";
@@ -2427,7 +2416,7 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
             let text = weir(&["group", "describe", group, "--bootstrap", &bootstrap])?;
             let sum: i64 = text
                 .lines()
-                .filter(|l| l.starts_with("held-in"))
+                .filter(|l| l.starts_with(input.as_str()))
                 .filter_map(|l| l.split_whitespace().nth(2)?.parse::<i64>().ok())
                 .sum();
             Ok((text.contains("State: Stable") && sum == want).then_some(text))
@@ -2457,7 +2446,7 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
         "reset-offsets",
         group,
         "--topic",
-        "held-in",
+        &input,
         "--to-earliest",
         "--bootstrap",
         &bootstrap,
@@ -2470,7 +2459,7 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
         "deleting a running job's group was accepted"
     );
     let mut c = RawConn::connect(&bootstrap)?;
-    let code = raw::offset_commit(&mut c, group, "held-in", 0, 0)?;
+    let code = raw::offset_commit(&mut c, group, &input, 0, 0)?;
     ensure!(code == 25, "a client's OffsetCommit: error {code}");
     {
         use kafka_protocol::messages::offset_delete_request::{
@@ -2481,7 +2470,7 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
         let req = OffsetDeleteRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str(group)))
             .with_topics(vec![OffsetDeleteRequestTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str("held-in")))
+                .with_name(TopicName(StrBytes::from_string(input.clone())))
                 .with_partitions(vec![
                     OffsetDeleteRequestPartition::default().with_partition_index(0)
                 ])]);
@@ -2494,7 +2483,7 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
         ensure!(code == Some(86), "a client's OffsetDelete: {resp:?}");
     }
     // The job's own commits go on, and its offsets are its own.
-    produce(&bootstrap, "held-in", &half(&evs, false)).await?;
+    produce(&bootstrap, &input, &half(&evs, false)).await?;
     let all = evs.len() as i64;
     await_read(&admin, "held", all)?;
     committed(all)?;
@@ -2517,22 +2506,11 @@ async fn a_running_jobs_group_is_active_to_clients() -> Result<()> {
 async fn a_query_for_a_task_not_running_says_to_ask_again() -> Result<()> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    create_input(&bootstrap, "stalled_in", 3, -1).await?;
-    let evs = events();
-    produce(&bootstrap, "stalled_in", &half(&evs, true)).await?;
-    weir(&[
-        "job",
-        "create",
-        "stalled",
-        "--sql",
-        &totals_sql("stalled_in", "stalled_out"),
-        "--admin",
-        &admin,
-    ])?;
+    let (input, _, evs) = job_over_first_half(&node, "stalled", &[], false).await?;
     await_read(&admin, "stalled", half(&evs, true).len() as i64)?;
     Admin::connect(ClientConfig::new(&bootstrap))
         .await?
-        .create_partitions("stalled_in", 4)
+        .create_partitions(&input, 4)
         .await?;
     weir_tests::poll_until(Duration::from_secs(60), || {
         let s = job_status(&admin, "stalled")?;

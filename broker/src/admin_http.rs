@@ -313,24 +313,24 @@ async fn job_state(broker: &Arc<crate::broker::Broker>, name: &str, query: &str)
         );
     }
     let text_differs = as_text.as_ref().is_some_and(|t| *t != values);
-    let answer = open_windows(broker, name, query, values).await;
+    let answer = open_windows(broker, name, forwarded, values).await;
     match as_text {
         Some(text) if text_differs && answer.0 == "200 OK" && answer.2.trim() == "[]" => {
-            open_windows(broker, name, query, text).await
+            open_windows(broker, name, forwarded, text).await
         }
         _ => answer,
     }
 }
 
 /// The open windows of group `values` in job `name`, asked of the node
-/// running the task that holds them (`query` is the request's, passed on).
+/// running the task that holds them (unless this request was `forwarded`
+/// by another node already).
 async fn open_windows(
     broker: &Arc<crate::broker::Broker>,
     name: &str,
-    query: &str,
+    forwarded: bool,
     values: Vec<serde_json::Value>,
 ) -> Answer {
-    let forwarded = query.split('&').any(|kv| kv == FORWARDED);
     // Passed on as the values looked up, so that the node asked looks up
     // the same group (one column: its value; several: their array).
     let asked = match values.as_slice() {

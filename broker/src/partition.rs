@@ -1100,17 +1100,22 @@ impl Partition {
         } else {
             ReadBound::HighWatermark
         };
-        let start = self.log_start_offset();
-        if offset < start {
-            // Below what DeleteRecords removed (see [`Self::log_start_offset`]).
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start: start,
-                log_end: self.log.log_end_offset(),
-            });
+        // Below what DeleteRecords removed (see [`Self::log_start_offset`]);
+        // only an atomic load on the usual path, where the floor is 0 or
+        // the log's start already.
+        let floor = self.log_start_floor.load(Ordering::Acquire);
+        if offset < floor {
+            let start = self.log_start_offset();
+            if offset < start {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start: start,
+                    log_end: self.log.log_end_offset(),
+                });
+            }
         }
         let mut read = self.log.read(offset, max_bytes, bound)?;
-        read.log_start_offset = read.log_start_offset.max(start);
+        read.log_start_offset = read.log_start_offset.max(floor.min(read.high_watermark));
         Ok(read)
     }
 

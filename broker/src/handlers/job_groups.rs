@@ -25,6 +25,7 @@ use kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
+use crate::group::GroupError;
 use crate::stream::job::GROUP_PREFIX;
 
 /// The assignor a job's group reports (DescribeGroups' `protocol_data`).
@@ -32,10 +33,6 @@ pub const JOB_PROTOCOL: &str = "weir-job";
 
 /// Kafka's state name of a group with active members.
 const STABLE: &str = "Stable";
-
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const NON_EMPTY_GROUP: i16 = 68;
-const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
 /// The job whose consumer group `group` is, if that job exists.
 pub fn job_of<'a>(b: &Broker, group: &'a str) -> Option<&'a str> {
@@ -71,9 +68,10 @@ pub fn offset_commit(
 ) -> Option<OffsetCommitResponse> {
     let why = refusal(b, &req.group_id.0, client_id)?;
     tracing::info!(client = client_id, "OffsetCommit refused: {why}");
+    let refused = GroupError::unknown_member(&req.group_id.0, &req.member_id);
     Some(super::not_coordinator::offset_commit_refused(
         req,
-        UNKNOWN_MEMBER_ID,
+        refused.code(),
     ))
 }
 
@@ -94,16 +92,20 @@ pub fn offset_delete(
         .map(|t| {
             OffsetDeleteResponseTopic::default()
                 .with_name(t.name.clone())
-                .with_partitions(
+                .with_partitions({
+                    let subscribed = GroupError::GroupSubscribedToTopic {
+                        group_id: req.group_id.0.to_string(),
+                        topic: t.name.0.to_string(),
+                    };
                     t.partitions
                         .iter()
                         .map(|p| {
                             OffsetDeleteResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(GROUP_SUBSCRIBED_TO_TOPIC)
+                                .with_error_code(subscribed.code())
                         })
-                        .collect(),
-                )
+                        .collect()
+                })
         })
         .collect();
     Some(OffsetDeleteResponse::default().with_topics(topics))
@@ -125,7 +127,7 @@ pub fn delete_groups(
                 refused.results.push(
                     DeletableGroupResult::default()
                         .with_group_id(g.clone())
-                        .with_error_code(NON_EMPTY_GROUP),
+                        .with_error_code(GroupError::NonEmptyGroup(g.0.to_string()).code()),
                 );
                 false
             }

@@ -226,9 +226,9 @@ pub enum Values {
         /// The accumulators of the start's windows, `n` per window.
         all: Arc<Vec<Acc>>,
         /// Where this window's begin.
-        at: u32,
+        at: usize,
         /// How many it has.
-        n: u32,
+        n: usize,
     },
     /// JSON values, in plan order.
     Json(Vec<Value>),
@@ -250,26 +250,29 @@ impl Values {
     fn accs(&self) -> Option<&[Acc]> {
         match self {
             Values::Accs(a) => Some(a),
-            Values::Shared { all, at, n } => {
-                all.get(*at as usize..(*at as usize).saturating_add(*n as usize))
-            }
+            Values::Shared { all, at, n } => all.get(*at..at.saturating_add(*n)),
             Values::Json(_) => None,
         }
     }
 
     /// Value `i` (`None` past the last).
     pub fn get(&self, i: usize) -> Option<Value> {
-        match (self, self.accs()) {
-            (Values::Json(v), _) => v.get(i).cloned(),
-            (_, a) => a?.get(i).map(Acc::value),
+        match self {
+            Values::Json(v) => v.get(i).cloned(),
+            _ => self.accs()?.get(i).map(Acc::value),
         }
     }
 
     /// Every value, as JSON.
     pub fn json(&self) -> Vec<Value> {
-        match (self, self.accs()) {
-            (Values::Json(v), _) => v.clone(),
-            (_, a) => a.unwrap_or_default().iter().map(Acc::value).collect(),
+        match self {
+            Values::Json(v) => v.clone(),
+            _ => self
+                .accs()
+                .unwrap_or_default()
+                .iter()
+                .map(Acc::value)
+                .collect(),
         }
     }
 
@@ -342,7 +345,7 @@ pub struct WindowOperator {
 #[derive(Debug, Clone)]
 struct Start {
     /// Key → where its accumulators begin in `accs`.
-    keys: KeyMap<u32>,
+    keys: KeyMap<usize>,
     /// Every window's accumulators, `n` after another, in the order the
     /// keys came.
     accs: Vec<Acc>,
@@ -351,7 +354,7 @@ struct Start {
 impl Start {
     /// An empty start whose maps are sized for `keys` keys of `n`
     /// accumulators (or reuse `map`).
-    fn with(map: Option<KeyMap<u32>>, keys: usize, n: usize) -> Self {
+    fn with(map: Option<KeyMap<usize>>, keys: usize, n: usize) -> Self {
         Start {
             keys: map.unwrap_or_else(|| KeyMap::with_capacity_and_hasher(keys, Default::default())),
             accs: Vec::with_capacity(keys * n),
@@ -360,7 +363,7 @@ impl Start {
 
     /// `key`'s accumulators, if it has a window here.
     fn get(&self, key: &str, n: usize) -> Option<&[Acc]> {
-        let at = *self.keys.get(key)? as usize;
+        let at = *self.keys.get(key)?;
         self.accs.get(at..at + n)
     }
 
@@ -390,8 +393,8 @@ impl PartialEq for Start {
 /// it is no part of an operator's state.
 #[derive(Debug, Default)]
 struct Spare {
-    maps: Vec<KeyMap<u32>>,
-    closing: Vec<(u64, GroupKey, u32)>,
+    maps: Vec<KeyMap<usize>>,
+    closing: Vec<(u64, GroupKey, usize)>,
 }
 
 /// Session timers `(close, key, start)`, soonest first (then by key, so
@@ -473,10 +476,9 @@ mod fixed_serde {
         for (start, windows) in m {
             let n = windows.per_window();
             for (k, at) in &windows.keys {
-                let at = *at as usize;
                 v.push((
                     (k, *start),
-                    windows.accs.get(at..at + n).unwrap_or_default(),
+                    windows.accs.get(*at..*at + n).unwrap_or_default(),
                 ));
             }
         }
@@ -501,8 +503,7 @@ mod fixed_serde {
                     "window {start} of {key:?} is listed twice"
                 )));
             }
-            let at = u32::try_from(w.accs.len()).map_err(serde::de::Error::custom)?;
-            w.keys.insert(key, at);
+            w.keys.insert(key, w.accs.len());
             w.accs.extend(accs);
         }
         Ok(m)
@@ -686,13 +687,11 @@ impl WindowOperator {
             // Looked up by text: the key is shared (allocated) only when
             // it opens a window of this start.
             let at = match windows.keys.get(row.key) {
-                Some(at) => *at as usize,
+                Some(at) => *at,
                 None => {
                     let at = windows.accs.len();
                     let key = shared.get_or_insert_with(|| GroupKey(row.key.into()));
-                    // A start holds fewer than 2^32 accumulators: each
-                    // took a row, and a task reads far fewer per window.
-                    windows.keys.insert(key.clone(), at as u32);
+                    windows.keys.insert(key.clone(), at);
                     windows.accs.extend(self.kinds.iter().map(|k| Acc::new(*k)));
                     at
                 }
@@ -807,7 +806,7 @@ impl WindowOperator {
             closing.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
             let end = start.saturating_add(size);
             let all = Arc::new(accs);
-            let n = self.kinds.len() as u32;
+            let n = self.kinds.len();
             out.reserve(closing.len());
             out.extend(closing.drain(..).map(|(_, key, at)| WindowResult {
                 values: Values::Shared {

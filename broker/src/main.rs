@@ -94,10 +94,17 @@ fn restore_sigpipe() {
     }
 }
 
+/// Binds `addr` for `what`; a failure names the listener and its address.
+async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {what} {addr}: {e}"))
+}
+
 async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     let mut config = args.resolve()?;
-    let kafka = TcpListener::bind(&config.listen).await?;
-    let admin = TcpListener::bind(&config.admin_listen).await?;
+    let kafka = bind(&config.listen, "the Kafka listener").await?;
+    let admin = bind(&config.admin_listen, "the admin listener").await?;
     // The address bound (a port 0 resolved), which the node registers.
     config.admin_listen = admin.local_addr()?.to_string();
     let bound = kafka.local_addr()?;

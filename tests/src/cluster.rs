@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
+use crate::ports::{free_ports, lost_a_port};
 use crate::proxy::FaultProxy;
 use crate::raw::RawConn;
 use crate::{poll_until, NodeOpts, WeirNode};
@@ -20,40 +21,6 @@ pub struct Cluster {
     pub links: std::collections::BTreeMap<(i32, i32), FaultProxy>,
 }
 
-/// Free loopback ports for the Raft listeners (bound and released; the
-/// nodes bind them a moment later). Taken below Linux's ephemeral range
-/// (32768 and up), where a port just released may at once become the
-/// source port of some outgoing connection; a start that still lost its
-/// port to another test is retried ([`start_retrying`]).
-///
-/// A port is handed out once per test process: a node that is down keeps
-/// its port for its restart, and another test of the same binary starting
-/// a cluster meanwhile must not take it (seen in CI: a restart failed with
-/// "Address already in use" on its own Raft port).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    use std::hash::{BuildHasher, RandomState};
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    let mut ports = Vec::new();
-    let mut listeners = Vec::new();
-    let mut tries = 0u32;
-    while ports.len() < n {
-        tries += 1;
-        anyhow::ensure!(tries < 10_000, "no free port below 32768");
-        let port = 20_000 + (RandomState::new().hash_one(tries) % 12_000) as u16;
-        if ports.contains(&port) || given.contains(&port) {
-            continue;
-        }
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            ports.push(port);
-            listeners.push(l);
-        }
-    }
-    given.extend(ports.iter().copied());
-    Ok(ports)
-}
-
 /// Runs `start` with fresh Raft ports until no node lost its port to
 /// another process (at most three times).
 fn start_retrying(n: usize, mut start: impl FnMut(&[u16]) -> Result<Cluster>) -> Result<Cluster> {
@@ -62,7 +29,7 @@ fn start_retrying(n: usize, mut start: impl FnMut(&[u16]) -> Result<Cluster>) ->
         attempt += 1;
         let ports = free_ports(n)?;
         match start(&ports) {
-            Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+            Err(e) if attempt < 3 && lost_a_port(&e) => {
                 eprintln!("a node lost its Raft port to another process; starting again: {e:#}");
             }
             other => return other,

@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 pub mod bids;
 pub mod cluster;
+pub mod ports;
 pub mod proxy;
 pub mod raw;
 pub mod topic_reader;
@@ -130,10 +131,20 @@ pub struct WeirNode {
 
 impl WeirNode {
     /// Starts a node and waits for its `weir listening` line.
+    /// A node that lost a port to another process before binding it is
+    /// started again on other ports (at most three times).
     pub fn start(opts: NodeOpts) -> Result<Self> {
-        let mut node = Self::launch(opts)?;
-        node.await_listening()?;
-        Ok(node)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut node = Self::launch(opts.clone())?;
+            match node.await_listening() {
+                Err(e) if attempt < 3 && ports::lost_a_port(&e) => {
+                    eprintln!("a node lost its port to another process; starting again: {e:#}");
+                }
+                r => return r.map(|()| node),
+            }
+        }
     }
 
     /// Starts a node's process without waiting for it to listen (a node
@@ -188,15 +199,15 @@ impl WeirNode {
     fn launch_process(&mut self) -> Result<()> {
         self.starts += 1;
         // A restarted node keeps its ports, as a real one does: clients that
-        // bootstrapped from it, and peers, find it again.
-        let or_any = |bound: &str| {
-            if bound.is_empty() {
-                "127.0.0.1:0".to_string()
-            } else {
-                bound.to_string()
-            }
-        };
-        let (listen, admin) = (or_any(&self.bootstrap), or_any(&self.admin));
+        // bootstrapped from it, and peers, find it again. They are taken
+        // below the ephemeral range, where no outgoing connection takes
+        // them while the node is down (see [`ports`]).
+        if self.bootstrap.is_empty() || self.admin.is_empty() {
+            let p = ports::free_ports(2)?;
+            self.bootstrap = format!("127.0.0.1:{}", p[0]);
+            self.admin = format!("127.0.0.1:{}", p[1]);
+        }
+        let (listen, admin) = (self.bootstrap.clone(), self.admin.clone());
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -43,3 +43,48 @@ fn output_into_a_closed_pipe_ends_the_command_quietly() -> Result<()> {
     }
     Ok(())
 }
+
+/// A node that cannot bind one of its listeners says which one and where,
+/// not a bare "Address already in use".
+#[test]
+fn a_node_names_the_listener_it_cannot_bind() -> Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let taken_addr = taken.local_addr()?.to_string();
+    for (listener, flags) in [
+        (
+            "the Kafka listener",
+            [
+                "--listen",
+                taken_addr.as_str(),
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+        ),
+        (
+            "the admin listener",
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                taken_addr.as_str(),
+            ],
+        ),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let out = Command::new(weir_bin()?)
+            .arg("broker")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(flags)
+            .env("RUST_LIB_BACKTRACE", "0")
+            .env_remove("WEIR_CONFIG")
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "the node started on a taken port");
+        ensure!(
+            err.contains(&format!("binding {listener} {taken_addr}")),
+            "the error does not name {listener} {taken_addr}:\n{err}"
+        );
+    }
+    Ok(())
+}

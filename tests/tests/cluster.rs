@@ -239,7 +239,7 @@ fn cluster_up_refuses_overlapping_port_ranges() -> Result<()> {
 #[test]
 fn cluster_up_starts_three_nodes_and_ctrl_c_stops_them() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (mut up, base, admin) = cluster_up(dir.path(), 21000)?;
+    let (mut up, base, admin) = cluster_up(dir.path(), 30000)?;
     let out = dir.path().join("up.out");
     let admins = (0..3)
         .map(|i| format!("127.0.0.1:{}", admin + i))
@@ -299,7 +299,7 @@ fn cluster_up_starts_three_nodes_and_ctrl_c_stops_them() -> Result<()> {
 #[test]
 fn cluster_up_runs_on_when_a_node_dies_and_says_how_to_restart_it() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (mut up, base, admin) = cluster_up(dir.path(), 24000)?;
+    let (mut up, base, admin) = cluster_up(dir.path(), 30800)?;
     let (out, err) = (dir.path().join("up.out"), dir.path().join("up.err"));
     let health = |i: u16| -> Result<Option<()>> {
         let addr = format!("127.0.0.1:{}", admin + i - 1);

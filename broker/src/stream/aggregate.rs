@@ -397,10 +397,15 @@ pub async fn run(
         late_rows: Vec::new(),
         routed_args: Vec::new(),
     };
-    a.report.update(|rep| rep.state = "running".into());
     // A first checkpoint before any result: a crash from here on replays
     // against a known output end.
     a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
+    // Running once that checkpoint is stored: a job `--from latest` killed
+    // from then on resumes where it started, not at a later end (found in
+    // CI: "running" was reported before it, and a kill right after lost the
+    // records produced meanwhile).
+    a.report.update(|rep| rep.state = "running".into());
+    task::publish_status(&a.producer, &a.def, TaskId::Aggregate(r), a.report.get()).await?;
     let mut last_checkpoint = Instant::now();
     let mut out = Vec::new();
     loop {

@@ -98,8 +98,10 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         counts: Tally::default(),
         rate: InputRate::new(report_in),
     };
-    r.report.update(|rep| rep.state = "running".into());
     r.checkpoint(&mut consumer, &admin).await?;
+    // Running once a first checkpoint is stored (as aggregate tasks).
+    r.report.update(|rep| rep.state = "running".into());
+    task::publish_status(&r.producer, &r.def, TaskId::Route(p), r.report.get()).await?;
     let mut last_checkpoint = Instant::now();
     loop {
         // Not raced against the stop signal: a poll dropped half-way could

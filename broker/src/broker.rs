@@ -22,6 +22,13 @@ use crate::metrics::Metrics;
 use crate::partition::Partition;
 use crate::topic_config::{self, ConfigError};
 
+/// How long InitProducerId waits for the controller to record a new block
+/// of producer ids before telling the client to retry
+/// (COORDINATOR_LOAD_IN_PROGRESS): well inside the shortest request timeout
+/// of common clients, so that a cluster without a controller quorum answers
+/// instead of holding the connection.
+pub const PRODUCER_ID_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The internal topic holding consumer group offsets and metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Topics whose records hold Weir's own state (committed group offsets, the
@@ -932,13 +939,20 @@ impl Broker {
     }
 
     /// A producer id no node handed out before (blocks of ids come from the
-    /// controller). Blocking.
+    /// controller; a block is waited for at most [`PRODUCER_ID_WAIT`]).
+    /// Blocking.
     pub fn next_producer_id(&self) -> Result<i64, TopicChangeError> {
         let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
         if ids.0 >= ids.1 {
             let node = self.config.node_id;
-            self.controller
-                .submit_blocking(&[Command::AllocateProducerIds { node }])?;
+            // Bounded well inside a client's request timeout: without a
+            // controller quorum the client is told to retry (found from
+            // outside: the Java producer's InitProducerId hung, and the
+            // connection's Metadata requests queued behind it).
+            self.controller.submit_blocking_within(
+                &[Command::AllocateProducerIds { node }],
+                PRODUCER_ID_WAIT,
+            )?;
             let start = self.meta.producer_block(node).ok_or_else(|| {
                 TopicChangeError::InvalidRequest("no producer id block was recorded".into())
             })?;
@@ -1026,6 +1040,13 @@ impl Broker {
         }
         if self.meta.topic(name).is_some() {
             return Err(TopicError::Exists(name.into()).into());
+        }
+        if let Some(existing) = self.meta.colliding_with(name) {
+            return Err(TopicError::Collides {
+                name: name.into(),
+                existing,
+            }
+            .into());
         }
         let replicas = self.place(placement, 0, partitions)?;
         self.check_partition_room(&replicas)?;
@@ -1649,7 +1670,7 @@ impl GroupStore for OffsetsLog {
     fn load(&self) -> Result<Vec<Record>, GroupStoreError> {
         let mut out = Vec::new();
         let mut offset = self.0.log_start_offset();
-        let limit = weir_storage::record::stored_limit(self.0.config().max_message_bytes);
+        let limit = weir_storage::record::decompress_limit(self.0.config().max_message_bytes);
         loop {
             let r = self
                 .0

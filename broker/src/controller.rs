@@ -234,7 +234,7 @@ impl Controller {
         let log = Arc::new(log);
         let changed = Arc::new(Notify::new());
         let (applied_tx, applied) = watch::channel(meta.applied());
-        let limit = weir_storage::record::stored_limit(log.config().max_message_bytes);
+        let limit = weir_storage::record::decompress_limit(log.config().max_message_bytes);
         let hooks: Arc<dyn GroupHooks> = Arc::new(Hooks {
             meta,
             applied: applied_tx,
@@ -276,6 +276,16 @@ impl Controller {
     /// Commits `cmds` (in order, one batch) through the controller leader and
     /// waits until this node has applied them.
     pub async fn submit(&self, cmds: &[Command]) -> Result<(), ControllerError> {
+        self.submit_within(cmds, COMMAND_TIMEOUT).await
+    }
+
+    /// [`Controller::submit`], given up after `timeout` (for requests whose
+    /// clients wait less than [`COMMAND_TIMEOUT`] for an answer).
+    pub async fn submit_within(
+        &self,
+        cmds: &[Command],
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -289,26 +299,32 @@ impl Controller {
         let batch = Bytes::from(weir_storage::record::build_batch(&records));
         let offsets = self
             .group
-            .propose_anywhere(batch, COMMAND_TIMEOUT)
+            .propose_anywhere(batch, timeout)
             .await
             .map_err(|e| match e {
                 ProposeError::Stopped(why) => ControllerError::Stopped(why),
                 other => ControllerError::NoLeader(other.to_string()),
             })?;
         let mut applied = self.applied.clone();
-        tokio::time::timeout(
-            COMMAND_TIMEOUT,
-            applied.wait_for(|a| *a > offsets.last_offset),
-        )
-        .await
-        .map_err(|_| ControllerError::NotApplied(COMMAND_TIMEOUT))?
-        .map_err(|_| ControllerError::Stopped("the controller was shut down".into()))?;
+        tokio::time::timeout(timeout, applied.wait_for(|a| *a > offsets.last_offset))
+            .await
+            .map_err(|_| ControllerError::NotApplied(timeout))?
+            .map_err(|_| ControllerError::Stopped("the controller was shut down".into()))?;
         Ok(())
     }
 
     /// [`Controller::submit`] from a blocking thread (not a runtime worker).
     pub fn submit_blocking(&self, cmds: &[Command]) -> Result<(), ControllerError> {
         tokio::runtime::Handle::current().block_on(self.submit(cmds))
+    }
+
+    /// [`Controller::submit_within`] from a blocking thread.
+    pub fn submit_blocking_within(
+        &self,
+        cmds: &[Command],
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
+        tokio::runtime::Handle::current().block_on(self.submit_within(cmds, timeout))
     }
 
     /// The controller leader, when known.

@@ -60,7 +60,7 @@ pub fn supported() -> Vec<(i16, i16, i16)> {
     vec![
         r::<ProduceRequest>(3, 10),
         r::<FetchRequest>(4, 12),
-        r::<ListOffsetsRequest>(1, 7),
+        r::<ListOffsetsRequest>(1, 10),
         r::<MetadataRequest>(0, 12),
         r::<OffsetCommitRequest>(
             group::OFFSET_COMMIT_VERSIONS.0,

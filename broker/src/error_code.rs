@@ -16,6 +16,7 @@ pub mod code {
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_CONTROLLER: i16 = 41;
     pub const POLICY_VIOLATION: i16 = 44;

@@ -108,6 +108,16 @@ pub enum TopicError {
     /// INVALID_TOPIC_EXCEPTION (17).
     #[error("invalid topic name {0:?}")]
     InvalidName(String),
+    /// INVALID_TOPIC_EXCEPTION (17): the name differs from an existing
+    /// topic's only by `.` against `_`, which collide in metric names (as
+    /// Kafka refuses).
+    #[error("topic {name:?} collides with existing topic {existing:?} ('.' and '_' collide)")]
+    Collides {
+        /// The name asked for.
+        name: String,
+        /// The existing topic's.
+        existing: String,
+    },
     /// INVALID_TOPIC_EXCEPTION (17): an internal topic no client may delete.
     #[error("topic {topic} cannot be deleted: {why}")]
     Kept {
@@ -140,7 +150,7 @@ impl TopicError {
         match self {
             Self::Exists(_) => 36,
             Self::Unknown(_) => 3,
-            Self::InvalidName(_) | Self::Kept { .. } => 17,
+            Self::InvalidName(_) | Self::Collides { .. } | Self::Kept { .. } => 17,
             Self::InvalidPartitions(_) | Self::TooManyPartitions { .. } => 37,
             Self::Io(_) => 56,
         }
@@ -264,6 +274,28 @@ impl MetadataStore {
     /// One topic.
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
         self.snapshot().topics.get(name).cloned()
+    }
+
+    /// An existing topic whose name equals `name` once every `.` is read
+    /// as `_` (but is not `name` itself).
+    pub fn colliding_with(&self, name: &str) -> Option<String> {
+        let folded = |n: &str| n.replace('.', "_");
+        let want = folded(name);
+        self.snapshot()
+            .topics
+            .keys()
+            .find(|n| n.as_str() != name && folded(n) == want)
+            .cloned()
+    }
+
+    /// The name of the topic whose id is `id` (topic ids of Metadata v10+
+    /// and DeleteTopics v6).
+    pub fn name_of_id(&self, id: u128) -> Option<String> {
+        self.snapshot()
+            .topics
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(n, _)| n.clone())
     }
 
     /// The `min.insync.replicas` of topic `name` (1 when unset or unknown).

@@ -37,7 +37,7 @@ use crate::batch::{BatchHeader, HeaderWalk};
 use crate::checkpoint::sync_dir;
 use crate::error::{io_err, Result, StorageError};
 use crate::log::{now_ms, remove_files, Log, State};
-use crate::record::{decode_records, rebuild_batch, stored_limit};
+use crate::record::{decode_records, decompress_limit, rebuild_batch};
 use crate::segment::{file_name, Segment};
 
 /// What one cleaning pass did.
@@ -144,7 +144,7 @@ impl Log {
             (snaps, st.cfg.clone())
         };
         let dir = self.dir().to_path_buf();
-        let record_limit = stored_limit(cfg.max_message_bytes);
+        let record_limit = decompress_limit(cfg.max_message_bytes);
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for snap in &snaps {
             for (at, h) in HeaderWalk::new(&snap.data, 0) {

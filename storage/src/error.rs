@@ -39,9 +39,10 @@ pub enum BatchError {
     /// The records section could not be decoded (bad varint, bad length, bad compression).
     #[error("malformed records: {0}")]
     MalformedRecords(String),
-    /// The compressed records decompress to more than the limit (the topic's
-    /// `max.message.bytes` on append): the batch is too large, not damaged.
-    #[error("records decompress to more than {limit} bytes (max.message.bytes)")]
+    /// The compressed records decompress to more than the limit
+    /// ([`crate::record::decompress_limit`]): the batch is too large, not
+    /// damaged.
+    #[error("records decompress to more than {limit} bytes (the most a batch may expand to: max.message.bytes or 64 MiB, the larger)")]
     DecompressedTooLarge {
         /// The limit, in bytes.
         limit: usize,

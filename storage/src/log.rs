@@ -651,7 +651,7 @@ impl Log {
             // returning an offset at or above the high watermark.
             let next = {
                 let st = self.lock()?;
-                let limit = crate::record::stored_limit(st.cfg.max_message_bytes);
+                let limit = crate::record::decompress_limit(st.cfg.max_message_bytes);
                 st.segments
                     .range(from..)
                     .find(|(_, s)| s.max_timestamp() >= timestamp)
@@ -1353,7 +1353,7 @@ fn recompress_all(
     codec: i16,
     cfg: &LogConfig,
 ) -> Result<Vec<u8>> {
-    let limit = usize::try_from(cfg.max_message_bytes).unwrap_or(usize::MAX);
+    let limit = crate::record::decompress_limit(cfg.max_message_bytes);
     let mut out = Vec::with_capacity(buf.len());
     for (at, h) in headers {
         let batch = &buf[*at..*at + h.size()];

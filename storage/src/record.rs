@@ -24,19 +24,21 @@ pub struct RecordView {
     pub raw: Bytes,
 }
 
-/// Largest records section decompressed when reading back a *stored* batch
-/// (time lookups, compaction, group-store load). Appends bound each batch by
-/// `max.message.bytes` after decompression; this floor keeps batches readable if
-/// that setting is lowered later, while still bounding what a damaged or crafted
-/// segment can make the node allocate.
-pub const STORED_DECOMPRESS_FLOOR: usize = 64 << 20;
+/// Least a batch's records section may decompress to, whatever the
+/// topic's `max.message.bytes`: that setting bounds a batch as it is sent and
+/// stored (compressed), as in Kafka, so a small compressed batch of highly
+/// compressible records is accepted (found from outside: a 1.5 MB zstd
+/// value of zeros, a few KB on the wire, was refused). The bound stops
+/// decompression bombs, and keeps stored batches readable if
+/// `max.message.bytes` is lowered later.
+pub const DECOMPRESS_FLOOR: usize = 64 << 20;
 
-/// The decompression limit for reading back stored batches of a log whose
-/// `max.message.bytes` is `max_message_bytes`.
-pub fn stored_limit(max_message_bytes: u64) -> usize {
+/// The most one batch's records may decompress to, on append and when read
+/// back, in a log whose `max.message.bytes` is `max_message_bytes`.
+pub fn decompress_limit(max_message_bytes: u64) -> usize {
     usize::try_from(max_message_bytes)
         .unwrap_or(usize::MAX)
-        .max(STORED_DECOMPRESS_FLOOR)
+        .max(DECOMPRESS_FLOOR)
 }
 
 /// A cursor over a byte slice that reads Kafka's varint-framed fields.

@@ -1393,6 +1393,27 @@ fn a_node_alone_names_no_dead_leader() -> Result<()> {
             view()
         )
     })?;
+    // Found from outside: without a controller quorum, InitProducerId (a
+    // new block of producer ids) got no answer, and the Java producer's
+    // Metadata requests queued behind it on the connection. It is now told
+    // to retry (COORDINATOR_LOAD_IN_PROGRESS) well inside a client's
+    // request timeout.
+    let asked = std::time::Instant::now();
+    let mut conn = RawConn::connect(c.node(alone).bootstrap())?;
+    let init = conn.request(
+        4,
+        &kafka_protocol::messages::InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1),
+    )?;
+    ensure!(
+        init.error_code == 14 && asked.elapsed() < Duration::from_secs(15),
+        "InitProducerId without a controller quorum: error {} after {:?}",
+        init.error_code,
+        asked.elapsed()
+    );
     c.node(alone).kill()?;
     c.node(alone).restart()?;
     let addr = c.node(alone).bootstrap().to_string();

@@ -42,6 +42,7 @@ impl Target {
         let mut conn = RawConn::connect(node.bootstrap())?;
         ensure!(create_topic(&mut conn, "h", 1, &[])? == 0);
         ensure!(create_topic(&mut conn, "hc", 1, &[("cleanup.policy", "compact")])? == 0);
+        ensure!(create_topic(&mut conn, "hbig", 1, &[("max.message.bytes", "8388608")])? == 0);
         Ok(Self { node, conn })
     }
 
@@ -216,23 +217,36 @@ fn compressed_batches_are_checked_inside() -> Result<()> {
             CORRUPT_MESSAGE,
             None,
         )?;
-        // 16 MiB of zeros inside a batch far below max.message.bytes (1 MiB):
-        // too large once decompressed, so MESSAGE_TOO_LARGE, which clients
-        // do not retry (found from outside: CORRUPT_MESSAGE made librdkafka
-        // retry such a batch until its delivery timeout).
-        let bomb = compressed(&[vec![0u8; 16 << 20]], compression)?;
+        // Past 64 MiB of zeros inside a batch far below the topic's
+        // max.message.bytes (8 MiB here: snappy cannot compress 64 MiB below
+        // 3 MB): too large once decompressed, so MESSAGE_TOO_LARGE, which
+        // clients do not retry (found from outside: CORRUPT_MESSAGE made
+        // librdkafka retry such a batch until its delivery timeout).
+        let bomb = compressed(&[vec![0u8; (64 << 20) + 1]], compression)?;
         ensure!(
-            bomb.len() < 1 << 20,
+            bomb.len() < 8 << 20,
             "{compression:?} bomb is {} bytes",
             bomb.len()
         );
         t.refused(
             &format!("{compression:?} decompression bomb"),
-            "h",
+            "hbig",
             Bytes::from(bomb),
             10,
             None,
         )?;
+        // max.message.bytes bounds the batch as sent, as in Kafka: 3 MiB of
+        // zeros in a batch under 1 MiB is stored (found from outside: the
+        // Java producer's 1.5 MB zstd value was refused).
+        let wide = compressed(&[vec![0u8; 3 << 20]], compression)?;
+        ensure!(wide.len() < 1 << 20, "{compression:?}: {} bytes", wide.len());
+        let p = produce_partition(&mut t.conn, 9, "h", 0, -1, Bytes::from(wide))?;
+        ensure!(
+            p.error_code == 0,
+            "{compression:?}: a small batch of 3 MiB decompressed refused with {} {:?}",
+            p.error_code,
+            p.error_message
+        );
         // An honest compressed batch still lands.
         let p = produce_partition(&mut t.conn, 9, "h", 0, -1, Bytes::from(two))?;
         ensure!(

@@ -2,7 +2,8 @@
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, TopicChangeError};
+use crate::controller::ControllerError;
 use crate::error_code::code;
 
 /// Where producer ids come from.
@@ -18,7 +19,15 @@ impl ProducerIds for Broker {
         self.meta.producer_id_allocated(id)
     }
     fn next(&self) -> Result<i64, i16> {
-        self.next_producer_id().map_err(|e| e.code())
+        self.next_producer_id().map_err(|e| match e {
+            // No block of ids yet: retriable for every client, as Kafka's
+            // brokers answer while their producer id block is on its way
+            // (the Java producer treats NOT_CONTROLLER here as fatal).
+            TopicChangeError::Controller(
+                ControllerError::NoLeader(_) | ControllerError::NotApplied(_),
+            ) => code::COORDINATOR_LOAD_IN_PROGRESS,
+            e => e.code(),
+        })
     }
 }
 

@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local
+//! (-4, the log start), latest tiered (-5, none), or the first
 //! offset whose record timestamp is at or after a time.
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -59,7 +60,10 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                             .with_timestamp(-1);
                     }
                     match p.timestamp {
-                        -2 => r
+                        // -4 (v8+, KIP-405): the earliest offset held
+                        // locally, which without tiered storage is the log
+                        // start.
+                        -2 | -4 => r
                             .with_offset(o.log_start)
                             .with_timestamp(-1)
                             .with_leader_epoch(epoch_of(o.log_start)),
@@ -67,6 +71,10 @@ pub fn handle(b: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsR
                             .with_offset(o.high_watermark)
                             .with_timestamp(-1)
                             .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
+                        // -5 (v9+, KIP-1005): the last offset in tiered
+                        // storage, which Weir does not have: none, as Kafka
+                        // answers for a topic without remote storage.
+                        -5 => r.with_offset(-1).with_timestamp(-1),
                         // The first record with the largest timestamp, and
                         // that timestamp (found from outside: the last
                         // offset with timestamp -1 was answered).

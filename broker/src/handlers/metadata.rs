@@ -61,8 +61,21 @@ pub fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataRespons
             .collect(),
         Some(list) => list
             .into_iter()
-            .filter_map(|t| t.name)
-            .map(|n| {
+            .map(|t| {
+                // A topic asked by id (v10+, the Java AdminClient's
+                // `describeTopics(TopicCollection.ofTopicIds(..))`) has no
+                // name; an unknown id is UNKNOWN_TOPIC_ID with the id echoed.
+                let n = match t.name {
+                    Some(n) if !n.0.is_empty() || t.topic_id.is_nil() => n,
+                    _ => match b.meta.name_of_id(t.topic_id.as_u128()) {
+                        Some(name) => topic_name(&name),
+                        None => {
+                            return MetadataResponseTopic::default()
+                                .with_topic_id(t.topic_id)
+                                .with_error_code(code::UNKNOWN_TOPIC_ID)
+                        }
+                    },
+                };
                 let name = n.0.to_string();
                 // Weir's own topics are made by their owners, with their
                 // configs, never by a client's lookup ([`crate::reserved`]).

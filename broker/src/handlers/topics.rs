@@ -118,9 +118,14 @@ pub fn create(
                 configs
                     .iter()
                     .try_for_each(|(k, v)| topic_config::validate(k, v).map_err(Into::into))
-                    .and_then(|()| match b.meta.topic(&name) {
-                        Some(_) => Err(crate::metadata::TopicError::Exists(name.clone()).into()),
-                        None => Ok(None),
+                    .and_then(|()| match (b.meta.topic(&name), b.meta.colliding_with(&name)) {
+                        (Some(_), _) => Err(crate::metadata::TopicError::Exists(name.clone()).into()),
+                        (None, Some(existing)) => Err(crate::metadata::TopicError::Collides {
+                            name: name.clone(),
+                            existing,
+                        }
+                        .into()),
+                        (None, None) => Ok(None),
                     })
             } else {
                 b.create_topic_with(&name, partitions, configs.clone(), placement)
@@ -152,28 +157,33 @@ pub fn create(
 
 /// Deletes topics by name (topic ids of v6 are resolved too).
 pub fn delete(b: &Broker, req: DeleteTopicsRequest, _version: i16) -> DeleteTopicsResponse {
-    let mut names: Vec<Option<String>> = req
+    // Each topic by name, or (v6) by id; a result carries both, as Kafka's
+    // do: the Java AdminClient matches results by the id it asked for.
+    let mut asked: Vec<(Option<String>, Option<uuid::Uuid>)> = req
         .topic_names
         .iter()
-        .map(|n| Some(n.0.to_string()))
+        .map(|n| (Some(n.0.to_string()), None))
         .collect();
     for t in &req.topics {
-        let by_id = || {
-            b.meta
-                .topics()
-                .into_iter()
-                .find(|(_, m)| uuid::Uuid::from_u128(m.id) == t.topic_id)
-                .map(|(n, _)| n)
+        let name = match &t.name {
+            Some(n) => Some(n.0.to_string()),
+            None => b.meta.name_of_id(t.topic_id.as_u128()),
         };
-        names.push(t.name.as_ref().map(|n| n.0.to_string()).or_else(by_id));
+        asked.push((name, Some(t.topic_id)));
     }
-    let responses = names
+    let responses = asked
         .into_iter()
-        .map(|name| {
+        .map(|(name, id)| {
             let Some(name) = name else {
-                return DeletableTopicResult::default().with_error_code(code::UNKNOWN_TOPIC_ID);
+                return DeletableTopicResult::default()
+                    .with_topic_id(id.unwrap_or_default())
+                    .with_error_code(code::UNKNOWN_TOPIC_ID)
+                    .with_error_message(Some(s("no topic has this id".to_string())));
             };
-            let r = DeletableTopicResult::default().with_name(Some(super::topic_name(&name)));
+            let known = b.meta.topic(&name).map(|m| uuid::Uuid::from_u128(m.id));
+            let r = DeletableTopicResult::default()
+                .with_name(Some(super::topic_name(&name)))
+                .with_topic_id(id.or(known).unwrap_or_default());
             match b.delete_topic(&name) {
                 Ok(()) => r,
                 Err(e) => r

@@ -139,8 +139,9 @@ impl ClassicGroup {
     }
 
     /// A static member rejoined with a new process: the new member id replaces the old one
-    /// and the old one is fenced. A Stable group whose protocols do not change skips the
-    /// rebalance; the member gets the old leader id so it does not run an assignment.
+    /// and the old one is fenced. A Stable group whose selected protocol does not change
+    /// skips the rebalance; the member gets the old leader id so it does not run an
+    /// assignment, and its SyncGroup returns the assignment it had.
     fn replace_static_member(
         &mut self,
         old_id: &str,
@@ -162,7 +163,6 @@ impl ClassicGroup {
             let result = super::events::SyncResult::error(fenced);
             out.push(Action::Sync { reply, result });
         }
-        let unchanged = member.same_protocols(&p.protocols);
         let old_leader = self.leader.clone();
         if self.leader.as_deref() == Some(old_id) {
             self.leader = Some(new_id.clone());
@@ -173,7 +173,14 @@ impl ClassicGroup {
             self.static_members.insert(instance.clone(), new_id.clone());
         }
         self.members.insert(new_id.clone(), member);
-        if self.is(GroupState::Stable) && unchanged {
+        // As Kafka: a Stable group skips the rebalance when the protocol it
+        // would select next is the one it runs, whatever the protocol
+        // metadata says (found from outside: a restarted Java consumer
+        // sends other metadata, no owned partitions and generation -1, and
+        // every static restart rebalanced the whole group).
+        let keeps_protocol =
+            self.protocol_name.is_some() && self.select_protocol() == self.protocol_name;
+        if self.is(GroupState::Stable) && keeps_protocol {
             let result = self.join_result(&new_id, old_leader);
             return out.push(Action::Join {
                 reply: p.reply,

@@ -62,19 +62,46 @@ fn static_rejoin_with_same_protocols_replaces_the_member_without_rebalance() {
     assert_eq!(g.static_members["i1"], r.member_id);
 }
 
+/// A restarted consumer sends other metadata for the same protocol (the
+/// Java client: no owned partitions, generation -1): as Kafka, the group
+/// skips the rebalance while the protocol it would select stays the one it
+/// runs, and the new member gets the assignment it had.
 #[test]
-fn static_rejoin_with_new_protocols_triggers_a_rebalance() {
+fn static_rejoin_with_other_metadata_of_the_same_protocol_skips_the_rebalance() {
     let mut h = Harness::new();
-    let (_old, b, generation) = stable_with_static(&mut h);
+    let (old, b, generation) = stable_with_static(&mut h);
     let mut p = static_params(&mut h, "", "i1");
-    p.protocols = protocols(&["range", "sticky"]);
+    p.protocols[0].metadata = bytes::Bytes::from_static(b"no owned partitions");
     let (reply, acts) = h.join_with(p);
-    assert!(join_of(&acts, reply).is_none());
-    assert_eq!(h.state(), GroupState::PreparingRebalance);
-    let (rb, acts) = h.join(&b);
-    let r = join_of(&acts, reply).unwrap();
-    assert_eq!(r.generation, generation + 1);
-    assert_eq!(join_of(&acts, rb).unwrap().generation, generation + 1);
+    let r = join_of(&acts, reply).expect("answered at once");
+    assert_eq!((code(&r), r.generation), (0, generation));
+    assert_eq!(r.leader, old);
+    assert_eq!(h.state(), GroupState::Stable);
+    let (reply, acts) = h.sync(&r.member_id, generation, &[]);
+    assert_eq!(
+        sync_of(&acts, Some(reply)).unwrap().assignment.as_ref(),
+        b"A"
+    );
+    assert_eq!(h.heartbeat(&b, generation), Ok(()));
+}
+
+/// A static member rejoining with protocols that change the group's
+/// selected protocol makes the group rebalance.
+#[test]
+fn static_rejoin_changing_the_selected_protocol_triggers_a_rebalance() {
+    let mut h = Harness::new();
+    let p = static_params(&mut h, "", "i1");
+    let (ra, acts) = h.join_with(p);
+    let a = join_of(&acts, ra).unwrap();
+    h.sync(&a.member_id, a.generation, &[(&a.member_id, "A")]);
+    assert_eq!(h.state(), GroupState::Stable);
+    let mut p = static_params(&mut h, "", "i1");
+    p.protocols = protocols(&["sticky"]);
+    let (reply, acts) = h.join_with(p);
+    let r = join_of(&acts, reply).expect("the only member: the join completes");
+    assert_eq!(code(&r), 0);
+    assert_eq!(r.generation, a.generation + 1, "a new generation");
+    assert_eq!(r.protocol_name.as_deref(), Some("sticky"));
 }
 
 #[test]

@@ -1106,6 +1106,27 @@ impl Broker {
         }
     }
 
+    /// Waits until every partition of `topics` has a leader this node
+    /// names, or `deadline`; whether they all do. CreateTopics answers after
+    /// it, as Kafka's controller names each new partition's leader in the
+    /// record that creates it (found from outside: the Java AdminClient's
+    /// describeTopics right after createTopics showed partitions without a
+    /// leader for up to a second). Blocking; polls, as the leaders are
+    /// elected by each partition's own Raft group.
+    pub fn await_leaders(&self, topics: &[String], deadline: std::time::Instant) -> bool {
+        loop {
+            let all_led = topics.iter().all(|name| {
+                self.meta
+                    .topic(name)
+                    .is_none_or(|t| (0..t.partitions).all(|p| self.leader_of(name, &t, p).0 >= 0))
+            });
+            if all_led || std::time::Instant::now() >= deadline {
+                return all_led;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// The topic, auto-creating it when allowed.
     pub fn topic_or_create(&self, name: &str, allow: bool) -> Result<TopicMeta, TopicChangeError> {
         if let Some(t) = self.meta.topic(name) {

@@ -1443,6 +1443,33 @@ fn a_node_alone_names_no_dead_leader() -> Result<()> {
     Ok(())
 }
 
+/// CreateTopics answers once the new partitions have leaders, as Kafka's
+/// names them in the record that creates the topic (found from outside: the
+/// Java AdminClient's describeTopics right after createTopics showed up to
+/// six of six partitions without a leader, for RF 3 and RF 1 alike).
+#[test]
+fn a_created_topic_has_its_leaders_when_create_answers() -> Result<()> {
+    let mut c = Cluster::start(3, &[])?;
+    for rf in [3i16, 1] {
+        for n in 1..=3 {
+            let topic = unique(&format!("led-rf{rf}"));
+            let mut conn = RawConn::connect(c.node(n).bootstrap())?;
+            ensure!(create_topic_replicated(&mut conn, &topic, 6, rf, &[])? == 0);
+            let md = metadata(c.node(n).bootstrap(), &[topic.as_str()])?;
+            let leaders: Vec<i32> = md.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.leader_id.0)
+                .collect();
+            ensure!(
+                leaders.len() == 6 && leaders.iter().all(|l| *l > 0),
+                "RF {rf}, created through node {n}: leaders right after create {leaders:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A follower whose data directory is lost (killed, wiped, started again
 /// with the same flags) is brought back by the leaders from their logs, as
 /// a Kafka replica with a new disk is: acks=all goes on and the follower's

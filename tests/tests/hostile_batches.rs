@@ -239,7 +239,11 @@ fn compressed_batches_are_checked_inside() -> Result<()> {
         // zeros in a batch under 1 MiB is stored (found from outside: the
         // Java producer's 1.5 MB zstd value was refused).
         let wide = compressed(&[vec![0u8; 3 << 20]], compression)?;
-        ensure!(wide.len() < 1 << 20, "{compression:?}: {} bytes", wide.len());
+        ensure!(
+            wide.len() < 1 << 20,
+            "{compression:?}: {} bytes",
+            wide.len()
+        );
         let p = produce_partition(&mut t.conn, 9, "h", 0, -1, Bytes::from(wide))?;
         ensure!(
             p.error_code == 0,

@@ -43,7 +43,8 @@ pub fn create(
     version: i16,
     writer: crate::reserved::Writer,
 ) -> CreateTopicsResponse {
-    let topics = req
+    let mut created = Vec::new();
+    let topics: Vec<CreatableTopicResult> = req
         .topics
         .into_iter()
         .map(|t| {
@@ -133,6 +134,9 @@ pub fn create(
             };
             match outcome {
                 Ok(meta) => {
+                    if meta.is_some() {
+                        created.push(name.clone());
+                    }
                     let r = r
                         .with_num_partitions(partitions)
                         .with_replication_factor(factor);
@@ -152,8 +156,20 @@ pub fn create(
             }
         })
         .collect();
+    // The new partitions' leaders, within the client's timeout (at most
+    // LEADERS_WAIT): the topic is created either way.
+    if !created.is_empty() {
+        let wait = std::time::Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0))
+            .min(LEADERS_WAIT);
+        if !b.await_leaders(&created, std::time::Instant::now() + wait) {
+            tracing::info!(topics = ?created, "created; some partitions have no leader yet");
+        }
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
+
+/// The longest CreateTopics waits for the new partitions' leaders.
+const LEADERS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Deletes topics by name (topic ids of v6 are resolved too).
 pub fn delete(b: &Broker, req: DeleteTopicsRequest, _version: i16) -> DeleteTopicsResponse {

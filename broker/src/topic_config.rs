@@ -272,6 +272,63 @@ fn err(key: &str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
+/// Whether a Weir node acts on config `key` (the others are accepted,
+/// stored and described, as the module docs say).
+pub fn is_honoured(key: &str) -> bool {
+    const HONOURED: &[&str] = &[
+        "cleanup.policy",
+        "compression.type",
+        "delete.retention.ms",
+        "flush.messages",
+        "index.interval.bytes",
+        "max.message.bytes",
+        "min.compaction.lag.ms",
+        "min.insync.replicas",
+    ];
+    HONOURED.contains(&key)
+        || key.starts_with("message.timestamp.")
+        || key.starts_with("retention.")
+        || (key.starts_with("segment.") && key != "segment.jitter.ms")
+}
+
+/// Kafka's type code of config `key` for DescribeConfigs v3+ (1 BOOLEAN, 2
+/// STRING, 3 INT, 5 LONG, 6 DOUBLE, 7 LIST; 0 UNKNOWN for a name Weir does
+/// not define).
+pub fn type_code(key: &str) -> i8 {
+    match def(key).map(|d| d.kind) {
+        Some(Kind::Bool) => 1,
+        Some(Kind::Choice(_) | Kind::Text) => 2,
+        Some(Kind::Int(..) | Kind::Level(..)) => 3,
+        Some(Kind::Long(_)) => 5,
+        Some(Kind::Ratio) => 6,
+        Some(Kind::Policy | Kind::Replicas) => 7,
+        None => 0,
+    }
+}
+
+/// One line on config `key` for DescribeConfigs' documentation: its values
+/// and whether Weir acts on it.
+pub fn documentation(key: &str) -> Option<String> {
+    let d = def(key)?;
+    let values = match d.kind {
+        Kind::Long(min) => format!("a long, at least {min}"),
+        Kind::Int(min, max) => format!("an int in [{min}, {max}]"),
+        Kind::Level(min, max) => format!("an int in [{min}, {max}], or -1 for the codec's default"),
+        Kind::Bool => "true or false".into(),
+        Kind::Ratio => "a double in [0, 1]".into(),
+        Kind::Choice(words) => format!("one of {}", words.join(", ")),
+        Kind::Policy => "a list of delete and compact".into(),
+        Kind::Replicas => "empty, *, or partition:broker pairs".into(),
+        Kind::Text => "text".into(),
+    };
+    let effect = if is_honoured(key) {
+        "Weir acts on it as Kafka does"
+    } else {
+        "accepted and stored; no effect on a Weir node"
+    };
+    Some(format!("Kafka's topic config {key}: {values}. {effect}."))
+}
+
 /// Whether `key` holds a comma-separated list (IncrementalAlterConfigs
 /// APPEND/SUBTRACT apply to these only).
 pub fn is_list(key: &str) -> bool {

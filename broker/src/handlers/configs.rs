@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
 use kafka_protocol::messages::{
@@ -20,18 +20,23 @@ use crate::topic_config;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// Config sources (DescribeConfigs v1+).
+const TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
 
 /// Describes topic configs (explicit ones with source TOPIC_CONFIG, others DEFAULT_CONFIG).
 pub fn describe(b: &Broker, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+    let with_synonyms = req.include_synonyms;
     let results = req
         .resources
-        .into_iter()
+        .iter()
         .map(|r| {
             let out = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             if r.resource_type == BROKER {
-                return describe_broker(b, &r, out);
+                return describe_broker(b, r, with_synonyms, out);
             }
             if r.resource_type != TOPIC {
                 return out.with_error_code(code::INVALID_REQUEST);
@@ -47,14 +52,39 @@ pub fn describe(b: &Broker, req: DescribeConfigsRequest, _version: i16) -> Descr
             let configs = topic_config::keys()
                 .filter(|k| wanted(k))
                 .map(|k| {
+                    let default = topic_config::default_value(k, &b.config.log_defaults);
                     let (value, source) = match t.configs.get(k) {
-                        Some(v) => (v.clone(), 1),
-                        None => (topic_config::default_value(k, &b.config.log_defaults), 5),
+                        Some(v) => (v.clone(), TOPIC_CONFIG),
+                        None => (default.clone(), DEFAULT_CONFIG),
+                    };
+                    // Where the value comes from, then what it falls back
+                    // to: the topic's own value, then the default (Kafka
+                    // lists the broker-level synonyms the same way).
+                    let synonyms = if with_synonyms {
+                        let own = t.configs.get(k).map(|v| (v.clone(), TOPIC_CONFIG));
+                        own.into_iter()
+                            .chain([(default, DEFAULT_CONFIG)])
+                            .map(|(v, source)| {
+                                DescribeConfigsSynonym::default()
+                                    .with_name(s(k))
+                                    .with_value(Some(s(v)))
+                                    .with_source(source)
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
                     };
                     DescribeConfigsResourceResult::default()
                         .with_name(s(k))
                         .with_value(Some(s(value)))
                         .with_config_source(source)
+                        .with_config_type(topic_config::type_code(k))
+                        .with_synonyms(synonyms)
+                        .with_documentation(
+                            topic_config::documentation(k)
+                                .filter(|_| req.include_documentation)
+                                .map(s),
+                        )
                 })
                 .collect();
             out.with_configs(configs)
@@ -69,10 +99,9 @@ pub fn describe(b: &Broker, req: DescribeConfigsRequest, _version: i16) -> Descr
 fn describe_broker(
     b: &Broker,
     r: &kafka_protocol::messages::describe_configs_request::DescribeConfigsResource,
+    with_synonyms: bool,
     out: DescribeConfigsResult,
 ) -> DescribeConfigsResult {
-    const STATIC_BROKER_CONFIG: i8 = 4;
-    const DEFAULT_CONFIG: i8 = 5;
     let name = r.resource_name.as_str();
     if !name.is_empty() && name != b.config.node_id.to_string() {
         return out
@@ -99,15 +128,25 @@ fn describe_broker(
         .into_iter()
         .filter(|c| wanted(c.name))
         .map(|c| {
+            let source = if c.is_default {
+                DEFAULT_CONFIG
+            } else {
+                STATIC_BROKER_CONFIG
+            };
+            let synonyms = if with_synonyms {
+                vec![DescribeConfigsSynonym::default()
+                    .with_name(s(c.name))
+                    .with_value(Some(s(c.value.clone())))
+                    .with_source(source)]
+            } else {
+                Vec::new()
+            };
             DescribeConfigsResourceResult::default()
                 .with_name(s(c.name))
                 .with_value(Some(s(c.value)))
                 .with_read_only(true)
-                .with_config_source(if c.is_default {
-                    DEFAULT_CONFIG
-                } else {
-                    STATIC_BROKER_CONFIG
-                })
+                .with_config_source(source)
+                .with_synonyms(synonyms)
         })
         .collect();
     out.with_configs(configs)

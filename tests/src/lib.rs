@@ -70,8 +70,11 @@ pub fn weir_bin() -> Result<PathBuf> {
 
 /// Polls `cond` until it returns `Ok(Some(v))` or `deadline` passes. Errors from
 /// `cond` are remembered and reported if the deadline passes; they do not stop
-/// the polling (the condition may not hold *yet*).
+/// the polling (the condition may not hold *yet*). The error names the
+/// caller's file and line, so a failing test says which wait ran out.
+#[track_caller]
 pub fn poll_until<T>(deadline: Duration, mut cond: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let at = std::panic::Location::caller();
     let end = Instant::now() + deadline;
     let mut pause = Duration::from_millis(5);
     let mut last_err = None;
@@ -82,9 +85,10 @@ pub fn poll_until<T>(deadline: Duration, mut cond: impl FnMut() -> Result<Option
             Err(e) => last_err = Some(e),
         }
         if Instant::now() >= end {
+            let what = format!("condition at {at} not met within {deadline:?}");
             return Err(match last_err {
-                Some(e) => e.context(format!("condition not met within {deadline:?}")),
-                None => anyhow!("condition not met within {deadline:?}"),
+                Some(e) => e.context(what),
+                None => anyhow!(what),
             });
         }
         std::thread::sleep(pause);

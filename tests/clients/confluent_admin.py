@@ -4,7 +4,7 @@ delete groups, list group offsets, delete records. Each result is checked
 against what a client then observes.
 """
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicCollection, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -123,13 +123,32 @@ check(b["offsets.topic.num.partitions"].value == str(len(offsets)),
 check(b["offsets.topic.replication.factor"].value == str(len(offsets[0].replicas)),
       f"offsets.topic.replication.factor {b['offsets.topic.replication.factor'].value}, the topic has {len(offsets[0].replicas)}")
 
-# Weir has no dynamic broker configs: changes to the BROKER resource are
-# accepted with no effect (as librdkafka's test 0081 expects of a broker)
+# Weir has no dynamic broker configs. Security settings are accepted with no
+# effect until Weir has TLS and SASL (librdkafka's test 0081 sets one and
+# expects success); a change to one of the node's own settings is refused
+# as Kafka refuses a static config (INVALID_REQUEST), and a name the node
+# does not know with INVALID_CONFIG (found from outside: the Java
+# AdminClient's `SET log.retention.ms` and `SET node.id` were accepted and
+# did nothing).
 res = ConfigResource(ConfigResource.Type.BROKER, "0", set_config={"sasl.kerberos.min.time.before.relogin": "58000"})
 admin.alter_configs([res])[res].result(T)
 res = ConfigResource(ConfigResource.Type.BROKER, "0", incremental_configs=[
-    ConfigEntry("background.threads", "10", incremental_operation=AlterConfigOpType.SET)])
+    ConfigEntry("sasl.kerberos.min.time.before.relogin", "58000", incremental_operation=AlterConfigOpType.SET)])
 admin.incremental_alter_configs([res])[res].result(T)
+for key, value, code in [("log.retention.ms", "86400000", "INVALID_REQUEST"),
+                         ("node.id", "7", "INVALID_REQUEST"),
+                         ("no.such.key", "1", "INVALID_CONFIG")]:
+    res = ConfigResource(ConfigResource.Type.BROKER, "0", incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    try:
+        admin.incremental_alter_configs([res])[res].result(T)
+        fail(f"broker config {key}={value} accepted")
+    except KafkaException as e:
+        check(e.args[0].name() == code and key in e.args[0].str(),
+              f"broker config {key}={value}: {e} (want {code} naming it)")
+res = ConfigResource(ConfigResource.Type.BROKER, "0")
+check(admin.describe_configs([res])[res].result(T)["log.retention.ms"].value == "604800000",
+      "log.retention.ms changed")
 
 # incremental APPEND onto a list config starts from its current (default) value
 res = ConfigResource(

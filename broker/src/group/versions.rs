@@ -13,8 +13,8 @@ pub const LEAVE_GROUP_VERSIONS: (i16, i16) = (0, 5);
 pub const OFFSET_COMMIT_VERSIONS: (i16, i16) = (2, 9);
 /// OffsetFetch (key 9); v9's member id/epoch are ignored for classic groups, as in Kafka.
 pub const OFFSET_FETCH_VERSIONS: (i16, i16) = (1, 9);
-/// ListGroups (key 16).
-pub const LIST_GROUPS_VERSIONS: (i16, i16) = (0, 4);
+/// ListGroups (key 16); v5's types filter (KIP-848) knows only classic groups.
+pub const LIST_GROUPS_VERSIONS: (i16, i16) = (0, 5);
 /// DescribeGroups (key 15).
 pub const DESCRIBE_GROUPS_VERSIONS: (i16, i16) = (0, 5);
 /// DeleteGroups (key 42).

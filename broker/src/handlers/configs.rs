@@ -39,7 +39,12 @@ pub fn describe(b: &Broker, req: DescribeConfigsRequest, _version: i16) -> Descr
                 return describe_broker(b, r, with_synonyms, out);
             }
             if r.resource_type != TOPIC {
-                return out.with_error_code(code::INVALID_REQUEST);
+                return out
+                    .with_error_code(code::INVALID_REQUEST)
+                    .with_error_message(Some(s(format!(
+                        "configs of resource type {} are not served (TOPIC and BROKER are)",
+                        r.resource_type
+                    ))));
             }
             let Some(t) = b.meta.topic(r.resource_name.as_str()) else {
                 return out.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);

@@ -15,7 +15,7 @@ use crate::group::error::{code_of, GroupError};
 use crate::group::state::GroupState;
 
 impl GroupCoordinator {
-    /// ListGroups (v0–4; the states filter from v4).
+    /// ListGroups (v0–5; the states filter from v4, the types filter from v5).
     pub async fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
         let states: Vec<String> = if version >= 4 {
             req.states_filter.iter().map(owned).collect()

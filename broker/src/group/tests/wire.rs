@@ -143,6 +143,18 @@ async fn admin_and_offset_responses_encode_at_every_version() {
         let resp = c.list_groups(req, v).await;
         assert_eq!(resp.groups.len(), 1);
         encodes(&resp, v, "ListGroups");
+        if v >= 5 {
+            // KIP-848's filter by group type: every Weir group is classic
+            // (the Java AdminClient's `withTypes(CLASSIC)` needs v5).
+            let mut req = ListGroupsRequest::default();
+            req.types_filter = vec![s("classic")];
+            let resp = c.list_groups(req, v).await;
+            assert_eq!(resp.groups.len(), 1);
+            assert_eq!(resp.groups[0].group_type.as_str(), "classic");
+            let mut req = ListGroupsRequest::default();
+            req.types_filter = vec![s("consumer")];
+            assert!(c.list_groups(req, v).await.groups.is_empty());
+        }
     }
     for v in versions(DESCRIBE_GROUPS_VERSIONS) {
         let mut req = DescribeGroupsRequest::default();

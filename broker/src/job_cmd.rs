@@ -137,6 +137,7 @@ pub(crate) fn run(cmd: JobCmd) -> Result<()> {
                 incarnation: None,
                 one_partition: false,
                 one_node: false,
+                created_at_ends: Default::default(),
             };
             let body = serde_json::to_string(&def)?;
             let (status, answer) = request(&admin.admin, "POST", "/v1/jobs", Some(&body))?;

@@ -1092,6 +1092,46 @@ async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()>
     Ok(())
 }
 
+/// A `--from latest` job reads every record produced once `job create`
+/// answered, also those produced before its tasks first start (they start
+/// at the input's ends recorded when the job was created, not at the ends
+/// when they start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_from_latest_reads_what_is_produced_right_after_create() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("tx"), unique("totals"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let old: Vec<Event> = events()
+        .into_iter()
+        .map(|(p, c, ts, a)| (p, c + 100, ts - 86_400_000, a))
+        .collect();
+    produce(&bootstrap, &input, &old).await?;
+    let sql = totals_sql(&input, &out);
+    weir(&[
+        "job", "create", "prompt", "--sql", &sql, "--grace", "500ms", "--from", "latest", "--admin",
+        &admin,
+    ])?;
+    // At once: the job's tasks start at the next tending, after this.
+    let evs = events();
+    produce(&bootstrap, &input, &evs).await?;
+    let (want, _) = reference(&evs);
+    let got: BTreeSet<Total> = totals(&read_topic(&bootstrap, &out, want.len()).await?)?
+        .into_iter()
+        .collect();
+    ensure!(
+        got.iter().all(|t| t.0 < 100),
+        "results from the history before the job"
+    );
+    ensure!(
+        got == want,
+        "results differ from the reference: {} of {} windows",
+        got.len(),
+        want.len()
+    );
+    Ok(())
+}
+
 /// Input produced compressed, each partition with another codec (gzip,
 /// lz4, zstd), in batches of many records: a job reads it as it reads
 /// plain batches, for a task grouping by a field (route tasks) and one

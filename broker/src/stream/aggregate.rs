@@ -307,7 +307,7 @@ pub async fn run(
         let (position, incarnation) = match position {
             Some(p) => p,
             None if keyed => (
-                task::start_offset(&admin, tp, def.from).await?,
+                task::start_offset(&admin, tp, &def).await?,
                 Incarnation::default(),
             ),
             None => {

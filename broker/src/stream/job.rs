@@ -65,7 +65,7 @@ impl TryFrom<StartForm> for StartFrom {
 /// The fields a job definition may have in `POST /v1/jobs` (those a node
 /// decides itself are taken and ignored, so that a definition read back
 /// from `GET /v1/jobs/NAME` can be posted again).
-pub const DEFINITION_FIELDS: [&str; 10] = [
+pub const DEFINITION_FIELDS: [&str; 11] = [
     "name",
     "sql",
     "from",
@@ -76,6 +76,7 @@ pub const DEFINITION_FIELDS: [&str; 10] = [
     "incarnation",
     "one_partition",
     "one_node",
+    "created_at_ends",
 ];
 
 /// A job's definition, as stored in the cluster metadata.
@@ -122,6 +123,16 @@ pub struct JobDef {
     /// request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_node: bool,
+    /// For a job `--from latest`: each input partition's end when the job
+    /// was created, where its task starts when it has no checkpoint, so a
+    /// job killed before its first checkpoint still reads every record
+    /// produced after its creation (partitions added later start at their
+    /// beginning). Empty for other jobs, for jobs whose input did not exist
+    /// at creation (they start at the end then) and for jobs created before
+    /// this was recorded. Decided by [`super::jobs::create`], never taken
+    /// from a request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub created_at_ends: BTreeMap<i32, i64>,
 }
 
 fn final_emit() -> EmitMode {

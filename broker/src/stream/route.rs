@@ -66,7 +66,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
             (c.position, c.router, c.input)
         }
         None => (
-            task::start_offset(&admin, &tp, def.from).await?,
+            task::start_offset(&admin, &tp, &def).await?,
             Router::new(plan.window, def.grace_ms),
             Incarnation::default(),
         ),

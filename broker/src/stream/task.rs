@@ -244,18 +244,36 @@ pub async fn ends(admin: &Admin, tps: &[TopicPartition]) -> Result<BTreeMap<i32,
         .collect())
 }
 
-/// The first offset of `tp` to read for a job starting `from`.
+/// The first offset of `tp` to read for job `def` when its task has no
+/// checkpoint: for `--from latest`, the partition's end when the job was
+/// created ([`JobDef::created_at_ends`], within the log as it is now; a
+/// partition added since starts at its beginning).
 pub async fn start_offset(
     admin: &Admin,
     tp: &TopicPartition,
-    from: StartFrom,
+    def: &JobDef,
 ) -> Result<i64, TaskError> {
-    let spec = match from {
+    let tps = std::slice::from_ref(tp);
+    let spec = match def.from {
         StartFrom::Earliest => OffsetSpec::Earliest,
+        StartFrom::Latest if !def.created_at_ends.is_empty() => {
+            let start = retrying(|| admin.list_offsets(tps, OffsetSpec::Earliest))
+                .await?
+                .get(tp)
+                .map_or(0, |l| l.offset);
+            let end = ends(admin, tps)
+                .await?
+                .get(&tp.partition)
+                .copied()
+                .unwrap_or(0);
+            return Ok(match def.created_at_ends.get(&tp.partition) {
+                Some(&at) => at.min(end).max(start),
+                None => start,
+            });
+        }
         StartFrom::Latest => OffsetSpec::Latest,
         StartFrom::Timestamp(t) => OffsetSpec::Timestamp(t),
     };
-    let tps = std::slice::from_ref(tp);
     let found = retrying(|| admin.list_offsets(tps, spec)).await?;
     let end = ends(admin, tps)
         .await?

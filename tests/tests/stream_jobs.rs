@@ -1045,39 +1045,35 @@ async fn a_job_grouping_by_the_record_key_stays_exactly_once_across_a_kill() -> 
     Ok(())
 }
 
-/// A `--from latest` job killed before its second checkpoint resumes where
-/// it started, not at the start of the history: its results cover only the
-/// records produced after it was created.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()> {
-    let mut node = WeirNode::start(NodeOpts::default())?;
-    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+/// A three-partition input holding history (other customers, a day
+/// earlier) and job `name` over it `--from latest`: (input, output).
+async fn latest_job_over_history(
+    bootstrap: &str,
+    admin: &str,
+    name: &str,
+) -> Result<(String, String)> {
     let (input, out) = (unique("tx"), unique("totals"));
-    create_input(&bootstrap, &input, 3, -1).await?;
-    // History the job must not see: other customers, a day earlier.
+    create_input(bootstrap, &input, 3, -1).await?;
     let old: Vec<Event> = events()
         .into_iter()
         .map(|(p, c, ts, a)| (p, c + 100, ts - 86_400_000, a))
         .collect();
-    produce(&bootstrap, &input, &old).await?;
+    produce(bootstrap, &input, &old).await?;
     let sql = totals_sql(&input, &out);
     weir(&[
-        "job", "create", "fresh", "--sql", &sql, "--grace", "500ms", "--from", "latest", "--admin",
-        &admin,
+        "job", "create", name, "--sql", &sql, "--grace", "500ms", "--from", "latest", "--admin",
+        admin,
     ])?;
-    weir_tests::poll_until(Duration::from_secs(30), || {
-        let s = job_status(&admin, "fresh")?;
-        Ok((s["state"] == "running").then_some(()))
-    })?;
-    // Right after its first checkpoint (taken at start), well before the
-    // next one.
-    node.kill()?;
-    node.restart()?;
-    let bootstrap = node.bootstrap().to_string();
+    Ok((input, out))
+}
+
+/// Produces [`events`] into `input` and checks that `out` gets exactly
+/// their windows, none of the history before the job.
+async fn only_new_results(bootstrap: &str, input: &str, out: &str) -> Result<()> {
     let evs = events();
-    produce(&bootstrap, &input, &evs).await?;
+    produce(bootstrap, input, &evs).await?;
     let (want, _) = reference(&evs);
-    let got: BTreeSet<Total> = totals(&read_topic(&bootstrap, &out, want.len()).await?)?
+    let got: BTreeSet<Total> = totals(&read_topic(bootstrap, out, want.len()).await?)?
         .into_iter()
         .collect();
     ensure!(
@@ -1088,8 +1084,32 @@ async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()>
             .take(3)
             .collect::<Vec<_>>()
     );
-    ensure!(got == want, "results differ from the reference");
+    ensure!(
+        got == want,
+        "results differ from the reference: {} of {} windows",
+        got.len(),
+        want.len()
+    );
     Ok(())
+}
+
+/// A `--from latest` job killed before its second checkpoint resumes where
+/// it started, not at the start of the history: its results cover only the
+/// records produced after it was created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()> {
+    let mut node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = latest_job_over_history(&bootstrap, &admin, "fresh").await?;
+    weir_tests::poll_until(Duration::from_secs(30), || {
+        let s = job_status(&admin, "fresh")?;
+        Ok((s["state"] == "running").then_some(()))
+    })?;
+    // Right after its first checkpoint (taken at start), well before the
+    // next one.
+    node.kill()?;
+    node.restart()?;
+    only_new_results(node.bootstrap(), &input, &out).await
 }
 
 /// A `--from latest` job reads every record produced once `job create`
@@ -1100,36 +1120,9 @@ async fn a_job_from_latest_resumes_where_it_started_after_a_kill() -> Result<()>
 async fn a_job_from_latest_reads_what_is_produced_right_after_create() -> Result<()> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("tx"), unique("totals"));
-    create_input(&bootstrap, &input, 3, -1).await?;
-    let old: Vec<Event> = events()
-        .into_iter()
-        .map(|(p, c, ts, a)| (p, c + 100, ts - 86_400_000, a))
-        .collect();
-    produce(&bootstrap, &input, &old).await?;
-    let sql = totals_sql(&input, &out);
-    weir(&[
-        "job", "create", "prompt", "--sql", &sql, "--grace", "500ms", "--from", "latest", "--admin",
-        &admin,
-    ])?;
+    let (input, out) = latest_job_over_history(&bootstrap, &admin, "prompt").await?;
     // At once: the job's tasks start at the next tending, after this.
-    let evs = events();
-    produce(&bootstrap, &input, &evs).await?;
-    let (want, _) = reference(&evs);
-    let got: BTreeSet<Total> = totals(&read_topic(&bootstrap, &out, want.len()).await?)?
-        .into_iter()
-        .collect();
-    ensure!(
-        got.iter().all(|t| t.0 < 100),
-        "results from the history before the job"
-    );
-    ensure!(
-        got == want,
-        "results differ from the reference: {} of {} windows",
-        got.len(),
-        want.len()
-    );
-    Ok(())
+    only_new_results(&bootstrap, &input, &out).await
 }
 
 /// Input produced compressed, each partition with another codec (gzip,

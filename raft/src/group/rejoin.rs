@@ -85,10 +85,20 @@ impl Rejoin {
     pub(crate) fn begin(&self) -> Result<()> {
         durable_file::write(&self.dir, MARKER_FILE, b"", durable_file::Sync::Durable)?;
         self.active.store(true, Ordering::SeqCst);
-        tracing::warn!(
-            dir = %self.dir.display(),
-            "replica lost its Raft state: it votes again once a leader has caught it up"
-        );
+        if self.forming {
+            // Every new node's controller comes here (a new data directory
+            // and a lost one look alike): no warning for the normal case
+            // (found from outside: one warning per node of a new cluster).
+            tracing::info!(
+                dir = %self.dir.display(),
+                "controller replica of a new data directory: it votes fully once a leader has caught it up"
+            );
+        } else {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "replica lost its Raft state: it votes again once a leader has caught it up"
+            );
+        }
         Ok(())
     }
 

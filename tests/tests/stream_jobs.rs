@@ -1026,6 +1026,37 @@ async fn a_job_over_a_one_partition_input_runs_without_repartitioning() -> Resul
     Ok(())
 }
 
+/// A job writing into an output topic that exists with a small
+/// `max.message.bytes` (1 KiB) splits its results into batches the topic
+/// takes, as a Kafka producer does: it used to send 256 KiB batches,
+/// refused with MESSAGE_TOO_LARGE, and failed over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_writes_into_an_output_topic_with_a_small_message_limit() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out, late) = (unique("small"), unique("small-out"), unique("late"));
+    create_input(&bootstrap, &input, 3, -1).await?;
+    let mut small = NewTopic::new(&out, 2);
+    small.configs = vec![("max.message.bytes".into(), "1024".into())];
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(small, false)
+        .await?;
+    let evs = events();
+    produce(&bootstrap, &input, &evs).await?;
+    let (want, _, _) = reference_with_open(&evs);
+    create_job_with_late("small", &totals_sql(&input, &out), &late, &admin)?;
+    let got = totals(
+        &read_topic(&bootstrap, &out, want.len())
+            .await
+            .with_context(|| format!("job: {}", job_status(&admin, "small").unwrap_or_default()))?,
+    )?;
+    exactly_once(&got, &want)?;
+    let s = job_status(&admin, "small")?;
+    ensure!(s["state"] == "running", "job state {}", s["state"]);
+    Ok(())
+}
+
 /// kill −9 of the node running a job grouping by the record key, right
 /// after its first results: its tasks, which read the input themselves,
 /// resume from their checkpoints and every final result is in the output

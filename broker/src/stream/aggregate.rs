@@ -87,8 +87,14 @@ use super::window::{EmitMode, WindowOperator, WindowResult};
 use crate::broker::Broker;
 
 /// Bytes of results an aggregate task writes into one output batch before
-/// it hands it over (the producer's default batch size).
+/// it hands it over (the producer's default batch size), when the output
+/// topic's `max.message.bytes` allows it.
 const OUTPUT_BATCH_BYTES: usize = 256 * 1024;
+
+/// What a record adds to a batch beside its key, value and headers, at most
+/// (length, attributes, timestamp and offset deltas, key and value lengths
+/// and header count as varints, and each header's two lengths).
+const RECORD_OVERHEAD: usize = 48;
 
 /// What an aggregate task's checkpoint holds (borrowed when written: the
 /// shard is not copied).
@@ -374,6 +380,7 @@ pub async fn run(
             .map(|ms| Duration::from_millis(ms as u64)),
         format: super::output::Output::new(&plan),
         buf: BytesMut::with_capacity(64 * 1024),
+        batch_bytes: OUTPUT_BATCH_BYTES,
         outputs: output_tps
             .into_iter()
             .zip(skips)
@@ -681,6 +688,10 @@ struct Aggregate {
     /// Where a record's value is written before it goes into the batch
     /// (reused), and state queries' answers.
     buf: BytesMut,
+    /// Bytes of records an output batch holds at most: [`OUTPUT_BATCH_BYTES`],
+    /// or less to keep each batch within the output topic's
+    /// `max.message.bytes` (read at each write).
+    batch_bytes: usize,
     /// The output partitions it writes: partition `r`, or every one when
     /// it runs the whole job.
     outputs: Vec<OutputPart>,
@@ -812,6 +823,7 @@ impl Aggregate {
         // window's end: results of a replay of old history would otherwise
         // fall under retention at once.
         let now = task::now_ms();
+        self.batch_bytes = self.output_batch_bytes();
         if self.plan.top.is_some() {
             for (w, rank) in super::top_n::rank(&self.plan, std::mem::take(out)) {
                 self.write_result(&w, rank, now);
@@ -880,6 +892,18 @@ impl Aggregate {
         let flag: &[u8] = if w.is_final { b"true" } else { b"false" };
         let changes = self.def.emit == EmitMode::Changes;
         let header = changes.then_some((&b"weir-final"[..], Some(flag)));
+        // A batch that this record could take past the limit is closed
+        // first (a record alone over it is sent alone, and refused).
+        let size = RECORD_OVERHEAD
+            + self.buf.len()
+            + key.as_ref().map_or(0, |k| k.len())
+            + header.map_or(0, |(h, v)| h.len() + v.map_or(0, <[u8]>::len));
+        if o.pending
+            .as_ref()
+            .is_some_and(|b| !b.is_empty() && b.records_len() + size > self.batch_bytes)
+        {
+            o.full.extend(o.pending.take());
+        }
         o.pending
             .get_or_insert_with(|| BatchBuilder::new(-1, -1, -1, OUTPUT_BATCH_BYTES + 4096))
             .push(
@@ -892,10 +916,27 @@ impl Aggregate {
         self.buf.clear();
         if o.pending
             .as_ref()
-            .is_some_and(|b| b.records_len() >= OUTPUT_BATCH_BYTES)
+            .is_some_and(|b| b.records_len() >= self.batch_bytes)
         {
             o.full.extend(o.pending.take());
         }
+    }
+
+    /// Bytes of records an output batch may hold: [`OUTPUT_BATCH_BYTES`], or
+    /// less when the output topic's `max.message.bytes` (as this node's
+    /// metadata has it) takes smaller batches (found from outside: a job
+    /// writing into a topic made with a 20 KB limit failed over and over
+    /// with MESSAGE_TOO_LARGE).
+    fn output_batch_bytes(&self) -> usize {
+        let limit = self.node.upgrade().and_then(|b| {
+            let t = b.meta.topic(&self.plan.output_topic)?;
+            Some(b.topic_log_config(&t).max_message_bytes)
+        });
+        limit.map_or(OUTPUT_BATCH_BYTES, |max| {
+            (max as usize)
+                .saturating_sub(weir_storage::HEADER_LEN)
+                .clamp(1, OUTPUT_BATCH_BYTES)
+        })
     }
 
     /// Stops the task once the output topic it writes was deleted (found

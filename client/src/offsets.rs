@@ -35,6 +35,10 @@ impl OffsetSpec {
         match self {
             OffsetSpec::Earliest => -2,
             OffsetSpec::Latest => -1,
+            // Before the epoch: every record is at or after it. Sent as is,
+            // -1 and -5 would ask for the end (found from outside: a job
+            // `--from 1969-12-31T23:59:59.999Z` skipped the whole input).
+            OffsetSpec::Timestamp(t) if t < 0 => -2,
             OffsetSpec::Timestamp(t) => t,
         }
     }
@@ -325,4 +329,24 @@ pub(crate) fn coordinator_moved(e: &Error) -> bool {
                 | codes::COORDINATOR_LOAD_IN_PROGRESS
         )
     ) || matches!(e, Error::Io { .. } | Error::ConnectionClosed { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A time before the epoch asks for the log start, never for one of
+    /// ListOffsets' special values (-1 latest, -3 max timestamp, -4 local
+    /// start, -5 latest tiered).
+    #[test]
+    fn times_before_the_epoch_ask_for_the_log_start() {
+        for t in [-1, -2, -3, -4, -5, -1000, i64::MIN] {
+            assert_eq!(OffsetSpec::Timestamp(t).wire(), -2, "{t}");
+        }
+        assert_eq!(OffsetSpec::Timestamp(0).wire(), 0);
+        assert_eq!(
+            OffsetSpec::Timestamp(1_700_000_000_000).wire(),
+            1_700_000_000_000
+        );
+    }
 }

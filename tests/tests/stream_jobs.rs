@@ -1057,6 +1057,66 @@ async fn a_job_writes_into_an_output_topic_with_a_small_message_limit() -> Resul
     Ok(())
 }
 
+/// A job whose task has failed answers a state query with 503 ("ask
+/// again shortly"), not with an empty list as if the key had no open
+/// window (found from outside: a job over a one-partition input asked
+/// itself and answered `200 []`). The task fails because a result is over
+/// its output topic's `max.message.bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_is_not_queried_as_holding_nothing() -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("fails"), unique("fails-out"));
+    create_input(&bootstrap, &input, 1, -1).await?;
+    let mut small = NewTopic::new(&out, 1);
+    small.configs = vec![("max.message.bytes".into(), "300".into())];
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(small, false)
+        .await?;
+    let long = "x".repeat(400);
+    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    for (customer, ts) in [(long.as_str(), 1_000), ("k", 60_000)] {
+        let v = serde_json::json!({"customerId": customer, "ts": ts, "transactionSum": 1});
+        producer
+            .send(ProducerRecord::new(&input, v.to_string()))
+            .await?;
+    }
+    producer.flush().await?;
+    let sql = format!(
+        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS ws, \
+         COUNT(*) AS n FROM \"{input}\" GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
+    );
+    weir(&["job", "create", "fails", "--sql", &sql, "--admin", &admin])?;
+    let failed = || -> Result<bool> {
+        Ok(job_status(&admin, "fails")?["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("failed")))
+    };
+    // The task restarts 5 s after each failure and fails again at once:
+    // answers given while it is failed (before and after the query) count.
+    let (mut while_failed, mut seen) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && while_failed.len() < 10 {
+        let before = failed()?;
+        let (status, body) = weir_tests::http_get(&admin, "/v1/jobs/fails/state?key=%22k%22")?;
+        if before && failed()? {
+            while_failed.push((status, body.trim().to_string()));
+        }
+        seen.push(status);
+        std::thread::sleep(Duration::from_millis(100)); // paces the queries
+    }
+    ensure!(
+        !while_failed.is_empty(),
+        "the task never failed: answers {seen:?}"
+    );
+    ensure!(
+        while_failed.iter().all(|(status, _)| *status == 503),
+        "answers while the task was failed: {while_failed:?}"
+    );
+    Ok(())
+}
+
 /// kill −9 of the node running a job grouping by the record key, right
 /// after its first results: its tasks, which read the input themselves,
 /// resume from their checkpoints and every final result is in the output

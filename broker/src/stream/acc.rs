@@ -43,8 +43,10 @@ pub enum Acc {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExactSum {
     /// Sum of the integer terms.
+    #[serde(with = "wide_int")]
     ints: i128,
     /// Sum of the other terms, in 10⁻⁹ units.
+    #[serde(with = "wide_int")]
     nanos: i128,
     /// Whether any term was not an integer.
     fractional: bool,
@@ -52,8 +54,103 @@ pub struct ExactSum {
     n: u64,
     /// The other terms (nanounits cannot hold them exactly): power of ten
     /// → sum of the digits of the terms' shortest decimals at that power.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "wide_int::map"
+    )]
     wide: BTreeMap<i16, i128>,
+}
+
+/// An `i128` of a checkpoint: a JSON number while it fits an `i64` or a
+/// `u64`, else the string of its digits. A checkpoint is read back through
+/// `serde_json::Value`, which holds no wider integer: a sum past `u64`
+/// (three times `i64::MAX`, found from outside) came back as a float, the
+/// checkpoint could not be read, and the job failed at every restart. Read
+/// back: a number, a string of digits, or (a checkpoint written before) an
+/// integral float, taken as the integer nearest to it.
+mod wide_int {
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    /// An `i128` written and read as [`self`] says.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Wide(pub i128);
+
+    impl Serialize for Wide {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if let Ok(i) = i64::try_from(self.0) {
+                s.serialize_i64(i)
+            } else if let Ok(u) = u64::try_from(self.0) {
+                s.serialize_u64(u)
+            } else {
+                s.serialize_str(&self.0.to_string())
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Wide {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Wide;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an integer, or its digits as a string")
+                }
+                fn visit_i64<E: Error>(self, v: i64) -> Result<Wide, E> {
+                    Ok(Wide(v.into()))
+                }
+                fn visit_u64<E: Error>(self, v: u64) -> Result<Wide, E> {
+                    Ok(Wide(v.into()))
+                }
+                fn visit_i128<E: Error>(self, v: i128) -> Result<Wide, E> {
+                    Ok(Wide(v))
+                }
+                fn visit_f64<E: Error>(self, v: f64) -> Result<Wide, E> {
+                    if v.is_finite() && v.fract() == 0.0 {
+                        // Saturating: a checkpoint's sums saturate too.
+                        Ok(Wide(v as i128))
+                    } else {
+                        Err(E::custom(format!("{v} is not an integer")))
+                    }
+                }
+                fn visit_str<E: Error>(self, v: &str) -> Result<Wide, E> {
+                    v.parse()
+                        .map(Wide)
+                        .map_err(|_| E::custom(format!("{v:?} is not an integer")))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    pub(crate) fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        Wide(*v).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        Wide::deserialize(d).map(|w| w.0)
+    }
+
+    /// A map whose values are [`Wide`].
+    pub(crate) mod map {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(
+            m: &BTreeMap<i16, i128>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.collect_map(m.iter().map(|(k, v)| (k, Wide(*v))))
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<BTreeMap<i16, i128>, D::Error> {
+            let m = BTreeMap::<i16, Wide>::deserialize(d)?;
+            Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+        }
+    }
 }
 
 /// `f` in 10⁻⁹ units, when that is exact: `f` is below 10¹⁵ and a whole
@@ -259,13 +356,17 @@ impl Extreme {
     }
 
     /// A total order, so that which of two candidates is kept never
-    /// depends on the order they came in: numbers equal as floats but
-    /// written differently (`1` and `1.0`, `0` and `-0.0`, integers past
-    /// 2^53) are ordered by their JSON text.
+    /// depends on the order they came in: numbers by their exact values
+    /// ([`super::number::total`]: integers past 2^53 too), equal values
+    /// written differently (`1` and `1.0`, `0` and `-0.0`) by their JSON
+    /// text.
     fn less(&self, o: &Extreme) -> bool {
         match (self, o) {
+            (Extreme::Number(_, Value::Number(x)), Extreme::Number(_, Value::Number(y))) => {
+                super::number::total(x, y).is_lt()
+            }
             (Extreme::Number(a, x), Extreme::Number(b, y)) => {
-                a < b || (a == b && x != y && x.to_string().cmp(&y.to_string()).is_lt())
+                a < b || (a == b && x.to_string().cmp(&y.to_string()).is_lt())
             }
             (Extreme::Number(..), Extreme::String(_)) => true,
             (Extreme::String(_), Extreme::Number(..)) => false,
@@ -294,7 +395,7 @@ fn keep(slot: &mut Option<Extreme>, cand: Extreme, smaller: bool) {
 
 impl Acc {
     /// An empty accumulator of `kind`.
-    pub fn new(kind: AggregateKind) -> Self {
+    pub(crate) fn new(kind: AggregateKind) -> Self {
         match kind {
             AggregateKind::CountStar | AggregateKind::Count => Acc::Count(0),
             AggregateKind::CountDistinct => Acc::Distinct(BTreeSet::new()),
@@ -312,7 +413,7 @@ impl Acc {
 
     /// Adds one record's argument (`COUNT(*)` counts every call; the others
     /// skip nulls).
-    pub fn add(&mut self, kind: AggregateKind, v: &Value) {
+    pub(crate) fn add(&mut self, kind: AggregateKind, v: &Value) {
         if v.is_null() && kind != AggregateKind::CountStar {
             return;
         }
@@ -337,7 +438,7 @@ impl Acc {
     }
 
     /// Folds `other` (same kind) into this one.
-    pub fn merge(&mut self, other: &Acc) {
+    pub(crate) fn merge(&mut self, other: &Acc) {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
             (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b.iter().cloned()),
@@ -351,7 +452,7 @@ impl Acc {
 
     /// Writes [`Self::value`] as JSON text to `out` (counts without
     /// building a JSON value).
-    pub fn write_json(&self, out: &mut bytes::BytesMut) {
+    pub(crate) fn write_json(&self, out: &mut bytes::BytesMut) {
         match self {
             Acc::Count(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
             Acc::Distinct(set) => {
@@ -366,7 +467,7 @@ impl Acc {
     }
 
     /// The aggregate's value: null for SUM, MIN, MAX and AVG of no values.
-    pub fn value(&self) -> Value {
+    pub(crate) fn value(&self) -> Value {
         match self {
             Acc::Count(n) => Value::from(*n),
             Acc::Distinct(set) => Value::from(set.len() as u64),
@@ -382,6 +483,77 @@ impl Acc {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// MIN and MAX compare integers past 2^53 exactly (found from outside:
+    /// MIN of 99999999999999999 and 100000000000000000 came out above MAX),
+    /// and equal values written differently give the same result in every
+    /// order (`-0.0`, `0.0`, `0` did not).
+    #[test]
+    fn min_and_max_are_exact_and_independent_of_order() {
+        let big = [json!(99999999999999999u64), json!(100000000000000000u64)];
+        assert_eq!(run(AggregateKind::Min, &big), big[0]);
+        assert_eq!(run(AggregateKind::Max, &big), big[1]);
+        let wide = [
+            json!(1000000000000000001u64),
+            json!(1000000000000000000u64),
+            json!(999999999999999999u64),
+        ];
+        assert_eq!(run(AggregateKind::Max, &wide), wide[0]);
+        assert_eq!(run(AggregateKind::Min, &wide), wide[2]);
+        let zeros: Vec<Value> = ["-0.0", "0.0", "0"]
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect();
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for kind in [AggregateKind::Min, AggregateKind::Max] {
+            let results: BTreeSet<String> = orders
+                .iter()
+                .map(|o| run(kind, &o.map(|i| zeros[i].clone())).to_string())
+                .collect();
+            assert_eq!(results.len(), 1, "{kind:?}: {results:?}");
+        }
+    }
+
+    /// A checkpoint is read back through `serde_json::Value`: sums past
+    /// `u64` (integers, and nanounits of fractions) survive it exactly.
+    #[test]
+    fn sums_past_u64_survive_a_checkpoint() {
+        for (kind, vals) in [
+            (AggregateKind::Sum, vec![json!(i64::MAX); 3]),
+            (AggregateKind::Sum, vec![json!(i64::MIN); 3]),
+            (AggregateKind::Avg, vec![json!(20000000000.5)]),
+            (AggregateKind::Sum, vec![json!(1e300), json!(-1.5e-300)]),
+        ] {
+            let mut a = Acc::new(kind);
+            for v in &vals {
+                a.add(kind, v);
+            }
+            let bytes = serde_json::to_vec(&a).unwrap();
+            let via_value: Value = serde_json::from_slice(&bytes).unwrap();
+            let back: Acc = serde_json::from_value(via_value).unwrap();
+            assert_eq!(back, a, "{}", String::from_utf8_lossy(&bytes));
+        }
+        // Written before: an integral float, the integer nearest to it.
+        let old: ExactSum = serde_json::from_value(
+            json!({"ints": 2.7670116110564327e19, "nanos": 0, "fractional": false, "n": 3}),
+        )
+        .unwrap();
+        assert_eq!(old.ints, 27670116110564327424);
+        // Small sums are written as before.
+        let mut a = Acc::new(AggregateKind::Sum);
+        a.add(AggregateKind::Sum, &json!(5));
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            json!({"Sum": {"ints": 5, "nanos": 0, "fractional": false, "n": 1}})
+        );
+    }
 
     fn run(kind: AggregateKind, vals: &[Value]) -> Value {
         let mut a = Acc::new(kind);

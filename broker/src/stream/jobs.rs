@@ -195,6 +195,16 @@ impl Jobs {
                     .and_then(|r| r.queries.clone())
                 {
                     Some(sender) => local.push(sender),
+                    // Found from outside: a failed task here answered `[]`
+                    // (this node asked itself), as if it held no window.
+                    None if node == b.config.node_id || node < 0 => {
+                        return Err(QueryError::NotRunning(format!(
+                            "task {id} of job {}, which may hold that key's windows, is not \
+                             running now (it starts, moves or restarts after a failure): ask \
+                             again shortly",
+                            def.name
+                        )));
+                    }
                     None if !nodes.contains(&node) => nodes.push(node),
                     None => {}
                 }

@@ -39,6 +39,7 @@ pub mod jobs;
 mod json_pick;
 pub mod local_read;
 pub mod local_write;
+pub mod number;
 pub mod output;
 pub mod plan;
 pub mod repartition;

@@ -341,8 +341,9 @@ pub enum Operand {
 /// A constant in a condition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Literal {
-    /// A number.
-    Number(f64),
+    /// A number, exact as written (an integer stays one: compared as a
+    /// float, `v = 100000000000000001` matched 100000000000000000 too).
+    Number(serde_json::Number),
     /// A string.
     String(String),
     /// `TRUE` / `FALSE`.

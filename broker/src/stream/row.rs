@@ -416,7 +416,11 @@ fn event_time(v: Option<&Value>, field: &str) -> Result<i64, BadRecord> {
         None | Some(Value::Null) => Err(BadRecord::MissingTime(field.to_string())),
         Some(Value::Number(n)) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.floor() as i64)
+            })
             .ok_or_else(|| bad(format!("{n} is not epoch milliseconds"))),
         Some(Value::String(s)) => weir_client::cli::time::parse_rfc3339_ms(s).map_err(bad),
         Some(other) => Err(bad(format!("{other} is neither a number nor a string"))),
@@ -468,9 +472,7 @@ fn truth<'v>(f: &Filter, get: &impl Fn(&str) -> Option<&'v Value>) -> Option<boo
 fn operand<'v>(o: &Operand, get: &impl Fn(&str) -> Option<&'v Value>) -> Option<Value> {
     let v = match o {
         Operand::Column(c) => get(c)?.clone(),
-        Operand::Literal(Literal::Number(n)) => {
-            serde_json::Number::from_f64(*n).map(Value::Number)?
-        }
+        Operand::Literal(Literal::Number(n)) => Value::Number(n.clone()),
         Operand::Literal(Literal::String(s)) => Value::String(s.clone()),
         Operand::Literal(Literal::Bool(b)) => Value::Bool(*b),
         Operand::Literal(Literal::Null) => Value::Null,
@@ -482,7 +484,7 @@ fn operand<'v>(o: &Operand, get: &impl Fn(&str) -> Option<&'v Value>) -> Option<
 /// anything else is incomparable.
 fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::Number(x), Value::Number(y)) => Some(super::number::cmp(x, y)),
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         _ => None,
@@ -524,6 +526,37 @@ mod tests {
         assert_eq!(extract(&p, b"{}", 5, 6).unwrap().unwrap().time_ms, 5);
         let p = plan(None, TimeSource::ProcessingTime);
         assert_eq!(extract(&p, b"{}", 5, 6).unwrap().unwrap().time_ms, 6);
+    }
+
+    /// A fractional epoch time belongs to the millisecond it falls in
+    /// (found from outside: `-0.5` was taken as 0, in the window after its
+    /// own), and a text time that is not RFC 3339 is a bad record, never a
+    /// panic (`+0é:0` as the offset panicked the task at every restart).
+    #[test]
+    fn fractional_and_malformed_times() {
+        let p = plan(None, TimeSource::Field("ts".into()));
+        for (v, want) in [("-0.5", -1), ("1.5", 1), ("-1000.25", -1001), ("7", 7)] {
+            let rec = format!(r#"{{"customerId": 1, "ts": {v}}}"#);
+            let row = extract(&p, rec.as_bytes(), 0, 0).unwrap().unwrap();
+            assert_eq!(row.time_ms, want, "{v}");
+        }
+        for v in [
+            "2023-01-01T00:00:00+0é:0",
+            "2023-01-01T00:00:00+99:99",
+            "2023-01-01T00:00:00+24:00",
+            "2023-01-01T00:00:60Z",
+            "2023-01-01T00:00:00é",
+            "2023-01-01T00:00:00.1é",
+        ] {
+            let rec = format!(r#"{{"customerId": 1, "ts": "{v}"}}"#);
+            assert!(
+                matches!(
+                    extract(&p, rec.as_bytes(), 0, 0),
+                    Err(BadRecord::BadTime { .. })
+                ),
+                "{v}"
+            );
+        }
     }
 
     /// Times at the ends of `i64` are bad records, not an overflow in the
@@ -665,9 +698,33 @@ mod tests {
         ));
     }
 
+    /// `WHERE` compares integers past 2^53 exactly, against literals kept
+    /// exact (found from outside: `v = 100000000000000001` matched
+    /// 100000000000000000, `v > 99999999999999999` dropped it).
+    #[test]
+    fn where_compares_big_integers_exactly() {
+        let lit = |t: &str| Operand::Literal(Literal::Number(serde_json::from_str(t).unwrap()));
+        let cmp = |op, r| Filter::Compare {
+            left: Operand::Column("v".into()),
+            op,
+            right: r,
+        };
+        let rec = json!({"v": 100000000000000000u64});
+        let r = |k: &str| rec.get(k);
+        assert!(holds(&cmp(CompareOp::Gt, lit("99999999999999999")), &r));
+        assert!(!holds(&cmp(CompareOp::Eq, lit("100000000000000001")), &r));
+        assert!(holds(&cmp(CompareOp::Eq, lit("100000000000000000")), &r));
+        assert!(holds(&cmp(CompareOp::Lt, lit("100000000000000016.0")), &r));
+        let rec = json!({"v": 9007199254740992u64});
+        let r = |k: &str| rec.get(k);
+        assert!(!holds(&cmp(CompareOp::Eq, lit("9007199254740993")), &r));
+        assert!(holds(&cmp(CompareOp::Eq, lit("9007199254740992.0")), &r));
+    }
+
     #[test]
     fn where_conditions() {
-        let num = |n: f64| Operand::Literal(Literal::Number(n));
+        let num =
+            |n: f64| Operand::Literal(Literal::Number(serde_json::Number::from_f64(n).unwrap()));
         let cmp = |c: &str, op, r| Filter::Compare {
             left: col(c),
             op,

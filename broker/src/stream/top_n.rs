@@ -280,17 +280,10 @@ fn total(a: &Value, b: &Value) -> Ordering {
         }
     }
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i.cmp(&j),
-            _ => {
-                let (f, g) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-                // Equal as floats but written differently (`1` and `1.0`):
-                // by the JSON text, so that no two different rows tie and
-                // the rows kept never depend on their order of arrival.
-                f.total_cmp(&g)
-                    .then_with(|| x.to_string().cmp(&y.to_string()))
-            }
-        },
+        // Equal in value but written differently (`1` and `1.0`): by the
+        // JSON text, so that no two different rows tie and the rows kept
+        // never depend on their order of arrival.
+        (Value::Number(x), Value::Number(y)) => super::number::total(x, y),
         (Value::String(x), Value::String(y)) => x.cmp(y),
         _ => class(a)
             .cmp(&class(b))

@@ -22,12 +22,14 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // A leap second (60) ends a minute 59 only.
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
         || hour > 23
         || minute > 59
         || second > 60
+        || (second == 60 && minute != 59)
     {
         return Err(err());
     }
@@ -47,9 +49,14 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
     }
     let offset_secs = match rest {
         "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let h = num_in(tz, 1..3).ok_or_else(err)?;
-            let m = num_in(tz, 4..6).ok_or_else(err)?;
+        // Byte by byte: the text may hold any character (found from
+        // outside: `+0é:0` panicked on a slice inside the `é`).
+        tz if tz.len() == 6
+            && (tz.starts_with('+') || tz.starts_with('-'))
+            && tz.as_bytes()[3] == b':' =>
+        {
+            let h = num_in(tz, 1..3).filter(|h| *h <= 23).ok_or_else(err)?;
+            let m = num_in(tz, 4..6).filter(|m| *m <= 59).ok_or_else(err)?;
             let sign = if tz.starts_with('-') { -1 } else { 1 };
             sign * (h * 3600 + m * 60)
         }
@@ -116,6 +123,15 @@ mod tests {
             parse_rfc3339_ms("2000-02-29T00:00:00Z").unwrap(),
             951_782_400_000
         );
+        // A leap second: the same instant as the next minute's start.
+        assert_eq!(
+            parse_rfc3339_ms("2016-12-31T23:59:60Z").unwrap(),
+            parse_rfc3339_ms("2017-01-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-01-02T03:04:05-23:59").unwrap(),
+            1_704_164_645_000 + (23 * 3600 + 59 * 60) * 1000
+        );
     }
 
     #[test]
@@ -128,6 +144,13 @@ mod tests {
             "2024-01-02T03:04:05",
             "2024-01-02T03:04:05.Z",
             "abcd-01-02T03:04:05Z",
+            "2023-01-01T00:00:00+0é:0",
+            "2023-01-01T00:00:00+é0:00",
+            "2023-01-01T00:00:00+24:00",
+            "2023-01-01T00:00:00-00:60",
+            "2023-01-01T00:00:60Z",
+            "2023-01-01T00:00:00é",
+            "2023-01-01T00:0é:00Z",
         ] {
             assert!(parse_rfc3339_ms(bad).is_err(), "{bad}");
         }

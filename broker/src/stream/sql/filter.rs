@@ -95,13 +95,29 @@ fn operand(expr: &Expr) -> Result<Operand, SqlError> {
 
 fn literal(value: &Value, negate: bool, expr: &Expr) -> Result<Literal, SqlError> {
     match value {
-        Value::Number(text, _) => match text.parse::<f64>() {
-            Ok(n) if n.is_finite() => Ok(Literal::Number(if negate { -n } else { n })),
-            _ => Err(SqlError::Invalid {
-                clause: CLAUSE,
-                detail: format!("number out of range: {}", show(expr)),
-            }),
-        },
+        Value::Number(text, _) => {
+            let signed = if negate {
+                format!("-{text}")
+            } else {
+                text.clone()
+            };
+            // As JSON reads it (an integer exactly), else as SQL's decimal
+            // forms (`.5`, `5.`) that JSON has not.
+            serde_json::from_str::<serde_json::Number>(&signed)
+                .ok()
+                .filter(|n| n.as_f64().is_some_and(f64::is_finite))
+                .or_else(|| {
+                    signed
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                })
+                .map(Literal::Number)
+                .ok_or_else(|| SqlError::Invalid {
+                    clause: CLAUSE,
+                    detail: format!("number out of range: {}", show(expr)),
+                })
+        }
         Value::SingleQuotedString(s) => Ok(Literal::String(s.clone())),
         Value::Boolean(b) => Ok(Literal::Bool(*b)),
         Value::Null => Ok(Literal::Null),

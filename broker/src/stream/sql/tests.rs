@@ -357,12 +357,40 @@ fn where_forms() {
     ] {
         assert_eq!(
             filter_of(&format!("amount {text} 10")),
-            cmp(col("amount"), op, lit(Literal::Number(10.0)))
+            cmp(col("amount"), op, lit(Literal::Number(10.into())))
         );
     }
     assert_eq!(
+        filter_of("v = 100000000000000001"),
+        cmp(
+            col("v"),
+            CompareOp::Eq,
+            lit(Literal::Number(100000000000000001u64.into()))
+        )
+    );
+    assert_eq!(
+        filter_of("v > -9223372036854775808"),
+        cmp(
+            col("v"),
+            CompareOp::Gt,
+            lit(Literal::Number(i64::MIN.into()))
+        )
+    );
+    assert_eq!(
+        filter_of("v < .5"),
+        cmp(
+            col("v"),
+            CompareOp::Lt,
+            lit(Literal::Number(serde_json::Number::from_f64(0.5).unwrap()))
+        )
+    );
+    assert_eq!(
         filter_of("-2.5 < amount"),
-        cmp(lit(Literal::Number(-2.5)), CompareOp::Lt, col("amount"))
+        cmp(
+            lit(Literal::Number(serde_json::Number::from_f64(-2.5).unwrap())),
+            CompareOp::Lt,
+            col("amount")
+        )
     );
     assert_eq!(
         filter_of("status = 'paid'"),
@@ -394,8 +422,8 @@ fn where_forms() {
         Filter::IsNotNull("note".into())
     );
     // AND binds tighter than OR; NOT and parentheses
-    let a = || cmp(col("a"), CompareOp::Eq, lit(Literal::Number(1.0)));
-    let b = || cmp(col("b"), CompareOp::Eq, lit(Literal::Number(2.0)));
+    let a = || cmp(col("a"), CompareOp::Eq, lit(Literal::Number(1.into())));
+    let b = || cmp(col("b"), CompareOp::Eq, lit(Literal::Number(2.into())));
     let c = || Filter::IsNull("c".into());
     assert_eq!(
         filter_of("a = 1 OR b = 2 AND c IS NULL"),

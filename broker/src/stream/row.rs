@@ -48,6 +48,34 @@ pub enum BadRecord {
     /// The statement reads the record key (`_key`), and it is not UTF-8.
     #[error("the record key is not UTF-8 text")]
     KeyNotText,
+    /// A column a window Top-N keeps is nested deeper than a checkpoint
+    /// can hold it.
+    #[error("column {column:?} is nested deeper than {MAX_KEPT_DEPTH} levels")]
+    TooDeep {
+        /// The column.
+        column: String,
+    },
+}
+
+/// How deep a value a window Top-N keeps may be nested: its checkpoint
+/// nests it about ten levels further, and is read back under serde_json's
+/// limit of 128 (found from outside: a kept field 120 levels deep was
+/// taken, and the checkpoint holding it could not be read at restart).
+pub const MAX_KEPT_DEPTH: usize = 64;
+
+/// How deeply `v` nests arrays and objects (a scalar: 0).
+fn depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The largest event time (and the negated smallest) a job takes, in ms
@@ -242,11 +270,18 @@ impl Reader {
         for (a, slot) in plan.aggregates.iter().zip(&self.arg_slots) {
             if let AggregateKind::TopRows { .. } = a.kind {
                 // The ranked row: its columns, missing ones null.
-                let row = self
+                let row: Vec<Value> = self
                     .top_rows
                     .iter()
                     .map(|&c| at(c).cloned().unwrap_or(Value::Null))
                     .collect();
+                if let Some(i) = row.iter().position(|v| depth(v) > MAX_KEPT_DEPTH) {
+                    let column = match self.top_rows[i] {
+                        Slot::Field(f) => self.names.get(f).cloned().unwrap_or_default(),
+                        Slot::RecordKey => super::plan::KEY_COLUMN.to_string(),
+                    };
+                    return Err(BadRecord::TooDeep { column });
+                }
                 args.push(Value::Array(row));
                 continue;
             }
@@ -592,6 +627,34 @@ mod tests {
             extract(&p, b"{}", i64::MIN, 0),
             Err(BadRecord::BadTime { .. })
         ));
+    }
+
+    /// A window Top-N keeps whole columns in its checkpoint: one nested
+    /// deeper than [`MAX_KEPT_DEPTH`] is a bad record (found from outside:
+    /// kept at 120 levels, the checkpoint could not be read at restart).
+    #[test]
+    fn kept_columns_nested_too_deep_are_bad() {
+        let p = crate::stream::sql::parse_job(
+            "INSERT INTO o SELECT x, price, window_start FROM ( \
+               SELECT *, RANK() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS r \
+               FROM TABLE(TUMBLE(TABLE i, DESCRIPTOR(ts), INTERVAL '1' SECOND))) WHERE r <= 1",
+        )
+        .unwrap();
+        let mut r = Reader::new(&p);
+        let nested = |d: usize| format!("{}1{}", "[".repeat(d), "]".repeat(d));
+        let ok = format!(
+            r#"{{"ts": 5, "price": 1, "x": {}}}"#,
+            nested(MAX_KEPT_DEPTH)
+        );
+        assert!(r.row(None, ok.as_bytes(), 0, 0).unwrap().is_some());
+        let deep = format!(
+            r#"{{"ts": 5, "price": 1, "x": {}}}"#,
+            nested(MAX_KEPT_DEPTH + 1)
+        );
+        assert_eq!(
+            r.row(None, deep.as_bytes(), 0, 0),
+            Err(BadRecord::TooDeep { column: "x".into() })
+        );
     }
 
     #[test]

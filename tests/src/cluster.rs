@@ -241,6 +241,14 @@ impl Cluster {
         }
     }
 
+    /// Delays every chunk of bytes on every Raft link by `delay`, each way
+    /// (zero: none).
+    pub fn delay_all(&self, delay: Duration) {
+        for p in self.links.values() {
+            p.set_delay(delay);
+        }
+    }
+
     /// Heals every link.
     pub fn heal_all(&self) {
         for p in self.links.values() {

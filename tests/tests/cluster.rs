@@ -640,6 +640,37 @@ fn group_coordination_spreads_over_the_nodes() -> Result<()> {
     Ok(())
 }
 
+/// Raft links with a round trip of 140 ms (70 ms each way, as between
+/// distant zones) slow commits down but do not stop them (found from
+/// outside: an AppendEntries timed out after 0.75 of the 150 ms heartbeat,
+/// so no write committed for as long as the links stayed slow, and no
+/// leader was replaced either).
+#[test]
+fn slow_raft_links_slow_commits_but_do_not_stop_them() -> Result<()> {
+    let mut c = Cluster::start_with_proxies(3, &[])?;
+    let topic = unique("slow-links");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    let (_, first) = c.produce_to_leader(&topic, 0, 0, &batch(&[b"before"], None)?)?;
+    c.delay_all(Duration::from_millis(70));
+    let started = std::time::Instant::now();
+    let mut offsets = vec![first];
+    for i in 0..3 {
+        let v = format!("slow-{i}");
+        let (_, offset) = c
+            .produce_to_leader(&topic, 0, 0, &batch(&[v.as_bytes()], None)?)
+            .with_context(|| format!("acks=all write {i} over slow links"))?;
+        offsets.push(offset);
+    }
+    c.delay_all(Duration::ZERO);
+    ensure!(
+        offsets == [0, 1, 2, 3],
+        "offsets {offsets:?} (took {:?})",
+        started.elapsed()
+    );
+    Ok(())
+}
+
 /// A leader cut off from its peers (its Raft links cut both ways, clients
 /// still reach it): the others elect a new leader in a higher epoch, the
 /// isolated node acknowledges no acks=all write, and after healing it

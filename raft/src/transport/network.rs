@@ -39,6 +39,21 @@ use super::peer::LinkError;
 use super::Peers;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
+/// The least time an AppendEntries (a heartbeat, or a part of a pipeline
+/// without progress) is given before it counts as failed. openraft offers
+/// 0.75 of the heartbeat interval (112 ms): over links with a longer round
+/// trip (distant zones, a congested network) every AppendEntries timed out,
+/// nothing committed and no leader was replaced (found from outside, links
+/// of 140 ms). A follower that is gone is still found at once when its
+/// connection fails; one that swallows bytes, within this.
+pub(crate) const APPEND_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
+
+/// The time an AppendEntries is given: openraft's, at least
+/// [`APPEND_TIMEOUT_FLOOR`].
+fn append_timeout(option: &RPCOption) -> Duration {
+    option.soft_ttl().max(APPEND_TIMEOUT_FLOOR)
+}
+
 type Append = AppendEntriesRequest<TypeConfig>;
 type RpcError = RPCError<TypeConfig>;
 type AppendOutcome = Result<StreamAppendResult<TypeConfig>, RpcError>;
@@ -139,7 +154,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         let mut acked: Option<Option<LogId>> = None;
         for part in split_by_budget(rpc, self.peers.config.append_budget_bytes) {
             let last = last_log_id(&part);
-            let res = self.send_append(part, option.soft_ttl()).await;
+            let res = self.send_append(part, append_timeout(&option)).await;
             match (res, &acked) {
                 (Ok(Ok(_)), _) => acked = Some(last),
                 (Ok(Err(StreamAppendError::HigherVote(v))), _) => {
@@ -172,7 +187,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
             parts: VecDeque::new(),
             inflight: FuturesOrdered::new(),
             window: self.peers.config.append_window.max(1),
-            timeout: option.soft_ttl(),
+            timeout: append_timeout(&option),
             progress: tokio::time::Instant::now(),
             stopped: false,
         };

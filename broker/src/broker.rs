@@ -702,6 +702,7 @@ impl Broker {
                 tick.tick().await;
                 let Some(b) = weak.upgrade() else { return };
                 let down = b.cluster.unreachable_peers();
+                b.controller.tend(&down).await;
                 for p in b.hosted() {
                     if let Some(group) = p.group_id() {
                         p.tend(b.cluster.claim(group), &down).await;
@@ -719,6 +720,15 @@ impl Broker {
             .filter_map(|p| {
                 let l = p.leadership();
                 if !matches!(l.role, crate::partition::Role::Leader) {
+                    return None;
+                }
+                // A leader that hears no quorum of the replicas commits
+                // nothing: it does not claim the group, so the others elect
+                // (found from outside: a leader that could send but not
+                // hear kept its followers from campaigning for the whole
+                // one-way partition).
+                let t = self.meta.topic(&p.tp.topic)?;
+                if !self.reaches_quorum(&t.replicas_of(p.tp.partition, self.config.node_id)) {
                     return None;
                 }
                 Some(weir_raft::group::LeaderNotice {

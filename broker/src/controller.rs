@@ -273,6 +273,13 @@ impl Controller {
         })
     }
 
+    /// The controller group's periodic step (`down`: the nodes this one
+    /// cannot reach): a controller that reaches no quorum stops holding the
+    /// others back (see [`PartitionGroup::tend`]).
+    pub async fn tend(&self, down: &[u64]) {
+        self.group.tend(None, down).await;
+    }
+
     /// Commits `cmds` (in order, one batch) through the controller leader and
     /// waits until this node has applied them.
     pub async fn submit(&self, cmds: &[Command]) -> Result<(), ControllerError> {

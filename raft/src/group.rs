@@ -362,6 +362,10 @@ struct Shared {
     lease: std::time::Duration,
     /// Whether this replica is rejoining after it lost its state.
     rejoin: Arc<rejoin::Rejoin>,
+    /// This node leads the group on openraft's own timers and turned its
+    /// heartbeats off, reaching no quorum of the voters (see
+    /// [`PartitionGroup::tend`]).
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -723,6 +727,7 @@ impl PartitionGroup {
             quiet: (settings.quiesce && settings.timers).then(|| quiet::Quiet::new(preference)),
             lease: std::time::Duration::from_millis(settings.election_max_ms),
             rejoin,
+            fenced: std::sync::atomic::AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(submit_loop(Arc::clone(&shared))),
@@ -957,8 +962,35 @@ impl PartitionGroup {
             self.shared.raft().runtime_config().elect(false);
             return;
         }
-        if let Some(q) = &self.shared.quiet {
-            q.tend(&self.shared.raft(), claim, down).await;
+        let Some(q) = &self.shared.quiet else {
+            self.fence(down);
+            return;
+        };
+        q.tend(&self.shared.raft(), claim, down).await;
+    }
+
+    /// For a group on openraft's own timers (the controller): a leader
+    /// that reaches no quorum of the voters (`down`: the nodes this one
+    /// cannot reach; it may still send to them, a one-way partition)
+    /// commits nothing, and openraft has no step-down for it, while its
+    /// heartbeats keep renewing the followers' leases, so that none of them
+    /// could win an election (found from outside: a deaf controller was
+    /// never replaced and no topic could be created for the whole cut). It
+    /// turns its heartbeats off until it reaches a quorum again; the
+    /// others elect once their lease of it lapsed.
+    fn fence(&self, down: &[u64]) {
+        use std::sync::atomic::Ordering;
+        let raft = self.shared.raft();
+        let m = raft.metrics().borrow_watched().clone();
+        let cut = m.state == openraft::ServerState::Leader && quiet::reaches_no_quorum(&m, down);
+        if self.shared.fenced.swap(cut, Ordering::SeqCst) != cut {
+            tracing::info!(
+                group = self.group_id,
+                term = m.current_term,
+                cut_off = cut,
+                "a leader's reach of a quorum of its voters changed"
+            );
+            raft.runtime_config().heartbeat(!cut);
         }
     }
 

@@ -241,6 +241,19 @@ impl Cluster {
         }
     }
 
+    /// Holds every Raft byte going to node `id` (requests of the others'
+    /// connections to it, answers on its connections to them), while node
+    /// `id` still reaches the others: it can send, not hear.
+    pub fn deafen(&self, id: i32) {
+        for ((from, to), p) in &self.links {
+            if *to == id {
+                p.hold_one_way(true);
+            } else if *from == id {
+                p.hold_one_way(false);
+            }
+        }
+    }
+
     /// Delays every chunk of bytes on every Raft link by `delay`, each way
     /// (zero: none).
     pub fn delay_all(&self, delay: Duration) {

@@ -23,6 +23,12 @@ pub enum LinkMode {
     Up,
     /// Bytes are held, connections stay open: a partition.
     Held,
+    /// Only the bytes towards the target are held (the target hears
+    /// nothing from the connecting side, which still hears the target).
+    HeldToTarget,
+    /// Only the bytes from the target are held (the connecting side hears
+    /// nothing back, while the target still hears it).
+    HeldFromTarget,
     /// Open connections are reset and new ones closed at once.
     Cut,
 }
@@ -118,6 +124,19 @@ impl FaultProxy {
         self.set(|l| l.mode = LinkMode::Held);
     }
 
+    /// Holds the bytes of one direction only: towards the target
+    /// (`to_target`) or back from it; the other direction flows. A one-way
+    /// partition.
+    pub fn hold_one_way(&self, to_target: bool) {
+        self.set(|l| {
+            l.mode = if to_target {
+                LinkMode::HeldToTarget
+            } else {
+                LinkMode::HeldFromTarget
+            }
+        });
+    }
+
     /// Lets traffic flow again (held bytes are delivered).
     pub fn heal(&self) {
         self.set(|l| l.mode = LinkMode::Up);
@@ -166,35 +185,48 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
             open.push(s2.try_clone().expect("clone of a connected socket"));
         }
         let (a, b) = (shared.clone(), shared.clone());
-        std::thread::spawn(move || copy(client, s2, a, generation));
-        std::thread::spawn(move || copy(server, c2, b, generation));
+        std::thread::spawn(move || copy(client, s2, a, generation, true));
+        std::thread::spawn(move || copy(server, c2, b, generation, false));
     }
 }
 
-/// Waits until the link lets bytes through; false when the connection was cut.
-fn wait_up(shared: &Shared, generation: u64) -> Option<Duration> {
+/// Waits until the link lets bytes through in its direction (`to_target`
+/// or back); none when the connection was cut.
+fn wait_up(shared: &Shared, generation: u64, to_target: bool) -> Option<Duration> {
     let mut link = shared.link.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if link.generation != generation || link.mode == LinkMode::Cut {
             return None;
         }
-        if link.mode == LinkMode::Up {
+        let flows = match link.mode {
+            LinkMode::Up => true,
+            LinkMode::HeldToTarget => !to_target,
+            LinkMode::HeldFromTarget => to_target,
+            LinkMode::Held | LinkMode::Cut => false,
+        };
+        if flows {
             return Some(link.delay);
         }
         link = shared.changed.wait(link).unwrap_or_else(|p| p.into_inner());
     }
 }
 
-fn copy(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>, generation: u64) {
+fn copy(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    shared: Arc<Shared>,
+    generation: u64,
+    to_target: bool,
+) {
     let mut buf = vec![0u8; 64 << 10];
     // Held: stop reading, so bytes wait in the kernel (and the sender's
     // window fills) instead of being read and lost.
-    while let Some(delay) = wait_up(&shared, generation) {
+    while let Some(delay) = wait_up(&shared, generation, to_target) {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let Some(delay) = wait_up(&shared, generation).map(|d| d.max(delay)) else {
+        let Some(delay) = wait_up(&shared, generation, to_target).map(|d| d.max(delay)) else {
             break;
         };
         if !delay.is_zero() {

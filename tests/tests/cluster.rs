@@ -671,6 +671,68 @@ fn slow_raft_links_slow_commits_but_do_not_stop_them() -> Result<()> {
     Ok(())
 }
 
+/// A leader that still sends to its peers but hears nothing from them (a
+/// one-way partition): it cannot commit, so it must stop holding the
+/// others back; they elect a new leader that takes acks=all writes, and
+/// after healing every acknowledged record is there once, on every replica
+/// (found from outside: the deaf leader's claims and heartbeats kept
+/// reaching the others, nobody campaigned, and the partition, the
+/// controller and its groups stopped for the whole cut).
+#[test]
+fn a_leader_that_hears_nothing_is_replaced() -> Result<()> {
+    let mut c = Cluster::start_with_proxies(3, &[])?;
+    let topic = unique("deaf");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    let mut offsets = Vec::new();
+    let mut old = 0;
+    for i in 0..3 {
+        let v = format!("before-{i}");
+        let (leader, offset) = c.produce_to_leader(&topic, 0, 0, &batch(&[v.as_bytes()], None)?)?;
+        old = leader;
+        offsets.push(offset);
+    }
+    c.deafen(old);
+    let (new, offset) = c
+        .produce_to_leader(&topic, 0, old, &batch(&[b"after"], None)?)
+        .context("no acks=all write through another leader while the old one was deaf")?;
+    ensure!(new != old);
+    offsets.push(offset);
+    c.heal_all();
+    ensure!(offsets == [0, 1, 2, 3], "offsets {offsets:?}");
+    c.await_identical_replicas(&topic, 1)?;
+
+    // The same for the controller: a deaf controller is replaced, and
+    // another node creates topics.
+    let controller = poll_until(Duration::from_secs(30), || {
+        let id = c.metadata(1, &[])?.controller_id.0;
+        Ok((1..=3).contains(&id).then_some(id))
+    })?;
+    c.deafen(controller);
+    let other = if controller == 1 { 2 } else { 1 };
+    let other_addr = c.node(other).bootstrap().to_string();
+    let created = unique("deaf-created");
+    let mut codes = Vec::new();
+    poll_until(Duration::from_secs(60), || {
+        // A fresh connection per attempt: one that timed out may still
+        // bring its answer.
+        let mut conn = RawConn::connect(&other_addr)?;
+        let code = match create_topic_replicated(&mut conn, &created, 1, 3, &[]) {
+            Ok(code) => code,
+            Err(e) => {
+                codes.push(-1);
+                return Err(e);
+            }
+        };
+        codes.push(code);
+        // 36: created meanwhile by an earlier attempt that timed out.
+        Ok([0, 36].contains(&code).then_some(()))
+    })
+    .with_context(|| format!("CreateTopics with the controller deaf: codes {codes:?}"))?;
+    c.heal_all();
+    Ok(())
+}
+
 /// A leader cut off from its peers (its Raft links cut both ways, clients
 /// still reach it): the others elect a new leader in a higher epoch, the
 /// isolated node acknowledges no acks=all write, and after healing it

@@ -39,7 +39,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::ServerState;
+use openraft::{RaftMetrics, ServerState};
 use tokio::time::Instant;
 
 use super::RaftHandle;
@@ -65,6 +65,18 @@ pub(crate) const NEW_LEADER_GRACE: Duration = Duration::from_secs(2);
 /// proposal reports as a lost leadership).
 const WAKE_WAIT: Duration = Duration::from_secs(2);
 
+/// Whether this node, by the metrics `m` of its Raft instance, reaches no
+/// quorum of the group's voters when it cannot reach the nodes `down`
+/// (itself counted as reached).
+pub(crate) fn reaches_no_quorum(m: &RaftMetrics<crate::types::TypeConfig>, down: &[u64]) -> bool {
+    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+    let heard = voters
+        .iter()
+        .filter(|v| **v == m.id || !down.contains(v))
+        .count();
+    heard * 2 <= voters.len()
+}
+
 /// The quiescence state of one group.
 #[derive(Debug)]
 pub(crate) struct Quiet {
@@ -84,6 +96,8 @@ struct State {
     silent_since: Option<Instant>,
     /// The leader this follower's Raft instance knows, and since when.
     leader_since: Option<(u64, Instant)>,
+    /// This node leads the group and reaches no quorum of its voters.
+    cut_off: bool,
 }
 
 impl Quiet {
@@ -99,6 +113,7 @@ impl Quiet {
                 last_refresh: now,
                 silent_since: None,
                 leader_since: None,
+                cut_off: false,
             }),
         }
     }
@@ -119,6 +134,12 @@ impl Quiet {
         let was = {
             let mut s = self.lock();
             s.last_proposal = Instant::now();
+            if s.cut_off {
+                // Woken, its heartbeats would keep the others from electing
+                // while it cannot commit (see [`Self::tend`]); openraft
+                // refuses the write once its lease lapsed.
+                return;
+            }
             s.quiesced_in.take()
         };
         if was.is_none() {
@@ -143,6 +164,32 @@ impl Quiet {
         let rc = raft.runtime_config();
         let now = Instant::now();
         if m.state == ServerState::Leader {
+            // A leader that reaches no quorum of the voters (it may still
+            // send to them: a one-way partition) commits nothing. Its
+            // heartbeats would still renew the followers' leases, so that
+            // none of them could win an election: it stops them, and they
+            // elect once their lease of it lapsed. Healed, a newer leader
+            // deposes it, or, if none was elected, it goes on.
+            let cut_off = reaches_no_quorum(&m, down);
+            {
+                let mut s = self.lock();
+                if s.cut_off != cut_off {
+                    tracing::info!(
+                        term = m.current_term,
+                        cut_off,
+                        "a leader's reach of a quorum of its voters changed"
+                    );
+                }
+                s.cut_off = cut_off;
+                if cut_off {
+                    s.quiesced_in = None;
+                }
+            }
+            if cut_off {
+                rc.heartbeat(false);
+                rc.tick(false);
+                return;
+            }
             let refresh = {
                 let mut s = self.lock();
                 s.silent_since = None;
@@ -183,6 +230,7 @@ impl Quiet {
         let since = {
             let mut s = self.lock();
             s.quiesced_in = None;
+            s.cut_off = false;
             let new_leader = match m.current_leader {
                 Some(l) if l != m.id => {
                     let since = match s.leader_since {

@@ -487,7 +487,7 @@ impl Shared {
                     leader: f.leader_id,
                 })
             }
-            Err(e) => Err(ProposeError::Stopped(e.to_string())),
+            Err(e) => Err(write_error(e)),
         }
     }
 
@@ -507,6 +507,24 @@ impl Shared {
                 leader: self.leadership.borrow().leader,
             },
         }
+    }
+}
+
+/// A refused or undecided write as a proposal's error. An entry discarded
+/// because another leader's log replaced it may still commit through that
+/// leader: as Kafka answers a produce whose leader changed while it waited
+/// for its replicas, NOT_LEADER (retriable; an idempotent producer's retry
+/// is recognised), never a stopped group (found from outside: a
+/// CreateTopics during a controller change got KAFKA_STORAGE_ERROR with
+/// openraft's text, which the Java AdminClient does not retry).
+fn write_error(e: ClientWriteError<TypeConfig>) -> ProposeError {
+    match e {
+        ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f) => {
+            ProposeError::NotLeader {
+                leader: f.leader_id,
+            }
+        }
+        other => ProposeError::Stopped(other.to_string()),
     }
 }
 

@@ -775,3 +775,18 @@ async fn a_leader_quiesces_without_a_follower_it_cannot_reach() {
         }
     }
 }
+
+/// A write whose entry another leader's log replaced is a lost leadership
+/// (retriable), not a stopped group.
+#[test]
+fn a_discarded_entry_is_a_lost_leadership() {
+    let f = openraft::error::ForwardToLeader::<TypeConfig>::new(3, openraft::BasicNode::default());
+    assert!(matches!(
+        write_error(ClientWriteError::LogEntryDiscarded(f.clone())),
+        ProposeError::NotLeader { leader: Some(3) }
+    ));
+    assert!(matches!(
+        write_error(ClientWriteError::ForwardToLeader(f)),
+        ProposeError::NotLeader { leader: Some(3) }
+    ));
+}

@@ -1069,6 +1069,30 @@ impl PartitionGroup {
 /// when the supervisor restarts it) and runs proposals forwarded to it.
 struct Served(Arc<Shared>);
 
+impl Served {
+    /// The refusal of a (pre-)vote this replica does not let openraft
+    /// decide: it is rejoining (see [`rejoin`]), or it knows a live leader
+    /// other than the candidate (see [`quiet::Quiet::refuses`]).
+    ///
+    /// A refusal carries this replica's own vote, never the candidate's: a
+    /// candidate takes a higher vote it sees in an answer as its own, so
+    /// echoing its vote back moved its term up at each refused pre-vote,
+    /// and its next answer to the leader deposed it.
+    fn refusal(
+        &self,
+        req: &openraft::raft::VoteRequest<TypeConfig>,
+    ) -> Option<openraft::raft::VoteResponse<TypeConfig>> {
+        let candidate = req.vote.leader_id().voted_for;
+        let refuses = self.0.rejoin.refusal(req).is_some()
+            || self.0.quiet.as_ref().is_some_and(|q| q.refuses(candidate));
+        refuses.then(|| openraft::raft::VoteResponse {
+            vote: self.0.raft().metrics().borrow_watched().vote,
+            vote_granted: false,
+            last_log_id: None,
+        })
+    }
+}
+
 impl crate::transport::GroupHandler for Served {
     fn append_stream(
         &self,
@@ -1114,7 +1138,7 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
-        if let Some(refused) = self.0.rejoin.refusal(&req) {
+        if let Some(refused) = self.refusal(&req) {
             return Box::pin(async move { Ok(refused) });
         }
         crate::transport::GroupHandler::vote(&self.0.raft(), req)
@@ -1127,7 +1151,7 @@ impl crate::transport::GroupHandler for Served {
         'static,
         Result<openraft::raft::VoteResponse<TypeConfig>, crate::transport::HandlerError>,
     > {
-        if let Some(refused) = self.0.rejoin.refusal(&req) {
+        if let Some(refused) = self.refusal(&req) {
             return Box::pin(async move { Ok(refused) });
         }
         crate::transport::GroupHandler::pre_vote(&self.0.raft(), req)

@@ -60,6 +60,10 @@ pub(crate) const OTHERS_WAIT_NEW: Duration = Duration::from_secs(5);
 /// 250 ms): without it, a follower of a freshly elected leader would take
 /// the missing claim for silence and depose it.
 pub(crate) const NEW_LEADER_GRACE: Duration = Duration::from_secs(2);
+/// How long a live leader seen at one [`Quiet::tend`] keeps (pre-)votes
+/// for other candidates refused: a claim counts as fresh for 1 s, and
+/// tending runs every 250 ms.
+const STICKY_FOR: Duration = Duration::from_millis(1000);
 /// How long a woken leader waits for a quorum to acknowledge its heartbeat
 /// before it submits anyway (openraft may then refuse the write, which the
 /// proposal reports as a lost leadership).
@@ -98,6 +102,11 @@ struct State {
     leader_since: Option<(u64, Instant)>,
     /// This node leads the group and reaches no quorum of its voters.
     cut_off: bool,
+    /// The live leader this node knows, and when it last knew it: itself
+    /// while it leads and reaches a quorum, or the leader of a fresh
+    /// claim. Votes for another candidate are refused meanwhile (see
+    /// [`Quiet::refuses`]).
+    live_leader: Option<(u64, Instant)>,
 }
 
 impl Quiet {
@@ -114,6 +123,7 @@ impl Quiet {
                 silent_since: None,
                 leader_since: None,
                 cut_off: false,
+                live_leader: None,
             }),
         }
     }
@@ -153,6 +163,22 @@ impl Quiet {
         }
     }
 
+    /// Whether this node refuses a (pre-)vote for `candidate`: it knows a
+    /// live leader other than the candidate, within [`STICKY_FOR`] (itself,
+    /// leading with a quorum in reach, or the leader of a fresh claim). A
+    /// quiesced leader sends no heartbeats, so openraft's own lease, which
+    /// is what keeps a returning node from deposing a healthy leader, has
+    /// lapsed on every replica: without this, a node that heard nothing for
+    /// a while (and so claimed nothing of the others) won elections with
+    /// the votes it had sent, delivered when its links healed (found from
+    /// outside: 13 of 44 idle partitions moved to it). A leader that dies
+    /// or is cut off stops claiming, and the refusals end with its claims.
+    pub(crate) fn refuses(&self, candidate: u64) -> bool {
+        self.lock()
+            .live_leader
+            .is_some_and(|(leader, at)| leader != candidate && at.elapsed() < STICKY_FOR)
+    }
+
     /// Periodic step: quiesces an idle leader, refreshes a quiesced one, and
     /// sets a follower's timers from `claim`, the freshest leadership claim
     /// heard for the group (leader node, term), if any. `down` are the nodes
@@ -183,6 +209,9 @@ impl Quiet {
                 s.cut_off = cut_off;
                 if cut_off {
                     s.quiesced_in = None;
+                    s.live_leader = None;
+                } else {
+                    s.live_leader = Some((m.id, now));
                 }
             }
             if cut_off {
@@ -248,6 +277,10 @@ impl Quiet {
                 }
             };
             let alive = claimed || new_leader;
+            s.live_leader = match claim {
+                Some((leader, _)) if claimed => Some((leader, now)),
+                _ => None,
+            };
             if alive {
                 s.silent_since = None;
                 None

@@ -1026,6 +1026,23 @@ async fn a_job_over_a_one_partition_input_runs_without_repartitioning() -> Resul
     Ok(())
 }
 
+/// Creates output topic `topic` of `partitions` partitions whose
+/// `max.message.bytes` is `limit`.
+async fn create_limited_output(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    limit: u32,
+) -> Result<()> {
+    let mut t = NewTopic::new(topic, partitions);
+    t.configs = vec![("max.message.bytes".into(), limit.to_string())];
+    Admin::connect(ClientConfig::new(bootstrap))
+        .await?
+        .create_topic(t, false)
+        .await?;
+    Ok(())
+}
+
 /// A job writing into an output topic that exists with a small
 /// `max.message.bytes` (1 KiB) splits its results into batches the topic
 /// takes, as a Kafka producer does: it used to send 256 KiB batches,
@@ -1036,12 +1053,7 @@ async fn a_job_writes_into_an_output_topic_with_a_small_message_limit() -> Resul
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, out, late) = (unique("small"), unique("small-out"), unique("late"));
     create_input(&bootstrap, &input, 3, -1).await?;
-    let mut small = NewTopic::new(&out, 2);
-    small.configs = vec![("max.message.bytes".into(), "1024".into())];
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(small, false)
-        .await?;
+    create_limited_output(&bootstrap, &out, 2, 1024).await?;
     let evs = events();
     produce(&bootstrap, &input, &evs).await?;
     let (want, _, _) = reference_with_open(&evs);
@@ -1068,12 +1080,7 @@ async fn a_failed_task_is_not_queried_as_holding_nothing() -> Result<()> {
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
     let (input, out) = (unique("fails"), unique("fails-out"));
     create_input(&bootstrap, &input, 1, -1).await?;
-    let mut small = NewTopic::new(&out, 1);
-    small.configs = vec![("max.message.bytes".into(), "300".into())];
-    Admin::connect(ClientConfig::new(&bootstrap))
-        .await?
-        .create_topic(small, false)
-        .await?;
+    create_limited_output(&bootstrap, &out, 1, 300).await?;
     let long = "x".repeat(400);
     let producer = ProducerConfig::new(&bootstrap).build().await?;
     for (customer, ts) in [(long.as_str(), 1_000), ("k", 60_000)] {

@@ -384,6 +384,7 @@ pub async fn run(
         format: super::output::Output::new(&plan),
         buf: BytesMut::with_capacity(64 * 1024),
         batch_bytes: OUTPUT_BATCH_BYTES,
+        record_limit: usize::MAX,
         outputs: output_tps
             .into_iter()
             .zip(skips)
@@ -695,6 +696,9 @@ struct Aggregate {
     /// or less to keep each batch within the output topic's
     /// `max.message.bytes` (read at each write).
     batch_bytes: usize,
+    /// The most bytes of records one output batch may hold by the output
+    /// topic's `max.message.bytes` (read at each write).
+    record_limit: usize,
     /// The output partitions it writes: partition `r`, or every one when
     /// it runs the whole job.
     outputs: Vec<OutputPart>,
@@ -826,14 +830,15 @@ impl Aggregate {
         // window's end: results of a replay of old history would otherwise
         // fall under retention at once.
         let now = task::now_ms();
-        self.batch_bytes = self.output_batch_bytes();
+        self.record_limit = self.output_record_limit();
+        self.batch_bytes = self.record_limit.clamp(1, OUTPUT_BATCH_BYTES);
         if self.plan.top.is_some() {
             for (w, rank) in super::top_n::rank(&self.plan, std::mem::take(out)) {
-                self.write_result(&w, rank, now);
+                self.write_result(&w, rank, now)?;
             }
         } else {
             for w in out.drain(..) {
-                self.write_result(&w, None, now);
+                self.write_result(&w, None, now)?;
             }
         }
         // Checked where batches are sent, not per result: it reads this
@@ -868,7 +873,12 @@ impl Aggregate {
     /// Writes the output record of one result, ranked `rank`, into the
     /// pending batch of its output partition; skips it when it was written
     /// before a restart (see the module docs).
-    fn write_result(&mut self, w: &WindowResult, rank: Option<u64>, now: i64) {
+    fn write_result(
+        &mut self,
+        w: &WindowResult,
+        rank: Option<u64>,
+        now: i64,
+    ) -> Result<(), TaskError> {
         self.counts.records_out += 1;
         // The output partition of its group key, as its shard's would be.
         let at = match self.outputs.len() {
@@ -879,14 +889,14 @@ impl Aggregate {
             ) as usize,
         };
         let Some(o) = self.outputs.get_mut(at) else {
-            return;
+            return Ok(());
         };
         if w.is_final && o.skip > 0 {
             o.skip -= 1;
             self.counts.skipped_on_recovery += 1;
             // Written by the task before the crash, after its checkpoint
             // (whose tally does not count it): it is in the output.
-            return;
+            return Ok(());
         }
         self.format.value_into(w, rank, &mut self.buf);
         let key = self.format.key_of(w);
@@ -896,11 +906,26 @@ impl Aggregate {
         let changes = self.def.emit == EmitMode::Changes;
         let header = changes.then_some((&b"weir-final"[..], Some(flag)));
         // A batch that this record could take past the limit is closed
-        // first (a record alone over it is sent alone, and refused).
+        // first.
         let size = RECORD_OVERHEAD
             + self.buf.len()
             + key.as_ref().map_or(0, |k| k.len())
             + header.map_or(0, |(h, v)| h.len() + v.map_or(0, <[u8]>::len));
+        if size > self.record_limit {
+            // Never written, so the results after it are not either: the
+            // exactly-once skip counts results in order (found from
+            // outside: sent alone and refused, it failed the task while
+            // a later batch was taken, and after the restart it was
+            // skipped as written, lost without a word).
+            let text = String::from_utf8_lossy(&self.buf[..self.buf.len().min(80)]).into_owned();
+            self.buf.clear();
+            return Err(TaskError::Topics(format!(
+                "a result of about {size} bytes ({text}…) is over output topic {0}'s \
+                 max.message.bytes: raise it (weir topic alter {0} --set \
+                 max.message.bytes=N) and the job goes on from its last checkpoint",
+                self.plan.output_topic
+            )));
+        }
         if o.pending
             .as_ref()
             .is_some_and(|b| !b.is_empty() && b.records_len() + size > self.batch_bytes)
@@ -923,22 +948,23 @@ impl Aggregate {
         {
             o.full.extend(o.pending.take());
         }
+        Ok(())
     }
 
-    /// Bytes of records an output batch may hold: [`OUTPUT_BATCH_BYTES`], or
-    /// less when the output topic's `max.message.bytes` (as this node's
-    /// metadata has it) takes smaller batches (found from outside: a job
+    /// Bytes of records the output topic's `max.message.bytes` (as this
+    /// node's metadata has it) lets one batch hold; batches are cut at the
+    /// smaller of it and [`OUTPUT_BATCH_BYTES`] (found from outside: a job
     /// writing into a topic made with a 20 KB limit failed over and over
     /// with MESSAGE_TOO_LARGE).
-    fn output_batch_bytes(&self) -> usize {
+    fn output_record_limit(&self) -> usize {
         let limit = self.node.upgrade().and_then(|b| {
             let t = b.meta.topic(&self.plan.output_topic)?;
             Some(b.topic_log_config(&t).max_message_bytes)
         });
-        limit.map_or(OUTPUT_BATCH_BYTES, |max| {
-            (max as usize)
+        limit.map_or(usize::MAX, |max| {
+            usize::try_from(max)
+                .unwrap_or(usize::MAX)
                 .saturating_sub(weir_storage::HEADER_LEN)
-                .clamp(1, OUTPUT_BATCH_BYTES)
         })
     }
 

@@ -167,6 +167,9 @@ impl Cluster {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(node, Instant::now());
+        if let Some(t) = &self.transport {
+            t.set_silent(node, false);
+        }
         if self.reported_down().remove(&node) {
             tracing::info!(node, "peer reachable again");
         }
@@ -176,6 +179,11 @@ impl Cluster {
     /// node's notices for [`NOTICE_TTL`].
     fn missed(&self, node: u64, error: &str) {
         let Ok(id) = i32::try_from(node) else { return };
+        if !self.reachable(id) {
+            if let Some(t) = &self.transport {
+                t.set_silent(node, true);
+            }
+        }
         if !self.reachable(id) && self.reported_down().insert(node) {
             tracing::warn!(
                 node,

@@ -709,11 +709,29 @@ fn a_leader_that_hears_nothing_is_replaced() -> Result<()> {
         Ok((1..=3).contains(&id).then_some(id))
     })?;
     c.deafen(controller);
+    // Admin requests keep coming to the deaf controller itself (its writes
+    // may not commit, and must not keep the others from electing).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deaf_addr = c.node(controller).bootstrap().to_string();
+    let load = {
+        let (stop, topic) = (stop.clone(), topic.clone());
+        std::thread::spawn(move || {
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(mut conn) = RawConn::connect(&deaf_addr) {
+                    let _ =
+                        create_topic_replicated(&mut conn, &format!("{topic}-load-{i}"), 1, 3, &[]);
+                }
+            }
+        })
+    };
     let other = if controller == 1 { 2 } else { 1 };
     let other_addr = c.node(other).bootstrap().to_string();
     let created = unique("deaf-created");
     let mut codes = Vec::new();
-    poll_until(Duration::from_secs(60), || {
+    let outcome = poll_until(Duration::from_secs(60), || {
         // A fresh connection per attempt: one that timed out may still
         // bring its answer.
         let mut conn = RawConn::connect(&other_addr)?;
@@ -728,8 +746,11 @@ fn a_leader_that_hears_nothing_is_replaced() -> Result<()> {
         // 36: created meanwhile by an earlier attempt that timed out.
         Ok([0, 36].contains(&code).then_some(()))
     })
-    .with_context(|| format!("CreateTopics with the controller deaf: codes {codes:?}"))?;
+    .with_context(|| format!("CreateTopics with the controller deaf: codes {codes:?}"));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     c.heal_all();
+    let _ = load.join();
+    outcome?;
     Ok(())
 }
 

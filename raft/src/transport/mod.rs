@@ -87,9 +87,20 @@ pub(crate) struct Peers {
     addrs: RwLock<HashMap<u64, String>>,
     links: Mutex<HashMap<u64, Link>>,
     closed: AtomicBool,
+    /// Peers that have not answered this node for a while (see
+    /// [`Transport::set_silent`]).
+    silent: RwLock<std::collections::HashSet<u64>>,
 }
 
 impl Peers {
+    /// Whether `node` is silent (see [`Transport::set_silent`]).
+    pub(crate) fn is_silent(&self, node: u64) -> bool {
+        self.silent
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&node)
+    }
+
     /// The link to `node`, made on first use. `addr` is the address the
     /// caller's membership gives (empty: use the configured one); a link to an
     /// old address is replaced.
@@ -269,6 +280,7 @@ impl Transport {
             addrs: RwLock::new(peers),
             links: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            silent: RwLock::default(),
         });
         Ok(Transport {
             peers,
@@ -322,6 +334,23 @@ impl Transport {
         link.call::<_, ()>(frame::Kind::Leaders, 0, &notices, timeout)
             .await
             .map_err(failed)
+    }
+
+    /// Marks `node` silent (it has not answered this node for a while) or
+    /// not. AppendEntries to a silent peer fail at once, unsent: a leader
+    /// that still reaches a peer but hears nothing back (a one-way
+    /// partition) would otherwise renew that peer's lease of it with every
+    /// retry of its uncommitted entries, and the others could not elect
+    /// while it commits nothing (found from outside: a deaf controller with
+    /// admin requests in flight was not replaced for a minute). Votes still
+    /// go out.
+    pub fn set_silent(&self, node: u64, silent: bool) {
+        let mut s = self.peers.silent.write().unwrap_or_else(|e| e.into_inner());
+        if silent {
+            s.insert(node);
+        } else {
+            s.remove(&node);
+        }
     }
 
     /// Sets who hears the leadership notices peers send.

@@ -128,6 +128,20 @@ impl GroupNetwork {
         }
     }
 
+    /// Fails, unsent, an AppendEntries to a silent peer (see
+    /// [`crate::Transport::set_silent`]).
+    fn check_heard(&self) -> Result<(), RpcError> {
+        if !self.peers.is_silent(self.target) {
+            return Ok(());
+        }
+        let e = LinkError::Unreachable {
+            node: self.target,
+            addr: String::new(),
+            reason: "it has not answered this node lately".to_string(),
+        };
+        Err(RPCError::Unreachable(Unreachable::new(&e)))
+    }
+
     /// Sends one AppendEntries (under the budget) as a `'static` future, for
     /// the pipeline.
     fn send_append(&self, req: Append, timeout: Duration) -> BoxFuture<'static, AppendOutcome> {
@@ -151,6 +165,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         rpc: Append,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RpcError> {
+        self.check_heard()?;
         let mut acked: Option<Option<LogId>> = None;
         for part in split_by_budget(rpc, self.peers.config.append_budget_bytes) {
             let last = last_log_id(&part);
@@ -180,6 +195,9 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
     where
         S: Stream<Item = Append> + Send + Unpin + 'static,
     {
+        if let Err(e) = self.check_heard() {
+            return async move { Err(e) }.boxed();
+        }
         let pipeline = Pipeline {
             net: self.clone(),
             input,

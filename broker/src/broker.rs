@@ -715,6 +715,10 @@ impl Broker {
     /// The groups this node leads, as notices for its peers.
     fn led_groups(&self) -> Vec<weir_raft::group::LeaderNotice> {
         let me = u64::try_from(self.config.node_id).unwrap_or(0);
+        // Read once per call, and only while a peer is out of reach (4 times
+        // a second over every hosted partition: a topic's metadata holds
+        // the replicas of all its partitions).
+        let topics = (!self.cluster.all_reachable()).then(|| self.meta.topics());
         self.hosted()
             .iter()
             .filter_map(|p| {
@@ -727,9 +731,11 @@ impl Broker {
                 // (found from outside: a leader that could send but not
                 // hear kept its followers from campaigning for the whole
                 // one-way partition).
-                let t = self.meta.topic(&p.tp.topic)?;
-                if !self.reaches_quorum(&t.replicas_of(p.tp.partition, self.config.node_id)) {
-                    return None;
+                if let Some(topics) = &topics {
+                    let t = topics.get(&p.tp.topic)?;
+                    if !self.reaches_quorum(&t.replicas_of(p.tp.partition, self.config.node_id)) {
+                        return None;
+                    }
                 }
                 Some(weir_raft::group::LeaderNotice {
                     group: p.group_id()?,

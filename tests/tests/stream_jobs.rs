@@ -1069,27 +1069,22 @@ async fn a_job_writes_into_an_output_topic_with_a_small_message_limit() -> Resul
     Ok(())
 }
 
-/// A result too large for the output topic's `max.message.bytes` stops
-/// the job with a message saying so, and nothing after it is written;
-/// once the limit is raised the job goes on, and every result is in the
-/// output once (found from outside: the result was refused alone while the
-/// next one was written, and after the restart it was skipped as written,
-/// lost without a word).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_result_over_the_output_limit_stops_the_job_until_it_is_raised() -> Result<()> {
+/// Starts a node and job `name` counting each customer's events per 2 s
+/// window, over a one-partition input holding `events` (customer, time)
+/// and into an output topic whose `max.message.bytes` is `limit`. Returns
+/// the node, its bootstrap and admin addresses, and the output topic.
+async fn count_job_into_limited_output(
+    name: &str,
+    limit: u32,
+    events: &[(&str, i64)],
+) -> Result<(WeirNode, String, String, String)> {
     let node = WeirNode::start(NodeOpts::default())?;
     let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("big-result"), unique("big-result-out"));
+    let (input, out) = (unique(name), unique(&format!("{name}-out")));
     create_input(&bootstrap, &input, 1, -1).await?;
-    create_limited_output(&bootstrap, &out, 1, 2000).await?;
-    let big = "B".repeat(2500);
+    create_limited_output(&bootstrap, &out, 1, limit).await?;
     let producer = ProducerConfig::new(&bootstrap).build().await?;
-    for (customer, ts) in [
-        ("small", 1_000),
-        (big.as_str(), 1_000),
-        ("small2", 1_000),
-        ("closes", 60_000),
-    ] {
+    for (customer, ts) in events {
         let v = serde_json::json!({"customerId": customer, "ts": ts, "transactionSum": 1});
         producer
             .send(ProducerRecord::new(&input, v.to_string()))
@@ -1100,7 +1095,27 @@ async fn a_result_over_the_output_limit_stops_the_job_until_it_is_raised() -> Re
         "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS ws, \
          COUNT(*) AS n FROM \"{input}\" GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
     );
-    weir(&["job", "create", "big", "--sql", &sql, "--admin", &admin])?;
+    weir(&["job", "create", name, "--sql", &sql, "--admin", &admin])?;
+    Ok((node, bootstrap, admin, out))
+}
+
+/// A result too large for the output topic's `max.message.bytes` stops
+/// the job with a message saying so, and nothing after it is written;
+/// once the limit is raised the job goes on, and every result is in the
+/// output once (found from outside: the result was refused alone while the
+/// next one was written, and after the restart it was skipped as written,
+/// lost without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_output_limit_stops_the_job_until_it_is_raised() -> Result<()> {
+    let big = "B".repeat(2500);
+    let events = [
+        ("small", 1_000),
+        (big.as_str(), 1_000),
+        ("small2", 1_000),
+        ("closes", 60_000),
+    ];
+    let (_node, bootstrap, admin, out) =
+        count_job_into_limited_output("big", 2000, &events).await?;
     weir_tests::poll_until(Duration::from_secs(30), || {
         let s = job_status(&admin, "big")?;
         Ok(s["state"]
@@ -1147,25 +1162,9 @@ async fn a_result_over_the_output_limit_stops_the_job_until_it_is_raised() -> Re
 /// its output topic's `max.message.bytes`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_task_is_not_queried_as_holding_nothing() -> Result<()> {
-    let node = WeirNode::start(NodeOpts::default())?;
-    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
-    let (input, out) = (unique("fails"), unique("fails-out"));
-    create_input(&bootstrap, &input, 1, -1).await?;
-    create_limited_output(&bootstrap, &out, 1, 300).await?;
     let long = "x".repeat(400);
-    let producer = ProducerConfig::new(&bootstrap).build().await?;
-    for (customer, ts) in [(long.as_str(), 1_000), ("k", 60_000)] {
-        let v = serde_json::json!({"customerId": customer, "ts": ts, "transactionSum": 1});
-        producer
-            .send(ProducerRecord::new(&input, v.to_string()))
-            .await?;
-    }
-    producer.flush().await?;
-    let sql = format!(
-        "INSERT INTO \"{out}\" SELECT customerId, TUMBLE_START(ts, INTERVAL '2' SECOND) AS ws, \
-         COUNT(*) AS n FROM \"{input}\" GROUP BY customerId, TUMBLE(ts, INTERVAL '2' SECOND)"
-    );
-    weir(&["job", "create", "fails", "--sql", &sql, "--admin", &admin])?;
+    let events = [(long.as_str(), 1_000), ("k", 60_000)];
+    let (_node, _, admin, _) = count_job_into_limited_output("fails", 300, &events).await?;
     let failed = || -> Result<bool> {
         Ok(job_status(&admin, "fails")?["state"]
             .as_str()

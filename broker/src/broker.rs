@@ -790,6 +790,42 @@ impl Broker {
         }
     }
 
+    /// The leader (node id, -1 when none can be named) and leader epoch of
+    /// `partition` of topic `t` as Metadata and FindCoordinator name them:
+    /// [`Broker::leader_of`], except on a node cut off from a quorum of the
+    /// partition's replicas while they run (their addresses did not refuse
+    /// it: a cut, not dead processes). There it does not know who leads, but
+    /// the others do, and elect one if it led: it names a replica that
+    /// runs (the leader it followed first, else the first in replica order)
+    /// so that a client that asks only this node, as librdkafka asks the
+    /// brokers it is connected to, goes to the others and learns who leads
+    /// there (found from outside: with leader -1 an idempotent producer
+    /// waited out the whole cut, 30-40 s, though a new leader took writes
+    /// after ~5 s). A wrong guess costs that client a
+    /// NOT_LEADER_OR_FOLLOWER and a Metadata request to the node it named.
+    pub fn leader_for_clients(&self, name: &str, t: &TopicMeta, partition: i32) -> (i32, i32) {
+        let (leader, epoch) = self.leader_of(name, t, partition);
+        if leader >= 0 || self.cluster.all_reachable() {
+            return (leader, epoch);
+        }
+        let me = self.config.node_id;
+        let replicas = t.replicas_of(partition, me);
+        if self.reaches_quorum(&replicas) {
+            return (leader, epoch);
+        }
+        let followed = self
+            .partition(name, partition)
+            .and_then(|p| match p.leadership().role {
+                crate::partition::Role::Follower { leader } => Some(leader),
+                crate::partition::Role::Leader => None,
+            });
+        followed
+            .into_iter()
+            .chain(replicas)
+            .find(|r| *r >= 0 && *r != me && !self.cluster.is_down(*r))
+            .map_or((leader, epoch), |guess| (guess, epoch))
+    }
+
     /// The replicas of a partition counted in sync: the leader, and the
     /// other replicas this node can reach; where this node leads, only
     /// followers that matched its log since it leads (a Raft quorum, not
@@ -874,7 +910,7 @@ impl Broker {
     /// Whether this node reaches a quorum of the replicas of
     /// `topic`/`partition`; no lookup while every peer is reachable (the hot
     /// paths ask it for every partition of every request).
-    fn partition_reaches_quorum(&self, topic: &str, partition: i32) -> bool {
+    pub fn partition_reaches_quorum(&self, topic: &str, partition: i32) -> bool {
         if self.cluster.all_reachable() {
             return true;
         }

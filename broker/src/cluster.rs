@@ -37,6 +37,9 @@ pub struct Cluster {
     reached: RwLock<HashMap<u64, Instant>>,
     // The peers reported unreachable in the log, until they answer again.
     reported_down: std::sync::Mutex<std::collections::HashSet<u64>>,
+    // The peers whose connection was refused last time (not running), until
+    // they answer again.
+    refused: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +58,7 @@ impl Cluster {
             heard: Arc::default(),
             reached: RwLock::default(),
             reported_down: std::sync::Mutex::default(),
+            refused: std::sync::Mutex::default(),
         }
     }
 
@@ -107,6 +111,7 @@ impl Cluster {
             heard,
             reached: RwLock::default(),
             reported_down: std::sync::Mutex::default(),
+            refused: std::sync::Mutex::default(),
         })
     }
 
@@ -153,6 +158,18 @@ impl Cluster {
         self.peers.keys().all(|n| self.reachable(*n))
     }
 
+    /// Whether `node` is a peer out of reach because it is not running (its
+    /// address refused the last connection), rather than silent behind a
+    /// network cut.
+    pub fn is_down(&self, node: i32) -> bool {
+        u64::try_from(node).is_ok_and(|id| self.refused_peers().contains(&id))
+            && !self.reachable(node)
+    }
+
+    fn refused_peers(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The peers this node cannot reach now (see [`Cluster::reachable`]).
     pub fn unreachable_peers(&self) -> Vec<u64> {
         self.peers
@@ -170,6 +187,7 @@ impl Cluster {
         if let Some(t) = &self.transport {
             t.set_silent(node, false);
         }
+        self.refused_peers().remove(&node);
         if self.reported_down().remove(&node) {
             tracing::info!(node, "peer reachable again");
         }
@@ -177,8 +195,13 @@ impl Cluster {
 
     /// Logs, once until it answers again, that `node` has not taken this
     /// node's notices for [`NOTICE_TTL`].
-    fn missed(&self, node: u64, error: &str) {
+    fn missed(&self, node: u64, error: &weir_raft::AnnounceError) {
         let Ok(id) = i32::try_from(node) else { return };
+        if error.refused {
+            self.refused_peers().insert(node);
+        } else {
+            self.refused_peers().remove(&node);
+        }
         if !self.reachable(id) {
             if let Some(t) = &self.transport {
                 t.set_silent(node, true);
@@ -187,7 +210,7 @@ impl Cluster {
         if !self.reachable(id) && self.reported_down().insert(node) {
             tracing::warn!(
                 node,
-                error,
+                error = %error.message,
                 "peer unreachable; its replicas are out of sync"
             );
         }
@@ -242,7 +265,7 @@ impl Cluster {
                             Ok(()) => cluster.reached(peer),
                             Err(e) => {
                                 tracing::debug!(peer, error = %e, "leader notice not delivered");
-                                cluster.missed(peer, &e.message);
+                                cluster.missed(peer, &e);
                                 if e.gone {
                                     // Its claims are void now, not a second later:
                                     // the followers of its groups elect at once.

@@ -25,4 +25,4 @@ mod sync_points;
 mod types;
 
 mod transport;
-pub use transport::{ClusterIdCell, Transport, TransportConfig};
+pub use transport::{AnnounceError, ClusterIdCell, Transport, TransportConfig};

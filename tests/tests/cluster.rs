@@ -956,6 +956,102 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
     Ok(())
 }
 
+/// An idempotent librdkafka producer whose partition leader is cut off
+/// from the other nodes (its Kafka listener still reachable) goes on
+/// through the leader the others elect while the cut lasts. Found from
+/// outside: the cut-off node named no leader (-1) in Metadata, and
+/// librdkafka, which asks the brokers it is connected to (only that node),
+/// waited out the whole cut (30-40 s) though a new leader took writes after
+/// about 5 s.
+#[test]
+fn a_producer_follows_the_new_leader_while_the_old_one_is_cut_off() -> Result<()> {
+    let mut c = Cluster::start_with_proxies(3, &[])?;
+    let topic = unique("cut-producer");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    let (old, _) = c.produce_to_leader(&topic, 0, 0, &batch(&[b"first"], None)?)?;
+    let old_addr = c.node(old).bootstrap().to_string();
+    let end_of = |addr: &str| -> Result<i64> {
+        let mut conn = RawConn::connect(addr)?;
+        list_offset(&mut conn, &topic, 0, -1)
+    };
+
+    // ~100 records a second, bootstrapped from the leader alone.
+    let count = 3000;
+    let producer = {
+        let (boot, topic) = (old_addr.clone(), topic.clone());
+        std::thread::spawn(move || {
+            weir_tests::python_within(
+                Duration::from_secs(180),
+                "confluent_produce",
+                &boot,
+                &[
+                    "--topic",
+                    &topic,
+                    "--count",
+                    &count.to_string(),
+                    "--keys",
+                    "8",
+                    "--idempotence",
+                    "true",
+                    "--interval-ms",
+                    "10",
+                ],
+            )
+        })
+    };
+    poll_until(Duration::from_secs(30), || {
+        Ok((end_of(&old_addr)? > 200).then_some(()))
+    })
+    .context("the producer did not start")?;
+
+    c.isolate(old);
+    let cut = Instant::now();
+    let new = c.new_leader(&topic, 0, old)?;
+    let new_addr = c.node(new).bootstrap().to_string();
+    let elected_at = end_of(&new_addr)?;
+    // The producer resumes on the new leader while the old one is still
+    // cut off (20 s from the cut: librdkafka's own metadata refresh backs
+    // off for up to 10 s; the cut-off node's leader lapses after ~3 s).
+    let resumed = poll_until(
+        Duration::from_secs(20).saturating_sub(cut.elapsed()),
+        || Ok((end_of(&new_addr)? > elected_at + 100).then_some(())),
+    );
+    let stalled = cut.elapsed();
+    c.heal_all();
+    let produced = producer.join().expect("producer thread");
+    resumed.with_context(|| {
+        format!("the producer did not resume on node {new} within {stalled:?} of node {old}'s cut")
+    })?;
+    let produced = produced?;
+
+    // Nothing acknowledged is lost or doubled.
+    let acked: BTreeSet<i64> = weir_tests::json_lines(&produced)?
+        .iter()
+        .map(|v| v["offset"].as_i64().unwrap_or(-1))
+        .collect();
+    ensure!(
+        acked.len() == count,
+        "{} distinct acknowledged offsets",
+        acked.len()
+    );
+    let out = python(
+        "confluent_consume",
+        &c.bootstrap(),
+        &["--topic", &topic, "--expect", &(count + 1).to_string()],
+    )?;
+    let recs = recs_from_script(&out)?;
+    let read: BTreeSet<i64> = recs.iter().map(|r| r.offset).collect();
+    ensure!(
+        acked.is_subset(&read) && read.len() == count + 1,
+        "read {} records, {} acknowledged offsets not among them",
+        read.len(),
+        acked.difference(&read).count()
+    );
+    c.await_identical_replicas(&topic, 1)?;
+    Ok(())
+}
+
 /// A follower that was down while the leader ran its maintenance (which, on a
 /// one-voter group, purges the applied Raft entries) catches up from the
 /// leader's log when it returns: byte-identical, never a snapshot that skips

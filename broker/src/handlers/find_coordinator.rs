@@ -16,7 +16,7 @@ fn coordinator(b: &Broker, key: &str) -> Result<(i32, String, i32), i16> {
         .meta
         .topic(OFFSETS_TOPIC)
         .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
-    let (leader, _) = b.leader_of(OFFSETS_TOPIC, &t, b.offsets_partition_of(key));
+    let (leader, _) = b.leader_for_clients(OFFSETS_TOPIC, &t, b.offsets_partition_of(key));
     let m = b
         .brokers()
         .remove(&leader)

@@ -14,7 +14,7 @@ use crate::metadata::TopicMeta;
 fn topic(b: &Broker, name: &str, t: &TopicMeta, ops: i32) -> MetadataResponseTopic {
     let partitions = (0..t.partitions)
         .map(|p| {
-            let (leader, epoch) = b.leader_of(name, t, p);
+            let (leader, epoch) = b.leader_for_clients(name, t, p);
             let replicas = t.replicas_of(p, b.config.node_id);
             let r = MetadataResponsePartition::default()
                 .with_partition_index(p)

@@ -104,6 +104,25 @@ pub fn handle(
                 match (broker.partition(&name, p.index), p.records) {
                     (None, _) => Err(broker.not_hosted(&name, p.index).into()),
                     (Some(_), None) => Err(code::CORRUPT_MESSAGE.into()),
+                    // A leader cut off from a quorum of the replicas would
+                    // commit nothing while the others elect another:
+                    // NOT_LEADER_OR_FOLLOWER (nothing appended) sends the
+                    // client to Metadata, which names it a replica that can
+                    // tell it who leads now.
+                    (Some(part), Some(_))
+                        if part.is_replicated()
+                            && part.leads()
+                            && !broker.partition_reaches_quorum(&name, p.index) =>
+                    {
+                        Err(Refusal {
+                            code: code::NOT_LEADER_OR_FOLLOWER,
+                            message: Some(format!(
+                                "{name}-{}: this node cannot reach a quorum of the partition's replicas; ask another node who leads",
+                                p.index
+                            )),
+                            records: Vec::new(),
+                        })
+                    }
                     (Some(part), Some(records)) => {
                         // Only a leader's ISR counts (a follower refuses below).
                         let short = (acks == -1 && part.leads())
@@ -150,8 +169,15 @@ pub fn handle(
                             // A leader cut off from a quorum commits nothing
                             // until it is reached again: the client learns it
                             // now, not at its timeout, and asks other nodes
-                            // who leads (the outcome is unknown: the batch
-                            // may still commit if the cut heals first).
+                            // who leads. NOT_LEADER_OR_FOLLOWER, as Kafka's
+                            // delayed produce answers when leadership moves
+                            // while it waits: REQUEST_TIMED_OUT made
+                            // librdkafka retry on this node without asking
+                            // who leads, for the whole cut. The outcome is
+                            // unknown (the batch may still commit, if the
+                            // cut heals first or a new leader has it): an
+                            // idempotent retry is recognised, as after any
+                            // retriable error.
                             Some(d) if part.is_replicated() => tokio::select! {
                                 w = tokio::time::timeout_at(d, wait) => w.map_err(|_| false),
                                 () = b.loses_quorum(&part.tp.topic, part.tp.partition) => Err(true),
@@ -168,7 +194,11 @@ pub fn handle(
                                     format!("not acknowledged within the request's timeout of {timeout:?}")
                                 };
                                 Err(Refusal {
-                                    code: code::REQUEST_TIMED_OUT,
+                                    code: if cut_off {
+                                        code::NOT_LEADER_OR_FOLLOWER
+                                    } else {
+                                        code::REQUEST_TIMED_OUT
+                                    },
                                     message: Some(why),
                                     records: Vec::new(),
                                 })

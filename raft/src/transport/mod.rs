@@ -117,6 +117,7 @@ impl Peers {
                     node,
                     addr: String::new(),
                     reason: "no address known".to_string(),
+                    refused: false,
                 })?
         } else {
             addr.to_string()
@@ -248,6 +249,10 @@ pub struct AnnounceError {
     /// that died, a cut link): unlike a slow answer, proof that it does not
     /// serve now.
     pub gone: bool,
+    /// Nothing listens at the peer's address: its process is not running
+    /// (a connect that times out, or a link that closes, may be a network
+    /// cut instead).
+    pub refused: bool,
     /// What happened.
     pub message: String,
 }
@@ -328,6 +333,7 @@ impl Transport {
                 e,
                 peer::LinkError::Unreachable { .. } | peer::LinkError::ConnectionLost { .. }
             ),
+            refused: matches!(e, peer::LinkError::Unreachable { refused: true, .. }),
             message: e.to_string(),
         };
         let link = self.peers.link(node, "").map_err(failed)?;

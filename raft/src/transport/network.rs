@@ -138,6 +138,7 @@ impl GroupNetwork {
             node: self.target,
             addr: String::new(),
             reason: "it has not answered this node lately".to_string(),
+            refused: false,
         };
         Err(RPCError::Unreachable(Unreachable::new(&e)))
     }

@@ -49,6 +49,10 @@ pub(crate) enum LinkError {
         addr: String,
         /// The connect error.
         reason: String,
+        /// Whether the connection was refused: nothing listens at the
+        /// address (the node is not running), unlike a connect that timed
+        /// out or a connection a network cut closed.
+        refused: bool,
     },
     /// The connection broke while the request was queued or in flight.
     #[error("connection to node {node} lost: {reason}")]
@@ -101,7 +105,7 @@ struct Shared {
     next_correlation: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     /// Set after a failed connect: until the instant, requests fail at once.
-    down: Mutex<Option<(Instant, String)>>,
+    down: Mutex<Option<(Instant, ConnectFailure)>>,
 }
 
 impl Shared {
@@ -127,25 +131,26 @@ impl Shared {
         }
     }
 
-    fn unreachable(&self, reason: String) -> LinkError {
+    fn unreachable(&self, failure: ConnectFailure) -> LinkError {
         LinkError::Unreachable {
             node: self.node,
             addr: self.addr.clone(),
-            reason,
+            reason: failure.reason,
+            refused: failure.refused,
         }
     }
 
     fn down_error(&self) -> Option<LinkError> {
         let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
         match &*down {
-            Some((until, reason)) if Instant::now() < *until => {
-                Some(self.unreachable(reason.clone()))
+            Some((until, failure)) if Instant::now() < *until => {
+                Some(self.unreachable(failure.clone()))
             }
             _ => None,
         }
     }
 
-    fn set_down(&self, until: Option<(Instant, String)>) {
+    fn set_down(&self, until: Option<(Instant, ConnectFailure)>) {
         *self.down.lock().unwrap_or_else(|e| e.into_inner()) = until;
     }
 }
@@ -270,12 +275,12 @@ async fn run_link(shared: Arc<Shared>, mut rx: mpsc::Receiver<Bytes>) {
         }
         let stream = match connect(&shared).await {
             Ok(stream) => stream,
-            Err(reason) => {
+            Err(failure) => {
                 failures = failures.saturating_add(1);
                 let delay = shared.config.reconnect_delay(failures);
-                tracing::debug!(node = shared.node, addr = %shared.addr, %reason, ?delay, "connect failed");
-                shared.set_down(Some((Instant::now() + delay, reason.clone())));
-                shared.fail_all(&shared.unreachable(reason));
+                tracing::debug!(node = shared.node, addr = %shared.addr, reason = %failure.reason, ?delay, "connect failed");
+                shared.set_down(Some((Instant::now() + delay, failure.clone())));
+                shared.fail_all(&shared.unreachable(failure));
                 continue;
             }
         };
@@ -293,16 +298,40 @@ async fn run_link(shared: Arc<Shared>, mut rx: mpsc::Receiver<Bytes>) {
     }
 }
 
-async fn connect(shared: &Shared) -> Result<TcpStream, String> {
+/// Why a connect failed.
+#[derive(Debug, Clone)]
+struct ConnectFailure {
+    /// What happened.
+    reason: String,
+    /// Nothing listens at the address (see [`LinkError::Unreachable`]).
+    refused: bool,
+}
+
+impl From<String> for ConnectFailure {
+    fn from(reason: String) -> Self {
+        ConnectFailure {
+            reason,
+            refused: false,
+        }
+    }
+}
+
+async fn connect(shared: &Shared) -> Result<TcpStream, ConnectFailure> {
     let connecting = TcpStream::connect(shared.addr.as_str());
     let mut stream = match tokio::time::timeout(shared.config.connect_timeout, connecting).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Err(e)) => {
+            return Err(ConnectFailure {
+                refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+                reason: e.to_string(),
+            })
+        }
         Err(_) => {
             return Err(format!(
                 "connect timed out after {:?}",
                 shared.config.connect_timeout
-            ))
+            )
+            .into())
         }
     };
     // Votes and heartbeats are small and latency bound: never wait for Nagle.

@@ -11,6 +11,7 @@ use openraft::error::RPCError;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use openraft::RaftNetworkV2;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::fake::Fake;
 use super::{network, option, register, restart, start};
@@ -394,4 +395,52 @@ async fn a_stalled_stream_append_times_out_on_progress() {
         took >= Duration::from_millis(200) && took < Duration::from_secs(2),
         "{took:?}"
     );
+}
+
+/// A notice to an address nothing listens at fails as refused (the node is
+/// not running); one whose connection is closed at once (what a network
+/// cut in a proxy looks like) or never answered fails as not refused: the
+/// broker names a node of the first kind to no client, and may name one of
+/// the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_is_told_apart_from_a_cut() {
+    let client = start(1, TransportConfig::default()).await;
+    let announce = |peer: u64| {
+        let client = &client;
+        async move {
+            client
+                .announce(peer, &[], Duration::from_millis(300))
+                .await
+                .unwrap_err()
+        }
+    };
+
+    // Nothing listens: bind a port, then free it.
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    client.set_peer(2, addr.to_string());
+    let e = announce(2).await;
+    assert!(e.refused && e.gone, "{e}");
+    // Backing off repeats the verdict without connecting.
+    let e = announce(2).await;
+    assert!(e.refused, "{e}");
+
+    // Accepted, then closed at once.
+    let closing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    client.set_peer(3, closing.local_addr().unwrap().to_string());
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = closing.accept().await {
+            drop(sock);
+        }
+    });
+    let e = announce(3).await;
+    assert!(!e.refused && e.gone, "{e}");
+
+    // Accepted, never answered.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    client.set_peer(4, silent.local_addr().unwrap().to_string());
+    let e = announce(4).await;
+    assert!(!e.refused, "{e}");
+    drop(silent);
 }

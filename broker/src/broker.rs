@@ -2,7 +2,7 @@
 //! coordinator, and the operations that change them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::Bytes;
 use weir_storage::{LogConfig, LogManager, TopicPartition};
@@ -338,7 +338,10 @@ impl Broker {
         for (tp, p) in &partitions {
             let l = p.leadership();
             if tp.topic == OFFSETS_TOPIC && matches!(l.role, crate::partition::Role::Leader) {
-                let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog(Arc::clone(p)));
+                let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog {
+                    part: Arc::clone(p),
+                    node: None,
+                });
                 let g = GroupCoordinator::start(store, group_config.clone())?;
                 coordinators.install(tp.partition, l.epoch, g);
             }
@@ -496,7 +499,10 @@ impl Broker {
             return; // the term's first commit is not applied yet
         }
         let config = self.group_config.clone();
-        let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog(Arc::clone(p)));
+        let store: Arc<dyn GroupStore> = Arc::new(OffsetsLog {
+            part: Arc::clone(p),
+            node: Some(Arc::downgrade(self)),
+        });
         let started =
             tokio::task::spawn_blocking(move || GroupCoordinator::start(store, config)).await;
         match started {
@@ -1714,39 +1720,79 @@ fn weir_storage_now() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The group coordinator's store: partition 0 of `__consumer_offsets`.
+/// The group coordinator's store: a partition of `__consumer_offsets`.
 #[derive(Debug)]
-struct OffsetsLog(Arc<Partition>);
+struct OffsetsLog {
+    part: Arc<Partition>,
+    /// The node, where the partition is replicated: a write is given up
+    /// (COORDINATOR_NOT_AVAILABLE, retriable) once the node cannot reach a
+    /// quorum of the partition's replicas, instead of waiting for a commit
+    /// that only a healed cut would bring (found: an OffsetCommit in flight
+    /// when its coordinator was cut off got no answer within a minute).
+    /// `None` for a lone voter, whose appends commit at once.
+    node: Option<Weak<Broker>>,
+}
+
+impl OffsetsLog {
+    /// Why this node cannot commit to the partition now, if it cannot.
+    fn cut_off(&self) -> Option<String> {
+        let b = self.node.as_ref()?.upgrade()?;
+        let tp = &self.part.tp;
+        (self.part.is_replicated() && !b.partition_reaches_quorum(&tp.topic, tp.partition))
+            .then(|| format!("this node cannot reach a quorum of the replicas of {tp}"))
+    }
+
+    /// Resolves once [`OffsetsLog::cut_off`] says why (checked as often as
+    /// reachability changes); never without a node.
+    async fn until_cut_off(&self) -> String {
+        if self.node.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(crate::cluster::ANNOUNCE_INTERVAL).await;
+            if let Some(why) = self.cut_off() {
+                return why;
+            }
+        }
+    }
+}
 
 impl GroupStore for OffsetsLog {
     fn append(&self, records: Vec<Record>) -> AppendFuture {
+        if let Some(why) = self.cut_off() {
+            return Box::pin(async move { Err(GroupStoreError::Unavailable(why)) });
+        }
         let now = weir_storage_now();
         let specs: Vec<_> = records
             .into_iter()
             .map(|(k, v)| (Some(k.to_vec()), v.map(|v| v.to_vec()), now))
             .collect();
         let batch = weir_storage::record::build_batch(&specs);
-        let part = self.0.clone();
         // Appended here, before returning, so records reach the log in call order.
-        let appended = part.append(&Bytes::from(batch));
+        let appended = self.part.append(&Bytes::from(batch));
+        let watch = OffsetsLog {
+            part: Arc::clone(&self.part),
+            node: self.node.clone(),
+        };
         Box::pin(async move {
             let pending = appended.map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
             // Committed: durable under the fsync policy.
-            pending
-                .wait(-1, false)
-                .await
-                .map(|_| ())
-                .map_err(|e| GroupStoreError::Unavailable(e.to_string()))
+            tokio::select! {
+                w = pending.wait(-1, false) => w
+                    .map(|_| ())
+                    .map_err(|e| GroupStoreError::Unavailable(e.to_string())),
+                why = watch.until_cut_off() => Err(GroupStoreError::Unavailable(why)),
+            }
         })
     }
 
     fn load(&self) -> Result<Vec<Record>, GroupStoreError> {
         let mut out = Vec::new();
-        let mut offset = self.0.log_start_offset();
-        let limit = weir_storage::record::decompress_limit(self.0.config().max_message_bytes);
+        let mut offset = self.part.log_start_offset();
+        let limit = weir_storage::record::decompress_limit(self.part.config().max_message_bytes);
         loop {
             let r = self
-                .0
+                .part
                 .read_log(offset, 1 << 20)
                 .map_err(|e| GroupStoreError::Unavailable(e.to_string()))?;
             if r.records.is_empty() {

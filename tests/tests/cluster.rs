@@ -1052,6 +1052,58 @@ fn a_producer_follows_the_new_leader_while_the_old_one_is_cut_off() -> Result<()
     Ok(())
 }
 
+/// An OffsetCommit the coordinator takes just as its node is cut off from
+/// the others is answered with a retriable coordinator error once the node
+/// finds itself cut off (a few seconds), not held until the client's
+/// request timeout: its members go to FindCoordinator, which names a node
+/// that can tell them who coordinates now.
+#[test]
+fn an_offset_commit_in_flight_at_a_cut_is_answered_once_the_coordinator_knows() -> Result<()> {
+    let mut c = Cluster::start_with_proxies(3, &[])?;
+    let topic = unique("commit-cut");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    let coordinator = 1;
+    let mut to_coordinator = RawConn::connect(c.node(coordinator).bootstrap())?;
+    let group = poll_until(Duration::from_secs(30), || {
+        for i in 0..64 {
+            let g = format!("{topic}-g{i}");
+            let (code, node) = find_coordinator(&mut to_coordinator, &g)?;
+            if code == 0 && node == coordinator {
+                return Ok(Some(g));
+            }
+        }
+        Ok(None)
+    })?;
+    poll_until(Duration::from_secs(30), || {
+        let code = weir_tests::raw::offset_commit(&mut to_coordinator, &group, &topic, 0, 1)?;
+        Ok((code == 0).then_some(()))
+    })?;
+
+    // Every Raft byte to and from the coordinator's node is held from now.
+    for ((from, to), p) in &c.links {
+        if *from == coordinator || *to == coordinator {
+            p.hold();
+        }
+    }
+    // Found from outside: no answer within a minute. It comes once the
+    // node finds itself cut off (no peer answered for 3 s), well inside a
+    // client's 30 s request timeout.
+    let sent = Instant::now();
+    to_coordinator.set_timeout(Duration::from_secs(60))?;
+    let code = weir_tests::raw::offset_commit(&mut to_coordinator, &group, &topic, 0, 2);
+    let waited = sent.elapsed();
+    c.heal_all();
+    let code = code.with_context(|| {
+        format!("no answer to an OffsetCommit in flight at the cut within {waited:?}")
+    })?;
+    ensure!(
+        [15, 16].contains(&code) && waited < Duration::from_secs(20),
+        "OffsetCommit in flight at the cut: code {code} after {waited:?}"
+    );
+    Ok(())
+}
+
 /// A follower that was down while the leader ran its maintenance (which, on a
 /// one-voter group, purges the applied Raft entries) catches up from the
 /// leader's log when it returns: byte-identical, never a snapshot that skips

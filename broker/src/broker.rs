@@ -418,11 +418,12 @@ impl Broker {
     /// replicas (cut off, it could commit no offset; its clients find the
     /// coordinator the others elected).
     fn coordinator_of_partition(&self, partition: i32) -> Option<Arc<GroupCoordinator>> {
-        let l = self.partition(OFFSETS_TOPIC, partition)?.leadership();
+        let p = self.partition(OFFSETS_TOPIC, partition)?;
+        let l = p.leadership();
         if !matches!(l.role, crate::partition::Role::Leader) {
             return None;
         }
-        if !self.partition_reaches_quorum(OFFSETS_TOPIC, partition) {
+        if !self.leads_with_quorum(&p) {
             return None;
         }
         self.coordinators.get(partition, l.epoch)
@@ -764,7 +765,8 @@ impl Broker {
                 // lapsed) while the others elect a new one: it does not
                 // send clients to itself, so they ask other nodes.
                 crate::partition::Role::Leader
-                    if !self.reaches_quorum(&t.replicas_of(partition, self.config.node_id)) =>
+                    if p.leader_in_doubt()
+                        || !self.reaches_quorum(&t.replicas_of(partition, self.config.node_id)) =>
                 {
                     -1
                 }
@@ -896,8 +898,7 @@ impl Broker {
         current_leader_epoch: i32,
     ) -> Result<i32, crate::partition::LeaderError> {
         let epoch = part.check_leader(current_leader_epoch)?;
-        if part.is_replicated() && !self.partition_reaches_quorum(&part.tp.topic, part.tp.partition)
-        {
+        if !self.leads_with_quorum(part) {
             return Err(crate::partition::LeaderError::NotLeader);
         }
         Ok(epoch)
@@ -907,10 +908,19 @@ impl Broker {
     /// node leads it and reaches a quorum of its replicas (a leader cut off
     /// from them is about to be replaced), else `None`.
     pub fn leads(&self, topic: &str, partition: i32) -> Option<i32> {
-        let l = self.partition(topic, partition)?.leadership();
-        (l.role == crate::partition::Role::Leader
-            && self.partition_reaches_quorum(topic, partition))
-        .then_some(l.epoch)
+        let p = self.partition(topic, partition)?;
+        let l = p.leadership();
+        (l.role == crate::partition::Role::Leader && self.leads_with_quorum(&p)).then_some(l.epoch)
+    }
+
+    /// Whether this node, leading hosted partition `part`, can act as its
+    /// leader: it reaches a quorum of the replicas and its leadership is
+    /// not in doubt (see [`Partition::leader_in_doubt`]); always on a
+    /// one-node cluster.
+    pub fn leads_with_quorum(&self, part: &Partition) -> bool {
+        !part.is_replicated()
+            || (!part.leader_in_doubt()
+                && self.partition_reaches_quorum(&part.tp.topic, part.tp.partition))
     }
 
     /// Whether this node reaches a quorum of the replicas of

@@ -22,7 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::assignor::decode_assignment;
 use crate::cluster::{ClientConfig, Cluster, TopicMetadata};
-use crate::error::{check, codes, Result};
+use crate::error::{check, codes, Error, Result};
 use crate::offsets::{self, coordinator_call, ListedOffset, OffsetSpec};
 use crate::topic_partition::{by_topic, TopicPartition};
 
@@ -380,9 +380,29 @@ impl Admin {
         self.cluster.fetch_metadata(Some(&[]), false).await?;
         let mut out: BTreeMap<String, GroupListing> = BTreeMap::new();
         let req = ListGroupsRequest::default();
-        for b in self.cluster.brokers() {
-            let conn = self.cluster.broker(b.id).await?;
-            let resp = conn.send(&req).await?;
+        let brokers = self.cluster.brokers();
+        let mut unreachable = None;
+        let mut answered = 0;
+        for b in &brokers {
+            let answer = async {
+                let conn = self.cluster.broker(b.id).await?;
+                conn.send(&req).await
+            };
+            // A node that is down coordinates nothing once the others
+            // elected new leaders of its `__consumer_offsets` partitions:
+            // the groups of the nodes that answer are listed, with a
+            // warning (found from outside: one dead node failed the whole
+            // `weir group list`).
+            let resp = match answer.await {
+                Ok(resp) => resp,
+                Err(e @ (Error::Io { .. } | Error::Timeout { .. })) => {
+                    tracing::warn!(broker = b.id, error = %e, "ListGroups: broker not reachable; groups it coordinates are not listed");
+                    unreachable = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            answered += 1;
             check(
                 resp.error_code,
                 "ListGroups",
@@ -400,7 +420,10 @@ impl Admin {
                 );
             }
         }
-        Ok(out.into_values().collect())
+        match unreachable {
+            Some(e) if answered == 0 => Err(e),
+            _ => Ok(out.into_values().collect()),
+        }
     }
 
     /// Describes groups (each at its coordinator).

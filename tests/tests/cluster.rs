@@ -1130,6 +1130,26 @@ fn an_offset_commit_in_flight_at_a_cut_is_answered_once_the_coordinator_knows() 
 /// term deposes it.
 #[test]
 fn a_healed_former_coordinator_serves_no_stale_offsets() -> Result<()> {
+    no_stale_offsets_around_a_cut(true)
+}
+
+/// The same for a cut shorter than the 3 s a node takes to find itself cut
+/// off: the others elect a new coordinator about 1 s after its last claim,
+/// which takes commits while the old one has not noticed anything. The old
+/// one answers reads only while a quorum acknowledged its notices within
+/// its lease (750 ms, shorter than the 1 s before the others elect), so
+/// it never answers with the offsets of before either.
+#[test]
+fn a_coordinator_cut_off_briefly_serves_no_stale_offsets() -> Result<()> {
+    no_stale_offsets_around_a_cut(false)
+}
+
+/// Commits offset 1 through the coordinator of a group, cuts that node
+/// off, commits 5 through the coordinator the others elect, heals (once
+/// the old node knows itself cut off, if `noticed`), and checks that the
+/// old node never answers OffsetFetch with 1 from the cut on, and sends
+/// the group to the new coordinator once settled.
+fn no_stale_offsets_around_a_cut(noticed: bool) -> Result<()> {
     let mut c = Cluster::start_with_proxies(3, &[])?;
     let topic = unique("stale-offsets");
     let mut conn = RawConn::connect(c.node(1).bootstrap())?;
@@ -1152,40 +1172,8 @@ fn a_healed_former_coordinator_serves_no_stale_offsets() -> Result<()> {
         let code = weir_tests::raw::offset_commit(&mut conn, &group, &topic, 0, 1)?;
         Ok((code == 0).then_some(()))
     })?;
-
-    c.isolate(old);
-    // The others elect a coordinator, which takes a newer commit.
-    let other_addr = c.node(2).bootstrap().to_string();
-    poll_until(Duration::from_secs(60), || {
-        let mut conn = RawConn::connect(&other_addr)?;
-        let (code, node) = find_coordinator(&mut conn, &group)?;
-        if code != 0 || node == old || node < 1 {
-            return Ok(None);
-        }
-        let mut conn = RawConn::connect(c.nodes[(node - 1) as usize].bootstrap())?;
-        let code = weir_tests::raw::offset_commit(&mut conn, &group, &topic, 0, 5)?;
-        Ok((code == 0).then_some(()))
-    })
-    .context("no commit through the coordinator the others elected")?;
-    // Once the former coordinator knows itself cut off (no peer answered
-    // for 3 s: it no longer names itself coordinator), the cut heals.
-    // (Before that, within the first seconds of a cut, it may still answer
-    // reads from what it holds: reads under a leader lease shorter than
-    // the followers' election delay would close that window; see
-    // docs/cluster.md.)
-    poll_until(Duration::from_secs(30), || {
-        let mut conn = RawConn::connect(&old_addr)?;
-        let (code, node) = find_coordinator(&mut conn, &group)?;
-        Ok((code != 0 || node != old).then_some(()))
-    })
-    .context("the cut-off node still names itself coordinator")?;
-
-    c.heal_all();
-    // From the heal on, the former coordinator answers with the newer
-    // offset or a retriable coordinator error, never the old offset.
-    let healed = Instant::now();
     let mut answers = Vec::new();
-    while healed.elapsed() < Duration::from_secs(8) {
+    let mut stale_check = |phase: &str| -> Result<()> {
         let mut conn = RawConn::connect(&old_addr)?;
         let (code, offset) = weir_tests::raw::offset_fetch(&mut conn, &group, &topic, 0)?;
         if answers.last() != Some(&(code, offset)) {
@@ -1193,9 +1181,47 @@ fn a_healed_former_coordinator_serves_no_stale_offsets() -> Result<()> {
         }
         ensure!(
             code != 0 || offset == 5,
-            "{:?} after the heal, the former coordinator answered offset {offset} (answers so far {answers:?})",
-            healed.elapsed()
+            "{phase}, the former coordinator answered offset {offset} (answers so far {answers:?})"
         );
+        Ok(())
+    };
+
+    c.isolate(old);
+    // The others elect a coordinator, which takes a newer commit.
+    let other_addr = c.node(2).bootstrap().to_string();
+    let mut new_commit = false;
+    poll_until(Duration::from_secs(60), || {
+        if new_commit {
+            stale_check("after the newer commit, during the cut")?;
+        }
+        let mut conn = RawConn::connect(&other_addr)?;
+        let (code, node) = find_coordinator(&mut conn, &group)?;
+        if code != 0 || node == old || node < 1 {
+            return Ok(None);
+        }
+        let mut conn = RawConn::connect(c.nodes[(node - 1) as usize].bootstrap())?;
+        let code = weir_tests::raw::offset_commit(&mut conn, &group, &topic, 0, 5)?;
+        new_commit |= code == 0;
+        Ok(new_commit.then_some(()))
+    })
+    .context("no commit through the coordinator the others elected")?;
+    stale_check("right after the newer commit, during the cut")?;
+    if noticed {
+        // Once the former coordinator knows itself cut off (no peer
+        // answered for 3 s: it no longer names itself coordinator).
+        poll_until(Duration::from_secs(30), || {
+            stale_check("during the cut")?;
+            let mut conn = RawConn::connect(&old_addr)?;
+            let (code, node) = find_coordinator(&mut conn, &group)?;
+            Ok((code != 0 || node != old).then_some(()))
+        })
+        .context("the cut-off node still names itself coordinator")?;
+    }
+
+    c.heal_all();
+    let healed = Instant::now();
+    while healed.elapsed() < Duration::from_secs(8) {
+        stale_check(&format!("{:?} after the heal", healed.elapsed()))?;
         std::thread::sleep(Duration::from_millis(20)); // pacing the reads, not waiting for a condition
     }
     // Settled: it sends the group to the coordinator the others elected,

@@ -829,6 +829,31 @@ fn a_healed_deaf_follower_takes_no_leadership() -> Result<()> {
     Ok(())
 }
 
+/// A group that node `node` (asked on `conn`) coordinates, with offset 1
+/// of `topic`'s partition 0 committed through it (retried while the
+/// coordinator loads its partition).
+fn group_coordinated_by(conn: &mut RawConn, node: i32, topic: &str) -> Result<String> {
+    let group = poll_until(Duration::from_secs(30), || {
+        for i in 0..64 {
+            let g = format!("{topic}-g{i}");
+            let (code, coordinator) = find_coordinator(conn, &g)?;
+            if code == 0 && coordinator == node {
+                return Ok(Some(g));
+            }
+        }
+        Ok(None)
+    })?;
+    poll_until(Duration::from_secs(30), || {
+        let code = weir_tests::raw::offset_commit(conn, &group, topic, 0, 1)?;
+        ensure!(
+            [0, 14].contains(&code),
+            "OffsetCommit to the coordinator before the cut: {code}"
+        );
+        Ok((code == 0).then_some(()))
+    })?;
+    Ok(group)
+}
+
 /// A leader cut off from its peers (its Raft links cut both ways, clients
 /// still reach it): the others elect a new leader in a higher epoch, the
 /// isolated node acknowledges no acks=all write, and after healing it
@@ -856,25 +881,7 @@ fn an_isolated_leader_acknowledges_nothing_and_converges_after_healing() -> Resu
     let mut to_old = RawConn::connect(c.node(old).bootstrap())?;
 
     // A group the old leader's node coordinates.
-    let group = poll_until(Duration::from_secs(30), || {
-        for i in 0..64 {
-            let g = format!("{topic}-g{i}");
-            let (code, node) = find_coordinator(&mut to_old, &g)?;
-            if code == 0 && node == old {
-                return Ok(Some(g));
-            }
-        }
-        Ok(None)
-    })?;
-    // (Retried while the coordinator loads its partition.)
-    poll_until(Duration::from_secs(30), || {
-        let code = weir_tests::raw::offset_commit(&mut to_old, &group, &topic, 0, 1)?;
-        ensure!(
-            [0, 14].contains(&code),
-            "OffsetCommit to the coordinator before the cut: {code}"
-        );
-        Ok((code == 0).then_some(()))
-    })?;
+    let group = group_coordinated_by(&mut to_old, old, &topic)?;
 
     c.isolate(old);
     // Cut off, the old leader's node is not ready (its partitions have no
@@ -1080,20 +1087,7 @@ fn an_offset_commit_in_flight_at_a_cut_is_answered_once_the_coordinator_knows() 
     ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
     let coordinator = 1;
     let mut to_coordinator = RawConn::connect(c.node(coordinator).bootstrap())?;
-    let group = poll_until(Duration::from_secs(30), || {
-        for i in 0..64 {
-            let g = format!("{topic}-g{i}");
-            let (code, node) = find_coordinator(&mut to_coordinator, &g)?;
-            if code == 0 && node == coordinator {
-                return Ok(Some(g));
-            }
-        }
-        Ok(None)
-    })?;
-    poll_until(Duration::from_secs(30), || {
-        let code = weir_tests::raw::offset_commit(&mut to_coordinator, &group, &topic, 0, 1)?;
-        Ok((code == 0).then_some(()))
-    })?;
+    let group = group_coordinated_by(&mut to_coordinator, coordinator, &topic)?;
 
     // Every Raft byte to and from the coordinator's node is held from now.
     for ((from, to), p) in &c.links {
@@ -1156,22 +1150,7 @@ fn no_stale_offsets_around_a_cut(noticed: bool) -> Result<()> {
     ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
     let old = 1;
     let old_addr = c.node(old).bootstrap().to_string();
-    let group = poll_until(Duration::from_secs(30), || {
-        let mut conn = RawConn::connect(&old_addr)?;
-        for i in 0..64 {
-            let g = format!("{topic}-g{i}");
-            let (code, node) = find_coordinator(&mut conn, &g)?;
-            if code == 0 && node == old {
-                return Ok(Some(g));
-            }
-        }
-        Ok(None)
-    })?;
-    poll_until(Duration::from_secs(30), || {
-        let mut conn = RawConn::connect(&old_addr)?;
-        let code = weir_tests::raw::offset_commit(&mut conn, &group, &topic, 0, 1)?;
-        Ok((code == 0).then_some(()))
-    })?;
+    let group = group_coordinated_by(&mut RawConn::connect(&old_addr)?, old, &topic)?;
     let mut answers = Vec::new();
     let mut stale_check = |phase: &str| -> Result<()> {
         let mut conn = RawConn::connect(&old_addr)?;

@@ -418,12 +418,11 @@ impl Broker {
     /// replicas (cut off, it could commit no offset; its clients find the
     /// coordinator the others elected).
     fn coordinator_of_partition(&self, partition: i32) -> Option<Arc<GroupCoordinator>> {
-        let p = self.partition(OFFSETS_TOPIC, partition)?;
-        let l = p.leadership();
+        let l = self.partition(OFFSETS_TOPIC, partition)?.leadership();
         if !matches!(l.role, crate::partition::Role::Leader) {
             return None;
         }
-        if !self.serves_reads(&p) {
+        if !self.partition_reaches_quorum(OFFSETS_TOPIC, partition) {
             return None;
         }
         self.coordinators.get(partition, l.epoch)
@@ -764,7 +763,11 @@ impl Broker {
                 // commits nothing (and refuses writes once its lease
                 // lapsed) while the others elect a new one: it does not
                 // send clients to itself, so they ask other nodes.
-                crate::partition::Role::Leader if !self.leads_with_quorum(&p) => -1,
+                crate::partition::Role::Leader
+                    if !self.reaches_quorum(&t.replicas_of(partition, self.config.node_id)) =>
+                {
+                    -1
+                }
                 crate::partition::Role::Leader => self.config.node_id,
                 // A leader this node has not heard from lately, while this
                 // node reaches no quorum of the replicas either (it
@@ -808,15 +811,12 @@ impl Broker {
     /// NOT_LEADER_OR_FOLLOWER and a Metadata request to the node it named.
     pub fn leader_for_clients(&self, name: &str, t: &TopicMeta, partition: i32) -> (i32, i32) {
         let (leader, epoch) = self.leader_of(name, t, partition);
-        if leader >= 0 {
+        if leader >= 0 || self.cluster.all_reachable() {
             return (leader, epoch);
         }
         let me = self.config.node_id;
         let replicas = t.replicas_of(partition, me);
-        // A leader that cannot vouch for itself (cut off, in doubt, its
-        // lease lapsed) guesses; elsewhere only a node cut off does.
-        let led_here = self.partition(name, partition).is_some_and(|p| p.leads());
-        if !led_here && (self.cluster.all_reachable() || self.reaches_quorum(&replicas)) {
+        if self.reaches_quorum(&replicas) {
             return (leader, epoch);
         }
         let followed = self
@@ -896,7 +896,8 @@ impl Broker {
         current_leader_epoch: i32,
     ) -> Result<i32, crate::partition::LeaderError> {
         let epoch = part.check_leader(current_leader_epoch)?;
-        if !self.serves_reads(part) {
+        if part.is_replicated() && !self.partition_reaches_quorum(&part.tp.topic, part.tp.partition)
+        {
             return Err(crate::partition::LeaderError::NotLeader);
         }
         Ok(epoch)
@@ -906,49 +907,10 @@ impl Broker {
     /// node leads it and reaches a quorum of its replicas (a leader cut off
     /// from them is about to be replaced), else `None`.
     pub fn leads(&self, topic: &str, partition: i32) -> Option<i32> {
-        let p = self.partition(topic, partition)?;
-        let l = p.leadership();
-        (l.role == crate::partition::Role::Leader && self.leads_with_quorum(&p)).then_some(l.epoch)
-    }
-
-    /// Whether this node, leading hosted partition `part`, can act as its
-    /// leader: it reaches a quorum of the replicas and its leadership is
-    /// not in doubt (see [`Partition::leader_in_doubt`]); always on a
-    /// one-node cluster.
-    pub fn leads_with_quorum(&self, part: &Partition) -> bool {
-        !part.is_replicated()
-            || (!part.leader_in_doubt()
-                && self.partition_reaches_quorum(&part.tp.topic, part.tp.partition))
-    }
-
-    /// Whether this node, leading hosted partition `part`, may answer
-    /// reads from what it holds: [`Broker::leads_with_quorum`], and its
-    /// lease holds (see [`Broker::lease_holds`]).
-    pub fn serves_reads(&self, part: &Partition) -> bool {
-        self.leads_with_quorum(part)
-            && (!part.is_replicated() || self.lease_holds(&part.tp.topic, part.tp.partition))
-    }
-
-    /// Whether a quorum of the replicas of `topic`/`partition` vouch for
-    /// this node (see [`crate::cluster::LEADER_LEASE`]): while they do, no
-    /// other leader can have been elected, so it may answer reads from
-    /// what it holds. Found from outside: in the first seconds of a cut,
-    /// before the old leader found itself cut off (3 s), the others had
-    /// elected a new group coordinator (about 1 s after its last claim),
-    /// which took commits while the old one answered OffsetFetch with the
-    /// offsets of before.
-    fn lease_holds(&self, topic: &str, partition: i32) -> bool {
-        if self.cluster.all_vouch() {
-            return true;
-        }
-        let Some(replicas) = self.replicas(topic, partition) else {
-            return true;
-        };
-        let vouching = replicas
-            .iter()
-            .filter(|r| self.cluster.vouches(**r))
-            .count();
-        vouching * 2 > replicas.len()
+        let l = self.partition(topic, partition)?.leadership();
+        (l.role == crate::partition::Role::Leader
+            && self.partition_reaches_quorum(topic, partition))
+        .then_some(l.epoch)
     }
 
     /// Whether this node reaches a quorum of the replicas of

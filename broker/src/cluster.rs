@@ -22,14 +22,6 @@ pub const NOTICE_TTL: Duration = Duration::from_secs(3);
 /// How long a claim counts as proof that the leader lives: followers of a
 /// group whose leader has not repeated its claim for this long elect.
 pub const CLAIM_FRESH: Duration = Duration::from_millis(1000);
-/// How long a leader counts on a peer that took its notices: from when it
-/// sent the last notice the peer acknowledged. Shorter than
-/// [`CLAIM_FRESH`] by a margin: a peer that took a claim sent at `t`
-/// neither campaigns nor votes for another before `t + CLAIM_FRESH`, so no
-/// other leader can be elected with it while a leader's lease on it holds,
-/// and a leader whose lease holds on a quorum may answer reads from what it
-/// holds.
-pub const LEADER_LEASE: Duration = Duration::from_millis(750);
 
 /// The transport and the leaders peers announced.
 #[derive(Debug)]
@@ -43,8 +35,6 @@ pub struct Cluster {
     // When each peer last took this node's notices (the announcer's calls
     // double as a liveness probe of the link to it).
     reached: RwLock<HashMap<u64, Instant>>,
-    // When this node sent the last notice each peer acknowledged.
-    vouched: RwLock<HashMap<u64, Instant>>,
     // The peers reported unreachable in the log, until they answer again.
     reported_down: std::sync::Mutex<std::collections::HashSet<u64>>,
     // The peers whose connection was refused last time (not running), until
@@ -67,7 +57,6 @@ impl Cluster {
             peers: BTreeMap::new(),
             heard: Arc::default(),
             reached: RwLock::default(),
-            vouched: RwLock::default(),
             reported_down: std::sync::Mutex::default(),
             refused: std::sync::Mutex::default(),
         }
@@ -121,7 +110,6 @@ impl Cluster {
             peers,
             heard,
             reached: RwLock::default(),
-            vouched: RwLock::default(),
             reported_down: std::sync::Mutex::default(),
             refused: std::sync::Mutex::default(),
         })
@@ -165,28 +153,6 @@ impl Cluster {
                 .is_some_and(|at| at.elapsed() < NOTICE_TTL)
     }
 
-    /// Whether `node` is this node or a peer that acknowledged a notice
-    /// this node sent within [`LEADER_LEASE`].
-    pub fn vouches(&self, node: i32) -> bool {
-        let me = self.transport.as_ref().map(Transport::node_id);
-        let Ok(id) = u64::try_from(node) else {
-            return false;
-        };
-        me.is_none_or(|me| me == id)
-            || self
-                .vouched
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&id)
-                .is_some_and(|sent| sent.elapsed() < LEADER_LEASE)
-    }
-
-    /// Whether every peer vouches for this node now (see
-    /// [`Cluster::vouches`]).
-    pub fn all_vouch(&self) -> bool {
-        self.peers.keys().all(|n| self.vouches(*n))
-    }
-
     /// Whether this node reaches every peer now (see [`Cluster::reachable`]).
     pub fn all_reachable(&self) -> bool {
         self.peers.keys().all(|n| self.reachable(*n))
@@ -198,6 +164,10 @@ impl Cluster {
     pub fn is_down(&self, node: i32) -> bool {
         u64::try_from(node).is_ok_and(|id| self.refused_peers().contains(&id))
             && !self.reachable(node)
+    }
+
+    fn refused_peers(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether `node` is likely running: reachable now, or reached before
@@ -214,10 +184,6 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&id);
         self.reachable(node) || (ever && !self.is_down(node))
-    }
-
-    fn refused_peers(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
-        self.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The peers this node cannot reach now (see [`Cluster::reachable`]).
@@ -311,16 +277,8 @@ impl Cluster {
                     let (cluster, notices) = (Arc::clone(&cluster), Arc::clone(&notices));
                     sends.spawn(async move {
                         let Some(t) = &cluster.transport else { return };
-                        let sent = Instant::now();
                         match t.announce(peer, &notices, ANNOUNCE_INTERVAL).await {
-                            Ok(()) => {
-                                cluster.reached(peer);
-                                cluster
-                                    .vouched
-                                    .write()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .insert(peer, sent);
-                            }
+                            Ok(()) => cluster.reached(peer),
                             Err(e) => {
                                 tracing::debug!(peer, error = %e, "leader notice not delivered");
                                 cluster.missed(peer, &e);

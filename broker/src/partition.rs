@@ -470,16 +470,6 @@ impl Partition {
         }
     }
 
-    /// Whether this node leads the partition but cannot vouch for it: cut
-    /// off from a quorum of the replicas, or healed from such a cut and not
-    /// yet acknowledged by a quorum (another leader may have been elected
-    /// meanwhile).
-    pub fn leader_in_doubt(&self) -> bool {
-        self.group
-            .get()
-            .is_some_and(PartitionGroup::leadership_in_doubt)
-    }
-
     /// Whether this node leads the partition and its group is quiesced.
     pub fn is_quiesced(&self) -> bool {
         self.group.get().is_some_and(PartitionGroup::is_quiesced)

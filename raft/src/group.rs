@@ -1012,12 +1012,6 @@ impl PartitionGroup {
         }
     }
 
-    /// Whether this node leads the group but cannot vouch for it now (see
-    /// [`quiet::Quiet::in_doubt`]); never for a group without quiescence.
-    pub fn leadership_in_doubt(&self) -> bool {
-        self.shared.quiet.as_ref().is_some_and(|q| q.in_doubt())
-    }
-
     /// Whether this node leads the group and quiesced it (see [`quiet`]).
     pub fn is_quiesced(&self) -> bool {
         self.shared.quiet.as_ref().is_some_and(|q| q.is_quiesced())

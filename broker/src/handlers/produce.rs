@@ -109,7 +109,10 @@ pub fn handle(
                     // NOT_LEADER_OR_FOLLOWER (nothing appended) sends the
                     // client to Metadata, which names it a replica that can
                     // tell it who leads now.
-                    (Some(part), Some(_)) if part.leads() && !broker.leads_with_quorum(&part) =>
+                    (Some(part), Some(_))
+                        if part.is_replicated()
+                            && part.leads()
+                            && !broker.partition_reaches_quorum(&name, p.index) =>
                     {
                         Err(Refusal {
                             code: code::NOT_LEADER_OR_FOLLOWER,

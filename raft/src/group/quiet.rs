@@ -102,10 +102,6 @@ struct State {
     leader_since: Option<(u64, Instant)>,
     /// This node leads the group and reaches no quorum of its voters.
     cut_off: bool,
-    /// Since when this leader doubts it still leads: from the moment it
-    /// finds itself cut off until a quorum acknowledges a heartbeat sent
-    /// after that (see [`Quiet::in_doubt`]).
-    doubted_since: Option<openraft::type_config::alias::InstantOf<crate::types::TypeConfig>>,
     /// The live leader this node knows, and when it last knew it: itself
     /// while it leads and reaches a quorum, or the leader of a fresh
     /// claim. Votes for another candidate are refused meanwhile (see
@@ -127,22 +123,9 @@ impl Quiet {
                 silent_since: None,
                 leader_since: None,
                 cut_off: false,
-                doubted_since: None,
                 live_leader: None,
             }),
         }
-    }
-
-    /// Whether this node leads the group but cannot vouch for it: it is cut
-    /// off from a quorum of the voters, or was and no quorum has
-    /// acknowledged its heartbeat since. Meanwhile the others may have
-    /// elected another leader, so it serves no reads (found from outside:
-    /// healed, a former group coordinator answered OffsetFetch with the
-    /// offsets of before the cut for up to 4.5 s, until the new leader's
-    /// retries deposed it). Its first heartbeat after the heal settles it:
-    /// acknowledged, it leads on; met by a newer term, it steps down.
-    pub(crate) fn in_doubt(&self) -> bool {
-        self.lock().doubted_since.is_some()
     }
 
     /// Whether this node quiesced the group as its leader.
@@ -227,9 +210,6 @@ impl Quiet {
                 if cut_off {
                     s.quiesced_in = None;
                     s.live_leader = None;
-                    s.doubted_since.get_or_insert_with(
-                        <crate::types::TypeConfig as openraft::type_config::TypeConfigExt>::now,
-                    );
                 } else {
                     s.live_leader = Some((m.id, now));
                 }
@@ -238,25 +218,6 @@ impl Quiet {
                 rc.heartbeat(false);
                 rc.tick(false);
                 return;
-            }
-            {
-                let mut s = self.lock();
-                if let Some(since) = s.doubted_since {
-                    let acked = m.last_quorum_acked.as_ref().is_some_and(|t| **t > since);
-                    if !acked {
-                        // Healed: heartbeats on until a quorum answers (or
-                        // a newer term deposes it).
-                        drop(s);
-                        rc.tick(true);
-                        rc.heartbeat(true);
-                        return;
-                    }
-                    s.doubted_since = None;
-                    tracing::info!(
-                        term = m.current_term,
-                        "a healed leader's heartbeat was acknowledged: it leads on"
-                    );
-                }
             }
             let refresh = {
                 let mut s = self.lock();
@@ -299,7 +260,6 @@ impl Quiet {
             let mut s = self.lock();
             s.quiesced_in = None;
             s.cut_off = false;
-            s.doubted_since = None;
             let new_leader = match m.current_leader {
                 Some(l) if l != m.id => {
                     let since = match s.leader_since {

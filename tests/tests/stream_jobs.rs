@@ -2728,3 +2728,106 @@ async fn a_query_for_a_task_not_running_says_to_ask_again() -> Result<()> {
     );
     Ok(())
 }
+
+/// A job whose open windows outgrow one record of the state topic (a
+/// `COUNT(DISTINCT)` holding 72 MiB of distinct values, over the 64 MiB a
+/// checkpoint record could hold) checkpoints them in chunks and resumes
+/// from them after kill −9: the input it read is deleted before the kill,
+/// so only the checkpoint can give the window's count after the restart.
+/// Before, the task failed at each checkpoint ("over the 67108864-byte
+/// limit"), restarted from its last one and failed again, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_larger_than_a_record_is_checkpointed_in_chunks_and_resumed() -> Result<()> {
+    const N: usize = 72_000;
+    let mut node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out) = (unique("wide"), unique("distinct"));
+    create_input(&bootstrap, &input, 1, -1).await?;
+    let sql = format!(
+        "INSERT INTO \"{out}\" SELECT k, TUMBLE_START(ts, INTERVAL '1' HOUR) AS window_start, \
+         COUNT(DISTINCT v) AS d, COUNT(*) AS n FROM \"{input}\" \
+         GROUP BY k, TUMBLE(ts, INTERVAL '1' HOUR)"
+    );
+    weir(&["job", "create", "wide", "--sql", &sql, "--admin", &admin])?;
+    // Two keys, every value distinct and about 1 KiB.
+    let pad = "x".repeat(1_000);
+    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    let send = |i: usize, ts: i64| {
+        let value = format!(r#"{{"k": {}, "v": "{i:06}{pad}", "ts": {ts}}}"#, i % 2);
+        producer.send(ProducerRecord::new(input.as_str(), value).partition(0))
+    };
+    let mut delivered = Vec::with_capacity(N);
+    for i in 0..N {
+        delivered.push(send(i, 1_000 + i as i64).await?);
+    }
+    producer.flush().await?;
+    for d in delivered {
+        d.await.context("an input record was not delivered")?;
+    }
+    // A checkpoint covers every record once the job's group commits N.
+    let group = Admin::connect(ClientConfig::new(&bootstrap)).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let committed: i64 = group
+            .group_offsets("weir-job-wide")
+            .await
+            .map(|o| o.values().sum())
+            .unwrap_or(0);
+        if committed == N as i64 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no checkpoint covered the {N} records in 120 s ({committed} committed): {}",
+            job_status(&admin, "wide").unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tp = weir_client::TopicPartition::new(input.as_str(), 0);
+    group.delete_records(&[(tp, N as i64)].into()).await?;
+    node.kill()?;
+    node.restart()?;
+    let bootstrap = node.bootstrap().to_string();
+    // An event an hour later closes the first windows.
+    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    let closing = format!(r#"{{"k": 0, "v": "last", "ts": {}}}"#, 3_600_000 + 5_000);
+    producer
+        .send(ProducerRecord::new(input.as_str(), closing).partition(0))
+        .await?
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let records = read_to_end(&bootstrap, &out).await?;
+        if records.len() >= 2 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} results in 120 s after the restart: {}",
+            records.len(),
+            job_status(node.admin_addr(), "wide").unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Read again once the job has taken the last record: nothing twice.
+    await_read(node.admin_addr(), "wide", N as i64 + 1)?;
+    let results = read_to_end(&bootstrap, &out).await?;
+    let mut got: Vec<(i64, i64, i64)> = results
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap_or(b""))?;
+            Ok((
+                v["k"].as_i64().context("k")?,
+                v["d"].as_i64().context("d")?,
+                v["n"].as_i64().context("n")?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    got.sort_unstable();
+    let half = (N / 2) as i64;
+    ensure!(
+        got == [(0, half, half), (1, half, half)],
+        "the first hour's windows after the restart: {got:?}"
+    );
+    Ok(())
+}

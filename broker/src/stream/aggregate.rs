@@ -77,12 +77,13 @@ use weir_client::{
 };
 use weir_storage::BatchBuilder;
 
+use super::checkpoint::{self, Checkpoints};
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::local_read::{Incarnation, LocalReader};
 use super::plan::JobPlan;
 use super::repartition::{Routed, Router, Shard, Took};
 use super::row::Reader;
-use super::task::{self, StateQuery, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
+use super::task::{self, StateQuery, TaskContext, TaskError, TaskId};
 use super::window::{EmitMode, WindowOperator, WindowResult};
 use crate::broker::Broker;
 
@@ -203,8 +204,8 @@ pub async fn run(
         )));
     }
     let key = TaskId::Aggregate(r).state_key(&def.name);
-    let restored: Option<AggregateCheckpoint<Shard>> =
-        task::load_checkpoint(&bootstrap, &def, &key).await?;
+    let (restored, checkpoints): (Option<AggregateCheckpoint<Shard>>, _) =
+        checkpoint::load(&bootstrap, &def, &key).await?;
     // A task reading the input itself (no repartition topic) reads input
     // partition `r`, or every input partition when it runs the whole job;
     // the others read partition `r` of the repartition topic.
@@ -402,6 +403,7 @@ pub async fn run(
         node: node.clone(),
         shard,
         producer,
+        checkpoints,
         writer,
         report,
         counts: Tally::default(),
@@ -417,7 +419,6 @@ pub async fn run(
     // records produced meanwhile).
     a.report.update(|rep| rep.state = "running".into());
     task::publish_status(&a.producer, &a.def, TaskId::Aggregate(r), a.report.get()).await?;
-    let mut last_checkpoint = Instant::now();
     let mut out = Vec::new();
     loop {
         // Not raced against the stop signal or queries: a poll dropped
@@ -452,7 +453,6 @@ pub async fn run(
                 o.skip = 0;
             }
             a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
-            last_checkpoint = Instant::now();
             continue;
         }
         while let Ok(q) = queries.try_recv() {
@@ -547,9 +547,8 @@ pub async fn run(
             return a.stop_unled(&mut out, &inputs, &admin).await;
         }
         let stopping = *stop.borrow();
-        if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if stopping || a.checkpoints.due() {
             a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
-            last_checkpoint = Instant::now();
         }
         if stopping {
             a.report.update(|rep| rep.state = "stopped".into());
@@ -715,6 +714,8 @@ struct Aggregate {
     shard: Shard,
     /// Writes checkpoints, statuses and late records.
     producer: Producer,
+    /// Where its checkpoints go.
+    checkpoints: Checkpoints,
     /// Writes the output partitions, with the identity its checkpoints
     /// keep.
     writer: Producer,
@@ -1147,8 +1148,7 @@ impl Aggregate {
                 })
                 .collect(),
         };
-        let key = TaskId::Aggregate(self.r).state_key(&self.def.name);
-        task::store_checkpoint(&self.producer, &self.def, &key, &cp).await
+        self.checkpoints.store(&self.producer, &self.def, &cp).await
     }
 
     /// The checkpoint's commit of the positions and report, after

@@ -34,6 +34,7 @@
 
 pub mod acc;
 pub mod aggregate;
+pub mod checkpoint;
 pub mod job;
 pub mod jobs;
 mod json_pick;

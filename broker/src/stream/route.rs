@@ -17,12 +17,13 @@ use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use weir_client::{Admin, BatchRecord, FetchedRecord, Producer, ProducerRecord, TopicPartition};
 
+use super::checkpoint::{self, Checkpoints};
 use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::local_read::{Incarnation, LocalReader};
 use super::plan::{JobPlan, TimeSource};
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
-use super::task::{self, TaskContext, TaskError, TaskId, CHECKPOINT_EVERY};
+use super::task::{self, TaskContext, TaskError, TaskId};
 
 /// How often, at most, a route task tells the shards its partition's
 /// watermark moved.
@@ -55,7 +56,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         node,
     } = cx;
     let key = TaskId::Route(p).state_key(&def.name);
-    let restored: Option<RouteCheckpoint> = task::load_checkpoint(&bootstrap, &def, &key).await?;
+    let (restored, checkpoints): (Option<RouteCheckpoint>, _) =
+        checkpoint::load(&bootstrap, &def, &key).await?;
     let tp = TopicPartition::new(&plan.input_topic, p);
     // A concrete start before the first checkpoint, so that a crash before
     // the next one resumes where this run started (a `--from latest` job
@@ -88,6 +90,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         router,
         input,
         producer,
+        checkpoints,
         routed: (0..shards).map(|_| Vec::new()).collect(),
         buf: BytesMut::with_capacity(64 * 1024),
         marked: (None, false),
@@ -102,7 +105,6 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     // Running once a first checkpoint is stored (as aggregate tasks).
     r.report.update(|rep| rep.state = "running".into());
     task::publish_status(&r.producer, &r.def, TaskId::Route(p), r.report.get()).await?;
-    let mut last_checkpoint = Instant::now();
     loop {
         // Not raced against the stop signal: a poll dropped half-way could
         // have moved the position past records it never returned. It
@@ -120,9 +122,8 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         r.tend_idle();
         r.mark().await?;
         let stopping = *stop.borrow();
-        if stopping || last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if stopping || r.checkpoints.due() {
             r.checkpoint(&mut consumer, &admin).await?;
-            last_checkpoint = Instant::now();
         }
         if stopping {
             r.report.update(|rep| rep.state = "stopped".into());
@@ -145,6 +146,8 @@ struct Route {
     /// Reads the input partition; its position is the next input offset.
     input: LocalReader,
     producer: Producer,
+    /// Where its checkpoints go.
+    checkpoints: Checkpoints,
     /// The rows of this poll routed to each shard, not sent yet.
     routed: Vec<Vec<BatchRecord>>,
     /// Where routed rows are encoded: one allocation shared by many.
@@ -287,14 +290,15 @@ impl Route {
             return Err(e.into());
         }
         let position = self.input.position();
-        let key = TaskId::Route(self.p).state_key(&self.def.name);
         let cp = RouteCheckpoint {
             position,
             router: self.router.clone(),
             tally: self.report.get().counts,
             input: self.input.incarnation(),
         };
-        task::store_checkpoint(&self.producer, &self.def, &key, &cp).await?;
+        self.checkpoints
+            .store(&self.producer, &self.def, &cp)
+            .await?;
         consumer
             .commit_offsets([(self.tp.clone(), position)].into())
             .await?;

@@ -3,13 +3,15 @@
 //!
 //! # Checkpoints
 //!
-//! A task checkpoints when it starts, then every [`CHECKPOINT_EVERY`] and
-//! when stopped: it waits until everything it wrote so far is acknowledged,
-//! then writes one record to the compacted topic [`STATE_TOPIC`], keyed by
-//! the job and the task ([`TaskId::state_key`]). A task that starts again,
-//! here or on another node, resumes from its last checkpoint taken under
-//! the same statement. What each kind stores, and why that gives exactly
-//! once, is in [`super::route`] and [`super::aggregate`].
+//! A task checkpoints when it starts, then every
+//! [`super::checkpoint::CHECKPOINT_EVERY`] (less often for a large state)
+//! and when stopped: it waits until everything it wrote so far is
+//! acknowledged, then stores its state in the compacted topic
+//! [`STATE_TOPIC`], keyed by the job and the task ([`TaskId::state_key`]),
+//! as one record or in chunks ([`super::checkpoint`]). A task that starts
+//! again, here or on another node, resumes from its last checkpoint taken
+//! under the same statement. What each kind stores, and why that gives
+//! exactly once, is in [`super::route`] and [`super::aggregate`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,7 +19,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use weir_client::{
     Admin, ConsumerConfig, ConsumerRecord, FetchedRecord, Header, NewTopic, OffsetSpec, Producer,
@@ -34,10 +36,10 @@ pub const STATE_TOPIC: &str = "__weir_job_state";
 /// The compacted topic of task reports (key: [`TaskId::state_key`]), which
 /// lets any node describe a job whose tasks run on several.
 pub const STATUS_TOPIC: &str = "__weir_job_status";
-/// How often a running task checkpoints.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// The largest checkpoint record (the state topic's `max.message.bytes`).
-const MAX_CHECKPOINT_BYTES: usize = 64 << 20;
+/// The state topic's `max.message.bytes`: room for a checkpoint chunk
+/// ([`super::checkpoint::CHUNK_BYTES`]; topics made before chunks held
+/// whole checkpoints up to this size).
+const STATE_RECORD_LIMIT: usize = 64 << 20;
 
 /// Which part of a job a task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -334,14 +336,11 @@ pub async fn prepare_topics(
     let mut state = NewTopic::new(STATE_TOPIC, 1);
     state.configs = vec![
         ("cleanup.policy".into(), "compact".into()),
-        ("max.message.bytes".into(), MAX_CHECKPOINT_BYTES.to_string()),
+        ("max.message.bytes".into(), STATE_RECORD_LIMIT.to_string()),
         // Every task checkpoints each second: small segments, rolled at
         // least every 10 minutes, let compaction keep what a starting task
         // reads short.
-        (
-            "segment.bytes".into(),
-            (2 * MAX_CHECKPOINT_BYTES).to_string(),
-        ),
+        ("segment.bytes".into(), (2 * STATE_RECORD_LIMIT).to_string()),
         ("segment.ms".into(), "600000".into()),
     ];
     admin.create_topic(state, true).await?;
@@ -352,44 +351,6 @@ pub async fn prepare_topics(
     ];
     admin.create_topic(status, true).await?;
     Ok(shards)
-}
-
-/// A checkpoint as stored: the statement it was taken under (a changed job
-/// starts afresh) and the task's own state.
-#[derive(Serialize, Deserialize)]
-struct Stored<T> {
-    sql: String,
-    /// The job's incarnation ([`JobDef::incarnation`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    incarnation: Option<u64>,
-    #[serde(flatten)]
-    state: T,
-}
-
-/// Writes checkpoint `state` of task `key` of `def`, once `producer`'s
-/// earlier writes are acknowledged.
-pub async fn store_checkpoint<T: Serialize>(
-    producer: &Producer,
-    def: &JobDef,
-    key: &str,
-    state: &T,
-) -> Result<(), TaskError> {
-    let stored = Stored {
-        sql: def.sql.clone(),
-        incarnation: def.incarnation,
-        state,
-    };
-    let bytes = serde_json::to_vec(&stored).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-    if bytes.len() > MAX_CHECKPOINT_BYTES {
-        return Err(TaskError::Checkpoint(format!(
-            "the state is {} bytes, over the {MAX_CHECKPOINT_BYTES}-byte limit",
-            bytes.len()
-        )));
-    }
-    producer
-        .send_and_wait(ProducerRecord::new(STATE_TOPIC, Bytes::from(bytes)).key(key.to_string()))
-        .await?;
-    Ok(())
 }
 
 /// The copy of input record `rec` of partition `source` for the late
@@ -488,8 +449,9 @@ pub async fn read_at(
 }
 
 /// The latest value of every key of `topic` (one partition) that `wanted`
-/// accepts, read from its start to its end.
-async fn read_latest(
+/// accepts, read from its start to its end (a key whose latest record is a
+/// tombstone is left out).
+pub(super) async fn read_latest(
     bootstrap: &str,
     topic: &str,
     wanted: impl Fn(&[u8]) -> bool,
@@ -518,10 +480,11 @@ async fn read_latest(
             Err(e) => return Err(e.into()),
         };
         for r in records {
-            if let (Some(k), Some(v)) = (&r.key, r.value) {
-                if wanted(k) {
-                    latest.insert(k.to_vec(), v);
-                }
+            if let Some(k) = r.key.as_ref().filter(|k| wanted(k)) {
+                match r.value {
+                    Some(v) => latest.insert(k.to_vec(), v),
+                    None => latest.remove(&k[..]),
+                };
             }
             if r.offset + 1 >= end {
                 break;
@@ -529,27 +492,6 @@ async fn read_latest(
         }
     }
     Ok(latest)
-}
-
-/// The last checkpoint of task `key` of `def`, if it has one taken under
-/// the same statement.
-pub async fn load_checkpoint<T: DeserializeOwned>(
-    bootstrap: &str,
-    def: &JobDef,
-    key: &str,
-) -> Result<Option<T>, TaskError> {
-    let latest = read_latest(bootstrap, STATE_TOPIC, |k| k == key.as_bytes()).await?;
-    let Some(bytes) = latest.get(key.as_bytes()) else {
-        return Ok(None);
-    };
-    let stored: Stored<serde_json::Value> =
-        serde_json::from_slice(bytes).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-    if stored.sql != def.sql || stored.incarnation != def.incarnation {
-        return Ok(None);
-    }
-    serde_json::from_value(stored.state)
-        .map(Some)
-        .map_err(|e| TaskError::Checkpoint(e.to_string()))
 }
 
 /// What a task last said of itself in [`STATUS_TOPIC`].

@@ -1134,10 +1134,19 @@ async fn a_result_over_the_output_limit_stops_the_job_until_it_is_raised() -> Re
         &bootstrap,
     ])?;
     read_topic(&bootstrap, &out, 3).await?;
-    weir_tests::poll_until(Duration::from_secs(30), || {
+    let status = weir_tests::poll_until(Duration::from_secs(30), || {
         let s = job_status(&admin, "big")?;
-        Ok((s["state"] == "running" && s["caught_up"] == true).then_some(()))
+        Ok((s["state"] == "running" && s["caught_up"] == true).then_some(s))
     })?;
+    // Running again, it still tells that it failed, and why.
+    ensure!(
+        status["restarts"].as_u64() >= Some(1)
+            && status["last_failure"]["task"] == "aggregate-0"
+            && status["last_failure"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("max.message.bytes")),
+        "the running job's failures: {status}"
+    );
     let records = read_to_end(&bootstrap, &out).await?;
     let mut keys: Vec<String> = records
         .iter()

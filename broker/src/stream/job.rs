@@ -260,6 +260,26 @@ pub struct JobReport {
     /// rate (a `--from earliest` job catching up); none while the rate is 0.
     #[serde(default)]
     pub eta_secs: Option<f64>,
+    /// How many times its tasks failed and were restarted from their
+    /// checkpoints by the nodes running them (since those nodes started): a
+    /// task failing over and over shows here, while its state says
+    /// `running` between the failures.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Why a task last failed, if one did.
+    #[serde(default)]
+    pub last_failure: Option<Failure>,
+}
+
+/// A task's failure, as `weir job describe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// When, epoch ms.
+    pub at_ms: i64,
+    /// The task (`route-N`, `aggregate-N`).
+    pub task: String,
+    /// Why.
+    pub error: String,
 }
 
 /// What a job's tasks counted since it was created. Each task keeps its

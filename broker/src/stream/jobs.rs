@@ -45,6 +45,17 @@ pub struct Jobs {
     running: Mutex<HashMap<TaskKey, Running>>,
     /// Tasks that failed, when, and why.
     failed: Mutex<HashMap<TaskKey, (Instant, String)>>,
+    /// How many times each task failed here, and its last failure, under
+    /// the job's incarnation.
+    restarts: Mutex<HashMap<TaskKey, Restarts>>,
+}
+
+/// A task's failures on this node ([`Jobs::restarts`]).
+#[derive(Debug, Clone)]
+struct Restarts {
+    incarnation: Option<u64>,
+    count: u64,
+    last: super::job::Failure,
 }
 
 /// A job as the admin API shows it.
@@ -114,6 +125,14 @@ impl Jobs {
         });
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         failed.retain(|key, (at, _)| wanted.contains_key(key) && at.elapsed() < RETRY_AFTER);
+        self.restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, r| {
+                wanted
+                    .get(key)
+                    .is_some_and(|(d, _)| d.incarnation == r.incarnation)
+            });
         for (key, (def, plan)) in wanted {
             if running.contains_key(&key) || failed.contains_key(&key) {
                 continue;
@@ -244,6 +263,7 @@ impl Jobs {
     fn views_with(&self, b: &Broker, remote: &BTreeMap<String, TaskStatus>) -> Vec<JobView> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
         let defs: BTreeMap<String, JobDef> = b.meta.jobs();
         let now = super::task::now_ms();
         defs.into_values()
@@ -258,11 +278,24 @@ impl Jobs {
                 };
                 let mut reports = Vec::new();
                 let mut tasks = Vec::new();
+                let mut failures: Vec<(u64, Option<super::job::Failure>)> = Vec::new();
                 for (id, node) in tasks_of(b, &def, &plan) {
                     let key = (def.name.clone(), id);
                     let status = remote
                         .get(&id.state_key(&def.name))
                         .filter(|s| s.report.node == node && s.incarnation == def.incarnation);
+                    // A task's failures: this node's count for its own
+                    // tasks, the running node's report for the others.
+                    if node == b.config.node_id {
+                        if let Some(r) = restarts
+                            .get(&key)
+                            .filter(|r| r.incarnation == def.incarnation)
+                        {
+                            failures.push((r.count, Some(r.last.clone())));
+                        }
+                    } else if let Some(s) = status {
+                        failures.push((s.report.restarts, s.report.last_failure.clone()));
+                    }
                     let state = match (running.get(&key), failed.get(&key), status) {
                         (Some(r), _, _) => {
                             let rep = r.report.get();
@@ -318,6 +351,12 @@ impl Jobs {
                     }
                     status
                 };
+                let mut status = status;
+                status.restarts = failures.iter().map(|f| f.0).sum();
+                status.last_failure = failures
+                    .into_iter()
+                    .filter_map(|f| f.1)
+                    .max_by_key(|f| f.at_ms);
                 let repartition_topic =
                     (!plan.copartitioned()).then(|| super::repartition::topic(&def));
                 JobView {
@@ -362,9 +401,21 @@ async fn ask(
 /// Starts task `key` of job `def` on this node.
 fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
     let report = Arc::new(SharedReport::default());
+    let past = b
+        .jobs
+        .restarts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .filter(|r| r.incarnation == def.incarnation)
+        .cloned();
     report.update(|r| {
         r.state = "starting".into();
         r.node = b.config.node_id;
+        if let Some(past) = past {
+            r.restarts = past.count;
+            r.last_failure = Some(past.last);
+        }
     });
     let (stop, stopped) = watch::channel(false);
     let bootstrap = format!("{}:{}", b.advertised_host, b.advertised_port);
@@ -421,13 +472,34 @@ fn start(b: &Arc<Broker>, key: TaskKey, def: JobDef, plan: JobPlan) -> Running {
             }
             if let Err(e) = res {
                 tracing::warn!(job = %key.0, task = %key.1, error = %e, "job task failed; it restarts from its checkpoint");
-                report.update(|r| r.state = format!("failed: {e}"));
+                let failure = super::job::Failure {
+                    at_ms: super::task::now_ms(),
+                    task: key.1.to_string(),
+                    error: e.to_string(),
+                };
+                report.update(|r| {
+                    r.state = format!("failed: {e}");
+                    r.restarts += 1;
+                    r.last_failure = Some(failure.clone());
+                });
                 if let Some(b) = weak.upgrade() {
                     b.jobs
                         .failed
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(key.clone(), (Instant::now(), e.to_string()));
+                    b.jobs
+                        .restarts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(
+                            key.clone(),
+                            Restarts {
+                                incarnation: failure_to.0.incarnation,
+                                count: report.get().restarts,
+                                last: failure,
+                            },
+                        );
                 }
                 // After the failure is recorded: its retry is timed from
                 // then, not from the end of this.

@@ -173,6 +173,8 @@ pub mod codes {
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     /// The request timed out on the broker.
     pub const REQUEST_TIMED_OUT: i16 = 7;
+    /// A batch is over the topic's `max.message.bytes`.
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
     /// Coordinator still loading.
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     /// No coordinator for the group yet.

@@ -63,7 +63,13 @@ pub struct ProducerConfig {
     pub acks: Acks,
     /// How long a batch may wait for more records.
     pub linger: Duration,
-    /// Bytes after which a batch is sent without waiting for `linger`.
+    /// Bytes after which a batch is sent without waiting for `linger`. A
+    /// batch of several records refused with MESSAGE_TOO_LARGE (over the
+    /// topic's `max.message.bytes`) is sent again in halves, as Kafka's Java
+    /// producer splits one, and the partition's later batches are kept to
+    /// the largest half written; only a record too large by itself fails.
+    /// Without idempotence, batches in flight beside the split one may land
+    /// before it (as on any retry with several in flight).
     pub batch_size: usize,
     /// Batch compression codec.
     pub compression: Compression,

@@ -219,6 +219,24 @@ pub(crate) fn restamp(batch: &Bytes, base_sequence: i32) -> Result<Bytes> {
     Ok(b.freeze())
 }
 
+/// The records of `batch` (one RecordBatch v2 this client encoded), to
+/// encode again in smaller batches.
+pub(crate) fn records_of(batch: &Bytes) -> Result<Vec<PendingRecord>> {
+    let batches = FetchedBatches::parse("a produce batch", -1, batch.clone(), i64::MIN)?;
+    batches
+        .records()
+        .map(|r| {
+            let r = r?;
+            Ok(PendingRecord {
+                key: r.bytes(r.key),
+                value: r.bytes(r.value),
+                headers: r.owned_headers(),
+                timestamp: r.timestamp,
+            })
+        })
+        .collect()
+}
+
 /// The most a compressed batch may decompress to in the client: the
 /// broker bounds a batch by the topic's `max.message.bytes` after
 /// decompression; this bounds what a damaged or hostile response can make

@@ -298,6 +298,84 @@ async fn detached_sends_report_a_refused_batch_after_the_flush() -> Result<()> {
     Ok(())
 }
 
+/// A batch over the topic's `max.message.bytes` made of records that each
+/// fit goes again in smaller batches (as Kafka's Java producer splits it):
+/// every small record is stored once, in the order sent, with the offset
+/// its future answered; a record over the limit by itself fails alone with
+/// MESSAGE_TOO_LARGE and, for an idempotent producer, leaves no gap in the
+/// sequence numbers the next batches need. Before, every record of the
+/// batch failed (`weir produce` into a 50 KB topic stored nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_topic_limit_is_split_and_only_an_oversized_record_fails() -> Result<()> {
+    let node = node()?;
+    let admin = Admin::connect(ClientConfig::new(node.bootstrap())).await?;
+    for idempotent in [true, false] {
+        let topic = unique("rc-split");
+        let mut new = NewTopic::new(&topic, 1);
+        new.configs
+            .push(("max.message.bytes".into(), "20000".into()));
+        admin.create_topic(new, false).await?;
+        let producer = ProducerConfig::new(node.bootstrap())
+            .idempotent(idempotent)
+            .linger(Duration::from_secs(3600))
+            .build()
+            .await?;
+        // 200 records of about 1 KB and, 150th, one of 30 KB: one batch.
+        let mut futures = Vec::new();
+        for i in 0..200 {
+            let value = if i == 150 {
+                "B".repeat(30_000)
+            } else {
+                format!("{i:04}{}", "s".repeat(1_000))
+            };
+            futures.push(
+                producer
+                    .send(ProducerRecord::new(&topic, value).partition(0))
+                    .await?,
+            );
+        }
+        producer.flush().await?;
+        let mut offsets = Vec::new();
+        for (i, f) in futures.into_iter().enumerate() {
+            match (i, f.await) {
+                (150, Err(e)) => ensure!(
+                    e.kafka_code() == Some(10),
+                    "the 30 KB record failed with {e}, not MESSAGE_TOO_LARGE"
+                ),
+                (150, Ok(m)) => anyhow::bail!("the 30 KB record was stored at {}", m.offset),
+                (_, r) => offsets.push(r.with_context(|| format!("record {i} failed"))?.offset),
+            }
+        }
+        ensure!(
+            offsets == (0..199).collect::<Vec<i64>>(),
+            "offsets answered (idempotent: {idempotent}): {offsets:?}"
+        );
+        // The producer goes on: the next batch lands after them.
+        let next = producer
+            .send(ProducerRecord::new(&topic, "after").partition(0))
+            .await?;
+        producer.flush().await?;
+        ensure!(next.await?.offset == 199, "the next record's offset");
+        let values = values_of(node.bootstrap(), &topic, 200).await?;
+        let want: Vec<String> = (0..200)
+            .filter(|i| *i != 150)
+            .map(|i| format!("{i:04}{}", "s".repeat(1_000)))
+            .chain(["after".to_string()])
+            .collect();
+        ensure!(
+            values == want,
+            "stored (idempotent: {idempotent}): {} records, first {:?}",
+            values.len(),
+            values
+                .iter()
+                .map(|v| &v[..4.min(v.len())])
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
 /// Sends `values` to partition 0 of `topic`, one batch per inner list (the
 /// producer lingers for an hour: each flush ends a batch).
 async fn send_batches(

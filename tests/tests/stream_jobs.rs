@@ -2840,3 +2840,63 @@ async fn a_state_larger_than_a_record_is_checkpointed_in_chunks_and_resumed() ->
     );
     Ok(())
 }
+
+/// An unreadable input record larger than the late topic's
+/// `max.message.bytes` (the input allows 5 MB, the late topic the default
+/// 1 MiB) is set aside without its value, with a header saying what was
+/// left out and where the record is: the job goes on and writes its
+/// results. Before, the copy failed the task with MESSAGE_TOO_LARGE at each
+/// restart, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_too_large_for_the_late_topic_is_set_aside_without_its_value(
+) -> Result<()> {
+    let node = WeirNode::start(NodeOpts::default())?;
+    let (bootstrap, admin) = (node.bootstrap().to_string(), node.admin_addr().to_string());
+    let (input, out, late) = (unique("in"), unique("out"), unique("late"));
+    let mut t = NewTopic::new(&input, 1);
+    t.configs = vec![("max.message.bytes".into(), "5000000".into())];
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await?
+        .create_topic(t, false)
+        .await?;
+    let sql = format!(
+        "INSERT INTO \"{out}\" SELECT k, COUNT(*) AS n FROM \"{input}\" \
+         GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)"
+    );
+    create_job_with_late("aside", &sql, &late, &admin)?;
+    let producer = ProducerConfig::new(&bootstrap).build().await?;
+    let mut values = vec!["x".repeat(2_000_000)];
+    values.extend((1..=5).map(|i| format!(r#"{{"k": 1, "ts": {}}}"#, i * 1_000)));
+    for v in values {
+        producer
+            .send(ProducerRecord::new(input.as_str(), v).partition(0))
+            .await?
+            .await?;
+    }
+    // Windows of 1 s, grace 500 ms: the record at 5 s closes those at 1–3 s.
+    let results = read_topic(&bootstrap, &out, 3).await?;
+    ensure!(results.len() == 3, "{} results", results.len());
+    let aside = read_topic(&bootstrap, &late, 1).await?;
+    let copy = aside.first().context("nothing set aside")?;
+    let header = |k: &str| {
+        copy.headers
+            .iter()
+            .find(|h| h.key == k)
+            .and_then(|h| h.value.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    ensure!(
+        copy.value.is_none()
+            && header("weir-source-offset").as_deref() == Some("0")
+            && header("weir-left-out").is_some_and(|h| h.contains("2000000 bytes")),
+        "set aside: value {:?} bytes, headers {:?}",
+        copy.value.as_ref().map(|v| v.len()),
+        copy.headers
+    );
+    let status = job_status(&admin, "aside")?;
+    ensure!(
+        status["bad"] == 1 && status["restarts"] == 0,
+        "the job's status: {status}"
+    );
+    Ok(())
+}

@@ -647,6 +647,7 @@ impl Aggregate {
         task::tally_input(
             &mut self.counts,
             &self.producer,
+            &self.node,
             &self.def,
             p,
             rec,
@@ -804,8 +805,9 @@ impl Aggregate {
             if found.len() < offsets.len() {
                 tracing::warn!(job = %self.def.name, partition = p, missing = offsets.len() - found.len(), "late records gone from the input before they could be copied");
             }
+            let limit = task::batch_limit(&self.node, &topic);
             for rec in &found {
-                let out = task::late_record(&topic, p, rec.into(), "late".into());
+                let out = task::late_record(&topic, p, rec.into(), "late".into(), limit);
                 self.producer.send_detached(out).await?;
             }
         }
@@ -958,15 +960,8 @@ impl Aggregate {
     /// writing into a topic made with a 20 KB limit failed over and over
     /// with MESSAGE_TOO_LARGE).
     fn output_record_limit(&self) -> usize {
-        let limit = self.node.upgrade().and_then(|b| {
-            let t = b.meta.topic(&self.plan.output_topic)?;
-            Some(b.topic_log_config(&t).max_message_bytes)
-        });
-        limit.map_or(usize::MAX, |max| {
-            usize::try_from(max)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(weir_storage::HEADER_LEN)
-        })
+        task::batch_limit(&self.node, &self.plan.output_topic)
+            .saturating_sub(weir_storage::HEADER_LEN)
     }
 
     /// Stops the task once the output topic it writes was deleted (found

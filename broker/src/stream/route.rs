@@ -10,7 +10,7 @@
 //! so routing is exactly once where it matters. The late topic is written
 //! at least once.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -24,6 +24,7 @@ use super::plan::{JobPlan, TimeSource};
 use super::repartition::{self, Routed, Router};
 use super::row::Reader;
 use super::task::{self, TaskContext, TaskError, TaskId};
+use crate::broker::Broker;
 
 /// How often, at most, a route task tells the shards its partition's
 /// watermark moved.
@@ -90,6 +91,7 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
         router,
         input,
         producer,
+        node: node.clone(),
         checkpoints,
         routed: (0..shards).map(|_| Vec::new()).collect(),
         buf: BytesMut::with_capacity(64 * 1024),
@@ -146,6 +148,8 @@ struct Route {
     /// Reads the input partition; its position is the next input offset.
     input: LocalReader,
     producer: Producer,
+    /// This node (the late topic's limit).
+    node: Weak<Broker>,
     /// Where its checkpoints go.
     checkpoints: Checkpoints,
     /// The rows of this poll routed to each shard, not sent yet.
@@ -212,6 +216,7 @@ impl Route {
         task::tally_input(
             &mut self.counts,
             &self.producer,
+            &self.node,
             &self.def,
             self.p,
             rec,

@@ -214,9 +214,11 @@ pub fn producer_config(
 /// Counts input record `rec` of partition `p` as read, and late or bad
 /// (`bad`: why it could not be read); a late or bad one is set aside in
 /// the job's late topic, if it has one.
+#[allow(clippy::too_many_arguments)]
 pub async fn tally_input(
     counts: &mut super::job::Tally,
     producer: &Producer,
+    node: &Weak<Broker>,
     def: &JobDef,
     p: i32,
     rec: &FetchedRecord<'_>,
@@ -229,8 +231,9 @@ pub async fn tally_input(
     if late || bad.is_some() {
         if let Some(topic) = &def.late_topic {
             let reason = bad.unwrap_or_else(|| "late".into());
+            let limit = batch_limit(node, topic);
             producer
-                .send_detached(late_record(topic, p, rec.into(), reason))
+                .send_detached(late_record(topic, p, rec.into(), reason, limit))
                 .await?;
         }
     }
@@ -361,16 +364,69 @@ pub async fn prepare_topics(
 /// topic's time retention delete a replay's late records at once (found
 /// from outside: a job's late topic over 2023 events held nothing; the
 /// input's headers and tombstones were lost too).
-pub fn late_record(topic: &str, source: i32, rec: SetAside, reason: String) -> ProducerRecord {
+///
+/// A copy that would not fit in a batch of `limit` bytes (the late topic's
+/// `max.message.bytes`) leaves out the value, then the key and headers,
+/// and says so in a `weir-left-out` header: the source headers still lead
+/// to the record in the input (found from outside: a 2 MB unreadable record
+/// in an input allowing it, over the late topic's 1 MiB, failed the task at
+/// each restart, for ever).
+pub fn late_record(
+    topic: &str,
+    source: i32,
+    rec: SetAside,
+    reason: String,
+    limit: usize,
+) -> ProducerRecord {
     let mut out = ProducerRecord::new(topic.to_string(), Bytes::new());
-    out.value = rec.value;
-    out.key = rec.key;
-    out.headers = rec.headers;
-    out.header("weir-source-partition", source.to_string())
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    let headers: usize = rec
+        .headers
+        .iter()
+        .map(|h| h.key.len() + len(&h.value) + 10)
+        .sum();
+    // The batch header, the record's framing and the headers added here.
+    let framing = weir_storage::HEADER_LEN + 64 + 200 + reason.len();
+    let (key, value) = (len(&rec.key), len(&rec.value));
+    let mut left_out = None;
+    if framing + key + value + headers <= limit {
+        out.value = rec.value;
+        out.key = rec.key;
+        out.headers = rec.headers;
+    } else if framing + key + headers <= limit {
+        out.value = None;
+        out.key = rec.key;
+        out.headers = rec.headers;
+        left_out = Some(format!(
+            "the value ({value} bytes): over {topic}'s max.message.bytes"
+        ));
+    } else {
+        out.value = None;
+        left_out = Some(format!(
+            "the key, value and headers ({} bytes): over {topic}'s max.message.bytes",
+            key + value + headers
+        ));
+    }
+    out = out
+        .header("weir-source-partition", source.to_string())
         .header("weir-source-offset", rec.offset.to_string())
         .header("weir-source-timestamp", rec.timestamp.to_string())
-        .header("weir-reason", reason)
-        .timestamp(now_ms())
+        .header("weir-reason", reason);
+    if let Some(what) = left_out {
+        out = out.header("weir-left-out", what);
+    }
+    out.timestamp(now_ms())
+}
+
+/// The largest batch `topic` takes (its `max.message.bytes` as `node`'s
+/// metadata has it; unlimited when unknown).
+pub fn batch_limit(node: &Weak<Broker>, topic: &str) -> usize {
+    node.upgrade()
+        .and_then(|b| {
+            let t = b.meta.topic(topic)?;
+            usize::try_from(b.topic_log_config(&t).max_message_bytes).ok()
+        })
+        .unwrap_or(usize::MAX)
 }
 
 /// What of an input record its late-topic copy keeps.

@@ -2838,6 +2838,33 @@ async fn a_state_larger_than_a_record_is_checkpointed_in_chunks_and_resumed() ->
         got == [(0, half, half), (1, half, half)],
         "the first hour's windows after the restart: {got:?}"
     );
+    // With no more input, its unchanged state is not written again: the
+    // state topic stops growing (before, it grew by the whole state each
+    // checkpoint).
+    let state = weir_client::TopicPartition::new("__weir_job_state", 0);
+    let admin = Admin::connect(ClientConfig::new(&bootstrap)).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut since) = (-1, Instant::now());
+    loop {
+        let end = admin
+            .list_offsets(
+                std::slice::from_ref(&state),
+                weir_client::OffsetSpec::Latest,
+            )
+            .await?
+            .get(&state)
+            .map_or(0, |l| l.offset);
+        if end != last {
+            (last, since) = (end, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the state topic of an idle job still grows after 60 s (end {end})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     Ok(())
 }
 

@@ -418,7 +418,14 @@ pub async fn run(
     // CI: "running" was reported before it, and a kill right after lost the
     // records produced meanwhile).
     a.report.update(|rep| rep.state = "running".into());
-    task::publish_status(&a.producer, &a.def, TaskId::Aggregate(r), a.report.get()).await?;
+    task::publish_status(
+        &a.producer,
+        &a.def,
+        TaskId::Aggregate(r),
+        a.report.get(),
+        a.checkpoints.interval(),
+    )
+    .await?;
     let mut out = Vec::new();
     loop {
         // Not raced against the stop signal or queries: a poll dropped
@@ -1210,7 +1217,15 @@ impl Aggregate {
             }
         });
         let report = self.report.get();
-        task::publish_status(&self.producer, &self.def, TaskId::Aggregate(r), report).await
+        let every = self.checkpoints.interval();
+        task::publish_status(
+            &self.producer,
+            &self.def,
+            TaskId::Aggregate(r),
+            report,
+            every,
+        )
+        .await
     }
 }
 

@@ -106,7 +106,14 @@ pub async fn run(cx: TaskContext, p: i32) -> Result<(), TaskError> {
     r.checkpoint(&mut consumer, &admin).await?;
     // Running once a first checkpoint is stored (as aggregate tasks).
     r.report.update(|rep| rep.state = "running".into());
-    task::publish_status(&r.producer, &r.def, TaskId::Route(p), r.report.get()).await?;
+    task::publish_status(
+        &r.producer,
+        &r.def,
+        TaskId::Route(p),
+        r.report.get(),
+        r.checkpoints.interval(),
+    )
+    .await?;
     loop {
         // Not raced against the stop signal: a poll dropped half-way could
         // have moved the position past records it never returned. It
@@ -320,6 +327,14 @@ impl Route {
         self.report
             .update(|rep| self.rate.report(rep, [(self.p, at)].into()));
         let report = self.report.get();
-        task::publish_status(&self.producer, &self.def, TaskId::Route(self.p), report).await
+        let every = self.checkpoints.interval();
+        task::publish_status(
+            &self.producer,
+            &self.def,
+            TaskId::Route(self.p),
+            report,
+            every,
+        )
+        .await
     }
 }

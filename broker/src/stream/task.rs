@@ -560,21 +560,28 @@ pub struct TaskStatus {
     /// The incarnation of the job it belongs to ([`JobDef::incarnation`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<u64>,
+    /// How long until its next status (its checkpoint interval, longer for
+    /// a large state), ms: a status is stale only well after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_ms: Option<u64>,
 }
 
 /// Publishes task `task` of job `job`'s report, so that any node can show
-/// the whole job; not waited for (the next checkpoint's flush checks it).
+/// the whole job, saying the next comes within `every`; not waited for
+/// (the next checkpoint's flush checks it).
 pub async fn publish_status(
     producer: &Producer,
     def: &JobDef,
     task: TaskId,
     report: JobReport,
+    every: Duration,
 ) -> Result<(), TaskError> {
     let job = &def.name;
     let status = TaskStatus {
         at_ms: now_ms(),
         report,
         incarnation: def.incarnation,
+        every_ms: Some(every.as_millis() as u64),
     };
     let bytes = serde_json::to_vec(&status).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
     producer

@@ -46,7 +46,8 @@ pub const CHUNK_BYTES: usize = 8 << 20;
 const HEAD_PREFIX: &[u8] = b"{\"weir_chunks\":";
 
 /// A checkpoint as stored: the statement it was taken under (a changed job
-/// starts afresh) and the task's own state.
+/// starts afresh) and the task's own state (read back as [`Taken`], then
+/// the state alone).
 #[derive(Serialize, Deserialize)]
 struct Stored<T> {
     sql: String,
@@ -245,14 +246,28 @@ pub async fn load<T: DeserializeOwned>(
         }
     };
     cps.last_written = Some((json.len(), crc32c::crc32c(&json)));
-    let stored: Stored<serde_json::Value> =
+    drop(latest);
+    // The statement first, its state skipped: a large state is read once,
+    // straight into the task's types (no JSON value tree in between).
+    let taken: Taken =
         serde_json::from_slice(&json).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-    if stored.sql != def.sql || stored.incarnation != def.incarnation {
+    if taken.sql != def.sql || taken.incarnation != def.incarnation {
         return Ok((None, cps));
     }
-    let state =
-        serde_json::from_value(stored.state).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+    // The state's fields are beside `sql` and `incarnation` (flattened),
+    // which its type skips as unknown: read directly, not through serde's
+    // buffer for flattened fields.
+    let state: T =
+        serde_json::from_slice(&json).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
     Ok((Some(state), cps))
+}
+
+/// What a checkpoint was taken under ([`Stored`] without its state).
+#[derive(Deserialize)]
+struct Taken {
+    sql: String,
+    #[serde(default)]
+    incarnation: Option<u64>,
 }
 
 /// The key of chunk `i` of `slot` of task `key`.

@@ -40,6 +40,11 @@ pub const KEPT_TOPICS: [&str; 3] = [
     crate::stream::task::STATUS_TOPIC,
 ];
 
+/// How long a coordinator waits for a quorum to confirm its leadership
+/// before it answers a read of committed offsets (else NOT_COORDINATOR,
+/// and the client looks the coordinator up again).
+pub const COORDINATOR_READ_CONFIRM: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A node.
 #[derive(Debug)]
 pub struct Broker {
@@ -411,6 +416,22 @@ impl Broker {
     /// NOT_COORDINATOR otherwise.
     pub fn coordinator(&self, group_id: &str) -> Option<Arc<GroupCoordinator>> {
         self.coordinator_of_partition(self.offsets_partition_of(group_id))
+    }
+
+    /// The coordinator of `group_id` on this node for a read of its
+    /// committed offsets: as [`Broker::coordinator`], and only once a quorum
+    /// confirmed this node still leads the group's `__consumer_offsets`
+    /// partition (Raft's ReadIndex, within [`COORDINATOR_READ_CONFIRM`]).
+    /// Found from outside: a coordinator cut off from its peers answered
+    /// OffsetFetch with the offsets of before the cut, while a newer
+    /// coordinator had taken commits, in the seconds before it found itself
+    /// cut off and after the cut healed.
+    pub async fn coordinator_for_read(&self, group_id: &str) -> Option<Arc<GroupCoordinator>> {
+        let g = self.coordinator(group_id)?;
+        let p = self.partition(OFFSETS_TOPIC, self.offsets_partition_of(group_id))?;
+        p.confirm_leadership(COORDINATOR_READ_CONFIRM)
+            .await
+            .then_some(g)
     }
 
     /// The coordinator of `__consumer_offsets` partition `partition`, while

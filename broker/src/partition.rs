@@ -480,6 +480,16 @@ impl Partition {
         self.group.get().map(PartitionGroup::status)
     }
 
+    /// Whether this replica leads the partition with a quorum's
+    /// confirmation now, within `within` ([`PartitionGroup::confirm_leadership`]);
+    /// false without a group.
+    pub async fn confirm_leadership(&self, within: std::time::Duration) -> bool {
+        match self.group.get() {
+            Some(g) => g.confirm_leadership(within).await,
+            None => false,
+        }
+    }
+
     /// The partition without its group (it starts as a follower of nobody).
     fn new(
         tp: TopicPartition,

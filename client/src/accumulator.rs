@@ -88,7 +88,7 @@ struct PartitionState {
     in_flight: usize,
     next_sequence: i32,
     /// Bytes of records a batch holds at most, when a batch was too large
-    /// for the topic and split: the largest piece written then.
+    /// for the topic and split: what the split found ([`Split::cap`]).
     batch_cap: Option<usize>,
 }
 
@@ -563,7 +563,7 @@ async fn send_batch(
                     let split = send_split(&shared, &topic, partition, records, stamp).await;
                     shift += split.unwritten;
                     settle_each(&shared, &topic, partition, batch.replies, count, split.each);
-                    let _ = done.send((batch.tp, shift, Some(split.largest))).await;
+                    let _ = done.send((batch.tp, shift, Some(split.cap))).await;
                     return;
                 }
                 _ => Err(e),
@@ -616,8 +616,11 @@ struct Split {
     /// Sequence numbers the records never written took (refused alone as
     /// too large), which the partition's later batches move down by.
     unwritten: i32,
-    /// Bytes of records of the largest piece written (1 if none was).
-    largest: usize,
+    /// Bytes of records the partition's next batches hold at most: the
+    /// largest piece written, or half the smallest piece of several records
+    /// refused if that is more (a batch split only because one record in it
+    /// is too large by itself must not make every later batch tiny).
+    cap: usize,
 }
 
 /// Sends `records` (a batch refused as too large, first sequence
@@ -634,8 +637,10 @@ async fn send_split(
     let mut out = Split {
         each: Vec::with_capacity(records.len()),
         unwritten: 0,
-        largest: 1,
+        cap: 1,
     };
+    // The whole batch was refused.
+    let mut smallest_refused = records.iter().map(PendingRecord::size).sum::<usize>();
     // Pieces still to send, next last: (index of their first record, records).
     let mut pieces: Vec<(usize, Vec<PendingRecord>)> = vec![(0, records)];
     while let Some((first, mut piece)) = pieces.pop() {
@@ -651,15 +656,16 @@ async fn send_split(
             Ok(bytes) => produce_with_retries(shared, topic, partition, bytes).await,
             Err(e) => Err(e),
         };
+        let bytes = piece.iter().map(PendingRecord::size).sum::<usize>();
         match sent {
             Err(e) if e.kafka_code() == Some(codes::MESSAGE_TOO_LARGE) && piece.len() > 1 => {
+                smallest_refused = smallest_refused.min(bytes);
                 let back = piece.split_off(piece.len() / 2);
                 pieces.push((first + piece.len(), back));
                 pieces.push((first, piece));
             }
             Ok((base, append_time)) => {
-                let bytes = piece.iter().map(PendingRecord::size).sum::<usize>();
-                out.largest = out.largest.max(bytes);
+                out.cap = out.cap.max(bytes);
                 out.each.extend((0..piece.len()).map(|i| {
                     let offset = if base >= 0 { base + i as i64 } else { -1 };
                     Ok((offset, append_time))
@@ -674,6 +680,7 @@ async fn send_split(
             }
         }
     }
+    out.cap = out.cap.max(smallest_refused / 2);
     out
 }
 

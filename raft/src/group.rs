@@ -1017,6 +1017,22 @@ impl PartitionGroup {
         self.shared.quiet.as_ref().is_some_and(|q| q.is_quiesced())
     }
 
+    /// Whether this replica leads the group with a quorum's confirmation
+    /// now: Raft's ReadIndex (a heartbeat round a quorum acknowledges, then
+    /// the state applied up to the commit index), within `within`. A read
+    /// answered after it is no older than a write any leader acknowledged
+    /// before it; a former leader cut off, or deposed without knowing yet,
+    /// gets `false`.
+    pub async fn confirm_leadership(&self, within: std::time::Duration) -> bool {
+        let raft = self.shared.raft();
+        let confirmed = tokio::time::timeout(
+            within,
+            raft.ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex),
+        )
+        .await;
+        matches!(confirmed, Ok(Ok(_)))
+    }
+
     /// Leader, term and Raft positions, for status pages and metrics.
     pub fn status(&self) -> GroupStatus {
         let m = self.shared.raft().metrics().borrow_watched().clone();

@@ -396,6 +396,33 @@ pub fn offset_commit(
         .ok_or_else(|| anyhow!("empty OffsetCommit response"))
 }
 
+/// OffsetFetch v3 of one partition by `group`: (error code, committed
+/// offset), the top-level error code when set, else the partition's.
+pub fn offset_fetch(
+    conn: &mut RawConn,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<(i16, i64)> {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(vec![partition])]));
+    let resp = conn.request(3, &req)?;
+    if resp.error_code != 0 {
+        return Ok((resp.error_code, -1));
+    }
+    resp.topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| (p.error_code, p.committed_offset))
+        .ok_or_else(|| anyhow!("empty OffsetFetch response"))
+}
+
 /// DeleteRecords v2 of one partition up to `offset`: (error code, low watermark).
 pub fn delete_records(
     conn: &mut RawConn,

@@ -1113,6 +1113,80 @@ fn an_offset_commit_in_flight_at_a_cut_is_answered_once_the_coordinator_knows() 
     Ok(())
 }
 
+/// A coordinator cut off from its peers (clients still reach it) never
+/// answers OffsetFetch with an offset older than one committed through the
+/// coordinator the others elected meanwhile: neither in the seconds before
+/// it finds itself cut off, nor after the cut heals. Found from outside: it
+/// answered the offset of before the cut in both windows (a consumer
+/// starting then re-read what it had processed). Each read is now answered
+/// only after a quorum confirms the coordinator still leads (ReadIndex).
+#[test]
+fn a_cut_off_coordinator_answers_no_offset_older_than_a_newer_commit() -> Result<()> {
+    let mut c = Cluster::start_with_proxies(3, &[])?;
+    let topic = unique("fetch-cut");
+    let mut conn = RawConn::connect(c.node(1).bootstrap())?;
+    ensure!(create_topic_replicated(&mut conn, &topic, 1, 3, &[])? == 0);
+    let old = 1;
+    let mut to_old = RawConn::connect(c.node(old).bootstrap())?;
+    // Offset 1 is committed through node 1.
+    let group = group_coordinated_by(&mut to_old, old, &topic)?;
+    ensure!(weir_tests::raw::offset_fetch(&mut to_old, &group, &topic, 0)? == (0, 1));
+    for ((from, to), p) in &c.links {
+        if *from == old || *to == old {
+            p.hold();
+        }
+    }
+    // The other two elect a new coordinator and take offset 7.
+    let mut to_other = RawConn::connect(c.node(2).bootstrap())?;
+    let new = poll_until(Duration::from_secs(30), || {
+        let (code, node) = find_coordinator(&mut to_other, &group)?;
+        Ok((code == 0 && node != old && node > 0).then_some(node))
+    })
+    .context("no new coordinator while node 1 is cut off")?;
+    let mut to_new = RawConn::connect(c.node(new).bootstrap())?;
+    poll_until(Duration::from_secs(30), || {
+        let code = weir_tests::raw::offset_commit(&mut to_new, &group, &topic, 0, 7)?;
+        Ok((code == 0).then_some(()))
+    })
+    .context("the new coordinator took no commit")?;
+    // From now on, no node may answer offset 1: through the rest of the
+    // cut, then the heal.
+    to_old.set_timeout(Duration::from_secs(30))?;
+    let mut answers = Vec::new();
+    let ask = |conn: &mut RawConn, answers: &mut Vec<(i16, i64)>| -> Result<()> {
+        let (code, offset) = weir_tests::raw::offset_fetch(conn, &group, &topic, 0)?;
+        answers.push((code, offset));
+        ensure!(
+            !(code == 0 && offset != 7),
+            "the cut-off coordinator answered offset {offset} after 7 was committed elsewhere \
+             (answers so far: {answers:?})"
+        );
+        Ok(())
+    };
+    let cut_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < cut_until {
+        ask(&mut to_old, &mut answers)?;
+        std::thread::sleep(Duration::from_millis(50)); // paces the reads
+    }
+    c.heal_all();
+    let healed_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < healed_until {
+        ask(&mut to_old, &mut answers)?;
+        std::thread::sleep(Duration::from_millis(50)); // paces the reads
+    }
+    // Whoever coordinates now answers 7.
+    poll_until(Duration::from_secs(30), || {
+        let (code, node) = find_coordinator(&mut to_other, &group)?;
+        if code != 0 || node < 1 {
+            return Ok(None);
+        }
+        let mut conn = RawConn::connect(c.node(node).bootstrap())?;
+        Ok((weir_tests::raw::offset_fetch(&mut conn, &group, &topic, 0)? == (0, 7)).then_some(()))
+    })
+    .context("the coordinator after the heal does not answer offset 7")?;
+    Ok(())
+}
+
 /// A follower that was down while the leader ran its maintenance (which, on a
 /// one-voter group, purges the applied Raft entries) catches up from the
 /// leader's log when it returns: byte-identical, never a snapshot that skips

@@ -17,8 +17,10 @@ pub async fn offset_fetch(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    // A read: the coordinator's leadership is confirmed by a quorum first
+    // ([`Broker::coordinator_for_read`]).
     if version < 8 {
-        return match b.coordinator(&req.group_id.0) {
+        return match b.coordinator_for_read(&req.group_id.0).await {
             Some(g) => g.offset_fetch(req, version).await,
             None => not_coordinator::offset_fetch(&req, version),
         };
@@ -27,7 +29,7 @@ pub async fn offset_fetch(
     for group in &req.groups {
         let mut one = req.clone();
         one.groups = vec![group.clone()];
-        let r = match b.coordinator(&group.group_id.0) {
+        let r = match b.coordinator_for_read(&group.group_id.0).await {
             Some(g) => g.offset_fetch(one, version).await,
             None => not_coordinator::offset_fetch(&one, version),
         };

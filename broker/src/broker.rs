@@ -419,7 +419,7 @@ impl Broker {
     }
 
     /// The coordinator of `group_id` on this node for a read of its
-    /// committed offsets: as [`Broker::coordinator`], and only once a quorum
+    /// committed offsets or state: as [`Broker::coordinator`], and only once a quorum
     /// confirmed this node still leads the group's `__consumer_offsets`
     /// partition (Raft's ReadIndex, within [`COORDINATOR_READ_CONFIRM`]).
     /// Found from outside: a coordinator cut off from its peers answered

@@ -423,6 +423,19 @@ pub fn offset_fetch(
         .ok_or_else(|| anyhow!("empty OffsetFetch response"))
 }
 
+/// DescribeGroups v0 of `group`: its error code.
+pub fn describe_group(conn: &mut RawConn, group: &str) -> Result<i16> {
+    use kafka_protocol::messages::{DescribeGroupsRequest, GroupId};
+    use kafka_protocol::protocol::StrBytes;
+    let req = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let resp = conn.request(0, &req)?;
+    resp.groups
+        .first()
+        .map(|g| g.error_code)
+        .ok_or_else(|| anyhow!("empty DescribeGroups response"))
+}
+
 /// DeleteRecords v2 of one partition up to `offset`: (error code, low watermark).
 pub fn delete_records(
     conn: &mut RawConn,

@@ -1153,7 +1153,14 @@ fn a_cut_off_coordinator_answers_no_offset_older_than_a_newer_commit() -> Result
     // cut, then the heal.
     to_old.set_timeout(Duration::from_secs(30))?;
     let mut answers = Vec::new();
-    let ask = |conn: &mut RawConn, answers: &mut Vec<(i16, i64)>| -> Result<()> {
+    let ask = |conn: &mut RawConn, answers: &mut Vec<(i16, i64)>, cut: bool| -> Result<()> {
+        // It does not describe the group as its own while cut off (it
+        // cannot coordinate it again before the heal).
+        let described = weir_tests::raw::describe_group(conn, &group)?;
+        ensure!(
+            described != 0 || !cut,
+            "the cut-off coordinator described the group as its own"
+        );
         let (code, offset) = weir_tests::raw::offset_fetch(conn, &group, &topic, 0)?;
         answers.push((code, offset));
         ensure!(
@@ -1165,13 +1172,13 @@ fn a_cut_off_coordinator_answers_no_offset_older_than_a_newer_commit() -> Result
     };
     let cut_until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < cut_until {
-        ask(&mut to_old, &mut answers)?;
+        ask(&mut to_old, &mut answers, true)?;
         std::thread::sleep(Duration::from_millis(50)); // paces the reads
     }
     c.heal_all();
     let healed_until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < healed_until {
-        ask(&mut to_old, &mut answers)?;
+        ask(&mut to_old, &mut answers, false)?;
         std::thread::sleep(Duration::from_millis(50)); // paces the reads
     }
     // Whoever coordinates now answers 7.

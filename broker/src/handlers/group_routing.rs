@@ -48,7 +48,10 @@ pub async fn describe_groups(
     for group in &req.groups {
         let mut one = req.clone();
         one.groups = vec![group.clone()];
-        let r = match b.coordinator(&group.0) {
+        // A read, as OffsetFetch: confirmed by a quorum first (found from
+        // outside: a cut-off former coordinator described the group as its
+        // own for 3 s into the cut and 2 s after the heal).
+        let r = match b.coordinator_for_read(&group.0).await {
             Some(g) => g.describe_groups(one, version).await,
             None => not_coordinator::describe_groups(&one),
         };

@@ -48,7 +48,7 @@ const HEAD_PREFIX: &[u8] = b"{\"weir_chunks\":";
 /// A checkpoint as stored: the statement it was taken under (a changed job
 /// starts afresh) and the task's own state (read back as [`Taken`], then
 /// the state alone).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Stored<T> {
     sql: String,
     /// The job's incarnation ([`JobDef::incarnation`]).
@@ -147,7 +147,7 @@ impl Checkpoints {
                 parts: chunks.len() as u32,
                 id,
                 bytes: json.len() as u64,
-                crc32c: crc32c::crc32c(&json),
+                crc32c: written.1,
             };
             drop(json);
             for (i, chunk) in chunks.into_iter().enumerate() {

@@ -38,6 +38,53 @@ fn field_len(f: Option<&[u8]>) -> usize {
     }
 }
 
+/// Up to five varlongs written into a stack buffer (each takes at most ten
+/// bytes).
+struct Varints {
+    buf: [u8; 50],
+    len: usize,
+}
+
+impl Default for Varints {
+    fn default() -> Self {
+        Varints {
+            buf: [0; 50],
+            len: 0,
+        }
+    }
+}
+
+impl Varints {
+    /// Appends `v` as a zigzag varlong.
+    #[inline]
+    fn put(&mut self, v: i64) {
+        let mut n = ((v << 1) ^ (v >> 63)) as u64;
+        while n >= 0x80 && self.len < self.buf.len() {
+            self.buf[self.len] = (n as u8) | 0x80;
+            self.len += 1;
+            n >>= 7;
+        }
+        if let Some(b) = self.buf.get_mut(self.len) {
+            *b = n as u8;
+            self.len += 1;
+        }
+    }
+
+    /// Appends one byte.
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// What was written.
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// Appends a length-prefixed nullable field (`-1` for null).
 #[inline]
 fn put_field(out: &mut Vec<u8>, f: Option<&[u8]>) {
@@ -118,11 +165,18 @@ impl BatchBuilder {
                 .sum::<usize>();
         let out = &mut self.buf;
         out.reserve(body + 5);
-        put_varlong(out, body as i64);
-        out.push(0); // attributes
-        put_varlong(out, delta);
-        put_varlong(out, offset_delta);
-        put_field(out, key);
+        // The record's length, attributes, timestamp and offset deltas
+        // and key length, written on the stack and copied at once.
+        let mut head = Varints::default();
+        head.put(body as i64);
+        head.byte(0); // attributes
+        head.put(delta);
+        head.put(offset_delta);
+        head.put(key.map_or(-1, |k| k.len() as i64));
+        out.extend_from_slice(head.bytes());
+        if let Some(k) = key {
+            out.extend_from_slice(k);
+        }
         put_field(out, value);
         put_varlong(out, header_count as i64);
         for (k, v) in headers {

@@ -111,6 +111,21 @@ fn integer(d: &[u8]) -> Option<i64> {
     Some(d.iter().fold(0, |n, c| n * 10 + i64::from(c - b'0')))
 }
 
+/// The bytes of `w` (little-endian) that end a plain string's scan — `"`,
+/// `\\` or a control character below 0x20 — each marked by its high bit.
+/// Marks past the first such byte may be false (a borrow carried through
+/// a zero byte); the first is exact, which is all the scan reads.
+#[inline]
+fn special(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control
+}
+
 /// A position in the bytes being read.
 struct Scanner<'a> {
     b: &'a [u8],
@@ -149,6 +164,17 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
+        // Eight bytes at a time up to the first that is a quote, a
+        // backslash or a control character; then byte by byte.
+        while let Some(word) = self.b.get(self.i..self.i + 8) {
+            let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            let stop = special(w);
+            if stop != 0 {
+                self.i += (stop.trailing_zeros() / 8) as usize;
+                break;
+            }
+            self.i += 8;
+        }
         loop {
             match self.next()? {
                 b'"' => return Some(&self.b[start..self.i - 1]),

@@ -28,7 +28,8 @@ enum Source {
 /// not per record.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// Each field: `"name":` as JSON, and its value's source.
+    /// Each field: what comes before its value (`{` or `,`, then
+    /// `"name":` as JSON), and its value's source.
     fields: Vec<(Vec<u8>, Source)>,
     /// The number of group key columns.
     keys: usize,
@@ -55,6 +56,13 @@ impl Output {
                 let mut quoted = Value::String(name.clone()).to_string().into_bytes();
                 quoted.push(b':');
                 (quoted, src)
+            })
+            .enumerate()
+            .map(|(i, (quoted, src))| {
+                (
+                    [&[if i == 0 { b'{' } else { b',' }][..], &quoted].concat(),
+                    src,
+                )
             })
             .collect();
         Self {
@@ -108,11 +116,10 @@ impl Output {
         // parsed once per record.
         let parsed = (self.keys != 1).then(|| r.key.values());
         buf.reserve(16 * self.fields.len() + 2 + text.len());
-        buf.put_u8(b'{');
-        for (i, (name, src)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                buf.put_u8(b',');
-            }
+        if self.fields.is_empty() {
+            buf.put_u8(b'{');
+        }
+        for (name, src) in &self.fields {
             buf.put_slice(name);
             // Writing JSON to memory cannot fail.
             let _ = match *src {

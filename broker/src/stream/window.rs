@@ -9,7 +9,6 @@
 //! `end + grace`; a session `[first, last + gap)` at `end + gap + grace`,
 //! and a row at `t` is late for sessions once `t + gap + grace` passed.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +17,7 @@ use serde_json::Value;
 use super::acc::Acc;
 use super::plan::{AggregateKind, WindowSpec};
 use super::watermark::Watermarks;
+use fixed::Fixed;
 
 /// A map by group key, hashed with a fast seeded hash instead of SipHash
 /// (a row looks its key up once per window it falls in).
@@ -317,12 +317,8 @@ pub struct WindowOperator {
     kinds: Vec<AggregateKind>,
     emit: EmitMode,
     watermarks: Watermarks,
-    /// Tumbling and hopping windows: start → key → accumulators. All
-    /// windows of one start close together (at `start + size + grace`), so
-    /// the first starts are the next to fire and need no timers of their
-    /// own.
-    #[serde(with = "fixed_serde")]
-    fixed: BTreeMap<i64, Start>,
+    /// Tumbling and hopping windows, by start.
+    fixed: Fixed,
     /// Sessions of each key, disjoint, by start.
     sessions: KeyMap<Vec<Session>>,
     /// (close, key, start) timers of the open sessions: each open session
@@ -333,68 +329,6 @@ pub struct WindowOperator {
     pub accepted: u64,
     /// Rows that were late.
     pub late: u64,
-    /// Allocations kept between firings; no part of the state.
-    #[serde(skip)]
-    spare: Spare,
-}
-
-/// The windows of one start (tumbling or hopping): each key's accumulators
-/// are `n` in one list shared by the start's windows, so that a key opening
-/// a window allocates nothing of its own, and the windows' results, which
-/// fire together, share the list ([`Values::Shared`]).
-#[derive(Debug, Clone)]
-struct Start {
-    /// Key → where its accumulators begin in `accs`.
-    keys: KeyMap<usize>,
-    /// Every window's accumulators, `n` after another, in the order the
-    /// keys came.
-    accs: Vec<Acc>,
-}
-
-impl Start {
-    /// An empty start whose maps are sized for `keys` keys of `n`
-    /// accumulators (or reuse `map`).
-    fn with(map: Option<KeyMap<usize>>, keys: usize, n: usize) -> Self {
-        Start {
-            keys: map.unwrap_or_else(|| KeyMap::with_capacity_and_hasher(keys, Default::default())),
-            accs: Vec::with_capacity(keys * n),
-        }
-    }
-
-    /// `key`'s accumulators, if it has a window here.
-    fn get(&self, key: &str, n: usize) -> Option<&[Acc]> {
-        let at = *self.keys.get(key)?;
-        self.accs.get(at..at + n)
-    }
-
-    /// How many accumulators each window has.
-    fn per_window(&self) -> usize {
-        self.accs.len() / self.keys.len().max(1)
-    }
-}
-
-/// Equal when the same keys have windows with the same accumulators, in
-/// whatever order they came (a checkpoint read back lists them by key).
-impl PartialEq for Start {
-    fn eq(&self, other: &Self) -> bool {
-        let n = self.per_window();
-        self.keys.len() == other.keys.len()
-            && n == other.per_window()
-            && self.keys.keys().all(|k| {
-                self.get(k.as_str(), n)
-                    .is_some_and(|a| Some(a) == other.get(k.as_str(), n))
-            })
-    }
-}
-
-/// What [`WindowOperator::fire`] keeps for next time instead of freeing: the
-/// emptied key maps of fired starts (each as large as a start's keys), and
-/// the list their windows are sorted in. Equal to any other, cloned empty:
-/// it is no part of an operator's state.
-#[derive(Debug, Default)]
-struct Spare {
-    maps: Vec<KeyMap<usize>>,
-    closing: Vec<(u64, GroupKey, usize)>,
 }
 
 /// Session timers `(close, key, start)`, soonest first (then by key, so
@@ -446,70 +380,6 @@ impl<'de> Deserialize<'de> for Timers {
     }
 }
 
-/// How many emptied key maps are kept: a hop opens `size / slide` starts.
-const SPARE_MAPS: usize = 8;
-
-impl Clone for Spare {
-    fn clone(&self) -> Self {
-        Spare::default()
-    }
-}
-
-impl PartialEq for Spare {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-/// The fixed-window map as a list of `((key, start), accumulators)`, by key
-/// and start (JSON maps need string keys; checkpoints written before the map
-/// was by start read alike).
-mod fixed_serde {
-    use super::{Acc, GroupKey, Start};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::BTreeMap;
-
-    type Map = BTreeMap<i64, Start>;
-
-    pub(super) fn serialize<S: Serializer>(m: &Map, s: S) -> Result<S::Ok, S::Error> {
-        let mut v: Vec<((&GroupKey, i64), &[Acc])> = Vec::new();
-        for (start, windows) in m {
-            let n = windows.per_window();
-            for (k, at) in &windows.keys {
-                v.push((
-                    (k, *start),
-                    windows.accs.get(*at..*at + n).unwrap_or_default(),
-                ));
-            }
-        }
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        v.serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
-        let v: Vec<((GroupKey, i64), Vec<Acc>)> = Vec::deserialize(d)?;
-        let mut m = Map::new();
-        for ((key, start), accs) in v {
-            let w = m.entry(start).or_insert_with(|| Start::with(None, 0, 0));
-            let n = w.per_window();
-            if !w.keys.is_empty() && accs.len() != n {
-                return Err(serde::de::Error::custom(format!(
-                    "window {start} of {key:?}: {} accumulators, others have {n}",
-                    accs.len()
-                )));
-            }
-            if w.keys.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!(
-                    "window {start} of {key:?} is listed twice"
-                )));
-            }
-            w.keys.insert(key, w.accs.len());
-            w.accs.extend(accs);
-        }
-        Ok(m)
-    }
-}
-
 impl WindowOperator {
     /// An operator over `partitions` input partitions computing `kinds` in
     /// `spec` windows, with `grace_ms` of allowed lateness.
@@ -526,12 +396,11 @@ impl WindowOperator {
             kinds,
             emit,
             watermarks: Watermarks::new(partitions),
-            fixed: BTreeMap::new(),
+            fixed: Fixed::default(),
             sessions: KeyMap::default(),
             session_timers: Timers::default(),
             accepted: 0,
             late: 0,
-            spare: Spare::default(),
         }
     }
 
@@ -542,8 +411,7 @@ impl WindowOperator {
 
     /// Windows not yet emitted as final.
     pub fn open_windows(&self) -> usize {
-        self.fixed.values().map(|w| w.keys.len()).sum::<usize>()
-            + self.sessions.values().map(Vec::len).sum::<usize>()
+        self.fixed.open_windows() + self.sessions.values().map(Vec::len).sum::<usize>()
     }
 
     /// The current values of `key`'s open windows, by start (queryable
@@ -559,9 +427,8 @@ impl WindowOperator {
                 .collect(),
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => self
                 .fixed
-                .iter()
-                .filter_map(|(start, w)| Some((start, w.get(key.as_str(), self.kinds.len())?)))
-                .map(|(start, accs)| result(key, *start, start + self.fixed_size(), accs, false))
+                .open_for(key.as_str(), self.kinds.len())
+                .map(|(start, accs)| result(key, start, start + self.fixed_size(), accs, false))
                 .collect(),
         };
         out.sort_by_key(|r| r.start_ms);
@@ -662,9 +529,8 @@ impl WindowOperator {
         out: &mut Vec<WindowResult>,
     ) -> bool {
         let mut took = false;
-        // The row's key, shared by each window of it that it opens (a hop
-        // row opens several): allocated at most once per row.
-        let mut shared: Option<GroupKey> = None;
+        // The row's key is looked up once, for the first window it takes.
+        let mut slot = None;
         for start in Self::starts(row.time_ms, slide, size) {
             let end = start.saturating_add(size);
             let close = end.saturating_add(self.grace_ms);
@@ -672,37 +538,21 @@ impl WindowOperator {
                 continue;
             }
             took = true;
-            // A new start's map is sized as the oldest open one (the
-            // keys of a window are mostly those of the one before).
-            let hint = self
-                .fixed
-                .first_key_value()
-                .map_or(0, |(_, w)| w.keys.len());
-            let n = self.kinds.len();
-            let spare = &mut self.spare.maps;
-            let windows = self
-                .fixed
-                .entry(start)
-                .or_insert_with(|| Start::with(spare.pop(), hint, n));
-            // Looked up by text: the key is shared (allocated) only when
-            // it opens a window of this start.
-            let at = match windows.keys.get(row.key) {
-                Some(at) => *at,
-                None => {
-                    let at = windows.accs.len();
-                    let key = shared.get_or_insert_with(|| GroupKey(row.key.into()));
-                    windows.keys.insert(key.clone(), at);
-                    windows.accs.extend(self.kinds.iter().map(|k| Acc::new(*k)));
-                    at
-                }
-            };
-            let accs = &mut windows.accs[at..at + n];
+            let slot = *slot.get_or_insert_with(|| self.fixed.slot(row.key));
+            let accs = self.fixed.window(start, slot, (slide, size), &self.kinds);
             for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
                 acc.add(*kind, arg);
             }
             if self.emit == EmitMode::Changes {
-                let key = shared.get_or_insert_with(|| GroupKey(row.key.into()));
-                out.push(result(key, start, end, accs, false));
+                // The window stays open: its values as they stand now.
+                let values = Values::Json(accs.iter().map(Acc::value).collect());
+                out.push(WindowResult {
+                    key: self.fixed.key(slot).clone(),
+                    start_ms: start,
+                    end_ms: end,
+                    values,
+                    is_final: false,
+                });
             }
         }
         took
@@ -786,40 +636,8 @@ impl WindowOperator {
         let Some(f) = self.watermarks.firing() else {
             return;
         };
-        let size = self.fixed_size();
-        while let Some(entry) = self.fixed.first_entry() {
-            let start = *entry.key();
-            if start.saturating_add(size).saturating_add(self.grace_ms) > f {
-                break;
-            }
-            let Start { mut keys, accs } = entry.remove();
-            let closing = &mut self.spare.closing;
-            closing.extend(
-                keys.drain()
-                    .map(|(key, at)| (key_prefix(key.as_str()), key, at)),
-            );
-            if self.spare.maps.len() < SPARE_MAPS {
-                self.spare.maps.push(keys);
-            }
-            // By key: most keys differ in their first bytes, compared as
-            // one number without reading the keys' text.
-            closing.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-            let end = start.saturating_add(size);
-            let all = Arc::new(accs);
-            let n = self.kinds.len();
-            out.reserve(closing.len());
-            out.extend(closing.drain(..).map(|(_, key, at)| WindowResult {
-                values: Values::Shared {
-                    all: Arc::clone(&all),
-                    at,
-                    n,
-                },
-                key,
-                start_ms: start,
-                end_ms: end,
-                is_final: true,
-            }));
-        }
+        self.fixed
+            .fire(f, self.fixed_size(), self.grace_ms, self.kinds.len(), out);
         let gap = match self.spec {
             WindowSpec::Session { gap_ms } => gap_ms,
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => 0,
@@ -868,19 +686,6 @@ pub fn is_late(spec: WindowSpec, grace_ms: i64, t: i64, wm: Option<i64>) -> bool
     wm.is_some_and(|w| close <= w)
 }
 
-/// The 8 bytes of a key's text after its opening `[` as a number that
-/// orders as the text does: two keys whose numbers differ compare as their
-/// numbers; equal numbers say nothing (the text decides). Shorter keys are
-/// padded with zeros, which sort first, as the end of a text does (a key's
-/// JSON holds no zero byte: serde_json escapes control characters).
-fn key_prefix(key: &str) -> u64 {
-    let mut b = [0u8; 8];
-    let tail = key.as_bytes().get(1..).unwrap_or_default();
-    let n = tail.len().min(8);
-    b[..n].copy_from_slice(&tail[..n]);
-    u64::from_be_bytes(b)
-}
-
 /// When a session ending at `end` closes: a row up to `gap + grace` behind a
 /// partition's watermark is not late and could still extend it.
 fn session_close(end: i64, gap: i64, grace: i64) -> i64 {
@@ -897,6 +702,8 @@ fn result(key: &GroupKey, start: i64, end: i64, accs: &[Acc], is_final: bool) ->
         is_final,
     }
 }
+
+mod fixed;
 
 #[cfg(test)]
 mod tests;

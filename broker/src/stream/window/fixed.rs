@@ -1,0 +1,410 @@
+//! The open tumbling and hopping windows of an operator, by start. A row
+//! of a hopping window falls in `size / slide` of them, so the row's key is
+//! looked up by its text once, in a table that gives each key with an open
+//! window a small number (its slot), and each start finds the key's
+//! accumulators by that number: a string hashed and compared once per row,
+//! not once per window, and a key's text shared (allocated) once while any
+//! of its windows is open, not once per window.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{GroupKey, KeyMap, Values, WindowResult};
+use crate::stream::acc::Acc;
+use crate::stream::plan::AggregateKind;
+
+/// A map by key slot.
+type SlotMap<V> = std::collections::HashMap<u32, V, foldhash::fast::RandomState>;
+
+/// How many emptied slot maps are kept: a hop opens `size / slide` starts.
+const SPARE_MAPS: usize = 8;
+
+/// At most this many of a slot's last windows are found without a lookup.
+const RING_MAX: usize = 8;
+
+/// Idle slots kept whatever the number in use.
+const IDLE_KEPT: usize = 1024;
+
+/// The open tumbling or hopping windows: start → key → accumulators. All
+/// windows of one start close together (at `start + size + grace`), so
+/// the first starts are the next to fire and need no timers of their own.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Fixed {
+    /// Key text → its slot, for the keys with an open window.
+    index: KeyMap<u32>,
+    /// The keys by slot (`None`: a free slot).
+    slots: Vec<Option<Slot>>,
+    /// Free slots, reused before new ones.
+    free: Vec<u32>,
+    /// Slots whose key has no open window left, kept (with the key's text
+    /// and its place in `index`) for the key's next row: most keys come
+    /// back, and a slot freed at once would be looked up, allocated and
+    /// freed again per window. Freed in one sweep once they outnumber the
+    /// slots in use.
+    idle: usize,
+    /// Each slot's last windows, `ring` per slot, the window of start `s`
+    /// at `s / slide` modulo `ring`: (start, where its accumulators begin).
+    /// A row's window is found there without a lookup in its start's map
+    /// (a hop's row finds each of its `size / slide` windows). Entries of
+    /// starts that fired are never asked for again: a start that fired
+    /// never opens again.
+    recent: Vec<(i64, usize)>,
+    /// Entries per slot in `recent` (0 until the first window).
+    ring: usize,
+    /// The windows, by start.
+    starts: BTreeMap<i64, Start>,
+    /// Allocations kept between firings; no part of the state.
+    spare: Spare,
+}
+
+/// A key with an open window.
+#[derive(Debug, Clone)]
+struct Slot {
+    key: GroupKey,
+    /// Its first bytes as a number that orders as its text (firing sorts by
+    /// key).
+    prefix: u64,
+    /// How many starts hold a window of it.
+    windows: u32,
+}
+
+/// The windows of one start: each key's accumulators are `n` in one list
+/// shared by the start's windows, so that a key opening a window allocates
+/// nothing of its own, and the windows' results, which fire together,
+/// share the list ([`Values::Shared`]).
+#[derive(Debug, Clone)]
+struct Start {
+    /// Key slot → where its accumulators begin in `accs`.
+    keys: SlotMap<usize>,
+    /// Every window's accumulators, `n` after another, in the order the
+    /// keys came.
+    accs: Vec<Acc>,
+}
+
+/// What firing keeps for next time instead of freeing: the emptied slot
+/// maps of fired starts (each as large as a start's keys), and the list
+/// their windows are sorted in. Cloned empty: it is no part of the state.
+#[derive(Debug, Default)]
+struct Spare {
+    maps: Vec<SlotMap<usize>>,
+    closing: Vec<(u64, u32, usize)>,
+}
+
+impl Clone for Spare {
+    fn clone(&self) -> Self {
+        Spare::default()
+    }
+}
+
+impl Fixed {
+    /// Windows not yet emitted.
+    pub(super) fn open_windows(&self) -> usize {
+        self.starts.values().map(|w| w.keys.len()).sum()
+    }
+
+    /// The slot of `key`, given one if it has none (it must then open a
+    /// window: a slot lives while a window holds it).
+    pub(super) fn slot(&mut self, key: &str) -> u32 {
+        if let Some(slot) = self.index.get(key) {
+            if let Some(Some(s)) = self.slots.get(*slot as usize) {
+                if s.windows == 0 {
+                    // It opens one now.
+                    self.idle -= 1;
+                }
+            }
+            return *slot;
+        }
+        let key = GroupKey(key.into());
+        let s = Slot {
+            prefix: key_prefix(key.as_str()),
+            key: key.clone(),
+            windows: 0,
+        };
+        let slot = match self.free.pop() {
+            Some(free) => {
+                self.slots[free as usize] = Some(s);
+                free
+            }
+            None => {
+                // More keys open at once than a u32 counts cannot fit in
+                // memory (each holds a window of at least one accumulator).
+                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Some(s));
+                self.recent
+                    .resize(self.slots.len() * self.ring, (i64::MIN, 0));
+                slot
+            }
+        };
+        self.index.insert(key, slot);
+        slot
+    }
+
+    /// The key of a slot in use.
+    pub(super) fn key(&self, slot: u32) -> &GroupKey {
+        match self.slots.get(slot as usize) {
+            Some(Some(s)) => &s.key,
+            // A slot handed out by `slot` and held by a window is in use.
+            _ => unreachable_key(),
+        }
+    }
+
+    /// The accumulators of `slot`'s window at `start` (a multiple of
+    /// `slide`, in windows of `size`), opened (empty, of `kinds`) if it has
+    /// none.
+    pub(super) fn window(
+        &mut self,
+        start: i64,
+        slot: u32,
+        (slide, size): (i64, i64),
+        kinds: &[AggregateKind],
+    ) -> &mut [Acc] {
+        let n = kinds.len();
+        if self.ring == 0 {
+            // A row falls in `size / slide` windows: each has its entry.
+            let per_row = (size / slide.max(1)).clamp(1, RING_MAX as i64) as usize;
+            self.ring = per_row;
+            self.recent
+                .resize(self.slots.len() * self.ring, (i64::MIN, 0));
+        }
+        let entry = slot as usize * self.ring
+            + start.div_euclid(slide.max(1)).rem_euclid(self.ring as i64) as usize;
+
+        // A new start's map is sized as the oldest open one (the keys of a
+        // window are mostly those of the one before).
+        let hint = self
+            .starts
+            .first_key_value()
+            .map_or(0, |(_, w)| w.keys.len());
+        let spare = &mut self.spare.maps;
+        let w = self
+            .starts
+            .entry(start)
+            .or_insert_with(|| Start::with(spare.pop(), hint, n));
+        let cached = self.recent.get(entry).filter(|(s, _)| *s == start);
+        let at = match cached {
+            Some(&(_, at)) => at,
+            None => Self::open(w, slot, kinds, &mut self.slots),
+        };
+        if let Some(e) = self.recent.get_mut(entry) {
+            *e = (start, at);
+        }
+        &mut w.accs[at..at + n]
+    }
+
+    /// Where `slot`'s accumulators begin in start `w`, opened (empty, of
+    /// `kinds`) if it has none.
+    fn open(
+        w: &mut Start,
+        slot: u32,
+        kinds: &[AggregateKind],
+        slots: &mut [Option<Slot>],
+    ) -> usize {
+        match w.keys.entry(slot) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let at = w.accs.len();
+                e.insert(at);
+                w.accs.extend(kinds.iter().map(|k| Acc::new(*k)));
+                if let Some(Some(s)) = slots.get_mut(slot as usize) {
+                    s.windows += 1;
+                }
+                at
+            }
+        }
+    }
+
+    /// `key`'s open windows: (start, accumulators), by start.
+    pub(super) fn open_for<'a>(
+        &'a self,
+        key: &str,
+        n: usize,
+    ) -> impl Iterator<Item = (i64, &'a [Acc])> + 'a {
+        let slot = self.index.get(key).copied();
+        self.starts.iter().filter_map(move |(start, w)| {
+            let at = *w.keys.get(&slot?)?;
+            Some((*start, w.accs.get(at..at + n)?))
+        })
+    }
+
+    /// Pushes to `out`, in key order, the final results of every start
+    /// whose windows (of `size`) close at or before `f` with `grace`, and
+    /// forgets them; `n` accumulators per window.
+    pub(super) fn fire(
+        &mut self,
+        f: i64,
+        size: i64,
+        grace: i64,
+        n: usize,
+        out: &mut Vec<WindowResult>,
+    ) {
+        while let Some(entry) = self.starts.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(size).saturating_add(grace) > f {
+                break;
+            }
+            let Start { mut keys, accs } = entry.remove();
+            let slots = &self.slots;
+            let prefix = |slot: u32| match slots.get(slot as usize) {
+                Some(Some(s)) => s.prefix,
+                _ => 0,
+            };
+            let closing = &mut self.spare.closing;
+            closing.extend(keys.drain().map(|(slot, at)| (prefix(slot), slot, at)));
+            if self.spare.maps.len() < SPARE_MAPS {
+                self.spare.maps.push(keys);
+            }
+            // By key: most keys differ in their first bytes, compared as
+            // one number without reading the keys' text.
+            let text = |slot: u32| match slots.get(slot as usize) {
+                Some(Some(s)) => s.key.as_str(),
+                _ => "",
+            };
+            closing.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| text(a.1).cmp(text(b.1))));
+            let end = start.saturating_add(size);
+            let all = Arc::new(accs);
+            out.reserve(closing.len());
+            for (_, slot, at) in closing.drain(..) {
+                let Some(Some(s)) = self.slots.get_mut(slot as usize) else {
+                    continue;
+                };
+                s.windows = s.windows.saturating_sub(1);
+                if s.windows == 0 {
+                    self.idle += 1;
+                }
+                let key = s.key.clone();
+                out.push(WindowResult {
+                    values: Values::Shared {
+                        all: Arc::clone(&all),
+                        at,
+                        n,
+                    },
+                    key,
+                    start_ms: start,
+                    end_ms: end,
+                    is_final: true,
+                });
+            }
+        }
+        if self.idle > (self.slots.len() - self.free.len() - self.idle).max(IDLE_KEPT) {
+            self.sweep();
+        }
+    }
+
+    /// Frees the slots of keys without an open window.
+    fn sweep(&mut self) {
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            if s.as_ref().is_some_and(|s| s.windows == 0) {
+                if let Some(s) = s.take() {
+                    self.index.remove(s.key.as_str());
+                }
+                self.free.push(slot as u32);
+            }
+        }
+        self.idle = 0;
+    }
+
+    /// Every window as `((key, start), accumulators)`, by key then start.
+    fn listed(&self) -> Vec<((&GroupKey, i64), &[Acc])> {
+        let mut v = Vec::with_capacity(self.open_windows());
+        for (start, w) in &self.starts {
+            let n = w.per_window();
+            for (slot, at) in &w.keys {
+                v.push((
+                    (self.key(*slot), *start),
+                    w.accs.get(*at..*at + n).unwrap_or_default(),
+                ));
+            }
+        }
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// What a slot held by a window would name if it were not in use: no key
+/// at all (the state is then inconsistent; kept from a panic).
+fn unreachable_key() -> &'static GroupKey {
+    static NONE: std::sync::OnceLock<GroupKey> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| GroupKey("[]".into()))
+}
+
+impl Start {
+    /// An empty start whose map is sized for `keys` keys of `n`
+    /// accumulators (or reuses `map`).
+    fn with(map: Option<SlotMap<usize>>, keys: usize, n: usize) -> Self {
+        Start {
+            keys: map
+                .unwrap_or_else(|| SlotMap::with_capacity_and_hasher(keys, Default::default())),
+            accs: Vec::with_capacity(keys * n),
+        }
+    }
+
+    /// How many accumulators each window has.
+    fn per_window(&self) -> usize {
+        self.accs.len() / self.keys.len().max(1)
+    }
+}
+
+/// Equal when the same keys have windows at the same starts with the same
+/// accumulators, whatever their slots or the order they came in (a
+/// checkpoint read back lists them by key).
+impl PartialEq for Fixed {
+    fn eq(&self, other: &Self) -> bool {
+        self.listed() == other.listed()
+    }
+}
+
+/// Written as a list of `((key, start), accumulators)`, by key and start
+/// (JSON maps need string keys; checkpoints written before the windows
+/// were held by start read alike).
+impl Serialize for Fixed {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.listed().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fixed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: Vec<((GroupKey, i64), Vec<Acc>)> = Vec::deserialize(d)?;
+        let mut f = Fixed::default();
+        for ((key, start), accs) in v {
+            let slot = f.slot(key.as_str());
+            let w = f
+                .starts
+                .entry(start)
+                .or_insert_with(|| Start::with(None, 0, 0));
+            let n = w.per_window();
+            if !w.keys.is_empty() && accs.len() != n {
+                return Err(serde::de::Error::custom(format!(
+                    "window {start} of {key:?}: {} accumulators, others have {n}",
+                    accs.len()
+                )));
+            }
+            if w.keys.contains_key(&slot) {
+                return Err(serde::de::Error::custom(format!(
+                    "window {start} of {key:?} is listed twice"
+                )));
+            }
+            w.keys.insert(slot, w.accs.len());
+            w.accs.extend(accs);
+            if let Some(Some(s)) = f.slots.get_mut(slot as usize) {
+                s.windows += 1;
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// The 8 bytes of a key's text after its opening `[` as a number that
+/// orders as the text does: two keys whose numbers differ compare as their
+/// numbers; equal numbers say nothing (the text decides). Shorter keys are
+/// padded with zeros, which sort first, as the end of a text does (a key's
+/// JSON holds no zero byte: serde_json escapes control characters).
+fn key_prefix(key: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let tail = key.as_bytes().get(1..).unwrap_or_default();
+    let n = tail.len().min(8);
+    b[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(b)
+}

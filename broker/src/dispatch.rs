@@ -213,7 +213,8 @@ pub fn dispatch(
                 }
             })?;
             // Appends happen now, in request order; only the durability wait is deferred.
-            let pending = handlers::produce::handle(broker, req, v, writer);
+            let pending =
+                handlers::produce::handle(broker, req, v, writer, weir_storage::Origin::Wire);
             Box::pin(async move { pending.await.map(|r| encode_response(c, v, &r)) }) as Pending
         }
         FetchRequest::KEY => route!(broker, buf, k, v, c, FetchRequest, |b, r| Some(

@@ -18,8 +18,8 @@ use weir_raft::group::{
     ProposeError,
 };
 use weir_storage::{
-    BatchHeader, HeaderWalk, Log, LogConfig, ReadBound, ReadResult, StorageError, TimestampOffset,
-    TopicPartition,
+    BatchHeader, HeaderWalk, Log, LogConfig, Origin, ReadBound, ReadResult, StorageError,
+    TimestampOffset, TopicPartition,
 };
 
 use crate::producer_state::{
@@ -957,6 +957,16 @@ impl Partition {
     /// from producer state. The returned [`PendingAppend`] waits for the acks
     /// level; its offsets are known now.
     pub fn append(&self, records: &Bytes) -> Result<PendingAppend, AppendError> {
+        self.append_from(records, Origin::Wire)
+    }
+
+    /// [`Partition::append`] of batches that came from `origin` (see
+    /// [`Log::prepare_from`]).
+    pub fn append_from(
+        &self,
+        records: &Bytes,
+        origin: Origin,
+    ) -> Result<PendingAppend, AppendError> {
         if let Some(why) = self
             .failure
             .lock()
@@ -970,7 +980,7 @@ impl Partition {
             return Err(AppendError::NotLeader);
         }
         let group = self.group.get().ok_or(AppendError::NotLeader)?;
-        let prepared = self.log.prepare(records)?;
+        let prepared = self.log.prepare_from(records, origin)?;
         let log_append_time = prepared.log_append_time();
         let bytes = if prepared.is_unchanged() {
             records.clone()

@@ -148,6 +148,17 @@ pub enum CountRule {
 
 /// Fully validates the batch at the start of `buf`: header, length, CRC-32C, count.
 pub fn validate(buf: &[u8], max_size: usize, rule: CountRule) -> Result<BatchHeader, BatchError> {
+    validate_with(buf, max_size, rule, true)
+}
+
+/// [`validate`], the CRC-32C checked only when `crc` (a batch this process
+/// built and handed over in memory has nothing to check it against).
+pub(crate) fn validate_with(
+    buf: &[u8],
+    max_size: usize,
+    rule: CountRule,
+    crc: bool,
+) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(buf)?;
     let size = header.size();
     if size > max_size {
@@ -159,12 +170,14 @@ pub fn validate(buf: &[u8], max_size: usize, rule: CountRule) -> Result<BatchHea
             needed: size,
         });
     }
-    let computed = crc32c::crc32c(&buf[ATTRIBUTES_AT..size]);
-    if computed != header.crc {
-        return Err(BatchError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
+    if crc {
+        let computed = crc32c::crc32c(&buf[ATTRIBUTES_AT..size]);
+        if computed != header.crc {
+            return Err(BatchError::CrcMismatch {
+                stored: header.crc,
+                computed,
+            });
+        }
     }
     let count_ok = match rule {
         CountRule::Produced => {

@@ -37,9 +37,9 @@ pub use cleaner::CompactionOutcome;
 pub use config::{CleanupPolicy, Durability, LogConfig};
 pub use error::{BatchError, Result, StorageError};
 pub use log::{
-    AppendInfo, Log, Prepared, ReadBound, ReadResult, RetentionOutcome, SegmentInfo,
+    AppendInfo, Log, Origin, Prepared, ReadBound, ReadResult, RetentionOutcome, SegmentInfo,
     TimestampOffset,
 };
 pub use manager::{LogManager, PartitionReport, TopicPartition};
 pub use recovery::RecoveryReport;
-pub use validate::{validate_records, AppendRules, TimestampRule};
+pub use validate::{built_batch_needs_checks, validate_records, AppendRules, TimestampRule};

@@ -50,6 +50,20 @@ pub struct AppendInfo {
     /// Bytes appended.
     pub bytes: usize,
 }
+/// Where produced batches come from, which decides how much of them
+/// [`Log::prepare_from`] reads again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// From outside the process (a client's request): framing, CRC and
+    /// every record checked.
+    Wire,
+    /// Built by this process's [`crate::BatchBuilder`] and handed over in
+    /// memory (a stream job's writes): framing and counts checked; the CRC
+    /// and the records read again only where a rule of the topic could
+    /// refuse a record the builder wrote (see
+    /// [`crate::validate::built_batch_needs_checks`]).
+    ThisProcess,
+}
 
 /// Produced batches validated and made final by [`Log::prepare`]: the bytes
 /// every replica writes.
@@ -292,11 +306,25 @@ impl Log {
     /// byte-identical. Borrows `batches` when nothing had to change. Writes
     /// nothing.
     pub fn prepare<'a>(&self, batches: &'a [u8]) -> Result<Prepared<'a>> {
+        self.prepare_from(batches, Origin::Wire)
+    }
+
+    /// [`Log::prepare`] of batches that came from `origin`.
+    pub fn prepare_from<'a>(&self, batches: &'a [u8], origin: Origin) -> Result<Prepared<'a>> {
         let cfg = self.config();
-        let mut headers = parse_all(batches, cfg.max_message_bytes as usize, CountRule::Produced)?;
+        let wire = origin == Origin::Wire;
+        let mut headers = parse_all(
+            batches,
+            cfg.max_message_bytes as usize,
+            CountRule::Produced,
+            wire,
+        )?;
         let now = now_ms();
         let rules = cfg.append_rules(now);
         for (at, h) in &headers {
+            if !wire && !validate::built_batch_needs_checks(h, &rules) {
+                continue;
+            }
             validate::validate_records(&batches[*at..*at + h.size()], h, &rules).map_err(
                 |source| StorageError::InvalidBatch {
                     position: *at,
@@ -314,6 +342,7 @@ impl Log {
                     &recompressed,
                     cfg.max_message_bytes as usize,
                     CountRule::Produced,
+                    true,
                 )?;
                 bytes = Cow::Owned(recompressed);
             }
@@ -346,7 +375,7 @@ impl Log {
     /// records are not walked again; offsets are assigned from the log end and
     /// `leader_epoch` stamped, as [`Log::append`] does. Same durability.
     pub fn append_trusted(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
-        let mut headers = parse_all(batches, usize::MAX, CountRule::Produced)?;
+        let mut headers = parse_all(batches, usize::MAX, CountRule::Produced, true)?;
         self.write_assigning(batches, &mut headers, leader_epoch)
     }
 
@@ -393,7 +422,7 @@ impl Log {
     /// Appends batches that already carry their offsets (a replica copying its
     /// leader); the first must start at the log end. Same durability as `append`.
     pub fn append_replicated(&self, batches: &[u8]) -> Result<AppendInfo> {
-        let headers = parse_all(batches, usize::MAX, CountRule::Stored)?;
+        let headers = parse_all(batches, usize::MAX, CountRule::Stored, true)?;
         let (info, after) = {
             let mut st = self.lock()?;
             let mut expected = st.log_end();
@@ -1373,7 +1402,12 @@ fn recompress_all(
 }
 
 /// Validates every batch of a request buffer; nothing is written if one is bad.
-fn parse_all(buf: &[u8], max: usize, rule: CountRule) -> Result<Vec<(usize, BatchHeader)>> {
+fn parse_all(
+    buf: &[u8],
+    max: usize,
+    rule: CountRule,
+    crc: bool,
+) -> Result<Vec<(usize, BatchHeader)>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() || out.is_empty() {
@@ -1382,9 +1416,11 @@ fn parse_all(buf: &[u8], max: usize, rule: CountRule) -> Result<Vec<(usize, Batc
         if size > max {
             return Err(StorageError::BatchTooLarge { size, max });
         }
-        let h = batch::validate(rest, max, rule).map_err(|source| StorageError::InvalidBatch {
-            position: pos,
-            source,
+        let h = batch::validate_with(rest, max, rule, crc).map_err(|source| {
+            StorageError::InvalidBatch {
+                position: pos,
+                source,
+            }
         })?;
         out.push((pos, h));
         pos += h.size();
@@ -1431,6 +1467,69 @@ mod tests {
 
     fn batch() -> Vec<u8> {
         crate::record::build_batch(&[(None, Some(b"v".to_vec()), now_ms())])
+    }
+
+    /// A batch built in this process and handed over in memory is held to
+    /// the topic's rules as a client's is: what one refuses, the other
+    /// refuses (a null key on a compacted topic, a timestamp too far ahead
+    /// or, once a past bound is set, too far behind); what one takes, the
+    /// other takes.
+    #[test]
+    fn a_batch_built_here_is_held_to_the_same_rules_as_a_clients() {
+        let now = now_ms();
+        let built = |key: Option<&[u8]>, ts: i64| {
+            let mut b = crate::BatchBuilder::new(-1, -1, -1, 64);
+            b.push(now, Some(b"k"), Some(b"first"), std::iter::empty());
+            b.push(ts, key, Some(b"v"), std::iter::empty());
+            b.finish(0).unwrap()
+        };
+        let cases = [
+            ("plain", LogConfig::default(), built(Some(b"k"), now), true),
+            (
+                "a null key, compacted",
+                LogConfig {
+                    cleanup_policy: crate::CleanupPolicy::Compact,
+                    ..LogConfig::default()
+                },
+                built(None, now),
+                false,
+            ),
+            (
+                "a null key, not compacted",
+                LogConfig::default(),
+                built(None, now),
+                true,
+            ),
+            (
+                "two hours ahead",
+                LogConfig::default(),
+                built(Some(b"k"), now + 7_200_000),
+                false,
+            ),
+            (
+                "a day behind, no past bound",
+                LogConfig::default(),
+                built(Some(b"k"), now - 86_400_000),
+                true,
+            ),
+            (
+                "a day behind, an hour's past bound",
+                LogConfig {
+                    timestamp_before_max_ms: 3_600_000,
+                    ..LogConfig::default()
+                },
+                built(Some(b"k"), now - 86_400_000),
+                false,
+            ),
+        ];
+        for (name, cfg, batch, ok) in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let (log, _) = Log::open(tmp.path(), "t-0", cfg).unwrap();
+            for origin in [Origin::Wire, Origin::ThisProcess] {
+                let got = log.prepare_from(&batch, origin);
+                assert_eq!(got.is_ok(), ok, "{name}, {origin:?}: {:?}", got.err());
+            }
+        }
     }
 
     /// A flush copies the epoch cache, then writes it after its fsyncs; a

@@ -72,6 +72,30 @@ fn check_timestamp(rule: &TimestampRule, index: i32, ts: i64) -> Result<(), Batc
     Ok(())
 }
 
+/// Whether [`validate_records`] could refuse a batch that this process's
+/// [`crate::BatchBuilder`] built (offset deltas and framing right by
+/// construction) and whose header is `header`: only when `rules` ask every
+/// record for a key, or bound timestamps in the past, or its latest
+/// timestamp is too far ahead. A past bound left at its default (none) is
+/// not checked per record: a timestamp it refuses (more than `i64::MAX` ms
+/// old) was refused where it was first produced.
+pub fn built_batch_needs_checks(header: &BatchHeader, rules: &AppendRules) -> bool {
+    if rules.keys_required {
+        return true;
+    }
+    match rules.timestamps {
+        TimestampRule::LogAppendTime => false,
+        TimestampRule::CreateTime {
+            now,
+            before_max_ms,
+            after_max_ms,
+        } => {
+            before_max_ms != i64::MAX
+                || i128::from(header.max_timestamp) - i128::from(now) > i128::from(after_max_ms)
+        }
+    }
+}
+
 /// Checks the records of one produced batch (`batch` is the whole batch, whose
 /// header `header` already passed [`crate::batch::validate`] with
 /// [`crate::CountRule::Produced`]).

@@ -13,6 +13,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use weir_storage::Origin;
 
 /// One partition's result: `T` is the accepted append, pending its acks wait
 /// ([`PendingAppend`]) and then done ([`Appended`]).
@@ -48,8 +49,9 @@ fn append(
     index: i32,
     part: Arc<Partition>,
     records: &bytes::Bytes,
+    origin: Origin,
 ) -> Result<(PendingAppend, Arc<Partition>), Refusal> {
-    match part.append(records) {
+    match part.append_from(records, origin) {
         Ok(a) => {
             broker
                 .metrics
@@ -75,6 +77,7 @@ pub fn handle(
     req: ProduceRequest,
     _version: i16,
     writer: crate::reserved::Writer,
+    origin: Origin,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
     // An acks=all wait ends at the request's timeout_ms with
@@ -137,7 +140,7 @@ pub fn handle(
                                 )),
                                 records: Vec::new(),
                             }),
-                            None => append(broker, &name, p.index, part, &records),
+                            None => append(broker, &name, p.index, part, &records, origin),
                         }
                     }
                 }

@@ -3,8 +3,10 @@
 //! route task's shards led here, the job's state topics), instead of a
 //! Produce request over loopback: the batch the task's idempotent producer
 //! built is appended by the same handler, with the same checks (leadership,
-//! in-sync replicas, producer sequence) and the same acks wait, so the
-//! exactly-once argument is unchanged. Partitions led elsewhere still go
+//! in-sync replicas, producer sequence, the topic's rules) and the same acks
+//! wait, so the exactly-once argument is unchanged; only its CRC and its
+//! records, which Weir's own encoder wrote, are not read again
+//! ([`weir_storage::Origin::ThisProcess`]). Partitions led elsewhere still go
 //! over the network.
 
 use std::sync::{Arc, Weak};
@@ -46,6 +48,9 @@ impl LocalProduce for LocalWriter {
             req,
             9,
             crate::reserved::Writer::Task,
+            // Built by the task's producer in this process, handed over in
+            // memory: its CRC and records are not read again.
+            weir_storage::Origin::ThisProcess,
         )))
     }
 }

@@ -512,12 +512,13 @@ impl WindowOperator {
     }
 
     /// The starts of the fixed windows (`size`, every `slide`) holding `t`,
-    /// latest first.
-    fn starts(t: i64, slide: i64, size: i64) -> impl Iterator<Item = i64> {
-        let last = t.div_euclid(slide) * slide;
+    /// latest first, each with its number (start / slide).
+    fn starts(t: i64, slide: i64, size: i64) -> impl Iterator<Item = (i64, i64)> {
+        let number = t.div_euclid(slide);
+        let last = number * slide;
         (0..)
-            .map(move |i: i64| last - i * slide)
-            .take_while(move |s| s + size > t)
+            .map(move |i: i64| (number - i, last - i * slide))
+            .take_while(move |(_, s)| s + size > t)
     }
 
     fn add_fixed(
@@ -531,7 +532,8 @@ impl WindowOperator {
         let mut took = false;
         // The row's key is looked up once, for the first window it takes.
         let mut slot = None;
-        for start in Self::starts(row.time_ms, slide, size) {
+        let per_row = size / slide.max(1);
+        for (number, start) in Self::starts(row.time_ms, slide, size) {
             let end = start.saturating_add(size);
             let close = end.saturating_add(self.grace_ms);
             if closed(close) {
@@ -539,7 +541,9 @@ impl WindowOperator {
             }
             took = true;
             let slot = *slot.get_or_insert_with(|| self.fixed.slot(row.key));
-            let accs = self.fixed.window(start, slot, (slide, size), &self.kinds);
+            let accs = self
+                .fixed
+                .window((number, start), slot, per_row, &self.kinds);
             for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
                 acc.add(*kind, arg);
             }

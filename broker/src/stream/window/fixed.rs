@@ -150,27 +150,24 @@ impl Fixed {
         }
     }
 
-    /// The accumulators of `slot`'s window at `start` (a multiple of
-    /// `slide`, in windows of `size`), opened (empty, of `kinds`) if it has
-    /// none.
+    /// The accumulators of `slot`'s window at `start` (the `number`th
+    /// multiple of the slide; a row falls in `per_row` windows), opened
+    /// (empty, of `kinds`) if it has none.
     pub(super) fn window(
         &mut self,
-        start: i64,
+        (number, start): (i64, i64),
         slot: u32,
-        (slide, size): (i64, i64),
+        per_row: i64,
         kinds: &[AggregateKind],
     ) -> &mut [Acc] {
         let n = kinds.len();
         if self.ring == 0 {
-            // A row falls in `size / slide` windows: each has its entry.
-            let per_row = (size / slide.max(1)).clamp(1, RING_MAX as i64) as usize;
-            self.ring = per_row;
+            // Each of a row's windows has its entry.
+            self.ring = (per_row.clamp(1, RING_MAX as i64) as usize).next_power_of_two();
             self.recent
                 .resize(self.slots.len() * self.ring, (i64::MIN, 0));
         }
-        let entry = slot as usize * self.ring
-            + start.div_euclid(slide.max(1)).rem_euclid(self.ring as i64) as usize;
-
+        let entry = slot as usize * self.ring + (number as usize & (self.ring - 1));
         // A new start's map is sized as the oldest open one (the keys of a
         // window are mostly those of the one before).
         let hint = self

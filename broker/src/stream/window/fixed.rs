@@ -89,7 +89,7 @@ struct Start {
 #[derive(Debug, Default)]
 struct Spare {
     maps: Vec<SlotMap<usize>>,
-    closing: Vec<(u64, u32, usize)>,
+    closing: Vec<u128>,
 }
 
 impl Clone for Spare {
@@ -247,22 +247,39 @@ impl Fixed {
                 Some(Some(s)) => s.prefix,
                 _ => 0,
             };
+            // Each window as one number: its key's first bytes, its slot,
+            // and which of the start's windows it is (its accumulators'
+            // place over `n`; a start holds fewer than 2^32 windows).
+            let per = n.max(1);
             let closing = &mut self.spare.closing;
-            closing.extend(keys.drain().map(|(slot, at)| (prefix(slot), slot, at)));
+            closing.extend(keys.drain().map(|(slot, at)| {
+                (u128::from(prefix(slot)) << 64) | (u128::from(slot) << 32) | (at / per) as u128
+            }));
             if self.spare.maps.len() < SPARE_MAPS {
                 self.spare.maps.push(keys);
             }
-            // By key: most keys differ in their first bytes, compared as
-            // one number without reading the keys' text.
-            let text = |slot: u32| match slots.get(slot as usize) {
+            // By key: most keys differ in their first bytes, sorted as
+            // numbers without reading the keys' text; the few that share
+            // them are put in order by their text after.
+            closing.sort_unstable();
+            let text = |w: &u128| match slots.get((*w >> 32) as u32 as usize) {
                 Some(Some(s)) => s.key.as_str(),
                 _ => "",
             };
-            closing.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| text(a.1).cmp(text(b.1))));
+            let mut i = 0;
+            while i < closing.len() {
+                let first = closing[i] >> 64;
+                let run = closing[i..].partition_point(|w| w >> 64 == first);
+                if run > 1 {
+                    closing[i..i + run].sort_unstable_by(|a, b| text(a).cmp(text(b)));
+                }
+                i += run;
+            }
             let end = start.saturating_add(size);
             let all = Arc::new(accs);
             out.reserve(closing.len());
-            for (_, slot, at) in closing.drain(..) {
+            for w in closing.drain(..) {
+                let (slot, at) = ((w >> 32) as u32, (w as u32 as usize) * n);
                 let Some(Some(s)) = self.slots.get_mut(slot as usize) else {
                     continue;
                 };

@@ -580,3 +580,57 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// The windows of one start are emitted in the order of their keys' text,
+/// whatever order the keys came in, also for keys whose first bytes are
+/// the same (ordered by their first bytes as numbers, then by the text).
+#[test]
+fn windows_of_one_start_fire_in_key_order() {
+    let keys = [
+        "customer-000010",
+        "b",
+        "customer-000002",
+        "customer-0000021",
+        "a",
+        "customer-000001",
+        "customer",
+    ];
+    for spec in [
+        WindowSpec::Tumble { size_ms: 1_000 },
+        WindowSpec::Hop {
+            slide_ms: 500,
+            size_ms: 1_000,
+        },
+    ] {
+        let mut op =
+            WindowOperator::new(spec, 0, vec![AggregateKind::CountStar], 1, EmitMode::Final);
+        let mut out = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let r = OwnedRow {
+                time_ms: 100 + i as i64,
+                key: GroupKey::of(&[json!(k)]),
+                args: vec![Value::Null],
+            };
+            op.process(0, r.row(), &mut out);
+        }
+        let r = OwnedRow {
+            time_ms: 10_000,
+            key: GroupKey::of(&[json!("z")]),
+            args: vec![Value::Null],
+        };
+        op.process(0, r.row(), &mut out);
+        let mut starts: Vec<i64> = out.iter().map(|r| r.start_ms).collect();
+        starts.dedup();
+        for start in starts {
+            let got: Vec<&str> = out
+                .iter()
+                .filter(|r| r.start_ms == start)
+                .map(|r| r.key.as_str())
+                .collect();
+            let mut want = got.clone();
+            want.sort_unstable();
+            assert_eq!(got, want, "{spec:?}, start {start}");
+            assert_eq!(got.len(), keys.len(), "{spec:?}, start {start}");
+        }
+    }
+}

@@ -409,6 +409,7 @@ pub async fn run(
         counts: Tally::default(),
         late_rows: Vec::new(),
         routed_args: Vec::new(),
+        stored: None,
     };
     // A first checkpoint before any result: a crash from here on replays
     // against a known output end.
@@ -459,6 +460,8 @@ pub async fn run(
             for o in &mut a.outputs {
                 o.skip = 0;
             }
+            // Stored whatever it saw: results to skip are no more.
+            a.stored = None;
             a.checkpoint(committer.as_mut(), &inputs, &admin).await?;
             continue;
         }
@@ -735,6 +738,14 @@ struct Aggregate {
     late_rows: Vec<(i32, i64)>,
     /// The arguments of the repartition record being taken (reused).
     routed_args: Vec<serde_json::Value>,
+    /// What the last checkpoint stored saw: each input's position and the
+    /// tally. The same again means that no record was taken and no result
+    /// or late record written since; the state can then differ only by
+    /// watermarks that time moved (an idle input, `PROCTIME()`), which a
+    /// restart from the stored checkpoint moves again alike, so it is not
+    /// serialized and written again (found: an idle job with 43 MB of
+    /// open windows spent 4.5 % of a core serializing it every 10 s).
+    stored: Option<(Vec<i64>, Tally)>,
 }
 
 /// One output partition a task writes.
@@ -1077,6 +1088,17 @@ impl Aggregate {
     /// position in each partition read and the output ends: the checkpoint
     /// a restarted task resumes from.
     async fn store(&mut self, inputs: &[Input], admin: &Admin) -> Result<(), TaskError> {
+        let seen = (
+            inputs
+                .iter()
+                .map(|i| i.reader.position())
+                .collect::<Vec<_>>(),
+            self.report.get().counts,
+        );
+        if self.stored.as_ref() == Some(&seen) {
+            self.checkpoints.unchanged();
+            return Ok(());
+        }
         for p in [&self.writer, &self.producer] {
             p.flush().await?;
             if let Some(e) = p.take_detached_error() {
@@ -1150,7 +1172,11 @@ impl Aggregate {
                 })
                 .collect(),
         };
-        self.checkpoints.store(&self.producer, &self.def, &cp).await
+        self.checkpoints
+            .store(&self.producer, &self.def, &cp)
+            .await?;
+        self.stored = Some(seen);
+        Ok(())
     }
 
     /// The checkpoint's commit of the positions and report, after

@@ -98,6 +98,12 @@ impl Checkpoints {
         CHECKPOINT_EVERY.max(self.last_cost * 10)
     }
 
+    /// The task saw nothing since its last checkpoint that a checkpoint
+    /// would keep: none is written, the next is due an interval from now.
+    pub fn unchanged(&mut self) {
+        self.last_at = Instant::now();
+    }
+
     /// Whether a checkpoint is due now.
     pub fn due(&self) -> bool {
         self.last_at.elapsed() >= self.interval()

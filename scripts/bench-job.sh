@@ -10,6 +10,12 @@
 #   BINS="/tmp/weir-old target/release/weir" QUERY=tumble scripts/bench-job.sh
 #   ROUNDS=5 N=1000000 QUERY=hop_k BINS="..." scripts/bench-job.sh
 #   PARTITIONS=3 QUERY=tumble BINS="..." scripts/bench-job.sh   # input of 3 partitions
+#   COPY=1 ROUNDS=8 QUERY=hop_k BINS="..." scripts/bench-job.sh  # events produced once
+#
+# With COPY=1 the events are produced once, by the first binary, into a
+# data directory that each run starts from a fresh copy of (a run then
+# takes seconds, so there can be many; the data directory's format is the
+# same for the binaries compared).
 #
 # QUERY: tumble, hop, session (group by the customerId field: through the
 # repartition topic) or tumble_k, hop_k, session_k (group by the record
@@ -41,20 +47,39 @@ TICK=$(getconf CLK_TCK)
 PID=
 cleanup() {
     [ -n "$PID" ] && { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
-    rm -rf "$OUT/data" "$OUT/keyed.txt"
+    rm -rf "$OUT/data" "$OUT/seed" "$OUT/keyed.txt"
 }
 trap cleanup EXIT
-one() { # binary, run number
-    local w=$1 boot="127.0.0.1:$PORT" admin="127.0.0.1:$((PORT + 1))" c0 c1 n
-    rm -rf "$OUT/data"
-    "$w" broker --data-dir "$OUT/data" --listen "$boot" --admin-listen "$admin" >"$OUT/broker-$2.err" 2>&1 &
+start() { # binary, data dir, log: starts a node, waits for it to listen
+    "$1" broker --data-dir "$2" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$((PORT + 1))" >"$3" 2>&1 &
     PID=$!
     for _ in $(seq 1 150); do
-        "$w" topic list --bootstrap "$boot" >/dev/null 2>&1 && break
+        "$1" topic list --bootstrap "127.0.0.1:$PORT" >/dev/null 2>&1 && break
         sleep 0.2 # polling for the node to listen, bounded by the loop
     done
-    "$w" topic create txk --partitions "$PARTITIONS" --bootstrap "$boot" >/dev/null
-    "$w" produce txk --idempotent --key-separator '|' --bootstrap "$boot" <"$OUT/keyed.txt" >/dev/null
+}
+produce() { # binary: the input topic and its events
+    "$1" topic create txk --partitions "$PARTITIONS" --bootstrap "127.0.0.1:$PORT" >/dev/null
+    "$1" produce txk --idempotent --key-separator '|' --bootstrap "127.0.0.1:$PORT" <"$OUT/keyed.txt" >/dev/null
+}
+if [ "${COPY:-0}" = 1 ]; then
+    rm -rf "$OUT/seed"
+    start "${BINS%% *}" "$OUT/seed" "$OUT/seed.err"
+    produce "${BINS%% *}"
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=
+fi
+one() { # binary, run number
+    local w=$1 admin="127.0.0.1:$((PORT + 1))" c0 c1 n
+    rm -rf "$OUT/data"
+    if [ "${COPY:-0}" = 1 ]; then
+        cp -r "$OUT/seed" "$OUT/data"
+        start "$w" "$OUT/data" "$OUT/broker-$2.err"
+    else
+        start "$w" "$OUT/data" "$OUT/broker-$2.err"
+        produce "$w"
+    fi
     c0=$(awk '{ print $14 + $15 }' "/proc/$PID/stat")
     "$w" job create "$QUERY" --sql "$SQL" --grace 5s --admin "$admin" >/dev/null
     while :; do

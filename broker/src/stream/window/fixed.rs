@@ -269,11 +269,16 @@ impl Fixed {
             let mut i = 0;
             while i < closing.len() {
                 let first = closing[i] >> 64;
-                let run = closing[i..].partition_point(|w| w >> 64 == first);
-                if run > 1 {
-                    closing[i..i + run].sort_unstable_by(|a, b| text(a).cmp(text(b)));
+                // Runs are short (most keys differ in their first bytes):
+                // walked, not searched.
+                let mut end = i + 1;
+                while closing.get(end).is_some_and(|w| w >> 64 == first) {
+                    end += 1;
                 }
-                i += run;
+                if end - i > 1 {
+                    closing[i..end].sort_unstable_by(|a, b| text(a).cmp(text(b)));
+                }
+                i = end;
             }
             let end = start.saturating_add(size);
             let all = Arc::new(accs);

@@ -68,7 +68,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use weir_client::{
@@ -82,23 +81,11 @@ use super::job::{InputRate, JobDef, PartitionReport, SharedReport, Tally};
 use super::local_read::{Incarnation, LocalReader};
 use super::plan::JobPlan;
 use super::repartition::{Routed, Router, Shard, Took};
+use super::result_writer::{OutputPart, ResultWriter};
 use super::row::Reader;
 use super::task::{self, StateQuery, TaskContext, TaskError, TaskId};
-use super::window::{EmitMode, WindowOperator, WindowResult};
+use super::window::{EmitMode, WindowOperator};
 use crate::broker::Broker;
-
-/// Bytes of results an aggregate task writes into one output batch before
-/// it hands it over, when the output topic's `max.message.bytes` allows it
-/// (Kafka's default limit is 1 MiB): each batch is one append, one Raft
-/// entry and one flush, so a keyed HOP job, which writes about three
-/// results per event, took 16 % more events per CPU-second with 1 MiB
-/// batches than with 256 KiB ones (BENCHMARKS.md).
-const OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
-
-/// What a record adds to a batch beside its key, value and headers, at most
-/// (length, attributes, timestamp and offset deltas, key and value lengths
-/// and header count as varints, and each header's two lengths).
-const RECORD_OVERHEAD: usize = 48;
 
 /// What an aggregate task's checkpoint holds (borrowed when written: the
 /// shard is not copied).
@@ -382,20 +369,15 @@ pub async fn run(
             .idle_timeout_ms
             .filter(|_| op_sources > 1)
             .map(|ms| Duration::from_millis(ms as u64)),
-        format: super::output::Output::new(&plan),
-        buf: BytesMut::with_capacity(64 * 1024),
-        batch_bytes: OUTPUT_BATCH_BYTES,
-        record_limit: usize::MAX,
-        outputs: output_tps
-            .into_iter()
-            .zip(skips)
-            .map(|(tp, skip)| OutputPart {
-                tp,
-                pending: None,
-                full: Vec::new(),
-                skip,
-            })
-            .collect(),
+        results: ResultWriter::new(
+            &plan,
+            def.emit,
+            output_tps
+                .into_iter()
+                .zip(skips)
+                .map(|(tp, skip)| OutputPart::new(tp, skip))
+                .collect(),
+        ),
         output_id: None,
         def,
         plan,
@@ -427,7 +409,6 @@ pub async fn run(
         a.checkpoints.interval(),
     )
     .await?;
-    let mut out = Vec::new();
     loop {
         // Not raced against the stop signal or queries: a poll dropped
         // half-way could have moved the position past records it never
@@ -449,7 +430,7 @@ pub async fn run(
                 for &i in &renewed {
                     inputs[i].reader.undo_renewal();
                 }
-                return a.stop_unled(&mut out, &inputs, &admin).await;
+                return a.stop_unled(&inputs, &admin).await;
             }
             // Results written after the checkpoint came from records of the
             // old creation, which replay no longer reads: none of the new
@@ -457,7 +438,7 @@ pub async fn run(
             // new creation is taken keeps it so across a crash (replay from
             // an earlier one would not know which results came from which
             // creation).
-            for o in &mut a.outputs {
+            for o in &mut a.results.outputs {
                 o.skip = 0;
             }
             // Stored whatever it saw: results to skip are no more.
@@ -469,13 +450,17 @@ pub async fn run(
             let open = super::top_n::as_they_stand(&a.plan, a.shard.op.open_for(&q.key))
                 .iter()
                 .map(|(w, rank)| {
-                    let (_, value) = a.format.record(w, *rank, &mut a.buf);
+                    let r = &mut a.results;
+                    let (_, value) = r.format.record(w, *rank, &mut r.buf);
                     serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null)
                 })
                 .collect();
             let _ = q.reply.send(open);
         }
         let now_ms = task::now_ms();
+        // The output topic's limit as this node's metadata has it now.
+        let limit = a.output_record_limit();
+        a.results.set_limit(limit);
         // Records are taken from the input whose watermark is lowest (one
         // that showed nothing first), switching as it passes another's: the
         // partitions move on together in event time, so the lowest
@@ -524,13 +509,13 @@ pub async fn run(
             taken[k] = Some(rec.offset);
             let shift = inputs[i].reader.incarnation().shift;
             match inputs[i].direct.as_mut() {
-                Some(d) => a.take_input(d, &rec, shift, now_ms, &mut out).await?,
-                None => a.take_routed(&rec, &mut out),
+                Some(d) => a.take_input(d, &rec, shift, now_ms).await?,
+                None => a.take_routed(&rec),
             }
-            if !out.is_empty() && !leads() {
-                return a.stop_unled(&mut out, &inputs, &admin).await;
+            if a.results.fired() && !leads() {
+                return a.stop_unled(&inputs, &admin).await;
             }
-            a.write(&mut out).await?;
+            a.write().await?;
         }
         // Inputs with records read but not taken are read again from the
         // first of them.
@@ -543,18 +528,18 @@ pub async fn run(
         }
         for input in &mut inputs {
             if let Some(d) = input.direct.as_mut() {
-                a.advance_input(d, now_ms, &mut out);
+                a.advance_input(d, now_ms);
             }
         }
-        if !out.is_empty() && !leads() {
-            return a.stop_unled(&mut out, &inputs, &admin).await;
+        if a.results.fired() && !leads() {
+            return a.stop_unled(&inputs, &admin).await;
         }
-        a.write(&mut out).await?;
+        a.write().await?;
         a.hand_over().await?;
         a.copy_late(&bootstrap).await?;
         a.publish_counts();
         if !leads() {
-            return a.stop_unled(&mut out, &inputs, &admin).await;
+            return a.stop_unled(&inputs, &admin).await;
         }
         let stopping = *stop.borrow();
         if stopping || a.checkpoints.due() {
@@ -597,7 +582,7 @@ struct Direct {
 
 impl Aggregate {
     /// Takes one record of the repartition topic.
-    fn take_routed(&mut self, rec: &FetchedRecord<'_>, out: &mut Vec<WindowResult>) {
+    fn take_routed(&mut self, rec: &FetchedRecord<'_>) {
         let value = rec.value.unwrap_or_default();
         match Routed::decode(rec.key, value, &mut self.routed_args) {
             Ok(routed) => {
@@ -605,7 +590,7 @@ impl Aggregate {
                     Routed::Row { source, offset, .. } => Some((*source, *offset)),
                     Routed::Mark { .. } => None,
                 };
-                match self.shard.take(routed, out) {
+                match self.shard.take(routed, &mut self.results) {
                     Took::Row | Took::Mark => {}
                     Took::Duplicate => self.counts.duplicates += 1,
                     Took::Late => {
@@ -631,7 +616,6 @@ impl Aggregate {
         rec: &FetchedRecord<'_>,
         shift: i64,
         now_ms: i64,
-        out: &mut Vec<WindowResult>,
     ) -> Result<(), TaskError> {
         if self.idle_after.is_some() {
             // Awake again, if it was idle: the row tells the operator so.
@@ -640,7 +624,7 @@ impl Aggregate {
         }
         let (late, bad) = match d.reader.record(rec.key, rec.value, rec.timestamp, now_ms) {
             Ok(Some(row)) => match d.router.route(d.source, rec.offset, shift, row) {
-                Some(routed) => match self.shard.take(routed, out) {
+                Some(routed) => match self.shard.take(routed, &mut self.results) {
                     Took::Late => (true, None),
                     Took::Duplicate => {
                         self.counts.duplicates += 1;
@@ -671,7 +655,7 @@ impl Aggregate {
     /// watermark (moved to the clock under `PROCTIME()`), and whether it is
     /// idle when other partitions' windows wait for it, fire the windows
     /// they closed.
-    fn advance_input(&mut self, d: &mut Direct, now_ms: i64, out: &mut Vec<WindowResult>) {
+    fn advance_input(&mut self, d: &mut Direct, now_ms: i64) {
         if self.proctime {
             d.router.advance_to(now_ms);
         }
@@ -683,7 +667,7 @@ impl Aggregate {
             wm: d.router.wm,
             idle: d.idle,
         };
-        self.shard.take(mark, out);
+        self.shard.take(mark, &mut self.results);
     }
 }
 
@@ -697,21 +681,8 @@ struct Aggregate {
     /// itself stops holding the windows of the others back (none: never,
     /// or the operator has one source).
     idle_after: Option<Duration>,
-    /// Writes the output records.
-    format: super::output::Output,
-    /// Where a record's value is written before it goes into the batch
-    /// (reused), and state queries' answers.
-    buf: BytesMut,
-    /// Bytes of records an output batch holds at most: [`OUTPUT_BATCH_BYTES`],
-    /// or less to keep each batch within the output topic's
-    /// `max.message.bytes` (read at each write).
-    batch_bytes: usize,
-    /// The most bytes of records one output batch may hold by the output
-    /// topic's `max.message.bytes` (read at each write).
-    record_limit: usize,
-    /// The output partitions it writes: partition `r`, or every one when
-    /// it runs the whole job.
-    outputs: Vec<OutputPart>,
+    /// Writes the results as the operator fires them.
+    results: ResultWriter,
     /// The output topic's id when this node's metadata first showed it:
     /// the task stops once that topic is gone (deleted, or deleted and
     /// created again), instead of retrying its writes into it for half a
@@ -748,36 +719,16 @@ struct Aggregate {
     stored: Option<(Vec<i64>, Tally)>,
 }
 
-/// One output partition a task writes.
-struct OutputPart {
-    tp: TopicPartition,
-    /// The results written since the last hand-over, encoded straight into
-    /// the record batch the writer then only stamps and sends.
-    pending: Option<BatchBuilder>,
-    /// Batches that filled up while results were written, oldest first,
-    /// to hand over before `pending`: a batch is closed at
-    /// [`OUTPUT_BATCH_BYTES`] instead of growing (a growing buffer is
-    /// copied at each doubling and touches fresh pages).
-    full: Vec<BatchBuilder>,
-    /// Final results still to skip: written before a crash.
-    skip: i64,
-}
-
 impl Aggregate {
     /// Stops once this node no longer leads the task's shard. When the
     /// creation of the input it read is gone (the topic was deleted, or
     /// deleted and created again), nobody leads it or reads it again: the
-    /// task writes the results it holds (`out`) and checkpoints, as its
+    /// task writes the results it holds and checkpoints, as its
     /// last word, so that a task on a new creation resumes with every
     /// record of the old one taken (results written after an earlier
     /// checkpoint came from records no replay reads). Otherwise the new
     /// leader's task goes on, and this one writes nothing more.
-    async fn stop_unled(
-        &mut self,
-        out: &mut Vec<WindowResult>,
-        inputs: &[Input],
-        admin: &Admin,
-    ) -> Result<(), TaskError> {
+    async fn stop_unled(&mut self, inputs: &[Input], admin: &Admin) -> Result<(), TaskError> {
         if !inputs
             .iter()
             .any(|i| i.direct.is_some() && i.reader.creation_gone())
@@ -785,7 +736,7 @@ impl Aggregate {
             self.deposed();
             return Ok(());
         }
-        self.write(out).await?;
+        self.write().await?;
         self.hand_over().await?;
         self.check_output()?;
         // The round's counts go into the checkpoint's tally.
@@ -834,40 +785,27 @@ impl Aggregate {
 
     /// Adds the counts since the last call to the report.
     fn publish_counts(&mut self) {
-        let c = std::mem::take(&mut self.counts);
+        let mut c = std::mem::take(&mut self.counts);
+        c += std::mem::take(&mut self.results.counts);
         if c != Tally::default() {
             self.report.update(|rep| rep.counts += c);
         }
     }
 
-    /// Writes the results in `out` into the pending output batches (with a
-    /// Top-N, only the best of each window), handing each to the writer
-    /// once it is full.
-    async fn write(&mut self, out: &mut Vec<WindowResult>) -> Result<(), TaskError> {
-        if out.is_empty() {
+    /// Finishes the results fired since the last call (with a Top-N, writes
+    /// the best of each window) and hands the output batches that filled up
+    /// to the writer.
+    async fn write(&mut self) -> Result<(), TaskError> {
+        if !self.results.fired() {
             return Ok(());
         }
-        // The records' timestamp is the time they are written, not the
-        // window's end: results of a replay of old history would otherwise
-        // fall under retention at once.
-        let now = task::now_ms();
-        self.record_limit = self.output_record_limit();
-        self.batch_bytes = self.record_limit.clamp(1, OUTPUT_BATCH_BYTES);
-        if self.plan.top.is_some() {
-            for (w, rank) in super::top_n::rank(&self.plan, std::mem::take(out)) {
-                self.write_result(&w, rank, now)?;
-            }
-        } else {
-            for w in out.drain(..) {
-                self.write_result(&w, None, now)?;
-            }
-        }
+        self.results.finish()?;
         // Checked where batches are sent, not per result: it reads this
         // node's metadata.
-        if self.outputs.iter().any(|o| !o.full.is_empty()) {
+        if self.results.has_full() {
             self.check_output()?;
         }
-        for o in &mut self.outputs {
+        for o in &mut self.results.outputs {
             for batch in o.full.drain(..) {
                 send(&self.writer, &o.tp, batch).await?;
             }
@@ -878,105 +816,20 @@ impl Aggregate {
     /// Hands every pending output batch to the writer (which numbers and
     /// sends them).
     async fn hand_over(&mut self) -> Result<(), TaskError> {
-        if self
-            .outputs
-            .iter()
-            .any(|o| o.pending.is_some() || !o.full.is_empty())
-        {
+        if self.results.has_pending() {
             self.check_output()?;
         }
-        for o in &mut self.outputs {
+        for o in &mut self.results.outputs {
             hand_over(&self.writer, o).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the output record of one result, ranked `rank`, into the
-    /// pending batch of its output partition; skips it when it was written
-    /// before a restart (see the module docs).
-    fn write_result(
-        &mut self,
-        w: &WindowResult,
-        rank: Option<u64>,
-        now: i64,
-    ) -> Result<(), TaskError> {
-        self.counts.records_out += 1;
-        // The output partition of its group key, as its shard's would be.
-        let at = match self.outputs.len() {
-            1 => 0,
-            n => weir_client::partitioner::partition_for_key(
-                &self.plan.shard_key(w.key.as_str()),
-                n as i32,
-            ) as usize,
-        };
-        let Some(o) = self.outputs.get_mut(at) else {
-            return Ok(());
-        };
-        if w.is_final && o.skip > 0 {
-            o.skip -= 1;
-            self.counts.skipped_on_recovery += 1;
-            // Written by the task before the crash, after its checkpoint
-            // (whose tally does not count it): it is in the output.
-            return Ok(());
-        }
-        self.format.value_into(w, rank, &mut self.buf);
-        let key = self.format.key_of(w);
-        // Under `--emit changes`, tells a window's last (final) result from
-        // its updates.
-        let flag: &[u8] = if w.is_final { b"true" } else { b"false" };
-        let changes = self.def.emit == EmitMode::Changes;
-        let header = changes.then_some((&b"weir-final"[..], Some(flag)));
-        // A batch that this record could take past the limit is closed
-        // first.
-        let size = RECORD_OVERHEAD
-            + self.buf.len()
-            + key.as_ref().map_or(0, |k| k.len())
-            + header.map_or(0, |(h, v)| h.len() + v.map_or(0, <[u8]>::len));
-        if size > self.record_limit {
-            // Never written, so the results after it are not either: the
-            // exactly-once skip counts results in order (found from
-            // outside: sent alone and refused, it failed the task while
-            // a later batch was taken, and after the restart it was
-            // skipped as written, lost without a word).
-            let text = String::from_utf8_lossy(&self.buf[..self.buf.len().min(80)]).into_owned();
-            self.buf.clear();
-            return Err(TaskError::Topics(format!(
-                "a result of about {size} bytes ({text}…) is over output topic {0}'s \
-                 max.message.bytes: raise it (weir topic alter {0} --set \
-                 max.message.bytes=N) and the job goes on from its last checkpoint",
-                self.plan.output_topic
-            )));
-        }
-        if o.pending
-            .as_ref()
-            .is_some_and(|b| !b.is_empty() && b.records_len() + size > self.batch_bytes)
-        {
-            o.full.extend(o.pending.take());
-        }
-        o.pending
-            .get_or_insert_with(|| BatchBuilder::new(-1, -1, -1, OUTPUT_BATCH_BYTES + 4096))
-            .push(
-                now,
-                key.as_deref().map(str::as_bytes),
-                Some(&self.buf),
-                header.into_iter(),
-            );
-        // State queries split their answers off the same buffer.
-        self.buf.clear();
-        if o.pending
-            .as_ref()
-            .is_some_and(|b| b.records_len() >= self.batch_bytes)
-        {
-            o.full.extend(o.pending.take());
         }
         Ok(())
     }
 
     /// Bytes of records the output topic's `max.message.bytes` (as this
     /// node's metadata has it) lets one batch hold; batches are cut at the
-    /// smaller of it and [`OUTPUT_BATCH_BYTES`] (found from outside: a job
-    /// writing into a topic made with a 20 KB limit failed over and over
-    /// with MESSAGE_TOO_LARGE).
+    /// smaller of it and [`super::result_writer::OUTPUT_BATCH_BYTES`]
+    /// (found from outside: a job writing into a topic made with a 20 KB
+    /// limit failed over and over with MESSAGE_TOO_LARGE).
     fn output_record_limit(&self) -> usize {
         task::batch_limit(&self.node, &self.plan.output_topic)
             .saturating_sub(weir_storage::HEADER_LEN)
@@ -1037,7 +890,7 @@ impl Aggregate {
             return Ok(());
         }
         if t.partitions as usize != inputs.len() {
-            let outputs = self.outputs.len() as i32;
+            let outputs = self.results.outputs.len() as i32;
             return Err(TaskError::Topics(
                 self.plan
                     .partitions_mismatch(t.partitions, outputs)
@@ -1106,10 +959,11 @@ impl Aggregate {
             }
         }
         let (producer_id, epoch) = self.writer.identity();
-        let output_tps: Vec<TopicPartition> = self.outputs.iter().map(|o| o.tp.clone()).collect();
+        let output_tps: Vec<TopicPartition> =
+            self.results.outputs.iter().map(|o| o.tp.clone()).collect();
         let ends = task::ends(admin, &output_tps).await?;
         let mut marks = Vec::new();
-        for o in &self.outputs {
+        for o in &self.results.outputs {
             // The sequence number of the next result emitted: results
             // still to skip have theirs already.
             let next_sequence = i64::from(

@@ -44,6 +44,7 @@ pub mod number;
 pub mod output;
 pub mod plan;
 pub mod repartition;
+mod result_writer;
 pub mod route;
 pub mod row;
 pub mod sql;

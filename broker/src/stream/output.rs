@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
 use super::plan::{JobPlan, OutputColumn, KEY_COLUMN};
-use super::window::WindowResult;
+use super::window::{ResultRef, WindowResult};
 
 /// Where an output field's value comes from.
 #[derive(Debug, Clone, Copy)]
@@ -82,9 +82,10 @@ impl Output {
         rank: Option<u64>,
         buf: &mut BytesMut,
     ) -> (Option<Bytes>, Bytes) {
-        self.value_into(r, rank, buf);
+        let r = r.as_ref();
+        self.value_into(&r, rank, buf);
         let value = buf.split().freeze();
-        let key = self.key_of(r).map(|k| {
+        let key = self.key_of(&r).map(|k| {
             buf.put_slice(k.as_bytes());
             buf.split().freeze()
         });
@@ -92,7 +93,7 @@ impl Output {
     }
 
     /// The output record's key of `r` (none for a null record key).
-    pub fn key_of<'r>(&self, r: &'r WindowResult) -> Option<std::borrow::Cow<'r, str>> {
+    pub fn key_of<'r>(&self, r: &ResultRef<'r>) -> Option<std::borrow::Cow<'r, str>> {
         if !self.record_key {
             return Some(r.key.as_str().into());
         }
@@ -110,7 +111,7 @@ impl Output {
 
     /// Appends the output record's value of `r`, ranked `rank` by the job's
     /// Top-N (null without one), to `buf`.
-    pub fn value_into(&self, r: &WindowResult, rank: Option<u64>, buf: &mut BytesMut) {
+    pub fn value_into(&self, r: &ResultRef<'_>, rank: Option<u64>, buf: &mut BytesMut) {
         let text = r.key.as_str();
         // One key column: its JSON is the array's only element, as is. More:
         // parsed once per record.

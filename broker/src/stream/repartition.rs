@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::WindowSpec;
-use super::window::{is_late, Outcome, Row, WindowOperator, WindowResult};
+use super::window::{is_late, Emit, Outcome, Row, WindowOperator};
 
 /// The repartition topic of job `def` (its incarnation in the name, so
 /// that a job created again under a dropped job's name never reads the
@@ -392,8 +392,8 @@ impl Shard {
         }
     }
 
-    /// Takes `r`; pushes the results it makes to `out`.
-    pub fn take(&mut self, r: Routed<'_>, out: &mut Vec<WindowResult>) -> Took {
+    /// Takes `r`; hands the results it makes to `out`.
+    pub fn take(&mut self, r: Routed<'_>, out: &mut (impl Emit + ?Sized)) -> Took {
         match r {
             Routed::Row {
                 source,

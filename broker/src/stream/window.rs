@@ -215,80 +215,139 @@ pub struct WindowResult {
 
 /// A result's aggregate values: the accumulators its window left (a final
 /// result takes them over; each becomes JSON only as it is written), or
-/// values already JSON (a Top-N's ranked rows).
+/// values already JSON (an open window's, a Top-N's ranked rows).
 #[derive(Debug, Clone)]
 pub enum Values {
     /// The window's accumulators, in plan order.
     Accs(Vec<Acc>),
-    /// The window's accumulators within those of every window of its start
-    /// (a fixed window's, which fired together): `n` from `at`.
-    Shared {
-        /// The accumulators of the start's windows, `n` per window.
-        all: Arc<Vec<Acc>>,
-        /// Where this window's begin.
-        at: usize,
-        /// How many it has.
-        n: usize,
-    },
     /// JSON values, in plan order.
     Json(Vec<Value>),
 }
 
-/// Equal when they hold the same accumulators (wherever they are kept), or
-/// the same JSON values.
+/// Equal when they hold the same accumulators, or the same JSON values.
 impl PartialEq for Values {
     fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Values::Json(a), Values::Json(b)) => a == b,
-            _ => self.accs().is_some_and(|a| Some(a) == other.accs()),
-        }
+        self.as_ref() == other.as_ref()
     }
 }
 
 impl Values {
-    /// The accumulators, when the values are still those.
-    fn accs(&self) -> Option<&[Acc]> {
+    /// The values, borrowed.
+    pub fn as_ref(&self) -> ValuesRef<'_> {
         match self {
-            Values::Accs(a) => Some(a),
-            Values::Shared { all, at, n } => all.get(*at..at.saturating_add(*n)),
-            Values::Json(_) => None,
+            Values::Accs(a) => ValuesRef::Accs(a),
+            Values::Json(v) => ValuesRef::Json(v),
         }
     }
 
     /// Value `i` (`None` past the last).
     pub fn get(&self, i: usize) -> Option<Value> {
-        match self {
-            Values::Json(v) => v.get(i).cloned(),
-            _ => self.accs()?.get(i).map(Acc::value),
-        }
+        self.as_ref().get(i)
     }
 
     /// Every value, as JSON.
     pub fn json(&self) -> Vec<Value> {
         match self {
             Values::Json(v) => v.clone(),
-            _ => self
-                .accs()
-                .unwrap_or_default()
-                .iter()
-                .map(Acc::value)
-                .collect(),
+            Values::Accs(a) => a.iter().map(Acc::value).collect(),
+        }
+    }
+}
+
+/// A result's aggregate values as the operator holds them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValuesRef<'a> {
+    /// The window's accumulators, in plan order.
+    Accs(&'a [Acc]),
+    /// JSON values, in plan order.
+    Json(&'a [Value]),
+}
+
+impl ValuesRef<'_> {
+    /// Value `i` (`None` past the last).
+    pub fn get(&self, i: usize) -> Option<Value> {
+        match self {
+            ValuesRef::Accs(a) => a.get(i).map(Acc::value),
+            ValuesRef::Json(v) => v.get(i).cloned(),
         }
     }
 
     /// Writes value `i` as JSON text to `out` (null past the last).
     pub fn write_json(&self, i: usize, out: &mut bytes::BytesMut) {
         match self {
-            Values::Accs(_) | Values::Shared { .. } => match self.accs().and_then(|a| a.get(i)) {
+            ValuesRef::Accs(a) => match a.get(i) {
                 Some(acc) => acc.write_json(out),
                 None => out.extend_from_slice(b"null"),
             },
-            Values::Json(v) => {
+            ValuesRef::Json(v) => {
                 use bytes::BufMut;
                 // Writing JSON to memory cannot fail.
                 let _ = serde_json::to_writer(out.writer(), v.get(i).unwrap_or(&Value::Null));
             }
         }
+    }
+}
+
+/// A result as the operator hands it over: borrowed from its windows, so
+/// that a writer encodes it without a copy of its key or values.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultRef<'a> {
+    /// The group.
+    pub key: &'a GroupKey,
+    /// Window start, epoch ms.
+    pub start_ms: i64,
+    /// Window end (exclusive), epoch ms.
+    pub end_ms: i64,
+    /// The aggregates' values, in plan order.
+    pub values: ValuesRef<'a>,
+    /// Whether the window is closed (its last emission).
+    pub is_final: bool,
+}
+
+impl ResultRef<'_> {
+    /// The result, owned: a final one takes a copy of its accumulators, an
+    /// open one its values as JSON (an accumulator of distinct values is
+    /// not copied at each update).
+    pub fn to_owned(&self) -> WindowResult {
+        let values = match (self.values, self.is_final) {
+            (ValuesRef::Accs(a), true) => Values::Accs(a.to_vec()),
+            (ValuesRef::Accs(a), false) => Values::Json(a.iter().map(Acc::value).collect()),
+            (ValuesRef::Json(v), _) => Values::Json(v.to_vec()),
+        };
+        WindowResult {
+            key: self.key.clone(),
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            values,
+            is_final: self.is_final,
+        }
+    }
+}
+
+impl WindowResult {
+    /// The result, borrowed.
+    pub fn as_ref(&self) -> ResultRef<'_> {
+        ResultRef {
+            key: &self.key,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            values: self.values.as_ref(),
+            is_final: self.is_final,
+        }
+    }
+}
+
+/// Where a window operator's results go as it makes them: written at once
+/// (an aggregate task's output batches), or kept (a list, for a Top-N
+/// that ranks them or a test).
+pub trait Emit {
+    /// Takes one result.
+    fn emit(&mut self, r: ResultRef<'_>);
+}
+
+impl Emit for Vec<WindowResult> {
+    fn emit(&mut self, r: ResultRef<'_>) {
+        self.push(r.to_owned());
     }
 }
 
@@ -423,12 +482,12 @@ impl WindowOperator {
                 .get(key)
                 .into_iter()
                 .flatten()
-                .map(|s| result(key, s.start, s.end, &s.accs, false))
+                .map(|s| open(key, s.start, s.end, &s.accs).to_owned())
                 .collect(),
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => self
                 .fixed
                 .open_for(key.as_str(), self.kinds.len())
-                .map(|(start, accs)| result(key, start, start + self.fixed_size(), accs, false))
+                .map(|(start, accs)| open(key, start, start + self.fixed_size(), accs).to_owned())
                 .collect(),
         };
         out.sort_by_key(|r| r.start_ms);
@@ -442,7 +501,7 @@ impl WindowOperator {
         &mut self,
         partition: usize,
         row: Row<'_>,
-        out: &mut Vec<WindowResult>,
+        out: &mut (impl Emit + ?Sized),
     ) -> Outcome {
         let own = self.watermarks.of(partition);
         let fired = self.watermarks.firing();
@@ -475,7 +534,7 @@ impl WindowOperator {
 
     /// Marks input partition `partition` idle or active (see
     /// [`Watermarks::set_idle`]); pushes the windows that became final.
-    pub fn set_idle(&mut self, partition: usize, idle: bool, out: &mut Vec<WindowResult>) {
+    pub fn set_idle(&mut self, partition: usize, idle: bool, out: &mut (impl Emit + ?Sized)) {
         if self.watermarks.set_idle(partition, idle) {
             self.fire(out);
         }
@@ -490,7 +549,7 @@ impl WindowOperator {
         partition: usize,
         wm: Option<i64>,
         idle: bool,
-        out: &mut Vec<WindowResult>,
+        out: &mut (impl Emit + ?Sized),
     ) {
         let mut moved = false;
         if let Some(w) = wm {
@@ -527,7 +586,7 @@ impl WindowOperator {
         slide: i64,
         size: i64,
         closed: impl Fn(i64) -> bool,
-        out: &mut Vec<WindowResult>,
+        out: &mut (impl Emit + ?Sized),
     ) -> bool {
         let mut took = false;
         // The row's key is looked up once, for the first window it takes.
@@ -549,12 +608,14 @@ impl WindowOperator {
             }
             if self.emit == EmitMode::Changes {
                 // The window stays open: its values as they stand now.
-                let values = Values::Json(accs.iter().map(Acc::value).collect());
-                out.push(WindowResult {
-                    key: self.fixed.key(slot).clone(),
+                let (key, accs) =
+                    self.fixed
+                        .key_and_window((number, start), slot, self.kinds.len());
+                out.emit(ResultRef {
+                    key,
                     start_ms: start,
                     end_ms: end,
-                    values,
+                    values: ValuesRef::Accs(accs),
                     is_final: false,
                 });
             }
@@ -562,7 +623,7 @@ impl WindowOperator {
         took
     }
 
-    fn add_session(&mut self, row: &Row<'_>, gap: i64, out: &mut Vec<WindowResult>) {
+    fn add_session(&mut self, row: &Row<'_>, gap: i64, out: &mut (impl Emit + ?Sized)) {
         let (t, grace) = (row.time_ms, self.grace_ms);
         let row_end = t.saturating_add(gap);
         // Sessions are disjoint (touching ones merge) and by start, so by
@@ -599,7 +660,7 @@ impl WindowOperator {
                         self.session_timers.insert((close, key.clone(), t));
                     }
                     if self.emit == EmitMode::Changes {
-                        out.push(result(&key, s.start, s.end, &s.accs, false));
+                        out.emit(open(&key, s.start, s.end, &s.accs));
                     }
                 }
                 return;
@@ -627,7 +688,7 @@ impl WindowOperator {
             }
         }
         if self.emit == EmitMode::Changes {
-            out.push(result(&key, start, end, &accs, false));
+            out.emit(open(&key, start, end, &accs));
         }
         sessions.splice(i..j, [Session { start, end, accs }]);
         self.session_timers
@@ -636,7 +697,7 @@ impl WindowOperator {
 
     /// Emits every window whose close the firing watermark passed, by close
     /// and then key.
-    fn fire(&mut self, out: &mut Vec<WindowResult>) {
+    fn fire(&mut self, out: &mut (impl Emit + ?Sized)) {
         let Some(f) = self.watermarks.firing() else {
             return;
         };
@@ -663,11 +724,11 @@ impl WindowOperator {
                 continue;
             }
             let s = sessions.remove(i);
-            out.push(WindowResult {
-                key: key.clone(),
+            out.emit(ResultRef {
+                key: &key,
                 start_ms: s.start,
                 end_ms: s.end,
-                values: Values::Accs(s.accs),
+                values: ValuesRef::Accs(&s.accs),
                 is_final: true,
             });
             if sessions.is_empty() {
@@ -696,14 +757,14 @@ fn session_close(end: i64, gap: i64, grace: i64) -> i64 {
     end.saturating_add(gap).saturating_add(grace)
 }
 
-fn result(key: &GroupKey, start: i64, end: i64, accs: &[Acc], is_final: bool) -> WindowResult {
-    WindowResult {
-        key: key.clone(),
+/// An open window's result: its values as they stand now.
+fn open<'a>(key: &'a GroupKey, start: i64, end: i64, accs: &'a [Acc]) -> ResultRef<'a> {
+    ResultRef {
+        key,
         start_ms: start,
         end_ms: end,
-        // The window stays open: its values as they stand now.
-        values: Values::Json(accs.iter().map(Acc::value).collect()),
-        is_final,
+        values: ValuesRef::Accs(accs),
+        is_final: false,
     }
 }
 

@@ -6,12 +6,10 @@
 //! not once per window, and a key's text shared (allocated) once while any
 //! of its windows is open, not once per window.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 
-use super::{GroupKey, KeyMap, Values, WindowResult};
+use super::{Emit, GroupKey, KeyMap, ResultRef, ValuesRef};
 use crate::stream::acc::Acc;
 use crate::stream::plan::AggregateKind;
 
@@ -72,8 +70,7 @@ struct Slot {
 
 /// The windows of one start: each key's accumulators are `n` in one list
 /// shared by the start's windows, so that a key opening a window allocates
-/// nothing of its own, and the windows' results, which fire together,
-/// share the list ([`Values::Shared`]).
+/// nothing of its own.
 #[derive(Debug, Clone)]
 struct Start {
     /// Key slot → where its accumulators begin in `accs`.
@@ -212,6 +209,22 @@ impl Fixed {
         }
     }
 
+    /// The key of `slot` and its window at `start` (the `number`th
+    /// multiple of the slide), which [`Self::window`] just gave it.
+    pub(super) fn key_and_window(
+        &self,
+        (number, start): (i64, i64),
+        slot: u32,
+        n: usize,
+    ) -> (&GroupKey, &[Acc]) {
+        let entry = slot as usize * self.ring + (number as usize & self.ring.wrapping_sub(1));
+        let accs = match (self.recent.get(entry), self.starts.get(&start)) {
+            (Some(&(s, at)), Some(w)) if s == start => w.accs.get(at..at + n),
+            _ => None,
+        };
+        (self.key(slot), accs.unwrap_or_default())
+    }
+
     /// `key`'s open windows: (start, accumulators), by start.
     pub(super) fn open_for<'a>(
         &'a self,
@@ -225,16 +238,16 @@ impl Fixed {
         })
     }
 
-    /// Pushes to `out`, in key order, the final results of every start
-    /// whose windows (of `size`) close at or before `f` with `grace`, and
-    /// forgets them; `n` accumulators per window.
+    /// Hands `out`, in key order, the final results of every start whose
+    /// windows (of `size`) close at or before `f` with `grace`, and forgets
+    /// them; `n` accumulators per window.
     pub(super) fn fire(
         &mut self,
         f: i64,
         size: i64,
         grace: i64,
         n: usize,
-        out: &mut Vec<WindowResult>,
+        out: &mut (impl Emit + ?Sized),
     ) {
         while let Some(entry) = self.starts.first_entry() {
             let start = *entry.key();
@@ -281,8 +294,6 @@ impl Fixed {
                 i = end;
             }
             let end = start.saturating_add(size);
-            let all = Arc::new(accs);
-            out.reserve(closing.len());
             for w in closing.drain(..) {
                 let (slot, at) = ((w >> 32) as u32, (w as u32 as usize) * n);
                 let Some(Some(s)) = self.slots.get_mut(slot as usize) else {
@@ -292,16 +303,11 @@ impl Fixed {
                 if s.windows == 0 {
                     self.idle += 1;
                 }
-                let key = s.key.clone();
-                out.push(WindowResult {
-                    values: Values::Shared {
-                        all: Arc::clone(&all),
-                        at,
-                        n,
-                    },
-                    key,
+                out.emit(ResultRef {
+                    key: &s.key,
                     start_ms: start,
                     end_ms: end,
+                    values: ValuesRef::Accs(accs.get(at..at + n).unwrap_or_default()),
                     is_final: true,
                 });
             }

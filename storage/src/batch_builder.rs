@@ -21,6 +21,19 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    /// The widths of the last record written in place: its length's
+    /// varint and its value length's (see [`BatchBuilder::push_with`]).
+    widths: (usize, usize),
+}
+
+/// Where a batch stood before a record was pushed (see
+/// [`BatchBuilder::rollback`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchMark {
+    len: usize,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
 }
 
 /// Bytes a zigzag varint of `v` takes.
@@ -85,6 +98,22 @@ impl Varints {
     }
 }
 
+/// Writes `v` as a zigzag varlong into the `width` bytes at `at`, made as
+/// wide as it needs (the bytes after them moved); its width.
+fn set_varlong(buf: &mut Vec<u8>, at: usize, width: usize, v: i64) -> usize {
+    let mut n = Varints::default();
+    n.put(v);
+    let bytes = n.bytes();
+    if bytes.len() == width {
+        for (slot, b) in buf[at..at + width].iter_mut().zip(bytes) {
+            *slot = *b;
+        }
+    } else {
+        buf.splice(at..at + width, bytes.iter().copied());
+    }
+    bytes.len()
+}
+
 /// Appends a length-prefixed nullable field (`-1` for null).
 #[inline]
 fn put_field(out: &mut Vec<u8>, f: Option<&[u8]>) {
@@ -111,7 +140,26 @@ impl BatchBuilder {
             producer_id,
             producer_epoch,
             base_sequence,
+            widths: (1, 1),
         }
+    }
+
+    /// Where the batch stands now, to go back to with [`Self::rollback`].
+    pub fn mark(&self) -> BatchMark {
+        BatchMark {
+            len: self.buf.len(),
+            count: self.count,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+        }
+    }
+
+    /// Takes back the records pushed since `m` was taken.
+    pub fn rollback(&mut self, m: BatchMark) {
+        self.buf.truncate(m.len);
+        self.count = m.count;
+        self.base_timestamp = m.base_timestamp;
+        self.max_timestamp = m.max_timestamp;
     }
 
     /// Records pushed so far.
@@ -183,6 +231,56 @@ impl BatchBuilder {
             put_field(out, Some(k));
             put_field(out, v);
         }
+        self.count += 1;
+    }
+
+    /// Appends a record whose value `write` appends to the buffer it is
+    /// handed, in place (a value built for this record is not copied in):
+    /// its timestamp (ms), key, value and headers, in order.
+    pub fn push_with<'h>(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        headers: impl Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let delta = timestamp.wrapping_sub(self.base_timestamp);
+        let offset_delta = i64::from(self.count);
+        // The two lengths before the value are not known until it is
+        // written: room is left for them as wide as the last record's, and
+        // made wider or narrower after (rarely: records of a batch are
+        // mostly alike).
+        let (body_width, value_width) = self.widths;
+        let start = self.buf.len();
+        let mut head = Varints::default();
+        for _ in 0..body_width {
+            head.byte(0);
+        }
+        head.byte(0); // attributes
+        head.put(delta);
+        head.put(offset_delta);
+        head.put(key.map_or(-1, |k| k.len() as i64));
+        self.buf.extend_from_slice(head.bytes());
+        if let Some(k) = key {
+            self.buf.extend_from_slice(k);
+        }
+        let value_at = self.buf.len();
+        self.buf.resize(value_at + value_width, 0);
+        write(&mut self.buf);
+        let value_len = self.buf.len() - value_at - value_width;
+        put_varlong(&mut self.buf, headers.clone().count() as i64);
+        for (k, v) in headers {
+            put_field(&mut self.buf, Some(k));
+            put_field(&mut self.buf, v);
+        }
+        let value_width = set_varlong(&mut self.buf, value_at, value_width, value_len as i64);
+        let body_len = self.buf.len() - start - body_width;
+        let body_width = set_varlong(&mut self.buf, start, body_width, body_len as i64);
+        self.widths = (body_width, value_width);
         self.count += 1;
     }
 
@@ -295,6 +393,64 @@ mod tests {
                 prop_assert_eq!(v.value.as_deref(), value.as_deref());
                 let got: Vec<_> = walked[i].headers.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
                 prop_assert_eq!(&got, headers);
+            }
+        }
+    }
+
+    proptest! {
+        /// Records whose values are written in place read back as pushed
+        /// ones do, whatever their values' lengths (across the one-, two-
+        /// and three-byte widths of the lengths before them, in any order),
+        /// and records taken back leave no trace.
+        #[test]
+        fn records_written_in_place_read_back(
+            records in proptest::collection::vec(
+                (
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
+                    prop_oneof![0usize..70, 8_180usize..8_200, 0usize..20_000],
+                    any::<bool>(),
+                    proptest::option::of(0u8..3),
+                    any::<bool>(),
+                ),
+                1..20,
+            ),
+        ) {
+            let base = 1_700_000_000_000i64;
+            let mut b = BatchBuilder::new(-1, -1, -1, 0);
+            let mut kept = Vec::new();
+            for (i, (key, len, in_place, header, taken_back)) in records.iter().enumerate() {
+                let value: Vec<u8> = (0..*len).map(|j| (i * 7 + j) as u8).collect();
+                let header = header.map(|h| vec![h; usize::from(h)]);
+                let headers = header.iter().map(|h| (&b"h"[..], Some(h.as_slice())));
+                let ts = base + (i as i64 % 5) * 1_000 - 2_000;
+                let mark = b.mark();
+                if *in_place {
+                    b.push_with(ts, key.as_deref(), headers, |out| out.extend_from_slice(&value));
+                } else {
+                    b.push(ts, key.as_deref(), Some(&value), headers);
+                }
+                if *taken_back {
+                    b.rollback(mark);
+                } else {
+                    kept.push((ts, key.clone(), value, header));
+                }
+            }
+            prop_assume!(!kept.is_empty());
+            let batch = Bytes::from(b.finish(0).unwrap());
+            let h = validate(&batch, usize::MAX, CountRule::Produced).unwrap();
+            prop_assert_eq!(h.record_count as usize, kept.len());
+            prop_assert_eq!(h.base_timestamp, kept[0].0);
+            prop_assert_eq!(h.max_timestamp, kept.iter().map(|r| r.0).max().unwrap());
+            let section = crate::record::records_bytes(&batch, &h, 1 << 24).unwrap();
+            let walked: Vec<_> = RecordWalk::new(&section, h.record_count).map(|r| r.unwrap()).collect();
+            for (i, ((ts, key, value, header), r)) in kept.iter().zip(&walked).enumerate() {
+                prop_assert_eq!(r.offset_delta, i as i32);
+                prop_assert_eq!(h.base_timestamp + r.timestamp_delta, *ts);
+                prop_assert_eq!(r.key, key.as_deref());
+                prop_assert_eq!(r.value, Some(value.as_slice()));
+                let got: Vec<_> = r.headers.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
+                let want: Vec<_> = header.iter().map(|h| (b"h".to_vec(), Some(h.clone()))).collect();
+                prop_assert_eq!(got, want);
             }
         }
     }

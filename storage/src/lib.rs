@@ -32,7 +32,7 @@ pub use batch::{
     seal as seal_batch, set_base_sequence, stamp as stamp_batch, validate as validate_batch,
     BatchHeader, CountRule, HeaderWalk, HEADER_LEN,
 };
-pub use batch_builder::BatchBuilder;
+pub use batch_builder::{BatchBuilder, BatchMark};
 pub use cleaner::CompactionOutcome;
 pub use config::{CleanupPolicy, Durability, LogConfig};
 pub use error::{BatchError, Result, StorageError};

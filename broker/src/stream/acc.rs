@@ -452,16 +452,13 @@ impl Acc {
 
     /// Writes [`Self::value`] as JSON text to `out` (counts without
     /// building a JSON value).
-    pub(crate) fn write_json(&self, out: &mut bytes::BytesMut) {
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Acc::Count(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
-            Acc::Distinct(set) => {
-                out.extend_from_slice(itoa::Buffer::new().format(set.len() as u64).as_bytes())
-            }
+            Acc::Count(n) => put_count(out, *n),
+            Acc::Distinct(set) => put_count(out, set.len() as u64),
+            // Writing JSON to memory cannot fail.
             other => {
-                use bytes::BufMut;
-                // Writing JSON to memory cannot fail.
-                let _ = serde_json::to_writer(out.writer(), &other.value());
+                let _ = serde_json::to_writer(out, &other.value());
             }
         }
     }
@@ -479,10 +476,37 @@ impl Acc {
     }
 }
 
+/// Appends `n` in decimal: a count below 100 (most windows' counts) as
+/// one or two bytes, without a copy of a length known only at run time.
+#[inline]
+fn put_count(out: &mut Vec<u8>, n: u64) {
+    match n {
+        0..=9 => out.push(b'0' + n as u8),
+        10..=99 => out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]),
+        _ => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Counts are written as their JSON values are, at the edges of the
+    /// short forms (one and two digits) and beyond.
+    #[test]
+    fn counts_are_written_as_their_json_values() {
+        for n in [0u64, 1, 9, 10, 11, 42, 99, 100, 101, 999, 1_000, u64::MAX] {
+            let acc = Acc::Count(n);
+            let mut out = Vec::new();
+            acc.write_json(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                acc.value().to_string(),
+                "{n}"
+            );
+        }
+    }
 
     /// MIN and MAX compare integers past 2^53 exactly (found from outside:
     /// MIN of 99999999999999999 and 100000000000000000 came out above MAX),

@@ -5,10 +5,13 @@
 //! one group lands in one output partition, in order; a job grouping by the
 //! record key alone keeps the input's key as it was. The record timestamp
 //! is the time of writing (results of replayed history must not fall under
-//! the output's time retention at once). The records of one write share
-//! one buffer: a result costs no allocation of its own.
+//! the output's time retention at once). A value is written straight into
+//! its record batch, as constant pieces of text with a result's own values
+//! between them: the field names, and the window's bounds, which the
+//! results of one window start share, are written once per start, not once
+//! per result.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use super::plan::{JobPlan, OutputColumn, KEY_COLUMN};
@@ -35,6 +38,46 @@ pub struct Output {
     keys: usize,
     /// The job groups by the record key alone: results keep it.
     record_key: bool,
+    /// The window bounds `pieces` were made for.
+    bounds: Option<(i64, i64)>,
+    /// The value as constant text (names, punctuation, the window's
+    /// bounds), each piece followed by the source of the value after it.
+    pieces: Vec<(Text, Option<Source>)>,
+}
+
+/// Constant text, copied as a whole block of [`Text::SHORT`] bytes when it
+/// is that short (a copy of a known length is a few instructions; one of
+/// any length is a call).
+#[derive(Debug, Clone)]
+enum Text {
+    Short([u8; Text::SHORT], usize),
+    Long(Vec<u8>),
+}
+
+impl Text {
+    const SHORT: usize = 48;
+
+    fn new(t: &[u8]) -> Self {
+        if t.len() <= Self::SHORT {
+            let mut b = [0; Self::SHORT];
+            b[..t.len()].copy_from_slice(t);
+            Text::Short(b, t.len())
+        } else {
+            Text::Long(t.to_vec())
+        }
+    }
+
+    #[inline]
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            Text::Short(b, len) => {
+                let end = out.len() + len;
+                out.extend_from_slice(b);
+                out.truncate(end);
+            }
+            Text::Long(t) => out.extend_from_slice(t),
+        }
+    }
 }
 
 impl Output {
@@ -69,7 +112,34 @@ impl Output {
             fields,
             keys: plan.keys.len(),
             record_key: plan.keys == [KEY_COLUMN],
+            bounds: None,
+            pieces: Vec::new(),
         }
+    }
+
+    /// Makes the constant pieces of the values of windows `[start, end)`.
+    fn make_pieces(&mut self, start: i64, end: i64) {
+        self.pieces.clear();
+        let mut text = Vec::new();
+        if self.fields.is_empty() {
+            text.push(b'{');
+        }
+        for (name, src) in &self.fields {
+            text.extend_from_slice(name);
+            match src {
+                Source::Start => {
+                    text.extend_from_slice(itoa::Buffer::new().format(start).as_bytes())
+                }
+                Source::End => text.extend_from_slice(itoa::Buffer::new().format(end).as_bytes()),
+                other => {
+                    self.pieces.push((Text::new(&text), Some(*other)));
+                    text.clear();
+                }
+            }
+        }
+        text.push(b'}');
+        self.pieces.push((Text::new(&text), None));
+        self.bounds = Some((start, end));
     }
 
     /// The key (none for a null record key) and value bytes of the output
@@ -77,16 +147,18 @@ impl Output {
     /// written into `buf` and split off it (so the records of one write
     /// share `buf`'s allocation).
     pub fn record(
-        &self,
+        &mut self,
         r: &WindowResult,
         rank: Option<u64>,
         buf: &mut BytesMut,
     ) -> (Option<Bytes>, Bytes) {
         let r = r.as_ref();
-        self.value_into(&r, rank, buf);
+        let mut value = Vec::new();
+        self.value_into(&r, rank, &mut value);
+        buf.extend_from_slice(&value);
         let value = buf.split().freeze();
         let key = self.key_of(&r).map(|k| {
-            buf.put_slice(k.as_bytes());
+            buf.extend_from_slice(k.as_bytes());
             buf.split().freeze()
         });
         (key, value)
@@ -110,47 +182,37 @@ impl Output {
     }
 
     /// Appends the output record's value of `r`, ranked `rank` by the job's
-    /// Top-N (null without one), to `buf`.
-    pub fn value_into(&self, r: &ResultRef<'_>, rank: Option<u64>, buf: &mut BytesMut) {
+    /// Top-N (null without one), to `out`.
+    pub fn value_into(&mut self, r: &ResultRef<'_>, rank: Option<u64>, out: &mut Vec<u8>) {
+        if self.bounds != Some((r.start_ms, r.end_ms)) {
+            self.make_pieces(r.start_ms, r.end_ms);
+        }
         let text = r.key.as_str();
         // One key column: its JSON is the array's only element, as is. More:
         // parsed once per record.
         let parsed = (self.keys != 1).then(|| r.key.values());
-        buf.reserve(16 * self.fields.len() + 2 + text.len());
-        if self.fields.is_empty() {
-            buf.put_u8(b'{');
-        }
-        for (name, src) in &self.fields {
-            buf.put_slice(name);
+        for (piece, then) in &self.pieces {
+            piece.put(out);
             // Writing JSON to memory cannot fail.
-            let _ = match *src {
-                Source::Key(k) => match &parsed {
+            let _ = match then {
+                None | Some(Source::Start | Source::End) => Ok(()),
+                Some(Source::Key(k)) => match &parsed {
                     None if text.len() >= 2 => {
-                        buf.put_slice(&text.as_bytes()[1..text.len() - 1]);
+                        out.extend_from_slice(&text.as_bytes()[1..text.len() - 1]);
                         Ok(())
                     }
-                    None => serde_json::to_writer((&mut *buf).writer(), &Value::Null),
-                    Some(vals) => serde_json::to_writer(
-                        (&mut *buf).writer(),
-                        vals.get(k).unwrap_or(&Value::Null),
-                    ),
+                    None => serde_json::to_writer(&mut *out, &Value::Null),
+                    Some(vals) => {
+                        serde_json::to_writer(&mut *out, vals.get(*k).unwrap_or(&Value::Null))
+                    }
                 },
-                Source::Start => {
-                    buf.extend_from_slice(itoa::Buffer::new().format(r.start_ms).as_bytes());
+                Some(Source::Aggregate(a)) => {
+                    r.values.write_json(*a, out);
                     Ok(())
                 }
-                Source::End => {
-                    buf.extend_from_slice(itoa::Buffer::new().format(r.end_ms).as_bytes());
-                    Ok(())
-                }
-                Source::Aggregate(a) => {
-                    r.values.write_json(a, buf);
-                    Ok(())
-                }
-                Source::Rank => serde_json::to_writer((&mut *buf).writer(), &rank),
+                Some(Source::Rank) => serde_json::to_writer(&mut *out, &rank),
             };
         }
-        buf.put_u8(b'}');
     }
 }
 
@@ -284,7 +346,7 @@ mod tests {
                 },
             ],
         );
-        let out = Output::new(&plan);
+        let mut out = Output::new(&plan);
         let result = |i: u64| WindowResult {
             key: GroupKey::of(&[json!(format!("key-{i}"))]),
             start_ms: 0,

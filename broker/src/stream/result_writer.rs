@@ -23,11 +23,6 @@ use super::window::{Emit, EmitMode, ResultRef, WindowResult};
 /// batches than with 256 KiB ones (BENCHMARKS.md).
 pub(super) const OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
 
-/// What a record adds to a batch beside its key, value and headers, at most
-/// (length, attributes, timestamp and offset deltas, key and value lengths
-/// and header count as varints, and each header's two lengths).
-const RECORD_OVERHEAD: usize = 48;
-
 /// One output partition a task writes.
 pub(super) struct OutputPart {
     pub(super) tp: TopicPartition,
@@ -60,8 +55,7 @@ impl OutputPart {
 pub(super) struct ResultWriter {
     /// Writes the output records.
     pub(super) format: Output,
-    /// Where a record's value is written before it goes into the batch
-    /// (reused), and state queries' answers.
+    /// Where state queries' answers are written.
     pub(super) buf: BytesMut,
     /// Bytes of records an output batch holds at most: [`OUTPUT_BATCH_BYTES`],
     /// or less to keep each batch within the output topic's
@@ -97,7 +91,7 @@ impl ResultWriter {
     pub(super) fn new(plan: &JobPlan, emit: EmitMode, outputs: Vec<OutputPart>) -> Self {
         ResultWriter {
             format: Output::new(plan),
-            buf: BytesMut::with_capacity(64 * 1024),
+            buf: BytesMut::new(),
             batch_bytes: OUTPUT_BATCH_BYTES,
             record_limit: usize::MAX,
             outputs,
@@ -175,49 +169,49 @@ impl ResultWriter {
             // (whose tally does not count it): it is in the output.
             return Ok(());
         }
-        self.format.value_into(w, rank, &mut self.buf);
         let key = self.format.key_of(w);
         // Under `--emit changes`, tells a window's last (final) result from
         // its updates.
         let flag: &[u8] = if w.is_final { b"true" } else { b"false" };
         let header = self.changes.then_some((&b"weir-final"[..], Some(flag)));
-        // A batch that this record could take past the limit is closed
-        // first.
-        let size = RECORD_OVERHEAD
-            + self.buf.len()
-            + key.as_ref().map_or(0, |k| k.len())
-            + header.map_or(0, |(h, v)| h.len() + v.map_or(0, <[u8]>::len));
-        if size > self.record_limit {
-            // Never written, so the results after it are not either: the
-            // exactly-once skip counts results in order (found from
-            // outside: sent alone and refused, it failed the task while
-            // a later batch was taken, and after the restart it was
-            // skipped as written, lost without a word).
-            let text = String::from_utf8_lossy(&self.buf[..self.buf.len().min(80)]).into_owned();
-            self.buf.clear();
-            return Err(TaskError::Topics(format!(
-                "a result of about {size} bytes ({text}…) is over output topic {0}'s \
-                 max.message.bytes: raise it (weir topic alter {0} --set \
-                 max.message.bytes=N) and the job goes on from its last checkpoint",
-                self.plan.output_topic
-            )));
+        let key = key.as_deref().map(str::as_bytes);
+        // Written into the batch; taken back out if it took the batch past
+        // its limit (then it goes into the next one) or is over the limit
+        // by itself.
+        for fresh in [false, true] {
+            let b = o
+                .pending
+                .get_or_insert_with(|| BatchBuilder::new(-1, -1, -1, OUTPUT_BATCH_BYTES + 4096));
+            let mark = b.mark();
+            let before = b.records_len();
+            b.push_with(self.now, key, header.into_iter(), |out| {
+                self.format.value_into(w, rank, out)
+            });
+            let size = b.records_len() - before;
+            if size > self.record_limit {
+                // Never written, so the results after it are not either: the
+                // exactly-once skip counts results in order (found from
+                // outside: sent alone and refused, it failed the task while
+                // a later batch was taken, and after the restart it was
+                // skipped as written, lost without a word).
+                b.rollback(mark);
+                let mut value = Vec::new();
+                self.format.value_into(w, rank, &mut value);
+                let text = String::from_utf8_lossy(&value[..value.len().min(80)]).into_owned();
+                return Err(TaskError::Topics(format!(
+                    "a result of about {size} bytes ({text}…) is over output topic {0}'s \
+                     max.message.bytes: raise it (weir topic alter {0} --set \
+                     max.message.bytes=N) and the job goes on from its last checkpoint",
+                    self.plan.output_topic
+                )));
+            }
+            if b.records_len() > self.batch_bytes && !fresh && before > 0 {
+                b.rollback(mark);
+                o.full.extend(o.pending.take());
+                continue;
+            }
+            break;
         }
-        if o.pending
-            .as_ref()
-            .is_some_and(|b| !b.is_empty() && b.records_len() + size > self.batch_bytes)
-        {
-            o.full.extend(o.pending.take());
-        }
-        o.pending
-            .get_or_insert_with(|| BatchBuilder::new(-1, -1, -1, OUTPUT_BATCH_BYTES + 4096))
-            .push(
-                self.now,
-                key.as_deref().map(str::as_bytes),
-                Some(&self.buf),
-                header.into_iter(),
-            );
-        // State queries split their answers off the same buffer.
-        self.buf.clear();
         if o.pending
             .as_ref()
             .is_some_and(|b| b.records_len() >= self.batch_bytes)

@@ -273,16 +273,15 @@ impl ValuesRef<'_> {
     }
 
     /// Writes value `i` as JSON text to `out` (null past the last).
-    pub fn write_json(&self, i: usize, out: &mut bytes::BytesMut) {
+    pub fn write_json(&self, i: usize, out: &mut Vec<u8>) {
         match self {
             ValuesRef::Accs(a) => match a.get(i) {
                 Some(acc) => acc.write_json(out),
                 None => out.extend_from_slice(b"null"),
             },
+            // Writing JSON to memory cannot fail.
             ValuesRef::Json(v) => {
-                use bytes::BufMut;
-                // Writing JSON to memory cannot fail.
-                let _ = serde_json::to_writer(out.writer(), v.get(i).unwrap_or(&Value::Null));
+                let _ = serde_json::to_writer(out, v.get(i).unwrap_or(&Value::Null));
             }
         }
     }

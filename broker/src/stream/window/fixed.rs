@@ -4,7 +4,11 @@
 //! window a small number (its slot), and each start finds the key's
 //! accumulators by that number: a string hashed and compared once per row,
 //! not once per window, and a key's text shared (allocated) once while any
-//! of its windows is open, not once per window.
+//! of its windows is open, not once per window. A start's windows are a
+//! list, not a map: a row whose window is not in its key's ring opens it,
+//! unless the ring lost an entry of that start while it was open (rows far
+//! apart in event time while a slower partition holds the windows open);
+//! such a start gets a map by slot, used from then on.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -16,8 +20,9 @@ use crate::stream::plan::AggregateKind;
 /// A map by key slot.
 type SlotMap<V> = std::collections::HashMap<u32, V, foldhash::fast::RandomState>;
 
-/// How many emptied slot maps are kept: a hop opens `size / slide` starts.
-const SPARE_MAPS: usize = 8;
+/// How many emptied window lists are kept: a hop opens `size / slide`
+/// starts.
+const SPARE_LISTS: usize = 8;
 
 /// At most this many of a slot's last windows are found without a lookup.
 const RING_MAX: usize = 8;
@@ -28,7 +33,7 @@ const IDLE_KEPT: usize = 1024;
 /// The open tumbling or hopping windows: start → key → accumulators. All
 /// windows of one start close together (at `start + size + grace`), so
 /// the first starts are the next to fire and need no timers of their own.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Fixed {
     /// Key text → its slot, for the keys with an open window.
     index: KeyMap<u32>,
@@ -44,11 +49,13 @@ pub(super) struct Fixed {
     idle: usize,
     /// Each slot's last windows, `ring` per slot, the window of start `s`
     /// at `s / slide` modulo `ring`: (start, where its accumulators begin).
-    /// A row's window is found there without a lookup in its start's map
-    /// (a hop's row finds each of its `size / slide` windows). Entries of
-    /// starts that fired are never asked for again: a start that fired
-    /// never opens again.
+    /// A row's window is found there without a lookup (a hop's row finds
+    /// each of its `size / slide` windows). Entries of starts that fired
+    /// are never asked for again: a start that fired never opens again.
     recent: Vec<(i64, usize)>,
+    /// The latest start that fired (`i64::MIN`: none). Every open start is
+    /// later: starts fire in order, and one at or before it is closed.
+    fired_through: i64,
     /// Entries per slot in `recent` (0 until the first window).
     ring: usize,
     /// The windows, by start.
@@ -73,25 +80,46 @@ struct Slot {
 /// nothing of its own.
 #[derive(Debug, Clone)]
 struct Start {
-    /// Key slot → where its accumulators begin in `accs`.
-    keys: SlotMap<usize>,
+    /// Each window's key slot, in the order they opened (the window's
+    /// accumulators are the `n` at its place times `n` in `accs`).
+    keys: Vec<u32>,
+    /// Key slot → its window's place, once the ring of a key lost an entry
+    /// of this start while it was open (a ring that misses then says
+    /// nothing); none before.
+    index: Option<SlotMap<u32>>,
     /// Every window's accumulators, `n` after another, in the order the
     /// keys came.
     accs: Vec<Acc>,
 }
 
-/// What firing keeps for next time instead of freeing: the emptied slot
-/// maps of fired starts (each as large as a start's keys), and the list
+/// What firing keeps for next time instead of freeing: the emptied window
+/// lists of fired starts (each as long as a start's keys), and the list
 /// their windows are sorted in. Cloned empty: it is no part of the state.
 #[derive(Debug, Default)]
 struct Spare {
-    maps: Vec<SlotMap<usize>>,
+    lists: Vec<Vec<u32>>,
     closing: Vec<u128>,
 }
 
 impl Clone for Spare {
     fn clone(&self) -> Self {
         Spare::default()
+    }
+}
+
+impl Default for Fixed {
+    fn default() -> Self {
+        Fixed {
+            index: KeyMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            idle: 0,
+            recent: Vec::new(),
+            fired_through: i64::MIN,
+            ring: 0,
+            starts: BTreeMap::new(),
+            spare: Spare::default(),
+        }
     }
 }
 
@@ -165,48 +193,41 @@ impl Fixed {
                 .resize(self.slots.len() * self.ring, (i64::MIN, 0));
         }
         let entry = slot as usize * self.ring + (number as usize & (self.ring - 1));
-        // A new start's map is sized as the oldest open one (the keys of a
-        // window are mostly those of the one before).
+        let cached = self.recent.get(entry).copied().unwrap_or((i64::MIN, 0));
+        if cached.0 != start && cached.0 > self.fired_through {
+            // The entry of a start that may still be open gives way: that
+            // start's windows are found through a map from now on.
+            if let Some(old) = self.starts.get_mut(&cached.0) {
+                old.index();
+            }
+        }
+        // A new start's list is as long as the oldest open one (the keys
+        // of a window are mostly those of the one before).
         let hint = self
             .starts
             .first_key_value()
             .map_or(0, |(_, w)| w.keys.len());
-        let spare = &mut self.spare.maps;
+        let spare = &mut self.spare.lists;
         let w = self
             .starts
             .entry(start)
             .or_insert_with(|| Start::with(spare.pop(), hint, n));
-        let cached = self.recent.get(entry).filter(|(s, _)| *s == start);
         let at = match cached {
-            Some(&(_, at)) => at,
-            None => Self::open(w, slot, kinds, &mut self.slots),
+            (s, at) if s == start => at,
+            _ => {
+                let (at, opened) = w.open(slot, kinds);
+                if opened {
+                    if let Some(Some(s)) = self.slots.get_mut(slot as usize) {
+                        s.windows += 1;
+                    }
+                }
+                at
+            }
         };
         if let Some(e) = self.recent.get_mut(entry) {
             *e = (start, at);
         }
         &mut w.accs[at..at + n]
-    }
-
-    /// Where `slot`'s accumulators begin in start `w`, opened (empty, of
-    /// `kinds`) if it has none.
-    fn open(
-        w: &mut Start,
-        slot: u32,
-        kinds: &[AggregateKind],
-        slots: &mut [Option<Slot>],
-    ) -> usize {
-        match w.keys.entry(slot) {
-            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let at = w.accs.len();
-                e.insert(at);
-                w.accs.extend(kinds.iter().map(|k| Acc::new(*k)));
-                if let Some(Some(s)) = slots.get_mut(slot as usize) {
-                    s.windows += 1;
-                }
-                at
-            }
-        }
     }
 
     /// The key of `slot` and its window at `start` (the `number`th
@@ -233,7 +254,7 @@ impl Fixed {
     ) -> impl Iterator<Item = (i64, &'a [Acc])> + 'a {
         let slot = self.index.get(key).copied();
         self.starts.iter().filter_map(move |(start, w)| {
-            let at = *w.keys.get(&slot?)?;
+            let at = w.find(slot?)? as usize * n;
             Some((*start, w.accs.get(at..at + n)?))
         })
     }
@@ -254,22 +275,22 @@ impl Fixed {
             if start.saturating_add(size).saturating_add(grace) > f {
                 break;
             }
-            let Start { mut keys, accs } = entry.remove();
+            self.fired_through = start;
+            let Start { mut keys, accs, .. } = entry.remove();
             let slots = &self.slots;
             let prefix = |slot: u32| match slots.get(slot as usize) {
                 Some(Some(s)) => s.prefix,
                 _ => 0,
             };
             // Each window as one number: its key's first bytes, its slot,
-            // and which of the start's windows it is (its accumulators'
-            // place over `n`; a start holds fewer than 2^32 windows).
-            let per = n.max(1);
+            // and which of the start's windows it is (a start holds fewer
+            // than 2^32 windows).
             let closing = &mut self.spare.closing;
-            closing.extend(keys.drain().map(|(slot, at)| {
-                (u128::from(prefix(slot)) << 64) | (u128::from(slot) << 32) | (at / per) as u128
+            closing.extend(keys.drain(..).enumerate().map(|(place, slot)| {
+                (u128::from(prefix(slot)) << 64) | (u128::from(slot) << 32) | place as u128
             }));
-            if self.spare.maps.len() < SPARE_MAPS {
-                self.spare.maps.push(keys);
+            if self.spare.lists.len() < SPARE_LISTS {
+                self.spare.lists.push(keys);
             }
             // By key: most keys differ in their first bytes, sorted as
             // numbers without reading the keys' text; the few that share
@@ -335,10 +356,11 @@ impl Fixed {
         let mut v = Vec::with_capacity(self.open_windows());
         for (start, w) in &self.starts {
             let n = w.per_window();
-            for (slot, at) in &w.keys {
+            for (place, slot) in w.keys.iter().enumerate() {
+                let at = place * n;
                 v.push((
                     (self.key(*slot), *start),
-                    w.accs.get(*at..*at + n).unwrap_or_default(),
+                    w.accs.get(at..at + n).unwrap_or_default(),
                 ));
             }
         }
@@ -355,14 +377,55 @@ fn unreachable_key() -> &'static GroupKey {
 }
 
 impl Start {
-    /// An empty start whose map is sized for `keys` keys of `n`
-    /// accumulators (or reuses `map`).
-    fn with(map: Option<SlotMap<usize>>, keys: usize, n: usize) -> Self {
+    /// An empty start with room for `keys` keys of `n` accumulators (or
+    /// `list`'s room).
+    fn with(list: Option<Vec<u32>>, keys: usize, n: usize) -> Self {
         Start {
-            keys: map
-                .unwrap_or_else(|| SlotMap::with_capacity_and_hasher(keys, Default::default())),
+            keys: list.unwrap_or_else(|| Vec::with_capacity(keys)),
+            index: None,
             accs: Vec::with_capacity(keys * n),
         }
+    }
+
+    /// Finds windows by slot through a map from now on.
+    fn index(&mut self) {
+        if self.index.is_none() {
+            let mut map = SlotMap::with_capacity_and_hasher(self.keys.len(), Default::default());
+            map.extend(self.keys.iter().enumerate().map(|(p, s)| (*s, p as u32)));
+            self.index = Some(map);
+        }
+    }
+
+    /// The place of `slot`'s window (a scan of the list when the start has
+    /// no map: for state queries).
+    fn find(&self, slot: u32) -> Option<u32> {
+        match &self.index {
+            Some(map) => map.get(&slot).copied(),
+            None => self.keys.iter().position(|s| *s == slot).map(|p| p as u32),
+        }
+    }
+
+    /// Where `slot`'s accumulators begin, and whether they were opened now
+    /// (empty, of `kinds`): found through the map if the start has one;
+    /// without, the caller knows it has none (its ring held every window
+    /// of this start).
+    fn open(&mut self, slot: u32, kinds: &[AggregateKind]) -> (usize, bool) {
+        let n = kinds.len();
+        let place = self.keys.len() as u32;
+        if let Some(map) = &mut self.index {
+            match map.entry(slot) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    return (*e.get() as usize * n, false)
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(place);
+                }
+            }
+        }
+        self.keys.push(slot);
+        let at = self.accs.len();
+        self.accs.extend(kinds.iter().map(|k| Acc::new(*k)));
+        (at, true)
     }
 
     /// How many accumulators each window has.
@@ -395,10 +458,12 @@ impl<'de> Deserialize<'de> for Fixed {
         let mut f = Fixed::default();
         for ((key, start), accs) in v {
             let slot = f.slot(key.as_str());
-            let w = f
-                .starts
-                .entry(start)
-                .or_insert_with(|| Start::with(None, 0, 0));
+            // Its windows are not in the slots' rings: found by map.
+            let w = f.starts.entry(start).or_insert_with(|| {
+                let mut w = Start::with(None, 0, 0);
+                w.index();
+                w
+            });
             let n = w.per_window();
             if !w.keys.is_empty() && accs.len() != n {
                 return Err(serde::de::Error::custom(format!(
@@ -406,12 +471,15 @@ impl<'de> Deserialize<'de> for Fixed {
                     accs.len()
                 )));
             }
-            if w.keys.contains_key(&slot) {
-                return Err(serde::de::Error::custom(format!(
-                    "window {start} of {key:?} is listed twice"
-                )));
+            let place = w.keys.len() as u32;
+            if let Some(map) = &mut w.index {
+                if map.insert(slot, place).is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "window {start} of {key:?} is listed twice"
+                    )));
+                }
             }
-            w.keys.insert(slot, w.accs.len());
+            w.keys.push(slot);
             w.accs.extend(accs);
             if let Some(Some(s)) = f.slots.get_mut(slot as usize) {
                 s.windows += 1;

@@ -100,7 +100,22 @@ impl Varints {
 
 /// Writes `v` as a zigzag varlong into the `width` bytes at `at`, made as
 /// wide as it needs (the bytes after them moved); its width.
+#[inline]
 fn set_varlong(buf: &mut Vec<u8>, at: usize, width: usize, v: i64) -> usize {
+    // The usual widths, one and two bytes, written directly.
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    match (width, z) {
+        (1, 0..=0x7f) => {
+            buf[at] = z as u8;
+            return 1;
+        }
+        (2, 0x80..=0x3fff) => {
+            buf[at] = (z as u8) | 0x80;
+            buf[at + 1] = (z >> 7) as u8;
+            return 2;
+        }
+        _ => {}
+    }
     let mut n = Varints::default();
     n.put(v);
     let bytes = n.bytes();

@@ -452,15 +452,20 @@ impl Acc {
 
     /// Writes [`Self::value`] as JSON text to `out` (counts without
     /// building a JSON value).
+    #[inline]
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         match self {
             Acc::Count(n) => put_count(out, *n),
             Acc::Distinct(set) => put_count(out, set.len() as u64),
-            // Writing JSON to memory cannot fail.
-            other => {
-                let _ = serde_json::to_writer(out, &other.value());
-            }
+            other => other.write_value(out),
         }
+    }
+
+    /// Writes [`Self::value`] through `serde_json`.
+    #[inline(never)]
+    fn write_value(&self, out: &mut Vec<u8>) {
+        // Writing JSON to memory cannot fail.
+        let _ = serde_json::to_writer(out, &self.value());
     }
 
     /// The aggregate's value: null for SUM, MIN, MAX and AVG of no values.

@@ -31,7 +31,12 @@ pub(super) fn pick(value: &[u8], names: &[String], out: &mut [Value]) -> Option<
             s.eat(b':')?;
             s.ws();
             let start = s.i;
-            s.value(1)?;
+            // Scalars, most fields' values, skipped without a call.
+            match s.peek()? {
+                b'"' => s.string().map(|_| ())?,
+                b'-' | b'0'..=b'9' => s.number()?,
+                _ => s.value(1)?,
+            }
             if let Some(k) = names.iter().position(|n| n.as_bytes() == key) {
                 let span = &value[start..s.i];
                 out[k] = match plain(span) {

@@ -59,7 +59,7 @@ impl GroupKey {
     /// string (what most keys are, read without parsing).
     pub fn single_plain_string(&self) -> Option<&str> {
         let inner = self.0.strip_prefix("[\"")?.strip_suffix("\"]")?;
-        (!inner.contains(['"', '\\'])).then_some(inner)
+        (!inner.bytes().any(|b| b == b'"' || b == b'\\')).then_some(inner)
     }
 
     /// The key of `values` (the key columns, in plan order).

@@ -409,7 +409,7 @@ impl OffsetTranslator {
                 });
             }
             match e {
-                NewEntry::Data { id, batch } => run.push(id, &batch)?,
+                NewEntry::Data { id, batch } => run.push(id, batch)?,
                 NewEntry::Other { id, payload } => {
                     self.write_run(log, &mut run, &mut side_unsynced)?;
                     let rec = SideRecord {
@@ -449,7 +449,12 @@ impl OffsetTranslator {
                 ),
             ));
         }
-        let info = log.append_replicated(&run.buf)?;
+        let info = match run.single.take() {
+            // One batch: written from the entry's own bytes, its offset and
+            // epoch stamped into a copy of its first 16 bytes.
+            Some((batch, epoch)) => log.append_replicated_at(&batch, self.next_offset, epoch)?,
+            None => log.append_replicated(&run.buf)?,
+        };
         for (id, offset, next) in std::mem::take(&mut run.entries) {
             let c = Cursor {
                 index: id.index,
@@ -810,6 +815,10 @@ impl OffsetTranslator {
 /// Data entries staged for one partition-log write: stamped copies, back to back.
 #[derive(Debug)]
 struct DataRun {
+    /// The run's only batch so far, as its entry holds it, with its epoch
+    /// (not copied: most runs are one batch).
+    single: Option<(Bytes, i32)>,
+    /// The run's batches, copied and stamped, once it has more than one.
     buf: Vec<u8>,
     /// Each entry with its base offset and the offset after it.
     entries: Vec<(EntryId, i64, i64)>,
@@ -820,6 +829,7 @@ struct DataRun {
 impl DataRun {
     fn new(next: i64) -> Self {
         Self {
+            single: None,
             buf: Vec::new(),
             entries: Vec::new(),
             next,
@@ -827,13 +837,14 @@ impl DataRun {
         }
     }
 
-    /// Stages a copy of `batch` based at the next offset, stamped with the term.
-    fn push(&mut self, id: EntryId, batch: &[u8]) -> Result<()> {
+    /// Stages `batch` based at the next offset, stamped with the term (on a
+    /// copy, once the run has more than one batch).
+    fn push(&mut self, id: EntryId, batch: Bytes) -> Result<()> {
         let bad = |reason: String| RaftStoreError::BadBatch {
             index: id.index,
             reason,
         };
-        let h = BatchHeader::parse(batch).map_err(|e| bad(e.to_string()))?;
+        let h = BatchHeader::parse(&batch).map_err(|e| bad(e.to_string()))?;
         if h.size() != batch.len() || h.last_offset_delta < 0 {
             return Err(bad(format!(
                 "{} bytes, header says {} (lastOffsetDelta {})",
@@ -846,13 +857,26 @@ impl DataRun {
         let base = self.next;
         let next = base + i64::from(h.last_offset_delta) + 1;
         self.next = next;
+        if self.entries.is_empty() {
+            self.single = Some((batch, epoch));
+        } else {
+            if let Some((first, first_epoch)) = self.single.take() {
+                let first_base = self.entries.first().map_or(base, |e| e.1);
+                self.copy(&first, first_base, first_epoch);
+            }
+            self.copy(&batch, base, epoch);
+        }
+        self.entries.push((id, base, next));
+        Ok(())
+    }
+
+    /// Appends a copy of `batch` stamped with its offset and epoch.
+    fn copy(&mut self, batch: &[u8], base: i64, epoch: i32) {
         let at = self.buf.len();
         self.buf.extend_from_slice(batch);
         // baseOffset and partitionLeaderEpoch lie outside the CRC-32C (which
         // covers attributes..end), so stamping keeps the batch valid.
         stamp_batch(&mut self.buf[at..], base, epoch);
-        self.entries.push((id, base, next));
-        Ok(())
     }
 }
 

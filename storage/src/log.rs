@@ -379,15 +379,48 @@ impl Log {
         self.write_assigning(batches, &mut headers, leader_epoch)
     }
 
+    /// Appends one batch a replica copies from its leader, to be based at
+    /// `base_offset` (which must be the log end) with `leader_epoch`: as
+    /// [`Log::append_replicated`], but the caller's buffer is written as it
+    /// is, its offset and epoch stamped into a copy of its first 16 bytes.
+    pub fn append_replicated_at(
+        &self,
+        batch: &[u8],
+        base_offset: i64,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        let mut headers = parse_all(batch, usize::MAX, CountRule::Stored, true)?;
+        self.write_stamped(batch, &mut headers, leader_epoch, Some(base_offset))
+    }
+
     fn write_assigning(
         &self,
         batches: &[u8],
         headers: &mut [(usize, BatchHeader)],
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
+        self.write_stamped(batches, headers, leader_epoch, None)
+    }
+
+    /// Writes `batches` at the log end, stamped with their offsets from
+    /// there and `leader_epoch`; when `expected` is given, the log must end
+    /// there.
+    fn write_stamped(
+        &self,
+        batches: &[u8],
+        headers: &mut [(usize, BatchHeader)],
+        leader_epoch: i32,
+        expected: Option<i64>,
+    ) -> Result<AppendInfo> {
         let (info, after) = {
             let mut st = self.lock()?;
             let mut next = st.log_end();
+            if let Some(base_offset) = expected.filter(|b| *b != next) {
+                return Err(StorageError::NonContiguous {
+                    base_offset,
+                    log_end: next,
+                });
+            }
             // The 16 bytes the log rewrites are stamped into small copies; the
             // caller's buffer is written as it is (one pwritev, no copy).
             let mut stamps = Vec::with_capacity(headers.len());

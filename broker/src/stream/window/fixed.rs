@@ -136,7 +136,7 @@ impl Fixed {
             if let Some(Some(s)) = self.slots.get(*slot as usize) {
                 if s.windows == 0 {
                     // It opens one now.
-                    self.idle -= 1;
+                    self.idle = self.idle.saturating_sub(1);
                 }
             }
             return *slot;

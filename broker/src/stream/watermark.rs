@@ -53,8 +53,14 @@ impl Watermarks {
         let Some(m) = self.marks.get_mut(p) else {
             return false;
         };
+        let before = (m.max_event_ms, m.idle);
         m.max_event_ms = Some(m.max_event_ms.map_or(t, |w| w.max(t)));
         m.idle = false;
+        // The firing watermark follows from the marks alone: unchanged
+        // marks (a row behind its partition's latest) cannot move it.
+        if (m.max_event_ms, m.idle) == before {
+            return false;
+        }
         self.recompute()
     }
 

@@ -520,8 +520,11 @@ impl WindowOperator {
                 }
             }
         };
-        self.watermarks.observe(partition, row.time_ms);
-        self.fire(out);
+        // Only a firing watermark that moved closes windows: a window the
+        // row opened closes after it.
+        if self.watermarks.observe(partition, row.time_ms) {
+            self.fire(out);
+        }
         if took {
             self.accepted += 1;
             Outcome::Accepted

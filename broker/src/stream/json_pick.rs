@@ -31,17 +31,24 @@ pub(super) fn pick(value: &[u8], names: &[String], out: &mut [Value]) -> Option<
             s.eat(b':')?;
             s.ws();
             let start = s.i;
-            // Scalars, most fields' values, skipped without a call.
+            // Scalars, most fields' values, skipped without a call; an
+            // integer read as it is skipped.
+            let mut int = None;
             match s.peek()? {
                 b'"' => s.string().map(|_| ())?,
-                b'-' | b'0'..=b'9' => s.number()?,
+                b'-' | b'0'..=b'9' => int = s.number_int()?,
                 _ => s.value(1)?,
             }
             if let Some(k) = names.iter().position(|n| n.as_bytes() == key) {
-                let span = &value[start..s.i];
-                out[k] = match plain(span) {
-                    Some(v) => v,
-                    None => serde_json::from_slice(span).ok()?,
+                out[k] = match int {
+                    Some(n) => Value::from(n),
+                    None => {
+                        let span = &value[start..s.i];
+                        match plain(span) {
+                            Some(v) => v,
+                            None => serde_json::from_slice(span).ok()?,
+                        }
+                    }
                 };
             }
             s.ws();
@@ -260,18 +267,38 @@ impl<'a> Scanner<'a> {
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
     #[inline]
     fn number(&mut self) -> Option<()> {
-        if self.peek() == Some(b'-') {
+        self.number_int().map(|_| ())
+    }
+
+    /// [`Self::number`], and its value when it is an integer of at most 18
+    /// digits (as [`integer`] reads it; `-0` is a float, as `serde_json`
+    /// reads it, so not one).
+    #[inline]
+    fn number_int(&mut self) -> Option<Option<i64>> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.i += 1;
         }
+        let first = self.i;
+        let mut n: i64 = 0;
         match self.next()? {
             b'0' if self.peek().is_some_and(|c| c.is_ascii_digit()) => return None,
             b'0' => {}
-            b'1'..=b'9' => self.digits(),
+            c @ b'1'..=b'9' => {
+                n = i64::from(c - b'0');
+                while let Some(c) = self.peek().filter(u8::is_ascii_digit) {
+                    n = n.wrapping_mul(10).wrapping_add(i64::from(c - b'0'));
+                    self.i += 1;
+                }
+            }
             _ => return None,
         }
+        let digits = self.i - first;
+        let mut plain = digits <= 18 && !(negative && n == 0);
         if self.peek() == Some(b'.') {
             self.i += 1;
             self.some_digits()?;
+            plain = false;
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
             self.i += 1;
@@ -279,8 +306,9 @@ impl<'a> Scanner<'a> {
                 self.i += 1;
             }
             self.some_digits()?;
+            plain = false;
         }
-        Some(())
+        Some(plain.then(|| if negative { -n } else { n }))
     }
 
     #[inline]

@@ -129,6 +129,40 @@ fn set_varlong(buf: &mut Vec<u8>, at: usize, width: usize, v: i64) -> usize {
     bytes.len()
 }
 
+/// Appends a record's start: `head` (its length, or room for it), then its
+/// attributes, timestamp and offset deltas and key length, written on the
+/// stack and copied at once, and its key.
+#[inline]
+fn put_head(
+    out: &mut Vec<u8>,
+    mut head: Varints,
+    delta: i64,
+    offset_delta: i64,
+    key: Option<&[u8]>,
+) {
+    head.byte(0); // attributes
+    head.put(delta);
+    head.put(offset_delta);
+    head.put(key.map_or(-1, |k| k.len() as i64));
+    out.extend_from_slice(head.bytes());
+    if let Some(k) = key {
+        out.extend_from_slice(k);
+    }
+}
+
+/// Appends a record's headers, their count first.
+#[inline]
+fn put_headers<'h>(
+    out: &mut Vec<u8>,
+    headers: impl Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
+) {
+    put_varlong(out, headers.clone().count() as i64);
+    for (k, v) in headers {
+        put_field(out, Some(k));
+        put_field(out, v);
+    }
+}
+
 /// Appends a length-prefixed nullable field (`-1` for null).
 #[inline]
 fn put_field(out: &mut Vec<u8>, f: Option<&[u8]>) {
@@ -209,12 +243,7 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: impl Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
     ) {
-        if self.count == 0 {
-            self.base_timestamp = timestamp;
-        }
-        self.max_timestamp = self.max_timestamp.max(timestamp);
-        let delta = timestamp.wrapping_sub(self.base_timestamp);
-        let offset_delta = i64::from(self.count);
+        let (delta, offset_delta) = self.deltas(timestamp);
         let header_count = headers.clone().count();
         let body = 1
             + varlong_len(delta)
@@ -228,25 +257,25 @@ impl BatchBuilder {
                 .sum::<usize>();
         let out = &mut self.buf;
         out.reserve(body + 5);
-        // The record's length, attributes, timestamp and offset deltas
-        // and key length, written on the stack and copied at once.
         let mut head = Varints::default();
         head.put(body as i64);
-        head.byte(0); // attributes
-        head.put(delta);
-        head.put(offset_delta);
-        head.put(key.map_or(-1, |k| k.len() as i64));
-        out.extend_from_slice(head.bytes());
-        if let Some(k) = key {
-            out.extend_from_slice(k);
-        }
+        put_head(out, head, delta, offset_delta, key);
         put_field(out, value);
-        put_varlong(out, header_count as i64);
-        for (k, v) in headers {
-            put_field(out, Some(k));
-            put_field(out, v);
-        }
+        put_headers(out, headers);
         self.count += 1;
+    }
+
+    /// Takes a record at `timestamp` into the batch's timestamps; its
+    /// timestamp and offset deltas.
+    fn deltas(&mut self, timestamp: i64) -> (i64, i64) {
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        (
+            timestamp.wrapping_sub(self.base_timestamp),
+            i64::from(self.count),
+        )
     }
 
     /// Appends a record whose value `write` appends to the buffer it is
@@ -259,12 +288,7 @@ impl BatchBuilder {
         headers: impl Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        if self.count == 0 {
-            self.base_timestamp = timestamp;
-        }
-        self.max_timestamp = self.max_timestamp.max(timestamp);
-        let delta = timestamp.wrapping_sub(self.base_timestamp);
-        let offset_delta = i64::from(self.count);
+        let (delta, offset_delta) = self.deltas(timestamp);
         // The two lengths before the value are not known until it is
         // written: room is left for them as wide as the last record's, and
         // made wider or narrower after (rarely: records of a batch are
@@ -275,23 +299,12 @@ impl BatchBuilder {
         for _ in 0..body_width {
             head.byte(0);
         }
-        head.byte(0); // attributes
-        head.put(delta);
-        head.put(offset_delta);
-        head.put(key.map_or(-1, |k| k.len() as i64));
-        self.buf.extend_from_slice(head.bytes());
-        if let Some(k) = key {
-            self.buf.extend_from_slice(k);
-        }
+        put_head(&mut self.buf, head, delta, offset_delta, key);
         let value_at = self.buf.len();
         self.buf.resize(value_at + value_width, 0);
         write(&mut self.buf);
         let value_len = self.buf.len() - value_at - value_width;
-        put_varlong(&mut self.buf, headers.clone().count() as i64);
-        for (k, v) in headers {
-            put_field(&mut self.buf, Some(k));
-            put_field(&mut self.buf, v);
-        }
+        put_headers(&mut self.buf, headers);
         let value_width = set_varlong(&mut self.buf, value_at, value_width, value_len as i64);
         let body_len = self.buf.len() - start - body_width;
         let body_width = set_varlong(&mut self.buf, start, body_width, body_len as i64);

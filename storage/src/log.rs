@@ -365,7 +365,7 @@ impl Log {
     /// write. Same durability as [`Log::append`].
     pub fn append_prepared(&self, p: &Prepared<'_>, leader_epoch: i32) -> Result<AppendInfo> {
         let mut headers = p.headers.clone();
-        let mut info = self.write_assigning(&p.bytes, &mut headers, leader_epoch)?;
+        let mut info = self.write_assigning(&p.bytes, &mut headers, leader_epoch, None)?;
         info.log_append_time = p.log_append_time;
         Ok(info)
     }
@@ -376,7 +376,7 @@ impl Log {
     /// `leader_epoch` stamped, as [`Log::append`] does. Same durability.
     pub fn append_trusted(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
         let mut headers = parse_all(batches, usize::MAX, CountRule::Produced, true)?;
-        self.write_assigning(batches, &mut headers, leader_epoch)
+        self.write_assigning(batches, &mut headers, leader_epoch, None)
     }
 
     /// Appends one batch a replica copies from its leader, to be based at
@@ -390,22 +390,13 @@ impl Log {
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
         let mut headers = parse_all(batch, usize::MAX, CountRule::Stored, true)?;
-        self.write_stamped(batch, &mut headers, leader_epoch, Some(base_offset))
-    }
-
-    fn write_assigning(
-        &self,
-        batches: &[u8],
-        headers: &mut [(usize, BatchHeader)],
-        leader_epoch: i32,
-    ) -> Result<AppendInfo> {
-        self.write_stamped(batches, headers, leader_epoch, None)
+        self.write_assigning(batch, &mut headers, leader_epoch, Some(base_offset))
     }
 
     /// Writes `batches` at the log end, stamped with their offsets from
     /// there and `leader_epoch`; when `expected` is given, the log must end
     /// there.
-    fn write_stamped(
+    fn write_assigning(
         &self,
         batches: &[u8],
         headers: &mut [(usize, BatchHeader)],

@@ -43,6 +43,9 @@ pub struct Output {
     /// The value as constant text (names, punctuation, the window's
     /// bounds), each piece followed by the source of the value after it.
     pieces: Vec<(Text, Option<Source>)>,
+    /// Where pieces are put together (kept: a session's result, whose
+    /// bounds are its own, makes them per result).
+    scratch: Vec<u8>,
 }
 
 /// Constant text, copied as a whole block of [`Text::SHORT`] bytes when it
@@ -114,13 +117,15 @@ impl Output {
             record_key: plan.keys == [KEY_COLUMN],
             bounds: None,
             pieces: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
     /// Makes the constant pieces of the values of windows `[start, end)`.
     fn make_pieces(&mut self, start: i64, end: i64) {
         self.pieces.clear();
-        let mut text = Vec::new();
+        let text = &mut self.scratch;
+        text.clear();
         if self.fields.is_empty() {
             text.push(b'{');
         }
@@ -132,13 +137,13 @@ impl Output {
                 }
                 Source::End => text.extend_from_slice(itoa::Buffer::new().format(end).as_bytes()),
                 other => {
-                    self.pieces.push((Text::new(&text), Some(*other)));
+                    self.pieces.push((Text::new(text), Some(*other)));
                     text.clear();
                 }
             }
         }
         text.push(b'}');
-        self.pieces.push((Text::new(&text), None));
+        self.pieces.push((Text::new(text), None));
         self.bounds = Some((start, end));
     }
 

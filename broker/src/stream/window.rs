@@ -18,6 +18,7 @@ use super::acc::Acc;
 use super::plan::{AggregateKind, WindowSpec};
 use super::watermark::Watermarks;
 use fixed::Fixed;
+use sessions::{session_close, SessionMap, Timers};
 
 /// A map by group key, hashed with a fast seeded hash instead of SipHash
 /// (a row looks its key up once per window it falls in).
@@ -360,13 +361,6 @@ pub enum Outcome {
     Late,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Session {
-    start: i64,
-    end: i64,
-    accs: Vec<Acc>,
-}
-
 /// The state of one job's window operator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowOperator {
@@ -378,7 +372,7 @@ pub struct WindowOperator {
     /// Tumbling and hopping windows, by start.
     fixed: Fixed,
     /// Sessions of each key, disjoint, by start.
-    sessions: KeyMap<Vec<Session>>,
+    sessions: SessionMap,
     /// (close, key, start) timers of the open sessions: each open session
     /// has one at or before its close (a session that grew keeps its older
     /// one until it comes up; one merged away leaves its timer behind).
@@ -387,55 +381,6 @@ pub struct WindowOperator {
     pub accepted: u64,
     /// Rows that were late.
     pub late: u64,
-}
-
-/// Session timers `(close, key, start)`, soonest first (then by key, so
-/// sessions closing together fire in key order): a binary heap, cheaper to
-/// push to and pop from than an ordered set; the same timer twice fires
-/// once (the second finds its session gone). Compared and written as the
-/// sorted list, so a checkpoint holds the same bytes whatever the heap's
-/// layout (and reads those an ordered set wrote).
-#[derive(Debug, Clone, Default)]
-struct Timers(std::collections::BinaryHeap<std::cmp::Reverse<(i64, GroupKey, i64)>>);
-
-impl Timers {
-    fn insert(&mut self, timer: (i64, GroupKey, i64)) {
-        self.0.push(std::cmp::Reverse(timer));
-    }
-
-    /// Takes the soonest timer if it closes at or before `f`.
-    fn pop_until(&mut self, f: i64) -> Option<(i64, GroupKey, i64)> {
-        if self.0.peek()?.0 .0 > f {
-            return None;
-        }
-        self.0.pop().map(|t| t.0)
-    }
-
-    fn sorted(&self) -> Vec<&(i64, GroupKey, i64)> {
-        let mut v: Vec<_> = self.0.iter().map(|t| &t.0).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-}
-
-impl PartialEq for Timers {
-    fn eq(&self, other: &Self) -> bool {
-        self.sorted() == other.sorted()
-    }
-}
-
-impl Serialize for Timers {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.sorted().serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Timers {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v: Vec<(i64, GroupKey, i64)> = Vec::deserialize(d)?;
-        Ok(Timers(v.into_iter().map(std::cmp::Reverse).collect()))
-    }
 }
 
 impl WindowOperator {
@@ -455,7 +400,7 @@ impl WindowOperator {
             emit,
             watermarks: Watermarks::new(partitions),
             fixed: Fixed::default(),
-            sessions: KeyMap::default(),
+            sessions: SessionMap::default(),
             session_timers: Timers::default(),
             accepted: 0,
             late: 0,
@@ -469,7 +414,7 @@ impl WindowOperator {
 
     /// Windows not yet emitted as final.
     pub fn open_windows(&self) -> usize {
-        self.fixed.open_windows() + self.sessions.values().map(Vec::len).sum::<usize>()
+        self.fixed.open_windows() + self.sessions.open()
     }
 
     /// The current values of `key`'s open windows, by start (queryable
@@ -478,9 +423,8 @@ impl WindowOperator {
         let mut out: Vec<WindowResult> = match self.spec {
             WindowSpec::Session { .. } => self
                 .sessions
-                .get(key)
-                .into_iter()
-                .flatten()
+                .of(key.as_str())
+                .iter()
                 .map(|s| open(key, s.start, s.end, &s.accs).to_owned())
                 .collect(),
             WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => self
@@ -625,78 +569,6 @@ impl WindowOperator {
         took
     }
 
-    fn add_session(&mut self, row: &Row<'_>, gap: i64, out: &mut (impl Emit + ?Sized)) {
-        let (t, grace) = (row.time_ms, self.grace_ms);
-        let row_end = t.saturating_add(gap);
-        // Sessions are disjoint (touching ones merge) and by start, so by
-        // end too: those the row's own gap window `[t, row_end]` overlaps
-        // are the run `i..j`, found by binary search (a key may hold many
-        // open sessions while a slower partition holds the firing
-        // watermark back).
-        let span = |sessions: &[Session]| {
-            let i = sessions.partition_point(|s| s.end < t);
-            let j = i + sessions[i..].partition_point(|s| s.start <= row_end);
-            (i, j)
-        };
-        // When it is one (a row within or extending a session: most rows),
-        // the row goes into it in place; accumulators do not depend on the
-        // order of what they took, so this equals the merge below.
-        if let Some(sessions) = self.sessions.get_mut(row.key) {
-            let (i, j) = span(sessions);
-            if j == i + 1 {
-                let s = &mut sessions[i];
-                for ((acc, kind), arg) in s.accs.iter_mut().zip(&self.kinds).zip(row.args) {
-                    acc.add(*kind, arg);
-                }
-                // The one before ends before `t` and the one after starts
-                // after `row_end`, so the order holds. A session that only
-                // grows later keeps its timer: [`Self::fire`] moves a timer
-                // that comes early to the session's close.
-                s.end = s.end.max(row_end);
-                let earlier = t < s.start;
-                if earlier || self.emit == EmitMode::Changes {
-                    let key = GroupKey(row.key.into());
-                    if earlier {
-                        s.start = t;
-                        let close = session_close(s.end, gap, grace);
-                        self.session_timers.insert((close, key.clone(), t));
-                    }
-                    if self.emit == EmitMode::Changes {
-                        out.emit(open(&key, s.start, s.end, &s.accs));
-                    }
-                }
-                return;
-            }
-        }
-        // The key as its open sessions already share it, else a new one.
-        let key = match self.sessions.get_key_value(row.key) {
-            Some((k, _)) => k.clone(),
-            None => GroupKey(row.key.into()),
-        };
-        let sessions = self.sessions.entry(key.clone()).or_default();
-        let mut accs: Vec<Acc> = self.kinds.iter().map(|k| Acc::new(*k)).collect();
-        for ((acc, kind), arg) in accs.iter_mut().zip(&self.kinds).zip(row.args) {
-            acc.add(*kind, arg);
-        }
-        // Every session the row's own gap window overlaps joins it, in
-        // order, in their place.
-        let (i, j) = span(sessions);
-        let (mut start, mut end) = (t, row_end);
-        for s in &sessions[i..j] {
-            start = start.min(s.start);
-            end = end.max(s.end);
-            for (a, b) in accs.iter_mut().zip(&s.accs) {
-                a.merge(b);
-            }
-        }
-        if self.emit == EmitMode::Changes {
-            out.emit(open(&key, start, end, &accs));
-        }
-        sessions.splice(i..j, [Session { start, end, accs }]);
-        self.session_timers
-            .insert((session_close(end, gap, grace), key, start));
-    }
-
     /// Emits every window whose close the firing watermark passed, by close
     /// and then key.
     fn fire(&mut self, out: &mut (impl Emit + ?Sized)) {
@@ -705,38 +577,7 @@ impl WindowOperator {
         };
         self.fixed
             .fire(f, self.fixed_size(), self.grace_ms, self.kinds.len(), out);
-        let gap = match self.spec {
-            WindowSpec::Session { gap_ms } => gap_ms,
-            WindowSpec::Tumble { .. } | WindowSpec::Hop { .. } => 0,
-        };
-        while let Some((close, key, start)) = self.session_timers.pop_until(f) {
-            let Some(sessions) = self.sessions.get_mut(&key) else {
-                continue;
-            };
-            // A timer is a lower bound: its session may have grown since
-            // (then it is set again at the session's close, and fires in its
-            // place), or been merged into another one (then none starts
-            // there any more, or the one that does has its own timer).
-            let Some(i) = sessions.iter().position(|s| s.start == start) else {
-                continue;
-            };
-            let real = session_close(sessions[i].end, gap, self.grace_ms);
-            if real != close {
-                self.session_timers.insert((real, key, start));
-                continue;
-            }
-            let s = sessions.remove(i);
-            out.emit(ResultRef {
-                key: &key,
-                start_ms: s.start,
-                end_ms: s.end,
-                values: ValuesRef::Accs(&s.accs),
-                is_final: true,
-            });
-            if sessions.is_empty() {
-                self.sessions.remove(&key);
-            }
-        }
+        self.fire_sessions(f, out);
     }
 }
 
@@ -753,12 +594,6 @@ pub fn is_late(spec: WindowSpec, grace_ms: i64, t: i64, wm: Option<i64>) -> bool
     wm.is_some_and(|w| close <= w)
 }
 
-/// When a session ending at `end` closes: a row up to `gap + grace` behind a
-/// partition's watermark is not late and could still extend it.
-fn session_close(end: i64, gap: i64, grace: i64) -> i64 {
-    end.saturating_add(gap).saturating_add(grace)
-}
-
 /// An open window's result: its values as they stand now.
 fn open<'a>(key: &'a GroupKey, start: i64, end: i64, accs: &'a [Acc]) -> ResultRef<'a> {
     ResultRef {
@@ -771,6 +606,7 @@ fn open<'a>(key: &'a GroupKey, start: i64, end: i64, accs: &'a [Acc]) -> ResultR
 }
 
 mod fixed;
+mod sessions;
 
 #[cfg(test)]
 mod tests;

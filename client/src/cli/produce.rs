@@ -32,9 +32,14 @@ pub struct ProduceArgs {
     /// Header `key=value` added to every record (repeatable).
     #[arg(long, short = 'H', value_parser = parse_key_value)]
     pub header: Vec<(String, String)>,
-    /// Enable the idempotent producer.
-    #[arg(long)]
+    /// Idempotent producer: a batch retried after a lost answer is never
+    /// written twice. The default with `--acks all`, as Kafka's producer
+    /// since 3.0; refused with `--acks 0` or `1`.
+    #[arg(long, conflicts_with = "no_idempotent")]
     pub idempotent: bool,
+    /// Turn the idempotent producer off.
+    #[arg(long)]
+    pub no_idempotent: bool,
     /// Linger in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
@@ -43,11 +48,22 @@ pub struct ProduceArgs {
     pub connect: ConnectArgs,
 }
 
+/// Whether `a` asks for an idempotent producer (as Kafka: on by default
+/// with acks=all, off by default otherwise, and refused with acks 0 or 1
+/// when asked for).
+fn idempotence(a: &ProduceArgs) -> anyhow::Result<bool> {
+    let all = a.acks == Acks::All;
+    if a.idempotent && !all {
+        anyhow::bail!("--idempotent needs --acks all (an idempotent producer waits for every in-sync replica)");
+    }
+    Ok(all && !a.no_idempotent)
+}
+
 pub(super) async fn run(a: ProduceArgs) -> anyhow::Result<()> {
     let mut config = ProducerConfig::new(&a.connect.bootstrap)
         .acks(a.acks)
         .compression(a.compression)
-        .idempotent(a.idempotent)
+        .idempotent(idempotence(&a)?)
         .linger(std::time::Duration::from_millis(a.linger_ms))
         .client_id("weir-cli");
     config.client = a.connect.client_config();

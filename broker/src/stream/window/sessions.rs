@@ -7,6 +7,9 @@
 //! and an entry freed at once would be looked up, allocated and freed
 //! again per session. The accumulator lists of fired sessions are reused.
 
+use std::cmp::Reverse;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Emit, EmitMode, GroupKey, KeyMap, ResultRef, Row, ValuesRef, WindowOperator};
@@ -130,19 +133,20 @@ impl<'de> Deserialize<'de> for SessionMap {
 /// sorted list, so a checkpoint holds the same bytes whatever the heap's
 /// layout (and reads those an ordered set wrote).
 #[derive(Debug, Clone, Default)]
-pub(super) struct Timers(std::collections::BinaryHeap<std::cmp::Reverse<(i64, GroupKey, i64)>>);
+pub(super) struct Timers(BinaryHeap<Timer>);
+
+/// A timer `(close, key, start)`, soonest first in the heap.
+type Timer = Reverse<(i64, GroupKey, i64)>;
 
 impl Timers {
     fn insert(&mut self, timer: (i64, GroupKey, i64)) {
-        self.0.push(std::cmp::Reverse(timer));
+        self.0.push(Reverse(timer));
     }
 
-    /// Takes the soonest timer if it closes at or before `f`.
-    fn pop_until(&mut self, f: i64) -> Option<(i64, GroupKey, i64)> {
-        if self.0.peek()?.0 .0 > f {
-            return None;
-        }
-        self.0.pop().map(|t| t.0)
+    /// The soonest timer if it closes at or before `f`, to take or move.
+    fn due(&mut self, f: i64) -> Option<PeekMut<'_, Timer>> {
+        let top = self.0.peek_mut()?;
+        (top.0 .0 <= f).then_some(top)
     }
 
     fn sorted(&self) -> Vec<&(i64, GroupKey, i64)> {
@@ -168,7 +172,7 @@ impl Serialize for Timers {
 impl<'de> Deserialize<'de> for Timers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v: Vec<(i64, GroupKey, i64)> = Vec::deserialize(d)?;
-        Ok(Timers(v.into_iter().map(std::cmp::Reverse).collect()))
+        Ok(Timers(v.into_iter().map(Reverse).collect()))
     }
 }
 
@@ -226,22 +230,27 @@ impl WindowOperator {
             return;
         };
         let sessions = &mut self.sessions;
-        while let Some((close, key, start)) = self.session_timers.pop_until(f) {
-            let Some(keyed) = sessions.map.get_mut(&key) else {
-                continue;
-            };
+        while let Some(mut due) = self.session_timers.due(f) {
+            let (close, ref key, start) = due.0;
             // A timer is a lower bound: its session may have grown since
-            // (then it is set again at the session's close, and fires in its
+            // (then it is moved to the session's close, and fires in its
             // place), or been merged into another one (then none starts
             // there any more, or the one that does has its own timer).
+            let Some(keyed) = sessions.map.get_mut(key) else {
+                PeekMut::pop(due);
+                continue;
+            };
             let Some(i) = keyed.list.iter().position(|s| s.start == start) else {
+                PeekMut::pop(due);
                 continue;
             };
             let real = session_close(keyed.list[i].end, gap, self.grace_ms);
             if real != close {
-                self.session_timers.insert((real, key, start));
+                // Moved in place: one sift down, not a pop and a push.
+                due.0 .0 = real;
                 continue;
             }
+            PeekMut::pop(due);
             let s = keyed.list.remove(i);
             out.emit(ResultRef {
                 key: &keyed.key,

@@ -99,7 +99,27 @@ struct Start {
 struct Spare {
     lists: Vec<Vec<u32>>,
     closing: Vec<u128>,
+    order: KeyOrder,
 }
+
+/// The slots in use in key order, while no slot was given or freed since
+/// it was made: a start's windows then come out in key order by one pass
+/// over it, not a sort (a hopping job's keys are mostly the same from one
+/// start to the next).
+#[derive(Debug, Default)]
+struct KeyOrder {
+    valid: bool,
+    /// Slot → its place in key order.
+    rank: Vec<u32>,
+    /// Place in key order → slot.
+    slots: Vec<u32>,
+    /// Place in key order → the window of that slot in the start firing
+    /// (`NONE` for none), set and cleared per start.
+    window: Vec<u32>,
+}
+
+/// No window of a slot in the start firing.
+const NONE: u32 = u32::MAX;
 
 impl Clone for Spare {
     fn clone(&self) -> Self {
@@ -163,6 +183,7 @@ impl Fixed {
             }
         };
         self.index.insert(key, slot);
+        self.spare.order.valid = false;
         slot
     }
 
@@ -284,35 +305,28 @@ impl Fixed {
             };
             // Each window as one number: its key's first bytes, its slot,
             // and which of the start's windows it is (a start holds fewer
-            // than 2^32 windows).
+            // than 2^32 windows), in key order.
             let closing = &mut self.spare.closing;
-            closing.extend(keys.drain(..).enumerate().map(|(place, slot)| {
-                (u128::from(prefix(slot)) << 64) | (u128::from(slot) << 32) | place as u128
-            }));
+            let order = &mut self.spare.order;
+            let in_use = self.slots.len() - self.free.len();
+            // The slots in key order cost a pass over all of them per start
+            // (and a sort of them when a slot was given or freed since):
+            // worth it while they are not many more than the start's windows.
+            let ordered = in_use <= 4 * keys.len() + 64 && {
+                if !order.valid {
+                    order.rebuild(slots);
+                }
+                order.put(&keys, closing)
+            };
+            if !ordered {
+                closing.extend(keys.iter().enumerate().map(|(place, &slot)| {
+                    (u128::from(prefix(slot)) << 64) | (u128::from(slot) << 32) | place as u128
+                }));
+                by_key(closing, slots);
+            }
+            keys.clear();
             if self.spare.lists.len() < SPARE_LISTS {
                 self.spare.lists.push(keys);
-            }
-            // By key: most keys differ in their first bytes, sorted as
-            // numbers without reading the keys' text; the few that share
-            // them are put in order by their text after.
-            closing.sort_unstable();
-            let text = |w: &u128| match slots.get((*w >> 32) as u32 as usize) {
-                Some(Some(s)) => s.key.as_str(),
-                _ => "",
-            };
-            let mut i = 0;
-            while i < closing.len() {
-                let first = closing[i] >> 64;
-                // Runs are short (most keys differ in their first bytes):
-                // walked, not searched.
-                let mut end = i + 1;
-                while closing.get(end).is_some_and(|w| w >> 64 == first) {
-                    end += 1;
-                }
-                if end - i > 1 {
-                    closing[i..end].sort_unstable_by(|a, b| text(a).cmp(text(b)));
-                }
-                i = end;
             }
             let end = start.saturating_add(size);
             for w in closing.drain(..) {
@@ -349,6 +363,7 @@ impl Fixed {
             }
         }
         self.idle = 0;
+        self.spare.order.valid = false;
     }
 
     /// Every window as `((key, start), accumulators)`, by key then start.
@@ -366,6 +381,85 @@ impl Fixed {
         }
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+}
+
+/// Sorts windows numbered as in [`Fixed::fire`] by key: most keys differ in
+/// their first bytes, sorted as numbers without reading the keys' text; the
+/// few that share them are put in order by their text after.
+fn by_key(closing: &mut [u128], slots: &[Option<Slot>]) {
+    closing.sort_unstable();
+    let text = |w: &u128| match slots.get((*w >> 32) as u32 as usize) {
+        Some(Some(s)) => s.key.as_str(),
+        _ => "",
+    };
+    let mut i = 0;
+    while i < closing.len() {
+        let first = closing[i] >> 64;
+        // Runs are short (most keys differ in their first bytes): walked,
+        // not searched.
+        let mut end = i + 1;
+        while closing.get(end).is_some_and(|w| w >> 64 == first) {
+            end += 1;
+        }
+        if end - i > 1 {
+            closing[i..end].sort_unstable_by(|a, b| text(a).cmp(text(b)));
+        }
+        i = end;
+    }
+}
+
+impl KeyOrder {
+    /// Puts the slots in use in key order.
+    fn rebuild(&mut self, slots: &[Option<Slot>]) {
+        let mut all: Vec<u128> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| {
+                let s = s.as_ref()?;
+                Some((u128::from(s.prefix) << 64) | (slot as u128) << 32)
+            })
+            .collect();
+        by_key(&mut all, slots);
+        self.rank.clear();
+        self.rank.resize(slots.len(), NONE);
+        self.slots.clear();
+        for (place, w) in all.iter().enumerate() {
+            let slot = (*w >> 32) as u32;
+            self.rank[slot as usize] = place as u32;
+            self.slots.push(slot);
+        }
+        self.window.clear();
+        self.window.resize(self.slots.len(), NONE);
+        self.valid = true;
+    }
+
+    /// Appends to `closing` the windows of a start (`keys`: each window's
+    /// slot, by place) numbered as in [`Fixed::fire`], in key order; false
+    /// (and nothing appended) if a slot has no place in the order.
+    fn put(&mut self, keys: &[u32], closing: &mut Vec<u128>) -> bool {
+        // Every slot a window holds is ranked (a slot given or freed since
+        // makes the order invalid); checked all the same.
+        let mut ranked = true;
+        for (place, &slot) in keys.iter().enumerate() {
+            match self
+                .rank
+                .get(slot as usize)
+                .and_then(|&r| self.window.get_mut(r as usize))
+            {
+                Some(w) => *w = place as u32,
+                None => ranked = false,
+            }
+        }
+        for (r, w) in self.window.iter_mut().enumerate() {
+            if *w != NONE {
+                if ranked {
+                    closing.push((u128::from(self.slots[r]) << 32) | u128::from(*w));
+                }
+                *w = NONE;
+            }
+        }
+        ranked
     }
 }
 

@@ -634,3 +634,58 @@ fn windows_of_one_start_fire_in_key_order() {
         }
     }
 }
+
+/// The same key order whether a start's windows are sorted (a start with
+/// few windows among many keys with slots) or walked in the kept order of
+/// the keys (a start with most of them), and after keys came and went.
+#[test]
+fn key_order_holds_whether_a_start_is_sorted_or_walked() {
+    let spec = WindowSpec::Tumble { size_ms: 1_000 };
+    let mut op = WindowOperator::new(spec, 0, vec![AggregateKind::CountStar], 1, EmitMode::Final);
+    let mut out = Vec::new();
+    let key = |i: usize| format!("customer-{i:06}");
+    let scrambled = |n: usize| (0..n).map(move |i| i * 7_919 % n);
+    // Per start: the keys of its rows, in the order they come.
+    let starts: Vec<Vec<String>> = vec![
+        scrambled(300)
+            .map(key)
+            .chain(["b".into(), "a".into()])
+            .collect(),
+        vec![key(17), "customer-x".into(), key(3)],
+        scrambled(250)
+            .map(key)
+            .chain((0..5).map(|i| format!("new-{}", 4 - i)))
+            .collect(),
+        scrambled(250).map(|i| key(249 - i)).collect(),
+        vec!["c".into(), key(1)],
+    ];
+    for (s, keys) in starts.iter().enumerate() {
+        for (i, k) in keys.iter().enumerate() {
+            let r = OwnedRow {
+                time_ms: s as i64 * 1_000 + i as i64 % 1_000,
+                key: GroupKey::of(&[json!(k)]),
+                args: vec![Value::Null],
+            };
+            op.process(0, r.row(), &mut out);
+        }
+    }
+    let last = OwnedRow {
+        time_ms: 100_000,
+        key: GroupKey::of(&[json!("z")]),
+        args: vec![Value::Null],
+    };
+    op.process(0, last.row(), &mut out);
+    for (s, keys) in starts.iter().enumerate() {
+        let got: Vec<&str> = out
+            .iter()
+            .filter(|r| r.start_ms == s as i64 * 1_000)
+            .map(|r| r.key.as_str())
+            .collect();
+        let mut want: Vec<String> = keys
+            .iter()
+            .map(|k| GroupKey::of(&[json!(k)]).0.to_string())
+            .collect();
+        want.sort_unstable();
+        assert_eq!(got, want, "start {s}");
+    }
+}

@@ -21,6 +21,15 @@
 #   scripts/bench-stream.sh                   # N=1000000
 #   N=300000 FLINK=1 scripts/bench-stream.sh
 #   PARTITIONS=3 scripts/bench-stream.sh
+#   SERVE_RATE=5000 scripts/bench-stream.sh  # jobs while the broker serves other traffic
+#
+# With SERVE_RATE=R the broker also serves, through every job, a producer
+# of R records per second (512 bytes, acks=1, `weir bench produce --rate`)
+# to a topic `serve` and a consumer reading it. The script first measures
+# what that traffic alone costs the broker (CPU-seconds per second, over
+# 5 s) and prints, beside each job's events per CPU-second of the whole
+# broker, the figure with the traffic's share over the job's wall time
+# taken out ("own").
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 W="${WEIR:-$ROOT/target/release/weir}"
@@ -31,7 +40,9 @@ PORT="${PORT:-39110}"
 mkdir -p "$OUT"
 BOOT="127.0.0.1:$PORT"
 ADMIN="127.0.0.1:$((PORT + 1))"
+SERVE_PIDS=()
 cleanup() {
+    for p in "${SERVE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     kill "$PID" 2>/dev/null || true
     wait "$PID" 2>/dev/null || true
     rm -rf "$OUT/data" "$OUT/events.jsonl" "$OUT/keyed.txt"
@@ -55,6 +66,20 @@ for line in sys.stdin:
 "$W" produce txk --idempotent --key-separator '|' --bootstrap "$BOOT" <"$OUT/keyed.txt" >/dev/null
 TICK=$(getconf CLK_TCK)
 cpu() { awk -v t="$TICK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$PID/stat"; }
+LOAD=0
+if [ -n "${SERVE_RATE:-}" ]; then
+    "$W" topic create serve --bootstrap "$BOOT" >/dev/null
+    "$W" bench produce -t serve --rate "$SERVE_RATE" -s 512 -d 100000 --acks 1 --bootstrap "$BOOT" >"$OUT/serve-produce.txt" 2>&1 &
+    SERVE_PIDS+=($!)
+    "$W" consume serve --from latest --bootstrap "$BOOT" >/dev/null 2>"$OUT/serve-consume.err" &
+    SERVE_PIDS+=($!)
+    sleep 3 # the traffic settles before its cost is measured
+    l0=$(cpu)
+    sleep 5 # a fixed window over which the traffic's cost is measured
+    l1=$(cpu)
+    LOAD=$(python3 -c "import sys; print('%.4f' % ((float(sys.argv[2]) - float(sys.argv[1])) / 5))" "$l0" "$l1")
+    echo "serving $SERVE_RATE records/s (512 B, acks=1) produced and consumed: $LOAD CPU-s per s of the broker" | tee "$OUT/serve.txt"
+fi
 run() { # name, sql
     local name=$1 sql=$2 c0 c1 t0 t1 n
     c0=$(cpu)
@@ -69,8 +94,8 @@ run() { # name, sql
     t1=$(date +%s.%N)
     out=$("$W" job describe "$name" --admin "$ADMIN" | python3 -c "import json,sys; s=json.load(sys.stdin)['status']; print(s['records_out'], s['late'])")
     "$W" job drop "$name" --admin "$ADMIN" >/dev/null
-    python3 -c "import sys; n,c0,c1,t0,t1=int(sys.argv[1]),*map(float,sys.argv[2:6]); print('weir  %-8s %9d events  %6.2f CPU-s  %6.2f s wall  %9.0f events/CPU-s  %9.0f events/s  out,late %s' % (sys.argv[6], n, c1-c0, t1-t0, n/(c1-c0), n/(t1-t0), sys.argv[7]))" \
-        "$N" "$c0" "$c1" "$t0" "$t1" "$name" "$out"
+    python3 -c "import sys; n,c0,c1,t0,t1,load=int(sys.argv[1]),*map(float,sys.argv[2:6]),float(sys.argv[8]); own=(c1-c0)-load*(t1-t0); print('weir  %-8s %9d events  %6.2f CPU-s  %6.2f s wall  %9.0f events/CPU-s  %9.0f events/s  out,late %s%s' % (sys.argv[6], n, c1-c0, t1-t0, n/(c1-c0), n/(t1-t0), sys.argv[7], ('  own %9.0f events/CPU-s' % (n/own)) if load > 0 and own > 0 else ''))" \
+        "$N" "$c0" "$c1" "$t0" "$t1" "$name" "$out" "$LOAD"
 }
 {
     run tumble "INSERT INTO out_tumble SELECT customerId, TUMBLE_START(ts, INTERVAL '30' SECOND) AS window_start, SUM(transactionSum) AS total, COUNT(*) AS n FROM tx GROUP BY customerId, TUMBLE(ts, INTERVAL '30' SECOND)"
